@@ -1,0 +1,43 @@
+-- The elections epcs knows (SPEC section 2). Commission staff add an election here when it is
+-- called; by-elections and vacancy elections carry the day their cause was confirmed, which
+-- moves the start of several windows and deadlines (Arts. 60, 93(1), 103; NEC practice for
+-- 82-8, 93(2) and 111).
+--
+--   kind:   general | by_election | vacancy
+--   office: president | national_assembly | local_office
+
+return epcs.elections {
+    {
+        id = "byel2021", kind = "by_election", office = "local_office", day = "2021-04-07",
+        name = "2021 re- and by-elections", name_ko = "2021년 재·보궐선거",
+    },
+    {
+        id = "pres20", kind = "general", office = "president", day = "2022-03-09",
+        name = "20th presidential election", name_ko = "제20대 대통령선거",
+    },
+    {
+        id = "local8", kind = "general", office = "local_office", day = "2022-06-01",
+        name = "8th nationwide local elections", name_ko = "제8회 전국동시지방선거",
+    },
+    {
+        id = "na22", kind = "general", office = "national_assembly", day = "2024-04-10",
+        name = "22nd National Assembly election", name_ko = "제22대 국회의원선거",
+    },
+    {
+        id = "ganghwa2024", kind = "by_election", office = "local_office", day = "2024-10-16",
+        name = "Ganghwa county head by-election", name_ko = "강화군수 보궐선거",
+    },
+    {
+        id = "pres21", kind = "vacancy", office = "president", day = "2025-06-03",
+        cause_confirmed = "2025-04-04",
+        name = "21st presidential election (vacancy)", name_ko = "제21대 대통령선거(궐위선거)",
+    },
+    {
+        id = "local9", kind = "general", office = "local_office", day = "2026-06-03",
+        name = "9th nationwide local elections", name_ko = "제9회 전국동시지방선거",
+    },
+    {
+        id = "na23", kind = "general", office = "national_assembly", day = "2028-04-12",
+        name = "23rd National Assembly election", name_ko = "제23대 국회의원선거",
+    },
+}

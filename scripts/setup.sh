@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything epcs needs to build, run and test, from Debian 12 packages only.
+# Idempotent: packages already present are skipped, and apt is not touched when nothing is missing.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config
+    libh2o-dev libuv1-dev liblua5.4-dev libmsgpack-dev libsqlite3-dev libssl-dev libjansson-dev
+    # tests: real HTTP/2 clients and the test driver's msgpack codec
+    curl nghttp2-client python3 python3-msgpack openssl clang-format
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all ${#packages[@]} packages present"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=sudo
+else
+    sudo=
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

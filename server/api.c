@@ -1,0 +1,210 @@
+/* The read-only endpoints: health, areas, elections and their calendars. */
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+
+static const char *fact_type_name(enum epcs_fact_type type)
+{
+    switch (type) {
+    case EPCS_FACT_BOOL:
+        return "boolean";
+    case EPCS_FACT_ENUM:
+        return "enum";
+    case EPCS_FACT_DATE:
+        return "date";
+    case EPCS_FACT_STRING:
+        return "string";
+    }
+    return "?";
+}
+
+static struct epcs_engine *engine_or_503(h2o_req_t *req)
+{
+    struct epcs_engine *engine = epcs_worker_engine(epcs_worker_of(req));
+    if (engine == NULL)
+        epcs_respond_error(req, 503, "not_ready", NULL, "no rule engine is available");
+    return engine;
+}
+
+int epcs_handle_healthz(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_engine *engine = engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 3);
+    epcs_pack_cstr(pk, "status");
+    epcs_pack_cstr(pk, "ok");
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, epcs_engine_ruleset(engine)->id);
+    epcs_pack_cstr(pk, "areas");
+    msgpack_pack_uint64(pk, worker->server->plugins->count);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+static void pack_string_list(msgpack_packer *pk, const char *const *items)
+{
+    size_t count = 0;
+    while (items[count] != NULL)
+        count++;
+    msgpack_pack_array(pk, count);
+    for (size_t i = 0; i < count; i++)
+        epcs_pack_cstr(pk, items[i]);
+}
+
+static void pack_facts(msgpack_packer *pk, const struct epcs_fact_spec *facts)
+{
+    size_t count = 0;
+    while (facts != NULL && facts[count].path != NULL)
+        count++;
+    msgpack_pack_array(pk, count);
+    for (size_t i = 0; i < count; i++) {
+        msgpack_pack_map(pk, facts[i].values != NULL ? 3 : 2);
+        epcs_pack_cstr(pk, "path");
+        epcs_pack_cstr(pk, facts[i].path);
+        epcs_pack_cstr(pk, "type");
+        epcs_pack_cstr(pk, fact_type_name(facts[i].type));
+        if (facts[i].values != NULL) {
+            epcs_pack_cstr(pk, "values");
+            pack_string_list(pk, facts[i].values);
+        }
+    }
+}
+
+int epcs_handle_areas(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_engine *engine = engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
+    const struct epcs_plugin_set *plugins = worker->server->plugins;
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 2);
+    epcs_pack_cstr(pk, "areas");
+    msgpack_pack_array(pk, plugins->count);
+    for (size_t i = 0; i < plugins->count; i++) {
+        const struct epcs_plugin *desc = plugins->items[i].desc;
+        const struct epcs_area_rules *area = &ruleset->areas[i];
+        msgpack_pack_map(pk, 7);
+        epcs_pack_cstr(pk, "name");
+        epcs_pack_cstr(pk, desc->name);
+        epcs_pack_cstr(pk, "article");
+        epcs_pack_cstr(pk, desc->article);
+        epcs_pack_cstr(pk, "description");
+        epcs_pack_cstr(pk, desc->description);
+        epcs_pack_cstr(pk, "rule_file");
+        epcs_pack_cstr(pk, desc->rule_file);
+        epcs_pack_cstr(pk, "activities");
+        pack_string_list(pk, desc->activity_kinds);
+        epcs_pack_cstr(pk, "facts");
+        pack_facts(pk, desc->facts);
+        epcs_pack_cstr(pk, "versions");
+        msgpack_pack_array(pk, area->version_count);
+        for (size_t v = 0; v < area->version_count; v++) {
+            const struct epcs_rule_version *version = &area->versions[v];
+            msgpack_pack_map(pk, version->has_promulgated ? 3 : 2);
+            epcs_pack_cstr(pk, "id");
+            epcs_pack_cstr(pk, version->id);
+            epcs_pack_cstr(pk, "effective_from");
+            epcs_pack_day(pk, version->effective_from);
+            if (version->has_promulgated) {
+                epcs_pack_cstr(pk, "promulgated");
+                epcs_pack_day(pk, version->promulgated);
+            }
+        }
+    }
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, ruleset->id);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+static void pack_election(msgpack_packer *pk, const struct epcs_election *election)
+{
+    msgpack_pack_map(pk, 6 + (election->has_cause_confirmed ? 1 : 0));
+    epcs_pack_cstr(pk, "id");
+    epcs_pack_cstr(pk, election->id);
+    epcs_pack_cstr(pk, "name");
+    epcs_pack_cstr(pk, election->name);
+    epcs_pack_cstr(pk, "name_ko");
+    epcs_pack_cstr(pk, election->name_ko);
+    epcs_pack_cstr(pk, "day");
+    epcs_pack_day(pk, election->day);
+    epcs_pack_cstr(pk, "kind");
+    epcs_pack_cstr(pk, election->kind);
+    epcs_pack_cstr(pk, "office");
+    epcs_pack_cstr(pk, election->office);
+    if (election->has_cause_confirmed) {
+        epcs_pack_cstr(pk, "cause_confirmed");
+        epcs_pack_day(pk, election->cause_confirmed);
+    }
+}
+
+int epcs_handle_elections(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_engine *engine = engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 2);
+    epcs_pack_cstr(pk, "elections");
+    msgpack_pack_array(pk, ruleset->election_count);
+    for (size_t i = 0; i < ruleset->election_count; i++)
+        pack_election(pk, &ruleset->elections[i]);
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, ruleset->id);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_engine *engine = engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
+    const struct epcs_election *election = epcs_ruleset_election(ruleset, id, len);
+    if (election == NULL)
+        return epcs_respond_error(req, 404, "unknown_election", "election",
+                                  "no election '%.*s'; GET /v1/elections lists them",
+                                  (int)(len > 64 ? 64 : len), id);
+    if (!calendar) {
+        msgpack_packer *pk = epcs_response_begin(worker);
+        msgpack_pack_map(pk, 2);
+        epcs_pack_cstr(pk, "election");
+        pack_election(pk, election);
+        epcs_pack_cstr(pk, "ruleset");
+        epcs_pack_cstr(pk, ruleset->id);
+        return epcs_response_send(req, 200, epcs_response_format(req));
+    }
+    /* Items go to the scratch buffer first: their count is known only once every area ran. */
+    const struct epcs_plugin_set *plugins = worker->server->plugins;
+    epcs_buf_reset(&worker->scratch);
+    size_t items = 0;
+    for (size_t i = 0; i < plugins->count; i++) {
+        struct epcs_calendar listing = {.engine = engine,
+                                        .area_index = i,
+                                        .election = election,
+                                        .packer = &worker->scratch_packer};
+        const struct epcs_plugin *desc = plugins->items[i].desc;
+        if (desc->calendar(plugins->items[i].state, &listing) != 0) {
+            epcs_log(EPCS_LOG_ERROR, desc->name, "calendar failed: %s", listing.error.message);
+            return epcs_respond_error(req, 500, "rule_failed", NULL, "%s", listing.error.message);
+        }
+        items += listing.item_count;
+    }
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 3);
+    epcs_pack_cstr(pk, "election");
+    pack_election(pk, election);
+    epcs_pack_cstr(pk, "items");
+    msgpack_pack_array(pk, items);
+    epcs_buf_append(&worker->body, worker->scratch.data, worker->scratch.len);
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, ruleset->id);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}

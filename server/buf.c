@@ -1,0 +1,50 @@
+#include "buf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int epcs_buf_append(struct epcs_buf *buf, const void *data, size_t len)
+{
+    if (len > buf->cap - buf->len) {
+        size_t want = buf->len + len;
+        size_t cap = buf->cap ? buf->cap : 256;
+        while (cap < want) {
+            if (cap > SIZE_MAX / 2)
+                return -1;
+            cap *= 2;
+        }
+        char *grown = realloc(buf->data, cap);
+        if (grown == NULL)
+            return -1;
+        buf->data = grown;
+        buf->cap = cap;
+    }
+    if (len != 0)
+        memcpy(buf->data + buf->len, data, len);
+    buf->len += len;
+    return 0;
+}
+
+int epcs_buf_append_str(struct epcs_buf *buf, const char *str)
+{
+    return epcs_buf_append(buf, str, strlen(str));
+}
+
+void epcs_buf_reset(struct epcs_buf *buf)
+{
+    buf->len = 0;
+}
+
+void epcs_buf_free(struct epcs_buf *buf)
+{
+    free(buf->data);
+    buf->data = NULL;
+    buf->len = 0;
+    buf->cap = 0;
+}
+
+int epcs_buf_msgpack_write(void *data, const char *bytes, size_t len)
+{
+    return epcs_buf_append(data, bytes, len);
+}

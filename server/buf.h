@@ -1,0 +1,27 @@
+#ifndef EPCS_BUF_H
+#define EPCS_BUF_H
+
+#include <stddef.h>
+
+/**
+ * A growable byte buffer. The owner keeps one per worker and resets it per request, so the
+ * steady state does no allocation. `data` is owned by the buffer and freed by epcs_buf_free.
+ */
+struct epcs_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+/** Appends len bytes; returns 0, or -1 when memory runs out (the buffer is left unchanged). */
+int epcs_buf_append(struct epcs_buf *buf, const void *data, size_t len);
+/** Appends a NUL-terminated string without its terminator; 0 or -1 as epcs_buf_append. */
+int epcs_buf_append_str(struct epcs_buf *buf, const char *str);
+/** Forgets the contents but keeps the memory for the next use. */
+void epcs_buf_reset(struct epcs_buf *buf);
+/** Releases the memory; the buffer may be reused afterwards as if zero-initialised. */
+void epcs_buf_free(struct epcs_buf *buf);
+/** msgpack_packer write callback: `data` is a struct epcs_buf *. */
+int epcs_buf_msgpack_write(void *data, const char *bytes, size_t len);
+
+#endif

@@ -1,0 +1,387 @@
+#include "codec.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A dotted path under construction while walking a document ("activity.labeled"). */
+struct path {
+    char text[128];
+    size_t len;
+};
+
+static size_t path_push(struct path *path, const char *name, size_t name_len)
+{
+    size_t saved = path->len;
+    size_t room = sizeof(path->text) - path->len - 1;
+    size_t dot = path->len > 0 ? 1 : 0;
+    if (dot + name_len > room)
+        name_len = room > dot ? room - dot : 0;
+    if (dot && room > 0)
+        path->text[path->len++] = '.';
+    memcpy(path->text + path->len, name, name_len);
+    path->len += name_len;
+    path->text[path->len] = '\0';
+    return saved;
+}
+
+static size_t path_push_index(struct path *path, uint32_t index)
+{
+    char digits[16];
+    int len = snprintf(digits, sizeof(digits), "%" PRIu32, index);
+    return path_push(path, digits, (size_t)len);
+}
+
+static void path_pop(struct path *path, size_t saved)
+{
+    path->len = saved;
+    path->text[saved] = '\0';
+}
+
+static int fail(struct epcs_decode_error *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct epcs_decode_error *err, const char *field, const char *fmt, ...)
+{
+    va_list args;
+    snprintf(err->field, sizeof(err->field), "%s", field);
+    va_start(args, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, args);
+    va_end(args);
+    return -1;
+}
+
+int epcs_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end) {
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        size_t need;
+        uint32_t min, code;
+        if ((*s & 0xe0) == 0xc0) {
+            need = 1, min = 0x80, code = *s & 0x1f;
+        } else if ((*s & 0xf0) == 0xe0) {
+            need = 2, min = 0x800, code = *s & 0x0f;
+        } else if ((*s & 0xf8) == 0xf0) {
+            need = 3, min = 0x10000, code = *s & 0x07;
+        } else {
+            return 0;
+        }
+        if ((size_t)(end - s) <= need)
+            return 0;
+        for (size_t i = 1; i <= need; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+            code = (code << 6) | (s[i] & 0x3f);
+        }
+        if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
+            return 0;
+        s += need + 1;
+    }
+    return 1;
+}
+
+/* The checks both decoders share. Depth counts containers: the top-level map is at depth 1. */
+static int validate(const msgpack_object *obj, int depth, struct path *path,
+                    struct epcs_decode_error *err)
+{
+    switch (obj->type) {
+    case MSGPACK_OBJECT_STR:
+        if (!epcs_utf8_valid(obj->via.str.ptr, obj->via.str.size))
+            return fail(err, path->text, "invalid UTF-8 in string");
+        return 0;
+    case MSGPACK_OBJECT_ARRAY:
+    case MSGPACK_OBJECT_MAP:
+        if (depth > EPCS_CODEC_MAX_DEPTH)
+            return fail(err, path->text, "nesting deeper than %d levels", EPCS_CODEC_MAX_DEPTH);
+        break;
+    default:
+        return 0;
+    }
+    if (obj->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < obj->via.array.size; i++) {
+            size_t saved = path_push_index(path, i);
+            int rc = validate(&obj->via.array.ptr[i], depth + 1, path, err);
+            path_pop(path, saved);
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
+    const msgpack_object_kv *pairs = obj->via.map.ptr;
+    for (uint32_t i = 0; i < obj->via.map.size; i++) {
+        const msgpack_object *key = &pairs[i].key;
+        if (key->type != MSGPACK_OBJECT_STR)
+            return fail(err, path->text, "map key is not a string");
+        if (!epcs_utf8_valid(key->via.str.ptr, key->via.str.size))
+            return fail(err, path->text, "invalid UTF-8 in map key");
+        size_t saved = path_push(path, key->via.str.ptr, key->via.str.size);
+        /* Requests hold a handful of keys per map, so the quadratic scan is the cheap one. */
+        for (uint32_t j = 0; j < i; j++) {
+            const msgpack_object *other = &pairs[j].key;
+            if (other->via.str.size == key->via.str.size &&
+                memcmp(other->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0)
+                return fail(err, path->text, "duplicate key '%.*s'",
+                            (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
+                            key->via.str.ptr);
+        }
+        int rc = validate(&pairs[i].val, depth + 1, path, err);
+        path_pop(path, saved);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int validate_document(const msgpack_object *obj, struct epcs_decode_error *err)
+{
+    struct path path = {.len = 0};
+    path.text[0] = '\0';
+    return validate(obj, 1, &path, err);
+}
+
+int epcs_msgpack_decode(const char *data, size_t len, msgpack_zone *zone, msgpack_object *out,
+                        struct epcs_decode_error *err)
+{
+    if (len == 0)
+        return fail(err, "", "empty body");
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack(data, len, &offset, zone, out);
+    switch (rc) {
+    case MSGPACK_UNPACK_SUCCESS:
+        break;
+    case MSGPACK_UNPACK_EXTRA_BYTES:
+        return fail(err, "", "trailing bytes after the msgpack document at offset %zu", offset);
+    case MSGPACK_UNPACK_CONTINUE:
+        return fail(err, "", "truncated msgpack: the document ends early (%zu bytes)", len);
+    case MSGPACK_UNPACK_NOMEM_ERROR:
+        /* msgpack-c's parser stack holds 32 nested containers; deeper input lands here. */
+        return fail(err, "", "malformed msgpack: nesting deeper than %d levels",
+                    EPCS_CODEC_MAX_DEPTH);
+    default:
+        return fail(err, "", "malformed msgpack near byte %zu", offset);
+    }
+    return validate_document(out, err);
+}
+
+static int from_json(const json_t *json, msgpack_zone *zone, msgpack_object *out, int depth)
+{
+    switch (json_typeof(json)) {
+    case JSON_NULL:
+        out->type = MSGPACK_OBJECT_NIL;
+        return 0;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        out->type = MSGPACK_OBJECT_BOOLEAN;
+        out->via.boolean = json_is_true(json);
+        return 0;
+    case JSON_INTEGER: {
+        json_int_t value = json_integer_value(json);
+        if (value >= 0) {
+            out->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+            out->via.u64 = (uint64_t)value;
+        } else {
+            out->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+            out->via.i64 = (int64_t)value;
+        }
+        return 0;
+    }
+    case JSON_REAL:
+        out->type = MSGPACK_OBJECT_FLOAT64;
+        out->via.f64 = json_real_value(json);
+        return 0;
+    case JSON_STRING: {
+        size_t len = json_string_length(json);
+        char *copy = msgpack_zone_malloc(zone, len ? len : 1);
+        if (copy == NULL)
+            return -1;
+        memcpy(copy, json_string_value(json), len);
+        out->type = MSGPACK_OBJECT_STR;
+        out->via.str.ptr = copy;
+        out->via.str.size = (uint32_t)len;
+        return 0;
+    }
+    case JSON_ARRAY: {
+        /* Deeper than the limit is refused by validation; stop converting there already. */
+        if (depth > EPCS_CODEC_MAX_DEPTH + 1)
+            return -2;
+        size_t size = json_array_size(json);
+        msgpack_object *items = msgpack_zone_malloc(zone, sizeof(*items) * (size ? size : 1));
+        if (items == NULL)
+            return -1;
+        for (size_t i = 0; i < size; i++) {
+            int rc = from_json(json_array_get(json, i), zone, &items[i], depth + 1);
+            if (rc != 0)
+                return rc;
+        }
+        out->type = MSGPACK_OBJECT_ARRAY;
+        out->via.array.ptr = items;
+        out->via.array.size = (uint32_t)size;
+        return 0;
+    }
+    case JSON_OBJECT: {
+        if (depth > EPCS_CODEC_MAX_DEPTH + 1)
+            return -2;
+        size_t size = json_object_size(json);
+        msgpack_object_kv *pairs = msgpack_zone_malloc(zone, sizeof(*pairs) * (size ? size : 1));
+        if (pairs == NULL)
+            return -1;
+        size_t i = 0;
+        const char *key;
+        json_t *value;
+        /* jansson keeps insertion order, so the wire order survives the conversion. */
+        json_object_foreach((json_t *)json, key, value)
+        {
+            json_t *key_json = json_string(key);
+            int rc = key_json == NULL ? -1 : from_json(key_json, zone, &pairs[i].key, depth + 1);
+            json_decref(key_json);
+            if (rc == 0)
+                rc = from_json(value, zone, &pairs[i].val, depth + 1);
+            if (rc != 0)
+                return rc;
+            i++;
+        }
+        out->type = MSGPACK_OBJECT_MAP;
+        out->via.map.ptr = pairs;
+        out->via.map.size = (uint32_t)size;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+int epcs_json_decode(const char *text, size_t len, msgpack_zone *zone, msgpack_object *out,
+                     struct epcs_decode_error *err)
+{
+    if (len == 0)
+        return fail(err, "", "empty body");
+    json_error_t error;
+    json_t *json = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
+    if (json == NULL)
+        return fail(err, "", "malformed JSON at line %d, column %d: %s", error.line, error.column,
+                    error.text);
+    int rc = from_json(json, zone, out, 1);
+    json_decref(json);
+    if (rc == -2)
+        return fail(err, "", "nesting deeper than %d levels", EPCS_CODEC_MAX_DEPTH);
+    if (rc != 0)
+        return fail(err, "", "out of memory decoding JSON");
+    return validate_document(out, err);
+}
+
+static int append_json_string(struct epcs_buf *out, const char *str, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (epcs_buf_append(out, "\"", 1) != 0)
+        return -1;
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)str[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (epcs_buf_append(out, str + run, i - run) != 0)
+            return -1;
+        char escape[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t escape_len = 2;
+        switch (c) {
+        case '"':
+            escape[1] = '"';
+            break;
+        case '\\':
+            escape[1] = '\\';
+            break;
+        case '\n':
+            escape[1] = 'n';
+            break;
+        case '\r':
+            escape[1] = 'r';
+            break;
+        case '\t':
+            escape[1] = 't';
+            break;
+        case '\b':
+            escape[1] = 'b';
+            break;
+        case '\f':
+            escape[1] = 'f';
+            break;
+        default:
+            memcpy(escape + 1, "u00", 3);
+            escape[4] = hex[c >> 4];
+            escape[5] = hex[c & 0xf];
+            escape_len = 6;
+        }
+        if (epcs_buf_append(out, escape, escape_len) != 0)
+            return -1;
+        run = i + 1;
+    }
+    if (epcs_buf_append(out, str + run, len - run) != 0)
+        return -1;
+    return epcs_buf_append(out, "\"", 1);
+}
+
+static int encode(const msgpack_object *obj, struct epcs_buf *out, int depth)
+{
+    char number[40];
+    int len;
+    if (depth > 64)
+        return -1;
+    switch (obj->type) {
+    case MSGPACK_OBJECT_NIL:
+        return epcs_buf_append(out, "null", 4);
+    case MSGPACK_OBJECT_BOOLEAN:
+        return obj->via.boolean ? epcs_buf_append(out, "true", 4)
+                                : epcs_buf_append(out, "false", 5);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        len = snprintf(number, sizeof(number), "%" PRIu64, obj->via.u64);
+        return epcs_buf_append(out, number, (size_t)len);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        len = snprintf(number, sizeof(number), "%" PRId64, obj->via.i64);
+        return epcs_buf_append(out, number, (size_t)len);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        if (!isfinite(obj->via.f64))
+            return -1;
+        len = snprintf(number, sizeof(number), "%.17g", obj->via.f64);
+        /* "%g" prints 1.0 as "1": keep the value a JSON real so it decodes back as one. */
+        if (strspn(number, "-0123456789") == (size_t)len)
+            number[len++] = '.', number[len++] = '0', number[len] = '\0';
+        return epcs_buf_append(out, number, (size_t)len);
+    case MSGPACK_OBJECT_STR:
+        return append_json_string(out, obj->via.str.ptr, obj->via.str.size);
+    case MSGPACK_OBJECT_ARRAY:
+        if (epcs_buf_append(out, "[", 1) != 0)
+            return -1;
+        for (uint32_t i = 0; i < obj->via.array.size; i++) {
+            if ((i > 0 && epcs_buf_append(out, ",", 1) != 0) ||
+                encode(&obj->via.array.ptr[i], out, depth + 1) != 0)
+                return -1;
+        }
+        return epcs_buf_append(out, "]", 1);
+    case MSGPACK_OBJECT_MAP:
+        if (epcs_buf_append(out, "{", 1) != 0)
+            return -1;
+        for (uint32_t i = 0; i < obj->via.map.size; i++) {
+            const msgpack_object_kv *pair = &obj->via.map.ptr[i];
+            if (pair->key.type != MSGPACK_OBJECT_STR)
+                return -1;
+            if ((i > 0 && epcs_buf_append(out, ",", 1) != 0) ||
+                append_json_string(out, pair->key.via.str.ptr, pair->key.via.str.size) != 0 ||
+                epcs_buf_append(out, ":", 1) != 0 || encode(&pair->val, out, depth + 1) != 0)
+                return -1;
+        }
+        return epcs_buf_append(out, "}", 1);
+    default:
+        return -1;
+    }
+}
+
+int epcs_json_encode(const msgpack_object *obj, struct epcs_buf *out)
+{
+    return encode(obj, out, 1);
+}

@@ -1,0 +1,49 @@
+#ifndef EPCS_CODEC_H
+#define EPCS_CODEC_H
+
+#include <msgpack.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+/** Deepest nesting a request may have; deeper input is refused before any recursion. */
+#define EPCS_CODEC_MAX_DEPTH 32
+
+/**
+ * Why a body could not be decoded. `field` is the dotted path of the offending member
+ * ("activity.labeled", "checks.3.election"), or "" when the body as a whole is at fault.
+ */
+struct epcs_decode_error {
+    char field[128];
+    char message[256];
+};
+
+/**
+ * Decodes one msgpack document that must fill `data` exactly (truncated input or trailing bytes
+ * are errors). Map keys must be strings and unique, strings valid UTF-8, nesting at most
+ * EPCS_CODEC_MAX_DEPTH. The object borrows memory from `zone` and from `data`, so both must
+ * outlive it. Returns 0, or -1 with `err` filled.
+ */
+int epcs_msgpack_decode(const char *data, size_t len, msgpack_zone *zone, msgpack_object *out,
+                        struct epcs_decode_error *err);
+
+/**
+ * Decodes a JSON document into the same msgpack object model, with the same rules as
+ * epcs_msgpack_decode. Integers become msgpack integers, other numbers float64. Strings are
+ * copied into `zone`, so only `zone` must outlive the object. Returns 0, or -1 with `err` filled.
+ */
+int epcs_json_decode(const char *text, size_t len, msgpack_zone *zone, msgpack_object *out,
+                     struct epcs_decode_error *err);
+
+/**
+ * Appends the JSON text of `obj` to `out`. Returns 0, or -1 when the object has no JSON form
+ * (bin, ext, non-string map keys, non-finite floats) or memory runs out; `out` may then hold
+ * a partial document and should be reset by the caller.
+ */
+int epcs_json_encode(const msgpack_object *obj, struct epcs_buf *out);
+
+/** True when [str, str+len) is well-formed UTF-8 (no overlongs, surrogates or values > U+10FFFF).
+ */
+int epcs_utf8_valid(const char *str, size_t len);
+
+#endif

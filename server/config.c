@@ -1,0 +1,225 @@
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#ifndef EPCS_VERSION
+#define EPCS_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: epcsd [options]\n"
+            "\n"
+            "Election-period compliance server: answers whether an actor may do an activity on\n"
+            "a date for an election under the Public Official Election Act.\n"
+            "\n"
+            "  --listen HOST:PORT     address to serve (repeatable; default %s;\n"
+            "                         port 0 picks a free port, logged at start-up)\n"
+            "  --rules DIR            Lua rule files (default ./lua_rules)\n"
+            "  --plugins DIR          area plugins, *.so (default: plugins/ beside epcsd)\n"
+            "  --data DIR             state directory, created if missing (default ./var)\n"
+            "  --threads N            worker threads (default: number of cores)\n"
+            "  --tls-cert FILE        PEM certificate chain: every listener then speaks TLS\n"
+            "  --tls-key FILE         PEM private key for --tls-cert\n"
+            "  --max-body BYTES       largest request body (default %d)\n"
+            "  --lua-memory MIB       memory cap per Lua rule state (default %u)\n"
+            "  --lua-budget N         VM instructions one evaluation may run (default %ld)\n"
+            "  --shutdown-timeout S   seconds in-flight requests get on SIGTERM (default %d)\n"
+            "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+            "  --help, --version\n",
+            EPCS_DEFAULT_LISTEN, EPCS_DEFAULT_MAX_BODY, EPCS_LUA_DEFAULT_MEMORY >> 20,
+            EPCS_LUA_DEFAULT_INSTRUCTIONS, EPCS_DEFAULT_SHUTDOWN_SECONDS);
+}
+
+static int parse_number(const char *flag, const char *text, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
+        fprintf(stderr, "epcsd: %s must be a whole number from %ld to %ld, got '%s'\n", flag, min,
+                max, text);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+/* Plugins are built beside the binary, so a fresh build runs without flags from any cwd. */
+static char *default_plugins_dir(void)
+{
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len <= 0)
+        return strdup("plugins");
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    size_t size = strlen(exe) + sizeof("/plugins");
+    char *dir = malloc(size);
+    if (dir != NULL)
+        snprintf(dir, size, "%s/plugins", exe);
+    return dir;
+}
+
+int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
+{
+    enum {
+        OPT_LISTEN = 256,
+        OPT_RULES,
+        OPT_PLUGINS,
+        OPT_DATA,
+        OPT_THREADS,
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
+        OPT_MAX_BODY,
+        OPT_LUA_MEMORY,
+        OPT_LUA_BUDGET,
+        OPT_SHUTDOWN,
+        OPT_LOG_LEVEL,
+        OPT_HELP,
+        OPT_VERSION,
+    };
+    static const struct option options[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"rules", required_argument, NULL, OPT_RULES},
+        {"plugins", required_argument, NULL, OPT_PLUGINS},
+        {"data", required_argument, NULL, OPT_DATA},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"max-body", required_argument, NULL, OPT_MAX_BODY},
+        {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
+        {"lua-budget", required_argument, NULL, OPT_LUA_BUDGET},
+        {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    memset(config, 0, sizeof(*config));
+    config->rules_dir = "lua_rules";
+    config->data_dir = "var";
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    config->threads = cores > 0 ? (int)cores : 1;
+    config->max_body = EPCS_DEFAULT_MAX_BODY;
+    config->shutdown_seconds = EPCS_DEFAULT_SHUTDOWN_SECONDS;
+    config->log_level = EPCS_LOG_INFO;
+    config->lua.memory_bytes = EPCS_LUA_DEFAULT_MEMORY;
+    config->lua.instructions = EPCS_LUA_DEFAULT_INSTRUCTIONS;
+
+    long number;
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_LISTEN:
+            if (config->listen_count == EPCS_MAX_LISTENERS) {
+                fprintf(stderr, "epcsd: at most %d --listen addresses\n", EPCS_MAX_LISTENERS);
+                return -1;
+            }
+            config->listen[config->listen_count++] = optarg;
+            break;
+        case OPT_RULES:
+            config->rules_dir = optarg;
+            break;
+        case OPT_PLUGINS:
+            free(config->plugins_dir);
+            config->plugins_dir = strdup(optarg);
+            break;
+        case OPT_DATA:
+            config->data_dir = optarg;
+            break;
+        case OPT_THREADS:
+            if (parse_number("--threads", optarg, 1, 256, &number) != 0)
+                return -1;
+            config->threads = (int)number;
+            break;
+        case OPT_TLS_CERT:
+            config->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            config->tls_key = optarg;
+            break;
+        case OPT_MAX_BODY:
+            if (parse_number("--max-body", optarg, 64, 64L * 1024 * 1024, &number) != 0)
+                return -1;
+            config->max_body = (size_t)number;
+            break;
+        case OPT_LUA_MEMORY:
+            if (parse_number("--lua-memory", optarg, 1, 4096, &number) != 0)
+                return -1;
+            config->lua.memory_bytes = (size_t)number << 20;
+            break;
+        case OPT_LUA_BUDGET:
+            if (parse_number("--lua-budget", optarg, 10000, 1000000000L, &number) != 0)
+                return -1;
+            config->lua.instructions = number;
+            break;
+        case OPT_SHUTDOWN:
+            if (parse_number("--shutdown-timeout", optarg, 1, 3600, &number) != 0)
+                return -1;
+            config->shutdown_seconds = (int)number;
+            break;
+        case OPT_LOG_LEVEL:
+            if (strcmp(optarg, "debug") == 0)
+                config->log_level = EPCS_LOG_DEBUG;
+            else if (strcmp(optarg, "info") == 0)
+                config->log_level = EPCS_LOG_INFO;
+            else if (strcmp(optarg, "warn") == 0)
+                config->log_level = EPCS_LOG_WARN;
+            else if (strcmp(optarg, "error") == 0)
+                config->log_level = EPCS_LOG_ERROR;
+            else {
+                fprintf(stderr, "epcsd: --log-level must be debug, info, warn or error\n");
+                return -1;
+            }
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return 1;
+        case OPT_VERSION:
+            printf("epcsd %s\n", EPCS_VERSION);
+            return 1;
+        default:
+            if (optopt != 0)
+                fprintf(stderr, "epcsd: option --%s needs a value\n", argv[optind - 1] + 2);
+            else
+                fprintf(stderr, "epcsd: unknown option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "epcsd: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if ((config->tls_cert == NULL) != (config->tls_key == NULL)) {
+        fprintf(stderr, "epcsd: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    if (config->listen_count == 0)
+        config->listen[config->listen_count++] = EPCS_DEFAULT_LISTEN;
+    if (config->plugins_dir == NULL && (config->plugins_dir = default_plugins_dir()) == NULL) {
+        fprintf(stderr, "epcsd: out of memory\n");
+        return -1;
+    }
+    return 0;
+}
+
+void epcs_config_dispose(struct epcs_config *config)
+{
+    free(config->plugins_dir);
+    config->plugins_dir = NULL;
+}

@@ -1,0 +1,37 @@
+#ifndef EPCS_CONFIG_H
+#define EPCS_CONFIG_H
+
+#include <stddef.h>
+
+#include "lua_engine.h"
+
+#define EPCS_MAX_LISTENERS 16
+#define EPCS_DEFAULT_LISTEN "127.0.0.1:8080"
+#define EPCS_DEFAULT_MAX_BODY (64 * 1024)
+#define EPCS_DEFAULT_SHUTDOWN_SECONDS 10
+
+/** The daemon's settings, from the command line. Strings point into argv or static memory. */
+struct epcs_config {
+    const char *listen[EPCS_MAX_LISTENERS];
+    size_t listen_count;
+    const char *rules_dir;
+    /** Owned: the default is derived from the executable's location. */
+    char *plugins_dir;
+    const char *data_dir;
+    int threads;
+    const char *tls_cert;
+    const char *tls_key;
+    size_t max_body;
+    int shutdown_seconds;
+    int log_level;
+    struct epcs_lua_limits lua;
+};
+
+/**
+ * Fills `config` from argv. Returns 0 to run, 1 when --help or --version was answered (exit 0),
+ * -1 after printing an error naming the flag (exit 2).
+ */
+int epcs_config_parse(struct epcs_config *config, int argc, char **argv);
+void epcs_config_dispose(struct epcs_config *config);
+
+#endif

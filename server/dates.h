@@ -1,0 +1,34 @@
+#ifndef EPCS_DATES_H
+#define EPCS_DATES_H
+
+#include <stdint.h>
+#include <time.h>
+
+/*
+ * Dates are Korean calendar dates held as day numbers: days since 1970-01-01 in the proleptic
+ * Gregorian calendar. Korea has one time zone (UTC+9) and no daylight saving, so a day number
+ * is exact and "D-N" is plain subtraction.
+ */
+
+/** Smallest and largest year epcs accepts; keeps every day number far from int32 overflow. */
+#define EPCS_DATE_MIN_YEAR 1900
+#define EPCS_DATE_MAX_YEAR 2199
+
+/** Day number of a valid civil date. */
+int32_t epcs_days_from_civil(int year, int month, int day);
+/** Inverse of epcs_days_from_civil. */
+void epcs_civil_from_days(int32_t days, int *year, int *month, int *day);
+
+/**
+ * Parses exactly "YYYY-MM-DD" (len bytes, no terminator needed) into a day number. Rejects other
+ * shapes, impossible dates (2023-02-29) and years outside the accepted range. Returns 0 or -1.
+ */
+int epcs_date_parse(const char *str, size_t len, int32_t *days);
+
+/** Writes "YYYY-MM-DD" and a terminator into out (at least 11 bytes). */
+void epcs_date_format(int32_t days, char out[11]);
+
+/** The calendar date in Seoul (UTC+9) at the given instant. */
+int32_t epcs_date_in_seoul(time_t now);
+
+#endif

@@ -1,0 +1,655 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dates.h"
+#include "log.h"
+#include "server.h"
+
+#define LISTEN_BACKLOG 1024
+#define DRAIN_POLL_MS 20
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len)
+{
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, str, len);
+}
+
+void epcs_pack_cstr(msgpack_packer *pk, const char *str)
+{
+    epcs_pack_str(pk, str, strlen(str));
+}
+
+void epcs_pack_day(msgpack_packer *pk, int32_t day)
+{
+    char text[11];
+    epcs_date_format(day, text);
+    epcs_pack_str(pk, text, 10);
+}
+
+static int media_is(const char *value, size_t len, const char *type)
+{
+    size_t type_len = strlen(type);
+    while (len > 0 && (*value == ' ' || *value == '\t')) {
+        value++;
+        len--;
+    }
+    if (len < type_len || strncasecmp(value, type, type_len) != 0)
+        return 0;
+    value += type_len;
+    len -= type_len;
+    while (len > 0 && (*value == ' ' || *value == '\t')) {
+        value++;
+        len--;
+    }
+    return len == 0 || *value == ';';
+}
+
+/* 1 msgpack, 0 JSON, -1 neither. */
+static int classify_media(const char *value, size_t len)
+{
+    if (media_is(value, len, "application/msgpack") ||
+        media_is(value, len, "application/x-msgpack"))
+        return 1;
+    if (media_is(value, len, "application/json"))
+        return 0;
+    return -1;
+}
+
+int epcs_request_media(h2o_req_t *req)
+{
+    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (at < 0)
+        return -1;
+    const h2o_iovec_t *value = &req->headers.entries[at].value;
+    return classify_media(value->base, value->len);
+}
+
+enum epcs_format epcs_response_format(h2o_req_t *req)
+{
+    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
+    if (at >= 0) {
+        const h2o_iovec_t *value = &req->headers.entries[at].value;
+        const char *item = value->base, *end = value->base + value->len;
+        while (item < end) {
+            const char *comma = memchr(item, ',', (size_t)(end - item));
+            const char *stop = comma != NULL ? comma : end;
+            int kind = classify_media(item, (size_t)(stop - item));
+            if (kind >= 0)
+                return kind == 1 ? EPCS_FORMAT_MSGPACK : EPCS_FORMAT_JSON;
+            item = stop + 1;
+        }
+    }
+    return epcs_request_media(req) == 1 ? EPCS_FORMAT_MSGPACK : EPCS_FORMAT_JSON;
+}
+
+msgpack_packer *epcs_response_begin(struct epcs_worker *worker)
+{
+    epcs_buf_reset(&worker->body);
+    return &worker->packer;
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "OK";
+    }
+}
+
+static int send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
+                      size_t len)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
+    memcpy(copy, data, len);
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
+    h2o_start_response(req, &generator);
+    h2o_iovec_t body = h2o_iovec_init(copy, len);
+    h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    return 0;
+}
+
+int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (format == EPCS_FORMAT_MSGPACK)
+        return send_bytes(req, status, "application/msgpack", worker->body.data, worker->body.len);
+    msgpack_object object;
+    size_t offset = 0;
+    epcs_buf_reset(&worker->json);
+    if (msgpack_unpack(worker->body.data, worker->body.len, &offset, &worker->zone, &object) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        epcs_json_encode(&object, &worker->json) != 0 || epcs_buf_append(&worker->json, "\n", 1)) {
+        static const char failure[] =
+            "{\"error\":\"internal\",\"message\":\"response could not be encoded as JSON\"}\n";
+        epcs_log(EPCS_LOG_ERROR, "http", "cannot encode a %d response as JSON", status);
+        return send_bytes(req, 500, "application/json", failure, sizeof(failure) - 1);
+    }
+    return send_bytes(req, status, "application/json", worker->json.data, worker->json.len);
+}
+
+int epcs_respond_error(h2o_req_t *req, int status, const char *code, const char *field,
+                       const char *fmt, ...)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    char message[512];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(message, sizeof(message), fmt, args);
+    va_end(args);
+    /* Messages quote client input, which may be cut mid-character; keep the reply valid UTF-8. */
+    size_t len = strlen(message);
+    while (len > 0 && !epcs_utf8_valid(message, len))
+        message[--len] = '\0';
+    /* An empty path means the body as a whole: no field to name. */
+    if (field != NULL && field[0] == '\0')
+        field = NULL;
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, field != NULL ? 3 : 2);
+    epcs_pack_cstr(pk, "error");
+    epcs_pack_cstr(pk, code);
+    epcs_pack_cstr(pk, "message");
+    epcs_pack_cstr(pk, message);
+    if (field != NULL) {
+        epcs_pack_cstr(pk, "field");
+        epcs_pack_cstr(pk, field);
+    }
+    return epcs_response_send(req, status, epcs_response_format(req));
+}
+
+/* ---- routing ------------------------------------------------------------------------------ */
+
+static int path_is(h2o_iovec_t path, const char *literal)
+{
+    size_t len = strlen(literal);
+    return path.len == len && memcmp(path.base, literal, len) == 0;
+}
+
+static int method_is(h2o_req_t *req, const char *method)
+{
+    return h2o_memis(req->method.base, req->method.len, method, strlen(method));
+}
+
+static int method_not_allowed(h2o_req_t *req, const char *allow)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+    return epcs_respond_error(req, 405, "method_not_allowed", NULL, "%.*s %.*s: use %s",
+                              (int)req->method.len, req->method.base, (int)req->path_normalized.len,
+                              req->path_normalized.base, allow);
+}
+
+static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    h2o_iovec_t path = req->path_normalized;
+    static const char elections_prefix[] = "/v1/elections/";
+    const size_t prefix_len = sizeof(elections_prefix) - 1;
+    msgpack_zone_clear(&worker->zone);
+
+    if (path_is(path, "/v1/check"))
+        return method_is(req, "POST") ? epcs_handle_check(req) : method_not_allowed(req, "POST");
+    int get = method_is(req, "GET");
+    if (path_is(path, "/healthz"))
+        return get ? epcs_handle_healthz(req) : method_not_allowed(req, "GET");
+    if (path_is(path, "/v1/areas"))
+        return get ? epcs_handle_areas(req) : method_not_allowed(req, "GET");
+    if (path_is(path, "/v1/elections"))
+        return get ? epcs_handle_elections(req) : method_not_allowed(req, "GET");
+    if (path.len > prefix_len && memcmp(path.base, elections_prefix, prefix_len) == 0) {
+        const char *id = path.base + prefix_len;
+        size_t id_len = path.len - prefix_len;
+        const char *slash = memchr(id, '/', id_len);
+        int calendar = 0;
+        if (slash != NULL) {
+            size_t rest = id_len - (size_t)(slash - id);
+            if (!h2o_memis(slash, rest, H2O_STRLIT("/calendar")))
+                goto not_found;
+            calendar = 1;
+            id_len = (size_t)(slash - id);
+        }
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return epcs_handle_election(req, id, id_len, calendar);
+    }
+not_found:
+    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s", (int)path.len,
+                              path.base);
+}
+
+/* ---- rulesets ----------------------------------------------------------------------------- */
+
+struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker)
+{
+    struct epcs_server *server = worker->server;
+    struct epcs_ruleset *active =
+        atomic_load_explicit(&server->active_ruleset, memory_order_acquire);
+    if (worker->engine != NULL && epcs_engine_ruleset(worker->engine) == active)
+        return worker->engine;
+    pthread_mutex_lock(&server->ruleset_lock);
+    active = atomic_load(&server->active_ruleset);
+    epcs_ruleset_retain(active);
+    pthread_mutex_unlock(&server->ruleset_lock);
+    struct epcs_rule_error err;
+    struct epcs_engine *engine = epcs_engine_create(active, &err);
+    if (engine == NULL) {
+        /* The ruleset compiled once already, so this is memory pressure: keep serving. */
+        epcs_log(EPCS_LOG_ERROR, "rules", "worker %d cannot switch to %s: %s", worker->index,
+                 active->id, err.message);
+    } else {
+        epcs_engine_destroy(worker->engine);
+        worker->engine = engine;
+        epcs_log(EPCS_LOG_DEBUG, "rules", "worker %d now runs %s", worker->index, active->id);
+    }
+    epcs_ruleset_release(active);
+    return worker->engine;
+}
+
+static void publish_ruleset(struct epcs_server *server, struct epcs_ruleset *ruleset)
+{
+    pthread_mutex_lock(&server->ruleset_lock);
+    struct epcs_ruleset *old = atomic_load(&server->active_ruleset);
+    atomic_store_explicit(&server->active_ruleset, ruleset, memory_order_release);
+    pthread_mutex_unlock(&server->ruleset_lock);
+    epcs_ruleset_release(old);
+}
+
+static void reload_rules(struct epcs_server *server)
+{
+    struct epcs_rule_error err;
+    struct epcs_ruleset *ruleset =
+        epcs_ruleset_load(server->config.rules_dir, server->plugins, &server->config.lua, &err);
+    if (ruleset == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "rules", "reload refused, the running ruleset stays: %s",
+                 err.message);
+        return;
+    }
+    epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s", server->config.rules_dir, ruleset->id);
+    publish_ruleset(server, ruleset);
+}
+
+/* ---- listeners ---------------------------------------------------------------------------- */
+
+static int split_address(const char *text, char *host, size_t host_size, char *port,
+                         size_t port_size)
+{
+    const char *colon;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        snprintf(host, host_size, "%.*s", (int)(close - text - 1), text + 1);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL || colon == text)
+            return -1;
+        snprintf(host, host_size, "%.*s", (int)(colon - text), text);
+    }
+    if (colon[1] == '\0')
+        return -1;
+    snprintf(port, port_size, "%s", colon + 1);
+    return 0;
+}
+
+static int open_listener(const struct addrinfo *ai, uint16_t port)
+{
+    struct sockaddr_storage addr;
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    if (addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&addr)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons(port);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (ai->ai_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
+        bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) != 0 ||
+        listen(fd, LISTEN_BACKLOG) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* One socket per worker per address, all bound to the same port with SO_REUSEPORT so the
+ * kernel spreads connections over the workers. Port 0 is resolved by the first bind. */
+static int open_listeners(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    size_t total = config->listen_count * (size_t)server->worker_count;
+    server->listen_fds = malloc(sizeof(int) * total);
+    if (server->listen_fds == NULL)
+        return -1;
+    for (size_t a = 0; a < config->listen_count; a++) {
+        char host[256], port_text[16];
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+        struct addrinfo *ai = NULL;
+        int rc;
+        if (split_address(config->listen[a], host, sizeof(host), port_text, sizeof(port_text)) !=
+            0) {
+            epcs_log(EPCS_LOG_ERROR, "listen", "--listen %s: expected HOST:PORT or [V6]:PORT",
+                     config->listen[a]);
+            return -1;
+        }
+        if ((rc = getaddrinfo(host, port_text, &hints, &ai)) != 0) {
+            epcs_log(EPCS_LOG_ERROR, "listen", "--listen %s: %s", config->listen[a],
+                     gai_strerror(rc));
+            return -1;
+        }
+        uint16_t port = (uint16_t)atoi(port_text);
+        for (int w = 0; w < server->worker_count; w++) {
+            int fd = open_listener(ai, port);
+            if (fd < 0) {
+                epcs_log(EPCS_LOG_ERROR, "listen", "--listen %s: %s", config->listen[a],
+                         strerror(errno));
+                freeaddrinfo(ai);
+                return -1;
+            }
+            server->listen_fds[server->listen_fd_count++] = fd;
+            if (port == 0) {
+                struct sockaddr_storage bound;
+                socklen_t bound_len = sizeof(bound);
+                getsockname(fd, (struct sockaddr *)&bound, &bound_len);
+                port =
+                    ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                                     : ((struct sockaddr_in6 *)&bound)->sin6_port);
+            }
+        }
+        freeaddrinfo(ai);
+        epcs_log(EPCS_LOG_INFO, "listen", "listening on %s://%s%s%s:%u (%s)",
+                 server->ssl_ctx ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+                 strchr(host, ':') ? "]" : "", port,
+                 server->ssl_ctx ? "TLS 1.2+, ALPN h2 and http/1.1"
+                                 : "h2c prior knowledge and HTTP/1.1");
+    }
+    return 0;
+}
+
+static SSL_CTX *create_tls(const struct epcs_config *config)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, config->tls_cert) != 1) {
+        epcs_log(EPCS_LOG_ERROR, "tls", "--tls-cert %s: %s", config->tls_cert,
+                 ERR_reason_error_string(ERR_get_error()));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, config->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        epcs_log(EPCS_LOG_ERROR, "tls", "--tls-key %s: %s", config->tls_key,
+                 ERR_reason_error_string(ERR_get_error()));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+}
+
+/* ---- workers ------------------------------------------------------------------------------ */
+
+static void cb_accept(uv_stream_t *listener, int status)
+{
+    struct epcs_worker *worker = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = h2o_mem_alloc(sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_accept(&worker->accept_ctx, sock);
+}
+
+static int drained(struct epcs_worker *worker)
+{
+    h2o_context_t *ctx = &worker->ctx;
+    return h2o_linklist_is_empty(&ctx->http1._conns) && h2o_linklist_is_empty(&ctx->http2._conns) &&
+           !h2o_timeout_is_linked(&ctx->http2._graceful_shutdown_timeout);
+}
+
+static void cb_drain(uv_timer_t *timer)
+{
+    struct epcs_worker *worker = timer->data;
+    if (drained(worker)) {
+        uv_stop(&worker->loop);
+    } else if (uv_now(&worker->loop) >= worker->drain_deadline) {
+        epcs_log(EPCS_LOG_WARN, "shutdown",
+                 "worker %d: connections still open after %d s, "
+                 "closing them",
+                 worker->index, worker->server->config.shutdown_seconds);
+        uv_stop(&worker->loop);
+    }
+}
+
+static void cb_stop(uv_async_t *async)
+{
+    struct epcs_worker *worker = async->data;
+    for (size_t i = 0; i < worker->listener_count; i++)
+        uv_close((uv_handle_t *)&worker->listeners[i], NULL);
+    h2o_context_request_shutdown(&worker->ctx);
+    worker->drain_deadline =
+        uv_now(&worker->loop) + (uint64_t)worker->server->config.shutdown_seconds * 1000;
+    uv_timer_start(&worker->drain_timer, cb_drain, 0, DRAIN_POLL_MS);
+}
+
+static void cb_close_handle(uv_handle_t *handle, void *arg)
+{
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    struct epcs_worker *worker = arg;
+    struct epcs_server *server = worker->server;
+    h2o_context_init(&worker->ctx, &worker->loop, &server->globalconf);
+    worker->accept_ctx.ctx = &worker->ctx;
+    worker->accept_ctx.hosts = server->globalconf.hosts;
+    worker->accept_ctx.ssl_ctx = server->ssl_ctx;
+    for (size_t i = 0; i < worker->listener_count; i++) {
+        uv_tcp_t *listener = &worker->listeners[i];
+        int fd = server->listen_fds[i * (size_t)server->worker_count + (size_t)worker->index];
+        int rc;
+        uv_tcp_init(&worker->loop, listener);
+        listener->data = worker;
+        /* libuv owns the descriptor from here and closes it with the handle. */
+        server->listen_fds[i * (size_t)server->worker_count + (size_t)worker->index] = -1;
+        if ((rc = uv_tcp_open(listener, fd)) != 0 ||
+            (rc = uv_listen((uv_stream_t *)listener, LISTEN_BACKLOG, cb_accept)) != 0)
+            epcs_log(EPCS_LOG_ERROR, "listen", "worker %d: %s", worker->index, uv_strerror(rc));
+    }
+    uv_run(&worker->loop, UV_RUN_DEFAULT);
+
+    int clean = drained(worker);
+    if (clean)
+        h2o_context_dispose(&worker->ctx);
+    uv_walk(&worker->loop, cb_close_handle, NULL);
+    uv_run(&worker->loop, UV_RUN_DEFAULT);
+    if (clean)
+        uv_loop_close(&worker->loop);
+    return NULL;
+}
+
+static int init_worker(struct epcs_server *server, struct epcs_worker *worker, int index)
+{
+    struct epcs_rule_error err;
+    worker->server = server;
+    worker->index = index;
+    worker->listener_count = server->config.listen_count;
+    worker->listeners = calloc(worker->listener_count, sizeof(*worker->listeners));
+    if (worker->listeners == NULL || !msgpack_zone_init(&worker->zone, 4096))
+        return -1;
+    worker->zone_ready = 1;
+    msgpack_packer_init(&worker->packer, &worker->body, epcs_buf_msgpack_write);
+    msgpack_packer_init(&worker->scratch_packer, &worker->scratch, epcs_buf_msgpack_write);
+    worker->engine = epcs_engine_create(atomic_load(&server->active_ruleset), &err);
+    if (worker->engine == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "rules", "worker %d: %s", index, err.message);
+        return -1;
+    }
+    if (uv_loop_init(&worker->loop) != 0)
+        return -1;
+    worker->loop_ready = 1;
+    uv_async_init(&worker->loop, &worker->stop_signal, cb_stop);
+    worker->stop_signal.data = worker;
+    uv_timer_init(&worker->loop, &worker->drain_timer);
+    worker->drain_timer.data = worker;
+    return 0;
+}
+
+static void dispose_worker(struct epcs_worker *worker)
+{
+    epcs_engine_destroy(worker->engine);
+    if (worker->zone_ready)
+        msgpack_zone_destroy(&worker->zone);
+    epcs_buf_free(&worker->body);
+    epcs_buf_free(&worker->scratch);
+    epcs_buf_free(&worker->json);
+    free(worker->listeners);
+}
+
+static int wait_for_stop_signal(struct epcs_server *server, const sigset_t *signals)
+{
+    for (;;) {
+        int sig;
+        if (sigwait(signals, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            reload_rules(server);
+            continue;
+        }
+        epcs_log(EPCS_LOG_INFO, "shutdown", "%s: finishing in-flight requests (up to %d s)",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", server->config.shutdown_seconds);
+        return sig;
+    }
+}
+
+int epcs_server_run(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    h2o_config_init(&server->globalconf);
+    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("epcsd"));
+    /* h2o's own limit sits above ours so clients get our 413 with a JSON body; beyond it an
+     * HTTP/2 stream is refused outright, which is all such a body deserves. */
+    server->globalconf.max_request_entity_size =
+        config->max_body * 4 > 1024 * 1024 ? config->max_body * 4 : 1024 * 1024;
+    server->globalconf.http2.graceful_shutdown_timeout = (uint64_t)config->shutdown_seconds * 1000;
+    h2o_hostconf_t *hostconf =
+        h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
+    handler->on_req = cb_on_req;
+
+    int status = 1;
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    /* Workers inherit the mask, so only the main thread's sigwait sees these signals. */
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    server->worker_count = config->threads;
+    server->workers = calloc((size_t)server->worker_count, sizeof(*server->workers));
+    if (server->workers == NULL)
+        goto done;
+    if (config->tls_cert != NULL && (server->ssl_ctx = create_tls(config)) == NULL)
+        goto done;
+    if (open_listeners(server) != 0)
+        goto done;
+    int started = 0;
+    for (int i = 0; i < server->worker_count; i++) {
+        if (init_worker(server, &server->workers[i], i) != 0) {
+            epcs_log(EPCS_LOG_ERROR, "epcsd", "cannot set up worker %d", i);
+            goto stop_workers;
+        }
+    }
+    for (; started < server->worker_count; started++) {
+        if (pthread_create(&server->workers[started].thread, NULL, worker_main,
+                           &server->workers[started]) != 0) {
+            epcs_log(EPCS_LOG_ERROR, "epcsd", "cannot start worker thread %d", started);
+            goto stop_workers;
+        }
+    }
+    epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
+             server->worker_count, atomic_load(&server->active_ruleset)->id,
+             server->plugins->count);
+    wait_for_stop_signal(server, &signals);
+    status = 0;
+stop_workers:
+    atomic_store(&server->stopping, 1);
+    for (int i = 0; i < started; i++)
+        uv_async_send(&server->workers[i].stop_signal);
+    for (int i = 0; i < started; i++)
+        pthread_join(server->workers[i].thread, NULL);
+    for (int i = 0; i < server->worker_count; i++) {
+        struct epcs_worker *worker = &server->workers[i];
+        if (i >= started && worker->loop_ready) {
+            uv_walk(&worker->loop, cb_close_handle, NULL);
+            uv_run(&worker->loop, UV_RUN_DEFAULT);
+            uv_loop_close(&worker->loop);
+        }
+        dispose_worker(worker);
+    }
+    if (status == 0)
+        epcs_log(EPCS_LOG_INFO, "shutdown", "stopped cleanly");
+done:
+    for (size_t i = 0; i < server->listen_fd_count; i++) {
+        if (server->listen_fds[i] >= 0)
+            close(server->listen_fds[i]);
+    }
+    free(server->listen_fds);
+    free(server->workers);
+    if (server->ssl_ctx != NULL)
+        SSL_CTX_free(server->ssl_ctx);
+    h2o_config_dispose(&server->globalconf);
+    return status;
+}

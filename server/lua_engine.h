@@ -1,0 +1,59 @@
+#ifndef EPCS_LUA_ENGINE_H
+#define EPCS_LUA_ENGINE_H
+
+#include <lua.h>
+#include <stddef.h>
+
+/*
+ * The Lua sandbox rules run in: Lua 5.4 with only base, string, table, math and utf8, no way to
+ * load code or touch the host, a memory cap per state and an instruction budget per call. A
+ * rule that errors, loops or allocates without bound ends its call with an error naming the
+ * rule file and line; the state stays usable for the next call.
+ */
+
+struct epcs_lua_limits {
+    /** Bytes one state may hold. */
+    size_t memory_bytes;
+    /** VM instructions one call (a load or an evaluation) may execute. */
+    long instructions;
+};
+
+#define EPCS_LUA_DEFAULT_MEMORY (32u * 1024u * 1024u)
+#define EPCS_LUA_DEFAULT_INSTRUCTIONS 1000000L
+
+/** Where and why a rule failed. `file` is the rule file name ("" when unknown), `line` 0 then. */
+struct epcs_rule_error {
+    char file[128];
+    int line;
+    char message[512];
+};
+
+struct epcs_lua;
+
+/**
+ * Creates a sandboxed state. Returns NULL when memory runs out. The state holds a global
+ * table `epcs` with the host's date functions; the rule API prelude is loaded by the caller.
+ */
+struct epcs_lua *epcs_lua_create(const struct epcs_lua_limits *limits);
+/** The state, for pushing arguments and reading results. */
+lua_State *epcs_lua_state(struct epcs_lua *lua);
+/**
+ * Compiles text (never binary) `source` as chunk `name` and runs it under the budget, leaving
+ * its first `nresults` results on the stack. Returns 0, or -1 with `err` filled.
+ */
+int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *source, size_t len,
+                       int nresults, struct epcs_rule_error *err);
+/**
+ * Calls the function below `nargs` arguments on the stack under the budget and the memory
+ * cap. On success leaves `nresults` results; on failure pops function and arguments and
+ * returns -1 with `err` filled.
+ */
+int epcs_lua_call(struct epcs_lua *lua, int nargs, int nresults, struct epcs_rule_error *err);
+/** Bytes the state holds now. */
+size_t epcs_lua_memory(struct epcs_lua *lua);
+/** Makes assignments to globals an error from now on (rules must not keep state). */
+void epcs_lua_freeze_globals(struct epcs_lua *lua);
+/** Accepts NULL. */
+void epcs_lua_destroy(struct epcs_lua *lua);
+
+#endif

@@ -1,0 +1,76 @@
+/* epcsd: the election-period compliance server. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "decision.h"
+#include "log.h"
+#include "server.h"
+
+static int make_data_dir(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+        return -1;
+    for (char *slash = path + 1; *slash; slash++) {
+        if (*slash != '/')
+            continue;
+        *slash = '\0';
+        if (mkdir(path, 0750) != 0 && errno != EEXIST)
+            return -1;
+        *slash = '/';
+    }
+    if (mkdir(path, 0750) != 0 && errno != EEXIST)
+        return -1;
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    static struct epcs_server server;
+    int parsed = epcs_config_parse(&server.config, argc, argv);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : 2;
+    const struct epcs_config *config = &server.config;
+    epcs_log_set_level(config->log_level);
+    if (config->log_level == EPCS_LOG_DEBUG)
+        epcs_decisions_set_sink(epcs_decision_log_sink, NULL);
+
+    int status = 1;
+    if (make_data_dir(config->data_dir) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "epcsd", "--data %s: cannot create the directory: %s",
+                 config->data_dir, strerror(errno));
+        goto done;
+    }
+    server.plugins = epcs_plugins_load(config->plugins_dir, &epcs_host_api_v1);
+    if (server.plugins == NULL)
+        goto done;
+    if (server.plugins->count == 0) {
+        epcs_log(EPCS_LOG_ERROR, "epcsd",
+                 "no usable plugin in %s (build them, or point "
+                 "--plugins at the directory holding the area .so files)",
+                 config->plugins_dir);
+        goto done;
+    }
+    struct epcs_rule_error err;
+    struct epcs_ruleset *ruleset =
+        epcs_ruleset_load(config->rules_dir, server.plugins, &config->lua, &err);
+    if (ruleset == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "rules", "cannot load %s: %s", config->rules_dir, err.message);
+        goto done;
+    }
+    epcs_log(EPCS_LOG_INFO, "rules", "loaded %s as %s: %zu elections, %zu rule files",
+             config->rules_dir, ruleset->id, ruleset->election_count, ruleset->file_count);
+    atomic_init(&server.active_ruleset, ruleset);
+    pthread_mutex_init(&server.ruleset_lock, NULL);
+    status = epcs_server_run(&server);
+    epcs_ruleset_release(atomic_load(&server.active_ruleset));
+    pthread_mutex_destroy(&server.ruleset_lock);
+done:
+    epcs_plugins_destroy(server.plugins);
+    epcs_config_dispose(&server.config);
+    return status;
+}

@@ -1,0 +1,290 @@
+-- The epcs rule API: the vocabulary every rule file in lua_rules/ is written in.
+-- epcsd compiles this text into itself and runs it in every rule state before the rule files;
+-- lua_rules/README.md documents it for rule authors. The host already put epcs.date and
+-- epcs.fmt into the global table `epcs`.
+
+local epcs = epcs
+local type, error, ipairs, pairs, setmetatable, getmetatable, tostring =
+    type, error, ipairs, pairs, setmetatable, getmetatable, tostring
+local format = string.format
+
+local function fail(level, fmt, ...)
+    error(format(fmt, ...), level + 1)
+end
+
+-- A day relative to election day: D(90) is election day minus 90 days, D(0) election day.
+local Relative = {}
+Relative.__index = Relative
+
+function epcs.D(n)
+    if math.type(n) ~= "integer" or n < 0 then
+        fail(2, "D(n) takes a whole number of days >= 0, got %s", tostring(n))
+    end
+    return setmetatable({days_before = n}, Relative)
+end
+
+local function is_relative(value)
+    return getmetatable(value) == Relative
+end
+
+local function day_of(value, field, level)
+    if math.type(value) == "integer" then
+        return value
+    end
+    local day = type(value) == "string" and epcs.parse_date(value)
+    if day then
+        return day
+    end
+    fail(level + 1, "%s must be a date 'YYYY-MM-DD', got '%s'", field, tostring(value))
+end
+
+-- A period "from D-N to D-M", both ends inclusive. With from_cause_confirmed = true the period
+-- of a by-election or vacancy election starts no earlier than the day its cause was confirmed.
+local Window = {}
+Window.__index = Window
+
+function epcs.window(spec)
+    if type(spec) ~= "table" or not is_relative(spec.from) or not is_relative(spec.to) then
+        fail(2, "window{} needs from = D(n) and to = D(m)")
+    end
+    if spec.from.days_before < spec.to.days_before then
+        fail(2, "window ends (D-%d) before it starts (D-%d)", spec.to.days_before,
+            spec.from.days_before)
+    end
+    return setmetatable({
+        from = spec.from,
+        to = spec.to,
+        from_cause_confirmed = spec.from_cause_confirmed == true,
+    }, Window)
+end
+
+-- The first and last day of the window for an election (day numbers).
+function Window:span(election)
+    local from = election.day - self.from.days_before
+    local to = election.day - self.to.days_before
+    if self.from_cause_confirmed and election.cause_confirmed and from < election.cause_confirmed then
+        from = election.cause_confirmed
+    end
+    return from, to
+end
+
+function Window:contains(election, day)
+    local from, to = self:span(election)
+    return day >= from and day <= to
+end
+
+-- A last day: D-N, or for a by-election with after_cause_confirmed = k, confirmation + k days
+-- when that comes later.
+local Deadline = {}
+Deadline.__index = Deadline
+
+function epcs.deadline(spec)
+    if type(spec) ~= "table" or not is_relative(spec.last_day) then
+        fail(2, "deadline{} needs last_day = D(n)")
+    end
+    if spec.after_cause_confirmed ~= nil and math.type(spec.after_cause_confirmed) ~= "integer" then
+        fail(2, "deadline{} after_cause_confirmed must be a whole number of days")
+    end
+    return setmetatable({
+        last_day = spec.last_day,
+        after_cause_confirmed = spec.after_cause_confirmed,
+    }, Deadline)
+end
+
+function Deadline:day(election)
+    local day = election.day - self.last_day.days_before
+    if self.after_cause_confirmed and election.cause_confirmed then
+        local from_cause = election.cause_confirmed + self.after_cause_confirmed
+        if from_cause > day then
+            day = from_cause
+        end
+    end
+    return day
+end
+
+-- Verdict constructors. A verdict is a table the host checks and sends; see README.md.
+local function verdict(kind, spec, level)
+    if type(spec) ~= "table" then
+        fail(level + 1, "epcs.%s{} takes a table", kind)
+    end
+    spec.verdict = kind
+    return spec
+end
+
+function epcs.allowed(spec)
+    return verdict("allowed", spec, 2)
+end
+
+function epcs.prohibited(spec)
+    return verdict("prohibited", spec, 2)
+end
+
+function epcs.needs_facts(spec)
+    return verdict("needs_facts", spec, 2)
+end
+
+-- The fact paths among the arguments that the query lacks ("activity.labeled"), or nil.
+function epcs.missing(q, ...)
+    local absent
+    for _, path in ipairs({...}) do
+        local section, name = path:match("^(%a+)%.([%w_]+)$")
+        local facts = section and q[section]
+        if facts == nil or facts[name] == nil then
+            absent = absent or {}
+            absent[#absent + 1] = path
+        end
+    end
+    return absent
+end
+
+-- Elections table (lua_rules/elections.lua).
+local ELECTION_KINDS = {general = true, by_election = true, vacancy = true}
+local OFFICES = {president = true, national_assembly = true, local_office = true}
+
+function epcs.elections(list)
+    if type(list) ~= "table" then
+        fail(2, "epcs.elections{} takes a list of elections")
+    end
+    local seen = {}
+    for i, e in ipairs(list) do
+        if type(e.id) ~= "string" or not e.id:match("^[%w_]+$") then
+            fail(2, "election %d: id must be letters, digits and '_'", i)
+        end
+        if seen[e.id] then
+            fail(2, "election %d: duplicate id '%s'", i, e.id)
+        end
+        seen[e.id] = true
+        if type(e.name) ~= "string" or type(e.name_ko) ~= "string" then
+            fail(2, "election '%s': name and name_ko are required", e.id)
+        end
+        if not ELECTION_KINDS[e.kind] then
+            fail(2, "election '%s': kind must be general, by_election or vacancy", e.id)
+        end
+        if not OFFICES[e.office] then
+            fail(2, "election '%s': office must be president, national_assembly or local_office", e.id)
+        end
+        e.day = day_of(e.day, "election '" .. e.id .. "' day", 2)
+        if e.cause_confirmed ~= nil then
+            e.cause_confirmed = day_of(e.cause_confirmed, "election '" .. e.id .. "' cause_confirmed", 2)
+            if e.cause_confirmed > e.day then
+                fail(2, "election '%s': cause confirmed after election day", e.id)
+            end
+        end
+    end
+    return list
+end
+
+-- Area definition (one per rule file). Versions are sorted by effective_from; the one in force
+-- on the decisive date of an act decides.
+function epcs.area(def)
+    if type(def) ~= "table" or type(def.name) ~= "string" or type(def.article) ~= "string" then
+        fail(2, "epcs.area{} needs name and article")
+    end
+    if type(def.versions) ~= "table" or #def.versions == 0 then
+        fail(2, "area '%s' needs at least one entry in versions", def.name)
+    end
+    local ids = {}
+    for i, v in ipairs(def.versions) do
+        if type(v.id) ~= "string" or v.id == "" then
+            fail(2, "area '%s' version %d needs an id", def.name, i)
+        end
+        if ids[v.id] then
+            fail(2, "area '%s': duplicate version id '%s'", def.name, v.id)
+        end
+        ids[v.id] = true
+        if type(v.evaluate) ~= "function" then
+            fail(2, "version '%s' needs an evaluate function", v.id)
+        end
+        v.effective_day = day_of(v.effective_from, "version '" .. v.id .. "' effective_from", 2)
+        if v.promulgated ~= nil then
+            v.promulgated_day = day_of(v.promulgated, "version '" .. v.id .. "' promulgated", 2)
+        end
+        if i > 1 and v.effective_day <= def.versions[i - 1].effective_day then
+            fail(2, "area '%s': versions must be listed by increasing effective_from", def.name)
+        end
+        if getmetatable(v.window) ~= Window and getmetatable(v.deadline) ~= Deadline then
+            fail(2, "version '%s' needs a window = epcs.window{} or deadline = epcs.deadline{}", v.id)
+        end
+    end
+    if def.decisive_date ~= nil and type(def.decisive_date) ~= "function" then
+        fail(2, "area '%s': decisive_date must be a function", def.name)
+    end
+    if def.not_in_force ~= nil and type(def.not_in_force) ~= "function" then
+        fail(2, "area '%s': not_in_force must be a function", def.name)
+    end
+    return def
+end
+
+local function version_in_force(area, day)
+    local versions = area.versions
+    for i = #versions, 1, -1 do
+        if versions[i].effective_day <= day then
+            return versions[i]
+        end
+    end
+    return nil
+end
+
+local function default_not_in_force(area, first)
+    return function(q)
+        return epcs.allowed {
+            article = area.article,
+            reason = format("Art. %s is not in force before %s.", area.article, first.effective_from),
+            reason_ko = format("제%s조는 %s부터 시행됩니다.", area.article, first.effective_from),
+        }
+    end
+end
+
+-- Called by the host for every evaluation: returns the verdict and the version that made it.
+function epcs._evaluate(area, q)
+    local decisive = area.decisive_date and area.decisive_date(q) or q.date
+    local version = version_in_force(area, decisive)
+    local result
+    if version then
+        result = version.evaluate(q, version)
+    else
+        version = area.versions[1]
+        local handler = area.not_in_force or default_not_in_force(area, version)
+        result = handler(q, version)
+    end
+    if type(result) ~= "table" then
+        error(format("version '%s' returned %s instead of a verdict", version.id, type(result)), 0)
+    end
+    if result.window == nil and result.deadline == nil then
+        if version.window then
+            local from, to = version.window:span(q.election)
+            result.window = {from = from, to = to}
+        else
+            result.deadline = version.deadline:day(q.election)
+        end
+    end
+    local rule = version.id
+    if version.effective_day > decisive then
+        rule = rule .. "/not-in-force"
+    end
+    return result, rule
+end
+
+-- Called by the host for an election's calendar: the window or deadline of the version in force
+-- on election day, or a version's own calendar(election) list when it has several.
+function epcs._calendar(area, election)
+    local version = version_in_force(area, election.day)
+    if version == nil then
+        return {}
+    end
+    if version.calendar then
+        return version.calendar(election, version)
+    end
+    local item = {
+        article = version.article or area.article,
+        rule = version.id,
+        title = version.title or area.title or ("Art. " .. area.article),
+        title_ko = version.title_ko or area.title_ko,
+    }
+    if version.window then
+        item.from, item.to = version.window:span(election)
+    else
+        item.day = version.deadline:day(election)
+    end
+    return {item}
+end

@@ -1,0 +1,782 @@
+#include "ruleset.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <lauxlib.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dates.h"
+#include "log.h"
+#include "rule_api_lua.h" /* generated from rule_api.lua: epcs_rule_api_source */
+
+#define ELECTIONS_FILE "elections.lua"
+/* Rule files are short legal texts; anything bigger is a mistake, not a rule. */
+#define MAX_RULE_FILE_SIZE (1024 * 1024)
+
+struct epcs_engine {
+    struct epcs_ruleset *ruleset;
+    struct epcs_lua *lua;
+    int evaluate_ref;
+    int calendar_ref;
+    int elections_ref;
+    int *area_refs;
+};
+
+const char *epcs_verdict_name(enum epcs_verdict_kind kind)
+{
+    switch (kind) {
+    case EPCS_VERDICT_ALLOWED:
+        return "allowed";
+    case EPCS_VERDICT_NEEDS_FACTS:
+        return "needs_facts";
+    case EPCS_VERDICT_PROHIBITED:
+        return "prohibited";
+    }
+    return "?";
+}
+
+static void set_error(struct epcs_rule_error *err, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set_error(struct epcs_rule_error *err, const char *file, int line, const char *fmt, ...)
+{
+    va_list args;
+    snprintf(err->file, sizeof(err->file), "%s", file);
+    err->line = line;
+    va_start(args, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, args);
+    va_end(args);
+}
+
+static int read_rule_file(const char *dir, const char *name, struct epcs_rule_file *file,
+                          struct epcs_rule_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *stream = fopen(path, "rb");
+    if (stream == NULL) {
+        set_error(err, name, 0, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    file->name = strdup(name);
+    file->source = malloc(MAX_RULE_FILE_SIZE + 1);
+    if (file->name == NULL || file->source == NULL) {
+        fclose(stream);
+        set_error(err, name, 0, "out of memory reading %s", path);
+        return -1;
+    }
+    file->length = fread(file->source, 1, MAX_RULE_FILE_SIZE + 1, stream);
+    int failed = ferror(stream);
+    fclose(stream);
+    if (failed) {
+        set_error(err, name, 0, "%s: read error", path);
+        return -1;
+    }
+    if (file->length > MAX_RULE_FILE_SIZE) {
+        set_error(err, name, 0, "%s is larger than %d bytes", path, MAX_RULE_FILE_SIZE);
+        return -1;
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (!EVP_Digest(file->source, file->length, digest, &digest_len, EVP_sha256(), NULL)) {
+        set_error(err, name, 0, "cannot hash %s", path);
+        return -1;
+    }
+    for (unsigned int i = 0; i < digest_len && i < 32; i++)
+        snprintf(file->sha256 + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
+/* The version id covers every file by name and content, so any edit gives a new id and the same
+ * files give the same id on every machine. */
+static int compute_id(struct epcs_ruleset *ruleset)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (size_t i = 0; ok && i < ruleset->file_count; i++) {
+        const struct epcs_rule_file *file = &ruleset->files[i];
+        ok = EVP_DigestUpdate(ctx, file->name, strlen(file->name) + 1) &&
+             EVP_DigestUpdate(ctx, file->sha256, 64);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, digest, &digest_len);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    memcpy(ruleset->id, "rs-", 3);
+    for (int i = 0; i < 8; i++)
+        snprintf(ruleset->id + 3 + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
+/* Reads string field `key` of the table at `index` into a fresh copy; NULL when absent. */
+static char *dup_field(lua_State *L, int index, const char *key)
+{
+    char *copy = NULL;
+    if (lua_getfield(L, index, key) == LUA_TSTRING)
+        copy = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return copy;
+}
+
+static int int_field(lua_State *L, int index, const char *key, int32_t *out)
+{
+    int present = lua_getfield(L, index, key) == LUA_TNUMBER && lua_isinteger(L, -1);
+    if (present)
+        *out = (int32_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return present;
+}
+
+static int extract_elections(struct epcs_ruleset *ruleset, lua_State *L,
+                             struct epcs_rule_error *err)
+{
+    int table = lua_gettop(L);
+    size_t count = (size_t)luaL_len(L, table);
+    ruleset->elections = calloc(count ? count : 1, sizeof(*ruleset->elections));
+    if (ruleset->elections == NULL) {
+        set_error(err, ELECTIONS_FILE, 0, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct epcs_election *election = &ruleset->elections[i];
+        lua_rawgeti(L, table, (lua_Integer)i + 1);
+        int entry = lua_gettop(L);
+        election->id = dup_field(L, entry, "id");
+        election->name = dup_field(L, entry, "name");
+        election->name_ko = dup_field(L, entry, "name_ko");
+        election->kind = dup_field(L, entry, "kind");
+        election->office = dup_field(L, entry, "office");
+        int has_day = int_field(L, entry, "day", &election->day);
+        election->has_cause_confirmed =
+            int_field(L, entry, "cause_confirmed", &election->cause_confirmed);
+        lua_pop(L, 1);
+        ruleset->election_count++;
+        if (election->id == NULL || election->name == NULL || election->name_ko == NULL ||
+            election->kind == NULL || election->office == NULL || !has_day) {
+            set_error(err, ELECTIONS_FILE, 0,
+                      "election %zu lacks id, name, name_ko, kind, "
+                      "office or day",
+                      i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int extract_versions(struct epcs_area_rules *area, lua_State *L, const char *file,
+                            struct epcs_rule_error *err)
+{
+    int table = lua_gettop(L);
+    lua_getfield(L, table, "versions");
+    int versions = lua_gettop(L);
+    size_t count = (size_t)luaL_len(L, versions);
+    area->versions = calloc(count ? count : 1, sizeof(*area->versions));
+    if (area->versions == NULL) {
+        set_error(err, file, 0, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct epcs_rule_version *version = &area->versions[i];
+        lua_rawgeti(L, versions, (lua_Integer)i + 1);
+        version->id = dup_field(L, -1, "id");
+        int has_day = int_field(L, -1, "effective_day", &version->effective_from);
+        version->has_promulgated = int_field(L, -1, "promulgated_day", &version->promulgated);
+        lua_pop(L, 1);
+        area->version_count++;
+        if (version->id == NULL || !has_day) {
+            set_error(err, file, 0, "version %zu lacks an id or effective_from", i + 1);
+            return -1;
+        }
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+struct epcs_ruleset *epcs_ruleset_load(const char *dir, const struct epcs_plugin_set *plugins,
+                                       const struct epcs_lua_limits *limits,
+                                       struct epcs_rule_error *err)
+{
+    struct epcs_ruleset *ruleset = calloc(1, sizeof(*ruleset));
+    if (ruleset == NULL) {
+        set_error(err, "", 0, "out of memory");
+        return NULL;
+    }
+    atomic_init(&ruleset->refs, 1);
+    ruleset->plugins = plugins;
+    ruleset->limits = *limits;
+    ruleset->loaded_at = time(NULL);
+    ruleset->dir = strdup(dir);
+    ruleset->files = calloc(plugins->count + 1, sizeof(*ruleset->files));
+    ruleset->areas = calloc(plugins->count ? plugins->count : 1, sizeof(*ruleset->areas));
+    if (ruleset->dir == NULL || ruleset->files == NULL || ruleset->areas == NULL) {
+        set_error(err, "", 0, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i <= plugins->count; i++) {
+        const char *name = i == 0 ? ELECTIONS_FILE : plugins->items[i - 1].desc->rule_file;
+        ruleset->file_count++;
+        if (read_rule_file(dir, name, &ruleset->files[i], err) != 0)
+            goto fail;
+    }
+    if (compute_id(ruleset) != 0) {
+        set_error(err, "", 0, "cannot compute the ruleset hash");
+        goto fail;
+    }
+
+    /* A probe compile proves every file loads and gives the host what it serves without Lua. */
+    struct epcs_engine *probe = epcs_engine_create(ruleset, err);
+    if (probe == NULL)
+        goto fail;
+    lua_State *L = epcs_lua_state(probe->lua);
+    int failed = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, probe->elections_ref);
+    failed = extract_elections(ruleset, L, err) != 0;
+    lua_pop(L, 1);
+    for (size_t i = 0; !failed && i < plugins->count; i++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, probe->area_refs[i]);
+        failed = extract_versions(&ruleset->areas[i], L, ruleset->files[i + 1].name, err) != 0;
+        lua_pop(L, 1);
+    }
+    epcs_engine_destroy(probe);
+    if (failed)
+        goto fail;
+    return ruleset;
+fail:
+    epcs_ruleset_release(ruleset);
+    return NULL;
+}
+
+void epcs_ruleset_retain(struct epcs_ruleset *ruleset)
+{
+    atomic_fetch_add(&ruleset->refs, 1);
+}
+
+void epcs_ruleset_release(struct epcs_ruleset *ruleset)
+{
+    if (ruleset == NULL || atomic_fetch_sub(&ruleset->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < ruleset->file_count; i++) {
+        free(ruleset->files[i].name);
+        free(ruleset->files[i].source);
+    }
+    for (size_t i = 0; i < ruleset->election_count; i++) {
+        struct epcs_election *election = &ruleset->elections[i];
+        free(election->id);
+        free(election->name);
+        free(election->name_ko);
+        free(election->kind);
+        free(election->office);
+    }
+    for (size_t i = 0; ruleset->areas != NULL && i < ruleset->plugins->count; i++) {
+        for (size_t v = 0; v < ruleset->areas[i].version_count; v++)
+            free(ruleset->areas[i].versions[v].id);
+        free(ruleset->areas[i].versions);
+    }
+    free(ruleset->areas);
+    free(ruleset->elections);
+    free(ruleset->files);
+    free(ruleset->dir);
+    free(ruleset);
+}
+
+const struct epcs_election *epcs_ruleset_election(const struct epcs_ruleset *ruleset,
+                                                  const char *id, size_t len)
+{
+    for (size_t i = 0; i < ruleset->election_count; i++) {
+        const char *candidate = ruleset->elections[i].id;
+        if (strlen(candidate) == len && memcmp(candidate, id, len) == 0)
+            return &ruleset->elections[i];
+    }
+    return NULL;
+}
+
+/* Runs a file that must return a table and keeps a registry reference to it. */
+static int load_table(struct epcs_engine *engine, const struct epcs_rule_file *file, int *ref,
+                      struct epcs_rule_error *err)
+{
+    lua_State *L = epcs_lua_state(engine->lua);
+    if (epcs_lua_run_chunk(engine->lua, file->name, file->source, file->length, 1, err) != 0)
+        return -1;
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        set_error(err, file->name, 0, "%s must return a table (epcs.area{} or epcs.elections{})",
+                  file->name);
+        return -1;
+    }
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+struct epcs_engine *epcs_engine_create(struct epcs_ruleset *ruleset, struct epcs_rule_error *err)
+{
+    const struct epcs_plugin_set *plugins = ruleset->plugins;
+    struct epcs_engine *engine = calloc(1, sizeof(*engine));
+    if (engine == NULL) {
+        set_error(err, "", 0, "out of memory");
+        return NULL;
+    }
+    epcs_ruleset_retain(ruleset);
+    engine->ruleset = ruleset;
+    engine->area_refs = calloc(plugins->count ? plugins->count : 1, sizeof(int));
+    engine->lua = epcs_lua_create(&ruleset->limits);
+    if (engine->area_refs == NULL || engine->lua == NULL) {
+        set_error(err, "", 0, "out of memory creating a Lua state");
+        goto fail;
+    }
+    lua_State *L = epcs_lua_state(engine->lua);
+    if (epcs_lua_run_chunk(engine->lua, "=epcs rule API", epcs_rule_api_source,
+                           sizeof(epcs_rule_api_source) - 1, 0, err) != 0)
+        goto fail;
+    lua_getglobal(L, "epcs");
+    lua_getfield(L, -1, "_evaluate");
+    engine->evaluate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "_calendar");
+    engine->calendar_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+
+    if (load_table(engine, &ruleset->files[0], &engine->elections_ref, err) != 0)
+        goto fail;
+    for (size_t i = 0; i < plugins->count; i++) {
+        const struct epcs_rule_file *file = &ruleset->files[i + 1];
+        const char *area = plugins->items[i].desc->name;
+        if (load_table(engine, file, &engine->area_refs[i], err) != 0)
+            goto fail;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[i]);
+        lua_getfield(L, -1, "name");
+        int matches = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), area) == 0;
+        lua_pop(L, 2);
+        if (!matches) {
+            set_error(err, file->name, 0, "%s must define area '%s' (epcs.area{name = \"%s\"})",
+                      file->name, area, area);
+            goto fail;
+        }
+    }
+    epcs_lua_freeze_globals(engine->lua);
+    return engine;
+fail:
+    epcs_engine_destroy(engine);
+    return NULL;
+}
+
+struct epcs_ruleset *epcs_engine_ruleset(const struct epcs_engine *engine)
+{
+    return engine->ruleset;
+}
+
+size_t epcs_engine_memory(struct epcs_engine *engine)
+{
+    return epcs_lua_memory(engine->lua);
+}
+
+void epcs_engine_destroy(struct epcs_engine *engine)
+{
+    if (engine == NULL)
+        return;
+    epcs_lua_destroy(engine->lua);
+    free(engine->area_refs);
+    epcs_ruleset_release(engine->ruleset);
+    free(engine);
+}
+
+static void push_election(lua_State *L, const struct epcs_election *election)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, election->id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, election->day);
+    lua_setfield(L, -2, "day");
+    lua_pushstring(L, election->kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushstring(L, election->office);
+    lua_setfield(L, -2, "office");
+    if (election->has_cause_confirmed) {
+        lua_pushinteger(L, election->cause_confirmed);
+        lua_setfield(L, -2, "cause_confirmed");
+    }
+}
+
+/* q = {date, election, actor = {...}, activity = {...}}; dates become day numbers. */
+static void push_query(lua_State *L, const struct epcs_eval *eval)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, eval->date);
+    lua_setfield(L, -2, "date");
+    push_election(L, eval->election);
+    lua_setfield(L, -2, "election");
+    lua_newtable(L);
+    int actor = lua_gettop(L);
+    lua_newtable(L);
+    int activity = lua_gettop(L);
+    for (size_t i = 0; i < eval->facts->count; i++) {
+        const struct epcs_fact *fact = &eval->facts->items[i];
+        const char *path = fact->entry->path;
+        int target = path[1] == 'c' && path[2] == 't' && path[3] == 'o' ? actor : activity;
+        const char *name = strchr(path, '.') + 1;
+        switch (fact->entry->type) {
+        case EPCS_FACT_BOOL:
+            lua_pushboolean(L, fact->value->via.boolean);
+            break;
+        case EPCS_FACT_DATE:
+            lua_pushinteger(L, fact->day);
+            break;
+        case EPCS_FACT_ENUM:
+        case EPCS_FACT_STRING:
+            lua_pushlstring(L, fact->value->via.str.ptr, fact->value->via.str.size);
+            break;
+        }
+        lua_setfield(L, target, name);
+    }
+    lua_setfield(L, -3, "activity");
+    lua_setfield(L, -2, "actor");
+}
+
+static void pack_str(msgpack_packer *pk, const char *str, size_t len)
+{
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, str, len);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *str)
+{
+    pack_str(pk, str, strlen(str));
+}
+
+static void pack_day(msgpack_packer *pk, lua_Integer day)
+{
+    char text[11];
+    epcs_date_format((int32_t)day, text);
+    pack_str(pk, text, 10);
+}
+
+/* What a rule returned, checked before anything is written, so a bad verdict fails closed. */
+struct rule_verdict {
+    enum epcs_verdict_kind kind;
+    const char *article, *reason, *reason_ko, *exception, *penalty, *rule;
+    size_t article_len, reason_len, reason_ko_len, exception_len, penalty_len, rule_len;
+    int has_window;
+    lua_Integer from, to, deadline;
+    int obligations, missing; /* stack indexes of the lists, 0 when absent */
+};
+
+static int valid_day(lua_Integer day)
+{
+    return day >= epcs_days_from_civil(EPCS_DATE_MIN_YEAR, 1, 1) &&
+           day <= epcs_days_from_civil(EPCS_DATE_MAX_YEAR, 12, 31);
+}
+
+static const char *string_field(lua_State *L, int table, const char *key, size_t *len, int *bad)
+{
+    int type = lua_getfield(L, table, key);
+    const char *value = NULL;
+    if (type == LUA_TSTRING)
+        value = lua_tolstring(L, -1, len);
+    else if (type != LUA_TNIL)
+        *bad = 1;
+    /* The string stays alive: the verdict table holding it is still on the stack. */
+    lua_pop(L, 1);
+    return value;
+}
+
+static int list_field(lua_State *L, int table, const char *key, int *index, int *bad)
+{
+    int type = lua_getfield(L, table, key);
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        *index = 0;
+        return 0;
+    }
+    if (type != LUA_TTABLE) {
+        *bad = 1;
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_Integer count = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= count; i++) {
+        if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+            *bad = 1;
+        lua_pop(L, 1);
+    }
+    *index = lua_gettop(L); /* left on the stack for packing */
+    return 0;
+}
+
+static const char *const verdict_fields[] = {
+    "verdict",   "article",     "reason",  "reason_ko", "window", "deadline",
+    "exception", "obligations", "missing", "penalty",   NULL,
+};
+
+static int read_verdict(lua_State *L, int table, struct rule_verdict *v, char *why, size_t why_size)
+{
+    int bad = 0;
+    size_t len;
+    memset(v, 0, sizeof(*v));
+    lua_pushnil(L);
+    while (lua_next(L, table) != 0) {
+        int known = 0;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            for (const char *const *f = verdict_fields; *f != NULL; f++)
+                known |= strcmp(lua_tostring(L, -2), *f) == 0;
+        }
+        if (!known) {
+            snprintf(why, why_size, "returned an unknown verdict field '%s'",
+                     lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    const char *kind = string_field(L, table, "verdict", &len, &bad);
+    if (kind != NULL && strcmp(kind, "allowed") == 0)
+        v->kind = EPCS_VERDICT_ALLOWED;
+    else if (kind != NULL && strcmp(kind, "prohibited") == 0)
+        v->kind = EPCS_VERDICT_PROHIBITED;
+    else if (kind != NULL && strcmp(kind, "needs_facts") == 0)
+        v->kind = EPCS_VERDICT_NEEDS_FACTS;
+    else
+        return snprintf(why, why_size, "returned verdict '%s'", kind ? kind : "(none)"), -1;
+    v->article = string_field(L, table, "article", &v->article_len, &bad);
+    v->reason = string_field(L, table, "reason", &v->reason_len, &bad);
+    v->reason_ko = string_field(L, table, "reason_ko", &v->reason_ko_len, &bad);
+    v->exception = string_field(L, table, "exception", &v->exception_len, &bad);
+    v->penalty = string_field(L, table, "penalty", &v->penalty_len, &bad);
+    if (bad || v->article == NULL || v->reason == NULL || v->article_len == 0) {
+        snprintf(why, why_size, "returned a verdict without string article and reason");
+        return -1;
+    }
+    if (lua_getfield(L, table, "window") == LUA_TTABLE) {
+        int window = lua_gettop(L);
+        v->has_window = 1;
+        if (lua_getfield(L, window, "from") != LUA_TNUMBER || !lua_isinteger(L, -1) ||
+            lua_getfield(L, window, "to") != LUA_TNUMBER || !lua_isinteger(L, -1)) {
+            lua_settop(L, window - 1);
+            return snprintf(why, why_size, "returned a window without day numbers"), -1;
+        }
+        v->from = lua_tointeger(L, -2);
+        v->to = lua_tointeger(L, -1);
+        lua_settop(L, window - 1);
+        if (!valid_day(v->from) || !valid_day(v->to))
+            return snprintf(why, why_size, "returned a window outside the supported years"), -1;
+    } else {
+        lua_pop(L, 1);
+        if (lua_getfield(L, table, "deadline") != LUA_TNUMBER || !lua_isinteger(L, -1)) {
+            lua_pop(L, 1);
+            return snprintf(why, why_size, "returned neither a window nor a deadline"), -1;
+        }
+        v->deadline = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (!valid_day(v->deadline))
+            return snprintf(why, why_size, "returned a deadline outside the supported years"), -1;
+    }
+    list_field(L, table, "obligations", &v->obligations, &bad);
+    list_field(L, table, "missing", &v->missing, &bad);
+    if (bad)
+        return snprintf(why, why_size,
+                        "returned obligations or missing that are not lists of "
+                        "strings"),
+               -1;
+    if (v->kind == EPCS_VERDICT_NEEDS_FACTS && (v->missing == 0 || luaL_len(L, v->missing) == 0))
+        return snprintf(why, why_size, "returned needs_facts without the missing facts"), -1;
+    return 0;
+}
+
+static void pack_list(msgpack_packer *pk, lua_State *L, int index)
+{
+    lua_Integer count = luaL_len(L, index);
+    msgpack_pack_array(pk, (size_t)count);
+    for (lua_Integer i = 1; i <= count; i++) {
+        size_t len;
+        lua_rawgeti(L, index, i);
+        const char *item = lua_tolstring(L, -1, &len);
+        pack_str(pk, item, len);
+        lua_pop(L, 1);
+    }
+}
+
+static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struct rule_verdict *v)
+{
+    msgpack_packer *pk = eval->packer;
+    const struct epcs_ruleset *ruleset = eval->engine->ruleset;
+    const char *area = ruleset->plugins->items[eval->area_index].desc->name;
+    size_t fields = 8 + (v->reason_ko != NULL) + (v->exception != NULL) + (v->penalty != NULL) +
+                    (v->obligations != 0) + (v->missing != 0);
+    msgpack_pack_map(pk, fields);
+    pack_cstr(pk, "verdict");
+    pack_cstr(pk, epcs_verdict_name(v->kind));
+    pack_cstr(pk, "area");
+    pack_cstr(pk, area);
+    pack_cstr(pk, "article");
+    pack_str(pk, v->article, v->article_len);
+    pack_cstr(pk, "rule");
+    pack_str(pk, v->rule, v->rule_len);
+    pack_cstr(pk, "reason");
+    pack_str(pk, v->reason, v->reason_len);
+    if (v->reason_ko != NULL) {
+        pack_cstr(pk, "reason_ko");
+        pack_str(pk, v->reason_ko, v->reason_ko_len);
+    }
+    if (v->has_window) {
+        pack_cstr(pk, "window");
+        msgpack_pack_map(pk, 2);
+        pack_cstr(pk, "from");
+        pack_day(pk, v->from);
+        pack_cstr(pk, "to");
+        pack_day(pk, v->to);
+    } else {
+        pack_cstr(pk, "deadline");
+        pack_day(pk, v->deadline);
+    }
+    if (v->exception != NULL) {
+        pack_cstr(pk, "exception");
+        pack_str(pk, v->exception, v->exception_len);
+    }
+    if (v->obligations != 0) {
+        pack_cstr(pk, "obligations");
+        pack_list(pk, L, v->obligations);
+    }
+    if (v->missing != 0) {
+        pack_cstr(pk, "missing");
+        pack_list(pk, L, v->missing);
+    }
+    if (v->penalty != NULL) {
+        pack_cstr(pk, "penalty");
+        pack_str(pk, v->penalty, v->penalty_len);
+    }
+    pack_cstr(pk, "election");
+    msgpack_pack_map(pk, 2);
+    pack_cstr(pk, "id");
+    pack_cstr(pk, eval->election->id);
+    pack_cstr(pk, "day");
+    pack_day(pk, eval->election->day);
+    pack_cstr(pk, "ruleset");
+    pack_cstr(pk, ruleset->id);
+}
+
+int epcs_engine_run_rules(struct epcs_eval *eval)
+{
+    struct epcs_engine *engine = eval->engine;
+    lua_State *L = epcs_lua_state(engine->lua);
+    const char *file = engine->ruleset->files[eval->area_index + 1].name;
+    int base = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->evaluate_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[eval->area_index]);
+    push_query(L, eval);
+    if (epcs_lua_call(engine->lua, 2, 2, &eval->error) != 0) {
+        eval->failed = 1;
+        if (eval->error.file[0] == '\0')
+            snprintf(eval->error.file, sizeof(eval->error.file), "%s", file);
+        return -1;
+    }
+    struct rule_verdict v;
+    char why[200];
+    const char *rule = lua_tostring(L, base + 2);
+    if (!lua_istable(L, base + 1) || rule == NULL ||
+        read_verdict(L, base + 1, &v, why, sizeof(why)) != 0) {
+        if (!lua_istable(L, base + 1) || rule == NULL)
+            snprintf(why, sizeof(why), "returned no verdict table");
+        set_error(&eval->error, file, 0, "%s: rule %s %s", file, rule ? rule : "?", why);
+        eval->failed = 1;
+        lua_settop(L, base);
+        return -1;
+    }
+    v.rule = lua_tolstring(L, base + 2, &v.rule_len);
+    pack_verdict(eval, L, &v);
+    eval->verdict = v.kind;
+    lua_settop(L, base);
+    return 0;
+}
+
+int epcs_engine_run_calendar(struct epcs_calendar *calendar)
+{
+    struct epcs_engine *engine = calendar->engine;
+    lua_State *L = epcs_lua_state(engine->lua);
+    const char *file = engine->ruleset->files[calendar->area_index + 1].name;
+    const char *area = engine->ruleset->plugins->items[calendar->area_index].desc->name;
+    int base = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->calendar_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[calendar->area_index]);
+    push_election(L, calendar->election);
+    if (epcs_lua_call(engine->lua, 2, 1, &calendar->error) != 0) {
+        calendar->failed = 1;
+        return -1;
+    }
+    int items = lua_gettop(L);
+    lua_Integer count = lua_istable(L, items) ? luaL_len(L, items) : -1;
+    /* Check every item before packing any, so a bad one leaves nothing half-written. */
+    for (lua_Integer i = 1; i <= count; i++) {
+        lua_rawgeti(L, items, i);
+        int item = lua_gettop(L);
+        int32_t from, to, day;
+        int bad = 0;
+        size_t len;
+        int ok = lua_istable(L, item) && string_field(L, item, "article", &len, &bad) &&
+                 string_field(L, item, "rule", &len, &bad) &&
+                 string_field(L, item, "title", &len, &bad) && !bad &&
+                 ((int_field(L, item, "from", &from) && int_field(L, item, "to", &to) &&
+                   valid_day(from) && valid_day(to)) ||
+                  (int_field(L, item, "day", &day) && valid_day(day)));
+        lua_settop(L, items);
+        if (!ok)
+            count = -1;
+    }
+    if (count < 0) {
+        set_error(&calendar->error, file, 0,
+                  "%s: calendar items need article, rule, title and from/to or day", file);
+        calendar->failed = 1;
+        lua_settop(L, base);
+        return -1;
+    }
+    msgpack_packer *pk = calendar->packer;
+    for (lua_Integer i = 1; i <= count; i++) {
+        lua_rawgeti(L, items, i);
+        int item = lua_gettop(L);
+        int32_t from, to, day;
+        size_t len;
+        int bad = 0;
+        int is_window = int_field(L, item, "from", &from) && int_field(L, item, "to", &to);
+        const char *title_ko = string_field(L, item, "title_ko", &len, &bad);
+        msgpack_pack_map(pk, 5 + (is_window ? 2 : 1) + (title_ko != NULL && !bad));
+        pack_cstr(pk, "area");
+        pack_cstr(pk, area);
+        pack_cstr(pk, "kind");
+        pack_cstr(pk, is_window ? "window" : "deadline");
+        static const char *const text_fields[] = {"article", "rule", "title"};
+        for (size_t f = 0; f < 3; f++) {
+            const char *value = string_field(L, item, text_fields[f], &len, &bad);
+            pack_cstr(pk, text_fields[f]);
+            pack_str(pk, value, len);
+        }
+        if (title_ko != NULL && !bad) {
+            pack_cstr(pk, "title_ko");
+            pack_cstr(pk, title_ko);
+        }
+        if (is_window) {
+            pack_cstr(pk, "from");
+            pack_day(pk, from);
+            pack_cstr(pk, "to");
+            pack_day(pk, to);
+        } else {
+            int_field(L, item, "day", &day);
+            pack_cstr(pk, "day");
+            pack_day(pk, day);
+        }
+        lua_settop(L, items);
+        calendar->item_count++;
+    }
+    lua_settop(L, base);
+    return 0;
+}
+
+const struct epcs_host_api epcs_host_api_v1 = {
+    .abi_version = EPCS_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(struct epcs_host_api),
+    .log = epcs_log,
+    .fact = epcs_facts_get,
+    .reject = epcs_facts_reject,
+    .run_rules = epcs_engine_run_rules,
+    .run_calendar = epcs_engine_run_calendar,
+};

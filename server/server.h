@@ -1,0 +1,120 @@
+#ifndef EPCS_SERVER_H
+#define EPCS_SERVER_H
+
+#include <h2o.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#if !H2O_USE_LIBUV
+#error "epcs needs h2o built for libuv (Debian's libh2o-dev, not libh2o-evloop-dev)"
+#endif
+
+#include "buf.h"
+#include "codec.h"
+#include "config.h"
+#include "plugin_loader.h"
+#include "ruleset.h"
+
+struct epcs_worker;
+
+/** Process-wide state, shared read-only by the workers once they run. */
+struct epcs_server {
+    struct epcs_config config;
+    h2o_globalconf_t globalconf;
+    SSL_CTX *ssl_ctx;
+    struct epcs_plugin_set *plugins;
+    /*
+     * The ruleset new requests use. Workers compare it with their engine's at each request
+     * boundary and rebuild on change, so publishing a new ruleset here switches every worker
+     * without stopping one; in-flight requests finish on the engine they started with.
+     */
+    _Atomic(struct epcs_ruleset *) active_ruleset;
+    pthread_mutex_t ruleset_lock;
+    /** One listening socket per address per worker (SO_REUSEPORT), made before workers start. */
+    int *listen_fds;
+    size_t listen_fd_count;
+    struct epcs_worker *workers;
+    int worker_count;
+    atomic_int stopping;
+};
+
+/** One thread's loop, h2o context and rule engine. */
+struct epcs_worker {
+    /* First member: handlers get here from req->conn->ctx. */
+    h2o_context_t ctx;
+    struct epcs_server *server;
+    int index;
+    pthread_t thread;
+    uv_loop_t loop;
+    int loop_ready;
+    uv_async_t stop_signal;
+    uv_timer_t drain_timer;
+    uint64_t drain_deadline;
+    uv_tcp_t *listeners;
+    size_t listener_count;
+    h2o_accept_ctx_t accept_ctx;
+    struct epcs_engine *engine;
+    /* Per-request scratch, reset at the start of each request; never shared. */
+    msgpack_zone zone;
+    int zone_ready;
+    struct epcs_buf body;
+    struct epcs_buf scratch;
+    struct epcs_buf json;
+    msgpack_packer packer;
+    msgpack_packer scratch_packer;
+};
+
+enum epcs_format { EPCS_FORMAT_JSON, EPCS_FORMAT_MSGPACK };
+
+/** The request's worker. */
+static inline struct epcs_worker *epcs_worker_of(h2o_req_t *req)
+{
+    return (struct epcs_worker *)req->conn->ctx;
+}
+
+/**
+ * The worker's engine for the active ruleset, rebuilt first when a newer ruleset was
+ * published. NULL when no engine could be built (logged); the caller answers 503.
+ */
+struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker);
+
+/** The request body's Content-Type: 1 msgpack, 0 JSON, -1 missing or anything else. */
+int epcs_request_media(h2o_req_t *req);
+
+/** The format a response should use: Accept, else the request's Content-Type, else JSON. */
+enum epcs_format epcs_response_format(h2o_req_t *req);
+
+/** Resets the worker's body buffer and packer for a new response. */
+msgpack_packer *epcs_response_begin(struct epcs_worker *worker);
+
+/**
+ * Sends worker->body (a msgpack document) with `status`, converted to JSON when `format` says
+ * so. Returns 0 (the handler's return value).
+ */
+int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format);
+
+/**
+ * Sends {error, message, field?} with `status`; `field` may be NULL. Adds `allow` for 405.
+ * Returns 0.
+ */
+int epcs_respond_error(h2o_req_t *req, int status, const char *code, const char *field,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/** msgpack helpers for building responses. */
+void epcs_pack_cstr(msgpack_packer *pk, const char *str);
+void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len);
+void epcs_pack_day(msgpack_packer *pk, int32_t day);
+
+/* Route handlers (api.c, check.c). Each returns 0 after answering. */
+int epcs_handle_healthz(h2o_req_t *req);
+int epcs_handle_areas(h2o_req_t *req);
+int epcs_handle_elections(h2o_req_t *req);
+int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar);
+int epcs_handle_check(h2o_req_t *req);
+
+/** Starts the workers and blocks until SIGTERM/SIGINT has drained them. Returns exit status. */
+int epcs_server_run(struct epcs_server *server);
+
+#endif

@@ -1,0 +1,699 @@
+#!/usr/bin/python3
+"""Integration tests: the real epcsd on random loopback ports, spoken to over real HTTP/2.
+
+curl (--http2-prior-knowledge for h2c, ALPN for TLS) and h2load are the clients; bodies go
+both as msgpack and as JSON. Run through ctest, or directly:
+    tests/integration/test_api.py --epcsd build/epcsd --plugins build/plugins \
+        --rules lua_rules --cases ../shared/cases/public.tsv
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import msgpack
+
+ARGS = None
+MSGPACK = "application/msgpack"
+JSON = "application/json"
+
+
+class Server:
+    """One epcsd process on 127.0.0.1, port chosen by the kernel and read from its log."""
+
+    def __init__(self, *extra, rules=None, tls=None, expect_start=True):
+        self.data = tempfile.mkdtemp(prefix="epcs-test-data-")
+        self.log_path = os.path.join(self.data, "epcsd.log")
+        command = [ARGS.epcsd, "--listen", "127.0.0.1:0", "--threads", "2",
+                   "--plugins", ARGS.plugins, "--rules", rules or ARGS.rules,
+                   "--data", os.path.join(self.data, "var"), "--shutdown-timeout", "20"]
+        if tls:
+            command += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        command += list(extra)
+        self.log = open(self.log_path, "w+")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = None
+        self.scheme = "https" if tls else "http"
+        if expect_start:
+            self._wait_ready()
+
+    def _wait_ready(self):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            text = self.text()
+            match = re.search(r"listening on https?://127\.0\.0\.1:(\d+)", text)
+            if match and "] ready:" in text:
+                self.port = int(match.group(1))
+                return
+            if self.process.poll() is not None:
+                raise AssertionError("epcsd exited during start-up:\n" + text)
+            time.sleep(0.05)
+        raise AssertionError("epcsd did not become ready:\n" + self.text())
+
+    def text(self):
+        with open(self.log_path) as log:
+            return log.read()
+
+    def url(self, path):
+        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
+
+    def stop(self):
+        """SIGTERM, then the exit status; the process must be gone within 30 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("epcsd did not stop on SIGTERM:\n" + self.text())
+        self.log.close()
+        return status
+
+    def cleanup(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+class Response:
+    def __init__(self, status, version, content_type, body, headers):
+        self.status = status
+        self.version = version
+        self.content_type = content_type
+        self.raw = body
+        self.headers = headers
+
+    @property
+    def data(self):
+        if self.content_type.startswith(MSGPACK):
+            return msgpack.unpackb(self.raw, raw=False)
+        return json.loads(self.raw.decode("utf-8"))
+
+
+def request(server, method, path, body=None, content_type=None, accept=None, http="2",
+            extra=()):
+    """Sends one request with curl and returns the Response; fails on any transport error."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = os.path.join(scratch, "body")
+        head = os.path.join(scratch, "headers")
+        command = ["curl", "-sS", "--max-time", "60", "-X", method, "-o", out, "-D", head,
+                   "-w", "%{http_code} %{http_version} %{content_type}"]
+        command.append({"2": "--http2-prior-knowledge", "1.1": "--http1.1"}[http]
+                       if server.scheme == "http" else "--http2")
+        if server.scheme == "https":
+            command.append("-k")
+        if content_type:
+            command += ["-H", "content-type: " + content_type]
+        if accept:
+            command += ["-H", "accept: " + accept]
+        if body is not None:
+            path_body = os.path.join(scratch, "request")
+            with open(path_body, "wb") as f:
+                f.write(body)
+            command += ["--data-binary", "@" + path_body]
+        command += list(extra)
+        command.append(server.url(path))
+        result = subprocess.run(command, capture_output=True)
+        if result.returncode != 0:
+            raise AssertionError("curl failed (%d): %s" % (result.returncode,
+                                                          result.stderr.decode()))
+        status, version, ctype = (result.stdout.decode().split(" ", 2) + [""])[:3]
+        with open(out, "rb") as f:
+            data = f.read()
+        with open(head, "rb") as f:
+            headers = f.read().decode("latin-1").lower()
+        return Response(int(status), version, ctype, data, headers)
+
+
+def encode(document, kind):
+    if kind == MSGPACK:
+        return msgpack.packb(document, use_bin_type=True)
+    return json.dumps(document).encode()
+
+
+def check(server, document, kind=MSGPACK, accept=None):
+    return request(server, "POST", "/v1/check", encode(document, kind), kind, accept)
+
+
+def parse_value(text):
+    return {"true": True, "false": False}.get(text, text)
+
+
+def load_cases(path):
+    """Rows of shared/cases/public.tsv as dicts with a ready request document."""
+    cases = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            cid, election, area, date, actor, activity, verdict, article, note = \
+                line.rstrip("\n").split("\t")
+            facts = {}
+            for pair in activity.split(";"):
+                key, value = pair.strip().split("=", 1)
+                facts[key] = parse_value(value)
+            cases.append({
+                "id": cid, "area": area, "verdict": verdict, "article": article, "note": note,
+                "document": {"election": election, "area": area, "date": date,
+                             "actor": {"kind": actor}, "activity": facts},
+            })
+    return cases
+
+
+class ApiTest(unittest.TestCase):
+    """Every endpoint of the running server, in both encodings."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        health = request(cls.server, "GET", "/healthz").data
+        cls.ruleset = health["ruleset"]
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        assert status == 0, "epcsd exited with %d" % status
+
+    def assertError(self, response, status, code, field=None, message=None):
+        self.assertEqual(response.status, status, response.raw)
+        data = response.data
+        self.assertEqual(data["error"], code)
+        self.assertIsInstance(data["message"], str)
+        self.assertTrue(data["message"])
+        if field is None:
+            self.assertNotIn("field", data)
+        else:
+            self.assertEqual(data.get("field"), field)
+        if message is not None:
+            self.assertEqual(data["message"], message)
+
+    def test_healthz(self):
+        for accept in (None, MSGPACK):
+            response = request(self.server, "GET", "/healthz", accept=accept)
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.version, "2")
+            self.assertEqual(response.content_type, accept or JSON)
+            self.assertEqual(response.data, {"status": "ok", "ruleset": self.ruleset, "areas": 1})
+        self.assertRegex(self.ruleset, r"^rs-[0-9a-f]{16}$")
+
+    def test_http1_also_served(self):
+        response = request(self.server, "GET", "/healthz", http="1.1")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.version, "1.1")
+        self.assertEqual(response.data["status"], "ok")
+
+    def test_areas(self):
+        data = request(self.server, "GET", "/v1/areas", accept=MSGPACK).data
+        self.assertEqual(data["ruleset"], self.ruleset)
+        self.assertEqual([a["name"] for a in data["areas"]], ["deepfake"])
+        deepfake = data["areas"][0]
+        self.assertEqual(deepfake["article"], "82-8")
+        self.assertEqual(deepfake["rule_file"], "deepfake.lua")
+        self.assertEqual(deepfake["activities"], ["produce", "edit", "distribute", "screen", "post"])
+        self.assertEqual(deepfake["versions"], [{"id": "deepfake/82-8/2024-01-29",
+                                                 "effective_from": "2024-01-29",
+                                                 "promulgated": "2023-12-28"}])
+        self.assertIn({"path": "activity.purpose", "type": "enum",
+                       "values": ["campaign", "primary", "get_out_the_vote",
+                                  "legislative_report", "satire", "other"]},
+                      deepfake["facts"])
+
+    def test_elections(self):
+        data = request(self.server, "GET", "/v1/elections").data
+        days = {e["id"]: e["day"] for e in data["elections"]}
+        self.assertEqual(days, {
+            "byel2021": "2021-04-07", "pres20": "2022-03-09", "local8": "2022-06-01",
+            "na22": "2024-04-10", "ganghwa2024": "2024-10-16", "pres21": "2025-06-03",
+            "local9": "2026-06-03", "na23": "2028-04-12"})
+        pres21 = request(self.server, "GET", "/v1/elections/pres21", accept=MSGPACK).data
+        self.assertEqual(pres21["election"], {
+            "id": "pres21", "name": "21st presidential election (vacancy)",
+            "name_ko": "제21대 대통령선거(궐위선거)", "day": "2025-06-03", "kind": "vacancy",
+            "office": "president", "cause_confirmed": "2025-04-04"})
+        self.assertError(request(self.server, "GET", "/v1/elections/na99"), 404,
+                         "unknown_election", "election")
+
+    def test_calendar(self):
+        data = request(self.server, "GET", "/v1/elections/na22/calendar").data
+        self.assertEqual(data["items"], [{
+            "area": "deepfake", "kind": "window", "article": "82-8",
+            "rule": "deepfake/82-8/2024-01-29",
+            "title": "Deepfake videos for campaigning prohibited (D-90 to election day)",
+            "title_ko": "딥페이크 영상 등을 이용한 선거운동 금지 (선거일 전 90일부터 선거일까지)",
+            "from": "2024-01-11", "to": "2024-04-10"}])
+        vacancy = request(self.server, "GET", "/v1/elections/pres21/calendar").data
+        self.assertEqual((vacancy["items"][0]["from"], vacancy["items"][0]["to"]),
+                         ("2025-04-04", "2025-06-03"))
+
+    def test_public_cases(self):
+        """Every row of shared/cases/public.tsv whose area this server runs, both encodings."""
+        areas = {a["name"] for a in request(self.server, "GET", "/v1/areas").data["areas"]}
+        cases = [c for c in load_cases(ARGS.cases) if c["area"] in areas]
+        self.assertEqual([c["id"] for c in cases],
+                         ["p01", "p02", "p03", "p04", "p05", "p06", "p07"])
+        for case in cases:
+            for kind in (MSGPACK, JSON):
+                with self.subTest(case=case["id"], encoding=kind):
+                    response = check(self.server, case["document"], kind)
+                    self.assertEqual(response.status, 200, response.raw)
+                    self.assertEqual(response.version, "2")
+                    self.assertEqual(response.content_type, kind)
+                    verdict = response.data
+                    self.assertEqual(verdict["verdict"], case["verdict"], case["note"])
+                    self.assertEqual(verdict["article"], case["article"], case["note"])
+                    self.assertEqual(verdict["area"], case["area"])
+                    self.assertEqual(verdict["ruleset"], self.ruleset)
+                    self.assertEqual(verdict["election"]["id"], case["document"]["election"])
+                    for key in ("rule", "reason", "reason_ko", "window"):
+                        self.assertIn(key, verdict)
+
+    def test_verdict_in_window_exact(self):
+        verdict = check(self.server, {
+            "election": "na22", "area": "deepfake", "date": "2024-04-10",
+            "actor": {"kind": "candidate"},
+            "activity": {"kind": "screen", "deepfake": True, "purpose": "campaign"}}).data
+        self.assertEqual(verdict, {
+            "verdict": "prohibited", "area": "deepfake", "article": "82-8(1)",
+            "rule": "deepfake/82-8/2024-01-29",
+            "reason": "Deepfake videos for campaigning are prohibited from 2024-01-11 (D-90) to "
+                      "election day 2024-04-10, labeled or not.",
+            "reason_ko": "선거일 전 90일(2024-01-11)부터 선거일(2024-04-10)까지는 표시 여부와 "
+                         "관계없이 선거운동을 위한 딥페이크 영상을 제작·편집·배포·상영·게시할 수 "
+                         "없습니다.",
+            "window": {"from": "2024-01-11", "to": "2024-04-10"},
+            "penalty": "Art. 255(5): imprisonment of up to 7 years or a fine of KRW 10 million "
+                       "to 50 million",
+            "election": {"id": "na22", "day": "2024-04-10"},
+            "ruleset": self.ruleset})
+
+    def test_window_boundaries(self):
+        """D-91 and the day after election day are outside; D-90 and election day inside."""
+        expected = {"2026-03-04": "82-8(2)", "2026-03-05": "82-8(1)", "2026-06-03": "82-8(1)",
+                    "2026-06-04": "82-8(2)"}
+        for date, article in expected.items():
+            verdict = check(self.server, {
+                "election": "local9", "area": "deepfake", "date": date,
+                "activity": {"kind": "post", "deepfake": True, "purpose": "campaign",
+                             "labeled": False}}).data
+            self.assertEqual(verdict["article"], article, date)
+            self.assertEqual(verdict["verdict"], "prohibited", date)
+
+    def test_outside_window_unlabeled_and_labeled(self):
+        document = {"election": "local9", "area": "deepfake", "date": "2026-03-04",
+                    "activity": {"kind": "post", "deepfake": True, "purpose": "campaign",
+                                 "labeled": False}}
+        unlabeled = check(self.server, document).data
+        self.assertEqual((unlabeled["verdict"], unlabeled["article"]), ("prohibited", "82-8(2)"))
+        self.assertEqual(unlabeled["obligations"], ["Label the video as AI-made (Art. 82-8(2))."])
+        self.assertEqual(unlabeled["penalty"],
+                         "Art. 261(3)4: administrative fine of up to KRW 10 million")
+        self.assertEqual(unlabeled["window"], {"from": "2026-03-05", "to": "2026-06-03"})
+        document["activity"]["labeled"] = True
+        labeled = check(self.server, document).data
+        self.assertEqual((labeled["verdict"], labeled["exception"]),
+                         ("allowed", "labeled_outside_window"))
+        del document["activity"]["labeled"]
+        unknown = check(self.server, document).data
+        self.assertEqual((unknown["verdict"], unknown["missing"]),
+                         ("needs_facts", ["activity.labeled"]))
+
+    def test_not_a_deepfake_and_not_in_force(self):
+        hand_edited = check(self.server, {
+            "election": "na22", "area": "deepfake", "date": "2024-02-01",
+            "activity": {"kind": "post", "deepfake": False, "purpose": "campaign"}}).data
+        self.assertEqual((hand_edited["verdict"], hand_edited["article"],
+                          hand_edited["exception"]), ("allowed", "82-8", "not_ai_generated"))
+        early = check(self.server, {
+            "election": "na22", "area": "deepfake", "date": "2024-01-28",
+            "activity": {"kind": "post", "deepfake": True, "purpose": "campaign",
+                         "labeled": False}}).data
+        self.assertEqual((early["verdict"], early["article"], early["exception"], early["rule"]),
+                         ("allowed", "82-8", "not_in_force",
+                          "deepfake/82-8/2024-01-29/not-in-force"))
+        self.assertEqual(len(early["obligations"]), 1)
+
+    def test_needs_facts(self):
+        verdict = check(self.server, {"election": "na22", "area": "deepfake",
+                                      "date": "2024-02-01", "activity": {"kind": "post"}}).data
+        self.assertEqual(verdict["verdict"], "needs_facts")
+        self.assertEqual(verdict["missing"], ["activity.deepfake", "activity.purpose"])
+
+    def test_area_omitted(self):
+        data = check(self.server, {"election": "na22", "date": "2024-02-15",
+                                   "activity": {"kind": "distribute", "deepfake": True,
+                                                "purpose": "campaign"}}, JSON).data
+        self.assertEqual(data["verdict"], "prohibited")
+        self.assertEqual(data["ruleset"], self.ruleset)
+        self.assertEqual([(r["area"], r["verdict"], r["article"]) for r in data["results"]],
+                         [("deepfake", "prohibited", "82-8(1)")])
+        missing = check(self.server, {"election": "na22", "activity": {}}).data
+        self.assertEqual((missing["verdict"], missing["missing"], missing["results"]),
+                         ("needs_facts", ["activity.kind"], []))
+
+    def test_date_defaults_to_today_in_seoul(self):
+        verdict = check(self.server, {"election": "na23", "area": "deepfake",
+                                      "activity": {"deepfake": True, "purpose": "campaign",
+                                                   "labeled": True}}).data
+        # na23 is on 2028-04-12; today (2026 or later, before 2028-01-13) is outside its window.
+        today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 9 * 3600))
+        self.assertLess(today, "2028-01-13")
+        self.assertEqual((verdict["verdict"], verdict["article"]), ("allowed", "82-8(2)"))
+
+    def test_content_negotiation(self):
+        document = {"election": "na22", "area": "deepfake", "date": "2024-02-20",
+                    "activity": {"kind": "post", "deepfake": True, "purpose": "primary"}}
+        as_msgpack = check(self.server, document, JSON, accept=MSGPACK)
+        self.assertEqual(as_msgpack.content_type, MSGPACK)
+        self.assertEqual(as_msgpack.data["exception"], "not_campaigning")
+        as_json = check(self.server, document, MSGPACK, accept="text/html, application/json")
+        self.assertEqual(as_json.content_type, JSON)
+        self.assertEqual(as_json.data, as_msgpack.data)
+        legacy = request(self.server, "POST", "/v1/check", encode(document, MSGPACK),
+                         "application/x-msgpack", "*/*")
+        self.assertEqual(legacy.content_type, MSGPACK)
+        self.assertEqual(legacy.data, as_msgpack.data)
+
+    def test_malformed_bodies(self):
+        good = encode({"election": "na22", "area": "deepfake",
+                       "activity": {"kind": "post", "deepfake": True, "purpose": "campaign"}},
+                      MSGPACK)
+        for kind in (MSGPACK, JSON):
+            self.assertError(request(self.server, "POST", "/v1/check", b"", kind), 400,
+                             "bad_request", None, "the request body is empty")
+        truncated = request(self.server, "POST", "/v1/check", good[:-3], MSGPACK)
+        self.assertError(truncated, 400, "bad_request")
+        self.assertTrue(truncated.data["message"].startswith("truncated msgpack"))
+        trailing = request(self.server, "POST", "/v1/check", good + b"\xc0", MSGPACK)
+        self.assertError(trailing, 400, "bad_request")
+        self.assertIn("trailing bytes", trailing.data["message"])
+        self.assertError(request(self.server, "POST", "/v1/check", b'{"election": "na22",',
+                                 JSON), 400, "bad_request")
+        self.assertError(check(self.server, ["na22"]), 400, "bad_request", None,
+                         "the body must be a map with election, activity, ...")
+        dup = request(self.server, "POST", "/v1/check",
+                      b'{"election":"na22","activity":{"kind":"post","kind":"edit"}}', JSON)
+        self.assertError(dup, 400, "bad_request")
+        self.assertIn("duplicate", dup.data["message"])
+        deep = request(self.server, "POST", "/v1/check", b"[" * 30000 + b"]" * 30000, JSON)
+        self.assertError(deep, 400, "bad_request")
+        self.assertIn("maximum parsing depth", deep.data["message"])
+        deep = request(self.server, "POST", "/v1/check", b"\x91" * 60000 + b"\xc0", MSGPACK)
+        self.assertError(deep, 400, "bad_request", None,
+                         "malformed msgpack: nesting deeper than 32 levels")
+        bad_utf8 = msgpack.packb({"election": "na22", "activity": {"kind": "QQ"}})
+        bad_utf8 = bad_utf8.replace(b"\xa2QQ", b"\xa2\xff\xfe")
+        self.assertError(request(self.server, "POST", "/v1/check", bad_utf8, MSGPACK), 400,
+                         "bad_request", "activity.kind", "invalid UTF-8 in string")
+
+    def test_wrong_types_and_values(self):
+        base = {"election": "na22", "area": "deepfake", "date": "2024-02-01",
+                "activity": {"kind": "post", "deepfake": True, "purpose": "campaign"}}
+
+        def variant(**changes):
+            document = json.loads(json.dumps(base))
+            for path, value in changes.items():
+                section, _, key = path.partition("__")
+                if key:
+                    document[section][key] = value
+                else:
+                    document[section] = value
+            return document
+
+        cases = [
+            (variant(election=5), 400, "bad_request", "election",
+             "election must be a string id"),
+            (variant(activity="post"), 400, "bad_request", "activity", "activity must be a map"),
+            (variant(actor=["voter"]), 400, "bad_request", "actor", "actor must be a map"),
+            (variant(area=1), 400, "bad_request", "area", "area must be a string"),
+            (dict(base, extra=1), 400, "bad_request", None, "unknown field 'extra'"),
+            ({"area": "deepfake", "activity": {}}, 400, "bad_request", "election",
+             "election is required (an id from /v1/elections)"),
+            (variant(election="na99"), 404, "unknown_election", "election",
+             "no election 'na99'; GET /v1/elections lists them"),
+            (variant(area="astrology"), 404, "unknown_area", "area",
+             "no area 'astrology'; GET /v1/areas lists them"),
+            (variant(date="2024-02-30"), 422, "invalid_fact", "date",
+             "date must be a date YYYY-MM-DD between 1900 and 2199"),
+            (variant(date=20240201), 422, "invalid_fact", "date",
+             "date must be a date YYYY-MM-DD between 1900 and 2199"),
+            (variant(activity__deepfake="yes"), 422, "invalid_fact", "activity.deepfake",
+             "activity.deepfake must be a boolean"),
+            (variant(activity__purpose="fun"), 422, "invalid_fact", "activity.purpose",
+             "activity.purpose: unknown value 'fun'"),
+            (variant(activity__purpose=7), 422, "invalid_fact", "activity.purpose",
+             "activity.purpose must be a string"),
+            (variant(activity__labelled=True), 422, "invalid_fact", "activity.labelled",
+             "unknown fact 'activity.labelled'"),
+            (variant(actor={"kind": "alien"}), 422, "invalid_fact", "actor.kind",
+             "actor.kind: unknown value 'alien'"),
+            (variant(activity__kind="report"), 422, "invalid_fact", "activity.kind",
+             "activity.kind: unknown value 'report'"),
+        ]
+        for document, status, code, field, message in cases:
+            for kind in (MSGPACK, JSON):
+                with self.subTest(message=message, encoding=kind):
+                    self.assertError(check(self.server, document, kind), status, code, field,
+                                     message)
+
+    def test_body_limits(self):
+        padding = "x" * (64 * 1024)
+        big = encode({"election": "na22", "activity": {"kind": "post"}, "pad": padding}, JSON)
+        self.assertGreater(len(big), 64 * 1024)
+        self.assertError(request(self.server, "POST", "/v1/check", big, JSON), 413, "too_large",
+                         None, "the body has %d bytes; the limit is 65536" % len(big))
+        self.assertError(request(self.server, "POST", "/v1/check", big, JSON, http="1.1"), 413,
+                         "too_large")
+        # Far beyond h2o's own limit the stream is refused; the server stays healthy.
+        huge = b"{" + b" " * (4 * 1024 * 1024) + b"}"
+        try:
+            response = request(self.server, "POST", "/v1/check", huge, JSON)
+            self.assertNotEqual(response.status, 200)
+        except AssertionError as refused:
+            self.assertIn("curl failed", str(refused))
+        self.assertEqual(request(self.server, "GET", "/healthz").status, 200)
+
+    def test_media_type_method_route(self):
+        self.assertError(request(self.server, "POST", "/v1/check", b"election=na22",
+                                 "application/x-www-form-urlencoded"), 415,
+                         "unsupported_media_type", None,
+                         "Content-Type must be application/msgpack or application/json, "
+                         "got 'application/x-www-form-urlencoded'")
+        wrong_method = request(self.server, "GET", "/v1/check")
+        self.assertError(wrong_method, 405, "method_not_allowed", None,
+                         "GET /v1/check: use POST")
+        self.assertIn("allow: post", wrong_method.headers)
+        self.assertError(request(self.server, "DELETE", "/v1/areas"), 405,
+                         "method_not_allowed")
+        self.assertError(request(self.server, "GET", "/v2/check"), 404, "not_found", None,
+                         "no route /v2/check")
+        self.assertError(request(self.server, "GET", "/v1/elections/na22/nope"), 404,
+                         "not_found")
+
+    def test_many_streams_on_one_connection(self):
+        """h2load: 2000 checks over 4 connections with 16 concurrent streams each."""
+        with tempfile.NamedTemporaryFile(suffix=".msgpack") as body:
+            body.write(encode({"election": "na22", "area": "deepfake", "date": "2024-02-15",
+                               "activity": {"kind": "post", "deepfake": True,
+                                            "purpose": "campaign"}}, MSGPACK))
+            body.flush()
+            result = subprocess.run(
+                ["h2load", "-n", "2000", "-c", "4", "-m", "16", "-d", body.name,
+                 "-H", "content-type: application/msgpack", self.server.url("/v1/check")],
+                capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, r"requests: 2000 total, 2000 started, 2000 done, "
+                                        r"2000 succeeded, 0 failed, 0 errored")
+        self.assertRegex(result.stdout, r"status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx")
+
+
+def write_rules(directory, deepfake_body):
+    """A rules directory: the bundled elections and a deepfake.lua with the given evaluate."""
+    os.makedirs(directory, exist_ok=True)
+    shutil.copy(os.path.join(ARGS.rules, "elections.lua"), directory)
+    with open(os.path.join(directory, "deepfake.lua"), "w") as f:
+        f.write("local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}\n"
+                "return epcs.area{name = 'deepfake', article = '82-8', versions = {\n"
+                "  {id = 'test/1', effective_from = '2024-01-29', window = w,\n"
+                "   evaluate = function(q)\n" + deepfake_body + "\n   end}}}\n")
+
+
+FAILING_RULES = """\
+      local purpose = q.activity.purpose
+      if purpose == 'satire' then while true do end end
+      if purpose == 'other' then local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1e5) .. i end end
+      if purpose == 'primary' then return q.nothing.here end
+      if purpose == 'get_out_the_vote' then
+        local n = 0 for i = 1, 3e7 do n = n + i end
+      end
+      return epcs.allowed{article = '82-8', reason = 'fine'}"""
+
+
+class FailingRulesTest(unittest.TestCase):
+    """Rules that loop, allocate without bound or error give 500 naming file and line."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rules = tempfile.mkdtemp(prefix="epcs-test-rules-")
+        write_rules(cls.rules, FAILING_RULES)
+        cls.server = Server("--lua-memory", "16", "--lua-budget", "1000000", rules=cls.rules)
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        shutil.rmtree(cls.rules)
+        assert status == 0, "epcsd exited with %d" % status
+
+    def run_purpose(self, purpose, kind=MSGPACK):
+        return check(self.server, {"election": "na22", "area": "deepfake", "date": "2024-02-01",
+                                   "activity": {"kind": "post", "purpose": purpose}}, kind)
+
+    def test_failures_name_the_rule(self):
+        cases = {
+            "satire": (6, "deepfake.lua:6: instruction budget of 1000000 exceeded "
+                          "(endless loop?)"),
+            "other": (7, "deepfake.lua:7: memory limit of 16777216 bytes exceeded"),
+            "primary": (8, "deepfake.lua:8: attempt to index a nil value (field 'nothing')"),
+        }
+        for round_ in range(3):
+            for purpose, (line, message) in cases.items():
+                for kind in (MSGPACK, JSON):
+                    response = self.run_purpose(purpose, kind)
+                    self.assertEqual(response.status, 500, response.raw)
+                    self.assertEqual(response.data, {
+                        "error": "rule_failed", "message": message, "area": "deepfake",
+                        "file": "deepfake.lua", "line": line})
+            # Neither worker is stuck or broken afterwards.
+            self.assertEqual(self.run_purpose("campaign").data["verdict"], "allowed")
+        self.assertIn("[deepfake] rule failed: deepfake.lua:6: instruction budget",
+                      self.server.text())
+
+
+class LifecycleTest(unittest.TestCase):
+    """Start-up refusals, graceful shutdown and TLS."""
+
+    def test_graceful_shutdown_finishes_in_flight(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-rules-")
+        write_rules(rules, FAILING_RULES)
+        server = Server("--lua-budget", "1000000000", rules=rules)
+        try:
+            results = {}
+
+            def slow():
+                results["response"] = check(server, {
+                    "election": "na22", "area": "deepfake", "date": "2024-02-01",
+                    "activity": {"kind": "post", "purpose": "get_out_the_vote"}})
+
+            worker = threading.Thread(target=slow)
+            started = time.time()
+            worker.start()
+            time.sleep(0.3)
+            self.assertTrue(worker.is_alive(), "the slow request finished too early to test")
+            server.process.send_signal(signal.SIGTERM)
+            worker.join(60)
+            status = server.process.wait(30)
+            self.assertEqual(results["response"].status, 200)
+            self.assertEqual(results["response"].data["verdict"], "allowed")
+            self.assertEqual(status, 0, server.text())
+            log = server.text()
+            self.assertIn("SIGTERM: finishing in-flight requests", log)
+            self.assertIn("stopped cleanly", log)
+            self.assertGreater(time.time() - started, 0.3)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
+    def test_sigint_on_idle_server(self):
+        server = Server()
+        try:
+            server.process.send_signal(signal.SIGINT)
+            self.assertEqual(server.process.wait(30), 0)
+        finally:
+            server.cleanup()
+
+    def refused_start(self, *extra, rules=None, status=1):
+        server = Server(*extra, rules=rules, expect_start=False)
+        try:
+            self.assertEqual(server.process.wait(30), status)
+            return server.text()
+        finally:
+            server.cleanup()
+
+    def test_refuses_to_start_without_plugins_or_rules(self):
+        empty = tempfile.mkdtemp(prefix="epcs-test-empty-")
+        try:
+            log = self.refused_start("--plugins", empty)
+            self.assertIn("no usable plugin in " + empty, log)
+            log = self.refused_start(rules=empty)
+            self.assertIn("cannot load %s: %s/elections.lua: cannot read: No such file or "
+                          "directory" % (empty, empty), log)
+            write_rules(empty, "      return epcs.allowed{article = '82-8', reason = 'r'")
+            log = self.refused_start(rules=empty)
+            self.assertRegex(log, r"cannot load .*: deepfake.lua:\d+: '\}' expected")
+        finally:
+            shutil.rmtree(empty)
+
+    def test_bad_flags(self):
+        for flags, message in [(("--threads", "zero"), "--threads must be a whole number"),
+                               (("--tls-cert", "x.pem"), "--tls-cert and --tls-key go together"),
+                               (("--bogus",), "unknown option '--bogus'"),
+                               (("--listen", "nohostport"), "expected HOST:PORT")]:
+            result = subprocess.run([ARGS.epcsd, "--plugins", ARGS.plugins, "--rules",
+                                     ARGS.rules, "--data", tempfile.gettempdir() + "/epcs-x"]
+                                    + list(flags), capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(result.returncode, 0, flags)
+            self.assertIn(message, result.stderr)
+
+    def test_tls_alpn_h2(self):
+        scratch = tempfile.mkdtemp(prefix="epcs-test-tls-")
+        cert, key = os.path.join(scratch, "cert.pem"), os.path.join(scratch, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "2", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        server = Server(tls=(cert, key))
+        try:
+            self.assertIn("listening on https://127.0.0.1:", server.text())
+            response = check(server, {"election": "na22", "area": "deepfake",
+                                      "date": "2024-01-29",
+                                      "activity": {"kind": "post", "deepfake": True,
+                                                   "purpose": "campaign"}})
+            self.assertEqual(response.version, "2")
+            self.assertEqual((response.data["verdict"], response.data["article"]),
+                             ("prohibited", "82-8(1)"))
+            old = subprocess.run(["curl", "-sS", "-k", "--tls-max", "1.1", "--tlsv1.0",
+                                  server.url("/healthz")], capture_output=True)
+            self.assertNotEqual(old.returncode, 0, "TLS 1.1 was accepted")
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(scratch)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epcsd", required=True)
+    parser.add_argument("--plugins", required=True)
+    parser.add_argument("--rules", required=True)
+    parser.add_argument("--cases", required=True)
+    ARGS, rest = parser.parse_known_args()
+    if not os.path.exists(ARGS.cases):
+        sys.exit("the shared legal test cases are missing: " + ARGS.cases)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plugin_loader.h"
+#include "ruleset.h"
+#include "testing.h"
+
+static char log_path[] = "/tmp/epcs-test-loader-log-XXXXXX";
+static int saved_stderr = -1;
+
+/* The loader reports refusals on stderr; the test reads them back from a file. */
+static void capture_stderr(void)
+{
+    fflush(stderr);
+    int fd = open(log_path, O_WRONLY | O_TRUNC);
+    saved_stderr = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
+static const char *captured(void)
+{
+    static char text[8192];
+    fflush(stderr);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    FILE *file = fopen(log_path, "r");
+    size_t len = fread(text, 1, sizeof(text) - 1, file);
+    fclose(file);
+    text[len] = '\0';
+    return text;
+}
+
+/* Loads one directory, returning the number of plugins that loaded and the log. */
+static size_t load(const char *dir, const char **log, struct epcs_plugin_set **out)
+{
+    capture_stderr();
+    struct epcs_plugin_set *set = epcs_plugins_load(dir, &epcs_host_api_v1);
+    *log = captured();
+    size_t count = set != NULL ? set->count : (size_t)-1;
+    if (out != NULL)
+        *out = set;
+    else
+        epcs_plugins_destroy(set);
+    return count;
+}
+
+static void expect_refused(const char *name, const char *reason)
+{
+    char dir[512];
+    const char *log;
+    snprintf(dir, sizeof(dir), "%s/%s", EPCS_TEST_PLUGIN_DIR, name);
+    EXPECT_INT(load(dir, &log, NULL), 0);
+    char line[768];
+    snprintf(line, sizeof(line), "[loader] refused %s/%s.so: %s", dir, name, reason);
+    EXPECT_CONTAINS(log, line);
+}
+
+static void test_each_broken_plugin_refused(void)
+{
+    expect_refused("wrong_abi", "plugin ABI version 99, epcsd speaks 1");
+    expect_refused("short_struct", "descriptor is 56 bytes, ABI 1 needs at least 96");
+    expect_refused("null_descriptor", "epcs_plugin_entry returned no descriptor");
+    expect_refused("no_entry", "no epcs_plugin_entry symbol");
+    expect_refused("missing_callback", "init, evaluate and calendar callbacks are required");
+    expect_refused("bad_name", "name must be 1-32 characters of a-z, 0-9 and '_'");
+    expect_refused("init_fails", "init failed");
+}
+
+static void test_good_plugin_loads(void)
+{
+    char dir[512];
+    const char *log;
+    struct epcs_plugin_set *set;
+    snprintf(dir, sizeof(dir), "%s/good", EPCS_TEST_PLUGIN_DIR);
+    EXPECT_INT(load(dir, &log, &set), 1);
+    EXPECT_STR(set->items[0].desc->name, "test_area");
+    EXPECT_CONTAINS(log, "loaded area 'test_area' (Art. 0)");
+    const struct epcs_vocab_entry *colour = epcs_vocab_find(set->vocab, "activity.colour");
+    EXPECT(colour != NULL && colour->type == EPCS_FACT_ENUM && colour->value_count == 2);
+    EXPECT(epcs_vocab_find(set->vocab, "actor.kind") != NULL);
+    EXPECT_INT(epcs_plugins_find(set, "test_area", 9), 0);
+    EXPECT_INT(epcs_plugins_find(set, "test_are", 8), -1);
+    EXPECT(epcs_plugin_covers(set->items[0].desc, "post", 4));
+    EXPECT(!epcs_plugin_covers(set->items[0].desc, "pos", 3));
+    epcs_plugins_destroy(set);
+}
+
+static void link_into(const char *dir, const char *target, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    EXPECT_INT(symlink(target, path), 0);
+}
+
+/* Next to the real deepfake plugin: a second "deepfake", a fact type clash and a file that is
+ * not a shared object are refused, and deepfake still loads. */
+static void test_conflicts_with_real_plugin(void)
+{
+    char dir[] = "/tmp/epcs-test-plugins-XXXXXX";
+    const char *log;
+    struct epcs_plugin_set *set;
+    EXPECT(mkdtemp(dir) != NULL);
+    link_into(dir, EPCS_PLUGIN_DIR "/deepfake.so", "deepfake.so");
+    link_into(dir, EPCS_TEST_PLUGIN_DIR "/duplicate/duplicate.so", "duplicate.so");
+    link_into(dir, EPCS_TEST_PLUGIN_DIR "/fact_conflict/fact_conflict.so", "fact_conflict.so");
+    char garbage[600];
+    snprintf(garbage, sizeof(garbage), "%s/garbage.so", dir);
+    FILE *file = fopen(garbage, "w");
+    fputs("this is not an ELF object\n", file);
+    fclose(file);
+
+    EXPECT_INT(load(dir, &log, &set), 1);
+    EXPECT_STR(set->items[0].desc->name, "deepfake");
+    EXPECT_CONTAINS(log, "duplicate.so: area 'deepfake' is already provided by");
+    EXPECT_CONTAINS(log, "fact_conflict.so: fact 'activity.labeled' is one of its listed values "
+                         "here but a boolean in an earlier plugin");
+    EXPECT_CONTAINS(log, "garbage.so: ");
+    /* A refused plugin leaves no trace in the request vocabulary. */
+    EXPECT(epcs_vocab_find(set->vocab, "activity.colour") == NULL);
+    epcs_plugins_destroy(set);
+
+    char command[700];
+    snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+    EXPECT_INT(system(command), 0);
+}
+
+static void test_unreadable_dir(void)
+{
+    const char *log;
+    EXPECT_INT(load("/nonexistent/epcs/plugins", &log, NULL), (size_t)-1);
+    EXPECT_CONTAINS(log, "cannot read plugin directory /nonexistent/epcs/plugins");
+}
+
+int main(void)
+{
+    int fd = mkstemp(log_path);
+    close(fd);
+    test_each_broken_plugin_refused();
+    test_good_plugin_loads();
+    test_conflicts_with_real_plugin();
+    test_unreadable_dir();
+    unlink(log_path);
+    return epcs_test_report();
+}

@@ -1,0 +1,315 @@
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "dates.h"
+#include "ruleset.h"
+#include "testing.h"
+
+static const struct epcs_lua_limits limits = {.memory_bytes = 8u << 20, .instructions = 100000};
+static struct epcs_plugin_set *plugins;
+
+/* The outcome of one evaluation, re-encoded as JSON for exact comparison. */
+struct outcome {
+    int status;
+    enum epcs_verdict_kind verdict;
+    char json[2048];
+    struct epcs_rule_error error;
+};
+
+static struct outcome evaluate(struct epcs_engine *engine, const char *election_id,
+                               const char *date, const char *activity_json)
+{
+    struct outcome out;
+    memset(&out, 0, sizeof(out));
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    msgpack_object activity;
+    struct epcs_decode_error decode_error;
+    EXPECT_INT(
+        epcs_json_decode(activity_json, strlen(activity_json), &zone, &activity, &decode_error), 0);
+    struct epcs_facts facts;
+    EXPECT_INT(epcs_facts_read(&facts, plugins->vocab, NULL, &activity), 0);
+    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
+    struct epcs_buf buf = {0};
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &buf, epcs_buf_msgpack_write);
+    struct epcs_eval eval = {
+        .engine = engine,
+        .area_index = 0,
+        .facts = &facts,
+        .election = epcs_ruleset_election(ruleset, election_id, strlen(election_id)),
+        .packer = &packer,
+    };
+    EXPECT_INT(epcs_date_parse(date, strlen(date), &eval.date), 0);
+    out.status = plugins->items[0].desc->evaluate(plugins->items[0].state, &eval);
+    out.verdict = eval.verdict;
+    out.error = eval.error;
+    if (out.status == 0) {
+        msgpack_object verdict;
+        struct epcs_buf json = {0};
+        EXPECT_INT(epcs_msgpack_decode(buf.data, buf.len, &zone, &verdict, &decode_error), 0);
+        EXPECT_INT(epcs_json_encode(&verdict, &json), 0);
+        snprintf(out.json, sizeof(out.json), "%.*s", (int)json.len, json.data);
+        epcs_buf_free(&json);
+    }
+    epcs_buf_free(&buf);
+    msgpack_zone_destroy(&zone);
+    return out;
+}
+
+static void test_bundled_ruleset(void)
+{
+    struct epcs_rule_error err;
+    struct epcs_ruleset *ruleset = epcs_ruleset_load(EPCS_RULES_DIR, plugins, &limits, &err);
+    if (ruleset == NULL)
+        fprintf(stderr, "bundled rules: %s\n", err.message);
+    EXPECT(ruleset != NULL);
+    if (ruleset == NULL)
+        return;
+    EXPECT_INT(strlen(ruleset->id), 19);
+    EXPECT(strncmp(ruleset->id, "rs-", 3) == 0);
+    struct epcs_ruleset *again = epcs_ruleset_load(EPCS_RULES_DIR, plugins, &limits, &err);
+    EXPECT_STR(again->id, ruleset->id);
+    epcs_ruleset_release(again);
+
+    EXPECT_INT(ruleset->election_count, 8);
+    EXPECT_INT(ruleset->file_count, 2);
+    EXPECT_STR(ruleset->files[0].name, "elections.lua");
+    EXPECT_STR(ruleset->files[1].name, "deepfake.lua");
+    EXPECT_INT(strlen(ruleset->files[1].sha256), 64);
+    const struct epcs_election *na22 = epcs_ruleset_election(ruleset, "na22", 4);
+    char day[11];
+    epcs_date_format(na22->day, day);
+    EXPECT_STR(day, "2024-04-10");
+    EXPECT_STR(na22->kind, "general");
+    EXPECT_STR(na22->office, "national_assembly");
+    EXPECT(!na22->has_cause_confirmed);
+    const struct epcs_election *pres21 = epcs_ruleset_election(ruleset, "pres21", 6);
+    EXPECT(pres21->has_cause_confirmed);
+    epcs_date_format(pres21->cause_confirmed, day);
+    EXPECT_STR(day, "2025-04-04");
+    EXPECT(epcs_ruleset_election(ruleset, "na2", 3) == NULL);
+
+    EXPECT_INT(ruleset->areas[0].version_count, 1);
+    EXPECT_STR(ruleset->areas[0].versions[0].id, "deepfake/82-8/2024-01-29");
+    epcs_date_format(ruleset->areas[0].versions[0].effective_from, day);
+    EXPECT_STR(day, "2024-01-29");
+    epcs_date_format(ruleset->areas[0].versions[0].promulgated, day);
+    EXPECT_STR(day, "2023-12-28");
+
+    struct epcs_engine *engine = epcs_engine_create(ruleset, &err);
+    EXPECT(engine != NULL);
+    struct outcome out = evaluate(engine, "na22", "2024-01-29",
+                                  "{\"kind\":\"post\",\"deepfake\":true,\"purpose\":\"campaign\"}");
+    EXPECT_INT(out.status, 0);
+    EXPECT_INT(out.verdict, EPCS_VERDICT_PROHIBITED);
+    EXPECT_CONTAINS(out.json, "{\"verdict\":\"prohibited\",\"area\":\"deepfake\",\"article\":"
+                              "\"82-8(1)\",\"rule\":\"deepfake/82-8/2024-01-29\"");
+    EXPECT_CONTAINS(out.json, "\"window\":{\"from\":\"2024-01-11\",\"to\":\"2024-04-10\"}");
+    EXPECT_CONTAINS(out.json, "\"election\":{\"id\":\"na22\",\"day\":\"2024-04-10\"}");
+
+    /* pres21 is a vacancy election: the window opens on the cause's confirmation, not D-90. */
+    out = evaluate(engine, "pres21", "2025-04-03",
+                   "{\"kind\":\"post\",\"deepfake\":true,\"purpose\":\"campaign\","
+                   "\"labeled\":true}");
+    EXPECT_INT(out.verdict, EPCS_VERDICT_ALLOWED);
+    EXPECT_CONTAINS(out.json, "\"article\":\"82-8(2)\"");
+    EXPECT_CONTAINS(out.json, "\"window\":{\"from\":\"2025-04-04\",\"to\":\"2025-06-03\"}");
+    out = evaluate(engine, "pres21", "2025-04-04",
+                   "{\"kind\":\"post\",\"deepfake\":true,\"purpose\":\"campaign\","
+                   "\"labeled\":true}");
+    EXPECT_INT(out.verdict, EPCS_VERDICT_PROHIBITED);
+
+    out = evaluate(engine, "local9", "2026-01-05", "{\"kind\":\"post\",\"deepfake\":true}");
+    EXPECT_INT(out.verdict, EPCS_VERDICT_NEEDS_FACTS);
+    EXPECT_CONTAINS(out.json, "\"missing\":[\"activity.purpose\"]");
+
+    struct epcs_buf buf = {0};
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &buf, epcs_buf_msgpack_write);
+    struct epcs_calendar calendar = {
+        .engine = engine, .area_index = 0, .election = na22, .packer = &packer};
+    EXPECT_INT(plugins->items[0].desc->calendar(plugins->items[0].state, &calendar), 0);
+    EXPECT_INT(calendar.item_count, 1);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    msgpack_object item;
+    struct epcs_decode_error decode_error;
+    struct epcs_buf json = {0};
+    EXPECT_INT(epcs_msgpack_decode(buf.data, buf.len, &zone, &item, &decode_error), 0);
+    EXPECT_INT(epcs_json_encode(&item, &json), 0);
+    epcs_buf_append(&json, "", 1);
+    EXPECT_CONTAINS(json.data, "\"area\":\"deepfake\",\"kind\":\"window\",\"article\":\"82-8\","
+                               "\"rule\":\"deepfake/82-8/2024-01-29\"");
+    EXPECT_CONTAINS(json.data, "\"from\":\"2024-01-11\",\"to\":\"2024-04-10\"");
+    epcs_buf_free(&json);
+    epcs_buf_free(&buf);
+    msgpack_zone_destroy(&zone);
+
+    epcs_engine_destroy(engine);
+    epcs_ruleset_release(ruleset);
+}
+
+static char rules_dir[] = "/tmp/epcs-test-rules-XXXXXX";
+
+static void write_file(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", rules_dir, name);
+    FILE *file = fopen(path, "w");
+    fputs(text, file);
+    fclose(file);
+}
+
+static void copy_elections(void)
+{
+    char command[512];
+    snprintf(command, sizeof(command), "cp %s/elections.lua %s/", EPCS_RULES_DIR, rules_dir);
+    EXPECT_INT(system(command), 0);
+}
+
+/* A deepfake.lua whose single version evaluates with `body` (Lua statements). */
+static void write_area(const char *body)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}\n"
+             "return epcs.area{name = 'deepfake', article = '82-8', versions = {\n"
+             "  {id = 'test/1', effective_from = '2024-01-29', window = w,\n"
+             "   evaluate = function(q)\n"
+             "%s\n"
+             "   end},\n"
+             "}}\n",
+             body);
+    write_file("deepfake.lua", text);
+}
+
+static struct epcs_ruleset *load_broken(struct epcs_rule_error *err)
+{
+    memset(err, 0, sizeof(*err));
+    return epcs_ruleset_load(rules_dir, plugins, &limits, err);
+}
+
+static void test_broken_files_refused(void)
+{
+    struct epcs_rule_error err;
+    EXPECT(mkdtemp(rules_dir) != NULL);
+    copy_elections();
+
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_CONTAINS(err.message, "deepfake.lua: cannot read: No such file or directory");
+
+    write_file("deepfake.lua", "return epcs.area{name = 'deepfake',\n  article = }\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_INT(err.line, 2);
+    EXPECT_CONTAINS(err.message, "unexpected symbol");
+
+    write_file("deepfake.lua", "return epcs.area{name = 'other', article = '1', versions = {\n"
+                               "  {id = 'x', effective_from = '2024-01-01',\n"
+                               "   window = epcs.window{from = epcs.D(9), to = epcs.D(0)},\n"
+                               "   evaluate = function() end}}}\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_CONTAINS(err.message, "deepfake.lua must define area 'deepfake'");
+
+    write_file("deepfake.lua", "\nreturn epcs.area{name = 'deepfake', article = '82-8',\n"
+                               "  versions = {{id = 'x', effective_from = '2024-13-01',\n"
+                               "   evaluate = function() end}}}\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_CONTAINS(err.message,
+                    "version 'x' effective_from must be a date 'YYYY-MM-DD', got '2024-13-01'");
+
+    write_file("deepfake.lua", "while true do end\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_CONTAINS(err.message, "deepfake.lua:1: instruction budget of 100000 exceeded");
+
+    write_file("elections.lua", "return epcs.elections{{id = 'x', kind = 'general',\n"
+                                "  office = 'president', name = 'X', name_ko = 'X',\n"
+                                "  day = '2024-02-30'}}\n");
+    write_area("return epcs.allowed{article = '82-8', reason = 'r'}");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "elections.lua");
+    EXPECT_CONTAINS(err.message, "election 'x' day must be a date 'YYYY-MM-DD', got '2024-02-30'");
+    copy_elections();
+}
+
+/* Rules that load but fail while evaluating: the evaluation fails closed and names the place;
+ * the engine answers the next request normally. */
+static void test_failing_evaluations(void)
+{
+    static const struct {
+        const char *body;
+        const char *message;
+        int line;
+    } cases[] = {
+        {"      while true do end", "deepfake.lua:5: instruction budget of 100000 exceeded", 5},
+        {"      local t = {}\n      for i = 1, 1e9 do t[i] = string.rep('x', 100000) .. i end",
+         "deepfake.lua:6: memory limit of 8388608 bytes exceeded", 6},
+        {"      return q.nothing.field", "deepfake.lua:5: attempt to index a nil value", 5},
+        {"      return {verdict = 'maybe', article = '82-8', reason = 'r'}",
+         "deepfake.lua: rule test/1 returned verdict 'maybe'", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', reson = 'typo'}",
+         "deepfake.lua: rule test/1 returned an unknown verdict field 'reson'", 0},
+        {"      return epcs.allowed{reason = 'no article'}",
+         "deepfake.lua: rule test/1 returned a verdict without string article and reason", 0},
+        {"      return epcs.needs_facts{article = '82-8', reason = 'r'}",
+         "deepfake.lua: rule test/1 returned needs_facts without the missing facts", 0},
+        {"      return 42", "version 'test/1' returned number instead of a verdict", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', obligations = {1}}",
+         "returned obligations or missing that are not lists of strings", 0},
+    };
+    struct epcs_rule_error err;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_area(cases[i].body);
+        struct epcs_ruleset *ruleset = load_broken(&err);
+        EXPECT(ruleset != NULL);
+        if (ruleset == NULL) {
+            fprintf(stderr, "case %zu did not load: %s\n", i, err.message);
+            continue;
+        }
+        struct epcs_engine *engine = epcs_engine_create(ruleset, &err);
+        struct outcome out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"post\"}");
+        EXPECT_INT(out.status, -1);
+        EXPECT_STR(out.error.file, "deepfake.lua");
+        EXPECT_CONTAINS(out.error.message, cases[i].message);
+        if (cases[i].line != 0)
+            EXPECT_INT(out.error.line, cases[i].line);
+        write_area("return epcs.allowed{article = '82-8', reason = 'fine'}");
+        epcs_engine_destroy(engine);
+        epcs_ruleset_release(ruleset);
+    }
+    /* After a failure the same engine keeps answering. */
+    write_area("      if q.activity.kind == 'edit' then while true do end end\n"
+               "      return epcs.allowed{article = '82-8', reason = 'fine'}");
+    struct epcs_ruleset *ruleset = load_broken(&err);
+    struct epcs_engine *engine = epcs_engine_create(ruleset, &err);
+    EXPECT_INT(evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"edit\"}").status, -1);
+    struct outcome out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"post\"}");
+    EXPECT_INT(out.status, 0);
+    EXPECT_CONTAINS(out.json, "\"verdict\":\"allowed\"");
+    EXPECT_CONTAINS(out.json, "\"window\":{\"from\":\"2024-01-11\",\"to\":\"2024-04-10\"}");
+    epcs_engine_destroy(engine);
+    epcs_ruleset_release(ruleset);
+
+    char command[512];
+    snprintf(command, sizeof(command), "rm -rf '%s'", rules_dir);
+    EXPECT_INT(system(command), 0);
+}
+
+int main(void)
+{
+    plugins = epcs_plugins_load(EPCS_PLUGIN_DIR, &epcs_host_api_v1);
+    EXPECT(plugins != NULL && plugins->count == 1);
+    if (plugins == NULL || plugins->count != 1)
+        return epcs_test_report();
+    test_bundled_ruleset();
+    test_broken_files_refused();
+    test_failing_evaluations();
+    epcs_plugins_destroy(plugins);
+    return epcs_test_report();
+}

@@ -1,0 +1,179 @@
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "lua_engine.h"
+#include "testing.h"
+
+static const struct epcs_lua_limits limits = {.memory_bytes = 4u << 20, .instructions = 200000};
+
+/* Runs `source` as rule file "rule.lua"; returns 0 or -1 with err filled. Leaves no results. */
+static int run(struct epcs_lua *lua, const char *source, struct epcs_rule_error *err)
+{
+    memset(err, 0, sizeof(*err));
+    return epcs_lua_run_chunk(lua, "rule.lua", source, strlen(source), 0, err);
+}
+
+/* Evaluates `expr` and returns its type name, e.g. "nil". */
+static const char *type_of(struct epcs_lua *lua, const char *expr)
+{
+    static char result[sizeof(((struct epcs_rule_error *)0)->message)];
+    char source[256];
+    struct epcs_rule_error err;
+    snprintf(source, sizeof(source), "return type(%s)", expr);
+    if (epcs_lua_run_chunk(lua, "probe.lua", source, strlen(source), 1, &err) != 0)
+        return strcpy(result, err.message);
+    snprintf(result, sizeof(result), "%s", lua_tostring(epcs_lua_state(lua), -1));
+    lua_pop(epcs_lua_state(lua), 1);
+    return result;
+}
+
+static void test_only_safe_libraries(struct epcs_lua *lua)
+{
+    static const char *const absent[] = {
+        "io",     "os",       "package",   "debug",          "require",
+        "dofile", "loadfile", "load",      "collectgarbage", "print",
+        "pcall",  "xpcall",   "coroutine", "string.dump"};
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
+        const char *type = type_of(lua, absent[i]);
+        if (strcmp(type, "nil") != 0)
+            fprintf(stderr, "%s is reachable\n", absent[i]);
+        EXPECT_STR(type, "nil");
+    }
+    EXPECT_STR(type_of(lua, "string.format"), "function");
+    EXPECT_STR(type_of(lua, "table.concat"), "function");
+    EXPECT_STR(type_of(lua, "math.floor"), "function");
+    EXPECT_STR(type_of(lua, "utf8.char"), "function");
+    EXPECT_STR(type_of(lua, "epcs.date"), "function");
+}
+
+struct chunk {
+    char bytes[4096];
+    size_t len;
+};
+
+static int write_chunk(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    struct chunk *chunk = ud;
+    if (sz > sizeof(chunk->bytes) - chunk->len)
+        return 1;
+    memcpy(chunk->bytes + chunk->len, p, sz);
+    chunk->len += sz;
+    return 0;
+}
+
+static void test_binary_chunks_refused(struct epcs_lua *lua)
+{
+    /* Compile a function in an ordinary state and offer its bytecode to the sandbox. */
+    lua_State *plain = luaL_newstate();
+    static struct chunk chunk;
+    EXPECT_INT(luaL_loadstring(plain, "return 1"), LUA_OK);
+    EXPECT_INT(lua_dump(plain, write_chunk, &chunk, 1), 0);
+    EXPECT(chunk.len > 4 && memcmp(chunk.bytes, LUA_SIGNATURE, 4) == 0);
+    struct epcs_rule_error err;
+    EXPECT_INT(epcs_lua_run_chunk(lua, "rule.luac", chunk.bytes, chunk.len, 0, &err), -1);
+    EXPECT_CONTAINS(err.message, "attempt to load a binary chunk");
+    lua_close(plain);
+}
+
+static void test_infinite_loop_stopped(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua, "local n = 0\nwhile true do\n  n = n + 1\nend\n", &err), -1);
+    EXPECT_STR(err.file, "rule.lua");
+    EXPECT(err.line >= 2 && err.line <= 4);
+    EXPECT_CONTAINS(err.message, "rule.lua:");
+    EXPECT_CONTAINS(err.message, "instruction budget of 200000 exceeded");
+}
+
+static void test_memory_bomb_stopped(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    size_t before = epcs_lua_memory(lua);
+    EXPECT_INT(run(lua,
+                   "local t = {}\nfor i = 1, 1e9 do\n  t[i] = string.rep('x', 100000) .. i\nend\n",
+                   &err),
+               -1);
+    EXPECT_STR(err.file, "rule.lua");
+    EXPECT_INT(err.line, 3);
+    EXPECT_CONTAINS(err.message, "memory limit of 4194304 bytes exceeded");
+    /* The garbage is collected after the failure, not kept until the next request. */
+    EXPECT(epcs_lua_memory(lua) < before + 64 * 1024);
+
+    EXPECT_INT(run(lua, "local s = string.rep('x', 64 * 1024 * 1024)\n", &err), -1);
+    EXPECT_CONTAINS(err.message, "memory limit");
+    EXPECT_INT(err.line, 1);
+}
+
+static void test_errors_name_file_and_line(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua, "local x\n\nlocal y = x.field\n", &err), -1);
+    EXPECT_STR(err.file, "rule.lua");
+    EXPECT_INT(err.line, 3);
+    EXPECT_CONTAINS(err.message, "rule.lua:3: attempt to index a nil value");
+
+    EXPECT_INT(run(lua, "error('custom failure')\n", &err), -1);
+    EXPECT_STR(err.message, "rule.lua:1: custom failure");
+
+    /* Raised inside a host function: the location is the rule's calling line. */
+    EXPECT_INT(run(lua, "\nlocal d = epcs.date('2024-02-30')\n", &err), -1);
+    EXPECT_INT(err.line, 2);
+    EXPECT_CONTAINS(err.message, "'2024-02-30' is not a date YYYY-MM-DD");
+
+    EXPECT_INT(run(lua, "error({})\n", &err), -1);
+    EXPECT_CONTAINS(err.message, "rule raised a table instead of an error message");
+
+    EXPECT_INT(run(lua, "local x = = 1\n", &err), -1);
+    EXPECT_STR(err.file, "rule.lua");
+    EXPECT_INT(err.line, 1);
+    EXPECT_CONTAINS(err.message, "unexpected symbol");
+}
+
+static void test_no_finalizers(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua, "setmetatable({}, {__gc = function() while true do end end})\n", &err), -1);
+    EXPECT_CONTAINS(err.message, "rules may not set __gc metamethods");
+    EXPECT_INT(run(lua,
+                   "local t = setmetatable({}, {__index = function() return 7 end})\n"
+                   "assert(t.anything == 7)\n",
+                   &err),
+               0);
+}
+
+static void test_state_usable_after_failures(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua, "assert(epcs.fmt(epcs.date('2024-04-10') - 90) == '2024-01-11')\n", &err),
+               0);
+}
+
+static void test_frozen_globals(void)
+{
+    struct epcs_lua *lua = epcs_lua_create(&limits);
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua, "helper = 1\n", &err), 0);
+    epcs_lua_freeze_globals(lua);
+    EXPECT_INT(run(lua, "\ncounter = 1\n", &err), -1);
+    EXPECT_CONTAINS(err.message, "rules may not assign global 'counter'");
+    EXPECT_INT(err.line, 2);
+    EXPECT_INT(run(lua, "assert(helper == 1)\n", &err), 0);
+    epcs_lua_destroy(lua);
+}
+
+int main(void)
+{
+    struct epcs_lua *lua = epcs_lua_create(&limits);
+    EXPECT(lua != NULL);
+    test_only_safe_libraries(lua);
+    test_binary_chunks_refused(lua);
+    test_infinite_loop_stopped(lua);
+    test_memory_bomb_stopped(lua);
+    test_errors_name_file_and_line(lua);
+    test_no_finalizers(lua);
+    test_state_usable_after_failures(lua);
+    epcs_lua_destroy(lua);
+    test_frozen_globals();
+    epcs_lua_destroy(NULL);
+    return epcs_test_report();
+}
