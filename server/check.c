@@ -79,16 +79,15 @@ static int rule_failed(h2o_req_t *req, const char *area, const struct epcs_rule_
     return epcs_response_send(req, 500, epcs_response_format(req));
 }
 
-/* Runs one plugin's validate; answers 422 and returns -1 when it rejects the facts. */
-static int validate_for(h2o_req_t *req, const struct epcs_loaded_plugin *plugin,
-                        struct epcs_facts *facts)
+/* Answers 422 or 500 for an area that did not decide; returns 0 when it did. */
+static int answer_undecided(h2o_req_t *req, enum epcs_area_outcome outcome, const char *area,
+                            const struct epcs_facts *facts, const struct epcs_eval *eval)
 {
-    if (plugin->desc->validate == NULL || plugin->desc->validate(plugin->state, facts) == 0)
-        return 0;
-    if (!facts->rejected)
-        epcs_facts_reject(facts, "activity", "area %s refused the facts", plugin->desc->name);
-    epcs_respond_error(req, 422, "invalid_fact", facts->field, "%s", facts->message);
-    return -1;
+    if (outcome == EPCS_AREA_REJECTED)
+        epcs_respond_error(req, 422, "invalid_fact", facts->field, "%s", facts->message);
+    else if (outcome == EPCS_AREA_FAILED)
+        rule_failed(req, area, &eval->error);
+    return outcome != EPCS_AREA_DECIDED;
 }
 
 static uint64_t now_us(void)
@@ -179,18 +178,11 @@ int epcs_handle_check(h2o_req_t *req)
 
     if (area_index >= 0) {
         const struct epcs_loaded_plugin *plugin = &plugins->items[area_index];
-        if (kind != NULL &&
-            !epcs_plugin_covers(plugin->desc, kind->value->via.str.ptr, kind->value->via.str.size))
-            return epcs_respond_error(req, 422, "invalid_fact", "activity.kind",
-                                      "area %s does not cover activity kind '%.*s'",
-                                      plugin->desc->name, (int)kind->value->via.str.size,
-                                      kind->value->via.str.ptr);
-        if (validate_for(req, plugin, facts) != 0)
-            return 0;
         eval.area_index = (size_t)area_index;
         eval.packer = epcs_response_begin(worker);
-        if (plugin->desc->evaluate(plugin->state, &eval) != 0 || eval.failed)
-            return rule_failed(req, plugin->desc->name, &eval.error);
+        if (answer_undecided(req, epcs_evaluate_area(plugins, facts, &eval), plugin->desc->name,
+                             facts, &eval))
+            return 0;
         decision.area = plugin->desc->name;
         decision.verdict = eval.verdict;
         decision.verdict_msgpack = worker->body.data;
@@ -225,12 +217,11 @@ int epcs_handle_check(h2o_req_t *req)
         const struct epcs_loaded_plugin *plugin = &plugins->items[i];
         if (!epcs_plugin_covers(plugin->desc, kind->value->via.str.ptr, kind->value->via.str.size))
             continue;
-        if (validate_for(req, plugin, facts) != 0)
-            return 0;
         eval.area_index = i;
         eval.packer = &worker->scratch_packer;
-        if (plugin->desc->evaluate(plugin->state, &eval) != 0 || eval.failed)
-            return rule_failed(req, plugin->desc->name, &eval.error);
+        if (answer_undecided(req, epcs_evaluate_area(plugins, facts, &eval), plugin->desc->name,
+                             facts, &eval))
+            return 0;
         if (eval.verdict > strictest)
             strictest = eval.verdict;
         answered++;

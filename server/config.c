@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "  --listen HOST:PORT     address to serve (repeatable; default %s;\n"
             "                         port 0 picks a free port, logged at start-up)\n"
             "  --rules DIR            Lua rule files (default ./lua_rules)\n"
+            "  --test-rules DIR       run the rule files' own tests and probes in DIR, print\n"
+            "                         the results and exit (0: all passed)\n"
             "  --plugins DIR          area plugins, *.so (default: plugins/ beside epcsd)\n"
             "  --data DIR             state directory, created if missing (default ./var)\n"
             "  --threads N            worker threads (default: number of cores)\n"
@@ -89,6 +91,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_LOG_LEVEL,
         OPT_HELP,
         OPT_VERSION,
+        OPT_TEST_RULES,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -103,6 +106,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"lua-budget", required_argument, NULL, OPT_LUA_BUDGET},
         {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"test-rules", required_argument, NULL, OPT_TEST_RULES},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -133,6 +137,9 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             break;
         case OPT_RULES:
             config->rules_dir = optarg;
+            break;
+        case OPT_TEST_RULES:
+            config->test_rules_dir = optarg;
             break;
         case OPT_PLUGINS:
             free(config->plugins_dir);

@@ -15,6 +15,8 @@ struct epcs_config {
     const char *listen[EPCS_MAX_LISTENERS];
     size_t listen_count;
     const char *rules_dir;
+    /** Set by --test-rules: run that directory's rule tests and exit instead of serving. */
+    const char *test_rules_dir;
     /** Owned: the default is derived from the executable's location. */
     char *plugins_dir;
     const char *data_dir;

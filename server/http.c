@@ -14,6 +14,7 @@
 
 #include "dates.h"
 #include "log.h"
+#include "rule_tests.h"
 #include "server.h"
 
 #define LISTEN_BACKLOG 1024
@@ -296,6 +297,13 @@ static void reload_rules(struct epcs_server *server)
     if (ruleset == NULL) {
         epcs_log(EPCS_LOG_ERROR, "rules", "reload refused, the running ruleset stays: %s",
                  err.message);
+        return;
+    }
+    if (epcs_rule_tests_verify(ruleset) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "rules",
+                 "reload refused, the running ruleset stays: the rule tests of %s fail",
+                 ruleset->id);
+        epcs_ruleset_release(ruleset);
         return;
     }
     epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s", server->config.rules_dir, ruleset->id);

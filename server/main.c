@@ -7,6 +7,7 @@
 
 #include "decision.h"
 #include "log.h"
+#include "rule_tests.h"
 #include "server.h"
 
 static int make_data_dir(const char *dir)
@@ -28,6 +29,24 @@ static int make_data_dir(const char *dir)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
+/* --test-rules: what commission staff run on an amended copy of the rules before deploying. */
+static int test_rules(const struct epcs_config *config, const struct epcs_plugin_set *plugins)
+{
+    struct epcs_rule_error err;
+    struct epcs_ruleset *ruleset =
+        epcs_ruleset_load(config->test_rules_dir, plugins, &config->lua, &err);
+    if (ruleset == NULL) {
+        fprintf(stderr, "epcsd: %s does not load: %s\n", config->test_rules_dir, err.message);
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    struct epcs_rule_test_summary summary;
+    int rc = epcs_rule_tests_run(ruleset, stdout, &summary);
+    printf("ruleset %s: %zu passed, %zu failed\n", ruleset->id, summary.passed, summary.failed);
+    epcs_ruleset_release(ruleset);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     static struct epcs_server server;
@@ -40,6 +59,13 @@ int main(int argc, char **argv)
         epcs_decisions_set_sink(epcs_decision_log_sink, NULL);
 
     int status = 1;
+    if (config->test_rules_dir != NULL) {
+        epcs_log_set_level(EPCS_LOG_WARN);
+        server.plugins = epcs_plugins_load(config->plugins_dir, &epcs_host_api_v1);
+        if (server.plugins != NULL)
+            status = test_rules(config, server.plugins);
+        goto done;
+    }
     if (make_data_dir(config->data_dir) != 0) {
         epcs_log(EPCS_LOG_ERROR, "epcsd", "--data %s: cannot create the directory: %s",
                  config->data_dir, strerror(errno));
@@ -64,6 +90,11 @@ int main(int argc, char **argv)
     }
     epcs_log(EPCS_LOG_INFO, "rules", "loaded %s as %s: %zu elections, %zu rule files",
              config->rules_dir, ruleset->id, ruleset->election_count, ruleset->file_count);
+    if (epcs_rule_tests_verify(ruleset) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "rules", "refusing to serve %s: its own tests fail", ruleset->id);
+        epcs_ruleset_release(ruleset);
+        goto done;
+    }
     atomic_init(&server.active_ruleset, ruleset);
     pthread_mutex_init(&server.ruleset_lock, NULL);
     status = epcs_server_run(&server);

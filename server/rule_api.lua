@@ -206,6 +206,19 @@ function epcs.area(def)
             fail(2, "version '%s' needs a window = epcs.window{} or deadline = epcs.deadline{}", v.id)
         end
     end
+    for i, t in ipairs(def.tests or {}) do
+        if type(t) ~= "table" or type(t.name) ~= "string" or type(t.election) ~= "string" or
+            type(t.date) ~= "string" or type(t.expect) ~= "table" then
+            fail(2, "area '%s' test %d needs name, election, date and expect", def.name, i)
+        end
+    end
+    for _, v in ipairs(def.versions) do
+        local p = v.probe
+        if p ~= nil and (type(p) ~= "table" or type(p.inside) ~= "table" or
+            type(p.outside) ~= "table") then
+            fail(2, "version '%s': probe needs inside = {...} and outside = {...}", v.id)
+        end
+    end
     if def.decisive_date ~= nil and type(def.decisive_date) ~= "function" then
         fail(2, "area '%s': decisive_date must be a function", def.name)
     end
@@ -287,4 +300,55 @@ function epcs._calendar(area, election)
         item.day = version.deadline:day(election)
     end
     return {item}
+end
+
+-- Called by the rule test runner: the area's own tests, then the boundary days of every
+-- version's probe for every election, derived from the version's window or deadline.
+function epcs._test_cases(area, elections)
+    local cases = {}
+    for _, t in ipairs(area.tests or {}) do
+        cases[#cases + 1] = t
+    end
+    for _, version in ipairs(area.versions) do
+        local probe = version.probe
+        for _, election in ipairs(probe and elections or {}) do
+            local days
+            if version.window then
+                local from, to = version.window:span(election)
+                days = {
+                    {from - 1, "outside", "day before the window"},
+                    {from, "inside", "first day of the window"},
+                    {to, "inside", "last day of the window"},
+                    {to + 1, "outside", "day after the window"},
+                }
+            else
+                local last = version.deadline:day(election)
+                days = {
+                    {last - 1, "inside", "day before the deadline"},
+                    {last, "inside", "the deadline"},
+                    {last + 1, "outside", "day after the deadline"},
+                }
+            end
+            for _, entry in ipairs(days) do
+                local day, side, label = entry[1], entry[2], entry[3]
+                if version_in_force(area, day) == version then
+                    local activity = probe.activity
+                    if type(activity) == "function" then
+                        activity = activity(day)
+                    end
+                    cases[#cases + 1] = {
+                        name = format("probe %s, %s %s (%s)", version.id, election.id,
+                            epcs.fmt(day), label),
+                        election = election.id,
+                        date = epcs.fmt(day),
+                        actor = probe.actor,
+                        activity = activity,
+                        expect = probe[side],
+                        generated = true,
+                    }
+                end
+            end
+        end
+    end
+    return cases
 end

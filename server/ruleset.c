@@ -771,6 +771,47 @@ int epcs_engine_run_calendar(struct epcs_calendar *calendar)
     return 0;
 }
 
+enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
+                                          struct epcs_facts *facts, struct epcs_eval *eval)
+{
+    const struct epcs_loaded_plugin *plugin = &plugins->items[eval->area_index];
+    const struct epcs_fact *kind = epcs_facts_find(facts, "activity.kind");
+    if (kind != NULL &&
+        !epcs_plugin_covers(plugin->desc, kind->value->via.str.ptr, kind->value->via.str.size)) {
+        epcs_facts_reject(facts, "activity.kind", "area %s does not cover activity kind '%.*s'",
+                          plugin->desc->name, (int)kind->value->via.str.size,
+                          kind->value->via.str.ptr);
+        return EPCS_AREA_REJECTED;
+    }
+    if (plugin->desc->validate != NULL && plugin->desc->validate(plugin->state, facts) != 0) {
+        if (!facts->rejected)
+            epcs_facts_reject(facts, "activity", "area %s refused the facts", plugin->desc->name);
+        return EPCS_AREA_REJECTED;
+    }
+    if (plugin->desc->evaluate(plugin->state, eval) != 0 || eval->failed) {
+        if (!eval->failed)
+            set_error(&eval->error, eval->engine->ruleset->files[eval->area_index + 1].name, 0,
+                      "area %s failed without naming a rule", plugin->desc->name);
+        eval->failed = 1;
+        return EPCS_AREA_FAILED;
+    }
+    return EPCS_AREA_DECIDED;
+}
+
+lua_State *epcs_engine_push_test_cases(struct epcs_engine *engine, size_t area_index,
+                                       struct epcs_rule_error *err)
+{
+    lua_State *L = epcs_lua_state(engine->lua);
+    lua_getglobal(L, "epcs");
+    lua_getfield(L, -1, "_test_cases");
+    lua_remove(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[area_index]);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->elections_ref);
+    if (epcs_lua_call(engine->lua, 2, 1, err) != 0)
+        return NULL;
+    return L;
+}
+
 const struct epcs_host_api epcs_host_api_v1 = {
     .abi_version = EPCS_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(struct epcs_host_api),

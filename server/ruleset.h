@@ -133,6 +133,30 @@ struct epcs_calendar {
     struct epcs_rule_error error;
 };
 
+enum epcs_area_outcome {
+    EPCS_AREA_DECIDED = 0,
+    /** The facts do not fit the area (facts->field and facts->message say why): 422. */
+    EPCS_AREA_REJECTED = 1,
+    /** The rules failed (eval->error names file and line): 500. */
+    EPCS_AREA_FAILED = 2,
+};
+
+/**
+ * Asks one area about checked facts, the way every caller must: the activity kind must be one
+ * the area covers, the plugin's validate must accept the facts, then its evaluate runs the
+ * rules and packs the verdict to eval->packer. eval->area_index names the plugin.
+ */
+enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
+                                          struct epcs_facts *facts, struct epcs_eval *eval);
+
+/**
+ * Pushes onto the engine's Lua stack the list of test cases of one area: its own tests table
+ * and the boundary cases generated from its versions' probes. Returns the state, or NULL with
+ * `err` filled when the rule API failed.
+ */
+lua_State *epcs_engine_push_test_cases(struct epcs_engine *engine, size_t area_index,
+                                       struct epcs_rule_error *err);
+
 /** Host API run_rules: see include/epcs/plugin.h. */
 int epcs_engine_run_rules(struct epcs_eval *eval);
 /** Host API run_calendar: see include/epcs/plugin.h. */

@@ -520,14 +520,20 @@ class ApiTest(unittest.TestCase):
 
 
 def write_rules(directory, deepfake_body):
-    """A rules directory: the bundled elections and a deepfake.lua with the given evaluate."""
+    """A rules directory: the bundled elections and a deepfake.lua with the given evaluate.
+
+    Its one test asks about a campaign deepfake, which every body here allows.
+    """
     os.makedirs(directory, exist_ok=True)
     shutil.copy(os.path.join(ARGS.rules, "elections.lua"), directory)
     with open(os.path.join(directory, "deepfake.lua"), "w") as f:
         f.write("local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}\n"
                 "return epcs.area{name = 'deepfake', article = '82-8', versions = {\n"
                 "  {id = 'test/1', effective_from = '2024-01-29', window = w,\n"
-                "   evaluate = function(q)\n" + deepfake_body + "\n   end}}}\n")
+                "   evaluate = function(q)\n" + deepfake_body + "\n   end}},\n"
+                "  tests = {{name = 'campaign', election = 'na22', date = '2024-02-01',\n"
+                "    activity = {kind = 'post', purpose = 'campaign'},\n"
+                "    expect = {verdict = 'allowed'}}}}\n")
 
 
 FAILING_RULES = """\
@@ -645,6 +651,44 @@ class LifecycleTest(unittest.TestCase):
             self.assertRegex(log, r"cannot load .*: deepfake.lua:\d+: '\}' expected")
         finally:
             shutil.rmtree(empty)
+
+    def test_rule_tests_command(self):
+        """--test-rules passes on the bundled rules and catches amendments that break them."""
+        bundled = subprocess.run([ARGS.epcsd, "--plugins", ARGS.plugins, "--test-rules",
+                                  ARGS.rules], capture_output=True, text=True, timeout=60)
+        self.assertEqual(bundled.returncode, 0, bundled.stdout + bundled.stderr)
+        self.assertRegex(bundled.stdout, r"deepfake\.lua: \d+ tests \(13 from the tests "
+                                         r"table, 18 boundary probes\): \d+ passed, 0 failed")
+        self.assertRegex(bundled.stdout.splitlines()[-1],
+                         r"^ruleset rs-[0-9a-f]{16}: \d+ passed, 0 failed$")
+        amended = tempfile.mkdtemp(prefix="epcs-test-amended-")
+        try:
+            shutil.copy(os.path.join(ARGS.rules, "elections.lua"), amended)
+            with open(os.path.join(ARGS.rules, "deepfake.lua")) as f:
+                source = f.read()
+            # A window one day short: the hand-written D-90 tests notice.
+            with open(os.path.join(amended, "deepfake.lua"), "w") as f:
+                f.write(source.replace("from = D(90)", "from = D(89)", 1))
+            short = subprocess.run([ARGS.epcsd, "--plugins", ARGS.plugins, "--test-rules",
+                                    amended], capture_output=True, text=True, timeout=60)
+            self.assertEqual(short.returncode, 1)
+            self.assertIn("deepfake.lua: FAIL p07: D-90 of 2026-06-03: verdict is \"allowed\", "
+                          "expected \"prohibited\"", short.stdout)
+            # A rule that forgets the window altogether: the generated probes notice.
+            with open(os.path.join(amended, "deepfake.lua"), "w") as f:
+                f.write(source.replace("if q.date >= from and q.date <= to then",
+                                       "if false then", 1))
+            blind = subprocess.run([ARGS.epcsd, "--plugins", ARGS.plugins, "--test-rules",
+                                    amended], capture_output=True, text=True, timeout=60)
+            self.assertEqual(blind.returncode, 1)
+            self.assertIn("deepfake.lua: FAIL probe deepfake/82-8/2024-01-29, local9 2026-03-05 "
+                          "(first day of the window): verdict is \"allowed\", expected "
+                          "\"prohibited\"", blind.stdout)
+            # epcsd refuses to serve rules whose own tests fail.
+            log = self.refused_start(rules=amended)
+            self.assertIn("refusing to serve rs-", log)
+        finally:
+            shutil.rmtree(amended)
 
     def test_bad_flags(self):
         for flags, message in [(("--threads", "zero"), "--threads must be a whole number"),

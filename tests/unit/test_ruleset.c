@@ -10,6 +10,8 @@
 
 static const struct epcs_lua_limits limits = {.memory_bytes = 8u << 20, .instructions = 100000};
 static struct epcs_plugin_set *plugins;
+/* Index of the deepfake plugin: other areas may load beside it. */
+static size_t deepfake;
 
 /* The outcome of one evaluation, re-encoded as JSON for exact comparison. */
 struct outcome {
@@ -38,13 +40,13 @@ static struct outcome evaluate(struct epcs_engine *engine, const char *election_
     msgpack_packer_init(&packer, &buf, epcs_buf_msgpack_write);
     struct epcs_eval eval = {
         .engine = engine,
-        .area_index = 0,
+        .area_index = deepfake,
         .facts = &facts,
         .election = epcs_ruleset_election(ruleset, election_id, strlen(election_id)),
         .packer = &packer,
     };
     EXPECT_INT(epcs_date_parse(date, strlen(date), &eval.date), 0);
-    out.status = plugins->items[0].desc->evaluate(plugins->items[0].state, &eval);
+    out.status = plugins->items[deepfake].desc->evaluate(plugins->items[deepfake].state, &eval);
     out.verdict = eval.verdict;
     out.error = eval.error;
     if (out.status == 0) {
@@ -76,10 +78,10 @@ static void test_bundled_ruleset(void)
     epcs_ruleset_release(again);
 
     EXPECT_INT(ruleset->election_count, 8);
-    EXPECT_INT(ruleset->file_count, 2);
+    EXPECT_INT(ruleset->file_count, plugins->count + 1);
     EXPECT_STR(ruleset->files[0].name, "elections.lua");
-    EXPECT_STR(ruleset->files[1].name, "deepfake.lua");
-    EXPECT_INT(strlen(ruleset->files[1].sha256), 64);
+    EXPECT_STR(ruleset->files[1 + deepfake].name, "deepfake.lua");
+    EXPECT_INT(strlen(ruleset->files[1 + deepfake].sha256), 64);
     const struct epcs_election *na22 = epcs_ruleset_election(ruleset, "na22", 4);
     char day[11];
     epcs_date_format(na22->day, day);
@@ -93,11 +95,11 @@ static void test_bundled_ruleset(void)
     EXPECT_STR(day, "2025-04-04");
     EXPECT(epcs_ruleset_election(ruleset, "na2", 3) == NULL);
 
-    EXPECT_INT(ruleset->areas[0].version_count, 1);
-    EXPECT_STR(ruleset->areas[0].versions[0].id, "deepfake/82-8/2024-01-29");
-    epcs_date_format(ruleset->areas[0].versions[0].effective_from, day);
+    EXPECT_INT(ruleset->areas[deepfake].version_count, 1);
+    EXPECT_STR(ruleset->areas[deepfake].versions[0].id, "deepfake/82-8/2024-01-29");
+    epcs_date_format(ruleset->areas[deepfake].versions[0].effective_from, day);
     EXPECT_STR(day, "2024-01-29");
-    epcs_date_format(ruleset->areas[0].versions[0].promulgated, day);
+    epcs_date_format(ruleset->areas[deepfake].versions[0].promulgated, day);
     EXPECT_STR(day, "2023-12-28");
 
     struct epcs_engine *engine = epcs_engine_create(ruleset, &err);
@@ -131,8 +133,9 @@ static void test_bundled_ruleset(void)
     msgpack_packer packer;
     msgpack_packer_init(&packer, &buf, epcs_buf_msgpack_write);
     struct epcs_calendar calendar = {
-        .engine = engine, .area_index = 0, .election = na22, .packer = &packer};
-    EXPECT_INT(plugins->items[0].desc->calendar(plugins->items[0].state, &calendar), 0);
+        .engine = engine, .area_index = deepfake, .election = na22, .packer = &packer};
+    EXPECT_INT(plugins->items[deepfake].desc->calendar(plugins->items[deepfake].state, &calendar),
+               0);
     EXPECT_INT(calendar.item_count, 1);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 1024);
@@ -303,10 +306,19 @@ static void test_failing_evaluations(void)
 
 int main(void)
 {
-    plugins = epcs_plugins_load(EPCS_PLUGIN_DIR, &epcs_host_api_v1);
+    /* Only the deepfake plugin: the broken rule directories below hold no other area's file. */
+    char dir[] = "/tmp/epcs-test-deepfake-plugin-XXXXXX";
+    char link_path[64];
+    EXPECT(mkdtemp(dir) != NULL);
+    snprintf(link_path, sizeof(link_path), "%s/deepfake.so", dir);
+    EXPECT_INT(symlink(EPCS_PLUGIN_DIR "/deepfake.so", link_path), 0);
+    plugins = epcs_plugins_load(dir, &epcs_host_api_v1);
+    unlink(link_path);
+    rmdir(dir);
     EXPECT(plugins != NULL && plugins->count == 1);
     if (plugins == NULL || plugins->count != 1)
         return epcs_test_report();
+    deepfake = (size_t)epcs_plugins_find(plugins, "deepfake", 8);
     test_bundled_ruleset();
     test_broken_files_refused();
     test_failing_evaluations();
