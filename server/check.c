@@ -1,4 +1,5 @@
-/* POST /v1/check: decode, validate, evaluate one or every matching area, answer. */
+/* POST /v1/check and /v1/check/batch: decode, validate, evaluate one or every matching area. */
+#include <stdarg.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -6,6 +7,17 @@
 #include "decision.h"
 #include "log.h"
 #include "server.h"
+
+/* Why one check got no verdict: an HTTP status with its error body. */
+struct check_error {
+    int status;
+    const char *code;
+    char field[128];
+    char message[512];
+    /* For rule_failed: where the rules broke. */
+    const char *area;
+    struct epcs_rule_error rule;
+};
 
 /* The envelope of a check, borrowed from the decoded body. */
 struct check_request {
@@ -16,78 +28,80 @@ struct check_request {
     const msgpack_object *activity;
 };
 
-static int bad_request(h2o_req_t *req, const char *field, const char *message)
+static int fail(struct check_error *err, int status, const char *code, const char *field,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int fail(struct check_error *err, int status, const char *code, const char *field,
+                const char *fmt, ...)
 {
-    return epcs_respond_error(req, 400, "bad_request", field, "%s", message);
+    va_list args;
+    err->status = status;
+    err->code = code;
+    err->area = NULL;
+    snprintf(err->field, sizeof(err->field), "%s", field != NULL ? field : "");
+    va_start(args, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, args);
+    va_end(args);
+    return -1;
 }
 
-/* Returns 0, or answers 400 and returns -1. */
-static int read_envelope(h2o_req_t *req, const msgpack_object *body, struct check_request *check)
+/* Client text quoted in messages is cut at 64 bytes. */
+static int quoted_len(const msgpack_object *str)
+{
+    return (int)(str->via.str.size > 64 ? 64 : str->via.str.size);
+}
+
+static int read_envelope(const msgpack_object *body, struct check_request *check,
+                         struct check_error *err)
 {
     memset(check, 0, sizeof(*check));
     if (body->type != MSGPACK_OBJECT_MAP)
-        return bad_request(req, "", "the body must be a map with election, activity, ..."), -1;
+        return fail(err, 400, "bad_request", NULL,
+                    "the check must be a map with election, activity, ...");
     for (uint32_t i = 0; i < body->via.map.size; i++) {
         const msgpack_object *key = &body->via.map.ptr[i].key;
         const msgpack_object *value = &body->via.map.ptr[i].val;
         if (epcs_str_eq(key, "election")) {
             if (value->type != MSGPACK_OBJECT_STR)
-                return bad_request(req, "election", "election must be a string id"), -1;
+                return fail(err, 400, "bad_request", "election", "election must be a string id");
             check->election = value;
         } else if (epcs_str_eq(key, "date")) {
             check->date = value;
         } else if (epcs_str_eq(key, "area")) {
             if (value->type != MSGPACK_OBJECT_STR)
-                return bad_request(req, "area", "area must be a string"), -1;
+                return fail(err, 400, "bad_request", "area", "area must be a string");
             check->area = value;
         } else if (epcs_str_eq(key, "actor")) {
             if (value->type != MSGPACK_OBJECT_MAP)
-                return bad_request(req, "actor", "actor must be a map"), -1;
+                return fail(err, 400, "bad_request", "actor", "actor must be a map");
             check->actor = value;
         } else if (epcs_str_eq(key, "activity")) {
             if (value->type != MSGPACK_OBJECT_MAP)
-                return bad_request(req, "activity", "activity must be a map"), -1;
+                return fail(err, 400, "bad_request", "activity", "activity must be a map");
             check->activity = value;
         } else {
-            epcs_respond_error(req, 400, "bad_request", "", "unknown field '%.*s'",
-                               (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
-                               key->via.str.ptr);
-            return -1;
+            return fail(err, 400, "bad_request", NULL, "unknown field '%.*s'", quoted_len(key),
+                        key->via.str.ptr);
         }
     }
     if (check->election == NULL)
-        return bad_request(req, "election", "election is required (an id from /v1/elections)"), -1;
+        return fail(err, 400, "bad_request", "election",
+                    "election is required (an id from /v1/elections)");
     return 0;
 }
 
-static int rule_failed(h2o_req_t *req, const char *area, const struct epcs_rule_error *error)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    epcs_log(EPCS_LOG_ERROR, area, "rule failed: %s", error->message);
-    msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, 5);
-    epcs_pack_cstr(pk, "error");
-    epcs_pack_cstr(pk, "rule_failed");
-    epcs_pack_cstr(pk, "message");
-    epcs_pack_cstr(pk, error->message);
-    epcs_pack_cstr(pk, "area");
-    epcs_pack_cstr(pk, area);
-    epcs_pack_cstr(pk, "file");
-    epcs_pack_cstr(pk, error->file);
-    epcs_pack_cstr(pk, "line");
-    msgpack_pack_int(pk, error->line);
-    return epcs_response_send(req, 500, epcs_response_format(req));
-}
-
-/* Answers 422 or 500 for an area that did not decide; returns 0 when it did. */
-static int answer_undecided(h2o_req_t *req, enum epcs_area_outcome outcome, const char *area,
-                            const struct epcs_facts *facts, const struct epcs_eval *eval)
+/* Turns an area that did not decide into the error it owes the client. */
+static int undecided(enum epcs_area_outcome outcome, const char *area,
+                     const struct epcs_facts *facts, const struct epcs_eval *eval,
+                     struct check_error *err)
 {
     if (outcome == EPCS_AREA_REJECTED)
-        epcs_respond_error(req, 422, "invalid_fact", facts->field, "%s", facts->message);
-    else if (outcome == EPCS_AREA_FAILED)
-        rule_failed(req, area, &eval->error);
-    return outcome != EPCS_AREA_DECIDED;
+        return fail(err, 422, "invalid_fact", facts->field, "%s", facts->message);
+    epcs_log(EPCS_LOG_ERROR, area, "rule failed: %s", eval->error.message);
+    fail(err, 500, "rule_failed", NULL, "%s", eval->error.message);
+    err->area = area;
+    err->rule = eval->error;
+    return -1;
 }
 
 static uint64_t now_us(void)
@@ -97,105 +111,67 @@ static uint64_t now_us(void)
     return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-int epcs_handle_check(h2o_req_t *req)
+/*
+ * Decides one check and packs its answer (a verdict, or {verdict, results} when the area is
+ * omitted) to `pk`, whose output is worker->body or worker->batch. Returns 0, or -1 with `err`
+ * filled and nothing packed. Fills `decision` for the decision log.
+ */
+static int run_check(struct epcs_worker *worker, struct epcs_engine *engine,
+                     const msgpack_object *body, msgpack_packer *pk, struct epcs_decision *decision,
+                     struct check_error *err)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_server *server = worker->server;
-    uint64_t started = now_us();
-
-    if (req->entity.base == NULL || req->entity.len == 0)
-        return bad_request(req, "", "the request body is empty");
-    if (req->entity.len > server->config.max_body)
-        return epcs_respond_error(req, 413, "too_large", NULL,
-                                  "the body has %zu bytes; the limit is %zu", req->entity.len,
-                                  server->config.max_body);
-    int media = epcs_request_media(req);
-    if (media < 0) {
-        ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-        h2o_iovec_t type = at >= 0 ? req->headers.entries[at].value : h2o_iovec_init("", 0);
-        return epcs_respond_error(req, 415, "unsupported_media_type", NULL,
-                                  "Content-Type must be application/msgpack or application/json"
-                                  ", got '%.*s'",
-                                  (int)(type.len > 64 ? 64 : type.len), type.base);
-    }
-    int is_msgpack = media == 1;
-    msgpack_object body;
-    struct epcs_decode_error decode_error;
-    int decoded = is_msgpack ? epcs_msgpack_decode(req->entity.base, req->entity.len, &worker->zone,
-                                                   &body, &decode_error)
-                             : epcs_json_decode(req->entity.base, req->entity.len, &worker->zone,
-                                                &body, &decode_error);
-    if (decoded != 0)
-        return bad_request(req, decode_error.field, decode_error.message);
-    struct check_request check;
-    if (read_envelope(req, &body, &check) != 0)
-        return 0;
-
-    struct epcs_engine *engine = epcs_worker_engine(worker);
-    if (engine == NULL)
-        return epcs_respond_error(req, 503, "not_ready", NULL, "no rule engine is available");
+    const struct epcs_plugin_set *plugins = worker->server->plugins;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
+    struct check_request check;
+    if (read_envelope(body, &check, err) != 0)
+        return -1;
     const struct epcs_election *election =
         epcs_ruleset_election(ruleset, check.election->via.str.ptr, check.election->via.str.size);
     if (election == NULL)
-        return epcs_respond_error(
-            req, 404, "unknown_election", "election",
-            "no election '%.*s'; GET /v1/elections lists them",
-            (int)(check.election->via.str.size > 64 ? 64 : check.election->via.str.size),
-            check.election->via.str.ptr);
+        return fail(err, 404, "unknown_election", "election",
+                    "no election '%.*s'; GET /v1/elections lists them", quoted_len(check.election),
+                    check.election->via.str.ptr);
     int32_t date;
     if (check.date == NULL) {
         date = epcs_date_in_seoul(time(NULL));
     } else if (check.date->type != MSGPACK_OBJECT_STR ||
                epcs_date_parse(check.date->via.str.ptr, check.date->via.str.size, &date) != 0) {
-        return epcs_respond_error(req, 422, "invalid_fact", "date",
-                                  "date must be a date YYYY-MM-DD between %d and %d",
-                                  EPCS_DATE_MIN_YEAR, EPCS_DATE_MAX_YEAR);
+        return fail(err, 422, "invalid_fact", "date",
+                    "date must be a date YYYY-MM-DD between %d and %d", EPCS_DATE_MIN_YEAR,
+                    EPCS_DATE_MAX_YEAR);
     }
-
-    const struct epcs_plugin_set *plugins = server->plugins;
     int area_index = -1;
     if (check.area != NULL) {
         area_index = epcs_plugins_find(plugins, check.area->via.str.ptr, check.area->via.str.size);
         if (area_index < 0)
-            return epcs_respond_error(
-                req, 404, "unknown_area", "area", "no area '%.*s'; GET /v1/areas lists them",
-                (int)(check.area->via.str.size > 64 ? 64 : check.area->via.str.size),
-                check.area->via.str.ptr);
+            return fail(err, 404, "unknown_area", "area",
+                        "no area '%.*s'; GET /v1/areas lists them", quoted_len(check.area),
+                        check.area->via.str.ptr);
     }
-    struct epcs_facts *facts = h2o_mem_alloc_pool(&req->pool, sizeof(*facts));
+    struct epcs_facts *facts = &worker->facts;
     if (epcs_facts_read(facts, plugins->vocab, check.actor, check.activity) != 0)
-        return epcs_respond_error(req, 422, "invalid_fact", facts->field, "%s", facts->message);
-    const struct epcs_fact *kind = epcs_facts_find(facts, "activity.kind");
+        return fail(err, 422, "invalid_fact", facts->field, "%s", facts->message);
 
     struct epcs_eval eval = {.engine = engine, .facts = facts, .date = date, .election = election};
-    struct epcs_decision decision = {.election = election->id,
-                                     .date = date,
-                                     .ruleset = ruleset->id,
-                                     .request = req->entity.base,
-                                     .request_len = req->entity.len,
-                                     .request_is_msgpack = is_msgpack};
-
+    decision->election = election->id;
+    decision->date = date;
+    decision->ruleset = ruleset->id;
     if (area_index >= 0) {
-        const struct epcs_loaded_plugin *plugin = &plugins->items[area_index];
+        const char *area = plugins->items[area_index].desc->name;
         eval.area_index = (size_t)area_index;
-        eval.packer = epcs_response_begin(worker);
-        if (answer_undecided(req, epcs_evaluate_area(plugins, facts, &eval), plugin->desc->name,
-                             facts, &eval))
-            return 0;
-        decision.area = plugin->desc->name;
-        decision.verdict = eval.verdict;
-        decision.verdict_msgpack = worker->body.data;
-        decision.verdict_len = worker->body.len;
-        decision.latency_us = now_us() - started;
-        epcs_decision_record(&decision);
-        return epcs_response_send(req, 200, epcs_response_format(req));
+        eval.packer = pk;
+        enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
+        if (outcome != EPCS_AREA_DECIDED)
+            return undecided(outcome, area, facts, &eval, err);
+        decision->area = area;
+        decision->verdict = eval.verdict;
+        return 0;
     }
 
     /* No area: every plugin that recognises the activity answers; the strictest verdict wins. */
-    msgpack_packer *pk;
+    const struct epcs_fact *kind = epcs_facts_find(facts, "activity.kind");
+    decision->area = NULL;
     if (kind == NULL) {
-        pk = epcs_response_begin(worker);
         msgpack_pack_map(pk, 5);
         epcs_pack_cstr(pk, "verdict");
         epcs_pack_cstr(pk, "needs_facts");
@@ -208,7 +184,8 @@ int epcs_handle_check(h2o_req_t *req)
         msgpack_pack_array(pk, 0);
         epcs_pack_cstr(pk, "ruleset");
         epcs_pack_cstr(pk, ruleset->id);
-        return epcs_response_send(req, 200, epcs_response_format(req));
+        decision->verdict = EPCS_VERDICT_NEEDS_FACTS;
+        return 0;
     }
     epcs_buf_reset(&worker->scratch);
     enum epcs_verdict_kind strictest = EPCS_VERDICT_ALLOWED;
@@ -219,26 +196,183 @@ int epcs_handle_check(h2o_req_t *req)
             continue;
         eval.area_index = i;
         eval.packer = &worker->scratch_packer;
-        if (answer_undecided(req, epcs_evaluate_area(plugins, facts, &eval), plugin->desc->name,
-                             facts, &eval))
-            return 0;
+        enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
+        if (outcome != EPCS_AREA_DECIDED)
+            return undecided(outcome, plugin->desc->name, facts, &eval, err);
         if (eval.verdict > strictest)
             strictest = eval.verdict;
         answered++;
     }
-    pk = epcs_response_begin(worker);
     msgpack_pack_map(pk, 3);
     epcs_pack_cstr(pk, "verdict");
     epcs_pack_cstr(pk, epcs_verdict_name(strictest));
     epcs_pack_cstr(pk, "results");
     msgpack_pack_array(pk, answered);
-    epcs_buf_append(&worker->body, worker->scratch.data, worker->scratch.len);
+    epcs_buf_append(pk->data, worker->scratch.data, worker->scratch.len);
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
-    decision.verdict = strictest;
+    decision->verdict = strictest;
+    return 0;
+}
+
+static void pack_error(msgpack_packer *pk, const struct check_error *err, int with_status)
+{
+    int has_field = err->field[0] != '\0';
+    int is_rule = err->area != NULL;
+    msgpack_pack_map(pk, 2 + (size_t)has_field + (is_rule ? 3 : 0) + (size_t)with_status);
+    epcs_pack_cstr(pk, "error");
+    epcs_pack_cstr(pk, err->code);
+    epcs_pack_cstr(pk, "message");
+    epcs_pack_cstr(pk, err->message);
+    if (has_field) {
+        epcs_pack_cstr(pk, "field");
+        epcs_pack_cstr(pk, err->field);
+    }
+    if (is_rule) {
+        epcs_pack_cstr(pk, "area");
+        epcs_pack_cstr(pk, err->area);
+        epcs_pack_cstr(pk, "file");
+        epcs_pack_cstr(pk, err->rule.file);
+        epcs_pack_cstr(pk, "line");
+        msgpack_pack_int(pk, err->rule.line);
+    }
+    if (with_status) {
+        epcs_pack_cstr(pk, "status");
+        msgpack_pack_int(pk, err->status);
+    }
+}
+
+static int respond_check_error(h2o_req_t *req, const struct check_error *err)
+{
+    if (err->area == NULL)
+        return epcs_respond_error(req, err->status, err->code, err->field, "%s", err->message);
+    pack_error(epcs_response_begin(epcs_worker_of(req)), err, 0);
+    return epcs_response_send(req, err->status, epcs_response_format(req));
+}
+
+/* Checks size and media type and decodes the body. Returns 0, or answers and returns -1. */
+static int decode_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_msgpack)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (req->entity.base == NULL || req->entity.len == 0)
+        return epcs_respond_error(req, 400, "bad_request", NULL, "the request body is empty"), -1;
+    if (req->entity.len > limit)
+        return epcs_respond_error(req, 413, "too_large", NULL,
+                                  "the body has %zu bytes; the limit is %zu", req->entity.len,
+                                  limit),
+               -1;
+    int media = epcs_request_media(req);
+    if (media < 0) {
+        ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+        h2o_iovec_t type = at >= 0 ? req->headers.entries[at].value : h2o_iovec_init("", 0);
+        return epcs_respond_error(req, 415, "unsupported_media_type", NULL,
+                                  "Content-Type must be application/msgpack or application/json"
+                                  ", got '%.*s'",
+                                  (int)(type.len > 64 ? 64 : type.len), type.base),
+               -1;
+    }
+    *is_msgpack = media == 1;
+    struct epcs_decode_error decode_error;
+    int decoded = *is_msgpack ? epcs_msgpack_decode(req->entity.base, req->entity.len,
+                                                    &worker->zone, body, &decode_error)
+                              : epcs_json_decode(req->entity.base, req->entity.len, &worker->zone,
+                                                 body, &decode_error);
+    if (decoded != 0)
+        return epcs_respond_error(req, 400, "bad_request", decode_error.field, "%s",
+                                  decode_error.message),
+               -1;
+    return 0;
+}
+
+static struct epcs_engine *engine_or_503(h2o_req_t *req)
+{
+    struct epcs_engine *engine = epcs_worker_engine(epcs_worker_of(req));
+    if (engine == NULL)
+        epcs_respond_error(req, 503, "not_ready", NULL, "no rule engine is available");
+    return engine;
+}
+
+int epcs_handle_check(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    uint64_t started = now_us();
+    msgpack_object body;
+    int is_msgpack;
+    if (decode_body(req, worker->server->config.max_body, &body, &is_msgpack) != 0)
+        return 0;
+    struct epcs_engine *engine = engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    struct epcs_decision decision = {.request = req->entity.base,
+                                     .request_len = req->entity.len,
+                                     .request_is_msgpack = is_msgpack,
+                                     .check = &body};
+    struct check_error err;
+    msgpack_packer *pk = epcs_response_begin(worker);
+    if (run_check(worker, engine, &body, pk, &decision, &err) != 0)
+        return respond_check_error(req, &err);
     decision.verdict_msgpack = worker->body.data;
     decision.verdict_len = worker->body.len;
     decision.latency_us = now_us() - started;
     epcs_decision_record(&decision);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+int epcs_handle_check_batch(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    const struct epcs_config *config = &worker->server->config;
+    uint64_t started = now_us();
+    msgpack_object body;
+    int is_msgpack;
+    if (decode_body(req, config->max_batch_body, &body, &is_msgpack) != 0)
+        return 0;
+    const msgpack_object *checks = NULL;
+    for (uint32_t i = 0; body.type == MSGPACK_OBJECT_MAP && i < body.via.map.size; i++) {
+        const msgpack_object *key = &body.via.map.ptr[i].key;
+        if (!epcs_str_eq(key, "checks"))
+            return epcs_respond_error(req, 400, "bad_request", NULL, "unknown field '%.*s'",
+                                      quoted_len(key), key->via.str.ptr);
+        checks = &body.via.map.ptr[i].val;
+    }
+    if (checks == NULL || checks->type != MSGPACK_OBJECT_ARRAY)
+        return epcs_respond_error(req, 400, "bad_request", "checks",
+                                  "the body must be {\"checks\": [check, ...]}");
+    if (checks->via.array.size > config->max_batch)
+        return epcs_respond_error(req, 413, "too_large", "checks",
+                                  "the batch has %u checks; the limit is %zu",
+                                  checks->via.array.size, config->max_batch);
+    struct epcs_engine *engine = engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+
+    /* Each slot gets its verdict or its own error; one bad check never fails the batch. */
+    epcs_buf_reset(&worker->batch);
+    for (uint32_t i = 0; i < checks->via.array.size; i++) {
+        const msgpack_object *item = &checks->via.array.ptr[i];
+        struct epcs_decision decision = {.request = req->entity.base,
+                                         .request_len = req->entity.len,
+                                         .request_is_msgpack = is_msgpack,
+                                         .check = item};
+        struct check_error err;
+        size_t mark = worker->batch.len;
+        uint64_t item_started = now_us();
+        if (run_check(worker, engine, item, &worker->batch_packer, &decision, &err) != 0) {
+            worker->batch.len = mark;
+            pack_error(&worker->batch_packer, &err, 1);
+            continue;
+        }
+        decision.verdict_msgpack = worker->batch.data + mark;
+        decision.verdict_len = worker->batch.len - mark;
+        decision.latency_us = now_us() - item_started;
+        epcs_decision_record(&decision);
+    }
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 1);
+    epcs_pack_cstr(pk, "results");
+    msgpack_pack_array(pk, checks->via.array.size);
+    epcs_buf_append(&worker->body, worker->batch.data, worker->batch.len);
+    epcs_log(EPCS_LOG_DEBUG, "check", "batch of %u in %llu us", checks->via.array.size,
+             (unsigned long long)(now_us() - started));
     return epcs_response_send(req, 200, epcs_response_format(req));
 }

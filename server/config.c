@@ -33,12 +33,15 @@ static void usage(FILE *out)
             "  --tls-cert FILE        PEM certificate chain: every listener then speaks TLS\n"
             "  --tls-key FILE         PEM private key for --tls-cert\n"
             "  --max-body BYTES       largest request body (default %d)\n"
+            "  --max-batch N          most checks in one /v1/check/batch (default %d)\n"
+            "  --max-batch-body BYTES largest /v1/check/batch body (default %d)\n"
             "  --lua-memory MIB       memory cap per Lua rule state (default %u)\n"
             "  --lua-budget N         VM instructions one evaluation may run (default %ld)\n"
             "  --shutdown-timeout S   seconds in-flight requests get on SIGTERM (default %d)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  --help, --version\n",
-            EPCS_DEFAULT_LISTEN, EPCS_DEFAULT_MAX_BODY, EPCS_LUA_DEFAULT_MEMORY >> 20,
+            EPCS_DEFAULT_LISTEN, EPCS_DEFAULT_MAX_BODY, EPCS_DEFAULT_MAX_BATCH,
+            EPCS_DEFAULT_MAX_BATCH_BODY, EPCS_LUA_DEFAULT_MEMORY >> 20,
             EPCS_LUA_DEFAULT_INSTRUCTIONS, EPCS_DEFAULT_SHUTDOWN_SECONDS);
 }
 
@@ -92,6 +95,8 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_HELP,
         OPT_VERSION,
         OPT_TEST_RULES,
+        OPT_MAX_BATCH,
+        OPT_MAX_BATCH_BODY,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -107,6 +112,8 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"test-rules", required_argument, NULL, OPT_TEST_RULES},
+        {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
+        {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -117,6 +124,8 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     config->threads = cores > 0 ? (int)cores : 1;
     config->max_body = EPCS_DEFAULT_MAX_BODY;
+    config->max_batch = EPCS_DEFAULT_MAX_BATCH;
+    config->max_batch_body = EPCS_DEFAULT_MAX_BATCH_BODY;
     config->shutdown_seconds = EPCS_DEFAULT_SHUTDOWN_SECONDS;
     config->log_level = EPCS_LOG_INFO;
     config->lua.memory_bytes = EPCS_LUA_DEFAULT_MEMORY;
@@ -137,6 +146,16 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             break;
         case OPT_RULES:
             config->rules_dir = optarg;
+            break;
+        case OPT_MAX_BATCH:
+            if (parse_number("--max-batch", optarg, 1, 100000, &number) != 0)
+                return -1;
+            config->max_batch = (size_t)number;
+            break;
+        case OPT_MAX_BATCH_BODY:
+            if (parse_number("--max-batch-body", optarg, 64, 256L * 1024 * 1024, &number) != 0)
+                return -1;
+            config->max_batch_body = (size_t)number;
             break;
         case OPT_TEST_RULES:
             config->test_rules_dir = optarg;

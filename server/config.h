@@ -8,6 +8,8 @@
 #define EPCS_MAX_LISTENERS 16
 #define EPCS_DEFAULT_LISTEN "127.0.0.1:8080"
 #define EPCS_DEFAULT_MAX_BODY (64 * 1024)
+#define EPCS_DEFAULT_MAX_BATCH 1000
+#define EPCS_DEFAULT_MAX_BATCH_BODY (4 * 1024 * 1024)
 #define EPCS_DEFAULT_SHUTDOWN_SECONDS 10
 
 /** The daemon's settings, from the command line. Strings point into argv or static memory. */
@@ -24,6 +26,8 @@ struct epcs_config {
     const char *tls_cert;
     const char *tls_key;
     size_t max_body;
+    size_t max_batch;
+    size_t max_batch_body;
     int shutdown_seconds;
     int log_level;
     struct epcs_lua_limits lua;

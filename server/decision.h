@@ -1,6 +1,7 @@
 #ifndef EPCS_DECISION_H
 #define EPCS_DECISION_H
 
+#include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,10 +18,14 @@ struct epcs_decision {
     const char *area;
     enum epcs_verdict_kind verdict;
     const char *ruleset;
-    /** The request body as received, and whether it is msgpack (else JSON). */
+    /**
+     * The request body as received, and whether it is msgpack (else JSON). For an item of a
+     * batch the body holds every check: `check` is the item itself.
+     */
     const char *request;
     size_t request_len;
     int request_is_msgpack;
+    const msgpack_object *check;
     /** The verdict as sent, msgpack-encoded. */
     const char *verdict_msgpack;
     size_t verdict_len;

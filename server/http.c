@@ -224,6 +224,9 @@ static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
 
     if (path_is(path, "/v1/check"))
         return method_is(req, "POST") ? epcs_handle_check(req) : method_not_allowed(req, "POST");
+    if (path_is(path, "/v1/check/batch"))
+        return method_is(req, "POST") ? epcs_handle_check_batch(req)
+                                      : method_not_allowed(req, "POST");
     int get = method_is(req, "GET");
     if (path_is(path, "/healthz"))
         return get ? epcs_handle_healthz(req) : method_not_allowed(req, "GET");
@@ -537,6 +540,7 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     worker->zone_ready = 1;
     msgpack_packer_init(&worker->packer, &worker->body, epcs_buf_msgpack_write);
     msgpack_packer_init(&worker->scratch_packer, &worker->scratch, epcs_buf_msgpack_write);
+    msgpack_packer_init(&worker->batch_packer, &worker->batch, epcs_buf_msgpack_write);
     worker->engine = epcs_engine_create(atomic_load(&server->active_ruleset), &err);
     if (worker->engine == NULL) {
         epcs_log(EPCS_LOG_ERROR, "rules", "worker %d: %s", index, err.message);
@@ -560,6 +564,7 @@ static void dispose_worker(struct epcs_worker *worker)
     epcs_buf_free(&worker->body);
     epcs_buf_free(&worker->scratch);
     epcs_buf_free(&worker->json);
+    epcs_buf_free(&worker->batch);
     free(worker->listeners);
 }
 
@@ -586,8 +591,9 @@ int epcs_server_run(struct epcs_server *server)
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("epcsd"));
     /* h2o's own limit sits above ours so clients get our 413 with a JSON body; beyond it an
      * HTTP/2 stream is refused outright, which is all such a body deserves. */
-    server->globalconf.max_request_entity_size =
-        config->max_body * 4 > 1024 * 1024 ? config->max_body * 4 : 1024 * 1024;
+    size_t largest =
+        config->max_body > config->max_batch_body ? config->max_body : config->max_batch_body;
+    server->globalconf.max_request_entity_size = largest * 2;
     server->globalconf.http2.graceful_shutdown_timeout = (uint64_t)config->shutdown_seconds * 1000;
     h2o_hostconf_t *hostconf =
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);

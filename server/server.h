@@ -62,8 +62,11 @@ struct epcs_worker {
     struct epcs_buf body;
     struct epcs_buf scratch;
     struct epcs_buf json;
+    struct epcs_buf batch;
     msgpack_packer packer;
     msgpack_packer scratch_packer;
+    msgpack_packer batch_packer;
+    struct epcs_facts facts;
 };
 
 enum epcs_format { EPCS_FORMAT_JSON, EPCS_FORMAT_MSGPACK };
@@ -113,6 +116,7 @@ int epcs_handle_areas(h2o_req_t *req);
 int epcs_handle_elections(h2o_req_t *req);
 int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar);
 int epcs_handle_check(h2o_req_t *req);
+int epcs_handle_check_batch(h2o_req_t *req);
 
 /** Starts the workers and blocks until SIGTERM/SIGINT has drained them. Returns exit status. */
 int epcs_server_run(struct epcs_server *server);

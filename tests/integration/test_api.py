@@ -402,7 +402,7 @@ class ApiTest(unittest.TestCase):
         self.assertError(request(self.server, "POST", "/v1/check", b'{"election": "na22",',
                                  JSON), 400, "bad_request")
         self.assertError(check(self.server, ["na22"]), 400, "bad_request", None,
-                         "the body must be a map with election, activity, ...")
+                         "the check must be a map with election, activity, ...")
         dup = request(self.server, "POST", "/v1/check",
                       b'{"election":"na22","activity":{"kind":"post","kind":"edit"}}', JSON)
         self.assertError(dup, 400, "bad_request")
@@ -501,6 +501,54 @@ class ApiTest(unittest.TestCase):
                          "no route /v2/check")
         self.assertError(request(self.server, "GET", "/v1/elections/na22/nope"), 404,
                          "not_found")
+
+    def test_batch(self):
+        good = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
+                "activity": {"kind": "post", "deepfake": True, "purpose": "campaign"}}
+        checks = [good,
+                  dict(good, election="na99"),
+                  dict(good, activity={"kind": "post", "deepfake": "yes"}),
+                  "not a check",
+                  {"election": "na22", "date": "2024-02-15",
+                   "activity": {"kind": "post", "deepfake": True, "purpose": "primary"}}]
+        for kind in (MSGPACK, JSON):
+            response = request(self.server, "POST", "/v1/check/batch",
+                               encode({"checks": checks}, kind), kind)
+            self.assertEqual(response.status, 200, response.raw)
+            results = response.data["results"]
+            self.assertEqual(len(results), 5)
+            single = check(self.server, good).data
+            self.assertEqual(results[0], single)
+            self.assertEqual(results[1], {
+                "error": "unknown_election", "field": "election", "status": 404,
+                "message": "no election 'na99'; GET /v1/elections lists them"})
+            self.assertEqual(results[2], {
+                "error": "invalid_fact", "field": "activity.deepfake", "status": 422,
+                "message": "activity.deepfake must be a boolean"})
+            self.assertEqual(results[3], {
+                "error": "bad_request", "status": 400,
+                "message": "the check must be a map with election, activity, ..."})
+            self.assertEqual((results[4]["verdict"], results[4]["results"][0]["exception"]),
+                             ("allowed", "not_campaigning"))
+
+    def test_batch_limits(self):
+        item = {"election": "na22", "activity": {"kind": "post"}}
+        too_many = request(self.server, "POST", "/v1/check/batch",
+                           encode({"checks": [item] * 1001}, MSGPACK), MSGPACK)
+        self.assertError(too_many, 413, "too_large", "checks",
+                         "the batch has 1001 checks; the limit is 1000")
+        full = request(self.server, "POST", "/v1/check/batch",
+                       encode({"checks": [item] * 1000}, MSGPACK), MSGPACK)
+        self.assertEqual(full.status, 200)
+        self.assertEqual(len(full.data["results"]), 1000)
+        self.assertError(request(self.server, "POST", "/v1/check/batch",
+                                 encode([item], JSON), JSON), 400, "bad_request", "checks",
+                         'the body must be {"checks": [check, ...]}')
+        self.assertError(request(self.server, "POST", "/v1/check/batch",
+                                 encode({"checks": [], "more": 1}, JSON), JSON), 400,
+                         "bad_request", None, "unknown field 'more'")
+        self.assertError(request(self.server, "GET", "/v1/check/batch"), 405,
+                         "method_not_allowed")
 
     def test_many_streams_on_one_connection(self):
         """h2load: 2000 checks over 4 connections with 16 concurrent streams each."""
