@@ -7,7 +7,7 @@ packages=(
     build-essential cmake pkg-config
     libh2o-dev libuv1-dev liblua5.4-dev libmsgpack-dev libsqlite3-dev libssl-dev libjansson-dev
     # tests: real HTTP/2 clients and the test driver's msgpack codec
-    curl nghttp2-client python3 python3-msgpack openssl clang-format
+    curl nghttp2-client python3 python3-msgpack python3-icalendar openssl clang-format
 )
 
 missing=()

@@ -1,6 +1,7 @@
 /* The read-only endpoints: health, areas, elections and their calendars. */
 #include <string.h>
 
+#include "ical.h"
 #include "log.h"
 #include "server.h"
 
@@ -160,6 +161,32 @@ int epcs_handle_elections(h2o_req_t *req)
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
 
+/* The items sit back to back in worker->scratch; read them back as one array for iCalendar. */
+static int send_icalendar(h2o_req_t *req, const struct epcs_ruleset *ruleset,
+                          const struct epcs_election *election, size_t count)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    msgpack_object items = {.type = MSGPACK_OBJECT_ARRAY};
+    msgpack_object *slots = msgpack_zone_malloc(&worker->zone, sizeof(*slots) * (count + 1));
+    size_t offset = 0;
+    for (size_t i = 0; slots != NULL && i < count; i++) {
+        if (msgpack_unpack(worker->scratch.data, worker->scratch.len, &offset, &worker->zone,
+                           &slots[i]) < 0)
+            slots = NULL;
+    }
+    epcs_buf_reset(&worker->json);
+    if (slots == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "http", "cannot read calendar items back");
+        return epcs_respond_error(req, 500, "internal", NULL, "calendar could not be built");
+    }
+    items.via.array.ptr = slots;
+    items.via.array.size = (uint32_t)count;
+    if (epcs_ical_render(election, &items, ruleset->id, ruleset->loaded_at, &worker->json) != 0)
+        return epcs_respond_error(req, 500, "internal", NULL, "calendar could not be built");
+    return epcs_response_send_bytes(req, 200, "text/calendar; charset=utf-8", worker->json.data,
+                                    worker->json.len);
+}
+
 int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -197,6 +224,8 @@ int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calenda
         }
         items += listing.item_count;
     }
+    if (epcs_accepts(req, "text/calendar"))
+        return send_icalendar(req, ruleset, election, items);
     msgpack_packer *pk = epcs_response_begin(worker);
     msgpack_pack_map(pk, 3);
     epcs_pack_cstr(pk, "election");

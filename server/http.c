@@ -78,6 +78,23 @@ int epcs_request_media(h2o_req_t *req)
     return classify_media(value->base, value->len);
 }
 
+int epcs_accepts(h2o_req_t *req, const char *type)
+{
+    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
+    if (at < 0)
+        return 0;
+    const h2o_iovec_t *value = &req->headers.entries[at].value;
+    const char *item = value->base, *end = value->base + value->len;
+    while (item < end) {
+        const char *comma = memchr(item, ',', (size_t)(end - item));
+        const char *stop = comma != NULL ? comma : end;
+        if (media_is(item, (size_t)(stop - item), type))
+            return 1;
+        item = stop + 1;
+    }
+    return 0;
+}
+
 enum epcs_format epcs_response_format(h2o_req_t *req)
 {
     ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
@@ -128,8 +145,8 @@ static const char *reason_phrase(int status)
     }
 }
 
-static int send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
-                      size_t len)
+int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
+                             size_t len)
 {
     static h2o_generator_t generator = {NULL, NULL};
     char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
@@ -149,7 +166,8 @@ int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     if (format == EPCS_FORMAT_MSGPACK)
-        return send_bytes(req, status, "application/msgpack", worker->body.data, worker->body.len);
+        return epcs_response_send_bytes(req, status, "application/msgpack", worker->body.data,
+                                        worker->body.len);
     msgpack_object object;
     size_t offset = 0;
     epcs_buf_reset(&worker->json);
@@ -159,9 +177,10 @@ int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format)
         static const char failure[] =
             "{\"error\":\"internal\",\"message\":\"response could not be encoded as JSON\"}\n";
         epcs_log(EPCS_LOG_ERROR, "http", "cannot encode a %d response as JSON", status);
-        return send_bytes(req, 500, "application/json", failure, sizeof(failure) - 1);
+        return epcs_response_send_bytes(req, 500, "application/json", failure, sizeof(failure) - 1);
     }
-    return send_bytes(req, status, "application/json", worker->json.data, worker->json.len);
+    return epcs_response_send_bytes(req, status, "application/json", worker->json.data,
+                                    worker->json.len);
 }
 
 int epcs_respond_error(h2o_req_t *req, int status, const char *code, const char *field,

@@ -86,6 +86,13 @@ struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker);
 /** The request body's Content-Type: 1 msgpack, 0 JSON, -1 missing or anything else. */
 int epcs_request_media(h2o_req_t *req);
 
+/** True when the Accept header lists `type` ("text/calendar"). */
+int epcs_accepts(h2o_req_t *req, const char *type);
+
+/** Sends `data` as is with `status` and `content_type`. Returns 0. */
+int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
+                             size_t len);
+
 /** The format a response should use: Accept, else the request's Content-Type, else JSON. */
 enum epcs_format epcs_response_format(h2o_req_t *req);
 

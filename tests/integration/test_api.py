@@ -20,6 +20,7 @@ import threading
 import time
 import unittest
 
+import icalendar
 import msgpack
 
 ARGS = None
@@ -257,6 +258,35 @@ class ApiTest(unittest.TestCase):
         vacancy = request(self.server, "GET", "/v1/elections/pres21/calendar").data
         self.assertEqual((vacancy["items"][0]["from"], vacancy["items"][0]["to"]),
                          ("2025-04-04", "2025-06-03"))
+
+    def test_calendar_as_icalendar(self):
+        """Accept: text/calendar gives RFC 5545, checked by an independent parser."""
+        response = request(self.server, "GET", "/v1/elections/pres21/calendar",
+                           accept="text/calendar")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.content_type, "text/calendar; charset=utf-8")
+        raw = response.raw
+        lines = raw.split(b"\r\n")
+        self.assertEqual(lines[-1], b"")
+        self.assertNotIn(b"\n", b"".join(lines))
+        self.assertTrue(all(len(line) <= 75 for line in lines), "unfolded line over 75 octets")
+        raw.decode("utf-8")
+        calendar = icalendar.Calendar.from_ical(raw)
+        self.assertEqual(str(calendar["VERSION"]), "2.0")
+        self.assertIn("epcs", str(calendar["PRODID"]))
+        events = {str(e["UID"]): e for e in calendar.walk("VEVENT")}
+        day = events["pres21/election-day@epcs"]
+        self.assertEqual((str(day["DTSTART"].dt), str(day["DTEND"].dt)),
+                         ("2025-06-03", "2025-06-04"))
+        window = events["pres21/deepfake/deepfake/82-8/2024-01-29/0@epcs"]
+        # DTEND is exclusive: the window's last day is election day.
+        self.assertEqual((str(window["DTSTART"].dt), str(window["DTEND"].dt)),
+                         ("2025-04-04", "2025-06-04"))
+        self.assertEqual(str(window["SUMMARY"]), "Art. 82-8: Deepfake videos for campaigning "
+                                                 "prohibited (D-90 to election day)")
+        self.assertIn("딥페이크", str(window["DESCRIPTION"]))
+        self.assertIn("Area deepfake, rule deepfake/82-8/2024-01-29, ruleset " + self.ruleset,
+                      str(window["DESCRIPTION"]))
 
     def test_public_cases(self):
         """Every row of shared/cases/public.tsv whose area this server runs, both encodings."""
