@@ -288,6 +288,28 @@ class ApiTest(unittest.TestCase):
         self.assertIn("Area deepfake, rule deepfake/82-8/2024-01-29, ruleset " + self.ruleset,
                       str(window["DESCRIPTION"]))
 
+    def test_documented_examples(self):
+        """Every example of docs/api.md, replayed in both encodings; every area has one."""
+        docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                            "api.md")
+        with open(docs, encoding="utf-8") as f:
+            text = f.read()
+        sections = re.split(r"<!-- example: (\w+) -->", text)[1:]
+        examples = dict(zip(sections[0::2], sections[1::2]))
+        areas = [a["name"] for a in request(self.server, "GET", "/v1/areas").data["areas"]]
+        self.assertEqual(sorted(examples), sorted(areas))
+        for name, section in examples.items():
+            with self.subTest(area=name):
+                blocks = re.findall(r"```(\w+)\n(.*?)\n```", section, re.S)
+                self.assertEqual([kind for kind, _ in blocks], ["json", "text", "json"])
+                document = json.loads(blocks[0][1])
+                self.assertEqual(msgpack.unpackb(bytes.fromhex(blocks[1][1].replace(" ", ""))),
+                                 document)
+                answer = json.loads(blocks[2][1])
+                answer["ruleset"] = self.ruleset
+                self.assertEqual(check(self.server, document, JSON).data, answer)
+                self.assertEqual(check(self.server, document, MSGPACK).data, answer)
+
     def test_public_cases(self):
         """Every row of shared/cases/public.tsv whose area this server runs, both encodings."""
         areas = {a["name"] for a in request(self.server, "GET", "/v1/areas").data["areas"]}
