@@ -658,7 +658,6 @@ int epcs_server_run(struct epcs_server *server)
     wait_for_stop_signal(server, &signals);
     status = 0;
 stop_workers:
-    atomic_store(&server->stopping, 1);
     for (int i = 0; i < started; i++)
         uv_async_send(&server->workers[i].stop_signal);
     for (int i = 0; i < started; i++)

@@ -37,7 +37,6 @@ struct epcs_server {
     size_t listen_fd_count;
     struct epcs_worker *workers;
     int worker_count;
-    atomic_int stopping;
 };
 
 /** One thread's loop, h2o context and rule engine. */
