@@ -710,7 +710,7 @@ int epcs_engine_run_calendar(struct epcs_calendar *calendar)
     for (lua_Integer i = 1; i <= count; i++) {
         lua_rawgeti(L, items, i);
         int item = lua_gettop(L);
-        int32_t from, to, day;
+        int32_t from = 0, to = 0, day = 0;
         int bad = 0;
         size_t len;
         int ok = lua_istable(L, item) && string_field(L, item, "article", &len, &bad) &&
@@ -734,7 +734,7 @@ int epcs_engine_run_calendar(struct epcs_calendar *calendar)
     for (lua_Integer i = 1; i <= count; i++) {
         lua_rawgeti(L, items, i);
         int item = lua_gettop(L);
-        int32_t from, to, day;
+        int32_t from = 0, to = 0, day = 0;
         size_t len;
         int bad = 0;
         int is_window = int_field(L, item, "from", &from) && int_field(L, item, "to", &to);
