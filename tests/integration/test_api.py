@@ -722,6 +722,52 @@ class LifecycleTest(unittest.TestCase):
             server.cleanup()
             shutil.rmtree(rules)
 
+    def test_sighup_reloads_rules_or_keeps_the_running_ones(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-reload-")
+        for name in os.listdir(ARGS.rules):
+            if name.endswith(".lua"):
+                shutil.copy(os.path.join(ARGS.rules, name), rules)
+        server = Server(rules=rules)
+        try:
+            document = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
+                        "activity": {"kind": "post", "deepfake": True, "purpose": "satire"}}
+            before = check(server, document).data
+            self.assertEqual(before["verdict"], "allowed")
+            path = os.path.join(rules, "deepfake.lua")
+            with open(path) as f:
+                source = f.read()
+            # An amendment: satire counts as campaigning from now on.
+            with open(path, "w") as f:
+                f.write(source.replace('if activity.purpose ~= "campaign" then',
+                                       'if activity.purpose ~= "campaign" and '
+                                       'activity.purpose ~= "satire" then', 1)
+                        .replace('name = "satire not for campaigning"',
+                                 'name = "satire counts"', 1)
+                        .replace('expect = {verdict = "allowed", exception = "not_campaigning"}',
+                                 'expect = {verdict = "prohibited"}', 1))
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.time() + 20
+            while time.time() < deadline and "reloaded" not in server.text():
+                time.sleep(0.05)
+            after = check(server, document).data
+            self.assertEqual(after["verdict"], "prohibited")
+            self.assertNotEqual(after["ruleset"], before["ruleset"])
+            # A broken amendment is refused; the previous one keeps answering.
+            with open(path, "w") as f:
+                f.write("return epcs.area{")
+            server.process.send_signal(signal.SIGHUP)
+            while time.time() < deadline and "reload refused" not in server.text():
+                time.sleep(0.05)
+            self.assertRegex(server.text(), r"reload refused, the running ruleset stays: "
+                                            r"deepfake.lua:1: .*expected")
+            again = check(server, document).data
+            self.assertEqual((again["verdict"], again["ruleset"]),
+                             ("prohibited", after["ruleset"]))
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
     def test_sigint_on_idle_server(self):
         server = Server()
         try:
