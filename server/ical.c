@@ -163,8 +163,11 @@ int epcs_ical_render(const struct epcs_election *election, const msgpack_object 
             continue;
         if (!is_window)
             last = first;
-        snprintf(uid, sizeof(uid), "%s/%.*s/%.*s/%u@epcs", election->id, str_len(area),
-                 str_ptr(area), str_len(rule), str_ptr(rule), i);
+        /* Stable across reloads and orderings: what the item is, not where it was listed. */
+        char start[9];
+        compact_date(first, start);
+        snprintf(uid, sizeof(uid), "%s/%.*s/%s-%s@epcs", election->id, str_len(rule),
+                 str_ptr(rule), is_window ? "window" : "deadline", start);
         snprintf(summary, sizeof(summary), "%sArt. %.*s: %.*s",
                  is_window ? "" : "Deadline: ", str_len(article), str_ptr(article), str_len(title),
                  str_ptr(title));

@@ -278,7 +278,7 @@ class ApiTest(unittest.TestCase):
         day = events["pres21/election-day@epcs"]
         self.assertEqual((str(day["DTSTART"].dt), str(day["DTEND"].dt)),
                          ("2025-06-03", "2025-06-04"))
-        window = events["pres21/deepfake/deepfake/82-8/2024-01-29/0@epcs"]
+        window = events["pres21/deepfake/82-8/2024-01-29/window-20250404@epcs"]
         # DTEND is exclusive: the window's last day is election day.
         self.assertEqual((str(window["DTSTART"].dt), str(window["DTEND"].dt)),
                          ("2025-04-04", "2025-06-04"))
