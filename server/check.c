@@ -151,6 +151,7 @@ static int run_check(struct epcs_worker *worker, struct epcs_engine *engine,
     struct epcs_facts *facts = &worker->facts;
     if (epcs_facts_read(facts, plugins->vocab, check.actor, check.activity) != 0)
         return fail(err, 422, "invalid_fact", facts->field, "%s", facts->message);
+    facts->date = date;
 
     struct epcs_eval eval = {.engine = engine, .facts = facts, .date = date, .election = election};
     decision->election = election->id;

@@ -282,6 +282,12 @@ const struct epcs_fact *epcs_facts_find(const struct epcs_facts *facts, const ch
 
 int epcs_facts_get(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out)
 {
+    if (strcmp(path, "date") == 0) {
+        memset(out, 0, sizeof(*out));
+        out->type = EPCS_FACT_DATE;
+        out->day = facts->date;
+        return 1;
+    }
     const struct epcs_fact *fact = epcs_facts_find(facts, path);
     if (fact == NULL)
         return 0;

@@ -35,6 +35,8 @@ struct epcs_fact {
 struct epcs_facts {
     struct epcs_fact items[EPCS_MAX_FACTS];
     size_t count;
+    /** The day of the act (the request's date), readable by plugins as the fact "date". */
+    int32_t date;
     /** Filled by epcs_facts_reject: the request gets 422 invalid_fact. */
     int rejected;
     char field[128];

@@ -229,6 +229,7 @@ static int run_case(struct epcs_engine *engine, size_t area_index, lua_State *L,
     struct epcs_facts facts;
     if (epcs_facts_read(&facts, ruleset->plugins->vocab, actor, activity) != 0)
         return snprintf(why, why_size, "facts refused (422 %s): %s", facts.field, facts.message), 0;
+    facts.date = date;
     struct epcs_buf verdict_buf = {0};
     msgpack_packer packer;
     msgpack_packer_init(&packer, &verdict_buf, epcs_buf_msgpack_write);

@@ -83,7 +83,8 @@ struct epcs_host_api {
 
     /**
      * Reads the fact at `path`. Returns 1 and fills `out` when present, 0 when absent. Present
-     * facts have already been checked against the plugin's fact specs.
+     * facts have already been checked against the plugin's fact specs. The path "date" reads
+     * the day of the act (EPCS_FACT_DATE, `day` only), so validate can relate facts to it.
      */
     int (*fact)(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out);
 

@@ -26,16 +26,17 @@ import msgpack
 ARGS = None
 MSGPACK = "application/msgpack"
 JSON = "application/json"
+AREAS = ["deepfake", "legislative_report", "publication_ceremony"]
 
 
 class Server:
     """One epcsd process on 127.0.0.1, port chosen by the kernel and read from its log."""
 
-    def __init__(self, *extra, rules=None, tls=None, expect_start=True):
+    def __init__(self, *extra, rules=None, tls=None, expect_start=True, plugins=None):
         self.data = tempfile.mkdtemp(prefix="epcs-test-data-")
         self.log_path = os.path.join(self.data, "epcsd.log")
         command = [ARGS.epcsd, "--listen", "127.0.0.1:0", "--threads", "2",
-                   "--plugins", ARGS.plugins, "--rules", rules or ARGS.rules,
+                   "--plugins", plugins or ARGS.plugins, "--rules", rules or ARGS.rules,
                    "--data", os.path.join(self.data, "var"), "--shutdown-timeout", "20"]
         if tls:
             command += ["--tls-cert", tls[0], "--tls-key", tls[1]]
@@ -207,7 +208,8 @@ class ApiTest(unittest.TestCase):
             self.assertEqual(response.status, 200)
             self.assertEqual(response.version, "2")
             self.assertEqual(response.content_type, accept or JSON)
-            self.assertEqual(response.data, {"status": "ok", "ruleset": self.ruleset, "areas": 1})
+            self.assertEqual(response.data, {"status": "ok", "ruleset": self.ruleset,
+                                             "areas": len(AREAS)})
         self.assertRegex(self.ruleset, r"^rs-[0-9a-f]{16}$")
 
     def test_http1_also_served(self):
@@ -219,8 +221,8 @@ class ApiTest(unittest.TestCase):
     def test_areas(self):
         data = request(self.server, "GET", "/v1/areas", accept=MSGPACK).data
         self.assertEqual(data["ruleset"], self.ruleset)
-        self.assertEqual([a["name"] for a in data["areas"]], ["deepfake"])
-        deepfake = data["areas"][0]
+        self.assertEqual([a["name"] for a in data["areas"]], AREAS)
+        deepfake = data["areas"][AREAS.index("deepfake")]
         self.assertEqual(deepfake["article"], "82-8")
         self.assertEqual(deepfake["rule_file"], "deepfake.lua")
         self.assertEqual(deepfake["activities"], ["produce", "edit", "distribute", "screen", "post"])
@@ -249,15 +251,16 @@ class ApiTest(unittest.TestCase):
 
     def test_calendar(self):
         data = request(self.server, "GET", "/v1/elections/na22/calendar").data
-        self.assertEqual(data["items"], [{
+        self.assertEqual({item["area"] for item in data["items"]}, set(AREAS))
+        self.assertEqual([i for i in data["items"] if i["area"] == "deepfake"], [{
             "area": "deepfake", "kind": "window", "article": "82-8",
             "rule": "deepfake/82-8/2024-01-29",
             "title": "Deepfake videos for campaigning prohibited (D-90 to election day)",
             "title_ko": "딥페이크 영상 등을 이용한 선거운동 금지 (선거일 전 90일부터 선거일까지)",
             "from": "2024-01-11", "to": "2024-04-10"}])
         vacancy = request(self.server, "GET", "/v1/elections/pres21/calendar").data
-        self.assertEqual((vacancy["items"][0]["from"], vacancy["items"][0]["to"]),
-                         ("2025-04-04", "2025-06-03"))
+        deepfake = [i for i in vacancy["items"] if i["area"] == "deepfake"]
+        self.assertEqual([(i["from"], i["to"]) for i in deepfake], [("2025-04-04", "2025-06-03")])
 
     def test_calendar_as_icalendar(self):
         """Accept: text/calendar gives RFC 5545, checked by an independent parser."""
@@ -313,9 +316,10 @@ class ApiTest(unittest.TestCase):
     def test_public_cases(self):
         """Every row of shared/cases/public.tsv whose area this server runs, both encodings."""
         areas = {a["name"] for a in request(self.server, "GET", "/v1/areas").data["areas"]}
-        cases = [c for c in load_cases(ARGS.cases) if c["area"] in areas]
-        self.assertEqual([c["id"] for c in cases],
-                         ["p01", "p02", "p03", "p04", "p05", "p06", "p07"])
+        cases = load_cases(ARGS.cases)
+        self.assertEqual(sorted(areas), AREAS)
+        cases = [c for c in cases if c["area"] in areas]
+        self.assertEqual([c["id"] for c in cases], ["p%02d" % i for i in range(1, 16)])
         for case in cases:
             for kind in (MSGPACK, JSON):
                 with self.subTest(case=case["id"], encoding=kind):
@@ -381,6 +385,17 @@ class ApiTest(unittest.TestCase):
         unknown = check(self.server, document).data
         self.assertEqual((unknown["verdict"], unknown["missing"]),
                          ("needs_facts", ["activity.labeled"]))
+
+    def test_mail_cannot_arrive_before_it_is_sent(self):
+        """The legislative_report plugin's validate relates arrival_date to the act's date."""
+        for kind in (MSGPACK, JSON):
+            self.assertError(check(self.server, {
+                "election": "na22", "area": "legislative_report", "date": "2024-01-12",
+                "actor": {"kind": "na_member"},
+                "activity": {"kind": "report", "channel": "mail",
+                             "arrival_date": "2024-01-10"}}, kind), 422, "invalid_fact",
+                "activity.arrival_date",
+                "activity.arrival_date 2024-01-10 is before the day the mail was sent (date)")
 
     def test_not_a_deepfake_and_not_in_force(self):
         hand_edited = check(self.server, {
@@ -512,7 +527,9 @@ class ApiTest(unittest.TestCase):
             (variant(actor={"kind": "alien"}), 422, "invalid_fact", "actor.kind",
              "actor.kind: unknown value 'alien'"),
             (variant(activity__kind="report"), 422, "invalid_fact", "activity.kind",
-             "activity.kind: unknown value 'report'"),
+             "area deepfake does not cover activity kind 'report'"),
+            (variant(activity__kind="livestream"), 422, "invalid_fact", "activity.kind",
+             "activity.kind: unknown value 'livestream'"),
         ]
         for document, status, code, field, message in cases:
             for kind in (MSGPACK, JSON):
@@ -619,6 +636,23 @@ class ApiTest(unittest.TestCase):
         self.assertRegex(result.stdout, r"status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx")
 
 
+def copy_rules(directory):
+    """Copies every bundled rule file into `directory` (which may exist)."""
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(ARGS.rules):
+        if name.endswith(".lua"):
+            shutil.copy(os.path.join(ARGS.rules, name), directory)
+
+
+def deepfake_only_plugins():
+    """A plugin directory holding only the deepfake area, for rule directories that hold only
+    elections.lua and deepfake.lua."""
+    directory = tempfile.mkdtemp(prefix="epcs-test-plugins-")
+    os.symlink(os.path.abspath(os.path.join(ARGS.plugins, "deepfake.so")),
+               os.path.join(directory, "deepfake.so"))
+    return directory
+
+
 def write_rules(directory, deepfake_body):
     """A rules directory: the bundled elections and a deepfake.lua with the given evaluate.
 
@@ -654,13 +688,16 @@ class FailingRulesTest(unittest.TestCase):
     def setUpClass(cls):
         cls.rules = tempfile.mkdtemp(prefix="epcs-test-rules-")
         write_rules(cls.rules, FAILING_RULES)
-        cls.server = Server("--lua-memory", "16", "--lua-budget", "1000000", rules=cls.rules)
+        cls.plugins = deepfake_only_plugins()
+        cls.server = Server("--lua-memory", "16", "--lua-budget", "1000000", rules=cls.rules,
+                            plugins=cls.plugins)
 
     @classmethod
     def tearDownClass(cls):
         status = cls.server.stop()
         cls.server.cleanup()
         shutil.rmtree(cls.rules)
+        shutil.rmtree(cls.plugins)
         assert status == 0, "epcsd exited with %d" % status
 
     def run_purpose(self, purpose, kind=MSGPACK):
@@ -694,7 +731,8 @@ class LifecycleTest(unittest.TestCase):
     def test_graceful_shutdown_finishes_in_flight(self):
         rules = tempfile.mkdtemp(prefix="epcs-test-rules-")
         write_rules(rules, FAILING_RULES)
-        server = Server("--lua-budget", "1000000000", rules=rules)
+        plugins = deepfake_only_plugins()
+        server = Server("--lua-budget", "1000000000", rules=rules, plugins=plugins)
         try:
             results = {}
 
@@ -721,12 +759,11 @@ class LifecycleTest(unittest.TestCase):
         finally:
             server.cleanup()
             shutil.rmtree(rules)
+            shutil.rmtree(plugins)
 
     def test_sighup_reloads_rules_or_keeps_the_running_ones(self):
         rules = tempfile.mkdtemp(prefix="epcs-test-reload-")
-        for name in os.listdir(ARGS.rules):
-            if name.endswith(".lua"):
-                shutil.copy(os.path.join(ARGS.rules, name), rules)
+        copy_rules(rules)
         server = Server(rules=rules)
         try:
             document = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
@@ -776,8 +813,8 @@ class LifecycleTest(unittest.TestCase):
         finally:
             server.cleanup()
 
-    def refused_start(self, *extra, rules=None, status=1):
-        server = Server(*extra, rules=rules, expect_start=False)
+    def refused_start(self, *extra, rules=None, status=1, plugins=None):
+        server = Server(*extra, rules=rules, expect_start=False, plugins=plugins)
         try:
             self.assertEqual(server.process.wait(30), status)
             return server.text()
@@ -792,7 +829,9 @@ class LifecycleTest(unittest.TestCase):
             log = self.refused_start(rules=empty)
             self.assertIn("cannot load %s: %s/elections.lua: cannot read: No such file or "
                           "directory" % (empty, empty), log)
-            write_rules(empty, "      return epcs.allowed{article = '82-8', reason = 'r'")
+            copy_rules(empty)
+            with open(os.path.join(empty, "deepfake.lua"), "w") as f:
+                f.write("return epcs.area{name = 'deepfake',\n  article = '82-8'\n")
             log = self.refused_start(rules=empty)
             self.assertRegex(log, r"cannot load .*: deepfake.lua:\d+: '\}' expected")
         finally:
@@ -809,7 +848,7 @@ class LifecycleTest(unittest.TestCase):
                          r"^ruleset rs-[0-9a-f]{16}: \d+ passed, 0 failed$")
         amended = tempfile.mkdtemp(prefix="epcs-test-amended-")
         try:
-            shutil.copy(os.path.join(ARGS.rules, "elections.lua"), amended)
+            copy_rules(amended)
             with open(os.path.join(ARGS.rules, "deepfake.lua")) as f:
                 source = f.read()
             # A window one day short: the hand-written D-90 tests notice.
