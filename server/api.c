@@ -20,6 +20,8 @@ static const char *fact_type_name(enum epcs_fact_type type)
     return "?";
 }
 
+static void pack_versions(msgpack_packer *pk, const struct epcs_area_rules *area);
+
 static struct epcs_engine *engine_or_503(h2o_req_t *req)
 {
     struct epcs_engine *engine = epcs_worker_engine(epcs_worker_of(req));
@@ -103,22 +105,80 @@ int epcs_handle_areas(h2o_req_t *req)
         epcs_pack_cstr(pk, "facts");
         pack_facts(pk, desc->facts);
         epcs_pack_cstr(pk, "versions");
-        msgpack_pack_array(pk, area->version_count);
-        for (size_t v = 0; v < area->version_count; v++) {
-            const struct epcs_rule_version *version = &area->versions[v];
-            msgpack_pack_map(pk, version->has_promulgated ? 3 : 2);
-            epcs_pack_cstr(pk, "id");
-            epcs_pack_cstr(pk, version->id);
-            epcs_pack_cstr(pk, "effective_from");
-            epcs_pack_day(pk, version->effective_from);
-            if (version->has_promulgated) {
-                epcs_pack_cstr(pk, "promulgated");
-                epcs_pack_day(pk, version->promulgated);
-            }
-        }
+        pack_versions(pk, area);
     }
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+static void pack_versions(msgpack_packer *pk, const struct epcs_area_rules *area)
+{
+    msgpack_pack_array(pk, area->version_count);
+    for (size_t v = 0; v < area->version_count; v++) {
+        const struct epcs_rule_version *version = &area->versions[v];
+        msgpack_pack_map(pk, version->has_promulgated ? 3 : 2);
+        epcs_pack_cstr(pk, "id");
+        epcs_pack_cstr(pk, version->id);
+        epcs_pack_cstr(pk, "effective_from");
+        epcs_pack_day(pk, version->effective_from);
+        if (version->has_promulgated) {
+            epcs_pack_cstr(pk, "promulgated");
+            epcs_pack_day(pk, version->promulgated);
+        }
+    }
+}
+
+int epcs_handle_rules(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_engine *engine = engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
+    const struct epcs_plugin_set *plugins = worker->server->plugins;
+    char loaded[32];
+    struct tm tm;
+    gmtime_r(&ruleset->loaded_at, &tm);
+    strftime(loaded, sizeof(loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 5 + (ruleset->label != NULL));
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, ruleset->id);
+    if (ruleset->label != NULL) {
+        epcs_pack_cstr(pk, "label");
+        epcs_pack_cstr(pk, ruleset->label);
+    }
+    epcs_pack_cstr(pk, "directory");
+    epcs_pack_cstr(pk, ruleset->dir);
+    epcs_pack_cstr(pk, "loaded_at");
+    epcs_pack_cstr(pk, loaded);
+    epcs_pack_cstr(pk, "files");
+    msgpack_pack_array(pk, ruleset->file_count);
+    for (size_t i = 0; i < ruleset->file_count; i++) {
+        const struct epcs_rule_file *file = &ruleset->files[i];
+        msgpack_pack_map(pk, 4);
+        epcs_pack_cstr(pk, "name");
+        epcs_pack_cstr(pk, file->name);
+        epcs_pack_cstr(pk, "sha256");
+        epcs_pack_cstr(pk, file->sha256);
+        epcs_pack_cstr(pk, "bytes");
+        msgpack_pack_uint64(pk, file->length);
+        epcs_pack_cstr(pk, "area");
+        if (i == 0)
+            msgpack_pack_nil(pk);
+        else
+            epcs_pack_cstr(pk, plugins->items[i - 1].desc->name);
+    }
+    epcs_pack_cstr(pk, "areas");
+    msgpack_pack_array(pk, plugins->count);
+    for (size_t i = 0; i < plugins->count; i++) {
+        msgpack_pack_map(pk, 2);
+        epcs_pack_cstr(pk, "name");
+        epcs_pack_cstr(pk, plugins->items[i].desc->name);
+        epcs_pack_cstr(pk, "versions");
+        pack_versions(pk, &ruleset->areas[i]);
+    }
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
 

@@ -251,6 +251,8 @@ static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
         return get ? epcs_handle_healthz(req) : method_not_allowed(req, "GET");
     if (path_is(path, "/v1/areas"))
         return get ? epcs_handle_areas(req) : method_not_allowed(req, "GET");
+    if (path_is(path, "/v1/rules"))
+        return get ? epcs_handle_rules(req) : method_not_allowed(req, "GET");
     if (path_is(path, "/v1/elections"))
         return get ? epcs_handle_elections(req) : method_not_allowed(req, "GET");
     if (path.len > prefix_len && memcmp(path.base, elections_prefix, prefix_len) == 0) {

@@ -166,8 +166,8 @@ int epcs_ical_render(const struct epcs_election *election, const msgpack_object 
         /* Stable across reloads and orderings: what the item is, not where it was listed. */
         char start[9];
         compact_date(first, start);
-        snprintf(uid, sizeof(uid), "%s/%.*s/%s-%s@epcs", election->id, str_len(rule),
-                 str_ptr(rule), is_window ? "window" : "deadline", start);
+        snprintf(uid, sizeof(uid), "%s/%.*s/%s-%s@epcs", election->id, str_len(rule), str_ptr(rule),
+                 is_window ? "window" : "deadline", start);
         snprintf(summary, sizeof(summary), "%sArt. %.*s: %.*s",
                  is_window ? "" : "Deadline: ", str_len(article), str_ptr(article), str_len(title),
                  str_ptr(title));

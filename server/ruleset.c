@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "dates.h"
 #include "log.h"
 #include "rule_api_lua.h" /* generated from rule_api.lua: epcs_rule_api_source */
@@ -88,6 +89,24 @@ static int read_rule_file(const char *dir, const char *name, struct epcs_rule_fi
     for (unsigned int i = 0; i < digest_len && i < 32; i++)
         snprintf(file->sha256 + 2 * i, 3, "%02x", digest[i]);
     return 0;
+}
+
+/* An optional LABEL file names the ruleset for people; the version id stays the content hash. */
+static char *read_label(const char *dir)
+{
+    char path[4096], line[256];
+    snprintf(path, sizeof(path), "%s/LABEL", dir);
+    FILE *file = fopen(path, "r");
+    if (file == NULL)
+        return NULL;
+    char *label = NULL;
+    if (fgets(line, sizeof(line), file) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] != '\0' && epcs_utf8_valid(line, strlen(line)))
+            label = strdup(line);
+    }
+    fclose(file);
+    return label;
 }
 
 /* The version id covers every file by name and content, so any edit gives a new id and the same
@@ -223,6 +242,7 @@ struct epcs_ruleset *epcs_ruleset_load(const char *dir, const struct epcs_plugin
         if (read_rule_file(dir, name, &ruleset->files[i], err) != 0)
             goto fail;
     }
+    ruleset->label = read_label(dir);
     if (compute_id(ruleset) != 0) {
         set_error(err, "", 0, "cannot compute the ruleset hash");
         goto fail;
@@ -281,6 +301,7 @@ void epcs_ruleset_release(struct epcs_ruleset *ruleset)
     free(ruleset->elections);
     free(ruleset->files);
     free(ruleset->dir);
+    free(ruleset->label);
     free(ruleset);
 }
 

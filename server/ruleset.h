@@ -66,6 +66,8 @@ struct epcs_ruleset {
     /** "rs-" and the first 16 hex digits of the hash over every file's name and hash. */
     char id[24];
     char *dir;
+    /** First line of the directory's LABEL file, for people ("2024 amendment draft"); or NULL. */
+    char *label;
     time_t loaded_at;
     const struct epcs_plugin_set *plugins;
     struct epcs_lua_limits limits;

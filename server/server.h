@@ -120,6 +120,7 @@ void epcs_pack_day(msgpack_packer *pk, int32_t day);
 int epcs_handle_healthz(h2o_req_t *req);
 int epcs_handle_areas(h2o_req_t *req);
 int epcs_handle_elections(h2o_req_t *req);
+int epcs_handle_rules(h2o_req_t *req);
 int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar);
 int epcs_handle_check(h2o_req_t *req);
 int epcs_handle_check_batch(h2o_req_t *req);

@@ -8,6 +8,7 @@ both as msgpack and as JSON. Run through ctest, or directly:
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -233,6 +234,24 @@ class ApiTest(unittest.TestCase):
                        "values": ["campaign", "primary", "get_out_the_vote",
                                   "legislative_report", "satire", "other"]},
                       deepfake["facts"])
+
+    def test_rules(self):
+        data = request(self.server, "GET", "/v1/rules", accept=MSGPACK).data
+        self.assertEqual(data["ruleset"], self.ruleset)
+        self.assertNotIn("label", data)
+        self.assertRegex(data["loaded_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        names = [f["name"] for f in data["files"]]
+        self.assertEqual(names, ["elections.lua"] + [a + ".lua" for a in AREAS])
+        for item in data["files"]:
+            with open(os.path.join(ARGS.rules, item["name"]), "rb") as f:
+                content = f.read()
+            self.assertEqual(item["sha256"], hashlib.sha256(content).hexdigest())
+            self.assertEqual(item["bytes"], len(content))
+        self.assertEqual(data["files"][0]["area"], None)
+        versions = {a["name"]: a["versions"] for a in data["areas"]}
+        self.assertEqual(versions["deepfake"], [{"id": "deepfake/82-8/2024-01-29",
+                                                 "effective_from": "2024-01-29",
+                                                 "promulgated": "2023-12-28"}])
 
     def test_elections(self):
         data = request(self.server, "GET", "/v1/elections").data
@@ -764,6 +783,8 @@ class LifecycleTest(unittest.TestCase):
     def test_sighup_reloads_rules_or_keeps_the_running_ones(self):
         rules = tempfile.mkdtemp(prefix="epcs-test-reload-")
         copy_rules(rules)
+        with open(os.path.join(rules, "LABEL"), "w") as f:
+            f.write("2026 satire amendment draft\n")
         server = Server(rules=rules)
         try:
             document = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
@@ -789,6 +810,9 @@ class LifecycleTest(unittest.TestCase):
             after = check(server, document).data
             self.assertEqual(after["verdict"], "prohibited")
             self.assertNotEqual(after["ruleset"], before["ruleset"])
+            rules_info = request(server, "GET", "/v1/rules").data
+            self.assertEqual((rules_info["ruleset"], rules_info["label"]),
+                             (after["ruleset"], "2026 satire amendment draft"))
             # A broken amendment is refused; the previous one keeps answering.
             with open(path, "w") as f:
                 f.write("return epcs.area{")
