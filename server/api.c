@@ -22,18 +22,10 @@ static const char *fact_type_name(enum epcs_fact_type type)
 
 static void pack_versions(msgpack_packer *pk, const struct epcs_area_rules *area);
 
-static struct epcs_engine *engine_or_503(h2o_req_t *req)
-{
-    struct epcs_engine *engine = epcs_worker_engine(epcs_worker_of(req));
-    if (engine == NULL)
-        epcs_respond_error(req, 503, "not_ready", NULL, "no rule engine is available");
-    return engine;
-}
-
 int epcs_handle_healthz(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_engine *engine = engine_or_503(req);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
     msgpack_packer *pk = epcs_response_begin(worker);
@@ -79,7 +71,7 @@ static void pack_facts(msgpack_packer *pk, const struct epcs_fact_spec *facts)
 int epcs_handle_areas(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_engine *engine = engine_or_503(req);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
@@ -132,7 +124,7 @@ static void pack_versions(msgpack_packer *pk, const struct epcs_area_rules *area
 int epcs_handle_rules(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_engine *engine = engine_or_503(req);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
@@ -206,7 +198,7 @@ static void pack_election(msgpack_packer *pk, const struct epcs_election *electi
 int epcs_handle_elections(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_engine *engine = engine_or_503(req);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
@@ -250,7 +242,7 @@ static int send_icalendar(h2o_req_t *req, const struct epcs_ruleset *ruleset,
 int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_engine *engine = engine_or_503(req);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);

@@ -285,14 +285,6 @@ static int decode_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *
     return 0;
 }
 
-static struct epcs_engine *engine_or_503(h2o_req_t *req)
-{
-    struct epcs_engine *engine = epcs_worker_engine(epcs_worker_of(req));
-    if (engine == NULL)
-        epcs_respond_error(req, 503, "not_ready", NULL, "no rule engine is available");
-    return engine;
-}
-
 int epcs_handle_check(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -301,7 +293,7 @@ int epcs_handle_check(h2o_req_t *req)
     int is_msgpack;
     if (decode_body(req, worker->server->config.max_body, &body, &is_msgpack) != 0)
         return 0;
-    struct epcs_engine *engine = engine_or_503(req);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
     struct epcs_decision decision = {.request = req->entity.base,
@@ -343,7 +335,7 @@ int epcs_handle_check_batch(h2o_req_t *req)
         return epcs_respond_error(req, 413, "too_large", "checks",
                                   "the batch has %u checks; the limit is %zu",
                                   checks->via.array.size, config->max_batch);
-    struct epcs_engine *engine = engine_or_503(req);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
 

@@ -304,6 +304,14 @@ struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker)
     return worker->engine;
 }
 
+struct epcs_engine *epcs_engine_or_503(h2o_req_t *req)
+{
+    struct epcs_engine *engine = epcs_worker_engine(epcs_worker_of(req));
+    if (engine == NULL)
+        epcs_respond_error(req, 503, "not_ready", NULL, "no rule engine is available");
+    return engine;
+}
+
 static void publish_ruleset(struct epcs_server *server, struct epcs_ruleset *ruleset)
 {
     pthread_mutex_lock(&server->ruleset_lock);

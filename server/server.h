@@ -82,6 +82,9 @@ static inline struct epcs_worker *epcs_worker_of(h2o_req_t *req)
  */
 struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker);
 
+/** epcs_worker_engine for a handler: NULL after answering 503 when there is none. */
+struct epcs_engine *epcs_engine_or_503(h2o_req_t *req);
+
 /** The request body's Content-Type: 1 msgpack, 0 JSON, -1 missing or anything else. */
 int epcs_request_media(h2o_req_t *req);
 
