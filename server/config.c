@@ -25,6 +25,7 @@ static void usage(FILE *out)
             "  --listen HOST:PORT     address to serve (repeatable; default %s;\n"
             "                         port 0 picks a free port, logged at start-up)\n"
             "  --rules DIR            Lua rule files (default ./lua_rules)\n"
+            "  --no-watch-rules       do not reload the rules when their directory changes\n"
             "  --test-rules DIR       run the rule files' own tests and probes in DIR, print\n"
             "                         the results and exit (0: all passed)\n"
             "  --plugins DIR          area plugins, *.so (default: plugins/ beside epcsd)\n"
@@ -97,6 +98,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_TEST_RULES,
         OPT_MAX_BATCH,
         OPT_MAX_BATCH_BODY,
+        OPT_NO_WATCH_RULES,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -112,6 +114,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"test-rules", required_argument, NULL, OPT_TEST_RULES},
+        {"no-watch-rules", no_argument, NULL, OPT_NO_WATCH_RULES},
         {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
         {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
         {"help", no_argument, NULL, OPT_HELP},
@@ -123,6 +126,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     config->data_dir = "var";
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     config->threads = cores > 0 ? (int)cores : 1;
+    config->watch_rules = 1;
     config->max_body = EPCS_DEFAULT_MAX_BODY;
     config->max_batch = EPCS_DEFAULT_MAX_BATCH;
     config->max_batch_body = EPCS_DEFAULT_MAX_BATCH_BODY;
@@ -146,6 +150,9 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             break;
         case OPT_RULES:
             config->rules_dir = optarg;
+            break;
+        case OPT_NO_WATCH_RULES:
+            config->watch_rules = 0;
             break;
         case OPT_MAX_BATCH:
             if (parse_number("--max-batch", optarg, 1, 100000, &number) != 0)

@@ -25,6 +25,8 @@ struct epcs_config {
     int threads;
     const char *tls_cert;
     const char *tls_key;
+    /** Reload the rules when their directory changes (on unless --no-watch-rules). */
+    int watch_rules;
     size_t max_body;
     size_t max_batch;
     size_t max_batch_body;

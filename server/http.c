@@ -16,6 +16,10 @@
 #include "log.h"
 #include "rule_tests.h"
 #include "server.h"
+#include "watch.h"
+
+/* Long enough for an editor's save (write, rename, chmod) to finish. */
+#define EPCS_WATCH_QUIET_MS 300
 
 #define LISTEN_BACKLOG 1024
 #define DRAIN_POLL_MS 20
@@ -321,7 +325,10 @@ static void publish_ruleset(struct epcs_server *server, struct epcs_ruleset *rul
     epcs_ruleset_release(old);
 }
 
-static void reload_rules(struct epcs_server *server)
+/* SIGHUP and the directory watch may ask at once; one reload at a time keeps the log honest. */
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void reload_rules_locked(struct epcs_server *server)
 {
     struct epcs_rule_error err;
     struct epcs_ruleset *ruleset =
@@ -338,8 +345,26 @@ static void reload_rules(struct epcs_server *server)
         epcs_ruleset_release(ruleset);
         return;
     }
+    if (strcmp(ruleset->id, atomic_load(&server->active_ruleset)->id) == 0) {
+        epcs_log(EPCS_LOG_INFO, "rules", "%s unchanged (%s)", server->config.rules_dir,
+                 ruleset->id);
+        epcs_ruleset_release(ruleset);
+        return;
+    }
     epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s", server->config.rules_dir, ruleset->id);
     publish_ruleset(server, ruleset);
+}
+
+static void reload_rules(struct epcs_server *server)
+{
+    pthread_mutex_lock(&reload_lock);
+    reload_rules_locked(server);
+    pthread_mutex_unlock(&reload_lock);
+}
+
+static void cb_rules_changed(void *ctx)
+{
+    reload_rules(ctx);
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -665,7 +690,12 @@ int epcs_server_run(struct epcs_server *server)
     epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
              server->worker_count, atomic_load(&server->active_ruleset)->id,
              server->plugins->count);
+    struct epcs_watch *watch =
+        config->watch_rules
+            ? epcs_watch_start(config->rules_dir, EPCS_WATCH_QUIET_MS, cb_rules_changed, server)
+            : NULL;
     wait_for_stop_signal(server, &signals);
+    epcs_watch_stop(watch);
     status = 0;
 stop_workers:
     for (int i = 0; i < started; i++)

@@ -785,7 +785,7 @@ class LifecycleTest(unittest.TestCase):
         copy_rules(rules)
         with open(os.path.join(rules, "LABEL"), "w") as f:
             f.write("2026 satire amendment draft\n")
-        server = Server(rules=rules)
+        server = Server("--no-watch-rules", rules=rules)
         try:
             document = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
                         "activity": {"kind": "post", "deepfake": True, "purpose": "satire"}}
@@ -824,6 +824,47 @@ class LifecycleTest(unittest.TestCase):
             again = check(server, document).data
             self.assertEqual((again["verdict"], again["ruleset"]),
                              ("prohibited", after["ruleset"]))
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
+    def test_editing_the_rules_directory_reloads(self):
+        """No signal: a saved edit is picked up by the directory watch, a broken one refused."""
+        rules = tempfile.mkdtemp(prefix="epcs-test-watch-")
+        copy_rules(rules)
+        server = Server(rules=rules)
+        try:
+            self.assertIn("[watch] reloading %s when it changes" % rules, server.text())
+            document = {"election": "na22", "area": "publication_ceremony",
+                        "date": "2024-01-10",
+                        "activity": {"kind": "publication_ceremony",
+                                     "book_related_to_candidate": True}}
+            before = check(server, document).data
+            self.assertEqual(before["verdict"], "allowed")
+            path = os.path.join(rules, "publication_ceremony.lua")
+            with open(path) as f:
+                source = f.read()
+            # An amendment to D-91 that forgets the file's own tests (p15 says D-91 is allowed)
+            # is refused, and the running rules keep answering.
+            with open(path, "w") as f:
+                f.write(source.replace("from = D(90)", "from = D(91)", 1))
+            deadline = time.time() + 20
+            while time.time() < deadline and "reload refused" not in server.text():
+                time.sleep(0.1)
+            self.assertIn("reload refused, the running ruleset stays: the rule tests of",
+                          server.text())
+            self.assertIn("publication_ceremony.lua: FAIL p15", server.text())
+            self.assertEqual(check(server, document).data, before)
+            # A consistent amendment (here: clearer wording) is taken up.
+            with open(path, "w") as f:
+                f.write(source.replace("whoever wrote it.", "whoever wrote the book.", 1))
+            while time.time() < deadline and "] reloaded" not in server.text():
+                time.sleep(0.1)
+            inside = dict(document, date="2024-02-01")
+            after = check(server, inside).data
+            self.assertTrue(after["reason"].endswith("whoever wrote the book."), after)
+            self.assertNotEqual(after["ruleset"], before["ruleset"])
             self.assertEqual(server.stop(), 0)
         finally:
             server.cleanup()
