@@ -312,6 +312,9 @@ function epcs._test_cases(area, elections)
     for _, version in ipairs(area.versions) do
         local probe = version.probe
         for _, election in ipairs(probe and elections or {}) do
+            if probe.when and not probe.when(election) then
+                goto next_election
+            end
             local days
             if version.window then
                 local from, to = version.window:span(election)
@@ -348,6 +351,7 @@ function epcs._test_cases(area, elections)
                     }
                 end
             end
+            ::next_election::
         end
     end
     return cases

@@ -1,0 +1,94 @@
+/*
+ * The advertising area (Art. 93). The legal logic is in lua_rules/advertising.lua; this plugin
+ * declares the facts the rules read and hands evaluations to them.
+ */
+#include <epcs/plugin.h>
+
+#include <string.h>
+
+static const struct epcs_host_api *host;
+
+static const char *const activity_kinds[] = {"advertisement", NULL};
+
+static const char *const media[] = {"broadcast", "newspaper", "magazine", "internet",
+                                    "outdoor",   "other",     NULL};
+
+static const char *const names_shown[] = {"party", "candidate", "prospective_candidate", "none",
+                                          NULL};
+
+static const struct epcs_fact_spec facts[] = {
+    {"activity.medium", EPCS_FACT_ENUM, media},
+    {"activity.shows_name", EPCS_FACT_ENUM, names_shown},
+    {"activity.appears", EPCS_FACT_BOOL, NULL},
+    {"activity.authorized_by", EPCS_FACT_STRING, NULL},
+    {"activity.regular_commercial", EPCS_FACT_BOOL, NULL},
+    {"activity.related_to_election", EPCS_FACT_BOOL, NULL},
+    {"activity.representative_is_prospective_candidate", EPCS_FACT_BOOL, NULL},
+    {NULL, 0, NULL},
+};
+
+static int cb_init(const struct epcs_host_api *api, void **state)
+{
+    if (api->struct_size < sizeof(struct epcs_host_api))
+        return -1;
+    host = api;
+    *state = NULL;
+    return 0;
+}
+
+/* An article number as the Act writes it: "69", "70(1)", "82-8". */
+static int is_article(const char *text, size_t len)
+{
+    if (len == 0 || len > 16 || text[0] < '0' || text[0] > '9')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (memchr("0123456789()-", text[i], 13) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* authorized_by opens the Act-provided-method exception; free text there would let any ad
+ * claim it. */
+static int cb_validate(void *state, struct epcs_facts *request)
+{
+    struct epcs_fact_value by;
+    if (host->fact(request, "activity.authorized_by", &by) && !is_article(by.string, by.length))
+        return host->reject(request, "activity.authorized_by",
+                            "activity.authorized_by must name an article of the Act, e.g. \"69\" "
+                            "or \"70(1)\"");
+    return 0;
+}
+
+static int cb_evaluate(void *state, struct epcs_eval *eval)
+{
+    return host->run_rules(eval);
+}
+
+static int cb_calendar(void *state, struct epcs_calendar *calendar)
+{
+    return host->run_calendar(calendar);
+}
+
+static const struct epcs_plugin descriptor = {
+    .abi_version = EPCS_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(struct epcs_plugin),
+    .name = "advertising",
+    .article = "93",
+    .description = "No ad showing a party's or candidate's name by a method the Act does not "
+                   "provide from D-120 (93(1)) and D-90 (93(2)) to election day, and no "
+                   "candidate in ads from D-90.",
+    .rule_file = "advertising.lua",
+    .activity_kinds = activity_kinds,
+    .facts = facts,
+    .init = cb_init,
+    .validate = cb_validate,
+    .evaluate = cb_evaluate,
+    .calendar = cb_calendar,
+    .destroy = NULL,
+};
+
+EPCS_PLUGIN_EXPORT const struct epcs_plugin *EPCS_PLUGIN_ENTRY(void)
+{
+    return &descriptor;
+}

@@ -1,0 +1,60 @@
+/*
+ * The resignation area (Arts. 53, 60(2)). The legal logic is in lua_rules/resignation.lua; this
+ * plugin declares the facts the rules read and hands evaluations to them.
+ */
+#include <epcs/plugin.h>
+
+static const struct epcs_host_api *host;
+
+static const char *const activity_kinds[] = {"run_for_office", "become_campaign_official", NULL};
+
+static const char *const seats[] = {"constituency", "proportional", NULL};
+
+/* actor.kind is the host's: every area shares the actors of SPEC section 5. */
+static const struct epcs_fact_spec facts[] = {
+    {"activity.seat", EPCS_FACT_ENUM, seats},
+    {"activity.received_date", EPCS_FACT_DATE, NULL},
+    {NULL, 0, NULL},
+};
+
+static int cb_init(const struct epcs_host_api *api, void **state)
+{
+    if (api->struct_size < sizeof(struct epcs_host_api))
+        return -1;
+    host = api;
+    *state = NULL;
+    return 0;
+}
+
+static int cb_evaluate(void *state, struct epcs_eval *eval)
+{
+    return host->run_rules(eval);
+}
+
+static int cb_calendar(void *state, struct epcs_calendar *calendar)
+{
+    return host->run_calendar(calendar);
+}
+
+static const struct epcs_plugin descriptor = {
+    .abi_version = EPCS_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(struct epcs_plugin),
+    .name = "resignation",
+    .article = "53",
+    .description = "Public officials, journalists and others must resign by D-90 (constituency, "
+                   "presidency) or D-30 (proportional, by-elections) to run, and by D-90 to "
+                   "become campaign officials; judged by the day the resignation was received.",
+    .rule_file = "resignation.lua",
+    .activity_kinds = activity_kinds,
+    .facts = facts,
+    .init = cb_init,
+    .validate = NULL, /* types and enums say all there is to check */
+    .evaluate = cb_evaluate,
+    .calendar = cb_calendar,
+    .destroy = NULL,
+};
+
+EPCS_PLUGIN_EXPORT const struct epcs_plugin *EPCS_PLUGIN_ENTRY(void)
+{
+    return &descriptor;
+}
