@@ -23,6 +23,8 @@
 
 local D, fmt = epcs.D, epcs.fmt
 
+local ko = epcs.cite_ko
+
 -- Art. 93(2); the same in every version.
 local ad_window = epcs.window {from = D(90), to = D(0), from_cause_confirmed = true}
 
@@ -74,8 +76,8 @@ local function method_provided(q, article, window)
             "Art. %s restricts only methods the Act does not provide for; this ad uses the method of Art. %s.",
             article, by),
         reason_ko = string.format(
-            "제%s조는 이 법에 규정되지 아니한 방법만 제한하며, 이 광고는 제%s조가 정한 방법에 의한 것입니다.",
-            article, by),
+            "%s의 제한은 이 법에 규정되지 아니한 방법에만 적용되며, 이 광고는 %s에 규정된 방법에 의한 것입니다.",
+            ko(article), ko(by)),
     }
 end
 
@@ -88,8 +90,8 @@ local function regular_commercial(article, window)
             "A regular commercial ad of a business whose representative is a prospective candidate, unrelated to the election and without that person appearing, is not restricted by Art. %s.",
             article),
         reason_ko = string.format(
-            "후보자가 되려는 사람이 대표인 업체의 통상적인 영업 광고로서 선거와 무관하고 그 사람이 출연하지 않는 광고는 제%s조의 제한 대상이 아닙니다.",
-            article),
+            "후보자가 되려는 사람이 대표인 업체의 통상적인 영업 광고로서 선거와 무관하고 그 사람이 출연하지 않는 광고는 %s의 제한 대상이 아닙니다.",
+            ko(article)),
     }
 end
 
@@ -103,8 +105,8 @@ local function nothing_restricted(article, window, from, to)
             article == "93(2)" and " or featuring a candidate" or "",
             article == "93(2)" and " and no candidate appears in it" or ""),
         reason_ko = string.format(
-            "%s부터 %s까지 제%s조는 정당의 명칭이나 후보자의 성명을 나타내는 광고%s를 제한하며, 이 광고는 이에 해당하지 않습니다.",
-            fmt(from), fmt(to), article,
+            "%s부터 %s까지 %s에 따라 정당의 명칭이나 후보자의 성명을 나타내는 광고%s를 할 수 없으나, 이 광고는 이에 해당하지 않습니다.",
+            fmt(from), fmt(to), ko(article),
             article == "93(2)" and "와 후보자가 출연하는 광고" or ""),
     }
 end
@@ -208,10 +210,10 @@ local function evaluate(q, version)
             article == "93(2)" and " and whether a candidate appears in it" or "",
             exception_open and ", and on the facts of the regular commercial ad exception" or ""),
         reason_ko = string.format(
-            "%s부터 %s까지는 광고가 정당의 명칭이나 후보자의 성명을 나타내는지%s%s 알아야 제%s조를 적용할 수 있습니다.",
+            "%s부터 %s까지는 광고가 정당의 명칭이나 후보자의 성명을 나타내는지%s%s 알아야 %s의 적용 여부를 정할 수 있습니다.",
             fmt(from), fmt(to),
             article == "93(2)" and ", 후보자가 출연하는지" or "",
-            exception_open and ", 통상적인 영업 광고 예외의 요건을 갖추었는지" or "", article),
+            exception_open and ", 통상적인 영업 광고 예외의 요건을 갖추었는지" or "", ko(article)),
     }
 end
 

@@ -49,7 +49,8 @@ local function not_covered(article, kind, deadline)
         deadline = deadline,
         exception = "actor_not_covered",
         reason = string.format("Art. %s does not require actor kind '%s' to resign.", article, kind),
-        reason_ko = string.format("제%s조는 이 행위자(%s)에게 사직을 요구하지 않습니다.", article, kind),
+        reason_ko = string.format("%s는 이 행위자(%s)에게 사직을 요구하지 않습니다.",
+            epcs.cite_ko(article), kind),
     }
 end
 
@@ -64,8 +65,8 @@ local function judge(q, article, deadline, who, penalty, consequence, consequenc
                 "As %s, the resignation received on %s meets the deadline of %s (Art. %s).",
                 who[1], fmt(received), fmt(deadline), article),
             reason_ko = string.format(
-                "%s의 사직원이 %s에 접수되어 기한(%s)을 지켰습니다 (제%s조).",
-                who[2], fmt(received), fmt(deadline), article),
+                "%s의 사직원이 %s에 접수되어 기한(%s)을 지켰습니다 (%s).",
+                who[2], fmt(received), fmt(deadline), epcs.cite_ko(article)),
         }
     end
     return epcs.prohibited {

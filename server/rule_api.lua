@@ -102,6 +102,18 @@ function Deadline:day(election)
     return day
 end
 
+-- An article as Korean law cites it: "93(2)" -> "제93조제2항", "82-8" -> "제82조의8",
+-- "52(1)5" -> "제52조제1항제5호".
+function epcs.cite_ko(article)
+    local main, branch, paragraph, item = article:match("^(%d+)%-?(%d*)%(?(%d*)%)?(%d*)$")
+    if not main then
+        return "제" .. article .. "조"
+    end
+    return "제" .. main .. "조" .. (branch ~= "" and "의" .. branch or "") ..
+        (paragraph ~= "" and "제" .. paragraph .. "항" or "") ..
+        (item ~= "" and "제" .. item .. "호" or "")
+end
+
 -- Verdict constructors. A verdict is a table the host checks and sends; see README.md.
 local function verdict(kind, spec, level)
     if type(spec) ~= "table" then
@@ -243,7 +255,8 @@ local function default_not_in_force(area, first)
         return epcs.allowed {
             article = area.article,
             reason = format("Art. %s is not in force before %s.", area.article, first.effective_from),
-            reason_ko = format("제%s조는 %s부터 시행됩니다.", area.article, first.effective_from),
+            reason_ko = format("%s는 %s부터 시행됩니다.", epcs.cite_ko(area.article),
+                first.effective_from),
         }
     end
 end

@@ -36,16 +36,33 @@ static int cb_init(const struct epcs_host_api *api, void **state)
     return 0;
 }
 
-/* An article number as the Act writes it: "69", "70(1)", "82-8". */
+/* Index past the run of digits starting at `at`. */
+static size_t skip_digits(const char *text, size_t len, size_t at)
+{
+    while (at < len && text[at] >= '0' && text[at] <= '9')
+        at++;
+    return at;
+}
+
+/* An article as the Act numbers it: "69", "82-8", "70(1)", "52(1)5". */
 static int is_article(const char *text, size_t len)
 {
-    if (len == 0 || len > 16 || text[0] < '0' || text[0] > '9')
+    size_t at = skip_digits(text, len, 0);
+    if (at == 0 || len > 16)
         return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (memchr("0123456789()-", text[i], 13) == NULL)
+    if (at < len && text[at] == '-') {
+        size_t branch = skip_digits(text, len, at + 1);
+        if (branch == at + 1)
             return 0;
+        at = branch;
     }
-    return 1;
+    if (at < len && text[at] == '(') {
+        size_t paragraph = skip_digits(text, len, at + 1);
+        if (paragraph == at + 1 || paragraph >= len || text[paragraph] != ')')
+            return 0;
+        at = skip_digits(text, len, paragraph + 1);
+    }
+    return at == len;
 }
 
 /* authorized_by opens the Act-provided-method exception; free text there would let any ad

@@ -413,6 +413,10 @@ class ApiTest(unittest.TestCase):
                          "activity.authorized_by",
                          'activity.authorized_by must name an article of the Act, e.g. "69" or '
                          '"70(1)"')
+        for malformed in ("", "1)(", "70(", "-69", "69-", "70()", "6 9"):
+            document["activity"]["authorized_by"] = malformed
+            self.assertError(check(self.server, document), 422, "invalid_fact",
+                             "activity.authorized_by")
         document["activity"]["authorized_by"] = "70(1)"
         allowed = check(self.server, document).data
         self.assertEqual((allowed["verdict"], allowed["exception"]),
