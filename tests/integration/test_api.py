@@ -846,6 +846,79 @@ class LifecycleTest(unittest.TestCase):
             server.cleanup()
             shutil.rmtree(rules)
 
+    def test_reloads_under_load_lose_no_request(self):
+        """50 reloads, valid and invalid in turn, while h2load and a checker keep asking."""
+        rules = tempfile.mkdtemp(prefix="epcs-test-load-")
+        copy_rules(rules)
+        path = os.path.join(rules, "deepfake.lua")
+        with open(path) as f:
+            source = f.read()
+        server = Server("--no-watch-rules", rules=rules)
+        body = tempfile.NamedTemporaryFile(suffix=".msgpack")
+        try:
+            document = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
+                        "activity": {"kind": "post", "deepfake": True, "purpose": "campaign"}}
+            body.write(encode(document, MSGPACK))
+            body.flush()
+            loaded = {request(server, "GET", "/v1/rules").data["ruleset"]}
+            seen, failures, stop, runs = set(), [], threading.Event(), []
+
+            def loader():
+                # Back-to-back h2load runs: each prints its own count of failures.
+                while not stop.is_set():
+                    runs.append(subprocess.run(
+                        ["h2load", "-n", "2000", "-c", "4", "-m", "8", "-d", body.name,
+                         "-H", "content-type: application/msgpack", server.url("/v1/check")],
+                        capture_output=True, text=True, timeout=120).stdout)
+
+            def checker():
+                while not stop.is_set():
+                    response = check(server, document)
+                    if response.status != 200:
+                        failures.append(response.raw)
+                    else:
+                        seen.add(response.data["ruleset"])
+
+            threads = [threading.Thread(target=checker), threading.Thread(target=loader)]
+            for thread in threads:
+                thread.start()
+            for round_ in range(50):
+                if round_ % 2 == 0:
+                    # A valid amendment: each one words the reason differently.
+                    with open(path, "w") as f:
+                        f.write(source.replace("labeled or not.", "labeled or not (%d)." % round_))
+                    marker = "] reloaded"
+                else:
+                    with open(path, "w") as f:
+                        f.write(source[:len(source) // 2])
+                    marker = "reload refused"
+                count = server.text().count(marker)
+                server.process.send_signal(signal.SIGHUP)
+                deadline = time.time() + 30
+                while server.text().count(marker) == count:
+                    self.assertLess(time.time(), deadline, "reload %d did not finish" % round_)
+                    time.sleep(0.01)
+                if marker == "] reloaded":
+                    loaded.add(request(server, "GET", "/v1/rules").data["ruleset"])
+            stop.set()
+            for thread in threads:
+                thread.join(120)
+            self.assertEqual(len(loaded), 26)
+            self.assertEqual(failures, [])
+            self.assertTrue(seen, "the checker saw no verdict")
+            self.assertLessEqual(seen, loaded)
+            self.assertTrue(runs, "h2load never ran")
+            for output in runs:
+                self.assertRegex(output, r"requests: 2000 total, 2000 started, 2000 done, "
+                                         r"2000 succeeded, 0 failed, 0 errored")
+                self.assertRegex(output, r"status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx")
+            self.assertEqual(server.text().count("reload refused"), 25)
+            self.assertEqual(server.stop(), 0)
+        finally:
+            body.close()
+            server.cleanup()
+            shutil.rmtree(rules)
+
     def test_editing_the_rules_directory_reloads(self):
         """No signal: a saved edit is picked up by the directory watch, a broken one refused."""
         rules = tempfile.mkdtemp(prefix="epcs-test-watch-")
