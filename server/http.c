@@ -323,6 +323,16 @@ static void publish_ruleset(struct epcs_server *server, struct epcs_ruleset *rul
     atomic_store_explicit(&server->active_ruleset, ruleset, memory_order_release);
     pthread_mutex_unlock(&server->ruleset_lock);
     epcs_ruleset_release(old);
+    /* Busy workers switch at their next request anyway; this reaches the idle ones. */
+    for (int i = 0; i < server->worker_count; i++) {
+        if (server->workers[i].loop_ready)
+            uv_async_send(&server->workers[i].ruleset_changed);
+    }
+}
+
+static void cb_ruleset_changed(uv_async_t *async)
+{
+    epcs_worker_engine(async->data);
 }
 
 /* SIGHUP and the directory watch may ask at once; one reload at a time keeps the log honest. */
@@ -605,6 +615,8 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     worker->loop_ready = 1;
     uv_async_init(&worker->loop, &worker->stop_signal, cb_stop);
     worker->stop_signal.data = worker;
+    uv_async_init(&worker->loop, &worker->ruleset_changed, cb_ruleset_changed);
+    worker->ruleset_changed.data = worker;
     uv_timer_init(&worker->loop, &worker->drain_timer);
     worker->drain_timer.data = worker;
     return 0;

@@ -49,6 +49,8 @@ struct epcs_worker {
     uv_loop_t loop;
     int loop_ready;
     uv_async_t stop_signal;
+    /* Woken when a ruleset is published, so an idle worker lets go of the old one too. */
+    uv_async_t ruleset_changed;
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
     uv_tcp_t *listeners;
