@@ -3,6 +3,7 @@
 
 #include "ical.h"
 #include "log.h"
+#include "rule_store.h"
 #include "server.h"
 
 static const char *fact_type_name(enum epcs_fact_type type)
@@ -288,4 +289,162 @@ int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calenda
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
     return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+/* ---- stored rulesets ---------------------------------------------------------------------- */
+
+/* Reads a stored manifest into the request's zone. 0, 1 (answered 404), -1 (answered 500). */
+static int load_manifest(h2o_req_t *req, const char *id, size_t len, msgpack_object *manifest)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    char key[32];
+    struct epcs_decode_error err;
+    snprintf(key, sizeof(key), "%.*s", (int)(len < sizeof(key) ? len : sizeof(key) - 1), id);
+    epcs_buf_reset(&worker->json);
+    int rc = epcs_rule_store_valid_id(id, len)
+                 ? epcs_rule_store_manifest(worker->server->config.data_dir, key, &worker->json)
+                 : 1;
+    if (rc == 1)
+        return epcs_respond_error(req, 404, "unknown_ruleset", "ruleset",
+                                  "no stored ruleset '%.*s'; GET /v1/rules/versions lists them",
+                                  (int)(len > 64 ? 64 : len), id),
+               1;
+    char *copy = rc == 0 ? msgpack_zone_malloc(&worker->zone, worker->json.len + 1) : NULL;
+    if (copy == NULL ||
+        (memcpy(copy, worker->json.data, worker->json.len),
+         epcs_json_decode(copy, worker->json.len, &worker->zone, manifest, &err)) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "store", "cannot read the manifest of %s", key);
+        return epcs_respond_error(req, 500, "internal", NULL, "stored ruleset unreadable"), -1;
+    }
+    return 0;
+}
+
+static const msgpack_object *map_get(const msgpack_object *map, const char *key)
+{
+    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        if (epcs_str_eq(&map->via.map.ptr[i].key, key))
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+/* The stored file `name` of a manifest, or NULL. */
+static const msgpack_object *manifest_file(const msgpack_object *manifest, const char *name,
+                                           size_t len)
+{
+    const msgpack_object *files = map_get(manifest, "files");
+    for (uint32_t i = 0; files && files->type == MSGPACK_OBJECT_ARRAY && i < files->via.array.size;
+         i++) {
+        const msgpack_object *file_name = map_get(&files->via.array.ptr[i], "name");
+        if (file_name && file_name->type == MSGPACK_OBJECT_STR && file_name->via.str.size == len &&
+            memcmp(file_name->via.str.ptr, name, len) == 0)
+            return &files->via.array.ptr[i];
+    }
+    return NULL;
+}
+
+static int send_rule_file(h2o_req_t *req, const msgpack_object *manifest, const char *name,
+                          size_t len)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    const msgpack_object *file = manifest_file(manifest, name, len);
+    const msgpack_object *hash = file ? map_get(file, "sha256") : NULL;
+    char sha256[65];
+    if (hash == NULL || hash->type != MSGPACK_OBJECT_STR || hash->via.str.size != 64)
+        return epcs_respond_error(req, 404, "not_found", NULL, "no file '%.*s' in that ruleset",
+                                  (int)(len > 64 ? 64 : len), name);
+    snprintf(sha256, sizeof(sha256), "%.*s", 64, hash->via.str.ptr);
+    epcs_buf_reset(&worker->json);
+    if (epcs_rule_store_blob(worker->server->config.data_dir, sha256, &worker->json) != 0)
+        return epcs_respond_error(req, 500, "internal", NULL, "stored file unreadable");
+    return epcs_response_send_bytes(req, 200, "text/x-lua; charset=utf-8", worker->json.data,
+                                    worker->json.len);
+}
+
+/* Which files an amendment added, removed or changed, by name and SHA-256. */
+static int send_diff(h2o_req_t *req, const msgpack_object *from, const msgpack_object *to)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    static const char *const groups[] = {"added", "removed", "changed", "unchanged"};
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 6);
+    epcs_pack_cstr(pk, "from");
+    msgpack_pack_object(pk, *map_get(from, "ruleset"));
+    epcs_pack_cstr(pk, "to");
+    msgpack_pack_object(pk, *map_get(to, "ruleset"));
+    for (int group = 0; group < 4; group++) {
+        /* Two passes: count, then pack, so the array header is right. */
+        const msgpack_object *side = group == 1 ? from : to;
+        const msgpack_object *other = group == 1 ? to : from;
+        const msgpack_object *files = map_get(side, "files");
+        uint32_t count = files && files->type == MSGPACK_OBJECT_ARRAY ? files->via.array.size : 0;
+        for (int pass = 0; pass < 2; pass++) {
+            size_t matched = 0;
+            for (uint32_t i = 0; i < count; i++) {
+                const msgpack_object *name = map_get(&files->via.array.ptr[i], "name");
+                const msgpack_object *hash = map_get(&files->via.array.ptr[i], "sha256");
+                if (name == NULL || hash == NULL || name->type != MSGPACK_OBJECT_STR)
+                    continue;
+                const msgpack_object *twin =
+                    manifest_file(other, name->via.str.ptr, name->via.str.size);
+                const msgpack_object *twin_hash = twin ? map_get(twin, "sha256") : NULL;
+                int same = twin_hash != NULL && msgpack_object_equal(*hash, *twin_hash);
+                int member = (group <= 1 && twin == NULL) || (group == 2 && twin && !same) ||
+                             (group == 3 && same);
+                if (!member)
+                    continue;
+                if (pass == 1)
+                    msgpack_pack_object(pk, *name);
+                matched++;
+            }
+            if (pass == 0) {
+                epcs_pack_cstr(pk, groups[group]);
+                msgpack_pack_array(pk, matched);
+            }
+        }
+    }
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (h2o_memis(rest, len, H2O_STRLIT("versions"))) {
+        struct epcs_decode_error err;
+        msgpack_object list;
+        epcs_buf_reset(&worker->json);
+        char *copy = NULL;
+        if (epcs_rule_store_list(worker->server->config.data_dir, &worker->json) != 0 ||
+            (copy = msgpack_zone_malloc(&worker->zone, worker->json.len + 1)) == NULL ||
+            epcs_json_decode(memcpy(copy, worker->json.data, worker->json.len), worker->json.len,
+                             &worker->zone, &list, &err) != 0)
+            return epcs_respond_error(req, 500, "internal", NULL, "rule store unreadable");
+        msgpack_packer *pk = epcs_response_begin(worker);
+        msgpack_pack_map(pk, 1);
+        epcs_pack_cstr(pk, "versions");
+        msgpack_pack_object(pk, list);
+        return epcs_response_send(req, 200, epcs_response_format(req));
+    }
+    const char *slash = memchr(rest, '/', len);
+    size_t id_len = slash ? (size_t)(slash - rest) : len;
+    msgpack_object manifest;
+    if (load_manifest(req, rest, id_len, &manifest) != 0)
+        return 0;
+    if (slash == NULL) {
+        msgpack_packer *pk = epcs_response_begin(worker);
+        msgpack_pack_object(pk, manifest);
+        return epcs_response_send(req, 200, epcs_response_format(req));
+    }
+    const char *tail = slash + 1;
+    size_t tail_len = len - id_len - 1;
+    if (tail_len > 6 && memcmp(tail, "files/", 6) == 0)
+        return send_rule_file(req, &manifest, tail + 6, tail_len - 6);
+    if (tail_len > 5 && memcmp(tail, "diff/", 5) == 0) {
+        msgpack_object other;
+        if (load_manifest(req, tail + 5, tail_len - 5, &other) != 0)
+            return 0;
+        return send_diff(req, &manifest, &other);
+    }
+    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
+                              (int)req->path_normalized.len, req->path_normalized.base);
 }

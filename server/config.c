@@ -26,6 +26,8 @@ static void usage(FILE *out)
             "                         port 0 picks a free port, logged at start-up)\n"
             "  --rules DIR            Lua rule files (default ./lua_rules)\n"
             "  --no-watch-rules       do not reload the rules when their directory changes\n"
+            "  --restore-rules ID     write stored ruleset ID (from --data) into --rules DIR\n"
+            "                         and exit; a running epcsd watching DIR takes it up\n"
             "  --test-rules DIR       run the rule files' own tests and probes in DIR, print\n"
             "                         the results and exit (0: all passed)\n"
             "  --plugins DIR          area plugins, *.so (default: plugins/ beside epcsd)\n"
@@ -99,6 +101,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_MAX_BATCH,
         OPT_MAX_BATCH_BODY,
         OPT_NO_WATCH_RULES,
+        OPT_RESTORE_RULES,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -115,6 +118,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"test-rules", required_argument, NULL, OPT_TEST_RULES},
         {"no-watch-rules", no_argument, NULL, OPT_NO_WATCH_RULES},
+        {"restore-rules", required_argument, NULL, OPT_RESTORE_RULES},
         {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
         {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
         {"help", no_argument, NULL, OPT_HELP},
@@ -150,6 +154,9 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             break;
         case OPT_RULES:
             config->rules_dir = optarg;
+            break;
+        case OPT_RESTORE_RULES:
+            config->restore_rules = optarg;
             break;
         case OPT_NO_WATCH_RULES:
             config->watch_rules = 0;

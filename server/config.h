@@ -19,6 +19,8 @@ struct epcs_config {
     const char *rules_dir;
     /** Set by --test-rules: run that directory's rule tests and exit instead of serving. */
     const char *test_rules_dir;
+    /** Set by --restore-rules: write that stored version into rules_dir and exit. */
+    const char *restore_rules;
     /** Owned: the default is derived from the executable's location. */
     char *plugins_dir;
     const char *data_dir;

@@ -14,6 +14,7 @@
 
 #include "dates.h"
 #include "log.h"
+#include "rule_store.h"
 #include "rule_tests.h"
 #include "server.h"
 #include "watch.h"
@@ -257,6 +258,9 @@ static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
         return get ? epcs_handle_areas(req) : method_not_allowed(req, "GET");
     if (path_is(path, "/v1/rules"))
         return get ? epcs_handle_rules(req) : method_not_allowed(req, "GET");
+    if (path.len > 10 && memcmp(path.base, "/v1/rules/", 10) == 0)
+        return get ? epcs_handle_stored_rules(req, path.base + 10, path.len - 10)
+                   : method_not_allowed(req, "GET");
     if (path_is(path, "/v1/elections"))
         return get ? epcs_handle_elections(req) : method_not_allowed(req, "GET");
     if (path.len > prefix_len && memcmp(path.base, elections_prefix, prefix_len) == 0) {
@@ -352,6 +356,12 @@ static void reload_rules_locked(struct epcs_server *server)
         epcs_log(EPCS_LOG_ERROR, "rules",
                  "reload refused, the running ruleset stays: the rule tests of %s fail",
                  ruleset->id);
+        epcs_ruleset_release(ruleset);
+        return;
+    }
+    if (epcs_rule_store_save(server->config.data_dir, ruleset) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "rules",
+                 "reload refused, the running ruleset stays: %s cannot be stored", ruleset->id);
         epcs_ruleset_release(ruleset);
         return;
     }

@@ -7,6 +7,7 @@
 
 #include "decision.h"
 #include "log.h"
+#include "rule_store.h"
 #include "rule_tests.h"
 #include "server.h"
 
@@ -59,6 +60,15 @@ int main(int argc, char **argv)
         epcs_decisions_set_sink(epcs_decision_log_sink, NULL);
 
     int status = 1;
+    if (config->restore_rules != NULL) {
+        status =
+            epcs_rule_store_restore(config->data_dir, config->restore_rules, config->rules_dir) == 0
+                ? 0
+                : 1;
+        if (status == 0)
+            printf("restored %s into %s\n", config->restore_rules, config->rules_dir);
+        goto done;
+    }
     if (config->test_rules_dir != NULL) {
         epcs_log_set_level(EPCS_LOG_WARN);
         server.plugins = epcs_plugins_load(config->plugins_dir, &epcs_host_api_v1);
@@ -92,6 +102,12 @@ int main(int argc, char **argv)
              config->rules_dir, ruleset->id, ruleset->election_count, ruleset->file_count);
     if (epcs_rule_tests_verify(ruleset) != 0) {
         epcs_log(EPCS_LOG_ERROR, "rules", "refusing to serve %s: its own tests fail", ruleset->id);
+        epcs_ruleset_release(ruleset);
+        goto done;
+    }
+    if (epcs_rule_store_save(config->data_dir, ruleset) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "rules", "refusing to serve %s: it cannot be stored under %s",
+                 ruleset->id, config->data_dir);
         epcs_ruleset_release(ruleset);
         goto done;
     }

@@ -175,7 +175,22 @@ def load_cases(path):
     return cases
 
 
-class ApiTest(unittest.TestCase):
+class EpcsTest(unittest.TestCase):
+    def assertError(self, response, status, code, field=None, message=None):
+        self.assertEqual(response.status, status, response.raw)
+        data = response.data
+        self.assertEqual(data["error"], code)
+        self.assertIsInstance(data["message"], str)
+        self.assertTrue(data["message"])
+        if field is None:
+            self.assertNotIn("field", data)
+        else:
+            self.assertEqual(data.get("field"), field)
+        if message is not None:
+            self.assertEqual(data["message"], message)
+
+
+class ApiTest(EpcsTest):
     """Every endpoint of the running server, in both encodings."""
 
     @classmethod
@@ -189,19 +204,6 @@ class ApiTest(unittest.TestCase):
         status = cls.server.stop()
         cls.server.cleanup()
         assert status == 0, "epcsd exited with %d" % status
-
-    def assertError(self, response, status, code, field=None, message=None):
-        self.assertEqual(response.status, status, response.raw)
-        data = response.data
-        self.assertEqual(data["error"], code)
-        self.assertIsInstance(data["message"], str)
-        self.assertTrue(data["message"])
-        if field is None:
-            self.assertNotIn("field", data)
-        else:
-            self.assertEqual(data.get("field"), field)
-        if message is not None:
-            self.assertEqual(data["message"], message)
 
     def test_healthz(self):
         for accept in (None, MSGPACK):
@@ -717,7 +719,7 @@ FAILING_RULES = """\
       return epcs.allowed{article = '82-8', reason = 'fine'}"""
 
 
-class FailingRulesTest(unittest.TestCase):
+class FailingRulesTest(EpcsTest):
     """Rules that loop, allocate without bound or error give 500 naming file and line."""
 
     @classmethod
@@ -761,7 +763,7 @@ class FailingRulesTest(unittest.TestCase):
                       self.server.text())
 
 
-class LifecycleTest(unittest.TestCase):
+class LifecycleTest(EpcsTest):
     """Start-up refusals, graceful shutdown and TLS."""
 
     def test_graceful_shutdown_finishes_in_flight(self):
@@ -918,6 +920,74 @@ class LifecycleTest(unittest.TestCase):
             body.close()
             server.cleanup()
             shutil.rmtree(rules)
+
+    def test_every_activated_ruleset_is_stored(self):
+        """Stored by content under --data: listed, shown, compared and restored."""
+        rules = tempfile.mkdtemp(prefix="epcs-test-store-")
+        copy_rules(rules)
+        server = Server("--no-watch-rules", rules=rules)
+        restored = tempfile.mkdtemp(prefix="epcs-test-restored-")
+        try:
+            first = request(server, "GET", "/v1/rules").data["ruleset"]
+            path = os.path.join(rules, "deepfake.lua")
+            with open(path) as f:
+                original = f.read()
+            with open(path, "w") as f:
+                f.write(original.replace("labeled or not.", "labeled or not, by anyone.", 1))
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.time() + 20
+            while "] reloaded" not in server.text():
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            second = request(server, "GET", "/v1/rules").data["ruleset"]
+            self.assertNotEqual(first, second)
+
+            versions = request(server, "GET", "/v1/rules/versions", accept=MSGPACK).data
+            self.assertEqual([v["ruleset"] for v in versions["versions"]], [first, second])
+            manifest = request(server, "GET", "/v1/rules/" + first).data
+            self.assertEqual(manifest["ruleset"], first)
+            self.assertEqual([f["name"] for f in manifest["files"]],
+                             ["elections.lua"] + [a + ".lua" for a in AREAS])
+            old = request(server, "GET", "/v1/rules/%s/files/deepfake.lua" % first)
+            self.assertEqual(old.content_type, "text/x-lua; charset=utf-8")
+            self.assertEqual(old.raw.decode(), original)
+            blob = os.path.join(server.data, "var", "rulesets", "blobs",
+                                hashlib.sha256(original.encode()).hexdigest())
+            self.assertTrue(os.path.exists(blob))
+            diff = request(server, "GET", "/v1/rules/%s/diff/%s" % (first, second)).data
+            self.assertEqual(diff, {"from": first, "to": second, "added": [], "removed": [],
+                                    "changed": ["deepfake.lua"],
+                                    "unchanged": ["elections.lua"] + [a + ".lua" for a in AREAS
+                                                                      if a != "deepfake"]})
+            self.assertError(request(server, "GET", "/v1/rules/rs-0000000000000000"), 404,
+                             "unknown_ruleset", "ruleset")
+            for escape in ("/v1/rules/..%2f..%2fetc%2fpasswd", "/v1/rules/rs-..%2f..%2f"):
+                refused = request(server, "GET", escape, extra=("--path-as-is",))
+                self.assertEqual(refused.status, 404)
+                self.assertIn(refused.data["error"], ("unknown_ruleset", "not_found"))
+            self.assertError(request(server, "GET", "/v1/rules/%s/files/nope.lua" % first), 404,
+                             "not_found")
+            self.assertEqual(server.stop(), 0)
+
+            # Used again: the first version restored into a fresh directory is the same ruleset.
+            result = subprocess.run([ARGS.epcsd, "--data", os.path.join(server.data, "var"),
+                                     "--restore-rules", first, "--rules", restored],
+                                    capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            again = Server(rules=restored)
+            try:
+                self.assertEqual(request(again, "GET", "/v1/rules").data["ruleset"], first)
+            finally:
+                again.cleanup()
+            missing = subprocess.run([ARGS.epcsd, "--data", os.path.join(server.data, "var"),
+                                      "--restore-rules", "rs-0000000000000000", "--rules",
+                                      restored], capture_output=True, text=True, timeout=60)
+            self.assertEqual(missing.returncode, 1)
+            self.assertIn("no stored ruleset rs-0000000000000000", missing.stderr)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+            shutil.rmtree(restored)
 
     def test_editing_the_rules_directory_reloads(self):
         """No signal: a saved edit is picked up by the directory watch, a broken one refused."""
