@@ -8,17 +8,6 @@
 #include "log.h"
 #include "server.h"
 
-/* Why one check got no verdict: an HTTP status with its error body. */
-struct check_error {
-    int status;
-    const char *code;
-    char field[128];
-    char message[512];
-    /* For rule_failed: where the rules broke. */
-    const char *area;
-    struct epcs_rule_error rule;
-};
-
 /* The envelope of a check, borrowed from the decoded body. */
 struct check_request {
     const msgpack_object *election;
@@ -28,10 +17,10 @@ struct check_request {
     const msgpack_object *activity;
 };
 
-static int fail(struct check_error *err, int status, const char *code, const char *field,
+static int fail(struct epcs_check_error *err, int status, const char *code, const char *field,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static int fail(struct check_error *err, int status, const char *code, const char *field,
+static int fail(struct epcs_check_error *err, int status, const char *code, const char *field,
                 const char *fmt, ...)
 {
     va_list args;
@@ -52,7 +41,7 @@ static int quoted_len(const msgpack_object *str)
 }
 
 static int read_envelope(const msgpack_object *body, struct check_request *check,
-                         struct check_error *err)
+                         struct epcs_check_error *err)
 {
     memset(check, 0, sizeof(*check));
     if (body->type != MSGPACK_OBJECT_MAP)
@@ -93,7 +82,7 @@ static int read_envelope(const msgpack_object *body, struct check_request *check
 /* Turns an area that did not decide into the error it owes the client. */
 static int undecided(enum epcs_area_outcome outcome, const char *area,
                      const struct epcs_facts *facts, const struct epcs_eval *eval,
-                     struct check_error *err)
+                     struct epcs_check_error *err)
 {
     if (outcome == EPCS_AREA_REJECTED)
         return fail(err, 422, "invalid_fact", facts->field, "%s", facts->message);
@@ -111,14 +100,9 @@ static uint64_t now_us(void)
     return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-/*
- * Decides one check and packs its answer (a verdict, or {verdict, results} when the area is
- * omitted) to `pk`, whose output is worker->body or worker->batch. Returns 0, or -1 with `err`
- * filled and nothing packed. Fills `decision` for the decision log.
- */
-static int run_check(struct epcs_worker *worker, struct epcs_engine *engine,
-                     const msgpack_object *body, msgpack_packer *pk, struct epcs_decision *decision,
-                     struct check_error *err)
+int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
+                   const msgpack_object *body, msgpack_packer *pk, struct epcs_decision *decision,
+                   struct epcs_check_error *err)
 {
     const struct epcs_plugin_set *plugins = worker->server->plugins;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
@@ -216,7 +200,7 @@ static int run_check(struct epcs_worker *worker, struct epcs_engine *engine,
     return 0;
 }
 
-static void pack_error(msgpack_packer *pk, const struct check_error *err, int with_status)
+static void pack_error(msgpack_packer *pk, const struct epcs_check_error *err, int with_status)
 {
     int has_field = err->field[0] != '\0';
     int is_rule = err->area != NULL;
@@ -243,7 +227,7 @@ static void pack_error(msgpack_packer *pk, const struct check_error *err, int wi
     }
 }
 
-static int respond_check_error(h2o_req_t *req, const struct check_error *err)
+static int respond_check_error(h2o_req_t *req, const struct epcs_check_error *err)
 {
     if (err->area == NULL)
         return epcs_respond_error(req, err->status, err->code, err->field, "%s", err->message);
@@ -300,9 +284,9 @@ int epcs_handle_check(h2o_req_t *req)
                                      .request_len = req->entity.len,
                                      .request_is_msgpack = is_msgpack,
                                      .check = &body};
-    struct check_error err;
+    struct epcs_check_error err;
     msgpack_packer *pk = epcs_response_begin(worker);
-    if (run_check(worker, engine, &body, pk, &decision, &err) != 0)
+    if (epcs_check_run(worker, engine, &body, pk, &decision, &err) != 0)
         return respond_check_error(req, &err);
     decision.verdict_msgpack = worker->body.data;
     decision.verdict_len = worker->body.len;
@@ -347,10 +331,10 @@ int epcs_handle_check_batch(h2o_req_t *req)
                                          .request_len = req->entity.len,
                                          .request_is_msgpack = is_msgpack,
                                          .check = item};
-        struct check_error err;
+        struct epcs_check_error err;
         size_t mark = worker->batch.len;
         uint64_t item_started = now_us();
-        if (run_check(worker, engine, item, &worker->batch_packer, &decision, &err) != 0) {
+        if (epcs_check_run(worker, engine, item, &worker->batch_packer, &decision, &err) != 0) {
             worker->batch.len = mark;
             pack_error(&worker->batch_packer, &err, 1);
             continue;

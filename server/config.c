@@ -26,6 +26,10 @@ static void usage(FILE *out)
             "                         port 0 picks a free port, logged at start-up)\n"
             "  --rules DIR            Lua rule files (default ./lua_rules)\n"
             "  --no-watch-rules       do not reload the rules when their directory changes\n"
+            "  --impact DIR --checks FILE\n"
+            "                         decide FILE's checks ({\"checks\": [...]}, JSON or\n"
+            "                         msgpack) under --rules and under DIR, print every answer\n"
+            "                         that would change as JSON, and exit\n"
             "  --restore-rules ID     write stored ruleset ID (from --data) into --rules DIR\n"
             "                         and exit; a running epcsd watching DIR takes it up\n"
             "  --test-rules DIR       run the rule files' own tests and probes in DIR, print\n"
@@ -102,6 +106,8 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_MAX_BATCH_BODY,
         OPT_NO_WATCH_RULES,
         OPT_RESTORE_RULES,
+        OPT_IMPACT,
+        OPT_CHECKS,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -119,6 +125,8 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"test-rules", required_argument, NULL, OPT_TEST_RULES},
         {"no-watch-rules", no_argument, NULL, OPT_NO_WATCH_RULES},
         {"restore-rules", required_argument, NULL, OPT_RESTORE_RULES},
+        {"impact", required_argument, NULL, OPT_IMPACT},
+        {"checks", required_argument, NULL, OPT_CHECKS},
         {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
         {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
         {"help", no_argument, NULL, OPT_HELP},
@@ -154,6 +162,12 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             break;
         case OPT_RULES:
             config->rules_dir = optarg;
+            break;
+        case OPT_IMPACT:
+            config->impact_dir = optarg;
+            break;
+        case OPT_CHECKS:
+            config->impact_checks = optarg;
             break;
         case OPT_RESTORE_RULES:
             config->restore_rules = optarg;
@@ -243,6 +257,10 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "epcsd: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if ((config->impact_dir == NULL) != (config->impact_checks == NULL)) {
+        fprintf(stderr, "epcsd: --impact and --checks go together\n");
         return -1;
     }
     if ((config->tls_cert == NULL) != (config->tls_key == NULL)) {

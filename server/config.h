@@ -21,6 +21,9 @@ struct epcs_config {
     const char *test_rules_dir;
     /** Set by --restore-rules: write that stored version into rules_dir and exit. */
     const char *restore_rules;
+    /** Set by --impact DIR: compare DIR's rules with --rules on the checks in impact_checks. */
+    const char *impact_dir;
+    const char *impact_checks;
     /** Owned: the default is derived from the executable's location. */
     char *plugins_dir;
     const char *data_dir;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "decision.h"
+#include "impact.h"
 #include "log.h"
 #include "rule_store.h"
 #include "rule_tests.h"
@@ -48,6 +49,59 @@ static int test_rules(const struct epcs_config *config, const struct epcs_plugin
     return rc == 0 ? 0 : 1;
 }
 
+/* --impact: every answer an amendment would change, on a supplied list of checks. */
+static int impact(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    struct epcs_rule_error err;
+    struct epcs_buf text = {0};
+    FILE *file = fopen(config->impact_checks, "rb");
+    char chunk[8192];
+    size_t got;
+    while (file != NULL && (got = fread(chunk, 1, sizeof(chunk), file)) > 0)
+        epcs_buf_append(&text, chunk, got);
+    if (file == NULL) {
+        fprintf(stderr, "epcsd: --checks %s: %s\n", config->impact_checks, strerror(errno));
+        return 1;
+    }
+    fclose(file);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object body;
+    struct epcs_decode_error decode_error;
+    /* JSON starts with '{'; msgpack maps with a byte of 0x80 and above. */
+    int decoded = text.len > 0 && (unsigned char)text.data[0] >= 0x80
+                      ? epcs_msgpack_decode(text.data, text.len, &zone, &body, &decode_error)
+                      : epcs_json_decode(text.data, text.len, &zone, &body, &decode_error);
+    const msgpack_object *checks = NULL;
+    for (uint32_t i = 0; decoded == 0 && body.type == MSGPACK_OBJECT_MAP && i < body.via.map.size;
+         i++) {
+        if (epcs_str_eq(&body.via.map.ptr[i].key, "checks"))
+            checks = &body.via.map.ptr[i].val;
+    }
+    int status = 1;
+    struct epcs_ruleset *active = NULL, *candidate = NULL;
+    if (decoded != 0) {
+        fprintf(stderr, "epcsd: --checks %s: %s\n", config->impact_checks, decode_error.message);
+    } else if (checks == NULL || checks->type != MSGPACK_OBJECT_ARRAY) {
+        fprintf(stderr, "epcsd: --checks %s must hold {\"checks\": [...]}\n",
+                config->impact_checks);
+    } else if ((active = epcs_ruleset_load(config->rules_dir, server->plugins, &config->lua,
+                                           &err)) == NULL ||
+               (candidate = epcs_ruleset_load(config->impact_dir, server->plugins, &config->lua,
+                                              &err)) == NULL) {
+        fprintf(stderr, "epcsd: %s does not load: %s\n",
+                active == NULL ? config->rules_dir : config->impact_dir, err.message);
+    } else {
+        status = epcs_impact_run(server, active, candidate, checks, stdout) == 0 ? 0 : 1;
+    }
+    epcs_ruleset_release(active);
+    epcs_ruleset_release(candidate);
+    msgpack_zone_destroy(&zone);
+    epcs_buf_free(&text);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static struct epcs_server server;
@@ -67,6 +121,13 @@ int main(int argc, char **argv)
                 : 1;
         if (status == 0)
             printf("restored %s into %s\n", config->restore_rules, config->rules_dir);
+        goto done;
+    }
+    if (config->impact_dir != NULL) {
+        epcs_log_set_level(EPCS_LOG_WARN);
+        server.plugins = epcs_plugins_load(config->plugins_dir, &epcs_host_api_v1);
+        if (server.plugins != NULL)
+            status = impact(&server);
         goto done;
     }
     if (config->test_rules_dir != NULL) {

@@ -121,6 +121,29 @@ void epcs_pack_cstr(msgpack_packer *pk, const char *str);
 void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len);
 void epcs_pack_day(msgpack_packer *pk, int32_t day);
 
+/** Why one check got no verdict: an HTTP status with its error body. */
+struct epcs_check_error {
+    int status;
+    const char *code;
+    char field[128];
+    char message[512];
+    /** For rule_failed: the area whose rules broke, and where. NULL otherwise. */
+    const char *area;
+    struct epcs_rule_error rule;
+};
+
+struct epcs_decision;
+
+/**
+ * Decides one decoded check with `engine` and packs its answer (a verdict, or {verdict,
+ * results} when the area is omitted) to `pk`, which must not write to worker->scratch.
+ * Returns 0, or -1 with `err` filled and nothing packed. Fills `decision` for the decision
+ * log. Needs of the worker only its server, zone, facts and scratch buffer.
+ */
+int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
+                   const msgpack_object *check, msgpack_packer *pk, struct epcs_decision *decision,
+                   struct epcs_check_error *err);
+
 /* Route handlers (api.c, check.c). Each returns 0 after answering. */
 int epcs_handle_healthz(h2o_req_t *req);
 int epcs_handle_areas(h2o_req_t *req);

@@ -1100,6 +1100,61 @@ class LifecycleTest(EpcsTest):
         finally:
             shutil.rmtree(amended)
 
+    def test_impact_of_an_amendment(self):
+        """Art. 93(1) from D-180 to D-120: exactly the checks between D-180 and D-121 flip."""
+        before = tempfile.mkdtemp(prefix="epcs-test-impact-")
+        try:
+            copy_rules(before)
+            path = os.path.join(before, "advertising.lua")
+            with open(path) as f:
+                source = f.read()
+            # The rules as they stood before the amendment: D-180 throughout.
+            self.assertIn("days = 120,", source)
+            with open(path, "w") as f:
+                f.write(source.replace("days = 120,", "days = 180,"))
+            ad = {"kind": "advertisement", "medium": "outdoor", "shows_name": "party"}
+            checks = [
+                {"election": "na22", "area": "advertising", "date": "2023-10-20", "activity": ad},
+                {"election": "na22", "date": "2023-12-01", "activity": ad},
+                {"election": "na22", "area": "advertising", "date": "2023-12-20", "activity": ad},
+                {"election": "na22", "area": "advertising", "date": "2024-02-10", "activity": ad},
+                {"election": "pres20", "area": "advertising", "date": "2021-10-10",
+                 "activity": ad},
+                {"election": "na22", "area": "deepfake", "date": "2024-02-10",
+                 "activity": {"kind": "post", "deepfake": True, "purpose": "campaign"}},
+                {"election": "na99", "area": "advertising", "activity": ad},
+            ]
+            for kind in (JSON, MSGPACK):
+                with tempfile.NamedTemporaryFile(suffix=".checks") as file:
+                    file.write(encode({"checks": checks}, kind))
+                    file.flush()
+                    result = subprocess.run(
+                        [ARGS.epcsd, "--plugins", ARGS.plugins, "--rules", before, "--impact",
+                         ARGS.rules, "--checks", file.name],
+                        capture_output=True, text=True, timeout=60)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                report = json.loads(result.stdout)
+                self.assertEqual((report["checks"], report["changed"]), (7, 2))
+                self.assertEqual(report["changed_by_area"], {"advertising": 1,
+                                                             "(all areas)": 1})
+                self.assertEqual([c["index"] for c in report["changes"]], [0, 1])
+                first = report["changes"][0]
+                self.assertEqual((first["before"]["verdict"], first["before"]["article"]),
+                                 ("prohibited", "93(1)"))
+                self.assertEqual((first["after"]["verdict"], first["after"]["article"]),
+                                 ("allowed", "93"))
+                self.assertEqual(first["check"], checks[0])
+                self.assertEqual((report["changes"][1]["before"]["verdict"],
+                                  report["changes"][1]["after"]["verdict"]),
+                                 ("prohibited", "allowed"))
+            bad = subprocess.run([ARGS.epcsd, "--plugins", ARGS.plugins, "--impact", before,
+                                  "--checks", "/nonexistent.json"],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(bad.returncode, 1)
+            self.assertIn("--checks /nonexistent.json: No such file or directory", bad.stderr)
+        finally:
+            shutil.rmtree(before)
+
     def test_bad_flags(self):
         for flags, message in [(("--threads", "zero"), "--threads must be a whole number"),
                                (("--tls-cert", "x.pem"), "--tls-cert and --tls-key go together"),
