@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dates.h"
@@ -344,6 +345,8 @@ static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void reload_rules_locked(struct epcs_server *server)
 {
+    struct timespec started, finished;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     struct epcs_rule_error err;
     struct epcs_ruleset *ruleset =
         epcs_ruleset_load(server->config.rules_dir, server->plugins, &server->config.lua, &err);
@@ -371,8 +374,12 @@ static void reload_rules_locked(struct epcs_server *server)
         epcs_ruleset_release(ruleset);
         return;
     }
-    epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s", server->config.rules_dir, ruleset->id);
     publish_ruleset(server, ruleset);
+    clock_gettime(CLOCK_MONOTONIC, &finished);
+    epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s in %.1f ms (compile, tests, store)",
+             server->config.rules_dir, ruleset->id,
+             (double)(finished.tv_sec - started.tv_sec) * 1e3 +
+                 (double)(finished.tv_nsec - started.tv_nsec) / 1e6);
 }
 
 static void reload_rules(struct epcs_server *server)
