@@ -1,4 +1,6 @@
 /* The read-only endpoints: health, areas, elections and their calendars. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 
 #include "ical.h"
@@ -447,4 +449,54 @@ int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len)
     }
     return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
                               (int)req->path_normalized.len, req->path_normalized.base);
+}
+
+/* ---- staff -------------------------------------------------------------------------------- */
+
+/* Until partners and staff are told apart by keys, staff routes answer only on this machine. */
+static int from_loopback(h2o_req_t *req)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer);
+    if (len == 0)
+        return 0;
+    if (peer.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&peer)->sin_addr.s_addr) >> 24) == 127;
+    if (peer.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&peer)->sin6_addr);
+    return 0;
+}
+
+int epcs_handle_admin_reload(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (!from_loopback(req))
+        return epcs_respond_error(req, 403, "forbidden", NULL,
+                                  "rule reloads are accepted from this machine only");
+    struct epcs_reload_outcome outcome;
+    epcs_server_reload(worker->server, &outcome);
+    int refused = strcmp(outcome.status, "refused") == 0;
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, refused ? 6 : 4);
+    epcs_pack_cstr(pk, "status");
+    epcs_pack_cstr(pk, outcome.status);
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, refused ? outcome.previous : outcome.ruleset);
+    if (refused) {
+        epcs_pack_cstr(pk, "error");
+        epcs_pack_cstr(pk, "rules_refused");
+        epcs_pack_cstr(pk, "message");
+        epcs_pack_cstr(pk, outcome.error.message);
+        epcs_pack_cstr(pk, "file");
+        epcs_pack_cstr(pk, outcome.error.file);
+        epcs_pack_cstr(pk, "line");
+        msgpack_pack_int(pk, outcome.error.line);
+    } else {
+        epcs_pack_cstr(pk, "previous");
+        epcs_pack_cstr(pk, outcome.previous);
+        epcs_pack_cstr(pk, "milliseconds");
+        msgpack_pack_double(pk, outcome.milliseconds);
+    }
+    /* The running rules stay after a refusal; the candidate's faults are the client's to fix. */
+    return epcs_response_send(req, refused ? 422 : 200, epcs_response_format(req));
 }

@@ -132,6 +132,8 @@ static const char *reason_phrase(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -257,6 +259,9 @@ static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
         return get ? epcs_handle_healthz(req) : method_not_allowed(req, "GET");
     if (path_is(path, "/v1/areas"))
         return get ? epcs_handle_areas(req) : method_not_allowed(req, "GET");
+    if (path_is(path, "/v1/admin/rules/reload"))
+        return method_is(req, "POST") ? epcs_handle_admin_reload(req)
+                                      : method_not_allowed(req, "POST");
     if (path_is(path, "/v1/rules"))
         return get ? epcs_handle_rules(req) : method_not_allowed(req, "GET");
     if (path.len > 10 && memcmp(path.base, "/v1/rules/", 10) == 0)
@@ -343,32 +348,46 @@ static void cb_ruleset_changed(uv_async_t *async)
 /* SIGHUP and the directory watch may ask at once; one reload at a time keeps the log honest. */
 static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void reload_rules_locked(struct epcs_server *server)
+static void refuse(struct epcs_reload_outcome *outcome, const struct epcs_rule_error *err)
+{
+    outcome->status = "refused";
+    outcome->error = *err;
+    epcs_log(EPCS_LOG_ERROR, "rules", "reload refused, the running ruleset stays: %s",
+             err->message);
+}
+
+static void reload_rules_locked(struct epcs_server *server, struct epcs_reload_outcome *outcome)
 {
     struct timespec started, finished;
     clock_gettime(CLOCK_MONOTONIC, &started);
-    struct epcs_rule_error err;
+    struct epcs_rule_error err = {.line = 0};
+    memset(outcome, 0, sizeof(*outcome));
+    snprintf(outcome->previous, sizeof(outcome->previous), "%s",
+             atomic_load(&server->active_ruleset)->id);
     struct epcs_ruleset *ruleset =
         epcs_ruleset_load(server->config.rules_dir, server->plugins, &server->config.lua, &err);
     if (ruleset == NULL) {
-        epcs_log(EPCS_LOG_ERROR, "rules", "reload refused, the running ruleset stays: %s",
-                 err.message);
+        refuse(outcome, &err);
         return;
     }
-    if (epcs_rule_tests_verify(ruleset) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "rules",
-                 "reload refused, the running ruleset stays: the rule tests of %s fail",
-                 ruleset->id);
+    snprintf(outcome->ruleset, sizeof(outcome->ruleset), "%s", ruleset->id);
+    char failure[400] = "";
+    if (epcs_rule_tests_verify(ruleset, failure, sizeof(failure)) != 0) {
+        snprintf(err.message, sizeof(err.message), "the rule tests of %s fail: %s", ruleset->id,
+                 failure);
         epcs_ruleset_release(ruleset);
+        refuse(outcome, &err);
         return;
     }
     if (epcs_rule_store_save(server->config.data_dir, ruleset) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "rules",
-                 "reload refused, the running ruleset stays: %s cannot be stored", ruleset->id);
+        snprintf(err.message, sizeof(err.message), "%s cannot be stored under %s", ruleset->id,
+                 server->config.data_dir);
         epcs_ruleset_release(ruleset);
+        refuse(outcome, &err);
         return;
     }
-    if (strcmp(ruleset->id, atomic_load(&server->active_ruleset)->id) == 0) {
+    if (strcmp(ruleset->id, outcome->previous) == 0) {
+        outcome->status = "unchanged";
         epcs_log(EPCS_LOG_INFO, "rules", "%s unchanged (%s)", server->config.rules_dir,
                  ruleset->id);
         epcs_ruleset_release(ruleset);
@@ -376,17 +395,24 @@ static void reload_rules_locked(struct epcs_server *server)
     }
     publish_ruleset(server, ruleset);
     clock_gettime(CLOCK_MONOTONIC, &finished);
+    outcome->status = "activated";
+    outcome->milliseconds = (double)(finished.tv_sec - started.tv_sec) * 1e3 +
+                            (double)(finished.tv_nsec - started.tv_nsec) / 1e6;
     epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s in %.1f ms (compile, tests, store)",
-             server->config.rules_dir, ruleset->id,
-             (double)(finished.tv_sec - started.tv_sec) * 1e3 +
-                 (double)(finished.tv_nsec - started.tv_nsec) / 1e6);
+             server->config.rules_dir, outcome->ruleset, outcome->milliseconds);
+}
+
+void epcs_server_reload(struct epcs_server *server, struct epcs_reload_outcome *outcome)
+{
+    pthread_mutex_lock(&reload_lock);
+    reload_rules_locked(server, outcome);
+    pthread_mutex_unlock(&reload_lock);
 }
 
 static void reload_rules(struct epcs_server *server)
 {
-    pthread_mutex_lock(&reload_lock);
-    reload_rules_locked(server);
-    pthread_mutex_unlock(&reload_lock);
+    struct epcs_reload_outcome outcome;
+    epcs_server_reload(server, &outcome);
 }
 
 static void cb_rules_changed(void *ctx)

@@ -161,7 +161,7 @@ int main(int argc, char **argv)
     }
     epcs_log(EPCS_LOG_INFO, "rules", "loaded %s as %s: %zu elections, %zu rule files",
              config->rules_dir, ruleset->id, ruleset->election_count, ruleset->file_count);
-    if (epcs_rule_tests_verify(ruleset) != 0) {
+    if (epcs_rule_tests_verify(ruleset, NULL, 0) != 0) {
         epcs_log(EPCS_LOG_ERROR, "rules", "refusing to serve %s: its own tests fail", ruleset->id);
         epcs_ruleset_release(ruleset);
         goto done;

@@ -322,7 +322,7 @@ int epcs_rule_tests_run(struct epcs_ruleset *ruleset, FILE *out,
     return summary->failed == 0 ? 0 : -1;
 }
 
-int epcs_rule_tests_verify(struct epcs_ruleset *ruleset)
+int epcs_rule_tests_verify(struct epcs_ruleset *ruleset, char *first_failure, size_t size)
 {
     char *report = NULL;
     size_t report_len = 0;
@@ -339,6 +339,10 @@ int epcs_rule_tests_verify(struct epcs_ruleset *ruleset)
             *end = '\0';
         if (rc != 0)
             epcs_log(EPCS_LOG_ERROR, "rules", "%s", line);
+        if (rc != 0 && first_failure != NULL && strstr(line, ": FAIL") != NULL) {
+            snprintf(first_failure, size, "%s", line);
+            first_failure = NULL;
+        }
     }
     if (rc == 0)
         epcs_log(EPCS_LOG_INFO, "rules", "%s passed its %zu rule tests (%zu boundary probes)",

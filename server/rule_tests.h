@@ -22,9 +22,10 @@ int epcs_rule_tests_run(struct epcs_ruleset *ruleset, FILE *out,
                         struct epcs_rule_test_summary *summary);
 
 /**
- * Runs the tests as epcs_rule_tests_run does and logs each failure line at error level.
- * Returns 0 when every case passed: only then may the ruleset serve requests.
+ * Runs the tests as epcs_rule_tests_run does and logs each failure line at error level; the
+ * first one is also copied to `first_failure` (may be NULL). Returns 0 when every case passed:
+ * only then may the ruleset serve requests.
  */
-int epcs_rule_tests_verify(struct epcs_ruleset *ruleset);
+int epcs_rule_tests_verify(struct epcs_ruleset *ruleset, char *first_failure, size_t size);
 
 #endif

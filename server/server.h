@@ -149,11 +149,27 @@ int epcs_handle_healthz(h2o_req_t *req);
 int epcs_handle_areas(h2o_req_t *req);
 int epcs_handle_elections(h2o_req_t *req);
 int epcs_handle_rules(h2o_req_t *req);
+int epcs_handle_admin_reload(h2o_req_t *req);
 /** GET /v1/rules/versions, /v1/rules/{id}, /v1/rules/{id}/files/{name}, /v1/rules/{a}/diff/{b} */
 int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len);
 int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar);
 int epcs_handle_check(h2o_req_t *req);
 int epcs_handle_check_batch(h2o_req_t *req);
+
+/** What a reload did: activated, unchanged or refused (with where the rules failed). */
+struct epcs_reload_outcome {
+    const char *status;
+    char previous[24];
+    char ruleset[24];
+    double milliseconds;
+    struct epcs_rule_error error;
+};
+
+/**
+ * Loads --rules again, runs their tests, stores and publishes them; one reload at a time.
+ * Callable from any thread (signals, the directory watch, the admin route).
+ */
+void epcs_server_reload(struct epcs_server *server, struct epcs_reload_outcome *outcome);
 
 /** Starts the workers and blocks until SIGTERM/SIGINT has drained them. Returns exit status. */
 int epcs_server_run(struct epcs_server *server);

@@ -1030,6 +1030,52 @@ class LifecycleTest(EpcsTest):
             server.cleanup()
             shutil.rmtree(rules)
 
+    def test_admin_reload_answers_what_happened(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-admin-")
+        copy_rules(rules)
+        server = Server("--no-watch-rules", rules=rules)
+        try:
+            first = request(server, "GET", "/v1/rules").data["ruleset"]
+            same = request(server, "POST", "/v1/admin/rules/reload", accept=JSON)
+            self.assertEqual(same.status, 200)
+            self.assertEqual(same.data, {"status": "unchanged", "ruleset": first,
+                                         "previous": first, "milliseconds": 0.0})
+            path = os.path.join(rules, "deepfake.lua")
+            with open(path) as f:
+                source = f.read()
+            with open(path, "w") as f:
+                f.write(source.replace("labeled or not.", "labeled or not, by anyone.", 1))
+            changed = request(server, "POST", "/v1/admin/rules/reload", accept=MSGPACK)
+            self.assertEqual(changed.status, 200)
+            self.assertEqual((changed.data["status"], changed.data["previous"]),
+                             ("activated", first))
+            second = changed.data["ruleset"]
+            self.assertNotEqual(second, first)
+            self.assertGreater(changed.data["milliseconds"], 0)
+            self.assertEqual(request(server, "GET", "/v1/rules").data["ruleset"], second)
+            with open(path, "w") as f:
+                f.write("\n\nreturn epcs.area{name = 'deepfake',\n")
+            broken = request(server, "POST", "/v1/admin/rules/reload")
+            self.assertEqual(broken.status, 422)
+            self.assertEqual((broken.data["status"], broken.data["ruleset"],
+                              broken.data["error"], broken.data["file"], broken.data["line"]),
+                             ("refused", second, "rules_refused", "deepfake.lua", 4))
+            self.assertIn("deepfake.lua:4:", broken.data["message"])
+            # A consistent edit that breaks the file's own tests is refused with the failure.
+            with open(path, "w") as f:
+                f.write(source.replace("from = D(90)", "from = D(89)", 1))
+            failing = request(server, "POST", "/v1/admin/rules/reload")
+            self.assertEqual(failing.status, 422)
+            self.assertRegex(failing.data["message"],
+                             r"^the rule tests of rs-[0-9a-f]{16} fail: deepfake.lua: FAIL ")
+            self.assertEqual(request(server, "GET", "/v1/rules").data["ruleset"], second)
+            self.assertError(request(server, "GET", "/v1/admin/rules/reload"), 405,
+                             "method_not_allowed")
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
     def test_sigint_on_idle_server(self):
         server = Server()
         try:
