@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ical.h"
+#include "impact.h"
 #include "log.h"
 #include "rule_store.h"
 #include "server.h"
@@ -499,4 +500,83 @@ int epcs_handle_admin_reload(h2o_req_t *req)
     }
     /* The running rules stay after a refusal; the candidate's faults are the client's to fix. */
     return epcs_response_send(req, refused ? 422 : 200, epcs_response_format(req));
+}
+
+/* {candidate: "directory", checks: [...]}: the impact report of epcsd --impact, over HTTP. */
+int epcs_handle_admin_impact(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (!from_loopback(req))
+        return epcs_respond_error(req, 403, "forbidden", NULL,
+                                  "impact analysis is accepted from this machine only");
+    msgpack_object body;
+    struct epcs_decode_error decode_error;
+    int media = epcs_request_media(req);
+    if (req->entity.len > worker->server->config.max_batch_body)
+        return epcs_respond_error(req, 413, "too_large", NULL,
+                                  "the body has %zu bytes; the limit is %zu", req->entity.len,
+                                  worker->server->config.max_batch_body);
+    if (media < 0)
+        return epcs_respond_error(req, 415, "unsupported_media_type", NULL,
+                                  "Content-Type must be application/msgpack or application/json");
+    if (req->entity.len == 0 ||
+        (media == 1 ? epcs_msgpack_decode(req->entity.base, req->entity.len, &worker->zone, &body,
+                                          &decode_error)
+                    : epcs_json_decode(req->entity.base, req->entity.len, &worker->zone, &body,
+                                       &decode_error)) != 0)
+        return epcs_respond_error(req, 400, "bad_request", NULL, "%s",
+                                  req->entity.len == 0 ? "the request body is empty"
+                                                       : decode_error.message);
+    const msgpack_object *candidate = map_get(&body, "candidate");
+    const msgpack_object *checks = map_get(&body, "checks");
+    if (candidate == NULL || candidate->type != MSGPACK_OBJECT_STR ||
+        candidate->via.str.size == 0 || candidate->via.str.size > 1024)
+        return epcs_respond_error(req, 400, "bad_request", "candidate",
+                                  "candidate must name the directory holding the amended rules");
+    if (checks == NULL || checks->type != MSGPACK_OBJECT_ARRAY)
+        return epcs_respond_error(req, 400, "bad_request", "checks",
+                                  "checks must be a list of checks as for /v1/check/batch");
+    if (checks->via.array.size > worker->server->config.max_batch)
+        return epcs_respond_error(req, 413, "too_large", "checks", "%u checks; the limit is %zu",
+                                  checks->via.array.size, worker->server->config.max_batch);
+    struct epcs_engine *engine = epcs_engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%.*s", (int)candidate->via.str.size, candidate->via.str.ptr);
+    struct epcs_rule_error err;
+    struct epcs_ruleset *amended =
+        epcs_ruleset_load(dir, worker->server->plugins, &worker->server->config.lua, &err);
+    if (amended == NULL) {
+        msgpack_packer *pk = epcs_response_begin(worker);
+        msgpack_pack_map(pk, 4);
+        epcs_pack_cstr(pk, "error");
+        epcs_pack_cstr(pk, "rules_refused");
+        epcs_pack_cstr(pk, "message");
+        epcs_pack_cstr(pk, err.message);
+        epcs_pack_cstr(pk, "file");
+        epcs_pack_cstr(pk, err.file);
+        epcs_pack_cstr(pk, "line");
+        msgpack_pack_int(pk, err.line);
+        return epcs_response_send(req, 422, epcs_response_format(req));
+    }
+    char *report = NULL;
+    size_t report_len = 0;
+    FILE *out = open_memstream(&report, &report_len);
+    int rc = out != NULL ? epcs_impact_run(worker->server, epcs_engine_ruleset(engine), amended,
+                                           checks, out)
+                         : -1;
+    if (out != NULL)
+        fclose(out);
+    epcs_ruleset_release(amended);
+    msgpack_object document;
+    char *copy = rc == 0 ? msgpack_zone_malloc(&worker->zone, report_len + 1) : NULL;
+    if (copy == NULL || epcs_json_decode(memcpy(copy, report, report_len), report_len,
+                                         &worker->zone, &document, &decode_error) != 0) {
+        free(report);
+        return epcs_respond_error(req, 500, "internal", NULL, "impact analysis failed");
+    }
+    free(report);
+    msgpack_pack_object(epcs_response_begin(worker), document);
+    return epcs_response_send(req, 200, epcs_response_format(req));
 }

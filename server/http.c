@@ -262,6 +262,9 @@ static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (path_is(path, "/v1/admin/rules/reload"))
         return method_is(req, "POST") ? epcs_handle_admin_reload(req)
                                       : method_not_allowed(req, "POST");
+    if (path_is(path, "/v1/admin/rules/impact"))
+        return method_is(req, "POST") ? epcs_handle_admin_impact(req)
+                                      : method_not_allowed(req, "POST");
     if (path_is(path, "/v1/rules"))
         return get ? epcs_handle_rules(req) : method_not_allowed(req, "GET");
     if (path.len > 10 && memcmp(path.base, "/v1/rules/", 10) == 0)

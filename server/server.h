@@ -150,6 +150,7 @@ int epcs_handle_areas(h2o_req_t *req);
 int epcs_handle_elections(h2o_req_t *req);
 int epcs_handle_rules(h2o_req_t *req);
 int epcs_handle_admin_reload(h2o_req_t *req);
+int epcs_handle_admin_impact(h2o_req_t *req);
 /** GET /v1/rules/versions, /v1/rules/{id}, /v1/rules/{id}/files/{name}, /v1/rules/{a}/diff/{b} */
 int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len);
 int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar);

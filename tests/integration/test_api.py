@@ -1193,6 +1193,30 @@ class LifecycleTest(EpcsTest):
                 self.assertEqual((report["changes"][1]["before"]["verdict"],
                                   report["changes"][1]["after"]["verdict"]),
                                  ("prohibited", "allowed"))
+            # The same over HTTP, from the running (amended) rules back to the old ones.
+            server = Server()
+            try:
+                for kind in (JSON, MSGPACK):
+                    response = request(server, "POST", "/v1/admin/rules/impact",
+                                       encode({"candidate": before, "checks": checks}, kind),
+                                       kind)
+                    self.assertEqual(response.status, 200, response.raw)
+                    report = response.data
+                    self.assertEqual((report["checks"], report["changed"]), (7, 2))
+                    self.assertEqual([c["index"] for c in report["changes"]], [0, 1])
+                    self.assertEqual((report["changes"][0]["before"]["article"],
+                                      report["changes"][0]["after"]["article"]), ("93", "93(1)"))
+                missing = request(server, "POST", "/v1/admin/rules/impact",
+                                  encode({"candidate": "/nonexistent", "checks": []}, JSON), JSON)
+                self.assertEqual((missing.status, missing.data["error"]),
+                                 (422, "rules_refused"))
+                self.assertIn("/nonexistent/elections.lua: cannot read", missing.data["message"])
+                self.assertError(request(server, "POST", "/v1/admin/rules/impact",
+                                         encode({"checks": []}, JSON), JSON), 400,
+                                 "bad_request", "candidate")
+            finally:
+                self.assertEqual(server.stop(), 0)
+                server.cleanup()
             bad = subprocess.run([ARGS.epcsd, "--plugins", ARGS.plugins, "--impact", before,
                                   "--checks", "/nonexistent.json"],
                                  capture_output=True, text=True, timeout=60)
