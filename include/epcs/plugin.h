@@ -155,4 +155,30 @@ typedef const struct epcs_plugin *(*epcs_plugin_entry_fn)(void);
 /** Declares the entry function with default visibility, whatever the build's default is. */
 #define EPCS_PLUGIN_EXPORT __attribute__((visibility("default")))
 
+/**
+ * Most areas keep all their legal logic in the rule file. This defines, as statics, what such
+ * a plugin needs: `host` (the host API, kept by init after checking its size) and the callbacks
+ * epcs_rules_init, epcs_rules_evaluate and epcs_rules_calendar for the descriptor.
+ */
+#define EPCS_PLUGIN_DELEGATE_TO_RULES                                                              \
+    static const struct epcs_host_api *host;                                                       \
+    static int epcs_rules_init(const struct epcs_host_api *api, void **state)                      \
+    {                                                                                              \
+        if (api->struct_size < sizeof(struct epcs_host_api))                                       \
+            return -1;                                                                             \
+        host = api;                                                                                \
+        *state = NULL;                                                                             \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static int epcs_rules_evaluate(void *state, struct epcs_eval *eval)                            \
+    {                                                                                              \
+        (void)state;                                                                               \
+        return host->run_rules(eval);                                                              \
+    }                                                                                              \
+    static int epcs_rules_calendar(void *state, struct epcs_calendar *calendar)                    \
+    {                                                                                              \
+        (void)state;                                                                               \
+        return host->run_calendar(calendar);                                                       \
+    }
+
 #endif

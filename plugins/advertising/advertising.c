@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-static const struct epcs_host_api *host;
+EPCS_PLUGIN_DELEGATE_TO_RULES
 
 static const char *const activity_kinds[] = {"advertisement", NULL};
 
@@ -26,15 +26,6 @@ static const struct epcs_fact_spec facts[] = {
     {"activity.representative_is_prospective_candidate", EPCS_FACT_BOOL, NULL},
     {NULL, 0, NULL},
 };
-
-static int cb_init(const struct epcs_host_api *api, void **state)
-{
-    if (api->struct_size < sizeof(struct epcs_host_api))
-        return -1;
-    host = api;
-    *state = NULL;
-    return 0;
-}
 
 /* Index past the run of digits starting at `at`. */
 static size_t skip_digits(const char *text, size_t len, size_t at)
@@ -77,16 +68,6 @@ static int cb_validate(void *state, struct epcs_facts *request)
     return 0;
 }
 
-static int cb_evaluate(void *state, struct epcs_eval *eval)
-{
-    return host->run_rules(eval);
-}
-
-static int cb_calendar(void *state, struct epcs_calendar *calendar)
-{
-    return host->run_calendar(calendar);
-}
-
 static const struct epcs_plugin descriptor = {
     .abi_version = EPCS_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(struct epcs_plugin),
@@ -98,10 +79,10 @@ static const struct epcs_plugin descriptor = {
     .rule_file = "advertising.lua",
     .activity_kinds = activity_kinds,
     .facts = facts,
-    .init = cb_init,
+    .init = epcs_rules_init,
     .validate = cb_validate,
-    .evaluate = cb_evaluate,
-    .calendar = cb_calendar,
+    .evaluate = epcs_rules_evaluate,
+    .calendar = epcs_rules_calendar,
     .destroy = NULL,
 };
 

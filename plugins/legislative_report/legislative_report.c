@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-static const struct epcs_host_api *host;
+EPCS_PLUGIN_DELEGATE_TO_RULES
 
 static const char *const activity_kinds[] = {"report", NULL};
 
@@ -38,15 +38,6 @@ static const struct epcs_fact_spec facts[] = {
     {NULL, 0, NULL},
 };
 
-static int cb_init(const struct epcs_host_api *api, void **state)
-{
-    if (api->struct_size < sizeof(struct epcs_host_api))
-        return -1;
-    host = api;
-    *state = NULL;
-    return 0;
-}
-
 /* Mail cannot arrive before it is sent: such facts were filled in wrongly, and judging by either
  * date alone would hide the mistake behind a verdict. */
 static int cb_validate(void *state, struct epcs_facts *request)
@@ -63,16 +54,6 @@ static int cb_validate(void *state, struct epcs_facts *request)
     return 0;
 }
 
-static int cb_evaluate(void *state, struct epcs_eval *eval)
-{
-    return host->run_rules(eval);
-}
-
-static int cb_calendar(void *state, struct epcs_calendar *calendar)
-{
-    return host->run_calendar(calendar);
-}
-
 static const struct epcs_plugin descriptor = {
     .abi_version = EPCS_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(struct epcs_plugin),
@@ -84,10 +65,10 @@ static const struct epcs_plugin descriptor = {
     .rule_file = "legislative_report.lua",
     .activity_kinds = activity_kinds,
     .facts = facts,
-    .init = cb_init,
+    .init = epcs_rules_init,
     .validate = cb_validate,
-    .evaluate = cb_evaluate,
-    .calendar = cb_calendar,
+    .evaluate = epcs_rules_evaluate,
+    .calendar = epcs_rules_calendar,
     .destroy = NULL,
 };
 

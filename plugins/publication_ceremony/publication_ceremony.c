@@ -5,7 +5,7 @@
  */
 #include <epcs/plugin.h>
 
-static const struct epcs_host_api *host;
+EPCS_PLUGIN_DELEGATE_TO_RULES
 
 static const char *const activity_kinds[] = {"publication_ceremony", NULL};
 
@@ -14,25 +14,6 @@ static const struct epcs_fact_spec facts[] = {
     {"activity.book_related_to_candidate", EPCS_FACT_BOOL, NULL},
     {NULL, 0, NULL},
 };
-
-static int cb_init(const struct epcs_host_api *api, void **state)
-{
-    if (api->struct_size < sizeof(struct epcs_host_api))
-        return -1;
-    host = api;
-    *state = NULL;
-    return 0;
-}
-
-static int cb_evaluate(void *state, struct epcs_eval *eval)
-{
-    return host->run_rules(eval);
-}
-
-static int cb_calendar(void *state, struct epcs_calendar *calendar)
-{
-    return host->run_calendar(calendar);
-}
 
 static const struct epcs_plugin descriptor = {
     .abi_version = EPCS_PLUGIN_ABI_VERSION,
@@ -44,10 +25,10 @@ static const struct epcs_plugin descriptor = {
     .rule_file = "publication_ceremony.lua",
     .activity_kinds = activity_kinds,
     .facts = facts,
-    .init = cb_init,
+    .init = epcs_rules_init,
     .validate = NULL, /* one boolean: its type says all there is to check */
-    .evaluate = cb_evaluate,
-    .calendar = cb_calendar,
+    .evaluate = epcs_rules_evaluate,
+    .calendar = epcs_rules_calendar,
     .destroy = NULL,
 };
 

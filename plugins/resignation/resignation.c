@@ -4,7 +4,7 @@
  */
 #include <epcs/plugin.h>
 
-static const struct epcs_host_api *host;
+EPCS_PLUGIN_DELEGATE_TO_RULES
 
 static const char *const activity_kinds[] = {"run_for_office", "become_campaign_official", NULL};
 
@@ -17,25 +17,6 @@ static const struct epcs_fact_spec facts[] = {
     {NULL, 0, NULL},
 };
 
-static int cb_init(const struct epcs_host_api *api, void **state)
-{
-    if (api->struct_size < sizeof(struct epcs_host_api))
-        return -1;
-    host = api;
-    *state = NULL;
-    return 0;
-}
-
-static int cb_evaluate(void *state, struct epcs_eval *eval)
-{
-    return host->run_rules(eval);
-}
-
-static int cb_calendar(void *state, struct epcs_calendar *calendar)
-{
-    return host->run_calendar(calendar);
-}
-
 static const struct epcs_plugin descriptor = {
     .abi_version = EPCS_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(struct epcs_plugin),
@@ -47,10 +28,10 @@ static const struct epcs_plugin descriptor = {
     .rule_file = "resignation.lua",
     .activity_kinds = activity_kinds,
     .facts = facts,
-    .init = cb_init,
+    .init = epcs_rules_init,
     .validate = NULL, /* types and enums say all there is to check */
-    .evaluate = cb_evaluate,
-    .calendar = cb_calendar,
+    .evaluate = epcs_rules_evaluate,
+    .calendar = epcs_rules_calendar,
     .destroy = NULL,
 };
 
