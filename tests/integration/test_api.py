@@ -1076,6 +1076,38 @@ class LifecycleTest(EpcsTest):
             server.cleanup()
             shutil.rmtree(rules)
 
+    def test_a_future_version_takes_over_on_its_date(self):
+        """Loaded ahead of time, a version effective later decides from that day, no reload."""
+        rules = tempfile.mkdtemp(prefix="epcs-test-future-")
+        copy_rules(rules)
+        path = os.path.join(rules, "deepfake.lua")
+        with open(path) as f:
+            source = f.read()
+        amended = source.replace("    },\n    tests = {", "        {id = 'deepfake/82-8/2027-06-01', "
+                                 "effective_from = '2027-06-01', window = campaign_window, "
+                                 "evaluate = evaluate},\n    },\n    tests = {", 1)
+        self.assertNotEqual(amended, source)
+        with open(path, "w") as f:
+            f.write(amended)
+        server = Server("--no-watch-rules", rules=rules)
+        try:
+            versions = {a["name"]: a["versions"] for a in
+                        request(server, "GET", "/v1/rules").data["areas"]}
+            self.assertEqual([v["id"] for v in versions["deepfake"]],
+                             ["deepfake/82-8/2024-01-29", "deepfake/82-8/2027-06-01"])
+            document = {"election": "na23", "area": "deepfake",
+                        "activity": {"kind": "post", "deepfake": True, "purpose": "campaign",
+                                     "labeled": True}}
+            for date, rule in (("2027-05-31", "deepfake/82-8/2024-01-29"),
+                               ("2027-06-01", "deepfake/82-8/2027-06-01")):
+                verdict = check(server, dict(document, date=date)).data
+                self.assertEqual((verdict["rule"], verdict["verdict"]), (rule, "allowed"))
+            self.assertEqual(server.text().count("] reloaded"), 0)
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
     def test_sigint_on_idle_server(self):
         server = Server()
         try:
