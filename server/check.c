@@ -5,6 +5,7 @@
 
 #include "dates.h"
 #include "decision.h"
+#include "decision_log.h"
 #include "log.h"
 #include "server.h"
 
@@ -100,6 +101,14 @@ static uint64_t now_us(void)
     return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
+static void pack_decision_id(msgpack_packer *pk, uint64_t id)
+{
+    if (id == 0)
+        return;
+    epcs_pack_cstr(pk, "decision");
+    msgpack_pack_uint64(pk, id);
+}
+
 int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
                    const msgpack_object *body, msgpack_packer *pk, struct epcs_decision *decision,
                    struct epcs_check_error *err)
@@ -145,10 +154,12 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
         const char *area = plugins->items[area_index].desc->name;
         eval.area_index = (size_t)area_index;
         eval.packer = pk;
+        eval.decision_id = decision->id;
         enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
         if (outcome != EPCS_AREA_DECIDED)
             return undecided(outcome, area, facts, &eval, err);
         decision->area = area;
+        decision->area_index = area_index;
         decision->verdict = eval.verdict;
         return 0;
     }
@@ -156,8 +167,9 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
     /* No area: every plugin that recognises the activity answers; the strictest verdict wins. */
     const struct epcs_fact *kind = epcs_facts_find(facts, "activity.kind");
     decision->area = NULL;
+    decision->area_index = -1;
     if (kind == NULL) {
-        msgpack_pack_map(pk, 5);
+        msgpack_pack_map(pk, 5 + (decision->id != 0));
         epcs_pack_cstr(pk, "verdict");
         epcs_pack_cstr(pk, "needs_facts");
         epcs_pack_cstr(pk, "missing");
@@ -169,6 +181,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
         msgpack_pack_array(pk, 0);
         epcs_pack_cstr(pk, "ruleset");
         epcs_pack_cstr(pk, ruleset->id);
+        pack_decision_id(pk, decision->id);
         decision->verdict = EPCS_VERDICT_NEEDS_FACTS;
         return 0;
     }
@@ -188,7 +201,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
             strictest = eval.verdict;
         answered++;
     }
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 3 + (decision->id != 0));
     epcs_pack_cstr(pk, "verdict");
     epcs_pack_cstr(pk, epcs_verdict_name(strictest));
     epcs_pack_cstr(pk, "results");
@@ -196,6 +209,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
     epcs_buf_append(pk->data, worker->scratch.data, worker->scratch.len);
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
+    pack_decision_id(pk, decision->id);
     decision->verdict = strictest;
     return 0;
 }
@@ -269,6 +283,46 @@ static int decode_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *
     return 0;
 }
 
+/*
+ * Puts answered decisions on record before their answer goes out: counts them, hands them to
+ * the decision log and, in sync mode, holds the answer until they are committed. Returns 0,
+ * or answers 503 and returns -1 when the log cannot take them: an answer that is not on record
+ * is not given.
+ */
+static int record_decisions(h2o_req_t *req, const struct epcs_decision *decisions, size_t count)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_decision_log *log = worker->server->decisions;
+    for (size_t i = 0; i < count; i++) {
+        epcs_metrics_count_verdict(worker, decisions[i].area_index, decisions[i].verdict);
+        epcs_decision_debug(&decisions[i], worker->partner);
+    }
+    uint64_t ticket;
+    if (log == NULL || count == 0)
+        return 0;
+    if (epcs_decision_log_append(log, decisions, count, worker->partner, &ticket) != 0) {
+        struct epcs_decision_log_stats stats;
+        epcs_decision_log_stats(log, &stats);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
+                           "the decision log cannot take %s now (%s), so no answer is given; "
+                           "retry",
+                           count == 1 ? "this decision" : "these decisions",
+                           stats.failed ? "it failed to write; see the server log"
+                                        : "its queue is full");
+        return -1;
+    }
+    if (epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC)
+        worker->hold_ticket = ticket;
+    return 0;
+}
+
+static uint64_t new_decision_id(struct epcs_worker *worker)
+{
+    struct epcs_decision_log *log = worker->server->decisions;
+    return log != NULL ? epcs_decision_log_next_id(log) : 0;
+}
+
 int epcs_handle_check(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -280,10 +334,7 @@ int epcs_handle_check(h2o_req_t *req)
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
-    struct epcs_decision decision = {.request = req->entity.base,
-                                     .request_len = req->entity.len,
-                                     .request_is_msgpack = is_msgpack,
-                                     .check = &body};
+    struct epcs_decision decision = {.id = new_decision_id(worker), .check = &body};
     struct epcs_check_error err;
     msgpack_packer *pk = epcs_response_begin(worker);
     if (epcs_check_run(worker, engine, &body, pk, &decision, &err) != 0)
@@ -291,7 +342,8 @@ int epcs_handle_check(h2o_req_t *req)
     decision.verdict_msgpack = worker->body.data;
     decision.verdict_len = worker->body.len;
     decision.latency_us = now_us() - started;
-    epcs_decision_record(&decision);
+    if (record_decisions(req, &decision, 1) != 0)
+        return 0;
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
 
@@ -315,41 +367,52 @@ int epcs_handle_check_batch(h2o_req_t *req)
     if (checks == NULL || checks->type != MSGPACK_OBJECT_ARRAY)
         return epcs_respond_error(req, 400, "bad_request", "checks",
                                   "the body must be {\"checks\": [check, ...]}");
-    if (checks->via.array.size > config->max_batch)
+    uint32_t count = checks->via.array.size;
+    if (count > config->max_batch)
         return epcs_respond_error(req, 413, "too_large", "checks",
-                                  "the batch has %u checks; the limit is %zu",
-                                  checks->via.array.size, config->max_batch);
+                                  "the batch has %u checks; the limit is %zu", count,
+                                  config->max_batch);
+    /* The router charged one request; a batch costs one per check. */
+    if (count > 1 && epcs_rate_charge(req, (double)(count - 1)) != 0)
+        return 0;
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
 
     /* Each slot gets its verdict or its own error; one bad check never fails the batch. */
+    struct epcs_decision *decisions =
+        h2o_mem_alloc_pool(&req->pool, sizeof(*decisions) * (count ? count : 1));
+    size_t *offsets = h2o_mem_alloc_pool(&req->pool, sizeof(*offsets) * (count ? count : 1));
+    size_t decided = 0;
     epcs_buf_reset(&worker->batch);
-    for (uint32_t i = 0; i < checks->via.array.size; i++) {
+    for (uint32_t i = 0; i < count; i++) {
         const msgpack_object *item = &checks->via.array.ptr[i];
-        struct epcs_decision decision = {.request = req->entity.base,
-                                         .request_len = req->entity.len,
-                                         .request_is_msgpack = is_msgpack,
-                                         .check = item};
+        struct epcs_decision *decision = &decisions[decided];
+        *decision = (struct epcs_decision){.id = new_decision_id(worker), .check = item};
         struct epcs_check_error err;
         size_t mark = worker->batch.len;
         uint64_t item_started = now_us();
-        if (epcs_check_run(worker, engine, item, &worker->batch_packer, &decision, &err) != 0) {
+        if (epcs_check_run(worker, engine, item, &worker->batch_packer, decision, &err) != 0) {
             worker->batch.len = mark;
             pack_error(&worker->batch_packer, &err, 1);
             continue;
         }
-        decision.verdict_msgpack = worker->batch.data + mark;
-        decision.verdict_len = worker->batch.len - mark;
-        decision.latency_us = now_us() - item_started;
-        epcs_decision_record(&decision);
+        offsets[decided] = mark;
+        decision->verdict_len = worker->batch.len - mark;
+        decision->latency_us = now_us() - item_started;
+        decided++;
     }
+    /* The buffer may have moved while it grew: point at the verdicts only now. */
+    for (size_t i = 0; i < decided; i++)
+        decisions[i].verdict_msgpack = worker->batch.data + offsets[i];
+    if (record_decisions(req, decisions, decided) != 0)
+        return 0;
     msgpack_packer *pk = epcs_response_begin(worker);
     msgpack_pack_map(pk, 1);
     epcs_pack_cstr(pk, "results");
-    msgpack_pack_array(pk, checks->via.array.size);
+    msgpack_pack_array(pk, count);
     epcs_buf_append(&worker->body, worker->batch.data, worker->batch.len);
-    epcs_log(EPCS_LOG_DEBUG, "check", "batch of %u in %llu us", checks->via.array.size,
+    epcs_log(EPCS_LOG_DEBUG, "check", "batch of %u in %llu us", count,
              (unsigned long long)(now_us() - started));
     return epcs_response_send(req, 200, epcs_response_format(req));
 }

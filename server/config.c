@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "decision_log.h"
 #include "log.h"
 
 #ifndef EPCS_VERSION
@@ -45,11 +46,25 @@ static void usage(FILE *out)
             "  --lua-memory MIB       memory cap per Lua rule state (default %u)\n"
             "  --lua-budget N         VM instructions one evaluation may run (default %ld)\n"
             "  --shutdown-timeout S   seconds in-flight requests get on SIGTERM (default %d)\n"
+            "  --keys FILE            API keys (default DATA/keys; see epcsd keys --help)\n"
+            "  --no-auth              development mode: no keys asked; loopback --listen only\n"
+            "  --rate-limit N         requests a second per key, a batch counting its checks\n"
+            "                         (default %d; 0 for none; the keys file may set its own)\n"
+            "  --max-streams N        concurrent HTTP/2 streams per connection (default %d)\n"
+            "  --audit MODE           decision log: async (default; answer at once, written\n"
+            "                         within one commit), sync (answer after the fsync'd\n"
+            "                         commit) or off\n"
+            "  --audit-queue N        decisions waiting for the disk before checks get 503\n"
+            "                         (default %d)\n"
+            "  --no-access-log        no JSON line per request on stderr\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
-            "  --help, --version\n",
+            "  --help, --version\n"
+            "\n"
+            "epcsd keys create|revoke|list ... manages API keys (epcsd keys --help).\n",
             EPCS_DEFAULT_LISTEN, EPCS_DEFAULT_MAX_BODY, EPCS_DEFAULT_MAX_BATCH,
             EPCS_DEFAULT_MAX_BATCH_BODY, EPCS_LUA_DEFAULT_MEMORY >> 20,
-            EPCS_LUA_DEFAULT_INSTRUCTIONS, EPCS_DEFAULT_SHUTDOWN_SECONDS);
+            EPCS_LUA_DEFAULT_INSTRUCTIONS, EPCS_DEFAULT_SHUTDOWN_SECONDS, EPCS_DEFAULT_RATE_LIMIT,
+            EPCS_DEFAULT_MAX_STREAMS, EPCS_DEFAULT_AUDIT_QUEUE);
 }
 
 static int parse_number(const char *flag, const char *text, long min, long max, long *out)
@@ -108,6 +123,13 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_RESTORE_RULES,
         OPT_IMPACT,
         OPT_CHECKS,
+        OPT_KEYS,
+        OPT_NO_AUTH,
+        OPT_RATE_LIMIT,
+        OPT_MAX_STREAMS,
+        OPT_AUDIT,
+        OPT_AUDIT_QUEUE,
+        OPT_NO_ACCESS_LOG,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -129,6 +151,13 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"checks", required_argument, NULL, OPT_CHECKS},
         {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
         {"max-batch-body", required_argument, NULL, OPT_MAX_BATCH_BODY},
+        {"keys", required_argument, NULL, OPT_KEYS},
+        {"no-auth", no_argument, NULL, OPT_NO_AUTH},
+        {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+        {"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
+        {"audit", required_argument, NULL, OPT_AUDIT},
+        {"audit-queue", required_argument, NULL, OPT_AUDIT_QUEUE},
+        {"no-access-log", no_argument, NULL, OPT_NO_ACCESS_LOG},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -146,6 +175,11 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     config->log_level = EPCS_LOG_INFO;
     config->lua.memory_bytes = EPCS_LUA_DEFAULT_MEMORY;
     config->lua.instructions = EPCS_LUA_DEFAULT_INSTRUCTIONS;
+    config->rate_limit = EPCS_DEFAULT_RATE_LIMIT;
+    config->max_streams = EPCS_DEFAULT_MAX_STREAMS;
+    config->audit = EPCS_AUDIT_ASYNC;
+    config->audit_queue = EPCS_DEFAULT_AUDIT_QUEUE;
+    config->access_log = 1;
 
     long number;
     int opt;
@@ -159,6 +193,42 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
                 return -1;
             }
             config->listen[config->listen_count++] = optarg;
+            break;
+        case OPT_KEYS:
+            config->keys_file = optarg;
+            break;
+        case OPT_NO_AUTH:
+            config->no_auth = 1;
+            break;
+        case OPT_NO_ACCESS_LOG:
+            config->access_log = 0;
+            break;
+        case OPT_RATE_LIMIT:
+            if (parse_number("--rate-limit", optarg, 0, 100000000L, &number) != 0)
+                return -1;
+            config->rate_limit = (double)number;
+            break;
+        case OPT_MAX_STREAMS:
+            if (parse_number("--max-streams", optarg, 1, 10000, &number) != 0)
+                return -1;
+            config->max_streams = (int)number;
+            break;
+        case OPT_AUDIT_QUEUE:
+            if (parse_number("--audit-queue", optarg, 1, 10000000L, &number) != 0)
+                return -1;
+            config->audit_queue = (size_t)number;
+            break;
+        case OPT_AUDIT:
+            if (strcmp(optarg, "async") == 0)
+                config->audit = EPCS_AUDIT_ASYNC;
+            else if (strcmp(optarg, "sync") == 0)
+                config->audit = EPCS_AUDIT_SYNC;
+            else if (strcmp(optarg, "off") == 0)
+                config->audit = EPCS_AUDIT_OFF;
+            else {
+                fprintf(stderr, "epcsd: --audit must be async, sync or off, got '%s'\n", optarg);
+                return -1;
+            }
             break;
         case OPT_RULES:
             config->rules_dir = optarg;
@@ -261,6 +331,10 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     }
     if ((config->impact_dir == NULL) != (config->impact_checks == NULL)) {
         fprintf(stderr, "epcsd: --impact and --checks go together\n");
+        return -1;
+    }
+    if (config->no_auth && config->keys_file != NULL) {
+        fprintf(stderr, "epcsd: --no-auth asks for no keys; drop it or --keys\n");
         return -1;
     }
     if ((config->tls_cert == NULL) != (config->tls_key == NULL)) {

@@ -11,6 +11,9 @@
 #define EPCS_DEFAULT_MAX_BATCH 1000
 #define EPCS_DEFAULT_MAX_BATCH_BODY (4 * 1024 * 1024)
 #define EPCS_DEFAULT_SHUTDOWN_SECONDS 10
+#define EPCS_DEFAULT_RATE_LIMIT 1000
+#define EPCS_DEFAULT_MAX_STREAMS 100
+#define EPCS_DEFAULT_AUDIT_QUEUE 100000
 
 /** The daemon's settings, from the command line. Strings point into argv or static memory. */
 struct epcs_config {
@@ -37,6 +40,19 @@ struct epcs_config {
     size_t max_batch_body;
     int shutdown_seconds;
     int log_level;
+    /** --keys FILE; NULL: <data>/keys. */
+    const char *keys_file;
+    /** Development mode: no keys, loopback listeners only. */
+    int no_auth;
+    /** Requests a second per key (a batch costs one per check); 0: unlimited. */
+    double rate_limit;
+    /** SETTINGS_MAX_CONCURRENT_STREAMS for each HTTP/2 connection. */
+    int max_streams;
+    /** enum epcs_audit_mode */
+    int audit;
+    size_t audit_queue;
+    /** One JSON line per request on stderr. */
+    int access_log;
     struct epcs_lua_limits lua;
 };
 

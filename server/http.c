@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,8 +131,12 @@ static const char *reason_phrase(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 201:
+        return "Created";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 403:
         return "Forbidden";
     case 404:
@@ -144,6 +149,8 @@ static const char *reason_phrase(int status)
         return "Unsupported Media Type";
     case 422:
         return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -153,20 +160,164 @@ static const char *reason_phrase(int status)
     }
 }
 
-int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
-                             size_t len)
+static int status_slot(int status)
+{
+    static const int codes[] = {EPCS_STATUS_CODES};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (codes[i] == status)
+            return (int)i;
+    }
+    return EPCS_STATUS_SLOTS - 1;
+}
+
+/* Upper bounds of the latency histogram, in microseconds (Prometheus `le` in seconds). */
+static const uint64_t latency_bounds_us[EPCS_LATENCY_BUCKETS] = {
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 1000000, 10000000};
+
+static void count_response(struct epcs_worker *worker, enum epcs_route route, int status,
+                           uint64_t latency_us)
+{
+    struct epcs_worker_metrics *metrics = &worker->metrics;
+    size_t bucket = 0;
+    while (bucket < EPCS_LATENCY_BUCKETS && latency_us > latency_bounds_us[bucket])
+        bucket++;
+    atomic_fetch_add_explicit(&metrics->responses[route][status_slot(status)], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics->latency[route][bucket], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics->latency_sum_us[route], latency_us, memory_order_relaxed);
+}
+
+static uint64_t since_us(const struct timeval *start)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t us = (int64_t)(now.tv_sec - start->tv_sec) * 1000000 + (now.tv_usec - start->tv_usec);
+    return us > 0 ? (uint64_t)us : 0;
+}
+
+/* Sends the final response and accounts for it: metrics and the access log line. */
+static void finish_response(h2o_req_t *req, enum epcs_route route, const char *partner, int status,
+                            const char *content_type, char *body, size_t len)
 {
     static h2o_generator_t generator = {NULL, NULL};
-    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
-    memcpy(copy, data, len);
+    struct epcs_worker *worker = epcs_worker_of(req);
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                    strlen(content_type));
+    uint64_t latency_us = since_us(&req->timestamps.request_begin_at);
+    count_response(worker, route, status, latency_us);
+    if (worker->server->config.access_log)
+        epcs_log_access(req->method.base, req->method.len, req->path.base, req->path.len, status,
+                        latency_us, partner, req->version >= 0x200 ? "HTTP/2" : "HTTP/1.1", len);
     h2o_start_response(req, &generator);
-    h2o_iovec_t body = h2o_iovec_init(copy, len);
-    h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    h2o_iovec_t chunk = h2o_iovec_init(body, len);
+    h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
+}
+
+/* An answer waiting for the decision log to commit the decisions it reports (--audit sync). */
+struct held_response {
+    h2o_linklist_t link;
+    h2o_req_t *req;
+    uint64_t ticket;
+    enum epcs_route route;
+    const char *partner;
+    int status;
+    const char *content_type;
+    char *body;
+    size_t len;
+};
+
+/* The client went away first: its request's pool is going, and the answer with it. */
+static void cb_held_disposed(void *ptr)
+{
+    struct held_response *held = ptr;
+    if (h2o_linklist_is_linked(&held->link))
+        h2o_linklist_unlink(&held->link);
+}
+
+/* Sends every held answer whose decisions are on disk; all of them with 503 if the log failed. */
+static void release_held(struct epcs_worker *worker)
+{
+    struct epcs_decision_log *log = worker->server->decisions;
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(log, &stats);
+    uint64_t committed = epcs_decision_log_committed(log);
+    while (!h2o_linklist_is_empty(&worker->held)) {
+        struct held_response *held =
+            H2O_STRUCT_FROM_MEMBER(struct held_response, link, worker->held.next);
+        if (held->ticket > committed && !stats.failed)
+            break;
+        h2o_linklist_unlink(&held->link);
+        if (held->ticket > committed) {
+            static const char failure[] =
+                "{\"error\":\"decision_log_failed\",\"message\":\"the decision could not be "
+                "written to the decision log; the answer is withheld\"}\n";
+            char *copy = h2o_mem_alloc_pool(&held->req->pool, sizeof(failure) - 1);
+            memcpy(copy, failure, sizeof(failure) - 1);
+            finish_response(held->req, held->route, held->partner, 503, "application/json", copy,
+                            sizeof(failure) - 1);
+            continue;
+        }
+        finish_response(held->req, held->route, held->partner, held->status, held->content_type,
+                        held->body, held->len);
+    }
+}
+
+static void cb_decisions_committed(uv_async_t *async)
+{
+    release_held(async->data);
+}
+
+/* Guards `wakeable`: a worker's async handle must not be signalled once it is being closed. */
+static pthread_mutex_t commit_wake_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Runs on the decision log's writer thread after each commit (sync mode only). */
+static void cb_log_committed(void *ctx)
+{
+    struct epcs_server *server = ctx;
+    pthread_mutex_lock(&commit_wake_lock);
+    for (int i = 0; i < server->worker_count; i++) {
+        if (server->workers[i].wakeable)
+            uv_async_send(&server->workers[i].decisions_committed);
+    }
+    pthread_mutex_unlock(&commit_wake_lock);
+}
+
+static void set_wakeable(struct epcs_worker *worker, int wakeable)
+{
+    pthread_mutex_lock(&commit_wake_lock);
+    worker->wakeable = wakeable;
+    pthread_mutex_unlock(&commit_wake_lock);
+}
+
+int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
+                             size_t len)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
+    memcpy(copy, data, len);
+    uint64_t ticket = worker->hold_ticket;
+    worker->hold_ticket = 0;
+    if (ticket == 0 || epcs_decision_log_committed(worker->server->decisions) >= ticket) {
+        finish_response(req, worker->route, worker->partner, status, content_type, copy, len);
+        return 0;
+    }
+    struct held_response *held = h2o_mem_alloc_shared(&req->pool, sizeof(*held), cb_held_disposed);
+    size_t partner_len = strlen(worker->partner) + 1;
+    char *partner = h2o_mem_alloc_pool(&req->pool, partner_len);
+    *held = (struct held_response){.req = req,
+                                   .ticket = ticket,
+                                   .route = worker->route,
+                                   .partner = memcpy(partner, worker->partner, partner_len),
+                                   .status = status,
+                                   .content_type = content_type,
+                                   .body = copy,
+                                   .len = len};
+    h2o_linklist_insert(&worker->held, &held->link);
+    /* The commit may have landed between the check above and the insert. */
+    release_held(worker);
     return 0;
 }
 
@@ -222,18 +373,57 @@ int epcs_respond_error(h2o_req_t *req, int status, const char *code, const char 
 
 /* ---- routing ------------------------------------------------------------------------------ */
 
+struct route_spec {
+    const char *name;
+    /** The least role that may use the route; NONE: open to anyone (probes). */
+    enum epcs_role role;
+};
+
+static const struct route_spec routes[EPCS_ROUTE_COUNT] = {
+    [EPCS_ROUTE_CHECK] = {"check", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_CHECK_BATCH] = {"check_batch", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_HEALTHZ] = {"healthz", EPCS_ROLE_NONE},
+    [EPCS_ROUTE_READYZ] = {"readyz", EPCS_ROLE_NONE},
+    [EPCS_ROUTE_METRICS] = {"metrics", EPCS_ROLE_STAFF},
+    [EPCS_ROUTE_AREAS] = {"areas", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_RULES] = {"rules", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_RULES_STORED] = {"rules_stored", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_ELECTIONS] = {"elections", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_ELECTION] = {"election", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_ADMIN_RELOAD] = {"admin_reload", EPCS_ROLE_STAFF},
+    [EPCS_ROUTE_ADMIN_IMPACT] = {"admin_impact", EPCS_ROLE_STAFF},
+    [EPCS_ROUTE_ADMIN_KEYS] = {"admin_keys", EPCS_ROLE_ADMIN},
+    [EPCS_ROUTE_DECISIONS] = {"decisions", EPCS_ROLE_STAFF},
+    [EPCS_ROUTE_NOT_FOUND] = {"not_found", EPCS_ROLE_NONE},
+};
+
+const char *epcs_route_name(enum epcs_route route)
+{
+    return routes[route].name;
+}
+
 static int path_is(h2o_iovec_t path, const char *literal)
 {
     size_t len = strlen(literal);
     return path.len == len && memcmp(path.base, literal, len) == 0;
 }
 
-static int method_is(h2o_req_t *req, const char *method)
+/* True when `path` is `prefix` followed by more; `rest` is that more. */
+static int path_under(h2o_iovec_t path, const char *prefix, h2o_iovec_t *rest)
+{
+    size_t len = strlen(prefix);
+    if (path.len <= len || memcmp(path.base, prefix, len) != 0)
+        return 0;
+    *rest = h2o_iovec_init(path.base + len, path.len - len);
+    return 1;
+}
+
+int epcs_method_is(h2o_req_t *req, const char *method)
 {
     return h2o_memis(req->method.base, req->method.len, method, strlen(method));
 }
 
-static int method_not_allowed(h2o_req_t *req, const char *allow)
+int epcs_method_not_allowed(h2o_req_t *req, const char *allow)
 {
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
     return epcs_respond_error(req, 405, "method_not_allowed", NULL, "%.*s %.*s: use %s",
@@ -241,56 +431,197 @@ static int method_not_allowed(h2o_req_t *req, const char *allow)
                               req->path_normalized.base, allow);
 }
 
+static enum epcs_route match_route(h2o_iovec_t path, h2o_iovec_t *rest)
+{
+    *rest = h2o_iovec_init("", 0);
+    if (path_is(path, "/v1/check"))
+        return EPCS_ROUTE_CHECK;
+    if (path_is(path, "/v1/check/batch"))
+        return EPCS_ROUTE_CHECK_BATCH;
+    if (path_is(path, "/healthz"))
+        return EPCS_ROUTE_HEALTHZ;
+    if (path_is(path, "/readyz"))
+        return EPCS_ROUTE_READYZ;
+    if (path_is(path, "/metrics"))
+        return EPCS_ROUTE_METRICS;
+    if (path_is(path, "/v1/areas"))
+        return EPCS_ROUTE_AREAS;
+    if (path_is(path, "/v1/rules"))
+        return EPCS_ROUTE_RULES;
+    if (path_under(path, "/v1/rules/", rest))
+        return EPCS_ROUTE_RULES_STORED;
+    if (path_is(path, "/v1/elections"))
+        return EPCS_ROUTE_ELECTIONS;
+    if (path_under(path, "/v1/elections/", rest))
+        return EPCS_ROUTE_ELECTION;
+    if (path_is(path, "/v1/admin/rules/reload"))
+        return EPCS_ROUTE_ADMIN_RELOAD;
+    if (path_is(path, "/v1/admin/rules/impact"))
+        return EPCS_ROUTE_ADMIN_IMPACT;
+    if (path_is(path, "/v1/admin/keys") || path_under(path, "/v1/admin/keys/", rest))
+        return EPCS_ROUTE_ADMIN_KEYS;
+    if (path_is(path, "/v1/decisions") || path_under(path, "/v1/decisions/", rest))
+        return EPCS_ROUTE_DECISIONS;
+    return EPCS_ROUTE_NOT_FOUND;
+}
+
+/* The worker's view of the keys, refreshed at a request boundary like its rule engine. */
+struct epcs_keyring *epcs_worker_keyring(struct epcs_worker *worker)
+{
+    struct epcs_server *server = worker->server;
+    struct epcs_keyring *active = atomic_load_explicit(&server->keyring, memory_order_acquire);
+    if (worker->keyring == active)
+        return active;
+    pthread_mutex_lock(&server->keyring_lock);
+    active = atomic_load(&server->keyring);
+    epcs_keyring_retain(active);
+    pthread_mutex_unlock(&server->keyring_lock);
+    epcs_keyring_release(worker->keyring);
+    worker->keyring = active;
+    return active;
+}
+
+static int unauthorized(h2o_req_t *req, const char *message)
+{
+    static const char challenge[] = "Bearer realm=\"epcs\"";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge,
+                   sizeof(challenge) - 1);
+    return epcs_respond_error(req, 401, "unauthorized", "authorization", "%s", message);
+}
+
+static int too_many_requests(h2o_req_t *req, unsigned wait_seconds, double rate)
+{
+    char *retry_after = h2o_mem_alloc_pool(&req->pool, 16);
+    int len = snprintf(retry_after, 16, "%u", wait_seconds);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, retry_after,
+                   (size_t)len);
+    struct epcs_worker *worker = epcs_worker_of(req);
+    return epcs_respond_error(req, 429, "rate_limited", NULL,
+                              "key %s of partner %s is limited to %g requests a second (a batch "
+                              "counts its checks); retry after %u s",
+                              worker->key->id, worker->key->partner, rate, wait_seconds);
+}
+
+static double key_rate(const struct epcs_worker *worker)
+{
+    return worker->key->rate > 0 ? worker->key->rate : worker->server->config.rate_limit;
+}
+
+int epcs_rate_charge(h2o_req_t *req, double cost)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    double rate;
+    if (worker->key == NULL || cost <= 0 || (rate = key_rate(worker)) <= 0)
+        return 0;
+    unsigned wait = epcs_rate_take(&worker->key->bucket, rate, cost);
+    if (wait == 0)
+        return 0;
+    too_many_requests(req, wait, rate);
+    return -1;
+}
+
+/*
+ * Who is asking, and may they: 0 to go on, or -1 after answering 401, 403 or 429. Sets the
+ * worker's key and partner for the handler, the decision log and the access log.
+ */
+static int authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role needed)
+{
+    worker->key = NULL;
+    if (worker->server->config.no_auth) {
+        worker->partner = "local";
+        return 0;
+    }
+    worker->partner = "-";
+    if (needed == EPCS_ROLE_NONE)
+        return 0;
+    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (at < 0)
+        return unauthorized(req, "this route needs an API key: Authorization: Bearer <token>"), -1;
+    const h2o_iovec_t *value = &req->headers.entries[at].value;
+    if (value->len < 7 || strncasecmp(value->base, "Bearer ", 7) != 0)
+        return unauthorized(req, "the Authorization header must be Bearer <token>"), -1;
+    const char *token = value->base + 7;
+    size_t token_len = value->len - 7;
+    while (token_len > 0 && *token == ' ') {
+        token++;
+        token_len--;
+    }
+    struct epcs_key *key = epcs_keyring_verify(epcs_worker_keyring(worker), token, token_len);
+    if (key == NULL)
+        return unauthorized(req, "the API key is not valid: unknown, revoked or mistyped"), -1;
+    worker->key = key;
+    worker->partner = key->partner;
+    if (key->role < needed)
+        return epcs_respond_error(req, 403, "forbidden", NULL,
+                                  "key %s of partner %s has the role %s; %.*s needs %s", key->id,
+                                  key->partner, epcs_role_name(key->role),
+                                  (int)req->path_normalized.len, req->path_normalized.base,
+                                  epcs_role_name(needed)),
+               -1;
+    double rate = key_rate(worker);
+    unsigned wait = rate > 0 ? epcs_rate_take(&key->bucket, rate, 1) : 0;
+    if (wait != 0)
+        return too_many_requests(req, wait, rate), -1;
+    return 0;
+}
+
+static int dispatch(h2o_req_t *req, enum epcs_route route, h2o_iovec_t rest)
+{
+    int get = epcs_method_is(req, "GET"), post = epcs_method_is(req, "POST");
+    switch (route) {
+    case EPCS_ROUTE_CHECK:
+        return post ? epcs_handle_check(req) : epcs_method_not_allowed(req, "POST");
+    case EPCS_ROUTE_CHECK_BATCH:
+        return post ? epcs_handle_check_batch(req) : epcs_method_not_allowed(req, "POST");
+    case EPCS_ROUTE_HEALTHZ:
+        return get ? epcs_handle_healthz(req) : epcs_method_not_allowed(req, "GET");
+    case EPCS_ROUTE_READYZ:
+        return get ? epcs_handle_readyz(req) : epcs_method_not_allowed(req, "GET");
+    case EPCS_ROUTE_METRICS:
+        return get ? epcs_handle_metrics(req) : epcs_method_not_allowed(req, "GET");
+    case EPCS_ROUTE_AREAS:
+        return get ? epcs_handle_areas(req) : epcs_method_not_allowed(req, "GET");
+    case EPCS_ROUTE_RULES:
+        return get ? epcs_handle_rules(req) : epcs_method_not_allowed(req, "GET");
+    case EPCS_ROUTE_RULES_STORED:
+        return get ? epcs_handle_stored_rules(req, rest.base, rest.len)
+                   : epcs_method_not_allowed(req, "GET");
+    case EPCS_ROUTE_ELECTIONS:
+        return get ? epcs_handle_elections(req) : epcs_method_not_allowed(req, "GET");
+    case EPCS_ROUTE_ELECTION: {
+        const char *slash = memchr(rest.base, '/', rest.len);
+        size_t id_len = slash != NULL ? (size_t)(slash - rest.base) : rest.len;
+        if (slash != NULL && !h2o_memis(slash, rest.len - id_len, H2O_STRLIT("/calendar")))
+            break;
+        return get ? epcs_handle_election(req, rest.base, id_len, slash != NULL)
+                   : epcs_method_not_allowed(req, "GET");
+    }
+    case EPCS_ROUTE_ADMIN_RELOAD:
+        return post ? epcs_handle_admin_reload(req) : epcs_method_not_allowed(req, "POST");
+    case EPCS_ROUTE_ADMIN_IMPACT:
+        return post ? epcs_handle_admin_impact(req) : epcs_method_not_allowed(req, "POST");
+    case EPCS_ROUTE_ADMIN_KEYS:
+        return epcs_handle_admin_keys(req, rest.base, rest.len);
+    case EPCS_ROUTE_DECISIONS:
+        return epcs_handle_decisions(req, rest.base, rest.len);
+    default:
+        break;
+    }
+    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
+                              (int)req->path_normalized.len, req->path_normalized.base);
+}
+
 static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    h2o_iovec_t path = req->path_normalized;
-    static const char elections_prefix[] = "/v1/elections/";
-    const size_t prefix_len = sizeof(elections_prefix) - 1;
     msgpack_zone_clear(&worker->zone);
-
-    if (path_is(path, "/v1/check"))
-        return method_is(req, "POST") ? epcs_handle_check(req) : method_not_allowed(req, "POST");
-    if (path_is(path, "/v1/check/batch"))
-        return method_is(req, "POST") ? epcs_handle_check_batch(req)
-                                      : method_not_allowed(req, "POST");
-    int get = method_is(req, "GET");
-    if (path_is(path, "/healthz"))
-        return get ? epcs_handle_healthz(req) : method_not_allowed(req, "GET");
-    if (path_is(path, "/v1/areas"))
-        return get ? epcs_handle_areas(req) : method_not_allowed(req, "GET");
-    if (path_is(path, "/v1/admin/rules/reload"))
-        return method_is(req, "POST") ? epcs_handle_admin_reload(req)
-                                      : method_not_allowed(req, "POST");
-    if (path_is(path, "/v1/admin/rules/impact"))
-        return method_is(req, "POST") ? epcs_handle_admin_impact(req)
-                                      : method_not_allowed(req, "POST");
-    if (path_is(path, "/v1/rules"))
-        return get ? epcs_handle_rules(req) : method_not_allowed(req, "GET");
-    if (path.len > 10 && memcmp(path.base, "/v1/rules/", 10) == 0)
-        return get ? epcs_handle_stored_rules(req, path.base + 10, path.len - 10)
-                   : method_not_allowed(req, "GET");
-    if (path_is(path, "/v1/elections"))
-        return get ? epcs_handle_elections(req) : method_not_allowed(req, "GET");
-    if (path.len > prefix_len && memcmp(path.base, elections_prefix, prefix_len) == 0) {
-        const char *id = path.base + prefix_len;
-        size_t id_len = path.len - prefix_len;
-        const char *slash = memchr(id, '/', id_len);
-        int calendar = 0;
-        if (slash != NULL) {
-            size_t rest = id_len - (size_t)(slash - id);
-            if (!h2o_memis(slash, rest, H2O_STRLIT("/calendar")))
-                goto not_found;
-            calendar = 1;
-            id_len = (size_t)(slash - id);
-        }
-        if (!get)
-            return method_not_allowed(req, "GET");
-        return epcs_handle_election(req, id, id_len, calendar);
-    }
-not_found:
-    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s", (int)path.len,
-                              path.base);
+    worker->hold_ticket = 0;
+    h2o_iovec_t rest;
+    enum epcs_route route = match_route(req->path_normalized, &rest);
+    worker->route = route;
+    if (authorize(req, worker, routes[route].role) != 0)
+        return 0;
+    return dispatch(req, route, rest);
 }
 
 /* ---- rulesets ----------------------------------------------------------------------------- */
@@ -351,8 +682,10 @@ static void cb_ruleset_changed(uv_async_t *async)
 /* SIGHUP and the directory watch may ask at once; one reload at a time keeps the log honest. */
 static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void refuse(struct epcs_reload_outcome *outcome, const struct epcs_rule_error *err)
+static void refuse(struct epcs_server *server, struct epcs_reload_outcome *outcome,
+                   const struct epcs_rule_error *err)
 {
+    atomic_fetch_add(&server->reloads_refused, 1);
     outcome->status = "refused";
     outcome->error = *err;
     epcs_log(EPCS_LOG_ERROR, "rules", "reload refused, the running ruleset stays: %s",
@@ -370,7 +703,7 @@ static void reload_rules_locked(struct epcs_server *server, struct epcs_reload_o
     struct epcs_ruleset *ruleset =
         epcs_ruleset_load(server->config.rules_dir, server->plugins, &server->config.lua, &err);
     if (ruleset == NULL) {
-        refuse(outcome, &err);
+        refuse(server, outcome, &err);
         return;
     }
     snprintf(outcome->ruleset, sizeof(outcome->ruleset), "%s", ruleset->id);
@@ -379,17 +712,18 @@ static void reload_rules_locked(struct epcs_server *server, struct epcs_reload_o
         snprintf(err.message, sizeof(err.message), "the rule tests of %s fail: %s", ruleset->id,
                  failure);
         epcs_ruleset_release(ruleset);
-        refuse(outcome, &err);
+        refuse(server, outcome, &err);
         return;
     }
     if (epcs_rule_store_save(server->config.data_dir, ruleset) != 0) {
         snprintf(err.message, sizeof(err.message), "%s cannot be stored under %s", ruleset->id,
                  server->config.data_dir);
         epcs_ruleset_release(ruleset);
-        refuse(outcome, &err);
+        refuse(server, outcome, &err);
         return;
     }
     if (strcmp(ruleset->id, outcome->previous) == 0) {
+        atomic_fetch_add(&server->reloads_unchanged, 1);
         outcome->status = "unchanged";
         epcs_log(EPCS_LOG_INFO, "rules", "%s unchanged (%s)", server->config.rules_dir,
                  ruleset->id);
@@ -398,6 +732,7 @@ static void reload_rules_locked(struct epcs_server *server, struct epcs_reload_o
     }
     publish_ruleset(server, ruleset);
     clock_gettime(CLOCK_MONOTONIC, &finished);
+    atomic_fetch_add(&server->reloads_activated, 1);
     outcome->status = "activated";
     outcome->milliseconds = (double)(finished.tv_sec - started.tv_sec) * 1e3 +
                             (double)(finished.tv_nsec - started.tv_nsec) / 1e6;
@@ -410,6 +745,36 @@ void epcs_server_reload(struct epcs_server *server, struct epcs_reload_outcome *
     pthread_mutex_lock(&reload_lock);
     reload_rules_locked(server, outcome);
     pthread_mutex_unlock(&reload_lock);
+}
+
+static pthread_mutex_t keys_reload_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int epcs_server_reload_keys(struct epcs_server *server, int force)
+{
+    if (server->config.no_auth)
+        return 0;
+    pthread_mutex_lock(&keys_reload_lock);
+    struct epcs_keyring *current = atomic_load(&server->keyring);
+    int rc = 0;
+    if (force || epcs_keyring_stale(current, server->keys_path)) {
+        char err[512];
+        struct epcs_keyring *fresh = epcs_keyring_load(server->keys_path, err, sizeof(err));
+        if (fresh == NULL) {
+            epcs_log(EPCS_LOG_ERROR, "keys", "keys file not reloaded, the previous keys stay: %s",
+                     err);
+            rc = -1;
+        } else {
+            epcs_keyring_inherit_buckets(fresh, current);
+            pthread_mutex_lock(&server->keyring_lock);
+            atomic_store_explicit(&server->keyring, fresh, memory_order_release);
+            pthread_mutex_unlock(&server->keyring_lock);
+            epcs_keyring_release(current);
+            epcs_log(EPCS_LOG_INFO, "keys", "%zu API key(s) from %s", fresh->count,
+                     server->keys_path);
+        }
+    }
+    pthread_mutex_unlock(&keys_reload_lock);
+    return rc;
 }
 
 static void reload_rules(struct epcs_server *server)
@@ -444,6 +809,15 @@ static int split_address(const char *text, char *host, size_t host_size, char *p
     if (colon[1] == '\0')
         return -1;
     snprintf(port, port_size, "%s", colon + 1);
+    return 0;
+}
+
+static int address_is_loopback(const struct sockaddr *addr)
+{
+    if (addr->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)addr)->sin_addr.s_addr) >> 24) == 127;
+    if (addr->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)addr)->sin6_addr);
     return 0;
 }
 
@@ -497,6 +871,17 @@ static int open_listeners(struct epcs_server *server)
             epcs_log(EPCS_LOG_ERROR, "listen", "--listen %s: %s", config->listen[a],
                      gai_strerror(rc));
             return -1;
+        }
+        for (const struct addrinfo *each = ai; config->no_auth && each != NULL;
+             each = each->ai_next) {
+            if (!address_is_loopback(each->ai_addr)) {
+                epcs_log(EPCS_LOG_ERROR, "listen",
+                         "--listen %s is not a loopback address: --no-auth (no API keys) is "
+                         "for development on this machine only; create keys with epcsd keys",
+                         config->listen[a]);
+                freeaddrinfo(ai);
+                return -1;
+            }
         }
         uint16_t port = (uint16_t)atoi(port_text);
         for (int w = 0; w < server->worker_count; w++) {
@@ -628,6 +1013,7 @@ static void *worker_main(void *arg)
     }
     uv_run(&worker->loop, UV_RUN_DEFAULT);
 
+    set_wakeable(worker, 0);
     int clean = drained(worker);
     if (clean)
         h2o_context_dispose(&worker->ctx);
@@ -665,12 +1051,25 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     worker->ruleset_changed.data = worker;
     uv_timer_init(&worker->loop, &worker->drain_timer);
     worker->drain_timer.data = worker;
+    uv_async_init(&worker->loop, &worker->decisions_committed, cb_decisions_committed);
+    worker->decisions_committed.data = worker;
+    h2o_linklist_init_anchor(&worker->held);
+    set_wakeable(worker, 1);
+    worker->partner = "-";
+    /* One row per area and one for checks every matching area answered. */
+    worker->metrics.verdicts =
+        calloc(server->plugins->count + 1, sizeof(*worker->metrics.verdicts));
+    if (worker->metrics.verdicts == NULL)
+        return -1;
     return 0;
 }
 
 static void dispose_worker(struct epcs_worker *worker)
 {
     epcs_engine_destroy(worker->engine);
+    epcs_keyring_release(worker->keyring);
+    sqlite3_close(worker->reader);
+    free(worker->metrics.verdicts);
     if (worker->zone_ready)
         msgpack_zone_destroy(&worker->zone);
     epcs_buf_free(&worker->body);
@@ -682,11 +1081,16 @@ static void dispose_worker(struct epcs_worker *worker)
 
 static int wait_for_stop_signal(struct epcs_server *server, const sigset_t *signals)
 {
+    /* Once a second the keys file is looked at, so `epcsd keys revoke` takes effect by itself. */
+    const struct timespec key_poll = {.tv_sec = 1};
     for (;;) {
-        int sig;
-        if (sigwait(signals, &sig) != 0)
+        int sig = sigtimedwait(signals, NULL, &key_poll);
+        if (sig < 0) {
+            epcs_server_reload_keys(server, 0);
             continue;
+        }
         if (sig == SIGHUP) {
+            epcs_server_reload_keys(server, 0);
             reload_rules(server);
             continue;
         }
@@ -707,6 +1111,7 @@ int epcs_server_run(struct epcs_server *server)
         config->max_body > config->max_batch_body ? config->max_body : config->max_batch_body;
     server->globalconf.max_request_entity_size = largest * 2;
     server->globalconf.http2.graceful_shutdown_timeout = (uint64_t)config->shutdown_seconds * 1000;
+    server->globalconf.http2.max_concurrent_requests_per_connection = (size_t)config->max_streams;
     h2o_hostconf_t *hostconf =
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
@@ -731,6 +1136,37 @@ int epcs_server_run(struct epcs_server *server)
         goto done;
     if (open_listeners(server) != 0)
         goto done;
+    if (!config->no_auth) {
+        char err[512];
+        if (config->keys_file != NULL)
+            snprintf(server->keys_path, sizeof(server->keys_path), "%s", config->keys_file);
+        else
+            snprintf(server->keys_path, sizeof(server->keys_path), "%s/keys", config->data_dir);
+        struct epcs_keyring *keyring = epcs_keyring_load(server->keys_path, err, sizeof(err));
+        if (keyring == NULL) {
+            epcs_log(EPCS_LOG_ERROR, "keys", "%s", err);
+            goto done;
+        }
+        atomic_store(&server->keyring, keyring);
+        epcs_log(keyring->count > 0 ? EPCS_LOG_INFO : EPCS_LOG_WARN, "keys",
+                 "%zu API key(s) from %s%s", keyring->count, server->keys_path,
+                 keyring->count > 0 ? ""
+                                    : ": every request but /healthz and /readyz gets 401 "
+                                      "until `epcsd keys create` adds one");
+    }
+    if (config->audit != EPCS_AUDIT_OFF) {
+        char err[512];
+        server->decisions = epcs_decision_log_open(config->data_dir, config->audit,
+                                                   config->audit_queue, err, sizeof(err));
+        if (server->decisions == NULL) {
+            epcs_log(EPCS_LOG_ERROR, "decisions", "cannot open the decision log: %s", err);
+            goto done;
+        }
+        if (config->audit == EPCS_AUDIT_SYNC)
+            epcs_decision_log_on_commit(server->decisions, cb_log_committed, server);
+        epcs_log(EPCS_LOG_INFO, "decisions", "decision log %s/decisions.db (%s)", config->data_dir,
+                 config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
+    }
     int started = 0;
     for (int i = 0; i < server->worker_count; i++) {
         if (init_worker(server, &server->workers[i], i) != 0) {
@@ -763,6 +1199,7 @@ stop_workers:
     for (int i = 0; i < server->worker_count; i++) {
         struct epcs_worker *worker = &server->workers[i];
         if (i >= started && worker->loop_ready) {
+            set_wakeable(worker, 0);
             uv_walk(&worker->loop, cb_close_handle, NULL);
             uv_run(&worker->loop, UV_RUN_DEFAULT);
             uv_loop_close(&worker->loop);
@@ -780,6 +1217,10 @@ done:
     free(server->workers);
     if (server->ssl_ctx != NULL)
         SSL_CTX_free(server->ssl_ctx);
+    /* After the workers: answers held for a commit have all been released by now. */
+    epcs_decision_log_close(server->decisions);
+    server->decisions = NULL;
+    epcs_keyring_release(atomic_load(&server->keyring));
     h2o_config_dispose(&server->globalconf);
     return status;
 }

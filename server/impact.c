@@ -5,9 +5,7 @@
 
 #include "decision.h"
 
-/* One answer as the bytes that matter for "would it change": the verdict and, per area, the
- * article and exception. Reasons and version ids change with any edit and are left out. */
-static void signature(const msgpack_object *answer, struct epcs_buf *out)
+void epcs_answer_signature(const msgpack_object *answer, struct epcs_buf *out)
 {
     static const char *const keys[] = {"verdict", "area", "article", "exception", "error"};
     epcs_buf_reset(out);
@@ -25,7 +23,7 @@ static void signature(const msgpack_object *answer, struct epcs_buf *out)
         if (epcs_str_eq(key, "results") && value->type == MSGPACK_OBJECT_ARRAY) {
             struct epcs_buf nested = {0};
             for (uint32_t r = 0; r < value->via.array.size; r++) {
-                signature(&value->via.array.ptr[r], &nested);
+                epcs_answer_signature(&value->via.array.ptr[r], &nested);
                 epcs_buf_append(out, "[", 1);
                 epcs_buf_append(out, nested.data, nested.len);
                 epcs_buf_append(out, "]", 1);
@@ -105,8 +103,8 @@ int epcs_impact_run(struct epcs_server *server, struct epcs_ruleset *active,
         msgpack_unpack(answers.data, split, &offset, &worker->zone, &old_answer);
         offset = split;
         msgpack_unpack(answers.data, answers.len, &offset, &worker->zone, &new_answer);
-        signature(&old_answer, &sign_before);
-        signature(&new_answer, &sign_after);
+        epcs_answer_signature(&old_answer, &sign_before);
+        epcs_answer_signature(&new_answer, &sign_after);
         if (sign_before.len == sign_after.len &&
             memcmp(sign_before.data, sign_after.data, sign_before.len) == 0)
             continue;

@@ -19,4 +19,11 @@
 int epcs_impact_run(struct epcs_server *server, struct epcs_ruleset *active,
                     struct epcs_ruleset *candidate, const msgpack_object *checks, FILE *out);
 
+/**
+ * Writes to `out` the parts of an answer that matter for "did it change": the verdict and, per
+ * area, the article and exception. Reasons and version ids change with any edit and are left
+ * out.
+ */
+void epcs_answer_signature(const msgpack_object *answer, struct epcs_buf *out);
+
 #endif

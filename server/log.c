@@ -1,3 +1,4 @@
+/* JSON-lines logs on stderr: what operators feed to their log collectors as is. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -6,6 +7,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#define LINE_MAX_BYTES 2048
 
 static int min_level = EPCS_LOG_INFO;
 
@@ -28,33 +31,136 @@ static const char *level_name(int level)
     }
 }
 
+/* A line being built; text past the end is dropped, never written out of bounds. */
+struct line {
+    char text[LINE_MAX_BYTES];
+    size_t len;
+};
+
+static void put(struct line *line, const char *text, size_t len)
+{
+    /* Two bytes stay free for the closing brace and the newline. */
+    size_t room = sizeof(line->text) - 2 - line->len;
+    if (len > room)
+        len = room;
+    memcpy(line->text + line->len, text, len);
+    line->len += len;
+}
+
+static void put_str(struct line *line, const char *text)
+{
+    put(line, text, strlen(text));
+}
+
+/* The length of the UTF-8 sequence starting at `s`, or 0 when it is not a valid one. */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    size_t need = s[0] < 0x80             ? 1
+                  : (s[0] & 0xe0) == 0xc0 ? 2
+                  : (s[0] & 0xf0) == 0xe0 ? 3
+                  : (s[0] & 0xf8) == 0xf0 ? 4
+                                          : 0;
+    if (need == 0 || need > len || (need == 2 && s[0] < 0xc2))
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    }
+    return need;
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped, broken UTF-8 replaced. */
+static void put_json_string(struct line *line, const char *text, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    put(line, "\"", 1);
+    for (size_t i = 0; i < len;) {
+        if (s[i] == '"' || s[i] == '\\') {
+            char escaped[2] = {'\\', (char)s[i]};
+            put(line, escaped, 2);
+            i++;
+        } else if (s[i] < 0x20) {
+            char escaped[8];
+            snprintf(escaped, sizeof(escaped), "\\u%04x", s[i]);
+            put(line, escaped, 6);
+            i++;
+        } else {
+            size_t n = utf8_sequence(s + i, len - i);
+            if (n == 0) {
+                put(line, "\\ufffd", 6);
+                i++;
+            } else {
+                put(line, text + i, n);
+                i += n;
+            }
+        }
+    }
+    put(line, "\"", 1);
+}
+
+static void begin_line(struct line *line, const char *level, const char *component)
+{
+    struct timeval tv;
+    struct tm tm;
+    char stamp[96];
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(stamp, sizeof(stamp),
+             "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    line->len = 0;
+    put_str(line, stamp);
+    put_json_string(line, level, strlen(level));
+    put_str(line, ",\"component\":");
+    put_json_string(line, component, strlen(component));
+}
+
+static void end_line(struct line *line)
+{
+    line->text[line->len++] = '}';
+    line->text[line->len++] = '\n';
+    /* One write per line so lines from different threads never interleave. */
+    ssize_t written = write(STDERR_FILENO, line->text, line->len);
+    (void)written;
+}
+
 void epcs_log(int level, const char *component, const char *fmt, ...)
 {
     if (level < min_level)
         return;
-    char line[1024];
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    int len =
-        snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s [%s] ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(tv.tv_usec / 1000), level_name(level), component ? component : "epcsd");
+    char message[LINE_MAX_BYTES];
+    va_list args;
+    va_start(args, fmt);
+    int len = vsnprintf(message, sizeof(message), fmt, args);
+    va_end(args);
     if (len < 0)
         return;
-    if ((size_t)len < sizeof(line)) {
-        va_list args;
-        va_start(args, fmt);
-        int body = vsnprintf(line + len, sizeof(line) - (size_t)len, fmt, args);
-        va_end(args);
-        if (body > 0)
-            len += body;
-    }
-    if ((size_t)len >= sizeof(line) - 1)
-        len = (int)sizeof(line) - 2;
-    line[len++] = '\n';
-    /* One write per line so lines from different threads never interleave. */
-    ssize_t written = write(STDERR_FILENO, line, (size_t)len);
-    (void)written;
+    if ((size_t)len >= sizeof(message))
+        len = (int)sizeof(message) - 1;
+    struct line line;
+    begin_line(&line, level_name(level), component ? component : "epcsd");
+    put_str(&line, ",\"msg\":");
+    put_json_string(&line, message, (size_t)len);
+    end_line(&line);
+}
+
+void epcs_log_access(const char *method, size_t method_len, const char *path, size_t path_len,
+                     int status, uint64_t duration_us, const char *partner, const char *protocol,
+                     size_t bytes)
+{
+    struct line line;
+    char numbers[96];
+    begin_line(&line, "info", "access");
+    put_str(&line, ",\"method\":");
+    put_json_string(&line, method, method_len);
+    put_str(&line, ",\"path\":");
+    put_json_string(&line, path, path_len > 512 ? 512 : path_len);
+    snprintf(numbers, sizeof(numbers), ",\"status\":%d,\"duration_us\":%llu,\"bytes\":%zu", status,
+             (unsigned long long)duration_us, bytes);
+    put_str(&line, numbers);
+    put_str(&line, ",\"partner\":");
+    put_json_string(&line, partner, strlen(partner));
+    put_str(&line, ",\"protocol\":");
+    put_json_string(&line, protocol, strlen(protocol));
+    end_line(&line);
 }

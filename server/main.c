@@ -5,8 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "decision.h"
 #include "impact.h"
+#include "keys.h"
 #include "log.h"
 #include "rule_store.h"
 #include "rule_tests.h"
@@ -105,13 +105,13 @@ static int impact(struct epcs_server *server)
 int main(int argc, char **argv)
 {
     static struct epcs_server server;
+    if (argc > 1 && strcmp(argv[1], "keys") == 0)
+        return epcs_keys_command(argc - 2, argv + 2);
     int parsed = epcs_config_parse(&server.config, argc, argv);
     if (parsed != 0)
         return parsed > 0 ? 0 : 2;
     const struct epcs_config *config = &server.config;
     epcs_log_set_level(config->log_level);
-    if (config->log_level == EPCS_LOG_DEBUG)
-        epcs_decisions_set_sink(epcs_decision_log_sink, NULL);
 
     int status = 1;
     if (config->restore_rules != NULL) {
@@ -174,9 +174,11 @@ int main(int argc, char **argv)
     }
     atomic_init(&server.active_ruleset, ruleset);
     pthread_mutex_init(&server.ruleset_lock, NULL);
+    pthread_mutex_init(&server.keyring_lock, NULL);
     status = epcs_server_run(&server);
     epcs_ruleset_release(atomic_load(&server.active_ruleset));
     pthread_mutex_destroy(&server.ruleset_lock);
+    pthread_mutex_destroy(&server.keyring_lock);
 done:
     epcs_plugins_destroy(server.plugins);
     epcs_config_dispose(&server.config);

@@ -624,7 +624,7 @@ static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struc
     const struct epcs_ruleset *ruleset = eval->engine->ruleset;
     const char *area = ruleset->plugins->items[eval->area_index].desc->name;
     size_t fields = 8 + (v->reason_ko != NULL) + (v->exception != NULL) + (v->penalty != NULL) +
-                    (v->obligations != 0) + (v->missing != 0);
+                    (v->obligations != 0) + (v->missing != 0) + (eval->decision_id != 0);
     msgpack_pack_map(pk, fields);
     pack_cstr(pk, "verdict");
     pack_cstr(pk, epcs_verdict_name(v->kind));
@@ -675,6 +675,10 @@ static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struc
     pack_day(pk, eval->election->day);
     pack_cstr(pk, "ruleset");
     pack_cstr(pk, ruleset->id);
+    if (eval->decision_id != 0) {
+        pack_cstr(pk, "decision");
+        msgpack_pack_uint64(pk, eval->decision_id);
+    }
 }
 
 int epcs_engine_run_rules(struct epcs_eval *eval)

@@ -116,6 +116,8 @@ struct epcs_eval {
     int32_t date;
     const struct epcs_election *election;
     msgpack_packer *packer;
+    /** When nonzero, packed into the verdict as `decision` (the decision log's id). */
+    uint64_t decision_id;
 
     enum epcs_verdict_kind verdict;
     /** Set when the rules failed; nothing was written to `packer` then. */

@@ -14,10 +14,52 @@
 #include "buf.h"
 #include "codec.h"
 #include "config.h"
+#include "decision_log.h"
+#include "keys.h"
 #include "plugin_loader.h"
 #include "ruleset.h"
 
 struct epcs_worker;
+
+/** What a request asked for: picks the role it needs, its handler and its metrics label. */
+enum epcs_route {
+    EPCS_ROUTE_CHECK,
+    EPCS_ROUTE_CHECK_BATCH,
+    EPCS_ROUTE_HEALTHZ,
+    EPCS_ROUTE_READYZ,
+    EPCS_ROUTE_METRICS,
+    EPCS_ROUTE_AREAS,
+    EPCS_ROUTE_RULES,
+    EPCS_ROUTE_RULES_STORED,
+    EPCS_ROUTE_ELECTIONS,
+    EPCS_ROUTE_ELECTION,
+    EPCS_ROUTE_ADMIN_RELOAD,
+    EPCS_ROUTE_ADMIN_IMPACT,
+    EPCS_ROUTE_ADMIN_KEYS,
+    EPCS_ROUTE_DECISIONS,
+    EPCS_ROUTE_NOT_FOUND,
+    EPCS_ROUTE_COUNT
+};
+
+/** The metrics label of `route` ("check", "check_batch", ...). */
+const char *epcs_route_name(enum epcs_route route);
+
+#define EPCS_LATENCY_BUCKETS 12
+/** Status codes epcsd answers with, in the order of the metrics' status slots. */
+#define EPCS_STATUS_CODES 200, 201, 400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503
+#define EPCS_STATUS_SLOTS 14
+
+/**
+ * One worker's counters: written by its own thread only, read by whichever thread serves
+ * /metrics, so relaxed atomics are enough and no two workers share a cache line.
+ */
+struct epcs_worker_metrics {
+    _Atomic uint64_t responses[EPCS_ROUTE_COUNT][EPCS_STATUS_SLOTS];
+    _Atomic uint64_t latency[EPCS_ROUTE_COUNT][EPCS_LATENCY_BUCKETS + 1];
+    _Atomic uint64_t latency_sum_us[EPCS_ROUTE_COUNT];
+    /** [area index, plugin count for "all areas"][verdict kind] */
+    _Atomic uint64_t (*verdicts)[3];
+};
 
 /** Process-wide state, shared read-only by the workers once they run. */
 struct epcs_server {
@@ -37,6 +79,15 @@ struct epcs_server {
     size_t listen_fd_count;
     struct epcs_worker *workers;
     int worker_count;
+    /** API keys, swapped like the ruleset when the keys file changes; NULL with --no-auth. */
+    _Atomic(struct epcs_keyring *) keyring;
+    pthread_mutex_t keyring_lock;
+    char keys_path[4096];
+    /** NULL with --audit off. */
+    struct epcs_decision_log *decisions;
+    _Atomic uint64_t reloads_activated;
+    _Atomic uint64_t reloads_refused;
+    _Atomic uint64_t reloads_unchanged;
 };
 
 /** One thread's loop, h2o context and rule engine. */
@@ -68,6 +119,24 @@ struct epcs_worker {
     msgpack_packer scratch_packer;
     msgpack_packer batch_packer;
     struct epcs_facts facts;
+
+    /* Who the current request is: set by the router before the handler runs. */
+    struct epcs_keyring *keyring;
+    struct epcs_key *key;
+    const char *partner;
+    enum epcs_route route;
+    /*
+     * In sync audit mode a check's answer waits here until the decision log has committed
+     * `hold_ticket`; the writer wakes `decisions_committed` after each commit.
+     */
+    uint64_t hold_ticket;
+    h2o_linklist_t held;
+    uv_async_t decisions_committed;
+    /** Whether the writer may signal decisions_committed (under a lock in http.c). */
+    int wakeable;
+    /** Read-only decision log connection for /v1/decisions, opened on first use. */
+    sqlite3 *reader;
+    struct epcs_worker_metrics metrics;
 };
 
 enum epcs_format { EPCS_FORMAT_JSON, EPCS_FORMAT_MSGPACK };
@@ -83,6 +152,9 @@ static inline struct epcs_worker *epcs_worker_of(h2o_req_t *req)
  * published. NULL when no engine could be built (logged); the caller answers 503.
  */
 struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker);
+
+/** The worker's reference to the current API keys (NULL with --no-auth). */
+struct epcs_keyring *epcs_worker_keyring(struct epcs_worker *worker);
 
 /** epcs_worker_engine for a handler: NULL after answering 503 when there is none. */
 struct epcs_engine *epcs_engine_or_503(h2o_req_t *req);
@@ -156,6 +228,27 @@ int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len);
 int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar);
 int epcs_handle_check(h2o_req_t *req);
 int epcs_handle_check_batch(h2o_req_t *req);
+int epcs_handle_readyz(h2o_req_t *req);
+int epcs_handle_metrics(h2o_req_t *req);
+/** GET /v1/decisions, GET /v1/decisions/{id}, POST /v1/decisions/{id}/replay */
+int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len);
+/** GET, POST /v1/admin/keys; DELETE /v1/admin/keys/{id} */
+int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len);
+
+/** True when the request's method is `method`. */
+int epcs_method_is(h2o_req_t *req, const char *method);
+/** Answers 405 naming the methods `allow` lists. Returns 0. */
+int epcs_method_not_allowed(h2o_req_t *req, const char *allow);
+/**
+ * Charges `cost` more requests to the current key's rate limit. Returns 0, or answers 429 and
+ * returns -1.
+ */
+int epcs_rate_charge(h2o_req_t *req, double cost);
+/** Reads the keys file again if it changed (or `force`) and publishes it. Any thread. */
+int epcs_server_reload_keys(struct epcs_server *server, int force);
+/** Counts a verdict for /metrics: `area_index` -1 when every matching area answered. */
+void epcs_metrics_count_verdict(struct epcs_worker *worker, int area_index,
+                                enum epcs_verdict_kind verdict);
 
 /** What a reload did: activated, unchanged or refused (with where the rules failed). */
 struct epcs_reload_outcome {

@@ -33,7 +33,8 @@ AREAS = ["advertising", "deepfake", "legislative_report", "publication_ceremony"
 class Server:
     """One epcsd process on 127.0.0.1, port chosen by the kernel and read from its log."""
 
-    def __init__(self, *extra, rules=None, tls=None, expect_start=True, plugins=None):
+    def __init__(self, *extra, rules=None, tls=None, expect_start=True, plugins=None,
+                 auth=False):
         self.data = tempfile.mkdtemp(prefix="epcs-test-data-")
         self.log_path = os.path.join(self.data, "epcsd.log")
         command = [ARGS.epcsd, "--listen", "127.0.0.1:0", "--threads", "2",
@@ -41,6 +42,9 @@ class Server:
                    "--data", os.path.join(self.data, "var"), "--shutdown-timeout", "20"]
         if tls:
             command += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if not auth:
+            # Development mode: these tests are about everything but access control.
+            command.append("--no-auth")
         command += list(extra)
         self.log = open(self.log_path, "w+")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
@@ -54,7 +58,7 @@ class Server:
         while time.time() < deadline:
             text = self.text()
             match = re.search(r"listening on https?://127\.0\.0\.1:(\d+)", text)
-            if match and "] ready:" in text:
+            if match and '"msg":"ready:' in text:
                 self.port = int(match.group(1))
                 return
             if self.process.poll() is not None:
@@ -99,10 +103,36 @@ class Response:
         self.headers = headers
 
     @property
-    def data(self):
+    def document(self):
+        """The body decoded as is."""
         if self.content_type.startswith(MSGPACK):
             return msgpack.unpackb(self.raw, raw=False)
         return json.loads(self.raw.decode("utf-8"))
+
+    @property
+    def data(self):
+        """The body decoded, less the decision log's ids (see decisions), which differ per run."""
+        document = self.document
+        for verdict in verdicts_of(document):
+            verdict.pop("decision", None)
+        return document
+
+    @property
+    def decisions(self):
+        """The decision ids of the verdicts in the body, in order."""
+        return [v["decision"] for v in verdicts_of(self.document) if "decision" in v]
+
+
+def verdicts_of(document):
+    """The verdicts of a /v1/check or /v1/check/batch answer (not those nested in results)."""
+    if not isinstance(document, dict):
+        return []
+    if "verdict" in document:
+        return [document]
+    if isinstance(document.get("results"), list):
+        return [item for item in document["results"] if isinstance(item, dict)
+                and "verdict" in item]
+    return []
 
 
 def request(server, method, path, body=None, content_type=None, accept=None, http="2",
@@ -759,8 +789,8 @@ class FailingRulesTest(EpcsTest):
                         "file": "deepfake.lua", "line": line})
             # Neither worker is stuck or broken afterwards.
             self.assertEqual(self.run_purpose("campaign").data["verdict"], "allowed")
-        self.assertIn("[deepfake] rule failed: deepfake.lua:6: instruction budget",
-                      self.server.text())
+        self.assertIn('"component":"deepfake","msg":"rule failed: deepfake.lua:6: instruction '
+                      'budget', self.server.text())
 
 
 class LifecycleTest(EpcsTest):
@@ -889,7 +919,7 @@ class LifecycleTest(EpcsTest):
                     # A valid amendment: each one words the reason differently.
                     with open(path, "w") as f:
                         f.write(source.replace("labeled or not.", "labeled or not (%d)." % round_))
-                    marker = "] reloaded"
+                    marker = '"msg":"reloaded'
                 else:
                     with open(path, "w") as f:
                         f.write(source[:len(source) // 2])
@@ -900,7 +930,7 @@ class LifecycleTest(EpcsTest):
                 while server.text().count(marker) == count:
                     self.assertLess(time.time(), deadline, "reload %d did not finish" % round_)
                     time.sleep(0.01)
-                if marker == "] reloaded":
+                if marker == '"msg":"reloaded':
                     loaded.add(request(server, "GET", "/v1/rules").data["ruleset"])
             stop.set()
             for thread in threads:
@@ -936,7 +966,7 @@ class LifecycleTest(EpcsTest):
                 f.write(original.replace("labeled or not.", "labeled or not, by anyone.", 1))
             server.process.send_signal(signal.SIGHUP)
             deadline = time.time() + 20
-            while "] reloaded" not in server.text():
+            while '"msg":"reloaded' not in server.text():
                 self.assertLess(time.time(), deadline)
                 time.sleep(0.05)
             second = request(server, "GET", "/v1/rules").data["ruleset"]
@@ -995,7 +1025,8 @@ class LifecycleTest(EpcsTest):
         copy_rules(rules)
         server = Server(rules=rules)
         try:
-            self.assertIn("[watch] reloading %s when it changes" % rules, server.text())
+            self.assertIn('"component":"watch","msg":"reloading %s when it changes"' % rules,
+                          server.text())
             document = {"election": "na22", "area": "publication_ceremony",
                         "date": "2024-01-10",
                         "activity": {"kind": "publication_ceremony",
@@ -1019,7 +1050,7 @@ class LifecycleTest(EpcsTest):
             # A consistent amendment (here: clearer wording) is taken up.
             with open(path, "w") as f:
                 f.write(source.replace("whoever wrote it.", "whoever wrote the book.", 1))
-            while time.time() < deadline and "] reloaded" not in server.text():
+            while time.time() < deadline and '"msg":"reloaded' not in server.text():
                 time.sleep(0.1)
             inside = dict(document, date="2024-02-01")
             after = check(server, inside).data
@@ -1102,7 +1133,7 @@ class LifecycleTest(EpcsTest):
                                ("2027-06-01", "deepfake/82-8/2027-06-01")):
                 verdict = check(server, dict(document, date=date)).data
                 self.assertEqual((verdict["rule"], verdict["verdict"]), (rule, "allowed"))
-            self.assertEqual(server.text().count("] reloaded"), 0)
+            self.assertEqual(server.text().count('"msg":"reloaded'), 0)
             self.assertEqual(server.stop(), 0)
         finally:
             server.cleanup()

@@ -1,0 +1,231 @@
+/* GET /metrics (Prometheus text format) and GET /readyz. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+
+void epcs_metrics_count_verdict(struct epcs_worker *worker, int area_index,
+                                enum epcs_verdict_kind verdict)
+{
+    size_t row = area_index >= 0 ? (size_t)area_index : worker->server->plugins->count;
+    atomic_fetch_add_explicit(&worker->metrics.verdicts[row][verdict], 1, memory_order_relaxed);
+}
+
+static void emit(struct epcs_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(struct epcs_buf *out, const char *fmt, ...)
+{
+    char line[512];
+    va_list args;
+    va_start(args, fmt);
+    int len = vsnprintf(line, sizeof(line), fmt, args);
+    va_end(args);
+    if (len > 0)
+        epcs_buf_append(out, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+}
+
+static uint64_t load(_Atomic uint64_t *counter)
+{
+    return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+/* Label values here are our own identifiers, but escape as the format asks all the same. */
+static void label_value(const char *text, char *out, size_t size)
+{
+    size_t at = 0;
+    for (; *text != '\0' && at + 3 < size; text++) {
+        if (*text == '"' || *text == '\\')
+            out[at++] = '\\';
+        out[at++] = *text == '\n' ? ' ' : *text;
+    }
+    out[at] = '\0';
+}
+
+static const double bucket_seconds[EPCS_LATENCY_BUCKETS] = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1, 10};
+
+static void emit_requests(struct epcs_server *server, struct epcs_buf *out)
+{
+    static const int codes[] = {EPCS_STATUS_CODES};
+    emit(out, "# HELP epcs_requests_total Requests answered, by route and HTTP status.\n"
+              "# TYPE epcs_requests_total counter\n");
+    for (int route = 0; route < EPCS_ROUTE_COUNT; route++) {
+        for (int slot = 0; slot < EPCS_STATUS_SLOTS; slot++) {
+            uint64_t total = 0;
+            for (int w = 0; w < server->worker_count; w++)
+                total += load(&server->workers[w].metrics.responses[route][slot]);
+            if (total == 0)
+                continue;
+            char status[8];
+            if (slot < (int)(sizeof(codes) / sizeof(codes[0])))
+                snprintf(status, sizeof(status), "%d", codes[slot]);
+            else
+                snprintf(status, sizeof(status), "other");
+            emit(out, "epcs_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                 epcs_route_name(route), status, (unsigned long long)total);
+        }
+    }
+    emit(out, "# HELP epcs_request_duration_seconds Time from a request's arrival to its answer.\n"
+              "# TYPE epcs_request_duration_seconds histogram\n");
+    for (int route = 0; route < EPCS_ROUTE_COUNT; route++) {
+        uint64_t buckets[EPCS_LATENCY_BUCKETS + 1] = {0}, sum_us = 0, count = 0;
+        for (int w = 0; w < server->worker_count; w++) {
+            struct epcs_worker_metrics *metrics = &server->workers[w].metrics;
+            for (int b = 0; b <= EPCS_LATENCY_BUCKETS; b++)
+                buckets[b] += load(&metrics->latency[route][b]);
+            sum_us += load(&metrics->latency_sum_us[route]);
+        }
+        for (int b = 0; b <= EPCS_LATENCY_BUCKETS; b++)
+            count += buckets[b];
+        if (count == 0)
+            continue;
+        uint64_t cumulative = 0;
+        const char *name = epcs_route_name(route);
+        for (int b = 0; b < EPCS_LATENCY_BUCKETS; b++) {
+            cumulative += buckets[b];
+            emit(out, "epcs_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name,
+                 bucket_seconds[b], (unsigned long long)cumulative);
+        }
+        emit(out, "epcs_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n", name,
+             (unsigned long long)count);
+        emit(out, "epcs_request_duration_seconds_sum{route=\"%s\"} %.6f\n", name,
+             (double)sum_us / 1e6);
+        emit(out, "epcs_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
+             (unsigned long long)count);
+    }
+}
+
+static void emit_verdicts(struct epcs_server *server, struct epcs_buf *out)
+{
+    static const enum epcs_verdict_kind kinds[] = {EPCS_VERDICT_ALLOWED, EPCS_VERDICT_NEEDS_FACTS,
+                                                   EPCS_VERDICT_PROHIBITED};
+    emit(out, "# HELP epcs_verdicts_total Verdicts given, by area (\"all\": area omitted, "
+              "strictest of every matching area).\n"
+              "# TYPE epcs_verdicts_total counter\n");
+    for (size_t row = 0; row <= server->plugins->count; row++) {
+        const char *area =
+            row < server->plugins->count ? server->plugins->items[row].desc->name : "all";
+        for (size_t k = 0; k < 3; k++) {
+            uint64_t total = 0;
+            for (int w = 0; w < server->worker_count; w++)
+                total += load(&server->workers[w].metrics.verdicts[row][kinds[k]]);
+            emit(out, "epcs_verdicts_total{area=\"%s\",verdict=\"%s\"} %llu\n", area,
+                 epcs_verdict_name(kinds[k]), (unsigned long long)total);
+        }
+    }
+}
+
+static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ruleset,
+                       struct epcs_buf *out)
+{
+    char label[160];
+    label_value(ruleset->label != NULL ? ruleset->label : "", label, sizeof(label));
+    emit(out,
+         "# HELP epcs_ruleset_info The ruleset new requests are decided with.\n"
+         "# TYPE epcs_ruleset_info gauge\n"
+         "epcs_ruleset_info{ruleset=\"%s\",label=\"%s\"} 1\n",
+         ruleset->id, label);
+    emit(out,
+         "# HELP epcs_rule_reloads_total Rule reloads since start, by outcome.\n"
+         "# TYPE epcs_rule_reloads_total counter\n"
+         "epcs_rule_reloads_total{outcome=\"activated\"} %llu\n"
+         "epcs_rule_reloads_total{outcome=\"unchanged\"} %llu\n"
+         "epcs_rule_reloads_total{outcome=\"refused\"} %llu\n",
+         (unsigned long long)atomic_load(&server->reloads_activated),
+         (unsigned long long)atomic_load(&server->reloads_unchanged),
+         (unsigned long long)atomic_load(&server->reloads_refused));
+    emit(out,
+         "# HELP epcs_workers Worker threads serving requests.\n"
+         "# TYPE epcs_workers gauge\n"
+         "epcs_workers %d\n",
+         server->worker_count);
+    if (server->decisions == NULL)
+        return;
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(server->decisions, &stats);
+    emit(out,
+         "# HELP epcs_decision_log_queue_depth Decisions waiting for the decision log's writer.\n"
+         "# TYPE epcs_decision_log_queue_depth gauge\n"
+         "epcs_decision_log_queue_depth %zu\n"
+         "# HELP epcs_decision_log_queue_limit Queue depth at which checks get 503.\n"
+         "# TYPE epcs_decision_log_queue_limit gauge\n"
+         "epcs_decision_log_queue_limit %zu\n"
+         "# HELP epcs_decision_log_written_total Decisions committed to the decision log.\n"
+         "# TYPE epcs_decision_log_written_total counter\n"
+         "epcs_decision_log_written_total %llu\n"
+         "# HELP epcs_decision_log_commits_total Transactions (group commits) of the writer.\n"
+         "# TYPE epcs_decision_log_commits_total counter\n"
+         "epcs_decision_log_commits_total %llu\n"
+         "# HELP epcs_decision_log_refused_total Decisions refused (503) for a full queue or a "
+         "failed log.\n"
+         "# TYPE epcs_decision_log_refused_total counter\n"
+         "epcs_decision_log_refused_total %llu\n"
+         "# HELP epcs_decision_log_failed 1 once a write failed; restart after fixing the disk.\n"
+         "# TYPE epcs_decision_log_failed gauge\n"
+         "epcs_decision_log_failed %d\n",
+         stats.queued, stats.queue_limit, (unsigned long long)stats.written,
+         (unsigned long long)stats.commits, (unsigned long long)stats.refused, stats.failed);
+}
+
+int epcs_handle_metrics(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_server *server = worker->server;
+    struct epcs_engine *engine = epcs_engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    struct epcs_buf *out = &worker->json;
+    epcs_buf_reset(out);
+    emit_requests(server, out);
+    emit_verdicts(server, out);
+    emit_state(server, epcs_engine_ruleset(engine), out);
+    return epcs_response_send_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", out->data,
+                                    out->len);
+}
+
+/* Ready: rules to decide with, and a decision log able to take what is decided. */
+int epcs_handle_readyz(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_server *server = worker->server;
+    struct epcs_engine *engine = epcs_worker_engine(worker);
+    const char *log_state = "off";
+    size_t queued = 0;
+    int ready = engine != NULL;
+    if (server->decisions != NULL) {
+        struct epcs_decision_log_stats stats;
+        epcs_decision_log_stats(server->decisions, &stats);
+        queued = stats.queued;
+        log_state = stats.failed                              ? "failed"
+                    : stats.queued >= stats.queue_limit       ? "full"
+                    : server->config.audit == EPCS_AUDIT_SYNC ? "sync"
+                                                              : "async";
+        if (stats.failed || stats.queued >= stats.queue_limit)
+            ready = 0;
+    }
+    struct epcs_keyring *keyring = epcs_worker_keyring(worker);
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 5);
+    epcs_pack_cstr(pk, "ready");
+    if (ready)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    epcs_pack_cstr(pk, "ruleset");
+    if (engine != NULL)
+        epcs_pack_cstr(pk, epcs_engine_ruleset(engine)->id);
+    else
+        msgpack_pack_nil(pk);
+    epcs_pack_cstr(pk, "decision_log");
+    epcs_pack_cstr(pk, log_state);
+    epcs_pack_cstr(pk, "queued");
+    msgpack_pack_uint64(pk, queued);
+    epcs_pack_cstr(pk, "keys");
+    if (keyring != NULL)
+        msgpack_pack_uint64(pk, keyring->count);
+    else
+        epcs_pack_cstr(pk, "off");
+    return epcs_response_send(req, ready ? 200 : 503, epcs_response_format(req));
+}
