@@ -50,7 +50,8 @@ static void usage(FILE *out)
             "  --no-auth              development mode: no keys asked; loopback --listen only\n"
             "  --rate-limit N         requests a second per key, a batch counting its checks\n"
             "                         (default %d; 0 for none; the keys file may set its own)\n"
-            "  --max-streams N        concurrent HTTP/2 streams per connection (default %d)\n"
+            "  --max-streams N        requests of one HTTP/2 connection in progress at once;\n"
+            "                         the others wait their turn (1-100, default %d)\n"
             "  --audit MODE           decision log: async (default; answer at once, written\n"
             "                         within one commit), sync (answer after the fsync'd\n"
             "                         commit) or off\n"
@@ -209,7 +210,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             config->rate_limit = (double)number;
             break;
         case OPT_MAX_STREAMS:
-            if (parse_number("--max-streams", optarg, 1, 10000, &number) != 0)
+            if (parse_number("--max-streams", optarg, 1, 100, &number) != 0)
                 return -1;
             config->max_streams = (int)number;
             break;

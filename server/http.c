@@ -220,6 +220,7 @@ static void finish_response(h2o_req_t *req, enum epcs_route route, const char *p
 struct held_response {
     h2o_linklist_t link;
     h2o_req_t *req;
+    struct epcs_worker *worker;
     uint64_t ticket;
     enum epcs_route route;
     const char *partner;
@@ -233,8 +234,10 @@ struct held_response {
 static void cb_held_disposed(void *ptr)
 {
     struct held_response *held = ptr;
-    if (h2o_linklist_is_linked(&held->link))
+    if (h2o_linklist_is_linked(&held->link)) {
         h2o_linklist_unlink(&held->link);
+        atomic_fetch_sub_explicit(&held->worker->metrics.held_answers, 1, memory_order_relaxed);
+    }
 }
 
 /* Sends every held answer whose decisions are on disk; all of them with 503 if the log failed. */
@@ -250,6 +253,7 @@ static void release_held(struct epcs_worker *worker)
         if (held->ticket > committed && !stats.failed)
             break;
         h2o_linklist_unlink(&held->link);
+        atomic_fetch_sub_explicit(&worker->metrics.held_answers, 1, memory_order_relaxed);
         if (held->ticket > committed) {
             static const char failure[] =
                 "{\"error\":\"decision_log_failed\",\"message\":\"the decision could not be "
@@ -308,6 +312,7 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
     size_t partner_len = strlen(worker->partner) + 1;
     char *partner = h2o_mem_alloc_pool(&req->pool, partner_len);
     *held = (struct held_response){.req = req,
+                                   .worker = worker,
                                    .ticket = ticket,
                                    .route = worker->route,
                                    .partner = memcpy(partner, worker->partner, partner_len),
@@ -316,6 +321,7 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
                                    .body = copy,
                                    .len = len};
     h2o_linklist_insert(&worker->held, &held->link);
+    atomic_fetch_add_explicit(&worker->metrics.held_answers, 1, memory_order_relaxed);
     /* The commit may have landed between the check above and the insert. */
     release_held(worker);
     return 0;

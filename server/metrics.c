@@ -17,7 +17,7 @@ static void emit(struct epcs_buf *out, const char *fmt, ...) __attribute__((form
 
 static void emit(struct epcs_buf *out, const char *fmt, ...)
 {
-    char line[512];
+    char line[4096];
     va_list args;
     va_start(args, fmt);
     int len = vsnprintf(line, sizeof(line), fmt, args);
@@ -136,11 +136,18 @@ static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ru
          (unsigned long long)atomic_load(&server->reloads_activated),
          (unsigned long long)atomic_load(&server->reloads_unchanged),
          (unsigned long long)atomic_load(&server->reloads_refused));
+    uint64_t held = 0;
+    for (int w = 0; w < server->worker_count; w++)
+        held += load(&server->workers[w].metrics.held_answers);
     emit(out,
          "# HELP epcs_workers Worker threads serving requests.\n"
          "# TYPE epcs_workers gauge\n"
-         "epcs_workers %d\n",
-         server->worker_count);
+         "epcs_workers %d\n"
+         "# HELP epcs_held_answers Answers waiting for the commit of their decisions (--audit "
+         "sync).\n"
+         "# TYPE epcs_held_answers gauge\n"
+         "epcs_held_answers %llu\n",
+         server->worker_count, (unsigned long long)held);
     if (server->decisions == NULL)
         return;
     struct epcs_decision_log_stats stats;

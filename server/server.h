@@ -57,6 +57,8 @@ struct epcs_worker_metrics {
     _Atomic uint64_t responses[EPCS_ROUTE_COUNT][EPCS_STATUS_SLOTS];
     _Atomic uint64_t latency[EPCS_ROUTE_COUNT][EPCS_LATENCY_BUCKETS + 1];
     _Atomic uint64_t latency_sum_us[EPCS_ROUTE_COUNT];
+    /** Answers held for the decision log's commit right now. */
+    _Atomic uint64_t held_answers;
     /** [area index, plugin count for "all areas"][verdict kind] */
     _Atomic uint64_t (*verdicts)[3];
 };

@@ -1,0 +1,226 @@
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "dates.h"
+#include "decision_log.h"
+#include "testing.h"
+
+static char scratch[] = "/tmp/epcs-test-decisions-XXXXXX";
+
+/* A decision as the check path hands it over, with its check and verdict msgpack-encoded. */
+struct sample {
+    msgpack_sbuffer check_bytes;
+    msgpack_sbuffer verdict_bytes;
+    msgpack_zone zone;
+    msgpack_object check;
+    struct epcs_decision decision;
+};
+
+static void pack_str(msgpack_packer *pk, const char *text)
+{
+    msgpack_pack_str(pk, strlen(text));
+    msgpack_pack_str_body(pk, text, strlen(text));
+}
+
+static void make_sample(struct sample *sample, struct epcs_decision_log *log, const char *area)
+{
+    msgpack_sbuffer_init(&sample->check_bytes);
+    msgpack_sbuffer_init(&sample->verdict_bytes);
+    msgpack_zone_init(&sample->zone, 1024);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sample->check_bytes, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "election");
+    pack_str(&pk, "na22");
+    pack_str(&pk, "area");
+    pack_str(&pk, area);
+    size_t offset = 0;
+    msgpack_unpack(sample->check_bytes.data, sample->check_bytes.size, &offset, &sample->zone,
+                   &sample->check);
+    msgpack_packer_init(&pk, &sample->verdict_bytes, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "verdict");
+    pack_str(&pk, "prohibited");
+    pack_str(&pk, "article");
+    pack_str(&pk, "82-8(1)");
+    int32_t date;
+    epcs_date_parse("2024-02-15", 10, &date);
+    sample->decision = (struct epcs_decision){.id = epcs_decision_log_next_id(log),
+                                              .election = "na22",
+                                              .date = date,
+                                              .area = area,
+                                              .area_index = 0,
+                                              .verdict = EPCS_VERDICT_PROHIBITED,
+                                              .ruleset = "rs-0123456789abcdef",
+                                              .check = &sample->check,
+                                              .verdict_msgpack = sample->verdict_bytes.data,
+                                              .verdict_len = sample->verdict_bytes.size,
+                                              .latency_us = 42};
+}
+
+static void free_sample(struct sample *sample)
+{
+    msgpack_sbuffer_destroy(&sample->check_bytes);
+    msgpack_sbuffer_destroy(&sample->verdict_bytes);
+    msgpack_zone_destroy(&sample->zone);
+}
+
+static int wait_committed(struct epcs_decision_log *log, uint64_t ticket)
+{
+    for (int i = 0; i < 500 && epcs_decision_log_committed(log) < ticket; i++)
+        usleep(10 * 1000);
+    return epcs_decision_log_committed(log) >= ticket;
+}
+
+static long long count_rows(const char *where)
+{
+    char err[256], sql[256];
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    sqlite3_stmt *stmt = NULL;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions %s", where);
+    long long count = -1;
+    if (reader != NULL && sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        count = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(reader);
+    return count;
+}
+
+static void test_records_and_queries(void)
+{
+    char err[256] = "";
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct sample samples[2];
+    make_sample(&samples[0], log, "deepfake");
+    make_sample(&samples[1], log, "advertising");
+    /* Ids carry this run in their high half and count up in the low half. */
+    EXPECT_INT(samples[1].decision.id, samples[0].decision.id + 1);
+    EXPECT_INT(samples[0].decision.id >> 32, 1);
+    struct epcs_decision both[2] = {samples[0].decision, samples[1].decision};
+    uint64_t ticket = 0;
+    EXPECT_INT(epcs_decision_log_append(log, both, 2, "naver", &ticket), 0);
+    EXPECT_INT(ticket, 2);
+    EXPECT(wait_committed(log, ticket));
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(log, &stats);
+    EXPECT_INT(stats.written, 2);
+    EXPECT_INT(stats.queued, 0);
+    EXPECT_INT(stats.failed, 0);
+
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    struct epcs_buf buf = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
+    struct epcs_decision_query query = {.area = "advertising", .limit = 10};
+    EXPECT_INT(epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)), 0);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object result;
+    size_t offset = 0;
+    EXPECT_INT(msgpack_unpack(buf.data, buf.len, &offset, &zone, &result), MSGPACK_UNPACK_SUCCESS);
+    struct epcs_buf json = {0};
+    epcs_json_encode(&result, &json);
+    epcs_buf_append(&json, "", 1);
+    EXPECT_CONTAINS(json.data,
+                    "\"partner\":\"naver\",\"election\":\"na22\",\"date\":\"2024-02-15\","
+                    "\"area\":\"advertising\",\"verdict\":\"prohibited\",\"article\":"
+                    "\"82-8(1)\",\"ruleset\":\"rs-0123456789abcdef\",\"latency_us\":42,"
+                    "\"request\":{\"election\":\"na22\",\"area\":\"advertising\"},"
+                    "\"answer\":{\"verdict\":\"prohibited\",\"article\":\"82-8(1)\"}}]");
+    EXPECT_CONTAINS(json.data, "\"next\":null");
+    EXPECT(strstr(json.data, "deepfake") == NULL);
+
+    /* A page of one says where the next page starts. */
+    epcs_buf_reset(&buf);
+    query = (struct epcs_decision_query){.limit = 1};
+    EXPECT_INT(epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)), 0);
+    offset = 0;
+    msgpack_unpack(buf.data, buf.len, &offset, &zone, &result);
+    epcs_buf_reset(&json);
+    epcs_json_encode(&result, &json);
+    epcs_buf_append(&json, "", 1);
+    char next[64];
+    snprintf(next, sizeof(next), "\"next\":%llu}", (unsigned long long)samples[0].decision.id);
+    EXPECT_CONTAINS(json.data, next);
+
+    epcs_buf_reset(&buf);
+    char ruleset[64] = "", date[11] = "";
+    EXPECT_INT(epcs_decision_log_get(reader, samples[1].decision.id, &pk, NULL, ruleset,
+                                     sizeof(ruleset), date, err, sizeof(err)),
+               0);
+    EXPECT_STR(ruleset, "rs-0123456789abcdef");
+    EXPECT_STR(date, "2024-02-15");
+    EXPECT_INT(epcs_decision_log_get(reader, 12345, &pk, NULL, ruleset, sizeof(ruleset), date, err,
+                                     sizeof(err)),
+               1);
+    epcs_buf_free(&json);
+    epcs_buf_free(&buf);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&out);
+    sqlite3_close(reader);
+    free_sample(&samples[0]);
+    free_sample(&samples[1]);
+    epcs_decision_log_close(log);
+}
+
+/* While another connection holds the write lock, decisions queue up to the limit, then are
+ * refused; once the lock goes, every accepted one is written. */
+static void test_full_queue_refuses(void)
+{
+    char err[256] = "", path[300];
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 3, err, sizeof(err));
+    EXPECT(log != NULL);
+    /* A second run: the ids of its decisions can never collide with the first's. */
+    struct sample sample;
+    make_sample(&sample, log, "deepfake");
+    EXPECT_INT(sample.decision.id >> 32, 2);
+    long long before = count_rows("");
+
+    snprintf(path, sizeof(path), "%s/decisions.db", scratch);
+    sqlite3 *blocker = NULL;
+    sqlite3_open(path, &blocker);
+    EXPECT_INT(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    uint64_t ticket;
+    EXPECT_INT(epcs_decision_log_append(log, &sample.decision, 1, "kakao", &ticket), 0);
+    /* Let the writer take that one and wait on the lock. */
+    usleep(200 * 1000);
+    struct epcs_decision three[3] = {sample.decision, sample.decision, sample.decision};
+    for (int i = 0; i < 3; i++)
+        three[i].id = epcs_decision_log_next_id(log);
+    EXPECT_INT(epcs_decision_log_append(log, three, 3, "kakao", &ticket), 0);
+    EXPECT_INT(epcs_decision_log_append(log, &sample.decision, 1, "kakao", &ticket), -1);
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(log, &stats);
+    EXPECT_INT(stats.queued, 3);
+    EXPECT_INT(stats.refused, 1);
+    EXPECT_INT(sqlite3_exec(blocker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(blocker);
+    /* Closing commits what is queued. */
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_rows("") - before, 4);
+    EXPECT_INT(count_rows("WHERE partner = 'kakao'"), 4);
+    free_sample(&sample);
+}
+
+int main(void)
+{
+    if (mkdtemp(scratch) == NULL)
+        return 1;
+    test_records_and_queries();
+    test_full_queue_refuses();
+    const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char path[300];
+        snprintf(path, sizeof(path), "%s/%s", scratch, files[i]);
+        unlink(path);
+    }
+    rmdir(scratch);
+    return epcs_test_report();
+}
