@@ -248,6 +248,8 @@ int epcs_keyring_stale(const struct epcs_keyring *keyring, const char *path)
 
 static struct epcs_key *find_key(struct epcs_keyring *keyring, const char *id)
 {
+    if (keyring->count == 0)
+        return NULL;
     struct epcs_key probe;
     memcpy(probe.id, id, EPCS_KEY_ID_LEN);
     probe.id[EPCS_KEY_ID_LEN] = '\0';

@@ -54,7 +54,8 @@ static void expect_refused(const char *name, const char *reason)
     snprintf(dir, sizeof(dir), "%s/%s", EPCS_TEST_PLUGIN_DIR, name);
     EXPECT_INT(load(dir, &log, NULL), 0);
     char line[768];
-    snprintf(line, sizeof(line), "[loader] refused %s/%s.so: %s", dir, name, reason);
+    snprintf(line, sizeof(line), "\"component\":\"loader\",\"msg\":\"refused %s/%s.so: %s", dir,
+             name, reason);
     EXPECT_CONTAINS(log, line);
 }
 
