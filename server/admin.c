@@ -206,12 +206,11 @@ static int list_decisions(h2o_req_t *req)
 }
 
 /* The check as logged, with the date it was decided for when the client had left it out. */
-static int check_with_date(struct epcs_worker *worker, const struct epcs_buf *request,
+static int check_with_date(struct epcs_worker *worker, const char *request, size_t len,
                            const char *date, msgpack_object *check)
 {
     size_t offset = 0;
-    if (msgpack_unpack(request->data, request->len, &offset, &worker->zone, check) !=
-            MSGPACK_UNPACK_SUCCESS ||
+    if (msgpack_unpack(request, len, &offset, &worker->zone, check) != MSGPACK_UNPACK_SUCCESS ||
         check->type != MSGPACK_OBJECT_MAP)
         return -1;
     for (uint32_t i = 0; i < check->via.map.size; i++) {
@@ -330,7 +329,7 @@ static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
     msgpack_packer_init(&replayed_pk, &replayed, epcs_buf_msgpack_write);
     struct epcs_decision decision = {.id = 0};
     struct epcs_check_error check_err;
-    if (check_with_date(worker, &request, date, &check) != 0 ||
+    if (check_with_date(worker, request.data, request.len, date, &check) != 0 ||
         msgpack_unpack(original.data, original.len, &offset, &worker->zone, &logged) !=
             MSGPACK_UNPACK_SUCCESS) {
         rc = epcs_respond_error(req, 500, "internal", NULL, "decision %llu is unreadable",
@@ -378,6 +377,52 @@ done:
     epcs_buf_free(&original);
     epcs_buf_free(&request);
     return rc;
+}
+
+struct recent_checks {
+    struct epcs_worker *worker;
+    msgpack_object *items;
+    size_t count;
+};
+
+static int cb_recent_check(void *ctx, const void *request, size_t len, const char *date)
+{
+    struct recent_checks *recent = ctx;
+    /* Decoded strings point into their buffer, which must outlive this row: copy it. */
+    char *copy = msgpack_zone_malloc(&recent->worker->zone, len ? len : 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, request, len);
+    return check_with_date(recent->worker, copy, len, date, &recent->items[recent->count++]);
+}
+
+int epcs_recent_checks(h2o_req_t *req, size_t limit, msgpack_object *checks)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    sqlite3 *reader = decision_reader(req);
+    if (reader == NULL)
+        return -1;
+    struct recent_checks recent = {
+        .worker = worker,
+        .items = msgpack_zone_malloc(&worker->zone, sizeof(msgpack_object) * (limit ? limit : 1))};
+    char err[256];
+    if (recent.items == NULL ||
+        epcs_decision_log_recent(reader, limit, cb_recent_check, &recent, err, sizeof(err)) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "decisions", "reading recent checks: %s",
+                 recent.items == NULL ? "out of memory" : err);
+        epcs_respond_error(req, 500, "internal", NULL, "the decision log cannot be read");
+        return -1;
+    }
+    /* Newest first from the log; oldest first in the report, as they were decided. */
+    for (size_t i = 0; i < recent.count / 2; i++) {
+        msgpack_object swap = recent.items[i];
+        recent.items[i] = recent.items[recent.count - 1 - i];
+        recent.items[recent.count - 1 - i] = swap;
+    }
+    checks->type = MSGPACK_OBJECT_ARRAY;
+    checks->via.array.size = (uint32_t)recent.count;
+    checks->via.array.ptr = recent.items;
+    return 0;
 }
 
 int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len)

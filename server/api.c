@@ -485,7 +485,8 @@ int epcs_handle_admin_reload(h2o_req_t *req)
     return epcs_response_send(req, refused ? 422 : 200, epcs_response_format(req));
 }
 
-/* {candidate: "directory", checks: [...]}: the impact report of epcsd --impact, over HTTP. */
+/* {candidate: "directory", checks: [...] | recent: N}: the impact report of epcsd --impact over
+ * HTTP, on supplied checks or on the latest N checks of the decision log. */
 int epcs_handle_admin_impact(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -513,9 +514,25 @@ int epcs_handle_admin_impact(h2o_req_t *req)
         candidate->via.str.size == 0 || candidate->via.str.size > 1024)
         return epcs_respond_error(req, 400, "bad_request", "candidate",
                                   "candidate must name the directory holding the amended rules");
+    const msgpack_object *recent = map_get(&body, "recent");
+    msgpack_object logged;
+    if (recent != NULL) {
+        if (checks != NULL)
+            return epcs_respond_error(req, 400, "bad_request", "recent",
+                                      "give checks or recent, not both");
+        if (recent->type != MSGPACK_OBJECT_POSITIVE_INTEGER || recent->via.u64 == 0 ||
+            recent->via.u64 > worker->server->config.max_batch)
+            return epcs_respond_error(req, 400, "bad_request", "recent",
+                                      "recent must be a number of logged checks from 1 to %zu",
+                                      worker->server->config.max_batch);
+        if (epcs_recent_checks(req, (size_t)recent->via.u64, &logged) != 0)
+            return 0;
+        checks = &logged;
+    }
     if (checks == NULL || checks->type != MSGPACK_OBJECT_ARRAY)
         return epcs_respond_error(req, 400, "bad_request", "checks",
-                                  "checks must be a list of checks as for /v1/check/batch");
+                                  "checks must be a list of checks as for /v1/check/batch, or "
+                                  "give recent: N to take the latest N logged checks");
     if (checks->via.array.size > worker->server->config.max_batch)
         return epcs_respond_error(req, 413, "too_large", "checks", "%u checks; the limit is %zu",
                                   checks->via.array.size, worker->server->config.max_batch);

@@ -603,3 +603,30 @@ int epcs_decision_log_get(sqlite3 *reader, uint64_t id, msgpack_packer *pk,
     sqlite3_finalize(stmt);
     return step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? 1 : -1;
 }
+
+int epcs_decision_log_recent(sqlite3 *reader, size_t limit,
+                             int (*fn)(void *ctx, const void *request, size_t len,
+                                       const char *date),
+                             void *ctx, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(reader, "SELECT request, date FROM decisions ORDER BY id DESC LIMIT ?",
+                           -1, &stmt, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
+        return -1;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)limit);
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (fn(ctx, sqlite3_column_blob(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0),
+               (const char *)sqlite3_column_text(stmt, 1)) != 0) {
+            snprintf(err, err_size, "a logged check is unreadable");
+            sqlite3_finalize(stmt);
+            return -1;
+        }
+    }
+    if (step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_DONE ? 0 : -1;
+}

@@ -103,4 +103,14 @@ int epcs_decision_log_get(sqlite3 *reader, uint64_t id, msgpack_packer *pk,
                           struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,
                           char *err, size_t err_size);
 
+/**
+ * Calls `fn` with the logged check (msgpack) and decision date of each of the `limit` latest
+ * decisions, newest first; `request` is valid during the call only. Returns 0, or -1 with `err`
+ * filled (also when `fn` returns nonzero).
+ */
+int epcs_decision_log_recent(sqlite3 *reader, size_t limit,
+                             int (*fn)(void *ctx, const void *request, size_t len,
+                                       const char *date),
+                             void *ctx, char *err, size_t err_size);
+
 #endif

@@ -234,6 +234,12 @@ int epcs_handle_readyz(h2o_req_t *req);
 int epcs_handle_metrics(h2o_req_t *req);
 /** GET /v1/decisions, GET /v1/decisions/{id}, POST /v1/decisions/{id}/replay */
 int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len);
+/**
+ * The checks of the `limit` latest logged decisions, oldest first, each with the date it was
+ * decided for, as an array in the worker's zone. Returns 0, or answers (404 with --audit off,
+ * 500) and returns -1.
+ */
+int epcs_recent_checks(h2o_req_t *req, size_t limit, msgpack_object *checks);
 /** GET, POST /v1/admin/keys; DELETE /v1/admin/keys/{id} */
 int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len);
 

@@ -295,6 +295,40 @@ class DecisionLogTest(EpcsTest):
     def logged(self, decision):
         return request(self.server, "GET", "/v1/decisions/%d" % decision)
 
+    def test_impact_on_recent_logged_checks(self):
+        """Staff ask what an amendment would change on the latest checks partners made."""
+        candidate = tempfile.mkdtemp(prefix="epcs-test-impact-")
+        shutil.rmtree(candidate)
+        shutil.copytree(test_api.ARGS.rules, candidate)
+        try:
+            path = os.path.join(candidate, "advertising.lua")
+            with open(path) as f:
+                source = f.read()
+            with open(path, "w") as f:
+                f.write(source.replace("days = 120,", "days = 180,"))
+            ad = {"kind": "advertisement", "medium": "outdoor", "shows_name": "party"}
+            checks = [
+                {"election": "na22", "area": "advertising", "date": "2023-12-20", "activity": ad},
+                {"election": "na22", "area": "advertising", "date": "2023-10-20", "activity": ad},
+                DEEPFAKE_IN_WINDOW]
+            ids = [check(self.server, c).decisions[0] for c in checks]
+            wait_for(lambda: self.logged(ids[-1]).status == 200, "the checks were not logged")
+            response = request(self.server, "POST", "/v1/admin/rules/impact",
+                               encode({"candidate": candidate, "recent": 3}, JSON), JSON)
+            self.assertEqual(response.status, 200, response.raw)
+            report = response.data
+            self.assertEqual((report["checks"], report["changed"]), (3, 1))
+            self.assertEqual(report["changed_by_area"], {"advertising": 1})
+            change = report["changes"][0]
+            self.assertEqual((change["index"], change["check"]), (1, checks[1]))
+            self.assertEqual((change["before"]["verdict"], change["after"]["verdict"]),
+                             ("allowed", "prohibited"))
+            both = request(self.server, "POST", "/v1/admin/rules/impact",
+                           encode({"candidate": candidate, "recent": 3, "checks": []}, JSON), JSON)
+            self.assertError(both, 400, "bad_request", "recent", "give checks or recent, not both")
+        finally:
+            shutil.rmtree(candidate)
+
     def test_list_filter_show_and_replay(self):
         before = check(self.server, DEEPFAKE_BEFORE_WINDOW, JSON)
         inside = check(self.server, DEEPFAKE_IN_WINDOW, MSGPACK)
