@@ -5,6 +5,8 @@
 
 void epcs_decision_debug(const struct epcs_decision *decision, const char *partner)
 {
+    if (!epcs_log_enabled(EPCS_LOG_DEBUG))
+        return;
     char date[11];
     epcs_date_format(decision->date, date);
     epcs_log(EPCS_LOG_DEBUG, "decision", "%llu for %s: %s %s %s on %s by %s in %llu us",

@@ -17,6 +17,11 @@ void epcs_log_set_level(int level)
     min_level = level;
 }
 
+int epcs_log_enabled(int level)
+{
+    return level >= min_level;
+}
+
 static const char *level_name(int level)
 {
     switch (level) {

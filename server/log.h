@@ -15,6 +15,8 @@ void epcs_log(int level, const char *component, const char *fmt, ...)
 
 /** Lines below this level are dropped; EPCS_LOG_INFO by default. */
 void epcs_log_set_level(int level);
+/** True when lines of `level` are written: lets callers skip preparing one that is not. */
+int epcs_log_enabled(int level);
 
 /**
  * The access log: one JSON line per answered request, component "access", with method, path,
