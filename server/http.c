@@ -617,9 +617,35 @@ static int dispatch(h2o_req_t *req, enum epcs_route route, h2o_iovec_t rest)
                               (int)req->path_normalized.len, req->path_normalized.base);
 }
 
+#ifdef EPCS_BENCH_CEILING
+/*
+ * bench/run's ceiling: what h2o and HTTP/2 cost alone, a fixed answer of a verdict's size with
+ * no decoding, rules, log or accounting. Compiled in only with -DEPCS_BENCH_CEILING=ON.
+ */
+static int answer_ceiling(h2o_req_t *req)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    static char body[600];
+    memset(body, 'x', sizeof(body));
+    req->res.status = 200;
+    req->res.reason = "OK";
+    req->res.content_length = sizeof(body);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/msgpack"));
+    h2o_start_response(req, &generator);
+    h2o_iovec_t chunk = h2o_iovec_init(body, sizeof(body));
+    h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
+    return 0;
+}
+#endif
+
 static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
+#ifdef EPCS_BENCH_CEILING
+    if (path_is(req->path_normalized, "/bench/ceiling"))
+        return answer_ceiling(req);
+#endif
     msgpack_zone_clear(&worker->zone);
     worker->hold_ticket = 0;
     h2o_iovec_t rest;
