@@ -195,6 +195,35 @@ static uint64_t since_us(const struct timeval *start)
     return us > 0 ? (uint64_t)us : 0;
 }
 
+/* Access lines gather per worker and go out in one write per loop turn (cb_flush_access_log):
+ * a write per request would cost more than the check itself. */
+#define ACCESS_LOG_FLUSH_BYTES (64 * 1024)
+
+static void flush_access_log(struct epcs_worker *worker)
+{
+    epcs_log_write_lines(worker->access_log.data, worker->access_log.len);
+    epcs_buf_reset(&worker->access_log);
+}
+
+static void cb_flush_access_log(uv_prepare_t *prepare)
+{
+    struct epcs_worker *worker = prepare->data;
+    if (worker->access_log.len > 0)
+        flush_access_log(worker);
+}
+
+static void append_access_line(struct epcs_worker *worker, h2o_req_t *req, int status,
+                               uint64_t latency_us, const char *partner, size_t bytes)
+{
+    char line[EPCS_LOG_LINE_MAX];
+    size_t len = epcs_log_access_line(line, sizeof(line), req->method.base, req->method.len,
+                                      req->path.base, req->path.len, status, latency_us, partner,
+                                      req->version >= 0x200 ? "HTTP/2" : "HTTP/1.1", bytes);
+    if (epcs_buf_append(&worker->access_log, line, len) != 0 ||
+        worker->access_log.len >= ACCESS_LOG_FLUSH_BYTES)
+        flush_access_log(worker);
+}
+
 /* Sends the final response and accounts for it: metrics and the access log line. */
 static void finish_response(h2o_req_t *req, enum epcs_route route, const char *partner, int status,
                             const char *content_type, char *body, size_t len)
@@ -209,8 +238,7 @@ static void finish_response(h2o_req_t *req, enum epcs_route route, const char *p
     uint64_t latency_us = since_us(&req->timestamps.request_begin_at);
     count_response(worker, route, status, latency_us);
     if (worker->server->config.access_log)
-        epcs_log_access(req->method.base, req->method.len, req->path.base, req->path.len, status,
-                        latency_us, partner, req->version >= 0x200 ? "HTTP/2" : "HTTP/1.1", len);
+        append_access_line(worker, req, status, latency_us, partner, len);
     h2o_start_response(req, &generator);
     h2o_iovec_t chunk = h2o_iovec_init(body, len);
     h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
@@ -1046,6 +1074,7 @@ static void *worker_main(void *arg)
     uv_run(&worker->loop, UV_RUN_DEFAULT);
 
     set_wakeable(worker, 0);
+    flush_access_log(worker);
     int clean = drained(worker);
     if (clean)
         h2o_context_dispose(&worker->ctx);
@@ -1085,6 +1114,9 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     worker->drain_timer.data = worker;
     uv_async_init(&worker->loop, &worker->decisions_committed, cb_decisions_committed);
     worker->decisions_committed.data = worker;
+    uv_prepare_init(&worker->loop, &worker->access_log_flush);
+    worker->access_log_flush.data = worker;
+    uv_prepare_start(&worker->access_log_flush, cb_flush_access_log);
     h2o_linklist_init_anchor(&worker->held);
     set_wakeable(worker, 1);
     worker->partner = "-";
@@ -1108,6 +1140,9 @@ static void dispose_worker(struct epcs_worker *worker)
     epcs_buf_free(&worker->scratch);
     epcs_buf_free(&worker->json);
     epcs_buf_free(&worker->batch);
+    /* Lines of a worker that never ran its loop to the end (start-up failure) still count. */
+    epcs_log_write_lines(worker->access_log.data, worker->access_log.len);
+    epcs_buf_free(&worker->access_log);
     free(worker->listeners);
 }
 

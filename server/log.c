@@ -6,9 +6,10 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <limits.h>
 #include <unistd.h>
 
-#define LINE_MAX_BYTES 2048
+#define LINE_MAX_BYTES EPCS_LOG_LINE_MAX
 
 static int min_level = EPCS_LOG_INFO;
 
@@ -120,13 +121,38 @@ static void begin_line(struct line *line, const char *level, const char *compone
     put_json_string(line, component, strlen(component));
 }
 
-static void end_line(struct line *line)
+static void close_line(struct line *line)
 {
     line->text[line->len++] = '}';
     line->text[line->len++] = '\n';
+}
+
+static void end_line(struct line *line)
+{
+    close_line(line);
     /* One write per line so lines from different threads never interleave. */
     ssize_t written = write(STDERR_FILENO, line->text, line->len);
     (void)written;
+}
+
+void epcs_log_write_lines(const char *lines, size_t len)
+{
+    /* Pipes keep writes of up to PIPE_BUF bytes whole: cut at line ends within that. */
+    while (len > 0) {
+        size_t chunk = len;
+        if (chunk > PIPE_BUF) {
+            chunk = PIPE_BUF;
+            while (chunk > 0 && lines[chunk - 1] != '\n')
+                chunk--;
+            if (chunk == 0)
+                chunk = len < PIPE_BUF ? len : PIPE_BUF;
+        }
+        ssize_t written = write(STDERR_FILENO, lines, chunk);
+        if (written <= 0)
+            return;
+        lines += written;
+        len -= (size_t)written;
+    }
 }
 
 void epcs_log(int level, const char *component, const char *fmt, ...)
@@ -149,9 +175,9 @@ void epcs_log(int level, const char *component, const char *fmt, ...)
     end_line(&line);
 }
 
-void epcs_log_access(const char *method, size_t method_len, const char *path, size_t path_len,
-                     int status, uint64_t duration_us, const char *partner, const char *protocol,
-                     size_t bytes)
+size_t epcs_log_access_line(char *out, size_t size, const char *method, size_t method_len,
+                            const char *path, size_t path_len, int status, uint64_t duration_us,
+                            const char *partner, const char *protocol, size_t bytes)
 {
     struct line line;
     char numbers[96];
@@ -167,5 +193,9 @@ void epcs_log_access(const char *method, size_t method_len, const char *path, si
     put_json_string(&line, partner, strlen(partner));
     put_str(&line, ",\"protocol\":");
     put_json_string(&line, protocol, strlen(protocol));
-    end_line(&line);
+    close_line(&line);
+    if (line.len > size)
+        return 0;
+    memcpy(out, line.text, line.len);
+    return line.len;
 }

@@ -18,12 +18,19 @@ void epcs_log_set_level(int level);
 /** True when lines of `level` are written: lets callers skip preparing one that is not. */
 int epcs_log_enabled(int level);
 
+/** The longest line epcs writes, newline included. */
+#define EPCS_LOG_LINE_MAX 2048
+
 /**
- * The access log: one JSON line per answered request, component "access", with method, path,
- * status, duration_us, partner, protocol and bytes. Written whatever the level.
+ * Formats one access log line into `out`: a JSON object with component "access", method,
+ * path, status, duration_us, bytes, partner and protocol, newline-terminated. Returns its
+ * length, or 0 when `size` is too small.
  */
-void epcs_log_access(const char *method, size_t method_len, const char *path, size_t path_len,
-                     int status, uint64_t duration_us, const char *partner, const char *protocol,
-                     size_t bytes);
+size_t epcs_log_access_line(char *out, size_t size, const char *method, size_t method_len,
+                            const char *path, size_t path_len, int status, uint64_t duration_us,
+                            const char *partner, const char *protocol, size_t bytes);
+
+/** Writes whole lines to stderr in as few writes as keep each line in one piece. */
+void epcs_log_write_lines(const char *lines, size_t len);
 
 #endif

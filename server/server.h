@@ -136,6 +136,9 @@ struct epcs_worker {
     uv_async_t decisions_committed;
     /** Whether the writer may signal decisions_committed (under a lock in http.c). */
     int wakeable;
+    /** Access log lines not yet written; flushed each loop turn before it waits. */
+    struct epcs_buf access_log;
+    uv_prepare_t access_log_flush;
     /** Read-only decision log connection for /v1/decisions, opened on first use. */
     sqlite3 *reader;
     struct epcs_worker_metrics metrics;
