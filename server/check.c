@@ -300,7 +300,11 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
     uint64_t ticket;
     if (log == NULL || count == 0)
         return 0;
-    if (epcs_decision_log_append(log, decisions, count, worker->partner, &ticket) != 0) {
+    int sync = epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC;
+    int refused =
+        sync ? epcs_decision_log_append(log, decisions, count, worker->partner, &ticket)
+             : epcs_decision_log_stage(log, &worker->staged, decisions, count, worker->partner);
+    if (refused != 0) {
         struct epcs_decision_log_stats stats;
         epcs_decision_log_stats(log, &stats);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
@@ -312,7 +316,7 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
                                         : "its queue is full");
         return -1;
     }
-    if (epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC)
+    if (sync)
         worker->hold_ticket = ticket;
     return 0;
 }

@@ -58,6 +58,8 @@ static void usage(FILE *out)
             "  --audit-queue N        decisions waiting for the disk before checks get 503\n"
             "                         (default %d)\n"
             "  --no-access-log        no JSON line per request on stderr\n"
+            "  --verdict-cache N      verdicts each worker remembers for repeated questions\n"
+            "                         (default %d; 0 turns it off)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  --help, --version\n"
             "\n"
@@ -65,7 +67,7 @@ static void usage(FILE *out)
             EPCS_DEFAULT_LISTEN, EPCS_DEFAULT_MAX_BODY, EPCS_DEFAULT_MAX_BATCH,
             EPCS_DEFAULT_MAX_BATCH_BODY, EPCS_LUA_DEFAULT_MEMORY >> 20,
             EPCS_LUA_DEFAULT_INSTRUCTIONS, EPCS_DEFAULT_SHUTDOWN_SECONDS, EPCS_DEFAULT_RATE_LIMIT,
-            EPCS_DEFAULT_MAX_STREAMS, EPCS_DEFAULT_AUDIT_QUEUE);
+            EPCS_DEFAULT_MAX_STREAMS, EPCS_DEFAULT_AUDIT_QUEUE, EPCS_VERDICT_CACHE_DEFAULT);
 }
 
 static int parse_number(const char *flag, const char *text, long min, long max, long *out)
@@ -131,6 +133,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_AUDIT,
         OPT_AUDIT_QUEUE,
         OPT_NO_ACCESS_LOG,
+        OPT_VERDICT_CACHE,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -159,6 +162,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"audit", required_argument, NULL, OPT_AUDIT},
         {"audit-queue", required_argument, NULL, OPT_AUDIT_QUEUE},
         {"no-access-log", no_argument, NULL, OPT_NO_ACCESS_LOG},
+        {"verdict-cache", required_argument, NULL, OPT_VERDICT_CACHE},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -181,6 +185,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     config->audit = EPCS_AUDIT_ASYNC;
     config->audit_queue = EPCS_DEFAULT_AUDIT_QUEUE;
     config->access_log = 1;
+    config->verdict_cache = EPCS_VERDICT_CACHE_DEFAULT;
 
     long number;
     int opt;
@@ -203,6 +208,11 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             break;
         case OPT_NO_ACCESS_LOG:
             config->access_log = 0;
+            break;
+        case OPT_VERDICT_CACHE:
+            if (parse_number("--verdict-cache", optarg, 0, 1L << 20, &number) != 0)
+                return -1;
+            config->verdict_cache = (size_t)number;
             break;
         case OPT_RATE_LIMIT:
             if (parse_number("--rate-limit", optarg, 0, 100000000L, &number) != 0)

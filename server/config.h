@@ -53,6 +53,8 @@ struct epcs_config {
     size_t audit_queue;
     /** One JSON line per request on stderr. */
     int access_log;
+    /** Verdicts each worker remembers (0: none). */
+    size_t verdict_cache;
     struct epcs_lua_limits lua;
 };
 

@@ -70,10 +70,20 @@ void epcs_date_format(int32_t days, char out[11])
 {
     int year, month, day;
     epcs_civil_from_days(days, &year, &month, &day);
-    /* Only valid day numbers reach here, so the year has four digits; the mask keeps the
-     * compiler's truncation analysis quiet without changing any value we produce. */
-    snprintf(out, 11, "%04d-%02d-%02d", (unsigned)year % 10000u, (unsigned)month % 100u,
-             (unsigned)day % 100u);
+    /* Every verdict formats several dates: digits by hand cost a tenth of snprintf. Only valid
+     * day numbers reach here, so the year has four digits. */
+    unsigned y = (unsigned)year % 10000u, m = (unsigned)month % 100u, d = (unsigned)day % 100u;
+    out[0] = (char)('0' + y / 1000);
+    out[1] = (char)('0' + y / 100 % 10);
+    out[2] = (char)('0' + y / 10 % 10);
+    out[3] = (char)('0' + y % 10);
+    out[4] = '-';
+    out[5] = (char)('0' + m / 10);
+    out[6] = (char)('0' + m % 10);
+    out[7] = '-';
+    out[8] = (char)('0' + d / 10);
+    out[9] = (char)('0' + d % 10);
+    out[10] = '\0';
 }
 
 int32_t epcs_date_in_seoul(time_t now)

@@ -14,6 +14,9 @@
 #include "dates.h"
 #include "log.h"
 
+#define EPCS_STRINGIFY_(x) #x
+#define EPCS_STRINGIFY(x) EPCS_STRINGIFY_(x)
+
 /* Busy readers may hold the database briefly; the writer waits rather than drop a commit. */
 #define BUSY_TIMEOUT_MS 5000
 
@@ -61,13 +64,29 @@ struct epcs_decision_log {
     _Atomic int failed;
     void (*on_commit)(void *ctx);
     void *on_commit_ctx;
+
+    /* Writer thread only. */
+    sqlite3_stmt *insert_answer;
+    struct known_answer *known;
+    msgpack_zone zone;
+    int zone_ready;
+    struct epcs_buf article;
 };
 
+/*
+ * Answers repeat far more than questions (every post of a day gets one of a few verdicts), so
+ * each distinct answer is stored once in `answers` and decisions point at it. An answer is
+ * stored without its decision id, which is the decision's own id.
+ */
+#define SCHEMA_VERSION 2
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS runs ("
     "  run INTEGER PRIMARY KEY,"
     "  started TEXT NOT NULL,"
     "  audit TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS answers ("
+    "  id INTEGER PRIMARY KEY,"
+    "  answer BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS decisions ("
     "  id INTEGER PRIMARY KEY,"
     "  at_us INTEGER NOT NULL,"
@@ -80,9 +99,20 @@ static const char schema[] =
     "  ruleset TEXT NOT NULL,"
     "  latency_us INTEGER NOT NULL,"
     "  request BLOB NOT NULL,"
-    "  answer BLOB NOT NULL);"
+    "  answer_id INTEGER NOT NULL REFERENCES answers(id));"
     "CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions(at_us);"
     "CREATE INDEX IF NOT EXISTS decisions_by_partner ON decisions(partner, at_us);";
+
+/* Answers the writer has stored this run, by content: most decisions find theirs here. */
+#define KNOWN_ANSWER_SLOTS 4096
+
+struct known_answer {
+    uint64_t hash;
+    int64_t id;
+    char *bytes;
+    size_t len;
+    char *article;
+};
 
 static int64_t wall_us(void)
 {
@@ -107,46 +137,105 @@ static void db_path(const char *data_dir, char *path, size_t size)
 }
 
 /* The articles a verdict cites: its own, or those of every area's result, comma-separated. */
-static void cited_articles(const char *answer, size_t len, struct epcs_buf *out)
+static void cited_articles(msgpack_zone *zone, const char *answer, size_t len, struct epcs_buf *out)
 {
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-    if (msgpack_unpack_next(&unpacked, answer, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *root = &unpacked.data;
-        const msgpack_object *results = NULL;
-        for (uint32_t i = 0; root->type == MSGPACK_OBJECT_MAP && i < root->via.map.size; i++) {
-            const msgpack_object *key = &root->via.map.ptr[i].key;
-            const msgpack_object *value = &root->via.map.ptr[i].val;
-            if (epcs_str_eq(key, "article") && value->type == MSGPACK_OBJECT_STR)
+    msgpack_object root;
+    size_t offset = 0;
+    epcs_buf_reset(out);
+    msgpack_zone_clear(zone);
+    if (msgpack_unpack(answer, len, &offset, zone, &root) != MSGPACK_UNPACK_SUCCESS)
+        return;
+    const msgpack_object *results = NULL;
+    for (uint32_t i = 0; root.type == MSGPACK_OBJECT_MAP && i < root.via.map.size; i++) {
+        const msgpack_object *key = &root.via.map.ptr[i].key;
+        const msgpack_object *value = &root.via.map.ptr[i].val;
+        if (epcs_str_eq(key, "article") && value->type == MSGPACK_OBJECT_STR)
+            epcs_buf_append(out, value->via.str.ptr, value->via.str.size);
+        else if (epcs_str_eq(key, "results") && value->type == MSGPACK_OBJECT_ARRAY)
+            results = value;
+    }
+    for (uint32_t r = 0; results != NULL && r < results->via.array.size; r++) {
+        const msgpack_object *result = &results->via.array.ptr[r];
+        for (uint32_t i = 0; result->type == MSGPACK_OBJECT_MAP && i < result->via.map.size; i++) {
+            const msgpack_object *value = &result->via.map.ptr[i].val;
+            if (epcs_str_eq(&result->via.map.ptr[i].key, "article") &&
+                value->type == MSGPACK_OBJECT_STR) {
+                if (out->len > 0)
+                    epcs_buf_append(out, ",", 1);
                 epcs_buf_append(out, value->via.str.ptr, value->via.str.size);
-            else if (epcs_str_eq(key, "results") && value->type == MSGPACK_OBJECT_ARRAY)
-                results = value;
-        }
-        for (uint32_t r = 0; results != NULL && r < results->via.array.size; r++) {
-            const msgpack_object *result = &results->via.array.ptr[r];
-            for (uint32_t i = 0; result->type == MSGPACK_OBJECT_MAP && i < result->via.map.size;
-                 i++) {
-                const msgpack_object *value = &result->via.map.ptr[i].val;
-                if (epcs_str_eq(&result->via.map.ptr[i].key, "article") &&
-                    value->type == MSGPACK_OBJECT_STR) {
-                    if (out->len > 0)
-                        epcs_buf_append(out, ",", 1);
-                    epcs_buf_append(out, value->via.str.ptr, value->via.str.size);
-                }
             }
         }
     }
-    msgpack_unpacked_destroy(&unpacked);
 }
 
-static int insert_record(struct epcs_decision_log *log, const struct record *record,
-                         struct epcs_buf *article)
+/* Answers are hundreds of bytes: mixed a word at a time, not a byte at a time. */
+static uint64_t answer_hash(const char *bytes, size_t len)
 {
+    uint64_t hash = 0x9e3779b97f4a7c15ull ^ len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, bytes + i, 8);
+        hash = (hash ^ word) * 0xbf58476d1ce4e5b9ull;
+        hash ^= hash >> 31;
+    }
+    for (; i < len; i++)
+        hash = (hash ^ (unsigned char)bytes[i]) * 0x94d049bb133111ebull;
+    return hash ^ (hash >> 29);
+}
+
+/* The stored answer equal to the record's, found among those known or inserted now. */
+static const struct known_answer *store_answer(struct epcs_decision_log *log,
+                                               const struct record *record)
+{
+    uint64_t hash = answer_hash(record->answer, record->answer_len);
+    struct known_answer *known = &log->known[hash & (KNOWN_ANSWER_SLOTS - 1)];
+    if (known->bytes != NULL && known->hash == hash && known->len == record->answer_len &&
+        memcmp(known->bytes, record->answer, known->len) == 0)
+        return known;
+    sqlite3_stmt *stmt = log->insert_answer;
+    sqlite3_reset(stmt);
+    sqlite3_bind_blob(stmt, 1, record->answer, (int)record->answer_len, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        return NULL;
+    cited_articles(&log->zone, record->answer, record->answer_len, &log->article);
+    char *bytes = malloc(record->answer_len ? record->answer_len : 1);
+    char *article = malloc(log->article.len + 1);
+    if (bytes == NULL || article == NULL) {
+        free(bytes);
+        free(article);
+        return NULL;
+    }
+    free(known->bytes);
+    free(known->article);
+    memcpy(bytes, record->answer, record->answer_len);
+    memcpy(article, log->article.data, log->article.len);
+    article[log->article.len] = '\0';
+    *known = (struct known_answer){.hash = hash,
+                                   .id = sqlite3_last_insert_rowid(log->db),
+                                   .bytes = bytes,
+                                   .len = record->answer_len,
+                                   .article = article};
+    return known;
+}
+
+static void forget_answers(struct epcs_decision_log *log)
+{
+    for (size_t i = 0; log->known != NULL && i < KNOWN_ANSWER_SLOTS; i++) {
+        free(log->known[i].bytes);
+        free(log->known[i].article);
+        log->known[i] = (struct known_answer){0};
+    }
+}
+
+static int insert_record(struct epcs_decision_log *log, const struct record *record)
+{
+    const struct known_answer *answer = store_answer(log, record);
+    if (answer == NULL)
+        return -1;
     sqlite3_stmt *stmt = log->insert;
     char date[11];
     epcs_date_format(record->date, date);
-    epcs_buf_reset(article);
-    cited_articles(record->answer, record->answer_len, article);
     sqlite3_reset(stmt);
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)record->id);
     sqlite3_bind_int64(stmt, 2, record->at_us);
@@ -158,14 +247,14 @@ static int insert_record(struct epcs_decision_log *log, const struct record *rec
     else
         sqlite3_bind_null(stmt, 6);
     sqlite3_bind_text(stmt, 7, epcs_verdict_name(record->verdict), -1, SQLITE_STATIC);
-    if (article->len > 0)
-        sqlite3_bind_text(stmt, 8, article->data, (int)article->len, SQLITE_STATIC);
+    if (answer->article[0] != '\0')
+        sqlite3_bind_text(stmt, 8, answer->article, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(stmt, 8);
     sqlite3_bind_text(stmt, 9, record->ruleset, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 10, record->latency_us);
     sqlite3_bind_blob(stmt, 11, record->request, (int)record->request_len, SQLITE_STATIC);
-    sqlite3_bind_blob(stmt, 12, record->answer, (int)record->answer_len, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 12, answer->id);
     return sqlite3_step(stmt) == SQLITE_DONE ? 0 : -1;
 }
 
@@ -173,18 +262,18 @@ static int insert_record(struct epcs_decision_log *log, const struct record *rec
 static int commit_group(struct epcs_decision_log *log, struct record *group, size_t count)
 {
     char err[256];
-    struct epcs_buf article = {0};
     int rc = exec(log->db, "BEGIN", err, sizeof(err));
     for (struct record *record = group; rc == 0 && record != NULL; record = record->next) {
-        if (insert_record(log, record, &article) != 0) {
+        if (insert_record(log, record) != 0) {
             snprintf(err, sizeof(err), "%s", sqlite3_errmsg(log->db));
             rc = -1;
         }
     }
     if (rc == 0)
         rc = exec(log->db, "COMMIT", err, sizeof(err));
-    epcs_buf_free(&article);
     if (rc != 0) {
+        /* Answers inserted by the rolled-back transaction are gone from the table. */
+        forget_answers(log);
         char ignored[64];
         exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
         epcs_log(EPCS_LOG_ERROR, "decisions",
@@ -246,8 +335,10 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     pthread_cond_init(&log->wake, NULL);
     char path[4200];
     db_path(data_dir, path, sizeof(path));
-    if (sqlite3_open_v2(path, &log->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
+    /* Only the writer thread uses this connection: SQLite's own locking would be wasted. */
+    if (sqlite3_open_v2(path, &log->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
         goto fail;
     }
@@ -258,9 +349,43 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
                               ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
     char why[256];
-    if (exec(log->db, pragmas, why, sizeof(why)) != 0 ||
-        exec(log->db, schema, why, sizeof(why)) != 0) {
+    if (exec(log->db, pragmas, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "%s: %s", path, why);
+        goto fail;
+    }
+    sqlite3_stmt *version = NULL;
+    int user_version = -1, tables = -1;
+    if (sqlite3_prepare_v2(log->db, "PRAGMA user_version", -1, &version, NULL) == SQLITE_OK &&
+        sqlite3_step(version) == SQLITE_ROW)
+        user_version = sqlite3_column_int(version, 0);
+    sqlite3_finalize(version);
+    if (sqlite3_prepare_v2(log->db, "SELECT count(*) FROM sqlite_master WHERE name = 'decisions'",
+                           -1, &version, NULL) == SQLITE_OK &&
+        sqlite3_step(version) == SQLITE_ROW)
+        tables = sqlite3_column_int(version, 0);
+    sqlite3_finalize(version);
+    if (tables > 0 && user_version != SCHEMA_VERSION) {
+        snprintf(err, err_size,
+                 "%s has decision log format %d, this epcsd writes %d: move it aside (it is "
+                 "evidence: keep it) and start again",
+                 path, user_version, SCHEMA_VERSION);
+        goto fail;
+    }
+    if (exec(log->db, schema, why, sizeof(why)) != 0 ||
+        exec(log->db, "PRAGMA user_version = " EPCS_STRINGIFY(SCHEMA_VERSION), why, sizeof(why)) !=
+            0) {
+        snprintf(err, err_size, "%s: %s", path, why);
+        goto fail;
+    }
+    log->known = calloc(KNOWN_ANSWER_SLOTS, sizeof(*log->known));
+    if (log->known == NULL || !msgpack_zone_init(&log->zone, 4096)) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    log->zone_ready = 1;
+    if (sqlite3_prepare_v2(log->db, "INSERT INTO answers(answer) VALUES(?)", -1,
+                           &log->insert_answer, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
         goto fail;
     }
     sqlite3_stmt *run = NULL;
@@ -286,7 +411,7 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     atomic_init(&log->next_sequence, 1);
     if (sqlite3_prepare_v2(log->db,
                            "INSERT INTO decisions(id, at_us, partner, election, date, area, "
-                           "verdict, article, ruleset, latency_us, request, answer) "
+                           "verdict, article, ruleset, latency_us, request, answer_id) "
                            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &log->insert, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
@@ -315,7 +440,13 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
         pthread_join(log->writer, NULL);
     }
     sqlite3_finalize(log->insert);
+    sqlite3_finalize(log->insert_answer);
     sqlite3_close(log->db);
+    forget_answers(log);
+    free(log->known);
+    if (log->zone_ready)
+        msgpack_zone_destroy(&log->zone);
+    epcs_buf_free(&log->article);
     pthread_cond_destroy(&log->wake);
     pthread_mutex_destroy(&log->lock);
     free(log);
@@ -331,21 +462,91 @@ uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log)
     return log->run << 32 | (atomic_fetch_add(&log->next_sequence, 1) & 0xffffffffu);
 }
 
+/* A map header's field count and length, for fixmap and map16 (verdicts have a few fields). */
+static int map_header(const char *bytes, size_t len, uint32_t *fields, size_t *header_len)
+{
+    unsigned char first = len > 0 ? (unsigned char)bytes[0] : 0;
+    if (first >= 0x80 && first <= 0x8f) {
+        *fields = first & 0x0f;
+        *header_len = 1;
+        return 0;
+    }
+    if (first == 0xde && len >= 3) {
+        *fields = (uint32_t)((unsigned char)bytes[1] << 8 | (unsigned char)bytes[2]);
+        *header_len = 3;
+        return 0;
+    }
+    return -1;
+}
+
+/* A small fixed buffer for msgpack_packer: headers and the decision entry fit in 32 bytes. */
+struct small_buf {
+    char data[32];
+    size_t len;
+};
+
+static int write_small(void *data, const char *bytes, size_t len)
+{
+    struct small_buf *buf = data;
+    if (len > sizeof(buf->data) - buf->len)
+        return -1;
+    memcpy(buf->data + buf->len, bytes, len);
+    buf->len += len;
+    return 0;
+}
+
+/*
+ * The answer without its trailing "decision" entry, so equal verdicts store once: `header`
+ * gets the new map header, and the entries are [answer + *entries_at, answer + *entries_end).
+ * Returns -1 when the answer does not end with that entry (it is then stored whole).
+ */
+static int strip_decision(const char *answer, size_t len, uint64_t id, struct small_buf *header,
+                          size_t *entries_at, size_t *entries_end)
+{
+    struct small_buf tail = {.len = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &tail, write_small);
+    msgpack_pack_str(&pk, 8);
+    msgpack_pack_str_body(&pk, "decision", 8);
+    msgpack_pack_uint64(&pk, id);
+    uint32_t fields;
+    size_t header_len;
+    if (map_header(answer, len, &fields, &header_len) != 0 || fields == 0 ||
+        len < header_len + tail.len || memcmp(answer + len - tail.len, tail.data, tail.len) != 0)
+        return -1;
+    msgpack_packer_init(&pk, header, write_small);
+    msgpack_pack_map(&pk, fields - 1);
+    *entries_at = header_len;
+    *entries_end = len - tail.len;
+    return 0;
+}
+
+/* Each worker packs the checks it logs here; kept between decisions, so no malloc per copy. */
+static __thread struct epcs_buf request_scratch;
+
+/* One decision as a single allocation the writer frees. */
 static struct record *copy_decision(const struct epcs_decision *decision, const char *partner,
                                     int64_t at_us)
 {
-    struct epcs_buf request = {0};
+    struct epcs_buf *request = &request_scratch;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &request, epcs_buf_msgpack_write);
+    epcs_buf_reset(request);
+    msgpack_packer_init(&pk, request, epcs_buf_msgpack_write);
     if (msgpack_pack_object(&pk, *decision->check) != 0)
-        return epcs_buf_free(&request), NULL;
+        return NULL;
+    struct small_buf header = {.len = 0};
+    size_t entries_at = 0, entries_end = decision->verdict_len;
+    if (strip_decision(decision->verdict_msgpack, decision->verdict_len, decision->id, &header,
+                       &entries_at, &entries_end) != 0)
+        header.len = 0;
+    size_t answer_len = header.len + entries_end - entries_at;
     size_t partner_len = strlen(partner) + 1, election_len = strlen(decision->election) + 1,
            area_len = decision->area != NULL ? strlen(decision->area) + 1 : 0,
            ruleset_len = strlen(decision->ruleset) + 1;
     struct record *record = malloc(sizeof(*record) + partner_len + election_len + area_len +
-                                   ruleset_len + request.len + decision->verdict_len);
+                                   ruleset_len + request->len + answer_len);
     if (record == NULL)
-        return epcs_buf_free(&request), NULL;
+        return NULL;
     char *at = record->bytes;
 #define COPY_INTO(field, from, len)                                                                \
     do {                                                                                           \
@@ -358,18 +559,19 @@ static struct record *copy_decision(const struct epcs_decision *decision, const 
     if (decision->area != NULL)
         COPY_INTO(area, decision->area, area_len);
     COPY_INTO(ruleset, decision->ruleset, ruleset_len);
-    COPY_INTO(request, request.data, request.len);
-    COPY_INTO(answer, decision->verdict_msgpack, decision->verdict_len);
+    COPY_INTO(request, request->data, request->len);
+    record->answer = at;
+    memcpy(at, header.data, header.len);
+    memcpy(at + header.len, decision->verdict_msgpack + entries_at, entries_end - entries_at);
 #undef COPY_INTO
-    record->request_len = request.len;
-    record->answer_len = decision->verdict_len;
+    record->request_len = request->len;
+    record->answer_len = answer_len;
     record->next = NULL;
     record->id = decision->id;
     record->at_us = at_us;
     record->latency_us = (int64_t)decision->latency_us;
     record->date = decision->date;
     record->verdict = decision->verdict;
-    epcs_buf_free(&request);
     return record;
 }
 
@@ -416,6 +618,61 @@ refuse:
     return -1;
 }
 
+int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                            const struct epcs_decision *decisions, size_t count,
+                            const char *partner)
+{
+    if (atomic_load(&log->failed))
+        return -1;
+    pthread_mutex_lock(&log->lock);
+    size_t queued = log->queued;
+    pthread_mutex_unlock(&log->lock);
+    if (queued + stage->count + count > log->queue_limit) {
+        atomic_fetch_add(&log->refused, count);
+        return -1;
+    }
+    int64_t at_us = wall_us();
+    if (stage->tail == NULL)
+        stage->tail = &stage->head;
+    struct record **before = stage->tail;
+    size_t count_before = stage->count;
+    for (size_t i = 0; i < count; i++) {
+        struct record *record = copy_decision(&decisions[i], partner, at_us);
+        if (record == NULL) {
+            /* All or none: a check answered 503 must leave nothing on record. */
+            for (struct record *added = *before; added != NULL;) {
+                struct record *next = added->next;
+                free(added);
+                added = next;
+            }
+            *before = NULL;
+            stage->tail = before;
+            stage->count = count_before;
+            atomic_fetch_add(&log->refused, count);
+            return -1;
+        }
+        *stage->tail = record;
+        stage->tail = &record->next;
+        stage->count++;
+    }
+    return 0;
+}
+
+void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+{
+    if (stage->count == 0)
+        return;
+    pthread_mutex_lock(&log->lock);
+    for (struct record *record = stage->head; record != NULL; record = record->next)
+        record->ticket = ++log->last_ticket;
+    *log->tail = stage->head;
+    log->tail = stage->tail;
+    log->queued += stage->count;
+    pthread_cond_signal(&log->wake);
+    pthread_mutex_unlock(&log->lock);
+    *stage = (struct epcs_decision_stage){0};
+}
+
 uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log)
 {
     return atomic_load_explicit(&log->committed, memory_order_acquire);
@@ -446,7 +703,7 @@ sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_si
     char path[4200];
     sqlite3 *db = NULL;
     db_path(data_dir, path, sizeof(path));
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(db));
         sqlite3_close(db);
         return NULL;
@@ -456,8 +713,8 @@ sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_si
 }
 
 #define SELECT_COLUMNS                                                                             \
-    "SELECT id, at_us, partner, election, date, area, verdict, article, ruleset, latency_us, "     \
-    "request, answer FROM decisions"
+    "SELECT decisions.id, at_us, partner, election, date, area, verdict, article, ruleset, "       \
+    "latency_us, request, answers.answer FROM decisions JOIN answers ON answers.id = answer_id"
 
 static void pack_text_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
 {
@@ -477,7 +734,22 @@ static void pack_key(msgpack_packer *pk, const char *key)
     msgpack_pack_str_body(pk, key, len);
 }
 
-/* One row as a map; the stored msgpack of request and answer is spliced in as is. */
+/* The answer as it was sent: the stored one with its decision id back as the last entry. */
+static void pack_answer(msgpack_packer *pk, uint64_t id, const char *answer, size_t len)
+{
+    uint32_t fields;
+    size_t header_len;
+    if (map_header(answer, len, &fields, &header_len) != 0) {
+        epcs_buf_append(pk->data, answer, len);
+        return;
+    }
+    msgpack_pack_map(pk, fields + 1);
+    epcs_buf_append(pk->data, answer + header_len, len - header_len);
+    pack_key(pk, "decision");
+    msgpack_pack_uint64(pk, id);
+}
+
+/* One row as a map; the stored msgpack of the request is spliced in as is. */
 static void pack_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 {
     int64_t at_us = sqlite3_column_int64(stmt, 1);
@@ -512,8 +784,8 @@ static void pack_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     epcs_buf_append(pk->data, sqlite3_column_blob(stmt, 10),
                     (size_t)sqlite3_column_bytes(stmt, 10));
     pack_key(pk, "answer");
-    epcs_buf_append(pk->data, sqlite3_column_blob(stmt, 11),
-                    (size_t)sqlite3_column_bytes(stmt, 11));
+    pack_answer(pk, (uint64_t)sqlite3_column_int64(stmt, 0), sqlite3_column_blob(stmt, 11),
+                (size_t)sqlite3_column_bytes(stmt, 11));
 }
 
 int epcs_decision_log_query(sqlite3 *reader, const struct epcs_decision_query *query,
@@ -521,10 +793,10 @@ int epcs_decision_log_query(sqlite3 *reader, const struct epcs_decision_query *q
 {
     char sql[512];
     snprintf(sql, sizeof(sql),
-             SELECT_COLUMNS " WHERE id > ?1 AND (?2 IS NULL OR at_us >= ?2) AND "
+             SELECT_COLUMNS " WHERE decisions.id > ?1 AND (?2 IS NULL OR at_us >= ?2) AND "
                             "(?3 IS NULL OR at_us < ?3) AND (?4 IS NULL OR partner = ?4) AND "
                             "(?5 IS NULL OR area = ?5) AND (?6 IS NULL OR verdict = ?6) AND "
-                            "(?7 IS NULL OR election = ?7) ORDER BY id LIMIT ?8");
+                            "(?7 IS NULL OR election = ?7) ORDER BY decisions.id LIMIT ?8");
     sqlite3_stmt *stmt = NULL;
     if (sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
@@ -582,7 +854,8 @@ int epcs_decision_log_get(sqlite3 *reader, uint64_t id, msgpack_packer *pk,
                           char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(reader, SELECT_COLUMNS " WHERE id = ?", -1, &stmt, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(reader, SELECT_COLUMNS " WHERE decisions.id = ?", -1, &stmt, NULL) !=
+        SQLITE_OK) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
         return -1;
     }

@@ -25,6 +25,7 @@ enum epcs_audit_mode {
 };
 
 struct epcs_decision_log;
+struct record;
 
 /**
  * Opens (creating) <data_dir>/decisions.db, records this run and starts the writer. At most
@@ -50,6 +51,26 @@ uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log);
  */
 int epcs_decision_log_append(struct epcs_decision_log *log, const struct epcs_decision *decisions,
                              size_t count, const char *partner, uint64_t *ticket);
+
+/**
+ * Decisions a worker gathers during one turn of its loop and hands over at once
+ * (async mode): one lock per turn instead of one per check. Zero-initialise it.
+ */
+struct epcs_decision_stage {
+    struct record *head;
+    struct record **tail;
+    size_t count;
+};
+
+/**
+ * As epcs_decision_log_append, but into `stage` until epcs_decision_log_flush. Returns 0, or
+ * -1 when the log (counting what is staged) is full or has failed.
+ */
+int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                            const struct epcs_decision *decisions, size_t count,
+                            const char *partner);
+/** Hands everything staged to the writer. */
+void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
 
 /** The highest ticket whose transaction has committed. */
 uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log);

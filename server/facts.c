@@ -168,8 +168,15 @@ int epcs_vocab_add_plugin(struct epcs_vocab *vocab, const struct epcs_plugin *pl
 
 const struct epcs_vocab_entry *epcs_vocab_find(const struct epcs_vocab *vocab, const char *path)
 {
+    /* Every fact of every check comes through here: the first letter after the section rules
+     * out most entries before a full comparison. */
+    const char *dot = strchr(path, '.');
+    char first = dot != NULL ? dot[1] : path[0];
     for (size_t i = 0; i < vocab->count; i++) {
-        if (strcmp(vocab->entries[i].path, path) == 0)
+        const char *candidate = vocab->entries[i].path;
+        const char *candidate_dot = strchr(candidate, '.');
+        if ((candidate_dot != NULL ? candidate_dot[1] : candidate[0]) == first &&
+            strcmp(candidate, path) == 0)
             return &vocab->entries[i];
     }
     return NULL;
@@ -236,16 +243,25 @@ static int read_map(struct epcs_facts *facts, const struct epcs_vocab *vocab, co
                     const msgpack_object *map)
 {
     char path[128];
+    size_t prefix_len = strlen(prefix);
+    memcpy(path, prefix, prefix_len);
+    path[prefix_len] = '.';
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *key = &map->via.map.ptr[i].key;
         /* The decoder guarantees string keys; a key too long for any path is unknown anyway. */
-        int len = snprintf(path, sizeof(path), "%s.%.*s", prefix, (int)key->via.str.size,
-                           key->via.str.ptr);
-        const struct epcs_vocab_entry *entry =
-            len > 0 && (size_t)len < sizeof(path) ? epcs_vocab_find(vocab, path) : NULL;
+        size_t len = prefix_len + 1 + key->via.str.size;
+        const struct epcs_vocab_entry *entry = NULL;
+        if (len < sizeof(path)) {
+            memcpy(path + prefix_len + 1, key->via.str.ptr, key->via.str.size);
+            path[len] = '\0';
+            entry = epcs_vocab_find(vocab, path);
+        } else {
+            snprintf(path + prefix_len + 1, sizeof(path) - prefix_len - 1, "%.*s",
+                     (int)key->via.str.size, key->via.str.ptr);
+        }
         if (entry == NULL)
-            return epcs_facts_reject(facts, len > 0 && (size_t)len < sizeof(path) ? path : prefix,
-                                     "unknown fact '%s'", path);
+            return epcs_facts_reject(facts, len < sizeof(path) ? path : prefix, "unknown fact '%s'",
+                                     path);
         if (facts->count == EPCS_MAX_FACTS)
             return epcs_facts_reject(facts, prefix, "too many facts");
         struct epcs_fact *fact = &facts->items[facts->count];

@@ -205,9 +205,12 @@ static void flush_access_log(struct epcs_worker *worker)
     epcs_buf_reset(&worker->access_log);
 }
 
-static void cb_flush_access_log(uv_prepare_t *prepare)
+/* Once per loop turn, before the loop waits: what this turn gathered goes out together. */
+static void cb_end_of_turn(uv_prepare_t *prepare)
 {
     struct epcs_worker *worker = prepare->data;
+    if (worker->staged.count > 0)
+        epcs_decision_log_flush(worker->server->decisions, &worker->staged);
     if (worker->access_log.len > 0)
         flush_access_log(worker);
 }
@@ -1074,6 +1077,8 @@ static void *worker_main(void *arg)
     uv_run(&worker->loop, UV_RUN_DEFAULT);
 
     set_wakeable(worker, 0);
+    if (worker->server->decisions != NULL)
+        epcs_decision_log_flush(worker->server->decisions, &worker->staged);
     flush_access_log(worker);
     int clean = drained(worker);
     if (clean)
@@ -1116,7 +1121,7 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     worker->decisions_committed.data = worker;
     uv_prepare_init(&worker->loop, &worker->access_log_flush);
     worker->access_log_flush.data = worker;
-    uv_prepare_start(&worker->access_log_flush, cb_flush_access_log);
+    uv_prepare_start(&worker->access_log_flush, cb_end_of_turn);
     h2o_linklist_init_anchor(&worker->held);
     set_wakeable(worker, 1);
     worker->partner = "-";

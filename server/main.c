@@ -112,6 +112,7 @@ int main(int argc, char **argv)
         return parsed > 0 ? 0 : 2;
     const struct epcs_config *config = &server.config;
     epcs_log_set_level(config->log_level);
+    epcs_verdict_cache_configure(config->verdict_cache);
 
     int status = 1;
     if (config->restore_rules != NULL) {

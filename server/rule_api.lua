@@ -4,8 +4,8 @@
 -- epcs.fmt into the global table `epcs`.
 
 local epcs = epcs
-local type, error, ipairs, pairs, setmetatable, getmetatable, tostring =
-    type, error, ipairs, pairs, setmetatable, getmetatable, tostring
+local type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select =
+    type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select
 local format = string.format
 
 local function fail(level, fmt, ...)
@@ -135,11 +135,25 @@ function epcs.needs_facts(spec)
     return verdict("needs_facts", spec, 2)
 end
 
+-- "activity.labeled" -> "activity", "labeled", split once per path: every evaluation asks.
+local split_paths = {}
+
+local function split_path(path)
+    local split = split_paths[path]
+    if split == nil then
+        local section, name = path:match("^(%a+)%.([%w_]+)$")
+        split = {section or false, name}
+        split_paths[path] = split
+    end
+    return split[1], split[2]
+end
+
 -- The fact paths among the arguments that the query lacks ("activity.labeled"), or nil.
 function epcs.missing(q, ...)
     local absent
-    for _, path in ipairs({...}) do
-        local section, name = path:match("^(%a+)%.([%w_]+)$")
+    for i = 1, select("#", ...) do
+        local path = select(i, ...)
+        local section, name = split_path(path)
         local facts = section and q[section]
         if facts == nil or facts[name] == nil then
             absent = absent or {}

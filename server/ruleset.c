@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "codec.h"
 #include "dates.h"
 #include "log.h"
@@ -17,6 +18,24 @@
 /* Rule files are short legal texts; anything bigger is a mistake, not a rule. */
 #define MAX_RULE_FILE_SIZE (1024 * 1024)
 
+/*
+ * Verdicts are pure functions of (area, election, date, facts) under one ruleset: the rule API
+ * gives rules no clock, no I/O and frozen globals. Partners ask the same questions again and
+ * again (every post of an election day), so each engine remembers its latest answers in a
+ * direct-mapped table and skips the rules for a repeated question.
+ */
+struct verdict_cache_entry {
+    uint64_t hash;
+    /* One allocation: the key, then the verdict's map entries (msgpack, without the header). */
+    char *bytes;
+    uint32_t key_len;
+    uint32_t value_len;
+    uint32_t fields;
+    enum epcs_verdict_kind kind;
+};
+
+static size_t verdict_cache_slots = EPCS_VERDICT_CACHE_DEFAULT;
+
 struct epcs_engine {
     struct epcs_ruleset *ruleset;
     struct epcs_lua *lua;
@@ -24,6 +43,10 @@ struct epcs_engine {
     int calendar_ref;
     int elections_ref;
     int *area_refs;
+    struct verdict_cache_entry *cache;
+    size_t cache_slots;
+    struct epcs_buf cache_key;
+    struct epcs_buf cache_miss;
 };
 
 const char *epcs_verdict_name(enum epcs_verdict_kind kind)
@@ -400,8 +423,95 @@ void epcs_engine_destroy(struct epcs_engine *engine)
         return;
     epcs_lua_destroy(engine->lua);
     free(engine->area_refs);
+    for (size_t i = 0; engine->cache != NULL && i < engine->cache_slots; i++)
+        free(engine->cache[i].bytes);
+    free(engine->cache);
+    epcs_buf_free(&engine->cache_key);
+    epcs_buf_free(&engine->cache_miss);
     epcs_ruleset_release(engine->ruleset);
     free(engine);
+}
+
+void epcs_verdict_cache_configure(size_t slots)
+{
+    size_t rounded = 1;
+    while (rounded < slots)
+        rounded <<= 1;
+    verdict_cache_slots = slots == 0 ? 0 : rounded;
+}
+
+/* The question as bytes: area, election, date and every fact with its value, in order. */
+static void cache_key(struct epcs_buf *key, const struct epcs_eval *eval)
+{
+    const struct epcs_facts *facts = eval->facts;
+    epcs_buf_reset(key);
+    uint32_t area = (uint32_t)eval->area_index;
+    epcs_buf_append(key, &area, sizeof(area));
+    epcs_buf_append(key, &eval->election, sizeof(eval->election));
+    epcs_buf_append(key, &eval->date, sizeof(eval->date));
+    for (size_t i = 0; i < facts->count; i++) {
+        const struct epcs_fact *fact = &facts->items[i];
+        epcs_buf_append(key, &fact->entry, sizeof(fact->entry));
+        switch (fact->entry->type) {
+        case EPCS_FACT_BOOL: {
+            char value = fact->value->via.boolean ? 1 : 0;
+            epcs_buf_append(key, &value, 1);
+            break;
+        }
+        case EPCS_FACT_DATE:
+            epcs_buf_append(key, &fact->day, sizeof(fact->day));
+            break;
+        case EPCS_FACT_ENUM:
+        case EPCS_FACT_STRING: {
+            uint32_t len = fact->value->via.str.size;
+            epcs_buf_append(key, &len, sizeof(len));
+            epcs_buf_append(key, fact->value->via.str.ptr, len);
+            break;
+        }
+        }
+    }
+}
+
+static uint64_t fnv1a(const char *data, size_t len)
+{
+    uint64_t hash = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++) {
+        hash ^= (unsigned char)data[i];
+        hash *= 1099511628211ull;
+    }
+    return hash;
+}
+
+/* Writes a remembered verdict: its entries under a header counting the decision id too. */
+static void emit_verdict(struct epcs_eval *eval, const char *entries, size_t len, uint32_t fields,
+                         enum epcs_verdict_kind kind)
+{
+    msgpack_packer *pk = eval->packer;
+    msgpack_pack_map(pk, fields + (eval->decision_id != 0));
+    pk->callback(pk->data, entries, len);
+    if (eval->decision_id != 0) {
+        msgpack_pack_str(pk, 8);
+        msgpack_pack_str_body(pk, "decision", 8);
+        msgpack_pack_uint64(pk, eval->decision_id);
+    }
+    eval->verdict = kind;
+}
+
+/* The field count of the map header at the start of `bytes`, and the header's length. */
+static int map_header(const char *bytes, size_t len, uint32_t *fields, size_t *header_len)
+{
+    unsigned char first = len > 0 ? (unsigned char)bytes[0] : 0;
+    if (first >= 0x80 && first <= 0x8f) {
+        *fields = first & 0x0f;
+        *header_len = 1;
+        return 0;
+    }
+    if (first == 0xde && len >= 3) {
+        *fields = (uint32_t)((unsigned char)bytes[1] << 8 | (unsigned char)bytes[2]);
+        *header_len = 3;
+        return 0;
+    }
+    return -1;
 }
 
 static void push_election(lua_State *L, const struct epcs_election *election)
@@ -540,8 +650,10 @@ static int read_verdict(lua_State *L, int table, struct rule_verdict *v, char *w
     while (lua_next(L, table) != 0) {
         int known = 0;
         if (lua_type(L, -2) == LUA_TSTRING) {
-            for (const char *const *f = verdict_fields; *f != NULL; f++)
-                known |= strcmp(lua_tostring(L, -2), *f) == 0;
+            size_t key_len;
+            const char *key = lua_tolstring(L, -2, &key_len);
+            for (const char *const *f = verdict_fields; *f != NULL && !known; f++)
+                known = key[0] == (*f)[0] && strlen(*f) == key_len && memcmp(key, *f, key_len) == 0;
         }
         if (!known) {
             snprintf(why, why_size, "returned an unknown verdict field '%s'",
@@ -813,13 +925,69 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
             epcs_facts_reject(facts, "activity", "area %s refused the facts", plugin->desc->name);
         return EPCS_AREA_REJECTED;
     }
-    if (plugin->desc->evaluate(plugin->state, eval) != 0 || eval->failed) {
+    struct epcs_engine *engine = eval->engine;
+    struct verdict_cache_entry *slot = NULL;
+    uint64_t hash = 0;
+    if (verdict_cache_slots > 0 && engine->cache == NULL) {
+        engine->cache = calloc(verdict_cache_slots, sizeof(*engine->cache));
+        engine->cache_slots = engine->cache != NULL ? verdict_cache_slots : 0;
+    }
+    if (engine->cache_slots > 0) {
+        cache_key(&engine->cache_key, eval);
+        hash = fnv1a(engine->cache_key.data, engine->cache_key.len);
+        slot = &engine->cache[hash & (engine->cache_slots - 1)];
+        if (slot->bytes != NULL && slot->hash == hash && slot->key_len == engine->cache_key.len &&
+            memcmp(slot->bytes, engine->cache_key.data, slot->key_len) == 0) {
+            emit_verdict(eval, slot->bytes + slot->key_len, slot->value_len, slot->fields,
+                         slot->kind);
+            return EPCS_AREA_DECIDED;
+        }
+    }
+    /* A miss is decided into the engine's own buffer without the decision id, remembered,
+     * then written out as a hit would be. */
+    msgpack_packer *out = eval->packer, miss_packer;
+    uint64_t decision_id = eval->decision_id;
+    if (slot != NULL) {
+        epcs_buf_reset(&engine->cache_miss);
+        msgpack_packer_init(&miss_packer, &engine->cache_miss, epcs_buf_msgpack_write);
+        eval->packer = &miss_packer;
+        eval->decision_id = 0;
+    }
+    int failed = plugin->desc->evaluate(plugin->state, eval) != 0 || eval->failed;
+    eval->packer = out;
+    eval->decision_id = decision_id;
+    if (failed) {
         if (!eval->failed)
-            set_error(&eval->error, eval->engine->ruleset->files[eval->area_index + 1].name, 0,
+            set_error(&eval->error, engine->ruleset->files[eval->area_index + 1].name, 0,
                       "area %s failed without naming a rule", plugin->desc->name);
         eval->failed = 1;
         return EPCS_AREA_FAILED;
     }
+    if (slot == NULL)
+        return EPCS_AREA_DECIDED;
+    uint32_t fields;
+    size_t header_len;
+    const char *verdict = engine->cache_miss.data;
+    size_t verdict_len = engine->cache_miss.len;
+    if (map_header(verdict, verdict_len, &fields, &header_len) != 0) {
+        /* Not a map we can extend: pass it on as is, unremembered. */
+        out->callback(out->data, verdict, verdict_len);
+        return EPCS_AREA_DECIDED;
+    }
+    size_t key_len = engine->cache_key.len, value_len = verdict_len - header_len;
+    char *bytes = malloc(key_len + value_len);
+    if (bytes != NULL) {
+        free(slot->bytes);
+        memcpy(bytes, engine->cache_key.data, key_len);
+        memcpy(bytes + key_len, verdict + header_len, value_len);
+        *slot = (struct verdict_cache_entry){.hash = hash,
+                                             .bytes = bytes,
+                                             .key_len = (uint32_t)key_len,
+                                             .value_len = (uint32_t)value_len,
+                                             .fields = fields,
+                                             .kind = eval->verdict};
+    }
+    emit_verdict(eval, verdict + header_len, value_len, fields, eval->verdict);
     return EPCS_AREA_DECIDED;
 }
 

@@ -96,6 +96,15 @@ const struct epcs_election *epcs_ruleset_election(const struct epcs_ruleset *rul
 
 struct epcs_engine;
 
+/** Verdicts each engine remembers by default (see epcs_verdict_cache_configure). */
+#define EPCS_VERDICT_CACHE_DEFAULT 4096
+
+/**
+ * Sets how many verdicts each engine created from now on remembers (rounded up to a power of
+ * two; 0 turns the cache off). Call before the workers start.
+ */
+void epcs_verdict_cache_configure(size_t slots);
+
 /** Compiles `ruleset` into a new sandboxed state; takes a reference. NULL with `err` filled. */
 struct epcs_engine *epcs_engine_create(struct epcs_ruleset *ruleset, struct epcs_rule_error *err);
 /** The ruleset the engine was built from. */

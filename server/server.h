@@ -136,6 +136,8 @@ struct epcs_worker {
     uv_async_t decisions_committed;
     /** Whether the writer may signal decisions_committed (under a lock in http.c). */
     int wakeable;
+    /** Decisions (async mode) not yet handed to the writer; flushed with the access log. */
+    struct epcs_decision_stage staged;
     /** Access log lines not yet written; flushed each loop turn before it waits. */
     struct epcs_buf access_log;
     uv_prepare_t access_log_flush;

@@ -487,6 +487,27 @@ class SyncAuditTest(EpcsTest):
             shutil.rmtree(data)
 
 
+class VerdictCacheTest(EpcsTest):
+    """A remembered verdict is the verdict: with the cache on, first and repeated answers to
+    every public case equal those of a server that remembers nothing."""
+
+    def test_cached_answers_equal_fresh_ones(self):
+        cached, fresh = Server(), Server("--verdict-cache", "0")
+        try:
+            documents = [case["document"] for case in test_api.load_cases(test_api.ARGS.cases)]
+            documents.append(dict(DEEPFAKE_IN_WINDOW, area=None))
+            documents[-1].pop("area")
+            for document in documents:
+                with self.subTest(document=document):
+                    expected = check(fresh, document).data
+                    self.assertEqual(check(cached, document).data, expected)
+                    self.assertEqual(check(cached, document, JSON).data, expected)
+        finally:
+            for server in (cached, fresh):
+                self.assertEqual(server.stop(), 0)
+                server.cleanup()
+
+
 class ObservabilityTest(EpcsTest):
     """GET /metrics in Prometheus text, GET /readyz, and JSON lines on stderr."""
 

@@ -38,15 +38,19 @@ static void make_sample(struct sample *sample, struct epcs_decision_log *log, co
     size_t offset = 0;
     msgpack_unpack(sample->check_bytes.data, sample->check_bytes.size, &offset, &sample->zone,
                    &sample->check);
+    /* As the check path packs it: the decision id is the last entry. */
+    uint64_t id = epcs_decision_log_next_id(log);
     msgpack_packer_init(&pk, &sample->verdict_bytes, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
+    msgpack_pack_map(&pk, 3);
     pack_str(&pk, "verdict");
     pack_str(&pk, "prohibited");
     pack_str(&pk, "article");
     pack_str(&pk, "82-8(1)");
+    pack_str(&pk, "decision");
+    msgpack_pack_uint64(&pk, id);
     int32_t date;
     epcs_date_parse("2024-02-15", 10, &date);
-    sample->decision = (struct epcs_decision){.id = epcs_decision_log_next_id(log),
+    sample->decision = (struct epcs_decision){.id = id,
                                               .election = "na22",
                                               .date = date,
                                               .area = area,
@@ -88,6 +92,21 @@ static long long count_rows(const char *where)
     return count;
 }
 
+static long long count_rows_of(const char *table)
+{
+    char err[256], sql[128];
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    sqlite3_stmt *stmt = NULL;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    long long count = -1;
+    if (reader != NULL && sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        count = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(reader);
+    return count;
+}
+
 static void test_records_and_queries(void)
 {
     char err[256] = "";
@@ -108,6 +127,8 @@ static void test_records_and_queries(void)
     struct epcs_decision_log_stats stats;
     epcs_decision_log_stats(log, &stats);
     EXPECT_INT(stats.written, 2);
+    /* Both answers differ only in their decision ids: stored once. */
+    EXPECT_INT(count_rows_of("answers"), 1);
     EXPECT_INT(stats.queued, 0);
     EXPECT_INT(stats.failed, 0);
 
@@ -127,12 +148,15 @@ static void test_records_and_queries(void)
     struct epcs_buf json = {0};
     epcs_json_encode(&result, &json);
     epcs_buf_append(&json, "", 1);
-    EXPECT_CONTAINS(json.data,
-                    "\"partner\":\"naver\",\"election\":\"na22\",\"date\":\"2024-02-15\","
-                    "\"area\":\"advertising\",\"verdict\":\"prohibited\",\"article\":"
-                    "\"82-8(1)\",\"ruleset\":\"rs-0123456789abcdef\",\"latency_us\":42,"
-                    "\"request\":{\"election\":\"na22\",\"area\":\"advertising\"},"
-                    "\"answer\":{\"verdict\":\"prohibited\",\"article\":\"82-8(1)\"}}]");
+    char expected[512];
+    snprintf(expected, sizeof(expected),
+             "\"partner\":\"naver\",\"election\":\"na22\",\"date\":\"2024-02-15\","
+             "\"area\":\"advertising\",\"verdict\":\"prohibited\",\"article\":\"82-8(1)\","
+             "\"ruleset\":\"rs-0123456789abcdef\",\"latency_us\":42,\"request\":{\"election\":"
+             "\"na22\",\"area\":\"advertising\"},\"answer\":{\"verdict\":\"prohibited\","
+             "\"article\":\"82-8(1)\",\"decision\":%llu}}]",
+             (unsigned long long)samples[1].decision.id);
+    EXPECT_CONTAINS(json.data, expected);
     EXPECT_CONTAINS(json.data, "\"next\":null");
     EXPECT(strstr(json.data, "deepfake") == NULL);
 
