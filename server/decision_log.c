@@ -521,15 +521,42 @@ static int strip_decision(const char *answer, size_t len, uint64_t id, struct sm
     return 0;
 }
 
-/* Each worker packs the checks it logs here; kept between decisions, so no malloc per copy. */
-static __thread struct epcs_buf request_scratch;
+/* Each worker packs the checks it logs into a buffer of its own, kept between decisions so a
+ * copy costs no malloc, and freed when the thread ends. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void free_scratch(void *ptr)
+{
+    epcs_buf_free(ptr);
+    free(ptr);
+}
+
+static void make_scratch_key(void)
+{
+    pthread_key_create(&scratch_key, free_scratch);
+}
+
+static struct epcs_buf *thread_scratch(void)
+{
+    pthread_once(&scratch_once, make_scratch_key);
+    struct epcs_buf *buf = pthread_getspecific(scratch_key);
+    if (buf == NULL && (buf = calloc(1, sizeof(*buf))) != NULL &&
+        pthread_setspecific(scratch_key, buf) != 0) {
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
 
 /* One decision as a single allocation the writer frees. */
 static struct record *copy_decision(const struct epcs_decision *decision, const char *partner,
                                     int64_t at_us)
 {
-    struct epcs_buf *request = &request_scratch;
+    struct epcs_buf *request = thread_scratch();
     msgpack_packer pk;
+    if (request == NULL)
+        return NULL;
     epcs_buf_reset(request);
     msgpack_packer_init(&pk, request, epcs_buf_msgpack_write);
     if (msgpack_pack_object(&pk, *decision->check) != 0)
