@@ -474,22 +474,9 @@ static void pack_key(msgpack_packer *pk, const struct epcs_key *key, const char 
 static int create_key(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    int media = epcs_request_media(req);
     msgpack_object body;
-    struct epcs_decode_error decode_error;
-    if (media < 0)
-        return epcs_respond_error(req, 415, "unsupported_media_type", NULL,
-                                  "Content-Type must be application/msgpack or application/json");
-    if (req->entity.len == 0 || req->entity.len > worker->server->config.max_body ||
-        (media == 1 ? epcs_msgpack_decode(req->entity.base, req->entity.len, &worker->zone, &body,
-                                          &decode_error)
-                    : epcs_json_decode(req->entity.base, req->entity.len, &worker->zone, &body,
-                                       &decode_error)) != 0)
-        return epcs_respond_error(req, 400, "bad_request", NULL, "%s",
-                                  req->entity.len == 0 ? "the request body is empty"
-                                  : req->entity.len > worker->server->config.max_body
-                                      ? "the request body is too large"
-                                      : decode_error.message);
+    if (epcs_read_body(req, worker->server->config.max_body, &body, NULL) != 0)
+        return 0;
     char partner[EPCS_KEY_PARTNER_MAX] = "", role[16] = "";
     double rate = 0;
     for (uint32_t i = 0; body.type == MSGPACK_OBJECT_MAP && i < body.via.map.size; i++) {

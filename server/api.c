@@ -492,22 +492,8 @@ int epcs_handle_admin_impact(h2o_req_t *req)
     struct epcs_worker *worker = epcs_worker_of(req);
     msgpack_object body;
     struct epcs_decode_error decode_error;
-    int media = epcs_request_media(req);
-    if (req->entity.len > worker->server->config.max_batch_body)
-        return epcs_respond_error(req, 413, "too_large", NULL,
-                                  "the body has %zu bytes; the limit is %zu", req->entity.len,
-                                  worker->server->config.max_batch_body);
-    if (media < 0)
-        return epcs_respond_error(req, 415, "unsupported_media_type", NULL,
-                                  "Content-Type must be application/msgpack or application/json");
-    if (req->entity.len == 0 ||
-        (media == 1 ? epcs_msgpack_decode(req->entity.base, req->entity.len, &worker->zone, &body,
-                                          &decode_error)
-                    : epcs_json_decode(req->entity.base, req->entity.len, &worker->zone, &body,
-                                       &decode_error)) != 0)
-        return epcs_respond_error(req, 400, "bad_request", NULL, "%s",
-                                  req->entity.len == 0 ? "the request body is empty"
-                                                       : decode_error.message);
+    if (epcs_read_body(req, worker->server->config.max_batch_body, &body, NULL) != 0)
+        return 0;
     const msgpack_object *candidate = map_get(&body, "candidate");
     const msgpack_object *checks = map_get(&body, "checks");
     if (candidate == NULL || candidate->type != MSGPACK_OBJECT_STR ||

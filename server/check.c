@@ -249,8 +249,7 @@ static int respond_check_error(h2o_req_t *req, const struct epcs_check_error *er
     return epcs_response_send(req, err->status, epcs_response_format(req));
 }
 
-/* Checks size and media type and decodes the body. Returns 0, or answers and returns -1. */
-static int decode_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_msgpack)
+int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_msgpack)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     if (req->entity.base == NULL || req->entity.len == 0)
@@ -270,12 +269,13 @@ static int decode_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *
                                   (int)(type.len > 64 ? 64 : type.len), type.base),
                -1;
     }
-    *is_msgpack = media == 1;
+    if (is_msgpack != NULL)
+        *is_msgpack = media == 1;
     struct epcs_decode_error decode_error;
-    int decoded = *is_msgpack ? epcs_msgpack_decode(req->entity.base, req->entity.len,
-                                                    &worker->zone, body, &decode_error)
-                              : epcs_json_decode(req->entity.base, req->entity.len, &worker->zone,
-                                                 body, &decode_error);
+    int decoded = media == 1 ? epcs_msgpack_decode(req->entity.base, req->entity.len, &worker->zone,
+                                                   body, &decode_error)
+                             : epcs_json_decode(req->entity.base, req->entity.len, &worker->zone,
+                                                body, &decode_error);
     if (decoded != 0)
         return epcs_respond_error(req, 400, "bad_request", decode_error.field, "%s",
                                   decode_error.message),
@@ -333,7 +333,7 @@ int epcs_handle_check(h2o_req_t *req)
     uint64_t started = now_us();
     msgpack_object body;
     int is_msgpack;
-    if (decode_body(req, worker->server->config.max_body, &body, &is_msgpack) != 0)
+    if (epcs_read_body(req, worker->server->config.max_body, &body, &is_msgpack) != 0)
         return 0;
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
@@ -358,7 +358,7 @@ int epcs_handle_check_batch(h2o_req_t *req)
     uint64_t started = now_us();
     msgpack_object body;
     int is_msgpack;
-    if (decode_body(req, config->max_batch_body, &body, &is_msgpack) != 0)
+    if (epcs_read_body(req, config->max_batch_body, &body, &is_msgpack) != 0)
         return 0;
     const msgpack_object *checks = NULL;
     for (uint32_t i = 0; body.type == MSGPACK_OBJECT_MAP && i < body.via.map.size; i++) {

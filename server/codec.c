@@ -385,3 +385,19 @@ int epcs_json_encode(const msgpack_object *obj, struct epcs_buf *out)
 {
     return encode(obj, out, 1);
 }
+
+int epcs_msgpack_map_header(const char *bytes, size_t len, uint32_t *fields, size_t *header_len)
+{
+    unsigned char first = len > 0 ? (unsigned char)bytes[0] : 0;
+    if (first >= 0x80 && first <= 0x8f) {
+        *fields = first & 0x0f;
+        *header_len = 1;
+        return 0;
+    }
+    if (first == 0xde && len >= 3) {
+        *fields = (uint32_t)((unsigned char)bytes[1] << 8 | (unsigned char)bytes[2]);
+        *header_len = 3;
+        return 0;
+    }
+    return -1;
+}

@@ -3,6 +3,7 @@
 
 #include <msgpack.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -41,6 +42,12 @@ int epcs_json_decode(const char *text, size_t len, msgpack_zone *zone, msgpack_o
  * a partial document and should be reset by the caller.
  */
 int epcs_json_encode(const msgpack_object *obj, struct epcs_buf *out);
+
+/**
+ * Reads the map header at the start of `bytes` (fixmap or map16, what verdicts use): its field
+ * count and its own length. Returns 0, or -1 when `bytes` does not start with one.
+ */
+int epcs_msgpack_map_header(const char *bytes, size_t len, uint32_t *fields, size_t *header_len);
 
 /** True when [str, str+len) is well-formed UTF-8 (no overlongs, surrogates or values > U+10FFFF).
  */

@@ -462,23 +462,6 @@ uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log)
     return log->run << 32 | (atomic_fetch_add(&log->next_sequence, 1) & 0xffffffffu);
 }
 
-/* A map header's field count and length, for fixmap and map16 (verdicts have a few fields). */
-static int map_header(const char *bytes, size_t len, uint32_t *fields, size_t *header_len)
-{
-    unsigned char first = len > 0 ? (unsigned char)bytes[0] : 0;
-    if (first >= 0x80 && first <= 0x8f) {
-        *fields = first & 0x0f;
-        *header_len = 1;
-        return 0;
-    }
-    if (first == 0xde && len >= 3) {
-        *fields = (uint32_t)((unsigned char)bytes[1] << 8 | (unsigned char)bytes[2]);
-        *header_len = 3;
-        return 0;
-    }
-    return -1;
-}
-
 /* A small fixed buffer for msgpack_packer: headers and the decision entry fit in 32 bytes. */
 struct small_buf {
     char data[32];
@@ -511,7 +494,7 @@ static int strip_decision(const char *answer, size_t len, uint64_t id, struct sm
     msgpack_pack_uint64(&pk, id);
     uint32_t fields;
     size_t header_len;
-    if (map_header(answer, len, &fields, &header_len) != 0 || fields == 0 ||
+    if (epcs_msgpack_map_header(answer, len, &fields, &header_len) != 0 || fields == 0 ||
         len < header_len + tail.len || memcmp(answer + len - tail.len, tail.data, tail.len) != 0)
         return -1;
     msgpack_packer_init(&pk, header, write_small);
@@ -766,7 +749,7 @@ static void pack_answer(msgpack_packer *pk, uint64_t id, const char *answer, siz
 {
     uint32_t fields;
     size_t header_len;
-    if (map_header(answer, len, &fields, &header_len) != 0) {
+    if (epcs_msgpack_map_header(answer, len, &fields, &header_len) != 0) {
         epcs_buf_append(pk->data, answer, len);
         return;
     }
@@ -791,20 +774,13 @@ static void pack_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     msgpack_pack_uint64(pk, (uint64_t)sqlite3_column_int64(stmt, 0));
     pack_key(pk, "at");
     pack_key(pk, at);
-    pack_key(pk, "partner");
-    pack_text_column(pk, stmt, 2);
-    pack_key(pk, "election");
-    pack_text_column(pk, stmt, 3);
-    pack_key(pk, "date");
-    pack_text_column(pk, stmt, 4);
-    pack_key(pk, "area");
-    pack_text_column(pk, stmt, 5);
-    pack_key(pk, "verdict");
-    pack_text_column(pk, stmt, 6);
-    pack_key(pk, "article");
-    pack_text_column(pk, stmt, 7);
-    pack_key(pk, "ruleset");
-    pack_text_column(pk, stmt, 8);
+    /* Columns 2 to 8 of SELECT_COLUMNS, in order. */
+    static const char *const text_columns[] = {"partner", "election", "date",   "area",
+                                               "verdict", "article",  "ruleset"};
+    for (int i = 0; i < 7; i++) {
+        pack_key(pk, text_columns[i]);
+        pack_text_column(pk, stmt, 2 + i);
+    }
     pack_key(pk, "latency_us");
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 9));
     pack_key(pk, "request");

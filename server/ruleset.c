@@ -497,23 +497,6 @@ static void emit_verdict(struct epcs_eval *eval, const char *entries, size_t len
     eval->verdict = kind;
 }
 
-/* The field count of the map header at the start of `bytes`, and the header's length. */
-static int map_header(const char *bytes, size_t len, uint32_t *fields, size_t *header_len)
-{
-    unsigned char first = len > 0 ? (unsigned char)bytes[0] : 0;
-    if (first >= 0x80 && first <= 0x8f) {
-        *fields = first & 0x0f;
-        *header_len = 1;
-        return 0;
-    }
-    if (first == 0xde && len >= 3) {
-        *fields = (uint32_t)((unsigned char)bytes[1] << 8 | (unsigned char)bytes[2]);
-        *header_len = 3;
-        return 0;
-    }
-    return -1;
-}
-
 static void push_election(lua_State *L, const struct epcs_election *election)
 {
     lua_createtable(L, 0, 5);
@@ -969,7 +952,7 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
     size_t header_len;
     const char *verdict = engine->cache_miss.data;
     size_t verdict_len = engine->cache_miss.len;
-    if (map_header(verdict, verdict_len, &fields, &header_len) != 0) {
+    if (epcs_msgpack_map_header(verdict, verdict_len, &fields, &header_len) != 0) {
         /* Not a map we can extend: pass it on as is, unremembered. */
         out->callback(out->data, verdict, verdict_len);
         return EPCS_AREA_DECIDED;

@@ -248,6 +248,12 @@ int epcs_recent_checks(h2o_req_t *req, size_t limit, msgpack_object *checks);
 /** GET, POST /v1/admin/keys; DELETE /v1/admin/keys/{id} */
 int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len);
 
+/**
+ * Checks the body's size against `limit` and its media type, and decodes it into the worker's
+ * zone. Returns 0, or answers 400, 413 or 415 and returns -1. `is_msgpack` may be NULL.
+ */
+int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_msgpack);
+
 /** True when the request's method is `method`. */
 int epcs_method_is(h2o_req_t *req, const char *method);
 /** Answers 405 naming the methods `allow` lists. Returns 0. */
