@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Fuzzes the request decoders and the check path with libFuzzer for a bounded time: builds
+# tests/fuzz with clang under AddressSanitizer + UndefinedBehaviorSanitizer in build-fuzz/, then
+# runs fuzz_decode and fuzz_check one after the other, FUZZ_SECONDS (or the first argument;
+# default 60) each. Exits non-zero when either found a crash, a leak, a timeout or runaway
+# memory, and names the input that did it. Not part of scripts/test.sh or CI.
+#
+# The corpus each harness grows is kept in build-fuzz/corpus/<harness>, so later runs start
+# where earlier ones stopped; the seeds in tests/fuzz/corpus are only read.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-${FUZZ_SECONDS:-60}}
+if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
+    echo "fuzz: the time per harness must be a whole number of seconds, got '$seconds'" >&2
+    exit 2
+fi
+
+bash scripts/setup.sh
+# clang, and libFuzzer (libclang_rt.fuzzer), which Debian 12 ships in libclang-rt-14-dev.
+missing=()
+for pkg in clang libclang-rt-14-dev; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=$([ "$(id -u)" -ne 0 ] && echo sudo || true)
+    echo "fuzz: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+echo "== build (clang, libFuzzer, ASan + UBSan) =="
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPCS_SANITIZE=ON \
+    -DEPCS_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "$(nproc)" --target fuzz_decode fuzz_check
+
+# Allocation failures are answered like any other (400 for a body that cannot be decoded), so
+# they are allowed to happen: msgpack-c sizes a container from the count its header declares
+# before reading a single element, so five bytes can ask for gigabytes. Capping single
+# allocations at 64 MiB makes those fail early, as they would on a smaller machine, instead of
+# filling ASan's quarantine; memory that is really used still meets -rss_limit_mb (2 GiB).
+export ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=64
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$PWD/tests/fuzz/known_issues.supp
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+
+failed=()
+summary=()
+for harness in decode check; do
+    name=fuzz_$harness
+    corpus=build-fuzz/corpus/$harness
+    artifacts=build-fuzz/artifacts/$harness
+    log=build-fuzz/$name.log
+    mkdir -p "$corpus" "$artifacts"
+    echo "== $name: ${seconds} s (log: $log) =="
+    status=0
+    "build-fuzz/tests/fuzz/$name" -max_total_time="$seconds" -max_len=70000 -timeout=10 \
+        -dict=tests/fuzz/epcs.dict -artifact_prefix="$artifacts/" -print_final_stats=1 \
+        "$corpus" "tests/fuzz/corpus/$harness" >"$log" 2>&1 || status=$?
+    runs=$(sed -n 's/^Done \([0-9]*\) runs in .*/\1/p' "$log" | tail -n 1)
+    coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
+    inputs=$(find "$corpus" -type f | wc -l)
+    if [ "$status" -eq 0 ]; then
+        line="$name: ok, ${runs:-0} runs in ${seconds} s, ${coverage:-cov: ?}, $inputs inputs in $corpus"
+    else
+        # libFuzzer names the input it stopped on: "Test unit written to <path>".
+        artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
+        reason=$(grep -m 1 -E 'ERROR: |runtime error:|^fuzz_(decode|check): ' "$log" || true)
+        line="$name: FAILED (exit $status): ${reason:-see $log}"
+        line+=$'\n'"    input: ${artifact:-none written; see $log}"
+        line+=$'\n'"    replay: build-fuzz/tests/fuzz/$name ${artifact:-<input>}"
+        failed+=("$name")
+        tail -n 40 "$log"
+    fi
+    echo "$line"
+    summary+=("$line")
+done
+
+echo "== summary =="
+printf '%s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: ${failed[*]} found a problem (environment for replaying: ASAN_OPTIONS," \
+        "UBSAN_OPTIONS and LSAN_OPTIONS as set in scripts/fuzz.sh)"
+    exit 1
+fi
+echo "fuzz: nothing found"
