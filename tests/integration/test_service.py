@@ -503,9 +503,10 @@ class VerdictCacheTest(EpcsTest):
                     self.assertEqual(check(cached, document).data, expected)
                     self.assertEqual(check(cached, document, JSON).data, expected)
         finally:
+            statuses = [server.stop() for server in (cached, fresh)]
             for server in (cached, fresh):
-                self.assertEqual(server.stop(), 0)
                 server.cleanup()
+            self.assertEqual(statuses, [0, 0])
 
 
 class ObservabilityTest(EpcsTest):
