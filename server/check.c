@@ -32,6 +32,10 @@ static int fail(struct epcs_check_error *err, int status, const char *code, cons
     va_start(args, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, args);
     va_end(args);
+    /* Messages quote client input cut at a byte count; a batch slot must stay valid UTF-8. */
+    size_t len = strlen(err->message);
+    while (len > 0 && !epcs_utf8_valid(err->message, len))
+        err->message[--len] = '\0';
     return -1;
 }
 

@@ -17,8 +17,12 @@ static size_t path_push(struct path *path, const char *name, size_t name_len)
     size_t saved = path->len;
     size_t room = sizeof(path->text) - path->len - 1;
     size_t dot = path->len > 0 ? 1 : 0;
-    if (dot + name_len > room)
+    if (dot + name_len > room) {
         name_len = room > dot ? room - dot : 0;
+        /* Cut between characters, never inside one: the path is quoted back to the client. */
+        while (name_len > 0 && ((unsigned char)name[name_len] & 0xc0) == 0x80)
+            name_len--;
+    }
     if (dot && room > 0)
         path->text[path->len++] = '.';
     memcpy(path->text + path->len, name, name_len);
@@ -51,6 +55,134 @@ static int fail(struct epcs_decode_error *err, const char *field, const char *fm
     vsnprintf(err->message, sizeof(err->message), fmt, args);
     va_end(args);
     return -1;
+}
+
+/* The bytes of the msgpack value whose type byte is `type`, beyond the type byte itself, and
+ * the elements it holds (for containers). Returns -1 for a byte no value starts with. */
+static int msgpack_item(const unsigned char *at, size_t left, size_t *head, uint64_t *payload,
+                        uint64_t *elements)
+{
+    unsigned char type = at[0];
+    *head = 1;
+    *payload = 0;
+    *elements = 0;
+    if (type <= 0x7f || type >= 0xe0 || type == 0xc0 || type == 0xc2 || type == 0xc3)
+        return 0;
+    if (type >= 0x80 && type <= 0x8f) {
+        *elements = 2u * (type & 0x0f);
+        return 0;
+    }
+    if (type >= 0x90 && type <= 0x9f) {
+        *elements = type & 0x0f;
+        return 0;
+    }
+    if (type >= 0xa0 && type <= 0xbf) {
+        *payload = type & 0x1f;
+        return 0;
+    }
+    /* Fixed-size scalars: float32/64, uint8-64, int8-64, fixext 1-16 (one type byte more). */
+    static const unsigned char fixed[][2] = {
+        {0xca, 4}, {0xcb, 8}, {0xcc, 1}, {0xcd, 2}, {0xce, 4}, {0xcf, 8}, {0xd0, 1}, {0xd1, 2},
+        {0xd2, 4}, {0xd3, 8}, {0xd4, 2}, {0xd5, 3}, {0xd6, 5}, {0xd7, 9}, {0xd8, 17}};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (fixed[i][0] == type) {
+            *payload = fixed[i][1];
+            return 0;
+        }
+    }
+    /* Sized values: a big-endian length of 1, 2 or 4 bytes, then (for ext) a type byte. */
+    size_t width;
+    int is_ext = 0, kind; /* 0 bytes, 1 array, 2 map */
+    switch (type) {
+    case 0xc4:
+    case 0xd9:
+        width = 1, kind = 0;
+        break;
+    case 0xc5:
+    case 0xda:
+        width = 2, kind = 0;
+        break;
+    case 0xc6:
+    case 0xdb:
+        width = 4, kind = 0;
+        break;
+    case 0xc7:
+        width = 1, kind = 0, is_ext = 1;
+        break;
+    case 0xc8:
+        width = 2, kind = 0, is_ext = 1;
+        break;
+    case 0xc9:
+        width = 4, kind = 0, is_ext = 1;
+        break;
+    case 0xdc:
+        width = 2, kind = 1;
+        break;
+    case 0xdd:
+        width = 4, kind = 1;
+        break;
+    case 0xde:
+        width = 2, kind = 2;
+        break;
+    case 0xdf:
+        width = 4, kind = 2;
+        break;
+    default:
+        return -1;
+    }
+    if (left < 1 + width)
+        return 1;
+    uint64_t count = 0;
+    for (size_t i = 0; i < width; i++)
+        count = count << 8 | at[1 + i];
+    *head = 1 + width + (size_t)is_ext;
+    if (kind == 0)
+        *payload = count;
+    else
+        *elements = kind == 2 ? 2 * count : count;
+    return 0;
+}
+
+/*
+ * Walks the document's structure before msgpack-c builds it: msgpack-c allocates room for a
+ * container's declared count first, so five bytes declaring 2^32 elements would cost gigabytes
+ * before the missing elements are noticed. Every element takes at least a byte, so a count
+ * beyond the bytes left is a truncated document. Nesting is bounded here too.
+ */
+static int msgpack_prescan(const unsigned char *data, size_t len, struct epcs_decode_error *err)
+{
+    uint64_t pending[EPCS_CODEC_MAX_DEPTH + 2];
+    int depth = 0;
+    size_t at = 0;
+    pending[0] = 1;
+    while (at < len) {
+        while (depth >= 0 && pending[depth] == 0)
+            depth--;
+        if (depth < 0)
+            return fail(err, "", "trailing bytes after the msgpack document at offset %zu", at);
+        pending[depth]--;
+        size_t head;
+        uint64_t payload, elements;
+        int item = msgpack_item(data + at, len - at, &head, &payload, &elements);
+        if (item < 0)
+            return fail(err, "", "malformed msgpack near byte %zu", at);
+        if (item > 0 || head > len - at || payload > len - at - head)
+            return fail(err, "", "truncated msgpack: the document ends early (%zu bytes)", len);
+        at += head + (size_t)payload;
+        if (elements > len - at)
+            return fail(err, "", "truncated msgpack: the document ends early (%zu bytes)", len);
+        if (elements > 0) {
+            if (depth + 1 > EPCS_CODEC_MAX_DEPTH)
+                return fail(err, "", "malformed msgpack: nesting deeper than %d levels",
+                            EPCS_CODEC_MAX_DEPTH);
+            pending[++depth] = elements;
+        }
+    }
+    while (depth >= 0 && pending[depth] == 0)
+        depth--;
+    if (depth >= 0)
+        return fail(err, "", "truncated msgpack: the document ends early (%zu bytes)", len);
+    return 0;
 }
 
 int epcs_utf8_valid(const char *str, size_t len)
@@ -120,6 +252,9 @@ static int validate(const msgpack_object *obj, int depth, struct path *path,
             return fail(err, path->text, "map key is not a string");
         if (!epcs_utf8_valid(key->via.str.ptr, key->via.str.size))
             return fail(err, path->text, "invalid UTF-8 in map key");
+        /* Names are looked up as C strings: "purpose\0x" must not pass for "purpose". */
+        if (memchr(key->via.str.ptr, '\0', key->via.str.size) != NULL)
+            return fail(err, path->text, "NUL byte in map key");
         size_t saved = path_push(path, key->via.str.ptr, key->via.str.size);
         /* Requests hold a handful of keys per map, so the quadratic scan is the cheap one. */
         for (uint32_t j = 0; j < i; j++) {
@@ -150,6 +285,8 @@ int epcs_msgpack_decode(const char *data, size_t len, msgpack_zone *zone, msgpac
 {
     if (len == 0)
         return fail(err, "", "empty body");
+    if (msgpack_prescan((const unsigned char *)data, len, err) != 0)
+        return -1;
     size_t offset = 0;
     msgpack_unpack_return rc = msgpack_unpack(data, len, &offset, zone, out);
     switch (rc) {

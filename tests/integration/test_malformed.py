@@ -2,8 +2,7 @@
 """Malformed input: the bodies a client can get wrong, sent to the real epcsd over HTTP/2.
 
 Each case asserts the exact status, `error` code and `field` the README's error table promises,
-in the encoding the case is about. Cases the server answers wrongly today are marked
-expectedFailure with the issue named; they assert what a client should get. Uses the harness of
+in the encoding the case is about. Uses the harness of
 test_api.py (its Server and request helpers) and takes the same flags:
     tests/integration/test_malformed.py --epcsd build/epcsd --plugins build/plugins \
         --rules lua_rules --cases ../shared/cases/public.tsv
@@ -165,15 +164,11 @@ class MalformedTest(test_api.EpcsTest):
         self.assertRefused(self.post(batch[:-5], MSGPACK, "/v1/check/batch"), 400, "bad_request",
                            starts="truncated msgpack")
 
-    @unittest.expectedFailure
     def test_truncated_msgpack_with_a_huge_declared_count(self):
-        """Issue: an array32/map32 header declaring 2^32-1 entries with nothing after it.
+        """An array32/map32 header declaring 2^32-1 entries with nothing after it is truncated.
 
-        msgpack-c allocates storage for the declared count before reading any element, the
-        allocation fails, and epcs_msgpack_decode reports MSGPACK_UNPACK_NOMEM_ERROR as
-        "malformed msgpack: nesting deeper than 32 levels": a 5-byte body gets a message about
-        nesting. (A smaller count, dd 04 00 00 00, makes the server allocate 2 GiB first and then
-        answers correctly.) The body is truncated and should be refused as such.
+        msgpack-c allocates room for a declared count before reading any element; the decoder
+        walks the structure first, so such a body is refused before any allocation.
         """
         for body in (b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff"):
             with self.subTest(body=body.hex()):
@@ -423,25 +418,21 @@ class MalformedTest(test_api.EpcsTest):
         self.assertRefused(self.post(b'{"checks": [], "checks": []}', JSON, "/v1/check/batch"),
                            400, "bad_request", contains="duplicate object key")
 
-    @unittest.expectedFailure
-    def test_a_nul_in_a_fact_name_does_not_make_a_second_fact(self):
-        """Issue: facts.c looks fact names up as C strings, so "purpose\\0" is read as "purpose".
-
-        The duplicate-key check compares whole keys and lets "purpose" and "purpose\\0" both
-        through; the second becomes another activity.purpose and the rules read it: with
-        {"purpose": "campaign", "purpose\\0": "satire"} the answer is 200 "allowed"
-        (not_campaigning) where the same check without the extra key is "prohibited". JSON
-        cannot carry the key (jansson refuses \\u0000). "purpose\\0" is no fact of any area:
-        422 invalid_fact, and no verdict.
-        """
+    def test_a_nul_in_a_map_key_is_refused(self):
+        """Names are looked up as C strings, so "purpose\0" must not pass for "purpose" (with
+        {"purpose": "campaign", "purpose\0": "satire"} the rules would read "satire"). No key
+        of any request has a NUL: the body is refused, naming the map. JSON cannot carry the
+        key at all (jansson refuses \u0000)."""
         for extra in ("purpose\x00", "purpose\x00x", "deepfake\x00"):
             with self.subTest(key=extra):
                 activity = dict(GOOD["activity"], **{extra: "satire" if "purpose" in extra
                                                      else False})
                 response = self.post(mp(with_changes(activity=activity)), MSGPACK)
-                data = self.assertRefused(response, 422, "invalid_fact", "activity." + extra,
-                                          "unknown fact 'activity.%s'" % extra)
+                data = self.assertRefused(response, 400, "bad_request", "activity",
+                                          "NUL byte in map key")
                 self.assertNotIn("verdict", data)
+        response = self.post(mp(dict(GOOD, **{"election\x00": "na22"})), MSGPACK)
+        self.assertRefused(response, 400, "bad_request", None, "NUL byte in map key")
 
     def test_unknown_top_level_fields(self):
         for name in ("extra", "Election", "checks", "", "decision", "election "):
@@ -589,15 +580,10 @@ class MalformedTest(test_api.EpcsTest):
         self.assertRefused(self.post(mp_map([(mp(1), mp([]))]), MSGPACK, "/v1/check/batch"), 400,
                            "bad_request", None, "map key is not a string")
 
-    @unittest.expectedFailure
     def test_a_field_cut_to_fit_stays_valid_utf8(self):
-        """Issue: codec.c cuts the dotted path of the offending member at 127 bytes, mid-character.
-
-        A duplicate 150-byte key of Hangul under activity gets `field` "activity." plus 118
-        bytes: 39 characters and the first byte of the 40th, so the reply (msgpack or JSON) is
-        not valid UTF-8 and a client's decoder fails on it. The cut should fall between
-        characters.
-        """
+        """The dotted path of the offending member is cut at 127 bytes between characters: a
+        duplicate 150-byte key of Hangul under activity gets `field` "activity." and 39 whole
+        characters, so the reply stays valid UTF-8 in both encodings."""
         key = mp_str(("가" * 50).encode())
         activity = mp_map([(key, mp(True)), (key, mp(False))])
         body = mp_map(mp_good_with(activity=activity))
@@ -606,15 +592,10 @@ class MalformedTest(test_api.EpcsTest):
                 self.assertRefused(self.post(body, MSGPACK, accept=accept), 400, "bad_request",
                                    "activity." + "가" * 39)
 
-    @unittest.expectedFailure
     def test_batch_errors_quoting_input_stay_valid_utf8(self):
-        """Issue: a batch slot's error message quotes 64 bytes of input, cut mid-character.
-
-        /v1/check answers the same check with a message trimmed to valid UTF-8 (http.c
-        epcs_respond_error); check.c pack_error, which writes the batch slots, does not trim, so
-        the whole 200 batch reply is undecodable for a client. Here 30 Hangul characters (90
-        bytes) as `election` leave 21 characters and one stray byte in the slot's message.
-        """
+        """A batch slot's error message quotes 64 bytes of input and is trimmed to whole
+        characters, as /v1/check's are: 30 Hangul characters (90 bytes) as `election` leave 21
+        characters in the slot's message, and the 200 batch reply stays decodable."""
         election = "가" * 30
         for kind in (MSGPACK, JSON):
             with self.subTest(encoding=kind):

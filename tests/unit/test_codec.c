@@ -122,6 +122,31 @@ static void test_msgpack_rules(void)
     EXPECT_INT(epcs_msgpack_decode("", 0, &zone, &obj, &err), -1);
     EXPECT_STR(err.message, "empty body");
 
+    /* Declared sizes beyond the bytes there are: truncated, before anything is allocated. */
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } short_bodies[] = {
+        {"\xdd\xff\xff\xff\xff", 5},     /* array32 of 2^32-1 */
+        {"\xdf\x04\x00\x00\x00", 5},     /* map32 of 2^26 pairs */
+        {"\xdc\x00\x03\x01\x02", 5},     /* array16 of 3, two present */
+        {"\xc6\x7f\xff\xff\xff\x00", 6}, /* bin32 of 2 GiB */
+        {"\xdb\x00\x00\x01\x00", 5},     /* str32 of 256 */
+        {"\xc9\x00\x00\x00\x10\x01", 6}, /* ext32 of 16 */
+        {"\x81\xa1k", 3},                /* a map's value missing */
+    };
+    for (size_t i = 0; i < sizeof(short_bodies) / sizeof(short_bodies[0]); i++) {
+        EXPECT_INT(
+            epcs_msgpack_decode(short_bodies[i].bytes, short_bodies[i].len, &zone, &obj, &err), -1);
+        EXPECT_CONTAINS(err.message, "truncated msgpack: the document ends early");
+    }
+    /* 0xc1 starts no msgpack value. */
+    EXPECT_INT(epcs_msgpack_decode("\x91\xc1", 2, &zone, &obj, &err), -1);
+    EXPECT_STR(err.message, "malformed msgpack near byte 1");
+    /* A NUL inside a key could make "purpose\0x" look up as "purpose". */
+    EXPECT_INT(epcs_msgpack_decode("\x81\xa2k\x00\xc3", 5, &zone, &obj, &err), -1);
+    EXPECT_STR(err.message, "NUL byte in map key");
+
     msgpack_sbuffer_init(&sbuf);
     msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1);
