@@ -25,7 +25,8 @@ static size_t path_push(struct path *path, const char *name, size_t name_len)
     }
     if (dot && room > 0)
         path->text[path->len++] = '.';
-    memcpy(path->text + path->len, name, name_len);
+    if (name_len > 0)
+        memcpy(path->text + path->len, name, name_len);
     path->len += name_len;
     path->text[path->len] = '\0';
     return saved;
@@ -187,6 +188,9 @@ static int msgpack_prescan(const unsigned char *data, size_t len, struct epcs_de
 
 int epcs_utf8_valid(const char *str, size_t len)
 {
+    /* msgpack-c gives an empty string a NULL pointer: no arithmetic on it. */
+    if (len == 0)
+        return 1;
     const unsigned char *s = (const unsigned char *)str, *end = s + len;
     while (s < end) {
         if (*s < 0x80) {
@@ -253,14 +257,15 @@ static int validate(const msgpack_object *obj, int depth, struct path *path,
         if (!epcs_utf8_valid(key->via.str.ptr, key->via.str.size))
             return fail(err, path->text, "invalid UTF-8 in map key");
         /* Names are looked up as C strings: "purpose\0x" must not pass for "purpose". */
-        if (memchr(key->via.str.ptr, '\0', key->via.str.size) != NULL)
+        if (key->via.str.size > 0 && memchr(key->via.str.ptr, '\0', key->via.str.size) != NULL)
             return fail(err, path->text, "NUL byte in map key");
         size_t saved = path_push(path, key->via.str.ptr, key->via.str.size);
         /* Requests hold a handful of keys per map, so the quadratic scan is the cheap one. */
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object *other = &pairs[j].key;
             if (other->via.str.size == key->via.str.size &&
-                memcmp(other->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0)
+                (key->via.str.size == 0 ||
+                 memcmp(other->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0))
                 return fail(err, path->text, "duplicate key '%.*s'",
                             (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
                             key->via.str.ptr);
@@ -417,6 +422,8 @@ static int append_json_string(struct epcs_buf *out, const char *str, size_t len)
     if (epcs_buf_append(out, "\"", 1) != 0)
         return -1;
     size_t run = 0;
+    if (len == 0)
+        return epcs_buf_append(out, "\"", 1);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)str[i];
         if (c >= 0x20 && c != '"' && c != '\\')
