@@ -302,6 +302,13 @@ static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
     int found = epcs_decision_log_get(reader, id, &original_pk, replay ? &request : NULL,
                                       ruleset_id, sizeof(ruleset_id), date, err, sizeof(err));
     int rc = 0;
+    if (found == 2) {
+        rc = epcs_respond_error(req, 409, "not_a_decision", "id",
+                                "%llu is a case event, not a decision: there is no check to "
+                                "replay",
+                                (unsigned long long)id);
+        goto done;
+    }
     if (found != 0) {
         if (found < 0)
             epcs_log(EPCS_LOG_ERROR, "decisions", "reading decision %llu: %s",

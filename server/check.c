@@ -306,7 +306,8 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
         return 0;
     int sync = epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC;
     int refused =
-        sync ? epcs_decision_log_append(log, decisions, count, worker->partner, &ticket)
+        sync ? epcs_decision_log_append(log, &worker->staged, decisions, count, worker->partner,
+                                        &ticket)
              : epcs_decision_log_stage(log, &worker->staged, decisions, count, worker->partner);
     if (refused != 0) {
         struct epcs_decision_log_stats stats;
@@ -328,7 +329,7 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
 static uint64_t new_decision_id(struct epcs_worker *worker)
 {
     struct epcs_decision_log *log = worker->server->decisions;
-    return log != NULL ? epcs_decision_log_next_id(log) : 0;
+    return log != NULL ? epcs_decision_log_next_id(log, &worker->staged) : 0;
 }
 
 int epcs_handle_check(h2o_req_t *req)

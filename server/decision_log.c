@@ -1,4 +1,10 @@
-/* The decision log: a writer thread with group commit into SQLite (WAL). */
+/*
+ * The decision log: workers encode decisions into per-turn chunks; one writer thread sorts what
+ * has queued up by id and stores it as pages (one row per up to PAGE_ENTRIES entries) in SQLite
+ * (WAL), in one transaction per group. A row per decision with its own index entries cost the
+ * writer more CPU than the check itself; a page costs one B-tree insert per few hundred
+ * decisions, and queries decode the pages they visit.
+ */
 #include "decision_log.h"
 
 #include <pthread.h>
@@ -9,7 +15,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "buf.h"
 #include "codec.h"
 #include "dates.h"
 #include "log.h"
@@ -20,30 +25,49 @@
 /* Busy readers may hold the database briefly; the writer waits rather than drop a commit. */
 #define BUSY_TIMEOUT_MS 5000
 
-/* One queued decision: the record and its variable parts in a single allocation. */
-struct record {
-    struct record *next;
-    uint64_t id;
-    uint64_t ticket;
-    int64_t at_us;
-    int64_t latency_us;
-    int32_t date;
-    int verdict;
-    const char *partner;
-    const char *election;
-    const char *area;
-    const char *ruleset;
-    const char *request;
-    size_t request_len;
-    const char *answer;
-    size_t answer_len;
-    char bytes[];
+/* A page is decoded whole by every query that visits it: small enough to decode quickly,
+ * large enough that a busy log writes few rows. */
+#define PAGE_ENTRIES 512
+#define PAGE_BYTES (256 * 1024)
+
+/*
+ * A decision's time is taken when its verdict is ready, its id when the check starts, so pages
+ * (ordered by id) are ordered by time only within the time a check takes. A query for times
+ * before `to` stops at the first page that starts this much later.
+ */
+#define TIME_SLACK_US (10 * 1000000LL)
+
+/* Entry kinds, the first element of every entry. */
+enum { ENTRY_DECISION = 0, ENTRY_EVENT = 1 };
+
+/*
+ * Entries as workers hand them over (msgpack arrays, one after another):
+ *   decision: [0, id, at_us, latency_us, day, verdict, partner, election, area|nil, ruleset,
+ *              request (bin: the check's msgpack), answer (bin: the verdict without its id)]
+ *   event:    [1, id, at_us, partner, election|nil, event, subject, detail (bin)|nil]
+ * In a page a decision's answer is replaced by its row in `answers` and its cited articles:
+ *   decision: [0, id, at_us, latency_us, day, verdict, partner, election, area|nil, ruleset,
+ *              request (bin), answer_id, article|nil]
+ * and an event is stored as handed over.
+ */
+#define DECISION_FIELDS 12
+#define PAGE_DECISION_FIELDS 13
+#define EVENT_FIELDS 8
+
+/* Entries handed to the writer together: one worker's turn, one sync answer, or one event. */
+struct chunk {
+    struct chunk *next;
+    size_t count;
+    /* The ticket of the first entry; the others follow it in order. */
+    uint64_t first_ticket;
+    size_t len;
+    char data[];
 };
 
 struct epcs_decision_log {
     enum epcs_audit_mode mode;
     sqlite3 *db;
-    sqlite3_stmt *insert;
+    sqlite3_stmt *insert_page;
     uint64_t run;
     _Atomic uint64_t next_sequence;
     pthread_t writer;
@@ -51,11 +75,16 @@ struct epcs_decision_log {
 
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    struct record *head, **tail;
+    struct chunk *head, **tail;
     size_t queued;
     size_t queue_limit;
     uint64_t last_ticket;
     int stopping;
+    /* A stage cleared its in-flight mark: held entries may be ready. */
+    int released;
+    /* Every worker's stage, so the writer can see which ids are still on their way. */
+    struct epcs_decision_stage **lanes;
+    size_t lane_count;
 
     _Atomic uint64_t committed;
     _Atomic uint64_t written;
@@ -71,6 +100,11 @@ struct epcs_decision_log {
     msgpack_zone zone;
     int zone_ready;
     struct epcs_buf article;
+    struct pending *pending;
+    size_t pending_cap;
+    struct epcs_buf page;
+    /* Entries a group could not commit yet (an id below theirs was still on its way). */
+    struct chunk *held;
 };
 
 /*
@@ -78,30 +112,22 @@ struct epcs_decision_log {
  * each distinct answer is stored once in `answers` and decisions point at it. An answer is
  * stored without its decision id, which is the decision's own id.
  */
-#define SCHEMA_VERSION 2
-static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS runs ("
-    "  run INTEGER PRIMARY KEY,"
-    "  started TEXT NOT NULL,"
-    "  audit TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS answers ("
-    "  id INTEGER PRIMARY KEY,"
-    "  answer BLOB NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS decisions ("
-    "  id INTEGER PRIMARY KEY,"
-    "  at_us INTEGER NOT NULL,"
-    "  partner TEXT NOT NULL,"
-    "  election TEXT NOT NULL,"
-    "  date TEXT NOT NULL,"
-    "  area TEXT,"
-    "  verdict TEXT NOT NULL,"
-    "  article TEXT,"
-    "  ruleset TEXT NOT NULL,"
-    "  latency_us INTEGER NOT NULL,"
-    "  request BLOB NOT NULL,"
-    "  answer_id INTEGER NOT NULL REFERENCES answers(id));"
-    "CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions(at_us);"
-    "CREATE INDEX IF NOT EXISTS decisions_by_partner ON decisions(partner, at_us);";
+#define SCHEMA_VERSION 3
+static const char schema[] = "CREATE TABLE IF NOT EXISTS runs ("
+                             "  run INTEGER PRIMARY KEY,"
+                             "  started TEXT NOT NULL,"
+                             "  audit TEXT NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS answers ("
+                             "  id INTEGER PRIMARY KEY,"
+                             "  answer BLOB NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS pages ("
+                             "  first_id INTEGER PRIMARY KEY,"
+                             "  last_id INTEGER NOT NULL,"
+                             "  first_us INTEGER NOT NULL,"
+                             "  last_us INTEGER NOT NULL,"
+                             "  count INTEGER NOT NULL,"
+                             "  body BLOB NOT NULL);"
+                             "CREATE INDEX IF NOT EXISTS pages_by_time ON pages(last_us);";
 
 /* Answers the writer has stored this run, by content: most decisions find theirs here. */
 #define KNOWN_ANSWER_SLOTS 4096
@@ -112,6 +138,13 @@ struct known_answer {
     char *bytes;
     size_t len;
     char *article;
+};
+
+/* One entry of a group while the writer sorts it. */
+struct pending {
+    uint64_t id;
+    uint64_t ticket;
+    const msgpack_object *entry;
 };
 
 static int64_t wall_us(void)
@@ -134,6 +167,21 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t err_size)
 static void db_path(const char *data_dir, char *path, size_t size)
 {
     snprintf(path, size, "%s/decisions.db", data_dir);
+}
+
+static void pack_key(msgpack_packer *pk, const char *key)
+{
+    size_t len = strlen(key);
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, key, len);
+}
+
+static void pack_text_or_nil(msgpack_packer *pk, const char *text)
+{
+    if (text != NULL)
+        pack_key(pk, text);
+    else
+        msgpack_pack_nil(pk);
 }
 
 /* The articles a verdict cites: its own, or those of every area's result, comma-separated. */
@@ -184,22 +232,27 @@ static uint64_t answer_hash(const char *bytes, size_t len)
     return hash ^ (hash >> 29);
 }
 
-/* The stored answer equal to the record's, found among those known or inserted now. */
-static const struct known_answer *store_answer(struct epcs_decision_log *log,
-                                               const struct record *record)
+/* The stored answer with these bytes, found among those known or inserted now. */
+static const struct known_answer *store_answer(struct epcs_decision_log *log, const char *answer,
+                                               size_t len)
 {
-    uint64_t hash = answer_hash(record->answer, record->answer_len);
+    uint64_t hash = answer_hash(answer, len);
     struct known_answer *known = &log->known[hash & (KNOWN_ANSWER_SLOTS - 1)];
-    if (known->bytes != NULL && known->hash == hash && known->len == record->answer_len &&
-        memcmp(known->bytes, record->answer, known->len) == 0)
+    if (known->bytes != NULL && known->hash == hash && known->len == len &&
+        memcmp(known->bytes, answer, len) == 0)
         return known;
     sqlite3_stmt *stmt = log->insert_answer;
     sqlite3_reset(stmt);
-    sqlite3_bind_blob(stmt, 1, record->answer, (int)record->answer_len, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 1, answer, (int)len, SQLITE_STATIC);
     if (sqlite3_step(stmt) != SQLITE_DONE)
         return NULL;
-    cited_articles(&log->zone, record->answer, record->answer_len, &log->article);
-    char *bytes = malloc(record->answer_len ? record->answer_len : 1);
+    /* The articles are read from a copy: cited_articles reuses the zone the group lives in. */
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, 1024))
+        return NULL;
+    cited_articles(&zone, answer, len, &log->article);
+    msgpack_zone_destroy(&zone);
+    char *bytes = malloc(len ? len : 1);
     char *article = malloc(log->article.len + 1);
     if (bytes == NULL || article == NULL) {
         free(bytes);
@@ -208,13 +261,13 @@ static const struct known_answer *store_answer(struct epcs_decision_log *log,
     }
     free(known->bytes);
     free(known->article);
-    memcpy(bytes, record->answer, record->answer_len);
+    memcpy(bytes, answer, len);
     memcpy(article, log->article.data, log->article.len);
     article[log->article.len] = '\0';
     *known = (struct known_answer){.hash = hash,
                                    .id = sqlite3_last_insert_rowid(log->db),
                                    .bytes = bytes,
-                                   .len = record->answer_len,
+                                   .len = len,
                                    .article = article};
     return known;
 }
@@ -228,62 +281,240 @@ static void forget_answers(struct epcs_decision_log *log)
     }
 }
 
-static int insert_record(struct epcs_decision_log *log, const struct record *record)
+static uint64_t entry_id(const msgpack_object *entry)
 {
-    const struct known_answer *answer = store_answer(log, record);
-    if (answer == NULL)
+    return entry->via.array.ptr[1].via.u64;
+}
+
+static int64_t entry_at_us(const msgpack_object *entry)
+{
+    const msgpack_object *at = &entry->via.array.ptr[2];
+    return at->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)at->via.u64 : at->via.i64;
+}
+
+static int is_integer(const msgpack_object *value)
+{
+    return value->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+           value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+}
+
+/*
+ * Whether `entry` has the layout the rest of this file reads without further checks: handed
+ * over (`stored` 0) or in a page (1). Only a damaged queue or database fails it.
+ */
+static int entry_valid(const msgpack_object *entry, int stored)
+{
+    if (entry->type != MSGPACK_OBJECT_ARRAY || entry->via.array.size < 3)
+        return 0;
+    const msgpack_object *f = entry->via.array.ptr;
+    if (f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || !is_integer(&f[2]))
+        return 0;
+    if (f[0].via.u64 == ENTRY_EVENT)
+        return entry->via.array.size == EVENT_FIELDS &&
+               f[6].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+               (f[7].type == MSGPACK_OBJECT_BIN || f[7].type == MSGPACK_OBJECT_NIL);
+    if (f[0].via.u64 != ENTRY_DECISION ||
+        entry->via.array.size != (stored ? PAGE_DECISION_FIELDS : DECISION_FIELDS))
+        return 0;
+    return is_integer(&f[3]) && is_integer(&f[4]) && f[9].type == MSGPACK_OBJECT_STR &&
+           f[10].type == MSGPACK_OBJECT_BIN &&
+           (stored ? is_integer(&f[11]) : f[11].type == MSGPACK_OBJECT_BIN);
+}
+
+static int compare_pending(const void *a, const void *b)
+{
+    uint64_t x = ((const struct pending *)a)->id, y = ((const struct pending *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Packs one handed-over entry as a page stores it. */
+static int pack_page_entry(struct epcs_decision_log *log, msgpack_packer *pk,
+                           const msgpack_object *entry)
+{
+    const msgpack_object *field = entry->via.array.ptr;
+    if (field[0].via.u64 == ENTRY_EVENT)
+        return msgpack_pack_object(pk, *entry);
+    const msgpack_object *answer = &field[DECISION_FIELDS - 1];
+    const struct known_answer *known = store_answer(log, answer->via.bin.ptr, answer->via.bin.size);
+    if (known == NULL)
         return -1;
-    sqlite3_stmt *stmt = log->insert;
-    char date[11];
-    epcs_date_format(record->date, date);
+    msgpack_pack_array(pk, PAGE_DECISION_FIELDS);
+    for (uint32_t i = 0; i < DECISION_FIELDS - 1; i++)
+        msgpack_pack_object(pk, field[i]);
+    msgpack_pack_int64(pk, known->id);
+    pack_text_or_nil(pk, known->article[0] != '\0' ? known->article : NULL);
+    return 0;
+}
+
+static int insert_page(struct epcs_decision_log *log, const struct pending *from, size_t count)
+{
+    int64_t first_us = entry_at_us(from[0].entry), last_us = first_us;
+    for (size_t i = 1; i < count; i++) {
+        int64_t at = entry_at_us(from[i].entry);
+        first_us = at < first_us ? at : first_us;
+        last_us = at > last_us ? at : last_us;
+    }
+    sqlite3_stmt *stmt = log->insert_page;
     sqlite3_reset(stmt);
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)record->id);
-    sqlite3_bind_int64(stmt, 2, record->at_us);
-    sqlite3_bind_text(stmt, 3, record->partner, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 4, record->election, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 5, date, 10, SQLITE_STATIC);
-    if (record->area != NULL)
-        sqlite3_bind_text(stmt, 6, record->area, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(stmt, 6);
-    sqlite3_bind_text(stmt, 7, epcs_verdict_name(record->verdict), -1, SQLITE_STATIC);
-    if (answer->article[0] != '\0')
-        sqlite3_bind_text(stmt, 8, answer->article, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(stmt, 8);
-    sqlite3_bind_text(stmt, 9, record->ruleset, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 10, record->latency_us);
-    sqlite3_bind_blob(stmt, 11, record->request, (int)record->request_len, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 12, answer->id);
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from[0].id);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)from[count - 1].id);
+    sqlite3_bind_int64(stmt, 3, first_us);
+    sqlite3_bind_int64(stmt, 4, last_us);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)count);
+    sqlite3_bind_blob(stmt, 6, log->page.data, (int)log->page.len, SQLITE_STATIC);
     return sqlite3_step(stmt) == SQLITE_DONE ? 0 : -1;
 }
 
-/* Writes one group in one transaction. Returns 0, or -1 after logging why. */
-static int commit_group(struct epcs_decision_log *log, struct record *group, size_t count)
+/* Writes entries [0, count) of log->pending, sorted, as pages. */
+static int write_pages(struct epcs_decision_log *log, size_t count)
 {
-    char err[256];
-    int rc = exec(log->db, "BEGIN", err, sizeof(err));
-    for (struct record *record = group; rc == 0 && record != NULL; record = record->next) {
-        if (insert_record(log, record) != 0) {
-            snprintf(err, sizeof(err), "%s", sqlite3_errmsg(log->db));
-            rc = -1;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &log->page, epcs_buf_msgpack_write);
+    size_t page_start = 0;
+    epcs_buf_reset(&log->page);
+    for (size_t i = 0; i < count; i++) {
+        if (pack_page_entry(log, &pk, log->pending[i].entry) != 0)
+            return -1;
+        size_t in_page = i + 1 - page_start;
+        if (in_page == PAGE_ENTRIES || log->page.len >= PAGE_BYTES || i + 1 == count) {
+            if (insert_page(log, log->pending + page_start, in_page) != 0)
+                return -1;
+            epcs_buf_reset(&log->page);
+            page_start = i + 1;
         }
     }
-    if (rc == 0)
-        rc = exec(log->db, "COMMIT", err, sizeof(err));
-    if (rc != 0) {
-        /* Answers inserted by the rolled-back transaction are gone from the table. */
-        forget_answers(log);
-        char ignored[64];
-        exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
-        epcs_log(EPCS_LOG_ERROR, "decisions",
-                 "cannot write %zu decision(s): %s; refusing further checks until restarted", count,
-                 err);
+    return 0;
+}
+
+/* Keeps entries [from, count) of log->pending for the next group, as one chunk whose ticket is
+ * the lowest among them: the committed ticket must not pass it. */
+static int hold_entries(struct epcs_decision_log *log, size_t from, size_t count)
+{
+    struct epcs_buf bytes = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &bytes, epcs_buf_msgpack_write);
+    uint64_t lowest = UINT64_MAX;
+    for (size_t i = from; i < count; i++) {
+        if (msgpack_pack_object(&pk, *log->pending[i].entry) != 0) {
+            epcs_buf_free(&bytes);
+            return -1;
+        }
+        lowest = log->pending[i].ticket < lowest ? log->pending[i].ticket : lowest;
+    }
+    struct chunk *held = malloc(sizeof(*held) + bytes.len);
+    if (held == NULL) {
+        epcs_buf_free(&bytes);
         return -1;
     }
-    atomic_fetch_add(&log->written, count);
-    atomic_fetch_add(&log->commits, 1);
+    *held = (struct chunk){
+        .next = NULL, .count = count - from, .first_ticket = lowest, .len = bytes.len};
+    memcpy(held->data, bytes.data, bytes.len);
+    epcs_buf_free(&bytes);
+    log->held = held;
     return 0;
+}
+
+static int gather(struct epcs_decision_log *log, const struct chunk *chunk,
+                  const struct chunk *held, size_t *count)
+{
+    size_t offset = 0;
+    for (size_t i = 0; i < chunk->count; i++) {
+        if (*count == log->pending_cap) {
+            size_t cap = log->pending_cap ? log->pending_cap * 2 : 1024;
+            struct pending *grown = realloc(log->pending, cap * sizeof(*grown));
+            if (grown == NULL)
+                return -1;
+            log->pending = grown;
+            log->pending_cap = cap;
+        }
+        msgpack_object *entry = msgpack_zone_malloc(&log->zone, sizeof(*entry));
+        if (entry == NULL)
+            return -1;
+        msgpack_unpack_return rc =
+            msgpack_unpack(chunk->data, chunk->len, &offset, &log->zone, entry);
+        if ((rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) ||
+            !entry_valid(entry, 0))
+            return -1;
+        /* A held chunk's entries all carry its lowest ticket; it only ever holds them back. */
+        uint64_t ticket = chunk->first_ticket + (chunk == held ? 0 : i);
+        log->pending[(*count)++] = (struct pending){entry_id(entry), ticket, entry};
+    }
+    return 0;
+}
+
+/*
+ * Writes one group in one transaction: every entry whose id is below `below` (ids of lower
+ * value may still be on their way from a worker; those entries wait for the next group).
+ * Returns 0 with *committed_ticket set to the highest ticket now on disk, or -1 after logging.
+ */
+static int commit_group(struct epcs_decision_log *log, struct chunk *group, uint64_t below,
+                        uint64_t last_ticket, uint64_t *committed_ticket)
+{
+    char err[256] = "";
+    size_t count = 0;
+    msgpack_zone_clear(&log->zone);
+    /* Entries of the old held chunk are read in place until written: freed last. */
+    struct chunk *held = log->held;
+    log->held = NULL;
+    int rc = 0;
+    if (held != NULL)
+        rc = gather(log, held, held, &count);
+    for (const struct chunk *chunk = group; rc == 0 && chunk != NULL; chunk = chunk->next)
+        rc = gather(log, chunk, NULL, &count);
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "out of memory or a damaged queue entry");
+        goto failed;
+    }
+    qsort(log->pending, count, sizeof(*log->pending), compare_pending);
+    size_t ready = 0;
+    while (ready < count && log->pending[ready].id < below)
+        ready++;
+    if (ready < count && hold_entries(log, ready, count) != 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto failed;
+    }
+    *committed_ticket = log->held != NULL ? log->held->first_ticket - 1 : last_ticket;
+    if (ready > 0) {
+        if (exec(log->db, "BEGIN", err, sizeof(err)) != 0)
+            goto failed;
+        if (write_pages(log, ready) != 0) {
+            snprintf(err, sizeof(err), "%s", sqlite3_errmsg(log->db));
+            goto rollback;
+        }
+        if (exec(log->db, "COMMIT", err, sizeof(err)) != 0)
+            goto rollback;
+        atomic_fetch_add(&log->written, ready);
+        atomic_fetch_add(&log->commits, 1);
+    }
+    free(held);
+    return 0;
+rollback:
+    /* Answers inserted by the rolled-back transaction are gone from the table. */
+    forget_answers(log);
+    char ignored[64];
+    exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
+failed:
+    epcs_log(EPCS_LOG_ERROR, "decisions",
+             "cannot write %zu decision(s): %s; refusing further checks until restarted", count,
+             err);
+    free(held);
+    free(log->held);
+    log->held = NULL;
+    return -1;
+}
+
+/* The lowest id a worker has taken but not yet handed over; UINT64_MAX when none. Called
+ * with the lock held, so a stage cannot hand over its entries and clear its mark unseen. */
+static uint64_t lowest_in_flight(const struct epcs_decision_log *log)
+{
+    uint64_t lowest = UINT64_MAX;
+    for (size_t i = 0; i < log->lane_count; i++) {
+        uint64_t taken = atomic_load(&log->lanes[i]->in_flight);
+        if (taken != 0 && taken < lowest)
+            lowest = taken;
+    }
+    return lowest;
 }
 
 static void *writer_main(void *arg)
@@ -291,29 +522,37 @@ static void *writer_main(void *arg)
     struct epcs_decision_log *log = arg;
     for (;;) {
         pthread_mutex_lock(&log->lock);
-        while (log->head == NULL && !log->stopping)
+        while (log->head == NULL && !log->stopping && !(log->held != NULL && log->released))
             pthread_cond_wait(&log->wake, &log->lock);
-        struct record *group = log->head;
-        size_t count = log->queued;
+        struct chunk *group = log->head;
         uint64_t last_ticket = log->last_ticket;
         int stopping = log->stopping;
+        /* At shutdown the workers have stopped: nothing is on its way any more. */
+        uint64_t below = stopping ? UINT64_MAX : lowest_in_flight(log);
         log->head = NULL;
         log->tail = &log->head;
-        log->queued = 0;
+        log->released = 0;
         pthread_mutex_unlock(&log->lock);
-        if (group == NULL && stopping)
+        if (group == NULL && log->held == NULL && stopping)
             break;
-        /* After a failure nothing more is written; queued decisions were never answered in
-         * sync mode, and in async mode the failure is logged and readyz turns red. */
-        if (!atomic_load(&log->failed) && commit_group(log, group, count) == 0)
-            atomic_store_explicit(&log->committed, last_ticket, memory_order_release);
+        size_t taken = log->held != NULL ? log->held->count : 0;
+        for (const struct chunk *chunk = group; chunk != NULL; chunk = chunk->next)
+            taken += chunk->count;
+        uint64_t committed = 0;
+        if (!atomic_load(&log->failed) &&
+            commit_group(log, group, below, last_ticket, &committed) == 0)
+            atomic_store_explicit(&log->committed, committed, memory_order_release);
         else
             atomic_store(&log->failed, 1);
         while (group != NULL) {
-            struct record *next = group->next;
+            struct chunk *next = group->next;
             free(group);
             group = next;
         }
+        pthread_mutex_lock(&log->lock);
+        /* Held entries stay counted until written. */
+        log->queued -= taken - (log->held != NULL ? log->held->count : 0);
+        pthread_mutex_unlock(&log->lock);
         if (log->on_commit != NULL)
             log->on_commit(log->on_commit_ctx);
     }
@@ -359,7 +598,9 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
         sqlite3_step(version) == SQLITE_ROW)
         user_version = sqlite3_column_int(version, 0);
     sqlite3_finalize(version);
-    if (sqlite3_prepare_v2(log->db, "SELECT count(*) FROM sqlite_master WHERE name = 'decisions'",
+    if (sqlite3_prepare_v2(log->db,
+                           "SELECT count(*) FROM sqlite_master WHERE name IN ('decisions', "
+                           "'pages')",
                            -1, &version, NULL) == SQLITE_OK &&
         sqlite3_step(version) == SQLITE_ROW)
         tables = sqlite3_column_int(version, 0);
@@ -378,13 +619,17 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
         goto fail;
     }
     log->known = calloc(KNOWN_ANSWER_SLOTS, sizeof(*log->known));
-    if (log->known == NULL || !msgpack_zone_init(&log->zone, 4096)) {
+    if (log->known == NULL || !msgpack_zone_init(&log->zone, 64 * 1024)) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
     log->zone_ready = 1;
     if (sqlite3_prepare_v2(log->db, "INSERT INTO answers(answer) VALUES(?)", -1,
-                           &log->insert_answer, NULL) != SQLITE_OK) {
+                           &log->insert_answer, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(log->db,
+                           "INSERT INTO pages(first_id, last_id, first_us, last_us, count, body) "
+                           "VALUES(?,?,?,?,?,?)",
+                           -1, &log->insert_page, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
         goto fail;
     }
@@ -409,14 +654,6 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     }
     log->run = (uint64_t)sqlite3_last_insert_rowid(log->db);
     atomic_init(&log->next_sequence, 1);
-    if (sqlite3_prepare_v2(log->db,
-                           "INSERT INTO decisions(id, at_us, partner, election, date, area, "
-                           "verdict, article, ruleset, latency_us, request, answer_id) "
-                           "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                           -1, &log->insert, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
-        goto fail;
-    }
     if (pthread_create(&log->writer, NULL, writer_main, log) != 0) {
         snprintf(err, err_size, "cannot start the decision log writer");
         goto fail;
@@ -439,14 +676,18 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
         pthread_mutex_unlock(&log->lock);
         pthread_join(log->writer, NULL);
     }
-    sqlite3_finalize(log->insert);
+    sqlite3_finalize(log->insert_page);
     sqlite3_finalize(log->insert_answer);
     sqlite3_close(log->db);
     forget_answers(log);
     free(log->known);
+    free(log->pending);
+    free(log->held);
+    free(log->lanes);
     if (log->zone_ready)
         msgpack_zone_destroy(&log->zone);
     epcs_buf_free(&log->article);
+    epcs_buf_free(&log->page);
     pthread_cond_destroy(&log->wake);
     pthread_mutex_destroy(&log->lock);
     free(log);
@@ -457,9 +698,27 @@ enum epcs_audit_mode epcs_decision_log_mode(const struct epcs_decision_log *log)
     return log != NULL ? log->mode : EPCS_AUDIT_OFF;
 }
 
-uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log)
+uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log)
 {
-    return log->run << 32 | (atomic_fetch_add(&log->next_sequence, 1) & 0xffffffffu);
+    return atomic_load_explicit(&log->committed, memory_order_acquire);
+}
+
+void epcs_decision_log_on_commit(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx)
+{
+    log->on_commit = fn;
+    log->on_commit_ctx = ctx;
+}
+
+void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats)
+{
+    pthread_mutex_lock(&log->lock);
+    stats->queued = log->queued;
+    pthread_mutex_unlock(&log->lock);
+    stats->queue_limit = log->queue_limit;
+    stats->written = atomic_load(&log->written);
+    stats->commits = atomic_load(&log->commits);
+    stats->refused = atomic_load(&log->refused);
+    stats->failed = atomic_load(&log->failed);
 }
 
 /* A small fixed buffer for msgpack_packer: headers and the decision entry fit in 32 bytes. */
@@ -532,98 +791,156 @@ static struct epcs_buf *thread_scratch(void)
     return buf;
 }
 
-/* One decision as a single allocation the writer frees. */
-static struct record *copy_decision(const struct epcs_decision *decision, const char *partner,
-                                    int64_t at_us)
+/*
+ * Packs one decision as the writer takes it (see the entry layout at the top). The check is
+ * packed straight into `out` behind a bin header patched afterwards, saving a copy.
+ */
+static int encode_decision(struct epcs_buf *out, const struct epcs_decision *decision,
+                           const char *partner, int64_t at_us)
 {
-    struct epcs_buf *request = thread_scratch();
     msgpack_packer pk;
-    if (request == NULL)
-        return NULL;
-    epcs_buf_reset(request);
-    msgpack_packer_init(&pk, request, epcs_buf_msgpack_write);
-    if (msgpack_pack_object(&pk, *decision->check) != 0)
-        return NULL;
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    char date[11];
+    epcs_date_format(decision->date, date);
+    if (msgpack_pack_array(&pk, DECISION_FIELDS) != 0 ||
+        msgpack_pack_uint8(&pk, ENTRY_DECISION) != 0 ||
+        msgpack_pack_uint64(&pk, decision->id) != 0 || msgpack_pack_int64(&pk, at_us) != 0 ||
+        msgpack_pack_uint64(&pk, decision->latency_us) != 0 ||
+        msgpack_pack_int32(&pk, decision->date) != 0)
+        return -1;
+    pack_key(&pk, epcs_verdict_name(decision->verdict));
+    pack_key(&pk, partner);
+    pack_key(&pk, decision->election);
+    pack_text_or_nil(&pk, decision->area);
+    pack_key(&pk, decision->ruleset);
+    static const char bin32[5] = {(char)0xc6, 0, 0, 0, 0};
+    size_t header_at = out->len;
+    if (epcs_buf_append(out, bin32, sizeof(bin32)) != 0 ||
+        msgpack_pack_object(&pk, *decision->check) != 0)
+        return -1;
+    size_t request_len = out->len - header_at - sizeof(bin32);
+    for (int i = 0; i < 4; i++)
+        out->data[header_at + 1 + i] = (char)(request_len >> (24 - 8 * i));
     struct small_buf header = {.len = 0};
     size_t entries_at = 0, entries_end = decision->verdict_len;
     if (strip_decision(decision->verdict_msgpack, decision->verdict_len, decision->id, &header,
                        &entries_at, &entries_end) != 0)
         header.len = 0;
-    size_t answer_len = header.len + entries_end - entries_at;
-    size_t partner_len = strlen(partner) + 1, election_len = strlen(decision->election) + 1,
-           area_len = decision->area != NULL ? strlen(decision->area) + 1 : 0,
-           ruleset_len = strlen(decision->ruleset) + 1;
-    struct record *record = malloc(sizeof(*record) + partner_len + election_len + area_len +
-                                   ruleset_len + request->len + answer_len);
-    if (record == NULL)
-        return NULL;
-    char *at = record->bytes;
-#define COPY_INTO(field, from, len)                                                                \
-    do {                                                                                           \
-        record->field = memcpy(at, from, len);                                                     \
-        at += len;                                                                                 \
-    } while (0)
-    COPY_INTO(partner, partner, partner_len);
-    COPY_INTO(election, decision->election, election_len);
-    record->area = NULL;
-    if (decision->area != NULL)
-        COPY_INTO(area, decision->area, area_len);
-    COPY_INTO(ruleset, decision->ruleset, ruleset_len);
-    COPY_INTO(request, request->data, request->len);
-    record->answer = at;
-    memcpy(at, header.data, header.len);
-    memcpy(at + header.len, decision->verdict_msgpack + entries_at, entries_end - entries_at);
-#undef COPY_INTO
-    record->request_len = request->len;
-    record->answer_len = answer_len;
-    record->next = NULL;
-    record->id = decision->id;
-    record->at_us = at_us;
-    record->latency_us = (int64_t)decision->latency_us;
-    record->date = decision->date;
-    record->verdict = decision->verdict;
-    return record;
+    if (msgpack_pack_bin(&pk, header.len + entries_end - entries_at) != 0 ||
+        msgpack_pack_bin_body(&pk, header.data, header.len) != 0 ||
+        msgpack_pack_bin_body(&pk, decision->verdict_msgpack + entries_at,
+                              entries_end - entries_at) != 0)
+        return -1;
+    return 0;
 }
 
-int epcs_decision_log_append(struct epcs_decision_log *log, const struct epcs_decision *decisions,
-                             size_t count, const char *partner, uint64_t *ticket)
+/* Encodes `count` decisions at the end of `out`, all or none. */
+static int encode_decisions(struct epcs_buf *out, const struct epcs_decision *decisions,
+                            size_t count, const char *partner)
 {
-    if (count == 0) {
-        *ticket = 0;
-        return 0;
-    }
-    if (atomic_load(&log->failed))
-        return -1;
-    /* Copies are made before taking the lock, so workers never wait on each other's packing. */
+    size_t before = out->len;
     int64_t at_us = wall_us();
-    struct record *first = NULL, **link = &first, *last = NULL;
     for (size_t i = 0; i < count; i++) {
-        struct record *record = copy_decision(&decisions[i], partner, at_us);
-        if (record == NULL)
-            goto refuse;
-        *link = last = record;
-        link = &record->next;
+        if (encode_decision(out, &decisions[i], partner, at_us) != 0) {
+            out->len = before;
+            return -1;
+        }
     }
+    return 0;
+}
+
+static struct chunk *make_chunk(const struct epcs_buf *bytes, size_t count)
+{
+    struct chunk *chunk = malloc(sizeof(*chunk) + bytes->len);
+    if (chunk == NULL)
+        return NULL;
+    *chunk = (struct chunk){.next = NULL, .count = count, .first_ticket = 0, .len = bytes->len};
+    memcpy(chunk->data, bytes->data, bytes->len);
+    return chunk;
+}
+
+/* Queues `chunk` (or only forgets the stage's mark when NULL). Called with the lock held. */
+static uint64_t enqueue_locked(struct epcs_decision_log *log, struct chunk *chunk,
+                               struct epcs_decision_stage *stage)
+{
+    if (chunk != NULL) {
+        chunk->first_ticket = log->last_ticket + 1;
+        log->last_ticket += chunk->count;
+        *log->tail = chunk;
+        log->tail = &chunk->next;
+        log->queued += chunk->count;
+    }
+    if (stage != NULL && atomic_load(&stage->in_flight) != 0) {
+        atomic_store(&stage->in_flight, 0);
+        log->released = 1;
+    }
+    pthread_cond_signal(&log->wake);
+    return log->last_ticket;
+}
+
+int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+{
+    pthread_mutex_lock(&log->lock);
+    struct epcs_decision_stage **lanes =
+        realloc(log->lanes, (log->lane_count + 1) * sizeof(*log->lanes));
+    if (lanes != NULL) {
+        log->lanes = lanes;
+        log->lanes[log->lane_count++] = stage;
+    }
+    pthread_mutex_unlock(&log->lock);
+    return lanes != NULL ? 0 : -1;
+}
+
+void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+{
+    epcs_decision_log_flush(log, stage);
+    pthread_mutex_lock(&log->lock);
+    for (size_t i = 0; i < log->lane_count; i++) {
+        if (log->lanes[i] == stage) {
+            log->lanes[i] = log->lanes[--log->lane_count];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&log->lock);
+    epcs_buf_free(&stage->entries);
+}
+
+uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+{
+    /* The mark goes up before the id is taken, so the writer never misses an id on its way. */
+    if (stage != NULL && atomic_load(&stage->in_flight) == 0)
+        atomic_store(&stage->in_flight,
+                     log->run << 32 | (atomic_load(&log->next_sequence) & 0xffffffffu));
+    return log->run << 32 | (atomic_fetch_add(&log->next_sequence, 1) & 0xffffffffu);
+}
+
+int epcs_decision_log_append(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                             const struct epcs_decision *decisions, size_t count,
+                             const char *partner, uint64_t *ticket)
+{
+    *ticket = 0;
+    if (atomic_load(&log->failed))
+        goto refuse;
+    struct epcs_buf *scratch = thread_scratch();
+    if (scratch == NULL)
+        goto refuse;
+    epcs_buf_reset(scratch);
+    struct chunk *chunk = NULL;
+    if (count > 0 && (encode_decisions(scratch, decisions, count, partner) != 0 ||
+                      (chunk = make_chunk(scratch, count)) == NULL))
+        goto refuse;
     pthread_mutex_lock(&log->lock);
     if (log->queued + count > log->queue_limit) {
+        enqueue_locked(log, NULL, stage);
         pthread_mutex_unlock(&log->lock);
+        free(chunk);
         goto refuse;
     }
-    for (struct record *record = first; record != NULL; record = record->next)
-        record->ticket = ++log->last_ticket;
-    *log->tail = first;
-    log->tail = &last->next;
-    log->queued += count;
-    *ticket = log->last_ticket;
-    pthread_cond_signal(&log->wake);
+    uint64_t last = enqueue_locked(log, chunk, stage);
     pthread_mutex_unlock(&log->lock);
+    *ticket = count > 0 ? last : 0;
     return 0;
 refuse:
-    while (first != NULL) {
-        struct record *next = first->next;
-        free(first);
-        first = next;
-    }
     atomic_fetch_add(&log->refused, count);
     return -1;
 }
@@ -633,79 +950,87 @@ int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_
                             const char *partner)
 {
     if (atomic_load(&log->failed))
-        return -1;
+        goto refuse;
     pthread_mutex_lock(&log->lock);
     size_t queued = log->queued;
     pthread_mutex_unlock(&log->lock);
-    if (queued + stage->count + count > log->queue_limit) {
-        atomic_fetch_add(&log->refused, count);
-        return -1;
-    }
-    int64_t at_us = wall_us();
-    if (stage->tail == NULL)
-        stage->tail = &stage->head;
-    struct record **before = stage->tail;
-    size_t count_before = stage->count;
-    for (size_t i = 0; i < count; i++) {
-        struct record *record = copy_decision(&decisions[i], partner, at_us);
-        if (record == NULL) {
-            /* All or none: a check answered 503 must leave nothing on record. */
-            for (struct record *added = *before; added != NULL;) {
-                struct record *next = added->next;
-                free(added);
-                added = next;
-            }
-            *before = NULL;
-            stage->tail = before;
-            stage->count = count_before;
-            atomic_fetch_add(&log->refused, count);
-            return -1;
-        }
-        *stage->tail = record;
-        stage->tail = &record->next;
-        stage->count++;
-    }
+    /* All or none: a check answered 503 must leave nothing on record. */
+    if (queued + stage->count + count > log->queue_limit ||
+        encode_decisions(&stage->entries, decisions, count, partner) != 0)
+        goto refuse;
+    stage->count += count;
     return 0;
+refuse:
+    atomic_fetch_add(&log->refused, count);
+    return -1;
 }
 
 void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
 {
-    if (stage->count == 0)
+    if (stage->count == 0 && atomic_load(&stage->in_flight) == 0)
         return;
+    struct chunk *chunk = NULL;
+    if (stage->count > 0 && (chunk = make_chunk(&stage->entries, stage->count)) == NULL) {
+        /* Out of memory: the turn's answers are already out; say what the log lacks. */
+        epcs_log(EPCS_LOG_ERROR, "decisions", "out of memory: %zu decision(s) not logged",
+                 stage->count);
+        atomic_store(&log->failed, 1);
+    }
     pthread_mutex_lock(&log->lock);
-    for (struct record *record = stage->head; record != NULL; record = record->next)
-        record->ticket = ++log->last_ticket;
-    *log->tail = stage->head;
-    log->tail = stage->tail;
-    log->queued += stage->count;
-    pthread_cond_signal(&log->wake);
+    enqueue_locked(log, chunk, stage);
     pthread_mutex_unlock(&log->lock);
-    *stage = (struct epcs_decision_stage){0};
+    epcs_buf_reset(&stage->entries);
+    stage->count = 0;
 }
 
-uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log)
+int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
+                            const char *election, uint64_t subject, const char *detail,
+                            size_t detail_len, uint64_t *id)
 {
-    return atomic_load_explicit(&log->committed, memory_order_acquire);
-}
-
-void epcs_decision_log_on_commit(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx)
-{
-    log->on_commit = fn;
-    log->on_commit_ctx = ctx;
-}
-
-void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats)
-{
+    *id = 0;
+    if (log == NULL)
+        return 0;
+    if (atomic_load(&log->failed))
+        goto refuse;
+    struct epcs_buf bytes = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &bytes, epcs_buf_msgpack_write);
+    /* The id is taken under the lock that queues the event, so no later id can reach the
+     * writer before it. */
     pthread_mutex_lock(&log->lock);
-    stats->queued = log->queued;
+    if (log->queued + 1 > log->queue_limit) {
+        pthread_mutex_unlock(&log->lock);
+        goto refuse;
+    }
+    uint64_t event_id = epcs_decision_log_next_id(log, NULL);
+    msgpack_pack_array(&pk, EVENT_FIELDS);
+    msgpack_pack_uint8(&pk, ENTRY_EVENT);
+    msgpack_pack_uint64(&pk, event_id);
+    msgpack_pack_int64(&pk, wall_us());
+    pack_key(&pk, partner);
+    pack_text_or_nil(&pk, election);
+    pack_key(&pk, event);
+    msgpack_pack_uint64(&pk, subject);
+    if (detail != NULL) {
+        msgpack_pack_bin(&pk, detail_len);
+        msgpack_pack_bin_body(&pk, detail, detail_len);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
+    struct chunk *chunk = bytes.data != NULL ? make_chunk(&bytes, 1) : NULL;
+    epcs_buf_free(&bytes);
+    if (chunk == NULL) {
+        pthread_mutex_unlock(&log->lock);
+        goto refuse;
+    }
+    enqueue_locked(log, chunk, NULL);
     pthread_mutex_unlock(&log->lock);
-    stats->queue_limit = log->queue_limit;
-    stats->written = atomic_load(&log->written);
-    stats->commits = atomic_load(&log->commits);
-    stats->refused = atomic_load(&log->refused);
-    stats->failed = atomic_load(&log->failed);
+    *id = event_id;
+    return 0;
+refuse:
+    atomic_fetch_add(&log->refused, 1);
+    return -1;
 }
-
 /* ---- queries ------------------------------------------------------------------------------ */
 
 sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_size)
@@ -722,26 +1047,84 @@ sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_si
     return db;
 }
 
-#define SELECT_COLUMNS                                                                             \
-    "SELECT decisions.id, at_us, partner, election, date, area, verdict, article, ruleset, "       \
-    "latency_us, request, answers.answer FROM decisions JOIN answers ON answers.id = answer_id"
+/* Reading one page's entries in order. */
+struct page_reader {
+    sqlite3 *db;
+    sqlite3_stmt *answer;
+    msgpack_zone zone;
+    const char *body;
+    size_t len, offset;
+    char *err;
+    size_t err_size;
+};
 
-static void pack_text_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
+static int reader_init(struct page_reader *reader, sqlite3 *db, char *err, size_t err_size)
 {
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL) {
-        msgpack_pack_nil(pk);
-        return;
+    *reader = (struct page_reader){.db = db, .err = err, .err_size = err_size};
+    if (!msgpack_zone_init(&reader->zone, 8192)) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
     }
-    const char *text = (const char *)sqlite3_column_text(stmt, column);
-    msgpack_pack_str(pk, (size_t)sqlite3_column_bytes(stmt, column));
-    msgpack_pack_str_body(pk, text, (size_t)sqlite3_column_bytes(stmt, column));
+    if (sqlite3_prepare_v2(db, "SELECT answer FROM answers WHERE id = ?", -1, &reader->answer,
+                           NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        msgpack_zone_destroy(&reader->zone);
+        return -1;
+    }
+    return 0;
 }
 
-static void pack_key(msgpack_packer *pk, const char *key)
+static void reader_close(struct page_reader *reader)
 {
-    size_t len = strlen(key);
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, key, len);
+    sqlite3_finalize(reader->answer);
+    msgpack_zone_destroy(&reader->zone);
+}
+
+static void reader_open_page(struct page_reader *reader, const void *body, size_t len)
+{
+    msgpack_zone_clear(&reader->zone);
+    reader->body = body;
+    reader->len = len;
+    reader->offset = 0;
+}
+
+/* The page's next entry: 1, 0 at its end, -1 when the page is unreadable. */
+static int reader_next(struct page_reader *reader, msgpack_object *entry)
+{
+    if (reader->offset >= reader->len)
+        return 0;
+    msgpack_unpack_return rc =
+        msgpack_unpack(reader->body, reader->len, &reader->offset, &reader->zone, entry);
+    if ((rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) ||
+        !entry_valid(entry, 1)) {
+        snprintf(reader->err, reader->err_size, "a page of the decision log is unreadable");
+        return -1;
+    }
+    return 1;
+}
+
+static int str_is(const msgpack_object *value, const char *text)
+{
+    return value->type == MSGPACK_OBJECT_STR && epcs_str_eq(value, text);
+}
+
+static void pack_str_object(msgpack_packer *pk, const msgpack_object *value)
+{
+    if (value->type == MSGPACK_OBJECT_STR)
+        msgpack_pack_object(pk, *value);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void pack_time(msgpack_packer *pk, int64_t at_us)
+{
+    time_t seconds = (time_t)(at_us / 1000000);
+    struct tm tm;
+    char at[96];
+    gmtime_r(&seconds, &tm);
+    snprintf(at, sizeof(at), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at_us % 1000000));
+    pack_key(pk, at);
 }
 
 /* The answer as it was sent: the stored one with its decision id back as the last entry. */
@@ -759,150 +1142,290 @@ static void pack_answer(msgpack_packer *pk, uint64_t id, const char *answer, siz
     msgpack_pack_uint64(pk, id);
 }
 
-/* One row as a map; the stored msgpack of the request is spliced in as is. */
-static void pack_row(msgpack_packer *pk, sqlite3_stmt *stmt)
+/* One stored entry as the API shows it; a logged check is spliced in as received. */
+static int pack_entry(struct page_reader *reader, msgpack_packer *pk, const msgpack_object *entry)
 {
-    int64_t at_us = sqlite3_column_int64(stmt, 1);
-    time_t seconds = (time_t)(at_us / 1000000);
-    struct tm tm;
-    char at[96];
-    gmtime_r(&seconds, &tm);
-    snprintf(at, sizeof(at), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at_us % 1000000));
+    const msgpack_object *f = entry->via.array.ptr;
+    uint64_t id = f[1].via.u64;
+    if (f[0].via.u64 == ENTRY_EVENT) {
+        msgpack_pack_map(pk, 7);
+        pack_key(pk, "id");
+        msgpack_pack_uint64(pk, id);
+        pack_key(pk, "at");
+        pack_time(pk, entry_at_us(entry));
+        pack_key(pk, "partner");
+        pack_str_object(pk, &f[3]);
+        pack_key(pk, "election");
+        pack_str_object(pk, &f[4]);
+        pack_key(pk, "event");
+        pack_str_object(pk, &f[5]);
+        pack_key(pk, "subject");
+        msgpack_pack_object(pk, f[6]);
+        pack_key(pk, "detail");
+        if (f[7].type == MSGPACK_OBJECT_BIN)
+            epcs_buf_append(pk->data, f[7].via.bin.ptr, f[7].via.bin.size);
+        else
+            msgpack_pack_nil(pk);
+        return 0;
+    }
+    sqlite3_stmt *stmt = reader->answer;
+    sqlite3_reset(stmt);
+    sqlite3_bind_int64(stmt, 1, f[11].via.i64);
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        snprintf(reader->err, reader->err_size, "decision %llu: its answer is missing",
+                 (unsigned long long)id);
+        return -1;
+    }
+    char date[11];
+    epcs_date_format((int32_t)f[4].via.i64, date);
     msgpack_pack_map(pk, 12);
     pack_key(pk, "id");
-    msgpack_pack_uint64(pk, (uint64_t)sqlite3_column_int64(stmt, 0));
+    msgpack_pack_uint64(pk, id);
     pack_key(pk, "at");
-    pack_key(pk, at);
-    /* Columns 2 to 8 of SELECT_COLUMNS, in order. */
-    static const char *const text_columns[] = {"partner", "election", "date",   "area",
-                                               "verdict", "article",  "ruleset"};
-    for (int i = 0; i < 7; i++) {
-        pack_key(pk, text_columns[i]);
-        pack_text_column(pk, stmt, 2 + i);
-    }
+    pack_time(pk, entry_at_us(entry));
+    pack_key(pk, "partner");
+    pack_str_object(pk, &f[6]);
+    pack_key(pk, "election");
+    pack_str_object(pk, &f[7]);
+    pack_key(pk, "date");
+    pack_key(pk, date);
+    pack_key(pk, "area");
+    pack_str_object(pk, &f[8]);
+    pack_key(pk, "verdict");
+    pack_str_object(pk, &f[5]);
+    pack_key(pk, "article");
+    pack_str_object(pk, &f[12]);
+    pack_key(pk, "ruleset");
+    pack_str_object(pk, &f[9]);
     pack_key(pk, "latency_us");
-    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 9));
+    msgpack_pack_object(pk, f[3]);
     pack_key(pk, "request");
-    epcs_buf_append(pk->data, sqlite3_column_blob(stmt, 10),
-                    (size_t)sqlite3_column_bytes(stmt, 10));
+    epcs_buf_append(pk->data, f[10].via.bin.ptr, f[10].via.bin.size);
     pack_key(pk, "answer");
-    pack_answer(pk, (uint64_t)sqlite3_column_int64(stmt, 0), sqlite3_column_blob(stmt, 11),
-                (size_t)sqlite3_column_bytes(stmt, 11));
+    pack_answer(pk, id, sqlite3_column_blob(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0));
+    return 0;
 }
 
-int epcs_decision_log_query(sqlite3 *reader, const struct epcs_decision_query *query,
-                            msgpack_packer *pk, char *err, size_t err_size)
+static int matches(const struct epcs_decision_query *query, const msgpack_object *entry)
 {
-    char sql[512];
-    snprintf(sql, sizeof(sql),
-             SELECT_COLUMNS " WHERE decisions.id > ?1 AND (?2 IS NULL OR at_us >= ?2) AND "
-                            "(?3 IS NULL OR at_us < ?3) AND (?4 IS NULL OR partner = ?4) AND "
-                            "(?5 IS NULL OR area = ?5) AND (?6 IS NULL OR verdict = ?6) AND "
-                            "(?7 IS NULL OR election = ?7) ORDER BY decisions.id LIMIT ?8");
+    const msgpack_object *f = entry->via.array.ptr;
+    int64_t at = entry_at_us(entry);
+    if (f[1].via.u64 <= query->after || (query->from_us && at < query->from_us) ||
+        (query->to_us && at >= query->to_us))
+        return 0;
+    if (f[0].via.u64 == ENTRY_EVENT)
+        return query->area == NULL && query->verdict == NULL &&
+               (query->partner == NULL || str_is(&f[3], query->partner)) &&
+               (query->election == NULL || str_is(&f[4], query->election));
+    return (query->partner == NULL || str_is(&f[6], query->partner)) &&
+           (query->area == NULL || str_is(&f[8], query->area)) &&
+           (query->verdict == NULL || str_is(&f[5], query->verdict)) &&
+           (query->election == NULL || str_is(&f[7], query->election));
+}
+
+/* The first page that can hold an entry the query wants: the one holding `after`, or the
+ * first that ends at or after `from`. */
+static int first_page(sqlite3 *db, const struct epcs_decision_query *query, int64_t *first,
+                      char *err, size_t err_size)
+{
     sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
+    if (sqlite3_prepare_v2(db,
+                           "SELECT max(coalesce((SELECT max(first_id) FROM pages WHERE "
+                           "first_id <= ?1), 0), coalesce((SELECT first_id FROM pages WHERE "
+                           "last_us >= ?2 ORDER BY first_id LIMIT 1), 0))",
+                           -1, &stmt, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
         return -1;
     }
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)query->after);
-    if (query->from_us)
-        sqlite3_bind_int64(stmt, 2, query->from_us);
-    if (query->to_us)
-        sqlite3_bind_int64(stmt, 3, query->to_us);
-    const char *texts[] = {query->partner, query->area, query->verdict, query->election};
-    for (int i = 0; i < 4; i++) {
-        if (texts[i] != NULL)
-            sqlite3_bind_text(stmt, 4 + i, texts[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, query->from_us);
+    int step = sqlite3_step(stmt);
+    *first = step == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+    if (step != SQLITE_ROW)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW ? 0 : -1;
+}
+
+int epcs_decision_log_query(sqlite3 *db, const struct epcs_decision_query *query,
+                            msgpack_packer *pk, char *err, size_t err_size)
+{
+    int64_t first;
+    if (first_page(db, query, &first, err, err_size) != 0)
+        return -1;
+    struct page_reader reader;
+    if (reader_init(&reader, db, err, err_size) != 0)
+        return -1;
+    sqlite3_stmt *pages = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT first_us, body FROM pages WHERE first_id >= ? ORDER BY first_id",
+                           -1, &pages, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        reader_close(&reader);
+        return -1;
     }
-    /* One row more than asked tells whether there is a next page. */
-    sqlite3_bind_int64(stmt, 8, (sqlite3_int64)query->limit + 1);
+    sqlite3_bind_int64(pages, 1, first);
     struct epcs_buf rows = {0};
     msgpack_packer row_packer;
     msgpack_packer_init(&row_packer, &rows, epcs_buf_msgpack_write);
     size_t count = 0;
     uint64_t last_id = 0;
-    int more = 0, step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (count == query->limit) {
-            more = 1;
+    int more = 0, step, rc = 0;
+    while (!more && rc == 0 && (step = sqlite3_step(pages)) == SQLITE_ROW) {
+        if (query->to_us && sqlite3_column_int64(pages, 0) >= query->to_us + TIME_SLACK_US)
             break;
+        reader_open_page(&reader, sqlite3_column_blob(pages, 1),
+                         (size_t)sqlite3_column_bytes(pages, 1));
+        msgpack_object entry;
+        int next;
+        while ((next = reader_next(&reader, &entry)) == 1) {
+            if (!matches(query, &entry))
+                continue;
+            /* One entry more than asked tells whether there is a next page. */
+            if (count == query->limit) {
+                more = 1;
+                break;
+            }
+            if (pack_entry(&reader, &row_packer, &entry) != 0) {
+                rc = -1;
+                break;
+            }
+            last_id = entry_id(&entry);
+            count++;
         }
-        pack_row(&row_packer, stmt);
-        last_id = (uint64_t)sqlite3_column_int64(stmt, 0);
-        count++;
+        if (next < 0)
+            rc = -1;
     }
-    if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
-        sqlite3_finalize(stmt);
-        epcs_buf_free(&rows);
-        return -1;
+    if (rc == 0 && !more && step != SQLITE_ROW && step != SQLITE_DONE) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        rc = -1;
     }
-    sqlite3_finalize(stmt);
-    msgpack_pack_map(pk, 2);
-    pack_key(pk, "decisions");
-    msgpack_pack_array(pk, count);
-    epcs_buf_append(pk->data, rows.data, rows.len);
-    pack_key(pk, "next");
-    if (more)
-        msgpack_pack_uint64(pk, last_id);
-    else
-        msgpack_pack_nil(pk);
+    sqlite3_finalize(pages);
+    reader_close(&reader);
+    if (rc == 0) {
+        msgpack_pack_map(pk, 2);
+        pack_key(pk, "decisions");
+        msgpack_pack_array(pk, count);
+        epcs_buf_append(pk->data, rows.data, rows.len);
+        pack_key(pk, "next");
+        if (more)
+            msgpack_pack_uint64(pk, last_id);
+        else
+            msgpack_pack_nil(pk);
+    }
     epcs_buf_free(&rows);
-    return 0;
+    return rc;
 }
 
-int epcs_decision_log_get(sqlite3 *reader, uint64_t id, msgpack_packer *pk,
-                          struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,
-                          char *err, size_t err_size)
+int epcs_decision_log_get(sqlite3 *db, uint64_t id, msgpack_packer *pk, struct epcs_buf *request,
+                          char *ruleset, size_t ruleset_size, char *date, char *err,
+                          size_t err_size)
 {
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(reader, SELECT_COLUMNS " WHERE decisions.id = ?", -1, &stmt, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
+    struct page_reader reader;
+    if (reader_init(&reader, db, err, err_size) != 0)
+        return -1;
+    sqlite3_stmt *page = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT body FROM pages WHERE first_id <= ?1 AND last_id >= ?1 "
+                           "AND first_id = (SELECT max(first_id) FROM pages WHERE first_id <= ?1)",
+                           -1, &page, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        reader_close(&reader);
         return -1;
     }
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
-    int step = sqlite3_step(stmt);
+    sqlite3_bind_int64(page, 1, (sqlite3_int64)id);
+    int step = sqlite3_step(page), rc = 1;
     if (step == SQLITE_ROW) {
-        pack_row(pk, stmt);
-        if (request != NULL)
-            epcs_buf_append(request, sqlite3_column_blob(stmt, 10),
-                            (size_t)sqlite3_column_bytes(stmt, 10));
-        if (ruleset != NULL)
-            snprintf(ruleset, ruleset_size, "%s", (const char *)sqlite3_column_text(stmt, 8));
-        if (date != NULL)
-            snprintf(date, 11, "%s", (const char *)sqlite3_column_text(stmt, 4));
+        reader_open_page(&reader, sqlite3_column_blob(page, 0),
+                         (size_t)sqlite3_column_bytes(page, 0));
+        msgpack_object entry = {.type = MSGPACK_OBJECT_NIL};
+        int next;
+        while ((next = reader_next(&reader, &entry)) == 1 && entry_id(&entry) != id)
+            ;
+        rc = next < 0 ? -1 : next == 0 ? 1 : pack_entry(&reader, pk, &entry);
+        /* Only a found entry is read below. */
+        const msgpack_object *f = entry.via.array.ptr;
+        if (rc == 0 && f[0].via.u64 == ENTRY_DECISION) {
+            if (request != NULL)
+                epcs_buf_append(request, f[10].via.bin.ptr, f[10].via.bin.size);
+            if (ruleset != NULL)
+                snprintf(ruleset, ruleset_size, "%.*s", (int)f[9].via.str.size, f[9].via.str.ptr);
+            if (date != NULL)
+                epcs_date_format((int32_t)f[4].via.i64, date);
+        } else if (rc == 0 && request != NULL) {
+            rc = 2;
+        }
     } else if (step != SQLITE_DONE) {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        rc = -1;
     }
-    sqlite3_finalize(stmt);
-    return step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? 1 : -1;
+    sqlite3_finalize(page);
+    reader_close(&reader);
+    return rc;
 }
 
-int epcs_decision_log_recent(sqlite3 *reader, size_t limit,
+int epcs_decision_log_recent(sqlite3 *db, size_t limit,
                              int (*fn)(void *ctx, const void *request, size_t len,
                                        const char *date),
                              void *ctx, char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(reader, "SELECT request, date FROM decisions ORDER BY id DESC LIMIT ?",
-                           -1, &stmt, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
+    struct page_reader reader;
+    if (reader_init(&reader, db, err, err_size) != 0)
+        return -1;
+    sqlite3_stmt *pages = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT body, count FROM pages ORDER BY first_id DESC", -1, &pages,
+                           NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        reader_close(&reader);
         return -1;
     }
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)limit);
-    int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (fn(ctx, sqlite3_column_blob(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0),
-               (const char *)sqlite3_column_text(stmt, 1)) != 0) {
-            snprintf(err, err_size, "a logged check is unreadable");
-            sqlite3_finalize(stmt);
-            return -1;
+    msgpack_object *entries = NULL;
+    size_t given = 0, capacity = 0;
+    int step = SQLITE_DONE, rc = 0;
+    while (rc == 0 && given < limit && (step = sqlite3_step(pages)) == SQLITE_ROW) {
+        reader_open_page(&reader, sqlite3_column_blob(pages, 0),
+                         (size_t)sqlite3_column_bytes(pages, 0));
+        /* Entries are stored oldest first; newest first means the page backwards. */
+        size_t count = 0;
+        msgpack_object entry;
+        int next;
+        while ((next = reader_next(&reader, &entry)) == 1) {
+            if (count == capacity) {
+                size_t grown_capacity = capacity ? capacity * 2 : PAGE_ENTRIES;
+                msgpack_object *grown = realloc(entries, grown_capacity * sizeof(*grown));
+                if (grown == NULL) {
+                    next = -1;
+                    snprintf(err, err_size, "out of memory");
+                    break;
+                }
+                entries = grown;
+                capacity = grown_capacity;
+            }
+            entries[count++] = entry;
+        }
+        if (next < 0) {
+            rc = -1;
+            break;
+        }
+        for (size_t i = count; rc == 0 && i-- > 0 && given < limit;) {
+            const msgpack_object *f = entries[i].via.array.ptr;
+            if (f[0].via.u64 != ENTRY_DECISION)
+                continue;
+            char date[11];
+            epcs_date_format((int32_t)f[4].via.i64, date);
+            if (fn(ctx, f[10].via.bin.ptr, f[10].via.bin.size, date) != 0) {
+                snprintf(err, err_size, "a logged check is unreadable");
+                rc = -1;
+            }
+            given++;
         }
     }
-    if (step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(reader));
-    sqlite3_finalize(stmt);
-    return step == SQLITE_DONE ? 0 : -1;
+    if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        rc = -1;
+    }
+    free(entries);
+    sqlite3_finalize(pages);
+    reader_close(&reader);
+    return rc;
 }

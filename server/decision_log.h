@@ -3,6 +3,7 @@
 
 #include <msgpack.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,10 +11,11 @@
 #include "decision.h"
 
 /*
- * The decision log: every verdict epcsd gives, in SQLite (WAL) at <data>/decisions.db. Workers
- * hand decisions over in memory; one writer thread inserts whatever has queued up in a single
- * transaction (group commit), so the event loops never wait on the disk. Decisions may end up
- * as evidence: in sync mode a verdict is sent only once the transaction holding it committed.
+ * The decision log: every verdict epcsd gives, and every step of a case, in SQLite (WAL) at
+ * <data>/decisions.db. Workers hand decisions over in memory; one writer thread stores whatever
+ * has queued up, in id order, as pages of entries in a single transaction (group commit), so
+ * the event loops never wait on the disk. Decisions may end up as evidence: in sync mode a
+ * verdict is sent only once the transaction holding it committed.
  */
 
 enum epcs_audit_mode {
@@ -25,7 +27,18 @@ enum epcs_audit_mode {
 };
 
 struct epcs_decision_log;
-struct record;
+
+/**
+ * What one worker hands over (zero-initialise it, then epcs_decision_log_attach). In async
+ * mode the decisions of one turn of its loop are gathered here and handed over at once: one
+ * lock per turn instead of one per check.
+ */
+struct epcs_decision_stage {
+    struct epcs_buf entries;
+    size_t count;
+    /** The lowest decision id taken and not yet handed over; 0 when none. */
+    _Atomic uint64_t in_flight;
+};
 
 /**
  * Opens (creating) <data_dir>/decisions.db, records this run and starts the writer. At most
@@ -39,28 +52,30 @@ void epcs_decision_log_close(struct epcs_decision_log *log);
 enum epcs_audit_mode epcs_decision_log_mode(const struct epcs_decision_log *log);
 
 /**
- * A fresh decision id: this run's number in the high 32 bits, a counter in the low ones, so
- * ids never repeat across restarts, even for decisions a crash kept from the disk.
+ * Registers a worker's stage: the writer stores decisions in id order, so it waits for ids a
+ * stage has taken but not yet handed over. Returns 0, or -1 when memory runs out.
  */
-uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log);
+int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
+/** Hands over what is staged, unregisters the stage and frees its memory. */
+void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
+
+/**
+ * A fresh decision id: this run's number in the high 32 bits, a counter in the low ones, so
+ * ids never repeat across restarts, even for decisions a crash kept from the disk. The id is
+ * marked as on its way in `stage` (if not NULL) until the stage hands over (append or flush).
+ */
+uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log,
+                                   struct epcs_decision_stage *stage);
 
 /**
  * Copies `count` decisions (each with its id set) made for `partner` into the queue, all or
- * none. Returns 0 with `ticket` set to the last one's place in line, or -1 when the queue is
- * full or the writer has failed: the caller answers 503 rather than lose evidence.
+ * none, and clears `stage`'s mark (NULL: none). Returns 0 with `ticket` set to the last one's
+ * place in line, or -1 when the queue is full or the writer has failed: the caller answers 503
+ * rather than lose evidence.
  */
-int epcs_decision_log_append(struct epcs_decision_log *log, const struct epcs_decision *decisions,
-                             size_t count, const char *partner, uint64_t *ticket);
-
-/**
- * Decisions a worker gathers during one turn of its loop and hands over at once
- * (async mode): one lock per turn instead of one per check. Zero-initialise it.
- */
-struct epcs_decision_stage {
-    struct record *head;
-    struct record **tail;
-    size_t count;
-};
+int epcs_decision_log_append(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                             const struct epcs_decision *decisions, size_t count,
+                             const char *partner, uint64_t *ticket);
 
 /**
  * As epcs_decision_log_append, but into `stage` until epcs_decision_log_flush. Returns 0, or
@@ -69,8 +84,19 @@ struct epcs_decision_stage {
 int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
                             const struct epcs_decision *decisions, size_t count,
                             const char *partner);
-/** Hands everything staged to the writer. */
+/** Hands everything staged to the writer and clears the stage's mark. Cheap when idle. */
 void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
+
+/**
+ * One step of a case (report filed, request sent, answered, overdue, escalated, ...), logged
+ * in the decisions' id space and order and listed by GET /v1/decisions with `event` set.
+ * `subject` is the report or request id; `detail` is a msgpack map or NULL. Returns 0 with
+ * *id set, or -1 when the log is full or has failed (answer 503 decision_log_unavailable).
+ * With the log off (log == NULL) returns 0 and *id = 0. Safe from any thread.
+ */
+int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
+                            const char *election, uint64_t subject, const char *detail,
+                            size_t detail_len, uint64_t *id);
 
 /** The highest ticket whose transaction has committed. */
 uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log);
@@ -110,15 +136,17 @@ struct epcs_decision_query {
 };
 
 /**
- * Packs {decisions: [...], next: id|nil} matching `query`, oldest first. Returns 0, or -1 with
- * `err` filled.
+ * Packs {decisions: [...], next: id|nil} matching `query`, oldest first; case events come
+ * along unless the query names an area or a verdict. Returns 0, or -1 with `err` filled.
  */
 int epcs_decision_log_query(sqlite3 *reader, const struct epcs_decision_query *query,
                             msgpack_packer *pk, char *err, size_t err_size);
 
 /**
- * Packs decision `id` as one map. Returns 0, 1 when there is no such decision, -1 with `err`.
- * When `request` is not NULL, the check as received (msgpack) is appended to it too.
+ * Packs decision (or case event) `id` as one map. Returns 0, 1 when there is no such entry,
+ * -1 with `err`. For a decision, its ruleset and date are copied to `ruleset` and `date` when
+ * not NULL, and the check as received (msgpack) is appended to `request` when not NULL; asked
+ * for a check, an event (which has none) gives 2.
  */
 int epcs_decision_log_get(sqlite3 *reader, uint64_t id, msgpack_packer *pk,
                           struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,

@@ -209,7 +209,7 @@ static void flush_access_log(struct epcs_worker *worker)
 static void cb_end_of_turn(uv_prepare_t *prepare)
 {
     struct epcs_worker *worker = prepare->data;
-    if (worker->staged.count > 0)
+    if (worker->server->decisions != NULL)
         epcs_decision_log_flush(worker->server->decisions, &worker->staged);
     if (worker->access_log.len > 0)
         flush_access_log(worker);
@@ -1100,6 +1100,9 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     if (worker->listeners == NULL || !msgpack_zone_init(&worker->zone, 4096))
         return -1;
     worker->zone_ready = 1;
+    if (server->decisions != NULL &&
+        epcs_decision_log_attach(server->decisions, &worker->staged) != 0)
+        return -1;
     msgpack_packer_init(&worker->packer, &worker->body, epcs_buf_msgpack_write);
     msgpack_packer_init(&worker->scratch_packer, &worker->scratch, epcs_buf_msgpack_write);
     msgpack_packer_init(&worker->batch_packer, &worker->batch, epcs_buf_msgpack_write);
@@ -1135,6 +1138,9 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
 
 static void dispose_worker(struct epcs_worker *worker)
 {
+    /* A worker after one that failed to set up was never set up itself. */
+    if (worker->server != NULL && worker->server->decisions != NULL)
+        epcs_decision_log_detach(worker->server->decisions, &worker->staged);
     epcs_engine_destroy(worker->engine);
     epcs_keyring_release(worker->keyring);
     sqlite3_close(worker->reader);

@@ -439,9 +439,13 @@ class SyncAuditTest(EpcsTest):
             self.assertGreater(len(answered), 50, "too little load to prove anything")
             restarted = Server("--audit", "sync", "--data", data)
             try:
-                database = sqlite3.connect(os.path.join(data, "decisions.db"))
-                stored = {row[0] for row in database.execute("SELECT id FROM decisions")}
-                database.close()
+                stored, query = set(), "/v1/decisions?limit=1000"
+                while True:
+                    listed = request(restarted, "GET", query).data
+                    stored.update(d["id"] for d in listed["decisions"])
+                    if listed["next"] is None:
+                        break
+                    query = "/v1/decisions?limit=1000&after=%d" % listed["next"]
                 missing = set(answered) - stored
                 self.assertEqual(missing, set(), "answered but not in the log")
                 sample = request(restarted, "GET", "/v1/decisions/%d" % answered[-1])

@@ -39,7 +39,7 @@ static void make_sample(struct sample *sample, struct epcs_decision_log *log, co
     msgpack_unpack(sample->check_bytes.data, sample->check_bytes.size, &offset, &sample->zone,
                    &sample->check);
     /* As the check path packs it: the decision id is the last entry. */
-    uint64_t id = epcs_decision_log_next_id(log);
+    uint64_t id = epcs_decision_log_next_id(log, NULL);
     msgpack_packer_init(&pk, &sample->verdict_bytes, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 3);
     pack_str(&pk, "verdict");
@@ -77,17 +77,51 @@ static int wait_committed(struct epcs_decision_log *log, uint64_t ticket)
     return epcs_decision_log_committed(log) >= ticket;
 }
 
-static long long count_rows(const char *where)
+/* Decisions and events on disk, of every run. */
+static long long count_entries(void)
 {
-    char err[256], sql[256];
+    char err[256];
     sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
     sqlite3_stmt *stmt = NULL;
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM decisions %s", where);
     long long count = -1;
-    if (reader != NULL && sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) == SQLITE_OK &&
+    if (reader != NULL &&
+        sqlite3_prepare_v2(reader, "SELECT coalesce(sum(count), 0) FROM pages", -1, &stmt, NULL) ==
+            SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW)
         count = sqlite3_column_int64(stmt, 0);
     sqlite3_finalize(stmt);
+    sqlite3_close(reader);
+    return count;
+}
+
+/* The ids GET /v1/decisions would list for `query`, following `next` to the end. */
+static size_t list_ids(struct epcs_decision_query query, uint64_t *ids, size_t capacity)
+{
+    char err[256];
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_buf buf = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    size_t count = 0;
+    for (;;) {
+        epcs_buf_reset(&buf);
+        msgpack_zone_clear(&zone);
+        msgpack_object result;
+        size_t offset = 0;
+        if (reader == NULL || epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)) != 0 ||
+            msgpack_unpack(buf.data, buf.len, &offset, &zone, &result) != MSGPACK_UNPACK_SUCCESS)
+            break;
+        const msgpack_object *list = &result.via.map.ptr[0].val, *next = &result.via.map.ptr[1].val;
+        for (uint32_t i = 0; i < list->via.array.size && count < capacity; i++)
+            ids[count++] = list->via.array.ptr[i].via.map.ptr[0].val.via.u64;
+        if (next->type == MSGPACK_OBJECT_NIL)
+            break;
+        query.after = next->via.u64;
+    }
+    epcs_buf_free(&buf);
+    msgpack_zone_destroy(&zone);
     sqlite3_close(reader);
     return count;
 }
@@ -121,7 +155,7 @@ static void test_records_and_queries(void)
     EXPECT_INT(samples[0].decision.id >> 32, 1);
     struct epcs_decision both[2] = {samples[0].decision, samples[1].decision};
     uint64_t ticket = 0;
-    EXPECT_INT(epcs_decision_log_append(log, both, 2, "naver", &ticket), 0);
+    EXPECT_INT(epcs_decision_log_append(log, NULL, both, 2, "naver", &ticket), 0);
     EXPECT_INT(ticket, 2);
     EXPECT(wait_committed(log, ticket));
     struct epcs_decision_log_stats stats;
@@ -205,21 +239,22 @@ static void test_full_queue_refuses(void)
     struct sample sample;
     make_sample(&sample, log, "deepfake");
     EXPECT_INT(sample.decision.id >> 32, 2);
-    long long before = count_rows("");
+    long long before = count_entries();
 
     snprintf(path, sizeof(path), "%s/decisions.db", scratch);
     sqlite3 *blocker = NULL;
     sqlite3_open(path, &blocker);
     EXPECT_INT(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     uint64_t ticket;
-    EXPECT_INT(epcs_decision_log_append(log, &sample.decision, 1, "kakao", &ticket), 0);
+    EXPECT_INT(epcs_decision_log_append(log, NULL, &sample.decision, 1, "kakao", &ticket), 0);
     /* Let the writer take that one and wait on the lock. */
     usleep(200 * 1000);
+    /* The one the writer holds still counts: memory is what the limit bounds. */
     struct epcs_decision three[3] = {sample.decision, sample.decision, sample.decision};
     for (int i = 0; i < 3; i++)
-        three[i].id = epcs_decision_log_next_id(log);
-    EXPECT_INT(epcs_decision_log_append(log, three, 3, "kakao", &ticket), 0);
-    EXPECT_INT(epcs_decision_log_append(log, &sample.decision, 1, "kakao", &ticket), -1);
+        three[i].id = epcs_decision_log_next_id(log, NULL);
+    EXPECT_INT(epcs_decision_log_append(log, NULL, three, 2, "kakao", &ticket), 0);
+    EXPECT_INT(epcs_decision_log_append(log, NULL, three + 2, 1, "kakao", &ticket), -1);
     struct epcs_decision_log_stats stats;
     epcs_decision_log_stats(log, &stats);
     EXPECT_INT(stats.queued, 3);
@@ -228,8 +263,125 @@ static void test_full_queue_refuses(void)
     sqlite3_close(blocker);
     /* Closing commits what is queued. */
     epcs_decision_log_close(log);
-    EXPECT_INT(count_rows("") - before, 4);
-    EXPECT_INT(count_rows("WHERE partner = 'kakao'"), 4);
+    EXPECT_INT(count_entries() - before, 3);
+    uint64_t ids[8];
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "kakao", .limit = 2}, ids, 8), 3);
+    free_sample(&sample);
+}
+
+static int count_recent(void *ctx, const void *request, size_t len, const char *date)
+{
+    (void)request;
+    (void)len;
+    EXPECT_STR(date, "2024-02-15");
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+/*
+ * Entries are stored in id order: an id a worker took but has not handed over holds back
+ * everything after it (here an event), and case events sit among the decisions.
+ */
+static void test_id_order_and_events(void)
+{
+    char err[256] = "";
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct epcs_decision_stage stage = {0};
+    EXPECT_INT(epcs_decision_log_attach(log, &stage), 0);
+    struct sample sample;
+    make_sample(&sample, log, "deepfake");
+    sample.decision.id = epcs_decision_log_next_id(log, &stage);
+    uint64_t event = 0;
+    const char detail[] = "\x81\xa6status\xa4open"; /* {"status": "open"} */
+    EXPECT_INT(epcs_decision_log_event(log, "naver", "request_sent", "na22", 7, detail,
+                                       sizeof(detail) - 1, &event),
+               0);
+    EXPECT(event > sample.decision.id);
+    usleep(200 * 1000);
+    uint64_t ids[8];
+    struct epcs_decision_query all = {.after = sample.decision.id - 1, .limit = 10};
+    EXPECT_INT(list_ids(all, ids, 8), 0);
+    EXPECT_INT(epcs_decision_log_stage(log, &stage, &sample.decision, 1, "kakao"), 0);
+    epcs_decision_log_flush(log, &stage);
+    struct epcs_decision_log_stats stats;
+    for (int i = 0; i < 500; i++) {
+        epcs_decision_log_stats(log, &stats);
+        if (stats.queued == 0)
+            break;
+        usleep(10 * 1000);
+    }
+    EXPECT_INT(list_ids(all, ids, 8), 2);
+    EXPECT_INT(ids[0], sample.decision.id);
+    EXPECT_INT(ids[1], event);
+    /* An area or verdict filter is about checks: events drop out. */
+    all.verdict = "prohibited";
+    EXPECT_INT(list_ids(all, ids, 8), 1);
+
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_buf buf = {0}, json = {0}, request = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_decision_log_get(reader, event, &pk, NULL, NULL, 0, NULL, err, sizeof(err)), 0);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    msgpack_object shown;
+    size_t offset = 0;
+    EXPECT_INT(msgpack_unpack(buf.data, buf.len, &offset, &zone, &shown), MSGPACK_UNPACK_SUCCESS);
+    epcs_json_encode(&shown, &json);
+    epcs_buf_append(&json, "", 1);
+    EXPECT_CONTAINS(json.data, "\"partner\":\"naver\",\"election\":\"na22\",\"event\":"
+                               "\"request_sent\",\"subject\":7,\"detail\":{\"status\":\"open\"}}");
+    /* An event has no check to replay. */
+    char ruleset[64], date[11];
+    EXPECT_INT(epcs_decision_log_get(reader, event, &pk, &request, ruleset, sizeof(ruleset), date,
+                                     err, sizeof(err)),
+               2);
+    epcs_buf_free(&buf);
+    epcs_buf_free(&json);
+    epcs_buf_free(&request);
+    msgpack_zone_destroy(&zone);
+    sqlite3_close(reader);
+    epcs_decision_log_detach(log, &stage);
+    epcs_decision_log_close(log);
+    free_sample(&sample);
+}
+
+/* More decisions than a page holds: listing pages through them all in order, and the newest
+ * come first for impact analysis. */
+static void test_many_pages(void)
+{
+    char err[256] = "";
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 5000, err, sizeof(err));
+    EXPECT(log != NULL);
+    enum { MANY = 1300 };
+    struct sample sample;
+    make_sample(&sample, log, "advertising");
+    static struct epcs_decision many[MANY];
+    for (size_t i = 0; i < MANY; i++) {
+        many[i] = sample.decision;
+        many[i].id = epcs_decision_log_next_id(log, NULL);
+    }
+    uint64_t ticket = 0;
+    EXPECT_INT(epcs_decision_log_append(log, NULL, many, MANY, "google", &ticket), 0);
+    EXPECT(wait_committed(log, ticket));
+    EXPECT(count_rows_of("pages WHERE count > 0") >= 3);
+    static uint64_t ids[MANY + 1];
+    EXPECT_INT(
+        list_ids((struct epcs_decision_query){.partner = "google", .limit = 500}, ids, MANY + 1),
+        MANY);
+    int ordered = 1;
+    for (size_t i = 0; i < MANY; i++)
+        ordered &= ids[i] == many[i].id;
+    EXPECT(ordered);
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    size_t seen = 0;
+    EXPECT_INT(epcs_decision_log_recent(reader, 600, count_recent, &seen, err, sizeof(err)), 0);
+    EXPECT_INT(seen, 600);
+    sqlite3_close(reader);
+    epcs_decision_log_close(log);
     free_sample(&sample);
 }
 
@@ -239,6 +391,8 @@ int main(void)
         return 1;
     test_records_and_queries();
     test_full_queue_refuses();
+    test_id_order_and_events();
+    test_many_pages();
     const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm"};
     for (size_t i = 0; i < 3; i++) {
         char path[300];
