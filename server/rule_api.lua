@@ -275,6 +275,40 @@ local function default_not_in_force(area, first)
     end
 end
 
+-- Every loaded area by name, handed over by the host once all rule files have loaded; until
+-- then nil, so a file cannot reach another area while it loads.
+local areas
+
+function epcs._link_areas(list)
+    if areas ~= nil then
+        fail(2, "the areas are linked once, by the host")
+    end
+    areas = list
+end
+
+local function linked(name, caller)
+    if areas == nil then
+        fail(3, "%s('%s') runs while evaluating, not while rule files load", caller, tostring(name))
+    end
+    local area = areas[name]
+    if area == nil then
+        fail(3, "%s: no area '%s' is loaded (its plugin is missing)", caller, tostring(name))
+    end
+    return area
+end
+
+-- The verdict another loaded area's rules give for the same query, and the id of the version
+-- that gave it: an area that applies another's provision asks it instead of copying its rules,
+-- so the two cannot drift apart.
+function epcs.decide(name, q)
+    return epcs._evaluate(linked(name, "epcs.decide"), q)
+end
+
+-- The calendar items another loaded area lists for an election, for the same reason.
+function epcs.calendar_of(name, election)
+    return epcs._calendar(linked(name, "epcs.calendar_of"), election)
+end
+
 -- Called by the host for every evaluation: returns the verdict and the version that made it.
 function epcs._evaluate(area, q)
     local decisive = area.decisive_date and area.decisive_date(q) or q.date

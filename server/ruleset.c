@@ -1,6 +1,7 @@
 #include "ruleset.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <lauxlib.h>
 #include <openssl/evp.h>
@@ -381,6 +382,9 @@ struct epcs_engine *epcs_engine_create(struct epcs_ruleset *ruleset, struct epcs
     engine->evaluate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "_calendar");
     engine->calendar_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* Taken now: a rule file may still replace the global `epcs` while it loads. */
+    lua_getfield(L, -1, "_link_areas");
+    int link_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
 
     if (load_table(engine, &ruleset->files[0], &engine->elections_ref, err) != 0)
@@ -400,6 +404,16 @@ struct epcs_engine *epcs_engine_create(struct epcs_ruleset *ruleset, struct epcs
             goto fail;
         }
     }
+    /* Only now are all areas known by their plugins' names: epcs.decide can reach them. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, link_ref);
+    lua_createtable(L, 0, (int)plugins->count);
+    for (size_t i = 0; i < plugins->count; i++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[i]);
+        lua_setfield(L, -2, plugins->items[i].desc->name);
+    }
+    if (epcs_lua_call(engine->lua, 1, 0, err) != 0)
+        goto fail;
     epcs_lua_freeze_globals(engine->lua);
     return engine;
 fail:
@@ -574,7 +588,7 @@ struct rule_verdict {
     size_t article_len, reason_len, reason_ko_len, exception_len, penalty_len, rule_len;
     int has_window;
     lua_Integer from, to, deadline;
-    int obligations, missing; /* stack indexes of the lists, 0 when absent */
+    int obligations, missing, actions; /* stack indexes of the lists, 0 when absent */
 };
 
 static int valid_day(lua_Integer day)
@@ -620,9 +634,141 @@ static int list_field(lua_State *L, int table, const char *key, int *index, int 
 }
 
 static const char *const verdict_fields[] = {
-    "verdict",   "article",     "reason",  "reason_ko", "window", "deadline",
-    "exception", "obligations", "missing", "penalty",   NULL,
+    "verdict",   "article",     "reason",  "reason_ko", "window",  "deadline",
+    "exception", "obligations", "missing", "penalty",   "actions", NULL,
 };
+
+/*
+ * Verdict `actions` say what the commission sends whom (a deletion request to the platform, a
+ * referral to prosecutors); partners' case stores act on them as data. So they are a list of
+ * maps whose values are strings, numbers, booleans or maps of those, ACTION_MAX_DEPTH maps deep
+ * at most: anything else has no faithful msgpack and JSON form, or is a mistake in the rule.
+ */
+#define ACTION_MAX_DEPTH 2
+/* Packing sorts keys by repeated scans; a map this wide is already a mistake. */
+#define ACTION_MAX_FIELDS 32
+/* Stack slots the check and the packing use at most: the list entry and a key and value per
+ * level of maps, with room to spare. Reserved once by the check, before anything is packed. */
+#define ACTION_STACK_SLOTS 16
+
+struct action_check {
+    char path[96];
+    char *why;
+    size_t why_size;
+};
+
+static int action_refused(struct action_check *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int action_refused(struct action_check *c, const char *fmt, ...)
+{
+    char what[64];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(what, sizeof(what), fmt, args);
+    va_end(args);
+    snprintf(c->why, c->why_size,
+             "returned actions whose %s is %s; actions are a list of maps of strings, numbers, "
+             "booleans and maps of those, %d deep",
+             c->path, what, ACTION_MAX_DEPTH);
+    return -1;
+}
+
+static int check_action_map(lua_State *L, int map, int depth, struct action_check *c);
+
+static int check_action_value(lua_State *L, int index, int depth, struct action_check *c)
+{
+    size_t len;
+    const char *str;
+    switch (lua_type(L, index)) {
+    case LUA_TBOOLEAN:
+        return 0;
+    case LUA_TNUMBER:
+        /* NaN and infinities have no JSON form. */
+        if (!lua_isinteger(L, index) && !isfinite(lua_tonumber(L, index)))
+            return action_refused(c, "a number that is not finite");
+        return 0;
+    case LUA_TSTRING:
+        str = lua_tolstring(L, index, &len);
+        return epcs_utf8_valid(str, len) ? 0 : action_refused(c, "a string that is not UTF-8");
+    case LUA_TTABLE:
+        if (depth >= ACTION_MAX_DEPTH)
+            return action_refused(c, "a map nested deeper");
+        return check_action_map(L, index, depth + 1, c);
+    default:
+        return action_refused(c, "a %s", lua_typename(L, lua_type(L, index)));
+    }
+}
+
+static int check_action_map(lua_State *L, int map, int depth, struct action_check *c)
+{
+    size_t base = strlen(c->path), fields = 0;
+    lua_pushnil(L);
+    while (lua_next(L, map) != 0) {
+        size_t len = 0;
+        /* lua_tolstring would turn a number key into a string and break the traversal. */
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
+        int rc;
+        if (key == NULL || len == 0 || memchr(key, '\0', len) != NULL || !epcs_utf8_valid(key, len))
+            rc = action_refused(c, "a map with a key that is not a non-empty UTF-8 string");
+        else if (++fields > ACTION_MAX_FIELDS)
+            rc = action_refused(c, "a map of more than %d keys", ACTION_MAX_FIELDS);
+        else {
+            snprintf(c->path + base, sizeof(c->path) - base, ".%.*s", (int)len, key);
+            rc = check_action_value(L, lua_gettop(L), depth, c);
+            c->path[base] = '\0';
+        }
+        lua_pop(L, 1);
+        if (rc != 0) {
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Checks field `actions` and leaves the list on the stack for packing (*index, 0 when absent).
+ * Raw access only: a metamethod could raise an error outside any protected call. */
+static int actions_field(lua_State *L, int table, int *index, char *why, size_t why_size)
+{
+    struct action_check c = {.path = "actions", .why = why, .why_size = why_size};
+    lua_pushliteral(L, "actions");
+    int type = lua_rawget(L, table);
+    *index = 0;
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int list = lua_gettop(L);
+    if (type != LUA_TTABLE)
+        return lua_pop(L, 1), action_refused(&c, "a %s, not a list", lua_typename(L, type));
+    if (!lua_checkstack(L, ACTION_STACK_SLOTS)) {
+        lua_pop(L, 1);
+        return snprintf(why, why_size, "returned actions beyond the Lua stack"), -1;
+    }
+    lua_Integer count = (lua_Integer)lua_rawlen(L, list);
+    lua_pushnil(L);
+    while (lua_next(L, list) != 0) {
+        lua_Integer i = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
+        int rc;
+        if (i < 1 || i > count) {
+            rc = action_refused(&c, "a table with keys that are not list positions");
+        } else if (lua_type(L, -1) != LUA_TTABLE) {
+            snprintf(c.path, sizeof(c.path), "actions[%lld]", (long long)i);
+            rc = action_refused(&c, "a %s, not a map", lua_typename(L, lua_type(L, -1)));
+        } else {
+            snprintf(c.path, sizeof(c.path), "actions[%lld]", (long long)i);
+            rc = check_action_map(L, lua_gettop(L), 1, &c);
+        }
+        lua_pop(L, 1);
+        if (rc != 0) {
+            lua_settop(L, list - 1);
+            return -1;
+        }
+    }
+    *index = list;
+    return 0;
+}
 
 static int read_verdict(lua_State *L, int table, struct rule_verdict *v, char *why, size_t why_size)
 {
@@ -695,6 +841,8 @@ static int read_verdict(lua_State *L, int table, struct rule_verdict *v, char *w
                         "returned obligations or missing that are not lists of "
                         "strings"),
                -1;
+    if (actions_field(L, table, &v->actions, why, why_size) != 0)
+        return -1;
     if (v->kind == EPCS_VERDICT_NEEDS_FACTS && (v->missing == 0 || luaL_len(L, v->missing) == 0))
         return snprintf(why, why_size, "returned needs_facts without the missing facts"), -1;
     return 0;
@@ -713,13 +861,103 @@ static void pack_list(msgpack_packer *pk, lua_State *L, int index)
     }
 }
 
+/* True when key a sorts before key b (bytewise, then shorter first). */
+static int key_before(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    int cmp = memcmp(a, b, a_len < b_len ? a_len : b_len);
+    return cmp < 0 || (cmp == 0 && a_len < b_len);
+}
+
+static void pack_action_map(msgpack_packer *pk, lua_State *L, int map);
+
+static void pack_action_value(msgpack_packer *pk, lua_State *L, int index)
+{
+    size_t len;
+    const char *str;
+    switch (lua_type(L, index)) {
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, index))
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, index))
+            msgpack_pack_int64(pk, lua_tointeger(L, index));
+        else
+            msgpack_pack_double(pk, lua_tonumber(L, index));
+        break;
+    case LUA_TSTRING:
+        str = lua_tolstring(L, index, &len);
+        pack_str(pk, str, len);
+        break;
+    default: /* a table, as actions_field checked */
+        pack_action_map(pk, L, index);
+    }
+}
+
+/* Packs the checked map at `map` with its keys in byte order. Each worker's Lua state hashes
+ * strings with its own seed, so table order differs between workers, yet the same verdict must
+ * give the same bytes: the decision log stores each distinct answer once, and replays compare
+ * them. Selecting the next key by a fresh scan needs no memory and no stack but lua_next's. */
+static void pack_action_map(msgpack_packer *pk, lua_State *L, int map)
+{
+    size_t count = 0, len;
+    lua_pushnil(L);
+    while (lua_next(L, map) != 0) {
+        lua_pop(L, 1);
+        count++;
+    }
+    msgpack_pack_map(pk, count);
+    const char *last = NULL;
+    size_t last_len = 0;
+    for (size_t n = 0; n < count; n++) {
+        const char *next = NULL;
+        size_t next_len = 0;
+        lua_pushnil(L);
+        while (lua_next(L, map) != 0) {
+            const char *key = lua_tolstring(L, -2, &len);
+            if ((last == NULL || key_before(last, last_len, key, len)) &&
+                (next == NULL || key_before(key, len, next, next_len)))
+                next = key, next_len = len;
+            lua_pop(L, 1);
+        }
+        /* `next` stays valid: it is a key of the table, which is on the stack. */
+        pack_str(pk, next, next_len);
+        lua_pushnil(L);
+        while (lua_next(L, map) != 0) {
+            const char *key = lua_tolstring(L, -2, &len);
+            if (len == next_len && memcmp(key, next, len) == 0) {
+                pack_action_value(pk, L, lua_gettop(L));
+                lua_pop(L, 2);
+                break;
+            }
+            lua_pop(L, 1);
+        }
+        last = next;
+        last_len = next_len;
+    }
+}
+
+static void pack_actions(msgpack_packer *pk, lua_State *L, int list)
+{
+    lua_Integer count = (lua_Integer)lua_rawlen(L, list);
+    msgpack_pack_array(pk, (size_t)count);
+    for (lua_Integer i = 1; i <= count; i++) {
+        lua_rawgeti(L, list, i);
+        pack_action_map(pk, L, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+}
+
 static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struct rule_verdict *v)
 {
     msgpack_packer *pk = eval->packer;
     const struct epcs_ruleset *ruleset = eval->engine->ruleset;
     const char *area = ruleset->plugins->items[eval->area_index].desc->name;
     size_t fields = 8 + (v->reason_ko != NULL) + (v->exception != NULL) + (v->penalty != NULL) +
-                    (v->obligations != 0) + (v->missing != 0) + (eval->decision_id != 0);
+                    (v->obligations != 0) + (v->missing != 0) + (v->actions != 0) +
+                    (eval->decision_id != 0);
     msgpack_pack_map(pk, fields);
     pack_cstr(pk, "verdict");
     pack_cstr(pk, epcs_verdict_name(v->kind));
@@ -762,6 +1000,10 @@ static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struc
         pack_cstr(pk, "penalty");
         pack_str(pk, v->penalty, v->penalty_len);
     }
+    if (v->actions != 0) {
+        pack_cstr(pk, "actions");
+        pack_actions(pk, L, v->actions);
+    }
     pack_cstr(pk, "election");
     msgpack_pack_map(pk, 2);
     pack_cstr(pk, "id");
@@ -792,7 +1034,7 @@ int epcs_engine_run_rules(struct epcs_eval *eval)
         return -1;
     }
     struct rule_verdict v;
-    char why[200];
+    char why[320];
     const char *rule = lua_tostring(L, base + 2);
     if (!lua_istable(L, base + 1) || rule == NULL ||
         read_verdict(L, base + 1, &v, why, sizeof(why)) != 0) {

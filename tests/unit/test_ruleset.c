@@ -265,6 +265,30 @@ static void test_failing_evaluations(void)
         {"      return 42", "version 'test/1' returned number instead of a verdict", 0},
         {"      return epcs.allowed{article = '82-8', reason = 'r', obligations = {1}}",
          "returned obligations or missing that are not lists of strings", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = 'delete it'}",
+         "returned actions whose actions is a string, not a list; actions are a list of maps "
+         "of strings, numbers, booleans and maps of those, 2 deep",
+         0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {kind = 'x'}}",
+         "returned actions whose actions is a table with keys that are not list positions", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{}, 'x'}}",
+         "returned actions whose actions[2] is a string, not a map", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        actions = {{kind = 'k', overdue = {fine = string.len}}}}",
+         "returned actions whose actions[1].overdue.fine is a function", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        actions = {{escalation = {next = {kind = 'too deep'}}}}}",
+         "returned actions whose actions[1].escalation.next is a map nested deeper", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{due_hours = 0/0}}}",
+         "returned actions whose actions[1].due_hours is a number that is not finite", 0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{to = {'a', 'b'}}}}",
+         "returned actions whose actions[1].to is a map with a key that is not a non-empty UTF-8 "
+         "string",
+         0},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{to = '\\255'}}}",
+         "returned actions whose actions[1].to is a string that is not UTF-8", 0},
+        {"      local v = epcs.decide('nothing', q)\n      return v",
+         "deepfake.lua:5: epcs.decide: no area 'nothing' is loaded (its plugin is missing)", 5},
     };
     struct epcs_rule_error err;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -304,6 +328,77 @@ static void test_failing_evaluations(void)
     EXPECT_INT(system(command), 0);
 }
 
+/* Actions reach partners as data, in the same bytes from every worker: keys sorted, integers
+ * kept integers, floats floats. epcs.decide hands over another area's verdict to build on. */
+static void test_actions_and_decide(void)
+{
+    struct epcs_rule_error err;
+    EXPECT(mkdtemp(rules_dir) != NULL);
+    copy_elections();
+    write_area("      if q.activity.kind == 'edit' then\n"
+               "        local v = epcs.decide('deepfake', {date = q.date, election = q.election,\n"
+               "                              actor = q.actor, activity = {kind = 'post'}})\n"
+               "        v.reason = 'decided: ' .. v.reason\n"
+               "        return v\n"
+               "      end\n"
+               "      return epcs.prohibited{article = '82-8', reason = 'r', actions = {\n"
+               "        {to = 'platform', kind = 'deletion_request', due_hours = 24,\n"
+               "         objection_days = 2.5, urgent = true, zeta = 'z', a = 'first',\n"
+               "         overdue = {penalty = 'p', article = '261(6)4', fine = 3000000},\n"
+               "         escalation = {}},\n"
+               "        {kind = 'referral', to = 'prosecutors'}}}");
+    struct epcs_ruleset *ruleset = load_broken(&err);
+    EXPECT(ruleset != NULL);
+    if (ruleset == NULL) {
+        fprintf(stderr, "actions rules did not load: %s\n", err.message);
+        return;
+    }
+    static const char expected[] =
+        "\"actions\":[{\"a\":\"first\",\"due_hours\":24,\"escalation\":{},"
+        "\"kind\":\"deletion_request\",\"objection_days\":2.5,"
+        "\"overdue\":{\"article\":\"261(6)4\",\"fine\":3000000,\"penalty\":\"p\"},"
+        "\"to\":\"platform\",\"urgent\":true,\"zeta\":\"z\"},"
+        "{\"kind\":\"referral\",\"to\":\"prosecutors\"}],"
+        "\"election\":";
+    /* Each engine has its own Lua state and so its own string hash seed and table order. */
+    for (int round = 0; round < 4; round++) {
+        struct epcs_engine *engine = epcs_engine_create(ruleset, &err);
+        EXPECT(engine != NULL);
+        if (engine == NULL)
+            break;
+        struct outcome out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"post\"}");
+        EXPECT_INT(out.status, 0);
+        EXPECT_CONTAINS(out.json, expected);
+        out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"edit\"}");
+        EXPECT_INT(out.status, 0);
+        EXPECT_CONTAINS(out.json, "\"reason\":\"decided: r\"");
+        EXPECT_CONTAINS(out.json, "\"rule\":\"test/1\"");
+        EXPECT_CONTAINS(out.json, expected);
+        epcs_engine_destroy(engine);
+    }
+    epcs_ruleset_release(ruleset);
+
+    /* Other areas are reachable only once every file has loaded. */
+    write_file("deepfake.lua", "local early = epcs.decide('deepfake', {})\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_CONTAINS(err.message, "deepfake.lua:1: epcs.decide('deepfake') runs while evaluating, "
+                                 "not while rule files load");
+    /* Nor can a rule file hand the host's list over itself. */
+    write_file("deepfake.lua",
+               "epcs._link_areas({})\n"
+               "return epcs.area{name = 'deepfake', article = '82-8', versions = {\n"
+               "  {id = 'x', effective_from = '2024-01-01',\n"
+               "   window = epcs.window{from = epcs.D(9), to = epcs.D(0)},\n"
+               "   evaluate = function() end}}}\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_CONTAINS(err.message, "the areas are linked once, by the host");
+
+    char command[512];
+    snprintf(command, sizeof(command), "rm -rf '%s'", rules_dir);
+    EXPECT_INT(system(command), 0);
+}
+
 int main(void)
 {
     /* Only the deepfake plugin: the broken rule directories below hold no other area's file. */
@@ -322,6 +417,8 @@ int main(void)
     test_bundled_ruleset();
     test_broken_files_refused();
     test_failing_evaluations();
+    memcpy(rules_dir + strlen(rules_dir) - 6, "XXXXXX", 6);
+    test_actions_and_decide();
     epcs_plugins_destroy(plugins);
     return epcs_test_report();
 }
