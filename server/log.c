@@ -75,12 +75,27 @@ static size_t utf8_sequence(const unsigned char *s, size_t len)
     return need;
 }
 
+/* Bytes a JSON string holds as they are: printable ASCII but the quote and the backslash. */
+static int plain_ascii(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 /* A JSON string: quotes, backslashes and control bytes escaped, broken UTF-8 replaced. */
 static void put_json_string(struct line *line, const char *text, size_t len)
 {
     const unsigned char *s = (const unsigned char *)text;
     put(line, "\"", 1);
     for (size_t i = 0; i < len;) {
+        /* Paths, partners and most messages are plain ASCII: copied a run at a time. */
+        size_t run = i;
+        while (run < len && plain_ascii(s[run]))
+            run++;
+        if (run > i) {
+            put(line, text + i, run - i);
+            i = run;
+            continue;
+        }
         if (s[i] == '"' || s[i] == '\\') {
             char escaped[2] = {'\\', (char)s[i]};
             put(line, escaped, 2);
@@ -104,18 +119,46 @@ static void put_json_string(struct line *line, const char *text, size_t len)
     put(line, "\"", 1);
 }
 
+/* Decimal digits of `value`, for the hot access line where snprintf showed in profiles. */
+static void put_unsigned(struct line *line, unsigned long long value)
+{
+    char digits[24];
+    size_t at = sizeof(digits);
+    do {
+        digits[--at] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    put(line, digits + at, sizeof(digits) - at);
+}
+
+/*
+ * `{"ts":"YYYY-MM-DDTHH:MM:SS.` for the current second. Each thread keeps its own, so the
+ * calendar is worked out once a second per thread rather than once a line.
+ */
+static _Thread_local time_t stamp_second = -1;
+static _Thread_local char stamp_prefix[48];
+static _Thread_local size_t stamp_prefix_len;
+
 static void begin_line(struct line *line, const char *level, const char *component)
 {
     struct timeval tv;
-    struct tm tm;
-    char stamp[96];
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    snprintf(stamp, sizeof(stamp),
-             "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    if (tv.tv_sec != stamp_second) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        int len = snprintf(stamp_prefix, sizeof(stamp_prefix),
+                           "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        stamp_prefix_len = len > 0 && (size_t)len < sizeof(stamp_prefix) ? (size_t)len : 0;
+        stamp_second = tv.tv_sec;
+    }
+    int millis = (int)(tv.tv_usec / 1000);
+    char tail[] = {(char)('0' + millis / 100), (char)('0' + millis / 10 % 10),
+                   (char)('0' + millis % 10), 'Z', '"'};
     line->len = 0;
-    put_str(line, stamp);
+    put(line, stamp_prefix, stamp_prefix_len);
+    put(line, tail, sizeof(tail));
+    put_str(line, ",\"level\":");
     put_json_string(line, level, strlen(level));
     put_str(line, ",\"component\":");
     put_json_string(line, component, strlen(component));
@@ -180,15 +223,17 @@ size_t epcs_log_access_line(char *out, size_t size, const char *method, size_t m
                             const char *partner, const char *protocol, size_t bytes)
 {
     struct line line;
-    char numbers[96];
     begin_line(&line, "info", "access");
     put_str(&line, ",\"method\":");
     put_json_string(&line, method, method_len);
     put_str(&line, ",\"path\":");
     put_json_string(&line, path, path_len > 512 ? 512 : path_len);
-    snprintf(numbers, sizeof(numbers), ",\"status\":%d,\"duration_us\":%llu,\"bytes\":%zu", status,
-             (unsigned long long)duration_us, bytes);
-    put_str(&line, numbers);
+    put_str(&line, ",\"status\":");
+    put_unsigned(&line, status > 0 ? (unsigned long long)status : 0);
+    put_str(&line, ",\"duration_us\":");
+    put_unsigned(&line, duration_us);
+    put_str(&line, ",\"bytes\":");
+    put_unsigned(&line, bytes);
     put_str(&line, ",\"partner\":");
     put_json_string(&line, partner, strlen(partner));
     put_str(&line, ",\"protocol\":");
