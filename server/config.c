@@ -60,6 +60,8 @@ static void usage(FILE *out)
             "  --no-access-log        no JSON line per request on stderr\n"
             "  --verdict-cache N      verdicts each worker remembers for repeated questions\n"
             "                         (default %d; 0 turns it off)\n"
+            "  --case-sweep MS        how often requests past their due time are looked for\n"
+            "                         (default %d ms)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  --help, --version\n"
             "\n"
@@ -67,7 +69,8 @@ static void usage(FILE *out)
             EPCS_DEFAULT_LISTEN, EPCS_DEFAULT_MAX_BODY, EPCS_DEFAULT_MAX_BATCH,
             EPCS_DEFAULT_MAX_BATCH_BODY, EPCS_LUA_DEFAULT_MEMORY >> 20,
             EPCS_LUA_DEFAULT_INSTRUCTIONS, EPCS_DEFAULT_SHUTDOWN_SECONDS, EPCS_DEFAULT_RATE_LIMIT,
-            EPCS_DEFAULT_MAX_STREAMS, EPCS_DEFAULT_AUDIT_QUEUE, EPCS_VERDICT_CACHE_DEFAULT);
+            EPCS_DEFAULT_MAX_STREAMS, EPCS_DEFAULT_AUDIT_QUEUE, EPCS_VERDICT_CACHE_DEFAULT,
+            EPCS_DEFAULT_CASE_SWEEP_MS);
 }
 
 static int parse_number(const char *flag, const char *text, long min, long max, long *out)
@@ -134,6 +137,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_AUDIT_QUEUE,
         OPT_NO_ACCESS_LOG,
         OPT_VERDICT_CACHE,
+        OPT_CASE_SWEEP,
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -163,6 +167,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"audit-queue", required_argument, NULL, OPT_AUDIT_QUEUE},
         {"no-access-log", no_argument, NULL, OPT_NO_ACCESS_LOG},
         {"verdict-cache", required_argument, NULL, OPT_VERDICT_CACHE},
+        {"case-sweep", required_argument, NULL, OPT_CASE_SWEEP},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -186,6 +191,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     config->audit_queue = EPCS_DEFAULT_AUDIT_QUEUE;
     config->access_log = 1;
     config->verdict_cache = EPCS_VERDICT_CACHE_DEFAULT;
+    config->case_sweep_ms = EPCS_DEFAULT_CASE_SWEEP_MS;
 
     long number;
     int opt;
@@ -208,6 +214,11 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             break;
         case OPT_NO_ACCESS_LOG:
             config->access_log = 0;
+            break;
+        case OPT_CASE_SWEEP:
+            if (parse_number("--case-sweep", optarg, 10, 3600000L, &number) != 0)
+                return -1;
+            config->case_sweep_ms = (int)number;
             break;
         case OPT_VERDICT_CACHE:
             if (parse_number("--verdict-cache", optarg, 0, 1L << 20, &number) != 0)

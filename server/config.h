@@ -14,6 +14,7 @@
 #define EPCS_DEFAULT_RATE_LIMIT 1000
 #define EPCS_DEFAULT_MAX_STREAMS 100
 #define EPCS_DEFAULT_AUDIT_QUEUE 100000
+#define EPCS_DEFAULT_CASE_SWEEP_MS 1000
 
 /** The daemon's settings, from the command line. Strings point into argv or static memory. */
 struct epcs_config {
@@ -55,6 +56,8 @@ struct epcs_config {
     int access_log;
     /** Verdicts each worker remembers (0: none). */
     size_t verdict_cache;
+    /** Milliseconds between looks for case requests past their due time. */
+    int case_sweep_ms;
     struct epcs_lua_limits lua;
 };
 

@@ -143,6 +143,8 @@ static const char *reason_phrase(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 409:
+        return "Conflict";
     case 413:
         return "Payload Too Large";
     case 415:
@@ -431,6 +433,10 @@ static const struct route_spec routes[EPCS_ROUTE_COUNT] = {
     [EPCS_ROUTE_ADMIN_IMPACT] = {"admin_impact", EPCS_ROLE_STAFF},
     [EPCS_ROUTE_ADMIN_KEYS] = {"admin_keys", EPCS_ROLE_ADMIN},
     [EPCS_ROUTE_DECISIONS] = {"decisions", EPCS_ROLE_STAFF},
+    /* Partners file reports; listing and reading them is for staff (cases_api.c checks). */
+    [EPCS_ROUTE_REPORTS] = {"reports", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_PARTNER_REQUESTS] = {"partner_requests", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_REQUESTS] = {"requests", EPCS_ROLE_PARTNER},
     [EPCS_ROUTE_NOT_FOUND] = {"not_found", EPCS_ROLE_NONE},
 };
 
@@ -499,6 +505,12 @@ static enum epcs_route match_route(h2o_iovec_t path, h2o_iovec_t *rest)
         return EPCS_ROUTE_ADMIN_KEYS;
     if (path_is(path, "/v1/decisions") || path_under(path, "/v1/decisions/", rest))
         return EPCS_ROUTE_DECISIONS;
+    if (path_is(path, "/v1/reports") || path_under(path, "/v1/reports/", rest))
+        return EPCS_ROUTE_REPORTS;
+    if (path_is(path, "/v1/partners/me/requests"))
+        return EPCS_ROUTE_PARTNER_REQUESTS;
+    if (path_under(path, "/v1/requests/", rest))
+        return EPCS_ROUTE_REQUESTS;
     return EPCS_ROUTE_NOT_FOUND;
 }
 
@@ -641,6 +653,12 @@ static int dispatch(h2o_req_t *req, enum epcs_route route, h2o_iovec_t rest)
         return epcs_handle_admin_keys(req, rest.base, rest.len);
     case EPCS_ROUTE_DECISIONS:
         return epcs_handle_decisions(req, rest.base, rest.len);
+    case EPCS_ROUTE_REPORTS:
+        return epcs_handle_reports(req, rest.base, rest.len);
+    case EPCS_ROUTE_PARTNER_REQUESTS:
+        return epcs_handle_partner_requests(req);
+    case EPCS_ROUTE_REQUESTS:
+        return epcs_handle_requests(req, rest.base, rest.len);
     default:
         break;
     }
@@ -1075,6 +1093,7 @@ static void *worker_main(void *arg)
             epcs_log(EPCS_LOG_ERROR, "listen", "worker %d: %s", worker->index, uv_strerror(rc));
     }
     uv_run(&worker->loop, UV_RUN_DEFAULT);
+    worker->loop_stopped = 1;
 
     set_wakeable(worker, 0);
     if (worker->server->decisions != NULL)
@@ -1125,6 +1144,7 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     uv_prepare_init(&worker->loop, &worker->access_log_flush);
     worker->access_log_flush.data = worker;
     uv_prepare_start(&worker->access_log_flush, cb_end_of_turn);
+    epcs_cases_worker_init(worker);
     h2o_linklist_init_anchor(&worker->held);
     set_wakeable(worker, 1);
     worker->partner = "-";
@@ -1144,6 +1164,7 @@ static void dispose_worker(struct epcs_worker *worker)
     epcs_engine_destroy(worker->engine);
     epcs_keyring_release(worker->keyring);
     sqlite3_close(worker->reader);
+    sqlite3_close(worker->cases_reader);
     free(worker->metrics.verdicts);
     if (worker->zone_ready)
         msgpack_zone_destroy(&worker->zone);
@@ -1245,6 +1266,14 @@ int epcs_server_run(struct epcs_server *server)
         epcs_log(EPCS_LOG_INFO, "decisions", "decision log %s/decisions.db (%s)", config->data_dir,
                  config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
     }
+    {
+        char err[512];
+        server->cases = epcs_cases_open(config->data_dir, server->decisions, err, sizeof(err));
+        if (server->cases == NULL) {
+            epcs_log(EPCS_LOG_ERROR, "cases", "cannot open the case store: %s", err);
+            goto done;
+        }
+    }
     int started = 0;
     for (int i = 0; i < server->worker_count; i++) {
         if (init_worker(server, &server->workers[i], i) != 0) {
@@ -1295,6 +1324,10 @@ done:
     free(server->workers);
     if (server->ssl_ctx != NULL)
         SSL_CTX_free(server->ssl_ctx);
+    /* After the workers, whose loops ran every write they had queued to the end; before the
+     * decision log, which takes the store's events. */
+    epcs_cases_close(server->cases);
+    server->cases = NULL;
     /* After the workers: answers held for a commit have all been released by now. */
     epcs_decision_log_close(server->decisions);
     server->decisions = NULL;

@@ -12,6 +12,7 @@
 #endif
 
 #include "buf.h"
+#include "cases.h"
 #include "codec.h"
 #include "config.h"
 #include "decision_log.h"
@@ -37,6 +38,9 @@ enum epcs_route {
     EPCS_ROUTE_ADMIN_IMPACT,
     EPCS_ROUTE_ADMIN_KEYS,
     EPCS_ROUTE_DECISIONS,
+    EPCS_ROUTE_REPORTS,
+    EPCS_ROUTE_PARTNER_REQUESTS,
+    EPCS_ROUTE_REQUESTS,
     EPCS_ROUTE_NOT_FOUND,
     EPCS_ROUTE_COUNT
 };
@@ -46,8 +50,8 @@ const char *epcs_route_name(enum epcs_route route);
 
 #define EPCS_LATENCY_BUCKETS 12
 /** Status codes epcsd answers with, in the order of the metrics' status slots. */
-#define EPCS_STATUS_CODES 200, 201, 400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503
-#define EPCS_STATUS_SLOTS 14
+#define EPCS_STATUS_CODES 200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503
+#define EPCS_STATUS_SLOTS 15
 
 /**
  * One worker's counters: written by its own thread only, read by whichever thread serves
@@ -87,6 +91,8 @@ struct epcs_server {
     char keys_path[4096];
     /** NULL with --audit off. */
     struct epcs_decision_log *decisions;
+    /** Reports and the requests they caused (cases.h); epcsd does not start without it. */
+    struct epcs_cases *cases;
     _Atomic uint64_t reloads_activated;
     _Atomic uint64_t reloads_refused;
     _Atomic uint64_t reloads_unchanged;
@@ -143,6 +149,13 @@ struct epcs_worker {
     uv_prepare_t access_log_flush;
     /** Read-only decision log connection for /v1/decisions, opened on first use. */
     sqlite3 *reader;
+    /** Read-only case store connection for the report and queue routes, opened on first use. */
+    sqlite3 *cases_reader;
+    /** Worker 0 sweeps the case store for requests past due (cases_api.c). */
+    uv_timer_t case_sweep;
+    int case_sweep_busy;
+    /** Set once the loop has stopped: thread-pool writes finishing later answer nobody. */
+    int loop_stopped;
     struct epcs_worker_metrics metrics;
 };
 
@@ -247,6 +260,14 @@ int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len);
 int epcs_recent_checks(h2o_req_t *req, size_t limit, msgpack_object *checks);
 /** GET, POST /v1/admin/keys; DELETE /v1/admin/keys/{id} */
 int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len);
+/** POST, GET /v1/reports; GET /v1/reports/{id} (cases_api.c) */
+int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len);
+/** GET /v1/partners/me/requests */
+int epcs_handle_partner_requests(h2o_req_t *req);
+/** POST /v1/requests/{id}/response */
+int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len);
+/** Sets up the worker's case sweep timer (started on worker 0 only). */
+void epcs_cases_worker_init(struct epcs_worker *worker);
 
 /**
  * Checks the body's size against `limit` and its media type, and decodes it into the worker's

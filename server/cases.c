@@ -1,0 +1,1584 @@
+/* The case store: reports, the requests they caused and their history, in SQLite. */
+#include "cases.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "decision_log.h"
+#include "facts.h"
+#include "keys.h"
+#include "log.h"
+
+#define EPCS_STRINGIFY_(x) #x
+#define EPCS_STRINGIFY(x) EPCS_STRINGIFY_(x)
+
+/* Readers and the writer may meet on the database; a write waits rather than fail. */
+#define BUSY_TIMEOUT_MS 5000
+/* Who takes the steps nobody asked for: requests made from a verdict, overdue, escalation. */
+#define EPCS_ACTOR "epcs"
+/* More actions than this in one verdict is a rule gone wrong, not a case. */
+#define MAX_ACTIONS 16
+/* Escalations of escalations: the contract nests two deep; a little room, never unbounded. */
+#define MAX_ESCALATION_DEPTH 4
+/* Ten years: a longer period is a typo in the rules, and would overflow nothing but sense. */
+#define MAX_DUE_HOURS (24.0 * 366 * 10)
+#define MAX_OBJECTION_DAYS 3660.0
+
+#define SCHEMA_VERSION 1
+/*
+ * Ids are AUTOINCREMENT so none is ever reused: a request id quoted in a letter to a platform
+ * names that request forever. `chain` is the id of a request's first attempt; `follows` the
+ * request whose being ignored made this one (a second attempt or an escalation).
+ */
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS reports ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  filed_us INTEGER NOT NULL,"
+    "  filed_by TEXT NOT NULL,"
+    "  url TEXT NOT NULL,"
+    "  platform TEXT NOT NULL,"
+    "  election TEXT NOT NULL,"
+    "  category TEXT NOT NULL,"
+    "  date TEXT NOT NULL,"
+    "  facts BLOB NOT NULL,"
+    "  verdict TEXT NOT NULL,"
+    "  article TEXT NOT NULL,"
+    "  ruleset TEXT NOT NULL,"
+    "  decision INTEGER,"
+    "  answer BLOB NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  updated_us INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS reports_by_time ON reports(filed_us);"
+    "CREATE INDEX IF NOT EXISTS reports_by_status ON reports(status, id);"
+    "CREATE TABLE IF NOT EXISTS requests ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  chain INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  follows INTEGER REFERENCES requests(id),"
+    "  kind TEXT NOT NULL,"
+    "  partner TEXT NOT NULL,"
+    "  article TEXT NOT NULL,"
+    "  action BLOB NOT NULL,"
+    "  created_us INTEGER NOT NULL,"
+    "  due_us INTEGER,"
+    "  objection_until_us INTEGER,"
+    "  status TEXT NOT NULL,"
+    "  updated_us INTEGER NOT NULL,"
+    "  answered_us INTEGER,"
+    "  answered_via INTEGER REFERENCES requests(id),"
+    "  reason TEXT,"
+    "  data BLOB);"
+    "CREATE INDEX IF NOT EXISTS requests_by_partner ON requests(partner, status, id);"
+    "CREATE INDEX IF NOT EXISTS requests_by_due ON requests(status, due_us);"
+    "CREATE INDEX IF NOT EXISTS requests_by_report ON requests(report, id);"
+    "CREATE INDEX IF NOT EXISTS requests_by_chain ON requests(chain, id);"
+    "CREATE TABLE IF NOT EXISTS history ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  request INTEGER REFERENCES requests(id),"
+    "  at_us INTEGER NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  detail BLOB,"
+    "  log_id INTEGER);"
+    "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);";
+
+struct epcs_cases {
+    /* One writer connection: every write (and the packing that follows it) holds the lock. */
+    pthread_mutex_t lock;
+    sqlite3 *db;
+    struct epcs_decision_log *log;
+};
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t err_size)
+{
+    char *message = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &message) == SQLITE_OK)
+        return 0;
+    snprintf(err, err_size, "%s", message != NULL ? message : sqlite3_errmsg(db));
+    sqlite3_free(message);
+    return -1;
+}
+
+static sqlite3_stmt *prepare(sqlite3 *db, const char *sql, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        sqlite3_finalize(stmt);
+        return NULL;
+    }
+    return stmt;
+}
+
+/* Steps a statement that returns no rows, then finalizes it. */
+static int run(sqlite3 *db, sqlite3_stmt *stmt, char *err, size_t err_size)
+{
+    int rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void bind_text(sqlite3_stmt *stmt, int at, const char *text)
+{
+    if (text != NULL)
+        sqlite3_bind_text(stmt, at, text, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, at);
+}
+
+static void bind_optional_int(sqlite3_stmt *stmt, int at, int64_t value, int present)
+{
+    if (present)
+        sqlite3_bind_int64(stmt, at, value);
+    else
+        sqlite3_bind_null(stmt, at);
+}
+
+void epcs_cases_format_time(int64_t us, char out[32])
+{
+    time_t seconds = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    size_t len = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + len, 32 - len, ".%06uZ", (unsigned)(us % 1000000));
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *text)
+{
+    size_t len = strlen(text);
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, text, len);
+}
+
+static void pack_time(msgpack_packer *pk, int64_t us)
+{
+    char text[32];
+    epcs_cases_format_time(us, text);
+    pack_cstr(pk, text);
+}
+
+/* Splices already-encoded msgpack into the packer's output. */
+static void pack_raw(msgpack_packer *pk, const void *bytes, size_t len)
+{
+    pk->callback(pk->data, bytes, len);
+}
+
+static void pack_text_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
+{
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    const char *text = (const char *)sqlite3_column_text(stmt, column);
+    size_t len = (size_t)sqlite3_column_bytes(stmt, column);
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, text, len);
+}
+
+static void pack_time_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
+{
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+        msgpack_pack_nil(pk);
+    else
+        pack_time(pk, sqlite3_column_int64(stmt, column));
+}
+
+static void pack_id_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
+{
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_uint64(pk, (uint64_t)sqlite3_column_int64(stmt, column));
+}
+
+/* A stored msgpack value, or nil when the column is NULL or empty. */
+static void pack_blob_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
+{
+    int len = sqlite3_column_bytes(stmt, column);
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL || len == 0)
+        msgpack_pack_nil(pk);
+    else
+        pack_raw(pk, sqlite3_column_blob(stmt, column), (size_t)len);
+}
+
+static const msgpack_object *map_get(const msgpack_object *map, const char *key)
+{
+    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        if (epcs_str_eq(&map->via.map.ptr[i].key, key))
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+/* A string member copied into `out`; -1 when absent, not a string, empty, too long or with
+ * a NUL byte. */
+static int copy_string(const msgpack_object *value, char *out, size_t size)
+{
+    if (value == NULL || value->type != MSGPACK_OBJECT_STR || value->via.str.size == 0 ||
+        value->via.str.size >= size || memchr(value->via.str.ptr, '\0', value->via.str.size))
+        return -1;
+    memcpy(out, value->via.str.ptr, value->via.str.size);
+    out[value->via.str.size] = '\0';
+    return 0;
+}
+
+static int as_number(const msgpack_object *value, double *out)
+{
+    switch (value->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        *out = (double)value->via.u64;
+        return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        *out = (double)value->via.i64;
+        return 0;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        *out = value->via.f64;
+        return isfinite(*out) ? 0 : -1;
+    default:
+        return -1;
+    }
+}
+
+/* The rule of keys.c: what a keys file accepts as a partner id. */
+static int partner_id_valid(const char *id)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len >= EPCS_KEY_PARTNER_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- actions ------------------------------------------------------------------------------ */
+
+/* One action of a verdict (or an escalation of one), read and checked. */
+struct action {
+    const msgpack_object *map;
+    char kind[32];
+    char to[EPCS_KEY_PARTNER_MAX];
+    char article[64];
+    /* Durations from the moment the request is sent; 0: no due time, -1: no objection. */
+    int64_t due_span_us;
+    int64_t objection_span_us;
+    const msgpack_object *escalation;
+    int escalate_after;
+};
+
+static int parse_action(const msgpack_object *map, const char *platform, int depth,
+                        struct action *action, char *why, size_t why_size)
+{
+    memset(action, 0, sizeof(*action));
+    action->map = map;
+    action->objection_span_us = -1;
+    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+        return snprintf(why, why_size, "is not a map"), -1;
+    if (copy_string(map_get(map, "kind"), action->kind, sizeof(action->kind)) != 0 ||
+        (strcmp(action->kind, "deletion_request") != 0 && strcmp(action->kind, "referral") != 0))
+        return snprintf(why, why_size, "kind must be deletion_request or referral"), -1;
+    if (copy_string(map_get(map, "to"), action->to, sizeof(action->to)) != 0)
+        return snprintf(why, why_size, "to must be \"platform\" or a partner id"), -1;
+    if (strcmp(action->to, "platform") == 0)
+        snprintf(action->to, sizeof(action->to), "%s", platform);
+    else if (!partner_id_valid(action->to))
+        return snprintf(why, why_size, "to '%s' is not a partner id (a-z 0-9 _ - .)", action->to),
+               -1;
+    if (copy_string(map_get(map, "article"), action->article, sizeof(action->article)) != 0)
+        return snprintf(why, why_size, "article must be a string of 1 to 63 bytes"), -1;
+    const msgpack_object *due = map_get(map, "due_hours");
+    if (due != NULL) {
+        double hours;
+        if (as_number(due, &hours) != 0 || hours <= 0 || hours > MAX_DUE_HOURS)
+            return snprintf(why, why_size, "due_hours must be a number above 0 and at most %g",
+                            MAX_DUE_HOURS),
+                   -1;
+        action->due_span_us = llround(hours * 3600e6);
+        if (action->due_span_us == 0)
+            action->due_span_us = 1;
+    }
+    const msgpack_object *objection = map_get(map, "objection_days");
+    if (objection != NULL) {
+        double days;
+        if (as_number(objection, &days) != 0 || days < 0 || days > MAX_OBJECTION_DAYS)
+            return snprintf(why, why_size, "objection_days must be a number from 0 to %g",
+                            MAX_OBJECTION_DAYS),
+                   -1;
+        action->objection_span_us = llround(days * 86400e6);
+    }
+    const msgpack_object *escalation = map_get(map, "escalation");
+    if (escalation != NULL) {
+        const msgpack_object *after = map_get(escalation, "after");
+        if (depth >= MAX_ESCALATION_DEPTH)
+            return snprintf(why, why_size, "escalations nest too deep"), -1;
+        if (escalation->type != MSGPACK_OBJECT_MAP || after == NULL ||
+            after->type != MSGPACK_OBJECT_POSITIVE_INTEGER || after->via.u64 < 1 ||
+            after->via.u64 > 100)
+            return snprintf(why, why_size,
+                            "escalation must be a map whose after is a whole number from 1 to "
+                            "100"),
+                   -1;
+        struct action inner;
+        char inner_why[200];
+        if (parse_action(escalation, platform, depth + 1, &inner, inner_why, sizeof(inner_why)) !=
+            0)
+            return snprintf(why, why_size, "escalation: %.150s", inner_why), -1;
+        action->escalation = escalation;
+        action->escalate_after = (int)after->via.u64;
+    }
+    return 0;
+}
+
+/* The parts of a verdict the store reads. */
+struct verdict_view {
+    msgpack_object root;
+    char verdict[16];
+    char article[64];
+    char ruleset[32];
+    uint64_t decision;
+    const msgpack_object *actions;
+};
+
+static int read_verdict(msgpack_zone *zone, const char *bytes, size_t len,
+                        struct verdict_view *view, char *why, size_t why_size)
+{
+    size_t offset = 0;
+    memset(view, 0, sizeof(*view));
+    if (msgpack_unpack(bytes, len, &offset, zone, &view->root) != MSGPACK_UNPACK_SUCCESS ||
+        view->root.type != MSGPACK_OBJECT_MAP)
+        return snprintf(why, why_size, "the verdict is not a msgpack map"), -1;
+    if (copy_string(map_get(&view->root, "verdict"), view->verdict, sizeof(view->verdict)) != 0 ||
+        copy_string(map_get(&view->root, "article"), view->article, sizeof(view->article)) != 0 ||
+        copy_string(map_get(&view->root, "ruleset"), view->ruleset, sizeof(view->ruleset)) != 0)
+        return snprintf(why, why_size, "the verdict lacks verdict, article or ruleset"), -1;
+    const msgpack_object *decision = map_get(&view->root, "decision");
+    if (decision != NULL && decision->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        view->decision = decision->via.u64;
+    view->actions = map_get(&view->root, "actions");
+    if (view->actions != NULL && view->actions->type != MSGPACK_OBJECT_ARRAY)
+        return snprintf(why, why_size, "actions is not a list"), -1;
+    if (view->actions != NULL && view->actions->via.array.size > MAX_ACTIONS)
+        return snprintf(why, why_size, "more than %d actions", MAX_ACTIONS), -1;
+    return 0;
+}
+
+static size_t action_count(const struct verdict_view *view)
+{
+    return view->actions != NULL ? view->actions->via.array.size : 0;
+}
+
+int epcs_cases_check_actions(const char *verdict, size_t verdict_len, const char *platform,
+                             char *why, size_t why_size)
+{
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, 2048))
+        return snprintf(why, why_size, "out of memory"), -1;
+    struct verdict_view view;
+    int rc = read_verdict(&zone, verdict, verdict_len, &view, why, why_size);
+    for (size_t i = 0; rc == 0 && i < action_count(&view); i++) {
+        struct action action;
+        char inner[200];
+        if (parse_action(&view.actions->via.array.ptr[i], platform, 0, &action, inner,
+                         sizeof(inner)) != 0) {
+            snprintf(why, why_size, "actions[%zu]: %.200s", i, inner);
+            rc = -1;
+        }
+    }
+    msgpack_zone_destroy(&zone);
+    return rc == 0 ? (int)action_count(&view) : -1;
+}
+
+/* ---- steps -------------------------------------------------------------------------------- */
+
+/* A detail map under construction. */
+struct detail {
+    struct epcs_buf buf;
+    msgpack_packer pk;
+};
+
+static void detail_begin(struct detail *detail, size_t fields)
+{
+    detail->buf = (struct epcs_buf){0};
+    msgpack_packer_init(&detail->pk, &detail->buf, epcs_buf_msgpack_write);
+    msgpack_pack_map(&detail->pk, fields);
+}
+
+static void detail_str(struct detail *detail, const char *key, const char *value)
+{
+    pack_cstr(&detail->pk, key);
+    pack_cstr(&detail->pk, value);
+}
+
+static void detail_id(struct detail *detail, const char *key, uint64_t value)
+{
+    pack_cstr(&detail->pk, key);
+    msgpack_pack_uint64(&detail->pk, value);
+}
+
+static void detail_time(struct detail *detail, const char *key, int64_t us)
+{
+    pack_cstr(&detail->pk, key);
+    pack_time(&detail->pk, us);
+}
+
+/* One step of a case: a history row and its event in the decision log. */
+struct step {
+    uint64_t report;
+    /* 0 for a step of the report itself. */
+    uint64_t request;
+    const char *event;
+    /* The status of the request (or report) after the step. */
+    const char *status;
+    /* Who took the step: a partner id, or EPCS_ACTOR. */
+    const char *actor;
+    /* Whom it concerns, the event's partner in the decision log. */
+    const char *partner;
+    const char *election;
+    const struct detail *detail;
+    int64_t at_us;
+};
+
+static int record_step(struct epcs_cases *cases, const struct step *step, char *err,
+                       size_t err_size)
+{
+    const char *detail = step->detail != NULL ? step->detail->buf.data : NULL;
+    size_t detail_len = step->detail != NULL ? step->detail->buf.len : 0;
+    uint64_t log_id = 0;
+    if (epcs_decision_log_event(cases->log, step->partner, step->event, step->election,
+                                step->request != 0 ? step->request : step->report, detail,
+                                detail_len, &log_id) != 0) {
+        snprintf(err, err_size, "the decision log refused the event %s", step->event);
+        return EPCS_CASES_LOG_REFUSED;
+    }
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "INSERT INTO history(report, request, at_us, event, status, "
+                                 "actor, detail, log_id) VALUES(?,?,?,?,?,?,?,?)",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)step->report);
+    bind_optional_int(stmt, 2, (int64_t)step->request, step->request != 0);
+    sqlite3_bind_int64(stmt, 3, step->at_us);
+    bind_text(stmt, 4, step->event);
+    bind_text(stmt, 5, step->status);
+    bind_text(stmt, 6, step->actor);
+    if (detail != NULL)
+        sqlite3_bind_blob(stmt, 7, detail, (int)detail_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, 7);
+    bind_optional_int(stmt, 8, (int64_t)log_id, log_id != 0);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* A request about to be sent. */
+struct new_request {
+    uint64_t report;
+    const char *election;
+    const struct action *action;
+    /* 0: the request starts a chain of its own. */
+    uint64_t chain;
+    int attempt;
+    /* The ignored request that caused this one, or 0. */
+    uint64_t follows;
+    int64_t now_us;
+};
+
+static int create_request(struct epcs_cases *cases, const struct new_request *new_request,
+                          uint64_t *id, char *err, size_t err_size)
+{
+    const struct action *action = new_request->action;
+    struct epcs_buf spec = {0};
+    msgpack_packer spec_pk;
+    msgpack_packer_init(&spec_pk, &spec, epcs_buf_msgpack_write);
+    msgpack_pack_object(&spec_pk, *action->map);
+    int64_t now = new_request->now_us;
+    int has_due = action->due_span_us > 0, has_objection = action->objection_span_us >= 0;
+    int64_t due = now + action->due_span_us;
+    sqlite3_stmt *stmt =
+        prepare(cases->db,
+                "INSERT INTO requests(report, chain, attempt, follows, kind, partner, article, "
+                "action, created_us, due_us, objection_until_us, status, updated_us) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,'open',?)",
+                err, err_size);
+    if (stmt == NULL) {
+        epcs_buf_free(&spec);
+        return EPCS_CASES_FAILED;
+    }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)new_request->report);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)new_request->chain);
+    sqlite3_bind_int(stmt, 3, new_request->attempt);
+    bind_optional_int(stmt, 4, (int64_t)new_request->follows, new_request->follows != 0);
+    bind_text(stmt, 5, action->kind);
+    bind_text(stmt, 6, action->to);
+    bind_text(stmt, 7, action->article);
+    sqlite3_bind_blob(stmt, 8, spec.data, (int)spec.len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 9, now);
+    bind_optional_int(stmt, 10, due, has_due);
+    bind_optional_int(stmt, 11, now + action->objection_span_us, has_objection);
+    sqlite3_bind_int64(stmt, 12, now);
+    epcs_buf_free(&spec);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    *id = (uint64_t)sqlite3_last_insert_rowid(cases->db);
+    if (new_request->chain == 0) {
+        stmt = prepare(cases->db, "UPDATE requests SET chain = id WHERE id = ?", err, err_size);
+        if (stmt == NULL)
+            return EPCS_CASES_FAILED;
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)*id);
+        if (run(cases->db, stmt, err, err_size) != 0)
+            return EPCS_CASES_FAILED;
+    }
+    struct detail detail;
+    detail_begin(&detail, 5 + (size_t)has_due + (new_request->follows != 0));
+    detail_id(&detail, "report", new_request->report);
+    detail_str(&detail, "kind", action->kind);
+    detail_str(&detail, "to", action->to);
+    detail_str(&detail, "article", action->article);
+    pack_cstr(&detail.pk, "attempt");
+    msgpack_pack_int(&detail.pk, new_request->attempt);
+    if (has_due)
+        detail_time(&detail, "due", due);
+    if (new_request->follows != 0)
+        detail_id(&detail, "follows", new_request->follows);
+    struct step step = {.report = new_request->report,
+                        .request = *id,
+                        .event = "request_sent",
+                        .status = "open",
+                        .actor = EPCS_ACTOR,
+                        .partner = action->to,
+                        .election = new_request->election,
+                        .detail = &detail,
+                        .at_us = now};
+    int rc = record_step(cases, &step, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+static const char *report_status(const char *verdict, long long requests, long long pending)
+{
+    if (requests == 0)
+        return strcmp(verdict, "needs_facts") == 0 ? "needs_facts" : "no_action";
+    return pending > 0 ? "open" : "closed";
+}
+
+/* Brings the report's status in line with its requests after a change to them. */
+static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now, char *err,
+                          size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db,
+        "SELECT status, verdict, filed_by, election, "
+        "(SELECT count(*) FROM requests WHERE report = ?1), "
+        "(SELECT count(*) FROM requests WHERE report = ?1 AND status IN ('open', 'overdue')) "
+        "FROM reports WHERE id = ?1",
+        err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        snprintf(err, err_size, "report %llu vanished: %s", (unsigned long long)report,
+                 sqlite3_errmsg(cases->db));
+        sqlite3_finalize(stmt);
+        return EPCS_CASES_FAILED;
+    }
+    char current[16], verdict[16], filed_by[EPCS_KEY_PARTNER_MAX], election[64];
+    snprintf(current, sizeof(current), "%s", (const char *)sqlite3_column_text(stmt, 0));
+    snprintf(verdict, sizeof(verdict), "%s", (const char *)sqlite3_column_text(stmt, 1));
+    snprintf(filed_by, sizeof(filed_by), "%s", (const char *)sqlite3_column_text(stmt, 2));
+    snprintf(election, sizeof(election), "%s", (const char *)sqlite3_column_text(stmt, 3));
+    const char *status =
+        report_status(verdict, sqlite3_column_int64(stmt, 4), sqlite3_column_int64(stmt, 5));
+    sqlite3_finalize(stmt);
+    stmt = prepare(cases->db, "UPDATE reports SET status = ?, updated_us = ? WHERE id = ?", err,
+                   err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, status);
+    sqlite3_bind_int64(stmt, 2, now);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)report);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    if (strcmp(status, current) == 0 || strcmp(status, "closed") != 0)
+        return EPCS_CASES_OK;
+    struct step step = {.report = report,
+                        .event = "report_closed",
+                        .status = status,
+                        .actor = EPCS_ACTOR,
+                        .partner = filed_by,
+                        .election = election,
+                        .at_us = now};
+    return record_step(cases, &step, err, err_size);
+}
+
+/* ---- packing ------------------------------------------------------------------------------ */
+
+#define REQUEST_COLUMNS                                                                            \
+    "SELECT q.id, q.report, q.kind, q.partner, q.article, q.attempt, q.status, q.created_us, "     \
+    "q.due_us, q.objection_until_us, q.follows, q.action, q.answered_us, q.reason, q.data, "       \
+    "q.answered_via, r.url, r.platform, r.election, r.category FROM requests q "                   \
+    "JOIN reports r ON r.id = q.report"
+
+static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
+{
+    msgpack_pack_map(pk, 17);
+    pack_cstr(pk, "id");
+    pack_id_column(pk, stmt, 0);
+    pack_cstr(pk, "report");
+    pack_id_column(pk, stmt, 1);
+    pack_cstr(pk, "kind");
+    pack_text_column(pk, stmt, 2);
+    pack_cstr(pk, "to");
+    pack_text_column(pk, stmt, 3);
+    pack_cstr(pk, "article");
+    pack_text_column(pk, stmt, 4);
+    pack_cstr(pk, "attempt");
+    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 5));
+    pack_cstr(pk, "status");
+    pack_text_column(pk, stmt, 6);
+    pack_cstr(pk, "created");
+    pack_time_column(pk, stmt, 7);
+    pack_cstr(pk, "due");
+    pack_time_column(pk, stmt, 8);
+    pack_cstr(pk, "objection_until");
+    pack_time_column(pk, stmt, 9);
+    pack_cstr(pk, "follows");
+    pack_id_column(pk, stmt, 10);
+    pack_cstr(pk, "url");
+    pack_text_column(pk, stmt, 16);
+    pack_cstr(pk, "platform");
+    pack_text_column(pk, stmt, 17);
+    pack_cstr(pk, "election");
+    pack_text_column(pk, stmt, 18);
+    pack_cstr(pk, "category");
+    pack_text_column(pk, stmt, 19);
+    pack_cstr(pk, "action");
+    pack_blob_column(pk, stmt, 11);
+    pack_cstr(pk, "answer");
+    if (sqlite3_column_type(stmt, 12) == SQLITE_NULL) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    int has_reason = sqlite3_column_type(stmt, 13) != SQLITE_NULL;
+    int has_data = sqlite3_column_type(stmt, 14) != SQLITE_NULL;
+    int has_via = sqlite3_column_type(stmt, 15) != SQLITE_NULL;
+    msgpack_pack_map(pk, 2 + (size_t)has_reason + (size_t)has_data + (size_t)has_via);
+    pack_cstr(pk, "status");
+    pack_text_column(pk, stmt, 6);
+    pack_cstr(pk, "at");
+    pack_time_column(pk, stmt, 12);
+    if (has_reason) {
+        pack_cstr(pk, "reason");
+        pack_text_column(pk, stmt, 13);
+    }
+    if (has_data) {
+        pack_cstr(pk, "data");
+        pack_blob_column(pk, stmt, 14);
+    }
+    if (has_via) {
+        pack_cstr(pk, "via");
+        pack_id_column(pk, stmt, 15);
+    }
+}
+
+static int pack_request(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db, REQUEST_COLUMNS " WHERE q.id = ?", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW)
+        pack_request_row(pk, stmt);
+    else if (step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? 1 : -1;
+}
+
+#define REPORT_COLUMNS                                                                             \
+    "SELECT id, filed_us, filed_by, status, url, platform, election, category, date, verdict, "    \
+    "article, ruleset, decision, updated_us, "                                                     \
+    "(SELECT count(*) FROM requests WHERE requests.report = reports.id), facts, answer "           \
+    "FROM reports"
+
+/* Columns 0 to 14 of REPORT_COLUMNS as a map of 15 + `more` entries; the caller adds those. */
+static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t more)
+{
+    msgpack_pack_map(pk, 15 + more);
+    pack_cstr(pk, "id");
+    pack_id_column(pk, stmt, 0);
+    pack_cstr(pk, "status");
+    pack_text_column(pk, stmt, 3);
+    pack_cstr(pk, "filed_at");
+    pack_time_column(pk, stmt, 1);
+    pack_cstr(pk, "filed_by");
+    pack_text_column(pk, stmt, 2);
+    static const char *const texts[] = {"url",  "platform", "election", "category",
+                                        "date", "verdict",  "article",  "ruleset"};
+    for (int i = 0; i < 8; i++) {
+        pack_cstr(pk, texts[i]);
+        pack_text_column(pk, stmt, 4 + i);
+    }
+    pack_cstr(pk, "decision");
+    pack_id_column(pk, stmt, 12);
+    pack_cstr(pk, "updated_at");
+    pack_time_column(pk, stmt, 13);
+    pack_cstr(pk, "request_count");
+    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 14));
+}
+
+static int pack_history(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *err,
+                        size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db,
+                                 "SELECT at_us, event, request, status, actor, detail, log_id "
+                                 "FROM history WHERE report = ? ORDER BY id",
+                                 err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    struct epcs_buf rows = {0};
+    msgpack_packer rows_pk;
+    msgpack_packer_init(&rows_pk, &rows, epcs_buf_msgpack_write);
+    size_t count = 0;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        msgpack_pack_map(&rows_pk, 7);
+        pack_cstr(&rows_pk, "at");
+        pack_time_column(&rows_pk, stmt, 0);
+        pack_cstr(&rows_pk, "event");
+        pack_text_column(&rows_pk, stmt, 1);
+        pack_cstr(&rows_pk, "request");
+        pack_id_column(&rows_pk, stmt, 2);
+        pack_cstr(&rows_pk, "status");
+        pack_text_column(&rows_pk, stmt, 3);
+        pack_cstr(&rows_pk, "by");
+        pack_text_column(&rows_pk, stmt, 4);
+        pack_cstr(&rows_pk, "detail");
+        pack_blob_column(&rows_pk, stmt, 5);
+        pack_cstr(&rows_pk, "decision");
+        pack_id_column(&rows_pk, stmt, 6);
+        count++;
+    }
+    if (step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    if (step == SQLITE_DONE) {
+        msgpack_pack_array(pk, count);
+        pack_raw(pk, rows.data, rows.len);
+    }
+    epcs_buf_free(&rows);
+    return step == SQLITE_DONE ? 0 : -1;
+}
+
+static int pack_requests_of(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *err,
+                            size_t err_size)
+{
+    sqlite3_stmt *stmt =
+        prepare(db, REQUEST_COLUMNS " WHERE q.report = ? ORDER BY q.id", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    struct epcs_buf rows = {0};
+    msgpack_packer rows_pk;
+    msgpack_packer_init(&rows_pk, &rows, epcs_buf_msgpack_write);
+    size_t count = 0;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        pack_request_row(&rows_pk, stmt);
+        count++;
+    }
+    if (step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    if (step == SQLITE_DONE) {
+        msgpack_pack_array(pk, count);
+        pack_raw(pk, rows.data, rows.len);
+    }
+    epcs_buf_free(&rows);
+    return step == SQLITE_DONE ? 0 : -1;
+}
+
+/* The report of the statement's current row, whole, or nothing when a part fails. */
+static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, msgpack_packer *pk,
+                           char *err, size_t err_size)
+{
+    struct epcs_buf out = {0};
+    msgpack_packer out_pk;
+    msgpack_packer_init(&out_pk, &out, epcs_buf_msgpack_write);
+    pack_report_summary(&out_pk, stmt, 4);
+    pack_cstr(&out_pk, "facts");
+    pack_blob_column(&out_pk, stmt, 15);
+    pack_cstr(&out_pk, "answer");
+    pack_blob_column(&out_pk, stmt, 16);
+    pack_cstr(&out_pk, "requests");
+    int rc = pack_requests_of(db, id, &out_pk, err, err_size);
+    if (rc == 0) {
+        pack_cstr(&out_pk, "history");
+        rc = pack_history(db, id, &out_pk, err, err_size);
+    }
+    if (rc == 0)
+        pack_raw(pk, out.data, out.len);
+    epcs_buf_free(&out);
+    return rc;
+}
+
+int epcs_cases_get_report(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *err, size_t err_size)
+{
+    /* One read transaction, so the report, its requests and its history agree. */
+    if (exec(db, "BEGIN", err, err_size) != 0)
+        return -1;
+    sqlite3_stmt *stmt = prepare(db, REPORT_COLUMNS " WHERE id = ?", err, err_size);
+    int rc = -1;
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+        int step = sqlite3_step(stmt);
+        if (step == SQLITE_ROW)
+            rc = pack_report_row(db, stmt, id, pk, err, err_size);
+        else if (step == SQLITE_DONE)
+            rc = 1;
+        else
+            snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        sqlite3_finalize(stmt);
+    }
+    char ignored[64];
+    exec(db, "COMMIT", ignored, sizeof(ignored));
+    return rc;
+}
+
+static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *query, char *err,
+                                  size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        db,
+        REPORT_COLUMNS " WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND "
+                       "(?3 IS NULL OR platform = ?3) AND (?4 IS NULL OR election = ?4) AND "
+                       "(?5 IS NULL OR category = ?5) AND (?6 IS NULL OR filed_us >= ?6) AND "
+                       "(?7 IS NULL OR filed_us < ?7) ORDER BY id LIMIT ?8",
+        err, err_size);
+    if (stmt == NULL)
+        return NULL;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)query->after);
+    bind_text(stmt, 2, query->status);
+    bind_text(stmt, 3, query->platform);
+    bind_text(stmt, 4, query->election);
+    bind_text(stmt, 5, query->category);
+    bind_optional_int(stmt, 6, query->from_us, query->from_us != 0);
+    bind_optional_int(stmt, 7, query->to_us, query->to_us != 0);
+    /* One row more than asked tells whether there is a next page. */
+    sqlite3_bind_int64(stmt, 8, (sqlite3_int64)query->limit + 1);
+    return stmt;
+}
+
+/* Packs {<name>: [rows...], next} from a statement whose column 0 is the id. */
+static int pack_page(sqlite3 *db, sqlite3_stmt *stmt, const char *name, size_t limit,
+                     void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt), msgpack_packer *pk,
+                     char *err, size_t err_size)
+{
+    struct epcs_buf rows = {0};
+    msgpack_packer rows_pk;
+    msgpack_packer_init(&rows_pk, &rows, epcs_buf_msgpack_write);
+    size_t count = 0;
+    uint64_t last = 0;
+    int more = 0, step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (count == limit) {
+            more = 1;
+            break;
+        }
+        pack_row(&rows_pk, stmt);
+        last = (uint64_t)sqlite3_column_int64(stmt, 0);
+        count++;
+    }
+    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
+    if (failed)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    if (!failed) {
+        msgpack_pack_map(pk, 2);
+        pack_cstr(pk, name);
+        msgpack_pack_array(pk, count);
+        pack_raw(pk, rows.data, rows.len);
+        pack_cstr(pk, "next");
+        if (more)
+            msgpack_pack_uint64(pk, last);
+        else
+            msgpack_pack_nil(pk);
+    }
+    epcs_buf_free(&rows);
+    return failed ? -1 : 0;
+}
+
+static void pack_summary_row(msgpack_packer *pk, sqlite3_stmt *stmt)
+{
+    pack_report_summary(pk, stmt, 0);
+}
+
+int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, msgpack_packer *pk,
+                            char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = report_query(db, query, err, err_size);
+    if (stmt == NULL)
+        return -1;
+    return pack_page(db, stmt, "reports", query->limit, pack_summary_row, pk, err, err_size);
+}
+
+static void csv_field(struct epcs_buf *out, const char *text, size_t len, int last)
+{
+    if (strcspn(text, ",\"\r\n") < len) {
+        epcs_buf_append(out, "\"", 1);
+        for (size_t i = 0; i < len; i++) {
+            if (text[i] == '"')
+                epcs_buf_append(out, "\"", 1);
+            epcs_buf_append(out, text + i, 1);
+        }
+        epcs_buf_append(out, "\"", 1);
+    } else {
+        epcs_buf_append(out, text, len);
+    }
+    epcs_buf_append(out, last ? "\r\n" : ",", last ? 2 : 1);
+}
+
+static void csv_column(struct epcs_buf *out, sqlite3_stmt *stmt, int column, int last)
+{
+    const char *text = (const char *)sqlite3_column_text(stmt, column);
+    csv_field(out, text != NULL ? text : "", text != NULL ? strlen(text) : 0, last);
+}
+
+static void csv_time(struct epcs_buf *out, sqlite3_stmt *stmt, int column)
+{
+    char text[32];
+    epcs_cases_format_time(sqlite3_column_int64(stmt, column), text);
+    csv_field(out, text, strlen(text), 0);
+}
+
+int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
+                          uint64_t *next, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = report_query(db, query, err, err_size);
+    if (stmt == NULL)
+        return -1;
+    epcs_buf_append_str(out, "id,filed_at,filed_by,status,url,platform,election,category,date,"
+                             "verdict,article,ruleset,decision,request_count,updated_at\r\n");
+    size_t count = 0;
+    uint64_t last = 0;
+    int step;
+    *next = 0;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (count == query->limit) {
+            *next = last;
+            break;
+        }
+        csv_column(out, stmt, 0, 0);
+        csv_time(out, stmt, 1);
+        csv_column(out, stmt, 2, 0);
+        csv_column(out, stmt, 3, 0);
+        for (int column = 4; column <= 12; column++)
+            csv_column(out, stmt, column, 0);
+        csv_column(out, stmt, 14, 0);
+        char updated[32];
+        epcs_cases_format_time(sqlite3_column_int64(stmt, 13), updated);
+        csv_field(out, updated, strlen(updated), 1);
+        last = (uint64_t)sqlite3_column_int64(stmt, 0);
+        count++;
+    }
+    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
+    if (failed)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    return failed ? -1 : 0;
+}
+
+int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
+                             msgpack_packer *pk, char *err, size_t err_size)
+{
+    int all = strcmp(query->status, "all") == 0, pending = strcmp(query->status, "pending") == 0;
+    sqlite3_stmt *stmt =
+        prepare(db,
+                REQUEST_COLUMNS " WHERE q.partner = ?1 AND q.id > ?2 AND (?3 IS NULL OR "
+                                "q.status = ?3) AND (?4 = 0 OR q.status IN ('open', 'overdue')) "
+                                "ORDER BY q.id LIMIT ?5",
+                err, err_size);
+    if (stmt == NULL)
+        return -1;
+    bind_text(stmt, 1, query->partner);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)query->after);
+    bind_text(stmt, 3, all || pending ? NULL : query->status);
+    sqlite3_bind_int(stmt, 4, pending);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)query->limit + 1);
+    return pack_page(db, stmt, "requests", query->limit, pack_request_row, pk, err, err_size);
+}
+
+/* ---- writes ------------------------------------------------------------------------------- */
+
+static int begin(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    /* IMMEDIATE: the write lock now, not at the first write, so no step ever meets BUSY
+     * halfway through. */
+    return exec(cases->db, "BEGIN IMMEDIATE", err, err_size);
+}
+
+/* Commits on EPCS_CASES_OK, rolls back otherwise; returns the outcome. */
+static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
+{
+    char ignored[64];
+    if (rc == EPCS_CASES_OK && exec(cases->db, "COMMIT", err, err_size) == 0)
+        return EPCS_CASES_OK;
+    exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
+    return rc == EPCS_CASES_OK ? EPCS_CASES_FAILED : rc;
+}
+
+static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
+                       const struct verdict_view *view, const struct action *actions, size_t count,
+                       uint64_t *id, char *err, size_t err_size)
+{
+    const char *status = report_status(view->verdict, (long long)count, (long long)count);
+    int64_t now = report->now_us;
+    sqlite3_stmt *stmt =
+        prepare(cases->db,
+                "INSERT INTO reports(filed_us, filed_by, url, platform, election, category, "
+                "date, facts, verdict, article, ruleset, decision, answer, status, updated_us) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, now);
+    bind_text(stmt, 2, report->filed_by);
+    bind_text(stmt, 3, report->url);
+    bind_text(stmt, 4, report->platform);
+    bind_text(stmt, 5, report->election);
+    bind_text(stmt, 6, report->category);
+    bind_text(stmt, 7, report->date);
+    sqlite3_bind_blob(stmt, 8, report->facts, (int)report->facts_len, SQLITE_TRANSIENT);
+    bind_text(stmt, 9, view->verdict);
+    bind_text(stmt, 10, view->article);
+    bind_text(stmt, 11, view->ruleset);
+    bind_optional_int(stmt, 12, (int64_t)view->decision, view->decision != 0);
+    sqlite3_bind_blob(stmt, 13, report->verdict, (int)report->verdict_len, SQLITE_TRANSIENT);
+    bind_text(stmt, 14, status);
+    sqlite3_bind_int64(stmt, 15, now);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    *id = (uint64_t)sqlite3_last_insert_rowid(cases->db);
+    struct detail detail;
+    detail_begin(&detail, 6 + (view->decision != 0));
+    detail_str(&detail, "url", report->url);
+    detail_str(&detail, "platform", report->platform);
+    detail_str(&detail, "category", report->category);
+    detail_str(&detail, "date", report->date);
+    detail_str(&detail, "verdict", view->verdict);
+    detail_str(&detail, "article", view->article);
+    if (view->decision != 0)
+        detail_id(&detail, "decision", view->decision);
+    struct step step = {.report = *id,
+                        .event = "report_filed",
+                        .status = status,
+                        .actor = report->filed_by,
+                        .partner = report->filed_by,
+                        .election = report->election,
+                        .detail = &detail,
+                        .at_us = now};
+    int rc = record_step(cases, &step, err, err_size);
+    epcs_buf_free(&detail.buf);
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
+        struct new_request new_request = {.report = *id,
+                                          .election = report->election,
+                                          .action = &actions[i],
+                                          .attempt = 1,
+                                          .now_us = now};
+        uint64_t request;
+        rc = create_request(cases, &new_request, &request, err, err_size);
+    }
+    return rc;
+}
+
+int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
+                    msgpack_packer *pk, uint64_t *id, char *err, size_t err_size)
+{
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, 4096))
+        return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
+    struct verdict_view view;
+    struct action actions[MAX_ACTIONS];
+    int rc = read_verdict(&zone, report->verdict, report->verdict_len, &view, err, err_size);
+    size_t count = rc == 0 ? action_count(&view) : 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        char why[200];
+        if (parse_action(&view.actions->via.array.ptr[i], report->platform, 0, &actions[i], why,
+                         sizeof(why)) != 0) {
+            snprintf(err, err_size, "actions[%zu]: %.200s", i, why);
+            rc = -1;
+        }
+    }
+    if (rc != 0) {
+        msgpack_zone_destroy(&zone);
+        return EPCS_CASES_FAILED;
+    }
+    pthread_mutex_lock(&cases->lock);
+    rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (rc == EPCS_CASES_OK) {
+        rc = file_locked(cases, report, &view, actions, count, id, err, err_size);
+        rc = finish(cases, rc, err, err_size);
+    }
+    if (rc == EPCS_CASES_OK && epcs_cases_get_report(cases->db, *id, pk, err, err_size) != 0)
+        rc = EPCS_CASES_FAILED;
+    pthread_mutex_unlock(&cases->lock);
+    msgpack_zone_destroy(&zone);
+    return rc;
+}
+
+/* The request's row as the writes need it. */
+struct request_row {
+    uint64_t report;
+    uint64_t chain;
+    int attempt;
+    char partner[EPCS_KEY_PARTNER_MAX];
+    char status[24];
+    char election[64];
+    char platform[EPCS_KEY_PARTNER_MAX];
+    int has_due, has_objection;
+    int64_t due_us, objection_until_us;
+    /* The action map as stored (msgpack), owned. */
+    struct epcs_buf action;
+};
+
+static int load_request(struct epcs_cases *cases, uint64_t id, struct request_row *row, char *err,
+                        size_t err_size)
+{
+    sqlite3_stmt *stmt =
+        prepare(cases->db,
+                "SELECT q.report, q.chain, q.attempt, q.partner, q.status, r.election, "
+                "r.platform, q.due_us, q.objection_until_us, q.action FROM requests q "
+                "JOIN reports r ON r.id = q.report WHERE q.id = ?",
+                err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    int step = sqlite3_step(stmt);
+    if (step != SQLITE_ROW) {
+        if (step != SQLITE_DONE)
+            snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+        sqlite3_finalize(stmt);
+        return step == SQLITE_DONE ? EPCS_CASES_NOT_FOUND : EPCS_CASES_FAILED;
+    }
+    memset(row, 0, sizeof(*row));
+    row->report = (uint64_t)sqlite3_column_int64(stmt, 0);
+    row->chain = (uint64_t)sqlite3_column_int64(stmt, 1);
+    row->attempt = sqlite3_column_int(stmt, 2);
+    snprintf(row->partner, sizeof(row->partner), "%s", (const char *)sqlite3_column_text(stmt, 3));
+    snprintf(row->status, sizeof(row->status), "%s", (const char *)sqlite3_column_text(stmt, 4));
+    snprintf(row->election, sizeof(row->election), "%s",
+             (const char *)sqlite3_column_text(stmt, 5));
+    snprintf(row->platform, sizeof(row->platform), "%s",
+             (const char *)sqlite3_column_text(stmt, 6));
+    row->has_due = sqlite3_column_type(stmt, 7) != SQLITE_NULL;
+    row->due_us = sqlite3_column_int64(stmt, 7);
+    row->has_objection = sqlite3_column_type(stmt, 8) != SQLITE_NULL;
+    row->objection_until_us = sqlite3_column_int64(stmt, 8);
+    epcs_buf_append(&row->action, sqlite3_column_blob(stmt, 9),
+                    (size_t)sqlite3_column_bytes(stmt, 9));
+    sqlite3_finalize(stmt);
+    return EPCS_CASES_OK;
+}
+
+/* Ids of the chain's requests in `status_sql` (an IN list), other than `except`, in order. */
+static int chain_members(struct epcs_cases *cases, uint64_t chain, uint64_t except,
+                         const char *status_sql, uint64_t *ids, size_t max, size_t *count,
+                         char *err, size_t err_size)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT id FROM requests WHERE chain = ? AND id != ? AND status IN (%s) ORDER BY id",
+             status_sql);
+    sqlite3_stmt *stmt = prepare(cases->db, sql, err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)chain);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)except);
+    *count = 0;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW && *count < max)
+        ids[(*count)++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+}
+
+/* Attempts of one chain are bounded by escalation.after (at most 100) plus the escalation. */
+#define MAX_CHAIN 128
+
+static int set_request_status(struct epcs_cases *cases, uint64_t id, const char *status,
+                              int64_t now, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db, "UPDATE requests SET status = ?, updated_us = ? WHERE id = ?", err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, status);
+    sqlite3_bind_int64(stmt, 2, now);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)id);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+static int answer_locked(struct epcs_cases *cases, const struct epcs_case_answer *answer,
+                         struct request_row *row, char *detail_text, size_t detail_size)
+{
+    int rc = load_request(cases, answer->request, row, detail_text, detail_size);
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    /* Another partner's request is no business of the caller's, not even its existence. */
+    if (strcmp(row->partner, answer->partner) != 0)
+        return EPCS_CASES_NOT_FOUND;
+    int late = strcmp(row->status, "overdue") == 0;
+    if (!late && strcmp(row->status, "open") != 0) {
+        snprintf(detail_text, detail_size, "%s", row->status);
+        return EPCS_CASES_CLOSED;
+    }
+    int64_t now = answer->now_us;
+    if (strcmp(answer->status, "objected") == 0) {
+        if (!row->has_objection)
+            return EPCS_CASES_NO_OBJECTION;
+        if (now > row->objection_until_us) {
+            epcs_cases_format_time(row->objection_until_us, detail_text);
+            return EPCS_CASES_TOO_LATE;
+        }
+    }
+    sqlite3_stmt *stmt =
+        prepare(cases->db,
+                "UPDATE requests SET status = ?, answered_us = ?, reason = ?, data = ?, "
+                "updated_us = ? WHERE id = ?",
+                detail_text, detail_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, answer->status);
+    sqlite3_bind_int64(stmt, 2, now);
+    if (answer->reason != NULL)
+        sqlite3_bind_text(stmt, 3, answer->reason, (int)answer->reason_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, 3);
+    if (answer->data != NULL)
+        sqlite3_bind_blob(stmt, 4, answer->data, (int)answer->data_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, 4);
+    sqlite3_bind_int64(stmt, 5, now);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)answer->request);
+    if (run(cases->db, stmt, detail_text, detail_size) != 0)
+        return EPCS_CASES_FAILED;
+    struct detail detail;
+    detail_begin(&detail, 3 + (answer->reason != NULL));
+    detail_id(&detail, "report", row->report);
+    detail_str(&detail, "status", answer->status);
+    if (answer->reason != NULL) {
+        pack_cstr(&detail.pk, "reason");
+        msgpack_pack_str(&detail.pk, answer->reason_len);
+        msgpack_pack_str_body(&detail.pk, answer->reason, answer->reason_len);
+    }
+    pack_cstr(&detail.pk, "late");
+    if (late)
+        msgpack_pack_true(&detail.pk);
+    else
+        msgpack_pack_false(&detail.pk);
+    struct step step = {.report = row->report,
+                        .request = answer->request,
+                        .event = "request_answered",
+                        .status = answer->status,
+                        .actor = answer->partner,
+                        .partner = answer->partner,
+                        .election = row->election,
+                        .detail = &detail,
+                        .at_us = now};
+    rc = record_step(cases, &step, detail_text, detail_size);
+    epcs_buf_free(&detail.buf);
+    /* The other attempts of the chain ask the same thing: one answer answers them all. */
+    uint64_t siblings[MAX_CHAIN];
+    size_t count = 0;
+    if (rc == EPCS_CASES_OK &&
+        chain_members(cases, row->chain, answer->request, "'open', 'overdue'", siblings, MAX_CHAIN,
+                      &count, detail_text, detail_size) != 0)
+        rc = EPCS_CASES_FAILED;
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
+        stmt = prepare(cases->db,
+                       "UPDATE requests SET status = ?, answered_us = ?, answered_via = ?, "
+                       "updated_us = ? WHERE id = ?",
+                       detail_text, detail_size);
+        if (stmt == NULL)
+            return EPCS_CASES_FAILED;
+        bind_text(stmt, 1, answer->status);
+        sqlite3_bind_int64(stmt, 2, now);
+        sqlite3_bind_int64(stmt, 3, (sqlite3_int64)answer->request);
+        sqlite3_bind_int64(stmt, 4, now);
+        sqlite3_bind_int64(stmt, 5, (sqlite3_int64)siblings[i]);
+        if (run(cases->db, stmt, detail_text, detail_size) != 0)
+            return EPCS_CASES_FAILED;
+        detail_begin(&detail, 3);
+        detail_id(&detail, "report", row->report);
+        detail_str(&detail, "status", answer->status);
+        detail_id(&detail, "via", answer->request);
+        step.request = siblings[i];
+        rc = record_step(cases, &step, detail_text, detail_size);
+        epcs_buf_free(&detail.buf);
+    }
+    if (rc == EPCS_CASES_OK)
+        rc = refresh_report(cases, row->report, now, detail_text, detail_size);
+    return rc;
+}
+
+int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
+                      msgpack_packer *pk, char *detail, size_t detail_size)
+{
+    struct request_row row = {.action = {0}};
+    pthread_mutex_lock(&cases->lock);
+    int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (rc == EPCS_CASES_OK) {
+        rc = answer_locked(cases, answer, &row, detail, detail_size);
+        /* Refusals (not found, closed, too late) change nothing, so the rollback is right. */
+        rc = finish(cases, rc, detail, detail_size);
+    }
+    if (rc == EPCS_CASES_OK &&
+        pack_request(cases->db, answer->request, pk, detail, detail_size) != 0)
+        rc = EPCS_CASES_FAILED;
+    pthread_mutex_unlock(&cases->lock);
+    epcs_buf_free(&row.action);
+    return rc;
+}
+
+/* One open request past its due time: overdue, then the next attempt or the escalation. */
+static int handle_overdue(struct epcs_cases *cases, uint64_t id, int64_t now, char *err,
+                          size_t err_size)
+{
+    struct request_row row = {.action = {0}};
+    int rc = load_request(cases, id, &row, err, err_size);
+    if (rc != EPCS_CASES_OK)
+        return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_FAILED : rc;
+    msgpack_zone zone;
+    msgpack_object map = {.type = MSGPACK_OBJECT_NIL};
+    size_t offset = 0;
+    if (!msgpack_zone_init(&zone, 2048)) {
+        epcs_buf_free(&row.action);
+        return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
+    }
+    msgpack_unpack(row.action.data, row.action.len, &offset, &zone, &map);
+    const msgpack_object *consequence = map_get(&map, "overdue");
+    rc = set_request_status(cases, id, "overdue", now, err, err_size);
+    struct detail detail;
+    detail_begin(&detail, 2 + (consequence != NULL));
+    detail_id(&detail, "report", row.report);
+    detail_time(&detail, "due", row.due_us);
+    if (consequence != NULL) {
+        pack_cstr(&detail.pk, "overdue");
+        msgpack_pack_object(&detail.pk, *consequence);
+    }
+    struct step step = {.report = row.report,
+                        .request = id,
+                        .event = "request_overdue",
+                        .status = "overdue",
+                        .actor = EPCS_ACTOR,
+                        .partner = row.partner,
+                        .election = row.election,
+                        .detail = &detail,
+                        .at_us = now};
+    if (rc == EPCS_CASES_OK)
+        rc = record_step(cases, &step, err, err_size);
+    epcs_buf_free(&detail.buf);
+
+    struct action action;
+    char why[200];
+    if (rc == EPCS_CASES_OK && parse_action(&map, row.platform, 0, &action, why, sizeof(why)) != 0)
+        /* Checked when filed; a stored action that no longer reads is flagged, not acted on. */
+        epcs_log(EPCS_LOG_ERROR, "cases", "request %llu: its stored action does not read (%s)",
+                 (unsigned long long)id, why);
+    else if (rc == EPCS_CASES_OK && action.escalation != NULL) {
+        struct new_request next = {
+            .report = row.report, .election = row.election, .follows = id, .now_us = now};
+        uint64_t made;
+        if (row.attempt < action.escalate_after) {
+            next.action = &action;
+            next.chain = row.chain;
+            next.attempt = row.attempt + 1;
+            rc = create_request(cases, &next, &made, err, err_size);
+        } else {
+            struct action escalation;
+            if (parse_action(action.escalation, row.platform, 1, &escalation, why, sizeof(why)) !=
+                0) {
+                snprintf(err, err_size, "request %llu: its escalation does not read (%s)",
+                         (unsigned long long)id, why);
+                rc = EPCS_CASES_FAILED;
+            } else {
+                next.action = &escalation;
+                next.attempt = 1;
+                rc = create_request(cases, &next, &made, err, err_size);
+            }
+            uint64_t ignored[MAX_CHAIN];
+            size_t count = 0;
+            if (rc == EPCS_CASES_OK && chain_members(cases, row.chain, 0, "'overdue'", ignored,
+                                                     MAX_CHAIN, &count, err, err_size) != 0)
+                rc = EPCS_CASES_FAILED;
+            for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
+                rc = set_request_status(cases, ignored[i], "escalated", now, err, err_size);
+                detail_begin(&detail, 4);
+                detail_id(&detail, "report", row.report);
+                detail_id(&detail, "referral", made);
+                detail_str(&detail, "to", escalation.to);
+                detail_str(&detail, "article", escalation.article);
+                step.request = ignored[i];
+                step.event = "request_escalated";
+                step.status = "escalated";
+                step.detail = &detail;
+                if (rc == EPCS_CASES_OK)
+                    rc = record_step(cases, &step, err, err_size);
+                epcs_buf_free(&detail.buf);
+            }
+        }
+    }
+    if (rc == EPCS_CASES_OK)
+        rc = refresh_report(cases, row.report, now, err, err_size);
+    msgpack_zone_destroy(&zone);
+    epcs_buf_free(&row.action);
+    return rc;
+}
+
+int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
+                     size_t err_size)
+{
+    size_t handled = 0;
+    while (handled < limit) {
+        /* One transaction per request, the lock released between them, so partners' answers
+         * never wait for a long sweep. */
+        pthread_mutex_lock(&cases->lock);
+        if (begin(cases, err, err_size) != 0) {
+            pthread_mutex_unlock(&cases->lock);
+            return -1;
+        }
+        sqlite3_stmt *stmt = prepare(cases->db,
+                                     "SELECT id FROM requests WHERE status = 'open' AND due_us "
+                                     "<= ? ORDER BY due_us, id LIMIT 1",
+                                     err, err_size);
+        int rc = stmt != NULL ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+        uint64_t id = 0;
+        if (stmt != NULL) {
+            sqlite3_bind_int64(stmt, 1, now_us);
+            int step = sqlite3_step(stmt);
+            if (step == SQLITE_ROW)
+                id = (uint64_t)sqlite3_column_int64(stmt, 0);
+            else if (step != SQLITE_DONE)
+                rc = EPCS_CASES_FAILED;
+            if (step != SQLITE_ROW && step != SQLITE_DONE)
+                snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+            sqlite3_finalize(stmt);
+        }
+        if (rc == EPCS_CASES_OK && id != 0)
+            rc = handle_overdue(cases, id, now_us, err, err_size);
+        rc = finish(cases, rc, err, err_size);
+        pthread_mutex_unlock(&cases->lock);
+        if (rc != EPCS_CASES_OK)
+            return -1;
+        if (id == 0)
+            break;
+        handled++;
+    }
+    return (int)handled;
+}
+
+/* ---- opening ------------------------------------------------------------------------------ */
+
+static void db_path(const char *data_dir, char *path, size_t size)
+{
+    snprintf(path, size, "%s/cases.db", data_dir);
+}
+
+struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_log *log, char *err,
+                                   size_t err_size)
+{
+    struct epcs_cases *cases = calloc(1, sizeof(*cases));
+    if (cases == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&cases->lock, NULL);
+    cases->log = log;
+    char path[4200], why[256];
+    db_path(data_dir, path, sizeof(path));
+    /* Our own lock serialises every use of this connection. */
+    if (sqlite3_open_v2(path, &cases->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(cases->db));
+        goto fail;
+    }
+    sqlite3_busy_timeout(cases->db, BUSY_TIMEOUT_MS);
+    /* A report answered 201 and a request a platform was told about must survive a power
+     * cut: every commit is fsync'd. */
+    if (exec(cases->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+             why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "%s: %s", path, why);
+        goto fail;
+    }
+    sqlite3_stmt *stmt = NULL;
+    int user_version = -1, tables = -1;
+    if (sqlite3_prepare_v2(cases->db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        user_version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (sqlite3_prepare_v2(cases->db, "SELECT count(*) FROM sqlite_master WHERE name = 'reports'",
+                           -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        tables = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (tables > 0 && user_version != SCHEMA_VERSION) {
+        snprintf(err, err_size,
+                 "%s has case store format %d, this epcsd writes %d: move it aside (these are "
+                 "legal records: keep it) and start again",
+                 path, user_version, SCHEMA_VERSION);
+        goto fail;
+    }
+    if (exec(cases->db, schema, why, sizeof(why)) != 0 ||
+        exec(cases->db, "PRAGMA user_version = " EPCS_STRINGIFY(SCHEMA_VERSION), why,
+             sizeof(why)) != 0) {
+        snprintf(err, err_size, "%s: %s", path, why);
+        goto fail;
+    }
+    return cases;
+fail:
+    epcs_cases_close(cases);
+    return NULL;
+}
+
+void epcs_cases_close(struct epcs_cases *cases)
+{
+    if (cases == NULL)
+        return;
+    sqlite3_close(cases->db);
+    pthread_mutex_destroy(&cases->lock);
+    free(cases);
+}
+
+sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size)
+{
+    char path[4200];
+    sqlite3 *db = NULL;
+    db_path(data_dir, path, sizeof(path));
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    return db;
+}

@@ -1,0 +1,187 @@
+#ifndef EPCS_CASES_H
+#define EPCS_CASES_H
+
+#include <msgpack.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/*
+ * The case store: reports of false information, slander and deepfakes, the requests epcs
+ * sends about them (deletion requests to platforms, referrals to prosecutors and police) and
+ * the history of both, in SQLite at <data>/cases.db (WAL, synchronous=FULL: these are legal
+ * records, so a write returns only once it is fsync'd).
+ *
+ * What a request asks, of whom, by when and what follows when it is ignored all come from the
+ * verdict's `actions`, i.e. from the rule file; the store keeps each action map beside the
+ * request it made and reads it again when the request falls due.
+ *
+ * A request is `open` when sent. Its addressee answers it `done`, `objected` or
+ * `data_submitted`; a sweep marks an open request past its due time `overdue` (it may still
+ * be answered, late). An overdue request whose action has an `escalation` is sent again until
+ * `escalation.after` attempts have been ignored; then the escalation's request (a referral)
+ * is made and the ignored attempts become `escalated`. Answering one attempt answers the
+ * others of the same chain that are still open or overdue.
+ *
+ * Every step is one row of the history and one event in the decision log, written in the same
+ * transaction: when the decision log refuses an event, nothing of that step is stored.
+ *
+ * Writers share one connection behind a lock and may call in from any thread; readers use a
+ * connection of their own (epcs_cases_reader), one per thread.
+ */
+
+struct epcs_cases;
+struct epcs_decision_log;
+
+/** What a write did. */
+enum epcs_cases_rc {
+    EPCS_CASES_FAILED = -1,
+    EPCS_CASES_OK = 0,
+    /** No such request addressed to the caller (another partner's looks the same). */
+    EPCS_CASES_NOT_FOUND = 1,
+    /** The request is answered or escalated already. */
+    EPCS_CASES_CLOSED = 2,
+    /** An objection to a request whose action names no objection period. */
+    EPCS_CASES_NO_OBJECTION = 3,
+    /** An objection after the action's objection period. */
+    EPCS_CASES_TOO_LATE = 4,
+    /** The decision log refused an event (full or failed); nothing was stored. */
+    EPCS_CASES_LOG_REFUSED = 5,
+};
+
+/**
+ * Opens (creating) <data_dir>/cases.db. `log` (may be NULL: no events) receives one event per
+ * step and must outlive the store. NULL with `err` filled when SQLite refuses or the file has
+ * another schema version.
+ */
+struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_log *log, char *err,
+                                   size_t err_size);
+/** Closes the database. Accepts NULL. No call may be running. */
+void epcs_cases_close(struct epcs_cases *cases);
+
+/**
+ * Checks the `actions` of a verdict (a msgpack map as the check path packs it) before a report
+ * is filed with it: each must be a map with `kind` (deletion_request or referral), `to`
+ * ("platform" for the report's platform, or a partner id), `article`, and optionally
+ * `due_hours` (> 0), `objection_days` (>= 0) and `escalation` (the same, plus `after`, the
+ * ignored attempts that trigger it). Returns the number of actions, or -1 with `why` filled.
+ */
+int epcs_cases_check_actions(const char *verdict, size_t verdict_len, const char *platform,
+                             char *why, size_t why_size);
+
+/** A report as filed: strings are NUL-terminated, msgpack borrowed for the call. */
+struct epcs_case_report {
+    /** The partner whose key filed it. */
+    const char *filed_by;
+    const char *url;
+    /** The platform's partner id: deletion requests go to it. */
+    const char *platform;
+    const char *election;
+    const char *category;
+    /** The day of the posting, YYYY-MM-DD. */
+    const char *date;
+    /** The facts as received (msgpack map). */
+    const char *facts;
+    size_t facts_len;
+    /** The verdict as answered (msgpack map with verdict, article, ruleset, actions, ...). */
+    const char *verdict;
+    size_t verdict_len;
+    int64_t now_us;
+};
+
+/**
+ * Stores a report and one request per action of its verdict, with their history and events,
+ * in one fsync'd transaction, then packs the stored report to `pk` (as
+ * epcs_cases_get_report). Returns EPCS_CASES_OK with `id` set, EPCS_CASES_LOG_REFUSED, or
+ * EPCS_CASES_FAILED with `err` filled.
+ */
+int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
+                    msgpack_packer *pk, uint64_t *id, char *err, size_t err_size);
+
+/** A partner's answer to one request. */
+struct epcs_case_answer {
+    const char *partner;
+    uint64_t request;
+    /** done, objected or data_submitted */
+    const char *status;
+    /** Optional (NULL); required by the caller for objections. */
+    const char *reason;
+    size_t reason_len;
+    /** Optional msgpack value (NULL). */
+    const char *data;
+    size_t data_len;
+    int64_t now_us;
+};
+
+/**
+ * Records an answer, closes the other open or overdue attempts of the request's chain, and
+ * packs the answered request to `pk`. Returns EPCS_CASES_OK, NOT_FOUND, CLOSED (the status in
+ * `detail`), NO_OBJECTION, TOO_LATE (the end of the objection period in `detail`),
+ * LOG_REFUSED, or FAILED (`detail` says why).
+ */
+int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
+                      msgpack_packer *pk, char *detail, size_t detail_size);
+
+/**
+ * Handles every open request due at `now_us` or earlier, each in its own transaction: marks
+ * it overdue, then sends the next attempt or makes the escalation its action asks for.
+ * Stops after `limit` requests. Returns the number handled, or -1 with `err` filled (what
+ * was handled before stays handled; the rest waits for the next sweep).
+ */
+int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
+                     size_t err_size);
+
+/** A read-only connection for one thread's queries. NULL with `err` filled. */
+sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size);
+
+/**
+ * Packs report `id`: its fields, the verdict as answered (`answer`), its requests and its
+ * history. Returns 0, 1 when there is no such report, -1 with `err`.
+ */
+int epcs_cases_get_report(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *err, size_t err_size);
+
+/** GET /v1/reports filters; NULL or 0 means any. */
+struct epcs_report_query {
+    const char *status;
+    const char *platform;
+    const char *election;
+    const char *category;
+    /** Filed at or after / before (microseconds since the epoch, UTC). */
+    int64_t from_us;
+    int64_t to_us;
+    /** Only ids above this one (the `next` of the previous page). */
+    uint64_t after;
+    size_t limit;
+};
+
+/** Packs {reports: [summary, ...], next: id|nil}, oldest first. 0, or -1 with `err`. */
+int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, msgpack_packer *pk,
+                            char *err, size_t err_size);
+
+/**
+ * Appends the matching reports as CSV (RFC 4180: a header row, CRLF line ends, fields with a
+ * comma, quote or line break quoted). `next` is set to the last id when more remain, else 0.
+ * Returns 0, or -1 with `err`.
+ */
+int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
+                          uint64_t *next, char *err, size_t err_size);
+
+/** A partner's queue: `status` one of open, overdue, done, objected, data_submitted,
+ * escalated, pending (open or overdue) or all. */
+struct epcs_request_query {
+    const char *partner;
+    const char *status;
+    uint64_t after;
+    size_t limit;
+};
+
+/** Packs {requests: [request, ...], next: id|nil}, oldest first. 0, or -1 with `err`. */
+int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
+                             msgpack_packer *pk, char *err, size_t err_size);
+
+/** Writes `us` (microseconds since the epoch) as 2026-01-02T03:04:05.123456Z into `out`. */
+void epcs_cases_format_time(int64_t us, char out[32]);
+
+#endif

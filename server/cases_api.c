@@ -1,0 +1,1107 @@
+/*
+ * Reports and requests over HTTP: POST/GET /v1/reports, GET /v1/reports/{id},
+ * GET /v1/partners/me/requests, POST /v1/requests/{id}/response, and the sweep that marks
+ * requests overdue and escalates them.
+ *
+ * Writes are legal records committed with an fsync, so they run on libuv's thread pool and the
+ * answer is sent when the commit is done: the event loop never waits on the disk. Reads are
+ * served on the loop from a read-only connection per worker, as /v1/decisions is.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "cases.h"
+#include "dates.h"
+#include "decision.h"
+#include "log.h"
+#include "server.h"
+
+#define FALSE_INFORMATION "false_information"
+#define LIST_DEFAULT_LIMIT 100
+#define LIST_MAX_LIMIT 1000
+/* An export is meant to be whole; this bounds one answer's memory, `epcs-next` pages on. */
+#define CSV_MAX_LIMIT 100000
+#define MAX_URL 2048
+#define MAX_REASON 2000
+/* Requests one sweep handles before it lets the next tick continue. */
+#define SWEEP_BATCH 1000
+
+static int64_t now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* Client text quoted in messages is cut at 64 bytes. */
+static int quoted_len(const msgpack_object *str)
+{
+    return (int)(str->via.str.size > 64 ? 64 : str->via.str.size);
+}
+
+static char *copy_object_string(const msgpack_object *str)
+{
+    char *copy = malloc(str->via.str.size + 1);
+    if (copy != NULL) {
+        memcpy(copy, str->via.str.ptr, str->via.str.size);
+        copy[str->via.str.size] = '\0';
+    }
+    return copy;
+}
+
+static int not_found_route(h2o_req_t *req)
+{
+    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
+                              (int)req->path_normalized.len, req->path_normalized.base);
+}
+
+/* Routes whose GET is for staff while their POST is for partners check the role here. */
+static int require_staff(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    const struct epcs_key *key = worker->key;
+    if (key == NULL || key->role >= EPCS_ROLE_STAFF)
+        return 0;
+    epcs_respond_error(req, 403, "forbidden", NULL,
+                       "key %s of partner %s has the role %s; GET %.*s needs staff", key->id,
+                       key->partner, epcs_role_name(key->role), (int)req->path_normalized.len,
+                       req->path_normalized.base);
+    return -1;
+}
+
+static sqlite3 *case_reader(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->cases_reader == NULL) {
+        char err[512];
+        worker->cases_reader = epcs_cases_reader(worker->server->config.data_dir, err, sizeof(err));
+        if (worker->cases_reader == NULL) {
+            epcs_log(EPCS_LOG_ERROR, "cases", "cannot read the case store: %s", err);
+            epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
+        }
+    }
+    return worker->cases_reader;
+}
+
+/* ---- query strings ------------------------------------------------------------------------ */
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes into `out` (NUL-terminated); -1 if malformed, holding NUL, or too long. */
+static int url_decode(const char *text, size_t len, char *out, size_t size)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int high = hex_digit(text[i + 1]), low = hex_digit(text[i + 2]);
+            if (high < 0 || low < 0)
+                return -1;
+            c = (char)(high << 4 | low);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c == '\0' || at + 1 >= size)
+            return -1;
+        out[at++] = c;
+    }
+    out[at] = '\0';
+    return 0;
+}
+
+#define MAX_PARAMS 12
+
+/* The decoded name=value pairs of a query string. */
+struct query {
+    size_t count;
+    char names[MAX_PARAMS][32];
+    char values[MAX_PARAMS][256];
+};
+
+/* Splits the request's query. Returns 0, or answers 400 and returns -1. */
+static int read_query(h2o_req_t *req, struct query *query)
+{
+    query->count = 0;
+    if (req->query_at == SIZE_MAX)
+        return 0;
+    const char *at = req->path.base + req->query_at + 1;
+    const char *end = req->path.base + req->path.len;
+    while (at < end) {
+        const char *amp = memchr(at, '&', (size_t)(end - at));
+        const char *stop = amp != NULL ? amp : end;
+        if (stop == at) {
+            at = stop + 1;
+            continue;
+        }
+        if (query->count == MAX_PARAMS)
+            return epcs_respond_error(req, 400, "bad_request", NULL, "at most %d parameters",
+                                      MAX_PARAMS),
+                   -1;
+        const char *equals = memchr(at, '=', (size_t)(stop - at));
+        size_t i = query->count;
+        if (equals == NULL ||
+            url_decode(at, (size_t)(equals - at), query->names[i], sizeof(query->names[i])) != 0 ||
+            url_decode(equals + 1, (size_t)(stop - equals - 1), query->values[i],
+                       sizeof(query->values[i])) != 0)
+            return epcs_respond_error(req, 400, "bad_request", NULL,
+                                      "the query must be name=value pairs, percent-encoded"),
+                   -1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(query->names[j], query->names[i]) == 0)
+                return epcs_respond_error(req, 400, "bad_request", query->names[i],
+                                          "%s is given twice", query->names[i]),
+                       -1;
+        }
+        query->count++;
+        at = stop + 1;
+    }
+    return 0;
+}
+
+static int parse_unsigned(const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (text[0] < '0' || text[0] > '9')
+        return -1;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = value;
+    return 0;
+}
+
+/* "YYYY-MM-DD" (00:00 UTC) or "YYYY-MM-DDTHH:MM:SSZ", as GET /v1/decisions reads them. */
+static int parse_instant(const char *text, int64_t *us)
+{
+    int32_t day;
+    int hour = 0, minute = 0, second = 0;
+    size_t len = strlen(text);
+    if ((len != 10 && len != 20) || epcs_date_parse(text, 10, &day) != 0)
+        return -1;
+    if (len == 20 && (text[10] != 'T' || text[19] != 'Z' ||
+                      sscanf(text + 11, "%2d:%2d:%2d", &hour, &minute, &second) != 3 ||
+                      text[13] != ':' || text[16] != ':' || hour > 23 || minute > 59 ||
+                      second > 60 || hour < 0 || minute < 0 || second < 0))
+        return -1;
+    *us = ((int64_t)day * 86400 + hour * 3600 + minute * 60 + second) * 1000000;
+    return 0;
+}
+
+static int one_of(const char *value, const char *const *allowed)
+{
+    for (; *allowed != NULL; allowed++) {
+        if (strcmp(value, *allowed) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int read_limit(h2o_req_t *req, const char *value, size_t max, size_t *limit)
+{
+    uint64_t number;
+    if (parse_unsigned(value, &number) != 0 || number == 0 || number > max)
+        return epcs_respond_error(req, 400, "bad_request", "limit",
+                                  "limit must be a whole number from 1 to %zu", max),
+               -1;
+    *limit = (size_t)number;
+    return 0;
+}
+
+static int read_after(h2o_req_t *req, const char *value, uint64_t *after)
+{
+    if (parse_unsigned(value, after) != 0)
+        return epcs_respond_error(req, 400, "bad_request", "after",
+                                  "after must be an id (the previous page's next)"),
+               -1;
+    return 0;
+}
+
+/* ---- jobs on the thread pool -------------------------------------------------------------- */
+
+enum job_kind { JOB_FILE, JOB_ANSWER };
+
+/* Lives in the request's pool: tells the job when the client has gone. */
+struct job_link {
+    struct case_job *job;
+};
+
+/* One write, with everything it needs copied out of the request, which may go away meanwhile. */
+struct case_job {
+    uv_work_t work;
+    enum job_kind kind;
+    struct epcs_cases *cases;
+    struct epcs_worker *worker;
+    h2o_req_t *req;
+    struct job_link *link;
+    enum epcs_route route;
+    char partner[EPCS_KEY_PARTNER_MAX];
+    /* Sync audit: the answer waits for the decision log to commit this ticket. */
+    uint64_t hold_ticket;
+    union {
+        struct epcs_case_report report;
+        struct epcs_case_answer answer;
+    } in;
+    /* Owned copies the inputs point into. */
+    char *strings[8];
+    struct epcs_buf facts, verdict, data;
+    /* Results. */
+    int rc;
+    uint64_t id;
+    char detail[512];
+    struct epcs_buf out;
+};
+
+static void job_free(struct case_job *job)
+{
+    for (size_t i = 0; i < sizeof(job->strings) / sizeof(job->strings[0]); i++)
+        free(job->strings[i]);
+    epcs_buf_free(&job->facts);
+    epcs_buf_free(&job->verdict);
+    epcs_buf_free(&job->data);
+    epcs_buf_free(&job->out);
+    free(job);
+}
+
+static void cb_link_disposed(void *ptr)
+{
+    struct job_link *link = ptr;
+    if (link->job != NULL)
+        link->job->req = NULL;
+}
+
+static struct case_job *job_create(h2o_req_t *req, enum job_kind kind)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct case_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return NULL;
+    job->kind = kind;
+    job->cases = worker->server->cases;
+    job->worker = worker;
+    job->req = req;
+    job->route = worker->route;
+    snprintf(job->partner, sizeof(job->partner), "%s", worker->partner);
+    job->work.data = job;
+    return job;
+}
+
+static void cb_job_work(uv_work_t *work)
+{
+    struct case_job *job = work->data;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    if (job->kind == JOB_FILE) {
+        job->rc = epcs_cases_file(job->cases, &job->in.report, &pk, &job->id, job->detail,
+                                  sizeof(job->detail));
+    } else {
+        job->rc =
+            epcs_cases_answer(job->cases, &job->in.answer, &pk, job->detail, sizeof(job->detail));
+    }
+}
+
+static void respond_job(h2o_req_t *req, struct case_job *job)
+{
+    struct epcs_worker *worker = job->worker;
+    uint64_t id = job->kind == JOB_FILE ? job->id : job->in.answer.request;
+    switch (job->rc) {
+    case EPCS_CASES_OK: {
+        msgpack_packer *pk = epcs_response_begin(worker);
+        epcs_buf_append(pk->data, job->out.data, job->out.len);
+        worker->hold_ticket = job->hold_ticket;
+        epcs_response_send(req, job->kind == JOB_FILE ? 201 : 200, epcs_response_format(req));
+        return;
+    }
+    case EPCS_CASES_NOT_FOUND:
+        epcs_respond_error(req, 404, "unknown_request", "id", "no request %llu in your queue",
+                           (unsigned long long)id);
+        return;
+    case EPCS_CASES_CLOSED:
+        epcs_respond_error(req, 409, "request_closed", "id",
+                           "request %llu is %s already; it takes no further answer",
+                           (unsigned long long)id, job->detail);
+        return;
+    case EPCS_CASES_NO_OBJECTION:
+        epcs_respond_error(req, 422, "invalid_fact", "status",
+                           "request %llu admits no objection: its action sets no objection period",
+                           (unsigned long long)id);
+        return;
+    case EPCS_CASES_TOO_LATE:
+        epcs_respond_error(req, 422, "objection_too_late", "status",
+                           "the objection period of request %llu ended at %s",
+                           (unsigned long long)id, job->detail);
+        return;
+    case EPCS_CASES_LOG_REFUSED:
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
+                           "the decision log cannot take this step now, so nothing was stored; "
+                           "retry");
+        return;
+    default:
+        epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s",
+                 job->kind == JOB_FILE ? "filing a report" : "answering a request", job->detail);
+        epcs_respond_error(req, 500, "internal", NULL, "the case store could not write this");
+        return;
+    }
+}
+
+static void cb_job_done(uv_work_t *work, int status)
+{
+    struct case_job *job = work->data;
+    struct epcs_worker *worker = job->worker;
+    if (job->req != NULL) {
+        job->link->job = NULL;
+        /* After the loop was stopped the connection's handles are closing: nothing to send on.
+         */
+        if (!worker->loop_stopped) {
+            /* The router's per-request fields belong to whichever request came last. */
+            worker->route = job->route;
+            worker->partner = job->partner;
+            if (status != 0) {
+                job->rc = EPCS_CASES_FAILED;
+                snprintf(job->detail, sizeof(job->detail), "%s", uv_strerror(status));
+            }
+            respond_job(job->req, job);
+            worker->partner = "-";
+        }
+    } else if (status == 0 && job->rc == EPCS_CASES_OK) {
+        epcs_log(EPCS_LOG_INFO, "cases", "%s %llu stored; its client left before the answer",
+                 job->kind == JOB_FILE ? "report" : "answer to request",
+                 (unsigned long long)(job->kind == JOB_FILE ? job->id : job->in.answer.request));
+    }
+    job_free(job);
+}
+
+/* Hands the job to the thread pool; the answer follows from cb_job_done. Returns 0. */
+static int job_start(h2o_req_t *req, struct case_job *job)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    job->link = h2o_mem_alloc_shared(&req->pool, sizeof(*job->link), cb_link_disposed);
+    job->link->job = job;
+    int rc = uv_queue_work(&worker->loop, &job->work, cb_job_work, cb_job_done);
+    if (rc != 0) {
+        job->link->job = NULL;
+        job_free(job);
+        epcs_log(EPCS_LOG_ERROR, "cases", "cannot queue a write: %s", uv_strerror(rc));
+        return epcs_respond_error(req, 500, "internal", NULL, "the case store is not available");
+    }
+    return 0;
+}
+
+/* ---- POST /v1/reports --------------------------------------------------------------------- */
+
+/* A report as received, borrowed from the decoded body. */
+struct report_body {
+    const msgpack_object *url, *platform, *election, *category, *date, *facts;
+};
+
+static int read_report_body(h2o_req_t *req, const msgpack_object *body, struct report_body *report)
+{
+    memset(report, 0, sizeof(*report));
+    if (body->type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the report must be a map with url, platform, election, "
+                                  "category and facts"),
+               -1;
+    static const char *const names[] = {"url", "platform", "election", "category", "date", "facts"};
+    const msgpack_object **slots[] = {&report->url,      &report->platform, &report->election,
+                                      &report->category, &report->date,     &report->facts};
+    for (uint32_t i = 0; i < body->via.map.size; i++) {
+        const msgpack_object *key = &body->via.map.ptr[i].key;
+        const msgpack_object *value = &body->via.map.ptr[i].val;
+        size_t slot = 0;
+        while (slot < 6 && !epcs_str_eq(key, names[slot]))
+            slot++;
+        if (slot == 6)
+            return epcs_respond_error(req, 400, "bad_request", NULL,
+                                      "unknown field '%.*s': url, platform, election, category, "
+                                      "date, facts",
+                                      quoted_len(key), key->via.str.ptr),
+                   -1;
+        *slots[slot] = value;
+        /* date is checked with the facts, as /v1/check checks it. */
+        if (slot == 4)
+            continue;
+        if (slot == 5 ? value->type != MSGPACK_OBJECT_MAP : value->type != MSGPACK_OBJECT_STR)
+            return epcs_respond_error(req, 400, "bad_request", names[slot], "%s must be %s",
+                                      names[slot], slot == 5 ? "a map" : "a string"),
+                   -1;
+    }
+    for (size_t slot = 0; slot < 4; slot++) {
+        if (*slots[slot] == NULL)
+            return epcs_respond_error(req, 400, "bad_request", names[slot], "%s is required",
+                                      names[slot]),
+                   -1;
+    }
+    const msgpack_object *url = report->url;
+    int scheme = url->via.str.size >= 8 && memcmp(url->via.str.ptr, "https://", 8) == 0  ? 8
+                 : url->via.str.size >= 7 && memcmp(url->via.str.ptr, "http://", 7) == 0 ? 7
+                                                                                         : 0;
+    int clean = 1;
+    for (uint32_t i = 0; i < url->via.str.size; i++) {
+        unsigned char c = (unsigned char)url->via.str.ptr[i];
+        if (c <= ' ' || c == 0x7f)
+            clean = 0;
+    }
+    if (scheme == 0 || url->via.str.size <= (uint32_t)scheme || url->via.str.ptr[scheme] == '/' ||
+        url->via.str.size > MAX_URL || !clean)
+        return epcs_respond_error(req, 422, "invalid_fact", "url",
+                                  "url must be the posting's http:// or https:// address, without "
+                                  "spaces, at most %d bytes",
+                                  MAX_URL),
+               -1;
+    const msgpack_object *platform = report->platform;
+    int valid = platform->via.str.size > 0 && platform->via.str.size < EPCS_KEY_PARTNER_MAX;
+    for (uint32_t i = 0; valid && i < platform->via.str.size; i++) {
+        char c = platform->via.str.ptr[i];
+        valid =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+    }
+    if (!valid)
+        return epcs_respond_error(req, 422, "invalid_fact", "platform",
+                                  "platform must be the platform's partner id (1-63 of a-z 0-9 _ "
+                                  "- .), as its API key names it"),
+               -1;
+    return 0;
+}
+
+/* Facts of a report are the area's activity facts, named without their "activity." prefix. */
+static int check_report_facts(h2o_req_t *req, const struct epcs_plugin *area,
+                              const msgpack_object *facts)
+{
+    for (uint32_t i = 0; facts != NULL && i < facts->via.map.size; i++) {
+        const msgpack_object *key = &facts->via.map.ptr[i].key;
+        if (epcs_str_eq(key, "kind") || epcs_str_eq(key, "category"))
+            return epcs_respond_error(req, 400, "bad_request",
+                                      epcs_str_eq(key, "kind") ? "facts.kind" : "facts.category",
+                                      "facts.%s is not a fact to give: %s",
+                                      epcs_str_eq(key, "kind") ? "kind" : "category",
+                                      epcs_str_eq(key, "kind")
+                                          ? "a report is about a posting"
+                                          : "category goes at the top of the report"),
+                   -1;
+        int known = 0;
+        for (const struct epcs_fact_spec *spec = area->facts; spec->path != NULL && !known;
+             spec++) {
+            known = strncmp(spec->path, "activity.", 9) == 0 &&
+                    strlen(spec->path + 9) == key->via.str.size &&
+                    memcmp(spec->path + 9, key->via.str.ptr, key->via.str.size) == 0;
+        }
+        if (!known) {
+            char field[96];
+            snprintf(field, sizeof(field), "facts.%.*s", quoted_len(key), key->via.str.ptr);
+            return epcs_respond_error(req, 422, "invalid_fact", field,
+                                      "unknown fact '%s'; GET /v1/areas lists those of %s", field,
+                                      FALSE_INFORMATION),
+                   -1;
+        }
+    }
+    return 0;
+}
+
+static msgpack_object str_object(const char *text)
+{
+    msgpack_object object = {.type = MSGPACK_OBJECT_STR};
+    object.via.str.ptr = text;
+    object.via.str.size = (uint32_t)strlen(text);
+    return object;
+}
+
+/*
+ * The check a report stands for: the false_information area asked about a posting with the
+ * report's category and facts. Built in the worker's zone; it is what the decision log keeps,
+ * so the report's decision replays like any other.
+ */
+static int build_check(struct epcs_worker *worker, const struct report_body *report,
+                       msgpack_object *check)
+{
+    uint32_t fact_count = report->facts != NULL ? report->facts->via.map.size : 0;
+    msgpack_object_kv *activity =
+        msgpack_zone_malloc(&worker->zone, sizeof(*activity) * (fact_count + 2));
+    msgpack_object_kv *top = msgpack_zone_malloc(&worker->zone, sizeof(*top) * 4);
+    if (activity == NULL || top == NULL)
+        return -1;
+    activity[0] = (msgpack_object_kv){.key = str_object("kind"), .val = str_object("posting")};
+    activity[1] = (msgpack_object_kv){.key = str_object("category"), .val = *report->category};
+    for (uint32_t i = 0; i < fact_count; i++)
+        activity[2 + i] = report->facts->via.map.ptr[i];
+    uint32_t size = 0;
+    top[size++] = (msgpack_object_kv){.key = str_object("election"), .val = *report->election};
+    top[size++] =
+        (msgpack_object_kv){.key = str_object("area"), .val = str_object(FALSE_INFORMATION)};
+    if (report->date != NULL)
+        top[size++] = (msgpack_object_kv){.key = str_object("date"), .val = *report->date};
+    msgpack_object activity_map = {.type = MSGPACK_OBJECT_MAP};
+    activity_map.via.map.size = fact_count + 2;
+    activity_map.via.map.ptr = activity;
+    top[size++] = (msgpack_object_kv){.key = str_object("activity"), .val = activity_map};
+    check->type = MSGPACK_OBJECT_MAP;
+    check->via.map.size = size;
+    check->via.map.ptr = top;
+    return 0;
+}
+
+/* Replaces each `from` in `text` by `to`, in place (`to` is never longer). */
+static void rename_in(char *text, const char *from, const char *to)
+{
+    size_t from_len = strlen(from), to_len = strlen(to);
+    char *at = text;
+    while ((at = strstr(at, from)) != NULL) {
+        memmove(at + to_len, at + from_len, strlen(at + from_len) + 1);
+        memcpy(at, to, to_len);
+        at += to_len;
+    }
+}
+
+/* A check error, told in the report's own terms: facts.x rather than activity.x. */
+static int respond_report_error(h2o_req_t *req, struct epcs_check_error *err)
+{
+    if (err->area != NULL) {
+        msgpack_packer *pk = epcs_response_begin(epcs_worker_of(req));
+        msgpack_pack_map(pk, 5);
+        epcs_pack_cstr(pk, "error");
+        epcs_pack_cstr(pk, err->code);
+        epcs_pack_cstr(pk, "message");
+        epcs_pack_cstr(pk, err->message);
+        epcs_pack_cstr(pk, "area");
+        epcs_pack_cstr(pk, err->area);
+        epcs_pack_cstr(pk, "file");
+        epcs_pack_cstr(pk, err->rule.file);
+        epcs_pack_cstr(pk, "line");
+        msgpack_pack_int(pk, err->rule.line);
+        return epcs_response_send(req, err->status, epcs_response_format(req));
+    }
+    /* Every occurrence of "activity.category" is renamed before the other "activity." ones. */
+    rename_in(err->field, "activity.category", "category");
+    rename_in(err->field, "activity.", "facts.");
+    rename_in(err->message, "activity.category", "category");
+    rename_in(err->message, "activity.", "facts.");
+    return epcs_respond_error(req, err->status, err->code, err->field, "%s", err->message);
+}
+
+/* Puts the report's decision on record as /v1/check does. 0, or answers 503 and returns -1. */
+static int record_decision(h2o_req_t *req, const struct epcs_decision *decision, uint64_t *ticket)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_decision_log *log = worker->server->decisions;
+    epcs_metrics_count_verdict(worker, decision->area_index, decision->verdict);
+    epcs_decision_debug(decision, worker->partner);
+    *ticket = 0;
+    if (log == NULL)
+        return 0;
+    uint64_t queued;
+    if (epcs_decision_log_append(log, &worker->staged, decision, 1, worker->partner, &queued) !=
+        0) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
+                           "the decision log cannot take this report's decision now, so the "
+                           "report is not filed; retry");
+        return -1;
+    }
+    if (epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC)
+        *ticket = queued;
+    return 0;
+}
+
+static int keep_string(struct case_job *job, size_t slot, const msgpack_object *str,
+                       const char **out)
+{
+    job->strings[slot] = copy_object_string(str);
+    *out = job->strings[slot];
+    return *out != NULL ? 0 : -1;
+}
+
+static int file_report(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_server *server = worker->server;
+    int64_t started = now_us();
+    msgpack_object body;
+    if (epcs_read_body(req, server->config.max_body, &body, NULL) != 0)
+        return 0;
+    struct report_body report;
+    if (read_report_body(req, &body, &report) != 0)
+        return 0;
+    int area_index =
+        epcs_plugins_find(server->plugins, FALSE_INFORMATION, sizeof(FALSE_INFORMATION) - 1);
+    if (area_index < 0)
+        return epcs_respond_error(req, 503, "not_ready", NULL,
+                                  "the %s area is not loaded, so no report can be decided",
+                                  FALSE_INFORMATION);
+    if (check_report_facts(req, server->plugins->items[area_index].desc, report.facts) != 0)
+        return 0;
+    struct epcs_engine *engine = epcs_engine_or_503(req);
+    if (engine == NULL)
+        return 0;
+    msgpack_object check;
+    if (build_check(worker, &report, &check) != 0)
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    struct epcs_decision decision = {
+        .id = server->decisions != NULL
+                  ? epcs_decision_log_next_id(server->decisions, &worker->staged)
+                  : 0,
+        .check = &check};
+    struct epcs_check_error err;
+    struct epcs_buf verdict = {0};
+    msgpack_packer verdict_pk;
+    msgpack_packer_init(&verdict_pk, &verdict, epcs_buf_msgpack_write);
+    if (epcs_check_run(worker, engine, &check, &verdict_pk, &decision, &err) != 0) {
+        epcs_buf_free(&verdict);
+        return respond_report_error(req, &err);
+    }
+    char platform[EPCS_KEY_PARTNER_MAX], why[300];
+    snprintf(platform, sizeof(platform), "%.*s", (int)report.platform->via.str.size,
+             report.platform->via.str.ptr);
+    if (epcs_cases_check_actions(verdict.data, verdict.len, platform, why, sizeof(why)) < 0) {
+        /* The rules asked for something epcs cannot send: fail closed, naming the rule file. */
+        epcs_log(EPCS_LOG_ERROR, FALSE_INFORMATION, "the verdict's actions are unusable: %s", why);
+        epcs_buf_free(&verdict);
+        msgpack_packer *pk = epcs_response_begin(worker);
+        msgpack_pack_map(pk, 4);
+        epcs_pack_cstr(pk, "error");
+        epcs_pack_cstr(pk, "rule_failed");
+        epcs_pack_cstr(pk, "message");
+        char message[400];
+        snprintf(message, sizeof(message), "%s.lua returned unusable actions: %s",
+                 FALSE_INFORMATION, why);
+        epcs_pack_cstr(pk, message);
+        epcs_pack_cstr(pk, "area");
+        epcs_pack_cstr(pk, FALSE_INFORMATION);
+        epcs_pack_cstr(pk, "file");
+        epcs_pack_cstr(pk, FALSE_INFORMATION ".lua");
+        return epcs_response_send(req, 500, epcs_response_format(req));
+    }
+    decision.verdict_msgpack = verdict.data;
+    decision.verdict_len = verdict.len;
+    decision.latency_us = (uint64_t)(now_us() - started);
+    uint64_t ticket;
+    if (record_decision(req, &decision, &ticket) != 0) {
+        epcs_buf_free(&verdict);
+        return 0;
+    }
+
+    struct case_job *job = job_create(req, JOB_FILE);
+    if (job == NULL) {
+        epcs_buf_free(&verdict);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
+    job->verdict = verdict;
+    job->hold_ticket = ticket;
+    struct epcs_case_report *in = &job->in.report;
+    char date[11];
+    if (report.date != NULL)
+        snprintf(date, sizeof(date), "%.*s", (int)report.date->via.str.size,
+                 report.date->via.str.ptr);
+    else
+        epcs_date_format(decision.date, date);
+    msgpack_object date_object = str_object(date);
+    msgpack_packer facts_pk;
+    msgpack_packer_init(&facts_pk, &job->facts, epcs_buf_msgpack_write);
+    if (report.facts != NULL)
+        msgpack_pack_object(&facts_pk, *report.facts);
+    else
+        msgpack_pack_map(&facts_pk, 0);
+    msgpack_object filed_by = str_object(worker->partner);
+    if (keep_string(job, 0, &filed_by, &in->filed_by) != 0 ||
+        keep_string(job, 1, report.url, &in->url) != 0 ||
+        keep_string(job, 2, report.platform, &in->platform) != 0 ||
+        keep_string(job, 3, report.election, &in->election) != 0 ||
+        keep_string(job, 4, report.category, &in->category) != 0 ||
+        keep_string(job, 5, &date_object, &in->date) != 0 || job->facts.data == NULL) {
+        job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
+    in->facts = job->facts.data;
+    in->facts_len = job->facts.len;
+    in->verdict = job->verdict.data;
+    in->verdict_len = job->verdict.len;
+    in->now_us = now_us();
+    return job_start(req, job);
+}
+
+/* ---- GET /v1/reports ---------------------------------------------------------------------- */
+
+static int list_reports(h2o_req_t *req)
+{
+    if (require_staff(req) != 0)
+        return 0;
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct query params;
+    if (read_query(req, &params) != 0)
+        return 0;
+    static const char *const statuses[] = {"open", "closed", "no_action", "needs_facts", NULL};
+    struct epcs_report_query query = {.limit = 0};
+    int csv = epcs_accepts(req, "text/csv");
+    size_t limit = 0;
+    for (size_t i = 0; i < params.count; i++) {
+        const char *name = params.names[i], *value = params.values[i];
+        if (strcmp(name, "status") == 0) {
+            if (!one_of(value, statuses))
+                return epcs_respond_error(req, 400, "bad_request", "status",
+                                          "status must be open, closed, no_action or "
+                                          "needs_facts");
+            query.status = value;
+        } else if (strcmp(name, "platform") == 0) {
+            query.platform = value;
+        } else if (strcmp(name, "election") == 0) {
+            query.election = value;
+        } else if (strcmp(name, "category") == 0) {
+            query.category = value;
+        } else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0) {
+            int64_t us;
+            if (parse_instant(value, &us) != 0)
+                return epcs_respond_error(req, 400, "bad_request", name,
+                                          "%s must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)",
+                                          name);
+            *(strcmp(name, "from") == 0 ? &query.from_us : &query.to_us) = us;
+        } else if (strcmp(name, "after") == 0) {
+            if (read_after(req, value, &query.after) != 0)
+                return 0;
+        } else if (strcmp(name, "limit") == 0) {
+            /* Read once the format is known: an export may be longer than a page. */
+            uint64_t number;
+            if (parse_unsigned(value, &number) != 0 || number == 0 || number > CSV_MAX_LIMIT)
+                limit = (size_t)-1;
+            else
+                limit = (size_t)number;
+        } else if (strcmp(name, "format") == 0) {
+            if (strcmp(value, "csv") != 0)
+                return epcs_respond_error(req, 400, "bad_request", "format",
+                                          "format must be csv (or ask with Accept)");
+            csv = 1;
+        } else {
+            return epcs_respond_error(req, 400, "bad_request", name,
+                                      "unknown filter '%s': status, platform, election, "
+                                      "category, from, to, after, limit, format",
+                                      name);
+        }
+    }
+    size_t max = csv ? CSV_MAX_LIMIT : LIST_MAX_LIMIT;
+    if (limit == (size_t)-1 || limit > max)
+        return epcs_respond_error(req, 400, "bad_request", "limit",
+                                  "limit must be a whole number from 1 to %zu", max);
+    query.limit = limit != 0 ? limit : csv ? CSV_MAX_LIMIT : LIST_DEFAULT_LIMIT;
+    if (query.from_us && query.to_us && query.to_us <= query.from_us)
+        return epcs_respond_error(req, 400, "bad_request", "to", "to must come after from");
+    sqlite3 *reader = case_reader(req);
+    if (reader == NULL)
+        return 0;
+    char err[256];
+    if (!csv) {
+        if (epcs_cases_list_reports(reader, &query, epcs_response_begin(worker), err,
+                                    sizeof(err)) != 0) {
+            epcs_log(EPCS_LOG_ERROR, "cases", "listing reports: %s", err);
+            return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
+        }
+        return epcs_response_send(req, 200, epcs_response_format(req));
+    }
+    struct epcs_buf text = {0};
+    uint64_t next = 0;
+    if (epcs_cases_export_csv(reader, &query, &text, &next, err, sizeof(err)) != 0) {
+        epcs_buf_free(&text);
+        epcs_log(EPCS_LOG_ERROR, "cases", "exporting reports: %s", err);
+        return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
+    }
+    if (next != 0) {
+        char *value = h2o_mem_alloc_pool(&req->pool, 24);
+        int len = snprintf(value, 24, "%llu", (unsigned long long)next);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("epcs-next"), 0, NULL,
+                              value, (size_t)len);
+    }
+    epcs_response_send_bytes(req, 200, "text/csv; charset=utf-8; header=present", text.data,
+                             text.len);
+    epcs_buf_free(&text);
+    return 0;
+}
+
+static int show_report(h2o_req_t *req, const char *rest, size_t len)
+{
+    if (require_staff(req) != 0)
+        return 0;
+    struct epcs_worker *worker = epcs_worker_of(req);
+    char text[24];
+    uint64_t id;
+    if (len >= sizeof(text))
+        return epcs_respond_error(req, 400, "bad_request", "id",
+                                  "a report id is a whole number, as POST /v1/reports gave it");
+    memcpy(text, rest, len);
+    text[len] = '\0';
+    if (parse_unsigned(text, &id) != 0)
+        return epcs_respond_error(req, 400, "bad_request", "id",
+                                  "a report id is a whole number, as POST /v1/reports gave it");
+    sqlite3 *reader = case_reader(req);
+    if (reader == NULL)
+        return 0;
+    char err[256];
+    int found = epcs_cases_get_report(reader, id, epcs_response_begin(worker), err, sizeof(err));
+    if (found < 0) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "reading report %llu: %s", (unsigned long long)id, err);
+        return epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
+    }
+    if (found > 0)
+        return epcs_respond_error(req, 404, "unknown_report", "id", "no report %llu",
+                                  (unsigned long long)id);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len)
+{
+    if (epcs_worker_of(req)->server->cases == NULL)
+        return not_found_route(req);
+    if (len == 0) {
+        if (epcs_method_is(req, "POST"))
+            return file_report(req);
+        if (epcs_method_is(req, "GET"))
+            return list_reports(req);
+        return epcs_method_not_allowed(req, "GET, POST");
+    }
+    if (memchr(rest, '/', len) != NULL)
+        return not_found_route(req);
+    return epcs_method_is(req, "GET") ? show_report(req, rest, len)
+                                      : epcs_method_not_allowed(req, "GET");
+}
+
+/* ---- GET /v1/partners/me/requests --------------------------------------------------------- */
+
+int epcs_handle_partner_requests(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->server->cases == NULL)
+        return not_found_route(req);
+    if (!epcs_method_is(req, "GET"))
+        return epcs_method_not_allowed(req, "GET");
+    struct query params;
+    if (read_query(req, &params) != 0)
+        return 0;
+    static const char *const statuses[] = {
+        "open",      "overdue", "done", "objected", "data_submitted",
+        "escalated", "pending", "all",  NULL};
+    struct epcs_request_query query = {
+        .partner = worker->partner, .status = "pending", .limit = LIST_DEFAULT_LIMIT};
+    for (size_t i = 0; i < params.count; i++) {
+        const char *name = params.names[i], *value = params.values[i];
+        if (strcmp(name, "status") == 0) {
+            if (!one_of(value, statuses))
+                return epcs_respond_error(req, 400, "bad_request", "status",
+                                          "status must be open, overdue, done, objected, "
+                                          "data_submitted, escalated, pending or all");
+            query.status = value;
+        } else if (strcmp(name, "after") == 0) {
+            if (read_after(req, value, &query.after) != 0)
+                return 0;
+        } else if (strcmp(name, "limit") == 0) {
+            if (read_limit(req, value, LIST_MAX_LIMIT, &query.limit) != 0)
+                return 0;
+        } else if (strcmp(name, "partner") == 0) {
+            /* Staff may look at any partner's queue; a partner only at its own. */
+            if (worker->key != NULL && worker->key->role < EPCS_ROLE_STAFF &&
+                strcmp(value, worker->partner) != 0)
+                return epcs_respond_error(req, 403, "forbidden", "partner",
+                                          "key %s of partner %s sees its own queue only",
+                                          worker->key->id, worker->partner);
+            query.partner = value;
+        } else {
+            return epcs_respond_error(req, 400, "bad_request", name,
+                                      "unknown filter '%s': status, after, limit, partner", name);
+        }
+    }
+    sqlite3 *reader = case_reader(req);
+    if (reader == NULL)
+        return 0;
+    char err[256];
+    if (epcs_cases_list_requests(reader, &query, epcs_response_begin(worker), err, sizeof(err)) !=
+        0) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "listing requests: %s", err);
+        return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
+    }
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
+/* ---- POST /v1/requests/{id}/response ------------------------------------------------------ */
+
+static int answer_request(h2o_req_t *req, uint64_t id)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    msgpack_object body;
+    if (epcs_read_body(req, worker->server->config.max_body, &body, NULL) != 0)
+        return 0;
+    if (body.type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the answer must be a map {status, reason?, data?}");
+    const msgpack_object *status = NULL, *reason = NULL, *data = NULL;
+    for (uint32_t i = 0; i < body.via.map.size; i++) {
+        const msgpack_object *key = &body.via.map.ptr[i].key;
+        const msgpack_object *value = &body.via.map.ptr[i].val;
+        if (epcs_str_eq(key, "status")) {
+            if (value->type != MSGPACK_OBJECT_STR)
+                return epcs_respond_error(req, 400, "bad_request", "status",
+                                          "status must be a string");
+            status = value;
+        } else if (epcs_str_eq(key, "reason")) {
+            if (value->type != MSGPACK_OBJECT_STR)
+                return epcs_respond_error(req, 400, "bad_request", "reason",
+                                          "reason must be a string");
+            reason = value;
+        } else if (epcs_str_eq(key, "data")) {
+            if (value->type != MSGPACK_OBJECT_MAP && value->type != MSGPACK_OBJECT_STR)
+                return epcs_respond_error(req, 400, "bad_request", "data",
+                                          "data must be a map or a string");
+            data = value;
+        } else {
+            return epcs_respond_error(req, 400, "bad_request", NULL,
+                                      "unknown field '%.*s': status, reason, data", quoted_len(key),
+                                      key->via.str.ptr);
+        }
+    }
+    if (status == NULL)
+        return epcs_respond_error(req, 400, "bad_request", "status",
+                                  "status is required: done, objection or data_submitted");
+    const char *stored;
+    if (epcs_str_eq(status, "done"))
+        stored = "done";
+    else if (epcs_str_eq(status, "objection"))
+        stored = "objected";
+    else if (epcs_str_eq(status, "data_submitted"))
+        stored = "data_submitted";
+    else
+        return epcs_respond_error(req, 422, "invalid_fact", "status",
+                                  "status: unknown value '%.*s' (done, objection or "
+                                  "data_submitted)",
+                                  quoted_len(status), status->via.str.ptr);
+    if (reason == NULL && strcmp(stored, "objected") == 0)
+        return epcs_respond_error(req, 400, "bad_request", "reason", "an objection needs a reason");
+    if (data == NULL && strcmp(stored, "data_submitted") == 0)
+        return epcs_respond_error(req, 400, "bad_request", "data", "data_submitted needs the data");
+    if (reason != NULL && (reason->via.str.size == 0 || reason->via.str.size > MAX_REASON ||
+                           memchr(reason->via.str.ptr, '\0', reason->via.str.size) != NULL))
+        return epcs_respond_error(req, 422, "invalid_fact", "reason",
+                                  "reason must be text of 1 to %d bytes", MAX_REASON);
+    if (data != NULL && data->type == MSGPACK_OBJECT_STR && data->via.str.size == 0)
+        return epcs_respond_error(req, 422, "invalid_fact", "data", "data must not be empty");
+
+    struct case_job *job = job_create(req, JOB_ANSWER);
+    if (job == NULL)
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    struct epcs_case_answer *in = &job->in.answer;
+    in->partner = job->partner;
+    in->request = id;
+    in->status = stored;
+    if (reason != NULL) {
+        job->strings[0] = copy_object_string(reason);
+        in->reason = job->strings[0];
+        in->reason_len = reason->via.str.size;
+    }
+    if (data != NULL) {
+        msgpack_packer data_pk;
+        msgpack_packer_init(&data_pk, &job->data, epcs_buf_msgpack_write);
+        msgpack_pack_object(&data_pk, *data);
+        in->data = job->data.data;
+        in->data_len = job->data.len;
+    }
+    if ((reason != NULL && in->reason == NULL) || (data != NULL && in->data == NULL)) {
+        job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
+    in->now_us = now_us();
+    return job_start(req, job);
+}
+
+int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)
+{
+    if (epcs_worker_of(req)->server->cases == NULL)
+        return not_found_route(req);
+    const char *slash = memchr(rest, '/', len);
+    if (slash == NULL || !h2o_memis(slash, len - (size_t)(slash - rest), H2O_STRLIT("/response")))
+        return not_found_route(req);
+    if (!epcs_method_is(req, "POST"))
+        return epcs_method_not_allowed(req, "POST");
+    char text[24];
+    size_t id_len = (size_t)(slash - rest);
+    uint64_t id;
+    if (id_len == 0 || id_len >= sizeof(text))
+        return epcs_respond_error(req, 400, "bad_request", "id",
+                                  "a request id is a whole number, as the queue lists it");
+    memcpy(text, rest, id_len);
+    text[id_len] = '\0';
+    if (parse_unsigned(text, &id) != 0)
+        return epcs_respond_error(req, 400, "bad_request", "id",
+                                  "a request id is a whole number, as the queue lists it");
+    return answer_request(req, id);
+}
+
+/* ---- the sweep ---------------------------------------------------------------------------- */
+
+struct sweep {
+    uv_work_t work;
+    struct epcs_worker *worker;
+    int handled;
+    char err[256];
+};
+
+static void cb_sweep_work(uv_work_t *work)
+{
+    struct sweep *sweep = work->data;
+    sweep->handled = epcs_cases_sweep(sweep->worker->server->cases, now_us(), SWEEP_BATCH,
+                                      sweep->err, sizeof(sweep->err));
+}
+
+static void cb_sweep_done(uv_work_t *work, int status)
+{
+    struct sweep *sweep = work->data;
+    struct epcs_worker *worker = sweep->worker;
+    worker->case_sweep_busy = 0;
+    if (status != 0)
+        epcs_log(EPCS_LOG_ERROR, "cases", "sweep: %s", uv_strerror(status));
+    else if (sweep->handled < 0)
+        epcs_log(EPCS_LOG_ERROR, "cases", "sweep stopped, the rest waits for the next: %s",
+                 sweep->err);
+    else if (sweep->handled > 0)
+        epcs_log(EPCS_LOG_INFO, "cases", "sweep: %d request(s) fell due", sweep->handled);
+    free(sweep);
+}
+
+static void cb_sweep_tick(uv_timer_t *timer)
+{
+    struct epcs_worker *worker = timer->data;
+    /* One sweep at a time; a slow one simply skips the ticks it overlaps. */
+    if (worker->case_sweep_busy)
+        return;
+    struct sweep *sweep = calloc(1, sizeof(*sweep));
+    if (sweep == NULL)
+        return;
+    sweep->worker = worker;
+    sweep->work.data = sweep;
+    if (uv_queue_work(&worker->loop, &sweep->work, cb_sweep_work, cb_sweep_done) != 0) {
+        free(sweep);
+        return;
+    }
+    worker->case_sweep_busy = 1;
+}
+
+void epcs_cases_worker_init(struct epcs_worker *worker)
+{
+    struct epcs_server *server = worker->server;
+    uv_timer_init(&worker->loop, &worker->case_sweep);
+    worker->case_sweep.data = worker;
+    /* One worker sweeps for all; at once on start, so what fell due while epcsd was down is
+     * handled first. */
+    if (worker->index == 0 && server->cases != NULL)
+        uv_timer_start(&worker->case_sweep, cb_sweep_tick, 0,
+                       (uint64_t)server->config.case_sweep_ms);
+}
