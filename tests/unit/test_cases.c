@@ -1,0 +1,688 @@
+/* The case store: reports, requests, the sweep's overdue and escalation steps, answers,
+ * queries, CSV, persistence and the decision-log events of every step. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cases.h"
+#include "codec.h"
+#include "dates.h"
+#include "decision_log.h"
+#include "facts.h"
+#include "testing.h"
+
+static char scratch[] = "/tmp/epcs-test-cases-XXXXXX";
+
+#define HOUR_US (3600LL * 1000000)
+#define DAY_US (24 * HOUR_US)
+
+static const char PENALTY_OVERDUE[] = "Art. 261(6)4: administrative fine of up to KRW 3 million";
+static const char PENALTY_TWICE[] =
+    "Art. 256(3)1(e): imprisonment of up to 2 years or a fine of up to KRW 4 million";
+
+/* 2026-03-02T00:00:00Z, the moment every test case starts from. */
+static int64_t t0(void)
+{
+    return (int64_t)epcs_days_from_civil(2026, 3, 2) * DAY_US;
+}
+
+static void pack_str(msgpack_packer *pk, const char *text)
+{
+    msgpack_pack_str(pk, strlen(text));
+    msgpack_pack_str_body(pk, text, strlen(text));
+}
+
+static void pack_deletion_request(msgpack_packer *pk, double due_hours)
+{
+    msgpack_pack_map(pk, 7);
+    pack_str(pk, "kind");
+    pack_str(pk, "deletion_request");
+    pack_str(pk, "to");
+    pack_str(pk, "platform");
+    pack_str(pk, "article");
+    pack_str(pk, "82-4(3)");
+    pack_str(pk, "due_hours");
+    msgpack_pack_double(pk, due_hours);
+    pack_str(pk, "objection_days");
+    msgpack_pack_int(pk, 3);
+    pack_str(pk, "overdue");
+    msgpack_pack_map(pk, 2);
+    pack_str(pk, "article");
+    pack_str(pk, "261(6)4");
+    pack_str(pk, "penalty");
+    pack_str(pk, PENALTY_OVERDUE);
+    pack_str(pk, "escalation");
+    msgpack_pack_map(pk, 5);
+    pack_str(pk, "after");
+    msgpack_pack_int(pk, 2);
+    pack_str(pk, "kind");
+    pack_str(pk, "referral");
+    pack_str(pk, "to");
+    pack_str(pk, "prosecutors");
+    pack_str(pk, "article");
+    pack_str(pk, "256(3)1(e)");
+    pack_str(pk, "penalty");
+    pack_str(pk, PENALTY_TWICE);
+}
+
+static void pack_referral(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 4);
+    pack_str(pk, "kind");
+    pack_str(pk, "referral");
+    pack_str(pk, "to");
+    pack_str(pk, "prosecutors");
+    pack_str(pk, "article");
+    pack_str(pk, "250(1)");
+    pack_str(pk, "due_hours");
+    msgpack_pack_int(pk, 24);
+}
+
+/* A verdict as the check path packs it; `actions` 0: none, 1: deletion request, 2: both. */
+static void make_verdict(struct epcs_buf *out, const char *verdict, int actions)
+{
+    msgpack_packer pk;
+    epcs_buf_reset(out);
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    msgpack_pack_map(&pk, 5 + (actions > 0));
+    pack_str(&pk, "verdict");
+    pack_str(&pk, verdict);
+    pack_str(&pk, "area");
+    pack_str(&pk, "false_information");
+    pack_str(&pk, "article");
+    pack_str(&pk, "250(1)");
+    pack_str(&pk, "ruleset");
+    pack_str(&pk, "rs-0123456789abcdef");
+    if (actions > 0) {
+        pack_str(&pk, "actions");
+        msgpack_pack_array(&pk, (size_t)actions);
+        pack_deletion_request(&pk, 1);
+        if (actions > 1)
+            pack_referral(&pk);
+    }
+    pack_str(&pk, "decision");
+    msgpack_pack_uint64(&pk, 77);
+}
+
+static const char facts_bytes[] = "\x81\xa6intent\xa8to_elect";
+
+static uint64_t file(struct epcs_cases *cases, const char *platform, const char *verdict,
+                     int actions, int64_t now, struct epcs_buf *out)
+{
+    struct epcs_buf bytes = {0};
+    make_verdict(&bytes, verdict, actions);
+    struct epcs_case_report report = {.filed_by = "nec",
+                                      .url = "https://blog.example/p/1?a=1,b=\"2\"",
+                                      .platform = platform,
+                                      .election = "na22",
+                                      .category = "false_fact",
+                                      .date = "2024-03-01",
+                                      .facts = facts_bytes,
+                                      .facts_len = sizeof(facts_bytes) - 1,
+                                      .verdict = bytes.data,
+                                      .verdict_len = bytes.len,
+                                      .now_us = now};
+    msgpack_packer pk;
+    epcs_buf_reset(out);
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    uint64_t id = 0;
+    char err[256] = "";
+    int rc = epcs_cases_file(cases, &report, &pk, &id, err, sizeof(err));
+    EXPECT_INT(rc, EPCS_CASES_OK);
+    if (rc != EPCS_CASES_OK)
+        fprintf(stderr, "filing failed: %s\n", err);
+    epcs_buf_free(&bytes);
+    return id;
+}
+
+static const msgpack_object *get(const msgpack_object *map, const char *key)
+{
+    static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
+    for (uint32_t i = 0; map != NULL && map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size;
+         i++) {
+        if (epcs_str_eq(&map->via.map.ptr[i].key, key))
+            return &map->via.map.ptr[i].val;
+    }
+    return &nil;
+}
+
+/* A string member as a NUL-terminated copy in the zone ("(nil)" when absent or not text). */
+static const char *text(msgpack_zone *zone, const msgpack_object *map, const char *key)
+{
+    const msgpack_object *value = get(map, key);
+    if (value->type != MSGPACK_OBJECT_STR)
+        return "(nil)";
+    char *copy = msgpack_zone_malloc(zone, value->via.str.size + 1);
+    memcpy(copy, value->via.str.ptr, value->via.str.size);
+    copy[value->via.str.size] = '\0';
+    return copy;
+}
+
+static long long number(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *value = get(map, key);
+    return value->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (long long)value->via.u64 : -1;
+}
+
+static const msgpack_object *item(const msgpack_object *array, uint32_t i)
+{
+    static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
+    if (array->type != MSGPACK_OBJECT_ARRAY || i >= array->via.array.size)
+        return &nil;
+    return &array->via.array.ptr[i];
+}
+
+static msgpack_object decode(msgpack_zone *zone, const struct epcs_buf *buf)
+{
+    msgpack_object object = {.type = MSGPACK_OBJECT_NIL};
+    size_t offset = 0;
+    msgpack_unpack(buf->data, buf->len, &offset, zone, &object);
+    return object;
+}
+
+static msgpack_object report(sqlite3 *db, uint64_t id, msgpack_zone *zone, struct epcs_buf *buf)
+{
+    msgpack_packer pk;
+    char err[256];
+    epcs_buf_reset(buf);
+    msgpack_packer_init(&pk, buf, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_get_report(db, id, &pk, err, sizeof(err)), 0);
+    return decode(zone, buf);
+}
+
+/* The report's status. */
+static const char *status_of(sqlite3 *db, uint64_t id, msgpack_zone *zone)
+{
+    struct epcs_buf buf = {0};
+    msgpack_object whole = report(db, id, zone, &buf);
+    const char *status = text(zone, &whole, "status");
+    epcs_buf_free(&buf);
+    return status;
+}
+
+/* A member of the document in `buf`, decoded into the zone. */
+static const msgpack_object *get_decoded(msgpack_zone *zone, const struct epcs_buf *buf,
+                                         const char *key)
+{
+    msgpack_object *whole = msgpack_zone_malloc(zone, sizeof(*whole));
+    *whole = decode(zone, buf);
+    return get(whole, key);
+}
+
+static int answer(struct epcs_cases *cases, const char *partner, uint64_t request,
+                  const char *status, const char *reason, int64_t now, char *detail)
+{
+    struct epcs_buf out = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    struct epcs_case_answer in = {.partner = partner,
+                                  .request = request,
+                                  .status = status,
+                                  .reason = reason,
+                                  .reason_len = reason != NULL ? strlen(reason) : 0,
+                                  .now_us = now};
+    int rc = epcs_cases_answer(cases, &in, &pk, detail, 64);
+    epcs_buf_free(&out);
+    return rc;
+}
+
+/* The statuses of the report's requests, "1:overdue 3:open ..." in id order. */
+static const char *statuses(sqlite3 *db, uint64_t id, msgpack_zone *zone)
+{
+    struct epcs_buf buf = {0};
+    msgpack_object whole = report(db, id, zone, &buf);
+    const msgpack_object *requests = get(&whole, "requests");
+    char *out = msgpack_zone_malloc(zone, 512);
+    out[0] = '\0';
+    for (uint32_t i = 0; requests->type == MSGPACK_OBJECT_ARRAY && i < requests->via.array.size;
+         i++) {
+        const msgpack_object *request = item(requests, i);
+        snprintf(out + strlen(out), 512 - strlen(out), "%s%lld:%s", i ? " " : "",
+                 number(request, "id"), text(zone, request, "status"));
+    }
+    epcs_buf_free(&buf);
+    return out;
+}
+
+/* The events of the report's history, "report_filed request_sent ...". */
+static const char *history(sqlite3 *db, uint64_t id, msgpack_zone *zone)
+{
+    struct epcs_buf buf = {0};
+    msgpack_object whole = report(db, id, zone, &buf);
+    const msgpack_object *steps = get(&whole, "history");
+    char *out = msgpack_zone_malloc(zone, 1024);
+    out[0] = '\0';
+    for (uint32_t i = 0; steps->type == MSGPACK_OBJECT_ARRAY && i < steps->via.array.size; i++) {
+        const msgpack_object *step = item(steps, i);
+        const msgpack_object *request = get(step, "request");
+        char subject[24] = "";
+        if (request->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            snprintf(subject, sizeof(subject), "(%llu)", (unsigned long long)request->via.u64);
+        snprintf(out + strlen(out), 1024 - strlen(out), "%s%s%s", i ? " " : "",
+                 text(zone, step, "event"), subject);
+    }
+    epcs_buf_free(&buf);
+    return out;
+}
+
+static void test_actions_are_checked(void)
+{
+    struct epcs_buf verdict = {0};
+    char why[256];
+    make_verdict(&verdict, "prohibited", 2);
+    EXPECT_INT(epcs_cases_check_actions(verdict.data, verdict.len, "naver", why, sizeof(why)), 2);
+    make_verdict(&verdict, "allowed", 0);
+    EXPECT_INT(epcs_cases_check_actions(verdict.data, verdict.len, "naver", why, sizeof(why)), 0);
+
+    /* Each way the rules can get an action wrong is named. */
+    static const struct {
+        const char *bytes;
+        const char *message;
+    } bad[] = {
+        {"\x81\xa7"
+         "actions"
+         "\x91\x81\xa4kind\xa4mail",
+         "actions[0]: kind must be"},
+        {"\x81\xa7"
+         "actions"
+         "\x91\x83\xa4kind\xa8referral\xa2to\xa3"
+         "A B\xa7"
+         "article\xa1x",
+         "actions[0]: to 'A B' is not a partner id"},
+        {"\x81\xa7"
+         "actions"
+         "\x91\x83\xa4kind\xa8referral\xa2to\xa6police\xa7"
+         "article\xa0",
+         "actions[0]: article must be"},
+        {"\x81\xa7"
+         "actions"
+         "\x91\x84\xa4kind\xa8referral\xa2to\xa6police\xa7"
+         "article\xa1x"
+         "\xa9"
+         "due_hours\x00",
+         "actions[0]: due_hours must be a number above 0"},
+        {"\x81\xa7"
+         "actions"
+         "\x91\x84\xa4kind\xa8referral\xa2to\xa6police\xa7"
+         "article\xa1x"
+         "\xaa"
+         "escalation\x80",
+         "actions[0]: escalation must be a map whose after"},
+        {"\x81\xa7"
+         "actions"
+         "\x91\x84\xa4kind\xa8referral\xa2to\xa6police\xa7"
+         "article\xa1x"
+         "\xaa"
+         "escalation\x81\xa5"
+         "after\x02",
+         "actions[0]: escalation: kind must be"},
+        {"\x81\xa7"
+         "actions"
+         "\xa1x",
+         "actions is not a list"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        /* Each body is the actions entry of a verdict that is otherwise complete. */
+        struct epcs_buf whole = {0};
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &whole, epcs_buf_msgpack_write);
+        msgpack_pack_map(&pk, 4);
+        pack_str(&pk, "verdict");
+        pack_str(&pk, "prohibited");
+        pack_str(&pk, "article");
+        pack_str(&pk, "250(1)");
+        pack_str(&pk, "ruleset");
+        pack_str(&pk, "rs-0123456789abcdef");
+        epcs_buf_append_str(&whole, bad[i].bytes + 1);
+        /* The literal's last byte may be \x00, which the _str append stops before. */
+        if (strstr(bad[i].message, "due_hours") != NULL)
+            epcs_buf_append(&whole, "", 1);
+        why[0] = '\0';
+        EXPECT_INT(epcs_cases_check_actions(whole.data, whole.len, "naver", why, sizeof(why)), -1);
+        EXPECT_CONTAINS(why, bad[i].message);
+        epcs_buf_free(&whole);
+    }
+    epcs_buf_free(&verdict);
+}
+
+/* Events in the decision log, in id order: "report_filed:1 request_sent:1 ...". */
+static const char *logged_events(msgpack_zone *zone)
+{
+    char err[256];
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    EXPECT(reader != NULL);
+    struct epcs_buf buf = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
+    struct epcs_decision_query query = {.limit = 1000};
+    EXPECT_INT(epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)), 0);
+    msgpack_object page = decode(zone, &buf);
+    const msgpack_object *entries = get(&page, "decisions");
+    char *out = msgpack_zone_malloc(zone, 4096);
+    out[0] = '\0';
+    for (uint32_t i = 0; entries->type == MSGPACK_OBJECT_ARRAY && i < entries->via.array.size;
+         i++) {
+        const msgpack_object *entry = item(entries, i);
+        snprintf(out + strlen(out), 4096 - strlen(out), "%s%s:%s:%lld", i ? " " : "",
+                 text(zone, entry, "event"), text(zone, entry, "partner"),
+                 number(entry, "subject"));
+    }
+    epcs_buf_free(&buf);
+    sqlite3_close(reader);
+    return out;
+}
+
+static void test_flow(void)
+{
+    char err[256], detail[64];
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct epcs_cases *cases = epcs_cases_open(scratch, log, err, sizeof(err));
+    EXPECT(cases != NULL);
+    sqlite3 *db = epcs_cases_reader(scratch, err, sizeof(err));
+    EXPECT(db != NULL);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    struct epcs_buf out = {0};
+    int64_t now = t0();
+
+    uint64_t id = file(cases, "naver", "prohibited", 2, now, &out);
+    EXPECT_INT(id, 1);
+    /* The answer to the filing is the report as stored. */
+    msgpack_object filed = decode(&zone, &out);
+    EXPECT_STR(text(&zone, &filed, "status"), "open");
+    EXPECT_STR(text(&zone, &filed, "filed_at"), "2026-03-02T00:00:00.000000Z");
+    EXPECT_STR(text(&zone, &filed, "article"), "250(1)");
+    EXPECT_INT(number(&filed, "decision"), 77);
+    EXPECT_INT(number(&filed, "request_count"), 2);
+    EXPECT_STR(text(&zone, get(&filed, "facts"), "intent"), "to_elect");
+    EXPECT_STR(text(&zone, get(&filed, "answer"), "area"), "false_information");
+    const msgpack_object *deletion = item(get(&filed, "requests"), 0);
+    EXPECT_STR(text(&zone, deletion, "kind"), "deletion_request");
+    EXPECT_STR(text(&zone, deletion, "to"), "naver");
+    EXPECT_STR(text(&zone, deletion, "due"), "2026-03-02T01:00:00.000000Z");
+    EXPECT_STR(text(&zone, deletion, "objection_until"), "2026-03-05T00:00:00.000000Z");
+    EXPECT_INT(number(deletion, "attempt"), 1);
+    EXPECT(get(deletion, "follows")->type == MSGPACK_OBJECT_NIL);
+    EXPECT(get(deletion, "answer")->type == MSGPACK_OBJECT_NIL);
+    EXPECT_STR(text(&zone, get(get(deletion, "action"), "escalation"), "to"), "prosecutors");
+    const msgpack_object *referral = item(get(&filed, "requests"), 1);
+    EXPECT_STR(text(&zone, referral, "to"), "prosecutors");
+    EXPECT_STR(text(&zone, referral, "due"), "2026-03-03T00:00:00.000000Z");
+    EXPECT(get(referral, "objection_until")->type == MSGPACK_OBJECT_NIL);
+    EXPECT_STR(history(db, id, &zone), "report_filed request_sent(1) request_sent(2)");
+
+    /* Another partner's request does not exist for it. */
+    EXPECT_INT(answer(cases, "kakao", 1, "done", NULL, now, detail), EPCS_CASES_NOT_FOUND);
+    EXPECT_INT(answer(cases, "naver", 2, "done", NULL, now, detail), EPCS_CASES_NOT_FOUND);
+    EXPECT_INT(answer(cases, "naver", 99, "done", NULL, now, detail), EPCS_CASES_NOT_FOUND);
+    /* A referral sets no objection period. */
+    EXPECT_INT(answer(cases, "prosecutors", 2, "objected", "no", now, detail),
+               EPCS_CASES_NO_OBJECTION);
+
+    /* Nothing is due before its time; then the deletion request is overdue and sent again. */
+    EXPECT_INT(epcs_cases_sweep(cases, now + HOUR_US - 1, 100, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_cases_sweep(cases, now + HOUR_US, 100, err, sizeof(err)), 1);
+    EXPECT_STR(statuses(db, id, &zone), "1:overdue 2:open 3:open");
+    msgpack_object whole = report(db, id, &zone, &out);
+    const msgpack_object *second = item(get(&whole, "requests"), 2);
+    EXPECT_INT(number(second, "attempt"), 2);
+    EXPECT_INT(number(second, "follows"), 1);
+    EXPECT_STR(text(&zone, second, "to"), "naver");
+    EXPECT_STR(text(&zone, second, "due"), "2026-03-02T02:00:00.000000Z");
+    /* The second attempt has its own objection period, from when it was sent. */
+    EXPECT_STR(text(&zone, second, "objection_until"), "2026-03-05T01:00:00.000000Z");
+    const msgpack_object *overdue_step = item(get(&whole, "history"), 3);
+    EXPECT_STR(text(&zone, overdue_step, "event"), "request_overdue");
+    EXPECT_STR(text(&zone, overdue_step, "by"), "epcs");
+    EXPECT_STR(text(&zone, get(get(overdue_step, "detail"), "overdue"), "article"), "261(6)4");
+
+    /* The second attempt ignored too: the ignored attempts are escalated to the prosecutors. */
+    EXPECT_INT(epcs_cases_sweep(cases, now + 2 * HOUR_US, 100, err, sizeof(err)), 1);
+    EXPECT_STR(statuses(db, id, &zone), "1:escalated 2:open 3:escalated 4:open");
+    whole = report(db, id, &zone, &out);
+    const msgpack_object *escalation = item(get(&whole, "requests"), 3);
+    EXPECT_STR(text(&zone, escalation, "kind"), "referral");
+    EXPECT_STR(text(&zone, escalation, "to"), "prosecutors");
+    EXPECT_STR(text(&zone, escalation, "article"), "256(3)1(e)");
+    EXPECT_INT(number(escalation, "follows"), 3);
+    /* The escalation names no due time of its own. */
+    EXPECT(get(escalation, "due")->type == MSGPACK_OBJECT_NIL);
+    EXPECT_STR(history(db, id, &zone),
+               "report_filed request_sent(1) request_sent(2) request_overdue(1) request_sent(3) "
+               "request_overdue(3) request_sent(4) request_escalated(1) request_escalated(3)");
+    EXPECT_INT(answer(cases, "naver", 3, "done", NULL, now + 3 * HOUR_US, detail),
+               EPCS_CASES_CLOSED);
+    EXPECT_STR(detail, "escalated");
+
+    /* The prosecutors answer; with nothing pending the report closes. */
+    EXPECT_INT(answer(cases, "prosecutors", 4, "data_submitted", NULL, now + 3 * HOUR_US, detail),
+               EPCS_CASES_OK);
+    EXPECT_STR(status_of(db, id, &zone), "open");
+    EXPECT_INT(answer(cases, "prosecutors", 2, "done", "indicted", now + 4 * HOUR_US, detail),
+               EPCS_CASES_OK);
+    whole = report(db, id, &zone, &out);
+    EXPECT_STR(text(&zone, &whole, "status"), "closed");
+    EXPECT_STR(text(&zone, &whole, "updated_at"), "2026-03-02T04:00:00.000000Z");
+    const msgpack_object *answered = get(item(get(&whole, "requests"), 1), "answer");
+    EXPECT_STR(text(&zone, answered, "status"), "done");
+    EXPECT_STR(text(&zone, answered, "reason"), "indicted");
+    EXPECT_STR(text(&zone, answered, "at"), "2026-03-02T04:00:00.000000Z");
+    EXPECT_INT(answer(cases, "prosecutors", 2, "done", NULL, now + 5 * HOUR_US, detail),
+               EPCS_CASES_CLOSED);
+    EXPECT_STR(detail, "done");
+
+    /* Report 2: the platform answers the first attempt late, which answers the second too. */
+    uint64_t late = file(cases, "kakao", "prohibited", 1, now, &out);
+    EXPECT_INT(late, 2);
+    EXPECT_INT(epcs_cases_sweep(cases, now + HOUR_US, 100, err, sizeof(err)), 1);
+    EXPECT_STR(statuses(db, late, &zone), "5:overdue 6:open");
+    EXPECT_INT(answer(cases, "kakao", 5, "done", NULL, now + HOUR_US + 1, detail), EPCS_CASES_OK);
+    whole = report(db, late, &zone, &out);
+    EXPECT_STR(statuses(db, late, &zone), "5:done 6:done");
+    EXPECT_INT(number(get(item(get(&whole, "requests"), 1), "answer"), "via"), 5);
+    EXPECT_STR(text(&zone, &whole, "status"), "closed");
+    const msgpack_object *late_step = item(get(&whole, "history"), 4);
+    EXPECT_STR(text(&zone, late_step, "event"), "request_answered");
+    EXPECT(get(get(late_step, "detail"), "late")->type == MSGPACK_OBJECT_BOOLEAN &&
+           get(get(late_step, "detail"), "late")->via.boolean);
+    /* Nothing open remains to fall due. */
+    EXPECT_INT(epcs_cases_sweep(cases, now + 100 * DAY_US, 100, err, sizeof(err)), 0);
+
+    /* Report 3: objections within the period count, after it they do not. */
+    uint64_t objected = file(cases, "naver", "prohibited", 1, now, &out);
+    EXPECT_INT(answer(cases, "naver", 7, "objected", "satire", now + 3 * DAY_US + 1, detail),
+               EPCS_CASES_TOO_LATE);
+    EXPECT_STR(detail, "2026-03-05T00:00:00.000000Z");
+    EXPECT_INT(answer(cases, "naver", 7, "objected", "satire", now + 3 * DAY_US, detail),
+               EPCS_CASES_OK);
+    EXPECT_STR(status_of(db, objected, &zone), "closed");
+
+    /* Reports whose verdict asks for nothing. */
+    uint64_t allowed = file(cases, "naver", "allowed", 0, now, &out);
+    uint64_t unclear = file(cases, "naver", "needs_facts", 0, now, &out);
+    EXPECT_STR(status_of(db, allowed, &zone), "no_action");
+    EXPECT_STR(status_of(db, unclear, &zone), "needs_facts");
+    EXPECT_STR(history(db, unclear, &zone), "report_filed");
+
+    /* Queues: each partner's own, by status, paged. */
+    struct epcs_request_query queue = {.partner = "naver", .status = "all", .limit = 2};
+    msgpack_packer pk;
+    epcs_buf_reset(&out);
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    whole = decode(&zone, &out);
+    EXPECT_INT(number(item(get(&whole, "requests"), 0), "id"), 1);
+    EXPECT_INT(number(item(get(&whole, "requests"), 1), "id"), 3);
+    EXPECT_INT(number(&whole, "next"), 3);
+    queue.after = 3;
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    whole = decode(&zone, &out);
+    EXPECT_INT(get(&whole, "requests")->via.array.size, 1);
+    EXPECT_INT(number(item(get(&whole, "requests"), 0), "id"), 7);
+    EXPECT(get(&whole, "next")->type == MSGPACK_OBJECT_NIL);
+    queue =
+        (struct epcs_request_query){.partner = "prosecutors", .status = "escalated", .limit = 9};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(get_decoded(&zone, &out, "requests")->via.array.size, 0);
+    queue = (struct epcs_request_query){.partner = "naver", .status = "escalated", .limit = 9};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    whole = decode(&zone, &out);
+    EXPECT_INT(get(&whole, "requests")->via.array.size, 2);
+
+    /* Staff lists, filtered. */
+    struct epcs_report_query filter = {.status = "closed", .limit = 10};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_reports(db, &filter, &pk, err, sizeof(err)), 0);
+    whole = decode(&zone, &out);
+    EXPECT_INT(get(&whole, "reports")->via.array.size, 3);
+    EXPECT_INT(number(item(get(&whole, "reports"), 2), "id"), 3);
+    filter = (struct epcs_report_query){.platform = "kakao", .limit = 10};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_reports(db, &filter, &pk, err, sizeof(err)), 0);
+    whole = decode(&zone, &out);
+    EXPECT_INT(get(&whole, "reports")->via.array.size, 1);
+    EXPECT_INT(number(item(get(&whole, "reports"), 0), "request_count"), 2);
+    filter = (struct epcs_report_query){.from_us = now + 1, .limit = 10};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_reports(db, &filter, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(get_decoded(&zone, &out, "reports")->via.array.size, 0);
+
+    /* The CSV export, exactly; the URL holds a comma and quotes. */
+    filter = (struct epcs_report_query){.platform = "kakao", .limit = 10};
+    struct epcs_buf csv = {0};
+    uint64_t next = 9;
+    EXPECT_INT(epcs_cases_export_csv(db, &filter, &csv, &next, err, sizeof(err)), 0);
+    epcs_buf_append(&csv, "", 1);
+    EXPECT_STR(csv.data,
+               "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,article,"
+               "ruleset,decision,request_count,updated_at\r\n"
+               "2,2026-03-02T00:00:00.000000Z,nec,closed,\"https://blog.example/p/1?a=1,b=\"\"2\"\""
+               "\",kakao,na22,false_fact,2024-03-01,prohibited,250(1),rs-0123456789abcdef,77,2,"
+               "2026-03-02T01:00:00.000001Z\r\n");
+    EXPECT_INT(next, 0);
+    filter = (struct epcs_report_query){.limit = 1};
+    epcs_buf_reset(&csv);
+    EXPECT_INT(epcs_cases_export_csv(db, &filter, &csv, &next, err, sizeof(err)), 0);
+    EXPECT_INT(next, 1);
+
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+
+    /* Every step went to the decision log, in order, with whom it concerns. */
+    EXPECT_CONTAINS(logged_events(&zone),
+                    "report_filed:nec:1 request_sent:naver:1 request_sent:prosecutors:2 "
+                    "request_overdue:naver:1 request_sent:naver:3 request_overdue:naver:3 "
+                    "request_sent:prosecutors:4 request_escalated:naver:1 "
+                    "request_escalated:naver:3 request_answered:prosecutors:4 "
+                    "request_answered:prosecutors:2 report_closed:nec:1 report_filed:nec:2");
+    epcs_buf_free(&out);
+    epcs_buf_free(&csv);
+    msgpack_zone_destroy(&zone);
+}
+
+static void test_reopen_keeps_everything(void)
+{
+    char err[256];
+    struct epcs_cases *cases = epcs_cases_open(scratch, NULL, err, sizeof(err));
+    EXPECT(cases != NULL);
+    sqlite3 *db = epcs_cases_reader(scratch, err, sizeof(err));
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    EXPECT_STR(statuses(db, 1, &zone), "1:escalated 2:done 3:escalated 4:data_submitted");
+    /* Ids go on from where they were, never reused. */
+    struct epcs_buf out = {0};
+    EXPECT_INT(file(cases, "naver", "prohibited", 1, t0(), &out), 6);
+    EXPECT_STR(statuses(db, 6, &zone), "8:open");
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_buf_free(&out);
+    msgpack_zone_destroy(&zone);
+}
+
+static void test_refused_event_stores_nothing(void)
+{
+    char err[256];
+    /* A log that holds nothing refuses every event. */
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 0, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct epcs_cases *cases = epcs_cases_open(scratch, log, err, sizeof(err));
+    struct epcs_buf verdict = {0}, out = {0};
+    make_verdict(&verdict, "prohibited", 2);
+    struct epcs_case_report report = {.filed_by = "nec",
+                                      .url = "https://x.example/",
+                                      .platform = "naver",
+                                      .election = "na22",
+                                      .category = "slander",
+                                      .date = "2024-03-01",
+                                      .facts = "\x80",
+                                      .facts_len = 1,
+                                      .verdict = verdict.data,
+                                      .verdict_len = verdict.len,
+                                      .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    uint64_t id = 0;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &id, err, sizeof(err)), EPCS_CASES_LOG_REFUSED);
+    EXPECT_INT(out.len, 0);
+    char detail[64];
+    /* Refusals that change nothing need no event. */
+    EXPECT_INT(answer(cases, "naver", 3, "done", NULL, t0(), detail), EPCS_CASES_CLOSED);
+    /* An answer, or a sweep step, the log refuses is not stored either. */
+    EXPECT_INT(answer(cases, "naver", 8, "done", NULL, t0(), detail), EPCS_CASES_LOG_REFUSED);
+    err[0] = '\0';
+    EXPECT_INT(epcs_cases_sweep(cases, t0() + 1000 * DAY_US, 10, err, sizeof(err)), -1);
+    EXPECT_STR(err, "the decision log refused the event request_overdue");
+    sqlite3 *db = epcs_cases_reader(scratch, err, sizeof(err));
+    struct epcs_report_query all = {.limit = 100};
+    struct epcs_buf listed = {0};
+    msgpack_packer listed_pk;
+    msgpack_packer_init(&listed_pk, &listed, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_list_reports(db, &all, &listed_pk, err, sizeof(err)), 0);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object page = decode(&zone, &listed);
+    EXPECT_INT(get(&page, "reports")->via.array.size, 6);
+    EXPECT_STR(statuses(db, 6, &zone), "8:open");
+    EXPECT_STR(history(db, 6, &zone), "report_filed request_sent(8)");
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+    epcs_buf_free(&listed);
+    msgpack_zone_destroy(&zone);
+}
+
+static void test_other_schema_is_refused(void)
+{
+    char path[256], err[512];
+    snprintf(path, sizeof(path), "%s/cases.db", scratch);
+    sqlite3 *db = NULL;
+    EXPECT_INT(sqlite3_open(path, &db), SQLITE_OK);
+    EXPECT_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    EXPECT(epcs_cases_open(scratch, NULL, err, sizeof(err)) == NULL);
+    EXPECT_CONTAINS(err, "has case store format 99, this epcsd writes 1");
+}
+
+int main(void)
+{
+    if (mkdtemp(scratch) == NULL)
+        return 1;
+    test_actions_are_checked();
+    test_flow();
+    test_reopen_keeps_everything();
+    test_refused_event_stores_nothing();
+    test_other_schema_is_refused();
+    char command[128];
+    snprintf(command, sizeof(command), "rm -rf %s", scratch);
+    if (system(command) != 0)
+        return 1;
+    return epcs_test_report();
+}
