@@ -2,8 +2,10 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <limits.h>
@@ -178,17 +180,33 @@ static void end_line(struct line *line)
     (void)written;
 }
 
+/* Whether stderr keeps writes of any size whole: a file or a device, not a pipe or socket. */
+static int stderr_whole_writes(void)
+{
+    static _Atomic int known; /* 0 unknown, 1 yes, 2 no */
+    int answer = atomic_load(&known);
+    if (answer == 0) {
+        struct stat st;
+        answer =
+            fstat(STDERR_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) ? 1 : 2;
+        atomic_store(&known, answer);
+    }
+    return answer == 1;
+}
+
 void epcs_log_write_lines(const char *lines, size_t len)
 {
-    /* Pipes keep writes of up to PIPE_BUF bytes whole: cut at line ends within that. */
+    /* Pipes keep writes of up to PIPE_BUF bytes whole: cut at line ends within that. A file
+     * takes the whole batch in one write. */
+    size_t most = stderr_whole_writes() ? len : PIPE_BUF;
     while (len > 0) {
         size_t chunk = len;
-        if (chunk > PIPE_BUF) {
-            chunk = PIPE_BUF;
+        if (chunk > most) {
+            chunk = most;
             while (chunk > 0 && lines[chunk - 1] != '\n')
                 chunk--;
             if (chunk == 0)
-                chunk = len < PIPE_BUF ? len : PIPE_BUF;
+                chunk = len < most ? len : most;
         }
         ssize_t written = write(STDERR_FILENO, lines, chunk);
         if (written <= 0)
