@@ -36,6 +36,10 @@ EXAMPLES = [
                      "actor": {"kind": "journalist"},
                      "activity": {"kind": "run_for_office", "seat": "proportional",
                                   "received_date": "2024-03-11"}}),
+    ("false_information", {"election": "na22", "area": "false_information",
+                           "date": "2024-03-20", "actor": {"kind": "voter"},
+                           "activity": {"kind": "posting", "category": "false_fact",
+                                        "intent": "to_defeat", "target": "candidate"}}),
 ]
 
 

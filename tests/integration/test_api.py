@@ -27,7 +27,28 @@ import msgpack
 ARGS = None
 MSGPACK = "application/msgpack"
 JSON = "application/json"
-AREAS = ["advertising", "deepfake", "legislative_report", "publication_ceremony", "resignation"]
+AREAS = ["advertising", "deepfake", "false_information", "legislative_report",
+         "publication_ceremony", "resignation"]
+# What the false_information area's prohibited verdicts ask the commission to send.
+DELETION_REQUEST = {
+    "kind": "deletion_request", "to": "platform", "article": "82-4(3)", "due_hours": 24,
+    "objection_days": 3,
+    "overdue": {"article": "261(6)4",
+                "penalty": "Art. 261(6)4: administrative fine of up to KRW 3 million"},
+    "escalation": {"after": 2, "kind": "referral", "to": "prosecutors", "article": "256(3)1(e)",
+                   "penalty": "Art. 256(3)1(e): imprisonment of up to 2 years or a fine of up "
+                              "to KRW 4 million"}}
+PENALTY_250_1 = "Art. 250(1): imprisonment of up to 5 years or a fine of up to KRW 30 million"
+PENALTY_250_2 = ("Art. 250(2): imprisonment of up to 7 years or a fine of KRW 5 million to "
+                 "30 million")
+PENALTY_251 = "Art. 251: imprisonment of up to 3 years or a fine of up to KRW 5 million"
+PENALTY_255_5 = ("Art. 255(5): imprisonment of up to 7 years or a fine of KRW 10 million to "
+                 "50 million")
+
+
+def referral(article, penalty):
+    return {"kind": "referral", "to": "prosecutors", "article": article, "due_hours": 24,
+            "penalty": penalty}
 
 
 class Server:
@@ -486,6 +507,157 @@ class ApiTest(EpcsTest):
         self.assertEqual(verdict["verdict"], "needs_facts")
         self.assertEqual(verdict["missing"], ["activity.deepfake", "activity.purpose"])
 
+    def posting(self, date, election="na22", **facts):
+        """A false_information check of a reported posting, asked in both encodings; the two
+        answers must be the same map."""
+        document = {"election": election, "area": "false_information", "date": date,
+                    "activity": dict(kind="posting", **facts)}
+        answers = []
+        for kind in (MSGPACK, JSON):
+            response = check(self.server, document, kind)
+            self.assertEqual(response.status, 200, response.raw)
+            self.assertEqual(response.version, "2")
+            self.assertEqual(response.content_type, kind)
+            answers.append(response.data)
+        self.assertEqual(answers[0], answers[1])
+        return answers[0]
+
+    def test_false_information_exact(self):
+        verdict = self.posting("2024-03-01", category="false_fact", intent="to_defeat",
+                               target="candidate")
+        self.assertEqual(verdict, {
+            "verdict": "prohibited", "area": "false_information", "article": "250(2)",
+            "rule": "false_information/82-4/2004-03-12",
+            "reason": "Spreading false facts to keep someone from being elected is prohibited up "
+                      "to election day 2024-04-10 (Art. 250(2)): the commission asks the "
+                      "platform to delete the posting and refers it to the prosecutors.",
+            "reason_ko": "당선되지 못하게 할 목적으로 허위의 사실을 공표하는 것은 "
+                         "선거일(2024-04-10)까지 금지되므로(제250조제2항) 위원회는 플랫폼에 "
+                         "게시물 삭제를 요청하고 검찰에 고발합니다.",
+            "deadline": "2024-04-10", "penalty": PENALTY_250_2,
+            "actions": [DELETION_REQUEST, referral("250(2)", PENALTY_250_2)],
+            "election": {"id": "na22", "day": "2024-04-10"}, "ruleset": self.ruleset})
+
+    def test_false_information_branches(self):
+        """Each branch of the area: verdict, article, penalty and actions, both encodings."""
+        deepfake = {"category": "deepfake", "deepfake": True, "purpose": "campaign"}
+        cases = [
+            # (date, election, facts, verdict, article, penalty, actions)
+            ("2024-03-01", "na22", {"category": "false_fact", "intent": "to_elect"},
+             "prohibited", "250(1)", PENALTY_250_1,
+             [DELETION_REQUEST, referral("250(1)", PENALTY_250_1)]),
+            ("2024-04-10", "na22", {"category": "false_fact", "intent": "to_defeat"},
+             "prohibited", "250(2)", PENALTY_250_2,
+             [DELETION_REQUEST, referral("250(2)", PENALTY_250_2)]),
+            ("2024-04-11", "na22", {"category": "false_fact", "intent": "to_defeat"},
+             "allowed", "250", None, None),
+            ("2024-03-01", "na22", {"category": "false_fact"}, "needs_facts", "250", None, None),
+            ("2024-03-01", "na22", {"category": "slander", "true_facts": True,
+                                    "public_interest": True}, "allowed", "251", None, None),
+            ("2024-03-01", "na22", {"category": "slander", "true_facts": False,
+                                    "public_interest": True},
+             "prohibited", "251", PENALTY_251, [DELETION_REQUEST, referral("251", PENALTY_251)]),
+            ("2024-03-01", "na22", {"category": "slander", "true_facts": True,
+                                    "public_interest": False},
+             "prohibited", "251", PENALTY_251, [DELETION_REQUEST, referral("251", PENALTY_251)]),
+            ("2024-03-01", "na22", {"category": "slander", "true_facts": True},
+             "needs_facts", "251", None, None),
+            ("2024-02-15", "na22", dict(deepfake, labeled=True), "prohibited", "82-8(1)",
+             PENALTY_255_5, [DELETION_REQUEST, referral("82-8(1)", PENALTY_255_5)]),
+            ("2024-01-28", "na22", dict(deepfake, labeled=False), "allowed", "82-8", None, None),
+            ("2026-03-04", "local9", dict(deepfake, labeled=True), "allowed", "82-8(2)", None,
+             None),
+            ("2026-03-04", "local9", dict(deepfake, labeled=False), "prohibited", "82-8(2)",
+             "Art. 261(3)4: administrative fine of up to KRW 10 million", [DELETION_REQUEST]),
+            ("2026-03-04", "local9", deepfake, "needs_facts", "82-8(2)", None, None),
+            ("2024-03-01", "na22", {}, "needs_facts", "82-4", None, None),
+        ]
+        for date, election, facts, verdict, article, penalty, actions in cases:
+            with self.subTest(date=date, facts=facts):
+                answer = self.posting(date, election, **facts)
+                self.assertEqual((answer["verdict"], answer["article"], answer.get("penalty"),
+                                  answer.get("actions")),
+                                 (verdict, article, penalty, actions))
+                self.assertEqual(answer["area"], "false_information")
+                self.assertEqual(answer["rule"], "false_information/82-4/2004-03-12")
+
+    def test_false_information_missing_and_exceptions(self):
+        self.assertEqual(self.posting("2024-03-01", category="slander")["missing"],
+                         ["activity.true_facts", "activity.public_interest"])
+        self.assertEqual(self.posting("2024-03-01")["missing"], ["activity.category"])
+        self.assertEqual(self.posting("2024-03-01", category="false_fact")["missing"],
+                         ["activity.intent"])
+        self.assertEqual(self.posting("2024-02-15", category="deepfake")["missing"],
+                         ["activity.deepfake", "activity.purpose"])
+        cases = [({"category": "slander", "true_facts": True, "public_interest": True},
+                  "2024-03-01", "true_and_public_interest"),
+                 ({"category": "slander", "true_facts": False}, "2024-04-11",
+                  "after_election_day"),
+                 ({"category": "deepfake", "deepfake": True, "purpose": "campaign"},
+                  "2024-01-28", "not_in_force"),
+                 ({"category": "deepfake", "deepfake": False, "purpose": "campaign"},
+                  "2024-02-15", "not_ai_generated")]
+        for facts, date, exception in cases:
+            with self.subTest(exception=exception):
+                self.assertEqual(self.posting(date, **facts)["exception"], exception)
+
+    def test_false_information_agrees_with_deepfake(self):
+        """A deepfake posting gets the deepfake area's verdict, plus what the commission sends."""
+        for date in ("2024-01-10", "2024-01-28", "2024-01-29", "2024-04-10", "2024-04-11"):
+            for labeled in (True, False):
+                with self.subTest(date=date, labeled=labeled):
+                    facts = {"deepfake": True, "purpose": "campaign", "labeled": labeled}
+                    own = check(self.server, {"election": "na22", "area": "deepfake",
+                                              "date": date,
+                                              "activity": dict(facts, kind="post")}).data
+                    reported = self.posting(date, category="deepfake", **facts)
+                    reported.pop("actions", None)
+                    for key in ("area", "rule"):
+                        del own[key], reported[key]
+                    self.assertEqual(reported, own)
+
+    def test_false_information_actions_on_the_wire(self):
+        """Keys sorted and numbers as integers in the bytes themselves; the verdict cache and
+        the decision log give back the same bytes."""
+        document = {"election": "na22", "area": "false_information", "date": "2024-03-02",
+                    "activity": {"kind": "posting", "category": "slander",
+                                 "true_facts": False}}
+        first = check(self.server, document, JSON)
+        self.assertIn(b'"actions":[{"article":"82-4(3)","due_hours":24,"escalation":{"after":2,'
+                      b'"article":"256(3)1(e)","kind":"referral","penalty":', first.raw)
+        raw = msgpack.unpackb(check(self.server, document, MSGPACK).raw)
+        self.assertIs(type(raw["actions"][0]["due_hours"]), int)
+        self.assertIs(type(raw["actions"][0]["escalation"]["after"]), int)
+        # Both workers, several times: some answers come from their verdict caches.
+        bodies = {check(self.server, document, JSON).raw.split(b',"decision":')[0]
+                  for _ in range(6)}
+        self.assertEqual(bodies, {first.raw.split(b',"decision":')[0]})
+        decision = request(self.server, "GET", "/v1/decisions/%d" % first.decisions[0]).data
+        self.assertEqual(decision["answer"]["actions"], first.data["actions"])
+        self.assertEqual(decision["article"], "251")
+
+    def test_false_information_refuses_bad_facts(self):
+        base = {"election": "na22", "area": "false_information", "date": "2024-03-01"}
+        cases = [
+            ({"kind": "posting", "category": "false_fact", "true_facts": True}, 422,
+             "activity.true_facts",
+             "activity.true_facts is true for a posting reported as false_fact; report true "
+             "facts that disparage as slander"),
+            ({"kind": "posting", "category": "rumour"}, 422, "activity.category",
+             "activity.category: unknown value 'rumour'"),
+            ({"kind": "posting", "category": "false_fact", "intent": "to_amuse"}, 422,
+             "activity.intent", "activity.intent: unknown value 'to_amuse'"),
+            ({"kind": "posting", "category": "slander", "public_interest": "yes"}, 422,
+             "activity.public_interest", "activity.public_interest must be a boolean"),
+            ({"kind": "post", "category": "false_fact"}, 422, "activity.kind",
+             "area false_information does not cover activity kind 'post'"),
+        ]
+        for activity, status, field, message in cases:
+            for kind in (MSGPACK, JSON):
+                with self.subTest(activity=activity, encoding=kind):
+                    self.assertError(check(self.server, dict(base, activity=activity), kind),
+                                     status, "invalid_fact", field, message)
+
     def test_area_omitted(self):
         data = check(self.server, {"election": "na22", "date": "2024-02-15",
                                    "activity": {"kind": "distribute", "deepfake": True,
@@ -746,6 +918,10 @@ FAILING_RULES = """\
       if purpose == 'get_out_the_vote' then
         local n = 0 for i = 1, 2e8 do n = n + i end
       end
+      if purpose == 'legislative_report' then
+        return epcs.allowed{article = '82-8', reason = 'r',
+                            actions = {{kind = 'referral', escalation = {next = {after = 2}}}}}
+      end
       return epcs.allowed{article = '82-8', reason = 'fine'}"""
 
 
@@ -778,6 +954,10 @@ class FailingRulesTest(EpcsTest):
                           "(endless loop?)"),
             "other": (7, "deepfake.lua:7: memory limit of 16777216 bytes exceeded"),
             "primary": (8, "deepfake.lua:8: attempt to index a nil value (field 'nothing')"),
+            "legislative_report": (0, "deepfake.lua: rule test/1 returned actions whose "
+                                      "actions[1].escalation.next is a map nested deeper; actions "
+                                      "are a list of maps of strings, numbers, booleans and maps "
+                                      "of those, 2 deep"),
         }
         for round_ in range(3):
             for purpose, (line, message) in cases.items():

@@ -1,0 +1,73 @@
+/*
+ * The false_information area (Arts. 82-4, 250, 251, and 82-8 for deepfakes): a reported online
+ * posting, and what the commission sends whom about it. The legal logic is in
+ * lua_rules/false_information.lua; this plugin declares the facts the rules read, refuses facts
+ * that contradict each other and hands evaluations to the rules.
+ */
+#include <epcs/plugin.h>
+
+#include <string.h>
+
+EPCS_PLUGIN_DELEGATE_TO_RULES
+
+static const char *const activity_kinds[] = {"posting", NULL};
+
+static const char *const categories[] = {"false_fact", "slander", "deepfake", NULL};
+
+static const char *const intents[] = {"to_elect", "to_defeat", NULL};
+
+static const char *const targets[] = {"candidate", "prospective_candidate", "party", "other", NULL};
+
+/* The deepfake area's list: a deepfake posting is judged by that area's rules. */
+static const char *const purposes[] = {
+    "campaign", "primary", "get_out_the_vote", "legislative_report", "satire", "other", NULL};
+
+static const struct epcs_fact_spec facts[] = {
+    {"activity.category", EPCS_FACT_ENUM, categories},
+    {"activity.intent", EPCS_FACT_ENUM, intents},
+    {"activity.target", EPCS_FACT_ENUM, targets},
+    {"activity.true_facts", EPCS_FACT_BOOL, NULL},
+    {"activity.public_interest", EPCS_FACT_BOOL, NULL},
+    {"activity.deepfake", EPCS_FACT_BOOL, NULL},
+    {"activity.purpose", EPCS_FACT_ENUM, purposes},
+    {"activity.labeled", EPCS_FACT_BOOL, NULL},
+    {NULL, 0, NULL},
+};
+
+/* A posting reported as spreading false facts cannot state true ones: such a report was filled
+ * in wrongly (true facts that disparage are slander), and either verdict would hide it. */
+static int cb_validate(void *state, struct epcs_facts *request)
+{
+    struct epcs_fact_value category, true_facts;
+    (void)state;
+    if (host->fact(request, "activity.category", &category) && category.length == 10 &&
+        memcmp(category.string, "false_fact", 10) == 0 &&
+        host->fact(request, "activity.true_facts", &true_facts) && true_facts.boolean)
+        return host->reject(request, "activity.true_facts",
+                            "activity.true_facts is true for a posting reported as false_fact; "
+                            "report true facts that disparage as slander");
+    return 0;
+}
+
+static const struct epcs_plugin descriptor = {
+    .abi_version = EPCS_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(struct epcs_plugin),
+    .name = "false_information",
+    .article = "82-4",
+    .description = "Reported postings spreading false facts about or slandering candidates, or "
+                   "deepfakes restricted by Art. 82-8: the verdict and the deletion requests and "
+                   "referrals the commission sends.",
+    .rule_file = "false_information.lua",
+    .activity_kinds = activity_kinds,
+    .facts = facts,
+    .init = epcs_rules_init,
+    .validate = cb_validate,
+    .evaluate = epcs_rules_evaluate,
+    .calendar = epcs_rules_calendar,
+    .destroy = NULL,
+};
+
+EPCS_PLUGIN_EXPORT const struct epcs_plugin *EPCS_PLUGIN_ENTRY(void)
+{
+    return &descriptor;
+}
