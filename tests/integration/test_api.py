@@ -632,9 +632,18 @@ class ApiTest(EpcsTest):
         bodies = {check(self.server, document, JSON).raw.split(b',"decision":')[0]
                   for _ in range(6)}
         self.assertEqual(bodies, {first.raw.split(b',"decision":')[0]})
-        decision = request(self.server, "GET", "/v1/decisions/%d" % first.decisions[0]).data
-        self.assertEqual(decision["answer"]["actions"], first.data["actions"])
+        # The decision log stores the answer's bytes; the writer may not have reached it yet.
+        path = "/v1/decisions/%d" % first.decisions[0]
+        deadline = time.time() + 10
+        while request(self.server, "GET", path).status != 200 and time.time() < deadline:
+            time.sleep(0.05)
+        decision = request(self.server, "GET", path).data
+        self.assertEqual(decision["answer"], first.document)
         self.assertEqual(decision["article"], "251")
+        replay = request(self.server, "POST", path + "/replay")
+        self.assertEqual(replay.status, 200, replay.raw)
+        self.assertTrue(replay.data["same"])
+        self.assertEqual(replay.data["replayed"]["actions"], first.data["actions"])
 
     def test_false_information_refuses_bad_facts(self):
         base = {"election": "na22", "area": "false_information", "date": "2024-03-01"}
