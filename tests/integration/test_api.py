@@ -334,6 +334,34 @@ class ApiTest(EpcsTest):
         deepfake = [i for i in vacancy["items"] if i["area"] == "deepfake"]
         self.assertEqual([(i["from"], i["to"]) for i in deepfake], [("2025-04-04", "2025-06-03")])
 
+    def test_false_information_calendar(self):
+        """Its own last day for Arts. 250 and 251, and the deepfake area's window while
+        Art. 82-8 is in force on election day (not for the 2022 presidential election)."""
+        rule = "false_information/82-4/2004-03-12"
+        last_day = {
+            "area": "false_information", "kind": "deadline", "article": "82-4(2)", "rule": rule,
+            "title": "Last day online false facts or slander about candidates can aim at this "
+                     "election (Arts. 250, 251)",
+            "title_ko": "정보통신망을 이용한 후보자 관련 허위사실 공표·비방이 이 선거를 목적으로 "
+                        "할 수 있는 마지막 날 (제250조, 제251조)"}
+        items = request(self.server, "GET", "/v1/elections/na22/calendar").data["items"]
+        self.assertEqual([i for i in items if i["area"] == "false_information"], [
+            dict(last_day, day="2024-04-10"),
+            {"area": "false_information", "kind": "window", "article": "82-8", "rule": rule,
+             "title": "Reported deepfakes: Deepfake videos for campaigning prohibited (D-90 to "
+                      "election day)",
+             "title_ko": "딥페이크 신고: 딥페이크 영상 등을 이용한 선거운동 금지 (선거일 전 "
+                         "90일부터 선거일까지)",
+             "from": "2024-01-11", "to": "2024-04-10"}])
+        items = request(self.server, "GET", "/v1/elections/pres20/calendar").data["items"]
+        self.assertEqual([i for i in items if i["area"] == "false_information"],
+                         [dict(last_day, day="2022-03-09")])
+        vacancy = request(self.server, "GET", "/v1/elections/pres21/calendar").data["items"]
+        self.assertEqual([(i["kind"], i.get("from"), i.get("to"), i.get("day"))
+                          for i in vacancy if i["area"] == "false_information"],
+                         [("deadline", None, None, "2025-06-03"),
+                          ("window", "2025-04-04", "2025-06-03", None)])
+
     def test_calendar_as_icalendar(self):
         """Accept: text/calendar gives RFC 5545, checked by an independent parser."""
         response = request(self.server, "GET", "/v1/elections/pres21/calendar",
