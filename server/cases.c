@@ -400,8 +400,10 @@ int epcs_cases_check_actions(const char *verdict, size_t verdict_len, const char
             rc = -1;
         }
     }
+    /* The actions live in the zone: counted before it goes. */
+    int count = rc == 0 ? (int)action_count(&view) : -1;
     msgpack_zone_destroy(&zone);
-    return rc == 0 ? (int)action_count(&view) : -1;
+    return count;
 }
 
 /* ---- steps -------------------------------------------------------------------------------- */
