@@ -1061,18 +1061,29 @@ static void cb_sweep_work(uv_work_t *work)
                                       sweep->err, sizeof(sweep->err));
 }
 
+/* Whether the last sweep failed: a failure that lasts (a full decision log) is logged when it
+ * starts and when it ends, not at every tick. Only worker 0's loop touches it. */
+static int sweep_failing;
+
 static void cb_sweep_done(uv_work_t *work, int status)
 {
     struct sweep *sweep = work->data;
     struct epcs_worker *worker = sweep->worker;
     worker->case_sweep_busy = 0;
     if (status != 0)
-        epcs_log(EPCS_LOG_ERROR, "cases", "sweep: %s", uv_strerror(status));
-    else if (sweep->handled < 0)
-        epcs_log(EPCS_LOG_ERROR, "cases", "sweep stopped, the rest waits for the next: %s",
-                 sweep->err);
-    else if (sweep->handled > 0)
-        epcs_log(EPCS_LOG_INFO, "cases", "sweep: %d request(s) fell due", sweep->handled);
+        snprintf(sweep->err, sizeof(sweep->err), "%s", uv_strerror(status));
+    if (status != 0 || sweep->handled < 0) {
+        if (!sweep_failing)
+            epcs_log(EPCS_LOG_ERROR, "cases",
+                     "sweep failed, requests falling due wait for the next one: %s", sweep->err);
+        sweep_failing = 1;
+    } else {
+        if (sweep_failing)
+            epcs_log(EPCS_LOG_INFO, "cases", "sweep works again");
+        sweep_failing = 0;
+        if (sweep->handled > 0)
+            epcs_log(EPCS_LOG_INFO, "cases", "sweep: %d request(s) fell due", sweep->handled);
+    }
     free(sweep);
 }
 
