@@ -545,3 +545,20 @@ int epcs_msgpack_map_header(const char *bytes, size_t len, uint32_t *fields, siz
     }
     return -1;
 }
+
+/* Keys and answers are tens to hundreds of bytes: mixed a word at a time, not a byte at a time. */
+uint64_t epcs_hash_bytes(const void *bytes, size_t len)
+{
+    const unsigned char *at = bytes;
+    uint64_t hash = 0x9e3779b97f4a7c15ull ^ len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, at + i, 8);
+        hash = (hash ^ word) * 0xbf58476d1ce4e5b9ull;
+        hash ^= hash >> 31;
+    }
+    for (; i < len; i++)
+        hash = (hash ^ at[i]) * 0x94d049bb133111ebull;
+    return hash ^ (hash >> 29);
+}

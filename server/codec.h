@@ -53,4 +53,10 @@ int epcs_msgpack_map_header(const char *bytes, size_t len, uint32_t *fields, siz
  */
 int epcs_utf8_valid(const char *str, size_t len);
 
+/**
+ * A 64-bit hash of `len` bytes for in-memory tables (the verdict cache, the decision log's
+ * known answers); not stable across versions, never stored.
+ */
+uint64_t epcs_hash_bytes(const void *bytes, size_t len);
+
 #endif

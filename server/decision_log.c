@@ -229,27 +229,11 @@ static void cited_articles(msgpack_zone *zone, const char *answer, size_t len, s
     }
 }
 
-/* Answers are hundreds of bytes: mixed a word at a time, not a byte at a time. */
-static uint64_t answer_hash(const char *bytes, size_t len)
-{
-    uint64_t hash = 0x9e3779b97f4a7c15ull ^ len;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t word;
-        memcpy(&word, bytes + i, 8);
-        hash = (hash ^ word) * 0xbf58476d1ce4e5b9ull;
-        hash ^= hash >> 31;
-    }
-    for (; i < len; i++)
-        hash = (hash ^ (unsigned char)bytes[i]) * 0x94d049bb133111ebull;
-    return hash ^ (hash >> 29);
-}
-
 /* The stored answer with these bytes, found among those known or inserted now. */
 static const struct known_answer *store_answer(struct epcs_decision_log *log, const char *answer,
                                                size_t len)
 {
-    uint64_t hash = answer_hash(answer, len);
+    uint64_t hash = epcs_hash_bytes(answer, len);
     struct known_answer *known = &log->known[hash & (KNOWN_ANSWER_SLOTS - 1)];
     if (known->bytes != NULL && known->hash == hash && known->len == len &&
         memcmp(known->bytes, answer, len) == 0)

@@ -486,16 +486,6 @@ static void cache_key(struct epcs_buf *key, const struct epcs_eval *eval)
     }
 }
 
-static uint64_t fnv1a(const char *data, size_t len)
-{
-    uint64_t hash = 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++) {
-        hash ^= (unsigned char)data[i];
-        hash *= 1099511628211ull;
-    }
-    return hash;
-}
-
 /* Writes a remembered verdict: its entries under a header counting the decision id too. */
 static void emit_verdict(struct epcs_eval *eval, const char *entries, size_t len, uint32_t fields,
                          enum epcs_verdict_kind kind)
@@ -1159,7 +1149,7 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
     }
     if (engine->cache_slots > 0) {
         cache_key(&engine->cache_key, eval);
-        hash = fnv1a(engine->cache_key.data, engine->cache_key.len);
+        hash = epcs_hash_bytes(engine->cache_key.data, engine->cache_key.len);
         slot = &engine->cache[hash & (engine->cache_slots - 1)];
         if (slot->bytes != NULL && slot->hash == hash && slot->key_len == engine->cache_key.len &&
             memcmp(slot->bytes, engine->cache_key.data, slot->key_len) == 0) {
