@@ -605,17 +605,20 @@ static int record_decision(h2o_req_t *req, const struct epcs_decision *decision,
     *ticket = 0;
     if (log == NULL)
         return 0;
-    uint64_t queued;
-    if (epcs_decision_log_append(log, &worker->staged, decision, 1, worker->partner, &queued) !=
-        0) {
+    /* As check.c does: staged in async mode, where the worker's stage may hold this turn's
+     * earlier decisions (lower ids) that an append would let the writer pass. */
+    int sync = epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC;
+    uint64_t queued = 0;
+    if ((sync
+             ? epcs_decision_log_append(log, &worker->staged, decision, 1, worker->partner, &queued)
+             : epcs_decision_log_stage(log, &worker->staged, decision, 1, worker->partner)) != 0) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
         epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
                            "the decision log cannot take this report's decision now, so the "
                            "report is not filed; retry");
         return -1;
     }
-    if (epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC)
-        *ticket = queued;
+    *ticket = queued;
     return 0;
 }
 

@@ -685,7 +685,9 @@ class EscalationTest(CaseTest):
         """SIGKILL right after answers, down past a due time, SIGTERM mid-flow: every answered
         write survives and the sweep picks up where it was."""
         data = os.path.join(self.scratch, "restart")
-        server = Server(*self.flags, "--data", data, rules=self.rules, auth=True)
+        # In sync mode the 201 waits for the report's decision to be on disk as well.
+        server = Server(*self.flags, "--data", data, "--audit", "sync", rules=self.rules,
+                        auth=True)
         try:
             filed = self.file("nec", FALSE_FACT, server=server)
             first, referral = filed["requests"]
@@ -714,6 +716,10 @@ class EscalationTest(CaseTest):
             self.assertEqual(report["requests"][1], before["requests"][1])
             self.assertEqual(report["history"][:len(before["history"])], before["history"])
             self.assertEqual(report["requests"][1]["answer"]["data"], "sent by courier")
+            decision = self.call("nec", "GET", "/v1/decisions/%d" % filed["decision"],
+                                 server=server)
+            self.assertEqual(decision.status, 200, decision.raw)
+            self.assertEqual(decision.document["answer"], filed["answer"])
             self.assertEqual(server.stop(), 0)
         finally:
             server.cleanup()
