@@ -94,6 +94,8 @@ struct epcs_cases {
     pthread_mutex_t lock;
     sqlite3 *db;
     struct epcs_decision_log *log;
+    /* The place in the decision log's line of the last event written (under `lock`). */
+    uint64_t last_ticket;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -461,13 +463,15 @@ static int record_step(struct epcs_cases *cases, const struct step *step, char *
 {
     const char *detail = step->detail != NULL ? step->detail->buf.data : NULL;
     size_t detail_len = step->detail != NULL ? step->detail->buf.len : 0;
-    uint64_t log_id = 0;
+    uint64_t log_id = 0, ticket = 0;
     if (epcs_decision_log_event(cases->log, step->partner, step->event, step->election,
                                 step->request != 0 ? step->request : step->report, detail,
-                                detail_len, &log_id) != 0) {
+                                detail_len, &log_id, &ticket) != 0) {
         snprintf(err, err_size, "the decision log refused the event %s", step->event);
         return EPCS_CASES_LOG_REFUSED;
     }
+    if (ticket > cases->last_ticket)
+        cases->last_ticket = ticket;
     sqlite3_stmt *stmt = prepare(cases->db,
                                  "INSERT INTO history(report, request, at_us, event, status, "
                                  "actor, detail, log_id) VALUES(?,?,?,?,?,?,?,?)",
@@ -1036,6 +1040,22 @@ static int begin(struct epcs_cases *cases, char *err, size_t err_size)
     return exec(cases->db, "BEGIN IMMEDIATE", err, err_size);
 }
 
+/*
+ * Under --audit sync an answer waits for the decision log to commit its steps' events, as a
+ * check's answer waits for its decision. Called on the thread pool, without the lock. The
+ * step itself is committed (fsync'd) in the case store by now, so a log that failed meanwhile
+ * does not undo it: refusing the answer would only make the client file it twice.
+ */
+static int wait_for_events(struct epcs_cases *cases, uint64_t ticket)
+{
+    if (epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC &&
+        epcs_decision_log_wait(cases->log, ticket) != 0)
+        epcs_log(EPCS_LOG_ERROR, "cases",
+                 "the decision log failed before a case step's events were written; the case "
+                 "store holds the step");
+    return EPCS_CASES_OK;
+}
+
 /* Commits on EPCS_CASES_OK, rolls back otherwise; returns the outcome. */
 static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
 {
@@ -1140,9 +1160,10 @@ int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *rep
     }
     if (rc == EPCS_CASES_OK && epcs_cases_get_report(cases->db, *id, pk, err, err_size) != 0)
         rc = EPCS_CASES_FAILED;
+    uint64_t ticket = cases->last_ticket;
     pthread_mutex_unlock(&cases->lock);
     msgpack_zone_destroy(&zone);
-    return rc;
+    return rc == EPCS_CASES_OK ? wait_for_events(cases, ticket) : rc;
 }
 
 /* The request's row as the writes need it. */
@@ -1356,9 +1377,10 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
     if (rc == EPCS_CASES_OK &&
         pack_request(cases->db, answer->request, pk, detail, detail_size) != 0)
         rc = EPCS_CASES_FAILED;
+    uint64_t ticket = cases->last_ticket;
     pthread_mutex_unlock(&cases->lock);
     epcs_buf_free(&row.action);
-    return rc;
+    return rc == EPCS_CASES_OK ? wait_for_events(cases, ticket) : rc;
 }
 
 /* One open request past its due time: overdue, then the next attempt or the escalation. */

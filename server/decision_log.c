@@ -83,6 +83,8 @@ struct epcs_decision_log {
 
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    /* Broadcast after each commit, for epcs_decision_log_wait. */
+    pthread_cond_t committed_cond;
     struct chunk *head, **tail;
     /* Entries in the chunks from head on; `queued` also counts those the writer holds. */
     size_t incoming;
@@ -579,6 +581,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&log->lock);
         /* Held entries stay counted until written. */
         log->queued -= taken - (log->held != NULL ? log->held->count : 0);
+        pthread_cond_broadcast(&log->committed_cond);
         pthread_mutex_unlock(&log->lock);
         if (log->on_commit != NULL)
             log->on_commit(log->on_commit_ctx);
@@ -599,6 +602,7 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     log->tail = &log->head;
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
+    pthread_cond_init(&log->committed_cond, NULL);
     char path[4200];
     db_path(data_dir, path, sizeof(path));
     /* Only the writer thread uses this connection: SQLite's own locking would be wasted. */
@@ -716,6 +720,7 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
     epcs_buf_free(&log->article);
     epcs_buf_free(&log->page);
     pthread_cond_destroy(&log->wake);
+    pthread_cond_destroy(&log->committed_cond);
     pthread_mutex_destroy(&log->lock);
     free(log);
 }
@@ -728,6 +733,18 @@ enum epcs_audit_mode epcs_decision_log_mode(const struct epcs_decision_log *log)
 uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log)
 {
     return atomic_load_explicit(&log->committed, memory_order_acquire);
+}
+
+int epcs_decision_log_wait(struct epcs_decision_log *log, uint64_t ticket)
+{
+    if (log == NULL || ticket == 0)
+        return 0;
+    pthread_mutex_lock(&log->lock);
+    while (epcs_decision_log_committed(log) < ticket && !atomic_load(&log->failed))
+        pthread_cond_wait(&log->committed_cond, &log->lock);
+    int committed = epcs_decision_log_committed(log) >= ticket;
+    pthread_mutex_unlock(&log->lock);
+    return committed ? 0 : -1;
 }
 
 void epcs_decision_log_on_commit(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx)
@@ -1013,9 +1030,11 @@ void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision
 
 int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
                             const char *election, uint64_t subject, const char *detail,
-                            size_t detail_len, uint64_t *id)
+                            size_t detail_len, uint64_t *id, uint64_t *ticket)
 {
     *id = 0;
+    if (ticket != NULL)
+        *ticket = 0;
     if (log == NULL)
         return 0;
     if (atomic_load(&log->failed))
@@ -1051,9 +1070,11 @@ int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, 
         pthread_mutex_unlock(&log->lock);
         goto refuse;
     }
-    enqueue_locked(log, chunk, NULL);
+    uint64_t place = enqueue_locked(log, chunk, NULL);
     pthread_mutex_unlock(&log->lock);
     *id = event_id;
+    if (ticket != NULL)
+        *ticket = place;
     return 0;
 refuse:
     atomic_fetch_add(&log->refused, 1);

@@ -91,12 +91,19 @@ void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision
  * One step of a case (report filed, request sent, answered, overdue, escalated, ...), logged
  * in the decisions' id space and order and listed by GET /v1/decisions with `event` set.
  * `subject` is the report or request id; `detail` is a msgpack map or NULL. Returns 0 with
- * *id set, or -1 when the log is full or has failed (answer 503 decision_log_unavailable).
- * With the log off (log == NULL) returns 0 and *id = 0. Safe from any thread.
+ * *id set (and *ticket, its place in line, when not NULL), or -1 when the log is full or has
+ * failed (answer 503 decision_log_unavailable). With the log off (log == NULL) returns 0 and
+ * *id = 0. Safe from any thread.
  */
 int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
                             const char *election, uint64_t subject, const char *detail,
-                            size_t detail_len, uint64_t *id);
+                            size_t detail_len, uint64_t *id, uint64_t *ticket);
+
+/**
+ * Blocks the calling thread (never an event loop) until `ticket` is committed. Returns 0, or
+ * -1 when the log failed first. Returns 0 at once for a NULL log or ticket 0.
+ */
+int epcs_decision_log_wait(struct epcs_decision_log *log, uint64_t ticket);
 
 /** The highest ticket whose transaction has committed. */
 uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log);

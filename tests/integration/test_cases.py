@@ -720,6 +720,11 @@ class EscalationTest(CaseTest):
                                  server=server)
             self.assertEqual(decision.status, 200, decision.raw)
             self.assertEqual(decision.document["answer"], filed["answer"])
+            # Under --audit sync the answers waited for their steps' events too: the ones
+            # written before the SIGKILL are all in the decision log.
+            steps = self.logged([step["decision"] for step in before["history"]], server)
+            self.assertEqual([s["event"] for s in steps],
+                             [step["event"] for step in before["history"]])
             self.assertEqual(server.stop(), 0)
         finally:
             server.cleanup()

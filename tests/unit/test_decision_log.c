@@ -295,16 +295,21 @@ static void test_id_order_and_events(void)
     sample.decision.id = epcs_decision_log_next_id(log, &stage);
     uint64_t event = 0;
     const char detail[] = "\x81\xa6status\xa4open"; /* {"status": "open"} */
+    uint64_t event_ticket = 0;
     EXPECT_INT(epcs_decision_log_event(log, "naver", "request_sent", "na22", 7, detail,
-                                       sizeof(detail) - 1, &event),
+                                       sizeof(detail) - 1, &event, &event_ticket),
                0);
+    EXPECT_INT(event_ticket, 1);
     EXPECT(event > sample.decision.id);
     usleep(200 * 1000);
     uint64_t ids[8];
     struct epcs_decision_query all = {.after = sample.decision.id - 1, .limit = 10};
     EXPECT_INT(list_ids(all, ids, 8), 0);
+    /* Held back behind the decision on its way: not committed. */
+    EXPECT_INT(epcs_decision_log_committed(log), 0);
     EXPECT_INT(epcs_decision_log_stage(log, &stage, &sample.decision, 1, "kakao"), 0);
     epcs_decision_log_flush(log, &stage);
+    EXPECT_INT(epcs_decision_log_wait(log, event_ticket + 1), 0);
     struct epcs_decision_log_stats stats;
     for (int i = 0; i < 500; i++) {
         epcs_decision_log_stats(log, &stats);
