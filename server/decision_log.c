@@ -94,6 +94,8 @@ struct epcs_decision_log {
     int stopping;
     /* A stage cleared its in-flight mark: held entries may be ready. */
     int released;
+    /* The writer holds entries back (its `held`, published under the lock). */
+    int holding;
     /* Every worker's stage, so the writer can see which ids are still on their way. */
     struct epcs_decision_stage **lanes;
     size_t lane_count;
@@ -581,6 +583,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&log->lock);
         /* Held entries stay counted until written. */
         log->queued -= taken - (log->held != NULL ? log->held->count : 0);
+        log->holding = log->held != NULL;
         pthread_cond_broadcast(&log->committed_cond);
         pthread_mutex_unlock(&log->lock);
         if (log->on_commit != NULL)
@@ -907,19 +910,27 @@ static struct chunk *make_chunk(const struct epcs_buf *bytes, size_t count)
 static uint64_t enqueue_locked(struct epcs_decision_log *log, struct chunk *chunk,
                                struct epcs_decision_stage *stage)
 {
+    /* The writer is woken only when it has something new to act on: a first chunk, a full
+     * group, or held entries that may now go. A signal per loop turn of every worker cost
+     * more than the writing itself at low load. */
+    int wake = 0;
     if (chunk != NULL) {
         chunk->first_ticket = log->last_ticket + 1;
         log->last_ticket += chunk->count;
         *log->tail = chunk;
         log->tail = &chunk->next;
         log->queued += chunk->count;
+        size_t before = log->incoming;
         log->incoming += chunk->count;
+        wake = before == 0 || (before < GATHER_ENTRIES && log->incoming >= GATHER_ENTRIES);
     }
     if (stage != NULL && atomic_load(&stage->in_flight) != 0) {
         atomic_store(&stage->in_flight, 0);
         log->released = 1;
+        wake |= log->holding;
     }
-    pthread_cond_signal(&log->wake);
+    if (wake)
+        pthread_cond_signal(&log->wake);
     return log->last_ticket;
 }
 

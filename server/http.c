@@ -197,9 +197,15 @@ static uint64_t since_us(const struct timeval *start)
     return us > 0 ? (uint64_t)us : 0;
 }
 
-/* Access lines gather per worker and go out in one write per loop turn (cb_flush_access_log):
- * a write per request would cost more than the check itself. */
+/*
+ * Access lines gather per worker and go out together: a write per request would cost more than
+ * the check itself, and at low concurrency a loop turn is one request. They are written at the
+ * end of a turn that gathered ACCESS_LOG_TURN_BYTES, else ACCESS_LOG_DELAY_MS after the first
+ * unwritten line; a crash loses at most that much of the access log (decisions are not in it).
+ */
 #define ACCESS_LOG_FLUSH_BYTES (64 * 1024)
+#define ACCESS_LOG_TURN_BYTES (16 * 1024)
+#define ACCESS_LOG_DELAY_MS 50
 
 static void flush_access_log(struct epcs_worker *worker)
 {
@@ -213,6 +219,13 @@ static void cb_end_of_turn(uv_prepare_t *prepare)
     struct epcs_worker *worker = prepare->data;
     if (worker->server->decisions != NULL)
         epcs_decision_log_flush(worker->server->decisions, &worker->staged);
+    if (worker->access_log.len >= ACCESS_LOG_TURN_BYTES)
+        flush_access_log(worker);
+}
+
+static void cb_access_log_due(uv_timer_t *timer)
+{
+    struct epcs_worker *worker = timer->data;
     if (worker->access_log.len > 0)
         flush_access_log(worker);
 }
@@ -224,6 +237,8 @@ static void append_access_line(struct epcs_worker *worker, h2o_req_t *req, int s
     size_t len = epcs_log_access_line(line, sizeof(line), req->method.base, req->method.len,
                                       req->path.base, req->path.len, status, latency_us, partner,
                                       req->version >= 0x200 ? "HTTP/2" : "HTTP/1.1", bytes);
+    if (worker->access_log.len == 0)
+        uv_timer_start(&worker->access_log_due, cb_access_log_due, ACCESS_LOG_DELAY_MS, 0);
     if (epcs_buf_append(&worker->access_log, line, len) != 0 ||
         worker->access_log.len >= ACCESS_LOG_FLUSH_BYTES)
         flush_access_log(worker);
@@ -1143,6 +1158,8 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     worker->decisions_committed.data = worker;
     uv_prepare_init(&worker->loop, &worker->access_log_flush);
     worker->access_log_flush.data = worker;
+    uv_timer_init(&worker->loop, &worker->access_log_due);
+    worker->access_log_due.data = worker;
     uv_prepare_start(&worker->access_log_flush, cb_end_of_turn);
     epcs_cases_worker_init(worker);
     h2o_linklist_init_anchor(&worker->held);

@@ -147,6 +147,8 @@ struct epcs_worker {
     /** Access log lines not yet written; flushed each loop turn before it waits. */
     struct epcs_buf access_log;
     uv_prepare_t access_log_flush;
+    /* Writes the gathered access lines when no busy turn has (see ACCESS_LOG_DELAY_MS). */
+    uv_timer_t access_log_due;
     /** Read-only decision log connection for /v1/decisions, opened on first use. */
     sqlite3 *reader;
     /** Read-only case store connection for the report and queue routes, opened on first use. */
