@@ -10,125 +10,45 @@
 #include "dates.h"
 #include "impact.h"
 #include "log.h"
+#include "query.h"
 #include "rule_store.h"
 #include "server.h"
 
 #define DECISIONS_DEFAULT_LIMIT 100
 #define DECISIONS_MAX_LIMIT 1000
+/* One of each filter. */
+#define DECISIONS_MAX_FILTERS 8
 
 /* ---- query strings ------------------------------------------------------------------------ */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes [text, text+len) into `out` (NUL-terminated). Returns 0, or -1 if malformed
- * or longer than `size`. */
-static int url_decode(const char *text, size_t len, char *out, size_t size)
-{
-    size_t at = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '%') {
-            if (i + 2 >= len)
-                return -1;
-            int high = hex_digit(text[i + 1]), low = hex_digit(text[i + 2]);
-            if (high < 0 || low < 0)
-                return -1;
-            c = (char)(high << 4 | low);
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (c == '\0' || at + 1 >= size)
-            return -1;
-        out[at++] = c;
-    }
-    out[at] = '\0';
-    return 0;
-}
-
-/* "YYYY-MM-DD" (00:00 UTC) or "YYYY-MM-DDTHH:MM:SSZ" as microseconds since the epoch. */
-static int parse_instant(const char *text, int64_t *us)
-{
-    struct tm tm = {0};
-    int32_t day;
-    size_t len = strlen(text);
-    if (len != 10 && len != 20)
-        return -1;
-    if (epcs_date_parse(text, 10, &day) != 0)
-        return -1;
-    if (len == 20) {
-        if (text[10] != 'T' || text[19] != 'Z' ||
-            sscanf(text + 11, "%2d:%2d:%2d", &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 3 ||
-            tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-            return -1;
-    }
-    *us = ((int64_t)day * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec) * 1000000;
-    return 0;
-}
-
-static int parse_unsigned(const char *text, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    unsigned long long value = strtoull(text, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -1;
-    *out = value;
-    return 0;
-}
-
-/* The query's filters, decoded into `storage` (which they point into). 0, or answers 400. */
+/* The query's filters, pointing into `params`. 0, or answers 400. */
 static int read_decision_query(h2o_req_t *req, struct epcs_decision_query *query,
-                               char storage[][128])
+                               struct epcs_query *params)
 {
     memset(query, 0, sizeof(*query));
     query->limit = DECISIONS_DEFAULT_LIMIT;
-    if (req->query_at == SIZE_MAX)
-        return 0;
-    const char *at = req->path.base + req->query_at + 1;
-    const char *end = req->path.base + req->path.len;
-    int slot = 0;
-    while (at < end) {
-        const char *amp = memchr(at, '&', (size_t)(end - at));
-        const char *stop = amp != NULL ? amp : end;
-        const char *equals = memchr(at, '=', (size_t)(stop - at));
-        if (stop == at) {
-            at = stop + 1;
-            continue;
-        }
-        char name[32], *value = storage[slot];
-        if (equals == NULL || url_decode(at, (size_t)(equals - at), name, sizeof(name)) != 0 ||
-            url_decode(equals + 1, (size_t)(stop - equals - 1), value, 128) != 0)
-            return epcs_respond_error(req, 400, "bad_request", NULL,
-                                      "the query must be name=value pairs, percent-encoded"),
-                   -1;
+    if (epcs_query_read(req, params, DECISIONS_MAX_FILTERS) != 0)
+        return -1;
+    for (size_t i = 0; i < params->count; i++) {
+        const char *name = params->names[i];
+        char *value = params->values[i];
         if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0) {
             int64_t us;
-            if (parse_instant(value, &us) != 0)
+            if (epcs_parse_instant(value, &us) != 0)
                 return epcs_respond_error(req, 400, "bad_request", name,
                                           "%s must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)",
                                           name),
                        -1;
             *(strcmp(name, "from") == 0 ? &query->from_us : &query->to_us) = us;
         } else if (strcmp(name, "after") == 0) {
-            if (parse_unsigned(value, &query->after) != 0)
+            if (epcs_parse_unsigned(value, &query->after) != 0)
                 return epcs_respond_error(req, 400, "bad_request", "after",
                                           "after must be a decision id (the previous page's next)"),
                        -1;
         } else if (strcmp(name, "limit") == 0) {
             uint64_t limit;
-            if (parse_unsigned(value, &limit) != 0 || limit == 0 || limit > DECISIONS_MAX_LIMIT)
+            if (epcs_parse_unsigned(value, &limit) != 0 || limit == 0 ||
+                limit > DECISIONS_MAX_LIMIT)
                 return epcs_respond_error(req, 400, "bad_request", "limit",
                                           "limit must be a whole number from 1 to %d",
                                           DECISIONS_MAX_LIMIT),
@@ -154,10 +74,6 @@ static int read_decision_query(h2o_req_t *req, struct epcs_decision_query *query
                                       name),
                    -1;
         }
-        slot++;
-        at = stop + 1;
-        if (slot == 8 && at < end)
-            return epcs_respond_error(req, 400, "bad_request", NULL, "at most 8 filters"), -1;
     }
     if (query->from_us && query->to_us && query->to_us <= query->from_us)
         return epcs_respond_error(req, 400, "bad_request", "to", "to must come after from"), -1;
@@ -190,8 +106,8 @@ static int list_decisions(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_decision_query query;
-    char storage[8][128];
-    if (read_decision_query(req, &query, storage) != 0)
+    struct epcs_query params;
+    if (read_decision_query(req, &query, &params) != 0)
         return 0;
     sqlite3 *reader = decision_reader(req);
     if (reader == NULL)
@@ -447,7 +363,7 @@ int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len)
                                   (int)req->path_normalized.len, req->path_normalized.base);
     memcpy(text, rest, id_len);
     text[id_len] = '\0';
-    if (parse_unsigned(text, &id) != 0)
+    if (epcs_parse_unsigned(text, &id) != 0)
         return epcs_respond_error(req, 400, "bad_request", "id",
                                   "a decision id is a whole number, as in the verdict's decision");
     if (replay)

@@ -18,6 +18,7 @@
 #include "dates.h"
 #include "decision.h"
 #include "log.h"
+#include "query.h"
 #include "server.h"
 
 #define FALSE_INFORMATION "false_information"
@@ -89,121 +90,6 @@ static sqlite3 *case_reader(h2o_req_t *req)
 
 /* ---- query strings ------------------------------------------------------------------------ */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes into `out` (NUL-terminated); -1 if malformed, holding NUL, or too long. */
-static int url_decode(const char *text, size_t len, char *out, size_t size)
-{
-    size_t at = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '%') {
-            if (i + 2 >= len)
-                return -1;
-            int high = hex_digit(text[i + 1]), low = hex_digit(text[i + 2]);
-            if (high < 0 || low < 0)
-                return -1;
-            c = (char)(high << 4 | low);
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (c == '\0' || at + 1 >= size)
-            return -1;
-        out[at++] = c;
-    }
-    out[at] = '\0';
-    return 0;
-}
-
-#define MAX_PARAMS 12
-
-/* The decoded name=value pairs of a query string. */
-struct query {
-    size_t count;
-    char names[MAX_PARAMS][32];
-    char values[MAX_PARAMS][256];
-};
-
-/* Splits the request's query. Returns 0, or answers 400 and returns -1. */
-static int read_query(h2o_req_t *req, struct query *query)
-{
-    query->count = 0;
-    if (req->query_at == SIZE_MAX)
-        return 0;
-    const char *at = req->path.base + req->query_at + 1;
-    const char *end = req->path.base + req->path.len;
-    while (at < end) {
-        const char *amp = memchr(at, '&', (size_t)(end - at));
-        const char *stop = amp != NULL ? amp : end;
-        if (stop == at) {
-            at = stop + 1;
-            continue;
-        }
-        if (query->count == MAX_PARAMS)
-            return epcs_respond_error(req, 400, "bad_request", NULL, "at most %d parameters",
-                                      MAX_PARAMS),
-                   -1;
-        const char *equals = memchr(at, '=', (size_t)(stop - at));
-        size_t i = query->count;
-        if (equals == NULL ||
-            url_decode(at, (size_t)(equals - at), query->names[i], sizeof(query->names[i])) != 0 ||
-            url_decode(equals + 1, (size_t)(stop - equals - 1), query->values[i],
-                       sizeof(query->values[i])) != 0)
-            return epcs_respond_error(req, 400, "bad_request", NULL,
-                                      "the query must be name=value pairs, percent-encoded"),
-                   -1;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(query->names[j], query->names[i]) == 0)
-                return epcs_respond_error(req, 400, "bad_request", query->names[i],
-                                          "%s is given twice", query->names[i]),
-                       -1;
-        }
-        query->count++;
-        at = stop + 1;
-    }
-    return 0;
-}
-
-static int parse_unsigned(const char *text, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    unsigned long long value = strtoull(text, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -1;
-    *out = value;
-    return 0;
-}
-
-/* "YYYY-MM-DD" (00:00 UTC) or "YYYY-MM-DDTHH:MM:SSZ", as GET /v1/decisions reads them. */
-static int parse_instant(const char *text, int64_t *us)
-{
-    int32_t day;
-    int hour = 0, minute = 0, second = 0;
-    size_t len = strlen(text);
-    if ((len != 10 && len != 20) || epcs_date_parse(text, 10, &day) != 0)
-        return -1;
-    if (len == 20 && (text[10] != 'T' || text[19] != 'Z' ||
-                      sscanf(text + 11, "%2d:%2d:%2d", &hour, &minute, &second) != 3 ||
-                      text[13] != ':' || text[16] != ':' || hour > 23 || minute > 59 ||
-                      second > 60 || hour < 0 || minute < 0 || second < 0))
-        return -1;
-    *us = ((int64_t)day * 86400 + hour * 3600 + minute * 60 + second) * 1000000;
-    return 0;
-}
-
 static int one_of(const char *value, const char *const *allowed)
 {
     for (; *allowed != NULL; allowed++) {
@@ -216,7 +102,7 @@ static int one_of(const char *value, const char *const *allowed)
 static int read_limit(h2o_req_t *req, const char *value, size_t max, size_t *limit)
 {
     uint64_t number;
-    if (parse_unsigned(value, &number) != 0 || number == 0 || number > max)
+    if (epcs_parse_unsigned(value, &number) != 0 || number == 0 || number > max)
         return epcs_respond_error(req, 400, "bad_request", "limit",
                                   "limit must be a whole number from 1 to %zu", max),
                -1;
@@ -226,7 +112,7 @@ static int read_limit(h2o_req_t *req, const char *value, size_t max, size_t *lim
 
 static int read_after(h2o_req_t *req, const char *value, uint64_t *after)
 {
-    if (parse_unsigned(value, after) != 0)
+    if (epcs_parse_unsigned(value, after) != 0)
         return epcs_respond_error(req, 400, "bad_request", "after",
                                   "after must be an id (the previous page's next)"),
                -1;
@@ -745,8 +631,8 @@ static int list_reports(h2o_req_t *req)
     if (require_staff(req) != 0)
         return 0;
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct query params;
-    if (read_query(req, &params) != 0)
+    struct epcs_query params;
+    if (epcs_query_read(req, &params, EPCS_QUERY_MAX_PARAMS) != 0)
         return 0;
     static const char *const statuses[] = {"open", "closed", "no_action", "needs_facts", NULL};
     struct epcs_report_query query = {.limit = 0};
@@ -768,7 +654,7 @@ static int list_reports(h2o_req_t *req)
             query.category = value;
         } else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0) {
             int64_t us;
-            if (parse_instant(value, &us) != 0)
+            if (epcs_parse_instant(value, &us) != 0)
                 return epcs_respond_error(req, 400, "bad_request", name,
                                           "%s must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)",
                                           name);
@@ -779,7 +665,7 @@ static int list_reports(h2o_req_t *req)
         } else if (strcmp(name, "limit") == 0) {
             /* Read once the format is known: an export may be longer than a page. */
             uint64_t number;
-            if (parse_unsigned(value, &number) != 0 || number == 0 || number > CSV_MAX_LIMIT)
+            if (epcs_parse_unsigned(value, &number) != 0 || number == 0 || number > CSV_MAX_LIMIT)
                 limit = (size_t)-1;
             else
                 limit = (size_t)number;
@@ -845,7 +731,7 @@ static int show_report(h2o_req_t *req, const char *rest, size_t len)
                                   "a report id is a whole number, as POST /v1/reports gave it");
     memcpy(text, rest, len);
     text[len] = '\0';
-    if (parse_unsigned(text, &id) != 0)
+    if (epcs_parse_unsigned(text, &id) != 0)
         return epcs_respond_error(req, 400, "bad_request", "id",
                                   "a report id is a whole number, as POST /v1/reports gave it");
     sqlite3 *reader = case_reader(req);
@@ -889,8 +775,8 @@ int epcs_handle_partner_requests(h2o_req_t *req)
         return not_found_route(req);
     if (!epcs_method_is(req, "GET"))
         return epcs_method_not_allowed(req, "GET");
-    struct query params;
-    if (read_query(req, &params) != 0)
+    struct epcs_query params;
+    if (epcs_query_read(req, &params, EPCS_QUERY_MAX_PARAMS) != 0)
         return 0;
     static const char *const statuses[] = {
         "open",      "overdue", "done", "objected", "data_submitted",
@@ -1042,7 +928,7 @@ int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)
                                   "a request id is a whole number, as the queue lists it");
     memcpy(text, rest, id_len);
     text[id_len] = '\0';
-    if (parse_unsigned(text, &id) != 0)
+    if (epcs_parse_unsigned(text, &id) != 0)
         return epcs_respond_error(req, 400, "bad_request", "id",
                                   "a request id is a whole number, as the queue lists it");
     return answer_request(req, id);
