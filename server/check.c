@@ -344,6 +344,10 @@ int epcs_handle_check(h2o_req_t *req)
     if (engine == NULL)
         return 0;
     struct epcs_decision decision = {.id = new_decision_id(worker), .check = &body};
+    if (is_msgpack) {
+        decision.check_msgpack = req->entity.base;
+        decision.check_len = req->entity.len;
+    }
     struct epcs_check_error err;
     msgpack_packer *pk = epcs_response_begin(worker);
     if (epcs_check_run(worker, engine, &body, pk, &decision, &err) != 0)

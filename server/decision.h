@@ -23,6 +23,10 @@ struct epcs_decision {
     const char *ruleset;
     /** The check as received (for an item of a batch, that item). */
     const msgpack_object *check;
+    /** The check's bytes when it arrived as exactly one msgpack object (else NULL): logged as
+     * they came, which spares packing `check` again. */
+    const char *check_msgpack;
+    size_t check_len;
     /** The verdict as sent, msgpack-encoded. */
     const char *verdict_msgpack;
     size_t verdict_len;
