@@ -7,7 +7,6 @@
  * answer is sent when the commit is done: the event loop never waits on the disk. Reads are
  * served on the loop from a read-only connection per worker, as /v1/decisions is.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
