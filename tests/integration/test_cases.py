@@ -327,6 +327,22 @@ class CaseFlowTest(CaseTest):
         today = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=9)))
         self.assertEqual(self.file("nec", dated)["date"], today.strftime("%Y-%m-%d"))
 
+    def test_a_case_event_is_not_replayed(self):
+        """A step of a case is in the decision log, but has no check to decide again."""
+        filed = self.file("nec", SLANDER)
+        event = filed["history"][0]["decision"]
+        self.logged([event])
+        replay = self.call("nec", "POST", "/v1/decisions/%d/replay" % event)
+        self.assertEqual(replay.status, 409, replay.raw)
+        self.assertEqual((replay.document["error"], replay.document["field"]),
+                         ("not_a_decision", "id"))
+        self.assertEqual(replay.document["message"],
+                         "%d is a case event, not a decision: there is no check to replay"
+                         % event)
+        # The report's own decision replays.
+        self.assertEqual(self.call("nec", "POST", "/v1/decisions/%d/replay"
+                                   % filed["decision"]).status, 200)
+
     def test_partners_see_only_their_own(self):
         naver = self.tokens["naver"]
         for path in ("/v1/reports", "/v1/reports/1", "/v1/reports?format=csv"):
