@@ -341,8 +341,13 @@ check "$plain" "${h2c[@]}"
 ok "refused; still prohibited under $baseline"
 
 step "edit the mounted rules: the amendment with its tests is taken live"
-cp "$tmp/accepted/deepfake.lua" "$tmp/rules/.deepfake.lua.new"
-mv "$tmp/rules/.deepfake.lua.new" "$tmp/rules/deepfake.lua"
+# Both files at once: the watcher reloads once the directory has been quiet for a moment.
+for file in false_information.lua deepfake.lua; do
+    cp "$tmp/accepted/$file" "$tmp/rules/.$file.new"
+done
+for file in false_information.lua deepfake.lua; do
+    mv "$tmp/rules/.$file.new" "$tmp/rules/$file"
+done
 deadline=$((SECONDS + 30))
 while check "$plain" "${h2c[@]}" && [ "$ruleset" = "$baseline" ]; do
     [ $SECONDS -lt $deadline ] || { show_logs; fail "the amendment was not taken within 30 s"; }
