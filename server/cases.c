@@ -12,9 +12,7 @@
 #include "facts.h"
 #include "keys.h"
 #include "log.h"
-
-#define EPCS_STRINGIFY_(x) #x
-#define EPCS_STRINGIFY(x) EPCS_STRINGIFY_(x)
+#include "store.h"
 
 /* Readers and the writer may meet on the database; a write waits rather than fail. */
 #define BUSY_TIMEOUT_MS 5000
@@ -99,16 +97,6 @@ struct epcs_cases {
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static int exec(sqlite3 *db, const char *sql, char *err, size_t err_size)
-{
-    char *message = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &message) == SQLITE_OK)
-        return 0;
-    snprintf(err, err_size, "%s", message != NULL ? message : sqlite3_errmsg(db));
-    sqlite3_free(message);
-    return -1;
-}
 
 static sqlite3_stmt *prepare(sqlite3 *db, const char *sql, char *err, size_t err_size)
 {
@@ -848,7 +836,7 @@ static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, msgpack
 int epcs_cases_get_report(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *err, size_t err_size)
 {
     /* One read transaction, so the report, its requests and its history agree. */
-    if (exec(db, "BEGIN", err, err_size) != 0)
+    if (epcs_sqlite_exec(db, "BEGIN", err, err_size) != 0)
         return -1;
     sqlite3_stmt *stmt = prepare(db, REPORT_COLUMNS " WHERE id = ?", err, err_size);
     int rc = -1;
@@ -864,7 +852,7 @@ int epcs_cases_get_report(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *er
         sqlite3_finalize(stmt);
     }
     char ignored[64];
-    exec(db, "COMMIT", ignored, sizeof(ignored));
+    epcs_sqlite_exec(db, "COMMIT", ignored, sizeof(ignored));
     return rc;
 }
 
@@ -1037,7 +1025,7 @@ static int begin(struct epcs_cases *cases, char *err, size_t err_size)
 {
     /* IMMEDIATE: the write lock now, not at the first write, so no step ever meets BUSY
      * halfway through. */
-    return exec(cases->db, "BEGIN IMMEDIATE", err, err_size);
+    return epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, err_size);
 }
 
 /*
@@ -1060,9 +1048,9 @@ static int wait_for_events(struct epcs_cases *cases, uint64_t ticket)
 static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
 {
     char ignored[64];
-    if (rc == EPCS_CASES_OK && exec(cases->db, "COMMIT", err, err_size) == 0)
+    if (rc == EPCS_CASES_OK && epcs_sqlite_exec(cases->db, "COMMIT", err, err_size) == 0)
         return EPCS_CASES_OK;
-    exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
+    epcs_sqlite_exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
     return rc == EPCS_CASES_OK ? EPCS_CASES_FAILED : rc;
 }
 
@@ -1549,35 +1537,15 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
     sqlite3_busy_timeout(cases->db, BUSY_TIMEOUT_MS);
     /* A report answered 201 and a request a platform was told about must survive a power
      * cut: every commit is fsync'd. */
-    if (exec(cases->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-             why, sizeof(why)) != 0) {
+    if (epcs_sqlite_exec(
+            cases->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            why, sizeof(why)) != 0) {
         snprintf(err, err_size, "%s: %s", path, why);
         goto fail;
     }
-    sqlite3_stmt *stmt = NULL;
-    int user_version = -1, tables = -1;
-    if (sqlite3_prepare_v2(cases->db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        user_version = sqlite3_column_int(stmt, 0);
-    sqlite3_finalize(stmt);
-    if (sqlite3_prepare_v2(cases->db, "SELECT count(*) FROM sqlite_master WHERE name = 'reports'",
-                           -1, &stmt, NULL) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        tables = sqlite3_column_int(stmt, 0);
-    sqlite3_finalize(stmt);
-    if (tables > 0 && user_version != SCHEMA_VERSION) {
-        snprintf(err, err_size,
-                 "%s has case store format %d, this epcsd writes %d: move it aside (these are "
-                 "legal records: keep it) and start again",
-                 path, user_version, SCHEMA_VERSION);
+    if (epcs_sqlite_schema(cases->db, path, "case store", "these are legal records", "'reports'",
+                           SCHEMA_VERSION, schema, err, err_size) != 0)
         goto fail;
-    }
-    if (exec(cases->db, schema, why, sizeof(why)) != 0 ||
-        exec(cases->db, "PRAGMA user_version = " EPCS_STRINGIFY(SCHEMA_VERSION), why,
-             sizeof(why)) != 0) {
-        snprintf(err, err_size, "%s: %s", path, why);
-        goto fail;
-    }
     return cases;
 fail:
     epcs_cases_close(cases);

@@ -22,9 +22,7 @@
 #include "codec.h"
 #include "dates.h"
 #include "log.h"
-
-#define EPCS_STRINGIFY_(x) #x
-#define EPCS_STRINGIFY(x) EPCS_STRINGIFY_(x)
+#include "store.h"
 
 /* Busy readers may hold the database briefly; the writer waits rather than drop a commit. */
 #define BUSY_TIMEOUT_MS 5000
@@ -177,16 +175,6 @@ static int64_t wall_us(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
-static int exec(sqlite3 *db, const char *sql, char *err, size_t err_size)
-{
-    char *message = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &message) == SQLITE_OK)
-        return 0;
-    snprintf(err, err_size, "%s", message != NULL ? message : sqlite3_errmsg(db));
-    sqlite3_free(message);
-    return -1;
 }
 
 static void db_path(const char *data_dir, char *path, size_t size)
@@ -508,13 +496,13 @@ static int commit_group(struct epcs_decision_log *log, struct chunk *group, uint
     }
     *committed_ticket = log->held != NULL ? log->held->first_ticket - 1 : last_ticket;
     if (ready > 0) {
-        if (exec(log->db, "BEGIN", err, sizeof(err)) != 0)
+        if (epcs_sqlite_exec(log->db, "BEGIN", err, sizeof(err)) != 0)
             goto failed;
         if (write_pages(log, ready) != 0) {
             snprintf(err, sizeof(err), "%s", sqlite3_errmsg(log->db));
             goto rollback;
         }
-        if (exec(log->db, "COMMIT", err, sizeof(err)) != 0)
+        if (epcs_sqlite_exec(log->db, "COMMIT", err, sizeof(err)) != 0)
             goto rollback;
         atomic_fetch_add(&log->written, ready);
         atomic_fetch_add(&log->commits, 1);
@@ -525,7 +513,7 @@ rollback:
     /* Answers inserted by the rolled-back transaction are gone from the table. */
     forget_answers(log);
     char ignored[64];
-    exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
+    epcs_sqlite_exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
 failed:
     epcs_log(EPCS_LOG_ERROR, "decisions",
              "cannot write %zu decision(s): %s; refusing further checks until restarted", count,
@@ -644,36 +632,13 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
                               ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
     char why[256];
-    if (exec(log->db, pragmas, why, sizeof(why)) != 0) {
+    if (epcs_sqlite_exec(log->db, pragmas, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "%s: %s", path, why);
         goto fail;
     }
-    sqlite3_stmt *version = NULL;
-    int user_version = -1, tables = -1;
-    if (sqlite3_prepare_v2(log->db, "PRAGMA user_version", -1, &version, NULL) == SQLITE_OK &&
-        sqlite3_step(version) == SQLITE_ROW)
-        user_version = sqlite3_column_int(version, 0);
-    sqlite3_finalize(version);
-    if (sqlite3_prepare_v2(log->db,
-                           "SELECT count(*) FROM sqlite_master WHERE name IN ('decisions', "
-                           "'pages')",
-                           -1, &version, NULL) == SQLITE_OK &&
-        sqlite3_step(version) == SQLITE_ROW)
-        tables = sqlite3_column_int(version, 0);
-    sqlite3_finalize(version);
-    if (tables > 0 && user_version != SCHEMA_VERSION) {
-        snprintf(err, err_size,
-                 "%s has decision log format %d, this epcsd writes %d: move it aside (it is "
-                 "evidence: keep it) and start again",
-                 path, user_version, SCHEMA_VERSION);
+    if (epcs_sqlite_schema(log->db, path, "decision log", "it is evidence", "'decisions', 'pages'",
+                           SCHEMA_VERSION, schema, err, err_size) != 0)
         goto fail;
-    }
-    if (exec(log->db, schema, why, sizeof(why)) != 0 ||
-        exec(log->db, "PRAGMA user_version = " EPCS_STRINGIFY(SCHEMA_VERSION), why, sizeof(why)) !=
-            0) {
-        snprintf(err, err_size, "%s: %s", path, why);
-        goto fail;
-    }
     log->known = calloc(KNOWN_ANSWER_SLOTS, sizeof(*log->known));
     if (log->known == NULL || !msgpack_zone_init(&log->zone, 64 * 1024)) {
         snprintf(err, err_size, "out of memory");

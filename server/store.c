@@ -1,0 +1,48 @@
+/* What the SQLite stores share: running statements and checking a file's format. */
+#include "store.h"
+
+#include <stdio.h>
+
+int epcs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_size)
+{
+    char *message = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &message) == SQLITE_OK)
+        return 0;
+    snprintf(err, err_size, "%s", message != NULL ? message : sqlite3_errmsg(db));
+    sqlite3_free(message);
+    return -1;
+}
+
+static int single_int(sqlite3 *db, const char *sql, int otherwise)
+{
+    sqlite3_stmt *stmt = NULL;
+    int value = otherwise;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        value = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    return value;
+}
+
+int epcs_sqlite_schema(sqlite3 *db, const char *path, const char *what, const char *keep,
+                       const char *tables, int version, const char *schema, char *err,
+                       size_t err_size)
+{
+    char sql[256], why[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_master WHERE name IN (%s)", tables);
+    int user_version = single_int(db, "PRAGMA user_version", -1);
+    if (single_int(db, sql, -1) > 0 && user_version != version) {
+        snprintf(err, err_size,
+                 "%s has %s format %d, this epcsd writes %d: move it aside (%s: keep it) and "
+                 "start again",
+                 path, what, user_version, version, keep);
+        return -1;
+    }
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
+    if (epcs_sqlite_exec(db, schema, why, sizeof(why)) != 0 ||
+        epcs_sqlite_exec(db, sql, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "%s: %s", path, why);
+        return -1;
+    }
+    return 0;
+}
