@@ -737,37 +737,18 @@ static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t m
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 14));
 }
 
-static int pack_history(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *err,
-                        size_t err_size)
+/* Packs every row of `stmt` (finalized here) as an array, or nothing when a step fails. */
+static int pack_all_rows(sqlite3 *db, sqlite3_stmt *stmt, msgpack_packer *pk,
+                         void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt), char *err,
+                         size_t err_size)
 {
-    sqlite3_stmt *stmt = prepare(db,
-                                 "SELECT at_us, event, request, status, actor, detail, log_id "
-                                 "FROM history WHERE report = ? ORDER BY id",
-                                 err, err_size);
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
     struct epcs_buf rows = {0};
     msgpack_packer rows_pk;
     msgpack_packer_init(&rows_pk, &rows, epcs_buf_msgpack_write);
     size_t count = 0;
     int step;
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        msgpack_pack_map(&rows_pk, 7);
-        pack_cstr(&rows_pk, "at");
-        pack_time_column(&rows_pk, stmt, 0);
-        pack_cstr(&rows_pk, "event");
-        pack_text_column(&rows_pk, stmt, 1);
-        pack_cstr(&rows_pk, "request");
-        pack_id_column(&rows_pk, stmt, 2);
-        pack_cstr(&rows_pk, "status");
-        pack_text_column(&rows_pk, stmt, 3);
-        pack_cstr(&rows_pk, "by");
-        pack_text_column(&rows_pk, stmt, 4);
-        pack_cstr(&rows_pk, "detail");
-        pack_blob_column(&rows_pk, stmt, 5);
-        pack_cstr(&rows_pk, "decision");
-        pack_id_column(&rows_pk, stmt, 6);
+        pack_row(&rows_pk, stmt);
         count++;
     }
     if (step != SQLITE_DONE)
@@ -781,6 +762,38 @@ static int pack_history(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *
     return step == SQLITE_DONE ? 0 : -1;
 }
 
+static void pack_history_row(msgpack_packer *pk, sqlite3_stmt *stmt)
+{
+    msgpack_pack_map(pk, 7);
+    pack_cstr(pk, "at");
+    pack_time_column(pk, stmt, 0);
+    pack_cstr(pk, "event");
+    pack_text_column(pk, stmt, 1);
+    pack_cstr(pk, "request");
+    pack_id_column(pk, stmt, 2);
+    pack_cstr(pk, "status");
+    pack_text_column(pk, stmt, 3);
+    pack_cstr(pk, "by");
+    pack_text_column(pk, stmt, 4);
+    pack_cstr(pk, "detail");
+    pack_blob_column(pk, stmt, 5);
+    pack_cstr(pk, "decision");
+    pack_id_column(pk, stmt, 6);
+}
+
+static int pack_history(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *err,
+                        size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db,
+                                 "SELECT at_us, event, request, status, actor, detail, log_id "
+                                 "FROM history WHERE report = ? ORDER BY id",
+                                 err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    return pack_all_rows(db, stmt, pk, pack_history_row, err, err_size);
+}
+
 static int pack_requests_of(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *err,
                             size_t err_size)
 {
@@ -789,24 +802,7 @@ static int pack_requests_of(sqlite3 *db, uint64_t report, msgpack_packer *pk, ch
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    struct epcs_buf rows = {0};
-    msgpack_packer rows_pk;
-    msgpack_packer_init(&rows_pk, &rows, epcs_buf_msgpack_write);
-    size_t count = 0;
-    int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        pack_request_row(&rows_pk, stmt);
-        count++;
-    }
-    if (step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-    if (step == SQLITE_DONE) {
-        msgpack_pack_array(pk, count);
-        pack_raw(pk, rows.data, rows.len);
-    }
-    epcs_buf_free(&rows);
-    return step == SQLITE_DONE ? 0 : -1;
+    return pack_all_rows(db, stmt, pk, pack_request_row, err, err_size);
 }
 
 /* The report of the statement's current row, whole, or nothing when a part fails. */
@@ -1564,13 +1560,6 @@ void epcs_cases_close(struct epcs_cases *cases)
 sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size)
 {
     char path[4200];
-    sqlite3 *db = NULL;
     db_path(data_dir, path, sizeof(path));
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-    return db;
+    return epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size);
 }

@@ -1090,15 +1090,8 @@ refuse:
 sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_size)
 {
     char path[4200];
-    sqlite3 *db = NULL;
     db_path(data_dir, path, sizeof(path));
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-    return db;
+    return epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size);
 }
 
 /* Reading one page's entries in order. */

@@ -46,3 +46,15 @@ int epcs_sqlite_schema(sqlite3 *db, const char *path, const char *what, const ch
     }
     return 0;
 }
+
+sqlite3 *epcs_sqlite_reader(const char *path, int busy_ms, char *err, size_t err_size)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, busy_ms);
+    return db;
+}

@@ -15,6 +15,12 @@ int epcs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_size);
  * kept (`keep`), for the operator to move aside; otherwise `schema` is run and the format
  * recorded. 0, or -1 with `err` filled.
  */
+/**
+ * A read-only connection for one thread's queries, waiting up to `busy_ms` for the writer.
+ * NULL with `err` filled.
+ */
+sqlite3 *epcs_sqlite_reader(const char *path, int busy_ms, char *err, size_t err_size);
+
 int epcs_sqlite_schema(sqlite3 *db, const char *path, const char *what, const char *keep,
                        const char *tables, int version, const char *schema, char *err,
                        size_t err_size);
