@@ -53,7 +53,7 @@
 enum { ENTRY_DECISION = 0, ENTRY_EVENT = 1 };
 
 /*
- * Entries as workers hand them over (msgpack arrays, one after another):
+ * Entries as workers hand them over (msgpack arrays):
  *   decision: [0, id, at_us, latency_us, day, verdict, partner, election, area|nil, ruleset,
  *              request (bin: the check's msgpack), answer (bin: the verdict without its id)]
  *   event:    [1, id, at_us, partner, election|nil, event, subject, detail (bin)|nil]
@@ -66,15 +66,41 @@ enum { ENTRY_DECISION = 0, ENTRY_EVENT = 1 };
 #define PAGE_DECISION_FIELDS 13
 #define EVENT_FIELDS 8
 
-/* Entries handed to the writer together: one worker's turn, one sync answer, or one event. */
-struct chunk {
-    struct chunk *next;
+/*
+ * In a chunk every entry follows a fixed header with what the writer needs to sort and page
+ * it, so the writer never parses the msgpack (unpacking every entry again cost it a fifth of
+ * its time). Entries are not aligned: a header is copied in and out with memcpy.
+ */
+struct entry_header {
+    uint64_t id;
+    int64_t at_us;
+    /* The entry's msgpack bytes, right after the header. */
+    uint32_t len;
+    uint32_t kind;
+    /* Decisions: where the answer's bin header and the answer itself start in those bytes. */
+    uint32_t answer_header_at;
+    uint32_t answer_at;
+};
+
+/*
+ * Entries handed to the writer together: one worker's turn, one sync answer, or one event. The
+ * writer gives a chunk back for reuse once written (see `spare`).
+ */
+struct epcs_decision_chunk {
+    struct epcs_decision_chunk *next;
     size_t count;
     /* The ticket of the first entry; the others follow it in order. */
     uint64_t first_ticket;
-    size_t len;
-    char data[];
+    struct epcs_buf bytes;
 };
+
+/*
+ * Chunks kept for reuse. A chunk malloc'd by a worker and freed by the writer moved its memory
+ * (and malloc's bookkeeping) between cores on every loop turn; reused, a chunk keeps its
+ * capacity and no allocator runs. One larger than SPARE_CHUNK_BYTES (a burst) is freed.
+ */
+#define SPARE_CHUNKS 16
+#define SPARE_CHUNK_BYTES (1024 * 1024)
 
 struct epcs_decision_log {
     enum epcs_audit_mode mode;
@@ -89,7 +115,7 @@ struct epcs_decision_log {
     pthread_cond_t wake;
     /* Broadcast after each commit, for epcs_decision_log_wait. */
     pthread_cond_t committed_cond;
-    struct chunk *head, **tail;
+    struct epcs_decision_chunk *head, **tail;
     /* Entries in the chunks from head on; `queued` also counts those the writer holds. */
     size_t incoming;
     size_t queued;
@@ -103,6 +129,8 @@ struct epcs_decision_log {
     /* Every worker's stage, so the writer can see which ids are still on their way. */
     struct epcs_decision_stage **lanes;
     size_t lane_count;
+    struct epcs_decision_chunk *spare;
+    size_t spare_count;
 
     _Atomic uint64_t committed;
     _Atomic uint64_t written;
@@ -117,14 +145,12 @@ struct epcs_decision_log {
     struct known_answer *known;
     /* The slot the previous decision's answer was found in. */
     const struct known_answer *last_answer;
-    msgpack_zone zone;
-    int zone_ready;
     struct epcs_buf article;
     struct pending *pending;
     size_t pending_cap;
     struct epcs_buf page;
     /* Entries a group could not commit yet (an id below theirs was still on its way). */
-    struct chunk *held;
+    struct epcs_decision_chunk *held;
 };
 
 /*
@@ -162,12 +188,10 @@ struct known_answer {
 
 /* One entry of a group while the writer sorts it. */
 struct pending {
-    uint64_t id;
+    struct entry_header header;
     uint64_t ticket;
-    const msgpack_object *entry;
-    /* The entry's bytes as handed over. */
+    /* The entry's msgpack bytes as handed over (header.len of them). */
     const char *raw;
-    size_t raw_len;
 };
 
 static int64_t wall_us(void)
@@ -249,7 +273,6 @@ static const struct known_answer *store_answer(struct epcs_decision_log *log, co
     sqlite3_bind_blob(stmt, 1, answer, (int)len, SQLITE_STATIC);
     if (sqlite3_step(stmt) != SQLITE_DONE)
         return NULL;
-    /* The articles are read from a copy: cited_articles reuses the zone the group lives in. */
     msgpack_zone zone;
     if (!msgpack_zone_init(&zone, 1024))
         return NULL;
@@ -302,10 +325,10 @@ static int is_integer(const msgpack_object *value)
 }
 
 /*
- * Whether `entry` has the layout the rest of this file reads without further checks: handed
- * over (`stored` 0) or in a page (1). Only a damaged queue or database fails it.
+ * Whether a page's `entry` has the layout the rest of this file reads without further checks.
+ * Only a damaged database fails it.
  */
-static int entry_valid(const msgpack_object *entry, int stored)
+static int entry_valid(const msgpack_object *entry)
 {
     if (entry->type != MSGPACK_OBJECT_ARRAY || entry->via.array.size < 3)
         return 0;
@@ -317,32 +340,17 @@ static int entry_valid(const msgpack_object *entry, int stored)
         return entry->via.array.size == EVENT_FIELDS &&
                f[6].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
                (f[7].type == MSGPACK_OBJECT_BIN || f[7].type == MSGPACK_OBJECT_NIL);
-    if (f[0].via.u64 != ENTRY_DECISION ||
-        entry->via.array.size != (stored ? PAGE_DECISION_FIELDS : DECISION_FIELDS))
+    if (f[0].via.u64 != ENTRY_DECISION || entry->via.array.size != PAGE_DECISION_FIELDS)
         return 0;
     return is_integer(&f[3]) && is_integer(&f[4]) && f[9].type == MSGPACK_OBJECT_STR &&
-           f[10].type == MSGPACK_OBJECT_BIN &&
-           (stored ? is_integer(&f[11]) : f[11].type == MSGPACK_OBJECT_BIN);
+           f[10].type == MSGPACK_OBJECT_BIN && is_integer(&f[11]);
 }
 
 static int compare_pending(const void *a, const void *b)
 {
-    uint64_t x = ((const struct pending *)a)->id, y = ((const struct pending *)b)->id;
+    uint64_t x = ((const struct pending *)a)->header.id;
+    uint64_t y = ((const struct pending *)b)->header.id;
     return x < y ? -1 : x > y;
-}
-
-/* Packs one handed-over entry as a page stores it. */
-/* Where the encoded answer (the last field) starts in a handed-over decision, or 0 when its
- * header is not one msgpack-c writes for a bin of that size. */
-static size_t answer_offset(const struct pending *pending, size_t answer_len)
-{
-    const unsigned char *raw = (const unsigned char *)pending->raw;
-    size_t len = pending->raw_len;
-    size_t header = answer_len < 256 ? 2 : answer_len < 65536 ? 3 : 5;
-    unsigned char tag = header == 2 ? 0xc4 : header == 3 ? 0xc5 : 0xc6;
-    if (len < header + answer_len + 1 || raw[len - answer_len - header] != tag)
-        return 0;
-    return len - answer_len - header;
 }
 
 /* Writes one handed-over entry as a page stores it: the bytes before the answer are copied as
@@ -350,20 +358,17 @@ static size_t answer_offset(const struct pending *pending, size_t answer_len)
 static int pack_page_entry(struct epcs_decision_log *log, msgpack_packer *pk,
                            const struct pending *pending)
 {
-    const msgpack_object *field = pending->entry->via.array.ptr;
-    if (field[0].via.u64 == ENTRY_EVENT)
-        return epcs_buf_append(&log->page, pending->raw, pending->raw_len);
-    const msgpack_object *answer = &field[DECISION_FIELDS - 1];
-    const struct known_answer *known = store_answer(log, answer->via.bin.ptr, answer->via.bin.size);
+    const struct entry_header *header = &pending->header;
+    if (header->kind == ENTRY_EVENT)
+        return epcs_buf_append(&log->page, pending->raw, header->len);
+    const struct known_answer *known =
+        store_answer(log, pending->raw + header->answer_at, header->len - header->answer_at);
     if (known == NULL)
         return -1;
-    size_t answer_at = answer_offset(pending, answer->via.bin.size);
     /* Both arrays are short enough for a one-byte header. */
-    if (answer_at == 0 || (unsigned char)pending->raw[0] != (0x90 | DECISION_FIELDS))
-        return -1;
-    const char header = (char)(0x90 | PAGE_DECISION_FIELDS);
-    if (epcs_buf_append(&log->page, &header, 1) != 0 ||
-        epcs_buf_append(&log->page, pending->raw + 1, answer_at - 1) != 0)
+    const char array = (char)(0x90 | PAGE_DECISION_FIELDS);
+    if (epcs_buf_append(&log->page, &array, 1) != 0 ||
+        epcs_buf_append(&log->page, pending->raw + 1, header->answer_header_at - 1) != 0)
         return -1;
     msgpack_pack_int64(pk, known->id);
     pack_text_or_nil(pk, known->article[0] != '\0' ? known->article : NULL);
@@ -372,16 +377,16 @@ static int pack_page_entry(struct epcs_decision_log *log, msgpack_packer *pk,
 
 static int insert_page(struct epcs_decision_log *log, const struct pending *from, size_t count)
 {
-    int64_t first_us = entry_at_us(from[0].entry), last_us = first_us;
+    int64_t first_us = from[0].header.at_us, last_us = first_us;
     for (size_t i = 1; i < count; i++) {
-        int64_t at = entry_at_us(from[i].entry);
+        int64_t at = from[i].header.at_us;
         first_us = at < first_us ? at : first_us;
         last_us = at > last_us ? at : last_us;
     }
     sqlite3_stmt *stmt = log->insert_page;
     sqlite3_reset(stmt);
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from[0].id);
-    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)from[count - 1].id);
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)from[0].header.id);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)from[count - 1].header.id);
     sqlite3_bind_int64(stmt, 3, first_us);
     sqlite3_bind_int64(stmt, 4, last_us);
     sqlite3_bind_int64(stmt, 5, (sqlite3_int64)count);
@@ -410,33 +415,88 @@ static int write_pages(struct epcs_decision_log *log, size_t count)
     return 0;
 }
 
+static void free_chunks(struct epcs_decision_chunk *chunk)
+{
+    while (chunk != NULL) {
+        struct epcs_decision_chunk *next = chunk->next;
+        epcs_buf_free(&chunk->bytes);
+        free(chunk);
+        chunk = next;
+    }
+}
+
+/* An empty chunk: a spare one when there is one (lock held), else a new one (NULL: no memory). */
+static struct epcs_decision_chunk *take_chunk_locked(struct epcs_decision_log *log)
+{
+    struct epcs_decision_chunk *chunk = log->spare;
+    if (chunk == NULL)
+        return calloc(1, sizeof(*chunk));
+    log->spare = chunk->next;
+    log->spare_count--;
+    chunk->next = NULL;
+    chunk->count = 0;
+    chunk->first_ticket = 0;
+    epcs_buf_reset(&chunk->bytes);
+    return chunk;
+}
+
+static struct epcs_decision_chunk *take_chunk(struct epcs_decision_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    struct epcs_decision_chunk *chunk = take_chunk_locked(log);
+    pthread_mutex_unlock(&log->lock);
+    return chunk;
+}
+
+/* Keeps what of `chunks` fits among the spares (lock held); returns the rest, to be freed. */
+static struct epcs_decision_chunk *keep_spares_locked(struct epcs_decision_log *log,
+                                                      struct epcs_decision_chunk *chunks)
+{
+    struct epcs_decision_chunk *unkept = NULL;
+    while (chunks != NULL) {
+        struct epcs_decision_chunk *next = chunks->next;
+        if (log->spare_count < SPARE_CHUNKS && chunks->bytes.cap <= SPARE_CHUNK_BYTES) {
+            chunks->next = log->spare;
+            log->spare = chunks;
+            log->spare_count++;
+        } else {
+            chunks->next = unkept;
+            unkept = chunks;
+        }
+        chunks = next;
+    }
+    return unkept;
+}
+
 /* Keeps entries [from, count) of log->pending for the next group, as one chunk whose ticket is
  * the lowest among them: the committed ticket must not pass it. */
 static int hold_entries(struct epcs_decision_log *log, size_t from, size_t count)
 {
-    size_t len = 0;
-    uint64_t lowest = UINT64_MAX;
-    for (size_t i = from; i < count; i++) {
-        len += log->pending[i].raw_len;
-        lowest = log->pending[i].ticket < lowest ? log->pending[i].ticket : lowest;
-    }
-    struct chunk *held = malloc(sizeof(*held) + len);
+    struct epcs_decision_chunk *held = calloc(1, sizeof(*held));
     if (held == NULL)
         return -1;
-    *held = (struct chunk){.next = NULL, .count = count - from, .first_ticket = lowest, .len = len};
-    char *at = held->data;
+    uint64_t lowest = UINT64_MAX;
     for (size_t i = from; i < count; i++) {
-        memcpy(at, log->pending[i].raw, log->pending[i].raw_len);
-        at += log->pending[i].raw_len;
+        const struct pending *pending = &log->pending[i];
+        lowest = pending->ticket < lowest ? pending->ticket : lowest;
+        if (epcs_buf_append(&held->bytes, &pending->header, sizeof(pending->header)) != 0 ||
+            epcs_buf_append(&held->bytes, pending->raw, pending->header.len) != 0) {
+            free_chunks(held);
+            return -1;
+        }
     }
+    held->count = count - from;
+    held->first_ticket = lowest;
     log->held = held;
     return 0;
 }
 
-static int gather(struct epcs_decision_log *log, const struct chunk *chunk,
-                  const struct chunk *held, size_t *count)
+/* Adds the entries of `chunk` to log->pending, reading only their headers. */
+static int gather(struct epcs_decision_log *log, const struct epcs_decision_chunk *chunk,
+                  const struct epcs_decision_chunk *held, size_t *count)
 {
-    size_t offset = 0;
+    const char *at = chunk->bytes.data;
+    size_t left = chunk->bytes.len;
     for (size_t i = 0; i < chunk->count; i++) {
         if (*count == log->pending_cap) {
             size_t cap = log->pending_cap ? log->pending_cap * 2 : 1024;
@@ -446,21 +506,28 @@ static int gather(struct epcs_decision_log *log, const struct chunk *chunk,
             log->pending = grown;
             log->pending_cap = cap;
         }
-        msgpack_object *entry = msgpack_zone_malloc(&log->zone, sizeof(*entry));
-        if (entry == NULL)
+        struct pending *pending = &log->pending[*count];
+        const struct entry_header *header = &pending->header;
+        if (left < sizeof(*header))
             return -1;
-        size_t start = offset;
-        msgpack_unpack_return rc =
-            msgpack_unpack(chunk->data, chunk->len, &offset, &log->zone, entry);
-        if ((rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) ||
-            !entry_valid(entry, 0))
+        memcpy(&pending->header, at, sizeof(*header));
+        at += sizeof(*header);
+        left -= sizeof(*header);
+        if (header->len > left || header->len == 0)
             return -1;
+        int decision_fits =
+            (unsigned char)at[0] == (0x90 | DECISION_FIELDS) && header->answer_header_at > 0 &&
+            header->answer_header_at < header->answer_at && header->answer_at <= header->len;
+        if (header->kind != ENTRY_EVENT && (header->kind != ENTRY_DECISION || !decision_fits))
+            return -1;
+        pending->raw = at;
         /* A held chunk's entries all carry its lowest ticket; it only ever holds them back. */
-        uint64_t ticket = chunk->first_ticket + (chunk == held ? 0 : i);
-        log->pending[(*count)++] =
-            (struct pending){entry_id(entry), ticket, entry, chunk->data + start, offset - start};
+        pending->ticket = chunk->first_ticket + (chunk == held ? 0 : i);
+        at += header->len;
+        left -= header->len;
+        (*count)++;
     }
-    return 0;
+    return left == 0 ? 0 : -1;
 }
 
 /*
@@ -468,19 +535,19 @@ static int gather(struct epcs_decision_log *log, const struct chunk *chunk,
  * value may still be on their way from a worker; those entries wait for the next group).
  * Returns 0 with *committed_ticket set to the highest ticket now on disk, or -1 after logging.
  */
-static int commit_group(struct epcs_decision_log *log, struct chunk *group, uint64_t below,
-                        uint64_t last_ticket, uint64_t *committed_ticket)
+static int commit_group(struct epcs_decision_log *log, struct epcs_decision_chunk *group,
+                        uint64_t below, uint64_t last_ticket, uint64_t *committed_ticket)
 {
     char err[256] = "";
     size_t count = 0;
-    msgpack_zone_clear(&log->zone);
     /* Entries of the old held chunk are read in place until written: freed last. */
-    struct chunk *held = log->held;
+    struct epcs_decision_chunk *held = log->held;
     log->held = NULL;
     int rc = 0;
     if (held != NULL)
         rc = gather(log, held, held, &count);
-    for (const struct chunk *chunk = group; rc == 0 && chunk != NULL; chunk = chunk->next)
+    for (const struct epcs_decision_chunk *chunk = group; rc == 0 && chunk != NULL;
+         chunk = chunk->next)
         rc = gather(log, chunk, NULL, &count);
     if (rc != 0) {
         snprintf(err, sizeof(err), "out of memory or a damaged queue entry");
@@ -488,7 +555,7 @@ static int commit_group(struct epcs_decision_log *log, struct chunk *group, uint
     }
     qsort(log->pending, count, sizeof(*log->pending), compare_pending);
     size_t ready = 0;
-    while (ready < count && log->pending[ready].id < below)
+    while (ready < count && log->pending[ready].header.id < below)
         ready++;
     if (ready < count && hold_entries(log, ready, count) != 0) {
         snprintf(err, sizeof(err), "out of memory");
@@ -507,7 +574,7 @@ static int commit_group(struct epcs_decision_log *log, struct chunk *group, uint
         atomic_fetch_add(&log->written, ready);
         atomic_fetch_add(&log->commits, 1);
     }
-    free(held);
+    free_chunks(held);
     return 0;
 rollback:
     /* Answers inserted by the rolled-back transaction are gone from the table. */
@@ -518,8 +585,8 @@ failed:
     epcs_log(EPCS_LOG_ERROR, "decisions",
              "cannot write %zu decision(s): %s; refusing further checks until restarted", count,
              err);
-    free(held);
-    free(log->held);
+    free_chunks(held);
+    free_chunks(log->held);
     log->held = NULL;
     return -1;
 }
@@ -564,7 +631,7 @@ static void *writer_main(void *arg)
                    pthread_cond_timedwait(&log->wake, &log->lock, &until) == 0)
                 ;
         }
-        struct chunk *group = log->head;
+        struct epcs_decision_chunk *group = log->head;
         uint64_t last_ticket = log->last_ticket;
         int stopping = log->stopping;
         /* At shutdown the workers have stopped: nothing is on its way any more. */
@@ -577,7 +644,7 @@ static void *writer_main(void *arg)
         if (group == NULL && log->held == NULL && stopping)
             break;
         size_t taken = log->held != NULL ? log->held->count : 0;
-        for (const struct chunk *chunk = group; chunk != NULL; chunk = chunk->next)
+        for (const struct epcs_decision_chunk *chunk = group; chunk != NULL; chunk = chunk->next)
             taken += chunk->count;
         uint64_t committed = 0;
         if (!atomic_load(&log->failed) &&
@@ -585,17 +652,14 @@ static void *writer_main(void *arg)
             atomic_store_explicit(&log->committed, committed, memory_order_release);
         else
             atomic_store(&log->failed, 1);
-        while (group != NULL) {
-            struct chunk *next = group->next;
-            free(group);
-            group = next;
-        }
         pthread_mutex_lock(&log->lock);
+        struct epcs_decision_chunk *unkept = keep_spares_locked(log, group);
         /* Held entries stay counted until written. */
         log->queued -= taken - (log->held != NULL ? log->held->count : 0);
         log->holding = log->held != NULL;
         pthread_cond_broadcast(&log->committed_cond);
         pthread_mutex_unlock(&log->lock);
+        free_chunks(unkept);
         if (log->on_commit != NULL)
             log->on_commit(log->on_commit_ctx);
     }
@@ -640,11 +704,10 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
                            SCHEMA_VERSION, schema, err, err_size) != 0)
         goto fail;
     log->known = calloc(KNOWN_ANSWER_SLOTS, sizeof(*log->known));
-    if (log->known == NULL || !msgpack_zone_init(&log->zone, 64 * 1024)) {
+    if (log->known == NULL) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
-    log->zone_ready = 1;
     if (sqlite3_prepare_v2(log->db, "INSERT INTO answers(answer) VALUES(?)", -1,
                            &log->insert_answer, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(log->db,
@@ -703,10 +766,9 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
     forget_answers(log);
     free(log->known);
     free(log->pending);
-    free(log->held);
+    free_chunks(log->held);
+    free_chunks(log->spare);
     free(log->lanes);
-    if (log->zone_ready)
-        msgpack_zone_destroy(&log->zone);
     epcs_buf_free(&log->article);
     epcs_buf_free(&log->page);
     pthread_cond_destroy(&log->wake);
@@ -797,32 +859,18 @@ static int strip_decision(const char *answer, size_t len, uint64_t id, struct sm
     return 0;
 }
 
-/* Each worker packs the checks it logs into a buffer of its own, kept between decisions so a
- * copy costs no malloc, and freed when the thread ends. */
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void free_scratch(void *ptr)
+/* Starts an entry in `out`: room for its header, filled in by finish_entry. */
+static size_t begin_entry(struct epcs_buf *out)
 {
-    epcs_buf_free(ptr);
-    free(ptr);
+    static const struct entry_header blank;
+    size_t at = out->len;
+    return epcs_buf_append(out, &blank, sizeof(blank)) == 0 ? at : SIZE_MAX;
 }
 
-static void make_scratch_key(void)
+static void finish_entry(struct epcs_buf *out, size_t at, struct entry_header *header)
 {
-    pthread_key_create(&scratch_key, free_scratch);
-}
-
-static struct epcs_buf *thread_scratch(void)
-{
-    pthread_once(&scratch_once, make_scratch_key);
-    struct epcs_buf *buf = pthread_getspecific(scratch_key);
-    if (buf == NULL && (buf = calloc(1, sizeof(*buf))) != NULL &&
-        pthread_setspecific(scratch_key, buf) != 0) {
-        free(buf);
-        buf = NULL;
-    }
-    return buf;
+    header->len = (uint32_t)(out->len - at - sizeof(*header));
+    memcpy(out->data + at, header, sizeof(*header));
 }
 
 /*
@@ -833,10 +881,12 @@ static struct epcs_buf *thread_scratch(void)
 static int encode_decision(struct epcs_buf *out, const struct epcs_decision *decision,
                            const char *partner, int64_t at_us)
 {
+    size_t header_at = begin_entry(out);
+    if (header_at == SIZE_MAX)
+        return -1;
+    size_t start = out->len;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    char date[11];
-    epcs_date_format(decision->date, date);
     if (msgpack_pack_array(&pk, DECISION_FIELDS) != 0 ||
         msgpack_pack_uint8(&pk, ENTRY_DECISION) != 0 ||
         msgpack_pack_uint64(&pk, decision->id) != 0 || msgpack_pack_int64(&pk, at_us) != 0 ||
@@ -854,24 +904,29 @@ static int encode_decision(struct epcs_buf *out, const struct epcs_decision *dec
             return -1;
     } else {
         static const char bin32[5] = {(char)0xc6, 0, 0, 0, 0};
-        size_t header_at = out->len;
+        size_t bin_at = out->len;
         if (epcs_buf_append(out, bin32, sizeof(bin32)) != 0 ||
             msgpack_pack_object(&pk, *decision->check) != 0)
             return -1;
-        size_t request_len = out->len - header_at - sizeof(bin32);
+        size_t request_len = out->len - bin_at - sizeof(bin32);
         for (int i = 0; i < 4; i++)
-            out->data[header_at + 1 + i] = (char)(request_len >> (24 - 8 * i));
+            out->data[bin_at + 1 + i] = (char)(request_len >> (24 - 8 * i));
     }
-    struct small_buf header = {.len = 0};
+    struct small_buf answer_header = {.len = 0};
     size_t entries_at = 0, entries_end = decision->verdict_len;
-    if (strip_decision(decision->verdict_msgpack, decision->verdict_len, decision->id, &header,
-                       &entries_at, &entries_end) != 0)
-        header.len = 0;
-    if (msgpack_pack_bin(&pk, header.len + entries_end - entries_at) != 0 ||
-        msgpack_pack_bin_body(&pk, header.data, header.len) != 0 ||
+    if (strip_decision(decision->verdict_msgpack, decision->verdict_len, decision->id,
+                       &answer_header, &entries_at, &entries_end) != 0)
+        answer_header.len = 0;
+    struct entry_header header = {.id = decision->id, .at_us = at_us, .kind = ENTRY_DECISION};
+    header.answer_header_at = (uint32_t)(out->len - start);
+    if (msgpack_pack_bin(&pk, answer_header.len + entries_end - entries_at) != 0)
+        return -1;
+    header.answer_at = (uint32_t)(out->len - start);
+    if (msgpack_pack_bin_body(&pk, answer_header.data, answer_header.len) != 0 ||
         msgpack_pack_bin_body(&pk, decision->verdict_msgpack + entries_at,
                               entries_end - entries_at) != 0)
         return -1;
+    finish_entry(out, header_at, &header);
     return 0;
 }
 
@@ -890,18 +945,8 @@ static int encode_decisions(struct epcs_buf *out, const struct epcs_decision *de
     return 0;
 }
 
-static struct chunk *make_chunk(const struct epcs_buf *bytes, size_t count)
-{
-    struct chunk *chunk = malloc(sizeof(*chunk) + bytes->len);
-    if (chunk == NULL)
-        return NULL;
-    *chunk = (struct chunk){.next = NULL, .count = count, .first_ticket = 0, .len = bytes->len};
-    memcpy(chunk->data, bytes->data, bytes->len);
-    return chunk;
-}
-
 /* Queues `chunk` (or only forgets the stage's mark when NULL). Called with the lock held. */
-static uint64_t enqueue_locked(struct epcs_decision_log *log, struct chunk *chunk,
+static uint64_t enqueue_locked(struct epcs_decision_log *log, struct epcs_decision_chunk *chunk,
                                struct epcs_decision_stage *stage)
 {
     /* The writer is woken only when it has something new to act on: a first chunk, a full
@@ -952,7 +997,8 @@ void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decisio
         }
     }
     pthread_mutex_unlock(&log->lock);
-    epcs_buf_free(&stage->entries);
+    free_chunks(stage->open);
+    stage->open = NULL;
 }
 
 uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
@@ -971,19 +1017,21 @@ int epcs_decision_log_append(struct epcs_decision_log *log, struct epcs_decision
     *ticket = 0;
     if (atomic_load(&log->failed))
         goto refuse;
-    struct epcs_buf *scratch = thread_scratch();
-    if (scratch == NULL)
-        goto refuse;
-    epcs_buf_reset(scratch);
-    struct chunk *chunk = NULL;
-    if (count > 0 && (encode_decisions(scratch, decisions, count, partner) != 0 ||
-                      (chunk = make_chunk(scratch, count)) == NULL))
-        goto refuse;
+    struct epcs_decision_chunk *chunk = NULL;
+    if (count > 0) {
+        if ((chunk = take_chunk(log)) == NULL)
+            goto refuse;
+        chunk->count = count;
+        if (encode_decisions(&chunk->bytes, decisions, count, partner) != 0) {
+            free_chunks(chunk);
+            goto refuse;
+        }
+    }
     pthread_mutex_lock(&log->lock);
     if (log->queued + count > log->queue_limit) {
         enqueue_locked(log, NULL, stage);
         pthread_mutex_unlock(&log->lock);
-        free(chunk);
+        free_chunks(chunk);
         goto refuse;
     }
     uint64_t last = enqueue_locked(log, chunk, stage);
@@ -1004,11 +1052,13 @@ int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_
     pthread_mutex_lock(&log->lock);
     size_t queued = log->queued;
     pthread_mutex_unlock(&log->lock);
-    /* All or none: a check answered 503 must leave nothing on record. */
-    if (queued + stage->count + count > log->queue_limit ||
-        encode_decisions(&stage->entries, decisions, count, partner) != 0)
+    if (stage->open == NULL && (stage->open = calloc(1, sizeof(*stage->open))) == NULL)
         goto refuse;
-    stage->count += count;
+    /* All or none: a check answered 503 must leave nothing on record. */
+    if (queued + stage->open->count + count > log->queue_limit ||
+        encode_decisions(&stage->open->bytes, decisions, count, partner) != 0)
+        goto refuse;
+    stage->open->count += count;
     return 0;
 refuse:
     atomic_fetch_add(&log->refused, count);
@@ -1017,20 +1067,18 @@ refuse:
 
 void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
 {
-    if (stage->count == 0 && atomic_load(&stage->in_flight) == 0)
+    struct epcs_decision_chunk *full = stage->open;
+    if (full != NULL && full->count == 0)
+        full = NULL;
+    if (full == NULL && atomic_load(&stage->in_flight) == 0)
         return;
-    struct chunk *chunk = NULL;
-    if (stage->count > 0 && (chunk = make_chunk(&stage->entries, stage->count)) == NULL) {
-        /* Out of memory: the turn's answers are already out; say what the log lacks. */
-        epcs_log(EPCS_LOG_ERROR, "decisions", "out of memory: %zu decision(s) not logged",
-                 stage->count);
-        atomic_store(&log->failed, 1);
-    }
     pthread_mutex_lock(&log->lock);
-    enqueue_locked(log, chunk, stage);
+    enqueue_locked(log, full, stage);
+    /* The stage's next chunk is taken now, under the lock already held; NULL (out of memory)
+     * is tried again by the next epcs_decision_log_stage. */
+    if (full != NULL)
+        stage->open = take_chunk_locked(log);
     pthread_mutex_unlock(&log->lock);
-    epcs_buf_reset(&stage->entries);
-    stage->count = 0;
 }
 
 int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
@@ -1044,37 +1092,40 @@ int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, 
         return 0;
     if (atomic_load(&log->failed))
         goto refuse;
-    struct epcs_buf bytes = {0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &bytes, epcs_buf_msgpack_write);
     /* The id is taken under the lock that queues the event, so no later id can reach the
      * writer before it. */
     pthread_mutex_lock(&log->lock);
-    if (log->queued + 1 > log->queue_limit) {
+    struct epcs_decision_chunk *chunk = NULL;
+    if (log->queued + 1 > log->queue_limit || (chunk = take_chunk_locked(log)) == NULL) {
         pthread_mutex_unlock(&log->lock);
         goto refuse;
     }
     uint64_t event_id = epcs_decision_log_next_id(log, NULL);
-    msgpack_pack_array(&pk, EVENT_FIELDS);
-    msgpack_pack_uint8(&pk, ENTRY_EVENT);
-    msgpack_pack_uint64(&pk, event_id);
-    msgpack_pack_int64(&pk, wall_us());
+    struct epcs_buf *out = &chunk->bytes;
+    struct entry_header header = {.id = event_id, .at_us = wall_us(), .kind = ENTRY_EVENT};
+    size_t header_at = begin_entry(out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    int packed = header_at != SIZE_MAX && msgpack_pack_array(&pk, EVENT_FIELDS) == 0 &&
+                 msgpack_pack_uint8(&pk, ENTRY_EVENT) == 0 &&
+                 msgpack_pack_uint64(&pk, event_id) == 0 &&
+                 msgpack_pack_int64(&pk, header.at_us) == 0;
     pack_key(&pk, partner);
     pack_text_or_nil(&pk, election);
     pack_key(&pk, event);
-    msgpack_pack_uint64(&pk, subject);
-    if (detail != NULL) {
-        msgpack_pack_bin(&pk, detail_len);
-        msgpack_pack_bin_body(&pk, detail, detail_len);
-    } else {
-        msgpack_pack_nil(&pk);
-    }
-    struct chunk *chunk = bytes.data != NULL ? make_chunk(&bytes, 1) : NULL;
-    epcs_buf_free(&bytes);
-    if (chunk == NULL) {
+    packed = packed && msgpack_pack_uint64(&pk, subject) == 0;
+    if (detail != NULL)
+        packed = packed && msgpack_pack_bin(&pk, detail_len) == 0 &&
+                 msgpack_pack_bin_body(&pk, detail, detail_len) == 0;
+    else
+        packed = packed && msgpack_pack_nil(&pk) == 0;
+    if (!packed) {
         pthread_mutex_unlock(&log->lock);
+        free_chunks(chunk);
         goto refuse;
     }
+    finish_entry(out, header_at, &header);
+    chunk->count = 1;
     uint64_t place = enqueue_locked(log, chunk, NULL);
     pthread_mutex_unlock(&log->lock);
     *id = event_id;
@@ -1142,8 +1193,7 @@ static int reader_next(struct page_reader *reader, msgpack_object *entry)
         return 0;
     msgpack_unpack_return rc =
         msgpack_unpack(reader->body, reader->len, &reader->offset, &reader->zone, entry);
-    if ((rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) ||
-        !entry_valid(entry, 1)) {
+    if ((rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) || !entry_valid(entry)) {
         snprintf(reader->err, reader->err_size, "a page of the decision log is unreadable");
         return -1;
     }

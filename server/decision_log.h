@@ -27,6 +27,7 @@ enum epcs_audit_mode {
 };
 
 struct epcs_decision_log;
+struct epcs_decision_chunk;
 
 /**
  * What one worker hands over (zero-initialise it, then epcs_decision_log_attach). In async
@@ -34,8 +35,8 @@ struct epcs_decision_log;
  * lock per turn instead of one per check.
  */
 struct epcs_decision_stage {
-    struct epcs_buf entries;
-    size_t count;
+    /** The chunk this turn's decisions are encoded into, handed over whole by the flush. */
+    struct epcs_decision_chunk *open;
     /** The lowest decision id taken and not yet handed over; 0 when none. */
     _Atomic uint64_t in_flight;
 };
