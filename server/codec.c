@@ -39,12 +39,6 @@ static size_t path_push_index(struct path *path, uint32_t index)
     return path_push(path, digits, (size_t)len);
 }
 
-static void path_pop(struct path *path, size_t saved)
-{
-    path->len = saved;
-    path->text[saved] = '\0';
-}
-
 static int fail(struct epcs_decode_error *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -222,67 +216,99 @@ int epcs_utf8_valid(const char *str, size_t len)
     return 1;
 }
 
+/*
+ * Where the walk of validate() is: the keys and indexes above the current value. It becomes a
+ * dotted path only when an error names it; building the text for every key of every request
+ * cost more than the checks themselves.
+ */
+struct walk {
+    struct {
+        const char *name;
+        size_t len;
+        /* For an array element, its index (name is NULL). */
+        uint32_t index;
+    } step[EPCS_CODEC_MAX_DEPTH + 1];
+    int depth;
+};
+
+static const char *walk_text(const struct walk *walk, struct path *path)
+{
+    path->len = 0;
+    path->text[0] = '\0';
+    for (int i = 0; i < walk->depth; i++) {
+        if (walk->step[i].name != NULL)
+            path_push(path, walk->step[i].name, walk->step[i].len);
+        else
+            path_push_index(path, walk->step[i].index);
+    }
+    return path->text;
+}
+
 /* The checks both decoders share. Depth counts containers: the top-level map is at depth 1. */
-static int validate(const msgpack_object *obj, int depth, struct path *path,
+static int validate(const msgpack_object *obj, int depth, struct walk *walk,
                     struct epcs_decode_error *err)
 {
+    struct path path;
     switch (obj->type) {
     case MSGPACK_OBJECT_STR:
         if (!epcs_utf8_valid(obj->via.str.ptr, obj->via.str.size))
-            return fail(err, path->text, "invalid UTF-8 in string");
+            return fail(err, walk_text(walk, &path), "invalid UTF-8 in string");
         return 0;
     case MSGPACK_OBJECT_ARRAY:
     case MSGPACK_OBJECT_MAP:
         if (depth > EPCS_CODEC_MAX_DEPTH)
-            return fail(err, path->text, "nesting deeper than %d levels", EPCS_CODEC_MAX_DEPTH);
+            return fail(err, walk_text(walk, &path), "nesting deeper than %d levels",
+                        EPCS_CODEC_MAX_DEPTH);
         break;
     default:
         return 0;
     }
+    /* depth <= EPCS_CODEC_MAX_DEPTH here, so the step below is within walk->step. */
+    int step = walk->depth++;
+    int rc = 0;
     if (obj->type == MSGPACK_OBJECT_ARRAY) {
-        for (uint32_t i = 0; i < obj->via.array.size; i++) {
-            size_t saved = path_push_index(path, i);
-            int rc = validate(&obj->via.array.ptr[i], depth + 1, path, err);
-            path_pop(path, saved);
-            if (rc != 0)
-                return rc;
+        for (uint32_t i = 0; rc == 0 && i < obj->via.array.size; i++) {
+            walk->step[step].name = NULL;
+            walk->step[step].index = i;
+            rc = validate(&obj->via.array.ptr[i], depth + 1, walk, err);
         }
-        return 0;
+        walk->depth = step;
+        return rc;
     }
     const msgpack_object_kv *pairs = obj->via.map.ptr;
-    for (uint32_t i = 0; i < obj->via.map.size; i++) {
+    for (uint32_t i = 0; rc == 0 && i < obj->via.map.size; i++) {
         const msgpack_object *key = &pairs[i].key;
+        walk->depth = step;
         if (key->type != MSGPACK_OBJECT_STR)
-            return fail(err, path->text, "map key is not a string");
+            return fail(err, walk_text(walk, &path), "map key is not a string");
         if (!epcs_utf8_valid(key->via.str.ptr, key->via.str.size))
-            return fail(err, path->text, "invalid UTF-8 in map key");
+            return fail(err, walk_text(walk, &path), "invalid UTF-8 in map key");
         /* Names are looked up as C strings: "purpose\0x" must not pass for "purpose". */
         if (key->via.str.size > 0 && memchr(key->via.str.ptr, '\0', key->via.str.size) != NULL)
-            return fail(err, path->text, "NUL byte in map key");
-        size_t saved = path_push(path, key->via.str.ptr, key->via.str.size);
+            return fail(err, walk_text(walk, &path), "NUL byte in map key");
+        walk->step[step].name = key->via.str.ptr;
+        walk->step[step].len = key->via.str.size;
+        walk->depth = step + 1;
         /* Requests hold a handful of keys per map, so the quadratic scan is the cheap one. */
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object *other = &pairs[j].key;
             if (other->via.str.size == key->via.str.size &&
                 (key->via.str.size == 0 ||
                  memcmp(other->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0))
-                return fail(err, path->text, "duplicate key '%.*s'",
+                return fail(err, walk_text(walk, &path), "duplicate key '%.*s'",
                             (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
                             key->via.str.ptr);
         }
-        int rc = validate(&pairs[i].val, depth + 1, path, err);
-        path_pop(path, saved);
-        if (rc != 0)
-            return rc;
+        rc = validate(&pairs[i].val, depth + 1, walk, err);
     }
-    return 0;
+    walk->depth = step;
+    return rc;
 }
 
 static int validate_document(const msgpack_object *obj, struct epcs_decode_error *err)
 {
-    struct path path = {.len = 0};
-    path.text[0] = '\0';
-    return validate(obj, 1, &path, err);
+    struct walk walk = {.depth = 0};
+    return validate(obj, 1, &walk, err);
 }
 
 int epcs_msgpack_decode(const char *data, size_t len, msgpack_zone *zone, msgpack_object *out,

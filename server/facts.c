@@ -47,13 +47,6 @@ static const char *type_name(enum epcs_fact_type type)
     return "?";
 }
 
-int epcs_str_eq(const msgpack_object *obj, const char *str)
-{
-    size_t len = strlen(str);
-    return obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == len &&
-           memcmp(obj->via.str.ptr, str, len) == 0;
-}
-
 static int add_values(struct epcs_vocab_entry *entry, const char *const *values)
 {
     for (; values != NULL && *values != NULL; values++) {
@@ -92,6 +85,7 @@ static struct epcs_vocab_entry *add_entry(struct epcs_vocab *vocab, const char *
         entry->path = strdup(path);
         if (entry->path == NULL)
             goto oom;
+        entry->path_len = strlen(path);
         entry->type = type;
         vocab->count++;
     }
@@ -166,20 +160,23 @@ int epcs_vocab_add_plugin(struct epcs_vocab *vocab, const struct epcs_plugin *pl
     return 0;
 }
 
-const struct epcs_vocab_entry *epcs_vocab_find(const struct epcs_vocab *vocab, const char *path)
+/* Every fact of every check comes through here: the length and the last letter rule out
+ * most entries before a full comparison (paths share their section's prefix). */
+static const struct epcs_vocab_entry *find_path(const struct epcs_vocab *vocab, const char *path,
+                                                size_t len)
 {
-    /* Every fact of every check comes through here: the first letter after the section rules
-     * out most entries before a full comparison. */
-    const char *dot = strchr(path, '.');
-    char first = dot != NULL ? dot[1] : path[0];
     for (size_t i = 0; i < vocab->count; i++) {
-        const char *candidate = vocab->entries[i].path;
-        const char *candidate_dot = strchr(candidate, '.');
-        if ((candidate_dot != NULL ? candidate_dot[1] : candidate[0]) == first &&
-            strcmp(candidate, path) == 0)
-            return &vocab->entries[i];
+        const struct epcs_vocab_entry *entry = &vocab->entries[i];
+        if (entry->path_len == len && len > 0 && entry->path[len - 1] == path[len - 1] &&
+            memcmp(entry->path, path, len) == 0)
+            return entry;
     }
     return NULL;
+}
+
+const struct epcs_vocab_entry *epcs_vocab_find(const struct epcs_vocab *vocab, const char *path)
+{
+    return find_path(vocab, path, strlen(path));
 }
 
 void epcs_vocab_destroy(struct epcs_vocab *vocab)
@@ -254,7 +251,7 @@ static int read_map(struct epcs_facts *facts, const struct epcs_vocab *vocab, co
         if (len < sizeof(path)) {
             memcpy(path + prefix_len + 1, key->via.str.ptr, key->via.str.size);
             path[len] = '\0';
-            entry = epcs_vocab_find(vocab, path);
+            entry = find_path(vocab, path, len);
         } else {
             snprintf(path + prefix_len + 1, sizeof(path) - prefix_len - 1, "%.*s",
                      (int)key->via.str.size, key->via.str.ptr);

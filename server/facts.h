@@ -3,6 +3,7 @@
 
 #include <msgpack.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "epcs/plugin.h"
 
@@ -12,6 +13,7 @@
 /** One fact path every request may use, with the union of what the plugins accept for it. */
 struct epcs_vocab_entry {
     char *path;
+    size_t path_len;
     enum epcs_fact_type type;
     /** NULL-terminated union of accepted values for enums; NULL for other types. */
     const char **values;
@@ -72,7 +74,13 @@ int epcs_facts_get(const struct epcs_facts *facts, const char *path, struct epcs
 int epcs_facts_reject(struct epcs_facts *facts, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/** True when a msgpack string equals the NUL-terminated `str`. */
-int epcs_str_eq(const msgpack_object *obj, const char *str);
+/** True when a msgpack string equals the NUL-terminated `str`. Inline, so that the length of
+ * a literal is known when compiling: the check path compares keys against literals often. */
+static inline int epcs_str_eq(const msgpack_object *obj, const char *str)
+{
+    size_t len = strlen(str);
+    return obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == len &&
+           memcmp(obj->via.str.ptr, str, len) == 0;
+}
 
 #endif
