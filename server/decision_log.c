@@ -690,11 +690,17 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
         goto fail;
     }
     sqlite3_busy_timeout(log->db, BUSY_TIMEOUT_MS);
-    /* Sync answers promise the decision survives a power cut, so each commit is fsync'd; async
-     * ones only that it survives the process, which WAL without fsync per commit gives. */
-    const char *pragmas = mode == EPCS_AUDIT_SYNC
-                              ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+    /*
+     * Sync answers promise the decision survives a power cut, so each commit is fsync'd; async
+     * ones only that it survives the process, which WAL without fsync per commit gives. Pages of
+     * entries are blobs of up to PAGE_BYTES: with 16 KiB database pages the WAL and the
+     * checkpoints move them in a quarter of the system calls (a database created with smaller
+     * pages keeps them; SQLite ignores the pragma then).
+     */
+    const char *pragmas =
+        mode == EPCS_AUDIT_SYNC
+            ? "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+            : "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
     char why[256];
     if (epcs_sqlite_exec(log->db, pragmas, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "%s: %s", path, why);
