@@ -1,19 +1,27 @@
 /*
  * The decision log: workers encode decisions into per-turn chunks; one writer thread sorts what
- * has queued up by id and stores it as pages (one row per up to PAGE_ENTRIES entries) in SQLite
- * (WAL), in one transaction per group. A row per decision with its own index entries cost the
- * writer more CPU than the check itself; a page costs one B-tree insert per few hundred
- * decisions, and queries decode the pages they visit.
+ * has queued up by id and stores it as pages of up to PAGE_ENTRIES entries, in one transaction
+ * per group. A row per decision with its own index entries cost the writer more CPU than the
+ * check itself; a page costs one B-tree insert per few hundred decisions, and queries decode
+ * the pages they visit.
+ *
+ * A page's bytes are appended to <data>/decisions.pages and SQLite (WAL) indexes them: stored
+ * as blobs, every byte went through the WAL and again through each checkpoint, whose bursts of
+ * copying were what delayed the slowest answers most. The page file is written before the
+ * transaction that indexes it commits (and fsync'd first under --audit sync), so an index row
+ * never points at bytes a crash of the process can lose.
  */
 #include "decision_log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -106,6 +114,9 @@ struct epcs_decision_log {
     enum epcs_audit_mode mode;
     sqlite3 *db;
     sqlite3_stmt *insert_page;
+    /* decisions.pages, and where the next page goes (writer thread only after open). */
+    int pages_fd;
+    uint64_t pages_end;
     uint64_t run;
     _Atomic uint64_t next_sequence;
     pthread_t writer;
@@ -158,7 +169,7 @@ struct epcs_decision_log {
  * each distinct answer is stored once in `answers` and decisions point at it. An answer is
  * stored without its decision id, which is the decision's own id.
  */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 static const char schema[] = "CREATE TABLE IF NOT EXISTS runs ("
                              "  run INTEGER PRIMARY KEY,"
                              "  started TEXT NOT NULL,"
@@ -172,7 +183,8 @@ static const char schema[] = "CREATE TABLE IF NOT EXISTS runs ("
                              "  first_us INTEGER NOT NULL,"
                              "  last_us INTEGER NOT NULL,"
                              "  count INTEGER NOT NULL,"
-                             "  body BLOB NOT NULL);"
+                             "  body_at INTEGER NOT NULL,"
+                             "  body_len INTEGER NOT NULL);"
                              "CREATE INDEX IF NOT EXISTS pages_by_time ON pages(last_us);";
 
 /* Answers the writer has stored this run, by content: most decisions find theirs here. */
@@ -204,6 +216,16 @@ static int64_t wall_us(void)
 static void db_path(const char *data_dir, char *path, size_t size)
 {
     snprintf(path, size, "%s/decisions.db", data_dir);
+}
+
+/* The page file beside the database at `db_file` (".../decisions.db"); -1 for another name. */
+static int pages_path(const char *db_file, char *path, size_t size)
+{
+    size_t len = strlen(db_file);
+    if (len < 3 || strcmp(db_file + len - 3, ".db") != 0)
+        return -1;
+    snprintf(path, size, "%.*s.pages", (int)(len - 3), db_file);
+    return 0;
 }
 
 static void pack_key(msgpack_packer *pk, const char *key)
@@ -375,13 +397,27 @@ static int pack_page_entry(struct epcs_decision_log *log, msgpack_packer *pk,
     return 0;
 }
 
-static int insert_page(struct epcs_decision_log *log, const struct pending *from, size_t count)
+/* Appends the page in log->page to the page file and indexes it. */
+static int insert_page(struct epcs_decision_log *log, const struct pending *from, size_t count,
+                       char *err, size_t err_size)
 {
     int64_t first_us = from[0].header.at_us, last_us = first_us;
     for (size_t i = 1; i < count; i++) {
         int64_t at = from[i].header.at_us;
         first_us = at < first_us ? at : first_us;
         last_us = at > last_us ? at : last_us;
+    }
+    for (size_t done = 0; done < log->page.len;) {
+        ssize_t wrote = pwrite(log->pages_fd, log->page.data + done, log->page.len - done,
+                               (off_t)(log->pages_end + done));
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        if (wrote <= 0) {
+            snprintf(err, err_size, "decisions.pages: %s",
+                     wrote < 0 ? strerror(errno) : "nothing written");
+            return -1;
+        }
+        done += (size_t)wrote;
     }
     sqlite3_stmt *stmt = log->insert_page;
     sqlite3_reset(stmt);
@@ -390,23 +426,31 @@ static int insert_page(struct epcs_decision_log *log, const struct pending *from
     sqlite3_bind_int64(stmt, 3, first_us);
     sqlite3_bind_int64(stmt, 4, last_us);
     sqlite3_bind_int64(stmt, 5, (sqlite3_int64)count);
-    sqlite3_bind_blob(stmt, 6, log->page.data, (int)log->page.len, SQLITE_STATIC);
-    return sqlite3_step(stmt) == SQLITE_DONE ? 0 : -1;
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)log->pages_end);
+    sqlite3_bind_int64(stmt, 7, (sqlite3_int64)log->page.len);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(log->db));
+        return -1;
+    }
+    log->pages_end += log->page.len;
+    return 0;
 }
 
 /* Writes entries [0, count) of log->pending, sorted, as pages. */
-static int write_pages(struct epcs_decision_log *log, size_t count)
+static int write_pages(struct epcs_decision_log *log, size_t count, char *err, size_t err_size)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, &log->page, epcs_buf_msgpack_write);
     size_t page_start = 0;
     epcs_buf_reset(&log->page);
     for (size_t i = 0; i < count; i++) {
-        if (pack_page_entry(log, &pk, &log->pending[i]) != 0)
+        if (pack_page_entry(log, &pk, &log->pending[i]) != 0) {
+            snprintf(err, err_size, "%s", sqlite3_errmsg(log->db));
             return -1;
+        }
         size_t in_page = i + 1 - page_start;
         if (in_page == PAGE_ENTRIES || log->page.len >= PAGE_BYTES || i + 1 == count) {
-            if (insert_page(log, log->pending + page_start, in_page) != 0)
+            if (insert_page(log, log->pending + page_start, in_page, err, err_size) != 0)
                 return -1;
             epcs_buf_reset(&log->page);
             page_start = i + 1;
@@ -562,11 +606,16 @@ static int commit_group(struct epcs_decision_log *log, struct epcs_decision_chun
         goto failed;
     }
     *committed_ticket = log->held != NULL ? log->held->first_ticket - 1 : last_ticket;
+    uint64_t pages_start = log->pages_end;
     if (ready > 0) {
         if (epcs_sqlite_exec(log->db, "BEGIN", err, sizeof(err)) != 0)
             goto failed;
-        if (write_pages(log, ready) != 0) {
-            snprintf(err, sizeof(err), "%s", sqlite3_errmsg(log->db));
+        if (write_pages(log, ready, err, sizeof(err)) != 0)
+            goto rollback;
+        /* A sync answer promises its decision survives a power cut: its page must be on the
+         * disk before the index that points at it. */
+        if (log->mode == EPCS_AUDIT_SYNC && fdatasync(log->pages_fd) != 0) {
+            snprintf(err, sizeof(err), "decisions.pages: %s", strerror(errno));
             goto rollback;
         }
         if (epcs_sqlite_exec(log->db, "COMMIT", err, sizeof(err)) != 0)
@@ -577,8 +626,10 @@ static int commit_group(struct epcs_decision_log *log, struct epcs_decision_chun
     free_chunks(held);
     return 0;
 rollback:
-    /* Answers inserted by the rolled-back transaction are gone from the table. */
+    /* Answers inserted by the rolled-back transaction are gone from the table, and its pages'
+     * bytes are indexed by nothing: the next page overwrites them. */
     forget_answers(log);
+    log->pages_end = pages_start;
     char ignored[64];
     epcs_sqlite_exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
 failed:
@@ -666,6 +717,78 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* The first column of the first row of `sql` with `bound` as ?1; -1 after an error. */
+static int64_t query_int(sqlite3 *db, const char *sql, int64_t bound)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t value = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(stmt, 1, bound);
+        int step = sqlite3_step(stmt);
+        value = step == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : step == SQLITE_DONE ? 0 : -1;
+    }
+    sqlite3_finalize(stmt);
+    return value;
+}
+
+/*
+ * Opens decisions.pages beside the database at `db_file` and makes it agree with the index.
+ * Bytes after the last indexed page are from a transaction that never committed (the process
+ * stopped between the two writes) and are cut off. An indexed page the file does not hold whole
+ * (a power cut under --audit async, which does not fsync) is forgotten with a warning, since no
+ * query could read it. A page file with no run on record belongs to another database: refused.
+ */
+static int open_pages(struct epcs_decision_log *log, const char *db_file, char *err,
+                      size_t err_size)
+{
+    char path[4200];
+    struct stat st;
+    if (pages_path(db_file, path, sizeof(path)) != 0) {
+        snprintf(err, err_size, "%s: the decision log must be named decisions.db", db_file);
+        return -1;
+    }
+    log->pages_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (log->pages_fd < 0 || fstat(log->pages_fd, &st) != 0) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int64_t runs = query_int(log->db, "SELECT count(*) FROM runs", 0);
+    if (runs == 0 && st.st_size > 0) {
+        snprintf(err, err_size,
+                 "%s holds %lld bytes of decisions that %s does not index: move both files "
+                 "aside together (they are evidence) and start again",
+                 path, (long long)st.st_size, db_file);
+        return -1;
+    }
+    int64_t lost = query_int(log->db, "SELECT count(*) FROM pages WHERE body_at + body_len > ?1",
+                             (int64_t)st.st_size);
+    if (lost > 0) {
+        epcs_log(EPCS_LOG_WARN, "decisions",
+                 "%s ends before %lld indexed page(s) of decisions, lost to a power cut; their "
+                 "index rows are dropped",
+                 path, (long long)lost);
+        char why[256];
+        char sql[96];
+        snprintf(sql, sizeof(sql), "DELETE FROM pages WHERE body_at + body_len > %lld",
+                 (long long)st.st_size);
+        if (epcs_sqlite_exec(log->db, sql, why, sizeof(why)) != 0) {
+            snprintf(err, err_size, "%s: %s", db_file, why);
+            return -1;
+        }
+    }
+    int64_t end = query_int(log->db, "SELECT coalesce(max(body_at + body_len), 0) FROM pages", 0);
+    if (runs < 0 || lost < 0 || end < 0) {
+        snprintf(err, err_size, "%s: %s", db_file, sqlite3_errmsg(log->db));
+        return -1;
+    }
+    if (st.st_size > end && ftruncate(log->pages_fd, (off_t)end) != 0) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    log->pages_end = (uint64_t)end;
+    return 0;
+}
+
 struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
                                                  size_t queue_limit, char *err, size_t err_size)
 {
@@ -677,6 +800,7 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     log->mode = mode;
     log->queue_limit = queue_limit;
     log->tail = &log->head;
+    log->pages_fd = -1;
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
     pthread_cond_init(&log->committed_cond, NULL);
@@ -690,24 +814,19 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
         goto fail;
     }
     sqlite3_busy_timeout(log->db, BUSY_TIMEOUT_MS);
-    /*
-     * Sync answers promise the decision survives a power cut, so each commit is fsync'd; async
-     * ones only that it survives the process, which WAL without fsync per commit gives. Pages of
-     * entries are blobs of up to PAGE_BYTES: with 16 KiB database pages the WAL and the
-     * checkpoints move them in a quarter of the system calls (a database created with smaller
-     * pages keeps them; SQLite ignores the pragma then).
-     */
-    const char *pragmas =
-        mode == EPCS_AUDIT_SYNC
-            ? "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-            : "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+    /* Sync answers promise the decision survives a power cut, so each commit is fsync'd; async
+     * ones only that it survives the process, which WAL without fsync per commit gives. */
+    const char *pragmas = mode == EPCS_AUDIT_SYNC
+                              ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
     char why[256];
     if (epcs_sqlite_exec(log->db, pragmas, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "%s: %s", path, why);
         goto fail;
     }
     if (epcs_sqlite_schema(log->db, path, "decision log", "it is evidence", "'decisions', 'pages'",
-                           SCHEMA_VERSION, schema, err, err_size) != 0)
+                           SCHEMA_VERSION, schema, err, err_size) != 0 ||
+        open_pages(log, path, err, err_size) != 0)
         goto fail;
     log->known = calloc(KNOWN_ANSWER_SLOTS, sizeof(*log->known));
     if (log->known == NULL) {
@@ -717,8 +836,8 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     if (sqlite3_prepare_v2(log->db, "INSERT INTO answers(answer) VALUES(?)", -1,
                            &log->insert_answer, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(log->db,
-                           "INSERT INTO pages(first_id, last_id, first_us, last_us, count, body) "
-                           "VALUES(?,?,?,?,?,?)",
+                           "INSERT INTO pages(first_id, last_id, first_us, last_us, count, "
+                           "body_at, body_len) VALUES(?,?,?,?,?,?,?)",
                            -1, &log->insert_page, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
         goto fail;
@@ -769,6 +888,8 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
     sqlite3_finalize(log->insert_page);
     sqlite3_finalize(log->insert_answer);
     sqlite3_close(log->db);
+    if (log->pages_fd >= 0)
+        close(log->pages_fd);
     forget_answers(log);
     free(log->known);
     free(log->pending);
@@ -1155,6 +1276,9 @@ sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_si
 struct page_reader {
     sqlite3 *db;
     sqlite3_stmt *answer;
+    /* decisions.pages, and the page read from it. */
+    int fd;
+    struct epcs_buf page;
     msgpack_zone zone;
     const char *body;
     size_t len, offset;
@@ -1164,15 +1288,27 @@ struct page_reader {
 
 static int reader_init(struct page_reader *reader, sqlite3 *db, char *err, size_t err_size)
 {
-    *reader = (struct page_reader){.db = db, .err = err, .err_size = err_size};
+    *reader = (struct page_reader){.db = db, .fd = -1, .err = err, .err_size = err_size};
+    char path[4200];
+    const char *db_file = sqlite3_db_filename(db, "main");
+    if (db_file == NULL || pages_path(db_file, path, sizeof(path)) != 0) {
+        snprintf(err, err_size, "the decision log's page file has no name");
+        return -1;
+    }
+    if ((reader->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
     if (!msgpack_zone_init(&reader->zone, 8192)) {
         snprintf(err, err_size, "out of memory");
+        close(reader->fd);
         return -1;
     }
     if (sqlite3_prepare_v2(db, "SELECT answer FROM answers WHERE id = ?", -1, &reader->answer,
                            NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(db));
         msgpack_zone_destroy(&reader->zone);
+        close(reader->fd);
         return -1;
     }
     return 0;
@@ -1182,14 +1318,50 @@ static void reader_close(struct page_reader *reader)
 {
     sqlite3_finalize(reader->answer);
     msgpack_zone_destroy(&reader->zone);
+    epcs_buf_free(&reader->page);
+    close(reader->fd);
 }
 
-static void reader_open_page(struct page_reader *reader, const void *body, size_t len)
+/* Reads the page indexed by the current row of `stmt`, whose columns `column` and `column` + 1
+ * are its offset and length in the page file. 0, or -1 with the reader's error filled. */
+static int reader_open_page(struct page_reader *reader, sqlite3_stmt *stmt, int column)
 {
+    int64_t offset = sqlite3_column_int64(stmt, column);
+    int64_t length = sqlite3_column_int64(stmt, column + 1);
     msgpack_zone_clear(&reader->zone);
-    reader->body = body;
-    reader->len = len;
+    epcs_buf_reset(&reader->page);
+    /* A page is PAGE_BYTES plus at most one entry; a length beyond any body is damage. */
+    if (offset < 0 || length <= 0 || length > ((int64_t)1 << 30)) {
+        snprintf(reader->err, reader->err_size, "a page of the decision log has a bad index row");
+        return -1;
+    }
+    if ((size_t)length > reader->page.cap) {
+        char *grown = realloc(reader->page.data, (size_t)length);
+        if (grown == NULL) {
+            snprintf(reader->err, reader->err_size, "out of memory");
+            return -1;
+        }
+        reader->page.data = grown;
+        reader->page.cap = (size_t)length;
+    }
+    for (size_t done = 0; done < (size_t)length;) {
+        ssize_t got = pread(reader->fd, reader->page.data + done, (size_t)length - done,
+                            (off_t)offset + (off_t)done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            snprintf(reader->err, reader->err_size,
+                     "a page of the decision log is missing from decisions.pages (%s)",
+                     got < 0 ? strerror(errno) : "the file ends before it");
+            return -1;
+        }
+        done += (size_t)got;
+    }
+    reader->page.len = (size_t)length;
+    reader->body = reader->page.data;
+    reader->len = (size_t)length;
     reader->offset = 0;
+    return 0;
 }
 
 /* The page's next entry: 1, 0 at its end, -1 when the page is unreadable. */
@@ -1361,7 +1533,8 @@ int epcs_decision_log_query(sqlite3 *db, const struct epcs_decision_query *query
         return -1;
     sqlite3_stmt *pages = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT first_us, body FROM pages WHERE first_id >= ? ORDER BY first_id",
+                           "SELECT first_us, body_at, body_len FROM pages WHERE first_id >= ? "
+                           "ORDER BY first_id",
                            -1, &pages, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(db));
         reader_close(&reader);
@@ -1377,8 +1550,10 @@ int epcs_decision_log_query(sqlite3 *db, const struct epcs_decision_query *query
     while (!more && rc == 0 && (step = sqlite3_step(pages)) == SQLITE_ROW) {
         if (query->to_us && sqlite3_column_int64(pages, 0) >= query->to_us + TIME_SLACK_US)
             break;
-        reader_open_page(&reader, sqlite3_column_blob(pages, 1),
-                         (size_t)sqlite3_column_bytes(pages, 1));
+        if (reader_open_page(&reader, pages, 1) != 0) {
+            rc = -1;
+            break;
+        }
         msgpack_object entry;
         int next;
         while ((next = reader_next(&reader, &entry)) == 1) {
@@ -1429,7 +1604,8 @@ int epcs_decision_log_get(sqlite3 *db, uint64_t id, msgpack_packer *pk, struct e
         return -1;
     sqlite3_stmt *page = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT body FROM pages WHERE first_id <= ?1 AND last_id >= ?1 "
+                           "SELECT body_at, body_len FROM pages WHERE first_id <= ?1 AND "
+                           "last_id >= ?1 "
                            "AND first_id = (SELECT max(first_id) FROM pages WHERE first_id <= ?1)",
                            -1, &page, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(db));
@@ -1439,11 +1615,9 @@ int epcs_decision_log_get(sqlite3 *db, uint64_t id, msgpack_packer *pk, struct e
     sqlite3_bind_int64(page, 1, (sqlite3_int64)id);
     int step = sqlite3_step(page), rc = 1;
     if (step == SQLITE_ROW) {
-        reader_open_page(&reader, sqlite3_column_blob(page, 0),
-                         (size_t)sqlite3_column_bytes(page, 0));
         msgpack_object entry = {.type = MSGPACK_OBJECT_NIL};
-        int next;
-        while ((next = reader_next(&reader, &entry)) == 1 && entry_id(&entry) != id)
+        int next = reader_open_page(&reader, page, 0) == 0 ? 1 : -1;
+        while (next == 1 && (next = reader_next(&reader, &entry)) == 1 && entry_id(&entry) != id)
             ;
         rc = next < 0 ? -1 : next == 0 ? 1 : pack_entry(&reader, pk, &entry);
         /* Only a found entry is read below. */
@@ -1476,8 +1650,8 @@ int epcs_decision_log_recent(sqlite3 *db, size_t limit,
     if (reader_init(&reader, db, err, err_size) != 0)
         return -1;
     sqlite3_stmt *pages = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT body, count FROM pages ORDER BY first_id DESC", -1, &pages,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, "SELECT body_at, body_len FROM pages ORDER BY first_id DESC", -1,
+                           &pages, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(db));
         reader_close(&reader);
         return -1;
@@ -1486,8 +1660,10 @@ int epcs_decision_log_recent(sqlite3 *db, size_t limit,
     size_t given = 0, capacity = 0;
     int step = SQLITE_DONE, rc = 0;
     while (rc == 0 && given < limit && (step = sqlite3_step(pages)) == SQLITE_ROW) {
-        reader_open_page(&reader, sqlite3_column_blob(pages, 0),
-                         (size_t)sqlite3_column_bytes(pages, 0));
+        if (reader_open_page(&reader, pages, 0) != 0) {
+            rc = -1;
+            break;
+        }
         /* Entries are stored oldest first; newest first means the page backwards. */
         size_t count = 0;
         msgpack_object entry;

@@ -11,11 +11,11 @@
 #include "decision.h"
 
 /*
- * The decision log: every verdict epcsd gives, and every step of a case, in SQLite (WAL) at
- * <data>/decisions.db. Workers hand decisions over in memory; one writer thread stores whatever
- * has queued up, in id order, as pages of entries in a single transaction (group commit), so
- * the event loops never wait on the disk. Decisions may end up as evidence: in sync mode a
- * verdict is sent only once the transaction holding it committed.
+ * The decision log: every verdict epcsd gives, and every step of a case, as pages of entries in
+ * <data>/decisions.pages indexed by SQLite (WAL) in <data>/decisions.db. Workers hand decisions
+ * over in memory; one writer thread stores whatever has queued up, in id order, in a single
+ * transaction (group commit), so the event loops never wait on the disk. Decisions may end up as
+ * evidence: in sync mode a verdict is sent only once the transaction holding it committed.
  */
 
 enum epcs_audit_mode {
@@ -42,8 +42,9 @@ struct epcs_decision_stage {
 };
 
 /**
- * Opens (creating) <data_dir>/decisions.db, records this run and starts the writer. At most
- * `queue_limit` decisions wait in memory. NULL with `err` filled when SQLite refuses.
+ * Opens (creating) <data_dir>/decisions.db and decisions.pages, records this run and starts
+ * the writer. At most `queue_limit` decisions wait in memory. NULL with `err` filled when the
+ * files cannot be opened or do not agree.
  */
 struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
                                                  size_t queue_limit, char *err, size_t err_size);

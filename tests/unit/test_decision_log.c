@@ -1,4 +1,6 @@
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -390,6 +392,77 @@ static void test_many_pages(void)
     free_sample(&sample);
 }
 
+static long long file_size(const char *name)
+{
+    char path[300];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", scratch, name);
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* The page file and its index agree again after the process stopped between the two writes
+ * (bytes no page row points at: cut off) or a power cut lost the file's tail (rows pointing past
+ * its end: dropped), and a page file no database indexes is refused. */
+static void test_page_file_recovery(void)
+{
+    char err[256] = "", path[300];
+    snprintf(path, sizeof(path), "%s/decisions.pages", scratch);
+    long long entries = count_entries(), size = file_size("decisions.pages");
+    EXPECT(entries > 0);
+    EXPECT(size > 0);
+
+    /* Bytes of a transaction that never committed. */
+    FILE *pages = fopen(path, "ab");
+    EXPECT(pages != NULL);
+    fputs("bytes of a page whose transaction never committed", pages);
+    fclose(pages);
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    EXPECT_INT(file_size("decisions.pages"), size);
+    struct sample sample;
+    make_sample(&sample, log, "deepfake");
+    uint64_t ticket = 0;
+    EXPECT_INT(epcs_decision_log_append(log, NULL, &sample.decision, 1, "daum", &ticket), 0);
+    EXPECT(wait_committed(log, ticket));
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_entries(), entries + 1);
+    uint64_t ids[4];
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "daum", .limit = 10}, ids, 4), 1);
+    EXPECT_INT(ids[0], sample.decision.id);
+    free_sample(&sample);
+
+    /* A tail lost to a power cut: the last page (daum's decision) is gone. */
+    EXPECT_INT(truncate(path, (off_t)size + 5), 0);
+    log = epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_entries(), entries);
+    EXPECT_INT(file_size("decisions.pages"), size);
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "daum", .limit = 10}, ids, 4), 0);
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "google", .limit = 500}, ids, 4),
+               4);
+
+    /* A page file beside a database that has never run. */
+    char other[] = "/tmp/epcs-test-decisions-other-XXXXXX", stray[300];
+    EXPECT(mkdtemp(other) != NULL);
+    snprintf(stray, sizeof(stray), "%s/decisions.pages", other);
+    pages = fopen(stray, "wb");
+    EXPECT(pages != NULL);
+    fputs("pages of another decision log", pages);
+    fclose(pages);
+    EXPECT(epcs_decision_log_open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT_CONTAINS(err, "holds 29 bytes of decisions that");
+    EXPECT_CONTAINS(err, "move both files aside together (they are evidence)");
+    const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
+                           "decisions.pages"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(stray, sizeof(stray), "%s/%s", other, files[i]);
+        unlink(stray);
+    }
+    EXPECT_INT(rmdir(other), 0);
+}
+
 int main(void)
 {
     if (mkdtemp(scratch) == NULL)
@@ -398,8 +471,10 @@ int main(void)
     test_full_queue_refuses();
     test_id_order_and_events();
     test_many_pages();
-    const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm"};
-    for (size_t i = 0; i < 3; i++) {
+    test_page_file_recovery();
+    const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
+                           "decisions.pages"};
+    for (size_t i = 0; i < 4; i++) {
         char path[300];
         snprintf(path, sizeof(path), "%s/%s", scratch, files[i]);
         unlink(path);
