@@ -105,9 +105,10 @@ struct epcs_decision_chunk {
 /*
  * Chunks kept for reuse. A chunk malloc'd by a worker and freed by the writer moved its memory
  * (and malloc's bookkeeping) between cores on every loop turn; reused, a chunk keeps its
- * capacity and no allocator runs. One larger than SPARE_CHUNK_BYTES (a burst) is freed.
+ * capacity and no allocator runs. One larger than SPARE_CHUNK_BYTES (a burst) is freed, so
+ * spares hold at most 8 MiB.
  */
-#define SPARE_CHUNKS 16
+#define SPARE_CHUNKS 8
 #define SPARE_CHUNK_BYTES (1024 * 1024)
 
 struct epcs_decision_log {
