@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -718,7 +719,8 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* The first column of the first row of `sql` with `bound` as ?1; -1 after an error. */
+/* The first column of the first row of `sql` with `bound` as ?1, 0 when it gives no row (a
+ * DELETE); -1 after an error. */
 static int64_t query_int(sqlite3 *db, const char *sql, int64_t bound)
 {
     sqlite3_stmt *stmt = NULL;
@@ -753,6 +755,14 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
         snprintf(err, err_size, "%s: %s", path, strerror(errno));
         return -1;
     }
+    /* The writer appends where it alone knows the end is: a second epcsd on the same data
+     * directory would write over its pages. */
+    if (flock(log->pages_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, err_size, "%s: %s", path,
+                 errno == EWOULDBLOCK ? "another epcsd is using this data directory"
+                                      : strerror(errno));
+        return -1;
+    }
     int64_t runs = query_int(log->db, "SELECT count(*) FROM runs", 0);
     if (runs == 0 && st.st_size > 0) {
         snprintf(err, err_size,
@@ -768,14 +778,8 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
                  "%s ends before %lld indexed page(s) of decisions, lost to a power cut; their "
                  "index rows are dropped",
                  path, (long long)lost);
-        char why[256];
-        char sql[96];
-        snprintf(sql, sizeof(sql), "DELETE FROM pages WHERE body_at + body_len > %lld",
-                 (long long)st.st_size);
-        if (epcs_sqlite_exec(log->db, sql, why, sizeof(why)) != 0) {
-            snprintf(err, err_size, "%s: %s", db_file, why);
-            return -1;
-        }
+        lost = query_int(log->db, "DELETE FROM pages WHERE body_at + body_len > ?1",
+                         (int64_t)st.st_size);
     }
     int64_t end = query_int(log->db, "SELECT coalesce(max(body_at + body_len), 0) FROM pages", 0);
     if (runs < 0 || lost < 0 || end < 0) {

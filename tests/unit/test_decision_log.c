@@ -432,6 +432,13 @@ static void test_page_file_recovery(void)
     EXPECT_INT(ids[0], sample.decision.id);
     free_sample(&sample);
 
+    /* One writer per page file: a second log on the same directory is refused. */
+    log = epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT_CONTAINS(err, "decisions.pages: another epcsd is using this data directory");
+    epcs_decision_log_close(log);
+
     /* A tail lost to a power cut: the last page (daum's decision) is gone. */
     EXPECT_INT(truncate(path, (off_t)size + 5), 0);
     log = epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
