@@ -4,22 +4,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+int epcs_buf_reserve(struct epcs_buf *buf, size_t len)
+{
+    if (len <= buf->cap - buf->len)
+        return 0;
+    if (len > SIZE_MAX - buf->len)
+        return -1;
+    size_t want = buf->len + len;
+    size_t cap = buf->cap ? buf->cap : 256;
+    while (cap < want) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *grown = realloc(buf->data, cap);
+    if (grown == NULL)
+        return -1;
+    buf->data = grown;
+    buf->cap = cap;
+    return 0;
+}
+
 int epcs_buf_append(struct epcs_buf *buf, const void *data, size_t len)
 {
-    if (len > buf->cap - buf->len) {
-        size_t want = buf->len + len;
-        size_t cap = buf->cap ? buf->cap : 256;
-        while (cap < want) {
-            if (cap > SIZE_MAX / 2)
-                return -1;
-            cap *= 2;
-        }
-        char *grown = realloc(buf->data, cap);
-        if (grown == NULL)
-            return -1;
-        buf->data = grown;
-        buf->cap = cap;
-    }
+    if (epcs_buf_reserve(buf, len) != 0)
+        return -1;
     if (len != 0)
         memcpy(buf->data + buf->len, data, len);
     buf->len += len;

@@ -15,6 +15,9 @@ struct epcs_buf {
 
 /** Appends len bytes; returns 0, or -1 when memory runs out (the buffer is left unchanged). */
 int epcs_buf_append(struct epcs_buf *buf, const void *data, size_t len);
+/** Makes room for `len` more bytes (data + len stays valid until the next growth); 0, or -1
+ * when memory runs out. */
+int epcs_buf_reserve(struct epcs_buf *buf, size_t len);
 /** Appends a NUL-terminated string without its terminator; 0 or -1 as epcs_buf_append. */
 int epcs_buf_append_str(struct epcs_buf *buf, const char *str);
 /** Forgets the contents but keeps the memory for the next use. */

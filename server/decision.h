@@ -32,6 +32,8 @@ struct epcs_decision {
     size_t verdict_len;
     /** Microseconds from the request's arrival to the verdict. */
     uint64_t latency_us;
+    /** When the verdict was ready, microseconds since the epoch; 0: when it is logged. */
+    int64_t at_us;
 };
 
 /** Writes one debug log line for `decision` (--log-level debug). */

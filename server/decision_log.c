@@ -1006,6 +1006,84 @@ static void finish_entry(struct epcs_buf *out, size_t at, struct entry_header *h
 }
 
 /*
+ * Writes msgpack into room reserved beforehand. A decision is a dozen small fields, and a
+ * packer callback with its own bounds check per field cost more than writing the bytes.
+ */
+struct cursor {
+    char *at;
+};
+
+/* The most bytes a number, or a string's or bin's header, takes. */
+#define MAX_HEAD 9
+
+static void put_raw(struct cursor *c, const void *bytes, size_t len)
+{
+    if (len > 0)
+        memcpy(c->at, bytes, len);
+    c->at += len;
+}
+
+static void put_tagged(struct cursor *c, unsigned char tag, uint64_t value, int width)
+{
+    *c->at++ = (char)tag;
+    for (int i = width - 1; i >= 0; i--)
+        *c->at++ = (char)(value >> (8 * i));
+}
+
+static void put_uint(struct cursor *c, uint64_t value)
+{
+    if (value < 0x80)
+        *c->at++ = (char)value;
+    else if (value <= UINT8_MAX)
+        put_tagged(c, 0xcc, value, 1);
+    else if (value <= UINT16_MAX)
+        put_tagged(c, 0xcd, value, 2);
+    else if (value <= UINT32_MAX)
+        put_tagged(c, 0xce, value, 4);
+    else
+        put_tagged(c, 0xcf, value, 8);
+}
+
+static void put_int(struct cursor *c, int64_t value)
+{
+    if (value >= 0)
+        put_uint(c, (uint64_t)value);
+    else if (value >= -32)
+        *c->at++ = (char)value;
+    else if (value >= INT8_MIN)
+        put_tagged(c, 0xd0, (uint64_t)value, 1);
+    else if (value >= INT16_MIN)
+        put_tagged(c, 0xd1, (uint64_t)value, 2);
+    else if (value >= INT32_MIN)
+        put_tagged(c, 0xd2, (uint64_t)value, 4);
+    else
+        put_tagged(c, 0xd3, (uint64_t)value, 8);
+}
+
+static void put_str(struct cursor *c, const char *text, size_t len)
+{
+    if (len < 32)
+        *c->at++ = (char)(0xa0 | len);
+    else if (len <= UINT8_MAX)
+        put_tagged(c, 0xd9, len, 1);
+    else if (len <= UINT16_MAX)
+        put_tagged(c, 0xda, len, 2);
+    else
+        put_tagged(c, 0xdb, len, 4);
+    put_raw(c, text, len);
+}
+
+static void put_bin_header(struct cursor *c, size_t len)
+{
+    if (len <= UINT8_MAX)
+        put_tagged(c, 0xc4, len, 1);
+    else if (len <= UINT16_MAX)
+        put_tagged(c, 0xc5, len, 2);
+    else
+        put_tagged(c, 0xc6, len, 4);
+}
+
+/*
  * Packs one decision as the writer takes it (see the entry layout at the top). A check that
  * has no bytes of its own is packed straight into `out` behind a bin header patched
  * afterwards, saving a copy.
@@ -1013,30 +1091,44 @@ static void finish_entry(struct epcs_buf *out, size_t at, struct entry_header *h
 static int encode_decision(struct epcs_buf *out, const struct epcs_decision *decision,
                            const char *partner, int64_t at_us)
 {
-    size_t header_at = begin_entry(out);
-    if (header_at == SIZE_MAX)
+    enum { TEXTS = 5 };
+    const char *texts[TEXTS] = {epcs_verdict_name(decision->verdict), partner, decision->election,
+                                decision->area, decision->ruleset};
+    size_t lens[TEXTS];
+    size_t room = sizeof(struct entry_header) + 1 + 5 * MAX_HEAD + MAX_HEAD;
+    for (int i = 0; i < TEXTS; i++) {
+        lens[i] = texts[i] != NULL ? strlen(texts[i]) : 0;
+        room += MAX_HEAD + lens[i];
+    }
+    if (decision->check_msgpack != NULL)
+        room += decision->check_len;
+    if (epcs_buf_reserve(out, room) != 0)
         return -1;
-    size_t start = out->len;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    if (msgpack_pack_array(&pk, DECISION_FIELDS) != 0 ||
-        msgpack_pack_uint8(&pk, ENTRY_DECISION) != 0 ||
-        msgpack_pack_uint64(&pk, decision->id) != 0 || msgpack_pack_int64(&pk, at_us) != 0 ||
-        msgpack_pack_uint64(&pk, decision->latency_us) != 0 ||
-        msgpack_pack_int32(&pk, decision->date) != 0)
-        return -1;
-    pack_key(&pk, epcs_verdict_name(decision->verdict));
-    pack_key(&pk, partner);
-    pack_key(&pk, decision->election);
-    pack_text_or_nil(&pk, decision->area);
-    pack_key(&pk, decision->ruleset);
+    size_t header_at = out->len, start = header_at + sizeof(struct entry_header);
+    struct cursor c = {out->data + start};
+    *c.at++ = (char)(0x90 | DECISION_FIELDS);
+    put_uint(&c, ENTRY_DECISION);
+    put_uint(&c, decision->id);
+    put_int(&c, at_us);
+    put_uint(&c, decision->latency_us);
+    put_int(&c, decision->date);
+    for (int i = 0; i < TEXTS; i++) {
+        /* Only the area may be missing (every area answered). */
+        if (texts[i] == NULL)
+            *c.at++ = (char)0xc0;
+        else
+            put_str(&c, texts[i], lens[i]);
+    }
     if (decision->check_msgpack != NULL) {
-        if (msgpack_pack_bin(&pk, decision->check_len) != 0 ||
-            msgpack_pack_bin_body(&pk, decision->check_msgpack, decision->check_len) != 0)
-            return -1;
+        put_bin_header(&c, decision->check_len);
+        put_raw(&c, decision->check_msgpack, decision->check_len);
+        out->len = (size_t)(c.at - out->data);
     } else {
         static const char bin32[5] = {(char)0xc6, 0, 0, 0, 0};
+        out->len = (size_t)(c.at - out->data);
         size_t bin_at = out->len;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
         if (epcs_buf_append(out, bin32, sizeof(bin32)) != 0 ||
             msgpack_pack_object(&pk, *decision->check) != 0)
             return -1;
@@ -1049,15 +1141,17 @@ static int encode_decision(struct epcs_buf *out, const struct epcs_decision *dec
     if (strip_decision(decision->verdict_msgpack, decision->verdict_len, decision->id,
                        &answer_header, &entries_at, &entries_end) != 0)
         answer_header.len = 0;
+    size_t answer_len = answer_header.len + entries_end - entries_at;
+    if (epcs_buf_reserve(out, MAX_HEAD + answer_len) != 0)
+        return -1;
     struct entry_header header = {.id = decision->id, .at_us = at_us, .kind = ENTRY_DECISION};
+    c.at = out->data + out->len;
     header.answer_header_at = (uint32_t)(out->len - start);
-    if (msgpack_pack_bin(&pk, answer_header.len + entries_end - entries_at) != 0)
-        return -1;
-    header.answer_at = (uint32_t)(out->len - start);
-    if (msgpack_pack_bin_body(&pk, answer_header.data, answer_header.len) != 0 ||
-        msgpack_pack_bin_body(&pk, decision->verdict_msgpack + entries_at,
-                              entries_end - entries_at) != 0)
-        return -1;
+    put_bin_header(&c, answer_len);
+    header.answer_at = (uint32_t)((size_t)(c.at - out->data) - start);
+    put_raw(&c, answer_header.data, answer_header.len);
+    put_raw(&c, decision->verdict_msgpack + entries_at, entries_end - entries_at);
+    out->len = (size_t)(c.at - out->data);
     finish_entry(out, header_at, &header);
     return 0;
 }
@@ -1067,8 +1161,11 @@ static int encode_decisions(struct epcs_buf *out, const struct epcs_decision *de
                             size_t count, const char *partner)
 {
     size_t before = out->len;
-    int64_t at_us = wall_us();
+    int64_t now = 0;
     for (size_t i = 0; i < count; i++) {
+        int64_t at_us = decisions[i].at_us;
+        if (at_us == 0)
+            at_us = now != 0 ? now : (now = wall_us());
         if (encode_decision(out, &decisions[i], partner, at_us) != 0) {
             out->len = before;
             return -1;

@@ -189,11 +189,9 @@ static void count_response(struct epcs_worker *worker, enum epcs_route route, in
     atomic_fetch_add_explicit(&metrics->latency_sum_us[route], latency_us, memory_order_relaxed);
 }
 
-static uint64_t since_us(const struct timeval *start)
+static uint64_t between_us(const struct timeval *start, const struct timeval *end)
 {
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    int64_t us = (int64_t)(now.tv_sec - start->tv_sec) * 1000000 + (now.tv_usec - start->tv_usec);
+    int64_t us = (int64_t)(end->tv_sec - start->tv_sec) * 1000000 + (end->tv_usec - start->tv_usec);
     return us > 0 ? (uint64_t)us : 0;
 }
 
@@ -230,11 +228,12 @@ static void cb_access_log_due(uv_timer_t *timer)
         flush_access_log(worker);
 }
 
-static void append_access_line(struct epcs_worker *worker, h2o_req_t *req, int status,
-                               uint64_t latency_us, const char *partner, size_t bytes)
+static void append_access_line(struct epcs_worker *worker, h2o_req_t *req,
+                               const struct timeval *now, int status, uint64_t latency_us,
+                               const char *partner, size_t bytes)
 {
     char line[EPCS_LOG_LINE_MAX];
-    size_t len = epcs_log_access_line(line, sizeof(line), req->method.base, req->method.len,
+    size_t len = epcs_log_access_line(line, sizeof(line), now, req->method.base, req->method.len,
                                       req->path.base, req->path.len, status, latency_us, partner,
                                       req->version >= 0x200 ? "HTTP/2" : "HTTP/1.1", bytes);
     if (worker->access_log.len == 0)
@@ -255,10 +254,12 @@ static void finish_response(h2o_req_t *req, enum epcs_route route, const char *p
     req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                    strlen(content_type));
-    uint64_t latency_us = since_us(&req->timestamps.request_begin_at);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    uint64_t latency_us = between_us(&req->timestamps.request_begin_at, &now);
     count_response(worker, route, status, latency_us);
     if (worker->server->config.access_log)
-        append_access_line(worker, req, status, latency_us, partner, len);
+        append_access_line(worker, req, &now, status, latency_us, partner, len);
     h2o_start_response(req, &generator);
     h2o_iovec_t chunk = h2o_iovec_init(body, len);
     h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);

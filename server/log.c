@@ -141,10 +141,10 @@ static _Thread_local time_t stamp_second = -1;
 static _Thread_local char stamp_prefix[48];
 static _Thread_local size_t stamp_prefix_len;
 
-static void begin_line(struct line *line, const char *level, const char *component)
+static void begin_line(struct line *line, const struct timeval *now, const char *level,
+                       const char *component)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
+    struct timeval tv = *now;
     if (tv.tv_sec != stamp_second) {
         struct tm tm;
         gmtime_r(&tv.tv_sec, &tm);
@@ -230,18 +230,21 @@ void epcs_log(int level, const char *component, const char *fmt, ...)
     if ((size_t)len >= sizeof(message))
         len = (int)sizeof(message) - 1;
     struct line line;
-    begin_line(&line, level_name(level), component ? component : "epcsd");
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    begin_line(&line, &now, level_name(level), component ? component : "epcsd");
     put_str(&line, ",\"msg\":");
     put_json_string(&line, message, (size_t)len);
     end_line(&line);
 }
 
-size_t epcs_log_access_line(char *out, size_t size, const char *method, size_t method_len,
-                            const char *path, size_t path_len, int status, uint64_t duration_us,
-                            const char *partner, const char *protocol, size_t bytes)
+size_t epcs_log_access_line(char *out, size_t size, const struct timeval *now, const char *method,
+                            size_t method_len, const char *path, size_t path_len, int status,
+                            uint64_t duration_us, const char *partner, const char *protocol,
+                            size_t bytes)
 {
     struct line line;
-    begin_line(&line, "info", "access");
+    begin_line(&line, now, "info", "access");
     put_str(&line, ",\"method\":");
     put_json_string(&line, method, method_len);
     put_str(&line, ",\"path\":");

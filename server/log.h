@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #include "epcs/plugin.h"
 
@@ -24,11 +25,13 @@ int epcs_log_enabled(int level);
 /**
  * Formats one access log line into `out`: a JSON object with component "access", method,
  * path, status, duration_us, bytes, partner and protocol, newline-terminated. Returns its
- * length, or 0 when `size` is too small.
+ * length, or 0 when `size` is too small. `now` is the line's time (the caller has just read
+ * the clock for the duration).
  */
-size_t epcs_log_access_line(char *out, size_t size, const char *method, size_t method_len,
-                            const char *path, size_t path_len, int status, uint64_t duration_us,
-                            const char *partner, const char *protocol, size_t bytes);
+size_t epcs_log_access_line(char *out, size_t size, const struct timeval *now, const char *method,
+                            size_t method_len, const char *path, size_t path_len, int status,
+                            uint64_t duration_us, const char *partner, const char *protocol,
+                            size_t bytes);
 
 /** Writes whole lines to stderr in as few writes as keep each line in one piece. */
 void epcs_log_write_lines(const char *lines, size_t len);
