@@ -1060,27 +1060,30 @@ static void put_int(struct cursor *c, int64_t value)
         put_tagged(c, 0xd3, (uint64_t)value, 8);
 }
 
+/* A length behind one of three consecutive tags, for 8-, 16- and 32-bit lengths (str 8 is
+ * 0xd9, bin 8 is 0xc4). */
+static void put_length(struct cursor *c, unsigned char tag8, size_t len)
+{
+    if (len <= UINT8_MAX)
+        put_tagged(c, tag8, len, 1);
+    else if (len <= UINT16_MAX)
+        put_tagged(c, (unsigned char)(tag8 + 1), len, 2);
+    else
+        put_tagged(c, (unsigned char)(tag8 + 2), len, 4);
+}
+
 static void put_str(struct cursor *c, const char *text, size_t len)
 {
     if (len < 32)
         *c->at++ = (char)(0xa0 | len);
-    else if (len <= UINT8_MAX)
-        put_tagged(c, 0xd9, len, 1);
-    else if (len <= UINT16_MAX)
-        put_tagged(c, 0xda, len, 2);
     else
-        put_tagged(c, 0xdb, len, 4);
+        put_length(c, 0xd9, len);
     put_raw(c, text, len);
 }
 
 static void put_bin_header(struct cursor *c, size_t len)
 {
-    if (len <= UINT8_MAX)
-        put_tagged(c, 0xc4, len, 1);
-    else if (len <= UINT16_MAX)
-        put_tagged(c, 0xc5, len, 2);
-    else
-        put_tagged(c, 0xc6, len, 4);
+    put_length(c, 0xc4, len);
 }
 
 /*

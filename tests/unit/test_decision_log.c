@@ -392,6 +392,48 @@ static void test_many_pages(void)
     free_sample(&sample);
 }
 
+/* Texts long enough for msgpack's 8- and 16-bit string lengths come back as they went in. */
+static void test_long_texts(void)
+{
+    char err[256] = "", partner8[41], partner16[301], ruleset[71], got[128] = "";
+    memset(partner8, 'p', 40);
+    partner8[40] = '\0';
+    memset(partner16, 'q', 300);
+    partner16[300] = '\0';
+    memset(ruleset, 'r', 70);
+    ruleset[70] = '\0';
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct sample sample;
+    make_sample(&sample, log, "deepfake");
+    sample.decision.ruleset = ruleset;
+    uint64_t ticket = 0;
+    EXPECT_INT(epcs_decision_log_append(log, NULL, &sample.decision, 1, partner8, &ticket), 0);
+    struct epcs_decision second = sample.decision;
+    second.id = epcs_decision_log_next_id(log, NULL);
+    EXPECT_INT(epcs_decision_log_append(log, NULL, &second, 1, partner16, &ticket), 0);
+    EXPECT(wait_committed(log, ticket));
+    uint64_t ids[4];
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = partner8, .limit = 10}, ids, 4), 1);
+    EXPECT_INT(ids[0], sample.decision.id);
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = partner16, .limit = 10}, ids, 4),
+               1);
+    EXPECT_INT(ids[0], second.id);
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_buf buf = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_decision_log_get(reader, second.id, &pk, NULL, got, sizeof(got), NULL, err,
+                                     sizeof(err)),
+               0);
+    EXPECT_STR(got, ruleset);
+    epcs_buf_free(&buf);
+    sqlite3_close(reader);
+    epcs_decision_log_close(log);
+    free_sample(&sample);
+}
+
 static long long file_size(const char *name)
 {
     char path[300];
@@ -478,6 +520,7 @@ int main(void)
     test_full_queue_refuses();
     test_id_order_and_events();
     test_many_pages();
+    test_long_texts();
     test_page_file_recovery();
     const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
                            "decisions.pages"};
