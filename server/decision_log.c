@@ -738,8 +738,9 @@ static int64_t query_int(sqlite3 *db, const char *sql, int64_t bound)
  * Opens decisions.pages beside the database at `db_file` and makes it agree with the index.
  * Bytes after the last indexed page are from a transaction that never committed (the process
  * stopped between the two writes) and are cut off. An indexed page the file does not hold whole
- * (a power cut under --audit async, which does not fsync) is forgotten with a warning, since no
- * query could read it. A page file with no run on record belongs to another database: refused.
+ * (a power cut under --audit async, which does not fsync, while the last run wrote) is
+ * forgotten with a warning, since no query could read it. A page file with no run on record, or
+ * without pages of earlier runs, belongs to another database: refused.
  */
 static int open_pages(struct epcs_decision_log *log, const char *db_file, char *err,
                       size_t err_size)
@@ -771,6 +772,20 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
                  path, (long long)st.st_size, db_file);
         return -1;
     }
+    /* A power cut can only take what the last run to write pages had not yet written back; a
+     * file that lacks pages of an earlier run is the wrong file, or was cut by someone. */
+    int64_t foreign = query_int(log->db,
+                                "SELECT count(*) FROM pages WHERE body_at + body_len > ?1 AND "
+                                "first_id >> 32 < (SELECT max(first_id >> 32) FROM pages)",
+                                (int64_t)st.st_size);
+    if (foreign > 0) {
+        snprintf(err, err_size,
+                 "%s ends at byte %lld, before %lld page(s) of earlier runs: it is not this "
+                 "database's page file, or it was cut short; put the right one back (nothing "
+                 "was changed)",
+                 path, (long long)st.st_size, (long long)foreign);
+        return -1;
+    }
     int64_t lost = query_int(log->db, "SELECT count(*) FROM pages WHERE body_at + body_len > ?1",
                              (int64_t)st.st_size);
     if (lost > 0) {
@@ -782,7 +797,7 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
                          (int64_t)st.st_size);
     }
     int64_t end = query_int(log->db, "SELECT coalesce(max(body_at + body_len), 0) FROM pages", 0);
-    if (runs < 0 || lost < 0 || end < 0) {
+    if (runs < 0 || foreign < 0 || lost < 0 || end < 0) {
         snprintf(err, err_size, "%s: %s", db_file, sqlite3_errmsg(log->db));
         return -1;
     }

@@ -492,6 +492,14 @@ static void test_page_file_recovery(void)
     EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "google", .limit = 500}, ids, 4),
                4);
 
+    /* A page file without pages of earlier runs is the wrong one: refused, nothing dropped. */
+    EXPECT_INT(truncate(path, (off_t)size / 2), 0);
+    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT_CONTAINS(err, "page(s) of earlier runs: it is not this database's page file");
+    EXPECT_CONTAINS(err, "put the right one back (nothing was changed)");
+    EXPECT_INT(count_entries(), entries);
+    EXPECT_INT(file_size("decisions.pages"), size / 2);
+
     /* A page file beside a database that has never run. */
     char other[] = "/tmp/epcs-test-decisions-other-XXXXXX", stray[300];
     EXPECT(mkdtemp(other) != NULL);
