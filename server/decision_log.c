@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -172,7 +173,8 @@ struct epcs_decision_log {
  * stored without its decision id, which is the decision's own id.
  */
 #define SCHEMA_VERSION 4
-static const char schema[] = "CREATE TABLE IF NOT EXISTS runs ("
+static const char schema[] = "CREATE TABLE IF NOT EXISTS page_file (id BLOB NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS runs ("
                              "  run INTEGER PRIMARY KEY,"
                              "  started TEXT NOT NULL,"
                              "  audit TEXT NOT NULL);"
@@ -735,12 +737,109 @@ static int64_t query_int(sqlite3 *db, const char *sql, int64_t bound)
 }
 
 /*
+ * decisions.pages starts with a header naming the file and carrying a random id that
+ * decisions.db records, so a page file is never taken for another database's: its pages would
+ * be cut off or written over.
+ */
+#define PAGE_FILE_MAGIC "epcs-pages-1\n\0\0\0"
+#define PAGE_FILE_ID_BYTES 16
+#define PAGE_FILE_HEADER (16 + PAGE_FILE_ID_BYTES)
+
+/* The page file's id as decisions.db records it: 1 with `id` filled, 0 when none is, -1. */
+static int recorded_page_file(sqlite3 *db, unsigned char id[PAGE_FILE_ID_BYTES])
+{
+    sqlite3_stmt *stmt = NULL;
+    int found = -1;
+    if (sqlite3_prepare_v2(db, "SELECT id FROM page_file", -1, &stmt, NULL) == SQLITE_OK) {
+        int step = sqlite3_step(stmt);
+        if (step == SQLITE_ROW && sqlite3_column_bytes(stmt, 0) == PAGE_FILE_ID_BYTES) {
+            memcpy(id, sqlite3_column_blob(stmt, 0), PAGE_FILE_ID_BYTES);
+            found = 1;
+        } else if (step == SQLITE_DONE) {
+            found = 0;
+        }
+    }
+    sqlite3_finalize(stmt);
+    return found;
+}
+
+/* Gives an empty page file its header, with the id decisions.db has or a new one it records. */
+static int start_page_file(struct epcs_decision_log *log, const unsigned char *known_id,
+                           const char *path, char *err, size_t err_size)
+{
+    unsigned char header[PAGE_FILE_HEADER];
+    memcpy(header, PAGE_FILE_MAGIC, 16);
+    if (known_id != NULL) {
+        memcpy(header + 16, known_id, PAGE_FILE_ID_BYTES);
+    } else {
+        sqlite3_stmt *stmt = NULL;
+        int recorded = getrandom(header + 16, PAGE_FILE_ID_BYTES, 0) == PAGE_FILE_ID_BYTES &&
+                       sqlite3_prepare_v2(log->db, "INSERT INTO page_file(id) VALUES(?)", -1, &stmt,
+                                          NULL) == SQLITE_OK &&
+                       sqlite3_bind_blob(stmt, 1, header + 16, PAGE_FILE_ID_BYTES, SQLITE_STATIC) ==
+                           SQLITE_OK &&
+                       sqlite3_step(stmt) == SQLITE_DONE;
+        sqlite3_finalize(stmt);
+        if (!recorded) {
+            snprintf(err, err_size, "%s: cannot record the page file's id: %s", path,
+                     sqlite3_errmsg(log->db));
+            return -1;
+        }
+    }
+    if (pwrite(log->pages_fd, header, sizeof(header), 0) != (ssize_t)sizeof(header) ||
+        fdatasync(log->pages_fd) != 0) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Refuses a page file that is not the one decisions.db knows; starts an empty one. */
+static int check_page_file(struct epcs_decision_log *log, const struct stat *st, const char *path,
+                           char *err, size_t err_size)
+{
+    unsigned char recorded[PAGE_FILE_ID_BYTES], header[PAGE_FILE_HEADER];
+    int known = recorded_page_file(log->db, recorded);
+    int64_t pages = query_int(log->db, "SELECT count(*) FROM pages", 0);
+    if (known < 0 || pages < 0) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
+        return -1;
+    }
+    if (st->st_size == 0) {
+        if (pages > 0) {
+            snprintf(err, err_size,
+                     "%s is empty, but the database beside it indexes %lld page(s) of decisions "
+                     "in it: put it back (nothing was changed)",
+                     path, (long long)pages);
+            return -1;
+        }
+        return start_page_file(log, known ? recorded : NULL, path, err, err_size);
+    }
+    if (st->st_size < PAGE_FILE_HEADER ||
+        pread(log->pages_fd, header, sizeof(header), 0) != (ssize_t)sizeof(header) ||
+        memcmp(header, PAGE_FILE_MAGIC, 16) != 0) {
+        snprintf(err, err_size,
+                 "%s is not a page file of the decision log: move it aside (nothing was changed)",
+                 path);
+        return -1;
+    }
+    if (!known || memcmp(header + 16, recorded, PAGE_FILE_ID_BYTES) != 0) {
+        snprintf(err, err_size,
+                 "%s belongs to another decision log than the database beside it: keep the two "
+                 "files of a decision log together (nothing was changed)",
+                 path);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * Opens decisions.pages beside the database at `db_file` and makes it agree with the index.
  * Bytes after the last indexed page are from a transaction that never committed (the process
  * stopped between the two writes) and are cut off. An indexed page the file does not hold whole
  * (a power cut under --audit async, which does not fsync, while the last run wrote) is
- * forgotten with a warning, since no query could read it. A page file with no run on record, or
- * without pages of earlier runs, belongs to another database: refused.
+ * forgotten with a warning, since no query could read it. A file that is not this database's,
+ * or that lacks pages of earlier runs, is refused.
  */
 static int open_pages(struct epcs_decision_log *log, const char *db_file, char *err,
                       size_t err_size)
@@ -764,44 +863,39 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
                                       : strerror(errno));
         return -1;
     }
-    int64_t runs = query_int(log->db, "SELECT count(*) FROM runs", 0);
-    if (runs == 0 && st.st_size > 0) {
-        snprintf(err, err_size,
-                 "%s holds %lld bytes of decisions that %s does not index: move both files "
-                 "aside together (they are evidence) and start again",
-                 path, (long long)st.st_size, db_file);
+    if (check_page_file(log, &st, path, err, err_size) != 0)
         return -1;
-    }
+    off_t size = st.st_size > PAGE_FILE_HEADER ? st.st_size : PAGE_FILE_HEADER;
     /* A power cut can only take what the last run to write pages had not yet written back; a
-     * file that lacks pages of an earlier run is the wrong file, or was cut by someone. */
-    int64_t foreign = query_int(log->db,
-                                "SELECT count(*) FROM pages WHERE body_at + body_len > ?1 AND "
-                                "first_id >> 32 < (SELECT max(first_id >> 32) FROM pages)",
-                                (int64_t)st.st_size);
-    if (foreign > 0) {
+     * file that lacks pages of an earlier run was cut by someone. */
+    int64_t cut = query_int(log->db,
+                            "SELECT count(*) FROM pages WHERE body_at + body_len > ?1 AND "
+                            "first_id >> 32 < (SELECT max(first_id >> 32) FROM pages)",
+                            (int64_t)size);
+    if (cut > 0) {
         snprintf(err, err_size,
-                 "%s ends at byte %lld, before %lld page(s) of earlier runs: it is not this "
-                 "database's page file, or it was cut short; put the right one back (nothing "
-                 "was changed)",
-                 path, (long long)st.st_size, (long long)foreign);
+                 "%s ends at byte %lld, before %lld page(s) of earlier runs: it was cut short; "
+                 "put the whole file back (nothing was changed)",
+                 path, (long long)size, (long long)cut);
         return -1;
     }
     int64_t lost = query_int(log->db, "SELECT count(*) FROM pages WHERE body_at + body_len > ?1",
-                             (int64_t)st.st_size);
+                             (int64_t)size);
     if (lost > 0) {
         epcs_log(EPCS_LOG_WARN, "decisions",
                  "%s ends before %lld indexed page(s) of decisions, lost to a power cut; their "
                  "index rows are dropped",
                  path, (long long)lost);
-        lost = query_int(log->db, "DELETE FROM pages WHERE body_at + body_len > ?1",
-                         (int64_t)st.st_size);
+        lost = query_int(log->db, "DELETE FROM pages WHERE body_at + body_len > ?1", (int64_t)size);
     }
-    int64_t end = query_int(log->db, "SELECT coalesce(max(body_at + body_len), 0) FROM pages", 0);
-    if (runs < 0 || foreign < 0 || lost < 0 || end < 0) {
+    int64_t end = query_int(log->db, "SELECT max(body_at + body_len) FROM pages", 0);
+    if (cut < 0 || lost < 0 || end < 0) {
         snprintf(err, err_size, "%s: %s", db_file, sqlite3_errmsg(log->db));
         return -1;
     }
-    if (st.st_size > end && ftruncate(log->pages_fd, (off_t)end) != 0) {
+    if (end < PAGE_FILE_HEADER)
+        end = PAGE_FILE_HEADER;
+    if (size > end && ftruncate(log->pages_fd, (off_t)end) != 0) {
         snprintf(err, err_size, "%s: %s", path, strerror(errno));
         return -1;
     }

@@ -434,6 +434,22 @@ static void test_long_texts(void)
     free_sample(&sample);
 }
 
+/* Copies the file at `from` to `to`; 0 or -1. */
+static int copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char block[4096];
+    size_t n;
+    int rc = in != NULL && out != NULL ? 0 : -1;
+    while (rc == 0 && (n = fread(block, 1, sizeof(block), in)) > 0)
+        rc = fwrite(block, 1, n, out) == n ? 0 : -1;
+    if (in != NULL)
+        fclose(in);
+    if (out != NULL && fclose(out) != 0)
+        rc = -1;
+    return rc;
+}
+
 static long long file_size(const char *name)
 {
     char path[300];
@@ -492,25 +508,37 @@ static void test_page_file_recovery(void)
     EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "google", .limit = 500}, ids, 4),
                4);
 
-    /* A page file without pages of earlier runs is the wrong one: refused, nothing dropped. */
-    EXPECT_INT(truncate(path, (off_t)size / 2), 0);
-    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
-    EXPECT_CONTAINS(err, "page(s) of earlier runs: it is not this database's page file");
-    EXPECT_CONTAINS(err, "put the right one back (nothing was changed)");
-    EXPECT_INT(count_entries(), entries);
-    EXPECT_INT(file_size("decisions.pages"), size / 2);
-
-    /* A page file beside a database that has never run. */
+    /* Another log's page file, whole, beside a new database: refused, left as it is. */
     char other[] = "/tmp/epcs-test-decisions-other-XXXXXX", stray[300];
     EXPECT(mkdtemp(other) != NULL);
     snprintf(stray, sizeof(stray), "%s/decisions.pages", other);
+    EXPECT_INT(copy_file(path, stray), 0);
+    EXPECT(epcs_decision_log_open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT_CONTAINS(err, "belongs to another decision log than the database beside it");
+    struct stat st;
+    EXPECT(stat(stray, &st) == 0 && st.st_size == size);
+
+    /* Not a page file at all. */
     pages = fopen(stray, "wb");
     EXPECT(pages != NULL);
     fputs("pages of another decision log", pages);
     fclose(pages);
     EXPECT(epcs_decision_log_open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
-    EXPECT_CONTAINS(err, "holds 29 bytes of decisions that");
-    EXPECT_CONTAINS(err, "move both files aside together (they are evidence)");
+    EXPECT_CONTAINS(err, "is not a page file of the decision log: move it aside");
+
+    /* A page file cut into pages of earlier runs: refused, nothing dropped. */
+    EXPECT_INT(truncate(path, (off_t)size / 2), 0);
+    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT_CONTAINS(err, "page(s) of earlier runs: it was cut short; put the whole file back");
+    EXPECT_INT(count_entries(), entries);
+    EXPECT_INT(file_size("decisions.pages"), size / 2);
+
+    /* An empty page file beside a database that indexes pages. */
+    EXPECT_INT(truncate(path, 0), 0);
+    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT_CONTAINS(err, "is empty, but the database beside it indexes");
+    EXPECT_INT(count_entries(), entries);
+
     const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
                            "decisions.pages"};
     for (size_t i = 0; i < 4; i++) {
