@@ -245,7 +245,7 @@ static void pack_error(msgpack_packer *pk, const struct epcs_check_error *err, i
     }
 }
 
-static int respond_check_error(h2o_req_t *req, const struct epcs_check_error *err)
+int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err)
 {
     if (err->area == NULL)
         return epcs_respond_error(req, err->status, err->code, err->field, "%s", err->message);
@@ -351,7 +351,7 @@ int epcs_handle_check(h2o_req_t *req)
     struct epcs_check_error err;
     msgpack_packer *pk = epcs_response_begin(worker);
     if (epcs_check_run(worker, engine, &body, pk, &decision, &err) != 0)
-        return respond_check_error(req, &err);
+        return epcs_respond_check_error(req, &err);
     decision.verdict_msgpack = worker->body.data;
     decision.verdict_len = worker->body.len;
     /* One clock reading serves the latency and the decision's time: the clock is read often

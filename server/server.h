@@ -238,6 +238,12 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
                    const msgpack_object *check, msgpack_packer *pk, struct epcs_decision *decision,
                    struct epcs_check_error *err);
 
+/**
+ * Answers a failed check: a rule's own failure with its area, file and line (no field, the
+ * request was not at fault), anything else as epcs_respond_error. Returns 0.
+ */
+int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err);
+
 /* Route handlers (api.c, check.c). Each returns 0 after answering. */
 int epcs_handle_healthz(h2o_req_t *req);
 int epcs_handle_areas(h2o_req_t *req);
