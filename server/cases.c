@@ -737,29 +737,54 @@ static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t m
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 14));
 }
 
+/* The rows of a page, packed one after another. */
+struct packed_rows {
+    struct epcs_buf bytes;
+    size_t count;
+    /* Column 0 of the last row packed. */
+    uint64_t last;
+    /* A row beyond `limit` followed. */
+    int more;
+};
+
+/* Packs up to `limit` rows of `stmt` (finalized here) into `rows` (freed by the caller). 0, or
+ * -1 with SQLite's message in `err` when a step fails. */
+static int pack_rows(sqlite3 *db, sqlite3_stmt *stmt, size_t limit,
+                     void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt),
+                     struct packed_rows *rows, char *err, size_t err_size)
+{
+    msgpack_packer rows_pk;
+    msgpack_packer_init(&rows_pk, &rows->bytes, epcs_buf_msgpack_write);
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (rows->count == limit) {
+            rows->more = 1;
+            break;
+        }
+        pack_row(&rows_pk, stmt);
+        rows->last = (uint64_t)sqlite3_column_int64(stmt, 0);
+        rows->count++;
+    }
+    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
+    if (failed)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    return failed ? -1 : 0;
+}
+
 /* Packs every row of `stmt` (finalized here) as an array, or nothing when a step fails. */
 static int pack_all_rows(sqlite3 *db, sqlite3_stmt *stmt, msgpack_packer *pk,
                          void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt), char *err,
                          size_t err_size)
 {
-    struct epcs_buf rows = {0};
-    msgpack_packer rows_pk;
-    msgpack_packer_init(&rows_pk, &rows, epcs_buf_msgpack_write);
-    size_t count = 0;
-    int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        pack_row(&rows_pk, stmt);
-        count++;
+    struct packed_rows rows = {.count = 0};
+    int rc = pack_rows(db, stmt, SIZE_MAX, pack_row, &rows, err, err_size);
+    if (rc == 0) {
+        msgpack_pack_array(pk, rows.count);
+        pack_raw(pk, rows.bytes.data, rows.bytes.len);
     }
-    if (step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-    if (step == SQLITE_DONE) {
-        msgpack_pack_array(pk, count);
-        pack_raw(pk, rows.data, rows.len);
-    }
-    epcs_buf_free(&rows);
-    return step == SQLITE_DONE ? 0 : -1;
+    epcs_buf_free(&rows.bytes);
+    return rc;
 }
 
 static void pack_history_row(msgpack_packer *pk, sqlite3_stmt *stmt)
@@ -881,38 +906,21 @@ static int pack_page(sqlite3 *db, sqlite3_stmt *stmt, const char *name, size_t l
                      void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt), msgpack_packer *pk,
                      char *err, size_t err_size)
 {
-    struct epcs_buf rows = {0};
-    msgpack_packer rows_pk;
-    msgpack_packer_init(&rows_pk, &rows, epcs_buf_msgpack_write);
-    size_t count = 0;
-    uint64_t last = 0;
-    int more = 0, step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (count == limit) {
-            more = 1;
-            break;
-        }
-        pack_row(&rows_pk, stmt);
-        last = (uint64_t)sqlite3_column_int64(stmt, 0);
-        count++;
-    }
-    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
-    if (failed)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-    if (!failed) {
+    struct packed_rows rows = {.count = 0};
+    int rc = pack_rows(db, stmt, limit, pack_row, &rows, err, err_size);
+    if (rc == 0) {
         msgpack_pack_map(pk, 2);
         pack_cstr(pk, name);
-        msgpack_pack_array(pk, count);
-        pack_raw(pk, rows.data, rows.len);
+        msgpack_pack_array(pk, rows.count);
+        pack_raw(pk, rows.bytes.data, rows.bytes.len);
         pack_cstr(pk, "next");
-        if (more)
-            msgpack_pack_uint64(pk, last);
+        if (rows.more)
+            msgpack_pack_uint64(pk, rows.last);
         else
             msgpack_pack_nil(pk);
     }
-    epcs_buf_free(&rows);
-    return failed ? -1 : 0;
+    epcs_buf_free(&rows.bytes);
+    return rc;
 }
 
 static void pack_summary_row(msgpack_packer *pk, sqlite3_stmt *stmt)
