@@ -8,11 +8,9 @@ test_api.py (its Server and request helpers) and takes the same flags:
         --rules lua_rules --cases ../shared/cases/public.tsv
 """
 
-import argparse
 import json
 import os
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -621,17 +619,6 @@ class MalformedTest(test_api.EpcsTest):
                     self.assertIn("가" * 21, data["message"])
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epcsd", required=True)
-    parser.add_argument("--plugins", required=True)
-    parser.add_argument("--rules", required=True)
-    # Accepted for a command line shared with test_api.py; the cases here are all built in.
-    parser.add_argument("--cases")
-    args, rest = parser.parse_known_args()
-    test_api.ARGS = args
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-
-
 if __name__ == "__main__":
-    main()
+    # --cases is accepted for the shared command line; the cases here are all built in.
+    test_api.run_suite(cases_required=False)

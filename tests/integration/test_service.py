@@ -7,7 +7,6 @@ Shares the harness of test_api.py. Run through ctest, or directly:
         --rules lua_rules --cases ../shared/cases/public.tsv
 """
 
-import argparse
 import http.client
 import json
 import os
@@ -20,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
@@ -598,15 +596,5 @@ class ObservabilityTest(EpcsTest):
         self.assertGreater(access[-1]["bytes"], 0)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epcsd", required=True)
-    parser.add_argument("--plugins", required=True)
-    parser.add_argument("--rules", required=True)
-    parser.add_argument("--cases", required=True)
-    test_api.ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
-
-
 if __name__ == "__main__":
-    main()
+    test_api.run_suite()
