@@ -800,7 +800,7 @@ static int check_page_file(struct epcs_decision_log *log, const struct stat *st,
 {
     unsigned char recorded[PAGE_FILE_ID_BYTES], header[PAGE_FILE_HEADER];
     int known = recorded_page_file(log->db, recorded);
-    int64_t pages = query_int(log->db, "SELECT count(*) FROM pages", 0);
+    int64_t pages = query_int(log->db, "SELECT EXISTS (SELECT 1 FROM pages)", 0);
     if (known < 0 || pages < 0) {
         snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
         return -1;
@@ -810,7 +810,7 @@ static int check_page_file(struct epcs_decision_log *log, const struct stat *st,
             snprintf(err, err_size,
                      "%s is empty, but the database beside it indexes %lld page(s) of decisions "
                      "in it: put it back (nothing was changed)",
-                     path, (long long)pages);
+                     path, (long long)query_int(log->db, "SELECT count(*) FROM pages", 0));
             return -1;
         }
         return start_page_file(log, known ? recorded : NULL, path, err, err_size);
@@ -866,30 +866,37 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
     if (check_page_file(log, &st, path, err, err_size) != 0)
         return -1;
     off_t size = st.st_size > PAGE_FILE_HEADER ? st.st_size : PAGE_FILE_HEADER;
-    /* A power cut can only take what the last run to write pages had not yet written back; a
-     * file that lacks pages of an earlier run was cut by someone. */
-    int64_t cut = query_int(log->db,
-                            "SELECT count(*) FROM pages WHERE body_at + body_len > ?1 AND "
-                            "first_id >> 32 < (SELECT max(first_id >> 32) FROM pages)",
-                            (int64_t)size);
-    if (cut > 0) {
-        snprintf(err, err_size,
-                 "%s ends at byte %lld, before %lld page(s) of earlier runs: it was cut short; "
-                 "put the whole file back (nothing was changed)",
-                 path, (long long)size, (long long)cut);
-        return -1;
-    }
-    int64_t lost = query_int(log->db, "SELECT count(*) FROM pages WHERE body_at + body_len > ?1",
-                             (int64_t)size);
-    if (lost > 0) {
-        epcs_log(EPCS_LOG_WARN, "decisions",
-                 "%s ends before %lld indexed page(s) of decisions, lost to a power cut; their "
-                 "index rows are dropped",
-                 path, (long long)lost);
-        lost = query_int(log->db, "DELETE FROM pages WHERE body_at + body_len > ?1", (int64_t)size);
-    }
     int64_t end = query_int(log->db, "SELECT max(body_at + body_len) FROM pages", 0);
-    if (cut < 0 || lost < 0 || end < 0) {
+    /* Only a file shorter than its index needs a look at which pages it lacks. */
+    if (end > size) {
+        /* A power cut can only take what the last run to write pages had not yet written back;
+         * a file that lacks pages of an earlier run was cut by someone. */
+        int64_t cut = query_int(log->db,
+                                "SELECT count(*) FROM pages WHERE body_at + body_len > ?1 AND "
+                                "first_id >> 32 < (SELECT max(first_id >> 32) FROM pages)",
+                                (int64_t)size);
+        if (cut > 0) {
+            snprintf(err, err_size,
+                     "%s ends at byte %lld, before %lld page(s) of earlier runs: it was cut "
+                     "short; put the whole file back (nothing was changed)",
+                     path, (long long)size, (long long)cut);
+            return -1;
+        }
+        int64_t lost =
+            cut < 0 ? -1
+                    : query_int(log->db, "SELECT count(*) FROM pages WHERE body_at + body_len > ?1",
+                                (int64_t)size);
+        if (lost > 0) {
+            epcs_log(EPCS_LOG_WARN, "decisions",
+                     "%s ends before %lld indexed page(s) of decisions, lost to a power cut; their "
+                     "index rows are dropped",
+                     path, (long long)lost);
+            lost = query_int(log->db, "DELETE FROM pages WHERE body_at + body_len > ?1",
+                             (int64_t)size);
+        }
+        end = lost < 0 ? -1 : query_int(log->db, "SELECT max(body_at + body_len) FROM pages", 0);
+    }
+    if (end < 0) {
         snprintf(err, err_size, "%s: %s", db_file, sqlite3_errmsg(log->db));
         return -1;
     }
