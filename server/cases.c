@@ -690,12 +690,15 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     }
 }
 
-static int pack_request(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *err, size_t err_size)
+static int pack_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
+                        char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = prepare(db, REQUEST_COLUMNS " WHERE q.id = ?", err, err_size);
+    sqlite3_stmt *stmt = prepare(
+        db, REQUEST_COLUMNS " WHERE q.id = ?1 AND (?2 IS NULL OR q.partner = ?2)", err, err_size);
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    bind_text(stmt, 2, partner);
     int step = sqlite3_step(stmt);
     if (step == SQLITE_ROW)
         pack_request_row(pk, stmt);
@@ -806,33 +809,39 @@ static void pack_history_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     pack_id_column(pk, stmt, 6);
 }
 
-static int pack_history(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *err,
-                        size_t err_size)
+/* With `partner`, the report's own steps and those of the requests addressed to it. */
+static int pack_history(sqlite3 *db, uint64_t report, const char *partner, msgpack_packer *pk,
+                        char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = prepare(db,
-                                 "SELECT at_us, event, request, status, actor, detail, log_id "
-                                 "FROM history WHERE report = ? ORDER BY id",
-                                 err, err_size);
+    sqlite3_stmt *stmt = prepare(
+        db,
+        "SELECT at_us, event, request, status, actor, detail, log_id FROM history "
+        "WHERE report = ?1 AND (?2 IS NULL OR request IS NULL OR "
+        "request IN (SELECT id FROM requests WHERE report = ?1 AND partner = ?2)) ORDER BY id",
+        err, err_size);
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, partner);
     return pack_all_rows(db, stmt, pk, pack_history_row, err, err_size);
 }
 
-static int pack_requests_of(sqlite3 *db, uint64_t report, msgpack_packer *pk, char *err,
-                            size_t err_size)
+static int pack_requests_of(sqlite3 *db, uint64_t report, const char *partner, msgpack_packer *pk,
+                            char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt =
-        prepare(db, REQUEST_COLUMNS " WHERE q.report = ? ORDER BY q.id", err, err_size);
+    sqlite3_stmt *stmt = prepare(
+        db, REQUEST_COLUMNS " WHERE q.report = ?1 AND (?2 IS NULL OR q.partner = ?2) ORDER BY q.id",
+        err, err_size);
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, partner);
     return pack_all_rows(db, stmt, pk, pack_request_row, err, err_size);
 }
 
 /* The report of the statement's current row, whole, or nothing when a part fails. */
-static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, msgpack_packer *pk,
-                           char *err, size_t err_size)
+static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const char *partner,
+                           msgpack_packer *pk, char *err, size_t err_size)
 {
     struct epcs_buf out = {0};
     msgpack_packer out_pk;
@@ -843,10 +852,10 @@ static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, msgpack
     pack_cstr(&out_pk, "answer");
     pack_blob_column(&out_pk, stmt, 16);
     pack_cstr(&out_pk, "requests");
-    int rc = pack_requests_of(db, id, &out_pk, err, err_size);
+    int rc = pack_requests_of(db, id, partner, &out_pk, err, err_size);
     if (rc == 0) {
         pack_cstr(&out_pk, "history");
-        rc = pack_history(db, id, &out_pk, err, err_size);
+        rc = pack_history(db, id, partner, &out_pk, err, err_size);
     }
     if (rc == 0)
         pack_raw(pk, out.data, out.len);
@@ -854,18 +863,21 @@ static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, msgpack
     return rc;
 }
 
-int epcs_cases_get_report(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *err, size_t err_size)
+int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
+                          char *err, size_t err_size)
 {
     /* One read transaction, so the report, its requests and its history agree. */
     if (epcs_sqlite_exec(db, "BEGIN", err, err_size) != 0)
         return -1;
-    sqlite3_stmt *stmt = prepare(db, REPORT_COLUMNS " WHERE id = ?", err, err_size);
+    sqlite3_stmt *stmt = prepare(
+        db, REPORT_COLUMNS " WHERE id = ?1 AND (?2 IS NULL OR filed_by = ?2)", err, err_size);
     int rc = -1;
     if (stmt != NULL) {
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+        bind_text(stmt, 2, filer);
         int step = sqlite3_step(stmt);
         if (step == SQLITE_ROW)
-            rc = pack_report_row(db, stmt, id, pk, err, err_size);
+            rc = pack_report_row(db, stmt, id, filer, pk, err, err_size);
         else if (step == SQLITE_DONE)
             rc = 1;
         else
@@ -885,7 +897,8 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
         REPORT_COLUMNS " WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND "
                        "(?3 IS NULL OR platform = ?3) AND (?4 IS NULL OR election = ?4) AND "
                        "(?5 IS NULL OR category = ?5) AND (?6 IS NULL OR filed_us >= ?6) AND "
-                       "(?7 IS NULL OR filed_us < ?7) ORDER BY id LIMIT ?8",
+                       "(?7 IS NULL OR filed_us < ?7) AND (?9 IS NULL OR filed_by = ?9) "
+                       "ORDER BY id LIMIT ?8",
         err, err_size);
     if (stmt == NULL)
         return NULL;
@@ -898,6 +911,7 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
     bind_optional_int(stmt, 7, query->to_us, query->to_us != 0);
     /* One row more than asked tells whether there is a next page. */
     sqlite3_bind_int64(stmt, 8, (sqlite3_int64)query->limit + 1);
+    bind_text(stmt, 9, query->filed_by);
     return stmt;
 }
 
@@ -1001,6 +1015,12 @@ int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, st
         snprintf(err, err_size, "%s", sqlite3_errmsg(db));
     sqlite3_finalize(stmt);
     return failed ? -1 : 0;
+}
+
+int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
+                           char *err, size_t err_size)
+{
+    return pack_request(db, id, partner, pk, err, err_size);
 }
 
 int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
@@ -1150,7 +1170,9 @@ int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *rep
         rc = file_locked(cases, report, &view, actions, count, id, err, err_size);
         rc = finish(cases, rc, err, err_size);
     }
-    if (rc == EPCS_CASES_OK && epcs_cases_get_report(cases->db, *id, pk, err, err_size) != 0)
+    if (rc == EPCS_CASES_OK &&
+        epcs_cases_get_report(cases->db, *id, report->partner_view ? report->filed_by : NULL, pk,
+                              err, err_size) != 0)
         rc = EPCS_CASES_FAILED;
     uint64_t ticket = cases->last_ticket;
     pthread_mutex_unlock(&cases->lock);
@@ -1367,7 +1389,7 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
         rc = finish(cases, rc, detail, detail_size);
     }
     if (rc == EPCS_CASES_OK &&
-        pack_request(cases->db, answer->request, pk, detail, detail_size) != 0)
+        pack_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
         rc = EPCS_CASES_FAILED;
     uint64_t ticket = cases->last_ticket;
     pthread_mutex_unlock(&cases->lock);

@@ -89,6 +89,9 @@ struct epcs_case_report {
     const char *verdict;
     size_t verdict_len;
     int64_t now_us;
+    /** Nonzero when a partner's key (not staff's) filed it: the answer is then the report as
+     * that partner reads it later (epcs_cases_get_report with `filer`). */
+    int partner_view;
 };
 
 /**
@@ -138,9 +141,13 @@ sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size);
 
 /**
  * Packs report `id`: its fields, the verdict as answered (`answer`), its requests and its
- * history. Returns 0, 1 when there is no such report, -1 with `err`.
+ * history. With `filer` (a partner id; NULL for staff), only a report that partner filed, and
+ * of it only the requests addressed to that partner and their steps besides the report's own:
+ * a request to another partner, with its answer, is that partner's and the staff's to read.
+ * Returns 0, 1 when there is no such report (for `filer`), -1 with `err`.
  */
-int epcs_cases_get_report(sqlite3 *db, uint64_t id, msgpack_packer *pk, char *err, size_t err_size);
+int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
+                          char *err, size_t err_size);
 
 /** GET /v1/reports filters; NULL or 0 means any. */
 struct epcs_report_query {
@@ -148,6 +155,8 @@ struct epcs_report_query {
     const char *platform;
     const char *election;
     const char *category;
+    /** Only reports filed by this partner id (NULL: anyone's). */
+    const char *filed_by;
     /** Filed at or after / before (microseconds since the epoch, UTC). */
     int64_t from_us;
     int64_t to_us;
@@ -176,6 +185,13 @@ struct epcs_request_query {
     uint64_t after;
     size_t limit;
 };
+
+/**
+ * Packs request `id`, as a queue lists it; with `partner`, only if addressed to that partner.
+ * Returns 0, 1 when there is no such request (for `partner`), -1 with `err`.
+ */
+int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
+                           char *err, size_t err_size);
 
 /** Packs {requests: [request, ...], next: id|nil}, oldest first. 0, or -1 with `err`. */
 int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,

@@ -1,7 +1,8 @@
 /*
  * Reports and requests over HTTP: POST/GET /v1/reports, GET /v1/reports/{id},
- * GET /v1/partners/me/requests, POST /v1/requests/{id}/response, and the sweep that marks
- * requests overdue and escalates them.
+ * GET /v1/partners/me/requests, GET /v1/requests/{id}, POST /v1/requests/{id}/response, and
+ * the sweep that marks requests overdue and escalates them. Staff read every report and
+ * request; a partner reads the reports it filed and the requests addressed to it.
  *
  * Writes are legal records committed with an fsync, so they run on libuv's thread pool and the
  * answer is sent when the commit is done: the event loop never waits on the disk. Reads are
@@ -59,17 +60,28 @@ static int not_found_route(h2o_req_t *req)
                               (int)req->path_normalized.len, req->path_normalized.base);
 }
 
-/* Routes whose GET is for staff while their POST is for partners check the role here. */
-static int require_staff(h2o_req_t *req)
+/* Whose reports and requests the caller may read: NULL for staff (and without keys) reads
+   everyone's, a partner reads only its own. */
+static const char *own_partner(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     const struct epcs_key *key = worker->key;
-    if (key == NULL || key->role >= EPCS_ROLE_STAFF)
-        return 0;
-    epcs_respond_error(req, 403, "forbidden", NULL,
-                       "key %s of partner %s has the role %s; GET %.*s needs staff", key->id,
-                       key->partner, epcs_role_name(key->role), (int)req->path_normalized.len,
-                       req->path_normalized.base);
+    return key == NULL || key->role >= EPCS_ROLE_STAFF ? NULL : worker->partner;
+}
+
+/* Reads a whole-number id from the path; answers 400 with `message` and returns -1 if it is
+   not one. */
+static int read_path_id(h2o_req_t *req, const char *text, size_t len, const char *message,
+                        uint64_t *id)
+{
+    char copy[24];
+    if (len > 0 && len < sizeof(copy)) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+        if (epcs_parse_unsigned(copy, id) == 0)
+            return 0;
+    }
+    epcs_respond_error(req, 400, "bad_request", "id", "%s", message);
     return -1;
 }
 
@@ -607,6 +619,7 @@ static int file_report(h2o_req_t *req)
     in->facts_len = job->facts.len;
     in->verdict = job->verdict.data;
     in->verdict_len = job->verdict.len;
+    in->partner_view = own_partner(req) != NULL;
     in->now_us = now_us();
     return job_start(req, job);
 }
@@ -615,14 +628,12 @@ static int file_report(h2o_req_t *req)
 
 static int list_reports(h2o_req_t *req)
 {
-    if (require_staff(req) != 0)
-        return 0;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_query params;
     if (epcs_query_read(req, &params, EPCS_QUERY_MAX_PARAMS) != 0)
         return 0;
     static const char *const statuses[] = {"open", "closed", "no_action", "needs_facts", NULL};
-    struct epcs_report_query query = {.limit = 0};
+    struct epcs_report_query query = {.filed_by = own_partner(req)};
     int csv = epcs_accepts(req, "text/csv");
     size_t limit = 0;
     for (size_t i = 0; i < params.count; i++) {
@@ -639,6 +650,12 @@ static int list_reports(h2o_req_t *req)
             query.election = value;
         } else if (strcmp(name, "category") == 0) {
             query.category = value;
+        } else if (strcmp(name, "filed_by") == 0) {
+            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
+                return epcs_respond_error(req, 403, "forbidden", "filed_by",
+                                          "key %s of partner %s sees the reports it filed only",
+                                          worker->key->id, worker->partner);
+            query.filed_by = value;
         } else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0) {
             int64_t us;
             if (epcs_parse_instant(value, &us) != 0)
@@ -664,7 +681,7 @@ static int list_reports(h2o_req_t *req)
         } else {
             return epcs_respond_error(req, 400, "bad_request", name,
                                       "unknown filter '%s': status, platform, election, "
-                                      "category, from, to, after, limit, format",
+                                      "category, filed_by, from, to, after, limit, format",
                                       name);
         }
     }
@@ -708,30 +725,26 @@ static int list_reports(h2o_req_t *req)
 
 static int show_report(h2o_req_t *req, const char *rest, size_t len)
 {
-    if (require_staff(req) != 0)
-        return 0;
     struct epcs_worker *worker = epcs_worker_of(req);
-    char text[24];
     uint64_t id;
-    if (len >= sizeof(text))
-        return epcs_respond_error(req, 400, "bad_request", "id",
-                                  "a report id is a whole number, as POST /v1/reports gave it");
-    memcpy(text, rest, len);
-    text[len] = '\0';
-    if (epcs_parse_unsigned(text, &id) != 0)
-        return epcs_respond_error(req, 400, "bad_request", "id",
-                                  "a report id is a whole number, as POST /v1/reports gave it");
+    if (read_path_id(req, rest, len, "a report id is a whole number, as POST /v1/reports gave it",
+                     &id) != 0)
+        return 0;
     sqlite3 *reader = case_reader(req);
     if (reader == NULL)
         return 0;
     char err[256];
-    int found = epcs_cases_get_report(reader, id, epcs_response_begin(worker), err, sizeof(err));
+    const char *filer = own_partner(req);
+    int found =
+        epcs_cases_get_report(reader, id, filer, epcs_response_begin(worker), err, sizeof(err));
     if (found < 0) {
         epcs_log(EPCS_LOG_ERROR, "cases", "reading report %llu: %s", (unsigned long long)id, err);
         return epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
     }
+    /* Another partner's report answers as one that does not exist: its id tells nothing. */
     if (found > 0)
-        return epcs_respond_error(req, 404, "unknown_report", "id", "no report %llu",
+        return epcs_respond_error(req, 404, "unknown_report", "id",
+                                  filer != NULL ? "no report %llu filed by you" : "no report %llu",
                                   (unsigned long long)id);
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
@@ -898,27 +911,42 @@ static int answer_request(h2o_req_t *req, uint64_t id)
     return job_start(req, job);
 }
 
+static int show_request(h2o_req_t *req, uint64_t id)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    sqlite3 *reader = case_reader(req);
+    if (reader == NULL)
+        return 0;
+    char err[256];
+    int found = epcs_cases_get_request(reader, id, own_partner(req), epcs_response_begin(worker),
+                                       err, sizeof(err));
+    if (found < 0) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "reading request %llu: %s", (unsigned long long)id, err);
+        return epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
+    }
+    /* The same answer as POST .../response gives for a request in another partner's queue. */
+    if (found > 0)
+        return epcs_respond_error(req, 404, "unknown_request", "id",
+                                  "no request %llu in your queue", (unsigned long long)id);
+    return epcs_response_send(req, 200, epcs_response_format(req));
+}
+
 int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)
 {
     if (epcs_worker_of(req)->server->cases == NULL)
         return not_found_route(req);
     const char *slash = memchr(rest, '/', len);
-    if (slash == NULL || !h2o_memis(slash, len - (size_t)(slash - rest), H2O_STRLIT("/response")))
+    size_t id_len = slash != NULL ? (size_t)(slash - rest) : len;
+    int answering = slash != NULL;
+    if (answering && !h2o_memis(slash, len - id_len, H2O_STRLIT("/response")))
         return not_found_route(req);
-    if (!epcs_method_is(req, "POST"))
-        return epcs_method_not_allowed(req, "POST");
-    char text[24];
-    size_t id_len = (size_t)(slash - rest);
+    if (!epcs_method_is(req, answering ? "POST" : "GET"))
+        return epcs_method_not_allowed(req, answering ? "POST" : "GET");
     uint64_t id;
-    if (id_len == 0 || id_len >= sizeof(text))
-        return epcs_respond_error(req, 400, "bad_request", "id",
-                                  "a request id is a whole number, as the queue lists it");
-    memcpy(text, rest, id_len);
-    text[id_len] = '\0';
-    if (epcs_parse_unsigned(text, &id) != 0)
-        return epcs_respond_error(req, 400, "bad_request", "id",
-                                  "a request id is a whole number, as the queue lists it");
-    return answer_request(req, id);
+    if (read_path_id(req, rest, id_len, "a request id is a whole number, as the queue lists it",
+                     &id) != 0)
+        return 0;
+    return answering ? answer_request(req, id) : show_request(req, id);
 }
 
 /* ---- the sweep ---------------------------------------------------------------------------- */

@@ -449,7 +449,7 @@ static const struct route_spec routes[EPCS_ROUTE_COUNT] = {
     [EPCS_ROUTE_ADMIN_IMPACT] = {"admin_impact", EPCS_ROLE_STAFF},
     [EPCS_ROUTE_ADMIN_KEYS] = {"admin_keys", EPCS_ROLE_ADMIN},
     [EPCS_ROUTE_DECISIONS] = {"decisions", EPCS_ROLE_STAFF},
-    /* Partners file reports; listing and reading them is for staff (cases_api.c checks). */
+    /* Partners file and read their own reports; staff read all (cases_api.c checks). */
     [EPCS_ROUTE_REPORTS] = {"reports", EPCS_ROLE_PARTNER},
     [EPCS_ROUTE_PARTNER_REQUESTS] = {"partner_requests", EPCS_ROLE_PARTNER},
     [EPCS_ROUTE_REQUESTS] = {"requests", EPCS_ROLE_PARTNER},

@@ -296,7 +296,10 @@ class CaseFlowTest(CaseTest):
                          ("kakao", "prohibited", "251", "open"))
         self.assertEqual(filed["answer"]["actions"],
                          [deletion_action(), referral_action("251", PENALTY_251)])
-        deletion, referral = filed["requests"]
+        # The filer's answer holds its own request; staff see the referral too.
+        deletion, = filed["requests"]
+        self.assertEqual(filed["request_count"], 2)
+        referral = self.report(filed["id"])["requests"][1]
         self.assertEqual((deletion["to"], referral["to"]), ("kakao", "prosecutors"))
         done = self.answer("kakao", deletion["id"], {"status": "done"})
         self.assertEqual(done.status, 200, done.raw)
@@ -342,11 +345,7 @@ class CaseFlowTest(CaseTest):
                                    % filed["decision"]).status, 200)
 
     def test_partners_see_only_their_own(self):
-        naver = self.tokens["naver"]
-        for path in ("/v1/reports", "/v1/reports/1", "/v1/reports?format=csv"):
-            self.assertError(self.call("naver", "GET", path), 403, "forbidden", None,
-                             "key %s of partner naver has the role partner; GET %s needs staff"
-                             % (key_id(naver), path.split("?")[0]))
+        naver, kakao = self.tokens["naver"], self.tokens["kakao"]
         self.assertError(self.call("naver", "GET", "/v1/partners/me/requests?partner=kakao"), 403,
                          "forbidden", "partner",
                          "key %s of partner naver sees its own queue only" % key_id(naver))
@@ -358,10 +357,72 @@ class CaseFlowTest(CaseTest):
         self.assertEqual(self.queue("naver", "?partner=naver&" + after)["requests"], [])
         self.assertError(self.answer("naver", deletion_id, {"status": "done"}), 404,
                          "unknown_request", "id", "no request %d in your queue" % deletion_id)
+        # A single request: its partner and staff read it as the queue lists it; to any
+        # other partner it does not exist.
+        listed = self.queue("kakao", "?" + after)["requests"][0]
+        for who in ("kakao", "nec"):
+            response = self.call(who, "GET", "/v1/requests/%d" % deletion_id)
+            self.assertEqual(response.status, 200, response.raw)
+            self.assertEqual(response.document, listed)
+        for who in ("naver", "prosecutors"):
+            self.assertError(self.call(who, "GET", "/v1/requests/%d" % deletion_id), 404,
+                             "unknown_request", "id", "no request %d in your queue" % deletion_id)
         self.assertEqual(self.report(filed["id"])["requests"][0]["status"], "open")
-        for path in ("/v1/reports", "/v1/partners/me/requests"):
+        for path in ("/v1/reports", "/v1/partners/me/requests", "/v1/requests/%d" % deletion_id):
             self.assertError(request(self.server, "GET", path), 401, "unauthorized",
                              "authorization")
+
+    def test_partners_read_the_reports_they_filed(self):
+        """A partner lists and reads its own reports, and of each only the requests addressed
+        to it: a request to another partner, with its answer, is not the filer's to read."""
+        kakao = self.tokens["kakao"]
+        by_staff = self.file("nec", SLANDER)
+        own = self.file("kakao", SLANDER, MSGPACK)
+        about_another = self.file("kakao", FALSE_FACT)
+        deletion, referral = self.report(own["id"])["requests"]
+        self.assertEqual((deletion["to"], referral["to"]), ("kakao", "prosecutors"))
+        after = "?after=%d" % (by_staff["id"] - 1)
+        listed = self.call("kakao", "GET", "/v1/reports" + after)
+        self.assertEqual(listed.status, 200, listed.raw)
+        self.assertEqual([(r["id"], r["filed_by"]) for r in listed.document["reports"]],
+                         [(own["id"], "kakao"), (about_another["id"], "kakao")])
+        self.assertEqual(self.call("kakao", "GET", "/v1/reports%s&filed_by=kakao" % after)
+                         .document, listed.document)
+        csv = self.call("kakao", "GET", "/v1/reports%s&format=csv" % after)
+        self.assertEqual(csv.status, 200, csv.raw)
+        self.assertEqual([line.split(",")[0] for line in csv.raw.decode().split("\r\n")[1:-1]],
+                         [str(own["id"]), str(about_another["id"])])
+        staff_all = self.call("nec", "GET", "/v1/reports" + after).document["reports"]
+        self.assertEqual([r["id"] for r in staff_all],
+                         [by_staff["id"], own["id"], about_another["id"]])
+        staff_kakao = self.call("nec", "GET", "/v1/reports%s&filed_by=kakao" % after)
+        self.assertEqual(staff_kakao.document, listed.document)
+        self.assertError(self.call("kakao", "GET", "/v1/reports?filed_by=nec"), 403,
+                         "forbidden", "filed_by",
+                         "key %s of partner kakao sees the reports it filed only" % key_id(kakao))
+
+        # Its own report, with its own deletion request and not the referral; request_count
+        # still counts both.
+        whole = self.report(own["id"])
+        mine = self.call("kakao", "GET", "/v1/reports/%d" % own["id"])
+        self.assertEqual(mine.status, 200, mine.raw)
+        expected = dict(whole, requests=[whole["requests"][0]],
+                        history=[step for step in whole["history"]
+                                 if step["request"] in (None, deletion["id"])])
+        self.assertEqual(mine.document, expected)
+        self.assertEqual(own, expected)
+        self.assertEqual(mine.document["request_count"], 2)
+        self.assertEqual(self.events(mine.document["history"]), [
+            ("report_filed", None, "open", "kakao"),
+            ("request_sent", deletion["id"], "open", "epcs")])
+        # A report about a posting on another platform: no request of the filer's, so only the
+        # report's own steps.
+        theirs = self.call("kakao", "GET", "/v1/reports/%d" % about_another["id"]).document
+        self.assertEqual((theirs["requests"], self.events(theirs["history"])),
+                         ([], [("report_filed", None, "open", "kakao")]))
+        for who, report_id in (("kakao", by_staff["id"]), ("naver", own["id"])):
+            self.assertError(self.call(who, "GET", "/v1/reports/%d" % report_id), 404,
+                             "unknown_report", "id", "no report %d filed by you" % report_id)
 
     def test_queue_pages(self):
         filed = [self.file("nec", dict(FALSE_FACT, platform="zum")) for _ in range(3)]
@@ -525,7 +586,10 @@ class CaseFlowTest(CaseTest):
                 ("/v1/requests/abc/response", "POST", 400, "bad_request", "id"),
                 ("/v1/requests/99999999999999999999999/response", "POST", 400, "bad_request",
                  "id"),
-                ("/v1/requests/%d" % request_id, "POST", 404, "not_found", None),
+                ("/v1/requests/%d" % request_id, "POST", 405, "method_not_allowed", None),
+                ("/v1/requests/%d/answer" % request_id, "POST", 404, "not_found", None),
+                ("/v1/requests/abc", "GET", 400, "bad_request", "id"),
+                ("/v1/requests/99999999", "GET", 404, "unknown_request", "id"),
                 ("/v1/requests/%d/response" % request_id, "GET", 405, "method_not_allowed", None),
                 ("/v1/reports/abc", "GET", 400, "bad_request", "id"),
                 ("/v1/reports/99999999", "GET", 404, "unknown_report", "id"),
@@ -557,8 +621,8 @@ class CaseFlowTest(CaseTest):
                  "limit must be a whole number from 1 to 100000"),
                 ("/v1/reports?format=xml", "format", "format must be csv (or ask with Accept)"),
                 ("/v1/reports?colour=red", "colour",
-                 "unknown filter 'colour': status, platform, election, category, from, to, "
-                 "after, limit, format")]:
+                 "unknown filter 'colour': status, platform, election, category, filed_by, "
+                 "from, to, after, limit, format")]:
             with self.subTest(path=path):
                 self.assertError(self.call("nec", "GET", path), 400, "bad_request", field,
                                  message)

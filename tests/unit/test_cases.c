@@ -185,7 +185,7 @@ static msgpack_object report(sqlite3 *db, uint64_t id, msgpack_zone *zone, struc
     char err[256];
     epcs_buf_reset(buf);
     msgpack_packer_init(&pk, buf, epcs_buf_msgpack_write);
-    EXPECT_INT(epcs_cases_get_report(db, id, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_cases_get_report(db, id, NULL, &pk, err, sizeof(err)), 0);
     return decode(zone, buf);
 }
 
