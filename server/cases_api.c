@@ -375,6 +375,18 @@ static int read_report_body(h2o_req_t *req, const msgpack_object *body, struct r
                                   "platform must be the platform's partner id (1-63 of a-z 0-9 _ "
                                   "- .), as its API key names it"),
                -1;
+    /* A deletion request to an id no key belongs to would never be read: it would go overdue,
+       be sent again and end as a referral of a platform that was never asked. Without keys
+       (--no-auth) there is nothing to look the id up in. */
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->key != NULL &&
+        !epcs_keyring_has_partner(epcs_worker_keyring(worker), platform->via.str.ptr,
+                                  platform->via.str.size))
+        return epcs_respond_error(req, 404, "unknown_partner", "platform",
+                                  "platform '%.*s' is no partner of epcs: no API key belongs to "
+                                  "it, so no one would read its deletion requests",
+                                  (int)platform->via.str.size, platform->via.str.ptr),
+               -1;
     return 0;
 }
 

@@ -271,6 +271,17 @@ void epcs_keyring_inherit_buckets(struct epcs_keyring *fresh, struct epcs_keyrin
     }
 }
 
+int epcs_keyring_has_partner(const struct epcs_keyring *keyring, const char *partner, size_t len)
+{
+    /* Keys are sorted by id, not partner; a keys file holds tens of keys, not thousands. */
+    for (size_t i = 0; i < keyring->count; i++) {
+        const char *id = keyring->keys[i].partner;
+        if (strlen(id) == len && memcmp(id, partner, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 struct epcs_key *epcs_keyring_verify(struct epcs_keyring *keyring, const char *token, size_t len)
 {
     if (len != EPCS_KEY_TOKEN_LEN || memcmp(token, "epcs_", 5) != 0 ||

@@ -76,6 +76,9 @@ int epcs_keyring_stale(const struct epcs_keyring *keyring, const char *path);
 /** Moves rate-limit state of keys present in both, so a reload does not refill anyone's bucket. */
 void epcs_keyring_inherit_buckets(struct epcs_keyring *fresh, struct epcs_keyring *old);
 
+/** True when a key of `keyring` belongs to partner `partner` (`len` bytes, no NUL needed). */
+int epcs_keyring_has_partner(const struct epcs_keyring *keyring, const char *partner, size_t len);
+
 /** The key `token` (a bearer token) belongs to, or NULL. Constant time in the secret. */
 struct epcs_key *epcs_keyring_verify(struct epcs_keyring *keyring, const char *token, size_t len);
 

@@ -86,7 +86,7 @@ def fast_rules(directory):
 
 
 class CaseTest(EpcsTest):
-    """Keys for two platforms, the prosecutors and the commission's monitoring staff."""
+    """Keys for four platforms, the prosecutors and the commission's monitoring staff."""
 
     @classmethod
     def make_keys(cls):
@@ -94,7 +94,7 @@ class CaseTest(EpcsTest):
         cls.keys = os.path.join(cls.scratch, "keys")
         cls.tokens = {partner: create_key(cls.keys, partner, role) for partner, role in
                       [("naver", "partner"), ("kakao", "partner"), ("prosecutors", "partner"),
-                       ("nec", "staff")]}
+                       ("nec", "staff"), ("daum", "partner"), ("zum", "partner")]}
 
     @classmethod
     def tearDownClass(cls):
@@ -511,6 +511,9 @@ class CaseFlowTest(CaseTest):
             (variant(platform="Naver Blog"), 422, "invalid_fact", "platform",
              "platform must be the platform's partner id (1-63 of a-z 0-9 _ - .), as its API "
              "key names it"),
+            (variant(platform="navr"), 404, "unknown_partner", "platform",
+             "platform 'navr' is no partner of epcs: no API key belongs to it, so no one would "
+             "read its deletion requests"),
             (variant(election="na99"), 404, "unknown_election", "election",
              "no election 'na99'; GET /v1/elections lists them"),
             (variant(category="rumour"), 422, "invalid_fact", "category",

@@ -86,6 +86,13 @@ static void test_create_verify_revoke(void)
     EXPECT_INT(after->count, 1);
     EXPECT(epcs_keyring_verify(after, token, strlen(token)) == NULL);
     EXPECT(epcs_keyring_verify(after, second, strlen(second)) != NULL);
+
+    /* A partner is known while a key of its own is left; a prefix of an id is not one. */
+    EXPECT(epcs_keyring_has_partner(keyring, "naver", 5));
+    EXPECT(!epcs_keyring_has_partner(after, "naver", 5));
+    EXPECT(epcs_keyring_has_partner(after, "nec-staff", 9));
+    EXPECT(!epcs_keyring_has_partner(after, "nec-staff", 3));
+    EXPECT(!epcs_keyring_has_partner(after, "nec-staffs", 10));
     epcs_keyring_release(keyring);
     epcs_keyring_release(after);
 }
