@@ -973,40 +973,32 @@ static void csv_column(struct epcs_buf *out, sqlite3_stmt *stmt, int column, int
     csv_field(out, text != NULL ? text : "", text != NULL ? strlen(text) : 0, last);
 }
 
-static void csv_time(struct epcs_buf *out, sqlite3_stmt *stmt, int column)
+/* A time column as the JSON listings give it, or an empty field for NULL. */
+static void csv_time(struct epcs_buf *out, sqlite3_stmt *stmt, int column, int last)
 {
-    char text[32];
-    epcs_cases_format_time(sqlite3_column_int64(stmt, column), text);
-    csv_field(out, text, strlen(text), 0);
+    char text[32] = "";
+    if (sqlite3_column_type(stmt, column) != SQLITE_NULL)
+        epcs_cases_format_time(sqlite3_column_int64(stmt, column), text);
+    csv_field(out, text, strlen(text), last);
 }
 
-int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
-                          uint64_t *next, char *err, size_t err_size)
+/* Writes `header`, then a line per row of `stmt` (finalized here; column 0 the id) up to
+   `limit`; `next` is the last id written when more remain, else 0. */
+static int export_rows(sqlite3 *db, sqlite3_stmt *stmt, size_t limit, const char *header,
+                       void (*write_row)(struct epcs_buf *out, sqlite3_stmt *stmt),
+                       struct epcs_buf *out, uint64_t *next, char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = report_query(db, query, err, err_size);
-    if (stmt == NULL)
-        return -1;
-    epcs_buf_append_str(out, "id,filed_at,filed_by,status,url,platform,election,category,date,"
-                             "verdict,article,ruleset,decision,request_count,updated_at\r\n");
+    epcs_buf_append_str(out, header);
     size_t count = 0;
     uint64_t last = 0;
     int step;
     *next = 0;
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (count == query->limit) {
+        if (count == limit) {
             *next = last;
             break;
         }
-        csv_column(out, stmt, 0, 0);
-        csv_time(out, stmt, 1);
-        csv_column(out, stmt, 2, 0);
-        csv_column(out, stmt, 3, 0);
-        for (int column = 4; column <= 12; column++)
-            csv_column(out, stmt, column, 0);
-        csv_column(out, stmt, 14, 0);
-        char updated[32];
-        epcs_cases_format_time(sqlite3_column_int64(stmt, 13), updated);
-        csv_field(out, updated, strlen(updated), 1);
+        write_row(out, stmt);
         last = (uint64_t)sqlite3_column_int64(stmt, 0);
         count++;
     }
@@ -1017,14 +1009,36 @@ int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, st
     return failed ? -1 : 0;
 }
 
+static void write_report_line(struct epcs_buf *out, sqlite3_stmt *stmt)
+{
+    csv_column(out, stmt, 0, 0);
+    csv_time(out, stmt, 1, 0);
+    for (int column = 2; column <= 12; column++)
+        csv_column(out, stmt, column, 0);
+    csv_column(out, stmt, 14, 0);
+    csv_time(out, stmt, 13, 1);
+}
+
+int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
+                          uint64_t *next, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = report_query(db, query, err, err_size);
+    if (stmt == NULL)
+        return -1;
+    return export_rows(db, stmt, query->limit,
+                       "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,"
+                       "article,ruleset,decision,request_count,updated_at\r\n",
+                       write_report_line, out, next, err, err_size);
+}
+
 int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
                            char *err, size_t err_size)
 {
     return pack_request(db, id, partner, pk, err, err_size);
 }
 
-int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
-                             msgpack_packer *pk, char *err, size_t err_size)
+static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query *query, char *err,
+                                   size_t err_size)
 {
     int all = strcmp(query->status, "all") == 0, pending = strcmp(query->status, "pending") == 0;
     sqlite3_stmt *stmt =
@@ -1034,13 +1048,51 @@ int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query
                                 "ORDER BY q.id LIMIT ?5",
                 err, err_size);
     if (stmt == NULL)
-        return -1;
+        return NULL;
     bind_text(stmt, 1, query->partner);
     sqlite3_bind_int64(stmt, 2, (sqlite3_int64)query->after);
     bind_text(stmt, 3, all || pending ? NULL : query->status);
     sqlite3_bind_int(stmt, 4, pending);
+    /* One row more than asked tells whether there is a next page. */
     sqlite3_bind_int64(stmt, 5, (sqlite3_int64)query->limit + 1);
+    return stmt;
+}
+
+int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
+                             msgpack_packer *pk, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = request_query(db, query, err, err_size);
+    if (stmt == NULL)
+        return -1;
     return pack_page(db, stmt, "requests", query->limit, pack_request_row, pk, err, err_size);
+}
+
+/* REQUEST_COLUMNS in the order of the JSON request, without `action` and the answer's `data`
+   (maps, which a spreadsheet cannot hold). */
+static void write_request_line(struct epcs_buf *out, sqlite3_stmt *stmt)
+{
+    for (int column = 0; column <= 6; column++)
+        csv_column(out, stmt, column, 0);
+    for (int column = 7; column <= 9; column++)
+        csv_time(out, stmt, column, 0);
+    csv_column(out, stmt, 10, 0);
+    for (int column = 16; column <= 19; column++)
+        csv_column(out, stmt, column, 0);
+    csv_time(out, stmt, 12, 0);
+    csv_column(out, stmt, 13, 0);
+    csv_column(out, stmt, 15, 1);
+}
+
+int epcs_cases_export_requests_csv(sqlite3 *db, const struct epcs_request_query *query,
+                                   struct epcs_buf *out, uint64_t *next, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = request_query(db, query, err, err_size);
+    if (stmt == NULL)
+        return -1;
+    return export_rows(db, stmt, query->limit,
+                       "id,report,kind,to,article,attempt,status,created,due,objection_until,"
+                       "follows,url,platform,election,category,answered_at,reason,via\r\n",
+                       write_request_line, out, next, err, err_size);
 }
 
 /* ---- writes ------------------------------------------------------------------------------- */

@@ -197,6 +197,14 @@ int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpac
 int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
                              msgpack_packer *pk, char *err, size_t err_size);
 
+/**
+ * Appends the matching requests as CSV, as epcs_cases_export_csv does reports: the request's
+ * fields but `action` and the answer's `data`, the answer as `answered_at`, `reason`, `via`.
+ */
+int epcs_cases_export_requests_csv(sqlite3 *db, const struct epcs_request_query *query,
+                                   struct epcs_buf *out, uint64_t *next, char *err,
+                                   size_t err_size);
+
 /** Writes `us` (microseconds since the epoch) as 2026-01-02T03:04:05.123456Z into `out`. */
 void epcs_cases_format_time(int64_t us, char out[32]);
 

@@ -130,6 +130,40 @@ static int read_after(h2o_req_t *req, const char *value, uint64_t *after)
     return 0;
 }
 
+/* A listing's page size, read once the query's format is known: an export may be longer than a
+   page. NULL `text` gives the default. */
+static int read_page_limit(h2o_req_t *req, const char *text, int csv, size_t *limit)
+{
+    if (text == NULL) {
+        *limit = csv ? CSV_MAX_LIMIT : LIST_DEFAULT_LIMIT;
+        return 0;
+    }
+    return read_limit(req, text, csv ? CSV_MAX_LIMIT : LIST_MAX_LIMIT, limit);
+}
+
+/* The CSV export, with the id to pass as `after` in `epcs-next` when more rows remain. */
+static void send_csv(h2o_req_t *req, const struct epcs_buf *text, uint64_t next)
+{
+    if (next != 0) {
+        char *value = h2o_mem_alloc_pool(&req->pool, 24);
+        int len = snprintf(value, 24, "%llu", (unsigned long long)next);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("epcs-next"), 0, NULL,
+                              value, (size_t)len);
+    }
+    epcs_response_send_bytes(req, 200, "text/csv; charset=utf-8; header=present", text->data,
+                             text->len);
+}
+
+static int read_format(h2o_req_t *req, const char *value, int *csv)
+{
+    if (strcmp(value, "csv") != 0)
+        return epcs_respond_error(req, 400, "bad_request", "format",
+                                  "format must be csv (or ask with Accept)"),
+               -1;
+    *csv = 1;
+    return 0;
+}
+
 /* ---- jobs on the thread pool -------------------------------------------------------------- */
 
 enum job_kind { JOB_FILE, JOB_ANSWER };
@@ -647,7 +681,7 @@ static int list_reports(h2o_req_t *req)
     static const char *const statuses[] = {"open", "closed", "no_action", "needs_facts", NULL};
     struct epcs_report_query query = {.filed_by = own_partner(req)};
     int csv = epcs_accepts(req, "text/csv");
-    size_t limit = 0;
+    const char *limit = NULL;
     for (size_t i = 0; i < params.count; i++) {
         const char *name = params.names[i], *value = params.values[i];
         if (strcmp(name, "status") == 0) {
@@ -679,17 +713,10 @@ static int list_reports(h2o_req_t *req)
             if (read_after(req, value, &query.after) != 0)
                 return 0;
         } else if (strcmp(name, "limit") == 0) {
-            /* Read once the format is known: an export may be longer than a page. */
-            uint64_t number;
-            if (epcs_parse_unsigned(value, &number) != 0 || number == 0 || number > CSV_MAX_LIMIT)
-                limit = (size_t)-1;
-            else
-                limit = (size_t)number;
+            limit = value;
         } else if (strcmp(name, "format") == 0) {
-            if (strcmp(value, "csv") != 0)
-                return epcs_respond_error(req, 400, "bad_request", "format",
-                                          "format must be csv (or ask with Accept)");
-            csv = 1;
+            if (read_format(req, value, &csv) != 0)
+                return 0;
         } else {
             return epcs_respond_error(req, 400, "bad_request", name,
                                       "unknown filter '%s': status, platform, election, "
@@ -697,11 +724,8 @@ static int list_reports(h2o_req_t *req)
                                       name);
         }
     }
-    size_t max = csv ? CSV_MAX_LIMIT : LIST_MAX_LIMIT;
-    if (limit == (size_t)-1 || limit > max)
-        return epcs_respond_error(req, 400, "bad_request", "limit",
-                                  "limit must be a whole number from 1 to %zu", max);
-    query.limit = limit != 0 ? limit : csv ? CSV_MAX_LIMIT : LIST_DEFAULT_LIMIT;
+    if (read_page_limit(req, limit, csv, &query.limit) != 0)
+        return 0;
     if (query.from_us && query.to_us && query.to_us <= query.from_us)
         return epcs_respond_error(req, 400, "bad_request", "to", "to must come after from");
     sqlite3 *reader = case_reader(req);
@@ -723,14 +747,7 @@ static int list_reports(h2o_req_t *req)
         epcs_log(EPCS_LOG_ERROR, "cases", "exporting reports: %s", err);
         return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
     }
-    if (next != 0) {
-        char *value = h2o_mem_alloc_pool(&req->pool, 24);
-        int len = snprintf(value, 24, "%llu", (unsigned long long)next);
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("epcs-next"), 0, NULL,
-                              value, (size_t)len);
-    }
-    epcs_response_send_bytes(req, 200, "text/csv; charset=utf-8; header=present", text.data,
-                             text.len);
+    send_csv(req, &text, next);
     epcs_buf_free(&text);
     return 0;
 }
@@ -793,8 +810,9 @@ int epcs_handle_partner_requests(h2o_req_t *req)
     static const char *const statuses[] = {
         "open",      "overdue", "done", "objected", "data_submitted",
         "escalated", "pending", "all",  NULL};
-    struct epcs_request_query query = {
-        .partner = worker->partner, .status = "pending", .limit = LIST_DEFAULT_LIMIT};
+    struct epcs_request_query query = {.partner = worker->partner, .status = "pending"};
+    int csv = epcs_accepts(req, "text/csv");
+    const char *limit = NULL;
     for (size_t i = 0; i < params.count; i++) {
         const char *name = params.names[i], *value = params.values[i];
         if (strcmp(name, "status") == 0) {
@@ -807,7 +825,9 @@ int epcs_handle_partner_requests(h2o_req_t *req)
             if (read_after(req, value, &query.after) != 0)
                 return 0;
         } else if (strcmp(name, "limit") == 0) {
-            if (read_limit(req, value, LIST_MAX_LIMIT, &query.limit) != 0)
+            limit = value;
+        } else if (strcmp(name, "format") == 0) {
+            if (read_format(req, value, &csv) != 0)
                 return 0;
         } else if (strcmp(name, "partner") == 0) {
             /* Staff may look at any partner's queue; a partner only at its own. */
@@ -819,19 +839,35 @@ int epcs_handle_partner_requests(h2o_req_t *req)
             query.partner = value;
         } else {
             return epcs_respond_error(req, 400, "bad_request", name,
-                                      "unknown filter '%s': status, after, limit, partner", name);
+                                      "unknown filter '%s': status, after, limit, partner, "
+                                      "format",
+                                      name);
         }
     }
+    if (read_page_limit(req, limit, csv, &query.limit) != 0)
+        return 0;
     sqlite3 *reader = case_reader(req);
     if (reader == NULL)
         return 0;
     char err[256];
-    if (epcs_cases_list_requests(reader, &query, epcs_response_begin(worker), err, sizeof(err)) !=
-        0) {
-        epcs_log(EPCS_LOG_ERROR, "cases", "listing requests: %s", err);
+    if (!csv) {
+        if (epcs_cases_list_requests(reader, &query, epcs_response_begin(worker), err,
+                                     sizeof(err)) != 0) {
+            epcs_log(EPCS_LOG_ERROR, "cases", "listing requests: %s", err);
+            return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
+        }
+        return epcs_response_send(req, 200, epcs_response_format(req));
+    }
+    struct epcs_buf text = {0};
+    uint64_t next = 0;
+    if (epcs_cases_export_requests_csv(reader, &query, &text, &next, err, sizeof(err)) != 0) {
+        epcs_buf_free(&text);
+        epcs_log(EPCS_LOG_ERROR, "cases", "exporting requests: %s", err);
         return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
     }
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    send_csv(req, &text, next);
+    epcs_buf_free(&text);
+    return 0;
 }
 
 /* ---- POST /v1/requests/{id}/response ------------------------------------------------------ */

@@ -424,6 +424,47 @@ class CaseFlowTest(CaseTest):
             self.assertError(self.call(who, "GET", "/v1/reports/%d" % report_id), 404,
                              "unknown_report", "id", "no report %d filed by you" % report_id)
 
+    def test_queue_csv(self):
+        """A queue as CSV: the requests' fields but the action and submitted data, the answer as
+        answered_at, reason and via; paged with epcs-next like the report export."""
+        filed = [self.file("nec", dict(FALSE_FACT, platform="daum",
+                                       url="https://cafe.daum.net/x/%d" % n)) for n in (2, 3)]
+        first, second = [report["requests"][0] for report in filed]
+        reason = 'not "false", see the record'
+        objected = self.answer("daum", first["id"], {"status": "objection", "reason": reason})
+        self.assertEqual(objected.status, 200, objected.raw)
+        answered_at = objected.document["answer"]["at"]
+
+        def line(request, status, answer):
+            return ("%d,%d,deletion_request,daum,82-4(3),1,%s,%s,%s,%s,,%s,daum,na22,false_fact,"
+                    "%s\r\n" % (request["id"], request["report"], status, request["created"],
+                                 request["due"], request["objection_until"], request["url"],
+                                 answer))
+        header = ("id,report,kind,to,article,attempt,status,created,due,objection_until,follows,"
+                  "url,platform,election,category,answered_at,reason,via\r\n")
+        rows = [line(first, "objected", '%s,"not ""false"", see the record",' % answered_at),
+                line(second, "open", ",,")]
+        query = "?status=all&after=%d" % (first["id"] - 1)
+        by_query = self.call("daum", "GET", "/v1/partners/me/requests%s&format=csv" % query)
+        by_accept = self.call("daum", "GET", "/v1/partners/me/requests" + query,
+                              accept="text/csv")
+        by_staff = self.call("nec", "GET", "/v1/partners/me/requests%s&partner=daum&format=csv"
+                             % query)
+        for response in (by_query, by_accept, by_staff):
+            self.assertEqual(response.status, 200, response.raw)
+            self.assertEqual(response.content_type, "text/csv; charset=utf-8; header=present")
+            self.assertEqual(response.raw.decode("utf-8"), header + "".join(rows))
+            self.assertNotIn("epcs-next", response.headers)
+        page = self.call("daum", "GET", "/v1/partners/me/requests%s&format=csv&limit=1" % query)
+        self.assertEqual(page.raw.decode("utf-8"), header + rows[0])
+        self.assertIn("epcs-next: %d\r\n" % first["id"], page.headers)
+        pending = self.call("daum", "GET", "/v1/partners/me/requests?after=%d&format=csv"
+                            % (first["id"] - 1))
+        self.assertEqual(pending.raw.decode("utf-8"), header + rows[1])
+        self.assertError(self.call("daum", "GET", "/v1/partners/me/requests?format=csv&"
+                                   "limit=100001"), 400, "bad_request", "limit",
+                         "limit must be a whole number from 1 to 100000")
+
     def test_queue_pages(self):
         filed = [self.file("nec", dict(FALSE_FACT, platform="zum")) for _ in range(3)]
         ids = [report["requests"][0]["id"] for report in filed]
@@ -610,7 +651,7 @@ class CaseFlowTest(CaseTest):
                 ("/v1/partners/me/requests?after=-1", "after",
                  "after must be an id (the previous page's next)"),
                 ("/v1/partners/me/requests?colour=red", "colour",
-                 "unknown filter 'colour': status, after, limit, partner"),
+                 "unknown filter 'colour': status, after, limit, partner, format"),
                 ("/v1/partners/me/requests?status=open&status=done", "status",
                  "status is given twice"),
                 ("/v1/reports?status=lost", "status",
