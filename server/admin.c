@@ -356,14 +356,11 @@ int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len)
     const char *slash = memchr(rest, '/', len);
     size_t id_len = slash != NULL ? (size_t)(slash - rest) : len;
     int replay = slash != NULL && h2o_memis(slash, len - id_len, H2O_STRLIT("/replay"));
-    char text[24];
     uint64_t id;
-    if ((slash != NULL && !replay) || id_len == 0 || id_len >= sizeof(text))
+    if ((slash != NULL && !replay) || id_len == 0 || id_len > EPCS_ID_TEXT_MAX)
         return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
                                   (int)req->path_normalized.len, req->path_normalized.base);
-    memcpy(text, rest, id_len);
-    text[id_len] = '\0';
-    if (epcs_parse_unsigned(text, &id) != 0)
+    if (epcs_parse_unsigned_span(rest, id_len, &id) != 0)
         return epcs_respond_error(req, 400, "bad_request", "id",
                                   "a decision id is a whole number, as in the verdict's decision");
     if (replay)

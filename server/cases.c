@@ -690,8 +690,8 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     }
 }
 
-static int pack_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
-                        char *err, size_t err_size)
+int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
+                           char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(
         db, REQUEST_COLUMNS " WHERE q.id = ?1 AND (?2 IS NULL OR q.partner = ?2)", err, err_size);
@@ -1029,12 +1029,6 @@ int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, st
                        "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,"
                        "article,ruleset,decision,request_count,updated_at\r\n",
                        write_report_line, out, next, err, err_size);
-}
-
-int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
-                           char *err, size_t err_size)
-{
-    return pack_request(db, id, partner, pk, err, err_size);
 }
 
 static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query *query, char *err,
@@ -1441,7 +1435,7 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
         rc = finish(cases, rc, detail, detail_size);
     }
     if (rc == EPCS_CASES_OK &&
-        pack_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
+        epcs_cases_get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
         rc = EPCS_CASES_FAILED;
     uint64_t ticket = cases->last_ticket;
     pthread_mutex_unlock(&cases->lock);

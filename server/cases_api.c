@@ -74,13 +74,8 @@ static const char *own_partner(h2o_req_t *req)
 static int read_path_id(h2o_req_t *req, const char *text, size_t len, const char *message,
                         uint64_t *id)
 {
-    char copy[24];
-    if (len > 0 && len < sizeof(copy)) {
-        memcpy(copy, text, len);
-        copy[len] = '\0';
-        if (epcs_parse_unsigned(copy, id) == 0)
-            return 0;
-    }
+    if (epcs_parse_unsigned_span(text, len, id) == 0)
+        return 0;
     epcs_respond_error(req, 400, "bad_request", "id", "%s", message);
     return -1;
 }
@@ -831,8 +826,7 @@ int epcs_handle_partner_requests(h2o_req_t *req)
                 return 0;
         } else if (strcmp(name, "partner") == 0) {
             /* Staff may look at any partner's queue; a partner only at its own. */
-            if (worker->key != NULL && worker->key->role < EPCS_ROLE_STAFF &&
-                strcmp(value, worker->partner) != 0)
+            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
                 return epcs_respond_error(req, 403, "forbidden", "partner",
                                           "key %s of partner %s sees its own queue only",
                                           worker->key->id, worker->partner);

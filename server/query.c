@@ -96,6 +96,16 @@ int epcs_parse_unsigned(const char *text, uint64_t *out)
     return 0;
 }
 
+int epcs_parse_unsigned_span(const char *text, size_t len, uint64_t *out)
+{
+    char copy[EPCS_ID_TEXT_MAX + 1];
+    if (len == 0 || len > EPCS_ID_TEXT_MAX)
+        return -1;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    return epcs_parse_unsigned(copy, out);
+}
+
 int epcs_parse_instant(const char *text, int64_t *us)
 {
     int32_t day;
