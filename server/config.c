@@ -87,6 +87,32 @@ static int parse_number(const char *flag, const char *text, long min, long max, 
     return 0;
 }
 
+int epcs_listen_split(const char *text, char *host, size_t host_size, uint16_t *port)
+{
+    const char *colon;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - text - 1) >= host_size)
+            return -1;
+        snprintf(host, host_size, "%.*s", (int)(close - text - 1), text + 1);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL || colon == text || (size_t)(colon - text) >= host_size)
+            return -1;
+        snprintf(host, host_size, "%.*s", (int)(colon - text), text);
+    }
+    const char *digits = colon + 1;
+    size_t len = strlen(digits);
+    if (len == 0 || len > 5 || strspn(digits, "0123456789") != len)
+        return -1;
+    long value = strtol(digits, NULL, 10);
+    if (value > 65535)
+        return -1;
+    *port = (uint16_t)value;
+    return 0;
+}
+
 /* Plugins are built beside the binary, so a fresh build runs without flags from any cwd. */
 static char *default_plugins_dir(void)
 {
@@ -202,6 +228,15 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         case OPT_LISTEN:
             if (config->listen_count == EPCS_MAX_LISTENERS) {
                 fprintf(stderr, "epcsd: at most %d --listen addresses\n", EPCS_MAX_LISTENERS);
+                return -1;
+            }
+            char host[256];
+            uint16_t port;
+            if (epcs_listen_split(optarg, host, sizeof(host), &port) != 0) {
+                fprintf(stderr,
+                        "epcsd: --listen must be HOST:PORT or [IPV6]:PORT with a port from 0 to "
+                        "65535, got '%s'\n",
+                        optarg);
                 return -1;
             }
             config->listen[config->listen_count++] = optarg;

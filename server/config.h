@@ -2,6 +2,7 @@
 #define EPCS_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lua_engine.h"
 
@@ -67,5 +68,11 @@ struct epcs_config {
  */
 int epcs_config_parse(struct epcs_config *config, int argc, char **argv);
 void epcs_config_dispose(struct epcs_config *config);
+
+/**
+ * Splits a --listen address, "HOST:PORT" or "[IPV6]:PORT", into `host` and `port` (0-65535,
+ * digits only). Returns 0, or -1 when it is not one.
+ */
+int epcs_listen_split(const char *text, char *host, size_t host_size, uint16_t *port);
 
 #endif

@@ -25,6 +25,10 @@
 #define EPCS_WATCH_QUIET_MS 300
 
 #define LISTEN_BACKLOG 1024
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 #define DRAIN_POLL_MS 20
 
 /* ---- responses ---------------------------------------------------------------------------- */
@@ -887,28 +891,6 @@ static void cb_rules_changed(void *ctx)
 
 /* ---- listeners ---------------------------------------------------------------------------- */
 
-static int split_address(const char *text, char *host, size_t host_size, char *port,
-                         size_t port_size)
-{
-    const char *colon;
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (close == NULL || close[1] != ':')
-            return -1;
-        snprintf(host, host_size, "%.*s", (int)(close - text - 1), text + 1);
-        colon = close + 1;
-    } else {
-        colon = strrchr(text, ':');
-        if (colon == NULL || colon == text)
-            return -1;
-        snprintf(host, host_size, "%.*s", (int)(colon - text), text);
-    }
-    if (colon[1] == '\0')
-        return -1;
-    snprintf(port, port_size, "%s", colon + 1);
-    return 0;
-}
-
 static int address_is_loopback(const struct sockaddr *addr)
 {
     if (addr->sa_family == AF_INET)
@@ -944,6 +926,31 @@ static int open_listener(const struct addrinfo *ai, uint16_t port)
     return fd;
 }
 
+/*
+ * The workers' listeners share their address with SO_REUSEPORT, which lets any process of the
+ * same user join in and take part of the traffic unseen (an old ruleset, or a --no-auth
+ * epcsd). A plain bind first tells whether someone listens there already.
+ */
+static int address_taken(const struct addrinfo *ai, uint16_t port)
+{
+    struct sockaddr_storage addr;
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    if (addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&addr)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons(port);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    int taken = bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return taken;
+}
+
 /* One socket per worker per address, all bound to the same port with SO_REUSEPORT so the
  * kernel spreads connections over the workers. Port 0 is resolved by the first bind. */
 static int open_listeners(struct epcs_server *server)
@@ -957,13 +964,12 @@ static int open_listeners(struct epcs_server *server)
         char host[256], port_text[16];
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
         struct addrinfo *ai = NULL;
+        uint16_t port;
         int rc;
-        if (split_address(config->listen[a], host, sizeof(host), port_text, sizeof(port_text)) !=
-            0) {
-            epcs_log(EPCS_LOG_ERROR, "listen", "--listen %s: expected HOST:PORT or [V6]:PORT",
-                     config->listen[a]);
+        /* The command line checked every address already. */
+        if (epcs_listen_split(config->listen[a], host, sizeof(host), &port) != 0)
             return -1;
-        }
+        snprintf(port_text, sizeof(port_text), "%u", port);
         if ((rc = getaddrinfo(host, port_text, &hints, &ai)) != 0) {
             epcs_log(EPCS_LOG_ERROR, "listen", "--listen %s: %s", config->listen[a],
                      gai_strerror(rc));
@@ -980,7 +986,14 @@ static int open_listeners(struct epcs_server *server)
                 return -1;
             }
         }
-        uint16_t port = (uint16_t)atoi(port_text);
+        if (port != 0 && address_taken(ai, port)) {
+            epcs_log(EPCS_LOG_ERROR, "listen",
+                     "--listen %s: the address is in use (another epcsd, or another program, "
+                     "listens there); epcsd does not share its address",
+                     config->listen[a]);
+            freeaddrinfo(ai);
+            return -1;
+        }
         for (int w = 0; w < server->worker_count; w++) {
             int fd = open_listener(ai, port);
             if (fd < 0) {
@@ -1016,6 +1029,14 @@ static SSL_CTX *create_tls(const struct epcs_config *config)
         return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* TLS 1.2 offers only forward-secret AEAD suites (the "intermediate" profile); TLS 1.3 has
+     * no others. A recorded session must not be decryptable with the key stolen later. */
+    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 || SSL_CTX_set_dh_auto(ctx, 1) != 1) {
+        epcs_log(EPCS_LOG_ERROR, "tls", "cannot set the TLS 1.2 cipher suites: %s",
+                 ERR_reason_error_string(ERR_get_error()));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, config->tls_cert) != 1) {
         epcs_log(EPCS_LOG_ERROR, "tls", "--tls-cert %s: %s", config->tls_cert,
                  ERR_reason_error_string(ERR_get_error()));

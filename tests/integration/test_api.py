@@ -1509,7 +1509,9 @@ class LifecycleTest(EpcsTest):
         for flags, message in [(("--threads", "zero"), "--threads must be a whole number"),
                                (("--tls-cert", "x.pem"), "--tls-cert and --tls-key go together"),
                                (("--bogus",), "unknown option '--bogus'"),
-                               (("--listen", "nohostport"), "expected HOST:PORT")]:
+                               (("--listen", "nohostport"),
+                                "--listen must be HOST:PORT or [IPV6]:PORT with a port from 0 to "
+                                "65535, got 'nohostport'")]:
             result = subprocess.run([ARGS.epcsd, "--plugins", ARGS.plugins, "--rules",
                                      ARGS.rules, "--data", tempfile.gettempdir() + "/epcs-x"]
                                     + list(flags), capture_output=True, text=True, timeout=30)
