@@ -52,6 +52,8 @@ static void usage(FILE *out)
             "                         (default %d; 0 for none; the keys file may set its own)\n"
             "  --max-streams N        requests of one HTTP/2 connection in progress at once;\n"
             "                         the others wait their turn (1-100, default %d)\n"
+            "  --max-connections N    connections kept open at once, shared by the workers;\n"
+            "                         more are closed when accepted (default %d; 0: no limit)\n"
             "  --audit MODE           decision log: async (default; answer at once, written\n"
             "                         within one commit), sync (answer after the fsync'd\n"
             "                         commit) or off\n"
@@ -69,8 +71,8 @@ static void usage(FILE *out)
             EPCS_DEFAULT_LISTEN, EPCS_DEFAULT_MAX_BODY, EPCS_DEFAULT_MAX_BATCH,
             EPCS_DEFAULT_MAX_BATCH_BODY, EPCS_LUA_DEFAULT_MEMORY >> 20,
             EPCS_LUA_DEFAULT_INSTRUCTIONS, EPCS_DEFAULT_SHUTDOWN_SECONDS, EPCS_DEFAULT_RATE_LIMIT,
-            EPCS_DEFAULT_MAX_STREAMS, EPCS_DEFAULT_AUDIT_QUEUE, EPCS_VERDICT_CACHE_DEFAULT,
-            EPCS_DEFAULT_CASE_SWEEP_MS);
+            EPCS_DEFAULT_MAX_STREAMS, EPCS_DEFAULT_MAX_CONNECTIONS, EPCS_DEFAULT_AUDIT_QUEUE,
+            EPCS_VERDICT_CACHE_DEFAULT, EPCS_DEFAULT_CASE_SWEEP_MS);
 }
 
 static int parse_number(const char *flag, const char *text, long min, long max, long *out)
@@ -159,6 +161,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         OPT_NO_AUTH,
         OPT_RATE_LIMIT,
         OPT_MAX_STREAMS,
+        OPT_MAX_CONNECTIONS,
         OPT_AUDIT,
         OPT_AUDIT_QUEUE,
         OPT_NO_ACCESS_LOG,
@@ -189,6 +192,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
         {"no-auth", no_argument, NULL, OPT_NO_AUTH},
         {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
         {"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"audit", required_argument, NULL, OPT_AUDIT},
         {"audit-queue", required_argument, NULL, OPT_AUDIT_QUEUE},
         {"no-access-log", no_argument, NULL, OPT_NO_ACCESS_LOG},
@@ -213,6 +217,7 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     config->lua.instructions = EPCS_LUA_DEFAULT_INSTRUCTIONS;
     config->rate_limit = EPCS_DEFAULT_RATE_LIMIT;
     config->max_streams = EPCS_DEFAULT_MAX_STREAMS;
+    config->max_connections = EPCS_DEFAULT_MAX_CONNECTIONS;
     config->audit = EPCS_AUDIT_ASYNC;
     config->audit_queue = EPCS_DEFAULT_AUDIT_QUEUE;
     config->access_log = 1;
@@ -269,6 +274,11 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
             if (parse_number("--max-streams", optarg, 1, 100, &number) != 0)
                 return -1;
             config->max_streams = (int)number;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (parse_number("--max-connections", optarg, 0, 1000000L, &number) != 0)
+                return -1;
+            config->max_connections = (size_t)number;
             break;
         case OPT_AUDIT_QUEUE:
             if (parse_number("--audit-queue", optarg, 1, 10000000L, &number) != 0)

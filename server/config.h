@@ -14,6 +14,7 @@
 #define EPCS_DEFAULT_SHUTDOWN_SECONDS 10
 #define EPCS_DEFAULT_RATE_LIMIT 1000
 #define EPCS_DEFAULT_MAX_STREAMS 100
+#define EPCS_DEFAULT_MAX_CONNECTIONS 4096
 #define EPCS_DEFAULT_AUDIT_QUEUE 100000
 #define EPCS_DEFAULT_CASE_SWEEP_MS 1000
 
@@ -50,6 +51,8 @@ struct epcs_config {
     double rate_limit;
     /** SETTINGS_MAX_CONCURRENT_STREAMS for each HTTP/2 connection. */
     int max_streams;
+    /** Connections open at once over all workers (0: no limit). */
+    size_t max_connections;
     /** enum epcs_audit_mode */
     int audit;
     size_t audit_queue;

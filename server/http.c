@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn_guard.h"
 #include "dates.h"
 #include "log.h"
 #include "rule_store.h"
@@ -219,6 +220,7 @@ static void flush_access_log(struct epcs_worker *worker)
 static void cb_end_of_turn(uv_prepare_t *prepare)
 {
     struct epcs_worker *worker = prepare->data;
+    epcs_guard_turn(worker->guard);
     if (worker->server->decisions != NULL)
         epcs_decision_log_flush(worker->server->decisions, &worker->staged);
     if (worker->access_log.len >= ACCESS_LOG_TURN_BYTES)
@@ -589,6 +591,33 @@ int epcs_rate_charge(h2o_req_t *req, double cost)
     return -1;
 }
 
+/* The token of an Authorization header value "Bearer <token>". 0, or -1 when it is not one. */
+static int bearer_token(const char *value, size_t len, const char **token, size_t *token_len)
+{
+    if (value == NULL || len < 7 || strncasecmp(value, "Bearer ", 7) != 0)
+        return -1;
+    *token = value + 7;
+    *token_len = len - 7;
+    while (*token_len > 0 && **token == ' ') {
+        (*token)++;
+        (*token_len)--;
+    }
+    return 0;
+}
+
+/* The connection guard's question: may a request with this Authorization have its body
+ * buffered? Only one with a key epcsd knows (any role), or any without keys (--no-auth). */
+static int cb_admit_body(void *ctx, const char *value, size_t len)
+{
+    struct epcs_worker *worker = ctx;
+    const char *token;
+    size_t token_len;
+    if (worker->server->config.no_auth)
+        return 1;
+    return bearer_token(value, len, &token, &token_len) == 0 &&
+           epcs_keyring_verify(epcs_worker_keyring(worker), token, token_len) != NULL;
+}
+
 /*
  * Who is asking, and may they: 0 to go on, or -1 after answering 401, 403 or 429. Sets the
  * worker's key and partner for the handler, the decision log and the access log.
@@ -607,14 +636,10 @@ static int authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role 
     if (at < 0)
         return unauthorized(req, "this route needs an API key: Authorization: Bearer <token>"), -1;
     const h2o_iovec_t *value = &req->headers.entries[at].value;
-    if (value->len < 7 || strncasecmp(value->base, "Bearer ", 7) != 0)
+    const char *token;
+    size_t token_len;
+    if (bearer_token(value->base, value->len, &token, &token_len) != 0)
         return unauthorized(req, "the Authorization header must be Bearer <token>"), -1;
-    const char *token = value->base + 7;
-    size_t token_len = value->len - 7;
-    while (token_len > 0 && *token == ' ') {
-        token++;
-        token_len--;
-    }
     struct epcs_key *key = epcs_keyring_verify(epcs_worker_keyring(worker), token, token_len);
     if (key == NULL)
         return unauthorized(req, "the API key is not valid: unknown, revoked or mistyped"), -1;
@@ -1061,14 +1086,7 @@ static void cb_accept(uv_stream_t *listener, int status)
     struct epcs_worker *worker = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = h2o_mem_alloc(sizeof(*conn));
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
-        return;
-    }
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
-    h2o_accept(&worker->accept_ctx, sock);
+    epcs_guard_accept(worker->guard, listener, &worker->accept_ctx);
 }
 
 static int drained(struct epcs_worker *worker)
@@ -1170,6 +1188,17 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     if (uv_loop_init(&worker->loop) != 0)
         return -1;
     worker->loop_ready = 1;
+    size_t share = (server->config.max_connections + (size_t)server->worker_count - 1) /
+                   (size_t)server->worker_count;
+    size_t largest_body = server->config.max_body > server->config.max_batch_body
+                              ? server->config.max_body
+                              : server->config.max_batch_body;
+    /* Two of the largest bodies at once: a batch may be uploading while the next one starts. */
+    struct epcs_guard_limits limits = {.max_connections = share,
+                                       .max_connection_body = 2 * largest_body};
+    worker->guard = epcs_guard_create(&worker->loop, &worker->ctx, &limits, cb_admit_body, worker);
+    if (worker->guard == NULL)
+        return -1;
     uv_async_init(&worker->loop, &worker->stop_signal, cb_stop);
     worker->stop_signal.data = worker;
     uv_async_init(&worker->loop, &worker->ruleset_changed, cb_ruleset_changed);
@@ -1200,6 +1229,7 @@ static void dispose_worker(struct epcs_worker *worker)
     /* A worker after one that failed to set up was never set up itself. */
     if (worker->server != NULL && worker->server->decisions != NULL)
         epcs_decision_log_detach(worker->server->decisions, &worker->staged);
+    epcs_guard_destroy(worker->guard);
     epcs_engine_destroy(worker->engine);
     epcs_keyring_release(worker->keyring);
     sqlite3_close(worker->reader);

@@ -117,6 +117,44 @@ static void emit_verdicts(struct epcs_server *server, struct epcs_buf *out)
     }
 }
 
+static void emit_connections(struct epcs_server *server, struct epcs_buf *out)
+{
+    uint64_t open = 0, refused = 0, dropped = 0, goaways = 0, deferred = 0;
+    for (int w = 0; w < server->worker_count; w++) {
+        struct epcs_guard_counts counts;
+        if (server->workers[w].guard == NULL)
+            continue;
+        epcs_guard_read_counts(server->workers[w].guard, &counts);
+        open += counts.open;
+        refused += counts.refused;
+        dropped += counts.bodies_dropped;
+        goaways += counts.goaways;
+        deferred += counts.deferred;
+    }
+    emit(out,
+         "# HELP epcs_connections_open Client connections open now.\n"
+         "# TYPE epcs_connections_open gauge\n"
+         "epcs_connections_open %llu\n"
+         "# HELP epcs_connections_refused_total Connections closed when accepted: the workers held "
+         "--max-connections.\n"
+         "# TYPE epcs_connections_refused_total counter\n"
+         "epcs_connections_refused_total %llu\n"
+         "# HELP epcs_request_bodies_dropped_total Request bodies not read because the request "
+         "had no valid API key.\n"
+         "# TYPE epcs_request_bodies_dropped_total counter\n"
+         "epcs_request_bodies_dropped_total %llu\n"
+         "# HELP epcs_http2_calm_goaways_total HTTP/2 connections ended with GOAWAY "
+         "ENHANCE_YOUR_CALM (streams reset, or input piled up, beyond their budget).\n"
+         "# TYPE epcs_http2_calm_goaways_total counter\n"
+         "epcs_http2_calm_goaways_total %llu\n"
+         "# HELP epcs_http2_deferred_total Times an HTTP/2 connection had started its share of "
+         "streams for a loop turn and waited for the next.\n"
+         "# TYPE epcs_http2_deferred_total counter\n"
+         "epcs_http2_deferred_total %llu\n",
+         (unsigned long long)open, (unsigned long long)refused, (unsigned long long)dropped,
+         (unsigned long long)goaways, (unsigned long long)deferred);
+}
+
 static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ruleset,
                        struct epcs_buf *out)
 {
@@ -187,6 +225,7 @@ int epcs_handle_metrics(h2o_req_t *req)
     epcs_buf_reset(out);
     emit_requests(server, out);
     emit_verdicts(server, out);
+    emit_connections(server, out);
     emit_state(server, epcs_engine_ruleset(engine), out);
     return epcs_response_send_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", out->data,
                                     out->len);

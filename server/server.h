@@ -15,6 +15,7 @@
 #include "cases.h"
 #include "codec.h"
 #include "config.h"
+#include "conn_guard.h"
 #include "decision_log.h"
 #include "keys.h"
 #include "plugin_loader.h"
@@ -115,6 +116,8 @@ struct epcs_worker {
     uv_tcp_t *listeners;
     size_t listener_count;
     h2o_accept_ctx_t accept_ctx;
+    /** What a connection may make this worker do before the router sees its requests. */
+    struct epcs_guard *guard;
     struct epcs_engine *engine;
     /* Per-request scratch, reset at the start of each request; never shared. */
     msgpack_zone zone;
