@@ -536,8 +536,13 @@ static enum epcs_route match_route(h2o_iovec_t path, h2o_iovec_t *rest)
     return EPCS_ROUTE_NOT_FOUND;
 }
 
-/* The worker's view of the keys, refreshed at a request boundary like its rule engine. */
-struct epcs_keyring *epcs_worker_keyring(struct epcs_worker *worker)
+/*
+ * The worker's view of the keys, refreshed where no request holds a key of it: as a request
+ * starts, and when the connection guard looks at a request's headers. Handlers keep the
+ * keyring their request was authorised with (epcs_worker_keyring), so a reload cannot free the
+ * key `worker->key` and `worker->partner` point into.
+ */
+static struct epcs_keyring *refresh_keyring(struct epcs_worker *worker)
 {
     struct epcs_server *server = worker->server;
     struct epcs_keyring *active = atomic_load_explicit(&server->keyring, memory_order_acquire);
@@ -550,6 +555,11 @@ struct epcs_keyring *epcs_worker_keyring(struct epcs_worker *worker)
     epcs_keyring_release(worker->keyring);
     worker->keyring = active;
     return active;
+}
+
+struct epcs_keyring *epcs_worker_keyring(struct epcs_worker *worker)
+{
+    return worker->keyring;
 }
 
 static int unauthorized(h2o_req_t *req, const char *message)
@@ -615,7 +625,7 @@ static int cb_admit_body(void *ctx, const char *value, size_t len)
     if (worker->server->config.no_auth)
         return 1;
     return bearer_token(value, len, &token, &token_len) == 0 &&
-           epcs_keyring_verify(epcs_worker_keyring(worker), token, token_len) != NULL;
+           epcs_keyring_verify(refresh_keyring(worker), token, token_len) != NULL;
 }
 
 /*
@@ -640,7 +650,7 @@ static int authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role 
     size_t token_len;
     if (bearer_token(value->base, value->len, &token, &token_len) != 0)
         return unauthorized(req, "the Authorization header must be Bearer <token>"), -1;
-    struct epcs_key *key = epcs_keyring_verify(epcs_worker_keyring(worker), token, token_len);
+    struct epcs_key *key = epcs_keyring_verify(refresh_keyring(worker), token, token_len);
     if (key == NULL)
         return unauthorized(req, "the API key is not valid: unknown, revoked or mistyped"), -1;
     worker->key = key;

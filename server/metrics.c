@@ -251,7 +251,6 @@ int epcs_handle_readyz(h2o_req_t *req)
         if (stats.failed || stats.queued >= stats.queue_limit)
             ready = 0;
     }
-    struct epcs_keyring *keyring = epcs_worker_keyring(worker);
     msgpack_packer *pk = epcs_response_begin(worker);
     msgpack_pack_map(pk, 5);
     epcs_pack_cstr(pk, "ready");
@@ -268,10 +267,8 @@ int epcs_handle_readyz(h2o_req_t *req)
     epcs_pack_cstr(pk, log_state);
     epcs_pack_cstr(pk, "queued");
     msgpack_pack_uint64(pk, queued);
-    epcs_pack_cstr(pk, "keys");
-    if (keyring != NULL)
-        msgpack_pack_uint64(pk, keyring->count);
-    else
-        epcs_pack_cstr(pk, "off");
+    /* Whether keys are asked, not how many there are: readiness is open to anyone. */
+    epcs_pack_cstr(pk, "auth");
+    epcs_pack_cstr(pk, server->config.no_auth ? "off" : "keys");
     return epcs_response_send(req, ready ? 200 : 503, epcs_response_format(req));
 }

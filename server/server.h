@@ -178,7 +178,11 @@ static inline struct epcs_worker *epcs_worker_of(h2o_req_t *req)
  */
 struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker);
 
-/** The worker's reference to the current API keys (NULL with --no-auth). */
+/**
+ * The API keys the current request was authorised with (NULL with --no-auth): the worker
+ * keeps them until its next request, so a key the request holds stays valid however often the
+ * keys file is reloaded meanwhile.
+ */
 struct epcs_keyring *epcs_worker_keyring(struct epcs_worker *worker);
 
 /** epcs_worker_engine for a handler: NULL after answering 503 when there is none. */

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -558,6 +559,66 @@ class TlsSuitesTest(EpcsTest):
             server.cleanup()
             shutil.rmtree(scratch)
 
+
+class KeysReloadTest(EpcsTest):
+    """A handler keeps the keys its request was authorised with, while the keys file is
+    reloaded underneath (the sanitized build reports any use of a freed key)."""
+
+    def test_filing_and_listing_during_key_reloads(self):
+        scratch = tempfile.mkdtemp(prefix="epcs-test-keys-")
+        keys = os.path.join(scratch, "keys")
+
+        def create(partner, role):
+            return subprocess.run([test_api.ARGS.epcsd, "keys", "create", "--keys", keys,
+                                   "--partner", partner, "--role", role, "--rate", "1000000"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+
+        def load(count, path, token, body=None):
+            command = ["h2load", "-n", str(count), "-c", "2", "-m", "8",
+                       "-H", "authorization: Bearer " + token]
+            if body is not None:
+                body_file = os.path.join(scratch, "body%d.json" % len(loads))
+                with open(body_file, "w") as f:
+                    json.dump(body, f)
+                command += ["-d", body_file, "-H", "content-type: application/json"]
+            loads.append(subprocess.Popen(command + [server.url(path)], stdout=subprocess.PIPE,
+                                          text=True))
+
+        partner, admin = create("naver", "partner"), create("nec", "admin")
+        server = Server("--keys", keys, auth=True)
+        loads, failure = [], None
+        try:
+            load(4000, "/v1/reports", partner,
+                 {"url": "https://blog.naver.com/poster/223", "platform": "naver",
+                  "election": "na22", "category": "false_fact", "date": "2024-03-01",
+                  "facts": {"intent": "to_defeat", "target": "candidate"}})
+            load(20000, "/v1/admin/keys", admin)
+            time.sleep(0.5)
+            # Each new key is written to the file and every worker's keys reloaded at once.
+            load(50, "/v1/admin/keys", admin, {"partner": "reload", "role": "partner"})
+            for each in loads:
+                out, _ = each.communicate(timeout=300)
+                self.assertEqual(each.returncode, 0, out)
+                self.assertRegex(out, r"requests: \d+ total, \d+ started, (\d+) done, \1 succeeded")
+            listed = request(server, "GET", "/v1/admin/keys",
+                             extra=("-H", "authorization: Bearer " + admin))
+            self.assertEqual(listed.status, 200)
+            self.assertEqual(len(listed.data["keys"]), 52)
+        except AssertionError as error:
+            failure = error
+        finally:
+            for each in loads:
+                if each.poll() is None:
+                    each.kill()
+            status = server.stop()
+            text = server.text()
+            server.cleanup()
+            shutil.rmtree(scratch)
+        report = text.find("ERROR: AddressSanitizer")
+        self.assertEqual(report, -1, text[report:report + 3000])
+        if failure is not None:
+            raise failure
+        self.assertEqual(status, 0)
 
 if __name__ == "__main__":
     test_api.run_suite()
