@@ -594,7 +594,8 @@ int epcs_rate_charge(h2o_req_t *req, double cost)
     double rate;
     if (worker->key == NULL || cost <= 0 || (rate = key_rate(worker)) <= 0)
         return 0;
-    unsigned wait = epcs_rate_take(&worker->key->bucket, rate, cost);
+    /* The router took one for the request already. */
+    unsigned wait = epcs_rate_take(&worker->key->bucket, rate, cost, 1);
     if (wait == 0)
         return 0;
     too_many_requests(req, wait, rate);
@@ -663,7 +664,7 @@ static int authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role 
                                   epcs_role_name(needed)),
                -1;
     double rate = key_rate(worker);
-    unsigned wait = rate > 0 ? epcs_rate_take(&key->bucket, rate, 1) : 0;
+    unsigned wait = rate > 0 ? epcs_rate_take(&key->bucket, rate, 1, 0) : 0;
     if (wait != 0)
         return too_many_requests(req, wait, rate), -1;
     return 0;

@@ -305,7 +305,7 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
-unsigned epcs_rate_take(struct epcs_rate_bucket *bucket, double rate, double cost)
+unsigned epcs_rate_take(struct epcs_rate_bucket *bucket, double rate, double cost, double paid)
 {
     double burst = rate * 2;
     uint64_t now = monotonic_ns();
@@ -319,13 +319,17 @@ unsigned epcs_rate_take(struct epcs_rate_bucket *bucket, double rate, double cos
             bucket->tokens = burst;
     }
     bucket->refilled_ns = now;
-    if (bucket->tokens >= cost) {
+    /* A cost above the burst (a big batch) is taken from a full bucket, which goes into debt:
+     * the key's next requests wait until it is paid, so the rate holds on average. What the
+     * request paid already counts toward that full bucket. */
+    double due = cost + paid > burst ? burst - paid : cost;
+    if (bucket->tokens >= due) {
         bucket->tokens -= cost;
     } else {
-        /* A cost above the burst can never be paid at once: say when the bucket is full. */
-        double needed = (cost > burst ? burst : cost) - bucket->tokens;
-        double seconds = ceil(needed / rate);
+        double seconds = ceil((due - bucket->tokens) / rate);
         wait = seconds < 1 ? 1 : (unsigned)seconds;
+        /* The request is refused whole: what it paid goes back. */
+        bucket->tokens += paid;
     }
     pthread_mutex_unlock(&bucket->lock);
     return wait;

@@ -83,10 +83,12 @@ int epcs_keyring_has_partner(const struct epcs_keyring *keyring, const char *par
 struct epcs_key *epcs_keyring_verify(struct epcs_keyring *keyring, const char *token, size_t len);
 
 /**
- * Takes `cost` tokens from the key's bucket at `rate` a second (burst: twice that). Returns 0,
- * or the whole seconds to wait before `cost` tokens will be there.
+ * Takes `cost` tokens from the key's bucket at `rate` a second (burst: twice that), for a
+ * request that took `paid` tokens already. A request costing more than the burst is taken
+ * once the bucket is full, leaving it in debt. Returns 0, or the whole seconds to wait before
+ * the cost can be taken (the `paid` tokens are then given back: the request is refused whole).
  */
-unsigned epcs_rate_take(struct epcs_rate_bucket *bucket, double rate, double cost);
+unsigned epcs_rate_take(struct epcs_rate_bucket *bucket, double rate, double cost, double paid);
 
 /**
  * Adds a key to the file at `path` (created 0600 when missing; rewritten atomically under a

@@ -144,13 +144,28 @@ static void test_rate_bucket(void)
     pthread_mutex_init(&bucket.lock, NULL);
     /* 2 a second holds a burst of 4, then asks to wait. */
     for (int i = 0; i < 4; i++)
-        EXPECT_INT(epcs_rate_take(&bucket, 2, 1), 0);
-    EXPECT_INT(epcs_rate_take(&bucket, 2, 1), 1);
-    /* A cost beyond the burst can never be paid: wait until the bucket is full again. */
-    EXPECT_INT(epcs_rate_take(&bucket, 2, 100), 2);
+        EXPECT_INT(epcs_rate_take(&bucket, 2, 1, 0), 0);
+    EXPECT_INT(epcs_rate_take(&bucket, 2, 1, 0), 1);
+    /* A cost beyond the burst waits until the bucket is full, then is paid with a debt. */
+    EXPECT_INT(epcs_rate_take(&bucket, 2, 10, 0), 2);
     usleep(600 * 1000);
-    EXPECT_INT(epcs_rate_take(&bucket, 2, 1), 0);
+    EXPECT_INT(epcs_rate_take(&bucket, 2, 1, 0), 0);
     pthread_mutex_destroy(&bucket.lock);
+
+    struct epcs_rate_bucket full = {.tokens = NAN};
+    pthread_mutex_init(&full.lock, NULL);
+    EXPECT_INT(epcs_rate_take(&full, 2, 10, 0), 0);
+    /* 4 - 10 leaves a debt of 6: a single request waits (6 + 1) / 2 seconds, rounded up. */
+    EXPECT_INT(epcs_rate_take(&full, 2, 1, 0), 4);
+    pthread_mutex_destroy(&full.lock);
+
+    /* A batch: the router takes one, the handler the rest; together they need a full bucket. */
+    struct epcs_rate_bucket batch = {.tokens = NAN};
+    pthread_mutex_init(&batch.lock, NULL);
+    EXPECT_INT(epcs_rate_take(&batch, 2, 1, 0), 0);
+    EXPECT_INT(epcs_rate_take(&batch, 2, 9, 1), 0);
+    EXPECT_INT(epcs_rate_take(&batch, 2, 1, 0), 4);
+    pthread_mutex_destroy(&batch.lock);
 }
 
 int main(void)
