@@ -237,7 +237,7 @@ static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
     }
     if (!replay) {
         msgpack_packer *pk = epcs_response_begin(worker);
-        epcs_buf_append(pk->data, original.data, original.len);
+        epcs_buf_append_buf(pk->data, &original);
         rc = epcs_response_send(req, 200, epcs_response_format(req));
         goto done;
     }
@@ -267,9 +267,12 @@ static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
             if (epcs_str_eq(&logged.via.map.ptr[i].key, "answer"))
                 answer = &logged.via.map.ptr[i].val;
         }
-        msgpack_object again;
+        msgpack_object again = {.type = MSGPACK_OBJECT_NIL};
         offset = 0;
-        msgpack_unpack(replayed.data, replayed.len, &offset, &worker->zone, &again);
+        /* An answer that cannot be read back (memory ran out) signs as different. */
+        if (replayed.failed || msgpack_unpack(replayed.data, replayed.len, &offset, &worker->zone,
+                                              &again) != MSGPACK_UNPACK_SUCCESS)
+            again.type = MSGPACK_OBJECT_NIL;
         struct epcs_buf before = {0}, after = {0};
         if (answer != NULL)
             epcs_answer_signature(answer, &before);
@@ -288,9 +291,9 @@ static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
         else
             msgpack_pack_false(pk);
         epcs_pack_cstr(pk, "logged");
-        epcs_buf_append(pk->data, original.data, original.len);
+        epcs_buf_append_buf(pk->data, &original);
         epcs_pack_cstr(pk, "replayed");
-        epcs_buf_append(pk->data, replayed.data, replayed.len);
+        epcs_buf_append_buf(pk->data, &replayed);
         rc = epcs_response_send(req, 200, epcs_response_format(req));
     }
     epcs_buf_free(&replayed);

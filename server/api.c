@@ -288,7 +288,7 @@ int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calenda
     pack_election(pk, election);
     epcs_pack_cstr(pk, "items");
     msgpack_pack_array(pk, items);
-    epcs_buf_append(&worker->body, worker->scratch.data, worker->scratch.len);
+    epcs_buf_append_buf(&worker->body, &worker->scratch);
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
     return epcs_response_send(req, 200, epcs_response_format(req));

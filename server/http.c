@@ -385,6 +385,13 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
 int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->body.failed) {
+        /* An append ran out of memory: the document lacks a piece, so none of it is sent. */
+        static const char failure[] = "{\"error\":\"internal\",\"message\":\"the server ran out "
+                                      "of memory building the answer; retry\"}\n";
+        epcs_log(EPCS_LOG_ERROR, "http", "out of memory building a %d response", status);
+        return epcs_response_send_bytes(req, 500, "application/json", failure, sizeof(failure) - 1);
+    }
     if (format == EPCS_FORMAT_MSGPACK)
         return epcs_response_send_bytes(req, status, "application/msgpack", worker->body.data,
                                         worker->body.len);

@@ -25,7 +25,7 @@ void epcs_answer_signature(const msgpack_object *answer, struct epcs_buf *out)
             for (uint32_t r = 0; r < value->via.array.size; r++) {
                 epcs_answer_signature(&value->via.array.ptr[r], &nested);
                 epcs_buf_append(out, "[", 1);
-                epcs_buf_append(out, nested.data, nested.len);
+                epcs_buf_append_buf(out, &nested);
                 epcs_buf_append(out, "]", 1);
             }
             epcs_buf_free(&nested);
@@ -99,10 +99,15 @@ int epcs_impact_run(struct epcs_server *server, struct epcs_ruleset *active,
         size_t split = answers.len;
         decide(worker, after, check, &answer_pk);
         msgpack_object old_answer, new_answer;
-        size_t offset = 0;
-        msgpack_unpack(answers.data, split, &offset, &worker->zone, &old_answer);
-        offset = split;
-        msgpack_unpack(answers.data, answers.len, &offset, &worker->zone, &new_answer);
+        size_t offset = 0, second = split;
+        if (answers.failed ||
+            msgpack_unpack(answers.data, split, &offset, &worker->zone, &old_answer) !=
+                MSGPACK_UNPACK_SUCCESS ||
+            msgpack_unpack(answers.data, answers.len, &second, &worker->zone, &new_answer) !=
+                MSGPACK_UNPACK_SUCCESS) {
+            fprintf(stderr, "epcsd: out of memory deciding check %u\n", i);
+            goto unreadable;
+        }
         epcs_answer_signature(&old_answer, &sign_before);
         epcs_answer_signature(&new_answer, &sign_after);
         if (sign_before.len == sign_after.len &&
@@ -144,7 +149,7 @@ int epcs_impact_run(struct epcs_server *server, struct epcs_ruleset *active,
     }
     epcs_pack_cstr(&report_pk, "changes");
     msgpack_pack_array(&report_pk, changed);
-    epcs_buf_append(&report, changes.data, changes.len);
+    epcs_buf_append_buf(&report, &changes);
 
     msgpack_object document;
     size_t offset = 0;
@@ -158,6 +163,7 @@ int epcs_impact_run(struct epcs_server *server, struct epcs_ruleset *active,
         fprintf(stderr, "epcsd: the impact report could not be encoded\n");
     }
     epcs_buf_free(&json);
+unreadable:
     epcs_buf_free(&answers);
     epcs_buf_free(&report);
     epcs_buf_free(&changes);

@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "codec.h"
@@ -296,8 +297,35 @@ static void test_utf8(void)
         EXPECT_INT(epcs_utf8_valid(cases[i].bytes, strlen(cases[i].bytes)), cases[i].valid);
 }
 
+/* A buffer that ran out of memory stays failed until reset, so a document missing a piece is
+ * never sent: every later append, msgpack's included, fails too. */
+static void test_buf_failure(void)
+{
+    struct epcs_buf buf = {0}, copy = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_buf_append(&buf, "ab", 2), 0);
+    EXPECT_INT(epcs_buf_reserve(&buf, SIZE_MAX - 1), -1);
+    EXPECT_INT(buf.failed, 1);
+    EXPECT_INT(epcs_buf_append(&buf, "c", 1), -1);
+    EXPECT_INT(msgpack_pack_true(&pk), -1);
+    EXPECT_INT((int)buf.len, 2);
+    EXPECT_INT(epcs_buf_append_buf(&copy, &buf), -1);
+    EXPECT_INT(copy.failed, 1);
+    epcs_buf_reset(&buf);
+    EXPECT_INT(buf.failed, 0);
+    EXPECT_INT(msgpack_pack_true(&pk), 0);
+    EXPECT_INT(epcs_buf_append_buf(&copy, &buf), -1);
+    epcs_buf_reset(&copy);
+    EXPECT_INT(epcs_buf_append_buf(&copy, &buf), 0);
+    EXPECT_INT((int)copy.len, 1);
+    epcs_buf_free(&buf);
+    epcs_buf_free(&copy);
+}
+
 int main(void)
 {
+    test_buf_failure();
     msgpack_zone_init(&zone, 4096);
     test_round_trips();
     test_msgpack_rules();
