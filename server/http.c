@@ -329,7 +329,8 @@ static void cb_decisions_committed(uv_async_t *async)
     release_held(async->data);
 }
 
-/* Guards `wakeable`: a worker's async handle must not be signalled once it is being closed. */
+/* Guards `wakeable`: a worker's async handles (commits, rulesets) must not be signalled once
+ * they are being closed. */
 static pthread_mutex_t commit_wake_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Runs on the decision log's writer thread after each commit (sync mode only). */
@@ -811,11 +812,15 @@ static void publish_ruleset(struct epcs_server *server, struct epcs_ruleset *rul
     atomic_store_explicit(&server->active_ruleset, ruleset, memory_order_release);
     pthread_mutex_unlock(&server->ruleset_lock);
     epcs_ruleset_release(old);
-    /* Busy workers switch at their next request anyway; this reaches the idle ones. */
+    /* Busy workers switch at their next request anyway; this reaches the idle ones. A worker
+     * that has stopped (its loop closed while another still drains) is left alone: its async
+     * handle is gone. */
+    pthread_mutex_lock(&commit_wake_lock);
     for (int i = 0; i < server->worker_count; i++) {
-        if (server->workers[i].loop_ready)
+        if (server->workers[i].wakeable)
             uv_async_send(&server->workers[i].ruleset_changed);
     }
+    pthread_mutex_unlock(&commit_wake_lock);
 }
 
 static void cb_ruleset_changed(uv_async_t *async)

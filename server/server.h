@@ -143,7 +143,7 @@ struct epcs_worker {
     uint64_t hold_ticket;
     h2o_linklist_t held;
     uv_async_t decisions_committed;
-    /** Whether the writer may signal decisions_committed (under a lock in http.c). */
+    /** Whether other threads may signal its async handles (under a lock in http.c). */
     int wakeable;
     /** Decisions (async mode) not yet handed to the writer; flushed with the access log. */
     struct epcs_decision_stage staged;

@@ -620,5 +620,50 @@ class KeysReloadTest(EpcsTest):
             raise failure
         self.assertEqual(status, 0)
 
+class DrainTest(EpcsTest):
+    def test_a_ruleset_published_while_workers_drain(self):
+        """One worker has stopped (no connections) while the other drains a keep-alive
+        HTTP/1.1 connection that asks for a reload: publishing must not wake the stopped one."""
+        rules = tempfile.mkdtemp(prefix="epcs-test-rules-")
+        shutil.rmtree(rules)
+        shutil.copytree(test_api.ARGS.rules, rules)
+        server = Server("--threads", "2", "--no-watch-rules", "--shutdown-timeout", "5",
+                        rules=rules)
+        sock = None
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(sock.recv(4096).startswith(b"HTTP/1.1 200"))
+            path = os.path.join(rules, "deepfake.lua")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w") as f:
+                f.write(text.replace("labeled or not.", "labeled or not, by anyone.", 1))
+            server.process.send_signal(signal.SIGTERM)
+            deadline = time.time() + 10
+            while "finishing in-flight requests" not in server.text():
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.02)
+            # A worker without connections stops once h2o's one-second GOAWAY round is over.
+            time.sleep(1.6)
+            sock.sendall(b"POST /v1/admin/rules/reload HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 0\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(4096)
+                self.assertTrue(chunk, "closed without answering:\n" + server.text()[-2000:])
+                answer += chunk
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
+            sock.close()
+            sock = None
+            self.assertEqual(server.process.wait(timeout=30), 0, server.text()[-3000:])
+        finally:
+            if sock is not None:
+                sock.close()
+            server.stop()
+            server.cleanup()
+            shutil.rmtree(rules)
+
+
 if __name__ == "__main__":
     test_api.run_suite()
