@@ -296,6 +296,8 @@ int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calenda
 
 /* ---- stored rulesets ---------------------------------------------------------------------- */
 
+static const msgpack_object *map_get(const msgpack_object *map, const char *key);
+
 /* Reads a stored manifest into the request's zone. 0, 1 (answered 404), -1 (answered 500). */
 static int load_manifest(h2o_req_t *req, const char *id, size_t len, msgpack_object *manifest)
 {
@@ -318,6 +320,16 @@ static int load_manifest(h2o_req_t *req, const char *id, size_t len, msgpack_obj
          epcs_json_decode(copy, worker->json.len, &worker->zone, manifest, &err)) != 0) {
         epcs_log(EPCS_LOG_ERROR, "store", "cannot read the manifest of %s", key);
         return epcs_respond_error(req, 500, "internal", NULL, "stored ruleset unreadable"), -1;
+    }
+    /* The routes read these two fields without looking again. */
+    const msgpack_object *ruleset = map_get(manifest, "ruleset");
+    const msgpack_object *files = map_get(manifest, "files");
+    if (ruleset == NULL || ruleset->type != MSGPACK_OBJECT_STR || files == NULL ||
+        files->type != MSGPACK_OBJECT_ARRAY) {
+        epcs_log(EPCS_LOG_ERROR, "store", "the manifest of %s lacks ruleset or files", key);
+        return epcs_respond_error(req, 500, "internal", NULL,
+                                  "the stored manifest of %s is damaged", key),
+               -1;
     }
     return 0;
 }

@@ -1208,6 +1208,20 @@ class LifecycleTest(EpcsTest):
                                                                       if a != "deepfake"]})
             self.assertError(request(server, "GET", "/v1/rules/rs-0000000000000000"), 404,
                              "unknown_ruleset", "ruleset")
+            # A damaged manifest (no ruleset, files not a list) is the store's fault: a 500
+            # naming it, and the server keeps serving.
+            stored = os.path.join(server.data, "var", "rulesets")
+            for damaged, text in (("rs-00000000000000d1", '{"files": []}'),
+                                  ("rs-00000000000000d2", '{"ruleset": "x", "files": 3}'),
+                                  ("rs-00000000000000d3", '[1, 2]')):
+                with open(os.path.join(stored, damaged + ".json"), "w") as f:
+                    f.write(text)
+                for path in ("/v1/rules/%s/diff/%s" % (first, damaged),
+                             "/v1/rules/%s/diff/%s" % (damaged, first),
+                             "/v1/rules/%s/files/deepfake.lua" % damaged):
+                    self.assertError(request(server, "GET", path), 500, "internal", None,
+                                     "the stored manifest of %s is damaged" % damaged)
+            self.assertEqual(request(server, "GET", "/healthz").status, 200)
             for escape in ("/v1/rules/..%2f..%2fetc%2fpasswd", "/v1/rules/rs-..%2f..%2f"):
                 refused = request(server, "GET", escape, extra=("--path-as-is",))
                 self.assertEqual(refused.status, 404)
