@@ -708,13 +708,26 @@ class ApiTest(EpcsTest):
                          ("needs_facts", ["activity.kind"], []))
 
     def test_date_defaults_to_today_in_seoul(self):
-        verdict = check(self.server, {"election": "na23", "area": "deepfake",
-                                      "activity": {"deepfake": True, "purpose": "campaign",
-                                                   "labeled": True}}).data
-        # na23 is on 2028-04-12; today (2026 or later, before 2028-01-13) is outside its window.
-        today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 9 * 3600))
-        self.assertLess(today, "2028-01-13")
-        self.assertEqual((verdict["verdict"], verdict["article"]), ("allowed", "82-8(2)"))
+        def seoul_today():
+            return time.strftime("%Y-%m-%d", time.gmtime(time.time() + 9 * 3600))
+
+        # Asked without a date, the check is decided for today in Seoul: the verdict is the one
+        # the same check with today's date gets (asked again should midnight fall between).
+        check_without_date = {"election": "na23", "area": "deepfake",
+                              "activity": {"deepfake": True, "purpose": "campaign",
+                                           "labeled": True}}
+        for _ in range(3):
+            today = seoul_today()
+            undated = check(self.server, check_without_date).data
+            dated = check(self.server, dict(check_without_date, date=today)).data
+            if seoul_today() == today:
+                break
+        self.assertEqual(undated, dated)
+        # na23's window is 2028-01-13 (D-90) to 2028-04-12; labeled, the video is allowed
+        # before it (82-8(2)) and prohibited within it (82-8(1)).
+        inside = "2028-01-13" <= today <= "2028-04-12"
+        self.assertEqual((undated["verdict"], undated["article"]),
+                         ("prohibited", "82-8(1)") if inside else ("allowed", "82-8(2)"))
 
     def test_content_negotiation(self):
         document = {"election": "na22", "area": "deepfake", "date": "2024-02-20",
