@@ -9,6 +9,8 @@ packages=(
     # tests: real HTTP/2 clients (curl, h2load; python3-h2 frames by hand for the attacks) and
     # the test driver's msgpack codec
     curl nghttp2-client python3 python3-msgpack python3-icalendar python3-h2 openssl clang-format
+    # tests: which system calls epcs makes (a rename reaches the disk with its directory)
+    strace
 )
 
 missing=()

@@ -137,10 +137,34 @@ int epcs_handle_rules(h2o_req_t *req)
     struct tm tm;
     gmtime_r(&ruleset->loaded_at, &tm);
     strftime(loaded, sizeof(loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    struct epcs_rules_state state;
+    epcs_server_rules_state(worker->server, &state);
     msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, 5 + (ruleset->label != NULL));
+    msgpack_pack_map(pk, 6 + (ruleset->label != NULL) + state.refused);
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
+    /* Served from the rule store, not the directory: the directory failed at start. */
+    epcs_pack_cstr(pk, "fallback");
+    if (state.fallback)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    if (state.refused) {
+        char at[32];
+        struct tm refused_tm;
+        gmtime_r(&state.refused_at, &refused_tm);
+        strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &refused_tm);
+        epcs_pack_cstr(pk, "refused");
+        msgpack_pack_map(pk, 4);
+        epcs_pack_cstr(pk, "at");
+        epcs_pack_cstr(pk, at);
+        epcs_pack_cstr(pk, "file");
+        epcs_pack_cstr(pk, state.error.file);
+        epcs_pack_cstr(pk, "line");
+        msgpack_pack_int(pk, state.error.line);
+        epcs_pack_cstr(pk, "message");
+        epcs_pack_cstr(pk, state.error.message);
+    }
     if (ruleset->label != NULL) {
         epcs_pack_cstr(pk, "label");
         epcs_pack_cstr(pk, ruleset->label);
@@ -434,10 +458,7 @@ int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len)
             epcs_json_decode(memcpy(copy, worker->json.data, worker->json.len), worker->json.len,
                              &worker->zone, &list, &err) != 0)
             return epcs_respond_error(req, 500, "internal", NULL, "rule store unreadable");
-        msgpack_packer *pk = epcs_response_begin(worker);
-        msgpack_pack_map(pk, 1);
-        epcs_pack_cstr(pk, "versions");
-        msgpack_pack_object(pk, list);
+        msgpack_pack_object(epcs_response_begin(worker), list);
         return epcs_response_send(req, 200, epcs_response_format(req));
     }
     const char *slash = memchr(rest, '/', len);
@@ -470,7 +491,12 @@ int epcs_handle_admin_reload(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_reload_outcome outcome;
-    epcs_server_reload(worker->server, &outcome);
+    char by[EPCS_KEY_ID_LEN + EPCS_KEY_PARTNER_MAX + 16];
+    if (worker->key != NULL)
+        snprintf(by, sizeof(by), "key %s (%s)", worker->key->id, worker->key->partner);
+    else
+        snprintf(by, sizeof(by), "%s", worker->partner);
+    epcs_server_reload(worker->server, by, "POST /v1/admin/rules/reload", &outcome);
     int refused = strcmp(outcome.status, "refused") == 0;
     msgpack_packer *pk = epcs_response_begin(worker);
     msgpack_pack_map(pk, refused ? 6 : 4);

@@ -831,17 +831,44 @@ static void cb_ruleset_changed(uv_async_t *async)
 /* SIGHUP and the directory watch may ask at once; one reload at a time keeps the log honest. */
 static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* What /v1/rules and /readyz say about the rules directory: its latest refusal stays visible
+ * until a reload of it works. */
+static void set_refusal(struct epcs_server *server, const struct epcs_rule_error *err)
+{
+    pthread_mutex_lock(&server->rules_state_lock);
+    server->rules_refused = err != NULL;
+    if (err != NULL) {
+        server->rules_refusal = *err;
+        server->rules_refused_at = time(NULL);
+    } else {
+        server->rules_fallback = 0;
+    }
+    pthread_mutex_unlock(&server->rules_state_lock);
+}
+
+void epcs_server_rules_state(struct epcs_server *server, struct epcs_rules_state *state)
+{
+    pthread_mutex_lock(&server->rules_state_lock);
+    state->refused = server->rules_refused;
+    state->fallback = server->rules_fallback;
+    state->error = server->rules_refusal;
+    state->refused_at = server->rules_refused_at;
+    pthread_mutex_unlock(&server->rules_state_lock);
+}
+
 static void refuse(struct epcs_server *server, struct epcs_reload_outcome *outcome,
                    const struct epcs_rule_error *err)
 {
     atomic_fetch_add(&server->reloads_refused, 1);
+    set_refusal(server, err);
     outcome->status = "refused";
     outcome->error = *err;
     epcs_log(EPCS_LOG_ERROR, "rules", "reload refused, the running ruleset stays: %s",
              err->message);
 }
 
-static void reload_rules_locked(struct epcs_server *server, struct epcs_reload_outcome *outcome)
+static void reload_rules_locked(struct epcs_server *server, const char *by, const char *why,
+                                struct epcs_reload_outcome *outcome)
 {
     struct timespec started, finished;
     clock_gettime(CLOCK_MONOTONIC, &started);
@@ -873,12 +900,24 @@ static void reload_rules_locked(struct epcs_server *server, struct epcs_reload_o
     }
     if (strcmp(ruleset->id, outcome->previous) == 0) {
         atomic_fetch_add(&server->reloads_unchanged, 1);
+        set_refusal(server, NULL);
         outcome->status = "unchanged";
         epcs_log(EPCS_LOG_INFO, "rules", "%s unchanged (%s)", server->config.rules_dir,
                  ruleset->id);
         epcs_ruleset_release(ruleset);
         return;
     }
+    /* No switch the history does not tell. */
+    if (epcs_rule_store_record_activation(server->config.data_dir, outcome->previous, ruleset->id,
+                                          by, why) != 0) {
+        snprintf(err.message, sizeof(err.message),
+                 "the activation of %s cannot be recorded under %s", ruleset->id,
+                 server->config.data_dir);
+        epcs_ruleset_release(ruleset);
+        refuse(server, outcome, &err);
+        return;
+    }
+    set_refusal(server, NULL);
     publish_ruleset(server, ruleset);
     clock_gettime(CLOCK_MONOTONIC, &finished);
     atomic_fetch_add(&server->reloads_activated, 1);
@@ -889,10 +928,11 @@ static void reload_rules_locked(struct epcs_server *server, struct epcs_reload_o
              server->config.rules_dir, outcome->ruleset, outcome->milliseconds);
 }
 
-void epcs_server_reload(struct epcs_server *server, struct epcs_reload_outcome *outcome)
+void epcs_server_reload(struct epcs_server *server, const char *by, const char *why,
+                        struct epcs_reload_outcome *outcome)
 {
     pthread_mutex_lock(&reload_lock);
-    reload_rules_locked(server, outcome);
+    reload_rules_locked(server, by, why, outcome);
     pthread_mutex_unlock(&reload_lock);
 }
 
@@ -926,15 +966,12 @@ int epcs_server_reload_keys(struct epcs_server *server, int force)
     return rc;
 }
 
-static void reload_rules(struct epcs_server *server)
-{
-    struct epcs_reload_outcome outcome;
-    epcs_server_reload(server, &outcome);
-}
-
 static void cb_rules_changed(void *ctx)
 {
-    reload_rules(ctx);
+    struct epcs_server *server = ctx;
+    struct epcs_reload_outcome outcome;
+    epcs_server_reload(server, "directory watch", "the files of the rules directory changed",
+                       &outcome);
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -1281,8 +1318,9 @@ static int wait_for_stop_signal(struct epcs_server *server, const sigset_t *sign
             continue;
         }
         if (sig == SIGHUP) {
+            struct epcs_reload_outcome outcome;
             epcs_server_reload_keys(server, 0);
-            reload_rules(server);
+            epcs_server_reload(server, "signal", "SIGHUP", &outcome);
             continue;
         }
         epcs_log(EPCS_LOG_INFO, "shutdown", "%s: finishing in-flight requests (up to %d s)",

@@ -14,6 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "files.h"
+
 #define KEYS_HEADER                                                                                \
     "# epcs API keys, one per line: id partner role sha256(token) rate created\n"                  \
     "# Managed with `epcsd keys create|revoke|list`; tokens themselves are never stored.\n"
@@ -366,47 +369,30 @@ static void format_key_line(const struct epcs_key *key, char *line, size_t size)
              hash, key->rate, key->created);
 }
 
-/* Writes `keys` (skipping `skip`, may be NULL) to a temporary file and renames it over `path`. */
+/* Replaces the file at `path` with `keys` (skipping `skip`, may be NULL) and `extra`. */
 static int write_keys_file(const char *path, const struct epcs_keyring *keyring,
                            const struct epcs_key *skip, const struct epcs_key *extra, char *err,
                            size_t err_size)
 {
-    char temp[4200];
-    snprintf(temp, sizeof(temp), "%s.new", path);
-    int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    FILE *file = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (file == NULL) {
-        snprintf(err, err_size, "%s: %s", temp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
+    struct epcs_buf text = {0};
     char line[256];
-    fputs(KEYS_HEADER, file);
+    epcs_buf_append_str(&text, KEYS_HEADER);
     for (size_t i = 0; i < keyring->count; i++) {
         if (&keyring->keys[i] == skip)
             continue;
         format_key_line(&keyring->keys[i], line, sizeof(line));
-        fputs(line, file);
+        epcs_buf_append_str(&text, line);
     }
     if (extra != NULL) {
         format_key_line(extra, line, sizeof(line));
-        fputs(line, file);
+        epcs_buf_append_str(&text, line);
     }
-    /* The keys decide who gets in: make them durable before they replace the old file. */
-    if (fflush(file) != 0 || fsync(fileno(file)) != 0) {
-        snprintf(err, err_size, "%s: %s", temp, strerror(errno));
-        fclose(file);
-        unlink(temp);
-        return -1;
-    }
-    fclose(file);
-    if (rename(temp, path) != 0) {
-        snprintf(err, err_size, "%s: %s", path, strerror(errno));
-        unlink(temp);
-        return -1;
-    }
-    return 0;
+    /* The keys decide who gets in: durable, directory entry included, before anyone is told. */
+    int rc = text.failed ? -1 : epcs_file_replace(path, text.data, text.len, 0600);
+    if (rc != 0)
+        snprintf(err, err_size, "%s: %s", path, text.failed ? "out of memory" : strerror(errno));
+    epcs_buf_free(&text);
+    return rc;
 }
 
 int epcs_keys_file_add(const char *path, const char *partner, enum epcs_role role, double rate,

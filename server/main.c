@@ -102,6 +102,91 @@ static int impact(struct epcs_server *server)
     return status;
 }
 
+/* A ruleset that loads, passes its own tests and is stored; NULL with `err` filled. */
+static struct epcs_ruleset *load_verified(const struct epcs_config *config,
+                                          const struct epcs_plugin_set *plugins, const char *dir,
+                                          struct epcs_rule_error *err)
+{
+    struct epcs_ruleset *ruleset = epcs_ruleset_load(dir, plugins, &config->lua, err);
+    if (ruleset == NULL)
+        return NULL;
+    epcs_log(EPCS_LOG_INFO, "rules", "loaded %s as %s: %zu elections, %zu rule files", dir,
+             ruleset->id, ruleset->election_count, ruleset->file_count);
+    char failure[400] = "";
+    if (epcs_rule_tests_verify(ruleset, failure, sizeof(failure)) != 0) {
+        snprintf(err->file, sizeof(err->file), "%s", "");
+        err->line = 0;
+        snprintf(err->message, sizeof(err->message), "the rule tests of %s fail: %s", ruleset->id,
+                 failure);
+    } else if (epcs_rule_store_save(config->data_dir, ruleset) != 0) {
+        snprintf(err->file, sizeof(err->file), "%s", "");
+        err->line = 0;
+        snprintf(err->message, sizeof(err->message), "%s cannot be stored under %s", ruleset->id,
+                 config->data_dir);
+    } else {
+        return ruleset;
+    }
+    epcs_ruleset_release(ruleset);
+    return NULL;
+}
+
+/*
+ * The ruleset to start with: the rules directory's, or, when it is refused (an amendment left
+ * there that fails, say), the last one the history activated, from the rule store, so that a
+ * restart (or a container's restart policy) does not turn one bad edit into an outage. The
+ * refusal stays visible in /v1/rules and /readyz until the directory loads again.
+ */
+static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    struct epcs_rule_error err = {.line = 0};
+    char last[24] = "", why[600];
+    int known = epcs_rule_store_last_active(config->data_dir, last) == 0;
+    pthread_mutex_init(&server->rules_state_lock, NULL);
+    struct epcs_ruleset *ruleset = load_verified(config, server->plugins, config->rules_dir, &err);
+    if (ruleset != NULL) {
+        snprintf(why, sizeof(why), "started with %s", config->rules_dir);
+        /* A restart with the rules it stopped with adds nothing to the history. */
+        if ((!known || strcmp(last, ruleset->id) != 0) &&
+            epcs_rule_store_record_activation(config->data_dir, known ? last : NULL, ruleset->id,
+                                              "start", why) != 0) {
+            epcs_ruleset_release(ruleset);
+            return NULL;
+        }
+        return ruleset;
+    }
+    if (!known) {
+        epcs_log(EPCS_LOG_ERROR, "rules",
+                 "refusing to start: %s fails (%s) and no ruleset was "
+                 "ever activated under %s to fall back on",
+                 config->rules_dir, err.message, config->data_dir);
+        return NULL;
+    }
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/rulesets/serving", config->data_dir);
+    struct epcs_rule_error fallback_err = {.line = 0};
+    struct epcs_ruleset *fallback = epcs_rule_store_restore(config->data_dir, last, dir) == 0
+                                        ? load_verified(config, server->plugins, dir, &fallback_err)
+                                        : NULL;
+    if (fallback == NULL || strcmp(fallback->id, last) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "rules",
+                 "refusing to start: %s fails (%s), and the last activated ruleset %s cannot be "
+                 "restored from %s",
+                 config->rules_dir, err.message, last, config->data_dir);
+        epcs_ruleset_release(fallback);
+        return NULL;
+    }
+    epcs_log(EPCS_LOG_ERROR, "rules",
+             "%s is refused (%s); serving the last activated ruleset %s from the rule store until "
+             "the directory loads",
+             config->rules_dir, err.message, last);
+    server->rules_refused = 1;
+    server->rules_fallback = 1;
+    server->rules_refusal = err;
+    server->rules_refused_at = time(NULL);
+    return fallback;
+}
+
 int main(int argc, char **argv)
 {
     static struct epcs_server server;
@@ -153,26 +238,9 @@ int main(int argc, char **argv)
                  config->plugins_dir);
         goto done;
     }
-    struct epcs_rule_error err;
-    struct epcs_ruleset *ruleset =
-        epcs_ruleset_load(config->rules_dir, server.plugins, &config->lua, &err);
-    if (ruleset == NULL) {
-        epcs_log(EPCS_LOG_ERROR, "rules", "cannot load %s: %s", config->rules_dir, err.message);
+    struct epcs_ruleset *ruleset = start_ruleset(&server);
+    if (ruleset == NULL)
         goto done;
-    }
-    epcs_log(EPCS_LOG_INFO, "rules", "loaded %s as %s: %zu elections, %zu rule files",
-             config->rules_dir, ruleset->id, ruleset->election_count, ruleset->file_count);
-    if (epcs_rule_tests_verify(ruleset, NULL, 0) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "rules", "refusing to serve %s: its own tests fail", ruleset->id);
-        epcs_ruleset_release(ruleset);
-        goto done;
-    }
-    if (epcs_rule_store_save(config->data_dir, ruleset) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "rules", "refusing to serve %s: it cannot be stored under %s",
-                 ruleset->id, config->data_dir);
-        epcs_ruleset_release(ruleset);
-        goto done;
-    }
     atomic_init(&server.active_ruleset, ruleset);
     pthread_mutex_init(&server.ruleset_lock, NULL);
     pthread_mutex_init(&server.keyring_lock, NULL);
@@ -180,6 +248,7 @@ int main(int argc, char **argv)
     epcs_ruleset_release(atomic_load(&server.active_ruleset));
     pthread_mutex_destroy(&server.ruleset_lock);
     pthread_mutex_destroy(&server.keyring_lock);
+    pthread_mutex_destroy(&server.rules_state_lock);
 done:
     epcs_plugins_destroy(server.plugins);
     epcs_config_dispose(&server.config);

@@ -251,8 +251,10 @@ int epcs_handle_readyz(h2o_req_t *req)
         if (stats.failed || stats.queued >= stats.queue_limit)
             ready = 0;
     }
+    struct epcs_rules_state rules;
+    epcs_server_rules_state(server, &rules);
     msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 6);
     epcs_pack_cstr(pk, "ready");
     if (ready)
         msgpack_pack_true(pk);
@@ -263,6 +265,10 @@ int epcs_handle_readyz(h2o_req_t *req)
         epcs_pack_cstr(pk, epcs_engine_ruleset(engine)->id);
     else
         msgpack_pack_nil(pk);
+    /* current: the rules directory's; refused: its latest edit was refused and the running
+     * rules stay; fallback: it failed at start and the last activated ruleset is served. */
+    epcs_pack_cstr(pk, "rules");
+    epcs_pack_cstr(pk, rules.fallback ? "fallback" : rules.refused ? "refused" : "current");
     epcs_pack_cstr(pk, "decision_log");
     epcs_pack_cstr(pk, log_state);
     epcs_pack_cstr(pk, "queued");

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,29 +11,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "log.h"
 
+/* A directory made here is fsync'd into its parent: what is stored in it must stay findable
+ * after a power cut. */
 static int make_dir(const char *path)
 {
-    return mkdir(path, 0750) == 0 || errno == EEXIST ? 0 : -1;
+    if (mkdir(path, 0750) == 0)
+        return epcs_file_sync_parent(path);
+    return errno == EEXIST ? 0 : -1;
 }
 
-/* Writes through a temporary name and renames, so a crash never leaves a half-written file. */
-static int write_atomically(const char *path, const char *data, size_t len)
+#define ACTIVATIONS_FILE "activations.jsonl"
+
+static void format_now(char out[40])
 {
-    char temporary[4200];
-    snprintf(temporary, sizeof(temporary), "%s.tmp%ld", path, (long)getpid());
-    FILE *file = fopen(temporary, "wb");
-    if (file == NULL)
-        return -1;
-    int failed = fwrite(data, 1, len, file) != len;
-    failed |= fflush(file) != 0 || fsync(fileno(file)) != 0;
-    failed |= fclose(file) != 0;
-    if (failed || rename(temporary, path) != 0) {
-        unlink(temporary);
-        return -1;
-    }
-    return 0;
+    char seconds[24];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(seconds, sizeof(seconds), "%Y-%m-%dT%H:%M:%S", &tm);
+    /* Microseconds: two activations within a second must still list in order. */
+    snprintf(out, 40, "%s.%06uZ", seconds, (unsigned)(now.tv_nsec / 1000) % 1000000u);
 }
 
 static int read_file(const char *path, struct epcs_buf *out)
@@ -82,7 +84,8 @@ int epcs_rule_store_save(const char *data_dir, const struct epcs_ruleset *rulese
         struct stat st;
         snprintf(path, sizeof(path), "%s/blobs/%s", root, file->sha256);
         /* Content-addressed: a blob already present holds exactly these bytes. */
-        if (stat(path, &st) != 0 && write_atomically(path, file->source, file->length) != 0) {
+        if (stat(path, &st) != 0 &&
+            epcs_file_replace(path, file->source, file->length, 0640) != 0) {
             epcs_log(EPCS_LOG_ERROR, "store", "cannot write %s: %s", path, strerror(errno));
             json_decref(files);
             return -1;
@@ -90,22 +93,21 @@ int epcs_rule_store_save(const char *data_dir, const struct epcs_ruleset *rulese
         json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "name", file->name, "sha256",
                                                file->sha256, "bytes", (json_int_t)file->length));
     }
-    /* Microseconds: two activations within a second must still list in order. */
-    char activated[64], seconds[24];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(seconds, sizeof(seconds), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(activated, sizeof(activated), "%s.%06uZ", seconds,
-             (unsigned)(now.tv_nsec / 1000) % 1000000u);
+    /* Content-addressed too: a version stored before keeps the manifest it was stored with. */
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s.json", root, ruleset->id);
+    if (stat(path, &st) == 0) {
+        json_decref(files);
+        return 0;
+    }
+    char stored[40];
+    format_now(stored);
     json_t *manifest =
         json_pack("{s:s, s:s?, s:s, s:s, s:o}", "ruleset", ruleset->id, "label", ruleset->label,
-                  "directory", ruleset->dir, "activated_at", activated, "files", files);
+                  "directory", ruleset->dir, "stored_at", stored, "files", files);
     char *text = manifest != NULL ? json_dumps(manifest, JSON_INDENT(2)) : NULL;
     json_decref(manifest);
-    snprintf(path, sizeof(path), "%s/%s.json", root, ruleset->id);
-    int rc = text != NULL ? write_atomically(path, text, strlen(text)) : -1;
+    int rc = text != NULL ? epcs_file_replace(path, text, strlen(text), 0640) : -1;
     free(text);
     if (rc != 0)
         epcs_log(EPCS_LOG_ERROR, "store", "cannot write %s: %s", path, strerror(errno));
@@ -132,21 +134,27 @@ int epcs_rule_store_blob(const char *data_dir, const char *sha256, struct epcs_b
     return read_file(path, out);
 }
 
-static int by_activation(const void *a, const void *b)
+/* When a version was first stored: manifests written by older epcs name it activated_at. */
+static const char *stored_at(json_t *version)
 {
-    const char *left = json_string_value(json_object_get(*(json_t *const *)a, "activated_at"));
-    const char *right = json_string_value(json_object_get(*(json_t *const *)b, "activated_at"));
+    const char *at = json_string_value(json_object_get(version, "stored_at"));
+    return at != NULL ? at : json_string_value(json_object_get(version, "activated_at"));
+}
+
+static int by_storing(const void *a, const void *b)
+{
+    const char *left = stored_at(*(json_t *const *)a), *right = stored_at(*(json_t *const *)b);
     return strcmp(left ? left : "", right ? right : "");
 }
 
-int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out)
+static json_t *stored_versions(const char *data_dir)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/rulesets", data_dir);
     json_t *list = json_array();
     DIR *dir = opendir(path);
     struct dirent *entry;
-    while (dir != NULL && (entry = readdir(dir)) != NULL) {
+    while (list != NULL && dir != NULL && (entry = readdir(dir)) != NULL) {
         size_t len = strlen(entry->d_name);
         if (len != 24 || strcmp(entry->d_name + 19, ".json") != 0 ||
             !epcs_rule_store_valid_id(entry->d_name, 19))
@@ -155,10 +163,10 @@ int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out)
         json_t *manifest = json_load_file(path, 0, NULL);
         if (manifest == NULL)
             continue;
-        json_array_append_new(list, json_pack("{s:O, s:O?, s:O}", "ruleset",
+        json_array_append_new(list, json_pack("{s:O, s:O?, s:s?}", "ruleset",
                                               json_object_get(manifest, "ruleset"), "label",
-                                              json_object_get(manifest, "label"), "activated_at",
-                                              json_object_get(manifest, "activated_at")));
+                                              json_object_get(manifest, "label"), "stored_at",
+                                              stored_at(manifest)));
         json_decref(manifest);
     }
     if (dir != NULL)
@@ -168,15 +176,86 @@ int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out)
     for (size_t i = 0; items != NULL && i < count; i++)
         items[i] = json_incref(json_array_get(list, i));
     if (items != NULL) {
-        qsort(items, count, sizeof(*items), by_activation);
+        qsort(items, count, sizeof(*items), by_storing);
         json_array_clear(list);
         for (size_t i = 0; i < count; i++)
             json_array_append_new(list, items[i]);
     }
     free(items);
-    char *text = json_dumps(list, JSON_COMPACT);
-    json_decref(list);
+    return list;
+}
+
+/* The activation history, oldest first; a last line a crash cut short is left out. */
+static json_t *activations(const char *data_dir)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/rulesets/" ACTIVATIONS_FILE, data_dir);
+    json_t *list = json_array();
+    FILE *file = fopen(path, "r");
+    char line[2048];
+    while (list != NULL && file != NULL && fgets(line, sizeof(line), file) != NULL) {
+        json_t *entry = json_loads(line, 0, NULL);
+        if (json_is_object(entry) && json_is_string(json_object_get(entry, "to")))
+            json_array_append(list, entry);
+        json_decref(entry);
+    }
+    if (file != NULL)
+        fclose(file);
+    return list;
+}
+
+int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out)
+{
+    json_t *document = json_pack("{s:o, s:o}", "versions", stored_versions(data_dir), "activations",
+                                 activations(data_dir));
+    char *text = document != NULL ? json_dumps(document, JSON_COMPACT) : NULL;
+    json_decref(document);
     int rc = text != NULL ? epcs_buf_append_str(out, text) : -1;
+    free(text);
+    return rc;
+}
+
+int epcs_rule_store_last_active(const char *data_dir, char id[24])
+{
+    json_t *list = activations(data_dir);
+    size_t count = json_array_size(list);
+    const char *last =
+        count > 0 ? json_string_value(json_object_get(json_array_get(list, count - 1), "to"))
+                  : NULL;
+    int found = last != NULL && epcs_rule_store_valid_id(last, strlen(last));
+    if (found)
+        snprintf(id, 24, "%s", last);
+    json_decref(list);
+    return found ? 0 : 1;
+}
+
+int epcs_rule_store_record_activation(const char *data_dir, const char *from, const char *to,
+                                      const char *by, const char *why)
+{
+    char path[4200], at[40];
+    format_now(at);
+    json_t *entry = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "at", at, "from", from, "to", to, "by",
+                              by, "why", why);
+    char *text = entry != NULL ? json_dumps(entry, JSON_COMPACT) : NULL;
+    json_decref(entry);
+    if (text == NULL)
+        return -1;
+    snprintf(path, sizeof(path), "%s/rulesets/" ACTIVATIONS_FILE, data_dir);
+    struct stat st;
+    int created = stat(path, &st) != 0;
+    /* Append-only: one line per activation, fsync'd before the switch is reported done. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    size_t len = strlen(text);
+    text[len] = '\n';
+    int rc = fd >= 0 && write(fd, text, len + 1) == (ssize_t)(len + 1) && fsync(fd) == 0 &&
+                     (!created || epcs_file_sync_parent(path) == 0)
+                 ? 0
+                 : -1;
+    if (rc != 0)
+        epcs_log(EPCS_LOG_ERROR, "store", "cannot record the activation of %s in %s: %s", to, path,
+                 strerror(errno));
+    if (fd >= 0)
+        close(fd);
     free(text);
     return rc;
 }
@@ -212,7 +291,7 @@ int epcs_rule_store_restore(const char *data_dir, const char *id, const char *di
             break;
         }
         snprintf(path, sizeof(path), "%s/%s", dir, name);
-        if (write_atomically(path, blob.data ? blob.data : "", blob.len) != 0) {
+        if (epcs_file_replace(path, blob.data ? blob.data : "", blob.len, 0640) != 0) {
             fprintf(stderr, "epcsd: cannot write %s: %s\n", path, strerror(errno));
             rc = -1;
             break;
@@ -223,7 +302,7 @@ int epcs_rule_store_restore(const char *data_dir, const char *id, const char *di
         char path[4200], line[300];
         snprintf(path, sizeof(path), "%s/LABEL", dir);
         int len = snprintf(line, sizeof(line), "%s\n", label);
-        rc = write_atomically(path, line, (size_t)len);
+        rc = epcs_file_replace(path, line, (size_t)len, 0640);
     }
     json_decref(manifest);
     epcs_buf_free(&text);

@@ -6,13 +6,24 @@
 
 /*
  * Every ruleset epcsd activates is kept under <data>/rulesets: each file once, by its SHA-256,
- * in blobs/, and one manifest per version id (<id>.json: label, directory, activation time,
- * file names and hashes). Any past version can then be shown, compared and restored, and a
- * logged decision traced to the exact text of the rules that made it.
+ * in blobs/, and one manifest per version id (<id>.json: label, directory, when it was first
+ * stored, file names and hashes). Any past version can then be shown, compared and restored,
+ * and a logged decision traced to the exact text of the rules that made it. activations.jsonl
+ * is the append-only history of which version was activated when, from which, by whom and why.
  */
 
-/** Stores `ruleset` as activated now. Returns 0, or -1 (logged) when the disk refuses. */
+/** Stores `ruleset` (kept as first stored when it was before). 0, or -1 (logged). */
 int epcs_rule_store_save(const char *data_dir, const struct epcs_ruleset *ruleset);
+
+/**
+ * Appends an activation to the history: `from` (NULL: none before) to `to`, `by` whom (a key,
+ * a signal, the directory watch, the start) and `why`. fsync'd. Returns 0, or -1 (logged).
+ */
+int epcs_rule_store_record_activation(const char *data_dir, const char *from, const char *to,
+                                      const char *by, const char *why);
+
+/** The version the history last activated, into `id`. Returns 0, or 1 when there is none. */
+int epcs_rule_store_last_active(const char *data_dir, char id[24]);
 
 /** True when `id` has the shape of a version id ("rs-" and 16 hex digits). */
 int epcs_rule_store_valid_id(const char *id, size_t len);
@@ -27,8 +38,9 @@ int epcs_rule_store_manifest(const char *data_dir, const char *id, struct epcs_b
 int epcs_rule_store_blob(const char *data_dir, const char *sha256, struct epcs_buf *out);
 
 /**
- * Appends a JSON array of the stored versions, oldest activation first:
- * [{"ruleset", "label", "activated_at"}]. Returns 0 or -1.
+ * Appends the stored versions, first stored first, and the activation history, oldest first,
+ * as JSON: {"versions": [{"ruleset", "label", "stored_at"}], "activations": [{"at", "from",
+ * "to", "by", "why"}]}. Returns 0 or -1.
  */
 int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out);
 

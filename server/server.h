@@ -94,6 +94,13 @@ struct epcs_server {
     struct epcs_decision_log *decisions;
     /** Reports and the requests they caused (cases.h); epcsd does not start without it. */
     struct epcs_cases *cases;
+    /* The latest refusal of the rules directory (until a reload of it works), and whether the
+     * ruleset served is a stored one because the directory failed at start. */
+    pthread_mutex_t rules_state_lock;
+    int rules_refused;
+    int rules_fallback;
+    struct epcs_rule_error rules_refusal;
+    time_t rules_refused_at;
     _Atomic uint64_t reloads_activated;
     _Atomic uint64_t reloads_refused;
     _Atomic uint64_t reloads_unchanged;
@@ -315,10 +322,23 @@ struct epcs_reload_outcome {
 };
 
 /**
- * Loads --rules again, runs their tests, stores and publishes them; one reload at a time.
- * Callable from any thread (signals, the directory watch, the admin route).
+ * Loads --rules again, runs their tests, stores them, records the activation (`by` whom,
+ * `why`) and publishes them; one reload at a time. Callable from any thread (signals, the
+ * directory watch, the admin route).
  */
-void epcs_server_reload(struct epcs_server *server, struct epcs_reload_outcome *outcome);
+void epcs_server_reload(struct epcs_server *server, const char *by, const char *why,
+                        struct epcs_reload_outcome *outcome);
+
+/** What the rules directory's latest load said, for /v1/rules and /readyz. */
+struct epcs_rules_state {
+    /** The directory's latest version was refused; `error` says where and why. */
+    int refused;
+    /** The ruleset served is the last stored one: the directory failed at start. */
+    int fallback;
+    struct epcs_rule_error error;
+    time_t refused_at;
+};
+void epcs_server_rules_state(struct epcs_server *server, struct epcs_rules_state *state);
 
 /** Starts the workers and blocks until SIGTERM/SIGINT has drained them. Returns exit status. */
 int epcs_server_run(struct epcs_server *server);

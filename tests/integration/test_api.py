@@ -1181,6 +1181,187 @@ class LifecycleTest(EpcsTest):
             server.cleanup()
             shutil.rmtree(rules)
 
+    def wait_for_log(self, server, text, count=1, timeout=20):
+        deadline = time.time() + timeout
+        while server.text().count(text) < count:
+            self.assertLess(time.time(), deadline, "no %r in the log:\n%s" % (text, server.text()))
+            time.sleep(0.05)
+
+    def assertDurablyReplaced(self, trace, path):
+        """In an strace log: `path` was renamed into place, then its directory fsync'd."""
+        directory = os.path.dirname(path)
+        renamed = opened = None
+        for number, line in enumerate(trace.splitlines()):
+            if renamed is None and re.search(r'rename\w*\(.*"%s"(, \w+)?\) = 0' % re.escape(path),
+                                             line):
+                renamed = number
+            if renamed is not None:
+                match = re.search(r'openat\(AT_FDCWD, "%s", [^)]*O_DIRECTORY[^)]*\) = (\d+)'
+                                  % re.escape(directory), line)
+                if match:
+                    opened = match.group(1)
+                if opened is not None and re.search(r"fsync\(%s\) += 0" % opened, line):
+                    return
+        self.fail("%s was not renamed into place and its directory fsync'd (renamed at line %s)"
+                  % (path, renamed))
+
+    def test_replaced_files_are_durable(self):
+        """A rename reaches the disk with its directory: keys file, stored rules, restores."""
+        scratch = tempfile.mkdtemp(prefix="epcs-test-durable-")
+        try:
+            trace = os.path.join(scratch, "trace")
+            keys = os.path.join(scratch, "keys")
+            strace = ["strace", "-f", "-o", trace, "-e", "trace=rename,renameat,renameat2,openat,fsync"]
+            subprocess.run(strace + [ARGS.epcsd, "keys", "create", "--keys", keys, "--partner",
+                                     "naver", "--role", "partner"],
+                           check=True, capture_output=True, timeout=60)
+            with open(trace) as f:
+                self.assertDurablyReplaced(f.read(), keys)
+            data = os.path.join(scratch, "var")
+            server = Server("--data", data)
+            ruleset = request(server, "GET", "/v1/rules").data["ruleset"]
+            self.assertEqual(server.stop(), 0)
+            server.cleanup()
+            restored = os.path.join(scratch, "restored")
+            subprocess.run(strace + [ARGS.epcsd, "--data", data, "--restore-rules", ruleset,
+                                     "--rules", restored],
+                           check=True, capture_output=True, timeout=60)
+            with open(trace) as f:
+                self.assertDurablyReplaced(f.read(), os.path.join(restored, "deepfake.lua"))
+            # The rule store, as a start stores the rules it serves.
+            stored = os.path.join(scratch, "var2")
+            started = subprocess.Popen(strace + [ARGS.epcsd, "--data", stored, "--no-auth",
+                                                 "--listen", "127.0.0.1:0", "--rules", ARGS.rules,
+                                                 "--plugins", ARGS.plugins],
+                                       stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 60
+                while not os.path.exists(os.path.join(stored, "rulesets", "activations.jsonl")):
+                    self.assertLess(time.time(), deadline)
+                    time.sleep(0.1)
+                # SIGTERM to epcsd itself: strace would only let go of it.
+                with open("/proc/%d/task/%d/children" % (started.pid, started.pid)) as f:
+                    os.kill(int(f.read().split()[0]), signal.SIGTERM)
+                self.assertEqual(started.wait(timeout=60), 0)
+            finally:
+                if started.poll() is None:
+                    started.kill()
+            with open(trace) as f:
+                text = f.read()
+            self.assertDurablyReplaced(text, os.path.join(stored, "rulesets",
+                                                          ruleset + ".json"))
+            blob = hashlib.sha256(open(os.path.join(ARGS.rules, "deepfake.lua"), "rb").read())
+            self.assertDurablyReplaced(text, os.path.join(stored, "rulesets", "blobs",
+                                                          blob.hexdigest()))
+        finally:
+            shutil.rmtree(scratch)
+
+    def test_activation_history(self):
+        """Who switched the rules, when, from which version to which and why, append-only."""
+        rules = tempfile.mkdtemp(prefix="epcs-test-history-")
+        copy_rules(rules)
+        server = Server("--no-watch-rules", rules=rules)
+        try:
+            first = request(server, "GET", "/v1/rules").data["ruleset"]
+            path = os.path.join(rules, "deepfake.lua")
+            with open(path) as f:
+                original = f.read()
+            with open(path, "w") as f:
+                f.write(original.replace("labeled or not.", "labeled or not, by anyone.", 1))
+            server.process.send_signal(signal.SIGHUP)
+            self.wait_for_log(server, '"msg":"reloaded')
+            second = request(server, "GET", "/v1/rules").data["ruleset"]
+            unchanged = request(server, "POST", "/v1/admin/rules/reload")
+            self.assertEqual(unchanged.data["status"], "unchanged")
+            with open(path, "w") as f:
+                f.write(original)
+            back = request(server, "POST", "/v1/admin/rules/reload")
+            self.assertEqual((back.data["status"], back.data["ruleset"]), ("activated", first))
+            self.assertEqual(server.stop(), 0)
+            # A restart with the same rules adds nothing.
+            restarted = Server("--no-watch-rules", "--data", os.path.join(server.data, "var"),
+                               rules=rules)
+            try:
+                history = request(restarted, "GET", "/v1/rules/versions").data
+            finally:
+                self.assertEqual(restarted.stop(), 0)
+                restarted.cleanup()
+            activations = history["activations"]
+            self.assertEqual([(a["from"], a["to"], a["by"], a["why"]) for a in activations], [
+                (None, first, "start", "started with " + rules),
+                (first, second, "signal", "SIGHUP"),
+                (second, first, "local", "POST /v1/admin/rules/reload")])
+            times = [a["at"] for a in activations]
+            self.assertEqual(times, sorted(times))
+            for at in times:
+                self.assertRegex(at, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+            self.assertEqual([v["ruleset"] for v in history["versions"]], [first, second])
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
+    def test_start_serves_the_last_good_ruleset_when_the_directory_fails(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-fallback-")
+        copy_rules(rules)
+        server = Server(rules=rules)
+        path = os.path.join(rules, "deepfake.lua")
+        with open(path) as f:
+            original = f.read()
+        try:
+            good = request(server, "GET", "/v1/rules").data["ruleset"]
+            self.assertEqual(server.stop(), 0)
+            lines = original.count("\n")
+            with open(path, "w") as f:
+                f.write(original + "this is not Lua\n")
+            restarted = Server("--data", os.path.join(server.data, "var"), rules=rules)
+            try:
+                self.assertIn("is refused (deepfake.lua:%d:" % (lines + 1), restarted.text())
+                self.assertIn("serving the last activated ruleset %s" % good, restarted.text())
+                data = request(restarted, "GET", "/v1/rules").data
+                self.assertEqual((data["ruleset"], data["fallback"]), (good, True))
+                self.assertEqual((data["refused"]["file"], data["refused"]["line"]),
+                                 ("deepfake.lua", lines + 1))
+                self.assertEqual(data["refused"]["message"],
+                                 "deepfake.lua:%d: <eof> expected near 'this'" % (lines + 1))
+                ready = request(restarted, "GET", "/readyz")
+                self.assertEqual((ready.status, ready.data["rules"]), (200, "fallback"))
+                verdict = check(restarted, {"election": "na22", "area": "deepfake",
+                                            "date": "2024-02-15",
+                                            "activity": {"kind": "post", "deepfake": True,
+                                                         "purpose": "campaign"}}).data
+                self.assertEqual((verdict["verdict"], verdict["ruleset"]), ("prohibited", good))
+                # Mended, the directory is the same ruleset again: nothing to switch, nothing
+                # refused any more.
+                with open(path, "w") as f:
+                    f.write(original)
+                self.wait_for_log(restarted, '"msg":"%s unchanged' % rules)
+                data = request(restarted, "GET", "/v1/rules").data
+                self.assertEqual((data["fallback"], "refused" in data), (False, False))
+                self.assertEqual(request(restarted, "GET", "/readyz").data["rules"], "current")
+                # A bad edit while running is refused and shown; the running rules stay.
+                with open(path, "w") as f:
+                    f.write(original + "neither is this\n")
+                self.wait_for_log(restarted, "reload refused")
+                data = request(restarted, "GET", "/v1/rules").data
+                self.assertEqual((data["ruleset"], data["fallback"], data["refused"]["line"]),
+                                 (good, False, lines + 1))
+                self.assertEqual(request(restarted, "GET", "/readyz").data["rules"], "refused")
+                history = request(restarted, "GET", "/v1/rules/versions").data["activations"]
+                self.assertEqual([(a["from"], a["to"]) for a in history], [(None, good)])
+                self.assertEqual(restarted.stop(), 0)
+            finally:
+                restarted.cleanup()
+            # Nothing to fall back on: a fresh data directory refuses to start.
+            fresh = Server(rules=rules, expect_start=False)
+            try:
+                self.assertEqual(fresh.process.wait(timeout=60), 1)
+                self.assertIn("no ruleset was ever activated", fresh.text())
+            finally:
+                fresh.cleanup()
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
     def test_every_activated_ruleset_is_stored(self):
         """Stored by content under --data: listed, shown, compared and restored."""
         rules = tempfile.mkdtemp(prefix="epcs-test-store-")
@@ -1405,13 +1586,14 @@ class LifecycleTest(EpcsTest):
             log = self.refused_start("--plugins", empty)
             self.assertIn("no usable plugin in " + empty, log)
             log = self.refused_start(rules=empty)
-            self.assertIn("cannot load %s: %s/elections.lua: cannot read: No such file or "
-                          "directory" % (empty, empty), log)
+            self.assertIn("refusing to start: %s fails (%s/elections.lua: cannot read: No such "
+                          "file or directory) and no ruleset was ever activated" % (empty, empty),
+                          log)
             copy_rules(empty)
             with open(os.path.join(empty, "deepfake.lua"), "w") as f:
                 f.write("return epcs.area{name = 'deepfake',\n  article = '82-8'\n")
             log = self.refused_start(rules=empty)
-            self.assertRegex(log, r"cannot load .*: deepfake.lua:\d+: '\}' expected")
+            self.assertRegex(log, r"refusing to start: .* fails \(deepfake.lua:\d+: '\}' expected")
         finally:
             shutil.rmtree(empty)
 
@@ -1449,7 +1631,8 @@ class LifecycleTest(EpcsTest):
                           "\"prohibited\"", blind.stdout)
             # epcsd refuses to serve rules whose own tests fail.
             log = self.refused_start(rules=amended)
-            self.assertIn("refusing to serve rs-", log)
+            self.assertRegex(log, r"refusing to start: \S+ fails \(the rule tests of rs-[0-9a-f]{16} "
+                                  r"fail: deepfake.lua: FAIL ")
         finally:
             shutil.rmtree(amended)
 

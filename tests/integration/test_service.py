@@ -592,7 +592,8 @@ class ObservabilityTest(EpcsTest):
         response = request(self.server, "GET", "/readyz")
         self.assertEqual(response.status, 200)
         self.assertEqual(response.data, {"ready": True, "ruleset": ruleset,
-                                         "decision_log": "async", "queued": 0, "auth": "off"})
+                                         "rules": "current", "decision_log": "async", "queued": 0,
+                                         "auth": "off"})
 
     def test_logs_are_json_lines(self):
         check(self.server, DEEPFAKE_IN_WINDOW)
