@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A dotted path under construction while walking a document ("activity.labeled"). */
@@ -55,12 +56,13 @@ static int fail(struct epcs_decode_error *err, const char *field, const char *fm
 /* The bytes of the msgpack value whose type byte is `type`, beyond the type byte itself, and
  * the elements it holds (for containers). Returns -1 for a byte no value starts with. */
 static int msgpack_item(const unsigned char *at, size_t left, size_t *head, uint64_t *payload,
-                        uint64_t *elements)
+                        uint64_t *elements, int *is_map)
 {
     unsigned char type = at[0];
     *head = 1;
     *payload = 0;
     *elements = 0;
+    *is_map = (type >= 0x80 && type <= 0x8f) || type == 0xde || type == 0xdf;
     if (type <= 0x7f || type >= 0xe0 || type == 0xc0 || type == 0xc2 || type == 0xc3)
         return 0;
     if (type >= 0x80 && type <= 0x8f) {
@@ -158,7 +160,8 @@ static int msgpack_prescan(const unsigned char *data, size_t len, struct epcs_de
         pending[depth]--;
         size_t head;
         uint64_t payload, elements;
-        int item = msgpack_item(data + at, len - at, &head, &payload, &elements);
+        int is_map;
+        int item = msgpack_item(data + at, len - at, &head, &payload, &elements, &is_map);
         if (item < 0)
             return fail(err, "", "malformed msgpack near byte %zu", at);
         if (item > 0 || head > len - at || payload > len - at - head)
@@ -166,6 +169,9 @@ static int msgpack_prescan(const unsigned char *data, size_t len, struct epcs_de
         at += head + (size_t)payload;
         if (elements > len - at)
             return fail(err, "", "truncated msgpack: the document ends early (%zu bytes)", len);
+        if (is_map && elements / 2 > EPCS_CODEC_MAX_MAP_ENTRIES)
+            return fail(err, "", "a map of %llu entries; maps hold at most %d",
+                        (unsigned long long)(elements / 2), EPCS_CODEC_MAX_MAP_ENTRIES);
         if (elements > 0) {
             if (depth + 1 > EPCS_CODEC_MAX_DEPTH)
                 return fail(err, "", "malformed msgpack: nesting deeper than %d levels",
@@ -244,6 +250,66 @@ static const char *walk_text(const struct walk *walk, struct path *path)
     return path->text;
 }
 
+struct sorted_key {
+    const char *ptr;
+    uint32_t len;
+    uint32_t index;
+};
+
+static int by_key_then_index(const void *a, const void *b)
+{
+    const struct sorted_key *left = a, *right = b;
+    if (left->len != right->len)
+        return left->len < right->len ? -1 : 1;
+    int cmp = left->len > 0 ? memcmp(left->ptr, right->ptr, left->len) : 0;
+    if (cmp != 0)
+        return cmp;
+    return left->index < right->index ? -1 : left->index > right->index;
+}
+
+/*
+ * The index of the first string key of `pairs` that repeats an earlier one, UINT32_MAX when
+ * none does (UINT32_MAX - 1: no memory). Two by two for small maps; sorted beyond that, so a
+ * map up to the limit costs n log n, and the repeat found is the one a scan in order meets
+ * first.
+ */
+static uint32_t first_repeat(const msgpack_object_kv *pairs, uint32_t count)
+{
+    uint32_t first = UINT32_MAX;
+    if (count <= 16) {
+        for (uint32_t i = 1; i < count && first == UINT32_MAX; i++) {
+            const msgpack_object *key = &pairs[i].key;
+            for (uint32_t j = 0; j < i && key->type == MSGPACK_OBJECT_STR; j++) {
+                const msgpack_object *other = &pairs[j].key;
+                if (other->type == MSGPACK_OBJECT_STR && other->via.str.size == key->via.str.size &&
+                    (key->via.str.size == 0 ||
+                     memcmp(other->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0)) {
+                    first = i;
+                    break;
+                }
+            }
+        }
+        return first;
+    }
+    struct sorted_key *keys = malloc(sizeof(*keys) * count);
+    if (keys == NULL)
+        return UINT32_MAX - 1;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (pairs[i].key.type == MSGPACK_OBJECT_STR)
+            keys[n++] = (struct sorted_key){pairs[i].key.via.str.ptr, pairs[i].key.via.str.size, i};
+    }
+    qsort(keys, n, sizeof(*keys), by_key_then_index);
+    for (uint32_t i = 1; i < n; i++) {
+        if (keys[i].len == keys[i - 1].len &&
+            (keys[i].len == 0 || memcmp(keys[i].ptr, keys[i - 1].ptr, keys[i].len) == 0) &&
+            keys[i].index < first)
+            first = keys[i].index;
+    }
+    free(keys);
+    return first;
+}
+
 /* The checks both decoders share. Depth counts containers: the top-level map is at depth 1. */
 static int validate(const msgpack_object *obj, int depth, struct walk *walk,
                     struct epcs_decode_error *err)
@@ -276,6 +342,11 @@ static int validate(const msgpack_object *obj, int depth, struct walk *walk,
         return rc;
     }
     const msgpack_object_kv *pairs = obj->via.map.ptr;
+    uint32_t repeat = first_repeat(pairs, obj->via.map.size);
+    if (repeat == UINT32_MAX - 1) {
+        walk->depth = step;
+        return fail(err, walk_text(walk, &path), "out of memory checking map keys");
+    }
     for (uint32_t i = 0; rc == 0 && i < obj->via.map.size; i++) {
         const msgpack_object *key = &pairs[i].key;
         walk->depth = step;
@@ -289,16 +360,9 @@ static int validate(const msgpack_object *obj, int depth, struct walk *walk,
         walk->step[step].name = key->via.str.ptr;
         walk->step[step].len = key->via.str.size;
         walk->depth = step + 1;
-        /* Requests hold a handful of keys per map, so the quadratic scan is the cheap one. */
-        for (uint32_t j = 0; j < i; j++) {
-            const msgpack_object *other = &pairs[j].key;
-            if (other->via.str.size == key->via.str.size &&
-                (key->via.str.size == 0 ||
-                 memcmp(other->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0))
-                return fail(err, walk_text(walk, &path), "duplicate key '%.*s'",
-                            (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
-                            key->via.str.ptr);
-        }
+        if (i == repeat)
+            return fail(err, walk_text(walk, &path), "duplicate key '%.*s'",
+                        (int)(key->via.str.size > 64 ? 64 : key->via.str.size), key->via.str.ptr);
         rc = validate(&pairs[i].val, depth + 1, walk, err);
     }
     walk->depth = step;
@@ -423,11 +487,50 @@ static int from_json(const json_t *json, msgpack_zone *zone, msgpack_object *out
     return -1;
 }
 
+/*
+ * Counts the members of every object before jansson builds one: a scan of the text (strings
+ * and their escapes skipped; a colon outside a string is an object's member), so an object
+ * beyond EPCS_CODEC_MAX_MAP_ENTRIES is refused before any of it is allocated. Syntax is
+ * jansson's to judge, nesting beyond the limit validation's.
+ */
+static int json_prescan(const char *text, size_t len, struct epcs_decode_error *err)
+{
+    /* Members so far of each open object, -1 for an array; deeper levels go uncounted. */
+    long members[EPCS_CODEC_MAX_DEPTH + 2];
+    int depth = 0, in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_string = 1;
+        } else if (c == '{' || c == '[') {
+            if (depth < (int)(sizeof(members) / sizeof(members[0])))
+                members[depth] = c == '{' ? 0 : -1;
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth > 0)
+                depth--;
+        } else if (c == ':' && depth > 0 && depth <= (int)(sizeof(members) / sizeof(members[0])) &&
+                   members[depth - 1] >= 0 && ++members[depth - 1] > EPCS_CODEC_MAX_MAP_ENTRIES) {
+            return fail(err, "", "an object of more than %d members", EPCS_CODEC_MAX_MAP_ENTRIES);
+        }
+    }
+    return 0;
+}
+
 int epcs_json_decode(const char *text, size_t len, msgpack_zone *zone, msgpack_object *out,
                      struct epcs_decode_error *err)
 {
     if (len == 0)
         return fail(err, "", "empty body");
+    if (json_prescan(text, len, err) != 0)
+        return -1;
     json_error_t error;
     json_t *json = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     if (json == NULL)

@@ -9,6 +9,11 @@
 
 /** Deepest nesting a request may have; deeper input is refused before any recursion. */
 #define EPCS_CODEC_MAX_DEPTH 32
+/**
+ * Most entries a map (JSON: members an object) may have. A check holds a few dozen; without a
+ * bound one body of the batch size could hold a map of 800,000 keys. Refused before decoding.
+ */
+#define EPCS_CODEC_MAX_MAP_ENTRIES 1024
 
 /**
  * Why a body could not be decoded. `field` is the dotted path of the offending member
@@ -22,8 +27,8 @@ struct epcs_decode_error {
 /**
  * Decodes one msgpack document that must fill `data` exactly (truncated input or trailing bytes
  * are errors). Map keys must be strings and unique, strings valid UTF-8, nesting at most
- * EPCS_CODEC_MAX_DEPTH. The object borrows memory from `zone` and from `data`, so both must
- * outlive it. Returns 0, or -1 with `err` filled.
+ * EPCS_CODEC_MAX_DEPTH, maps at most EPCS_CODEC_MAX_MAP_ENTRIES entries. The object borrows memory
+ * from `zone` and from `data`, so both must outlive it. Returns 0, or -1 with `err` filled.
  */
 int epcs_msgpack_decode(const char *data, size_t len, msgpack_zone *zone, msgpack_object *out,
                         struct epcs_decode_error *err);

@@ -10,7 +10,9 @@ test_api.py (its Server and request helpers) and takes the same flags:
 
 import json
 import os
+import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -402,6 +404,57 @@ class MalformedTest(test_api.EpcsTest):
         batch = mp_map([(mp("checks"), b"\x91" + item)])
         self.assertRefused(self.post(batch, MSGPACK, "/v1/check/batch"), 400, "bad_request",
                            "checks.0.election", "duplicate key 'election'")
+
+    def served_in_us(self, path):
+        """How long epcsd took over the latest request to `path`, from its access log."""
+        for _ in range(100):
+            lines = [json.loads(line) for line in self.server.text().splitlines()
+                     if '"component":"access"' in line and '"path":"%s"' % path in line]
+            if lines:
+                return lines[-1]["duration_us"]
+            time.sleep(0.05)
+        self.fail("no access line for " + path)
+
+    def test_huge_maps_are_refused_at_once(self):
+        """A map of 800,000 keys fits the batch limit; checking its keys two by two took
+        minutes. No request needs more than 1024 keys in a map: refused before decoding."""
+        alphabet = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        names = [bytes([a, b, c]) for a in alphabet for b in alphabet for c in alphabet]
+        keys = b"".join(b"\xa3" + names[i % len(names)] + b"\xc0" for i in range(800000))
+        body = b"\xdf" + struct.pack(">I", 800000) + keys
+        self.assertLess(len(body), 4 * 1024 * 1024)
+        self.assertRefused(self.post(body, MSGPACK, "/v1/check/batch"), 400, "bad_request", None,
+                           "a map of 800000 entries; maps hold at most 1024")
+        self.assertLess(self.served_in_us("/v1/check/batch"), 200000)
+        text = b"{" + b",".join(b'"k%d":0' % i for i in range(300000)) + b"}"
+        self.assertLess(len(text), 4 * 1024 * 1024)
+        self.assertRefused(self.post(text, JSON, "/v1/check/batch"), 400, "bad_request", None,
+                           "an object of more than 1024 members")
+        self.assertLess(self.served_in_us("/v1/check/batch"), 200000)
+
+    def test_maps_up_to_the_limit_are_checked_quickly(self):
+        """A batch of checks whose activities hold 1024 distinct keys each: decoded, every key
+        told apart in n log n, each check refused for its first unknown fact."""
+        facts = [(mp("k%04d" % i), mp(True)) for i in range(1024)]
+        check = mp_map([(mp("election"), mp("na22")), (mp("area"), mp("deepfake")),
+                        (mp("activity"), mp_map(facts))])
+        body = mp_map([(mp("checks"), b"\xdc" + struct.pack(">H", 200) + check * 200)])
+        response = self.post(body, MSGPACK, "/v1/check/batch")
+        self.assertEqual(response.status, 200, response.raw[:300])
+        results = self.answer(response)["results"]
+        self.assertEqual(len(results), 200)
+        self.assertEqual({(r["status"], r["error"], r["field"]) for r in results},
+                         {(422, "invalid_fact", "activity.k0000")})
+        self.assertLess(self.served_in_us("/v1/check/batch"), 1000000)
+        # The limit itself: 1025 keys are one too many, and a repeat is still found.
+        over = mp_map([(mp("election"), mp("na22")),
+                       (mp("activity"), mp_map(facts + [(mp("k9999"), mp(True))]))])
+        self.assertRefused(self.post(over, MSGPACK), 400, "bad_request", None,
+                           "a map of 1025 entries; maps hold at most 1024")
+        repeated = mp_map([(mp("election"), mp("na22")),
+                           (mp("activity"), mp_map(facts[:700] + [facts[3]] + facts[700:1023]))])
+        self.assertRefused(self.post(repeated, MSGPACK), 400, "bad_request", "activity.k0003",
+                           "duplicate key 'k0003'")
 
     def test_duplicate_keys_in_json(self):
         for body in (b'{"election": "na22", "election": "na22"}',
