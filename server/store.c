@@ -1,7 +1,10 @@
-/* What the SQLite stores share: running statements and checking a file's format. */
+/* What the stores share: running statements, checking a file's format, syncing directories. */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 
 int epcs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_size)
 {
@@ -57,4 +60,16 @@ sqlite3 *epcs_sqlite_reader(const char *path, int busy_ms, char *err, size_t err
     }
     sqlite3_busy_timeout(db, busy_ms);
     return db;
+}
+
+int epcs_store_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
 }
