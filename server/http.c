@@ -326,16 +326,31 @@ static void cb_decisions_committed(uv_async_t *async)
 /* Guards `wakeable`: a worker's async handle must not be signalled once it is being closed. */
 static pthread_mutex_t commit_wake_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Runs on the decision log's writer thread after each commit (sync mode only). */
+/*
+ * Runs on the decision log's writer thread after each commit (sync mode only), also
+ * while the log closes after the workers are gone: server->workers is read under the lock
+ * that forget_workers takes to free it.
+ */
 static void cb_log_committed(void *ctx)
 {
     struct epcs_server *server = ctx;
     pthread_mutex_lock(&commit_wake_lock);
-    for (int i = 0; i < server->worker_count; i++) {
+    for (int i = 0; server->workers != NULL && i < server->worker_count; i++) {
         if (server->workers[i].wakeable)
             uv_async_send(&server->workers[i].decisions_committed);
     }
     pthread_mutex_unlock(&commit_wake_lock);
+}
+
+/* Frees the workers (disposed already) so that the writer's callback no longer sees them. */
+static void forget_workers(struct epcs_server *server)
+{
+    pthread_mutex_lock(&commit_wake_lock);
+    struct epcs_worker *workers = server->workers;
+    server->workers = NULL;
+    server->worker_count = 0;
+    pthread_mutex_unlock(&commit_wake_lock);
+    free(workers);
 }
 
 static void set_wakeable(struct epcs_worker *worker, int wakeable)
@@ -1339,7 +1354,7 @@ done:
             close(server->listen_fds[i]);
     }
     free(server->listen_fds);
-    free(server->workers);
+    forget_workers(server);
     if (server->ssl_ctx != NULL)
         SSL_CTX_free(server->ssl_ctx);
     /* After the workers, whose loops ran every write they had queued to the end; before the
