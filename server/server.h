@@ -232,7 +232,9 @@ struct epcs_decision;
  * Decides one decoded check with `engine` and packs its answer (a verdict, or {verdict,
  * results} when the area is omitted) to `pk`, which must not write to worker->scratch.
  * Returns 0, or -1 with `err` filled and nothing packed. Fills `decision` for the decision
- * log. Needs of the worker only its server, zone, facts and scratch buffer.
+ * log, taking its id only once the verdict is decided when decision->take_id asks for one
+ * (the answer's last entry is then `decision`). Needs of the worker only its server, zone,
+ * facts and scratch buffer (and its decision stage, for an id).
  */
 int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
                    const msgpack_object *check, msgpack_packer *pk, struct epcs_decision *decision,

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Durability of the decision log on the real epcsd: shutdown while its writer still has
-decisions to commit is clean.
+"""Durability of the decision log on the real epcsd: a check that fails validation holds
+nobody back, and shutdown while its writer still has decisions to commit is clean.
 
 Shares the harness of test_api.py. Run through ctest, or directly:
     tests/integration/test_durability.py --epcsd build/epcsd --plugins build/plugins \
@@ -161,6 +161,90 @@ class DurabilityTest(EpcsTest):
             self.assertEqual(shown.data["request"], answered[decision_id][0])
             self.assertEqual(shown.data["answer"], answered[decision_id][1])
             self.assertEqual(shown.data["article"], answered[decision_id][1]["article"])
+
+
+class ValidationTest(DurabilityTest):
+    """--audit sync: a check that fails validation takes no decision id. An id taken is marked
+    as on its way until its worker hands it over, and the writer stores in id order, so such
+    an id used to hold back every commit of every worker until its worker's turn ended."""
+
+    BAD = [
+        ({"election": "na99", "area": "deepfake", "activity": {"kind": "post"}}, 404,
+         "unknown_election", "election"),
+        (dict(DEEPFAKE, activity={"kind": "post", "deepfake": "yes"}), 422, "invalid_fact",
+         "activity.deepfake"),
+        (dict(DEEPFAKE, date="2024-02-30"), 422, "invalid_fact", "date"),
+        (dict(DEEPFAKE, area="weather"), 404, "unknown_area", "area"),
+        (dict(DEEPFAKE, colour="red"), 400, "bad_request", None),
+    ]
+
+    def post(self, connection, path, document):
+        connection.request("POST", path, encode(document, JSON), {"content-type": JSON})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+
+    def test_failed_checks_take_no_decision_id(self):
+        server = Server("--audit", "sync")
+        valid = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+        invalid = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+        try:
+            ids = []
+            for n in range(40):
+                status, answer = self.post(valid, "/v1/check", varied_check(n))
+                self.assertEqual(status, 200, answer)
+                ids.append(answer["decision"])
+                document, code, error, field = self.BAD[n % len(self.BAD)]
+                status, answer = self.post(invalid, "/v1/check", document)
+                self.assertEqual((status, answer["error"], answer.get("field")),
+                                 (code, error, field))
+                self.assertNotIn("decision", answer)
+            # A batch: its failed items take no id either, between and around decided ones.
+            items = [self.BAD[0][0], varied_check(1), self.BAD[1][0], self.BAD[2][0],
+                     varied_check(2), self.BAD[4][0]]
+            status, answer = self.post(invalid, "/v1/check/batch", {"checks": items})
+            self.assertEqual(status, 200, answer)
+            results = answer["results"]
+            self.assertEqual([r.get("error") for r in results],
+                             ["unknown_election", None, "invalid_fact", "invalid_fact", None,
+                              "bad_request"])
+            self.assertEqual([r.get("status") for r in results], [404, None, 422, 422, None, 400])
+            ids += [results[1]["decision"], results[4]["decision"]]
+            # Every area that covers the activity answers: the id follows the results.
+            every_area = {k: v for k, v in DEEPFAKE.items() if k != "area"}
+            status, answer = self.post(valid, "/v1/check", every_area)
+            self.assertEqual((status, answer["verdict"], list(answer)[-1]),
+                             (200, "prohibited", "decision"))
+            ids.append(answer["decision"])
+            # Now a pipeline of failing checks (50 at a time on one HTTP/2 connection) while
+            # valid ones keep coming on another.
+            bad = os.path.join(server.data, "bad.json")
+            with open(bad, "wb") as f:
+                f.write(encode(self.BAD[1][0], JSON))
+            pipeline = subprocess.Popen(
+                ["h2load", "-n", "3000", "-c", "1", "-m", "50", "-d", bad, "-H",
+                 "content-type: " + JSON, server.url("/v1/check")],
+                stdout=subprocess.PIPE, text=True)
+            slowest = 0.0
+            while pipeline.poll() is None or len(ids) < 80:
+                started = time.monotonic()
+                status, answer = self.post(valid, "/v1/check", varied_check(len(ids)))
+                slowest = max(slowest, time.monotonic() - started)
+                self.assertEqual(status, 200, answer)
+                ids.append(answer["decision"])
+            output = pipeline.communicate(timeout=60)[0]
+            self.assertIn("3000 total, 3000 started, 3000 done, 0 succeeded, 3000 failed", output)
+            self.assertIn("status codes: 0 2xx, 0 3xx, 3000 4xx, 0 5xx", output)
+            # Wall clock on a busy machine: only a bound no healthy answer comes near.
+            self.assertLess(slowest, 5.0)
+            # Every decided check took the next id; no failed one took any.
+            self.assertEqual(ids, list(range(ids[0], ids[0] + len(ids))))
+            stored = logged_decisions(server)
+            self.assertEqual(sorted(stored), ids)
+        finally:
+            valid.close()
+            invalid.close()
+            self.assertEqual(server.stop(), 0)
+            server.cleanup()
 
 
 class ShutdownTest(DurabilityTest):
