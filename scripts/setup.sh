@@ -6,8 +6,8 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config
     libh2o-dev libuv1-dev liblua5.4-dev libmsgpack-dev libsqlite3-dev libssl-dev libjansson-dev
-    # tests: real HTTP/2 clients and the test driver's msgpack codec
-    curl nghttp2-client python3 python3-msgpack python3-icalendar openssl clang-format
+    # tests: real HTTP/2 clients, the test driver's msgpack codec, system call traces
+    curl nghttp2-client python3 python3-msgpack python3-icalendar openssl clang-format strace
 )
 
 missing=()

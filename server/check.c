@@ -305,9 +305,9 @@ int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_m
 
 /*
  * Puts answered decisions on record before their answer goes out: counts them, hands them to
- * the decision log and, in sync mode, holds the answer until they are committed. Returns 0,
- * or answers 503 and returns -1 when the log cannot take them: an answer that is not on record
- * is not given.
+ * the decision log and holds the answer until they are safe: in the worker's journal at the
+ * end of the turn (async), or committed (sync). Returns 0, or answers 503 and returns -1 when
+ * the log cannot take them: an answer that is not on record is not given.
  */
 static int record_decisions(h2o_req_t *req, const struct epcs_decision *decisions, size_t count)
 {
@@ -317,7 +317,7 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
         epcs_metrics_count_verdict(worker, decisions[i].area_index, decisions[i].verdict);
         epcs_decision_debug(&decisions[i], worker->partner);
     }
-    uint64_t ticket;
+    uint64_t ticket = 0;
     if (log == NULL || count == 0)
         return 0;
     int sync = epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC;
@@ -328,17 +328,19 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
     if (refused != 0) {
         struct epcs_decision_log_stats stats;
         epcs_decision_log_stats(log, &stats);
+        char why[256];
+        if (stats.failed || stats.stalled)
+            snprintf(why, sizeof(why), "it cannot write: %s", stats.reason);
+        else
+            snprintf(why, sizeof(why), "its queue is full");
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
         epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
                            "the decision log cannot take %s now (%s), so no answer is given; "
                            "retry",
-                           count == 1 ? "this decision" : "these decisions",
-                           stats.failed ? "it failed to write; see the server log"
-                                        : "its queue is full");
+                           count == 1 ? "this decision" : "these decisions", why);
         return -1;
     }
-    if (sync)
-        worker->hold_ticket = ticket;
+    worker->hold_ticket = sync ? ticket : worker->staged.record;
     return 0;
 }
 

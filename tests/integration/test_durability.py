@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Durability of the decision log on the real epcsd: a check that fails validation holds
-nobody back, and shutdown while its writer still has decisions to commit is clean.
+"""Durability of the decision log on the real epcsd: nothing answered is lost to SIGKILL or a
+full disk, epcsd recovers by itself once space is free, a check that fails validation holds
+nobody back, and shutdown under load is clean.
 
-Shares the harness of test_api.py. Run through ctest, or directly:
+Shares the harness of test_api.py. The full-disk tests mount a small tmpfs (root only; they
+are skipped otherwise). Run through ctest, or directly:
     tests/integration/test_durability.py --epcsd build/epcsd --plugins build/plugins \
         --rules lua_rules --cases ../shared/cases/public.tsv
 """
@@ -163,6 +165,174 @@ class DurabilityTest(EpcsTest):
             self.assertEqual(shown.data["article"], answered[decision_id][1]["article"])
 
 
+class SigkillTest(DurabilityTest):
+    """kill -9 in the middle of load: every decision answered with 200 is in the log after a
+    restart on the same data directory, in the default mode and with --audit sync."""
+
+    def sigkill_under_load(self, *flags):
+        data = tempfile.mkdtemp(prefix="epcs-test-durability-")
+        server = Server("--data", data, *flags)
+        load = Load(server)
+        try:
+            load.start()
+            # Long enough for thousands of decisions and many writer groups in flight.
+            time.sleep(2.0)
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(30)
+            load.finish()
+            self.assertEqual(load.unexpected, [])
+            self.assertEqual(load.refused, [])
+            self.assertGreater(len(load.answered), 500, "too little load to prove anything")
+            restarted = Server("--data", data, *flags)
+            try:
+                self.assertAllLogged(restarted, load.answered)
+            finally:
+                self.assertEqual(restarted.stop(), 0)
+                restarted.cleanup()
+        finally:
+            load.finish()
+            server.cleanup()
+            shutil.rmtree(data)
+
+    def test_default_mode_loses_nothing_answered(self):
+        self.sigkill_under_load()
+
+    def test_sync_mode_loses_nothing_answered(self):
+        self.sigkill_under_load("--audit", "sync")
+
+
+
+def fill(path):
+    """Writes `path` until the file system has no block left; returns its size."""
+    written = 0
+    with open(path, "wb", buffering=0) as f:
+        for block in (1 << 20, 1 << 12):
+            chunk = b"\0" * block
+            while True:
+                try:
+                    written += f.write(chunk)
+                except OSError:
+                    break
+    return written
+
+
+class FullDiskTest(DurabilityTest):
+    """The data directory on a small tmpfs, filled up: every check is answered 200 with its
+    decision logged or 503 decision_log_unavailable; /readyz says why while nothing can be
+    written; once space is free epcsd serves again by itself within 5 s; and every 200 is in
+    the log after a restart, also one from a kill -9 while the log could not write."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        self.mount = tempfile.mkdtemp(prefix="epcs-test-full-")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "epcs-test", self.mount],
+                       check=True)
+        self.addCleanup(shutil.rmtree, self.mount, True)
+        self.addCleanup(subprocess.run, ["umount", "-l", self.mount])
+        self.data = os.path.join(self.mount, "var")
+        self.filler = os.path.join(self.mount, "filler")
+        self.answered = {}
+
+    def send(self, server, n, refused):
+        """One check or a batch of five: its answers kept, or its 503 counted."""
+        if n % 4 == 3:
+            documents = [varied_check(n + i) for i in range(5)]
+            response = request(server, "POST", "/v1/check/batch",
+                               encode({"checks": documents}, MSGPACK), MSGPACK)
+            verdicts = response.document["results"] if response.status == 200 else []
+        else:
+            documents = [varied_check(n)]
+            response = request(server, "POST", "/v1/check", encode(documents[0], JSON), JSON)
+            verdicts = [response.document] if response.status == 200 else []
+        if response.status == 200:
+            for document, verdict in zip(documents, verdicts):
+                self.assertEqual(verdict["verdict"], expected_verdict(document))
+                self.answered[verdict["decision"]] = (document, verdict)
+            return
+        self.assertError(response, 503, "decision_log_unavailable")
+        self.assertRegex(response.data["message"],
+                         r"^the decision log (cannot take|could not write) .*(No space left on "
+                         r"device|database or disk is full)")
+        self.assertIn("retry-after: 1\r\n", response.headers)
+        refused.append(response.data["message"])
+
+    def until_refused(self, server, start):
+        """Checks until the full disk shows: several 503s in a row."""
+        refused, n = [], start
+        deadline = time.time() + 30
+        while len(refused) < 5:
+            self.assertLess(time.time(), deadline, "a full disk never refused a check")
+            before = len(refused)
+            self.send(server, n, refused)
+            if len(refused) == before:
+                refused.clear()
+            n += 1
+        return n
+
+    def assertStalled(self, server):
+        ready = request(server, "GET", "/readyz")
+        self.assertEqual(ready.status, 503, ready.raw)
+        self.assertFalse(ready.data["ready"])
+        self.assertEqual(ready.data["decision_log"], "stalled")
+        # Whichever write met the full disk first: a page, the index or a worker's journal.
+        self.assertRegex(ready.data["reason"],
+                         r"^the decision log cannot write decisions\.(pages|db|journal\.[0-9.]+): "
+                         r"(No space left on device|database or disk is full); it tries again "
+                         r"every 250 ms$")
+
+    def full_disk(self, *flags):
+        server = Server("--data", self.data, *flags)
+        try:
+            n = 0
+            for n in range(8):
+                self.send(server, n, [])
+            fill(self.filler)
+            n = self.until_refused(server, n)
+            self.assertStalled(server)
+            # Still refused at once, and still not ready, while the disk stays full.
+            refused = []
+            for n in range(n, n + 6):
+                self.send(server, n, refused)
+            self.assertGreater(len(refused), 0)
+            self.assertStalled(server)
+
+            os.unlink(self.filler)
+            freed = time.time()
+            while request(server, "GET", "/readyz").status != 200:
+                self.assertLess(time.time() - freed, 5.0, "not ready 5 s after space was freed")
+                time.sleep(0.05)
+            ready = request(server, "GET", "/readyz").data
+            self.assertEqual(ready["decision_log"], flags[-1] if flags else "async")
+            self.assertNotIn("reason", ready)
+            for n in range(n + 1, n + 13):
+                self.send(server, n, [])
+            self.assertLess(time.time() - freed, 5.0 + 30.0)
+
+            # Full again, killed while the log cannot write; restarted with space to spare.
+            fill(self.filler)
+            n = self.until_refused(server, n + 1)
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(30)
+        finally:
+            server.cleanup()
+        os.unlink(self.filler)
+        restarted = Server("--data", self.data, *flags)
+        try:
+            self.assertAllLogged(restarted, self.answered)
+            self.assertEqual(request(restarted, "GET", "/readyz").status, 200)
+        finally:
+            self.assertEqual(restarted.stop(), 0)
+            restarted.cleanup()
+
+    def test_default_mode(self):
+        self.full_disk()
+
+    def test_sync_mode(self):
+        self.full_disk("--audit", "sync")
+
+
+
 class ValidationTest(DurabilityTest):
     """--audit sync: a check that fails validation takes no decision id. An id taken is marked
     as on its way until its worker hands it over, and the writer stores in id order, so such
@@ -301,6 +471,66 @@ class ShutdownTest(DurabilityTest):
             load.finish()
             server.cleanup()
             shutil.rmtree(data)
+
+
+class DirectorySyncTest(DurabilityTest):
+    """A file's fsync does not make its directory entry durable: after creating decisions.pages,
+    decisions.db and each journal segment, and after deleting segments, epcsd fsyncs the data
+    directory itself. Seen in the system calls of the real epcsd (strace)."""
+
+    def traced_server(self, data, trace):
+        self.assertIsNotNone(shutil.which("strace"), "scripts/setup.sh installs strace")
+        wrapper = os.path.join(data + "-strace")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec strace -f -qq --seccomp-bpf -o %s -e trace=openat,fsync,"
+                    "unlink %s \"$@\"\n" % (trace, test_api.ARGS.epcsd))
+        os.chmod(wrapper, 0o755)
+        real, test_api.ARGS.epcsd = test_api.ARGS.epcsd, wrapper
+        try:
+            return Server("--data", data)
+        finally:
+            test_api.ARGS.epcsd = real
+            os.unlink(wrapper)
+
+    def test_new_and_deleted_files_sync_the_directory(self):
+        scratch = tempfile.mkdtemp(prefix="epcs-test-durability-")
+        data, trace = os.path.join(scratch, "var"), os.path.join(scratch, "trace")
+        server = self.traced_server(data, trace)
+        try:
+            for n in range(3):
+                self.assertEqual(request(server, "POST", "/v1/check",
+                                         encode(varied_check(n), JSON), JSON).status, 200)
+            # SIGTERM to epcsd itself, strace's child; strace exits with its status.
+            pid = server.process.pid
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                os.kill(int(f.read().split()[0]), signal.SIGTERM)
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+        with open(trace) as f:
+            calls = f.read().splitlines()
+        shutil.rmtree(scratch)
+        directory_fds, synced, changed = set(), [], []
+        quoted = re.escape('"%s' % data)
+        for at, call in enumerate(calls):
+            opened = re.search(r'openat\(AT_FDCWD, %s", [^)]*O_DIRECTORY[^)]*\) = (\d+)' % quoted,
+                               call)
+            if opened:
+                directory_fds.add(opened.group(1))
+            fsync = re.search(r"fsync\((\d+)\) += 0", call)
+            if fsync and fsync.group(1) in directory_fds:
+                synced.append(at)
+            made = re.search(r'openat\(AT_FDCWD, %s/(decisions\.(?:pages|db|journal\.[0-9.]+))", '
+                             r'[^)]*O_CREAT[^)]*\) = \d+' % quoted, call)
+            gone = re.search(r'unlink\(%s/(decisions\.journal\.[0-9.]+)"\) = 0' % quoted, call)
+            if made or gone:
+                changed.append((at, (made or gone).group(1), "created" if made else "deleted"))
+        for at, name, what in changed:
+            self.assertTrue([s for s in synced if s > at],
+                            "%s %s, and the directory never fsync'd after" % (name, what))
+        kinds = {(name.split(".")[1], what) for _, name, what in changed}
+        self.assertEqual(kinds, {("pages", "created"), ("db", "created"),
+                                 ("journal", "created"), ("journal", "deleted")})
 
 
 if __name__ == "__main__":
