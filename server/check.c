@@ -328,7 +328,7 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
     if (refused != 0) {
         struct epcs_decision_log_stats stats;
         epcs_decision_log_stats(log, &stats);
-        char why[256];
+        char why[300];
         if (stats.failed || stats.stalled)
             snprintf(why, sizeof(why), "it cannot write: %s", stats.reason);
         else

@@ -171,11 +171,12 @@ struct epcs_decision_log {
     _Atomic uint64_t committed;
     _Atomic uint64_t written;
     _Atomic uint64_t commits;
+    _Atomic uint64_t journal_writes;
     _Atomic uint64_t refused;
     _Atomic int failed;
     /* STALL_* bits while writes fail; `stall_reason` says which write and why (lock held). */
     _Atomic int stalled;
-    char stall_reason[192];
+    char stall_reason[256];
     void (*on_commit)(void *ctx);
     void *on_commit_ctx;
     /* Journal segments no stage writes any more, deleted once committed (lock held). */
@@ -1524,6 +1525,7 @@ void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision
     stats->queue_limit = log->queue_limit;
     stats->written = atomic_load(&log->written);
     stats->commits = atomic_load(&log->commits);
+    stats->journal_writes = atomic_load(&log->journal_writes);
     stats->refused = atomic_load(&log->refused);
     stats->failed = atomic_load(&log->failed);
     if (stats->failed)
@@ -1921,6 +1923,7 @@ static int journal_turn(struct epcs_decision_log *log, struct epcs_decision_stag
     if (epcs_journal_append(stage->journal, chunk->bytes.data, chunk->bytes.len,
                             (uint32_t)chunk->count, err, sizeof(err)) == 0) {
         stage->journaled = record;
+        atomic_fetch_add_explicit(&log->journal_writes, 1, memory_order_relaxed);
         return 0;
     }
     atomic_fetch_add(&log->refused, chunk->count);

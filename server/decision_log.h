@@ -161,6 +161,8 @@ struct epcs_decision_log_stats {
     size_t queue_limit;
     uint64_t written;
     uint64_t commits;
+    /** Journal records written (async mode: one write(2) per loop turn with decisions). */
+    uint64_t journal_writes;
     uint64_t refused;
     /** Nonzero while writes fail (a full disk): new decisions are refused, retries go on. */
     int stalled;
@@ -168,7 +170,7 @@ struct epcs_decision_log_stats {
     int failed;
     /** What cannot be written and why ("decisions.pages: No space left on device"), or
      * "" when the log is neither stalled nor failed. */
-    char reason[192];
+    char reason[256];
 };
 void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats);
 

@@ -165,6 +165,10 @@ static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ru
          "# HELP epcs_decision_log_commits_total Transactions (group commits) of the writer.\n"
          "# TYPE epcs_decision_log_commits_total counter\n"
          "epcs_decision_log_commits_total %llu\n"
+         "# HELP epcs_decision_log_journal_writes_total Writes of a loop turn's decisions to "
+         "a worker's journal (--audit async).\n"
+         "# TYPE epcs_decision_log_journal_writes_total counter\n"
+         "epcs_decision_log_journal_writes_total %llu\n"
          "# HELP epcs_decision_log_refused_total Decisions refused (503) for a full queue, a "
          "stalled or a failed log, or a failed journal write.\n"
          "# TYPE epcs_decision_log_refused_total counter\n"
@@ -178,8 +182,8 @@ static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ru
          "# TYPE epcs_decision_log_failed gauge\n"
          "epcs_decision_log_failed %d\n",
          stats.queued, stats.queue_limit, (unsigned long long)stats.written,
-         (unsigned long long)stats.commits, (unsigned long long)stats.refused, stats.stalled,
-         stats.failed);
+         (unsigned long long)stats.commits, (unsigned long long)stats.journal_writes,
+         (unsigned long long)stats.refused, stats.stalled, stats.failed);
 }
 
 int epcs_handle_metrics(h2o_req_t *req)
@@ -233,7 +237,7 @@ int epcs_handle_readyz(h2o_req_t *req)
     struct epcs_server *server = worker->server;
     struct epcs_engine *engine = epcs_worker_engine(worker);
     const char *log_state = "off";
-    char reason[320] = "";
+    char reason[400] = "";
     size_t queued = 0;
     if (server->decisions != NULL)
         log_state = log_readiness(server->decisions, &queued, reason, sizeof(reason));

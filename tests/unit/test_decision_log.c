@@ -851,6 +851,9 @@ static void test_journal_stall(void)
     EXPECT_INT(stats.stalled, 0);
     EXPECT_INT(stage_turn(log, &stage, &sample, 2, "after-stall"), 0);
     EXPECT_INT(stage.journaled, 2);
+    /* One write for the turn, whatever it held; none for the one that failed. */
+    epcs_decision_log_stats(log, &stats);
+    EXPECT_INT(stats.journal_writes, 1);
     epcs_decision_log_detach(log, &stage);
     epcs_decision_log_close(log);
     EXPECT_INT(count_entries(), before + 2);
