@@ -497,6 +497,7 @@ class DirectorySyncTest(DurabilityTest):
 
     def test_new_and_deleted_files_sync_the_directory(self):
         scratch = tempfile.mkdtemp(prefix="epcs-test-durability-")
+        self.addCleanup(shutil.rmtree, scratch, True)
         data, trace = os.path.join(scratch, "var"), os.path.join(scratch, "trace")
         server = self.traced_server(data, trace)
         try:
@@ -512,7 +513,6 @@ class DirectorySyncTest(DurabilityTest):
             server.cleanup()
         with open(trace) as f:
             calls = f.read().splitlines()
-        shutil.rmtree(scratch)
         directory_fds, synced, changed = set(), [], []
         quoted = re.escape('"%s' % data)
         for at, call in enumerate(calls):
