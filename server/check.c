@@ -105,12 +105,26 @@ static uint64_t now_us(void)
     return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-static void pack_decision_id(msgpack_packer *pk, uint64_t id)
+/* Whether the answer's map ends with `decision`: the caller gave an id, or one is taken. */
+static int has_decision_id(const struct epcs_worker *worker, const struct epcs_decision *decision)
 {
-    if (id == 0)
+    return decision->id != 0 || (decision->take_id && worker->server->decisions != NULL);
+}
+
+/*
+ * Appends `decision: <id>`, the entry the answer's map header counted, taking the id now that
+ * the verdict is decided: an id taken for a check that then fails would hold back every entry
+ * after it until its worker's turn ends (the writer stores in id order).
+ */
+static void pack_decision_id(struct epcs_worker *worker, msgpack_packer *pk,
+                             struct epcs_decision *decision, int counted)
+{
+    if (decision->id == 0 && decision->take_id && worker->server->decisions != NULL)
+        decision->id = epcs_decision_log_next_id(worker->server->decisions, &worker->staged);
+    if (decision->id == 0 || !counted)
         return;
     epcs_pack_cstr(pk, "decision");
-    msgpack_pack_uint64(pk, id);
+    msgpack_pack_uint64(pk, decision->id);
 }
 
 int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
@@ -154,14 +168,16 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
     decision->election = election->id;
     decision->date = date;
     decision->ruleset = ruleset->id;
+    int with_id = has_decision_id(worker, decision);
     if (area_index >= 0) {
         const char *area = plugins->items[area_index].desc->name;
         eval.area_index = (size_t)area_index;
         eval.packer = pk;
-        eval.decision_id = decision->id;
+        eval.decision_follows = with_id;
         enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
         if (outcome != EPCS_AREA_DECIDED)
             return undecided(outcome, area, facts, &eval, err);
+        pack_decision_id(worker, pk, decision, eval.decision_follows);
         decision->area = area;
         decision->area_index = area_index;
         decision->verdict = eval.verdict;
@@ -173,7 +189,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
     decision->area = NULL;
     decision->area_index = -1;
     if (kind == NULL) {
-        msgpack_pack_map(pk, 5 + (decision->id != 0));
+        msgpack_pack_map(pk, 5 + (size_t)with_id);
         epcs_pack_cstr(pk, "verdict");
         epcs_pack_cstr(pk, "needs_facts");
         epcs_pack_cstr(pk, "missing");
@@ -185,7 +201,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
         msgpack_pack_array(pk, 0);
         epcs_pack_cstr(pk, "ruleset");
         epcs_pack_cstr(pk, ruleset->id);
-        pack_decision_id(pk, decision->id);
+        pack_decision_id(worker, pk, decision, with_id);
         decision->verdict = EPCS_VERDICT_NEEDS_FACTS;
         return 0;
     }
@@ -205,7 +221,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
             strictest = eval.verdict;
         answered++;
     }
-    msgpack_pack_map(pk, 3 + (decision->id != 0));
+    msgpack_pack_map(pk, 3 + (size_t)with_id);
     epcs_pack_cstr(pk, "verdict");
     epcs_pack_cstr(pk, epcs_verdict_name(strictest));
     epcs_pack_cstr(pk, "results");
@@ -213,7 +229,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
     epcs_buf_append(pk->data, worker->scratch.data, worker->scratch.len);
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
-    pack_decision_id(pk, decision->id);
+    pack_decision_id(worker, pk, decision, with_id);
     decision->verdict = strictest;
     return 0;
 }
@@ -289,9 +305,9 @@ int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_m
 
 /*
  * Puts answered decisions on record before their answer goes out: counts them, hands them to
- * the decision log and, in sync mode, holds the answer until they are committed. Returns 0,
- * or answers 503 and returns -1 when the log cannot take them: an answer that is not on record
- * is not given.
+ * the decision log and holds the answer until they are safe: in the worker's journal at the
+ * end of the turn (async), or committed (sync). Returns 0, or answers 503 and returns -1 when
+ * the log cannot take them: an answer that is not on record is not given.
  */
 static int record_decisions(h2o_req_t *req, const struct epcs_decision *decisions, size_t count)
 {
@@ -301,7 +317,7 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
         epcs_metrics_count_verdict(worker, decisions[i].area_index, decisions[i].verdict);
         epcs_decision_debug(&decisions[i], worker->partner);
     }
-    uint64_t ticket;
+    uint64_t ticket = 0;
     if (log == NULL || count == 0)
         return 0;
     int sync = epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC;
@@ -312,24 +328,20 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
     if (refused != 0) {
         struct epcs_decision_log_stats stats;
         epcs_decision_log_stats(log, &stats);
+        char why[300];
+        if (stats.failed || stats.stalled)
+            snprintf(why, sizeof(why), "it cannot write: %s", stats.reason);
+        else
+            snprintf(why, sizeof(why), "its queue is full");
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
         epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
                            "the decision log cannot take %s now (%s), so no answer is given; "
                            "retry",
-                           count == 1 ? "this decision" : "these decisions",
-                           stats.failed ? "it failed to write; see the server log"
-                                        : "its queue is full");
+                           count == 1 ? "this decision" : "these decisions", why);
         return -1;
     }
-    if (sync)
-        worker->hold_ticket = ticket;
+    worker->hold_ticket = sync ? ticket : worker->staged.record;
     return 0;
-}
-
-static uint64_t new_decision_id(struct epcs_worker *worker)
-{
-    struct epcs_decision_log *log = worker->server->decisions;
-    return log != NULL ? epcs_decision_log_next_id(log, &worker->staged) : 0;
 }
 
 int epcs_handle_check(h2o_req_t *req)
@@ -343,7 +355,7 @@ int epcs_handle_check(h2o_req_t *req)
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
         return 0;
-    struct epcs_decision decision = {.id = new_decision_id(worker), .check = &body};
+    struct epcs_decision decision = {.take_id = 1, .check = &body};
     if (is_msgpack) {
         decision.check_msgpack = req->entity.base;
         decision.check_len = req->entity.len;
@@ -405,7 +417,7 @@ int epcs_handle_check_batch(h2o_req_t *req)
     for (uint32_t i = 0; i < count; i++) {
         const msgpack_object *item = &checks->via.array.ptr[i];
         struct epcs_decision *decision = &decisions[decided];
-        *decision = (struct epcs_decision){.id = new_decision_id(worker), .check = item};
+        *decision = (struct epcs_decision){.take_id = 1, .check = item};
         struct epcs_check_error err;
         size_t mark = worker->batch.len;
         uint64_t item_started = now_us();

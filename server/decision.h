@@ -12,8 +12,14 @@
  * the log has copied it (epcs_decision_log_append).
  */
 struct epcs_decision {
-    /** The decision log's id, packed into the answer as `decision`; 0: not logged. */
+    /**
+     * The decision log's id, packed into the answer as `decision`; 0: not logged. Either given
+     * by the caller before epcs_check_run, or taken by it once the verdict is decided (see
+     * take_id), so that a check that fails takes none.
+     */
     uint64_t id;
+    /** Set by the caller: with the decision log on, epcs_check_run takes `id` when decided. */
+    int take_id;
     const char *election;
     int32_t date;
     /** NULL and -1 when the area was omitted and every matching area answered. */

@@ -10,9 +10,18 @@
  * copying were what delayed the slowest answers most. The page file is written before the
  * transaction that indexes it commits (and fsync'd first under --audit sync), so an index row
  * never points at bytes a crash of the process can lose.
+ *
+ * A page cannot be written before its answer goes out: its row points at answers inserted in
+ * the same transaction, and bytes no row points at are cut off at start. So in async mode each
+ * worker writes the chunk of its loop turn, as the writer reads it, to its own journal with one
+ * write(2) before the turn's answers go; at start, entries of journals that the index lacks are
+ * queued again (ids never repeat across runs), and a segment is deleted once everything in it is
+ * committed. A write that fails is rolled back and retried with the group kept whole; the log
+ * meanwhile reports itself stalled and refuses new decisions.
  */
 #include "decision_log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -30,7 +39,9 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "files.h"
 #include "dates.h"
+#include "journal.h"
 #include "log.h"
 #include "store.h"
 
@@ -52,9 +63,19 @@
 #define WRITER_NICE 5
 #define GATHER_US 2000
 
+/* A journal segment is retired for a new one past this size, once the writer has made it. */
+#define SEGMENT_BYTES (16 * 1024 * 1024)
+
+/* A stalled journal is retried (by the writer) as a write of this many bytes to the disk. */
+#define PROBE_BYTES (64 * 1024)
+
+/* Why the log is stalled: bits of `stalled`. */
+enum { STALL_WRITER = 1, STALL_JOURNAL = 2 };
+
 /*
- * A decision's time is taken when its verdict is ready, its id when the check starts, so pages
- * (ordered by id) are ordered by time only within the time a check takes. A query for times
+ * A decision's time and id are taken when its verdict is ready, but a batch's decisions get
+ * their ids one by one and their time afterwards, so pages (ordered by id) are ordered by time
+ * only within the time a batch takes. A query for times
  * before `to` stops at the first page that starts this much later.
  */
 #define TIME_SLACK_US (10 * 1000000LL)
@@ -115,6 +136,8 @@ struct epcs_decision_chunk {
 
 struct epcs_decision_log {
     enum epcs_audit_mode mode;
+    /* The data directory: journal segments live there, and it is fsync'd when they come or go. */
+    char dir[4096];
     sqlite3 *db;
     sqlite3_stmt *insert_page;
     /* decisions.pages, and where the next page goes (writer thread only after open). */
@@ -149,10 +172,20 @@ struct epcs_decision_log {
     _Atomic uint64_t committed;
     _Atomic uint64_t written;
     _Atomic uint64_t commits;
+    _Atomic uint64_t journal_writes;
     _Atomic uint64_t refused;
     _Atomic int failed;
+    /* STALL_* bits while writes fail; `stall_reason` says which write and why (lock held). */
+    _Atomic int stalled;
+    char stall_reason[256];
     void (*on_commit)(void *ctx);
     void *on_commit_ctx;
+    /* Journal segments no stage writes any more, deleted once committed (lock held). */
+    struct epcs_journal *retired;
+    _Atomic uint64_t next_segment;
+    /* Groups are fsync'd until this ticket is committed: entries recovered from journals that
+     * are deleted once they are, and pages of earlier runs must never go missing at the end. */
+    uint64_t durable_ticket;
 
     /* Writer thread only. */
     sqlite3_stmt *insert_answer;
@@ -209,6 +242,13 @@ struct pending {
     /* The entry's msgpack bytes as handed over (header.len of them). */
     const char *raw;
 };
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
 
 static int64_t wall_us(void)
 {
@@ -314,7 +354,9 @@ static const struct known_answer *store_answer(struct epcs_decision_log *log, co
     free(known->bytes);
     free(known->article);
     memcpy(bytes, answer, len);
-    memcpy(article, log->article.data, log->article.len);
+    /* An answer citing no article (every area's results empty) leaves the buffer unused. */
+    if (log->article.len > 0)
+        memcpy(article, log->article.data, log->article.len);
     article[log->article.len] = '\0';
     *known = (struct known_answer){.hash = hash,
                                    .id = sqlite3_last_insert_rowid(log->db),
@@ -433,7 +475,7 @@ static int insert_page(struct epcs_decision_log *log, const struct pending *from
     sqlite3_bind_int64(stmt, 6, (sqlite3_int64)log->pages_end);
     sqlite3_bind_int64(stmt, 7, (sqlite3_int64)log->page.len);
     if (sqlite3_step(stmt) != SQLITE_DONE) {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(log->db));
+        snprintf(err, err_size, "decisions.db: %s", sqlite3_errmsg(log->db));
         return -1;
     }
     log->pages_end += log->page.len;
@@ -449,7 +491,7 @@ static int write_pages(struct epcs_decision_log *log, size_t count, char *err, s
     epcs_buf_reset(&log->page);
     for (size_t i = 0; i < count; i++) {
         if (pack_page_entry(log, &pk, &log->pending[i]) != 0) {
-            snprintf(err, err_size, "%s", sqlite3_errmsg(log->db));
+            snprintf(err, err_size, "decisions.db: %s", sqlite3_errmsg(log->db));
             return -1;
         }
         size_t in_page = i + 1 - page_start;
@@ -539,6 +581,31 @@ static int hold_entries(struct epcs_decision_log *log, size_t from, size_t count
     return 0;
 }
 
+/*
+ * Reads the entry at *at (header, then its msgpack bytes) of the *left bytes of a chunk and
+ * moves past it; *raw is set to its msgpack bytes. 0, or -1 when the bytes are not an entry as
+ * encode_decision and epcs_decision_log_event write them.
+ */
+static int read_entry(const char **at, size_t *left, struct entry_header *header, const char **raw)
+{
+    if (*left < sizeof(*header))
+        return -1;
+    memcpy(header, *at, sizeof(*header));
+    const char *bytes = *at + sizeof(*header);
+    size_t after = *left - sizeof(*header);
+    if (header->len > after || header->len == 0)
+        return -1;
+    int decision_fits =
+        (unsigned char)bytes[0] == (0x90 | DECISION_FIELDS) && header->answer_header_at > 0 &&
+        header->answer_header_at < header->answer_at && header->answer_at <= header->len;
+    if (header->kind != ENTRY_EVENT && (header->kind != ENTRY_DECISION || !decision_fits))
+        return -1;
+    *raw = bytes;
+    *at = bytes + header->len;
+    *left = after - header->len;
+    return 0;
+}
+
 /* Adds the entries of `chunk` to log->pending, reading only their headers. */
 static int gather(struct epcs_decision_log *log, const struct epcs_decision_chunk *chunk,
                   const struct epcs_decision_chunk *held, size_t *count)
@@ -555,40 +622,87 @@ static int gather(struct epcs_decision_log *log, const struct epcs_decision_chun
             log->pending_cap = cap;
         }
         struct pending *pending = &log->pending[*count];
-        const struct entry_header *header = &pending->header;
-        if (left < sizeof(*header))
+        if (read_entry(&at, &left, &pending->header, &pending->raw) != 0)
             return -1;
-        memcpy(&pending->header, at, sizeof(*header));
-        at += sizeof(*header);
-        left -= sizeof(*header);
-        if (header->len > left || header->len == 0)
-            return -1;
-        int decision_fits =
-            (unsigned char)at[0] == (0x90 | DECISION_FIELDS) && header->answer_header_at > 0 &&
-            header->answer_header_at < header->answer_at && header->answer_at <= header->len;
-        if (header->kind != ENTRY_EVENT && (header->kind != ENTRY_DECISION || !decision_fits))
-            return -1;
-        pending->raw = at;
         /* A held chunk's entries all carry its lowest ticket; it only ever holds them back. */
         pending->ticket = chunk->first_ticket + (chunk == held ? 0 : i);
-        at += header->len;
-        left -= header->len;
         (*count)++;
     }
     return left == 0 ? 0 : -1;
 }
 
+/* Runs `sql` on the writer's connection; 0, or -1 with `err` naming the database. */
+static int writer_exec(struct epcs_decision_log *log, const char *sql, char *err, size_t err_size)
+{
+    char why[200];
+    if (epcs_sqlite_exec(log->db, sql, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(err, err_size, "decisions.db: %s", why);
+    return -1;
+}
+
+/*
+ * Writes entries [0, ready) of log->pending, sorted, in one transaction. On failure nothing
+ * of it stays: the transaction is rolled back, the page file cut back to where it ended (what
+ * the failed write took is given back to a full disk), and the answers it inserted forgotten.
+ */
+static int write_group(struct epcs_decision_log *log, size_t ready, char *err, size_t err_size)
+{
+    uint64_t pages_start = log->pages_end;
+    if (writer_exec(log, "BEGIN", err, err_size) != 0)
+        return -1;
+    if (write_pages(log, ready, err, err_size) != 0)
+        goto rollback;
+    /* A sync answer promises its decision survives a power cut, and so do entries recovered
+     * from journals deleted once they are committed: the page must be on the disk before the
+     * index that points at it. */
+    int durable =
+        log->mode == EPCS_AUDIT_SYNC || epcs_decision_log_committed(log) < log->durable_ticket;
+    if (durable && fdatasync(log->pages_fd) != 0) {
+        snprintf(err, err_size, "decisions.pages: %s", strerror(errno));
+        goto rollback;
+    }
+    if (writer_exec(log, "COMMIT", err, err_size) != 0)
+        goto rollback;
+    atomic_fetch_add(&log->written, ready);
+    atomic_fetch_add(&log->commits, 1);
+    return 0;
+rollback:;
+    char ignored[200];
+    epcs_sqlite_exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
+    /* Answers inserted by the rolled-back transaction are gone from the table, and its pages'
+     * bytes are indexed by nothing. */
+    forget_answers(log);
+    log->pages_end = pages_start;
+    int cut = ftruncate(log->pages_fd, (off_t)pages_start);
+    (void)cut; /* if not, the next page is written over them */
+    return -1;
+}
+
+enum group_outcome {
+    /* Written, or nothing to write. */
+    GROUP_WRITTEN,
+    /* Every entry waits for an id still on its way: nothing was tried. */
+    GROUP_WAITING,
+    /* The write failed; every entry is kept for the next try. */
+    GROUP_KEPT,
+    /* Out of memory or a damaged queue entry: the entries are gone. */
+    GROUP_LOST,
+};
+
 /*
  * Writes one group in one transaction: every entry whose id is below `below` (ids of lower
  * value may still be on their way from a worker; those entries wait for the next group).
- * Returns 0 with *committed_ticket set to the highest ticket now on disk, or -1 after logging.
+ * Sets *committed_ticket to the highest ticket on disk after GROUP_WRITTEN or GROUP_WAITING;
+ * after GROUP_KEPT `err` says why the write failed. GROUP_LOST is logged here.
  */
-static int commit_group(struct epcs_decision_log *log, struct epcs_decision_chunk *group,
-                        uint64_t below, uint64_t last_ticket, uint64_t *committed_ticket)
+static enum group_outcome commit_group(struct epcs_decision_log *log,
+                                       struct epcs_decision_chunk *group, uint64_t below,
+                                       uint64_t last_ticket, uint64_t *committed_ticket, char *err,
+                                       size_t err_size)
 {
-    char err[256] = "";
     size_t count = 0;
-    /* Entries of the old held chunk are read in place until written: freed last. */
+    /* Entries of the old held chunk are read in place until written or copied: freed last. */
     struct epcs_decision_chunk *held = log->held;
     log->held = NULL;
     int rc = 0;
@@ -597,53 +711,155 @@ static int commit_group(struct epcs_decision_log *log, struct epcs_decision_chun
     for (const struct epcs_decision_chunk *chunk = group; rc == 0 && chunk != NULL;
          chunk = chunk->next)
         rc = gather(log, chunk, NULL, &count);
-    if (rc != 0) {
-        snprintf(err, sizeof(err), "out of memory or a damaged queue entry");
-        goto failed;
-    }
-    qsort(log->pending, count, sizeof(*log->pending), compare_pending);
+    if (rc != 0)
+        goto lost;
+    /* A pass may bring nothing (a stalled log's retry with no entries): no array yet. */
+    if (count > 1)
+        qsort(log->pending, count, sizeof(*log->pending), compare_pending);
     size_t ready = 0;
     while (ready < count && log->pending[ready].header.id < below)
         ready++;
-    if (ready < count && hold_entries(log, ready, count) != 0) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto failed;
-    }
+    int wrote = ready == 0 || write_group(log, ready, err, err_size) == 0;
+    if (!wrote)
+        ready = 0;
+    if (ready < count && hold_entries(log, ready, count) != 0)
+        goto lost;
     *committed_ticket = log->held != NULL ? log->held->first_ticket - 1 : last_ticket;
-    uint64_t pages_start = log->pages_end;
-    if (ready > 0) {
-        if (epcs_sqlite_exec(log->db, "BEGIN", err, sizeof(err)) != 0)
-            goto failed;
-        if (write_pages(log, ready, err, sizeof(err)) != 0)
-            goto rollback;
-        /* A sync answer promises its decision survives a power cut: its page must be on the
-         * disk before the index that points at it. */
-        if (log->mode == EPCS_AUDIT_SYNC && fdatasync(log->pages_fd) != 0) {
-            snprintf(err, sizeof(err), "decisions.pages: %s", strerror(errno));
-            goto rollback;
-        }
-        if (epcs_sqlite_exec(log->db, "COMMIT", err, sizeof(err)) != 0)
-            goto rollback;
-        atomic_fetch_add(&log->written, ready);
-        atomic_fetch_add(&log->commits, 1);
-    }
     free_chunks(held);
-    return 0;
-rollback:
-    /* Answers inserted by the rolled-back transaction are gone from the table, and its pages'
-     * bytes are indexed by nothing: the next page overwrites them. */
-    forget_answers(log);
-    log->pages_end = pages_start;
-    char ignored[64];
-    epcs_sqlite_exec(log->db, "ROLLBACK", ignored, sizeof(ignored));
-failed:
+    return !wrote ? GROUP_KEPT : ready == 0 && count > 0 ? GROUP_WAITING : GROUP_WRITTEN;
+lost:
     epcs_log(EPCS_LOG_ERROR, "decisions",
-             "cannot write %zu decision(s): %s; refusing further checks until restarted", count,
-             err);
+             "cannot keep %zu decision(s) to write: out of memory or a damaged queue entry; "
+             "refusing further checks until restarted",
+             count);
     free_chunks(held);
     free_chunks(log->held);
     log->held = NULL;
-    return -1;
+    return GROUP_LOST;
+}
+
+/* Marks the log stalled by `bit` for `what` ("file: why"); logs the first failure of a stall. */
+static void set_stall(struct epcs_decision_log *log, int bit, const char *what)
+{
+    pthread_mutex_lock(&log->lock);
+    int before = atomic_fetch_or(&log->stalled, bit);
+    snprintf(log->stall_reason, sizeof(log->stall_reason), "%s", what);
+    /* The writer tries a stalled journal again; it may be waiting for work. */
+    pthread_cond_signal(&log->wake);
+    pthread_mutex_unlock(&log->lock);
+    if (before & bit)
+        return;
+    if (bit == STALL_JOURNAL)
+        epcs_log(EPCS_LOG_ERROR, "decisions",
+                 "cannot write %s. The answers of that turn get 503, and new decisions are "
+                 "refused (503) until the disk takes a write again (tried every %d ms)",
+                 what, EPCS_DECISION_LOG_RETRY_MS);
+    else
+        epcs_log(EPCS_LOG_ERROR, "decisions",
+                 "cannot write %s. The decisions are kept and written again every %d ms; new "
+                 "decisions are refused (503) until then",
+                 what, EPCS_DECISION_LOG_RETRY_MS);
+}
+
+static void clear_stall(struct epcs_decision_log *log, int bit)
+{
+    pthread_mutex_lock(&log->lock);
+    int before = atomic_fetch_and(&log->stalled, ~bit);
+    if ((before & ~bit) == 0)
+        log->stall_reason[0] = '\0';
+    pthread_mutex_unlock(&log->lock);
+    if (before & bit)
+        epcs_log(EPCS_LOG_INFO, "decisions", "the decision log writes again%s",
+                 bit == STALL_JOURNAL ? " (journal)" : "");
+}
+
+/* Whether the disk takes a write again: PROBE_BYTES after the page file's end, then cut off
+ * (start-up cuts off bytes no page row points at anyway). 0 when it took them. */
+static int probe_disk(struct epcs_decision_log *log)
+{
+    static const char zeros[PROBE_BYTES];
+    int rc = 0;
+    for (size_t done = 0; rc == 0 && done < sizeof(zeros);) {
+        ssize_t wrote = pwrite(log->pages_fd, zeros + done, sizeof(zeros) - done,
+                               (off_t)(log->pages_end + done));
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        rc = wrote > 0 ? 0 : -1;
+        done += wrote > 0 ? (size_t)wrote : 0;
+    }
+    if (ftruncate(log->pages_fd, (off_t)log->pages_end) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* A new journal segment named after this run; the directory is fsync'd when `sync_dir`. */
+static struct epcs_journal *new_segment(struct epcs_decision_log *log, int sync_dir, char *err,
+                                        size_t err_size)
+{
+    char name[96];
+    snprintf(name, sizeof(name), EPCS_JOURNAL_PREFIX "%llu.%llu", (unsigned long long)log->run,
+             (unsigned long long)atomic_fetch_add(&log->next_segment, 1));
+    return epcs_journal_create(log->dir, name, sync_dir, err, err_size);
+}
+
+/* Gives a stage lacking a spare segment `spare` (lock held); 0 when none lacks one. */
+static int place_spare_locked(struct epcs_decision_log *log, struct epcs_journal *spare)
+{
+    for (size_t i = 0; i < log->lane_count; i++) {
+        struct epcs_decision_stage *lane = log->lanes[i];
+        if (lane->journal != NULL && atomic_load(&lane->spare) == NULL) {
+            atomic_store(&lane->spare, spare);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Deletes the retired journal segments whose every record is committed, and makes a spare
+ * segment for each stage lacking one, so that a worker never creates a file itself. The
+ * directory is fsync'd once after either. Writer thread, or close() once the writer stopped.
+ */
+static void tend_segments(struct epcs_decision_log *log)
+{
+    uint64_t committed = epcs_decision_log_committed(log);
+    struct epcs_journal *done = NULL;
+    size_t lacking = 0;
+    pthread_mutex_lock(&log->lock);
+    for (struct epcs_journal **link = &log->retired; *link != NULL;) {
+        struct epcs_journal *journal = *link;
+        if (journal->last_ticket <= committed) {
+            *link = journal->next;
+            journal->next = done;
+            done = journal;
+        } else {
+            link = &journal->next;
+        }
+    }
+    for (size_t i = 0; i < log->lane_count; i++)
+        lacking += log->lanes[i]->journal != NULL && atomic_load(&log->lanes[i]->spare) == NULL;
+    pthread_mutex_unlock(&log->lock);
+    int changed = done != NULL;
+    while (done != NULL) {
+        struct epcs_journal *next = done->next;
+        if (epcs_journal_delete(done) != 0 && errno != ENOENT)
+            epcs_log(EPCS_LOG_WARN, "decisions", "cannot delete a written journal segment: %s",
+                     strerror(errno));
+        done = next;
+    }
+    char err[256];
+    struct epcs_journal *spare;
+    /* On a full disk this fails; the next pass tries again, and the stage keeps its segment. */
+    for (; lacking > 0 && (spare = new_segment(log, 0, err, sizeof(err))) != NULL; lacking--) {
+        changed = 1;
+        pthread_mutex_lock(&log->lock);
+        int placed = place_spare_locked(log, spare);
+        pthread_mutex_unlock(&log->lock);
+        if (!placed)
+            epcs_journal_delete(spare);
+    }
+    if (changed && epcs_file_sync_dir(log->dir) != 0)
+        epcs_log(EPCS_LOG_WARN, "decisions", "cannot fsync %s: %s", log->dir, strerror(errno));
 }
 
 /* The lowest id a worker has taken but not yet handed over; UINT64_MAX when none. Called
@@ -659,6 +875,80 @@ static uint64_t lowest_in_flight(const struct epcs_decision_log *log)
     return lowest;
 }
 
+static void deadline_in(struct timespec *until, long us)
+{
+    clock_gettime(CLOCK_REALTIME, until);
+    until->tv_sec += us / 1000000;
+    until->tv_nsec += (us % 1000000) * 1000L;
+    if (until->tv_nsec >= 1000000000L) {
+        until->tv_sec++;
+        until->tv_nsec -= 1000000000L;
+    }
+}
+
+/* What the writer takes from the queue for one pass. */
+struct writer_pass {
+    struct epcs_decision_chunk *group;
+    uint64_t last_ticket;
+    uint64_t below;
+    int stopping;
+};
+
+/* Waits for something to do (a stalled log tries again every EPCS_DECISION_LOG_RETRY_MS) and
+ * takes the queue. */
+static void writer_take(struct epcs_decision_log *log, struct writer_pass *pass)
+{
+    pthread_mutex_lock(&log->lock);
+    struct timespec until;
+    deadline_in(&until, EPCS_DECISION_LOG_RETRY_MS * 1000L);
+    while (log->head == NULL && !log->stopping && !(log->held != NULL && log->released)) {
+        if (!atomic_load(&log->stalled))
+            pthread_cond_wait(&log->wake, &log->lock);
+        else if (pthread_cond_timedwait(&log->wake, &log->lock, &until) != 0)
+            break;
+    }
+    if (log->mode == EPCS_AUDIT_ASYNC && log->incoming < GATHER_ENTRIES &&
+        !atomic_load(&log->stalled)) {
+        deadline_in(&until, GATHER_US);
+        while (!log->stopping && log->incoming < GATHER_ENTRIES &&
+               pthread_cond_timedwait(&log->wake, &log->lock, &until) == 0)
+            ;
+    }
+    pass->group = log->head;
+    pass->last_ticket = log->last_ticket;
+    pass->stopping = log->stopping;
+    /* At shutdown the workers have stopped: nothing is on its way any more. */
+    pass->below = pass->stopping ? UINT64_MAX : lowest_in_flight(log);
+    log->head = NULL;
+    log->tail = &log->head;
+    log->incoming = 0;
+    log->released = 0;
+    pthread_mutex_unlock(&log->lock);
+}
+
+/* One try at writing the pass's group and what is held; the stall follows the outcome. */
+static enum group_outcome writer_write(struct epcs_decision_log *log,
+                                       const struct writer_pass *pass)
+{
+    if (atomic_load(&log->failed))
+        return GROUP_LOST;
+    char err[256] = "";
+    uint64_t committed = 0;
+    enum group_outcome outcome = commit_group(log, pass->group, pass->below, pass->last_ticket,
+                                              &committed, err, sizeof(err));
+    if (outcome == GROUP_WRITTEN || outcome == GROUP_WAITING)
+        atomic_store_explicit(&log->committed, committed, memory_order_release);
+    if (outcome == GROUP_WRITTEN)
+        clear_stall(log, STALL_WRITER);
+    else if (outcome == GROUP_KEPT)
+        set_stall(log, STALL_WRITER, err);
+    else if (outcome == GROUP_LOST)
+        atomic_store(&log->failed, 1);
+    if ((atomic_load(&log->stalled) & STALL_JOURNAL) && probe_disk(log) == 0)
+        clear_stall(log, STALL_JOURNAL);
+    return outcome;
+}
+
 static void *writer_main(void *arg)
 {
     struct epcs_decision_log *log = arg;
@@ -671,52 +961,33 @@ static void *writer_main(void *arg)
         setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WRITER_NICE) != 0)
         epcs_log(EPCS_LOG_DEBUG, "decisions", "the writer keeps its priority: %s", strerror(errno));
     for (;;) {
-        pthread_mutex_lock(&log->lock);
-        while (log->head == NULL && !log->stopping && !(log->held != NULL && log->released))
-            pthread_cond_wait(&log->wake, &log->lock);
-        if (log->mode == EPCS_AUDIT_ASYNC && log->incoming < GATHER_ENTRIES) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += GATHER_US * 1000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            while (!log->stopping && log->incoming < GATHER_ENTRIES &&
-                   pthread_cond_timedwait(&log->wake, &log->lock, &until) == 0)
-                ;
-        }
-        struct epcs_decision_chunk *group = log->head;
-        uint64_t last_ticket = log->last_ticket;
-        int stopping = log->stopping;
-        /* At shutdown the workers have stopped: nothing is on its way any more. */
-        uint64_t below = stopping ? UINT64_MAX : lowest_in_flight(log);
-        log->head = NULL;
-        log->tail = &log->head;
-        log->incoming = 0;
-        log->released = 0;
-        pthread_mutex_unlock(&log->lock);
-        if (group == NULL && log->held == NULL && stopping)
+        struct writer_pass pass;
+        writer_take(log, &pass);
+        if (pass.group == NULL && log->held == NULL && pass.stopping)
             break;
         size_t taken = log->held != NULL ? log->held->count : 0;
-        for (const struct epcs_decision_chunk *chunk = group; chunk != NULL; chunk = chunk->next)
+        for (const struct epcs_decision_chunk *chunk = pass.group; chunk != NULL;
+             chunk = chunk->next)
             taken += chunk->count;
-        uint64_t committed = 0;
-        if (!atomic_load(&log->failed) &&
-            commit_group(log, group, below, last_ticket, &committed) == 0)
-            atomic_store_explicit(&log->committed, committed, memory_order_release);
-        else
-            atomic_store(&log->failed, 1);
+        enum group_outcome outcome = writer_write(log, &pass);
         pthread_mutex_lock(&log->lock);
-        struct epcs_decision_chunk *unkept = keep_spares_locked(log, group);
+        struct epcs_decision_chunk *unkept = keep_spares_locked(log, pass.group);
         /* Held entries stay counted until written. */
         log->queued -= taken - (log->held != NULL ? log->held->count : 0);
         log->holding = log->held != NULL;
         pthread_cond_broadcast(&log->committed_cond);
         pthread_mutex_unlock(&log->lock);
         free_chunks(unkept);
+        tend_segments(log);
         if (log->on_commit != NULL)
             log->on_commit(log->on_commit_ctx);
+        if (pass.stopping && outcome == GROUP_KEPT) {
+            /* Shutting down on a disk that takes nothing: the journals keep what was answered
+             * in async mode, and the next start writes it. */
+            epcs_log(EPCS_LOG_ERROR, "decisions",
+                     "stopping with %zu decision(s) and event(s) unwritten", log->held->count);
+            break;
+        }
     }
     return NULL;
 }
@@ -910,6 +1181,207 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
     return 0;
 }
 
+/* ---- recovery from the journals ----------------------------------------------------------- */
+
+static uint64_t enqueue_locked(struct epcs_decision_log *log, struct epcs_decision_chunk *chunk,
+                               struct epcs_decision_stage *stage);
+
+/* Entries of journals being read at start, and those of them the index lacks. */
+struct recovery {
+    sqlite3_stmt *lookup;
+    struct epcs_decision_chunk *chunk;
+    size_t seen;
+    const char *path;
+    char *err;
+    size_t err_size;
+};
+
+/*
+ * Whether the index holds entry `id`: 1, 0, or -1 after an error. Pages are written in id
+ * order, each holding every entry of its range (an id on its way holds back all above it),
+ * so an id inside a page's range is in that page.
+ */
+static int indexed(sqlite3_stmt *lookup, uint64_t id)
+{
+    sqlite3_reset(lookup);
+    sqlite3_bind_int64(lookup, 1, (sqlite3_int64)id);
+    int step = sqlite3_step(lookup);
+    if (step == SQLITE_DONE)
+        return 0;
+    return step == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(lookup, 0) >= id : -1;
+}
+
+/* epcs_journal_read's callback: copies the record's entries the index lacks. */
+static int recover_record(void *ctx, const char *payload, size_t len, uint32_t count)
+{
+    struct recovery *recovery = ctx;
+    const char *at = payload;
+    size_t left = len;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *start = at, *raw;
+        struct entry_header header;
+        if (read_entry(&at, &left, &header, &raw) != 0) {
+            snprintf(recovery->err, recovery->err_size,
+                     "%s holds a damaged entry: move it aside (nothing was changed)",
+                     recovery->path);
+            return -1;
+        }
+        int known = indexed(recovery->lookup, header.id);
+        if (known < 0) {
+            snprintf(recovery->err, recovery->err_size, "decisions.db: %s",
+                     sqlite3_errmsg(sqlite3_db_handle(recovery->lookup)));
+            return -1;
+        }
+        recovery->seen++;
+        if (!known) {
+            if (epcs_buf_append(&recovery->chunk->bytes, start, (size_t)(at - start)) != 0) {
+                snprintf(recovery->err, recovery->err_size, "out of memory");
+                return -1;
+            }
+            recovery->chunk->count++;
+        }
+    }
+    return 0;
+}
+
+/* Reads journal segment `name` into `recovery`; 0, or -1 with the error filled. */
+static int recover_segment(struct epcs_decision_log *log, struct recovery *recovery,
+                           const char *name)
+{
+    char path[4096 + 300];
+    snprintf(path, sizeof(path), "%s/%s", log->dir, name);
+    recovery->path = path;
+    size_t torn = 0;
+    if (epcs_journal_read(path, recover_record, recovery, &torn, recovery->err,
+                          recovery->err_size) != 0)
+        return -1;
+    if (torn > 0)
+        epcs_log(EPCS_LOG_WARN, "decisions",
+                 "%s ends in %zu byte(s) of a record the process did not finish writing (their "
+                 "answers were never sent): ignored",
+                 path, torn);
+    struct epcs_journal *journal = epcs_journal_named(path);
+    if (journal == NULL) {
+        snprintf(recovery->err, recovery->err_size, "out of memory");
+        return -1;
+    }
+    journal->next = log->retired;
+    log->retired = journal;
+    return 0;
+}
+
+/*
+ * Queues the entries of the journals an earlier run left behind that the index lacks: their
+ * answers were sent, and the process stopped before the writer committed them. The segments
+ * are retired, to be deleted once those entries are committed (at once when there are none).
+ */
+static int recover_journals(struct epcs_decision_log *log, char *err, size_t err_size)
+{
+    struct recovery recovery = {.err = err, .err_size = err_size};
+    DIR *dir = opendir(log->dir);
+    if (dir == NULL) {
+        snprintf(err, err_size, "%s: %s", log->dir, strerror(errno));
+        return -1;
+    }
+    int rc = -1;
+    recovery.chunk = calloc(1, sizeof(*recovery.chunk));
+    if (recovery.chunk == NULL ||
+        sqlite3_prepare_v2(log->db,
+                           "SELECT last_id FROM pages WHERE first_id <= ?1 ORDER BY first_id DESC "
+                           "LIMIT 1",
+                           -1, &recovery.lookup, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "decisions.db: %s", sqlite3_errmsg(log->db));
+        goto done;
+    }
+    const struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (strncmp(entry->d_name, EPCS_JOURNAL_PREFIX, strlen(EPCS_JOURNAL_PREFIX)) == 0 &&
+            recover_segment(log, &recovery, entry->d_name) != 0)
+            goto done;
+    }
+    rc = 0;
+    if (recovery.chunk->count == 0)
+        goto done;
+    pthread_mutex_lock(&log->lock);
+    uint64_t last = enqueue_locked(log, recovery.chunk, NULL);
+    pthread_mutex_unlock(&log->lock);
+    log->durable_ticket = last;
+    for (struct epcs_journal *journal = log->retired; journal != NULL; journal = journal->next)
+        journal->last_ticket = last;
+    epcs_log(EPCS_LOG_WARN, "decisions",
+             "%zu of the %zu entries in the journals of an earlier run were answered but not yet "
+             "written when it stopped: queued again",
+             recovery.chunk->count, recovery.seen);
+    recovery.chunk = NULL;
+done:
+    free_chunks(recovery.chunk);
+    sqlite3_finalize(recovery.lookup);
+    closedir(dir);
+    return rc;
+}
+
+/* ---- opening and closing ------------------------------------------------------------------ */
+
+/* Opens (creating) decisions.db, in the mode's durability, at its format. */
+static int open_database(struct epcs_decision_log *log, const char *path, char *err,
+                         size_t err_size)
+{
+    /* Only the writer thread uses this connection: SQLite's own locking would be wasted. */
+    if (sqlite3_open_v2(path, &log->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
+        return -1;
+    }
+    sqlite3_busy_timeout(log->db, BUSY_TIMEOUT_MS);
+    /* Sync answers promise the decision survives a power cut, so each commit is fsync'd; async
+     * ones only that it survives the process, which the journal gives. */
+    const char *pragmas = log->mode == EPCS_AUDIT_SYNC
+                              ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+    char why[256];
+    if (epcs_sqlite_exec(log->db, pragmas, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "%s: %s", path, why);
+        return -1;
+    }
+    return epcs_sqlite_schema(log->db, path, "decision log", "it is evidence",
+                              "'decisions', 'pages'", SCHEMA_VERSION, schema, err, err_size);
+}
+
+/* Prepares the writer's statements and records this run, whose number starts its ids. */
+static int start_run(struct epcs_decision_log *log, const char *path, char *err, size_t err_size)
+{
+    sqlite3_stmt *run = NULL;
+    char started[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int ok = sqlite3_prepare_v2(log->db, "INSERT INTO answers(answer) VALUES(?)", -1,
+                                &log->insert_answer, NULL) == SQLITE_OK &&
+             sqlite3_prepare_v2(log->db,
+                                "INSERT INTO pages(first_id, last_id, first_us, last_us, count, "
+                                "body_at, body_len) VALUES(?,?,?,?,?,?,?)",
+                                -1, &log->insert_page, NULL) == SQLITE_OK &&
+             sqlite3_prepare_v2(log->db, "INSERT INTO runs(started, audit) VALUES(?, ?)", -1, &run,
+                                NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(run, 1, started, -1, SQLITE_STATIC);
+        sqlite3_bind_text(run, 2, log->mode == EPCS_AUDIT_SYNC ? "sync" : "async", -1,
+                          SQLITE_STATIC);
+        ok = sqlite3_step(run) == SQLITE_DONE;
+    }
+    sqlite3_finalize(run);
+    if (!ok) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
+        return -1;
+    }
+    log->run = (uint64_t)sqlite3_last_insert_rowid(log->db);
+    atomic_init(&log->next_sequence, 1);
+    atomic_init(&log->next_segment, 1);
+    return 0;
+}
+
 struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
                                                  size_t queue_limit, char *err, size_t err_size)
 {
@@ -922,68 +1394,30 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     log->queue_limit = queue_limit;
     log->tail = &log->head;
     log->pages_fd = -1;
+    snprintf(log->dir, sizeof(log->dir), "%s", data_dir);
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
     pthread_cond_init(&log->committed_cond, NULL);
-    char path[4200];
+    char path[4200], pages[4200];
     db_path(data_dir, path, sizeof(path));
-    /* Only the writer thread uses this connection: SQLite's own locking would be wasted. */
-    if (sqlite3_open_v2(path, &log->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
+    pages_path(path, pages, sizeof(pages));
+    /* New files' directory entries are made durable too, or a power cut could take them. */
+    int fresh = access(path, F_OK) != 0 || access(pages, F_OK) != 0;
+    if (open_database(log, path, err, err_size) != 0 || open_pages(log, path, err, err_size) != 0)
+        goto fail;
+    if (fresh && epcs_file_sync_dir(data_dir) != 0) {
+        snprintf(err, err_size, "%s: %s", data_dir, strerror(errno));
         goto fail;
     }
-    sqlite3_busy_timeout(log->db, BUSY_TIMEOUT_MS);
-    /* Sync answers promise the decision survives a power cut, so each commit is fsync'd; async
-     * ones only that it survives the process, which WAL without fsync per commit gives. */
-    const char *pragmas = mode == EPCS_AUDIT_SYNC
-                              ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
-    char why[256];
-    if (epcs_sqlite_exec(log->db, pragmas, why, sizeof(why)) != 0) {
-        snprintf(err, err_size, "%s: %s", path, why);
-        goto fail;
-    }
-    if (epcs_sqlite_schema(log->db, path, "decision log", "it is evidence", "'decisions', 'pages'",
-                           SCHEMA_VERSION, schema, err, err_size) != 0 ||
-        open_pages(log, path, err, err_size) != 0)
-        goto fail;
     log->known = calloc(KNOWN_ANSWER_SLOTS, sizeof(*log->known));
     if (log->known == NULL) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
-    if (sqlite3_prepare_v2(log->db, "INSERT INTO answers(answer) VALUES(?)", -1,
-                           &log->insert_answer, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(log->db,
-                           "INSERT INTO pages(first_id, last_id, first_us, last_us, count, "
-                           "body_at, body_len) VALUES(?,?,?,?,?,?,?)",
-                           -1, &log->insert_page, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
+    if (start_run(log, path, err, err_size) != 0 || recover_journals(log, err, err_size) != 0)
         goto fail;
-    }
-    sqlite3_stmt *run = NULL;
-    char started[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (sqlite3_prepare_v2(log->db, "INSERT INTO runs(started, audit) VALUES(?, ?)", -1, &run,
-                           NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
-        goto fail;
-    }
-    sqlite3_bind_text(run, 1, started, -1, SQLITE_STATIC);
-    sqlite3_bind_text(run, 2, mode == EPCS_AUDIT_SYNC ? "sync" : "async", -1, SQLITE_STATIC);
-    int stepped = sqlite3_step(run);
-    sqlite3_finalize(run);
-    if (stepped != SQLITE_DONE) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(log->db));
-        goto fail;
-    }
-    log->run = (uint64_t)sqlite3_last_insert_rowid(log->db);
-    atomic_init(&log->next_sequence, 1);
+    /* Segments with nothing the index lacks go now. */
+    tend_segments(log);
     if (pthread_create(&log->writer, NULL, writer_main, log) != 0) {
         snprintf(err, err_size, "cannot start the decision log writer");
         goto fail;
@@ -1005,7 +1439,23 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
         pthread_cond_signal(&log->wake);
         pthread_mutex_unlock(&log->lock);
         pthread_join(log->writer, NULL);
+        /* What the writer committed last may free more segments. */
+        tend_segments(log);
     }
+    /* Segments still holding entries not written (a disk that took nothing) stay for the next
+     * start; so do all of a log that failed to open, whose journals were not read whole. */
+    size_t kept = 0;
+    while (log->retired != NULL) {
+        struct epcs_journal *next = log->retired->next;
+        epcs_journal_close(log->retired);
+        log->retired = next;
+        kept++;
+    }
+    if (kept > 0 && log->writer_started)
+        epcs_log(EPCS_LOG_WARN, "decisions",
+                 "%zu journal segment(s) kept: they hold answered decisions not yet written, "
+                 "which the next start writes",
+                 kept);
     sqlite3_finalize(log->insert_page);
     sqlite3_finalize(log->insert_answer);
     sqlite3_close(log->db);
@@ -1015,6 +1465,7 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
     free(log->known);
     free(log->pending);
     free_chunks(log->held);
+    free_chunks(log->head);
     free_chunks(log->spare);
     free(log->lanes);
     epcs_buf_free(&log->article);
@@ -1040,8 +1491,20 @@ int epcs_decision_log_wait(struct epcs_decision_log *log, uint64_t ticket)
     if (log == NULL || ticket == 0)
         return 0;
     pthread_mutex_lock(&log->lock);
-    while (epcs_decision_log_committed(log) < ticket && !atomic_load(&log->failed))
-        pthread_cond_wait(&log->committed_cond, &log->lock);
+    /* The writer broadcasts after every try, so a stalled log is looked at that often. */
+    int64_t stalled_since = 0;
+    while (epcs_decision_log_committed(log) < ticket && !atomic_load(&log->failed)) {
+        int64_t now = monotonic_ms();
+        if (!atomic_load(&log->stalled))
+            stalled_since = 0;
+        else if (stalled_since == 0)
+            stalled_since = now;
+        else if (now - stalled_since >= EPCS_DECISION_LOG_STALL_WAIT_MS)
+            break;
+        struct timespec until;
+        deadline_in(&until, EPCS_DECISION_LOG_RETRY_MS * 1000L);
+        pthread_cond_timedwait(&log->committed_cond, &log->lock, &until);
+    }
     int committed = epcs_decision_log_committed(log) >= ticket;
     pthread_mutex_unlock(&log->lock);
     return committed ? 0 : -1;
@@ -1057,12 +1520,18 @@ void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision
 {
     pthread_mutex_lock(&log->lock);
     stats->queued = log->queued;
+    stats->stalled = atomic_load(&log->stalled) != 0;
+    snprintf(stats->reason, sizeof(stats->reason), "%s", stats->stalled ? log->stall_reason : "");
     pthread_mutex_unlock(&log->lock);
     stats->queue_limit = log->queue_limit;
     stats->written = atomic_load(&log->written);
     stats->commits = atomic_load(&log->commits);
+    stats->journal_writes = atomic_load(&log->journal_writes);
     stats->refused = atomic_load(&log->refused);
     stats->failed = atomic_load(&log->failed);
+    if (stats->failed)
+        snprintf(stats->reason, sizeof(stats->reason),
+                 "decisions were lost to a lack of memory or a damaged queue entry");
 }
 
 /* A small fixed buffer for msgpack_packer: headers and the decision entry fit in 32 bytes. */
@@ -1321,8 +1790,14 @@ static uint64_t enqueue_locked(struct epcs_decision_log *log, struct epcs_decisi
     return log->last_ticket;
 }
 
-int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                             char *err, size_t err_size)
 {
+    stage->record = 1;
+    stage->journaled = 0;
+    if (log->mode == EPCS_AUDIT_ASYNC &&
+        (stage->journal = new_segment(log, 1, err, err_size)) == NULL)
+        return -1;
     pthread_mutex_lock(&log->lock);
     struct epcs_decision_stage **lanes =
         realloc(log->lanes, (log->lane_count + 1) * sizeof(*log->lanes));
@@ -1331,7 +1806,22 @@ int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision
         log->lanes[log->lane_count++] = stage;
     }
     pthread_mutex_unlock(&log->lock);
-    return lanes != NULL ? 0 : -1;
+    if (lanes != NULL)
+        return 0;
+    snprintf(err, err_size, "out of memory");
+    epcs_journal_delete(stage->journal);
+    stage->journal = NULL;
+    return -1;
+}
+
+/* Puts `journal` (NULL: none) among the segments deleted once `last_ticket` is committed.
+ * Lock held. */
+static void retire_locked(struct epcs_decision_log *log, struct epcs_journal *journal)
+{
+    if (journal == NULL)
+        return;
+    journal->next = log->retired;
+    log->retired = journal;
 }
 
 void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
@@ -1344,7 +1834,10 @@ void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decisio
             break;
         }
     }
+    retire_locked(log, stage->journal);
+    retire_locked(log, atomic_exchange(&stage->spare, NULL));
     pthread_mutex_unlock(&log->lock);
+    stage->journal = NULL;
     free_chunks(stage->open);
     stage->open = NULL;
 }
@@ -1358,12 +1851,18 @@ uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log, struct epcs_de
     return log->run << 32 | (atomic_fetch_add(&log->next_sequence, 1) & 0xffffffffu);
 }
 
+/* Whether new entries may come: not while a write fails, nor after a failure. */
+static int accepting(const struct epcs_decision_log *log)
+{
+    return !atomic_load(&log->failed) && !atomic_load(&log->stalled);
+}
+
 int epcs_decision_log_append(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
                              const struct epcs_decision *decisions, size_t count,
                              const char *partner, uint64_t *ticket)
 {
     *ticket = 0;
-    if (atomic_load(&log->failed))
+    if (!accepting(log))
         goto refuse;
     struct epcs_decision_chunk *chunk = NULL;
     if (count > 0) {
@@ -1395,7 +1894,7 @@ int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_
                             const struct epcs_decision *decisions, size_t count,
                             const char *partner)
 {
-    if (atomic_load(&log->failed))
+    if (!accepting(log))
         goto refuse;
     pthread_mutex_lock(&log->lock);
     size_t queued = log->queued;
@@ -1413,20 +1912,66 @@ refuse:
     return -1;
 }
 
-void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+/*
+ * Writes the turn's chunk to the stage's journal as record stage->record. On failure the
+ * chunk's decisions are dropped (their answers get 503) and the log stalls. 0 or -1.
+ */
+static int journal_turn(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                        struct epcs_decision_chunk *chunk)
+{
+    char err[256];
+    uint64_t record = stage->record++;
+    if (epcs_journal_append(stage->journal, chunk->bytes.data, chunk->bytes.len,
+                            (uint32_t)chunk->count, err, sizeof(err)) == 0) {
+        stage->journaled = record;
+        atomic_fetch_add_explicit(&log->journal_writes, 1, memory_order_relaxed);
+        return 0;
+    }
+    atomic_fetch_add(&log->refused, chunk->count);
+    chunk->count = 0;
+    epcs_buf_reset(&chunk->bytes);
+    set_stall(log, STALL_JOURNAL, err);
+    return -1;
+}
+
+/* After a record of tickets up to `last` went to the stage's journal: a segment grown past
+ * SEGMENT_BYTES is retired for the spare the writer made, if it has. Lock held. */
+static void rotate_locked(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                          uint64_t last)
+{
+    stage->journal->last_ticket = last;
+    if (stage->journal->size < SEGMENT_BYTES)
+        return;
+    struct epcs_journal *spare = atomic_exchange(&stage->spare, NULL);
+    if (spare == NULL)
+        return;
+    retire_locked(log, stage->journal);
+    stage->journal = spare;
+}
+
+int epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
 {
     struct epcs_decision_chunk *full = stage->open;
     if (full != NULL && full->count == 0)
         full = NULL;
     if (full == NULL && atomic_load(&stage->in_flight) == 0)
-        return;
+        return 0;
+    int rc = 0;
+    if (full != NULL && stage->journal != NULL && journal_turn(log, stage, full) != 0) {
+        full = NULL;
+        rc = -1;
+    }
     pthread_mutex_lock(&log->lock);
-    enqueue_locked(log, full, stage);
+    uint64_t last = enqueue_locked(log, full, stage);
     /* The stage's next chunk is taken now, under the lock already held; NULL (out of memory)
      * is tried again by the next epcs_decision_log_stage. */
-    if (full != NULL)
+    if (full != NULL) {
         stage->open = take_chunk_locked(log);
+        if (stage->journal != NULL)
+            rotate_locked(log, stage, last);
+    }
     pthread_mutex_unlock(&log->lock);
+    return rc;
 }
 
 int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
@@ -1438,7 +1983,7 @@ int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, 
         *ticket = 0;
     if (log == NULL)
         return 0;
-    if (atomic_load(&log->failed))
+    if (!accepting(log))
         goto refuse;
     /* The id is taken under the lock that queues the event, so no later id can reach the
      * writer before it. */

@@ -15,12 +15,15 @@
  * <data>/decisions.pages indexed by SQLite (WAL) in <data>/decisions.db. Workers hand decisions
  * over in memory; one writer thread stores whatever has queued up, in id order, in a single
  * transaction (group commit), so the event loops never wait on the disk. Decisions may end up as
- * evidence: in sync mode a verdict is sent only once the transaction holding it committed.
+ * evidence: no verdict is sent before its decision is safe from a crash of the process (async
+ * mode: written to the worker's journal, <data>/decisions.journal.*) or from a power cut (sync
+ * mode: in a committed, fsync'd transaction). A write that fails (a full disk) stalls the log:
+ * it refuses new decisions and retries by itself until the write succeeds.
  */
 
 enum epcs_audit_mode {
     EPCS_AUDIT_OFF,
-    /** Answer at once; the decision reaches the disk within one commit. */
+    /** Answer once the decision is in the worker's journal (write(2), one per loop turn). */
     EPCS_AUDIT_ASYNC,
     /** Answer after the commit (fsync'd) that holds the decision. */
     EPCS_AUDIT_SYNC,
@@ -28,23 +31,38 @@ enum epcs_audit_mode {
 
 struct epcs_decision_log;
 struct epcs_decision_chunk;
+struct epcs_journal;
 
 /**
  * What one worker hands over (zero-initialise it, then epcs_decision_log_attach). In async
- * mode the decisions of one turn of its loop are gathered here and handed over at once: one
- * lock per turn instead of one per check.
+ * mode the decisions of one turn of its loop are gathered here, written to the stage's journal
+ * with one write(2) and handed over at once: one lock and one write per turn instead of one
+ * per check. The stage belongs to its worker's thread; the log reads only `in_flight`.
  */
 struct epcs_decision_stage {
     /** The chunk this turn's decisions are encoded into, handed over whole by the flush. */
     struct epcs_decision_chunk *open;
     /** The lowest decision id taken and not yet handed over; 0 when none. */
     _Atomic uint64_t in_flight;
+    /** Async mode: the journal segment this stage appends to, and the next one, which the
+     * writer makes ready so that the worker never waits for a file to be created. */
+    struct epcs_journal *journal;
+    _Atomic(struct epcs_journal *) spare;
+    /**
+     * Async mode: the number of the journal record the decisions staged now go into. An answer
+     * reporting them waits until `journaled` reaches that number (epcs_decision_log_flush);
+     * if the flush that wrote it failed, the answer is a 503 instead.
+     */
+    uint64_t record;
+    /** The number of the last record written to the journal whole. */
+    uint64_t journaled;
 };
 
 /**
- * Opens (creating) <data_dir>/decisions.db and decisions.pages, records this run and starts
- * the writer. At most `queue_limit` decisions wait in memory. NULL with `err` filled when the
- * files cannot be opened or do not agree.
+ * Opens (creating) <data_dir>/decisions.db and decisions.pages, records this run, queues the
+ * entries of journals left by an earlier run that the index lacks (a crash kept them from
+ * it) and starts the writer. At most `queue_limit` decisions wait in memory. NULL with `err`
+ * filled when the files cannot be opened or do not agree.
  */
 struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
                                                  size_t queue_limit, char *err, size_t err_size);
@@ -55,16 +73,22 @@ enum epcs_audit_mode epcs_decision_log_mode(const struct epcs_decision_log *log)
 
 /**
  * Registers a worker's stage: the writer stores decisions in id order, so it waits for ids a
- * stage has taken but not yet handed over. Returns 0, or -1 when memory runs out.
+ * stage has taken but not yet handed over. In async mode also creates the stage's journal.
+ * Returns 0, or -1 with `err` filled (memory, or the journal cannot be created).
  */
-int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
-/** Hands over what is staged, unregisters the stage and frees its memory. */
+int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                             char *err, size_t err_size);
+/**
+ * Hands over what is staged (as epcs_decision_log_flush), unregisters the stage and frees its
+ * memory; its journal segments are deleted once the writer has committed what they hold.
+ */
 void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
 
 /**
  * A fresh decision id: this run's number in the high 32 bits, a counter in the low ones, so
  * ids never repeat across restarts, even for decisions a crash kept from the disk. The id is
- * marked as on its way in `stage` (if not NULL) until the stage hands over (append or flush).
+ * marked as on its way in `stage` (if not NULL) until the stage hands over (append or flush):
+ * entries with higher ids wait for it, so take an id only for a decision that is made.
  */
 uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log,
                                    struct epcs_decision_stage *stage);
@@ -72,22 +96,29 @@ uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log,
 /**
  * Copies `count` decisions (each with its id set) made for `partner` into the queue, all or
  * none, and clears `stage`'s mark (NULL: none). Returns 0 with `ticket` set to the last one's
- * place in line, or -1 when the queue is full or the writer has failed: the caller answers 503
- * rather than lose evidence.
+ * place in line, or -1 when the queue is full or the log is stalled or has failed: the caller
+ * answers 503 rather than lose evidence. Nothing is journaled: the answer waits for `ticket`.
  */
 int epcs_decision_log_append(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
                              const struct epcs_decision *decisions, size_t count,
                              const char *partner, uint64_t *ticket);
 
 /**
- * As epcs_decision_log_append, but into `stage` until epcs_decision_log_flush. Returns 0, or
- * -1 when the log (counting what is staged) is full or has failed.
+ * As epcs_decision_log_append, but into `stage` until epcs_decision_log_flush: the answer
+ * reporting them must wait for journal record `stage->record` (see the stage). Returns 0, or
+ * -1 when the log (counting what is staged) is full or is stalled or has failed.
  */
 int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
                             const struct epcs_decision *decisions, size_t count,
                             const char *partner);
-/** Hands everything staged to the writer and clears the stage's mark. Cheap when idle. */
-void epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
+/**
+ * Ends the stage's turn: writes what is staged to the stage's journal as record
+ * `stage->record` (async mode, one write(2)), hands it to the writer and clears the stage's
+ * mark. Returns 0 (also when nothing was staged: cheap when idle), or -1 when the journal
+ * write failed: the staged decisions are dropped, never to be answered (answer 503), and the
+ * log is stalled until the disk takes writes again.
+ */
+int epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
 
 /**
  * One step of a case (report filed, request sent, answered, overdue, escalated, ...), logged
@@ -103,16 +134,24 @@ int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, 
 
 /**
  * Blocks the calling thread (never an event loop) until `ticket` is committed. Returns 0, or
- * -1 when the log failed first. Returns 0 at once for a NULL log or ticket 0.
+ * -1 when the log failed first or has been stalled for EPCS_DECISION_LOG_STALL_WAIT_MS while
+ * waiting (the entry stays queued and is written once the log can write again). Returns 0 at
+ * once for a NULL log or ticket 0.
  */
 int epcs_decision_log_wait(struct epcs_decision_log *log, uint64_t ticket);
 
 /** The highest ticket whose transaction has committed. */
 uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log);
 
+/** How long an answer waits for a stalled log before it is given up with a 503. */
+#define EPCS_DECISION_LOG_STALL_WAIT_MS 2000
+/** How often a stalled log tries again. */
+#define EPCS_DECISION_LOG_RETRY_MS 250
+
 /**
- * Called on the writer thread after each commit (and when the writer fails), e.g. to wake the
- * workers holding sync answers. Set before any append.
+ * Called on the writer thread after each commit and after each failed attempt (every
+ * EPCS_DECISION_LOG_RETRY_MS while stalled), e.g. to wake the workers holding sync answers.
+ * Set before any append.
  */
 void epcs_decision_log_on_commit(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx);
 
@@ -122,9 +161,16 @@ struct epcs_decision_log_stats {
     size_t queue_limit;
     uint64_t written;
     uint64_t commits;
+    /** Journal records written (async mode: one write(2) per loop turn with decisions). */
+    uint64_t journal_writes;
     uint64_t refused;
-    /** Nonzero once a write failed: the log accepts nothing more (readyz reports it). */
+    /** Nonzero while writes fail (a full disk): new decisions are refused, retries go on. */
+    int stalled;
+    /** Nonzero after a failure no retry mends (memory): the log accepts nothing more. */
     int failed;
+    /** What cannot be written and why ("decisions.pages: No space left on device"), or
+     * "" when the log is neither stalled nor failed. */
+    char reason[256];
 };
 void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats);
 

@@ -6,6 +6,18 @@
 #include <string.h>
 #include <unistd.h>
 
+int epcs_file_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
 int epcs_file_sync_parent(const char *path)
 {
     char dir[4200];
@@ -16,14 +28,7 @@ int epcs_file_sync_parent(const char *path)
         snprintf(dir, sizeof(dir), "/");
     else
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
+    return epcs_file_sync_dir(dir);
 }
 
 int epcs_file_replace(const char *path, const void *data, size_t len, mode_t mode)

@@ -10,6 +10,9 @@
  * is only durable once the directory entry it changed is on the disk.
  */
 
+/** fsyncs directory `dir`, so the entries made or removed in it last. 0, or -1 with errno. */
+int epcs_file_sync_dir(const char *dir);
+
 /** fsyncs the directory that holds `path`. Returns 0, or -1 with errno set. */
 int epcs_file_sync_parent(const char *path);
 

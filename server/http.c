@@ -216,15 +216,37 @@ static void flush_access_log(struct epcs_worker *worker)
     epcs_buf_reset(&worker->access_log);
 }
 
-/* Once per loop turn, before the loop waits: what this turn gathered goes out together. */
-static void cb_end_of_turn(uv_prepare_t *prepare)
+static void release_held(struct epcs_worker *worker);
+
+/*
+ * Once per loop turn: what this turn gathered goes out together. In async audit mode the
+ * turn's decisions go to the worker's journal first (one write), then the answers held for
+ * them are sent (or refused, when the write failed). It runs after the loop's I/O callbacks
+ * (uv_check), where the answers were made, so they leave on the next iteration as they would
+ * unheld; and before the loop waits (uv_prepare), for anything answered since.
+ */
+static void end_turn(struct epcs_worker *worker)
 {
-    struct epcs_worker *worker = prepare->data;
+    struct epcs_decision_log *log = worker->server->decisions;
     epcs_guard_turn(worker->guard);
-    if (worker->server->decisions != NULL)
-        epcs_decision_log_flush(worker->server->decisions, &worker->staged);
+    if (log != NULL) {
+        epcs_decision_log_flush(log, &worker->staged);
+        if (epcs_decision_log_mode(log) == EPCS_AUDIT_ASYNC &&
+            !h2o_linklist_is_empty(&worker->held))
+            release_held(worker);
+    }
     if (worker->access_log.len >= ACCESS_LOG_TURN_BYTES)
         flush_access_log(worker);
+}
+
+static void cb_end_of_turn(uv_prepare_t *prepare)
+{
+    end_turn(prepare->data);
+}
+
+static void cb_after_io(uv_check_t *check)
+{
+    end_turn(check->data);
 }
 
 static void cb_access_log_due(uv_timer_t *timer)
@@ -271,12 +293,17 @@ static void finish_response(h2o_req_t *req, enum epcs_route route, const char *p
     h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
 }
 
-/* An answer waiting for the decision log to commit the decisions it reports (--audit sync). */
+/*
+ * An answer waiting until the decisions it reports are safe: written to the worker's journal
+ * (async mode: `ticket` is the stage's record) or committed (sync mode: the log's ticket).
+ */
 struct held_response {
     h2o_linklist_t link;
     h2o_req_t *req;
     struct epcs_worker *worker;
     uint64_t ticket;
+    /* uv_now when it was held: a stalled log gives it up after a while (sync mode). */
+    uint64_t held_at;
     enum epcs_route route;
     const char *partner;
     int status;
@@ -295,32 +322,67 @@ static void cb_held_disposed(void *ptr)
     }
 }
 
-/* Sends every held answer whose decisions are on disk; all of them with 503 if the log failed. */
+/* How far answers may go: the last journal record written (async) or ticket committed. */
+static uint64_t decisions_safe(struct epcs_worker *worker)
+{
+    struct epcs_decision_log *log = worker->server->decisions;
+    return epcs_decision_log_mode(log) == EPCS_AUDIT_ASYNC ? worker->staged.journaled
+                                                           : epcs_decision_log_committed(log);
+}
+
+/* Answers a held request 503 instead: its decisions could not be put on record. */
+static void refuse_held(struct held_response *held, const struct epcs_decision_log_stats *stats)
+{
+    struct epcs_worker *worker = held->worker;
+    /* epcs_respond_error answers the worker's current request; the held one is that now. */
+    enum epcs_route route = worker->route;
+    const char *partner = worker->partner;
+    uint64_t ticket = worker->hold_ticket;
+    worker->route = held->route;
+    worker->partner = held->partner;
+    worker->hold_ticket = 0;
+    h2o_req_t *req = held->req;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
+                       "the decision log could not write the decisions of this answer (%s), "
+                       "so it is not given; retry",
+                       stats->reason[0] != '\0' ? stats->reason : "it cannot write now");
+    worker->route = route;
+    worker->partner = partner;
+    worker->hold_ticket = ticket;
+}
+
+/*
+ * Sends held answers, oldest first, while their decisions are safe. The others: in async mode
+ * they were in a journal write that failed (503); in sync mode they wait for the commit unless
+ * the log has failed, or has been stalled while they waited EPCS_DECISION_LOG_STALL_WAIT_MS
+ * (503). Held answers are in order of ticket and time, so the first that waits stops it.
+ */
 static void release_held(struct epcs_worker *worker)
 {
     struct epcs_decision_log *log = worker->server->decisions;
     struct epcs_decision_log_stats stats;
     epcs_decision_log_stats(log, &stats);
-    uint64_t committed = epcs_decision_log_committed(log);
+    int async = epcs_decision_log_mode(log) == EPCS_AUDIT_ASYNC;
+    uint64_t safe = decisions_safe(worker), now = uv_now(&worker->loop);
+    /* Answering one may close its connection and with it others held: read the list anew. */
     while (!h2o_linklist_is_empty(&worker->held)) {
         struct held_response *held =
             H2O_STRUCT_FROM_MEMBER(struct held_response, link, worker->held.next);
-        if (held->ticket > committed && !stats.failed)
+        int ok = held->ticket <= safe;
+        int given_up =
+            async ? held->ticket < worker->staged.record
+                  : stats.failed ||
+                        (stats.stalled && now - held->held_at >= EPCS_DECISION_LOG_STALL_WAIT_MS);
+        if (!ok && !given_up)
             break;
         h2o_linklist_unlink(&held->link);
         atomic_fetch_sub_explicit(&worker->metrics.held_answers, 1, memory_order_relaxed);
-        if (held->ticket > committed) {
-            static const char failure[] =
-                "{\"error\":\"decision_log_failed\",\"message\":\"the decision could not be "
-                "written to the decision log; the answer is withheld\"}\n";
-            char *copy = h2o_mem_alloc_pool(&held->req->pool, sizeof(failure) - 1);
-            memcpy(copy, failure, sizeof(failure) - 1);
-            finish_response(held->req, held->route, held->partner, 503, "application/json", copy,
-                            sizeof(failure) - 1);
-            continue;
-        }
-        finish_response(held->req, held->route, held->partner, held->status, held->content_type,
-                        held->body, held->len);
+        if (ok)
+            finish_response(held->req, held->route, held->partner, held->status, held->content_type,
+                            held->body, held->len);
+        else
+            refuse_held(held, &stats);
     }
 }
 
@@ -333,16 +395,31 @@ static void cb_decisions_committed(uv_async_t *async)
  * they are being closed. */
 static pthread_mutex_t commit_wake_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Runs on the decision log's writer thread after each commit (sync mode only). */
+/*
+ * Runs on the decision log's writer thread after each commit or try (sync mode only), also
+ * while the log closes after the workers are gone: server->workers is read under the lock
+ * that forget_workers takes to free it.
+ */
 static void cb_log_committed(void *ctx)
 {
     struct epcs_server *server = ctx;
     pthread_mutex_lock(&commit_wake_lock);
-    for (int i = 0; i < server->worker_count; i++) {
+    for (int i = 0; server->workers != NULL && i < server->worker_count; i++) {
         if (server->workers[i].wakeable)
             uv_async_send(&server->workers[i].decisions_committed);
     }
     pthread_mutex_unlock(&commit_wake_lock);
+}
+
+/* Frees the workers (disposed already) so that the writer's callback no longer sees them. */
+static void forget_workers(struct epcs_server *server)
+{
+    pthread_mutex_lock(&commit_wake_lock);
+    struct epcs_worker *workers = server->workers;
+    server->workers = NULL;
+    server->worker_count = 0;
+    pthread_mutex_unlock(&commit_wake_lock);
+    free(workers);
 }
 
 static void set_wakeable(struct epcs_worker *worker, int wakeable)
@@ -360,7 +437,7 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
     memcpy(copy, data, len);
     uint64_t ticket = worker->hold_ticket;
     worker->hold_ticket = 0;
-    if (ticket == 0 || epcs_decision_log_committed(worker->server->decisions) >= ticket) {
+    if (ticket == 0 || decisions_safe(worker) >= ticket) {
         finish_response(req, worker->route, worker->partner, status, content_type, copy, len);
         return 0;
     }
@@ -370,6 +447,7 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
     *held = (struct held_response){.req = req,
                                    .worker = worker,
                                    .ticket = ticket,
+                                   .held_at = uv_now(&worker->loop),
                                    .route = worker->route,
                                    .partner = memcpy(partner, worker->partner, partner_len),
                                    .status = status,
@@ -378,8 +456,10 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
                                    .len = len};
     h2o_linklist_insert(&worker->held, &held->link);
     atomic_fetch_add_explicit(&worker->metrics.held_answers, 1, memory_order_relaxed);
-    /* The commit may have landed between the check above and the insert. */
-    release_held(worker);
+    /* A commit may have landed between the check above and the insert (sync mode); a journal
+     * record is written only at the end of the turn. */
+    if (epcs_decision_log_mode(worker->server->decisions) == EPCS_AUDIT_SYNC)
+        release_held(worker);
     return 0;
 }
 
@@ -1211,6 +1291,8 @@ static void *worker_main(void *arg)
     worker->loop_stopped = 1;
 
     set_wakeable(worker, 0);
+    /* Decisions of requests answered by nobody now (the loop stopped) still go on record, as
+     * those of a client that went away do. */
     if (worker->server->decisions != NULL)
         epcs_decision_log_flush(worker->server->decisions, &worker->staged);
     flush_access_log(worker);
@@ -1234,9 +1316,12 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     if (worker->listeners == NULL || !msgpack_zone_init(&worker->zone, 4096))
         return -1;
     worker->zone_ready = 1;
+    char why[512];
     if (server->decisions != NULL &&
-        epcs_decision_log_attach(server->decisions, &worker->staged) != 0)
+        epcs_decision_log_attach(server->decisions, &worker->staged, why, sizeof(why)) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "decisions", "worker %d: %s", index, why);
         return -1;
+    }
     msgpack_packer_init(&worker->packer, &worker->body, epcs_buf_msgpack_write);
     msgpack_packer_init(&worker->scratch_packer, &worker->scratch, epcs_buf_msgpack_write);
     msgpack_packer_init(&worker->batch_packer, &worker->batch, epcs_buf_msgpack_write);
@@ -1272,6 +1357,9 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     uv_timer_init(&worker->loop, &worker->access_log_due);
     worker->access_log_due.data = worker;
     uv_prepare_start(&worker->access_log_flush, cb_end_of_turn);
+    uv_check_init(&worker->loop, &worker->after_io);
+    worker->after_io.data = worker;
+    uv_check_start(&worker->after_io, cb_after_io);
     epcs_cases_worker_init(worker);
     h2o_linklist_init_anchor(&worker->held);
     set_wakeable(worker, 1);
@@ -1356,6 +1444,9 @@ int epcs_server_run(struct epcs_server *server)
     /* Workers inherit the mask, so only the main thread's sigwait sees these signals. */
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (ulimit -f) makes a write fail with EFBIG, which stalls the decision
+     * log until it is raised, instead of killing epcsd mid-write. */
+    signal(SIGXFSZ, SIG_IGN);
 
     server->worker_count = config->threads;
     server->workers = calloc((size_t)server->worker_count, sizeof(*server->workers));
@@ -1451,7 +1542,7 @@ done:
             close(server->listen_fds[i]);
     }
     free(server->listen_fds);
-    free(server->workers);
+    forget_workers(server);
     if (server->ssl_ctx != NULL)
         SSL_CTX_free(server->ssl_ctx);
     /* After the workers, whose loops ran every write they had queued to the end; before the

@@ -181,8 +181,8 @@ static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ru
          "# HELP epcs_workers Worker threads serving requests.\n"
          "# TYPE epcs_workers gauge\n"
          "epcs_workers %d\n"
-         "# HELP epcs_held_answers Answers waiting for the commit of their decisions (--audit "
-         "sync).\n"
+         "# HELP epcs_held_answers Answers waiting until their decisions are safe (the end "
+         "of the turn's journal write, or the commit with --audit sync).\n"
          "# TYPE epcs_held_answers gauge\n"
          "epcs_held_answers %llu\n",
          server->worker_count, (unsigned long long)held);
@@ -203,15 +203,25 @@ static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ru
          "# HELP epcs_decision_log_commits_total Transactions (group commits) of the writer.\n"
          "# TYPE epcs_decision_log_commits_total counter\n"
          "epcs_decision_log_commits_total %llu\n"
-         "# HELP epcs_decision_log_refused_total Decisions refused (503) for a full queue or a "
-         "failed log.\n"
+         "# HELP epcs_decision_log_journal_writes_total Writes of a loop turn's decisions to "
+         "a worker's journal (--audit async).\n"
+         "# TYPE epcs_decision_log_journal_writes_total counter\n"
+         "epcs_decision_log_journal_writes_total %llu\n"
+         "# HELP epcs_decision_log_refused_total Decisions refused (503) for a full queue, a "
+         "stalled or a failed log, or a failed journal write.\n"
          "# TYPE epcs_decision_log_refused_total counter\n"
          "epcs_decision_log_refused_total %llu\n"
-         "# HELP epcs_decision_log_failed 1 once a write failed; restart after fixing the disk.\n"
+         "# HELP epcs_decision_log_stalled 1 while writes fail (a full disk); it retries by "
+         "itself.\n"
+         "# TYPE epcs_decision_log_stalled gauge\n"
+         "epcs_decision_log_stalled %d\n"
+         "# HELP epcs_decision_log_failed 1 once decisions were lost to a lack of memory; "
+         "restart.\n"
          "# TYPE epcs_decision_log_failed gauge\n"
          "epcs_decision_log_failed %d\n",
          stats.queued, stats.queue_limit, (unsigned long long)stats.written,
-         (unsigned long long)stats.commits, (unsigned long long)stats.refused, stats.failed);
+         (unsigned long long)stats.commits, (unsigned long long)stats.journal_writes,
+         (unsigned long long)stats.refused, stats.stalled, stats.failed);
 }
 
 int epcs_handle_metrics(h2o_req_t *req)
@@ -231,6 +241,34 @@ int epcs_handle_metrics(h2o_req_t *req)
                                     out->len);
 }
 
+/*
+ * The decision log's state for /readyz: its mode when it takes decisions, else "failed",
+ * "stalled" or "full" with `reason` saying what keeps it from taking them.
+ */
+static const char *log_readiness(struct epcs_decision_log *log, size_t *queued, char *reason,
+                                 size_t reason_size)
+{
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(log, &stats);
+    *queued = stats.queued;
+    if (stats.failed) {
+        snprintf(reason, reason_size, "the decision log failed (%s): restart epcsd", stats.reason);
+        return "failed";
+    }
+    if (stats.stalled) {
+        snprintf(reason, reason_size,
+                 "the decision log cannot write %s; it tries again every %d ms", stats.reason,
+                 EPCS_DECISION_LOG_RETRY_MS);
+        return "stalled";
+    }
+    if (stats.queued >= stats.queue_limit) {
+        snprintf(reason, reason_size,
+                 "the decision log's queue is full: %zu decisions wait for the disk", stats.queued);
+        return "full";
+    }
+    return epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC ? "sync" : "async";
+}
+
 /* Ready: rules to decide with, and a decision log able to take what is decided. */
 int epcs_handle_readyz(h2o_req_t *req)
 {
@@ -238,23 +276,17 @@ int epcs_handle_readyz(h2o_req_t *req)
     struct epcs_server *server = worker->server;
     struct epcs_engine *engine = epcs_worker_engine(worker);
     const char *log_state = "off";
+    char reason[400] = "";
     size_t queued = 0;
-    int ready = engine != NULL;
-    if (server->decisions != NULL) {
-        struct epcs_decision_log_stats stats;
-        epcs_decision_log_stats(server->decisions, &stats);
-        queued = stats.queued;
-        log_state = stats.failed                              ? "failed"
-                    : stats.queued >= stats.queue_limit       ? "full"
-                    : server->config.audit == EPCS_AUDIT_SYNC ? "sync"
-                                                              : "async";
-        if (stats.failed || stats.queued >= stats.queue_limit)
-            ready = 0;
-    }
+    if (server->decisions != NULL)
+        log_state = log_readiness(server->decisions, &queued, reason, sizeof(reason));
+    if (engine == NULL)
+        snprintf(reason, sizeof(reason), "no rule engine could be built (see the server log)");
+    int ready = reason[0] == '\0';
     struct epcs_rules_state rules;
     epcs_server_rules_state(server, &rules);
     msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, 6 + (size_t)!ready);
     epcs_pack_cstr(pk, "ready");
     if (ready)
         msgpack_pack_true(pk);
@@ -276,5 +308,9 @@ int epcs_handle_readyz(h2o_req_t *req)
     /* Whether keys are asked, not how many there are: readiness is open to anyone. */
     epcs_pack_cstr(pk, "auth");
     epcs_pack_cstr(pk, server->config.no_auth ? "off" : "keys");
+    if (!ready) {
+        epcs_pack_cstr(pk, "reason");
+        epcs_pack_cstr(pk, reason);
+    }
     return epcs_response_send(req, ready ? 200 : 503, epcs_response_format(req));
 }

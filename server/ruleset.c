@@ -486,18 +486,14 @@ static void cache_key(struct epcs_buf *key, const struct epcs_eval *eval)
     }
 }
 
-/* Writes a remembered verdict: its entries under a header counting the decision id too. */
+/* Writes a remembered verdict: its entries under a header counting the decision id too,
+ * which the caller appends. */
 static void emit_verdict(struct epcs_eval *eval, const char *entries, size_t len, uint32_t fields,
                          enum epcs_verdict_kind kind)
 {
     msgpack_packer *pk = eval->packer;
-    msgpack_pack_map(pk, fields + (eval->decision_id != 0));
+    msgpack_pack_map(pk, fields + (eval->decision_follows != 0));
     pk->callback(pk->data, entries, len);
-    if (eval->decision_id != 0) {
-        msgpack_pack_str(pk, 8);
-        msgpack_pack_str_body(pk, "decision", 8);
-        msgpack_pack_uint64(pk, eval->decision_id);
-    }
     eval->verdict = kind;
 }
 
@@ -947,7 +943,7 @@ static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struc
     const char *area = ruleset->plugins->items[eval->area_index].desc->name;
     size_t fields = 8 + (v->reason_ko != NULL) + (v->exception != NULL) + (v->penalty != NULL) +
                     (v->obligations != 0) + (v->missing != 0) + (v->actions != 0) +
-                    (eval->decision_id != 0);
+                    (eval->decision_follows != 0);
     msgpack_pack_map(pk, fields);
     pack_cstr(pk, "verdict");
     pack_cstr(pk, epcs_verdict_name(v->kind));
@@ -1002,10 +998,6 @@ static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struc
     pack_day(pk, eval->election->day);
     pack_cstr(pk, "ruleset");
     pack_cstr(pk, ruleset->id);
-    if (eval->decision_id != 0) {
-        pack_cstr(pk, "decision");
-        msgpack_pack_uint64(pk, eval->decision_id);
-    }
 }
 
 int epcs_engine_run_rules(struct epcs_eval *eval)
@@ -1161,16 +1153,16 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
     /* A miss is decided into the engine's own buffer without the decision id, remembered,
      * then written out as a hit would be. */
     msgpack_packer *out = eval->packer, miss_packer;
-    uint64_t decision_id = eval->decision_id;
+    int decision_follows = eval->decision_follows;
     if (slot != NULL) {
         epcs_buf_reset(&engine->cache_miss);
         msgpack_packer_init(&miss_packer, &engine->cache_miss, epcs_buf_msgpack_write);
         eval->packer = &miss_packer;
-        eval->decision_id = 0;
+        eval->decision_follows = 0;
     }
     int failed = plugin->desc->evaluate(plugin->state, eval) != 0 || eval->failed;
     eval->packer = out;
-    eval->decision_id = decision_id;
+    eval->decision_follows = decision_follows;
     if (failed) {
         if (!eval->failed)
             set_error(&eval->error, engine->ruleset->files[eval->area_index + 1].name, 0,
@@ -1185,8 +1177,9 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
     const char *verdict = engine->cache_miss.data;
     size_t verdict_len = engine->cache_miss.len;
     if (epcs_msgpack_map_header(verdict, verdict_len, &fields, &header_len) != 0) {
-        /* Not a map we can extend: pass it on as is, unremembered. */
+        /* Not a map we can extend: pass it on as is, unremembered, and without the id. */
         out->callback(out->data, verdict, verdict_len);
+        eval->decision_follows = 0;
         return EPCS_AREA_DECIDED;
     }
     size_t key_len = engine->cache_key.len, value_len = verdict_len - header_len;

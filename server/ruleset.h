@@ -125,8 +125,13 @@ struct epcs_eval {
     int32_t date;
     const struct epcs_election *election;
     msgpack_packer *packer;
-    /** When nonzero, packed into the verdict as `decision` (the decision log's id). */
-    uint64_t decision_id;
+    /**
+     * When nonzero, the verdict map's header counts one entry more than is packed: the
+     * caller appends `decision` (the decision log's id) once the verdict is decided, so that
+     * no id is taken for a check that fails. Cleared on return if the verdict could not be
+     * packed that way (the caller then appends nothing).
+     */
+    int decision_follows;
 
     enum epcs_verdict_kind verdict;
     /** Set when the rules failed; nothing was written to `packer` then. */

@@ -62,7 +62,7 @@ struct epcs_worker_metrics {
     _Atomic uint64_t responses[EPCS_ROUTE_COUNT][EPCS_STATUS_SLOTS];
     _Atomic uint64_t latency[EPCS_ROUTE_COUNT][EPCS_LATENCY_BUCKETS + 1];
     _Atomic uint64_t latency_sum_us[EPCS_ROUTE_COUNT];
-    /** Answers held for the decision log's commit right now. */
+    /** Answers held for the decision log (journal write or commit) right now. */
     _Atomic uint64_t held_answers;
     /** [area index, plugin count for "all areas"][verdict kind] */
     _Atomic uint64_t (*verdicts)[3];
@@ -144,8 +144,10 @@ struct epcs_worker {
     const char *partner;
     enum epcs_route route;
     /*
-     * In sync audit mode a check's answer waits here until the decision log has committed
-     * `hold_ticket`; the writer wakes `decisions_committed` after each commit.
+     * A check's answer waits here until its decisions are safe: in async audit mode until the
+     * end of the turn has written them to the worker's journal (`hold_ticket` is the stage's
+     * record), in sync mode until the decision log has committed `hold_ticket`; the writer
+     * wakes `decisions_committed` after each commit.
      */
     uint64_t hold_ticket;
     h2o_linklist_t held;
@@ -157,6 +159,8 @@ struct epcs_worker {
     /** Access log lines not yet written; flushed each loop turn before it waits. */
     struct epcs_buf access_log;
     uv_prepare_t access_log_flush;
+    /** Ends the turn right after its I/O callbacks too, so held answers leave at once. */
+    uv_check_t after_io;
     /* Writes the gathered access lines when no busy turn has (see ACCESS_LOG_DELAY_MS). */
     uv_timer_t access_log_due;
     /** Read-only decision log connection for /v1/decisions, opened on first use. */
@@ -246,7 +250,9 @@ struct epcs_decision;
  * Decides one decoded check with `engine` and packs its answer (a verdict, or {verdict,
  * results} when the area is omitted) to `pk`, which must not write to worker->scratch.
  * Returns 0, or -1 with `err` filled and nothing packed. Fills `decision` for the decision
- * log. Needs of the worker only its server, zone, facts and scratch buffer.
+ * log, taking its id only once the verdict is decided when decision->take_id asks for one
+ * (the answer's last entry is then `decision`). Needs of the worker only its server, zone,
+ * facts and scratch buffer (and its decision stage, for an id).
  */
 int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
                    const msgpack_object *check, msgpack_packer *pk, struct epcs_decision *decision,

@@ -1,11 +1,17 @@
+#include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
 #include "dates.h"
 #include "decision_log.h"
+#include "journal.h"
 #include "testing.h"
 
 static char scratch[] = "/tmp/epcs-test-decisions-XXXXXX";
@@ -291,7 +297,7 @@ static void test_id_order_and_events(void)
         epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct epcs_decision_stage stage = {0};
-    EXPECT_INT(epcs_decision_log_attach(log, &stage), 0);
+    EXPECT_INT(epcs_decision_log_attach(log, &stage, err, sizeof(err)), 0);
     struct sample sample;
     make_sample(&sample, log, "deepfake");
     sample.decision.id = epcs_decision_log_next_id(log, &stage);
@@ -548,6 +554,318 @@ static void test_page_file_recovery(void)
     EXPECT_INT(rmdir(other), 0);
 }
 
+/* The journal segments in the scratch directory: how many, and the largest one's path. */
+static int count_segments(char *largest, size_t size)
+{
+    DIR *dir = opendir(scratch);
+    int count = 0;
+    long long most = -1;
+    const struct dirent *entry;
+    while (dir != NULL && (entry = readdir(dir)) != NULL) {
+        if (strncmp(entry->d_name, EPCS_JOURNAL_PREFIX, strlen(EPCS_JOURNAL_PREFIX)) != 0)
+            continue;
+        count++;
+        char path[400];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", scratch, entry->d_name);
+        if (stat(path, &st) == 0 && st.st_size > most && largest != NULL) {
+            most = st.st_size;
+            snprintf(largest, size, "%s", path);
+        }
+    }
+    if (dir != NULL)
+        closedir(dir);
+    return count;
+}
+
+/* Stages `count` copies of the sample (fresh ids) for `partner` and ends the turn. */
+static int stage_turn(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                      const struct sample *sample, size_t count, const char *partner)
+{
+    struct epcs_decision many[8];
+    for (size_t i = 0; i < count; i++) {
+        many[i] = sample->decision;
+        many[i].id = epcs_decision_log_next_id(log, stage);
+    }
+    if (epcs_decision_log_stage(log, stage, many, count, partner) != 0)
+        return -2;
+    return epcs_decision_log_flush(log, stage);
+}
+
+/*
+ * A run killed (here: _exit) after two turns went to its journal while the writer was kept
+ * from committing them: the next start queues what the index lacks, ignoring a record cut
+ * short and bytes after it, writes those entries once, and deletes the journal once they are
+ * committed; a start after that finds nothing to queue.
+ */
+static void test_journal_recovery(void)
+{
+    long long before = count_entries();
+    pid_t child = fork();
+    if (child == 0) {
+        char err[256];
+        struct epcs_decision_log *log =
+            epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+        struct epcs_decision_stage stage = {0};
+        char path[300];
+        snprintf(path, sizeof(path), "%s/decisions.db", scratch);
+        sqlite3 *blocker = NULL;
+        sqlite3_open(path, &blocker);
+        struct sample sample;
+        if (log == NULL || epcs_decision_log_attach(log, &stage, err, sizeof(err)) != 0 ||
+            sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            _exit(2);
+        make_sample(&sample, log, "deepfake");
+        /* Three decisions answered in one turn, two in the next (cut short below). */
+        int first = stage_turn(log, &stage, &sample, 3, "journaled");
+        int second = stage_turn(log, &stage, &sample, 2, "cut-short");
+        _exit(first == 0 && second == 0 && stage.journaled == 2 ? 0 : 3);
+    }
+    int status = -1;
+    EXPECT(child > 0 && waitpid(child, &status, 0) == child);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT_INT(count_entries(), before);
+    char largest[400] = "";
+    EXPECT_INT(count_segments(largest, sizeof(largest)), 1);
+    /* The second record loses its last bytes, and something follows that is no record. */
+    struct stat st;
+    EXPECT(stat(largest, &st) == 0);
+    EXPECT_INT(truncate(largest, st.st_size - 3), 0);
+    FILE *segment = fopen(largest, "ab");
+    EXPECT(segment != NULL);
+    if (segment != NULL) {
+        fputs("EPCJ and bytes of no record", segment);
+        fclose(segment);
+    }
+
+    char err[256] = "";
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(log, &stats);
+    EXPECT(wait_committed(log, 1));
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_entries(), before + 3);
+    uint64_t ids[8];
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "journaled", .limit = 10}, ids, 8),
+               3);
+    EXPECT(ids[0] < ids[1] && ids[1] < ids[2]);
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "cut-short", .limit = 10}, ids, 8),
+               0);
+    EXPECT_INT(count_segments(NULL, 0), 0);
+
+    /* Once written, nothing is queued twice. */
+    log = epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    epcs_decision_log_stats(log, &stats);
+    EXPECT_INT(stats.queued, 0);
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_entries(), before + 3);
+}
+
+/* A sample whose answer is `bytes` long, so that a few thousand fill a journal segment. */
+static void make_large_sample(struct sample *sample, struct epcs_decision_log *log, size_t bytes)
+{
+    make_sample(sample, log, "advertising");
+    msgpack_sbuffer_clear(&sample->verdict_bytes);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sample->verdict_bytes, msgpack_sbuffer_write);
+    char *reason = malloc(bytes);
+    memset(reason, 'r', bytes);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "verdict");
+    pack_str(&pk, "allowed");
+    pack_str(&pk, "reason");
+    msgpack_pack_str(&pk, bytes);
+    msgpack_pack_str_body(&pk, reason, bytes);
+    free(reason);
+    sample->decision.verdict = EPCS_VERDICT_ALLOWED;
+    sample->decision.verdict_msgpack = sample->verdict_bytes.data;
+    sample->decision.verdict_len = sample->verdict_bytes.size;
+}
+
+/* A stage's segment is retired past its size for the spare the writer made, and deleted once
+ * everything in it is committed; closing deletes the rest. */
+static void test_segments_deleted_after_commit(void)
+{
+    char err[256] = "";
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100000, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct epcs_decision_stage stage = {0};
+    EXPECT_INT(epcs_decision_log_attach(log, &stage, err, sizeof(err)), 0);
+    EXPECT_INT(count_segments(NULL, 0), 1);
+    struct sample sample;
+    make_large_sample(&sample, log, 8000);
+    /* 20 MiB in turns of 8 decisions: more than a segment holds. */
+    int rc = 0;
+    size_t turns = 20 * 1024 * 1024 / (8 * 8000);
+    for (size_t turn = 0; turn < turns && rc == 0; turn++) {
+        rc = stage_turn(log, &stage, &sample, 8, "segments");
+        /* Give the writer its turn too, so that it makes the spare in time. */
+        if (turn % 64 == 0)
+            usleep(20 * 1000);
+    }
+    EXPECT_INT(rc, 0);
+    EXPECT_INT(stage.journaled, turns);
+    EXPECT(wait_committed(log, turns * 8));
+    /* One more pass of the writer after the last commit deletes the retired segment. */
+    EXPECT_INT(stage_turn(log, &stage, &sample, 1, "segments"), 0);
+    EXPECT(wait_committed(log, turns * 8 + 1));
+    int segments = 0;
+    for (int i = 0; i < 200 && (segments = count_segments(NULL, 0)) != 2; i++)
+        usleep(10 * 1000);
+    /* The one written to now and the spare; the retired one is gone. */
+    EXPECT_INT(segments, 2);
+    epcs_decision_log_detach(log, &stage);
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_segments(NULL, 0), 0);
+    uint64_t ids[1];
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "segments", .limit = 1000}, ids, 1),
+               1);
+    free_sample(&sample);
+}
+
+static void set_file_limit(rlim_t limit)
+{
+    struct rlimit now;
+    getrlimit(RLIMIT_FSIZE, &now);
+    now.rlim_cur = limit;
+    EXPECT_INT(setrlimit(RLIMIT_FSIZE, &now), 0);
+}
+
+/* Waits up to 5 s for the log's stalled flag to be `stalled`; returns its stats. */
+static struct epcs_decision_log_stats wait_stalled(struct epcs_decision_log *log, int stalled)
+{
+    struct epcs_decision_log_stats stats;
+    for (int i = 0; i < 500; i++) {
+        epcs_decision_log_stats(log, &stats);
+        if (stats.stalled == stalled)
+            break;
+        usleep(10 * 1000);
+    }
+    return stats;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/*
+ * A write that fails (here: past the file size limit, as a full disk would) stalls the log:
+ * nothing is refused silently, everything new is refused at once, a wait gives up after the
+ * stall wait, and the kept group is written by itself once writes succeed again.
+ */
+static void test_stall_and_retry(void)
+{
+    char err[256] = "";
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct sample sample;
+    make_sample(&sample, log, "deepfake");
+    long long before = count_entries();
+    set_file_limit((rlim_t)file_size("decisions.pages"));
+    uint64_t ticket = 0;
+    EXPECT_INT(epcs_decision_log_append(log, NULL, &sample.decision, 1, "stalled", &ticket), 0);
+    struct epcs_decision_log_stats stats = wait_stalled(log, 1);
+    EXPECT_INT(stats.stalled, 1);
+    EXPECT_INT(stats.failed, 0);
+    EXPECT_INT(stats.queued, 1);
+    EXPECT_CONTAINS(stats.reason, "File too large");
+    EXPECT(epcs_decision_log_committed(log) < ticket);
+    /* Everything new is refused while stalled. */
+    struct epcs_decision second = sample.decision;
+    second.id = epcs_decision_log_next_id(log, NULL);
+    uint64_t refused_ticket = 0, event = 0;
+    EXPECT_INT(epcs_decision_log_append(log, NULL, &second, 1, "stalled", &refused_ticket), -1);
+    EXPECT_INT(
+        epcs_decision_log_event(log, "naver", "request_sent", "na22", 7, NULL, 0, &event, NULL),
+        -1);
+    /* A waiter gives up after the stall wait (wall clock, with room for a busy machine). */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    EXPECT_INT(epcs_decision_log_wait(log, ticket), -1);
+    double waited = seconds_since(&start);
+    EXPECT(waited >= EPCS_DECISION_LOG_STALL_WAIT_MS / 1000.0 - 0.3);
+    EXPECT(waited < 10.0);
+    EXPECT_INT(count_entries(), before);
+
+    /* Space again: the kept decision is written by itself and the log takes new ones. */
+    set_file_limit(RLIM_INFINITY);
+    EXPECT(wait_committed(log, ticket));
+    stats = wait_stalled(log, 0);
+    EXPECT_INT(stats.stalled, 0);
+    EXPECT_STR(stats.reason, "");
+    EXPECT_INT(epcs_decision_log_append(log, NULL, &second, 1, "stalled", &ticket), 0);
+    EXPECT(wait_committed(log, ticket));
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_entries(), before + 2);
+    uint64_t ids[4];
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "stalled", .limit = 10}, ids, 4),
+               2);
+    EXPECT_INT(ids[0], sample.decision.id);
+    EXPECT_INT(ids[1], second.id);
+    free_sample(&sample);
+}
+
+/*
+ * A journal write that fails drops its turn (its answers get 503) and stalls the log; the
+ * writer's probe of the disk ends the stall by itself once writes succeed again.
+ */
+static void test_journal_stall(void)
+{
+    char err[256] = "", segment[400];
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct epcs_decision_stage stage = {0};
+    EXPECT_INT(epcs_decision_log_attach(log, &stage, err, sizeof(err)), 0);
+    EXPECT_INT(count_segments(segment, sizeof(segment)), 1);
+    struct sample sample;
+    make_sample(&sample, log, "deepfake");
+    long long before = count_entries();
+    struct stat st;
+    EXPECT(stat(segment, &st) == 0);
+    set_file_limit((rlim_t)st.st_size + 10);
+    EXPECT_INT(stage_turn(log, &stage, &sample, 2, "dropped"), -1);
+    EXPECT_INT(stage.journaled, 0);
+    EXPECT_INT(stage.record, 2);
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(log, &stats);
+    EXPECT_INT(stats.stalled, 1);
+    /* Named as in the data directory, like decisions.pages. */
+    char reason[450];
+    snprintf(reason, sizeof(reason), "%s: File too large", strrchr(segment, '/') + 1);
+    EXPECT_STR(stats.reason, reason);
+    EXPECT_INT(stats.refused, 2);
+    /* What failed is gone from the segment, and new turns are refused at once. */
+    EXPECT(stat(segment, &st) == 0 && st.st_size == 16);
+    EXPECT_INT(stage_turn(log, &stage, &sample, 1, "refused"), -2);
+    set_file_limit(RLIM_INFINITY);
+    stats = wait_stalled(log, 0);
+    EXPECT_INT(stats.stalled, 0);
+    EXPECT_INT(stage_turn(log, &stage, &sample, 2, "after-stall"), 0);
+    EXPECT_INT(stage.journaled, 2);
+    /* One write for the turn, whatever it held; none for the one that failed. */
+    epcs_decision_log_stats(log, &stats);
+    EXPECT_INT(stats.journal_writes, 1);
+    epcs_decision_log_detach(log, &stage);
+    epcs_decision_log_close(log);
+    EXPECT_INT(count_entries(), before + 2);
+    uint64_t ids[4];
+    EXPECT_INT(list_ids((struct epcs_decision_query){.partner = "dropped", .limit = 10}, ids, 4),
+               0);
+    EXPECT_INT(
+        list_ids((struct epcs_decision_query){.partner = "after-stall", .limit = 10}, ids, 4), 2);
+    EXPECT_INT(count_segments(NULL, 0), 0);
+    free_sample(&sample);
+}
+
 int main(void)
 {
     if (mkdtemp(scratch) == NULL)
@@ -557,6 +875,13 @@ int main(void)
     test_id_order_and_events();
     test_many_pages();
     test_long_texts();
+    test_journal_recovery();
+    test_segments_deleted_after_commit();
+    /* Writes past a file size limit fail with EFBIG instead of killing the test. */
+    signal(SIGXFSZ, SIG_IGN);
+    test_stall_and_retry();
+    test_journal_stall();
+    /* Last: it leaves the directory with a page file no log opens. */
     test_page_file_recovery();
     const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
                            "decisions.pages"};
