@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Proves docker/Dockerfile and docker/compose.yaml on a machine like CI's, where no image registry
-# is reachable and no Docker engine runs: installs Podman, podman-compose and debootstrap from
-# Debian, builds debian:bookworm-slim locally from the apt mirror, builds the image, runs the
-# compose file, asks epcsd over HTTP/2, amends a rule in the mounted rules directory and sees
-# the verdict change, repeats over TLS (compose.tls.yaml), stops it with SIGTERM and tears
+# Proves docker/Dockerfile, docker/proxy/Dockerfile and docker/compose.yaml on a machine like
+# CI's, where no image registry is reachable and no Docker engine runs: installs Podman,
+# podman-compose and debootstrap from Debian, builds debian:bookworm-slim locally from the apt
+# mirror, builds both images, runs the compose file (epcsd behind HAProxy, its own port
+# unpublished), asks epcs over HTTP/2 through the proxy, floods the proxy with reset streams
+# while a keyed client is served, amends a rule in the mounted rules directory and sees the
+# verdict change, repeats over TLS (compose.tls.yaml), stops epcsd with SIGTERM and tears
 # everything down. Run as root; takes a few minutes.
 #
 # Podman keeps everything this script makes (images, containers, volumes, network definitions)
@@ -30,8 +32,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "install podman, runc, podman-compose, debootstrap (Debian packages)"
-packages=(podman runc podman-compose containernetworking-plugins iptables debootstrap
-    curl python3 openssl)
+# dnsname: the proxy finds epcsd by its service name on the compose network.
+packages=(podman runc podman-compose containernetworking-plugins
+    golang-github-containernetworking-plugin-dnsname iptables debootstrap curl python3
+    python3-hpack nghttp2-client openssl)
 missing=()
 for pkg in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
@@ -53,7 +57,9 @@ tmp=$(mktemp -d /var/tmp/epcs-docker-test.XXXXXX)
 project=epcs-test
 network=${project}_default
 container=${project}_epcs_1
+proxy=${project}_proxy_1
 image=localhost/epcs:test
+proxy_image=localhost/epcs-proxy:test
 
 cleanup() {
     local rc=$?
@@ -104,6 +110,8 @@ export CONTAINERS_CONF="$repo/docker/containers.conf"
 show_logs() {
     echo "--- epcsd log (last 40 lines) ---" >&2
     podman logs "$container" 2>&1 | tail -40 >&2 || true
+    echo "--- proxy log (last 20 lines) ---" >&2
+    podman logs "$proxy" 2>&1 | tail -20 >&2 || true
 }
 
 # --- the base image, made here because no registry is reachable ---------------------------
@@ -153,12 +161,26 @@ if ! podman build --format docker --pull=never --network host \
     fail "podman build failed (log above)"
 fi
 grep '^runtime packages:' "$tmp/build.log" || true
+if ! podman build --format docker --pull=never --network host \
+    -f docker/proxy/Dockerfile -t "$proxy_image" . >"$tmp/build-proxy.log" 2>&1; then
+    tail -40 "$tmp/build-proxy.log" >&2
+    fail "podman build of the proxy failed (log above)"
+fi
 echo "built in $((SECONDS - build_started)) s, $(podman image inspect --format '{{.Size}}' "$image") bytes"
 config=$(podman image inspect --format \
     'user={{.Config.User}} cmd={{index .Config.Healthcheck.Test 1}} stop={{.Config.StopSignal}}' "$image")
 [ "$config" = "user=epcs cmd=epcs-healthcheck stop=SIGTERM" ] ||
     fail "image config: expected user epcs, the healthcheck and SIGTERM, got: $config"
 ok "image runs as epcs, checks its health with epcs-healthcheck, stops on SIGTERM"
+proxy_config=$(podman image inspect --format \
+    'user={{.Config.User}} cmd={{index .Config.Healthcheck.Test 1}}' "$proxy_image")
+[ "$proxy_config" = "user=epcs cmd=epcs-healthcheck" ] ||
+    fail "proxy image config: expected user epcs and the healthcheck, got: $proxy_config"
+haproxy_version=$(podman run --rm --network none --no-healthcheck "$proxy_image" haproxy -v 2>&1 |
+    head -n 1) || true
+[[ $haproxy_version == "HAProxy version 2.6."* ]] ||
+    fail "the proxy image does not run HAProxy 2.6: '$haproxy_version'"
+ok "proxy image: Debian's HAProxy 2.6, runs as epcs, checks its health"
 
 # One-off containers: no network, and no health check (Podman would try systemd timers).
 run_once() { podman run --rm --network none --no-healthcheck "$@"; }
@@ -258,7 +280,8 @@ ok "epcsd --test-rules in the image: the amendment passes as $amended_ruleset, t
 # --- compose -----------------------------------------------------------------------------
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export EPCS_IMAGE=$image EPCS_PUBLISH=127.0.0.1:$port EPCS_RULES=$tmp/rules
+export EPCS_IMAGE=$image EPCS_PROXY_IMAGE=$proxy_image EPCS_PUBLISH=127.0.0.1:$port
+export EPCS_RULES=$tmp/rules
 export EPCS_KEYS_FILE=$tmp/secrets/epcs_keys
 export EPCS_TLS_CERT=$tmp/secrets/tls.crt EPCS_TLS_KEY=$tmp/secrets/tls.key
 compose() {
@@ -269,11 +292,12 @@ compose() {
 # Podman runs health checks from systemd timers; without systemd (as here) nothing runs them,
 # so this runs the container's own check until it passes.
 wait_healthy() {
+    local name=${1:-$container}
     local deadline=$((SECONDS + 60))
-    until podman healthcheck run "$container" >/dev/null 2>&1; do
-        if [ "$(podman inspect --format '{{.State.Running}}' "$container" 2>/dev/null)" != true ]; then
+    until podman healthcheck run "$name" >/dev/null 2>&1; do
+        if [ "$(podman inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" != true ]; then
             show_logs
-            fail "the container is not running"
+            fail "the container $name is not running"
         fi
         if [ $SECONDS -ge $deadline ]; then
             show_logs
@@ -305,10 +329,15 @@ print("\t".join(str(d.get(k, "")) for k in ("verdict", "ruleset")) + "\t" +
 h2c=(--http2-prior-knowledge)
 plain=http://127.0.0.1:$port
 
-step "compose up (docker/compose.yaml, h2c on 127.0.0.1:$port)"
+step "compose up (docker/compose.yaml, h2c on 127.0.0.1:$port through the proxy)"
 compose -f docker/compose.yaml up -d --no-build
 wait_healthy
-ok "container healthy (GET /healthz through epcs-healthcheck)"
+wait_healthy "$proxy"
+ok "epcs and the proxy healthy (GET /healthz through epcs-healthcheck, the proxy's through itself)"
+[ -z "$(podman port "$container")" ] || fail "epcsd's port is published: $(podman port "$container")"
+[ "$(podman port "$proxy")" = "8080/tcp -> 127.0.0.1:$port" ] ||
+    fail "expected the proxy on 127.0.0.1:$port, got: $(podman port "$proxy")"
+ok "only the proxy is published (127.0.0.1:$port); epcsd's port is not"
 pid1=$(podman exec "$container" sh -c 'echo "$(cat /proc/1/comm) $(awk "/^Uid:/ { print \$2 }" /proc/1/status)"')
 [ "$pid1" = "epcsd 10001" ] || fail "expected epcsd as PID 1 with uid 10001, got '$pid1'"
 ok "epcsd is PID 1 and runs as uid 10001"
@@ -323,6 +352,27 @@ unauth=$(curl -s -o /dev/null -w '%{http_code}' "${h2c[@]}" "$plain/v1/check" \
     -H 'content-type: application/json' -d "$body")
 [ "$unauth" = 401 ] || fail "a check without a key answered $unauth, not 401"
 ok "no key: 401"
+
+step "a reset flood through the proxy while a keyed client is served"
+printf '%s' "$body" >"$tmp/check.json"
+flood_pids=()
+for _ in 1 2; do
+    python3 tests/integration/h2_flood.py "$port" "$token" 6 >/dev/null 2>&1 &
+    flood_pids+=($!)
+done
+sleep 0.5
+h2load -n 300 -c 1 -m 1 -d "$tmp/check.json" -H 'content-type: application/json' \
+    -H "authorization: Bearer $token" --log-file "$tmp/h2load.log" "$plain/v1/check" \
+    >"$tmp/h2load.txt" 2>&1 || { cat "$tmp/h2load.txt" >&2; fail "h2load failed"; }
+wait "${flood_pids[@]}" || true
+grep -q 'requests: 300 total, 300 started, 300 done, 300 succeeded' "$tmp/h2load.txt" ||
+    { cat "$tmp/h2load.txt" >&2; fail "not every keyed check succeeded under the flood"; }
+grep -q 'status codes: 300 2xx' "$tmp/h2load.txt" ||
+    { cat "$tmp/h2load.txt" >&2; fail "keyed checks got other answers than 200 under the flood"; }
+p99=$(awk '{print $3}' "$tmp/h2load.log" | sort -n | awk '{v[NR]=$1} END {print v[int(NR*0.99)]/1000}')
+ready=$(curl -s -o /dev/null -w '%{http_code}' "${h2c[@]}" "$plain/readyz")
+[ "$ready" = 200 ] || fail "/readyz answered $ready after the flood"
+ok "300 keyed checks all 200 under a reset flood (p99 $p99 ms); ready after it"
 
 step "edit the mounted rules: an amendment that fails its own tests is refused"
 refusals() { podman logs "$container" 2>&1 | grep -c 'reload refused' || true; }
@@ -374,7 +424,8 @@ compose -f docker/compose.yaml down
 step "compose up with TLS (docker/compose.tls.yaml), same data volume"
 compose -f docker/compose.yaml -f docker/compose.tls.yaml up -d --no-build
 wait_healthy
-ok "container healthy over TLS"
+wait_healthy "$proxy"
+ok "epcs healthy, and the proxy healthy over TLS"
 check "https://127.0.0.1:$port" --http2 --cacert "$tmp/secrets/tls.crt"
 [ "$status $version" = "200 2" ] || fail "expected 200 over HTTP/2 (ALPN h2), got $status over HTTP/$version"
 [ "$verdict $ruleset" = "allowed $amended_ruleset" ] ||

@@ -662,6 +662,21 @@ void epcs_guard_destroy(struct epcs_guard *guard)
     free(guard);
 }
 
+void epcs_guard_close_idle(struct epcs_guard *guard)
+{
+    epcs_guard_turn(guard);
+    h2o_linklist_t *anchor = &guard->http1;
+    for (h2o_linklist_t *node = anchor->next, *next; node != anchor; node = next) {
+        next = node->next;
+        struct guarded_conn *g = H2O_STRUCT_FROM_MEMBER(struct guarded_conn, http1_link, node);
+        /* Waiting for a request that has not begun: h2o's read callback takes an error as the
+         * client going away and closes the connection, as it would have at its idle timeout. */
+        if (!g->closed && g->sock->_cb.read == guard_read && g->sock->input->size == 0 &&
+            (g->http1 == HTTP1_HEAD || g->http1 == HTTP1_CLOSING))
+            g->inner_read(g->sock, h2o_socket_error_closed);
+    }
+}
+
 void epcs_guard_turn(struct epcs_guard *guard)
 {
     guard->turn++;

@@ -74,6 +74,13 @@ void epcs_guard_accept(struct epcs_guard *guard, uv_stream_t *listener,
  */
 void epcs_guard_turn(struct epcs_guard *guard);
 
+/**
+ * During shutdown: closes the HTTP/1.1 connections that wait for a request (h2o 2.2.5 has no
+ * graceful shutdown for HTTP/1.1, so a client or proxy keeping them alive held the worker until
+ * --shutdown-timeout). Connections in the middle of a request are left to finish.
+ */
+void epcs_guard_close_idle(struct epcs_guard *guard);
+
 /** Reads the guard's counters; any thread may call it while the worker runs. */
 void epcs_guard_read_counts(const struct epcs_guard *guard, struct epcs_guard_counts *counts);
 

@@ -1239,6 +1239,8 @@ static int drained(struct epcs_worker *worker)
 static void cb_drain(uv_timer_t *timer)
 {
     struct epcs_worker *worker = timer->data;
+    /* Keep-alive HTTP/1.1 connections fall idle as their last answers go out. */
+    epcs_guard_close_idle(worker->guard);
     if (drained(worker)) {
         uv_stop(&worker->loop);
     } else if (uv_now(&worker->loop) >= worker->drain_deadline) {

@@ -622,8 +622,8 @@ class KeysReloadTest(EpcsTest):
 
 class DrainTest(EpcsTest):
     def test_a_ruleset_published_while_workers_drain(self):
-        """One worker has stopped (no connections) while the other drains a keep-alive
-        HTTP/1.1 connection that asks for a reload: publishing must not wake the stopped one."""
+        """One worker has stopped (no connections) while the other drains a request that asks
+        for a reload: publishing must not wake the stopped one."""
         rules = tempfile.mkdtemp(prefix="epcs-test-rules-")
         shutil.rmtree(rules)
         shutil.copytree(test_api.ARGS.rules, rules)
@@ -639,15 +639,19 @@ class DrainTest(EpcsTest):
                 text = f.read()
             with open(path, "w") as f:
                 f.write(text.replace("labeled or not.", "labeled or not, by anyone.", 1))
+            # A request begun before the drain (an idle keep-alive connection would be closed)
+            # and finished once a worker without connections has stopped, after h2o's
+            # one-second GOAWAY round.
+            sock.sendall(b"POST /v1/admin/rules/reload HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 2\r\n\r\n{")
+            time.sleep(0.2)
             server.process.send_signal(signal.SIGTERM)
             deadline = time.time() + 10
             while "finishing in-flight requests" not in server.text():
                 self.assertLess(time.time(), deadline)
                 time.sleep(0.02)
-            # A worker without connections stops once h2o's one-second GOAWAY round is over.
             time.sleep(1.6)
-            sock.sendall(b"POST /v1/admin/rules/reload HTTP/1.1\r\nHost: x\r\n"
-                         b"Content-Length: 0\r\n\r\n")
+            sock.sendall(b"}")
             answer = b""
             while b"\r\n\r\n" not in answer:
                 chunk = sock.recv(4096)
@@ -663,6 +667,27 @@ class DrainTest(EpcsTest):
             server.stop()
             server.cleanup()
             shutil.rmtree(rules)
+
+    def test_idle_keep_alive_connections_do_not_hold_the_shutdown(self):
+        server = Server("--threads", "1", "--shutdown-timeout", "10")
+        socks = []
+        try:
+            for _ in range(3):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertTrue(sock.recv(4096).startswith(b"HTTP/1.1 200"))
+                socks.append(sock)
+            started = time.time()
+            server.process.send_signal(signal.SIGTERM)
+            self.assertEqual(server.process.wait(timeout=30), 0)
+            self.assertLess(time.time() - started, 3, "the idle connections held the shutdown")
+            for sock in socks:
+                self.assertEqual(sock.recv(4096), b"")
+        finally:
+            for sock in socks:
+                sock.close()
+            server.stop()
+            server.cleanup()
 
 
 if __name__ == "__main__":
