@@ -951,10 +951,18 @@ int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, 
     return pack_page(db, stmt, "reports", query->limit, pack_summary_row, pk, err, err_size);
 }
 
+/* Whether a spreadsheet would read a cell starting so as a formula (OWASP, CSV injection): the
+   cell then gets a leading apostrophe, which shows it as the text it is. */
+static int csv_formula_start(const char *text, size_t len)
+{
+    return len > 0 && text[0] != '\0' && strchr("=+-@\t\r", text[0]) != NULL;
+}
+
 static void csv_field(struct epcs_buf *out, const char *text, size_t len, int last)
 {
+    int formula = csv_formula_start(text, len);
     if (strcspn(text, ",\"\r\n") < len) {
-        epcs_buf_append(out, "\"", 1);
+        epcs_buf_append(out, formula ? "\"'" : "\"", formula ? 2 : 1);
         for (size_t i = 0; i < len; i++) {
             if (text[i] == '"')
                 epcs_buf_append(out, "\"", 1);
@@ -962,6 +970,8 @@ static void csv_field(struct epcs_buf *out, const char *text, size_t len, int la
         }
         epcs_buf_append(out, "\"", 1);
     } else {
+        if (formula)
+            epcs_buf_append(out, "'", 1);
         epcs_buf_append(out, text, len);
     }
     epcs_buf_append(out, last ? "\r\n" : ",", last ? 2 : 1);

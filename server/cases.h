@@ -171,7 +171,8 @@ int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, 
 
 /**
  * Appends the matching reports as CSV (RFC 4180: a header row, CRLF line ends, fields with a
- * comma, quote or line break quoted). `next` is set to the last id when more remain, else 0.
+ * comma, quote or line break quoted; a cell starting with = + - @, tab or CR gets a leading '
+ * so that spreadsheets do not run it). `next` is set to the last id when more remain, else 0.
  * Returns 0, or -1 with `err`.
  */
 int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,

@@ -94,7 +94,8 @@ class CaseTest(EpcsTest):
         cls.keys = os.path.join(cls.scratch, "keys")
         cls.tokens = {partner: create_key(cls.keys, partner, role) for partner, role in
                       [("naver", "partner"), ("kakao", "partner"), ("prosecutors", "partner"),
-                       ("nec", "staff"), ("daum", "partner"), ("zum", "partner")]}
+                       ("nec", "staff"), ("daum", "partner"), ("zum", "partner"),
+                       ("dcinside", "partner")]}
 
     @classmethod
     def tearDownClass(cls):
@@ -464,6 +465,36 @@ class CaseFlowTest(CaseTest):
         self.assertError(self.call("daum", "GET", "/v1/partners/me/requests?format=csv&"
                                    "limit=100001"), 400, "bad_request", "limit",
                          "limit must be a whole number from 1 to 100000")
+
+    def test_csv_cells_are_text(self):
+        """A partner's text that a spreadsheet would run as a formula (= + - @, tab, CR first)
+        is exported with a leading apostrophe, so it shows as the text it is."""
+        reasons = ['=HYPERLINK("http://evil.example","open")', "+1+1", "-2+3", "@SUM(A1:A9)",
+                   "\tcmd", "\r=1", "plain, and safe"]
+        expected = ['"\'=HYPERLINK(""http://evil.example"",""open"")"', "'+1+1", "'-2+3",
+                    "'@SUM(A1:A9)", "'\tcmd", '"\'\r=1"', '"plain, and safe"']
+        requests = []
+        for n, reason in enumerate(reasons):
+            filed = self.file("nec", dict(FALSE_FACT, platform="dcinside",
+                                          url="https://gall.dcinside.com/formula/%d" % n))
+            deletion = filed["requests"][0]
+            done = self.answer("dcinside", deletion["id"], {"status": "done", "reason": reason})
+            self.assertEqual(done.status, 200, done.raw)
+            requests.append(done.document)
+        query = "?status=done&after=%d&format=csv" % (requests[0]["id"] - 1)
+        response = self.call("dcinside", "GET", "/v1/partners/me/requests" + query)
+        self.assertEqual(response.status, 200, response.raw)
+        rows = ["%d,%d,deletion_request,dcinside,82-4(3),1,done,%s,%s,%s,,%s,dcinside,na22,false_fact,"
+                "%s,%s,\r\n" % (r["id"], r["report"], r["created"], r["due"],
+                                  r["objection_until"], r["url"], r["answer"]["at"], cell)
+                for r, cell in zip(requests, expected)]
+        self.assertEqual(response.raw.decode("utf-8"),
+                         "id,report,kind,to,article,attempt,status,created,due,objection_until,"
+                         "follows,url,platform,election,category,answered_at,reason,via\r\n"
+                         + "".join(rows))
+        # JSON and msgpack carry the text as it was given.
+        listed = self.queue("dcinside", "?status=done&after=%d" % (requests[0]["id"] - 1))
+        self.assertEqual([r["answer"]["reason"] for r in listed["requests"]], reasons)
 
     def test_queue_pages(self):
         filed = [self.file("nec", dict(FALSE_FACT, platform="zum")) for _ in range(3)]

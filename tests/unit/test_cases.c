@@ -1,6 +1,7 @@
 /* The case store: reports, requests, the sweep's overdue and escalation steps, answers,
  * queries, CSV, persistence and the decision-log events of every step. */
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cases.h"
@@ -671,6 +672,73 @@ static void test_other_schema_is_refused(void)
     EXPECT_CONTAINS(err, "has case store format 99, this epcsd writes 1");
 }
 
+/* A fresh directory of its own under `scratch`, for a test that needs an empty store. */
+static const char *fresh_dir(const char *name)
+{
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/%s", scratch, name);
+    EXPECT_INT(mkdir(path, 0700), 0);
+    return path;
+}
+
+/* Partner text a spreadsheet would run as a formula (OWASP CSV injection) is exported as text:
+ * a cell starting with = + - @, a tab or a carriage return gets a leading apostrophe. */
+static void test_csv_cells_are_not_formulas(void)
+{
+    char err[256], detail[64];
+    const char *dir = fresh_dir("csv");
+    struct epcs_cases *cases = epcs_cases_open(dir, NULL, err, sizeof(err));
+    EXPECT(cases != NULL);
+    struct epcs_buf verdict = {0}, out = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_case_report report = {.filed_by = "=1+2",
+                                      .url = "https://x.example/=p",
+                                      .platform = "-naver",
+                                      .election = "@na22",
+                                      .category = "+false_fact",
+                                      .date = "\t2024-03-01",
+                                      .facts = "\x80",
+                                      .facts_len = 1,
+                                      .verdict = verdict.data,
+                                      .verdict_len = verdict.len,
+                                      .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    uint64_t id = 0;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &id, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(
+        answer(cases, "-naver", 1, "done", "\r=HYPERLINK(\"http://evil\",\"x\")", t0(), detail),
+        EPCS_CASES_OK);
+    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    struct epcs_report_query all = {.limit = 10};
+    struct epcs_buf csv = {0};
+    uint64_t next = 9;
+    EXPECT_INT(epcs_cases_export_csv(db, &all, &csv, &next, err, sizeof(err)), 0);
+    epcs_buf_append(&csv, "", 1);
+    EXPECT_STR(csv.data,
+               "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,article,"
+               "ruleset,decision,request_count,updated_at\r\n"
+               "1,2026-03-02T00:00:00.000000Z,'=1+2,closed,https://x.example/=p,'-naver,'@na22,"
+               "'+false_fact,'\t2024-03-01,prohibited,250(1),rs-0123456789abcdef,77,1,"
+               "2026-03-02T00:00:00.000000Z\r\n");
+    struct epcs_request_query queue = {.partner = "-naver", .status = "all", .limit = 10};
+    epcs_buf_reset(&csv);
+    EXPECT_INT(epcs_cases_export_requests_csv(db, &queue, &csv, &next, err, sizeof(err)), 0);
+    epcs_buf_append(&csv, "", 1);
+    EXPECT_STR(csv.data,
+               "id,report,kind,to,article,attempt,status,created,due,objection_until,follows,url,"
+               "platform,election,category,answered_at,reason,via\r\n"
+               "1,1,deletion_request,'-naver,82-4(3),1,done,2026-03-02T00:00:00.000000Z,"
+               "2026-03-02T01:00:00.000000Z,2026-03-05T00:00:00.000000Z,,https://x.example/=p,"
+               "'-naver,'@na22,'+false_fact,2026-03-02T00:00:00.000000Z,"
+               "\"'\r=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",\r\n");
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+    epcs_buf_free(&csv);
+}
+
 int main(void)
 {
     if (mkdtemp(scratch) == NULL)
@@ -680,6 +748,7 @@ int main(void)
     test_reopen_keeps_everything();
     test_refused_event_stores_nothing();
     test_other_schema_is_refused();
+    test_csv_cells_are_not_formulas();
     char command[128];
     snprintf(command, sizeof(command), "rm -rf %s", scratch);
     if (system(command) != 0)
