@@ -87,6 +87,10 @@ static const char schema[] =
     "  log_id INTEGER);"
     "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);";
 
+/* Read connections kept for reuse; more are opened when more threads read at once, and those
+   beyond this many are closed when given back. */
+#define READERS_KEPT 8
+
 struct epcs_cases {
     /* One writer connection: every write (and the packing that follows it) holds the lock. */
     pthread_mutex_t lock;
@@ -94,6 +98,11 @@ struct epcs_cases {
     struct epcs_decision_log *log;
     /* The place in the decision log's line of the last event written (under `lock`). */
     uint64_t last_ticket;
+    char data_dir[4096];
+    /* Idle read connections, under their own lock so reads never wait for a write. */
+    pthread_mutex_t readers_lock;
+    sqlite3 *readers[READERS_KEPT];
+    size_t reader_count;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -1606,7 +1615,9 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
         return NULL;
     }
     pthread_mutex_init(&cases->lock, NULL);
+    pthread_mutex_init(&cases->readers_lock, NULL);
     cases->log = log;
+    snprintf(cases->data_dir, sizeof(cases->data_dir), "%s", data_dir);
     char path[4200], why[256];
     db_path(data_dir, path, sizeof(path));
     /* Our own lock serialises every use of this connection. */
@@ -1639,7 +1650,10 @@ void epcs_cases_close(struct epcs_cases *cases)
     if (cases == NULL)
         return;
     sqlite3_close(cases->db);
+    for (size_t i = 0; i < cases->reader_count; i++)
+        sqlite3_close(cases->readers[i]);
     pthread_mutex_destroy(&cases->lock);
+    pthread_mutex_destroy(&cases->readers_lock);
     free(cases);
 }
 
@@ -1648,4 +1662,27 @@ sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size)
     char path[4200];
     db_path(data_dir, path, sizeof(path));
     return epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size);
+}
+
+sqlite3 *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    sqlite3 *db = NULL;
+    pthread_mutex_lock(&cases->readers_lock);
+    if (cases->reader_count > 0)
+        db = cases->readers[--cases->reader_count];
+    pthread_mutex_unlock(&cases->readers_lock);
+    return db != NULL ? db : epcs_cases_reader(cases->data_dir, err, err_size);
+}
+
+void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db)
+{
+    if (db == NULL)
+        return;
+    pthread_mutex_lock(&cases->readers_lock);
+    int kept = cases->reader_count < READERS_KEPT;
+    if (kept)
+        cases->readers[cases->reader_count++] = db;
+    pthread_mutex_unlock(&cases->readers_lock);
+    if (!kept)
+        sqlite3_close(db);
 }

@@ -29,7 +29,8 @@
  * transaction: when the decision log refuses an event, nothing of that step is stored.
  *
  * Writers share one connection behind a lock and may call in from any thread; readers use a
- * connection of their own (epcs_cases_reader), one per thread.
+ * connection of their own, one per thread at a time (epcs_cases_reader, or one lent by the
+ * store's pool).
  */
 
 struct epcs_cases;
@@ -138,6 +139,15 @@ int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, cha
 
 /** A read-only connection for one thread's queries. NULL with `err` filled. */
 sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size);
+
+/**
+ * A read-only connection from the store's own pool (opened with epcs_cases_reader when none is
+ * free), the calling thread's until epcs_cases_reader_release: reads on the thread pool take
+ * one per job. NULL with `err` filled.
+ */
+sqlite3 *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err, size_t err_size);
+/** Gives `db` (from epcs_cases_reader_acquire; NULL accepted) back to the pool. */
+void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db);
 
 /**
  * Packs report `id`: its fields, the verdict as answered (`answer`), its requests and its

@@ -4,9 +4,10 @@
  * the sweep that marks requests overdue and escalates them. Staff read every report and
  * request; a partner reads the reports it filed and the requests addressed to it.
  *
- * Writes are legal records committed with an fsync, so they run on libuv's thread pool and the
- * answer is sent when the commit is done: the event loop never waits on the disk. Reads are
- * served on the loop from a read-only connection per worker, as /v1/decisions is.
+ * Writes are legal records committed with an fsync, and reads and exports may visit 100,000
+ * rows: both run on libuv's thread pool (offload.h), reads on connections of the store's own
+ * pool, and the answer is sent from the loop when they are done. The event loop never waits
+ * on SQLite or the disk.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "dates.h"
 #include "decision.h"
 #include "log.h"
+#include "offload.h"
 #include "query.h"
 #include "server.h"
 
@@ -80,20 +82,6 @@ static int read_path_id(h2o_req_t *req, const char *text, size_t len, const char
     return -1;
 }
 
-static sqlite3 *case_reader(h2o_req_t *req)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->cases_reader == NULL) {
-        char err[512];
-        worker->cases_reader = epcs_cases_reader(worker->server->config.data_dir, err, sizeof(err));
-        if (worker->cases_reader == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "cases", "cannot read the case store: %s", err);
-            epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
-        }
-    }
-    return worker->cases_reader;
-}
-
 /* ---- query strings ------------------------------------------------------------------------ */
 
 static int one_of(const char *value, const char *const *allowed)
@@ -136,19 +124,6 @@ static int read_page_limit(h2o_req_t *req, const char *text, int csv, size_t *li
     return read_limit(req, text, csv ? CSV_MAX_LIMIT : LIST_MAX_LIMIT, limit);
 }
 
-/* The CSV export, with the id to pass as `after` in `epcs-next` when more rows remain. */
-static void send_csv(h2o_req_t *req, const struct epcs_buf *text, uint64_t next)
-{
-    if (next != 0) {
-        char *value = h2o_mem_alloc_pool(&req->pool, 24);
-        int len = snprintf(value, 24, "%llu", (unsigned long long)next);
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("epcs-next"), 0, NULL,
-                              value, (size_t)len);
-    }
-    epcs_response_send_bytes(req, 200, "text/csv; charset=utf-8; header=present", text->data,
-                             text->len);
-}
-
 static int read_format(h2o_req_t *req, const char *value, int *csv)
 {
     if (strcmp(value, "csv") != 0)
@@ -159,27 +134,15 @@ static int read_format(h2o_req_t *req, const char *value, int *csv)
     return 0;
 }
 
-/* ---- jobs on the thread pool -------------------------------------------------------------- */
+/* ---- writes on the thread pool ----------------------------------------------------------- */
 
 enum job_kind { JOB_FILE, JOB_ANSWER };
 
-/* Lives in the request's pool: tells the job when the client has gone. */
-struct job_link {
-    struct case_job *job;
-};
-
 /* One write, with everything it needs copied out of the request, which may go away meanwhile. */
 struct case_job {
-    uv_work_t work;
+    struct epcs_offload base;
     enum job_kind kind;
     struct epcs_cases *cases;
-    struct epcs_worker *worker;
-    h2o_req_t *req;
-    struct job_link *link;
-    enum epcs_route route;
-    char partner[EPCS_KEY_PARTNER_MAX];
-    /* Sync audit: the answer waits for the decision log to commit this ticket. */
-    uint64_t hold_ticket;
     union {
         struct epcs_case_report report;
         struct epcs_case_answer answer;
@@ -192,7 +155,14 @@ struct case_job {
     uint64_t id;
     char detail[512];
     struct epcs_buf out;
+    /* Stored, but the answer asked for as JSON has no JSON form (bin in msgpack facts). */
+    int unencodable;
 };
+
+static struct case_job *job_of(struct epcs_offload *base)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct case_job, base, base);
+}
 
 static void job_free(struct case_job *job)
 {
@@ -205,32 +175,20 @@ static void job_free(struct case_job *job)
     free(job);
 }
 
-static void cb_link_disposed(void *ptr)
-{
-    struct job_link *link = ptr;
-    if (link->job != NULL)
-        link->job->req = NULL;
-}
-
 static struct case_job *job_create(h2o_req_t *req, enum job_kind kind)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
     struct case_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return NULL;
     job->kind = kind;
-    job->cases = worker->server->cases;
-    job->worker = worker;
-    job->req = req;
-    job->route = worker->route;
-    snprintf(job->partner, sizeof(job->partner), "%s", worker->partner);
-    job->work.data = job;
+    job->cases = epcs_worker_of(req)->server->cases;
+    job->rc = EPCS_CASES_FAILED;
     return job;
 }
 
-static void cb_job_work(uv_work_t *work)
+static void cb_job_work(struct epcs_offload *base)
 {
-    struct case_job *job = work->data;
+    struct case_job *job = job_of(base);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
     if (job->kind == JOB_FILE) {
@@ -240,20 +198,25 @@ static void cb_job_work(uv_work_t *work)
         job->rc =
             epcs_cases_answer(job->cases, &job->in.answer, &pk, job->detail, sizeof(job->detail));
     }
+    job->unencodable = job->rc == EPCS_CASES_OK && epcs_offload_encode(base, &job->out) != 0;
 }
 
-static void respond_job(h2o_req_t *req, struct case_job *job)
+static void respond_job(struct epcs_offload *base, h2o_req_t *req)
 {
-    struct epcs_worker *worker = job->worker;
+    struct case_job *job = job_of(base);
     uint64_t id = job->kind == JOB_FILE ? job->id : job->in.answer.request;
-    switch (job->rc) {
-    case EPCS_CASES_OK: {
-        msgpack_packer *pk = epcs_response_begin(worker);
-        epcs_buf_append(pk->data, job->out.data, job->out.len);
-        worker->hold_ticket = job->hold_ticket;
-        epcs_response_send(req, job->kind == JOB_FILE ? 201 : 200, epcs_response_format(req));
+    if (job->unencodable) {
+        epcs_respond_error(req, 500, "internal", NULL,
+                           "%s %llu is stored, but its answer has no JSON form: read it as "
+                           "msgpack",
+                           job->kind == JOB_FILE ? "report" : "the answer to request",
+                           (unsigned long long)id);
         return;
     }
+    switch (job->rc) {
+    case EPCS_CASES_OK:
+        epcs_offload_send(base, req, job->kind == JOB_FILE ? 201 : 200, &job->out);
+        return;
     case EPCS_CASES_NOT_FOUND:
         epcs_respond_error(req, 404, "unknown_request", "id", "no request %llu in your queue",
                            (unsigned long long)id);
@@ -280,54 +243,193 @@ static void respond_job(h2o_req_t *req, struct case_job *job)
                            "retry");
         return;
     default:
-        epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s",
-                 job->kind == JOB_FILE ? "filing a report" : "answering a request", job->detail);
+        epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s", base->ops->what, job->detail);
         epcs_respond_error(req, 500, "internal", NULL, "the case store could not write this");
         return;
     }
 }
 
-static void cb_job_done(uv_work_t *work, int status)
+static void cb_job_destroy(struct epcs_offload *base, int answered)
 {
-    struct case_job *job = work->data;
-    struct epcs_worker *worker = job->worker;
-    if (job->req != NULL) {
-        job->link->job = NULL;
-        /* After the loop was stopped the connection's handles are closing: nothing to send on.
-         */
-        if (!worker->loop_stopped) {
-            /* The router's per-request fields belong to whichever request came last. */
-            worker->route = job->route;
-            worker->partner = job->partner;
-            if (status != 0) {
-                job->rc = EPCS_CASES_FAILED;
-                snprintf(job->detail, sizeof(job->detail), "%s", uv_strerror(status));
-            }
-            respond_job(job->req, job);
-            worker->partner = "-";
-        }
-    } else if (status == 0 && job->rc == EPCS_CASES_OK) {
+    struct case_job *job = job_of(base);
+    if (!answered && job->rc == EPCS_CASES_OK)
         epcs_log(EPCS_LOG_INFO, "cases", "%s %llu stored; its client left before the answer",
                  job->kind == JOB_FILE ? "report" : "answer to request",
                  (unsigned long long)(job->kind == JOB_FILE ? job->id : job->in.answer.request));
-    }
     job_free(job);
 }
 
-/* Hands the job to the thread pool; the answer follows from cb_job_done. Returns 0. */
+static const struct epcs_offload_ops file_ops = {.what = "filing a report",
+                                                 .work = cb_job_work,
+                                                 .respond = respond_job,
+                                                 .destroy = cb_job_destroy};
+static const struct epcs_offload_ops answer_ops = {.what = "answering a request",
+                                                   .work = cb_job_work,
+                                                   .respond = respond_job,
+                                                   .destroy = cb_job_destroy};
+
+/* Hands the job to the thread pool; the answer follows from respond_job. Returns 0. */
 static int job_start(h2o_req_t *req, struct case_job *job)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    job->link = h2o_mem_alloc_shared(&req->pool, sizeof(*job->link), cb_link_disposed);
-    job->link->job = job;
-    int rc = uv_queue_work(&worker->loop, &job->work, cb_job_work, cb_job_done);
-    if (rc != 0) {
-        job->link->job = NULL;
-        job_free(job);
-        epcs_log(EPCS_LOG_ERROR, "cases", "cannot queue a write: %s", uv_strerror(rc));
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store is not available");
+    return epcs_offload_start(req, &job->base, job->kind == JOB_FILE ? &file_ops : &answer_ops);
+}
+
+/* ---- reads on the thread pool ------------------------------------------------------------ */
+
+enum read_kind { READ_REPORTS, READ_REPORT, READ_REQUESTS, READ_REQUEST };
+
+/*
+ * One read: a listing or export, or one report or request. Queries run on a connection of the
+ * store's pool, never the loop's: an export of 100,000 rows takes the better part of a second.
+ */
+struct read_job {
+    struct epcs_offload base;
+    enum read_kind kind;
+    struct epcs_cases *cases;
+    /* The query string the filters point into, and the caller's partner id when the reads
+       are limited to it. */
+    struct epcs_query params;
+    char own[EPCS_KEY_PARTNER_MAX];
+    /* The caller's partner id, whose queue is read when no `partner` filter names another. */
+    char caller[EPCS_KEY_PARTNER_MAX];
+    struct epcs_report_query reports;
+    struct epcs_request_query requests;
+    uint64_t id;
+    int csv;
+    /* Results: 0, 1 for no such report or request, -1 with `err`. */
+    int rc;
+    char err[256];
+    struct epcs_buf out;
+    uint64_t next;
+};
+
+static struct read_job *read_of(struct epcs_offload *base)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct read_job, base, base);
+}
+
+static struct read_job *read_create(h2o_req_t *req, enum read_kind kind)
+{
+    struct read_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+        return NULL;
     }
-    return 0;
+    job->kind = kind;
+    job->cases = epcs_worker_of(req)->server->cases;
+    job->rc = -1;
+    const char *own = own_partner(req);
+    snprintf(job->own, sizeof(job->own), "%s", own != NULL ? own : "");
+    return job;
+}
+
+/* The caller's partner id when its reads are limited to its own, else NULL. */
+static const char *read_own(const struct read_job *job)
+{
+    return job->own[0] != '\0' ? job->own : NULL;
+}
+
+static int run_read(struct read_job *job, sqlite3 *db, msgpack_packer *pk)
+{
+    switch (job->kind) {
+    case READ_REPORTS:
+        return job->csv
+                   ? epcs_cases_export_csv(db, &job->reports, &job->out, &job->next, job->err,
+                                           sizeof(job->err))
+                   : epcs_cases_list_reports(db, &job->reports, pk, job->err, sizeof(job->err));
+    case READ_REPORT:
+        return epcs_cases_get_report(db, job->id, read_own(job), pk, job->err, sizeof(job->err));
+    case READ_REQUESTS:
+        return job->csv
+                   ? epcs_cases_export_requests_csv(db, &job->requests, &job->out, &job->next,
+                                                    job->err, sizeof(job->err))
+                   : epcs_cases_list_requests(db, &job->requests, pk, job->err, sizeof(job->err));
+    case READ_REQUEST:
+        return epcs_cases_get_request(db, job->id, read_own(job), pk, job->err, sizeof(job->err));
+    }
+    return -1;
+}
+
+static void cb_read_work(struct epcs_offload *base)
+{
+    struct read_job *job = read_of(base);
+    sqlite3 *db = epcs_cases_reader_acquire(job->cases, job->err, sizeof(job->err));
+    if (db == NULL)
+        return;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    job->rc = run_read(job, db, &pk);
+    epcs_cases_reader_release(job->cases, db);
+    if (job->rc == 0 && !job->csv && epcs_offload_encode(base, &job->out) != 0) {
+        job->rc = -1;
+        snprintf(job->err, sizeof(job->err), "the answer has no JSON form");
+    }
+}
+
+/* The CSV export, with the id to pass as `after` in `epcs-next` when more rows remain. */
+static void send_csv(h2o_req_t *req, struct epcs_buf *text, uint64_t next)
+{
+    if (next != 0) {
+        char *value = h2o_mem_alloc_pool(&req->pool, 24);
+        int len = snprintf(value, 24, "%llu", (unsigned long long)next);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("epcs-next"), 0, NULL,
+                              value, (size_t)len);
+    }
+    epcs_response_send_buf(req, 200, "text/csv; charset=utf-8; header=present", text);
+}
+
+static void respond_read(struct epcs_offload *base, h2o_req_t *req)
+{
+    struct read_job *job = read_of(base);
+    if (job->rc < 0) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "%s: %s", base->ops->what, job->err);
+        epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
+    } else if (job->rc > 0 && job->kind == READ_REPORT) {
+        /* Another partner's report answers as one that does not exist: its id tells nothing. */
+        epcs_respond_error(req, 404, "unknown_report", "id",
+                           read_own(job) != NULL ? "no report %llu filed by you" : "no report %llu",
+                           (unsigned long long)job->id);
+    } else if (job->rc > 0) {
+        /* The same answer as POST .../response gives for a request in another partner's queue. */
+        epcs_respond_error(req, 404, "unknown_request", "id", "no request %llu in your queue",
+                           (unsigned long long)job->id);
+    } else if (job->csv) {
+        send_csv(req, &job->out, job->next);
+    } else {
+        epcs_offload_send(base, req, 200, &job->out);
+    }
+}
+
+static void cb_read_destroy(struct epcs_offload *base, int answered)
+{
+    (void)answered;
+    struct read_job *job = read_of(base);
+    epcs_buf_free(&job->out);
+    free(job);
+}
+
+static const struct epcs_offload_ops read_ops[] = {
+    [READ_REPORTS] = {.what = "listing reports",
+                      .work = cb_read_work,
+                      .respond = respond_read,
+                      .destroy = cb_read_destroy},
+    [READ_REPORT] = {.what = "reading a report",
+                     .work = cb_read_work,
+                     .respond = respond_read,
+                     .destroy = cb_read_destroy},
+    [READ_REQUESTS] = {.what = "listing requests",
+                       .work = cb_read_work,
+                       .respond = respond_read,
+                       .destroy = cb_read_destroy},
+    [READ_REQUEST] = {.what = "reading a request",
+                      .work = cb_read_work,
+                      .respond = respond_read,
+                      .destroy = cb_read_destroy},
+};
+
+static int read_start(h2o_req_t *req, struct read_job *job)
+{
+    return epcs_offload_start(req, &job->base, &read_ops[job->kind]);
 }
 
 /* ---- POST /v1/reports --------------------------------------------------------------------- */
@@ -631,7 +733,7 @@ static int file_report(h2o_req_t *req)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
     job->verdict = verdict;
-    job->hold_ticket = ticket;
+    job->base.hold_ticket = ticket;
     struct epcs_case_report *in = &job->in.report;
     char date[11];
     if (report.date != NULL)
@@ -667,110 +769,95 @@ static int file_report(h2o_req_t *req)
 
 /* ---- GET /v1/reports ---------------------------------------------------------------------- */
 
-static int list_reports(h2o_req_t *req)
+/* Reads GET /v1/reports' filters into `job` (they point into its copy of the query). 0, or
+   answers 400 or 403 and returns -1. */
+static int read_report_query(h2o_req_t *req, struct read_job *job)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_query params;
-    if (epcs_query_read(req, &params, EPCS_QUERY_MAX_PARAMS) != 0)
-        return 0;
+    struct epcs_query *params = &job->params;
+    if (epcs_query_read(req, params, EPCS_QUERY_MAX_PARAMS) != 0)
+        return -1;
     static const char *const statuses[] = {"open", "closed", "no_action", "needs_facts", NULL};
-    struct epcs_report_query query = {.filed_by = own_partner(req)};
-    int csv = epcs_accepts(req, "text/csv");
+    struct epcs_report_query *query = &job->reports;
+    query->filed_by = read_own(job);
+    job->csv = epcs_accepts(req, "text/csv");
     const char *limit = NULL;
-    for (size_t i = 0; i < params.count; i++) {
-        const char *name = params.names[i], *value = params.values[i];
+    for (size_t i = 0; i < params->count; i++) {
+        const char *name = params->names[i], *value = params->values[i];
         if (strcmp(name, "status") == 0) {
             if (!one_of(value, statuses))
                 return epcs_respond_error(req, 400, "bad_request", "status",
                                           "status must be open, closed, no_action or "
-                                          "needs_facts");
-            query.status = value;
+                                          "needs_facts"),
+                       -1;
+            query->status = value;
         } else if (strcmp(name, "platform") == 0) {
-            query.platform = value;
+            query->platform = value;
         } else if (strcmp(name, "election") == 0) {
-            query.election = value;
+            query->election = value;
         } else if (strcmp(name, "category") == 0) {
-            query.category = value;
+            query->category = value;
         } else if (strcmp(name, "filed_by") == 0) {
-            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
+            if (read_own(job) != NULL && strcmp(value, read_own(job)) != 0)
                 return epcs_respond_error(req, 403, "forbidden", "filed_by",
                                           "key %s of partner %s sees the reports it filed only",
-                                          worker->key->id, worker->partner);
-            query.filed_by = value;
+                                          worker->key->id, worker->partner),
+                       -1;
+            query->filed_by = value;
         } else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0) {
             int64_t us;
             if (epcs_parse_instant(value, &us) != 0)
                 return epcs_respond_error(req, 400, "bad_request", name,
                                           "%s must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)",
-                                          name);
-            *(strcmp(name, "from") == 0 ? &query.from_us : &query.to_us) = us;
+                                          name),
+                       -1;
+            *(strcmp(name, "from") == 0 ? &query->from_us : &query->to_us) = us;
         } else if (strcmp(name, "after") == 0) {
-            if (read_after(req, value, &query.after) != 0)
-                return 0;
+            if (read_after(req, value, &query->after) != 0)
+                return -1;
         } else if (strcmp(name, "limit") == 0) {
             limit = value;
         } else if (strcmp(name, "format") == 0) {
-            if (read_format(req, value, &csv) != 0)
-                return 0;
+            if (read_format(req, value, &job->csv) != 0)
+                return -1;
         } else {
             return epcs_respond_error(req, 400, "bad_request", name,
                                       "unknown filter '%s': status, platform, election, "
                                       "category, filed_by, from, to, after, limit, format",
-                                      name);
+                                      name),
+                   -1;
         }
     }
-    if (read_page_limit(req, limit, csv, &query.limit) != 0)
-        return 0;
-    if (query.from_us && query.to_us && query.to_us <= query.from_us)
-        return epcs_respond_error(req, 400, "bad_request", "to", "to must come after from");
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
-        return 0;
-    char err[256];
-    if (!csv) {
-        if (epcs_cases_list_reports(reader, &query, epcs_response_begin(worker), err,
-                                    sizeof(err)) != 0) {
-            epcs_log(EPCS_LOG_ERROR, "cases", "listing reports: %s", err);
-            return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-        }
-        return epcs_response_send(req, 200, epcs_response_format(req));
-    }
-    struct epcs_buf text = {0};
-    uint64_t next = 0;
-    if (epcs_cases_export_csv(reader, &query, &text, &next, err, sizeof(err)) != 0) {
-        epcs_buf_free(&text);
-        epcs_log(EPCS_LOG_ERROR, "cases", "exporting reports: %s", err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-    }
-    send_csv(req, &text, next);
-    epcs_buf_free(&text);
+    if (read_page_limit(req, limit, job->csv, &query->limit) != 0)
+        return -1;
+    if (query->from_us && query->to_us && query->to_us <= query->from_us)
+        return epcs_respond_error(req, 400, "bad_request", "to", "to must come after from"), -1;
     return 0;
+}
+
+static int list_reports(h2o_req_t *req)
+{
+    struct read_job *job = read_create(req, READ_REPORTS);
+    if (job == NULL)
+        return 0;
+    if (read_report_query(req, job) != 0) {
+        cb_read_destroy(&job->base, 1);
+        return 0;
+    }
+    return read_start(req, job);
 }
 
 static int show_report(h2o_req_t *req, const char *rest, size_t len)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
     uint64_t id;
     if (read_path_id(req, rest, len, "a report id is a whole number, as POST /v1/reports gave it",
                      &id) != 0)
         return 0;
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
+    struct read_job *job = read_create(req, READ_REPORT);
+    if (job == NULL)
         return 0;
-    char err[256];
-    const char *filer = own_partner(req);
-    int found =
-        epcs_cases_get_report(reader, id, filer, epcs_response_begin(worker), err, sizeof(err));
-    if (found < 0) {
-        epcs_log(EPCS_LOG_ERROR, "cases", "reading report %llu: %s", (unsigned long long)id, err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
-    }
-    /* Another partner's report answers as one that does not exist: its id tells nothing. */
-    if (found > 0)
-        return epcs_respond_error(req, 404, "unknown_report", "id",
-                                  filer != NULL ? "no report %llu filed by you" : "no report %llu",
-                                  (unsigned long long)id);
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    job->id = id;
+    return read_start(req, job);
 }
 
 int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len)
@@ -792,6 +879,59 @@ int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len)
 
 /* ---- GET /v1/partners/me/requests --------------------------------------------------------- */
 
+/* Reads the queue's filters into `job`, as read_report_query does. */
+static int read_request_query(h2o_req_t *req, struct read_job *job)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_query *params = &job->params;
+    if (epcs_query_read(req, params, EPCS_QUERY_MAX_PARAMS) != 0)
+        return -1;
+    static const char *const statuses[] = {
+        "open",      "overdue", "done", "objected", "data_submitted",
+        "escalated", "pending", "all",  NULL};
+    struct epcs_request_query *query = &job->requests;
+    /* Without a partner filter, the caller's own queue (staff have one too). */
+    snprintf(job->caller, sizeof(job->caller), "%s", worker->partner);
+    query->partner = job->caller;
+    query->status = "pending";
+    job->csv = epcs_accepts(req, "text/csv");
+    const char *limit = NULL;
+    for (size_t i = 0; i < params->count; i++) {
+        const char *name = params->names[i], *value = params->values[i];
+        if (strcmp(name, "status") == 0) {
+            if (!one_of(value, statuses))
+                return epcs_respond_error(req, 400, "bad_request", "status",
+                                          "status must be open, overdue, done, objected, "
+                                          "data_submitted, escalated, pending or all"),
+                       -1;
+            query->status = value;
+        } else if (strcmp(name, "after") == 0) {
+            if (read_after(req, value, &query->after) != 0)
+                return -1;
+        } else if (strcmp(name, "limit") == 0) {
+            limit = value;
+        } else if (strcmp(name, "format") == 0) {
+            if (read_format(req, value, &job->csv) != 0)
+                return -1;
+        } else if (strcmp(name, "partner") == 0) {
+            /* Staff may look at any partner's queue; a partner only at its own. */
+            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
+                return epcs_respond_error(req, 403, "forbidden", "partner",
+                                          "key %s of partner %s sees its own queue only",
+                                          worker->key->id, worker->partner),
+                       -1;
+            query->partner = value;
+        } else {
+            return epcs_respond_error(req, 400, "bad_request", name,
+                                      "unknown filter '%s': status, after, limit, partner, "
+                                      "format",
+                                      name),
+                   -1;
+        }
+    }
+    return read_page_limit(req, limit, job->csv, &query->limit);
+}
+
 int epcs_handle_partner_requests(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -799,69 +939,14 @@ int epcs_handle_partner_requests(h2o_req_t *req)
         return not_found_route(req);
     if (!epcs_method_is(req, "GET"))
         return epcs_method_not_allowed(req, "GET");
-    struct epcs_query params;
-    if (epcs_query_read(req, &params, EPCS_QUERY_MAX_PARAMS) != 0)
+    struct read_job *job = read_create(req, READ_REQUESTS);
+    if (job == NULL)
         return 0;
-    static const char *const statuses[] = {
-        "open",      "overdue", "done", "objected", "data_submitted",
-        "escalated", "pending", "all",  NULL};
-    struct epcs_request_query query = {.partner = worker->partner, .status = "pending"};
-    int csv = epcs_accepts(req, "text/csv");
-    const char *limit = NULL;
-    for (size_t i = 0; i < params.count; i++) {
-        const char *name = params.names[i], *value = params.values[i];
-        if (strcmp(name, "status") == 0) {
-            if (!one_of(value, statuses))
-                return epcs_respond_error(req, 400, "bad_request", "status",
-                                          "status must be open, overdue, done, objected, "
-                                          "data_submitted, escalated, pending or all");
-            query.status = value;
-        } else if (strcmp(name, "after") == 0) {
-            if (read_after(req, value, &query.after) != 0)
-                return 0;
-        } else if (strcmp(name, "limit") == 0) {
-            limit = value;
-        } else if (strcmp(name, "format") == 0) {
-            if (read_format(req, value, &csv) != 0)
-                return 0;
-        } else if (strcmp(name, "partner") == 0) {
-            /* Staff may look at any partner's queue; a partner only at its own. */
-            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
-                return epcs_respond_error(req, 403, "forbidden", "partner",
-                                          "key %s of partner %s sees its own queue only",
-                                          worker->key->id, worker->partner);
-            query.partner = value;
-        } else {
-            return epcs_respond_error(req, 400, "bad_request", name,
-                                      "unknown filter '%s': status, after, limit, partner, "
-                                      "format",
-                                      name);
-        }
-    }
-    if (read_page_limit(req, limit, csv, &query.limit) != 0)
+    if (read_request_query(req, job) != 0) {
+        cb_read_destroy(&job->base, 1);
         return 0;
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
-        return 0;
-    char err[256];
-    if (!csv) {
-        if (epcs_cases_list_requests(reader, &query, epcs_response_begin(worker), err,
-                                     sizeof(err)) != 0) {
-            epcs_log(EPCS_LOG_ERROR, "cases", "listing requests: %s", err);
-            return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-        }
-        return epcs_response_send(req, 200, epcs_response_format(req));
     }
-    struct epcs_buf text = {0};
-    uint64_t next = 0;
-    if (epcs_cases_export_requests_csv(reader, &query, &text, &next, err, sizeof(err)) != 0) {
-        epcs_buf_free(&text);
-        epcs_log(EPCS_LOG_ERROR, "cases", "exporting requests: %s", err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-    }
-    send_csv(req, &text, next);
-    epcs_buf_free(&text);
-    return 0;
+    return read_start(req, job);
 }
 
 /* ---- POST /v1/requests/{id}/response ------------------------------------------------------ */
@@ -930,7 +1015,11 @@ static int answer_request(h2o_req_t *req, uint64_t id)
     if (job == NULL)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     struct epcs_case_answer *in = &job->in.answer;
-    in->partner = job->partner;
+    msgpack_object partner = str_object(worker->partner);
+    if (keep_string(job, 1, &partner, &in->partner) != 0) {
+        job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
     in->request = id;
     in->status = stored;
     if (reason != NULL) {
@@ -955,22 +1044,11 @@ static int answer_request(h2o_req_t *req, uint64_t id)
 
 static int show_request(h2o_req_t *req, uint64_t id)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
+    struct read_job *job = read_create(req, READ_REQUEST);
+    if (job == NULL)
         return 0;
-    char err[256];
-    int found = epcs_cases_get_request(reader, id, own_partner(req), epcs_response_begin(worker),
-                                       err, sizeof(err));
-    if (found < 0) {
-        epcs_log(EPCS_LOG_ERROR, "cases", "reading request %llu: %s", (unsigned long long)id, err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
-    }
-    /* The same answer as POST .../response gives for a request in another partner's queue. */
-    if (found > 0)
-        return epcs_respond_error(req, 404, "unknown_request", "id",
-                                  "no request %llu in your queue", (unsigned long long)id);
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    job->id = id;
+    return read_start(req, job);
 }
 
 int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)

@@ -345,12 +345,10 @@ static void set_wakeable(struct epcs_worker *worker, int wakeable)
     pthread_mutex_unlock(&commit_wake_lock);
 }
 
-int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
-                             size_t len)
+/* Sends `copy`, which lives as long as the request, now or once its decisions are on disk. */
+static int send_body(h2o_req_t *req, int status, const char *content_type, char *copy, size_t len)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
-    memcpy(copy, data, len);
     uint64_t ticket = worker->hold_ticket;
     worker->hold_ticket = 0;
     if (ticket == 0 || epcs_decision_log_committed(worker->server->decisions) >= ticket) {
@@ -374,6 +372,32 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
     /* The commit may have landed between the check above and the insert. */
     release_held(worker);
     return 0;
+}
+
+int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
+                             size_t len)
+{
+    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
+    memcpy(copy, data, len);
+    return send_body(req, status, content_type, copy, len);
+}
+
+static void cb_owned_disposed(void *ptr)
+{
+    free(*(char **)ptr);
+}
+
+int epcs_response_send_buf(h2o_req_t *req, int status, const char *content_type,
+                           struct epcs_buf *body)
+{
+    /* A copy of a long export would fault in its pages on the loop: the request takes the
+       buffer instead and frees it with its pool. */
+    static char empty[1];
+    char **owned = h2o_mem_alloc_shared(&req->pool, sizeof(*owned), cb_owned_disposed);
+    *owned = body->data;
+    size_t len = body->len;
+    *body = (struct epcs_buf){0};
+    return send_body(req, status, content_type, *owned != NULL ? *owned : empty, len);
 }
 
 int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format)
@@ -1182,7 +1206,6 @@ static void dispose_worker(struct epcs_worker *worker)
     epcs_engine_destroy(worker->engine);
     epcs_keyring_release(worker->keyring);
     sqlite3_close(worker->reader);
-    sqlite3_close(worker->cases_reader);
     free(worker->metrics.verdicts);
     if (worker->zone_ready)
         msgpack_zone_destroy(&worker->zone);

@@ -151,8 +151,6 @@ struct epcs_worker {
     uv_timer_t access_log_due;
     /** Read-only decision log connection for /v1/decisions, opened on first use. */
     sqlite3 *reader;
-    /** Read-only case store connection for the report and queue routes, opened on first use. */
-    sqlite3 *cases_reader;
     /** Worker 0 sweeps the case store for requests past due (cases_api.c). */
     uv_timer_t case_sweep;
     int case_sweep_busy;
@@ -190,6 +188,12 @@ int epcs_accepts(h2o_req_t *req, const char *type);
 /** Sends `data` as is with `status` and `content_type`. Returns 0. */
 int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
                              size_t len);
+/**
+ * As epcs_response_send_bytes, without a copy: the request takes `body`'s memory (freed with
+ * the request) and leaves `body` empty. For long answers made off the loop. Returns 0.
+ */
+int epcs_response_send_buf(h2o_req_t *req, int status, const char *content_type,
+                           struct epcs_buf *body);
 
 /** The format a response should use: Accept, else the request's Content-Type, else JSON. */
 enum epcs_format epcs_response_format(h2o_req_t *req);

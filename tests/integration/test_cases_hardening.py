@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""Integration tests of what keeps reports and requests honest under abuse and load, on the real
+epcsd over HTTP/2: report and request reads that never stall an event loop.
+
+Shares the harness of test_api.py and the case helpers of test_cases.py. Run through ctest, or
+directly:
+    tests/integration/test_cases_hardening.py --epcsd build/epcsd --plugins build/plugins \
+        --rules lua_rules --cases ../shared/cases/public.tsv
+"""
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_api  # noqa: E402
+from test_api import JSON, EpcsTest, Server  # noqa: E402
+
+SEEDED = 100000
+# A check on the same worker as the exports: it must keep its pace while they run.
+PROBE_RATE = 200
+PROBE_SECONDS = 6
+PROBE_P99_US = 5000
+# The machine is shared with other work: the first of this many measurements that holds passes.
+ATTEMPTS = 5
+
+
+def seed(data, count):
+    """`count` reports, each with one open deletion request to naver, written straight into
+    the cases.db an epcsd created (its own schema): what months of monitoring leave behind."""
+    database = sqlite3.connect(os.path.join(data, "cases.db"))
+    start = 1767225600 * 1000000
+    answer = b"\x81\xa7verdict\xaaprohibited"
+    action = b"\x81\xa4kind\xb0deletion_request"
+    with database:
+        database.executemany(
+            "INSERT INTO reports(id, filed_us, filed_by, url, platform, election, category, "
+            "date, facts, verdict, article, ruleset, decision, answer, status, updated_us) "
+            "VALUES(?, ?, 'nec', ?, ?, 'na22', 'false_fact', '2026-01-01', x'80', "
+            "'prohibited', '250(2)', 'rs-0123456789abcdef', NULL, ?, 'open', ?)",
+            ((n, start + n, "https://blog.naver.com/seeded/%d" % n,
+              "kakao" if n % 1000 == 0 else "naver", answer, start + n)
+             for n in range(1, count + 1)))
+        database.executemany(
+            "INSERT INTO requests(id, report, chain, attempt, kind, partner, article, action, "
+            "created_us, due_us, objection_until_us, status, updated_us) "
+            "VALUES(?, ?, ?, 1, 'deletion_request', 'naver', '82-4(3)', ?, ?, ?, ?, 'open', ?)",
+            ((n, n, n, action, start + n, start + n + 86400000000 * 3650,
+              start + n + 86400000000 * 3650, start + n) for n in range(1, count + 1)))
+    database.close()
+
+
+class LoopTest(EpcsTest):
+    """One worker (--threads 1) with 100,000 reports and requests in its case store."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.data = tempfile.mkdtemp(prefix="epcs-test-loop-")
+        flags = ("--threads", "1", "--case-sweep", "3600000", "--data", cls.data)
+        first = Server(*flags)
+        assert first.stop() == 0
+        first.cleanup()
+        seed(cls.data, SEEDED)
+        cls.server = Server(*flags)
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        shutil.rmtree(cls.data)
+        assert status == 0, "epcsd exited with %d" % status
+
+    def h2load(self, path, seconds, log, rate=None, body=None, realtime=False):
+        """Starts h2load on one connection for `seconds`, one request after another (or `rate`
+        a second), logging each request's start, status and microseconds to `log`. The load's
+        clients run at the lowest priority: in service they are on other machines, here they
+        share the two cores with epcsd. The probe runs at real-time priority where the machine
+        allows it, so that its own wait for a core is not counted against epcsd."""
+        command = ["h2load", "-c", "1", "-m", "1", "-D", str(seconds), "--log-file", log]
+        if rate is not None:
+            command += ["--rps", str(rate)]
+        if body is not None:
+            command += ["-d", body, "-H", "content-type: application/json"]
+        command.append(self.server.url(path))
+        if not realtime:
+            command = ["nice", "-n", "19"] + command
+        elif subprocess.run(["chrt", "-f", "10", "true"], capture_output=True).returncode == 0:
+            command = ["chrt", "-f", "10"] + command
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    def finished(self, process, log):
+        """(start, status, microseconds) of each request of an h2load run, once it is done."""
+        output = process.communicate(timeout=120)[0]
+        self.assertEqual(process.returncode, 0, output)
+        with open(log) as f:
+            return [(int(t), s, int(us)) for t, s, us in (line.split("\t")[:3] for line in f
+                                                          if line.strip())], output
+
+    def probe_during_load(self, scratch, attempt):
+        """One measurement: exports and listings for PROBE_SECONDS + 2 s, the probe in the
+        middle. The probe's latencies (microseconds) of the checks that started while an
+        export was underway, the exports' count."""
+        body = os.path.join(scratch, "check")
+        with open(body, "wb") as f:
+            f.write(test_api.encode(CHECK, JSON))
+        logs = [os.path.join(scratch, "%s-%d" % (name, attempt))
+                for name in ("exports", "listings", "probe")]
+        exports = self.h2load(EXPORT_PATH, PROBE_SECONDS + 2, logs[0])
+        listings = self.h2load(LISTING_PATH, PROBE_SECONDS + 2, logs[1])
+        time.sleep(1)
+        probe = self.h2load("/v1/check", PROBE_SECONDS, logs[2], PROBE_RATE, body, True)
+        probed, output = self.finished(probe, logs[2])
+        exported, export_output = self.finished(exports, logs[0])
+        listed, _ = self.finished(listings, logs[1])
+        self.assertEqual({status for _, status, _ in probed}, {"200"}, output)
+        self.assertGreaterEqual(len(probed), PROBE_RATE * PROBE_SECONDS * 0.9, output)
+        self.assertEqual({status for _, status, _ in exported + listed}, {"200"})
+        self.assertGreaterEqual(len(exported), 3, export_output)
+        self.assertTrue(listed)
+        # Each export was whole: h2load counts the bytes of every answer.
+        self.assertIn("%d succeeded, 0 failed, 0 errored" % len(exported), export_output)
+        during = sorted(us for start, _, us in probed
+                        if any(begin <= start <= begin + took for begin, _, took in exported))
+        self.assertGreaterEqual(len(during), len(probed) // 2)
+        return during, len(exported)
+
+    def test_exports_and_listings_leave_the_loop_free(self):
+        """While 100,000-row CSV exports and a listing filtered down to 100 rows out of 100,000
+        run one after another, a check on the same worker answers at p99 under 5 ms, counting
+        the checks that started while an export was underway. The machine is shared, so up to
+        ATTEMPTS measurements are taken and the first that holds passes; with the exports on the
+        loop none does (each export stalls the loop for the better part of a second)."""
+        export = fetch(self.server, EXPORT_PATH)
+        lines = export.split(b"\r\n")
+        self.assertEqual(len(lines), SEEDED + 2)
+        self.assertEqual(lines[1].split(b",")[:7],
+                         [b"1", b"1", b"deletion_request", b"naver", b"82-4(3)", b"1", b"open"])
+        self.assertEqual(lines[SEEDED].split(b",")[0], str(SEEDED).encode())
+        listing = test_api.json.loads(fetch(self.server, LISTING_PATH))
+        self.assertEqual([r["id"] for r in listing["reports"]],
+                         list(range(1000, SEEDED + 1, 1000)))
+        measured = []
+        with tempfile.TemporaryDirectory() as scratch:
+            for attempt in range(ATTEMPTS):
+                during, exports = self.probe_during_load(scratch, attempt)
+                p99 = during[int(len(during) * 0.99) - 1]
+                measured.append("p99 %d us over %d checks during %d exports (slowest %s)"
+                                % (p99, len(during), exports, during[-3:]))
+                if p99 < PROBE_P99_US:
+                    break
+        self.assertLess(p99, PROBE_P99_US, "; ".join(measured))
+
+
+    def test_clients_that_leave_mid_export(self):
+        """Clients that hang up while their export is being made: the work finishes, nobody is
+        answered, and the worker goes on serving (under ASan: nothing touched after it is
+        freed)."""
+        for _ in range(5):
+            result = subprocess.run(["curl", "-sS", "--max-time", "0.05", "--http2-prior-knowledge",
+                                     "-o", "/dev/null", self.server.url(EXPORT_PATH)],
+                                    capture_output=True, text=True)
+            self.assertEqual(result.returncode, 28, result.stderr)
+        self.assertEqual(len(fetch(self.server, EXPORT_PATH).split(b"\r\n")), SEEDED + 2)
+        self.assertEqual(test_api.check(self.server, CHECK, JSON).status, 200)
+
+    def test_stop_with_a_write_in_flight(self):
+        """SIGTERM while a filing waits in the thread pool for the case store (held here by
+        another writer): epcsd waits for it, answers 201 once it is committed, and stops
+        cleanly with the report on disk."""
+        data = tempfile.mkdtemp(prefix="epcs-test-loop-stop-")
+        try:
+            server = Server("--threads", "1", "--case-sweep", "3600000", "--data", data)
+            blocker = sqlite3.connect(os.path.join(data, "cases.db"), isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            client = subprocess.Popen(
+                ["curl", "-sS", "--max-time", "30", "--http2-prior-knowledge", "-o", "/dev/null",
+                 "-w", "%{http_code}", "-H", "content-type: application/json", "--data-binary",
+                 test_api.json.dumps(REPORT), server.url("/v1/reports")],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            self.assertIsNone(client.poll(), "answered before its write could commit")
+            blocker.execute("COMMIT")
+            blocker.close()
+            out, err = client.communicate(timeout=30)
+            status = server.stop()
+            log = server.text()
+            server.cleanup()
+            self.assertEqual((client.returncode, out), (0, "201"), err)
+            self.assertEqual(status, 0, log)
+            self.assertIn("stopped cleanly", log)
+            self.assertNotIn("still open", log)
+            database = sqlite3.connect(os.path.join(data, "cases.db"))
+            stored = database.execute("SELECT url, status FROM reports").fetchall()
+            database.close()
+            self.assertEqual(stored, [(REPORT["url"], "open")])
+        finally:
+            shutil.rmtree(data)
+
+
+def fetch(server, path):
+    """GET `path` with curl; the body of a 200 answer."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = os.path.join(scratch, "body")
+        result = subprocess.run(["curl", "-sS", "--max-time", "60", "--http2-prior-knowledge",
+                                 "-o", out, "-w", "%{http_code}", server.url(path)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout == "200", result.stdout + result.stderr
+        with open(out, "rb") as f:
+            return f.read()
+
+
+REPORT = {"url": "https://blog.naver.com/stop/1", "platform": "naver", "election": "na22",
+          "category": "false_fact", "date": "2024-03-01", "facts": {"intent": "to_defeat"}}
+EXPORT_PATH = "/v1/partners/me/requests?partner=naver&status=all&format=csv"
+LISTING_PATH = "/v1/reports?platform=kakao&status=open&limit=1000"
+CHECK = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
+         "activity": {"kind": "post", "deepfake": True, "purpose": "campaign",
+                      "labeled": True}}
+
+
+if __name__ == "__main__":
+    test_api.run_suite()
