@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec.h"
 #include "decision_log.h"
 #include "facts.h"
 #include "keys.h"
@@ -26,7 +27,7 @@
 #define MAX_DUE_HOURS (24.0 * 366 * 10)
 #define MAX_OBJECTION_DAYS 3660.0
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /*
  * Ids are AUTOINCREMENT so none is ever reused: a request id quoted in a letter to a platform
  * names that request forever. `chain` is the id of a request's first attempt; `follows` the
@@ -85,19 +86,58 @@ static const char schema[] =
     "  actor TEXT NOT NULL,"
     "  detail BLOB,"
     "  log_id INTEGER);"
-    "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);";
+    "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);"
+    /* What the decision log is to get, written in the same transaction as the step and kept
+       until the log has committed it: its id is the entry's decision-log id. Decisions
+       (kind 0) carry the check and the answer, events (kind 1) their subject and detail. */
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind INTEGER NOT NULL,"
+    "  at_us INTEGER NOT NULL,"
+    "  partner TEXT NOT NULL,"
+    "  election TEXT,"
+    "  event TEXT,"
+    "  subject INTEGER,"
+    "  detail BLOB,"
+    "  date INTEGER,"
+    "  area TEXT,"
+    "  verdict INTEGER,"
+    "  ruleset TEXT,"
+    "  request BLOB,"
+    "  answer BLOB,"
+    "  latency_us INTEGER);";
 
 /* Read connections kept for reuse; more are opened when more threads read at once, and those
    beyond this many are closed when given back. */
 #define READERS_KEPT 8
+
+/* Handovers to the decision log not yet known to be committed; when more pile up, the newest
+   two are merged (their rows then go a little later). */
+#define HANDED_MAX 64
+
+/* Format 1 to 2: the outbox (made by the schema itself). */
+#define UPGRADE_FROM_1 ""
 
 struct epcs_cases {
     /* One writer connection: every write (and the packing that follows it) holds the lock. */
     pthread_mutex_t lock;
     sqlite3 *db;
     struct epcs_decision_log *log;
-    /* The place in the decision log's line of the last event written (under `lock`). */
+    /* The store's lane in the decision log: an id a step takes is marked on its way here, so
+       the log writes no later id before the step's outbox rows are handed over. */
+    struct epcs_decision_stage stage;
+    int attached;
+    /* Every outbox row up to this id has been handed over (under `lock`). */
+    uint64_t handed_id;
+    /* The ticket of the last handover; UINT64_MAX when the log failed before taking it, so an
+       answer held for it is refused (under `lock`). */
     uint64_t last_ticket;
+    /* Handovers in order: rows up to `id` may be deleted once the log has committed
+       `ticket`; `deleting` of them go with the transaction under way. */
+    struct {
+        uint64_t id, ticket;
+    } handed[HANDED_MAX];
+    size_t handed_count, deleting;
     char data_dir[4096];
     /* Idle read connections, under their own lock so reads never wait for a write. */
     pthread_mutex_t readers_lock;
@@ -350,7 +390,6 @@ struct verdict_view {
     char verdict[16];
     char article[64];
     char ruleset[32];
-    uint64_t decision;
     const msgpack_object *actions;
 };
 
@@ -366,9 +405,9 @@ static int read_verdict(msgpack_zone *zone, const char *bytes, size_t len,
         copy_string(map_get(&view->root, "article"), view->article, sizeof(view->article)) != 0 ||
         copy_string(map_get(&view->root, "ruleset"), view->ruleset, sizeof(view->ruleset)) != 0)
         return snprintf(why, why_size, "the verdict lacks verdict, article or ruleset"), -1;
-    const msgpack_object *decision = map_get(&view->root, "decision");
-    if (decision != NULL && decision->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        view->decision = decision->via.u64;
+    /* The store gives the decision its id, and adds it to the answer. */
+    if (map_get(&view->root, "decision") != NULL)
+        return snprintf(why, why_size, "the verdict carries a decision id already"), -1;
     view->actions = map_get(&view->root, "actions");
     if (view->actions != NULL && view->actions->type != MSGPACK_OBJECT_ARRAY)
         return snprintf(why, why_size, "actions is not a list"), -1;
@@ -455,20 +494,66 @@ struct step {
     int64_t at_us;
 };
 
+/* Whether the decision log can take another entry now: a full or failed log means the step is
+   refused (503) before anything is stored. */
+static int log_can_take(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(cases->log, &stats);
+    if (!stats.failed && stats.queued < stats.queue_limit)
+        return 1;
+    snprintf(err, err_size, "the decision log cannot take a step now (%s)",
+             stats.failed ? "a write failed" : "its queue is full");
+    return 0;
+}
+
+/* A fresh decision-log id for an entry of the step under way, or 0 with the log off. */
+static int take_log_id(struct epcs_cases *cases, uint64_t *id, char *err, size_t err_size)
+{
+    *id = 0;
+    if (cases->log == NULL)
+        return EPCS_CASES_OK;
+    if (!log_can_take(cases, err, err_size))
+        return EPCS_CASES_LOG_REFUSED;
+    *id = epcs_decision_log_next_id(cases->log, &cases->stage);
+    return EPCS_CASES_OK;
+}
+
+static int outbox_event(struct epcs_cases *cases, uint64_t id, const struct step *step,
+                        const char *detail, size_t detail_len, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "INSERT INTO outbox(id, kind, at_us, partner, election, event, "
+                                 "subject, detail) VALUES(?,1,?,?,?,?,?,?)",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(stmt, 2, step->at_us);
+    bind_text(stmt, 3, step->partner);
+    bind_text(stmt, 4, step->election);
+    bind_text(stmt, 5, step->event);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)(step->request != 0 ? step->request : step->report));
+    if (detail != NULL)
+        sqlite3_bind_blob(stmt, 7, detail, (int)detail_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, 7);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* The step's history row and, with the log on, its event in the outbox, in the transaction
+   under way: both are stored or neither. */
 static int record_step(struct epcs_cases *cases, const struct step *step, char *err,
                        size_t err_size)
 {
     const char *detail = step->detail != NULL ? step->detail->buf.data : NULL;
     size_t detail_len = step->detail != NULL ? step->detail->buf.len : 0;
-    uint64_t log_id = 0, ticket = 0;
-    if (epcs_decision_log_event(cases->log, step->partner, step->event, step->election,
-                                step->request != 0 ? step->request : step->report, detail,
-                                detail_len, &log_id, &ticket) != 0) {
-        snprintf(err, err_size, "the decision log refused the event %s", step->event);
-        return EPCS_CASES_LOG_REFUSED;
-    }
-    if (ticket > cases->last_ticket)
-        cases->last_ticket = ticket;
+    uint64_t log_id;
+    int rc = take_log_id(cases, &log_id, err, err_size);
+    if (rc == EPCS_CASES_OK && log_id != 0)
+        rc = outbox_event(cases, log_id, step, detail, detail_len, err, err_size);
+    if (rc != EPCS_CASES_OK)
+        return rc;
     sqlite3_stmt *stmt = prepare(cases->db,
                                  "INSERT INTO history(report, request, at_us, event, status, "
                                  "actor, detail, log_id) VALUES(?,?,?,?,?,?,?,?)",
@@ -1108,39 +1193,428 @@ int epcs_cases_export_requests_csv(sqlite3 *db, const struct epcs_request_query 
                        write_request_line, out, next, err, err_size);
 }
 
+/* ---- the outbox: steps to the decision log ---------------------------------------------- */
+
+/* Outbox rows read back for a handover: their bytes in one arena, the entries pointing into
+   it once it has stopped growing. */
+struct outbox_batch {
+    struct epcs_buf arena;
+    /* Per row: its id, kind and the arena offsets of its columns (SIZE_MAX: NULL). */
+    struct outbox_row {
+        uint64_t id;
+        int kind;
+        size_t at[8], len[8];
+        int64_t at_us, date, verdict, latency_us;
+        uint64_t subject;
+    } * rows;
+    size_t count, cap;
+    struct epcs_decision *decisions;
+    const char **partners;
+    struct epcs_decision_event *events;
+    size_t decision_count, event_count;
+};
+
+/* Text and blob columns of an outbox row, in the order OUTBOX_COLUMNS names them from 3 on. */
+enum { OB_PARTNER, OB_ELECTION, OB_EVENT, OB_DETAIL, OB_AREA, OB_RULESET, OB_REQUEST, OB_ANSWER };
+#define OUTBOX_COLUMNS                                                                             \
+    "SELECT id, kind, at_us, partner, election, event, detail, area, ruleset, request, answer, "   \
+    "subject, date, verdict, latency_us FROM outbox"
+
+static void batch_free(struct outbox_batch *batch)
+{
+    epcs_buf_free(&batch->arena);
+    free(batch->rows);
+    free(batch->decisions);
+    free(batch->partners);
+    free(batch->events);
+}
+
+/* Copies the current row of `stmt` into the batch. 0, or -1 when memory runs out. */
+static int batch_add(struct outbox_batch *batch, sqlite3_stmt *stmt)
+{
+    if (batch->count == batch->cap) {
+        size_t cap = batch->cap ? batch->cap * 2 : 32;
+        struct outbox_row *grown = realloc(batch->rows, cap * sizeof(*grown));
+        if (grown == NULL)
+            return -1;
+        batch->rows = grown;
+        batch->cap = cap;
+    }
+    struct outbox_row *row = &batch->rows[batch->count];
+    row->id = (uint64_t)sqlite3_column_int64(stmt, 0);
+    row->kind = sqlite3_column_int(stmt, 1);
+    row->at_us = sqlite3_column_int64(stmt, 2);
+    for (int i = 0; i < 8; i++) {
+        row->at[i] = SIZE_MAX;
+        row->len[i] = 0;
+        if (sqlite3_column_type(stmt, 3 + i) == SQLITE_NULL)
+            continue;
+        const void *bytes = sqlite3_column_blob(stmt, 3 + i);
+        row->len[i] = (size_t)sqlite3_column_bytes(stmt, 3 + i);
+        row->at[i] = batch->arena.len;
+        /* Texts end with a NUL in the arena, so they serve as C strings. */
+        if ((row->len[i] > 0 && epcs_buf_append(&batch->arena, bytes, row->len[i]) != 0) ||
+            epcs_buf_append(&batch->arena, "", 1) != 0)
+            return -1;
+    }
+    row->subject = (uint64_t)sqlite3_column_int64(stmt, 11);
+    row->date = sqlite3_column_int64(stmt, 12);
+    row->verdict = sqlite3_column_int64(stmt, 13);
+    row->latency_us = sqlite3_column_int64(stmt, 14);
+    batch->count++;
+    return 0;
+}
+
+static const char *batch_text(const struct outbox_batch *batch, const struct outbox_row *row,
+                              int column)
+{
+    return row->at[column] != SIZE_MAX ? batch->arena.data + row->at[column] : NULL;
+}
+
+/* Turns the rows into the decision log's entries. 0, or -1 when memory runs out. */
+static int batch_entries(struct outbox_batch *batch)
+{
+    size_t n = batch->count ? batch->count : 1;
+    batch->decisions = calloc(n, sizeof(*batch->decisions));
+    batch->partners = calloc(n, sizeof(*batch->partners));
+    batch->events = calloc(n, sizeof(*batch->events));
+    if (batch->decisions == NULL || batch->partners == NULL || batch->events == NULL)
+        return -1;
+    for (size_t i = 0; i < batch->count; i++) {
+        const struct outbox_row *row = &batch->rows[i];
+        if (row->kind == 0) {
+            size_t at = batch->decision_count++;
+            batch->partners[at] = batch_text(batch, row, OB_PARTNER);
+            batch->decisions[at] =
+                (struct epcs_decision){.id = row->id,
+                                       .election = batch_text(batch, row, OB_ELECTION),
+                                       .date = (int32_t)row->date,
+                                       .area = batch_text(batch, row, OB_AREA),
+                                       .area_index = -1,
+                                       .verdict = (enum epcs_verdict_kind)row->verdict,
+                                       .ruleset = batch_text(batch, row, OB_RULESET),
+                                       .check_msgpack = batch_text(batch, row, OB_REQUEST),
+                                       .check_len = row->len[OB_REQUEST],
+                                       .verdict_msgpack = batch_text(batch, row, OB_ANSWER),
+                                       .verdict_len = row->len[OB_ANSWER],
+                                       .latency_us = (uint64_t)row->latency_us,
+                                       .at_us = row->at_us};
+        } else {
+            batch->events[batch->event_count++] =
+                (struct epcs_decision_event){.id = row->id,
+                                             .at_us = row->at_us,
+                                             .partner = batch_text(batch, row, OB_PARTNER),
+                                             .event = batch_text(batch, row, OB_EVENT),
+                                             .election = batch_text(batch, row, OB_ELECTION),
+                                             .subject = row->subject,
+                                             .detail = batch_text(batch, row, OB_DETAIL),
+                                             .detail_len = row->len[OB_DETAIL]};
+        }
+    }
+    return 0;
+}
+
+/* Reads the outbox rows above `after`, in id order. 0, or -1 with `err`. */
+static int batch_load(sqlite3 *db, uint64_t after, struct outbox_batch *batch, char *err,
+                      size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db, OUTBOX_COLUMNS " WHERE id > ? ORDER BY id", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)after);
+    int step, rc = 0;
+    while (rc == 0 && (step = sqlite3_step(stmt)) == SQLITE_ROW)
+        rc = batch_add(batch, stmt);
+    if (rc == 0 && step != SQLITE_DONE) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        rc = -1;
+    } else if (rc != 0) {
+        snprintf(err, err_size, "out of memory");
+    }
+    sqlite3_finalize(stmt);
+    return rc == 0 ? batch_entries(batch) : rc;
+}
+
+/* Remembers a handover for the deletion of its rows once it is committed. */
+static void remember_handover(struct epcs_cases *cases, uint64_t id, uint64_t ticket)
+{
+    if (cases->handed_count == HANDED_MAX)
+        cases->handed_count--;
+    cases->handed[cases->handed_count].id = id;
+    cases->handed[cases->handed_count].ticket = ticket;
+    cases->handed_count++;
+}
+
+/*
+ * Hands every outbox row not handed over yet to the decision log, after a commit (and after a
+ * rollback, whose ids are then let go). When the handover fails the rows stay: with a failed
+ * log until the next start (every later step is refused meanwhile), when memory ran out until
+ * the next step, the mark keeping later ids back. Called with the lock held.
+ */
+static void forward(struct epcs_cases *cases)
+{
+    struct outbox_batch batch = {.count = 0};
+    char err[256];
+    if (batch_load(cases->db, cases->handed_id, &batch, err, sizeof(err)) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "cannot read the outbox, retried after the next step: %s",
+                 err);
+    } else if (batch.count == 0) {
+        /* Ids the rolled-back step took are no longer on their way. */
+        epcs_decision_log_flush(cases->log, &cases->stage);
+    } else {
+        uint64_t ticket;
+        uint64_t last = batch.rows[batch.count - 1].id;
+        if (epcs_decision_log_forward(cases->log, &cases->stage, batch.decisions, batch.partners,
+                                      batch.decision_count, batch.events, batch.event_count,
+                                      &ticket) == 0) {
+            cases->handed_id = last;
+            cases->last_ticket = ticket;
+            remember_handover(cases, last, ticket);
+        } else {
+            struct epcs_decision_log_stats stats;
+            epcs_decision_log_stats(cases->log, &stats);
+            epcs_log(EPCS_LOG_ERROR, "cases",
+                     "%zu step entries stay in the outbox: the decision log %s", batch.count,
+                     stats.failed ? "has failed; they go at the next start"
+                                  : "is out of memory; they go after the next step");
+            if (stats.failed) {
+                epcs_decision_log_flush(cases->log, &cases->stage);
+                cases->last_ticket = UINT64_MAX;
+            }
+        }
+    }
+    batch_free(&batch);
+}
+
+/* Deletes, in the transaction under way, the rows of the handovers the log has committed. */
+static int delete_forwarded(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    cases->deleting = 0;
+    uint64_t committed = epcs_decision_log_committed(cases->log);
+    size_t count = 0;
+    while (count < cases->handed_count && cases->handed[count].ticket <= committed)
+        count++;
+    if (count == 0)
+        return 0;
+    sqlite3_stmt *stmt = prepare(cases->db, "DELETE FROM outbox WHERE id <= ?", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)cases->handed[count - 1].id);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return -1;
+    cases->deleting = count;
+    return 0;
+}
+
+/* After a commit: the deleted handovers are forgotten. */
+static void forget_deleted(struct epcs_cases *cases)
+{
+    memmove(cases->handed, cases->handed + cases->deleting,
+            (cases->handed_count - cases->deleting) * sizeof(cases->handed[0]));
+    cases->handed_count -= cases->deleting;
+    cases->deleting = 0;
+}
+
+/* Whether the decision log holds entry `id` (0 no, 1 yes, -1 with `err`). */
+static int log_holds(sqlite3 *reader, uint64_t id, char *err, size_t err_size)
+{
+    struct epcs_buf scratch = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &scratch, epcs_buf_msgpack_write);
+    int rc = epcs_decision_log_get(reader, id, &pk, NULL, NULL, 0, NULL, err, err_size);
+    epcs_buf_free(&scratch);
+    return rc < 0 ? -1 : rc == 0;
+}
+
+/*
+ * Of the outbox rows a stop left (ids[0..count), in order), how many the decision log holds
+ * already: a prefix, since the store hands rows over in id order and the log writes in id
+ * order, so a held row means every row before it is held too. A binary search.
+ */
+static int held_prefix(const char *data_dir, const uint64_t *ids, size_t count, size_t *held,
+                       char *err, size_t err_size)
+{
+    sqlite3 *reader = epcs_decision_log_reader(data_dir, err, err_size);
+    if (reader == NULL)
+        return -1;
+    size_t low = 0, high = count;
+    int rc = 0;
+    while (rc == 0 && low < high) {
+        size_t middle = low + (high - low) / 2;
+        int holds = log_holds(reader, ids[middle], err, err_size);
+        if (holds < 0)
+            rc = -1;
+        else if (holds)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    sqlite3_close(reader);
+    *held = low;
+    return rc;
+}
+
+static int delete_outbox_through(struct epcs_cases *cases, uint64_t id, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db, "DELETE FROM outbox WHERE id <= ?", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    return run(cases->db, stmt, err, err_size);
+}
+
+/*
+ * At start, before anything is served: what a stop left in the outbox goes to the decision
+ * log, and is deleted once there. Rows the log holds already (the stop came between its
+ * commit and their deletion) are only deleted, so no entry is logged twice; the others keep
+ * the ids they were given, which are below every id of this run, so the log stays in order.
+ */
+static int recover_outbox(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    struct outbox_batch batch = {.count = 0};
+    if (batch_load(cases->db, 0, &batch, err, err_size) != 0)
+        return batch_free(&batch), -1;
+    size_t count = batch.count;
+    uint64_t last = count > 0 ? batch.rows[count - 1].id : 0;
+    if (count > 0 && cases->log == NULL)
+        epcs_log(EPCS_LOG_WARN, "cases",
+                 "%zu step entries wait in the outbox for a run with the decision log on", count);
+    if (count == 0 || cases->log == NULL)
+        return batch_free(&batch), 0;
+    uint64_t *ids = malloc(count * sizeof(*ids));
+    size_t held = 0;
+    int rc = ids != NULL ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        ids[i] = batch.rows[i].id;
+    if (rc == 0)
+        rc = held_prefix(cases->data_dir, ids, count, &held, err, err_size);
+    if (rc == 0 && held > 0)
+        rc = delete_outbox_through(cases, ids[held - 1], err, err_size);
+    if (rc == 0 && held > 0)
+        cases->handed_id = ids[held - 1];
+    free(ids);
+    batch_free(&batch);
+    if (rc == 0 && held < count) {
+        forward(cases);
+        if (cases->handed_id != last || cases->last_ticket == UINT64_MAX ||
+            epcs_decision_log_wait(cases->log, cases->last_ticket) != 0)
+            return snprintf(err, err_size,
+                            "the decision log does not take the %zu step "
+                            "entries a stop left in the outbox",
+                            count - held),
+                   -1;
+        rc = delete_outbox_through(cases, cases->handed_id, err, err_size);
+        cases->handed_count = 0;
+    }
+    if (rc == 0)
+        epcs_log(EPCS_LOG_INFO, "cases",
+                 "outbox: %zu step entries a stop left went to the decision log, %zu were "
+                 "there already",
+                 count - held, held);
+    return rc;
+}
+
 /* ---- writes ------------------------------------------------------------------------------- */
 
 static int begin(struct epcs_cases *cases, char *err, size_t err_size)
 {
     /* IMMEDIATE: the write lock now, not at the first write, so no step ever meets BUSY
      * halfway through. */
-    return epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, err_size);
+    if (epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, err_size) != 0)
+        return -1;
+    /* Outbox rows the decision log has committed go with this step's transaction: no fsync
+       of their own. */
+    if (cases->log == NULL || delete_forwarded(cases, err, err_size) == 0)
+        return 0;
+    char ignored[64];
+    epcs_sqlite_exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
+    return -1;
 }
 
-/*
- * Under --audit sync an answer waits for the decision log to commit its steps' events, as a
- * check's answer waits for its decision. Called on the thread pool, without the lock. The
- * step itself is committed (fsync'd) in the case store by now, so a log that failed meanwhile
- * does not undo it: refusing the answer would only make the client file it twice.
- */
-static int wait_for_events(struct epcs_cases *cases, uint64_t ticket)
-{
-    if (epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC &&
-        epcs_decision_log_wait(cases->log, ticket) != 0)
-        epcs_log(EPCS_LOG_ERROR, "cases",
-                 "the decision log failed before a case step's events were written; the case "
-                 "store holds the step");
-    return EPCS_CASES_OK;
-}
-
-/* Commits on EPCS_CASES_OK, rolls back otherwise; returns the outcome. */
+/* Commits on EPCS_CASES_OK, rolls back otherwise, then hands the outbox over; returns the
+   outcome. */
 static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
 {
     char ignored[64];
-    if (rc == EPCS_CASES_OK && epcs_sqlite_exec(cases->db, "COMMIT", err, err_size) == 0)
-        return EPCS_CASES_OK;
-    epcs_sqlite_exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
-    return rc == EPCS_CASES_OK ? EPCS_CASES_FAILED : rc;
+    if (rc == EPCS_CASES_OK && epcs_sqlite_exec(cases->db, "COMMIT", err, err_size) == 0) {
+        forget_deleted(cases);
+    } else {
+        epcs_sqlite_exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
+        cases->deleting = 0;
+        rc = rc == EPCS_CASES_OK ? EPCS_CASES_FAILED : rc;
+    }
+    if (cases->log != NULL)
+        forward(cases);
+    return rc;
+}
+
+/* The ticket an answer waits for under --audit sync: that of the handover holding the step's
+   entries, or 0 when nothing is to be waited for. */
+static uint64_t hold_ticket(const struct epcs_cases *cases)
+{
+    return epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC ? cases->last_ticket : 0;
+}
+
+/* `verdict` (a map without `decision`) with "decision": `id` at its end, as /v1/check
+   answers. 0, or -1 when it is not a map. */
+static int with_decision(const char *verdict, size_t len, uint64_t id, struct epcs_buf *out)
+{
+    uint32_t fields;
+    size_t header_len;
+    if (epcs_msgpack_map_header(verdict, len, &fields, &header_len) != 0)
+        return -1;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    msgpack_pack_map(&pk, fields + 1);
+    pack_raw(&pk, verdict + header_len, len - header_len);
+    pack_cstr(&pk, "decision");
+    msgpack_pack_uint64(&pk, id);
+    return 0;
+}
+
+/* The report's decision in the outbox, as /v1/check would have logged it. */
+static int outbox_decision(struct epcs_cases *cases, uint64_t id,
+                           const struct epcs_case_report *report, const struct epcs_buf *answer,
+                           char *err, size_t err_size)
+{
+    const struct epcs_decision *decision = report->decision;
+    sqlite3_stmt *stmt = prepare(
+        cases->db,
+        "INSERT INTO outbox(id, kind, at_us, partner, election, date, area, verdict, ruleset, "
+        "request, answer, latency_us) VALUES(?,0,?,?,?,?,?,?,?,?,?,?)",
+        err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(stmt, 2, decision->at_us != 0 ? decision->at_us : report->now_us);
+    bind_text(stmt, 3, report->filed_by);
+    bind_text(stmt, 4, decision->election);
+    sqlite3_bind_int64(stmt, 5, decision->date);
+    bind_text(stmt, 6, decision->area);
+    sqlite3_bind_int(stmt, 7, (int)decision->verdict);
+    bind_text(stmt, 8, decision->ruleset);
+    sqlite3_bind_blob(stmt, 9, decision->check_msgpack, (int)decision->check_len, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 10, answer->data, (int)answer->len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 11, (sqlite3_int64)decision->latency_us);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* Takes the report's decision id (before its steps', so the decision comes first in the log)
+   and makes the answer the report keeps: the verdict with that id. */
+static int decide(struct epcs_cases *cases, const struct epcs_case_report *report,
+                  uint64_t *decision, struct epcs_buf *answer, char *err, size_t err_size)
+{
+    *decision = 0;
+    int rc = report->decision != NULL ? take_log_id(cases, decision, err, err_size) : EPCS_CASES_OK;
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    if (*decision == 0)
+        return epcs_buf_append(answer, report->verdict, report->verdict_len) == 0
+                   ? EPCS_CASES_OK
+                   : EPCS_CASES_FAILED;
+    if (with_decision(report->verdict, report->verdict_len, *decision, answer) != 0)
+        return snprintf(err, err_size, "the verdict is not a map"), EPCS_CASES_FAILED;
+    return outbox_decision(cases, *decision, report, answer, err, err_size);
 }
 
 static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
@@ -1149,14 +1623,21 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
 {
     const char *status = report_status(view->verdict, (long long)count, (long long)count);
     int64_t now = report->now_us;
+    uint64_t decision;
+    struct epcs_buf answer = {0};
+    int rc = decide(cases, report, &decision, &answer, err, err_size);
     sqlite3_stmt *stmt =
-        prepare(cases->db,
-                "INSERT INTO reports(filed_us, filed_by, url, platform, election, category, "
-                "date, facts, verdict, article, ruleset, decision, answer, status, updated_us) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
+        rc != EPCS_CASES_OK
+            ? NULL
+            : prepare(cases->db,
+                      "INSERT INTO reports(filed_us, filed_by, url, platform, election, "
+                      "category, date, facts, verdict, article, ruleset, decision, answer, "
+                      "status, updated_us) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      err, err_size);
+    if (stmt == NULL) {
+        epcs_buf_free(&answer);
+        return rc != EPCS_CASES_OK ? rc : EPCS_CASES_FAILED;
+    }
     sqlite3_bind_int64(stmt, 1, now);
     bind_text(stmt, 2, report->filed_by);
     bind_text(stmt, 3, report->url);
@@ -1168,23 +1649,25 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
     bind_text(stmt, 9, view->verdict);
     bind_text(stmt, 10, view->article);
     bind_text(stmt, 11, view->ruleset);
-    bind_optional_int(stmt, 12, (int64_t)view->decision, view->decision != 0);
-    sqlite3_bind_blob(stmt, 13, report->verdict, (int)report->verdict_len, SQLITE_TRANSIENT);
+    bind_optional_int(stmt, 12, (int64_t)decision, decision != 0);
+    sqlite3_bind_blob(stmt, 13, answer.data, (int)answer.len, SQLITE_TRANSIENT);
     bind_text(stmt, 14, status);
     sqlite3_bind_int64(stmt, 15, now);
-    if (run(cases->db, stmt, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
+    rc = run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    epcs_buf_free(&answer);
+    if (rc != EPCS_CASES_OK)
+        return rc;
     *id = (uint64_t)sqlite3_last_insert_rowid(cases->db);
     struct detail detail;
-    detail_begin(&detail, 6 + (view->decision != 0));
+    detail_begin(&detail, 6 + (decision != 0));
     detail_str(&detail, "url", report->url);
     detail_str(&detail, "platform", report->platform);
     detail_str(&detail, "category", report->category);
     detail_str(&detail, "date", report->date);
     detail_str(&detail, "verdict", view->verdict);
     detail_str(&detail, "article", view->article);
-    if (view->decision != 0)
-        detail_id(&detail, "decision", view->decision);
+    if (decision != 0)
+        detail_id(&detail, "decision", decision);
     struct step step = {.report = *id,
                         .event = "report_filed",
                         .status = status,
@@ -1193,7 +1676,7 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
                         .election = report->election,
                         .detail = &detail,
                         .at_us = now};
-    int rc = record_step(cases, &step, err, err_size);
+    rc = record_step(cases, &step, err, err_size);
     epcs_buf_free(&detail.buf);
     for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
         struct new_request new_request = {.report = *id,
@@ -1208,9 +1691,10 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
 }
 
 int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
-                    msgpack_packer *pk, uint64_t *id, char *err, size_t err_size)
+                    msgpack_packer *pk, uint64_t *id, uint64_t *ticket, char *err, size_t err_size)
 {
     msgpack_zone zone;
+    *ticket = 0;
     if (!msgpack_zone_init(&zone, 4096))
         return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
     struct verdict_view view;
@@ -1235,14 +1719,15 @@ int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *rep
         rc = file_locked(cases, report, &view, actions, count, id, err, err_size);
         rc = finish(cases, rc, err, err_size);
     }
-    if (rc == EPCS_CASES_OK &&
-        epcs_cases_get_report(cases->db, *id, report->partner_view ? report->filed_by : NULL, pk,
-                              err, err_size) != 0)
-        rc = EPCS_CASES_FAILED;
-    uint64_t ticket = cases->last_ticket;
+    if (rc == EPCS_CASES_OK) {
+        *ticket = hold_ticket(cases);
+        if (epcs_cases_get_report(cases->db, *id, report->partner_view ? report->filed_by : NULL,
+                                  pk, err, err_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
     pthread_mutex_unlock(&cases->lock);
     msgpack_zone_destroy(&zone);
-    return rc == EPCS_CASES_OK ? wait_for_events(cases, ticket) : rc;
+    return rc;
 }
 
 /* The request's row as the writes need it. */
@@ -1443,9 +1928,10 @@ static int answer_locked(struct epcs_cases *cases, const struct epcs_case_answer
 }
 
 int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
-                      msgpack_packer *pk, char *detail, size_t detail_size)
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
 {
     struct request_row row = {.action = {0}};
+    *ticket = 0;
     pthread_mutex_lock(&cases->lock);
     int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
     if (rc == EPCS_CASES_OK) {
@@ -1453,13 +1939,14 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
         /* Refusals (not found, closed, too late) change nothing, so the rollback is right. */
         rc = finish(cases, rc, detail, detail_size);
     }
-    if (rc == EPCS_CASES_OK &&
-        epcs_cases_get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
-        rc = EPCS_CASES_FAILED;
-    uint64_t ticket = cases->last_ticket;
+    if (rc == EPCS_CASES_OK) {
+        *ticket = hold_ticket(cases);
+        if (epcs_cases_get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
     pthread_mutex_unlock(&cases->lock);
     epcs_buf_free(&row.action);
-    return rc == EPCS_CASES_OK ? wait_for_events(cases, ticket) : rc;
+    return rc;
 }
 
 /* One open request past its due time: overdue, then the next attempt or the escalation. */
@@ -1601,6 +2088,32 @@ int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, cha
 
 /* ---- opening ------------------------------------------------------------------------------ */
 
+/*
+ * Brings a store of an earlier format to this one, in one transaction, before the schema
+ * check: reports and requests are legal records, so an upgrade must never ask the operator to
+ * move them aside. Format 1 had no outbox (the schema adds it).
+ */
+static int upgrade(sqlite3 *db, const char *path, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db, "PRAGMA user_version", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    int version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
+    sqlite3_finalize(stmt);
+    if (version != 1)
+        return 0;
+    char why[256];
+    if (epcs_sqlite_exec(db, "BEGIN IMMEDIATE; " UPGRADE_FROM_1 " PRAGMA user_version = 2; COMMIT;",
+                         why, sizeof(why)) == 0) {
+        epcs_log(EPCS_LOG_INFO, "cases", "%s: upgraded from case store format 1 to 2", path);
+        return 0;
+    }
+    char ignored[64];
+    epcs_sqlite_exec(db, "ROLLBACK", ignored, sizeof(ignored));
+    snprintf(err, err_size, "%s: cannot upgrade from case store format 1: %s", path, why);
+    return -1;
+}
+
 static void db_path(const char *data_dir, char *path, size_t size)
 {
     snprintf(path, size, "%s/cases.db", data_dir);
@@ -1636,8 +2149,16 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
         snprintf(err, err_size, "%s: %s", path, why);
         goto fail;
     }
-    if (epcs_sqlite_schema(cases->db, path, "case store", "these are legal records", "'reports'",
+    if (upgrade(cases->db, path, err, err_size) != 0 ||
+        epcs_sqlite_schema(cases->db, path, "case store", "these are legal records", "'reports'",
                            SCHEMA_VERSION, schema, err, err_size) != 0)
+        goto fail;
+    if (log != NULL && epcs_decision_log_attach(log, &cases->stage) != 0) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    cases->attached = log != NULL;
+    if (recover_outbox(cases, err, err_size) != 0)
         goto fail;
     return cases;
 fail:
@@ -1645,10 +2166,30 @@ fail:
     return NULL;
 }
 
+/* A clean stop leaves an empty outbox: what was handed over is waited for, then deleted. */
+static void drain_outbox(struct epcs_cases *cases)
+{
+    char err[256];
+    if (cases->handed_count == 0 || cases->last_ticket == UINT64_MAX ||
+        epcs_decision_log_wait(cases->log, cases->last_ticket) != 0)
+        return;
+    if (epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, sizeof(err)) != 0 ||
+        delete_forwarded(cases, err, sizeof(err)) != 0 ||
+        finish(cases, EPCS_CASES_OK, err, sizeof(err)) != EPCS_CASES_OK)
+        epcs_log(EPCS_LOG_WARN, "cases",
+                 "the outbox keeps entries the decision log has (%s); "
+                 "the next start deletes them",
+                 err);
+}
+
 void epcs_cases_close(struct epcs_cases *cases)
 {
     if (cases == NULL)
         return;
+    if (cases->attached) {
+        drain_outbox(cases);
+        epcs_decision_log_detach(cases->log, &cases->stage);
+    }
     sqlite3_close(cases->db);
     for (size_t i = 0; i < cases->reader_count; i++)
         sqlite3_close(cases->readers[i]);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "decision.h"
 
 /*
  * The case store: reports of false information, slander and deepfakes, the requests epcs
@@ -25,8 +26,14 @@
  * is made and the ignored attempts become `escalated`. Answering one attempt answers the
  * others of the same chain that are still open or overdue.
  *
- * Every step is one row of the history and one event in the decision log, written in the same
- * transaction: when the decision log refuses an event, nothing of that step is stored.
+ * Every step is one row of the history and one event for the decision log, and a filing also
+ * the report's decision, written in the same transaction: the entries go into an outbox table
+ * with the decision-log ids the store takes for them (marked on their way in the store's own
+ * stage), are handed to the decision log right after the commit, and deleted once the log has
+ * committed them; at open, what a stop left there is handed over (or, when the log holds it
+ * already, only deleted) before anything else. A rolled-back step thus logs nothing, and a
+ * stored one everything. A decision log that is full or has failed refuses the step before
+ * anything of it is stored.
  *
  * Writers share one connection behind a lock and may call in from any thread; readers use a
  * connection of their own, one per thread at a time (epcs_cases_reader, or one lent by the
@@ -86,9 +93,13 @@ struct epcs_case_report {
     /** The facts as received (msgpack map). */
     const char *facts;
     size_t facts_len;
-    /** The verdict as answered (msgpack map with verdict, article, ruleset, actions, ...). */
+    /** The verdict (msgpack map with verdict, article, ruleset, actions, ...) without a
+     * `decision`: the store adds the id it gives the decision. */
     const char *verdict;
     size_t verdict_len;
+    /** The decision that made it, for the decision log, its id unset and its verdict the one
+     * above (NULL: none is logged). Borrowed for the call; its check as msgpack bytes. */
+    const struct epcs_decision *decision;
     int64_t now_us;
     /** Nonzero when a partner's key (not staff's) filed it: the answer is then the report as
      * that partner reads it later (epcs_cases_get_report with `filer`). */
@@ -96,13 +107,15 @@ struct epcs_case_report {
 };
 
 /**
- * Stores a report and one request per action of its verdict, with their history and events,
- * in one fsync'd transaction, then packs the stored report to `pk` (as
- * epcs_cases_get_report). Returns EPCS_CASES_OK with `id` set, EPCS_CASES_LOG_REFUSED, or
- * EPCS_CASES_FAILED with `err` filled.
+ * Stores a report and one request per action of its verdict, with their history, its decision
+ * and their events (in the outbox), in one fsync'd transaction, then hands the outbox to the
+ * decision log and packs the stored report to `pk` (as epcs_cases_get_report). Returns
+ * EPCS_CASES_OK with `id` set and `ticket` to what an answer waits for under --audit sync (0:
+ * nothing), EPCS_CASES_LOG_REFUSED (nothing stored), or EPCS_CASES_FAILED with `err` filled
+ * (nothing stored).
  */
 int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
-                    msgpack_packer *pk, uint64_t *id, char *err, size_t err_size);
+                    msgpack_packer *pk, uint64_t *id, uint64_t *ticket, char *err, size_t err_size);
 
 /** A partner's answer to one request. */
 struct epcs_case_answer {
@@ -121,12 +134,13 @@ struct epcs_case_answer {
 
 /**
  * Records an answer, closes the other open or overdue attempts of the request's chain, and
- * packs the answered request to `pk`. Returns EPCS_CASES_OK, NOT_FOUND, CLOSED (the status in
- * `detail`), NO_OBJECTION, TOO_LATE (the end of the objection period in `detail`),
- * LOG_REFUSED, or FAILED (`detail` says why).
+ * packs the answered request to `pk`. Returns EPCS_CASES_OK (with `ticket` as
+ * epcs_cases_file sets it), NOT_FOUND, CLOSED (the status in `detail`), NO_OBJECTION,
+ * TOO_LATE (the end of the objection period in `detail`), LOG_REFUSED, or FAILED (`detail`
+ * says why).
  */
 int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
-                      msgpack_packer *pk, char *detail, size_t detail_size);
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size);
 
 /**
  * Handles every open request due at `now_us` or earlier, each in its own transaction: marks

@@ -149,7 +149,8 @@ struct case_job {
     } in;
     /* Owned copies the inputs point into. */
     char *strings[8];
-    struct epcs_buf facts, verdict, data;
+    struct epcs_buf facts, verdict, data, check;
+    struct epcs_decision decision;
     /* Results. */
     int rc;
     uint64_t id;
@@ -171,6 +172,7 @@ static void job_free(struct case_job *job)
     epcs_buf_free(&job->facts);
     epcs_buf_free(&job->verdict);
     epcs_buf_free(&job->data);
+    epcs_buf_free(&job->check);
     epcs_buf_free(&job->out);
     free(job);
 }
@@ -192,11 +194,11 @@ static void cb_job_work(struct epcs_offload *base)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
     if (job->kind == JOB_FILE) {
-        job->rc = epcs_cases_file(job->cases, &job->in.report, &pk, &job->id, job->detail,
-                                  sizeof(job->detail));
+        job->rc = epcs_cases_file(job->cases, &job->in.report, &pk, &job->id, &base->hold_ticket,
+                                  job->detail, sizeof(job->detail));
     } else {
-        job->rc =
-            epcs_cases_answer(job->cases, &job->in.answer, &pk, job->detail, sizeof(job->detail));
+        job->rc = epcs_cases_answer(job->cases, &job->in.answer, &pk, &base->hold_ticket,
+                                    job->detail, sizeof(job->detail));
     }
     job->unencodable = job->rc == EPCS_CASES_OK && epcs_offload_encode(base, &job->out) != 0;
 }
@@ -623,39 +625,65 @@ static int respond_report_error(h2o_req_t *req, struct epcs_check_error *err)
     return epcs_respond_check_error(req, err);
 }
 
-/* Puts the report's decision on record as /v1/check does. 0, or answers 503 and returns -1. */
-static int record_decision(h2o_req_t *req, const struct epcs_decision *decision, uint64_t *ticket)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_decision_log *log = worker->server->decisions;
-    epcs_metrics_count_verdict(worker, decision->area_index, decision->verdict);
-    epcs_decision_debug(decision, worker->partner);
-    *ticket = 0;
-    if (log == NULL)
-        return 0;
-    /* As check.c does: staged in async mode, where the worker's stage may hold this turn's
-     * earlier decisions (lower ids) that an append would let the writer pass. */
-    int sync = epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC;
-    uint64_t queued = 0;
-    if ((sync
-             ? epcs_decision_log_append(log, &worker->staged, decision, 1, worker->partner, &queued)
-             : epcs_decision_log_stage(log, &worker->staged, decision, 1, worker->partner)) != 0) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-        epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
-                           "the decision log cannot take this report's decision now, so the "
-                           "report is not filed; retry");
-        return -1;
-    }
-    *ticket = queued;
-    return 0;
-}
-
 static int keep_string(struct case_job *job, size_t slot, const msgpack_object *str,
                        const char **out)
 {
     job->strings[slot] = copy_object_string(str);
     *out = job->strings[slot];
     return *out != NULL ? 0 : -1;
+}
+
+/* Copies the report and its decision into the job, which outlives the request's memory and
+   the ruleset's. 0, or -1 when memory runs out. */
+static int keep_report(h2o_req_t *req, struct case_job *job, const struct report_body *report,
+                       const struct epcs_decision *decision)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_case_report *in = &job->in.report;
+    char date[11];
+    if (report->date != NULL)
+        snprintf(date, sizeof(date), "%.*s", (int)report->date->via.str.size,
+                 report->date->via.str.ptr);
+    else
+        epcs_date_format(decision->date, date);
+    msgpack_object date_object = str_object(date);
+    msgpack_object filed_by = str_object(worker->partner);
+    msgpack_object ruleset = str_object(decision->ruleset);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->facts, epcs_buf_msgpack_write);
+    if (report->facts != NULL)
+        msgpack_pack_object(&pk, *report->facts);
+    else
+        msgpack_pack_map(&pk, 0);
+    msgpack_packer_init(&pk, &job->check, epcs_buf_msgpack_write);
+    msgpack_pack_object(&pk, *decision->check);
+    const char *kept_ruleset;
+    if (keep_string(job, 0, &filed_by, &in->filed_by) != 0 ||
+        keep_string(job, 1, report->url, &in->url) != 0 ||
+        keep_string(job, 2, report->platform, &in->platform) != 0 ||
+        keep_string(job, 3, report->election, &in->election) != 0 ||
+        keep_string(job, 4, report->category, &in->category) != 0 ||
+        keep_string(job, 5, &date_object, &in->date) != 0 ||
+        keep_string(job, 6, &ruleset, &kept_ruleset) != 0 || job->facts.data == NULL ||
+        job->check.data == NULL)
+        return -1;
+    in->facts = job->facts.data;
+    in->facts_len = job->facts.len;
+    in->verdict = job->verdict.data;
+    in->verdict_len = job->verdict.len;
+    in->partner_view = own_partner(req) != NULL;
+    in->now_us = now_us();
+    job->decision = *decision;
+    job->decision.election = in->election;
+    job->decision.area = FALSE_INFORMATION;
+    job->decision.ruleset = kept_ruleset;
+    job->decision.check = NULL;
+    job->decision.check_msgpack = job->check.data;
+    job->decision.check_len = job->check.len;
+    job->decision.verdict_msgpack = NULL;
+    job->decision.verdict_len = 0;
+    in->decision = worker->server->decisions != NULL ? &job->decision : NULL;
+    return 0;
 }
 
 static int file_report(h2o_req_t *req)
@@ -683,11 +711,9 @@ static int file_report(h2o_req_t *req)
     msgpack_object check;
     if (build_check(worker, &report, &check) != 0)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
-    struct epcs_decision decision = {
-        .id = server->decisions != NULL
-                  ? epcs_decision_log_next_id(server->decisions, &worker->staged)
-                  : 0,
-        .check = &check};
+    /* The case store gives the decision its id when it files the report, and logs it with the
+       report's steps: a filing that fails leaves no decision behind. */
+    struct epcs_decision decision = {.id = 0, .check = &check};
     struct epcs_check_error err;
     struct epcs_buf verdict = {0};
     msgpack_packer verdict_pk;
@@ -718,52 +744,20 @@ static int file_report(h2o_req_t *req)
         epcs_pack_cstr(pk, FALSE_INFORMATION ".lua");
         return epcs_response_send(req, 500, epcs_response_format(req));
     }
-    decision.verdict_msgpack = verdict.data;
-    decision.verdict_len = verdict.len;
     decision.latency_us = (uint64_t)(now_us() - started);
-    uint64_t ticket;
-    if (record_decision(req, &decision, &ticket) != 0) {
-        epcs_buf_free(&verdict);
-        return 0;
-    }
-
+    decision.at_us = now_us();
+    epcs_metrics_count_verdict(worker, decision.area_index, decision.verdict);
+    epcs_decision_debug(&decision, worker->partner);
     struct case_job *job = job_create(req, JOB_FILE);
     if (job == NULL) {
         epcs_buf_free(&verdict);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
     job->verdict = verdict;
-    job->base.hold_ticket = ticket;
-    struct epcs_case_report *in = &job->in.report;
-    char date[11];
-    if (report.date != NULL)
-        snprintf(date, sizeof(date), "%.*s", (int)report.date->via.str.size,
-                 report.date->via.str.ptr);
-    else
-        epcs_date_format(decision.date, date);
-    msgpack_object date_object = str_object(date);
-    msgpack_packer facts_pk;
-    msgpack_packer_init(&facts_pk, &job->facts, epcs_buf_msgpack_write);
-    if (report.facts != NULL)
-        msgpack_pack_object(&facts_pk, *report.facts);
-    else
-        msgpack_pack_map(&facts_pk, 0);
-    msgpack_object filed_by = str_object(worker->partner);
-    if (keep_string(job, 0, &filed_by, &in->filed_by) != 0 ||
-        keep_string(job, 1, report.url, &in->url) != 0 ||
-        keep_string(job, 2, report.platform, &in->platform) != 0 ||
-        keep_string(job, 3, report.election, &in->election) != 0 ||
-        keep_string(job, 4, report.category, &in->category) != 0 ||
-        keep_string(job, 5, &date_object, &in->date) != 0 || job->facts.data == NULL) {
+    if (keep_report(req, job, &report, &decision) != 0) {
         job_free(job);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
-    in->facts = job->facts.data;
-    in->facts_len = job->facts.len;
-    in->verdict = job->verdict.data;
-    in->verdict_len = job->verdict.len;
-    in->partner_view = own_partner(req) != NULL;
-    in->now_us = now_us();
     return job_start(req, job);
 }
 

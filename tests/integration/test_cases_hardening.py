@@ -19,7 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
-from test_api import JSON, EpcsTest, Server  # noqa: E402
+from test_api import JSON, EpcsTest, Server, request  # noqa: E402
+from test_service import wait_for  # noqa: E402
 
 SEEDED = 100000
 # A check on the same worker as the exports: it must keep its pace while they run.
@@ -201,6 +202,117 @@ class LoopTest(EpcsTest):
             stored = database.execute("SELECT url, status FROM reports").fetchall()
             database.close()
             self.assertEqual(stored, [(REPORT["url"], "open")])
+        finally:
+            shutil.rmtree(data)
+
+
+class EvidenceTest(EpcsTest):
+    """A report's decision and its case events in the decision log, and only those that the
+    case store committed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--case-sweep", "3600000")
+        cls.cases_db = os.path.join(cls.server.data, "var", "cases.db")
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        assert status == 0, "epcsd exited with %d" % status
+
+    def call(self, method, path, body=None):
+        return request(self.server, method, path,
+                       test_api.encode(body, JSON) if body is not None else None,
+                       JSON if body is not None else None)
+
+    def log_after(self, after):
+        """Every decision-log entry above id `after` but the probes (deepfake checks), once a
+        check made now is on disk (every entry handed over before it is then on disk too)."""
+        probe = test_api.check(self.server, CHECK, JSON)
+        self.assertEqual(probe.status, 200, probe.raw)
+        decision = probe.document["decision"]
+        entries = []
+
+        def complete():
+            entries[:] = self.call("GET", "/v1/decisions?after=%d&limit=1000"
+                                   % after).document["decisions"]
+            return any(entry["id"] == decision for entry in entries)
+        wait_for(complete, "check %d never reached the decision log" % decision)
+        return [entry for entry in entries if entry.get("area") != CHECK["area"]]
+
+    def last_id(self):
+        probe = test_api.check(self.server, CHECK, JSON)
+        self.assertEqual(probe.status, 200, probe.raw)
+        return probe.document["decision"]
+
+    def test_a_failed_filing_records_no_decision(self):
+        """The case store refuses the write (a trigger stands in for a full disk): 500, and
+        neither the report's decision nor any case event is in the decision log. Then the same
+        report is filed: its decision and steps are, once each."""
+        before = self.last_id()
+        database = sqlite3.connect(self.cases_db, isolation_level=None)
+        database.execute("CREATE TRIGGER refuse BEFORE INSERT ON reports BEGIN "
+                         "SELECT RAISE(ABORT, 'refused by the test'); END")
+        report = dict(REPORT, url="https://blog.naver.com/evidence/1")
+        refused = self.call("POST", "/v1/reports", report)
+        self.assertError(refused, 500, "internal", None, "the case store could not write this")
+        self.assertEqual(self.log_after(before), [])
+        database.execute("DROP TRIGGER refuse")
+        database.close()
+        filed = self.call("POST", "/v1/reports", report)
+        self.assertEqual(filed.status, 201, filed.raw)
+        filed = filed.document
+        entries = self.log_after(before)
+        steps = [step["decision"] for step in filed["history"]]
+        self.assertEqual([entry["id"] for entry in entries], [filed["decision"]] + steps)
+        self.assertEqual([entry.get("event") for entry in entries],
+                         [None, "report_filed", "request_sent", "request_sent"])
+        self.assertEqual(entries[0]["answer"], filed["answer"])
+        self.assertEqual(filed["answer"]["decision"], filed["decision"])
+
+
+    def test_sigkill_loses_no_step_of_the_log(self):
+        """Reports filed and answered as fast as they come, then SIGKILL (--audit async: no
+        answer waited for the decision log). At the next start every decision and step the
+        case store holds is in the decision log, once, in id order."""
+        data = tempfile.mkdtemp(prefix="epcs-test-evidence-")
+        try:
+            flags = ("--case-sweep", "3600000", "--data", data)
+            server = Server(*flags)
+            filed = []
+            for n in range(12):
+                response = request(server, "POST", "/v1/reports", test_api.encode(
+                    # Without keys the caller is "local": the platform that answers.
+                    dict(REPORT, url="https://blog.naver.com/kill/%d" % n, platform="local"),
+                    JSON), JSON)
+                self.assertEqual(response.status, 201, response.raw)
+                filed.append(response.document)
+            answered = request(server, "POST", "/v1/requests/%d/response"
+                               % filed[-1]["requests"][0]["id"],
+                               test_api.encode({"status": "done"}, JSON), JSON)
+            self.assertEqual(answered.status, 200, answered.raw)
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(30)
+            server.cleanup()
+            server = Server(*flags)
+            try:
+                # The last steps' rows were still in the outbox, deleted only with a later step.
+                self.assertRegex(server.text(), r"outbox: \d+ step entries a stop left went to "
+                                 r"the decision log, \d+ were there already")
+                stored = [request(server, "GET", "/v1/reports/%d" % r["id"]).document
+                          for r in filed]
+                wanted = sorted([r["decision"] for r in stored] +
+                                [step["decision"] for r in stored for step in r["history"]])
+                self.assertEqual(len(set(wanted)), len(wanted))
+                logged = request(server, "GET", "/v1/decisions?after=%d&limit=1000"
+                                 % (wanted[0] - 1)).document["decisions"]
+                ids = [entry["id"] for entry in logged]
+                self.assertEqual(ids, sorted(ids))
+                self.assertEqual([i for i in ids if i in set(wanted)], wanted)
+                self.assertEqual(server.stop(), 0)
+            finally:
+                server.cleanup()
         finally:
             shutil.rmtree(data)
 
