@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "codec.h"
@@ -31,7 +32,10 @@
 /*
  * Ids are AUTOINCREMENT so none is ever reused: a request id quoted in a letter to a platform
  * names that request forever. `chain` is the id of a request's first attempt; `follows` the
- * request whose being ignored made this one (a second attempt or an escalation).
+ * request whose being ignored made this one (a second attempt or an escalation). A report's
+ * `posting` is its URL normalised (epcs_cases_posting): with the election and the category it
+ * names the case, which later reports of the same posting join (`reporters`). A request's
+ * `sent_us` is when it went to its partner: NULL while it is held for staff.
  */
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS reports ("
@@ -39,6 +43,7 @@ static const char schema[] =
     "  filed_us INTEGER NOT NULL,"
     "  filed_by TEXT NOT NULL,"
     "  url TEXT NOT NULL,"
+    "  posting TEXT NOT NULL,"
     "  platform TEXT NOT NULL,"
     "  election TEXT NOT NULL,"
     "  category TEXT NOT NULL,"
@@ -53,6 +58,24 @@ static const char schema[] =
     "  updated_us INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS reports_by_time ON reports(filed_us);"
     "CREATE INDEX IF NOT EXISTS reports_by_status ON reports(status, id);"
+    "CREATE INDEX IF NOT EXISTS reports_by_posting ON reports(posting, election, category, id);"
+    /* Each partner that reported a case, once: when it first did, and the URL and facts it
+       gave. */
+    "CREATE TABLE IF NOT EXISTS reporters ("
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  partner TEXT NOT NULL,"
+    "  at_us INTEGER NOT NULL,"
+    "  url TEXT NOT NULL,"
+    "  facts BLOB NOT NULL,"
+    "  PRIMARY KEY (report, partner));"
+    "CREATE INDEX IF NOT EXISTS reporters_by_partner ON reporters(partner, report);"
+    /* Whether the requests a partner's reports cause are sent at once or held for staff;
+       a partner without a row is held. */
+    "CREATE TABLE IF NOT EXISTS partner_policies ("
+    "  partner TEXT PRIMARY KEY,"
+    "  reports TEXT NOT NULL,"
+    "  set_us INTEGER NOT NULL,"
+    "  set_by TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS requests ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  report INTEGER NOT NULL REFERENCES reports(id),"
@@ -64,6 +87,7 @@ static const char schema[] =
     "  article TEXT NOT NULL,"
     "  action BLOB NOT NULL,"
     "  created_us INTEGER NOT NULL,"
+    "  sent_us INTEGER,"
     "  due_us INTEGER,"
     "  objection_until_us INTEGER,"
     "  status TEXT NOT NULL,"
@@ -115,8 +139,17 @@ static const char schema[] =
    two are merged (their rows then go a little later). */
 #define HANDED_MAX 64
 
-/* Format 1 to 2: the outbox (made by the schema itself). */
-#define UPGRADE_FROM_1 ""
+/* Format 1 to 2, besides the tables the schema makes (outbox, reporters, partner_policies):
+   every report gets its posting (set by upgrade(), in C) and its filer as its one reporter,
+   every request was sent when it was made. */
+#define UPGRADE_FROM_1                                                                             \
+    "ALTER TABLE reports ADD COLUMN posting TEXT NOT NULL DEFAULT '';"                             \
+    "ALTER TABLE requests ADD COLUMN sent_us INTEGER;"                                             \
+    "UPDATE requests SET sent_us = created_us;"                                                    \
+    "CREATE TABLE reporters (report INTEGER NOT NULL REFERENCES reports(id),"                      \
+    "  partner TEXT NOT NULL, at_us INTEGER NOT NULL, url TEXT NOT NULL, facts BLOB NOT NULL,"     \
+    "  PRIMARY KEY (report, partner));"                                                            \
+    "INSERT INTO reporters SELECT id, filed_by, filed_us, url, facts FROM reports;"
 
 struct epcs_cases {
     /* One writer connection: every write (and the packing that follows it) holds the lock. */
@@ -304,6 +337,120 @@ static int partner_id_valid(const char *id)
             return 0;
     }
     return 1;
+}
+
+int epcs_cases_partner_valid(const char *id)
+{
+    return partner_id_valid(id);
+}
+
+/* ---- postings ----------------------------------------------------------------------------- */
+
+static int unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+}
+
+/* Appends `len` bytes of path and query with their percent-escapes normalised (RFC 3986
+   6.2.2): an escape of an unreserved character becomes the character, the others get upper
+   case hex digits. Returns the new length, or SIZE_MAX when `out` is full. */
+static size_t put_escaped(char *out, size_t at, size_t size, const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        int high = text[i] == '%' && i + 2 < len ? hex_value(text[i + 1]) : -1;
+        int low = high >= 0 ? hex_value(text[i + 2]) : -1;
+        char c = text[i];
+        if (low >= 0) {
+            i += 2;
+            c = (char)(high << 4 | low);
+            if (!unreserved((unsigned char)c)) {
+                if (at + 3 >= size)
+                    return SIZE_MAX;
+                out[at++] = '%';
+                out[at++] = "0123456789ABCDEF"[high];
+                out[at++] = "0123456789ABCDEF"[low];
+                continue;
+            }
+        }
+        if (at + 1 >= size)
+            return SIZE_MAX;
+        out[at++] = c;
+    }
+    return at;
+}
+
+/* Whether `port` (`len` digits) is the default of a scheme of `scheme` bytes ("http://"). */
+static int default_port(const char *port, size_t len, size_t scheme)
+{
+    return (scheme == 7 && len == 2 && memcmp(port, "80", 2) == 0) ||
+           (scheme == 8 && len == 3 && memcmp(port, "443", 3) == 0);
+}
+
+int epcs_cases_posting(const char *url, char *out, size_t size)
+{
+    size_t scheme = strncasecmp(url, "https://", 8) == 0  ? 8
+                    : strncasecmp(url, "http://", 7) == 0 ? 7
+                                                          : 0;
+    /* The fragment is the reader's place in the page, not another posting. */
+    size_t end = strcspn(url, "#");
+    const char *authority = url + scheme;
+    size_t authority_len = scheme != 0 ? strcspn(authority, "/?#") : 0;
+    if (authority_len == 0 || end + 2 >= size)
+        return -1;
+    for (size_t i = 0; i < scheme; i++)
+        out[i] = lower(url[i]);
+    /* Userinfo keeps its case; the host is case-insensitive (RFC 3986 3.2.2). */
+    const char *at_sign = memchr(authority, '@', authority_len);
+    const char *host = at_sign != NULL ? at_sign + 1 : authority;
+    size_t host_len = authority_len - (size_t)(host - authority);
+    /* An IPv6 literal holds colons of its own: the port's comes after its bracket. */
+    const char *bracket = host_len > 0 && host[0] == '[' ? memchr(host, ']', host_len) : NULL;
+    const char *colon =
+        bracket != NULL ? (bracket + 1 < host + host_len && bracket[1] == ':' ? bracket + 1 : NULL)
+                        : memchr(host, ':', host_len);
+    size_t name_len = colon != NULL ? (size_t)(colon - host) : host_len;
+    size_t port_len = colon != NULL ? host_len - name_len - 1 : 0;
+    /* A default port, or none after the colon, and the final dot of a fully qualified name
+       name the same host. */
+    int keep_port = colon != NULL && port_len > 0 && !default_port(colon + 1, port_len, scheme);
+    if (name_len > 1 && host[name_len - 1] == '.')
+        name_len--;
+    if (name_len == 0)
+        return -1;
+    size_t at = scheme, userinfo_len = (size_t)(host - authority);
+    memcpy(out + at, authority, userinfo_len);
+    at += userinfo_len;
+    for (size_t i = 0; i < name_len; i++)
+        out[at++] = lower(host[i]);
+    if (keep_port) {
+        out[at++] = ':';
+        memcpy(out + at, colon + 1, port_len);
+        at += port_len;
+    }
+    const char *rest = authority + authority_len;
+    size_t rest_len = end - scheme - authority_len;
+    /* An empty path is the root (RFC 3986 6.2.3). */
+    if (rest_len == 0 || rest[0] == '?')
+        out[at++] = '/';
+    at = put_escaped(out, at, size, rest, rest_len);
+    if (at == SIZE_MAX)
+        return -1;
+    out[at] = '\0';
+    return 0;
 }
 
 /* ---- actions ------------------------------------------------------------------------------ */
@@ -574,7 +721,7 @@ static int record_step(struct epcs_cases *cases, const struct step *step, char *
     return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
 }
 
-/* A request about to be sent. */
+/* A request about to be sent, or held for staff. */
 struct new_request {
     uint64_t report;
     const char *election;
@@ -584,8 +731,27 @@ struct new_request {
     int attempt;
     /* The ignored request that caused this one, or 0. */
     uint64_t follows;
+    /* Held until staff confirm it: no due time or objection period yet, in nobody's queue. */
+    int held;
     int64_t now_us;
 };
+
+/* The detail of request_sent and request_held. */
+static void sent_detail(struct detail *detail, uint64_t report, const struct action *action,
+                        int attempt, const int64_t *due, uint64_t follows)
+{
+    detail_begin(detail, 5 + (due != NULL) + (follows != 0));
+    detail_id(detail, "report", report);
+    detail_str(detail, "kind", action->kind);
+    detail_str(detail, "to", action->to);
+    detail_str(detail, "article", action->article);
+    pack_cstr(&detail->pk, "attempt");
+    msgpack_pack_int(&detail->pk, attempt);
+    if (due != NULL)
+        detail_time(detail, "due", *due);
+    if (follows != 0)
+        detail_id(detail, "follows", follows);
+}
 
 static int create_request(struct epcs_cases *cases, const struct new_request *new_request,
                           uint64_t *id, char *err, size_t err_size)
@@ -596,13 +762,15 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
     msgpack_packer_init(&spec_pk, &spec, epcs_buf_msgpack_write);
     msgpack_pack_object(&spec_pk, *action->map);
     int64_t now = new_request->now_us;
-    int has_due = action->due_span_us > 0, has_objection = action->objection_span_us >= 0;
+    int sent = !new_request->held;
+    int has_due = sent && action->due_span_us > 0;
+    int has_objection = sent && action->objection_span_us >= 0;
     int64_t due = now + action->due_span_us;
     sqlite3_stmt *stmt =
         prepare(cases->db,
                 "INSERT INTO requests(report, chain, attempt, follows, kind, partner, article, "
-                "action, created_us, due_us, objection_until_us, status, updated_us) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?,'open',?)",
+                "action, created_us, sent_us, due_us, objection_until_us, status, updated_us) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 err, err_size);
     if (stmt == NULL) {
         epcs_buf_free(&spec);
@@ -617,9 +785,11 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
     bind_text(stmt, 7, action->article);
     sqlite3_bind_blob(stmt, 8, spec.data, (int)spec.len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(stmt, 9, now);
-    bind_optional_int(stmt, 10, due, has_due);
-    bind_optional_int(stmt, 11, now + action->objection_span_us, has_objection);
-    sqlite3_bind_int64(stmt, 12, now);
+    bind_optional_int(stmt, 10, now, sent);
+    bind_optional_int(stmt, 11, due, has_due);
+    bind_optional_int(stmt, 12, now + action->objection_span_us, has_objection);
+    bind_text(stmt, 13, sent ? "open" : "held");
+    sqlite3_bind_int64(stmt, 14, now);
     epcs_buf_free(&spec);
     if (run(cases->db, stmt, err, err_size) != 0)
         return EPCS_CASES_FAILED;
@@ -633,21 +803,12 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
             return EPCS_CASES_FAILED;
     }
     struct detail detail;
-    detail_begin(&detail, 5 + (size_t)has_due + (new_request->follows != 0));
-    detail_id(&detail, "report", new_request->report);
-    detail_str(&detail, "kind", action->kind);
-    detail_str(&detail, "to", action->to);
-    detail_str(&detail, "article", action->article);
-    pack_cstr(&detail.pk, "attempt");
-    msgpack_pack_int(&detail.pk, new_request->attempt);
-    if (has_due)
-        detail_time(&detail, "due", due);
-    if (new_request->follows != 0)
-        detail_id(&detail, "follows", new_request->follows);
+    sent_detail(&detail, new_request->report, action, new_request->attempt, has_due ? &due : NULL,
+                new_request->follows);
     struct step step = {.report = new_request->report,
                         .request = *id,
-                        .event = "request_sent",
-                        .status = "open",
+                        .event = sent ? "request_sent" : "request_held",
+                        .status = sent ? "open" : "held",
                         .actor = EPCS_ACTOR,
                         .partner = action->to,
                         .election = new_request->election,
@@ -658,11 +819,20 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
     return rc;
 }
 
-static const char *report_status(const char *verdict, long long requests, long long pending)
+/* How many of a report's requests are in each state that decides the report's. */
+struct request_counts {
+    long long all, pending, held, dismissed;
+};
+
+static const char *report_status(const char *verdict, const struct request_counts *counts)
 {
-    if (requests == 0)
+    if (counts->all == 0)
         return strcmp(verdict, "needs_facts") == 0 ? "needs_facts" : "no_action";
-    return pending > 0 ? "open" : "closed";
+    if (counts->held > 0)
+        return "held";
+    if (counts->pending > 0)
+        return "open";
+    return counts->dismissed == counts->all ? "dismissed" : "closed";
 }
 
 /* Brings the report's status in line with its requests after a change to them. */
@@ -673,7 +843,9 @@ static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now
         cases->db,
         "SELECT status, verdict, filed_by, election, "
         "(SELECT count(*) FROM requests WHERE report = ?1), "
-        "(SELECT count(*) FROM requests WHERE report = ?1 AND status IN ('open', 'overdue')) "
+        "(SELECT count(*) FROM requests WHERE report = ?1 AND status IN ('open', 'overdue')), "
+        "(SELECT count(*) FROM requests WHERE report = ?1 AND status = 'held'), "
+        "(SELECT count(*) FROM requests WHERE report = ?1 AND status = 'dismissed') "
         "FROM reports WHERE id = ?1",
         err, err_size);
     if (stmt == NULL)
@@ -690,8 +862,9 @@ static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now
     snprintf(verdict, sizeof(verdict), "%s", (const char *)sqlite3_column_text(stmt, 1));
     snprintf(filed_by, sizeof(filed_by), "%s", (const char *)sqlite3_column_text(stmt, 2));
     snprintf(election, sizeof(election), "%s", (const char *)sqlite3_column_text(stmt, 3));
-    const char *status =
-        report_status(verdict, sqlite3_column_int64(stmt, 4), sqlite3_column_int64(stmt, 5));
+    struct request_counts counts = {sqlite3_column_int64(stmt, 4), sqlite3_column_int64(stmt, 5),
+                                    sqlite3_column_int64(stmt, 6), sqlite3_column_int64(stmt, 7)};
+    const char *status = report_status(verdict, &counts);
     sqlite3_finalize(stmt);
     stmt = prepare(cases->db, "UPDATE reports SET status = ?, updated_us = ? WHERE id = ?", err,
                    err_size);
@@ -719,12 +892,12 @@ static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now
 #define REQUEST_COLUMNS                                                                            \
     "SELECT q.id, q.report, q.kind, q.partner, q.article, q.attempt, q.status, q.created_us, "     \
     "q.due_us, q.objection_until_us, q.follows, q.action, q.answered_us, q.reason, q.data, "       \
-    "q.answered_via, r.url, r.platform, r.election, r.category FROM requests q "                   \
+    "q.answered_via, r.url, r.platform, r.election, r.category, q.sent_us FROM requests q "        \
     "JOIN reports r ON r.id = q.report"
 
 static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 {
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 18);
     pack_cstr(pk, "id");
     pack_id_column(pk, stmt, 0);
     pack_cstr(pk, "report");
@@ -741,6 +914,8 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     pack_text_column(pk, stmt, 6);
     pack_cstr(pk, "created");
     pack_time_column(pk, stmt, 7);
+    pack_cstr(pk, "sent");
+    pack_time_column(pk, stmt, 20);
     pack_cstr(pk, "due");
     pack_time_column(pk, stmt, 8);
     pack_cstr(pk, "objection_until");
@@ -787,8 +962,11 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
                            char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = prepare(
-        db, REQUEST_COLUMNS " WHERE q.id = ?1 AND (?2 IS NULL OR q.partner = ?2)", err, err_size);
+    /* A held or dismissed request was never sent: its addressee does not see it. */
+    sqlite3_stmt *stmt = prepare(db,
+                                 REQUEST_COLUMNS " WHERE q.id = ?1 AND (?2 IS NULL OR (q.partner = "
+                                                 "?2 AND q.status NOT IN ('held', 'dismissed')))",
+                                 err, err_size);
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
@@ -805,13 +983,14 @@ int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpac
 #define REPORT_COLUMNS                                                                             \
     "SELECT id, filed_us, filed_by, status, url, platform, election, category, date, verdict, "    \
     "article, ruleset, decision, updated_us, "                                                     \
-    "(SELECT count(*) FROM requests WHERE requests.report = reports.id), facts, answer "           \
-    "FROM reports"
+    "(SELECT count(*) FROM requests WHERE requests.report = reports.id), facts, answer, posting, " \
+    "(SELECT count(*) FROM reporters WHERE reporters.report = reports.id) FROM reports"
 
-/* Columns 0 to 14 of REPORT_COLUMNS as a map of 15 + `more` entries; the caller adds those. */
+/* Columns 0 to 14, 17 and 18 of REPORT_COLUMNS as a map of 17 + `more` entries; the caller
+   adds those. */
 static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t more)
 {
-    msgpack_pack_map(pk, 15 + more);
+    msgpack_pack_map(pk, 17 + more);
     pack_cstr(pk, "id");
     pack_id_column(pk, stmt, 0);
     pack_cstr(pk, "status");
@@ -832,6 +1011,10 @@ static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t m
     pack_time_column(pk, stmt, 13);
     pack_cstr(pk, "request_count");
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 14));
+    pack_cstr(pk, "posting");
+    pack_text_column(pk, stmt, 17);
+    pack_cstr(pk, "reporter_count");
+    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 18));
 }
 
 /* The rows of a page, packed one after another. */
@@ -910,7 +1093,8 @@ static int pack_history(sqlite3 *db, uint64_t report, const char *partner, msgpa
     sqlite3_stmt *stmt = prepare(
         db,
         "SELECT at_us, event, request, status, actor, detail, log_id FROM history "
-        "WHERE report = ?1 AND (?2 IS NULL OR request IS NULL OR "
+        "WHERE report = ?1 AND (?2 IS NULL OR "
+        "(request IS NULL AND (event != 'report_joined' OR actor = ?2)) OR "
         "request IN (SELECT id FROM requests WHERE report = ?1 AND partner = ?2)) ORDER BY id",
         err, err_size);
     if (stmt == NULL)
@@ -933,20 +1117,59 @@ static int pack_requests_of(sqlite3 *db, uint64_t report, const char *partner, m
     return pack_all_rows(db, stmt, pk, pack_request_row, err, err_size);
 }
 
-/* The report of the statement's current row, whole, or nothing when a part fails. */
+static void pack_reporter_row(msgpack_packer *pk, sqlite3_stmt *stmt)
+{
+    msgpack_pack_map(pk, 3);
+    pack_cstr(pk, "partner");
+    pack_text_column(pk, stmt, 0);
+    pack_cstr(pk, "at");
+    pack_time_column(pk, stmt, 1);
+    pack_cstr(pk, "url");
+    pack_text_column(pk, stmt, 2);
+}
+
+/* The partners that reported the case, first first; with `partner`, that one only: who else
+   reported a posting, and what they said of it, is theirs and the staff's to read. */
+static int pack_reporters(sqlite3 *db, uint64_t report, const char *partner, msgpack_packer *pk,
+                          char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db,
+                                 "SELECT partner, at_us, url FROM reporters WHERE report = ?1 AND "
+                                 "(?2 IS NULL OR partner = ?2) ORDER BY at_us, rowid",
+                                 err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, partner);
+    return pack_all_rows(db, stmt, pk, pack_reporter_row, err, err_size);
+}
+
+/* The report of the statement's current row, whole, or nothing when a part fails; with
+   `joined` 0 or 1, a `joined` entry too (the answer to a filing). */
 static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const char *partner,
-                           msgpack_packer *pk, char *err, size_t err_size)
+                           int joined, msgpack_packer *pk, char *err, size_t err_size)
 {
     struct epcs_buf out = {0};
     msgpack_packer out_pk;
     msgpack_packer_init(&out_pk, &out, epcs_buf_msgpack_write);
-    pack_report_summary(&out_pk, stmt, 4);
+    pack_report_summary(&out_pk, stmt, 5 + (joined >= 0));
+    if (joined >= 0) {
+        pack_cstr(&out_pk, "joined");
+        if (joined)
+            msgpack_pack_true(&out_pk);
+        else
+            msgpack_pack_false(&out_pk);
+    }
     pack_cstr(&out_pk, "facts");
     pack_blob_column(&out_pk, stmt, 15);
     pack_cstr(&out_pk, "answer");
     pack_blob_column(&out_pk, stmt, 16);
-    pack_cstr(&out_pk, "requests");
-    int rc = pack_requests_of(db, id, partner, &out_pk, err, err_size);
+    pack_cstr(&out_pk, "reporters");
+    int rc = pack_reporters(db, id, partner, &out_pk, err, err_size);
+    if (rc == 0) {
+        pack_cstr(&out_pk, "requests");
+        rc = pack_requests_of(db, id, partner, &out_pk, err, err_size);
+    }
     if (rc == 0) {
         pack_cstr(&out_pk, "history");
         rc = pack_history(db, id, partner, &out_pk, err, err_size);
@@ -957,21 +1180,25 @@ static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const c
     return rc;
 }
 
-int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
-                          char *err, size_t err_size)
+/* Report `id` as epcs_cases_get_report packs it, with `joined` as pack_report_row takes it. */
+static int pack_report(sqlite3 *db, uint64_t id, const char *reporter, int joined,
+                       msgpack_packer *pk, char *err, size_t err_size)
 {
     /* One read transaction, so the report, its requests and its history agree. */
     if (epcs_sqlite_exec(db, "BEGIN", err, err_size) != 0)
         return -1;
-    sqlite3_stmt *stmt = prepare(
-        db, REPORT_COLUMNS " WHERE id = ?1 AND (?2 IS NULL OR filed_by = ?2)", err, err_size);
+    sqlite3_stmt *stmt = prepare(db,
+                                 REPORT_COLUMNS " WHERE id = ?1 AND (?2 IS NULL OR EXISTS (SELECT "
+                                                "1 FROM reporters WHERE report = ?1 AND partner "
+                                                "= ?2))",
+                                 err, err_size);
     int rc = -1;
     if (stmt != NULL) {
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
-        bind_text(stmt, 2, filer);
+        bind_text(stmt, 2, reporter);
         int step = sqlite3_step(stmt);
         if (step == SQLITE_ROW)
-            rc = pack_report_row(db, stmt, id, filer, pk, err, err_size);
+            rc = pack_report_row(db, stmt, id, reporter, joined, pk, err, err_size);
         else if (step == SQLITE_DONE)
             rc = 1;
         else
@@ -983,6 +1210,12 @@ int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_p
     return rc;
 }
 
+int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
+                          char *err, size_t err_size)
+{
+    return pack_report(db, id, filer, -1, pk, err, err_size);
+}
+
 static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *query, char *err,
                                   size_t err_size)
 {
@@ -991,8 +1224,9 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
         REPORT_COLUMNS " WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND "
                        "(?3 IS NULL OR platform = ?3) AND (?4 IS NULL OR election = ?4) AND "
                        "(?5 IS NULL OR category = ?5) AND (?6 IS NULL OR filed_us >= ?6) AND "
-                       "(?7 IS NULL OR filed_us < ?7) AND (?9 IS NULL OR filed_by = ?9) "
-                       "ORDER BY id LIMIT ?8",
+                       "(?7 IS NULL OR filed_us < ?7) AND (?9 IS NULL OR filed_by = ?9) AND "
+                       "(?10 IS NULL OR EXISTS (SELECT 1 FROM reporters WHERE report = "
+                       "reports.id AND partner = ?10)) ORDER BY id LIMIT ?8",
         err, err_size);
     if (stmt == NULL)
         return NULL;
@@ -1006,6 +1240,7 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
     /* One row more than asked tells whether there is a next page. */
     sqlite3_bind_int64(stmt, 8, (sqlite3_int64)query->limit + 1);
     bind_text(stmt, 9, query->filed_by);
+    bind_text(stmt, 10, query->reporter);
     return stmt;
 }
 
@@ -1143,7 +1378,7 @@ static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query 
         prepare(db,
                 REQUEST_COLUMNS " WHERE q.partner = ?1 AND q.id > ?2 AND (?3 IS NULL OR "
                                 "q.status = ?3) AND (?4 = 0 OR q.status IN ('open', 'overdue')) "
-                                "ORDER BY q.id LIMIT ?5",
+                                "AND q.status NOT IN ('held', 'dismissed') ORDER BY q.id LIMIT ?5",
                 err, err_size);
     if (stmt == NULL)
         return NULL;
@@ -1617,11 +1852,47 @@ static int decide(struct epcs_cases *cases, const struct epcs_case_report *repor
     return outbox_decision(cases, *decision, report, answer, err, err_size);
 }
 
+/* Whether `partner`'s reports send their requests at once (a policy staff set to "send"). */
+static int policy_sends(struct epcs_cases *cases, const char *partner, int *sends, char *err,
+                        size_t err_size)
+{
+    sqlite3_stmt *stmt =
+        prepare(cases->db, "SELECT reports FROM partner_policies WHERE partner = ?", err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, partner);
+    int step = sqlite3_step(stmt);
+    *sends = step == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(stmt, 0), "send") == 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+static int add_reporter(struct epcs_cases *cases, uint64_t report, const char *partner,
+                        const struct epcs_case_report *filing, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db, "INSERT INTO reporters(report, partner, at_us, url, facts) VALUES(?,?,?,?,?)",
+        err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, partner);
+    sqlite3_bind_int64(stmt, 3, filing->now_us);
+    bind_text(stmt, 4, filing->url);
+    sqlite3_bind_blob(stmt, 5, filing->facts, (int)filing->facts_len, SQLITE_TRANSIENT);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
 static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
                        const struct verdict_view *view, const struct action *actions, size_t count,
-                       uint64_t *id, char *err, size_t err_size)
+                       const char *posting, int held, uint64_t *id, char *err, size_t err_size)
 {
-    const char *status = report_status(view->verdict, (long long)count, (long long)count);
+    struct request_counts counts = {.all = (long long)count,
+                                    .pending = held ? 0 : (long long)count,
+                                    .held = held ? (long long)count : 0};
+    const char *status = report_status(view->verdict, &counts);
     int64_t now = report->now_us;
     uint64_t decision;
     struct epcs_buf answer = {0};
@@ -1630,9 +1901,9 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
         rc != EPCS_CASES_OK
             ? NULL
             : prepare(cases->db,
-                      "INSERT INTO reports(filed_us, filed_by, url, platform, election, "
+                      "INSERT INTO reports(filed_us, filed_by, url, posting, platform, election, "
                       "category, date, facts, verdict, article, ruleset, decision, answer, "
-                      "status, updated_us) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      "status, updated_us) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                       err, err_size);
     if (stmt == NULL) {
         epcs_buf_free(&answer);
@@ -1641,23 +1912,25 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
     sqlite3_bind_int64(stmt, 1, now);
     bind_text(stmt, 2, report->filed_by);
     bind_text(stmt, 3, report->url);
-    bind_text(stmt, 4, report->platform);
-    bind_text(stmt, 5, report->election);
-    bind_text(stmt, 6, report->category);
-    bind_text(stmt, 7, report->date);
-    sqlite3_bind_blob(stmt, 8, report->facts, (int)report->facts_len, SQLITE_TRANSIENT);
-    bind_text(stmt, 9, view->verdict);
-    bind_text(stmt, 10, view->article);
-    bind_text(stmt, 11, view->ruleset);
-    bind_optional_int(stmt, 12, (int64_t)decision, decision != 0);
-    sqlite3_bind_blob(stmt, 13, answer.data, (int)answer.len, SQLITE_TRANSIENT);
-    bind_text(stmt, 14, status);
-    sqlite3_bind_int64(stmt, 15, now);
+    bind_text(stmt, 4, posting);
+    bind_text(stmt, 5, report->platform);
+    bind_text(stmt, 6, report->election);
+    bind_text(stmt, 7, report->category);
+    bind_text(stmt, 8, report->date);
+    sqlite3_bind_blob(stmt, 9, report->facts, (int)report->facts_len, SQLITE_TRANSIENT);
+    bind_text(stmt, 10, view->verdict);
+    bind_text(stmt, 11, view->article);
+    bind_text(stmt, 12, view->ruleset);
+    bind_optional_int(stmt, 13, (int64_t)decision, decision != 0);
+    sqlite3_bind_blob(stmt, 14, answer.data, (int)answer.len, SQLITE_TRANSIENT);
+    bind_text(stmt, 15, status);
+    sqlite3_bind_int64(stmt, 16, now);
     rc = run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
     epcs_buf_free(&answer);
     if (rc != EPCS_CASES_OK)
         return rc;
     *id = (uint64_t)sqlite3_last_insert_rowid(cases->db);
+    rc = add_reporter(cases, *id, report->filed_by, report, err, err_size);
     struct detail detail;
     detail_begin(&detail, 6 + (decision != 0));
     detail_str(&detail, "url", report->url);
@@ -1676,13 +1949,15 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
                         .election = report->election,
                         .detail = &detail,
                         .at_us = now};
-    rc = record_step(cases, &step, err, err_size);
+    if (rc == EPCS_CASES_OK)
+        rc = record_step(cases, &step, err, err_size);
     epcs_buf_free(&detail.buf);
     for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
         struct new_request new_request = {.report = *id,
                                           .election = report->election,
                                           .action = &actions[i],
                                           .attempt = 1,
+                                          .held = held,
                                           .now_us = now};
         uint64_t request;
         rc = create_request(cases, &new_request, &request, err, err_size);
@@ -1690,39 +1965,168 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
     return rc;
 }
 
+/* The report already made for the posting, if any: 0 with *id (0 when none), or -1. A report
+   that lacked facts decides nothing, so a filing that decides opens a case of its own rather
+   than join it; one that lacks facts too joins it. */
+static int find_case(struct epcs_cases *cases, const char *posting,
+                     const struct epcs_case_report *report, int decides, uint64_t *id, char *err,
+                     size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "SELECT id FROM reports WHERE posting = ?1 AND election = ?2 AND "
+                                 "category = ?3 AND (?4 = 0 OR status != 'needs_facts') "
+                                 "ORDER BY status = 'needs_facts', id LIMIT 1",
+                                 err, err_size);
+    if (stmt == NULL)
+        return -1;
+    bind_text(stmt, 1, posting);
+    bind_text(stmt, 2, report->election);
+    bind_text(stmt, 3, report->category);
+    sqlite3_bind_int(stmt, 4, decides);
+    int step = sqlite3_step(stmt);
+    *id = step == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+}
+
+/* A text column of the report's row: status, election, ... Copied into `out`. */
+static int report_text(struct epcs_cases *cases, uint64_t report, const char *column, char *out,
+                       size_t size, char *err, size_t err_size)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM reports WHERE id = ?", column);
+    sqlite3_stmt *stmt = prepare(cases->db, sql, err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW)
+        snprintf(out, size, "%s", (const char *)sqlite3_column_text(stmt, 0));
+    else if (step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW    ? EPCS_CASES_OK
+           : step == SQLITE_DONE ? EPCS_CASES_NOT_FOUND
+                                 : EPCS_CASES_FAILED;
+}
+
+static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+                          const struct detail *why, int64_t now, char *err, size_t err_size);
+
+/*
+ * A report of a posting that has its case already: the filer becomes one of its reporters
+ * (a step of the case), or, when it is one already, nothing changes. No request is made; when
+ * the filer's reports send at once and the case's requests are held, they are sent now.
+ */
+static int join_locked(struct epcs_cases *cases, const struct epcs_case_report *report, uint64_t id,
+                       int sends, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db, "SELECT 1 FROM reporters WHERE report = ? AND partner = ?", err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    bind_text(stmt, 2, report->filed_by);
+    int step = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (step != SQLITE_DONE)
+        return step == SQLITE_ROW ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    char status[24];
+    int rc = report_text(cases, id, "status", status, sizeof(status), err, err_size);
+    if (rc == EPCS_CASES_OK)
+        rc = add_reporter(cases, id, report->filed_by, report, err, err_size);
+    struct detail detail;
+    detail_begin(&detail, 2);
+    detail_str(&detail, "url", report->url);
+    pack_cstr(&detail.pk, "facts");
+    pack_raw(&detail.pk, report->facts, report->facts_len);
+    struct step joined = {.report = id,
+                          .event = "report_joined",
+                          .status = status,
+                          .actor = report->filed_by,
+                          .partner = report->filed_by,
+                          .election = report->election,
+                          .detail = &detail,
+                          .at_us = report->now_us};
+    if (rc == EPCS_CASES_OK)
+        rc = record_step(cases, &joined, err, err_size);
+    epcs_buf_free(&detail.buf);
+    if (rc != EPCS_CASES_OK || !sends || strcmp(status, "held") != 0)
+        return rc == EPCS_CASES_OK ? refresh_report(cases, id, report->now_us, err, err_size) : rc;
+    detail_begin(&detail, 1);
+    detail_str(&detail, "via", "report_joined");
+    rc = confirm_locked(cases, id, report->filed_by, &detail, report->now_us, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+/* Reads the verdict and its actions; -1 with `err` when they do not read. */
+static int read_filing(msgpack_zone *zone, const struct epcs_case_report *report,
+                       struct verdict_view *view, struct action *actions, size_t *count, char *err,
+                       size_t err_size)
+{
+    if (read_verdict(zone, report->verdict, report->verdict_len, view, err, err_size) != 0)
+        return -1;
+    *count = action_count(view);
+    for (size_t i = 0; i < *count; i++) {
+        char why[200];
+        if (parse_action(&view->actions->via.array.ptr[i], report->platform, 0, &actions[i], why,
+                         sizeof(why)) != 0)
+            return snprintf(err, err_size, "actions[%zu]: %.200s", i, why), -1;
+    }
+    return 0;
+}
+
+/* The filing in the transaction under way: a new case or a join. */
+static int filing_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
+                         const struct verdict_view *view, const struct action *actions,
+                         size_t count, const char *posting, struct epcs_case_filed *filed,
+                         char *err, size_t err_size)
+{
+    int sends = report->by_staff;
+    int rc = sends ? EPCS_CASES_OK : policy_sends(cases, report->filed_by, &sends, err, err_size);
+    if (rc == EPCS_CASES_OK &&
+        find_case(cases, posting, report, strcmp(view->verdict, "needs_facts") != 0, &filed->id,
+                  err, err_size) != 0)
+        rc = EPCS_CASES_FAILED;
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    filed->joined = filed->id != 0;
+    if (filed->joined)
+        return join_locked(cases, report, filed->id, sends, err, err_size);
+    return file_locked(cases, report, view, actions, count, posting, !sends, &filed->id, err,
+                       err_size);
+}
+
 int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
-                    msgpack_packer *pk, uint64_t *id, uint64_t *ticket, char *err, size_t err_size)
+                    msgpack_packer *pk, struct epcs_case_filed *filed, char *err, size_t err_size)
 {
     msgpack_zone zone;
-    *ticket = 0;
+    *filed = (struct epcs_case_filed){.id = 0};
+    char posting[EPCS_CASES_POSTING_MAX];
+    if (epcs_cases_posting(report->url, posting, sizeof(posting)) != 0)
+        return snprintf(err, err_size, "the url is not an http(s) address"), EPCS_CASES_FAILED;
     if (!msgpack_zone_init(&zone, 4096))
         return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
     struct verdict_view view;
     struct action actions[MAX_ACTIONS];
-    int rc = read_verdict(&zone, report->verdict, report->verdict_len, &view, err, err_size);
-    size_t count = rc == 0 ? action_count(&view) : 0;
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        char why[200];
-        if (parse_action(&view.actions->via.array.ptr[i], report->platform, 0, &actions[i], why,
-                         sizeof(why)) != 0) {
-            snprintf(err, err_size, "actions[%zu]: %.200s", i, why);
-            rc = -1;
-        }
-    }
-    if (rc != 0) {
+    size_t count = 0;
+    if (read_filing(&zone, report, &view, actions, &count, err, err_size) != 0) {
         msgpack_zone_destroy(&zone);
         return EPCS_CASES_FAILED;
     }
     pthread_mutex_lock(&cases->lock);
-    rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    int rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
     if (rc == EPCS_CASES_OK) {
-        rc = file_locked(cases, report, &view, actions, count, id, err, err_size);
+        rc = filing_locked(cases, report, &view, actions, count, posting, filed, err, err_size);
         rc = finish(cases, rc, err, err_size);
     }
     if (rc == EPCS_CASES_OK) {
-        *ticket = hold_ticket(cases);
-        if (epcs_cases_get_report(cases->db, *id, report->partner_view ? report->filed_by : NULL,
-                                  pk, err, err_size) != 0)
+        filed->ticket = hold_ticket(cases);
+        if (pack_report(cases->db, filed->id, report->partner_view ? report->filed_by : NULL,
+                        filed->joined, pk, err, err_size) != 0)
             rc = EPCS_CASES_FAILED;
     }
     pthread_mutex_unlock(&cases->lock);
@@ -1830,8 +2234,10 @@ static int answer_locked(struct epcs_cases *cases, const struct epcs_case_answer
     int rc = load_request(cases, answer->request, row, detail_text, detail_size);
     if (rc != EPCS_CASES_OK)
         return rc;
-    /* Another partner's request is no business of the caller's, not even its existence. */
-    if (strcmp(row->partner, answer->partner) != 0)
+    /* Another partner's request is no business of the caller's, not even its existence; nor is
+       one that was never sent to it (held, dismissed). */
+    if (strcmp(row->partner, answer->partner) != 0 || strcmp(row->status, "held") == 0 ||
+        strcmp(row->status, "dismissed") == 0)
         return EPCS_CASES_NOT_FOUND;
     int late = strcmp(row->status, "overdue") == 0;
     if (!late && strcmp(row->status, "open") != 0) {
@@ -1946,6 +2352,312 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
     }
     pthread_mutex_unlock(&cases->lock);
     epcs_buf_free(&row.action);
+    return rc;
+}
+
+/* ---- staff review of held requests ----------------------------------------------------- */
+
+/* The held requests of `report`, in order. */
+static int held_requests(struct epcs_cases *cases, uint64_t report, uint64_t *ids, size_t max,
+                         size_t *count, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db, "SELECT id FROM requests WHERE report = ? AND status = 'held' ORDER BY id", err,
+        err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    *count = 0;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW && *count < max)
+        ids[(*count)++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
+    if (failed)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return failed ? -1 : 0;
+}
+
+/* Sends a held request now, as staff confirmed it: its due time and objection period start. */
+static int send_held(struct epcs_cases *cases, uint64_t id, const char *staff, int64_t now,
+                     char *err, size_t err_size)
+{
+    struct request_row row = {.action = {0}};
+    int rc = load_request(cases, id, &row, err, err_size);
+    if (rc != EPCS_CASES_OK) {
+        epcs_buf_free(&row.action);
+        return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_FAILED : rc;
+    }
+    msgpack_zone zone;
+    msgpack_object map = {.type = MSGPACK_OBJECT_NIL};
+    size_t offset = 0;
+    struct action action;
+    char why[200];
+    if (!msgpack_zone_init(&zone, 2048)) {
+        epcs_buf_free(&row.action);
+        return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
+    }
+    msgpack_unpack(row.action.data, row.action.len, &offset, &zone, &map);
+    if (parse_action(&map, row.platform, 0, &action, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "request %llu: its stored action does not read (%s)",
+                 (unsigned long long)id, why);
+        rc = EPCS_CASES_FAILED;
+    }
+    int has_due = action.due_span_us > 0, has_objection = action.objection_span_us >= 0;
+    int64_t due = now + action.due_span_us;
+    sqlite3_stmt *stmt =
+        rc != EPCS_CASES_OK
+            ? NULL
+            : prepare(cases->db,
+                      "UPDATE requests SET status = 'open', sent_us = ?, due_us = ?, "
+                      "objection_until_us = ?, updated_us = ? WHERE id = ?",
+                      err, err_size);
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, now);
+        bind_optional_int(stmt, 2, due, has_due);
+        bind_optional_int(stmt, 3, now + action.objection_span_us, has_objection);
+        sqlite3_bind_int64(stmt, 4, now);
+        sqlite3_bind_int64(stmt, 5, (sqlite3_int64)id);
+        rc = run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    } else {
+        rc = EPCS_CASES_FAILED;
+    }
+    if (rc == EPCS_CASES_OK) {
+        struct detail detail;
+        sent_detail(&detail, row.report, &action, row.attempt, has_due ? &due : NULL, 0);
+        struct step step = {.report = row.report,
+                            .request = id,
+                            .event = "request_sent",
+                            .status = "open",
+                            .actor = staff,
+                            .partner = row.partner,
+                            .election = row.election,
+                            .detail = &detail,
+                            .at_us = now};
+        rc = record_step(cases, &step, err, err_size);
+        epcs_buf_free(&detail.buf);
+    }
+    msgpack_zone_destroy(&zone);
+    epcs_buf_free(&row.action);
+    return rc;
+}
+
+/* A report-level step taken by staff (report_confirmed, report_dismissed). */
+static int staff_step(struct epcs_cases *cases, uint64_t report, const char *event,
+                      const char *status, const char *staff, const struct detail *detail,
+                      int64_t now, char *err, size_t err_size)
+{
+    char filed_by[EPCS_KEY_PARTNER_MAX], election[64];
+    int rc = report_text(cases, report, "filed_by", filed_by, sizeof(filed_by), err, err_size);
+    if (rc == EPCS_CASES_OK)
+        rc = report_text(cases, report, "election", election, sizeof(election), err, err_size);
+    struct step step = {.report = report,
+                        .event = event,
+                        .status = status,
+                        .actor = staff,
+                        .partner = filed_by,
+                        .election = election,
+                        .detail = detail,
+                        .at_us = now};
+    return rc == EPCS_CASES_OK ? record_step(cases, &step, err, err_size) : rc;
+}
+
+static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+                          const struct detail *why, int64_t now, char *err, size_t err_size)
+{
+    uint64_t ids[MAX_ACTIONS];
+    size_t count = 0;
+    if (held_requests(cases, report, ids, MAX_ACTIONS, &count, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    int rc = staff_step(cases, report, "report_confirmed", "open", staff, why, now, err, err_size);
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++)
+        rc = send_held(cases, ids[i], staff, now, err, err_size);
+    return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
+}
+
+static int dismiss_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+                          const struct detail *why, int64_t now, char *err, size_t err_size)
+{
+    uint64_t ids[MAX_ACTIONS];
+    size_t count = 0;
+    if (held_requests(cases, report, ids, MAX_ACTIONS, &count, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    int rc =
+        staff_step(cases, report, "report_dismissed", "dismissed", staff, why, now, err, err_size);
+    char election[64];
+    if (rc == EPCS_CASES_OK)
+        rc = report_text(cases, report, "election", election, sizeof(election), err, err_size);
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
+        char partner[EPCS_KEY_PARTNER_MAX];
+        sqlite3_stmt *stmt =
+            prepare(cases->db, "SELECT partner FROM requests WHERE id = ?", err, err_size);
+        if (stmt == NULL)
+            return EPCS_CASES_FAILED;
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)ids[i]);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            snprintf(partner, sizeof(partner), "%s", (const char *)sqlite3_column_text(stmt, 0));
+        sqlite3_finalize(stmt);
+        rc = set_request_status(cases, ids[i], "dismissed", now, err, err_size);
+        struct detail detail;
+        detail_begin(&detail, 1);
+        detail_id(&detail, "report", report);
+        struct step step = {.report = report,
+                            .request = ids[i],
+                            .event = "request_dismissed",
+                            .status = "dismissed",
+                            .actor = staff,
+                            .partner = partner,
+                            .election = election,
+                            .detail = &detail,
+                            .at_us = now};
+        if (rc == EPCS_CASES_OK)
+            rc = record_step(cases, &step, err, err_size);
+        epcs_buf_free(&detail.buf);
+    }
+    return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
+}
+
+static int review_locked(struct epcs_cases *cases, const struct epcs_case_review *review,
+                         char *detail_text, size_t detail_size)
+{
+    char status[24];
+    int rc = report_text(cases, review->report, "status", status, sizeof(status), detail_text,
+                         detail_size);
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    if (strcmp(status, "held") != 0) {
+        snprintf(detail_text, detail_size, "%s", status);
+        return EPCS_CASES_NOT_HELD;
+    }
+    struct detail why;
+    detail_begin(&why, review->reason != NULL);
+    if (review->reason != NULL) {
+        pack_cstr(&why.pk, "reason");
+        msgpack_pack_str(&why.pk, review->reason_len);
+        msgpack_pack_str_body(&why.pk, review->reason, review->reason_len);
+    }
+    rc = (review->dismiss ? dismiss_locked : confirm_locked)(
+        cases, review->report, review->staff, &why, review->now_us, detail_text, detail_size);
+    epcs_buf_free(&why.buf);
+    return rc;
+}
+
+int epcs_cases_review(struct epcs_cases *cases, const struct epcs_case_review *review,
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
+{
+    *ticket = 0;
+    pthread_mutex_lock(&cases->lock);
+    int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (rc == EPCS_CASES_OK) {
+        rc = review_locked(cases, review, detail, detail_size);
+        rc = finish(cases, rc, detail, detail_size);
+    }
+    if (rc == EPCS_CASES_OK) {
+        *ticket = hold_ticket(cases);
+        if (pack_report(cases->db, review->report, NULL, -1, pk, detail, detail_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
+    pthread_mutex_unlock(&cases->lock);
+    return rc;
+}
+
+/* ---- partner policies --------------------------------------------------------------------- */
+
+int epcs_cases_get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
+                          size_t err_size)
+{
+    sqlite3_stmt *stmt =
+        prepare(db, "SELECT reports, set_us, set_by FROM partner_policies WHERE partner = ?", err,
+                err_size);
+    if (stmt == NULL)
+        return -1;
+    bind_text(stmt, 1, partner);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW || step == SQLITE_DONE) {
+        int set = step == SQLITE_ROW;
+        msgpack_pack_map(pk, 5);
+        pack_cstr(pk, "partner");
+        pack_cstr(pk, partner);
+        pack_cstr(pk, "reports");
+        if (set)
+            pack_text_column(pk, stmt, 0);
+        else
+            pack_cstr(pk, "hold");
+        pack_cstr(pk, "default");
+        if (set)
+            msgpack_pack_false(pk);
+        else
+            msgpack_pack_true(pk);
+        pack_cstr(pk, "set_at");
+        if (set)
+            pack_time_column(pk, stmt, 1);
+        else
+            msgpack_pack_nil(pk);
+        pack_cstr(pk, "set_by");
+        if (set)
+            pack_text_column(pk, stmt, 2);
+        else
+            msgpack_pack_nil(pk);
+    } else {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+}
+
+static int policy_locked(struct epcs_cases *cases, const struct epcs_case_policy *policy, char *err,
+                         size_t err_size)
+{
+    int sends;
+    int rc = policy_sends(cases, policy->partner, &sends, err, err_size);
+    if (rc != EPCS_CASES_OK || sends == policy->send)
+        return rc;
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "INSERT OR REPLACE INTO partner_policies(partner, reports, "
+                                 "set_us, set_by) VALUES(?,?,?,?)",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    const char *reports = policy->send ? "send" : "hold";
+    bind_text(stmt, 1, policy->partner);
+    bind_text(stmt, 2, reports);
+    sqlite3_bind_int64(stmt, 3, policy->now_us);
+    bind_text(stmt, 4, policy->by);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    /* Not a step of any case: the event alone, about the partner, with who set it. */
+    struct detail detail;
+    detail_begin(&detail, 4);
+    detail_str(&detail, "partner", policy->partner);
+    detail_str(&detail, "reports", reports);
+    detail_str(&detail, "previous", sends ? "send" : "hold");
+    detail_str(&detail, "by", policy->by);
+    struct step step = {
+        .event = "partner_policy_set", .partner = policy->partner, .at_us = policy->now_us};
+    uint64_t log_id;
+    rc = take_log_id(cases, &log_id, err, err_size);
+    if (rc == EPCS_CASES_OK && log_id != 0)
+        rc = outbox_event(cases, log_id, &step, detail.buf.data, detail.buf.len, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_policy *policy,
+                          msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size)
+{
+    *ticket = 0;
+    pthread_mutex_lock(&cases->lock);
+    int rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (rc == EPCS_CASES_OK) {
+        rc = policy_locked(cases, policy, err, err_size);
+        rc = finish(cases, rc, err, err_size);
+    }
+    if (rc == EPCS_CASES_OK) {
+        *ticket = hold_ticket(cases);
+        if (epcs_cases_get_policy(cases->db, policy->partner, pk, err, err_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
+    pthread_mutex_unlock(&cases->lock);
     return rc;
 }
 
@@ -2093,6 +2805,35 @@ int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, cha
  * check: reports and requests are legal records, so an upgrade must never ask the operator to
  * move them aside. Format 1 had no outbox (the schema adds it).
  */
+/* The postings of reports stored before they had one. 0, or -1 with `err`. */
+static int set_postings(sqlite3 *db, char *err, size_t err_size)
+{
+    sqlite3_stmt *read = prepare(db, "SELECT id, url FROM reports", err, err_size);
+    sqlite3_stmt *write =
+        read != NULL ? prepare(db, "UPDATE reports SET posting = ? WHERE id = ?", err, err_size)
+                     : NULL;
+    int step = SQLITE_DONE, rc = read != NULL && write != NULL ? 0 : -1;
+    while (rc == 0 && (step = sqlite3_step(read)) == SQLITE_ROW) {
+        char posting[EPCS_CASES_POSTING_MAX];
+        const char *url = (const char *)sqlite3_column_text(read, 1);
+        /* A URL stored before is kept as it was when it does not normalise. */
+        if (epcs_cases_posting(url, posting, sizeof(posting)) != 0)
+            snprintf(posting, sizeof(posting), "%s", url);
+        sqlite3_reset(write);
+        sqlite3_bind_text(write, 1, posting, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(write, 2, sqlite3_column_int64(read, 0));
+        if (sqlite3_step(write) != SQLITE_DONE)
+            rc = -1;
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = -1;
+    if (rc != 0 && read != NULL)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(read);
+    sqlite3_finalize(write);
+    return rc;
+}
+
 static int upgrade(sqlite3 *db, const char *path, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(db, "PRAGMA user_version", err, err_size);
@@ -2103,8 +2844,9 @@ static int upgrade(sqlite3 *db, const char *path, char *err, size_t err_size)
     if (version != 1)
         return 0;
     char why[256];
-    if (epcs_sqlite_exec(db, "BEGIN IMMEDIATE; " UPGRADE_FROM_1 " PRAGMA user_version = 2; COMMIT;",
-                         why, sizeof(why)) == 0) {
+    if (epcs_sqlite_exec(db, "BEGIN IMMEDIATE; " UPGRADE_FROM_1, why, sizeof(why)) == 0 &&
+        set_postings(db, why, sizeof(why)) == 0 &&
+        epcs_sqlite_exec(db, "PRAGMA user_version = 2; COMMIT;", why, sizeof(why)) == 0) {
         epcs_log(EPCS_LOG_INFO, "cases", "%s: upgraded from case store format 1 to 2", path);
         return 0;
     }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -136,7 +137,7 @@ static int read_format(h2o_req_t *req, const char *value, int *csv)
 
 /* ---- writes on the thread pool ----------------------------------------------------------- */
 
-enum job_kind { JOB_FILE, JOB_ANSWER };
+enum job_kind { JOB_FILE, JOB_ANSWER, JOB_REVIEW, JOB_POLICY };
 
 /* One write, with everything it needs copied out of the request, which may go away meanwhile. */
 struct case_job {
@@ -146,6 +147,8 @@ struct case_job {
     union {
         struct epcs_case_report report;
         struct epcs_case_answer answer;
+        struct epcs_case_review review;
+        struct epcs_case_policy policy;
     } in;
     /* Owned copies the inputs point into. */
     char *strings[8];
@@ -153,7 +156,7 @@ struct case_job {
     struct epcs_decision decision;
     /* Results. */
     int rc;
-    uint64_t id;
+    struct epcs_case_filed filed;
     char detail[512];
     struct epcs_buf out;
     /* Stored, but the answer asked for as JSON has no JSON form (bin in msgpack facts). */
@@ -188,97 +191,146 @@ static struct case_job *job_create(h2o_req_t *req, enum job_kind kind)
     return job;
 }
 
+/* The report or request the write is about. */
+static uint64_t job_subject(const struct case_job *job)
+{
+    switch (job->kind) {
+    case JOB_FILE:
+        return job->filed.id;
+    case JOB_ANSWER:
+        return job->in.answer.request;
+    case JOB_REVIEW:
+        return job->in.review.report;
+    case JOB_POLICY:
+        break;
+    }
+    return 0;
+}
+
 static void cb_job_work(struct epcs_offload *base)
 {
     struct case_job *job = job_of(base);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
-    if (job->kind == JOB_FILE) {
-        job->rc = epcs_cases_file(job->cases, &job->in.report, &pk, &job->id, &base->hold_ticket,
-                                  job->detail, sizeof(job->detail));
-    } else {
-        job->rc = epcs_cases_answer(job->cases, &job->in.answer, &pk, &base->hold_ticket,
-                                    job->detail, sizeof(job->detail));
+    char *detail = job->detail;
+    size_t size = sizeof(job->detail);
+    switch (job->kind) {
+    case JOB_FILE:
+        job->rc = epcs_cases_file(job->cases, &job->in.report, &pk, &job->filed, detail, size);
+        base->hold_ticket = job->filed.ticket;
+        break;
+    case JOB_ANSWER:
+        job->rc =
+            epcs_cases_answer(job->cases, &job->in.answer, &pk, &base->hold_ticket, detail, size);
+        break;
+    case JOB_REVIEW:
+        job->rc =
+            epcs_cases_review(job->cases, &job->in.review, &pk, &base->hold_ticket, detail, size);
+        break;
+    case JOB_POLICY:
+        job->rc = epcs_cases_set_policy(job->cases, &job->in.policy, &pk, &base->hold_ticket,
+                                        detail, size);
+        break;
     }
     job->unencodable = job->rc == EPCS_CASES_OK && epcs_offload_encode(base, &job->out) != 0;
+}
+
+/* The answers a refusal of the store gets that only some writes meet: 0 when answered. */
+static int respond_refusal(h2o_req_t *req, const struct case_job *job, unsigned long long id)
+{
+    switch (job->rc) {
+    case EPCS_CASES_NOT_FOUND:
+        if (job->kind == JOB_REVIEW)
+            return epcs_respond_error(req, 404, "unknown_report", "id", "no report %llu", id);
+        return epcs_respond_error(req, 404, "unknown_request", "id",
+                                  "no request %llu in your queue", id);
+    case EPCS_CASES_CLOSED:
+        return epcs_respond_error(req, 409, "request_closed", "id",
+                                  "request %llu is %s already; it takes no further answer", id,
+                                  job->detail);
+    case EPCS_CASES_NO_OBJECTION:
+        return epcs_respond_error(req, 422, "invalid_fact", "status",
+                                  "request %llu admits no objection: its action sets no "
+                                  "objection period",
+                                  id);
+    case EPCS_CASES_TOO_LATE:
+        return epcs_respond_error(req, 422, "objection_too_late", "status",
+                                  "the objection period of request %llu ended at %s", id,
+                                  job->detail);
+    case EPCS_CASES_NOT_HELD:
+        return epcs_respond_error(
+            req, 409, "report_not_held", "id", "report %llu holds no requests %s: it is %s", id,
+            job->in.review.dismiss ? "to dismiss" : "for confirmation", job->detail);
+    default:
+        return -1;
+    }
 }
 
 static void respond_job(struct epcs_offload *base, h2o_req_t *req)
 {
     struct case_job *job = job_of(base);
-    uint64_t id = job->kind == JOB_FILE ? job->id : job->in.answer.request;
+    unsigned long long id = (unsigned long long)job_subject(job);
     if (job->unencodable) {
         epcs_respond_error(req, 500, "internal", NULL,
-                           "%s %llu is stored, but its answer has no JSON form: read it as "
-                           "msgpack",
-                           job->kind == JOB_FILE ? "report" : "the answer to request",
-                           (unsigned long long)id);
+                           "the write is stored, but its answer has no JSON form: read it as "
+                           "msgpack");
         return;
     }
-    switch (job->rc) {
-    case EPCS_CASES_OK:
-        epcs_offload_send(base, req, job->kind == JOB_FILE ? 201 : 200, &job->out);
+    if (job->rc == EPCS_CASES_OK) {
+        epcs_offload_send(base, req, job->kind == JOB_FILE && !job->filed.joined ? 201 : 200,
+                          &job->out);
         return;
-    case EPCS_CASES_NOT_FOUND:
-        epcs_respond_error(req, 404, "unknown_request", "id", "no request %llu in your queue",
-                           (unsigned long long)id);
+    }
+    if (respond_refusal(req, job, id) == 0)
         return;
-    case EPCS_CASES_CLOSED:
-        epcs_respond_error(req, 409, "request_closed", "id",
-                           "request %llu is %s already; it takes no further answer",
-                           (unsigned long long)id, job->detail);
-        return;
-    case EPCS_CASES_NO_OBJECTION:
-        epcs_respond_error(req, 422, "invalid_fact", "status",
-                           "request %llu admits no objection: its action sets no objection period",
-                           (unsigned long long)id);
-        return;
-    case EPCS_CASES_TOO_LATE:
-        epcs_respond_error(req, 422, "objection_too_late", "status",
-                           "the objection period of request %llu ended at %s",
-                           (unsigned long long)id, job->detail);
-        return;
-    case EPCS_CASES_LOG_REFUSED:
+    if (job->rc == EPCS_CASES_LOG_REFUSED) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
         epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
                            "the decision log cannot take this step now, so nothing was stored; "
                            "retry");
         return;
-    default:
-        epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s", base->ops->what, job->detail);
-        epcs_respond_error(req, 500, "internal", NULL, "the case store could not write this");
-        return;
     }
+    epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s", base->ops->what, job->detail);
+    epcs_respond_error(req, 500, "internal", NULL, "the case store could not write this");
 }
 
 static void cb_job_destroy(struct epcs_offload *base, int answered)
 {
     struct case_job *job = job_of(base);
     if (!answered && job->rc == EPCS_CASES_OK)
-        epcs_log(EPCS_LOG_INFO, "cases", "%s %llu stored; its client left before the answer",
-                 job->kind == JOB_FILE ? "report" : "answer to request",
-                 (unsigned long long)(job->kind == JOB_FILE ? job->id : job->in.answer.request));
+        epcs_log(EPCS_LOG_INFO, "cases", "%s (%llu) stored; its client left before the answer",
+                 base->ops->what, (unsigned long long)job_subject(job));
     job_free(job);
 }
 
-static const struct epcs_offload_ops file_ops = {.what = "filing a report",
-                                                 .work = cb_job_work,
-                                                 .respond = respond_job,
-                                                 .destroy = cb_job_destroy};
-static const struct epcs_offload_ops answer_ops = {.what = "answering a request",
-                                                   .work = cb_job_work,
-                                                   .respond = respond_job,
-                                                   .destroy = cb_job_destroy};
+static const struct epcs_offload_ops job_ops[] = {
+    [JOB_FILE] = {.what = "filing a report",
+                  .work = cb_job_work,
+                  .respond = respond_job,
+                  .destroy = cb_job_destroy},
+    [JOB_ANSWER] = {.what = "answering a request",
+                    .work = cb_job_work,
+                    .respond = respond_job,
+                    .destroy = cb_job_destroy},
+    [JOB_REVIEW] = {.what = "reviewing held requests",
+                    .work = cb_job_work,
+                    .respond = respond_job,
+                    .destroy = cb_job_destroy},
+    [JOB_POLICY] = {.what = "setting a partner's policy",
+                    .work = cb_job_work,
+                    .respond = respond_job,
+                    .destroy = cb_job_destroy},
+};
 
 /* Hands the job to the thread pool; the answer follows from respond_job. Returns 0. */
 static int job_start(h2o_req_t *req, struct case_job *job)
 {
-    return epcs_offload_start(req, &job->base, job->kind == JOB_FILE ? &file_ops : &answer_ops);
+    return epcs_offload_start(req, &job->base, &job_ops[job->kind]);
 }
 
 /* ---- reads on the thread pool ------------------------------------------------------------ */
 
-enum read_kind { READ_REPORTS, READ_REPORT, READ_REQUESTS, READ_REQUEST };
+enum read_kind { READ_REPORTS, READ_REPORT, READ_REQUESTS, READ_REQUEST, READ_POLICY };
 
 /*
  * One read: a listing or export, or one report or request. Queries run on a connection of the
@@ -292,7 +344,8 @@ struct read_job {
        are limited to it. */
     struct epcs_query params;
     char own[EPCS_KEY_PARTNER_MAX];
-    /* The caller's partner id, whose queue is read when no `partner` filter names another. */
+    /* The caller's partner id, whose queue is read when no `partner` filter names another;
+       the partner whose policy is read. */
     char caller[EPCS_KEY_PARTNER_MAX];
     struct epcs_report_query reports;
     struct epcs_request_query requests;
@@ -348,6 +401,8 @@ static int run_read(struct read_job *job, sqlite3 *db, msgpack_packer *pk)
                    : epcs_cases_list_requests(db, &job->requests, pk, job->err, sizeof(job->err));
     case READ_REQUEST:
         return epcs_cases_get_request(db, job->id, read_own(job), pk, job->err, sizeof(job->err));
+    case READ_POLICY:
+        return epcs_cases_get_policy(db, job->caller, pk, job->err, sizeof(job->err));
     }
     return -1;
 }
@@ -389,7 +444,8 @@ static void respond_read(struct epcs_offload *base, h2o_req_t *req)
     } else if (job->rc > 0 && job->kind == READ_REPORT) {
         /* Another partner's report answers as one that does not exist: its id tells nothing. */
         epcs_respond_error(req, 404, "unknown_report", "id",
-                           read_own(job) != NULL ? "no report %llu filed by you" : "no report %llu",
+                           read_own(job) != NULL ? "no report %llu filed or joined by you"
+                                                 : "no report %llu",
                            (unsigned long long)job->id);
     } else if (job->rc > 0) {
         /* The same answer as POST .../response gives for a request in another partner's queue. */
@@ -427,6 +483,10 @@ static const struct epcs_offload_ops read_ops[] = {
                       .work = cb_read_work,
                       .respond = respond_read,
                       .destroy = cb_read_destroy},
+    [READ_POLICY] = {.what = "reading a partner's policy",
+                     .work = cb_read_work,
+                     .respond = respond_read,
+                     .destroy = cb_read_destroy},
 };
 
 static int read_start(h2o_req_t *req, struct read_job *job)
@@ -435,6 +495,49 @@ static int read_start(h2o_req_t *req, struct read_job *job)
 }
 
 /* ---- POST /v1/reports --------------------------------------------------------------------- */
+
+/* An http:// or https:// address (the scheme in any case), without spaces or control
+   characters, at most MAX_URL bytes. 0, or answers 422 and returns -1. */
+static int check_url(h2o_req_t *req, const msgpack_object *url)
+{
+    const char *text = url->via.str.ptr;
+    size_t len = url->via.str.size;
+    size_t scheme = len >= 8 && strncasecmp(text, "https://", 8) == 0  ? 8
+                    : len >= 7 && strncasecmp(text, "http://", 7) == 0 ? 7
+                                                                       : 0;
+    int clean = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c <= ' ' || c == 0x7f)
+            clean = 0;
+    }
+    if (scheme != 0 && len > scheme && text[scheme] != '/' && len <= MAX_URL && clean)
+        return 0;
+    return epcs_respond_error(req, 422, "invalid_fact", "url",
+                              "url must be the posting's http:// or https:// address, without "
+                              "spaces, at most %d bytes",
+                              MAX_URL),
+           -1;
+}
+
+/* `len` bytes of text as a partner id in `out`: 0, or -1 when they are not one. */
+static int copy_partner_id(const char *text, size_t len, char out[EPCS_KEY_PARTNER_MAX])
+{
+    if (len == 0 || len >= EPCS_KEY_PARTNER_MAX || memchr(text, '\0', len) != NULL)
+        return -1;
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return epcs_cases_partner_valid(out) ? 0 : -1;
+}
+
+/* Whether an API key belongs to `partner`; always true without keys (--no-auth), where there
+   is nothing to look it up in. */
+static int partner_known(h2o_req_t *req, const char *partner)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    return worker->server->config.no_auth ||
+           epcs_keyring_has_partner(epcs_worker_keyring(worker), partner, strlen(partner));
+}
 
 /* A report as received, borrowed from the decoded body. */
 struct report_body {
@@ -479,46 +582,22 @@ static int read_report_body(h2o_req_t *req, const msgpack_object *body, struct r
                                       names[slot]),
                    -1;
     }
-    const msgpack_object *url = report->url;
-    int scheme = url->via.str.size >= 8 && memcmp(url->via.str.ptr, "https://", 8) == 0  ? 8
-                 : url->via.str.size >= 7 && memcmp(url->via.str.ptr, "http://", 7) == 0 ? 7
-                                                                                         : 0;
-    int clean = 1;
-    for (uint32_t i = 0; i < url->via.str.size; i++) {
-        unsigned char c = (unsigned char)url->via.str.ptr[i];
-        if (c <= ' ' || c == 0x7f)
-            clean = 0;
-    }
-    if (scheme == 0 || url->via.str.size <= (uint32_t)scheme || url->via.str.ptr[scheme] == '/' ||
-        url->via.str.size > MAX_URL || !clean)
-        return epcs_respond_error(req, 422, "invalid_fact", "url",
-                                  "url must be the posting's http:// or https:// address, without "
-                                  "spaces, at most %d bytes",
-                                  MAX_URL),
-               -1;
-    const msgpack_object *platform = report->platform;
-    int valid = platform->via.str.size > 0 && platform->via.str.size < EPCS_KEY_PARTNER_MAX;
-    for (uint32_t i = 0; valid && i < platform->via.str.size; i++) {
-        char c = platform->via.str.ptr[i];
-        valid =
-            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
-    }
-    if (!valid)
+    if (check_url(req, report->url) != 0)
+        return -1;
+    char platform[EPCS_KEY_PARTNER_MAX];
+    if (copy_partner_id(report->platform->via.str.ptr, report->platform->via.str.size, platform) !=
+        0)
         return epcs_respond_error(req, 422, "invalid_fact", "platform",
                                   "platform must be the platform's partner id (1-63 of a-z 0-9 _ "
                                   "- .), as its API key names it"),
                -1;
     /* A deletion request to an id no key belongs to would never be read: it would go overdue,
-       be sent again and end as a referral of a platform that was never asked. Without keys
-       (--no-auth) there is nothing to look the id up in. */
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->key != NULL &&
-        !epcs_keyring_has_partner(epcs_worker_keyring(worker), platform->via.str.ptr,
-                                  platform->via.str.size))
+       be sent again and end as a referral of a platform that was never asked. */
+    if (!partner_known(req, platform))
         return epcs_respond_error(req, 404, "unknown_partner", "platform",
-                                  "platform '%.*s' is no partner of epcs: no API key belongs to "
+                                  "platform '%s' is no partner of epcs: no API key belongs to "
                                   "it, so no one would read its deletion requests",
-                                  (int)platform->via.str.size, platform->via.str.ptr),
+                                  platform),
                -1;
     return 0;
 }
@@ -672,6 +751,7 @@ static int keep_report(h2o_req_t *req, struct case_job *job, const struct report
     in->verdict = job->verdict.data;
     in->verdict_len = job->verdict.len;
     in->partner_view = own_partner(req) != NULL;
+    in->by_staff = own_partner(req) == NULL;
     in->now_us = now_us();
     job->decision = *decision;
     job->decision.election = in->election;
@@ -771,9 +851,11 @@ static int read_report_query(h2o_req_t *req, struct read_job *job)
     struct epcs_query *params = &job->params;
     if (epcs_query_read(req, params, EPCS_QUERY_MAX_PARAMS) != 0)
         return -1;
-    static const char *const statuses[] = {"open", "closed", "no_action", "needs_facts", NULL};
+    static const char *const statuses[] = {"open",        "held",      "closed", "no_action",
+                                           "needs_facts", "dismissed", NULL};
     struct epcs_report_query *query = &job->reports;
-    query->filed_by = read_own(job);
+    /* A partner lists the reports it filed or joined. */
+    query->reporter = read_own(job);
     job->csv = epcs_accepts(req, "text/csv");
     const char *limit = NULL;
     for (size_t i = 0; i < params->count; i++) {
@@ -781,8 +863,8 @@ static int read_report_query(h2o_req_t *req, struct read_job *job)
         if (strcmp(name, "status") == 0) {
             if (!one_of(value, statuses))
                 return epcs_respond_error(req, 400, "bad_request", "status",
-                                          "status must be open, closed, no_action or "
-                                          "needs_facts"),
+                                          "status must be open, held, closed, no_action, "
+                                          "needs_facts or dismissed"),
                        -1;
             query->status = value;
         } else if (strcmp(name, "platform") == 0) {
@@ -791,13 +873,14 @@ static int read_report_query(h2o_req_t *req, struct read_job *job)
             query->election = value;
         } else if (strcmp(name, "category") == 0) {
             query->category = value;
-        } else if (strcmp(name, "filed_by") == 0) {
+        } else if (strcmp(name, "filed_by") == 0 || strcmp(name, "reporter") == 0) {
             if (read_own(job) != NULL && strcmp(value, read_own(job)) != 0)
-                return epcs_respond_error(req, 403, "forbidden", "filed_by",
-                                          "key %s of partner %s sees the reports it filed only",
+                return epcs_respond_error(req, 403, "forbidden", name,
+                                          "key %s of partner %s sees the reports it filed or "
+                                          "joined only",
                                           worker->key->id, worker->partner),
                        -1;
-            query->filed_by = value;
+            *(strcmp(name, "reporter") == 0 ? &query->reporter : &query->filed_by) = value;
         } else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0) {
             int64_t us;
             if (epcs_parse_instant(value, &us) != 0)
@@ -817,7 +900,8 @@ static int read_report_query(h2o_req_t *req, struct read_job *job)
         } else {
             return epcs_respond_error(req, 400, "bad_request", name,
                                       "unknown filter '%s': status, platform, election, "
-                                      "category, filed_by, from, to, after, limit, format",
+                                      "category, filed_by, reporter, from, to, after, limit, "
+                                      "format",
                                       name),
                    -1;
         }
@@ -945,6 +1029,17 @@ int epcs_handle_partner_requests(h2o_req_t *req)
 
 /* ---- POST /v1/requests/{id}/response ------------------------------------------------------ */
 
+/* A reason of 1 to MAX_REASON bytes of text: 0, or answers 422 and returns -1. */
+static int check_reason(h2o_req_t *req, const msgpack_object *reason)
+{
+    if (reason->via.str.size > 0 && reason->via.str.size <= MAX_REASON &&
+        memchr(reason->via.str.ptr, '\0', reason->via.str.size) == NULL)
+        return 0;
+    return epcs_respond_error(req, 422, "invalid_fact", "reason",
+                              "reason must be text of 1 to %d bytes", MAX_REASON),
+           -1;
+}
+
 static int answer_request(h2o_req_t *req, uint64_t id)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -998,10 +1093,8 @@ static int answer_request(h2o_req_t *req, uint64_t id)
         return epcs_respond_error(req, 400, "bad_request", "reason", "an objection needs a reason");
     if (data == NULL && strcmp(stored, "data_submitted") == 0)
         return epcs_respond_error(req, 400, "bad_request", "data", "data_submitted needs the data");
-    if (reason != NULL && (reason->via.str.size == 0 || reason->via.str.size > MAX_REASON ||
-                           memchr(reason->via.str.ptr, '\0', reason->via.str.size) != NULL))
-        return epcs_respond_error(req, 422, "invalid_fact", "reason",
-                                  "reason must be text of 1 to %d bytes", MAX_REASON);
+    if (reason != NULL && check_reason(req, reason) != 0)
+        return 0;
     if (data != NULL && data->type == MSGPACK_OBJECT_STR && data->via.str.size == 0)
         return epcs_respond_error(req, 422, "invalid_fact", "data", "data must not be empty");
 
@@ -1061,6 +1154,148 @@ int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)
                      &id) != 0)
         return 0;
     return answering ? answer_request(req, id) : show_request(req, id);
+}
+
+/* ---- POST /v1/reports/{id}/confirm, /dismiss ------------------------------------------- */
+
+/* The optional `reason` of a staff decision, read from the body (which may be empty for a
+   confirmation). 0 with `reason` set or NULL, or answers 400 or 422 and returns -1. */
+static int read_review_body(h2o_req_t *req, int dismiss, const msgpack_object **reason)
+{
+    *reason = NULL;
+    if (!dismiss && req->entity.len == 0)
+        return 0;
+    msgpack_object body;
+    if (epcs_read_body(req, epcs_worker_of(req)->server->config.max_body, &body, NULL) != 0)
+        return -1;
+    if (body.type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the review must be a map {reason}"),
+               -1;
+    for (uint32_t i = 0; i < body.via.map.size; i++) {
+        const msgpack_object *key = &body.via.map.ptr[i].key;
+        const msgpack_object *value = &body.via.map.ptr[i].val;
+        if (!epcs_str_eq(key, "reason"))
+            return epcs_respond_error(req, 400, "bad_request", NULL, "unknown field '%.*s': reason",
+                                      quoted_len(key), key->via.str.ptr),
+                   -1;
+        if (value->type != MSGPACK_OBJECT_STR)
+            return epcs_respond_error(req, 400, "bad_request", "reason", "reason must be a string"),
+                   -1;
+        *reason = value;
+    }
+    if (*reason == NULL && dismiss)
+        return epcs_respond_error(req, 400, "bad_request", "reason", "a dismissal needs a reason"),
+               -1;
+    if (*reason != NULL && check_reason(req, *reason) != 0)
+        return -1;
+    return 0;
+}
+
+int epcs_handle_report_review(h2o_req_t *req, const char *rest, size_t len)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->server->cases == NULL)
+        return not_found_route(req);
+    if (!epcs_method_is(req, "POST"))
+        return epcs_method_not_allowed(req, "POST");
+    const char *slash = memchr(rest, '/', len);
+    size_t id_len = slash != NULL ? (size_t)(slash - rest) : len;
+    int dismiss = slash != NULL && h2o_memis(slash, len - id_len, H2O_STRLIT("/dismiss"));
+    uint64_t id;
+    const msgpack_object *reason;
+    if (read_path_id(req, rest, id_len,
+                     "a report id is a whole number, as POST /v1/reports gave it", &id) != 0 ||
+        read_review_body(req, dismiss, &reason) != 0)
+        return 0;
+    struct case_job *job = job_create(req, JOB_REVIEW);
+    msgpack_object staff = str_object(worker->partner);
+    struct epcs_case_review *in = job != NULL ? &job->in.review : NULL;
+    if (job == NULL || keep_string(job, 0, &staff, &in->staff) != 0 ||
+        (reason != NULL && keep_string(job, 1, reason, &in->reason) != 0)) {
+        if (job != NULL)
+            job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
+    in->report = id;
+    in->dismiss = dismiss;
+    in->reason_len = reason != NULL ? reason->via.str.size : 0;
+    in->now_us = now_us();
+    return job_start(req, job);
+}
+
+/* ---- GET, PUT /v1/admin/partners/{id} ------------------------------------------------------ */
+
+/* The body of PUT: {reports: "send" | "hold"}. 0 with `send` set, or answers and returns -1. */
+static int read_policy_body(h2o_req_t *req, int *send)
+{
+    msgpack_object body;
+    if (epcs_read_body(req, epcs_worker_of(req)->server->config.max_body, &body, NULL) != 0)
+        return -1;
+    if (body.type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the policy must be a map {reports}"),
+               -1;
+    const msgpack_object *reports = NULL;
+    for (uint32_t i = 0; i < body.via.map.size; i++) {
+        const msgpack_object *key = &body.via.map.ptr[i].key;
+        if (!epcs_str_eq(key, "reports"))
+            return epcs_respond_error(req, 400, "bad_request", NULL,
+                                      "unknown field '%.*s': reports", quoted_len(key),
+                                      key->via.str.ptr),
+                   -1;
+        reports = &body.via.map.ptr[i].val;
+    }
+    if (reports == NULL)
+        return epcs_respond_error(req, 400, "bad_request", "reports",
+                                  "reports is required: send or hold"),
+               -1;
+    if (reports->type != MSGPACK_OBJECT_STR ||
+        (!epcs_str_eq(reports, "send") && !epcs_str_eq(reports, "hold")))
+        return epcs_respond_error(req, 422, "invalid_fact", "reports",
+                                  "reports must be send or hold"),
+               -1;
+    *send = epcs_str_eq(reports, "send");
+    return 0;
+}
+
+int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->server->cases == NULL || memchr(rest, '/', len) != NULL)
+        return not_found_route(req);
+    int put = epcs_method_is(req, "PUT");
+    if (!put && !epcs_method_is(req, "GET"))
+        return epcs_method_not_allowed(req, "GET, PUT");
+    char partner[EPCS_KEY_PARTNER_MAX];
+    if (copy_partner_id(rest, len, partner) != 0)
+        return epcs_respond_error(req, 400, "bad_request", "id",
+                                  "a partner id is 1-63 of a-z 0-9 _ - .");
+    if (!partner_known(req, partner))
+        return epcs_respond_error(req, 404, "unknown_partner", "id",
+                                  "no API key belongs to partner '%s'", partner);
+    if (!put) {
+        struct read_job *read = read_create(req, READ_POLICY);
+        if (read == NULL)
+            return 0;
+        snprintf(read->caller, sizeof(read->caller), "%s", partner);
+        return read_start(req, read);
+    }
+    int send;
+    if (read_policy_body(req, &send) != 0)
+        return 0;
+    struct case_job *job = job_create(req, JOB_POLICY);
+    msgpack_object id = str_object(partner), by = str_object(worker->partner);
+    struct epcs_case_policy *in = job != NULL ? &job->in.policy : NULL;
+    if (job == NULL || keep_string(job, 0, &id, &in->partner) != 0 ||
+        keep_string(job, 1, &by, &in->by) != 0) {
+        if (job != NULL)
+            job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
+    in->send = send;
+    in->now_us = now_us();
+    return job_start(req, job);
 }
 
 /* ---- the sweep ---------------------------------------------------------------------------- */

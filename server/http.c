@@ -477,6 +477,8 @@ static const struct route_spec routes[EPCS_ROUTE_COUNT] = {
     [EPCS_ROUTE_REPORTS] = {"reports", EPCS_ROLE_PARTNER},
     [EPCS_ROUTE_PARTNER_REQUESTS] = {"partner_requests", EPCS_ROLE_PARTNER},
     [EPCS_ROUTE_REQUESTS] = {"requests", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_REPORT_REVIEW] = {"report_review", EPCS_ROLE_STAFF},
+    [EPCS_ROUTE_ADMIN_PARTNERS] = {"admin_partners", EPCS_ROLE_STAFF},
     [EPCS_ROUTE_NOT_FOUND] = {"not_found", EPCS_ROLE_NONE},
 };
 
@@ -499,6 +501,12 @@ static int path_under(h2o_iovec_t path, const char *prefix, h2o_iovec_t *rest)
         return 0;
     *rest = h2o_iovec_init(path.base + len, path.len - len);
     return 1;
+}
+
+static int path_ends(h2o_iovec_t path, const char *suffix)
+{
+    size_t len = strlen(suffix);
+    return path.len > len && memcmp(path.base + path.len - len, suffix, len) == 0;
 }
 
 int epcs_method_is(h2o_req_t *req, const char *method)
@@ -545,8 +553,13 @@ static enum epcs_route match_route(h2o_iovec_t path, h2o_iovec_t *rest)
         return EPCS_ROUTE_ADMIN_KEYS;
     if (path_is(path, "/v1/decisions") || path_under(path, "/v1/decisions/", rest))
         return EPCS_ROUTE_DECISIONS;
+    if (path_under(path, "/v1/reports/", rest) &&
+        (path_ends(*rest, "/confirm") || path_ends(*rest, "/dismiss")))
+        return EPCS_ROUTE_REPORT_REVIEW;
     if (path_is(path, "/v1/reports") || path_under(path, "/v1/reports/", rest))
         return EPCS_ROUTE_REPORTS;
+    if (path_under(path, "/v1/admin/partners/", rest))
+        return EPCS_ROUTE_ADMIN_PARTNERS;
     if (path_is(path, "/v1/partners/me/requests"))
         return EPCS_ROUTE_PARTNER_REQUESTS;
     if (path_under(path, "/v1/requests/", rest))
@@ -699,6 +712,10 @@ static int dispatch(h2o_req_t *req, enum epcs_route route, h2o_iovec_t rest)
         return epcs_handle_partner_requests(req);
     case EPCS_ROUTE_REQUESTS:
         return epcs_handle_requests(req, rest.base, rest.len);
+    case EPCS_ROUTE_REPORT_REVIEW:
+        return epcs_handle_report_review(req, rest.base, rest.len);
+    case EPCS_ROUTE_ADMIN_PARTNERS:
+        return epcs_handle_admin_partners(req, rest.base, rest.len);
     default:
         break;
     }

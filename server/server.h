@@ -41,6 +41,8 @@ enum epcs_route {
     EPCS_ROUTE_REPORTS,
     EPCS_ROUTE_PARTNER_REQUESTS,
     EPCS_ROUTE_REQUESTS,
+    EPCS_ROUTE_REPORT_REVIEW,
+    EPCS_ROUTE_ADMIN_PARTNERS,
     EPCS_ROUTE_NOT_FOUND,
     EPCS_ROUTE_COUNT
 };
@@ -278,6 +280,10 @@ int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len);
 int epcs_handle_partner_requests(h2o_req_t *req);
 /** POST /v1/requests/{id}/response */
 int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len);
+/** POST /v1/reports/{id}/confirm, /v1/reports/{id}/dismiss: `rest` is "{id}/confirm" ... */
+int epcs_handle_report_review(h2o_req_t *req, const char *rest, size_t len);
+/** GET, PUT /v1/admin/partners/{id} */
+int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len);
 /** Sets up the worker's case sweep timer (started on worker 0 only). */
 void epcs_cases_worker_init(struct epcs_worker *worker);
 

@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
 from test_api import JSON, EpcsTest, Server, request  # noqa: E402
+from test_cases import FALSE_FACT, SLANDER, CaseTest, shifted  # noqa: E402
 from test_service import wait_for  # noqa: E402
 
 SEEDED = 100000
@@ -39,19 +40,23 @@ def seed(data, count):
     answer = b"\x81\xa7verdict\xaaprohibited"
     action = b"\x81\xa4kind\xb0deletion_request"
     with database:
+        url = "https://blog.naver.com/seeded/%d"
         database.executemany(
-            "INSERT INTO reports(id, filed_us, filed_by, url, platform, election, category, "
-            "date, facts, verdict, article, ruleset, decision, answer, status, updated_us) "
-            "VALUES(?, ?, 'nec', ?, ?, 'na22', 'false_fact', '2026-01-01', x'80', "
+            "INSERT INTO reports(id, filed_us, filed_by, url, posting, platform, election, "
+            "category, date, facts, verdict, article, ruleset, decision, answer, status, "
+            "updated_us) VALUES(?, ?, 'nec', ?, ?, ?, 'na22', 'false_fact', '2026-01-01', x'80', "
             "'prohibited', '250(2)', 'rs-0123456789abcdef', NULL, ?, 'open', ?)",
-            ((n, start + n, "https://blog.naver.com/seeded/%d" % n,
-              "kakao" if n % 1000 == 0 else "naver", answer, start + n)
-             for n in range(1, count + 1)))
+            ((n, start + n, url % n, url % n, "kakao" if n % 1000 == 0 else "naver", answer,
+              start + n) for n in range(1, count + 1)))
+        database.executemany(
+            "INSERT INTO reporters(report, partner, at_us, url, facts) "
+            "VALUES(?, 'nec', ?, ?, x'80')",
+            ((n, start + n, url % n) for n in range(1, count + 1)))
         database.executemany(
             "INSERT INTO requests(id, report, chain, attempt, kind, partner, article, action, "
-            "created_us, due_us, objection_until_us, status, updated_us) "
-            "VALUES(?, ?, ?, 1, 'deletion_request', 'naver', '82-4(3)', ?, ?, ?, ?, 'open', ?)",
-            ((n, n, n, action, start + n, start + n + 86400000000 * 3650,
+            "created_us, sent_us, due_us, objection_until_us, status, updated_us) "
+            "VALUES(?, ?, ?, 1, 'deletion_request', 'naver', '82-4(3)', ?, ?, ?, ?, ?, 'open', ?)",
+            ((n, n, n, action, start + n, start + n, start + n + 86400000000 * 3650,
               start + n + 86400000000 * 3650, start + n) for n in range(1, count + 1)))
     database.close()
 
@@ -315,6 +320,213 @@ class EvidenceTest(EpcsTest):
                 server.cleanup()
         finally:
             shutil.rmtree(data)
+
+
+class AbuseTest(CaseTest):
+    """Keys for platforms, the prosecutors and the commission's staff: the same posting
+    reported again and again, and partners naming platforms other than their own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.make_keys()
+        cls.server = Server("--keys", cls.keys, "--case-sweep", "100", auth=True)
+
+    def post(self, who, report):
+        return self.call(who, "POST", "/v1/reports", report)
+
+    def test_a_posting_reported_again_joins_its_case(self):
+        """One posting, the same URL however it is written (scheme and host in any case, a
+        default port, a fragment, percent-escapes of plain characters), reported by staff,
+        then by a partner, then 50 more times: one report, its reporters each once, one
+        deletion request and one referral, and a join is a step of the case."""
+        url = "https://blog.naver.com/poster/join-1?q=%7e1"
+        filed = self.file("nec", dict(FALSE_FACT, url=url))
+        self.assertEqual(filed["posting"], "https://blog.naver.com/poster/join-1?q=~1")
+        self.assertEqual(filed["joined"], False)
+        again = self.post("kakao", dict(FALSE_FACT, url="HTTPS://Blog.Naver.COM:443/poster/"
+                                                         "join-1?q=%7E1#comments"))
+        self.assertEqual(again.status, 200, again.raw)
+        joined = again.document
+        self.assertEqual((joined["id"], joined["joined"]), (filed["id"], True))
+        for n in range(50):
+            response = self.post("kakao" if n % 2 else "nec", dict(FALSE_FACT, url=url))
+            self.assertEqual((response.status, response.document["id"],
+                              response.document["joined"]), (200, filed["id"], True))
+        whole = self.report(filed["id"])
+        self.assertEqual([(r["partner"], r["url"]) for r in whole["reporters"]],
+                         [("nec", url), ("kakao", "HTTPS://Blog.Naver.COM:443/poster/join-1"
+                                                  "?q=%7E1#comments")])
+        self.assertEqual(whole["reporters"][0]["at"], filed["filed_at"])
+        self.assertEqual([r["id"] for r in whole["requests"]],
+                         [r["id"] for r in filed["requests"]])
+        self.assertEqual(self.events(whole["history"]), [
+            ("report_filed", None, "open", "nec"),
+            ("request_sent", filed["requests"][0]["id"], "open", "epcs"),
+            ("request_sent", filed["requests"][1]["id"], "open", "epcs"),
+            ("report_joined", None, "open", "kakao")])
+        self.assertEqual(whole["history"][3]["detail"], {
+            "url": "HTTPS://Blog.Naver.COM:443/poster/join-1?q=%7E1#comments",
+            "facts": FALSE_FACT["facts"]})
+        listed = self.call("nec", "GET", "/v1/reports?after=%d" % (filed["id"] - 1)).document
+        self.assertEqual([r["id"] for r in listed["reports"] if r["url"] == url], [filed["id"]])
+        # The join is in the decision log, once, as the case's next step.
+        step = self.logged([whole["history"][3]["decision"]])[0]
+        self.assertEqual((step["event"], step["partner"], step["subject"]),
+                         ("report_joined", "kakao", filed["id"]))
+        # The partner that joined reads the report as its own, with itself as reporter.
+        mine = self.call("kakao", "GET", "/v1/reports/%d" % filed["id"]).document
+        self.assertEqual([r["partner"] for r in mine["reporters"]], ["kakao"])
+        self.assertEqual(mine["reporter_count"], 2)
+        self.assertIn(filed["id"], [r["id"] for r in self.call(
+            "kakao", "GET", "/v1/reports?reporter=kakao&after=%d" % (filed["id"] - 1))
+            .document["reports"]])
+
+    def test_another_category_or_election_is_another_case(self):
+        url = "https://blog.naver.com/poster/join-2"
+        first = self.file("nec", dict(FALSE_FACT, url=url))
+        slander = self.file("nec", dict(SLANDER, url=url, platform="naver"))
+        other_election = self.file("nec", dict(FALSE_FACT, url=url, election="pres21",
+                                               date="2025-05-01"))
+        self.assertEqual(len({first["id"], slander["id"], other_election["id"]}), 3)
+
+    def test_a_partners_report_is_held_for_staff(self):
+        """kakao reports a posting on naver: the requests are held, out of naver's queue and
+        of the sweep, until staff confirm (due time and objection period from then on)."""
+        filed = self.file("kakao", dict(FALSE_FACT, url="https://blog.naver.com/held/1"))
+        self.assertEqual(filed["status"], "held")
+        whole = self.report(filed["id"])
+        deletion, referral = whole["requests"]
+        self.assertEqual([(r["status"], r["due"], r["objection_until"], r["sent"])
+                          for r in whole["requests"]],
+                         [("held", None, None, None), ("held", None, None, None)])
+        self.assertEqual(self.events(whole["history"]), [
+            ("report_filed", None, "held", "kakao"),
+            ("request_held", deletion["id"], "held", "epcs"),
+            ("request_held", referral["id"], "held", "epcs")])
+        after = "?status=all&after=%d" % (deletion["id"] - 1)
+        self.assertEqual(self.queue("naver", after)["requests"], [])
+        self.assertEqual(self.queue("prosecutors", after)["requests"], [])
+        self.assertError(self.call("naver", "GET", "/v1/requests/%d" % deletion["id"]), 404,
+                         "unknown_request", "id", "no request %d in your queue" % deletion["id"])
+        self.assertError(self.answer("naver", deletion["id"], {"status": "done"}), 404,
+                         "unknown_request", "id", "no request %d in your queue" % deletion["id"])
+        # A partner cannot confirm, not even its own report.
+        self.assertError(self.call("kakao", "POST", "/v1/reports/%d/confirm" % filed["id"]), 403,
+                         "forbidden")
+        time.sleep(0.3)
+        self.assertEqual([r["status"] for r in self.report(filed["id"])["requests"]],
+                         ["held", "held"])
+        confirmed = self.call("nec", "POST", "/v1/reports/%d/confirm" % filed["id"],
+                              {"reason": "checked against the original"})
+        self.assertEqual(confirmed.status, 200, confirmed.raw)
+        report = confirmed.document
+        self.assertEqual(report["status"], "open")
+        deletion, referral = report["requests"]
+        self.assertEqual((deletion["status"], deletion["created"] < deletion["sent"]),
+                         ("open", True))
+        self.assertEqual(deletion["due"], shifted(deletion["sent"], 24 * 3600))
+        self.assertEqual(deletion["objection_until"], shifted(deletion["sent"], 3 * 24 * 3600))
+        self.assertEqual(self.events(report["history"])[3:], [
+            ("report_confirmed", None, "open", "nec"),
+            ("request_sent", deletion["id"], "open", "nec"),
+            ("request_sent", referral["id"], "open", "nec")])
+        self.assertEqual(report["history"][3]["detail"], {"reason": "checked against the "
+                                                                    "original"})
+        self.assertEqual([r["id"] for r in self.queue("naver", after)["requests"]],
+                         [deletion["id"]])
+        self.assertError(self.call("nec", "POST", "/v1/reports/%d/confirm" % filed["id"]), 409,
+                         "report_not_held", "id",
+                         "report %d holds no requests for confirmation: it is open"
+                         % filed["id"])
+
+    def test_staff_dismiss_held_requests(self):
+        filed = self.file("kakao", dict(SLANDER, url="https://story.kakao.com/held/2",
+                                        platform="naver"))
+        path = "/v1/reports/%d/dismiss" % filed["id"]
+        self.assertError(self.call("nec", "POST", path, {}), 400, "bad_request", "reason",
+                         "a dismissal needs a reason")
+        self.assertError(self.call("nec", "POST", path, {"reason": ""}), 422, "invalid_fact",
+                         "reason", "reason must be text of 1 to 2000 bytes")
+        self.assertError(self.call("nec", "POST", path, {"reason": "x", "why": "y"}), 400,
+                         "bad_request", None, "unknown field 'why': reason")
+        dismissed = self.call("nec", "POST", path, {"reason": "satire, not a statement of fact"})
+        self.assertEqual(dismissed.status, 200, dismissed.raw)
+        report = dismissed.document
+        self.assertEqual((report["status"], [r["status"] for r in report["requests"]]),
+                         ("dismissed", ["dismissed", "dismissed"]))
+        self.assertEqual(self.events(report["history"])[3:], [
+            ("report_dismissed", None, "dismissed", "nec"),
+            ("request_dismissed", report["requests"][0]["id"], "dismissed", "nec"),
+            ("request_dismissed", report["requests"][1]["id"], "dismissed", "nec")])
+        self.assertEqual(report["history"][3]["detail"],
+                         {"reason": "satire, not a statement of fact"})
+        self.assertError(self.call("nec", "POST", "/v1/reports/%d/confirm" % filed["id"]), 409,
+                         "report_not_held", "id",
+                         "report %d holds no requests for confirmation: it is dismissed"
+                         % filed["id"])
+        # Reported again by anyone, a dismissed posting stays dismissed.
+        again = self.post("daum", dict(SLANDER, url="https://story.kakao.com/held/2",
+                                       platform="naver"))
+        self.assertEqual((again.status, again.document["status"]), (200, "dismissed"))
+
+    def test_staff_joining_a_held_report_sends_it(self):
+        filed = self.file("kakao", dict(FALSE_FACT, url="https://blog.naver.com/held/3"))
+        self.assertEqual(filed["status"], "held")
+        joined = self.post("nec", dict(FALSE_FACT, url="https://blog.naver.com/held/3"))
+        self.assertEqual(joined.status, 200, joined.raw)
+        self.assertEqual((joined.document["status"],
+                          [r["status"] for r in joined.document["requests"]]),
+                         ("open", ["open", "open"]))
+        self.assertEqual([e[0] for e in self.events(joined.document["history"])], [
+            "report_filed", "request_held", "request_held", "report_joined", "report_confirmed",
+            "request_sent", "request_sent"])
+
+    def test_partner_policy(self):
+        """Staff read and set whether a partner's reports send at once or are held; each change
+        is in the decision log with who made it."""
+        self.assertEqual(self.call("nec", "GET", "/v1/admin/partners/zum").document,
+                         {"partner": "zum", "reports": "hold", "default": True, "set_at": None,
+                          "set_by": None})
+        changed = self.call("nec", "PUT", "/v1/admin/partners/zum", {"reports": "send"})
+        self.assertEqual(changed.status, 200, changed.raw)
+        policy = changed.document
+        self.assertEqual({k: policy[k] for k in ("partner", "reports", "default", "set_by")},
+                         {"partner": "zum", "reports": "send", "default": False,
+                          "set_by": "nec"})
+        self.assertEqual(self.call("nec", "GET", "/v1/admin/partners/zum").document, policy)
+        filed = self.file("zum", dict(FALSE_FACT, url="https://blog.naver.com/sent/1"))
+        self.assertEqual((filed["status"], self.report(filed["id"])["requests"][0]["status"]),
+                         ("open", "open"))
+        entries = self.call("nec", "GET", "/v1/decisions?partner=zum&limit=1000").document
+        events = [e for e in entries["decisions"] if e.get("event") == "partner_policy_set"]
+        self.assertEqual([(e["subject"], e["detail"]) for e in events],
+                         [(0, {"partner": "zum", "reports": "send", "previous": "hold",
+                               "by": "nec"})])
+        # The same again is no change: nothing more is logged.
+        self.assertEqual(self.call("nec", "PUT", "/v1/admin/partners/zum",
+                                   {"reports": "send"}).document, policy)
+        for method, path, body, status, code, field, message in [
+                ("PUT", "/v1/admin/partners/zum", {"reports": "maybe"}, 422, "invalid_fact",
+                 "reports", "reports must be send or hold"),
+                ("PUT", "/v1/admin/partners/zum", {}, 400, "bad_request", "reports",
+                 "reports is required: send or hold"),
+                ("PUT", "/v1/admin/partners/zum", {"reports": "send", "x": 1}, 400,
+                 "bad_request", None, "unknown field 'x': reports"),
+                ("PUT", "/v1/admin/partners/zum", ["send"], 400, "bad_request", None,
+                 "the policy must be a map {reports}"),
+                ("GET", "/v1/admin/partners/Not%20One", None, 400, "bad_request", "id",
+                 "a partner id is 1-63 of a-z 0-9 _ - ."),
+                ("GET", "/v1/admin/partners/nobody", None, 404, "unknown_partner", "id",
+                 "no API key belongs to partner 'nobody'"),
+                ("DELETE", "/v1/admin/partners/zum", None, 405, "method_not_allowed", None,
+                 None)]:
+            with self.subTest(method=method, path=path, body=body):
+                self.assertError(self.call("nec", method, path, body), status, code, field,
+                                 message)
+        self.assertError(self.call("kakao", "PUT", "/v1/admin/partners/kakao",
+                                   {"reports": "send"}), 403, "forbidden")
+        self.assertError(self.call("kakao", "GET", "/v1/admin/partners/kakao"), 403,
+                         "forbidden")
 
 
 def fetch(server, path):

@@ -132,8 +132,12 @@ static uint64_t file(struct epcs_cases *cases, const char *platform, const char 
     struct epcs_buf bytes = {0};
     make_verdict(&bytes, verdict, actions);
     struct epcs_decision decision = report_decision(verdict);
+    /* Each filing is of a posting of its own: the same one would join its report. */
+    static int postings;
+    char url[64];
+    snprintf(url, sizeof(url), "https://blog.example/p/%d?a=1,b=\"2\"", ++postings);
     struct epcs_case_report report = {.filed_by = "nec",
-                                      .url = "https://blog.example/p/1?a=1,b=\"2\"",
+                                      .url = url,
                                       .platform = platform,
                                       .election = "na22",
                                       .category = "false_fact",
@@ -143,18 +147,20 @@ static uint64_t file(struct epcs_cases *cases, const char *platform, const char 
                                       .verdict = bytes.data,
                                       .verdict_len = bytes.len,
                                       .decision = &decision,
+                                      .by_staff = 1,
                                       .now_us = now};
     msgpack_packer pk;
     epcs_buf_reset(out);
     msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    uint64_t id = 0, ticket;
+    struct epcs_case_filed filed;
     char err[256] = "";
-    int rc = epcs_cases_file(cases, &report, &pk, &id, &ticket, err, sizeof(err));
+    int rc = epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err));
     EXPECT_INT(rc, EPCS_CASES_OK);
     if (rc != EPCS_CASES_OK)
         fprintf(stderr, "filing failed: %s\n", err);
+    EXPECT_INT(filed.joined, 0);
     epcs_buf_free(&bytes);
-    return id;
+    return filed.id;
 }
 
 static const msgpack_object *get(const msgpack_object *map, const char *key)
@@ -598,7 +604,7 @@ static void test_flow(void)
     snprintf(line, sizeof(line),
              "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,article,"
              "ruleset,decision,request_count,updated_at\r\n"
-             "2,2026-03-02T00:00:00.000000Z,nec,closed,\"https://blog.example/p/1?a=1,b=\"\"2\"\""
+             "2,2026-03-02T00:00:00.000000Z,nec,closed,\"https://blog.example/p/2?a=1,b=\"\"2\"\""
              "\",kakao,na22,false_fact,2024-03-01,prohibited,250(1),rs-0123456789abcdef,%lld,2,"
              "2026-03-02T01:00:00.000001Z\r\n",
              late_decision);
@@ -666,11 +672,12 @@ static void test_refused_event_stores_nothing(void)
                                       .facts_len = 1,
                                       .verdict = verdict.data,
                                       .verdict_len = verdict.len,
+                                      .by_staff = 1,
                                       .now_us = t0()};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
-    uint64_t id = 0, ticket;
-    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &id, &ticket, err, sizeof(err)),
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)),
                EPCS_CASES_LOG_REFUSED);
     EXPECT_INT(out.len, 0);
     char detail[64];
@@ -743,11 +750,12 @@ static void test_csv_cells_are_not_formulas(void)
                                       .facts_len = 1,
                                       .verdict = verdict.data,
                                       .verdict_len = verdict.len,
+                                      .by_staff = 1,
                                       .now_us = t0()};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
-    uint64_t id = 0, ticket;
-    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &id, &ticket, err, sizeof(err)), EPCS_CASES_OK);
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
     EXPECT_INT(
         answer(cases, "-naver", 1, "done", "\r=HYPERLINK(\"http://evil\",\"x\")", t0(), detail),
         EPCS_CASES_OK);
@@ -813,18 +821,18 @@ static void test_rolled_back_step_leaves_no_event(void)
                                       .facts_len = 1,
                                       .verdict = verdict.data,
                                       .verdict_len = verdict.len,
+                                      .by_staff = 1,
                                       .now_us = t0()};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
-    uint64_t id = 0, ticket;
-    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &id, &ticket, err, sizeof(err)),
-               EPCS_CASES_FAILED);
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)), EPCS_CASES_FAILED);
     EXPECT_CONTAINS(err, "refused by the test");
     EXPECT_INT(sqlite3_exec(other, "DROP TRIGGER refuse", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(other);
     report.url = "https://x.example/stored";
-    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &id, &ticket, err, sizeof(err)), EPCS_CASES_OK);
-    EXPECT_INT(id, 1);
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
     epcs_cases_close(cases);
     epcs_decision_log_close(log);
     msgpack_zone zone;
@@ -937,6 +945,267 @@ static void test_outbox_survives_a_stop(void)
     msgpack_zone_destroy(&zone);
 }
 
+/* Spellings of one posting that name the same one, and those that do not. */
+static void test_postings(void)
+{
+    static const struct {
+        const char *url, *posting;
+    } cases[] = {
+        {"https://blog.naver.com/x/1", "https://blog.naver.com/x/1"},
+        {"HTTPS://Blog.Naver.COM/x/1", "https://blog.naver.com/x/1"},
+        {"https://blog.naver.com:443/x/1#comment-3", "https://blog.naver.com/x/1"},
+        {"http://blog.naver.com:80/x/1", "http://blog.naver.com/x/1"},
+        {"http://blog.naver.com:443/x/1", "http://blog.naver.com:443/x/1"},
+        {"https://blog.naver.com./x/1", "https://blog.naver.com/x/1"},
+        {"https://blog.naver.com", "https://blog.naver.com/"},
+        {"https://blog.naver.com?q=1", "https://blog.naver.com/?q=1"},
+        {"https://blog.naver.com:/x", "https://blog.naver.com/x"},
+        {"https://blog.naver.com/%7Euser/%2fa%2Fb?q=%e2%82%ac&r=%41",
+         "https://blog.naver.com/~user/%2Fa%2Fb?q=%E2%82%AC&r=A"},
+        {"https://blog.naver.com/X/1?Q=A", "https://blog.naver.com/X/1?Q=A"},
+        {"https://User:Pass@Blog.Naver.com/x", "https://User:Pass@blog.naver.com/x"},
+        {"https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"},
+        {"https://[2001:db8::1]:8443/x", "https://[2001:db8::1]:8443/x"},
+        {"https://blog.naver.com/100%", "https://blog.naver.com/100%"},
+        {"https://blog.naver.com/%zz", "https://blog.naver.com/%zz"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char posting[EPCS_CASES_POSTING_MAX] = "";
+        EXPECT_INT(epcs_cases_posting(cases[i].url, posting, sizeof(posting)), 0);
+        EXPECT_STR(posting, cases[i].posting);
+    }
+    char small[16];
+    EXPECT_INT(epcs_cases_posting("ftp://x.example/", small, sizeof(small)), -1);
+    EXPECT_INT(epcs_cases_posting("https://", small, sizeof(small)), -1);
+    EXPECT_INT(epcs_cases_posting("https:///x", small, sizeof(small)), -1);
+    EXPECT_INT(epcs_cases_posting("https://x.example/long/path", small, sizeof(small)), -1);
+}
+
+/* A partner's report: its requests held, not due, not swept, until staff confirm them; the
+ * same partner filing it again changes nothing; a staff policy of "send" sends at once. */
+static void test_held_until_confirmed(void)
+{
+    char err[256], detail[64];
+    const char *dir = fresh_dir("held");
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    struct epcs_cases *cases = epcs_cases_open(dir, log, err, sizeof(err));
+    EXPECT(cases != NULL);
+    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    struct epcs_buf verdict = {0}, out = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_decision decision = report_decision("prohibited");
+    struct epcs_case_report filing = {.filed_by = "kakao",
+                                      .url = "https://Blog.Example/held#top",
+                                      .platform = "naver",
+                                      .election = "na22",
+                                      .category = "false_fact",
+                                      .date = "2024-03-01",
+                                      .facts = facts_bytes,
+                                      .facts_len = sizeof(facts_bytes) - 1,
+                                      .verdict = verdict.data,
+                                      .verdict_len = verdict.len,
+                                      .decision = &decision,
+                                      .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
+    EXPECT_INT(filed.joined, 0);
+    const msgpack_object *joined = get_decoded(&zone, &out, "joined");
+    EXPECT(joined->type == MSGPACK_OBJECT_BOOLEAN && !joined->via.boolean);
+    msgpack_object whole = report(db, 1, &zone, &out);
+    EXPECT_STR(text(&zone, &whole, "posting"), "https://blog.example/held");
+    EXPECT_STR(text(&zone, &whole, "status"), "held");
+    EXPECT_STR(statuses(db, 1, &zone), "1:held");
+    EXPECT(get(item(get(&whole, "requests"), 0), "due")->type == MSGPACK_OBJECT_NIL);
+    EXPECT_INT(epcs_cases_sweep(cases, t0() + 100 * DAY_US, 10, err, sizeof(err)), 0);
+    EXPECT_INT(answer(cases, "naver", 1, "done", NULL, t0(), detail), EPCS_CASES_NOT_FOUND);
+    struct epcs_request_query queue = {.partner = "naver", .status = "all", .limit = 10};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(get_decoded(&zone, &out, "requests")->via.array.size, 0);
+
+    /* The same partner again: nothing changes, and the answer says it joined. */
+    epcs_buf_reset(&out);
+    filing.now_us = t0() + HOUR_US;
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
+    EXPECT_INT(filed.joined, 1);
+    joined = get_decoded(&zone, &out, "joined");
+    EXPECT(joined->type == MSGPACK_OBJECT_BOOLEAN && joined->via.boolean);
+    EXPECT_STR(history(db, 1, &zone), "report_filed request_held(1)");
+
+    /* Staff confirm two days later: due and objection period count from then. */
+    struct epcs_case_review review = {.staff = "nec", .report = 1, .now_us = t0() + 2 * DAY_US};
+    uint64_t ticket;
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_review(cases, &review, &pk, &ticket, detail, sizeof(detail)),
+               EPCS_CASES_OK);
+    whole = decode(&zone, &out);
+    const msgpack_object *sent = item(get(&whole, "requests"), 0);
+    EXPECT_STR(text(&zone, sent, "created"), "2026-03-02T00:00:00.000000Z");
+    EXPECT_STR(text(&zone, sent, "sent"), "2026-03-04T00:00:00.000000Z");
+    EXPECT_STR(text(&zone, sent, "due"), "2026-03-04T01:00:00.000000Z");
+    EXPECT_STR(text(&zone, sent, "objection_until"), "2026-03-07T00:00:00.000000Z");
+    EXPECT_STR(history(db, 1, &zone),
+               "report_filed request_held(1) report_confirmed request_sent(1)");
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_review(cases, &review, &pk, &ticket, detail, sizeof(detail)),
+               EPCS_CASES_NOT_HELD);
+    EXPECT_STR(detail, "open");
+    review.report = 9;
+    EXPECT_INT(epcs_cases_review(cases, &review, &pk, &ticket, detail, sizeof(detail)),
+               EPCS_CASES_NOT_FOUND);
+
+    /* The policy: held by default; "send" from the change on. */
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_get_policy(db, "kakao", &pk, err, sizeof(err)), 0);
+    whole = decode(&zone, &out);
+    EXPECT_STR(text(&zone, &whole, "reports"), "hold");
+    struct epcs_case_policy policy = {
+        .partner = "kakao", .send = 1, .by = "nec", .now_us = t0() + 3 * DAY_US};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_set_policy(cases, &policy, &pk, &ticket, err, sizeof(err)),
+               EPCS_CASES_OK);
+    whole = decode(&zone, &out);
+    EXPECT_STR(text(&zone, &whole, "reports"), "send");
+    EXPECT_STR(text(&zone, &whole, "set_by"), "nec");
+    EXPECT_STR(text(&zone, &whole, "set_at"), "2026-03-05T00:00:00.000000Z");
+    filing.url = "https://blog.example/sent";
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_STR(statuses(db, filed.id, &zone), "2:open");
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+    EXPECT_CONTAINS(events_in(dir, &zone), "report_confirmed:kakao:1 request_sent:naver:1 "
+                                           "partner_policy_set:kakao:0 decision:kakao "
+                                           "report_filed:kakao:2 request_sent:naver:2");
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+    msgpack_zone_destroy(&zone);
+}
+
+static const char format_1_schema[] =
+    "CREATE TABLE IF NOT EXISTS reports ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  filed_us INTEGER NOT NULL,"
+    "  filed_by TEXT NOT NULL,"
+    "  url TEXT NOT NULL,"
+    "  platform TEXT NOT NULL,"
+    "  election TEXT NOT NULL,"
+    "  category TEXT NOT NULL,"
+    "  date TEXT NOT NULL,"
+    "  facts BLOB NOT NULL,"
+    "  verdict TEXT NOT NULL,"
+    "  article TEXT NOT NULL,"
+    "  ruleset TEXT NOT NULL,"
+    "  decision INTEGER,"
+    "  answer BLOB NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  updated_us INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS reports_by_time ON reports(filed_us);"
+    "CREATE INDEX IF NOT EXISTS reports_by_status ON reports(status, id);"
+    "CREATE TABLE IF NOT EXISTS requests ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  chain INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  follows INTEGER REFERENCES requests(id),"
+    "  kind TEXT NOT NULL,"
+    "  partner TEXT NOT NULL,"
+    "  article TEXT NOT NULL,"
+    "  action BLOB NOT NULL,"
+    "  created_us INTEGER NOT NULL,"
+    "  due_us INTEGER,"
+    "  objection_until_us INTEGER,"
+    "  status TEXT NOT NULL,"
+    "  updated_us INTEGER NOT NULL,"
+    "  answered_us INTEGER,"
+    "  answered_via INTEGER REFERENCES requests(id),"
+    "  reason TEXT,"
+    "  data BLOB);"
+    "CREATE INDEX IF NOT EXISTS requests_by_partner ON requests(partner, status, id);"
+    "CREATE INDEX IF NOT EXISTS requests_by_due ON requests(status, due_us);"
+    "CREATE INDEX IF NOT EXISTS requests_by_report ON requests(report, id);"
+    "CREATE INDEX IF NOT EXISTS requests_by_chain ON requests(chain, id);"
+    "CREATE TABLE IF NOT EXISTS history ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  request INTEGER REFERENCES requests(id),"
+    "  at_us INTEGER NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  detail BLOB,"
+    "  log_id INTEGER);"
+    "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);";
+
+/* A case store of format 1 (before outboxes, postings and reporters) is upgraded in place,
+ * every report and request kept, and later reports of its postings join them. */
+static void test_upgrade_from_format_1(void)
+{
+    char err[256];
+    const char *dir = fresh_dir("format1");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    sqlite3 *old = NULL;
+    EXPECT_INT(sqlite3_open(path, &old), SQLITE_OK);
+    EXPECT_INT(sqlite3_exec(old, format_1_schema, NULL, NULL, NULL), SQLITE_OK);
+    EXPECT_INT(sqlite3_exec(
+                   old,
+                   "PRAGMA user_version = 1;"
+                   "INSERT INTO reports VALUES(1, 1000, 'nec', 'HTTPS://Old.Example/p#x', 'naver', "
+                   "'na22', 'false_fact', '2024-03-01', x'80', 'prohibited', '250(1)', 'rs-1', 7, "
+                   "x'80', 'open', 1000);"
+                   "INSERT INTO requests(id, report, chain, attempt, kind, partner, article, "
+                   "action, created_us, due_us, status, updated_us) VALUES(1, 1, 1, 1, "
+                   "'deletion_request', 'naver', '82-4(3)', x'80', 1000, 2000, 'open', 1000);",
+                   NULL, NULL, NULL),
+               SQLITE_OK);
+    sqlite3_close(old);
+    struct epcs_cases *cases = epcs_cases_open(dir, NULL, err, sizeof(err));
+    EXPECT(cases != NULL);
+    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    struct epcs_buf out = {0};
+    msgpack_object whole = report(db, 1, &zone, &out);
+    EXPECT_STR(text(&zone, &whole, "posting"), "https://old.example/p");
+    EXPECT_STR(text(&zone, item(get(&whole, "reporters"), 0), "partner"), "nec");
+    EXPECT_STR(text(&zone, item(get(&whole, "requests"), 0), "sent"),
+               "1970-01-01T00:00:00.001000Z");
+    struct epcs_buf verdict = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_case_report again = {.filed_by = "kakao",
+                                     .url = "https://old.example/p",
+                                     .platform = "naver",
+                                     .election = "na22",
+                                     .category = "false_fact",
+                                     .date = "2024-03-01",
+                                     .facts = "\x80",
+                                     .facts_len = 1,
+                                     .verdict = verdict.data,
+                                     .verdict_len = verdict.len,
+                                     .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    struct epcs_case_filed filed;
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_file(cases, &again, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
+    EXPECT_INT(filed.joined, 1);
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+    msgpack_zone_destroy(&zone);
+}
+
 int main(void)
 {
     if (mkdtemp(scratch) == NULL)
@@ -949,6 +1218,9 @@ int main(void)
     test_csv_cells_are_not_formulas();
     test_rolled_back_step_leaves_no_event();
     test_outbox_survives_a_stop();
+    test_postings();
+    test_held_until_confirmed();
+    test_upgrade_from_format_1();
     char command[128];
     snprintf(command, sizeof(command), "rm -rf %s", scratch);
     if (system(command) != 0)
