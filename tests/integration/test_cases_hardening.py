@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Integration tests of what keeps reports and requests honest under abuse and load, on the real
-epcsd over HTTP/2: report and request reads that never stall an event loop.
+epcsd over HTTP/2: a report's decision and steps in the decision log exactly when the case store
+holds them (a refused write, SIGKILL); one posting reported again and again making one case;
+partners' reports held for staff, who confirm or dismiss them and set each partner's policy;
+report and request reads and exports that never stall an event loop.
 
 Shares the harness of test_api.py and the case helpers of test_cases.py. Run through ctest, or
 directly:
@@ -449,6 +452,21 @@ class AbuseTest(CaseTest):
                          "reason", "reason must be text of 1 to 2000 bytes")
         self.assertError(self.call("nec", "POST", path, {"reason": "x", "why": "y"}), 400,
                          "bad_request", None, "unknown field 'why': reason")
+        self.assertError(self.call("nec", "POST", path, ["x"]), 400, "bad_request", None,
+                         "the review must be a map {reason}")
+        self.assertError(self.call("nec", "POST", path, {"reason": 7}), 400, "bad_request",
+                         "reason", "reason must be a string")
+        self.assertError(self.call("nec", "POST", path, {"reason": "x" * 2001}), 422,
+                         "invalid_fact", "reason", "reason must be text of 1 to 2000 bytes")
+        self.assertError(self.call("nec", "POST", "/v1/reports/abc/dismiss", {"reason": "x"}),
+                         400, "bad_request", "id",
+                         "a report id is a whole number, as POST /v1/reports gave it")
+        self.assertError(self.call("nec", "POST", "/v1/reports/99999999/confirm"), 404,
+                         "unknown_report", "id", "no report 99999999")
+        self.assertError(self.call("nec", "GET", path), 405, "method_not_allowed")
+        self.assertError(self.call("daum", "POST", path, {"reason": "x"}), 403, "forbidden")
+        # None of it changed the report.
+        self.assertEqual(self.report(filed["id"])["status"], "held")
         dismissed = self.call("nec", "POST", path, {"reason": "satire, not a statement of fact"})
         self.assertEqual(dismissed.status, 200, dismissed.raw)
         report = dismissed.document
