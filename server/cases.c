@@ -162,9 +162,9 @@ struct epcs_cases {
     int attached;
     /* Every outbox row up to this id has been handed over (under `lock`). */
     uint64_t handed_id;
-    /* The ticket of the last handover; UINT64_MAX when the log failed before taking it, so an
-       answer held for it is refused (under `lock`). */
-    uint64_t last_ticket;
+    /* The ticket of the step under way's handover (0: it handed nothing over); UINT64_MAX when
+       the log failed before taking it, so an answer held for it is refused (under `lock`). */
+    uint64_t step_ticket;
     /* Handovers in order: rows up to `id` may be deleted once the log has committed
        `ticket`; `deleting` of them go with the transaction under way. */
     struct {
@@ -1603,7 +1603,7 @@ static void forward(struct epcs_cases *cases)
                                       batch.decision_count, batch.events, batch.event_count,
                                       &ticket) == 0) {
             cases->handed_id = last;
-            cases->last_ticket = ticket;
+            cases->step_ticket = ticket;
             remember_handover(cases, last, ticket);
         } else {
             struct epcs_decision_log_stats stats;
@@ -1612,10 +1612,11 @@ static void forward(struct epcs_cases *cases)
                      "%zu step entries stay in the outbox: the decision log %s", batch.count,
                      stats.failed ? "has failed; they go at the next start"
                                   : "is out of memory; they go after the next step");
-            if (stats.failed) {
+            /* An answer held for this step waits for nothing it could get: with a failed log
+               it is refused (an unreachable ticket), short of memory it goes out now. */
+            cases->step_ticket = stats.failed ? UINT64_MAX : 0;
+            if (stats.failed)
                 epcs_decision_log_flush(cases->log, &cases->stage);
-                cases->last_ticket = UINT64_MAX;
-            }
         }
     }
     batch_free(&batch);
@@ -1731,8 +1732,8 @@ static int recover_outbox(struct epcs_cases *cases, char *err, size_t err_size)
     batch_free(&batch);
     if (rc == 0 && held < count) {
         forward(cases);
-        if (cases->handed_id != last || cases->last_ticket == UINT64_MAX ||
-            epcs_decision_log_wait(cases->log, cases->last_ticket) != 0)
+        if (cases->handed_id != last || cases->step_ticket == UINT64_MAX ||
+            epcs_decision_log_wait(cases->log, cases->step_ticket) != 0)
             return snprintf(err, err_size,
                             "the decision log does not take the %zu step "
                             "entries a stop left in the outbox",
@@ -1757,6 +1758,7 @@ static int begin(struct epcs_cases *cases, char *err, size_t err_size)
      * halfway through. */
     if (epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, err_size) != 0)
         return -1;
+    cases->step_ticket = 0;
     /* Outbox rows the decision log has committed go with this step's transaction: no fsync
        of their own. */
     if (cases->log == NULL || delete_forwarded(cases, err, err_size) == 0)
@@ -1787,7 +1789,7 @@ static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
    entries, or 0 when nothing is to be waited for. */
 static uint64_t hold_ticket(const struct epcs_cases *cases)
 {
-    return epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC ? cases->last_ticket : 0;
+    return epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC ? cases->step_ticket : 0;
 }
 
 /* `verdict` (a map without `decision`) with "decision": `id` at its end, as /v1/check
@@ -2912,8 +2914,8 @@ fail:
 static void drain_outbox(struct epcs_cases *cases)
 {
     char err[256];
-    if (cases->handed_count == 0 || cases->last_ticket == UINT64_MAX ||
-        epcs_decision_log_wait(cases->log, cases->last_ticket) != 0)
+    if (cases->handed_count == 0 ||
+        epcs_decision_log_wait(cases->log, cases->handed[cases->handed_count - 1].ticket) != 0)
         return;
     if (epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, sizeof(err)) != 0 ||
         delete_forwarded(cases, err, sizeof(err)) != 0 ||
