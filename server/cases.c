@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "codec.h"
 #include "decision_log.h"
 #include "facts.h"
 #include "keys.h"
@@ -26,11 +28,14 @@
 #define MAX_DUE_HOURS (24.0 * 366 * 10)
 #define MAX_OBJECTION_DAYS 3660.0
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /*
  * Ids are AUTOINCREMENT so none is ever reused: a request id quoted in a letter to a platform
  * names that request forever. `chain` is the id of a request's first attempt; `follows` the
- * request whose being ignored made this one (a second attempt or an escalation).
+ * request whose being ignored made this one (a second attempt or an escalation). A report's
+ * `posting` is its URL normalised (epcs_cases_posting): with the election and the category it
+ * names the case, which later reports of the same posting join (`reporters`). A request's
+ * `sent_us` is when it went to its partner: NULL while it is held for staff.
  */
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS reports ("
@@ -38,6 +43,7 @@ static const char schema[] =
     "  filed_us INTEGER NOT NULL,"
     "  filed_by TEXT NOT NULL,"
     "  url TEXT NOT NULL,"
+    "  posting TEXT NOT NULL,"
     "  platform TEXT NOT NULL,"
     "  election TEXT NOT NULL,"
     "  category TEXT NOT NULL,"
@@ -52,6 +58,24 @@ static const char schema[] =
     "  updated_us INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS reports_by_time ON reports(filed_us);"
     "CREATE INDEX IF NOT EXISTS reports_by_status ON reports(status, id);"
+    "CREATE INDEX IF NOT EXISTS reports_by_posting ON reports(posting, election, category, id);"
+    /* Each partner that reported a case, once: when it first did, and the URL and facts it
+       gave. */
+    "CREATE TABLE IF NOT EXISTS reporters ("
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  partner TEXT NOT NULL,"
+    "  at_us INTEGER NOT NULL,"
+    "  url TEXT NOT NULL,"
+    "  facts BLOB NOT NULL,"
+    "  PRIMARY KEY (report, partner));"
+    "CREATE INDEX IF NOT EXISTS reporters_by_partner ON reporters(partner, report);"
+    /* Whether the requests a partner's reports cause are sent at once or held for staff;
+       a partner without a row is held. */
+    "CREATE TABLE IF NOT EXISTS partner_policies ("
+    "  partner TEXT PRIMARY KEY,"
+    "  reports TEXT NOT NULL,"
+    "  set_us INTEGER NOT NULL,"
+    "  set_by TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS requests ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  report INTEGER NOT NULL REFERENCES reports(id),"
@@ -63,6 +87,7 @@ static const char schema[] =
     "  article TEXT NOT NULL,"
     "  action BLOB NOT NULL,"
     "  created_us INTEGER NOT NULL,"
+    "  sent_us INTEGER,"
     "  due_us INTEGER,"
     "  objection_until_us INTEGER,"
     "  status TEXT NOT NULL,"
@@ -85,15 +110,72 @@ static const char schema[] =
     "  actor TEXT NOT NULL,"
     "  detail BLOB,"
     "  log_id INTEGER);"
-    "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);";
+    "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);"
+    /* What the decision log is to get, written in the same transaction as the step and kept
+       until the log has committed it: its id is the entry's decision-log id. Decisions
+       (kind 0) carry the check and the answer, events (kind 1) their subject and detail. */
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind INTEGER NOT NULL,"
+    "  at_us INTEGER NOT NULL,"
+    "  partner TEXT NOT NULL,"
+    "  election TEXT,"
+    "  event TEXT,"
+    "  subject INTEGER,"
+    "  detail BLOB,"
+    "  date INTEGER,"
+    "  area TEXT,"
+    "  verdict INTEGER,"
+    "  ruleset TEXT,"
+    "  request BLOB,"
+    "  answer BLOB,"
+    "  latency_us INTEGER);";
+
+/* Read connections kept for reuse; more are opened when more threads read at once, and those
+   beyond this many are closed when given back. */
+#define READERS_KEPT 8
+
+/* Handovers to the decision log not yet known to be committed; when more pile up, the newest
+   two are merged (their rows then go a little later). */
+#define HANDED_MAX 64
+
+/* Format 1 to 2, besides the tables the schema makes (outbox, reporters, partner_policies):
+   every report gets its posting (set by upgrade(), in C) and its filer as its one reporter,
+   every request was sent when it was made. */
+#define UPGRADE_FROM_1                                                                             \
+    "ALTER TABLE reports ADD COLUMN posting TEXT NOT NULL DEFAULT '';"                             \
+    "ALTER TABLE requests ADD COLUMN sent_us INTEGER;"                                             \
+    "UPDATE requests SET sent_us = created_us;"                                                    \
+    "CREATE TABLE reporters (report INTEGER NOT NULL REFERENCES reports(id),"                      \
+    "  partner TEXT NOT NULL, at_us INTEGER NOT NULL, url TEXT NOT NULL, facts BLOB NOT NULL,"     \
+    "  PRIMARY KEY (report, partner));"                                                            \
+    "INSERT INTO reporters SELECT id, filed_by, filed_us, url, facts FROM reports;"
 
 struct epcs_cases {
     /* One writer connection: every write (and the packing that follows it) holds the lock. */
     pthread_mutex_t lock;
     sqlite3 *db;
     struct epcs_decision_log *log;
-    /* The place in the decision log's line of the last event written (under `lock`). */
-    uint64_t last_ticket;
+    /* The store's lane in the decision log: an id a step takes is marked on its way here, so
+       the log writes no later id before the step's outbox rows are handed over. */
+    struct epcs_decision_stage stage;
+    int attached;
+    /* Every outbox row up to this id has been handed over (under `lock`). */
+    uint64_t handed_id;
+    /* The ticket of the step under way's handover (0: it handed nothing over); UINT64_MAX when
+       the log failed before taking it, so an answer held for it is refused (under `lock`). */
+    uint64_t step_ticket;
+    /* Handovers in order: rows up to `id` may be deleted once the log has committed
+       `ticket`; `deleting` of them go with the transaction under way. */
+    struct {
+        uint64_t id, ticket;
+    } handed[HANDED_MAX];
+    size_t handed_count, deleting;
+    char data_dir[4096];
+    /* Idle read connections, under their own lock so reads never wait for a write. */
+    pthread_mutex_t readers_lock;
+    sqlite3 *readers[READERS_KEPT];
+    size_t reader_count;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -257,6 +339,120 @@ static int partner_id_valid(const char *id)
     return 1;
 }
 
+int epcs_cases_partner_valid(const char *id)
+{
+    return partner_id_valid(id);
+}
+
+/* ---- postings ----------------------------------------------------------------------------- */
+
+static int unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+}
+
+/* Appends `len` bytes of path and query with their percent-escapes normalised (RFC 3986
+   6.2.2): an escape of an unreserved character becomes the character, the others get upper
+   case hex digits. Returns the new length, or SIZE_MAX when `out` is full. */
+static size_t put_escaped(char *out, size_t at, size_t size, const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        int high = text[i] == '%' && i + 2 < len ? hex_value(text[i + 1]) : -1;
+        int low = high >= 0 ? hex_value(text[i + 2]) : -1;
+        char c = text[i];
+        if (low >= 0) {
+            i += 2;
+            c = (char)(high << 4 | low);
+            if (!unreserved((unsigned char)c)) {
+                if (at + 3 >= size)
+                    return SIZE_MAX;
+                out[at++] = '%';
+                out[at++] = "0123456789ABCDEF"[high];
+                out[at++] = "0123456789ABCDEF"[low];
+                continue;
+            }
+        }
+        if (at + 1 >= size)
+            return SIZE_MAX;
+        out[at++] = c;
+    }
+    return at;
+}
+
+/* Whether `port` (`len` digits) is the default of a scheme of `scheme` bytes ("http://"). */
+static int default_port(const char *port, size_t len, size_t scheme)
+{
+    return (scheme == 7 && len == 2 && memcmp(port, "80", 2) == 0) ||
+           (scheme == 8 && len == 3 && memcmp(port, "443", 3) == 0);
+}
+
+int epcs_cases_posting(const char *url, char *out, size_t size)
+{
+    size_t scheme = strncasecmp(url, "https://", 8) == 0  ? 8
+                    : strncasecmp(url, "http://", 7) == 0 ? 7
+                                                          : 0;
+    /* The fragment is the reader's place in the page, not another posting. */
+    size_t end = strcspn(url, "#");
+    const char *authority = url + scheme;
+    size_t authority_len = scheme != 0 ? strcspn(authority, "/?#") : 0;
+    if (authority_len == 0 || end + 2 >= size)
+        return -1;
+    for (size_t i = 0; i < scheme; i++)
+        out[i] = lower(url[i]);
+    /* Userinfo keeps its case; the host is case-insensitive (RFC 3986 3.2.2). */
+    const char *at_sign = memchr(authority, '@', authority_len);
+    const char *host = at_sign != NULL ? at_sign + 1 : authority;
+    size_t host_len = authority_len - (size_t)(host - authority);
+    /* An IPv6 literal holds colons of its own: the port's comes after its bracket. */
+    const char *bracket = host_len > 0 && host[0] == '[' ? memchr(host, ']', host_len) : NULL;
+    const char *colon =
+        bracket != NULL ? (bracket + 1 < host + host_len && bracket[1] == ':' ? bracket + 1 : NULL)
+                        : memchr(host, ':', host_len);
+    size_t name_len = colon != NULL ? (size_t)(colon - host) : host_len;
+    size_t port_len = colon != NULL ? host_len - name_len - 1 : 0;
+    /* A default port, or none after the colon, and the final dot of a fully qualified name
+       name the same host. */
+    int keep_port = colon != NULL && port_len > 0 && !default_port(colon + 1, port_len, scheme);
+    if (name_len > 1 && host[name_len - 1] == '.')
+        name_len--;
+    if (name_len == 0)
+        return -1;
+    size_t at = scheme, userinfo_len = (size_t)(host - authority);
+    memcpy(out + at, authority, userinfo_len);
+    at += userinfo_len;
+    for (size_t i = 0; i < name_len; i++)
+        out[at++] = lower(host[i]);
+    if (keep_port) {
+        out[at++] = ':';
+        memcpy(out + at, colon + 1, port_len);
+        at += port_len;
+    }
+    const char *rest = authority + authority_len;
+    size_t rest_len = end - scheme - authority_len;
+    /* An empty path is the root (RFC 3986 6.2.3). */
+    if (rest_len == 0 || rest[0] == '?')
+        out[at++] = '/';
+    at = put_escaped(out, at, size, rest, rest_len);
+    if (at == SIZE_MAX)
+        return -1;
+    out[at] = '\0';
+    return 0;
+}
+
 /* ---- actions ------------------------------------------------------------------------------ */
 
 /* One action of a verdict (or an escalation of one), read and checked. */
@@ -341,7 +537,6 @@ struct verdict_view {
     char verdict[16];
     char article[64];
     char ruleset[32];
-    uint64_t decision;
     const msgpack_object *actions;
 };
 
@@ -357,9 +552,9 @@ static int read_verdict(msgpack_zone *zone, const char *bytes, size_t len,
         copy_string(map_get(&view->root, "article"), view->article, sizeof(view->article)) != 0 ||
         copy_string(map_get(&view->root, "ruleset"), view->ruleset, sizeof(view->ruleset)) != 0)
         return snprintf(why, why_size, "the verdict lacks verdict, article or ruleset"), -1;
-    const msgpack_object *decision = map_get(&view->root, "decision");
-    if (decision != NULL && decision->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        view->decision = decision->via.u64;
+    /* The store gives the decision its id, and adds it to the answer. */
+    if (map_get(&view->root, "decision") != NULL)
+        return snprintf(why, why_size, "the verdict carries a decision id already"), -1;
     view->actions = map_get(&view->root, "actions");
     if (view->actions != NULL && view->actions->type != MSGPACK_OBJECT_ARRAY)
         return snprintf(why, why_size, "actions is not a list"), -1;
@@ -446,20 +641,66 @@ struct step {
     int64_t at_us;
 };
 
+/* Whether the decision log can take another entry now: a full or failed log means the step is
+   refused (503) before anything is stored. */
+static int log_can_take(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(cases->log, &stats);
+    if (!stats.failed && stats.queued < stats.queue_limit)
+        return 1;
+    snprintf(err, err_size, "the decision log cannot take a step now (%s)",
+             stats.failed ? "a write failed" : "its queue is full");
+    return 0;
+}
+
+/* A fresh decision-log id for an entry of the step under way, or 0 with the log off. */
+static int take_log_id(struct epcs_cases *cases, uint64_t *id, char *err, size_t err_size)
+{
+    *id = 0;
+    if (cases->log == NULL)
+        return EPCS_CASES_OK;
+    if (!log_can_take(cases, err, err_size))
+        return EPCS_CASES_LOG_REFUSED;
+    *id = epcs_decision_log_next_id(cases->log, &cases->stage);
+    return EPCS_CASES_OK;
+}
+
+static int outbox_event(struct epcs_cases *cases, uint64_t id, const struct step *step,
+                        const char *detail, size_t detail_len, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "INSERT INTO outbox(id, kind, at_us, partner, election, event, "
+                                 "subject, detail) VALUES(?,1,?,?,?,?,?,?)",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(stmt, 2, step->at_us);
+    bind_text(stmt, 3, step->partner);
+    bind_text(stmt, 4, step->election);
+    bind_text(stmt, 5, step->event);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)(step->request != 0 ? step->request : step->report));
+    if (detail != NULL)
+        sqlite3_bind_blob(stmt, 7, detail, (int)detail_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, 7);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* The step's history row and, with the log on, its event in the outbox, in the transaction
+   under way: both are stored or neither. */
 static int record_step(struct epcs_cases *cases, const struct step *step, char *err,
                        size_t err_size)
 {
     const char *detail = step->detail != NULL ? step->detail->buf.data : NULL;
     size_t detail_len = step->detail != NULL ? step->detail->buf.len : 0;
-    uint64_t log_id = 0, ticket = 0;
-    if (epcs_decision_log_event(cases->log, step->partner, step->event, step->election,
-                                step->request != 0 ? step->request : step->report, detail,
-                                detail_len, &log_id, &ticket) != 0) {
-        snprintf(err, err_size, "the decision log refused the event %s", step->event);
-        return EPCS_CASES_LOG_REFUSED;
-    }
-    if (ticket > cases->last_ticket)
-        cases->last_ticket = ticket;
+    uint64_t log_id;
+    int rc = take_log_id(cases, &log_id, err, err_size);
+    if (rc == EPCS_CASES_OK && log_id != 0)
+        rc = outbox_event(cases, log_id, step, detail, detail_len, err, err_size);
+    if (rc != EPCS_CASES_OK)
+        return rc;
     sqlite3_stmt *stmt = prepare(cases->db,
                                  "INSERT INTO history(report, request, at_us, event, status, "
                                  "actor, detail, log_id) VALUES(?,?,?,?,?,?,?,?)",
@@ -480,7 +721,7 @@ static int record_step(struct epcs_cases *cases, const struct step *step, char *
     return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
 }
 
-/* A request about to be sent. */
+/* A request about to be sent, or held for staff. */
 struct new_request {
     uint64_t report;
     const char *election;
@@ -490,8 +731,27 @@ struct new_request {
     int attempt;
     /* The ignored request that caused this one, or 0. */
     uint64_t follows;
+    /* Held until staff confirm it: no due time or objection period yet, in nobody's queue. */
+    int held;
     int64_t now_us;
 };
+
+/* The detail of request_sent and request_held. */
+static void sent_detail(struct detail *detail, uint64_t report, const struct action *action,
+                        int attempt, const int64_t *due, uint64_t follows)
+{
+    detail_begin(detail, 5 + (due != NULL) + (follows != 0));
+    detail_id(detail, "report", report);
+    detail_str(detail, "kind", action->kind);
+    detail_str(detail, "to", action->to);
+    detail_str(detail, "article", action->article);
+    pack_cstr(&detail->pk, "attempt");
+    msgpack_pack_int(&detail->pk, attempt);
+    if (due != NULL)
+        detail_time(detail, "due", *due);
+    if (follows != 0)
+        detail_id(detail, "follows", follows);
+}
 
 static int create_request(struct epcs_cases *cases, const struct new_request *new_request,
                           uint64_t *id, char *err, size_t err_size)
@@ -502,13 +762,15 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
     msgpack_packer_init(&spec_pk, &spec, epcs_buf_msgpack_write);
     msgpack_pack_object(&spec_pk, *action->map);
     int64_t now = new_request->now_us;
-    int has_due = action->due_span_us > 0, has_objection = action->objection_span_us >= 0;
+    int sent = !new_request->held;
+    int has_due = sent && action->due_span_us > 0;
+    int has_objection = sent && action->objection_span_us >= 0;
     int64_t due = now + action->due_span_us;
     sqlite3_stmt *stmt =
         prepare(cases->db,
                 "INSERT INTO requests(report, chain, attempt, follows, kind, partner, article, "
-                "action, created_us, due_us, objection_until_us, status, updated_us) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?,'open',?)",
+                "action, created_us, sent_us, due_us, objection_until_us, status, updated_us) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 err, err_size);
     if (stmt == NULL) {
         epcs_buf_free(&spec);
@@ -523,9 +785,11 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
     bind_text(stmt, 7, action->article);
     sqlite3_bind_blob(stmt, 8, spec.data, (int)spec.len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(stmt, 9, now);
-    bind_optional_int(stmt, 10, due, has_due);
-    bind_optional_int(stmt, 11, now + action->objection_span_us, has_objection);
-    sqlite3_bind_int64(stmt, 12, now);
+    bind_optional_int(stmt, 10, now, sent);
+    bind_optional_int(stmt, 11, due, has_due);
+    bind_optional_int(stmt, 12, now + action->objection_span_us, has_objection);
+    bind_text(stmt, 13, sent ? "open" : "held");
+    sqlite3_bind_int64(stmt, 14, now);
     epcs_buf_free(&spec);
     if (run(cases->db, stmt, err, err_size) != 0)
         return EPCS_CASES_FAILED;
@@ -539,21 +803,12 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
             return EPCS_CASES_FAILED;
     }
     struct detail detail;
-    detail_begin(&detail, 5 + (size_t)has_due + (new_request->follows != 0));
-    detail_id(&detail, "report", new_request->report);
-    detail_str(&detail, "kind", action->kind);
-    detail_str(&detail, "to", action->to);
-    detail_str(&detail, "article", action->article);
-    pack_cstr(&detail.pk, "attempt");
-    msgpack_pack_int(&detail.pk, new_request->attempt);
-    if (has_due)
-        detail_time(&detail, "due", due);
-    if (new_request->follows != 0)
-        detail_id(&detail, "follows", new_request->follows);
+    sent_detail(&detail, new_request->report, action, new_request->attempt, has_due ? &due : NULL,
+                new_request->follows);
     struct step step = {.report = new_request->report,
                         .request = *id,
-                        .event = "request_sent",
-                        .status = "open",
+                        .event = sent ? "request_sent" : "request_held",
+                        .status = sent ? "open" : "held",
                         .actor = EPCS_ACTOR,
                         .partner = action->to,
                         .election = new_request->election,
@@ -564,11 +819,20 @@ static int create_request(struct epcs_cases *cases, const struct new_request *ne
     return rc;
 }
 
-static const char *report_status(const char *verdict, long long requests, long long pending)
+/* How many of a report's requests are in each state that decides the report's. */
+struct request_counts {
+    long long all, pending, held, dismissed;
+};
+
+static const char *report_status(const char *verdict, const struct request_counts *counts)
 {
-    if (requests == 0)
+    if (counts->all == 0)
         return strcmp(verdict, "needs_facts") == 0 ? "needs_facts" : "no_action";
-    return pending > 0 ? "open" : "closed";
+    if (counts->held > 0)
+        return "held";
+    if (counts->pending > 0)
+        return "open";
+    return counts->dismissed == counts->all ? "dismissed" : "closed";
 }
 
 /* Brings the report's status in line with its requests after a change to them. */
@@ -579,7 +843,9 @@ static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now
         cases->db,
         "SELECT status, verdict, filed_by, election, "
         "(SELECT count(*) FROM requests WHERE report = ?1), "
-        "(SELECT count(*) FROM requests WHERE report = ?1 AND status IN ('open', 'overdue')) "
+        "(SELECT count(*) FROM requests WHERE report = ?1 AND status IN ('open', 'overdue')), "
+        "(SELECT count(*) FROM requests WHERE report = ?1 AND status = 'held'), "
+        "(SELECT count(*) FROM requests WHERE report = ?1 AND status = 'dismissed') "
         "FROM reports WHERE id = ?1",
         err, err_size);
     if (stmt == NULL)
@@ -596,8 +862,9 @@ static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now
     snprintf(verdict, sizeof(verdict), "%s", (const char *)sqlite3_column_text(stmt, 1));
     snprintf(filed_by, sizeof(filed_by), "%s", (const char *)sqlite3_column_text(stmt, 2));
     snprintf(election, sizeof(election), "%s", (const char *)sqlite3_column_text(stmt, 3));
-    const char *status =
-        report_status(verdict, sqlite3_column_int64(stmt, 4), sqlite3_column_int64(stmt, 5));
+    struct request_counts counts = {sqlite3_column_int64(stmt, 4), sqlite3_column_int64(stmt, 5),
+                                    sqlite3_column_int64(stmt, 6), sqlite3_column_int64(stmt, 7)};
+    const char *status = report_status(verdict, &counts);
     sqlite3_finalize(stmt);
     stmt = prepare(cases->db, "UPDATE reports SET status = ?, updated_us = ? WHERE id = ?", err,
                    err_size);
@@ -625,12 +892,12 @@ static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now
 #define REQUEST_COLUMNS                                                                            \
     "SELECT q.id, q.report, q.kind, q.partner, q.article, q.attempt, q.status, q.created_us, "     \
     "q.due_us, q.objection_until_us, q.follows, q.action, q.answered_us, q.reason, q.data, "       \
-    "q.answered_via, r.url, r.platform, r.election, r.category FROM requests q "                   \
+    "q.answered_via, r.url, r.platform, r.election, r.category, q.sent_us FROM requests q "        \
     "JOIN reports r ON r.id = q.report"
 
 static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 {
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 18);
     pack_cstr(pk, "id");
     pack_id_column(pk, stmt, 0);
     pack_cstr(pk, "report");
@@ -647,6 +914,8 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     pack_text_column(pk, stmt, 6);
     pack_cstr(pk, "created");
     pack_time_column(pk, stmt, 7);
+    pack_cstr(pk, "sent");
+    pack_time_column(pk, stmt, 20);
     pack_cstr(pk, "due");
     pack_time_column(pk, stmt, 8);
     pack_cstr(pk, "objection_until");
@@ -693,8 +962,11 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
                            char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = prepare(
-        db, REQUEST_COLUMNS " WHERE q.id = ?1 AND (?2 IS NULL OR q.partner = ?2)", err, err_size);
+    /* A held or dismissed request was never sent: its addressee does not see it. */
+    sqlite3_stmt *stmt = prepare(db,
+                                 REQUEST_COLUMNS " WHERE q.id = ?1 AND (?2 IS NULL OR (q.partner = "
+                                                 "?2 AND q.status NOT IN ('held', 'dismissed')))",
+                                 err, err_size);
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
@@ -711,13 +983,14 @@ int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpac
 #define REPORT_COLUMNS                                                                             \
     "SELECT id, filed_us, filed_by, status, url, platform, election, category, date, verdict, "    \
     "article, ruleset, decision, updated_us, "                                                     \
-    "(SELECT count(*) FROM requests WHERE requests.report = reports.id), facts, answer "           \
-    "FROM reports"
+    "(SELECT count(*) FROM requests WHERE requests.report = reports.id), facts, answer, posting, " \
+    "(SELECT count(*) FROM reporters WHERE reporters.report = reports.id) FROM reports"
 
-/* Columns 0 to 14 of REPORT_COLUMNS as a map of 15 + `more` entries; the caller adds those. */
+/* Columns 0 to 14, 17 and 18 of REPORT_COLUMNS as a map of 17 + `more` entries; the caller
+   adds those. */
 static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t more)
 {
-    msgpack_pack_map(pk, 15 + more);
+    msgpack_pack_map(pk, 17 + more);
     pack_cstr(pk, "id");
     pack_id_column(pk, stmt, 0);
     pack_cstr(pk, "status");
@@ -738,6 +1011,10 @@ static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t m
     pack_time_column(pk, stmt, 13);
     pack_cstr(pk, "request_count");
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 14));
+    pack_cstr(pk, "posting");
+    pack_text_column(pk, stmt, 17);
+    pack_cstr(pk, "reporter_count");
+    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 18));
 }
 
 /* The rows of a page, packed one after another. */
@@ -816,7 +1093,8 @@ static int pack_history(sqlite3 *db, uint64_t report, const char *partner, msgpa
     sqlite3_stmt *stmt = prepare(
         db,
         "SELECT at_us, event, request, status, actor, detail, log_id FROM history "
-        "WHERE report = ?1 AND (?2 IS NULL OR request IS NULL OR "
+        "WHERE report = ?1 AND (?2 IS NULL OR "
+        "(request IS NULL AND (event != 'report_joined' OR actor = ?2)) OR "
         "request IN (SELECT id FROM requests WHERE report = ?1 AND partner = ?2)) ORDER BY id",
         err, err_size);
     if (stmt == NULL)
@@ -839,20 +1117,59 @@ static int pack_requests_of(sqlite3 *db, uint64_t report, const char *partner, m
     return pack_all_rows(db, stmt, pk, pack_request_row, err, err_size);
 }
 
-/* The report of the statement's current row, whole, or nothing when a part fails. */
+static void pack_reporter_row(msgpack_packer *pk, sqlite3_stmt *stmt)
+{
+    msgpack_pack_map(pk, 3);
+    pack_cstr(pk, "partner");
+    pack_text_column(pk, stmt, 0);
+    pack_cstr(pk, "at");
+    pack_time_column(pk, stmt, 1);
+    pack_cstr(pk, "url");
+    pack_text_column(pk, stmt, 2);
+}
+
+/* The partners that reported the case, first first; with `partner`, that one only: who else
+   reported a posting, and what they said of it, is theirs and the staff's to read. */
+static int pack_reporters(sqlite3 *db, uint64_t report, const char *partner, msgpack_packer *pk,
+                          char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db,
+                                 "SELECT partner, at_us, url FROM reporters WHERE report = ?1 AND "
+                                 "(?2 IS NULL OR partner = ?2) ORDER BY at_us, rowid",
+                                 err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, partner);
+    return pack_all_rows(db, stmt, pk, pack_reporter_row, err, err_size);
+}
+
+/* The report of the statement's current row, whole, or nothing when a part fails; with
+   `joined` 0 or 1, a `joined` entry too (the answer to a filing). */
 static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const char *partner,
-                           msgpack_packer *pk, char *err, size_t err_size)
+                           int joined, msgpack_packer *pk, char *err, size_t err_size)
 {
     struct epcs_buf out = {0};
     msgpack_packer out_pk;
     msgpack_packer_init(&out_pk, &out, epcs_buf_msgpack_write);
-    pack_report_summary(&out_pk, stmt, 4);
+    pack_report_summary(&out_pk, stmt, 5 + (joined >= 0));
+    if (joined >= 0) {
+        pack_cstr(&out_pk, "joined");
+        if (joined)
+            msgpack_pack_true(&out_pk);
+        else
+            msgpack_pack_false(&out_pk);
+    }
     pack_cstr(&out_pk, "facts");
     pack_blob_column(&out_pk, stmt, 15);
     pack_cstr(&out_pk, "answer");
     pack_blob_column(&out_pk, stmt, 16);
-    pack_cstr(&out_pk, "requests");
-    int rc = pack_requests_of(db, id, partner, &out_pk, err, err_size);
+    pack_cstr(&out_pk, "reporters");
+    int rc = pack_reporters(db, id, partner, &out_pk, err, err_size);
+    if (rc == 0) {
+        pack_cstr(&out_pk, "requests");
+        rc = pack_requests_of(db, id, partner, &out_pk, err, err_size);
+    }
     if (rc == 0) {
         pack_cstr(&out_pk, "history");
         rc = pack_history(db, id, partner, &out_pk, err, err_size);
@@ -863,21 +1180,25 @@ static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const c
     return rc;
 }
 
-int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
-                          char *err, size_t err_size)
+/* Report `id` as epcs_cases_get_report packs it, with `joined` as pack_report_row takes it. */
+static int pack_report(sqlite3 *db, uint64_t id, const char *reporter, int joined,
+                       msgpack_packer *pk, char *err, size_t err_size)
 {
     /* One read transaction, so the report, its requests and its history agree. */
     if (epcs_sqlite_exec(db, "BEGIN", err, err_size) != 0)
         return -1;
-    sqlite3_stmt *stmt = prepare(
-        db, REPORT_COLUMNS " WHERE id = ?1 AND (?2 IS NULL OR filed_by = ?2)", err, err_size);
+    sqlite3_stmt *stmt = prepare(db,
+                                 REPORT_COLUMNS " WHERE id = ?1 AND (?2 IS NULL OR EXISTS (SELECT "
+                                                "1 FROM reporters WHERE report = ?1 AND partner "
+                                                "= ?2))",
+                                 err, err_size);
     int rc = -1;
     if (stmt != NULL) {
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
-        bind_text(stmt, 2, filer);
+        bind_text(stmt, 2, reporter);
         int step = sqlite3_step(stmt);
         if (step == SQLITE_ROW)
-            rc = pack_report_row(db, stmt, id, filer, pk, err, err_size);
+            rc = pack_report_row(db, stmt, id, reporter, joined, pk, err, err_size);
         else if (step == SQLITE_DONE)
             rc = 1;
         else
@@ -889,6 +1210,12 @@ int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_p
     return rc;
 }
 
+int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
+                          char *err, size_t err_size)
+{
+    return pack_report(db, id, filer, -1, pk, err, err_size);
+}
+
 static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *query, char *err,
                                   size_t err_size)
 {
@@ -897,8 +1224,9 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
         REPORT_COLUMNS " WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND "
                        "(?3 IS NULL OR platform = ?3) AND (?4 IS NULL OR election = ?4) AND "
                        "(?5 IS NULL OR category = ?5) AND (?6 IS NULL OR filed_us >= ?6) AND "
-                       "(?7 IS NULL OR filed_us < ?7) AND (?9 IS NULL OR filed_by = ?9) "
-                       "ORDER BY id LIMIT ?8",
+                       "(?7 IS NULL OR filed_us < ?7) AND (?9 IS NULL OR filed_by = ?9) AND "
+                       "(?10 IS NULL OR EXISTS (SELECT 1 FROM reporters WHERE report = "
+                       "reports.id AND partner = ?10)) ORDER BY id LIMIT ?8",
         err, err_size);
     if (stmt == NULL)
         return NULL;
@@ -912,6 +1240,7 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
     /* One row more than asked tells whether there is a next page. */
     sqlite3_bind_int64(stmt, 8, (sqlite3_int64)query->limit + 1);
     bind_text(stmt, 9, query->filed_by);
+    bind_text(stmt, 10, query->reporter);
     return stmt;
 }
 
@@ -951,10 +1280,18 @@ int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, 
     return pack_page(db, stmt, "reports", query->limit, pack_summary_row, pk, err, err_size);
 }
 
+/* Whether a spreadsheet would read a cell starting so as a formula (OWASP, CSV injection): the
+   cell then gets a leading apostrophe, which shows it as the text it is. */
+static int csv_formula_start(const char *text, size_t len)
+{
+    return len > 0 && text[0] != '\0' && strchr("=+-@\t\r", text[0]) != NULL;
+}
+
 static void csv_field(struct epcs_buf *out, const char *text, size_t len, int last)
 {
+    int formula = csv_formula_start(text, len);
     if (strcspn(text, ",\"\r\n") < len) {
-        epcs_buf_append(out, "\"", 1);
+        epcs_buf_append(out, formula ? "\"'" : "\"", formula ? 2 : 1);
         for (size_t i = 0; i < len; i++) {
             if (text[i] == '"')
                 epcs_buf_append(out, "\"", 1);
@@ -962,6 +1299,8 @@ static void csv_field(struct epcs_buf *out, const char *text, size_t len, int la
         }
         epcs_buf_append(out, "\"", 1);
     } else {
+        if (formula)
+            epcs_buf_append(out, "'", 1);
         epcs_buf_append(out, text, len);
     }
     epcs_buf_append(out, last ? "\r\n" : ",", last ? 2 : 1);
@@ -1039,7 +1378,7 @@ static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query 
         prepare(db,
                 REQUEST_COLUMNS " WHERE q.partner = ?1 AND q.id > ?2 AND (?3 IS NULL OR "
                                 "q.status = ?3) AND (?4 = 0 OR q.status IN ('open', 'overdue')) "
-                                "ORDER BY q.id LIMIT ?5",
+                                "AND q.status NOT IN ('held', 'dismissed') ORDER BY q.id LIMIT ?5",
                 err, err_size);
     if (stmt == NULL)
         return NULL;
@@ -1089,83 +1428,521 @@ int epcs_cases_export_requests_csv(sqlite3 *db, const struct epcs_request_query 
                        write_request_line, out, next, err, err_size);
 }
 
+/* ---- the outbox: steps to the decision log ---------------------------------------------- */
+
+/* Outbox rows read back for a handover: their bytes in one arena, the entries pointing into
+   it once it has stopped growing. */
+struct outbox_batch {
+    struct epcs_buf arena;
+    /* Per row: its id, kind and the arena offsets of its columns (SIZE_MAX: NULL). */
+    struct outbox_row {
+        uint64_t id;
+        int kind;
+        size_t at[8], len[8];
+        int64_t at_us, date, verdict, latency_us;
+        uint64_t subject;
+    } * rows;
+    size_t count, cap;
+    struct epcs_decision *decisions;
+    const char **partners;
+    struct epcs_decision_event *events;
+    size_t decision_count, event_count;
+};
+
+/* Text and blob columns of an outbox row, in the order OUTBOX_COLUMNS names them from 3 on. */
+enum { OB_PARTNER, OB_ELECTION, OB_EVENT, OB_DETAIL, OB_AREA, OB_RULESET, OB_REQUEST, OB_ANSWER };
+#define OUTBOX_COLUMNS                                                                             \
+    "SELECT id, kind, at_us, partner, election, event, detail, area, ruleset, request, answer, "   \
+    "subject, date, verdict, latency_us FROM outbox"
+
+static void batch_free(struct outbox_batch *batch)
+{
+    epcs_buf_free(&batch->arena);
+    free(batch->rows);
+    free(batch->decisions);
+    free(batch->partners);
+    free(batch->events);
+}
+
+/* Copies the current row of `stmt` into the batch. 0, or -1 when memory runs out. */
+static int batch_add(struct outbox_batch *batch, sqlite3_stmt *stmt)
+{
+    if (batch->count == batch->cap) {
+        size_t cap = batch->cap ? batch->cap * 2 : 32;
+        struct outbox_row *grown = realloc(batch->rows, cap * sizeof(*grown));
+        if (grown == NULL)
+            return -1;
+        batch->rows = grown;
+        batch->cap = cap;
+    }
+    struct outbox_row *row = &batch->rows[batch->count];
+    row->id = (uint64_t)sqlite3_column_int64(stmt, 0);
+    row->kind = sqlite3_column_int(stmt, 1);
+    row->at_us = sqlite3_column_int64(stmt, 2);
+    for (int i = 0; i < 8; i++) {
+        row->at[i] = SIZE_MAX;
+        row->len[i] = 0;
+        if (sqlite3_column_type(stmt, 3 + i) == SQLITE_NULL)
+            continue;
+        const void *bytes = sqlite3_column_blob(stmt, 3 + i);
+        row->len[i] = (size_t)sqlite3_column_bytes(stmt, 3 + i);
+        row->at[i] = batch->arena.len;
+        /* Texts end with a NUL in the arena, so they serve as C strings. */
+        if ((row->len[i] > 0 && epcs_buf_append(&batch->arena, bytes, row->len[i]) != 0) ||
+            epcs_buf_append(&batch->arena, "", 1) != 0)
+            return -1;
+    }
+    row->subject = (uint64_t)sqlite3_column_int64(stmt, 11);
+    row->date = sqlite3_column_int64(stmt, 12);
+    row->verdict = sqlite3_column_int64(stmt, 13);
+    row->latency_us = sqlite3_column_int64(stmt, 14);
+    batch->count++;
+    return 0;
+}
+
+static const char *batch_text(const struct outbox_batch *batch, const struct outbox_row *row,
+                              int column)
+{
+    return row->at[column] != SIZE_MAX ? batch->arena.data + row->at[column] : NULL;
+}
+
+/* Turns the rows into the decision log's entries. 0, or -1 when memory runs out. */
+static int batch_entries(struct outbox_batch *batch)
+{
+    size_t n = batch->count ? batch->count : 1;
+    batch->decisions = calloc(n, sizeof(*batch->decisions));
+    batch->partners = calloc(n, sizeof(*batch->partners));
+    batch->events = calloc(n, sizeof(*batch->events));
+    if (batch->decisions == NULL || batch->partners == NULL || batch->events == NULL)
+        return -1;
+    for (size_t i = 0; i < batch->count; i++) {
+        const struct outbox_row *row = &batch->rows[i];
+        if (row->kind == 0) {
+            size_t at = batch->decision_count++;
+            batch->partners[at] = batch_text(batch, row, OB_PARTNER);
+            batch->decisions[at] =
+                (struct epcs_decision){.id = row->id,
+                                       .election = batch_text(batch, row, OB_ELECTION),
+                                       .date = (int32_t)row->date,
+                                       .area = batch_text(batch, row, OB_AREA),
+                                       .area_index = -1,
+                                       .verdict = (enum epcs_verdict_kind)row->verdict,
+                                       .ruleset = batch_text(batch, row, OB_RULESET),
+                                       .check_msgpack = batch_text(batch, row, OB_REQUEST),
+                                       .check_len = row->len[OB_REQUEST],
+                                       .verdict_msgpack = batch_text(batch, row, OB_ANSWER),
+                                       .verdict_len = row->len[OB_ANSWER],
+                                       .latency_us = (uint64_t)row->latency_us,
+                                       .at_us = row->at_us};
+        } else {
+            batch->events[batch->event_count++] =
+                (struct epcs_decision_event){.id = row->id,
+                                             .at_us = row->at_us,
+                                             .partner = batch_text(batch, row, OB_PARTNER),
+                                             .event = batch_text(batch, row, OB_EVENT),
+                                             .election = batch_text(batch, row, OB_ELECTION),
+                                             .subject = row->subject,
+                                             .detail = batch_text(batch, row, OB_DETAIL),
+                                             .detail_len = row->len[OB_DETAIL]};
+        }
+    }
+    return 0;
+}
+
+/* Reads the outbox rows above `after`, in id order. 0, or -1 with `err`. */
+static int batch_load(sqlite3 *db, uint64_t after, struct outbox_batch *batch, char *err,
+                      size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db, OUTBOX_COLUMNS " WHERE id > ? ORDER BY id", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)after);
+    int step, rc = 0;
+    while (rc == 0 && (step = sqlite3_step(stmt)) == SQLITE_ROW)
+        rc = batch_add(batch, stmt);
+    if (rc == 0 && step != SQLITE_DONE) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+        rc = -1;
+    } else if (rc != 0) {
+        snprintf(err, err_size, "out of memory");
+    }
+    sqlite3_finalize(stmt);
+    return rc == 0 ? batch_entries(batch) : rc;
+}
+
+/* Remembers a handover for the deletion of its rows once it is committed. */
+static void remember_handover(struct epcs_cases *cases, uint64_t id, uint64_t ticket)
+{
+    if (cases->handed_count == HANDED_MAX)
+        cases->handed_count--;
+    cases->handed[cases->handed_count].id = id;
+    cases->handed[cases->handed_count].ticket = ticket;
+    cases->handed_count++;
+}
+
+/*
+ * Hands every outbox row not handed over yet to the decision log, after a commit (and after a
+ * rollback, whose ids are then let go). When the handover fails the rows stay: with a failed
+ * log until the next start (every later step is refused meanwhile), when memory ran out until
+ * the next step, the mark keeping later ids back. Called with the lock held.
+ */
+static void forward(struct epcs_cases *cases)
+{
+    struct outbox_batch batch = {.count = 0};
+    char err[256];
+    if (batch_load(cases->db, cases->handed_id, &batch, err, sizeof(err)) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "cannot read the outbox, retried after the next step: %s",
+                 err);
+    } else if (batch.count == 0) {
+        /* Ids the rolled-back step took are no longer on their way. */
+        epcs_decision_log_flush(cases->log, &cases->stage);
+    } else {
+        uint64_t ticket;
+        uint64_t last = batch.rows[batch.count - 1].id;
+        if (epcs_decision_log_forward(cases->log, &cases->stage, batch.decisions, batch.partners,
+                                      batch.decision_count, batch.events, batch.event_count,
+                                      &ticket) == 0) {
+            cases->handed_id = last;
+            cases->step_ticket = ticket;
+            remember_handover(cases, last, ticket);
+        } else {
+            struct epcs_decision_log_stats stats;
+            epcs_decision_log_stats(cases->log, &stats);
+            epcs_log(EPCS_LOG_ERROR, "cases",
+                     "%zu step entries stay in the outbox: the decision log %s", batch.count,
+                     stats.failed ? "has failed; they go at the next start"
+                                  : "is out of memory; they go after the next step");
+            /* An answer held for this step waits for nothing it could get: with a failed log
+               it is refused (an unreachable ticket), short of memory it goes out now. */
+            cases->step_ticket = stats.failed ? UINT64_MAX : 0;
+            if (stats.failed)
+                epcs_decision_log_flush(cases->log, &cases->stage);
+        }
+    }
+    batch_free(&batch);
+}
+
+/* Deletes, in the transaction under way, the rows of the handovers the log has committed. */
+static int delete_forwarded(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    cases->deleting = 0;
+    uint64_t committed = epcs_decision_log_committed(cases->log);
+    size_t count = 0;
+    while (count < cases->handed_count && cases->handed[count].ticket <= committed)
+        count++;
+    if (count == 0)
+        return 0;
+    sqlite3_stmt *stmt = prepare(cases->db, "DELETE FROM outbox WHERE id <= ?", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)cases->handed[count - 1].id);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return -1;
+    cases->deleting = count;
+    return 0;
+}
+
+/* After a commit: the deleted handovers are forgotten. */
+static void forget_deleted(struct epcs_cases *cases)
+{
+    memmove(cases->handed, cases->handed + cases->deleting,
+            (cases->handed_count - cases->deleting) * sizeof(cases->handed[0]));
+    cases->handed_count -= cases->deleting;
+    cases->deleting = 0;
+}
+
+/* Whether the decision log holds entry `id` (0 no, 1 yes, -1 with `err`). */
+static int log_holds(sqlite3 *reader, uint64_t id, char *err, size_t err_size)
+{
+    struct epcs_buf scratch = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &scratch, epcs_buf_msgpack_write);
+    int rc = epcs_decision_log_get(reader, id, &pk, NULL, NULL, 0, NULL, err, err_size);
+    epcs_buf_free(&scratch);
+    return rc < 0 ? -1 : rc == 0;
+}
+
+/*
+ * Of the outbox rows a stop left (ids[0..count), in order), how many the decision log holds
+ * already: a prefix, since the store hands rows over in id order and the log writes in id
+ * order, so a held row means every row before it is held too. A binary search.
+ */
+static int held_prefix(const char *data_dir, const uint64_t *ids, size_t count, size_t *held,
+                       char *err, size_t err_size)
+{
+    sqlite3 *reader = epcs_decision_log_reader(data_dir, err, err_size);
+    if (reader == NULL)
+        return -1;
+    size_t low = 0, high = count;
+    int rc = 0;
+    while (rc == 0 && low < high) {
+        size_t middle = low + (high - low) / 2;
+        int holds = log_holds(reader, ids[middle], err, err_size);
+        if (holds < 0)
+            rc = -1;
+        else if (holds)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    sqlite3_close(reader);
+    *held = low;
+    return rc;
+}
+
+static int delete_outbox_through(struct epcs_cases *cases, uint64_t id, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db, "DELETE FROM outbox WHERE id <= ?", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    return run(cases->db, stmt, err, err_size);
+}
+
+/*
+ * At start, before anything is served: what a stop left in the outbox goes to the decision
+ * log, and is deleted once there. Rows the log holds already (the stop came between its
+ * commit and their deletion) are only deleted, so no entry is logged twice; the others keep
+ * the ids they were given, which are below every id of this run, so the log stays in order.
+ */
+static int recover_outbox(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    struct outbox_batch batch = {.count = 0};
+    if (batch_load(cases->db, 0, &batch, err, err_size) != 0)
+        return batch_free(&batch), -1;
+    size_t count = batch.count;
+    uint64_t last = count > 0 ? batch.rows[count - 1].id : 0;
+    if (count > 0 && cases->log == NULL)
+        epcs_log(EPCS_LOG_WARN, "cases",
+                 "%zu step entries wait in the outbox for a run with the decision log on", count);
+    if (count == 0 || cases->log == NULL)
+        return batch_free(&batch), 0;
+    uint64_t *ids = malloc(count * sizeof(*ids));
+    size_t held = 0;
+    int rc = ids != NULL ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        ids[i] = batch.rows[i].id;
+    if (rc == 0)
+        rc = held_prefix(cases->data_dir, ids, count, &held, err, err_size);
+    if (rc == 0 && held > 0)
+        rc = delete_outbox_through(cases, ids[held - 1], err, err_size);
+    if (rc == 0 && held > 0)
+        cases->handed_id = ids[held - 1];
+    free(ids);
+    batch_free(&batch);
+    if (rc == 0 && held < count) {
+        forward(cases);
+        if (cases->handed_id != last || cases->step_ticket == UINT64_MAX ||
+            epcs_decision_log_wait(cases->log, cases->step_ticket) != 0)
+            return snprintf(err, err_size,
+                            "the decision log does not take the %zu step "
+                            "entries a stop left in the outbox",
+                            count - held),
+                   -1;
+        rc = delete_outbox_through(cases, cases->handed_id, err, err_size);
+        cases->handed_count = 0;
+    }
+    if (rc == 0)
+        epcs_log(EPCS_LOG_INFO, "cases",
+                 "outbox: %zu step entries a stop left went to the decision log, %zu were "
+                 "there already",
+                 count - held, held);
+    return rc;
+}
+
 /* ---- writes ------------------------------------------------------------------------------- */
 
 static int begin(struct epcs_cases *cases, char *err, size_t err_size)
 {
     /* IMMEDIATE: the write lock now, not at the first write, so no step ever meets BUSY
      * halfway through. */
-    return epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, err_size);
+    if (epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, err_size) != 0)
+        return -1;
+    cases->step_ticket = 0;
+    /* Outbox rows the decision log has committed go with this step's transaction: no fsync
+       of their own. */
+    if (cases->log == NULL || delete_forwarded(cases, err, err_size) == 0)
+        return 0;
+    char ignored[64];
+    epcs_sqlite_exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
+    return -1;
 }
 
-/*
- * Under --audit sync an answer waits for the decision log to commit its steps' events, as a
- * check's answer waits for its decision. Called on the thread pool, without the lock. The
- * step itself is committed (fsync'd) in the case store by now, so a log that failed meanwhile
- * does not undo it: refusing the answer would only make the client file it twice.
- */
-static int wait_for_events(struct epcs_cases *cases, uint64_t ticket)
-{
-    if (epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC &&
-        epcs_decision_log_wait(cases->log, ticket) != 0)
-        epcs_log(EPCS_LOG_ERROR, "cases",
-                 "the decision log failed before a case step's events were written; the case "
-                 "store holds the step");
-    return EPCS_CASES_OK;
-}
-
-/* Commits on EPCS_CASES_OK, rolls back otherwise; returns the outcome. */
+/* Commits on EPCS_CASES_OK, rolls back otherwise, then hands the outbox over; returns the
+   outcome. */
 static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
 {
     char ignored[64];
-    if (rc == EPCS_CASES_OK && epcs_sqlite_exec(cases->db, "COMMIT", err, err_size) == 0)
-        return EPCS_CASES_OK;
-    epcs_sqlite_exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
-    return rc == EPCS_CASES_OK ? EPCS_CASES_FAILED : rc;
+    if (rc == EPCS_CASES_OK && epcs_sqlite_exec(cases->db, "COMMIT", err, err_size) == 0) {
+        forget_deleted(cases);
+    } else {
+        epcs_sqlite_exec(cases->db, "ROLLBACK", ignored, sizeof(ignored));
+        cases->deleting = 0;
+        rc = rc == EPCS_CASES_OK ? EPCS_CASES_FAILED : rc;
+    }
+    if (cases->log != NULL)
+        forward(cases);
+    return rc;
+}
+
+/* The ticket an answer waits for under --audit sync: that of the handover holding the step's
+   entries, or 0 when nothing is to be waited for. */
+static uint64_t hold_ticket(const struct epcs_cases *cases)
+{
+    return epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC ? cases->step_ticket : 0;
+}
+
+/* `verdict` (a map without `decision`) with "decision": `id` at its end, as /v1/check
+   answers. 0, or -1 when it is not a map. */
+static int with_decision(const char *verdict, size_t len, uint64_t id, struct epcs_buf *out)
+{
+    uint32_t fields;
+    size_t header_len;
+    if (epcs_msgpack_map_header(verdict, len, &fields, &header_len) != 0)
+        return -1;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    msgpack_pack_map(&pk, fields + 1);
+    pack_raw(&pk, verdict + header_len, len - header_len);
+    pack_cstr(&pk, "decision");
+    msgpack_pack_uint64(&pk, id);
+    return 0;
+}
+
+/* The report's decision in the outbox, as /v1/check would have logged it. */
+static int outbox_decision(struct epcs_cases *cases, uint64_t id,
+                           const struct epcs_case_report *report, const struct epcs_buf *answer,
+                           char *err, size_t err_size)
+{
+    const struct epcs_decision *decision = report->decision;
+    sqlite3_stmt *stmt = prepare(
+        cases->db,
+        "INSERT INTO outbox(id, kind, at_us, partner, election, date, area, verdict, ruleset, "
+        "request, answer, latency_us) VALUES(?,0,?,?,?,?,?,?,?,?,?,?)",
+        err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(stmt, 2, decision->at_us != 0 ? decision->at_us : report->now_us);
+    bind_text(stmt, 3, report->filed_by);
+    bind_text(stmt, 4, decision->election);
+    sqlite3_bind_int64(stmt, 5, decision->date);
+    bind_text(stmt, 6, decision->area);
+    sqlite3_bind_int(stmt, 7, (int)decision->verdict);
+    bind_text(stmt, 8, decision->ruleset);
+    sqlite3_bind_blob(stmt, 9, decision->check_msgpack, (int)decision->check_len, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 10, answer->data, (int)answer->len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 11, (sqlite3_int64)decision->latency_us);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* Takes the report's decision id (before its steps', so the decision comes first in the log)
+   and makes the answer the report keeps: the verdict with that id. */
+static int decide(struct epcs_cases *cases, const struct epcs_case_report *report,
+                  uint64_t *decision, struct epcs_buf *answer, char *err, size_t err_size)
+{
+    *decision = 0;
+    int rc = report->decision != NULL ? take_log_id(cases, decision, err, err_size) : EPCS_CASES_OK;
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    if (*decision == 0)
+        return epcs_buf_append(answer, report->verdict, report->verdict_len) == 0
+                   ? EPCS_CASES_OK
+                   : EPCS_CASES_FAILED;
+    if (with_decision(report->verdict, report->verdict_len, *decision, answer) != 0)
+        return snprintf(err, err_size, "the verdict is not a map"), EPCS_CASES_FAILED;
+    return outbox_decision(cases, *decision, report, answer, err, err_size);
+}
+
+/* Whether `partner`'s reports send their requests at once (a policy staff set to "send"). */
+static int policy_sends(struct epcs_cases *cases, const char *partner, int *sends, char *err,
+                        size_t err_size)
+{
+    sqlite3_stmt *stmt =
+        prepare(cases->db, "SELECT reports FROM partner_policies WHERE partner = ?", err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, partner);
+    int step = sqlite3_step(stmt);
+    *sends = step == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(stmt, 0), "send") == 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+static int add_reporter(struct epcs_cases *cases, uint64_t report, const char *partner,
+                        const struct epcs_case_report *filing, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db, "INSERT INTO reporters(report, partner, at_us, url, facts) VALUES(?,?,?,?,?)",
+        err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, partner);
+    sqlite3_bind_int64(stmt, 3, filing->now_us);
+    bind_text(stmt, 4, filing->url);
+    sqlite3_bind_blob(stmt, 5, filing->facts, (int)filing->facts_len, SQLITE_TRANSIENT);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
 }
 
 static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
                        const struct verdict_view *view, const struct action *actions, size_t count,
-                       uint64_t *id, char *err, size_t err_size)
+                       const char *posting, int held, uint64_t *id, char *err, size_t err_size)
 {
-    const char *status = report_status(view->verdict, (long long)count, (long long)count);
+    struct request_counts counts = {.all = (long long)count,
+                                    .pending = held ? 0 : (long long)count,
+                                    .held = held ? (long long)count : 0};
+    const char *status = report_status(view->verdict, &counts);
     int64_t now = report->now_us;
+    uint64_t decision;
+    struct epcs_buf answer = {0};
+    int rc = decide(cases, report, &decision, &answer, err, err_size);
     sqlite3_stmt *stmt =
-        prepare(cases->db,
-                "INSERT INTO reports(filed_us, filed_by, url, platform, election, category, "
-                "date, facts, verdict, article, ruleset, decision, answer, status, updated_us) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
+        rc != EPCS_CASES_OK
+            ? NULL
+            : prepare(cases->db,
+                      "INSERT INTO reports(filed_us, filed_by, url, posting, platform, election, "
+                      "category, date, facts, verdict, article, ruleset, decision, answer, "
+                      "status, updated_us) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      err, err_size);
+    if (stmt == NULL) {
+        epcs_buf_free(&answer);
+        return rc != EPCS_CASES_OK ? rc : EPCS_CASES_FAILED;
+    }
     sqlite3_bind_int64(stmt, 1, now);
     bind_text(stmt, 2, report->filed_by);
     bind_text(stmt, 3, report->url);
-    bind_text(stmt, 4, report->platform);
-    bind_text(stmt, 5, report->election);
-    bind_text(stmt, 6, report->category);
-    bind_text(stmt, 7, report->date);
-    sqlite3_bind_blob(stmt, 8, report->facts, (int)report->facts_len, SQLITE_TRANSIENT);
-    bind_text(stmt, 9, view->verdict);
-    bind_text(stmt, 10, view->article);
-    bind_text(stmt, 11, view->ruleset);
-    bind_optional_int(stmt, 12, (int64_t)view->decision, view->decision != 0);
-    sqlite3_bind_blob(stmt, 13, report->verdict, (int)report->verdict_len, SQLITE_TRANSIENT);
-    bind_text(stmt, 14, status);
-    sqlite3_bind_int64(stmt, 15, now);
-    if (run(cases->db, stmt, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
+    bind_text(stmt, 4, posting);
+    bind_text(stmt, 5, report->platform);
+    bind_text(stmt, 6, report->election);
+    bind_text(stmt, 7, report->category);
+    bind_text(stmt, 8, report->date);
+    sqlite3_bind_blob(stmt, 9, report->facts, (int)report->facts_len, SQLITE_TRANSIENT);
+    bind_text(stmt, 10, view->verdict);
+    bind_text(stmt, 11, view->article);
+    bind_text(stmt, 12, view->ruleset);
+    bind_optional_int(stmt, 13, (int64_t)decision, decision != 0);
+    sqlite3_bind_blob(stmt, 14, answer.data, (int)answer.len, SQLITE_TRANSIENT);
+    bind_text(stmt, 15, status);
+    sqlite3_bind_int64(stmt, 16, now);
+    rc = run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    epcs_buf_free(&answer);
+    if (rc != EPCS_CASES_OK)
+        return rc;
     *id = (uint64_t)sqlite3_last_insert_rowid(cases->db);
+    rc = add_reporter(cases, *id, report->filed_by, report, err, err_size);
     struct detail detail;
-    detail_begin(&detail, 6 + (view->decision != 0));
+    detail_begin(&detail, 6 + (decision != 0));
     detail_str(&detail, "url", report->url);
     detail_str(&detail, "platform", report->platform);
     detail_str(&detail, "category", report->category);
     detail_str(&detail, "date", report->date);
     detail_str(&detail, "verdict", view->verdict);
     detail_str(&detail, "article", view->article);
-    if (view->decision != 0)
-        detail_id(&detail, "decision", view->decision);
+    if (decision != 0)
+        detail_id(&detail, "decision", decision);
     struct step step = {.report = *id,
                         .event = "report_filed",
                         .status = status,
@@ -1174,13 +1951,15 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
                         .election = report->election,
                         .detail = &detail,
                         .at_us = now};
-    int rc = record_step(cases, &step, err, err_size);
+    if (rc == EPCS_CASES_OK)
+        rc = record_step(cases, &step, err, err_size);
     epcs_buf_free(&detail.buf);
     for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
         struct new_request new_request = {.report = *id,
                                           .election = report->election,
                                           .action = &actions[i],
                                           .attempt = 1,
+                                          .held = held,
                                           .now_us = now};
         uint64_t request;
         rc = create_request(cases, &new_request, &request, err, err_size);
@@ -1188,42 +1967,173 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
     return rc;
 }
 
+/* The report already made for the posting, if any: 0 with *id (0 when none), or -1. A report
+   that lacked facts decides nothing, so a filing that decides opens a case of its own rather
+   than join it; one that lacks facts too joins it. */
+static int find_case(struct epcs_cases *cases, const char *posting,
+                     const struct epcs_case_report *report, int decides, uint64_t *id, char *err,
+                     size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "SELECT id FROM reports WHERE posting = ?1 AND election = ?2 AND "
+                                 "category = ?3 AND (?4 = 0 OR status != 'needs_facts') "
+                                 "ORDER BY status = 'needs_facts', id LIMIT 1",
+                                 err, err_size);
+    if (stmt == NULL)
+        return -1;
+    bind_text(stmt, 1, posting);
+    bind_text(stmt, 2, report->election);
+    bind_text(stmt, 3, report->category);
+    sqlite3_bind_int(stmt, 4, decides);
+    int step = sqlite3_step(stmt);
+    *id = step == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+}
+
+/* A text column of the report's row: status, election, ... Copied into `out`. */
+static int report_text(struct epcs_cases *cases, uint64_t report, const char *column, char *out,
+                       size_t size, char *err, size_t err_size)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT %s FROM reports WHERE id = ?", column);
+    sqlite3_stmt *stmt = prepare(cases->db, sql, err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW)
+        snprintf(out, size, "%s", (const char *)sqlite3_column_text(stmt, 0));
+    else if (step != SQLITE_DONE)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW    ? EPCS_CASES_OK
+           : step == SQLITE_DONE ? EPCS_CASES_NOT_FOUND
+                                 : EPCS_CASES_FAILED;
+}
+
+static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+                          const struct detail *why, int64_t now, char *err, size_t err_size);
+
+/*
+ * A report of a posting that has its case already: the filer becomes one of its reporters
+ * (a step of the case), or, when it is one already, nothing changes. No request is made; when
+ * the filer's reports send at once and the case's requests are held, they are sent now.
+ */
+static int join_locked(struct epcs_cases *cases, const struct epcs_case_report *report, uint64_t id,
+                       int sends, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db, "SELECT 1 FROM reporters WHERE report = ? AND partner = ?", err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    bind_text(stmt, 2, report->filed_by);
+    int step = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (step != SQLITE_DONE)
+        return step == SQLITE_ROW ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    char status[24];
+    int rc = report_text(cases, id, "status", status, sizeof(status), err, err_size);
+    if (rc == EPCS_CASES_OK)
+        rc = add_reporter(cases, id, report->filed_by, report, err, err_size);
+    struct detail detail;
+    detail_begin(&detail, 2);
+    detail_str(&detail, "url", report->url);
+    pack_cstr(&detail.pk, "facts");
+    pack_raw(&detail.pk, report->facts, report->facts_len);
+    struct step joined = {.report = id,
+                          .event = "report_joined",
+                          .status = status,
+                          .actor = report->filed_by,
+                          .partner = report->filed_by,
+                          .election = report->election,
+                          .detail = &detail,
+                          .at_us = report->now_us};
+    if (rc == EPCS_CASES_OK)
+        rc = record_step(cases, &joined, err, err_size);
+    epcs_buf_free(&detail.buf);
+    if (rc != EPCS_CASES_OK || !sends || strcmp(status, "held") != 0)
+        return rc == EPCS_CASES_OK ? refresh_report(cases, id, report->now_us, err, err_size) : rc;
+    detail_begin(&detail, 1);
+    detail_str(&detail, "via", "report_joined");
+    rc = confirm_locked(cases, id, report->filed_by, &detail, report->now_us, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+/* Reads the verdict and its actions; -1 with `err` when they do not read. */
+static int read_filing(msgpack_zone *zone, const struct epcs_case_report *report,
+                       struct verdict_view *view, struct action *actions, size_t *count, char *err,
+                       size_t err_size)
+{
+    if (read_verdict(zone, report->verdict, report->verdict_len, view, err, err_size) != 0)
+        return -1;
+    *count = action_count(view);
+    for (size_t i = 0; i < *count; i++) {
+        char why[200];
+        if (parse_action(&view->actions->via.array.ptr[i], report->platform, 0, &actions[i], why,
+                         sizeof(why)) != 0)
+            return snprintf(err, err_size, "actions[%zu]: %.200s", i, why), -1;
+    }
+    return 0;
+}
+
+/* The filing in the transaction under way: a new case or a join. */
+static int filing_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
+                         const struct verdict_view *view, const struct action *actions,
+                         size_t count, const char *posting, struct epcs_case_filed *filed,
+                         char *err, size_t err_size)
+{
+    int sends = report->by_staff;
+    int rc = sends ? EPCS_CASES_OK : policy_sends(cases, report->filed_by, &sends, err, err_size);
+    if (rc == EPCS_CASES_OK &&
+        find_case(cases, posting, report, strcmp(view->verdict, "needs_facts") != 0, &filed->id,
+                  err, err_size) != 0)
+        rc = EPCS_CASES_FAILED;
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    filed->joined = filed->id != 0;
+    if (filed->joined)
+        return join_locked(cases, report, filed->id, sends, err, err_size);
+    return file_locked(cases, report, view, actions, count, posting, !sends, &filed->id, err,
+                       err_size);
+}
+
 int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
-                    msgpack_packer *pk, uint64_t *id, char *err, size_t err_size)
+                    msgpack_packer *pk, struct epcs_case_filed *filed, char *err, size_t err_size)
 {
     msgpack_zone zone;
+    *filed = (struct epcs_case_filed){.id = 0};
+    char posting[EPCS_CASES_POSTING_MAX];
+    if (epcs_cases_posting(report->url, posting, sizeof(posting)) != 0)
+        return snprintf(err, err_size, "the url is not an http(s) address"), EPCS_CASES_FAILED;
     if (!msgpack_zone_init(&zone, 4096))
         return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
     struct verdict_view view;
     struct action actions[MAX_ACTIONS];
-    int rc = read_verdict(&zone, report->verdict, report->verdict_len, &view, err, err_size);
-    size_t count = rc == 0 ? action_count(&view) : 0;
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        char why[200];
-        if (parse_action(&view.actions->via.array.ptr[i], report->platform, 0, &actions[i], why,
-                         sizeof(why)) != 0) {
-            snprintf(err, err_size, "actions[%zu]: %.200s", i, why);
-            rc = -1;
-        }
-    }
-    if (rc != 0) {
+    size_t count = 0;
+    if (read_filing(&zone, report, &view, actions, &count, err, err_size) != 0) {
         msgpack_zone_destroy(&zone);
         return EPCS_CASES_FAILED;
     }
     pthread_mutex_lock(&cases->lock);
-    rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    int rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
     if (rc == EPCS_CASES_OK) {
-        rc = file_locked(cases, report, &view, actions, count, id, err, err_size);
+        rc = filing_locked(cases, report, &view, actions, count, posting, filed, err, err_size);
         rc = finish(cases, rc, err, err_size);
     }
-    if (rc == EPCS_CASES_OK &&
-        epcs_cases_get_report(cases->db, *id, report->partner_view ? report->filed_by : NULL, pk,
-                              err, err_size) != 0)
-        rc = EPCS_CASES_FAILED;
-    uint64_t ticket = cases->last_ticket;
+    if (rc == EPCS_CASES_OK) {
+        filed->ticket = hold_ticket(cases);
+        if (pack_report(cases->db, filed->id, report->partner_view ? report->filed_by : NULL,
+                        filed->joined, pk, err, err_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
     pthread_mutex_unlock(&cases->lock);
     msgpack_zone_destroy(&zone);
-    return rc == EPCS_CASES_OK ? wait_for_events(cases, ticket) : rc;
+    return rc;
 }
 
 /* The request's row as the writes need it. */
@@ -1326,8 +2236,10 @@ static int answer_locked(struct epcs_cases *cases, const struct epcs_case_answer
     int rc = load_request(cases, answer->request, row, detail_text, detail_size);
     if (rc != EPCS_CASES_OK)
         return rc;
-    /* Another partner's request is no business of the caller's, not even its existence. */
-    if (strcmp(row->partner, answer->partner) != 0)
+    /* Another partner's request is no business of the caller's, not even its existence; nor is
+       one that was never sent to it (held, dismissed). */
+    if (strcmp(row->partner, answer->partner) != 0 || strcmp(row->status, "held") == 0 ||
+        strcmp(row->status, "dismissed") == 0)
         return EPCS_CASES_NOT_FOUND;
     int late = strcmp(row->status, "overdue") == 0;
     if (!late && strcmp(row->status, "open") != 0) {
@@ -1424,9 +2336,10 @@ static int answer_locked(struct epcs_cases *cases, const struct epcs_case_answer
 }
 
 int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
-                      msgpack_packer *pk, char *detail, size_t detail_size)
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
 {
     struct request_row row = {.action = {0}};
+    *ticket = 0;
     pthread_mutex_lock(&cases->lock);
     int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
     if (rc == EPCS_CASES_OK) {
@@ -1434,13 +2347,320 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
         /* Refusals (not found, closed, too late) change nothing, so the rollback is right. */
         rc = finish(cases, rc, detail, detail_size);
     }
-    if (rc == EPCS_CASES_OK &&
-        epcs_cases_get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
-        rc = EPCS_CASES_FAILED;
-    uint64_t ticket = cases->last_ticket;
+    if (rc == EPCS_CASES_OK) {
+        *ticket = hold_ticket(cases);
+        if (epcs_cases_get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
     pthread_mutex_unlock(&cases->lock);
     epcs_buf_free(&row.action);
-    return rc == EPCS_CASES_OK ? wait_for_events(cases, ticket) : rc;
+    return rc;
+}
+
+/* ---- staff review of held requests ----------------------------------------------------- */
+
+/* The held requests of `report`, in order. */
+static int held_requests(struct epcs_cases *cases, uint64_t report, uint64_t *ids, size_t max,
+                         size_t *count, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(
+        cases->db, "SELECT id FROM requests WHERE report = ? AND status = 'held' ORDER BY id", err,
+        err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    *count = 0;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW && *count < max)
+        ids[(*count)++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
+    if (failed)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+    sqlite3_finalize(stmt);
+    return failed ? -1 : 0;
+}
+
+/* Sends a held request now, as staff confirmed it: its due time and objection period start. */
+static int send_held(struct epcs_cases *cases, uint64_t id, const char *staff, int64_t now,
+                     char *err, size_t err_size)
+{
+    struct request_row row = {.action = {0}};
+    int rc = load_request(cases, id, &row, err, err_size);
+    if (rc != EPCS_CASES_OK) {
+        epcs_buf_free(&row.action);
+        return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_FAILED : rc;
+    }
+    msgpack_zone zone;
+    msgpack_object map = {.type = MSGPACK_OBJECT_NIL};
+    size_t offset = 0;
+    struct action action;
+    char why[200];
+    if (!msgpack_zone_init(&zone, 2048)) {
+        epcs_buf_free(&row.action);
+        return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
+    }
+    msgpack_unpack(row.action.data, row.action.len, &offset, &zone, &map);
+    if (parse_action(&map, row.platform, 0, &action, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "request %llu: its stored action does not read (%s)",
+                 (unsigned long long)id, why);
+        rc = EPCS_CASES_FAILED;
+    }
+    int has_due = action.due_span_us > 0, has_objection = action.objection_span_us >= 0;
+    int64_t due = now + action.due_span_us;
+    sqlite3_stmt *stmt =
+        rc != EPCS_CASES_OK
+            ? NULL
+            : prepare(cases->db,
+                      "UPDATE requests SET status = 'open', sent_us = ?, due_us = ?, "
+                      "objection_until_us = ?, updated_us = ? WHERE id = ?",
+                      err, err_size);
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, now);
+        bind_optional_int(stmt, 2, due, has_due);
+        bind_optional_int(stmt, 3, now + action.objection_span_us, has_objection);
+        sqlite3_bind_int64(stmt, 4, now);
+        sqlite3_bind_int64(stmt, 5, (sqlite3_int64)id);
+        rc = run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    } else {
+        rc = EPCS_CASES_FAILED;
+    }
+    if (rc == EPCS_CASES_OK) {
+        struct detail detail;
+        sent_detail(&detail, row.report, &action, row.attempt, has_due ? &due : NULL, 0);
+        struct step step = {.report = row.report,
+                            .request = id,
+                            .event = "request_sent",
+                            .status = "open",
+                            .actor = staff,
+                            .partner = row.partner,
+                            .election = row.election,
+                            .detail = &detail,
+                            .at_us = now};
+        rc = record_step(cases, &step, err, err_size);
+        epcs_buf_free(&detail.buf);
+    }
+    msgpack_zone_destroy(&zone);
+    epcs_buf_free(&row.action);
+    return rc;
+}
+
+/* A report-level step taken by staff (report_confirmed, report_dismissed). */
+static int staff_step(struct epcs_cases *cases, uint64_t report, const char *event,
+                      const char *status, const char *staff, const struct detail *detail,
+                      int64_t now, char *err, size_t err_size)
+{
+    char filed_by[EPCS_KEY_PARTNER_MAX], election[64];
+    int rc = report_text(cases, report, "filed_by", filed_by, sizeof(filed_by), err, err_size);
+    if (rc == EPCS_CASES_OK)
+        rc = report_text(cases, report, "election", election, sizeof(election), err, err_size);
+    struct step step = {.report = report,
+                        .event = event,
+                        .status = status,
+                        .actor = staff,
+                        .partner = filed_by,
+                        .election = election,
+                        .detail = detail,
+                        .at_us = now};
+    return rc == EPCS_CASES_OK ? record_step(cases, &step, err, err_size) : rc;
+}
+
+static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+                          const struct detail *why, int64_t now, char *err, size_t err_size)
+{
+    uint64_t ids[MAX_ACTIONS];
+    size_t count = 0;
+    if (held_requests(cases, report, ids, MAX_ACTIONS, &count, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    int rc = staff_step(cases, report, "report_confirmed", "open", staff, why, now, err, err_size);
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++)
+        rc = send_held(cases, ids[i], staff, now, err, err_size);
+    return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
+}
+
+static int dismiss_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+                          const struct detail *why, int64_t now, char *err, size_t err_size)
+{
+    uint64_t ids[MAX_ACTIONS];
+    size_t count = 0;
+    if (held_requests(cases, report, ids, MAX_ACTIONS, &count, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    int rc =
+        staff_step(cases, report, "report_dismissed", "dismissed", staff, why, now, err, err_size);
+    char election[64];
+    if (rc == EPCS_CASES_OK)
+        rc = report_text(cases, report, "election", election, sizeof(election), err, err_size);
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
+        char partner[EPCS_KEY_PARTNER_MAX];
+        sqlite3_stmt *stmt =
+            prepare(cases->db, "SELECT partner FROM requests WHERE id = ?", err, err_size);
+        if (stmt == NULL)
+            return EPCS_CASES_FAILED;
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)ids[i]);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            snprintf(partner, sizeof(partner), "%s", (const char *)sqlite3_column_text(stmt, 0));
+        sqlite3_finalize(stmt);
+        rc = set_request_status(cases, ids[i], "dismissed", now, err, err_size);
+        struct detail detail;
+        detail_begin(&detail, 1);
+        detail_id(&detail, "report", report);
+        struct step step = {.report = report,
+                            .request = ids[i],
+                            .event = "request_dismissed",
+                            .status = "dismissed",
+                            .actor = staff,
+                            .partner = partner,
+                            .election = election,
+                            .detail = &detail,
+                            .at_us = now};
+        if (rc == EPCS_CASES_OK)
+            rc = record_step(cases, &step, err, err_size);
+        epcs_buf_free(&detail.buf);
+    }
+    return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
+}
+
+static int review_locked(struct epcs_cases *cases, const struct epcs_case_review *review,
+                         char *detail_text, size_t detail_size)
+{
+    char status[24];
+    int rc = report_text(cases, review->report, "status", status, sizeof(status), detail_text,
+                         detail_size);
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    if (strcmp(status, "held") != 0) {
+        snprintf(detail_text, detail_size, "%s", status);
+        return EPCS_CASES_NOT_HELD;
+    }
+    struct detail why;
+    detail_begin(&why, review->reason != NULL);
+    if (review->reason != NULL) {
+        pack_cstr(&why.pk, "reason");
+        msgpack_pack_str(&why.pk, review->reason_len);
+        msgpack_pack_str_body(&why.pk, review->reason, review->reason_len);
+    }
+    rc = (review->dismiss ? dismiss_locked : confirm_locked)(
+        cases, review->report, review->staff, &why, review->now_us, detail_text, detail_size);
+    epcs_buf_free(&why.buf);
+    return rc;
+}
+
+int epcs_cases_review(struct epcs_cases *cases, const struct epcs_case_review *review,
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
+{
+    *ticket = 0;
+    pthread_mutex_lock(&cases->lock);
+    int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (rc == EPCS_CASES_OK) {
+        rc = review_locked(cases, review, detail, detail_size);
+        rc = finish(cases, rc, detail, detail_size);
+    }
+    if (rc == EPCS_CASES_OK) {
+        *ticket = hold_ticket(cases);
+        if (pack_report(cases->db, review->report, NULL, -1, pk, detail, detail_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
+    pthread_mutex_unlock(&cases->lock);
+    return rc;
+}
+
+/* ---- partner policies --------------------------------------------------------------------- */
+
+int epcs_cases_get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
+                          size_t err_size)
+{
+    sqlite3_stmt *stmt =
+        prepare(db, "SELECT reports, set_us, set_by FROM partner_policies WHERE partner = ?", err,
+                err_size);
+    if (stmt == NULL)
+        return -1;
+    bind_text(stmt, 1, partner);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW || step == SQLITE_DONE) {
+        int set = step == SQLITE_ROW;
+        msgpack_pack_map(pk, 5);
+        pack_cstr(pk, "partner");
+        pack_cstr(pk, partner);
+        pack_cstr(pk, "reports");
+        if (set)
+            pack_text_column(pk, stmt, 0);
+        else
+            pack_cstr(pk, "hold");
+        pack_cstr(pk, "default");
+        if (set)
+            msgpack_pack_false(pk);
+        else
+            msgpack_pack_true(pk);
+        pack_cstr(pk, "set_at");
+        if (set)
+            pack_time_column(pk, stmt, 1);
+        else
+            msgpack_pack_nil(pk);
+        pack_cstr(pk, "set_by");
+        if (set)
+            pack_text_column(pk, stmt, 2);
+        else
+            msgpack_pack_nil(pk);
+    } else {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(stmt);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+}
+
+static int policy_locked(struct epcs_cases *cases, const struct epcs_case_policy *policy, char *err,
+                         size_t err_size)
+{
+    int sends;
+    int rc = policy_sends(cases, policy->partner, &sends, err, err_size);
+    if (rc != EPCS_CASES_OK || sends == policy->send)
+        return rc;
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "INSERT OR REPLACE INTO partner_policies(partner, reports, "
+                                 "set_us, set_by) VALUES(?,?,?,?)",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    const char *reports = policy->send ? "send" : "hold";
+    bind_text(stmt, 1, policy->partner);
+    bind_text(stmt, 2, reports);
+    sqlite3_bind_int64(stmt, 3, policy->now_us);
+    bind_text(stmt, 4, policy->by);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    /* Not a step of any case: the event alone, about the partner, with who set it. */
+    struct detail detail;
+    detail_begin(&detail, 4);
+    detail_str(&detail, "partner", policy->partner);
+    detail_str(&detail, "reports", reports);
+    detail_str(&detail, "previous", sends ? "send" : "hold");
+    detail_str(&detail, "by", policy->by);
+    struct step step = {
+        .event = "partner_policy_set", .partner = policy->partner, .at_us = policy->now_us};
+    uint64_t log_id;
+    rc = take_log_id(cases, &log_id, err, err_size);
+    if (rc == EPCS_CASES_OK && log_id != 0)
+        rc = outbox_event(cases, log_id, &step, detail.buf.data, detail.buf.len, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_policy *policy,
+                          msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size)
+{
+    *ticket = 0;
+    pthread_mutex_lock(&cases->lock);
+    int rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (rc == EPCS_CASES_OK) {
+        rc = policy_locked(cases, policy, err, err_size);
+        rc = finish(cases, rc, err, err_size);
+    }
+    if (rc == EPCS_CASES_OK) {
+        *ticket = hold_ticket(cases);
+        if (epcs_cases_get_policy(cases->db, policy->partner, pk, err, err_size) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
+    pthread_mutex_unlock(&cases->lock);
+    return rc;
 }
 
 /* One open request past its due time: overdue, then the next attempt or the escalation. */
@@ -1582,6 +2802,62 @@ int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, cha
 
 /* ---- opening ------------------------------------------------------------------------------ */
 
+/*
+ * Brings a store of an earlier format to this one, in one transaction, before the schema
+ * check: reports and requests are legal records, so an upgrade must never ask the operator to
+ * move them aside. Format 1 had no outbox (the schema adds it).
+ */
+/* The postings of reports stored before they had one. 0, or -1 with `err`. */
+static int set_postings(sqlite3 *db, char *err, size_t err_size)
+{
+    sqlite3_stmt *read = prepare(db, "SELECT id, url FROM reports", err, err_size);
+    sqlite3_stmt *write =
+        read != NULL ? prepare(db, "UPDATE reports SET posting = ? WHERE id = ?", err, err_size)
+                     : NULL;
+    int step = SQLITE_DONE, rc = read != NULL && write != NULL ? 0 : -1;
+    while (rc == 0 && (step = sqlite3_step(read)) == SQLITE_ROW) {
+        char posting[EPCS_CASES_POSTING_MAX];
+        const char *url = (const char *)sqlite3_column_text(read, 1);
+        /* A URL stored before is kept as it was when it does not normalise. */
+        if (epcs_cases_posting(url, posting, sizeof(posting)) != 0)
+            snprintf(posting, sizeof(posting), "%s", url);
+        sqlite3_reset(write);
+        sqlite3_bind_text(write, 1, posting, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(write, 2, sqlite3_column_int64(read, 0));
+        if (sqlite3_step(write) != SQLITE_DONE)
+            rc = -1;
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = -1;
+    if (rc != 0 && read != NULL)
+        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(read);
+    sqlite3_finalize(write);
+    return rc;
+}
+
+static int upgrade(sqlite3 *db, const char *path, char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(db, "PRAGMA user_version", err, err_size);
+    if (stmt == NULL)
+        return -1;
+    int version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
+    sqlite3_finalize(stmt);
+    if (version != 1)
+        return 0;
+    char why[256];
+    if (epcs_sqlite_exec(db, "BEGIN IMMEDIATE; " UPGRADE_FROM_1, why, sizeof(why)) == 0 &&
+        set_postings(db, why, sizeof(why)) == 0 &&
+        epcs_sqlite_exec(db, "PRAGMA user_version = 2; COMMIT;", why, sizeof(why)) == 0) {
+        epcs_log(EPCS_LOG_INFO, "cases", "%s: upgraded from case store format 1 to 2", path);
+        return 0;
+    }
+    char ignored[64];
+    epcs_sqlite_exec(db, "ROLLBACK", ignored, sizeof(ignored));
+    snprintf(err, err_size, "%s: cannot upgrade from case store format 1: %s", path, why);
+    return -1;
+}
+
 static void db_path(const char *data_dir, char *path, size_t size)
 {
     snprintf(path, size, "%s/cases.db", data_dir);
@@ -1596,7 +2872,9 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
         return NULL;
     }
     pthread_mutex_init(&cases->lock, NULL);
+    pthread_mutex_init(&cases->readers_lock, NULL);
     cases->log = log;
+    snprintf(cases->data_dir, sizeof(cases->data_dir), "%s", data_dir);
     char path[4200], why[256];
     db_path(data_dir, path, sizeof(path));
     /* Our own lock serialises every use of this connection. */
@@ -1615,8 +2893,14 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
         snprintf(err, err_size, "%s: %s", path, why);
         goto fail;
     }
-    if (epcs_sqlite_schema(cases->db, path, "case store", "these are legal records", "'reports'",
+    if (upgrade(cases->db, path, err, err_size) != 0 ||
+        epcs_sqlite_schema(cases->db, path, "case store", "these are legal records", "'reports'",
                            SCHEMA_VERSION, schema, err, err_size) != 0)
+        goto fail;
+    if (log != NULL && epcs_decision_log_attach(log, &cases->stage, err, err_size) != 0)
+        goto fail;
+    cases->attached = log != NULL;
+    if (recover_outbox(cases, err, err_size) != 0)
         goto fail;
     return cases;
 fail:
@@ -1624,12 +2908,35 @@ fail:
     return NULL;
 }
 
+/* A clean stop leaves an empty outbox: what was handed over is waited for, then deleted. */
+static void drain_outbox(struct epcs_cases *cases)
+{
+    char err[256];
+    if (cases->handed_count == 0 ||
+        epcs_decision_log_wait(cases->log, cases->handed[cases->handed_count - 1].ticket) != 0)
+        return;
+    if (epcs_sqlite_exec(cases->db, "BEGIN IMMEDIATE", err, sizeof(err)) != 0 ||
+        delete_forwarded(cases, err, sizeof(err)) != 0 ||
+        finish(cases, EPCS_CASES_OK, err, sizeof(err)) != EPCS_CASES_OK)
+        epcs_log(EPCS_LOG_WARN, "cases",
+                 "the outbox keeps entries the decision log has (%s); "
+                 "the next start deletes them",
+                 err);
+}
+
 void epcs_cases_close(struct epcs_cases *cases)
 {
     if (cases == NULL)
         return;
+    if (cases->attached) {
+        drain_outbox(cases);
+        epcs_decision_log_detach(cases->log, &cases->stage);
+    }
     sqlite3_close(cases->db);
+    for (size_t i = 0; i < cases->reader_count; i++)
+        sqlite3_close(cases->readers[i]);
     pthread_mutex_destroy(&cases->lock);
+    pthread_mutex_destroy(&cases->readers_lock);
     free(cases);
 }
 
@@ -1638,4 +2945,27 @@ sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size)
     char path[4200];
     db_path(data_dir, path, sizeof(path));
     return epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size);
+}
+
+sqlite3 *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err, size_t err_size)
+{
+    sqlite3 *db = NULL;
+    pthread_mutex_lock(&cases->readers_lock);
+    if (cases->reader_count > 0)
+        db = cases->readers[--cases->reader_count];
+    pthread_mutex_unlock(&cases->readers_lock);
+    return db != NULL ? db : epcs_cases_reader(cases->data_dir, err, err_size);
+}
+
+void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db)
+{
+    if (db == NULL)
+        return;
+    pthread_mutex_lock(&cases->readers_lock);
+    int kept = cases->reader_count < READERS_KEPT;
+    if (kept)
+        cases->readers[cases->reader_count++] = db;
+    pthread_mutex_unlock(&cases->readers_lock);
+    if (!kept)
+        sqlite3_close(db);
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "decision.h"
 
 /*
  * The case store: reports of false information, slander and deepfakes, the requests epcs
@@ -25,11 +26,18 @@
  * is made and the ignored attempts become `escalated`. Answering one attempt answers the
  * others of the same chain that are still open or overdue.
  *
- * Every step is one row of the history and one event in the decision log, written in the same
- * transaction: when the decision log refuses an event, nothing of that step is stored.
+ * Every step is one row of the history and one event for the decision log, and a filing also
+ * the report's decision, written in the same transaction: the entries go into an outbox table
+ * with the decision-log ids the store takes for them (marked on their way in the store's own
+ * stage), are handed to the decision log right after the commit, and deleted once the log has
+ * committed them; at open, what a stop left there is handed over (or, when the log holds it
+ * already, only deleted) before anything else. A rolled-back step thus logs nothing, and a
+ * stored one everything. A decision log that is full or has failed refuses the step before
+ * anything of it is stored.
  *
  * Writers share one connection behind a lock and may call in from any thread; readers use a
- * connection of their own (epcs_cases_reader), one per thread.
+ * connection of their own, one per thread at a time (epcs_cases_reader, or one lent by the
+ * store's pool).
  */
 
 struct epcs_cases;
@@ -49,6 +57,8 @@ enum epcs_cases_rc {
     EPCS_CASES_TOO_LATE = 4,
     /** The decision log refused an event (full or failed); nothing was stored. */
     EPCS_CASES_LOG_REFUSED = 5,
+    /** The report holds no requests for staff to confirm or dismiss. */
+    EPCS_CASES_NOT_HELD = 6,
 };
 
 /**
@@ -60,6 +70,22 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
                                    size_t err_size);
 /** Closes the database. Accepts NULL. No call may be running. */
 void epcs_cases_close(struct epcs_cases *cases);
+
+/** True when `id` is what a keys file accepts as a partner id (1-63 of a-z 0-9 _ - .). */
+int epcs_cases_partner_valid(const char *id);
+
+/** The most bytes a posting (with its NUL) takes: a URL may be 2048 bytes long. */
+#define EPCS_CASES_POSTING_MAX 2100
+
+/**
+ * The posting `url` (an http:// or https:// address) names, as the store compares reports:
+ * scheme and host in lower case, a default port (80, 443) and the final dot of the host left
+ * out, no fragment, percent-escapes normalised as RFC 3986 6.2.2 says (escaped unreserved
+ * characters decoded, hex digits upper case), an empty path as "/". Query and path keep their
+ * case and order: what they mean is the platform's. Returns 0 with `out` filled, or -1 when
+ * `url` is no such address or does not fit.
+ */
+int epcs_cases_posting(const char *url, char *out, size_t size);
 
 /**
  * Checks the `actions` of a verdict (a msgpack map as the check path packs it) before a report
@@ -85,23 +111,50 @@ struct epcs_case_report {
     /** The facts as received (msgpack map). */
     const char *facts;
     size_t facts_len;
-    /** The verdict as answered (msgpack map with verdict, article, ruleset, actions, ...). */
+    /** The verdict (msgpack map with verdict, article, ruleset, actions, ...) without a
+     * `decision`: the store adds the id it gives the decision. */
     const char *verdict;
     size_t verdict_len;
+    /** The decision that made it, for the decision log, its id unset and its verdict the one
+     * above (NULL: none is logged). Borrowed for the call; its check as msgpack bytes. */
+    const struct epcs_decision *decision;
     int64_t now_us;
     /** Nonzero when a partner's key (not staff's) filed it: the answer is then the report as
      * that partner reads it later (epcs_cases_get_report with `filer`). */
     int partner_view;
+    /** Nonzero when staff filed it (or epcsd runs without keys): its requests are sent at
+     * once. A partner's are sent at once only if staff set its policy to "send"
+     * (epcs_cases_set_policy), else held until staff confirm them (epcs_cases_review). */
+    int by_staff;
+};
+
+/** What epcs_cases_file did. */
+struct epcs_case_filed {
+    /** The report: the new one, or the one of the same posting it joined. */
+    uint64_t id;
+    /** Nonzero when the filing joined an existing report (made no report and no request). */
+    int joined;
+    /** What the answer waits for under --audit sync; 0: nothing. */
+    uint64_t ticket;
 };
 
 /**
- * Stores a report and one request per action of its verdict, with their history and events,
- * in one fsync'd transaction, then packs the stored report to `pk` (as
- * epcs_cases_get_report). Returns EPCS_CASES_OK with `id` set, EPCS_CASES_LOG_REFUSED, or
- * EPCS_CASES_FAILED with `err` filled.
+ * Files a report in one fsync'd transaction, then hands the outbox to the decision log and
+ * packs the report to `pk` (as epcs_cases_get_report, with `joined`).
+ *
+ * A report of a posting (epcs_cases_posting) that already has a report for the same election
+ * and category joins it: the filer becomes one of its reporters (a report_joined step), unless
+ * it is one already (then nothing changes), and no request is made; when the filer's reports
+ * send at once and the report's requests are held, they are sent (as epcs_cases_review
+ * confirms). A report that lacked facts (needs_facts) is joined only by a filing that lacks
+ * facts too. Otherwise a new report is stored with one request per action of its verdict,
+ * held or sent as `by_staff` says, its decision and every step's event (in the outbox).
+ *
+ * Returns EPCS_CASES_OK with `filed` set, EPCS_CASES_LOG_REFUSED (nothing stored), or
+ * EPCS_CASES_FAILED with `err` filled (nothing stored).
  */
 int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
-                    msgpack_packer *pk, uint64_t *id, char *err, size_t err_size);
+                    msgpack_packer *pk, struct epcs_case_filed *filed, char *err, size_t err_size);
 
 /** A partner's answer to one request. */
 struct epcs_case_answer {
@@ -120,18 +173,68 @@ struct epcs_case_answer {
 
 /**
  * Records an answer, closes the other open or overdue attempts of the request's chain, and
- * packs the answered request to `pk`. Returns EPCS_CASES_OK, NOT_FOUND, CLOSED (the status in
- * `detail`), NO_OBJECTION, TOO_LATE (the end of the objection period in `detail`),
- * LOG_REFUSED, or FAILED (`detail` says why).
+ * packs the answered request to `pk`. Returns EPCS_CASES_OK (with `ticket` as
+ * epcs_cases_file sets it), NOT_FOUND, CLOSED (the status in `detail`), NO_OBJECTION,
+ * TOO_LATE (the end of the objection period in `detail`), LOG_REFUSED, or FAILED (`detail`
+ * says why).
  */
 int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
-                      msgpack_packer *pk, char *detail, size_t detail_size);
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size);
+
+/** Staff's decision on a report whose requests are held. */
+struct epcs_case_review {
+    /** The staff partner id that decides. */
+    const char *staff;
+    uint64_t report;
+    /** Nonzero: dismiss the held requests; 0: send them. */
+    int dismiss;
+    /** Why (NULL: none given; the caller requires one to dismiss), `reason_len` bytes. */
+    const char *reason;
+    size_t reason_len;
+    int64_t now_us;
+};
+
+/**
+ * Confirms (sends, their due times and objection periods from now on) or dismisses the held
+ * requests of a report, as steps of the staff member's, and packs the report to `pk` (staff's
+ * view). Returns EPCS_CASES_OK (with `ticket` as epcs_case_filed has it), NOT_FOUND (no such
+ * report), NOT_HELD (its status in `detail`), LOG_REFUSED, or FAILED (`detail` says why).
+ */
+int epcs_cases_review(struct epcs_cases *cases, const struct epcs_case_review *review,
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size);
+
+/** What staff set for a partner's reports. */
+struct epcs_case_policy {
+    const char *partner;
+    /** Nonzero: its reports' requests are sent at once; 0: held for staff. */
+    int send;
+    /** The staff partner id that sets it. */
+    const char *by;
+    int64_t now_us;
+};
+
+/**
+ * Packs {partner, reports: "send" | "hold", default, set_at, set_by} for `partner` (default
+ * true and "hold" when staff never set it). Returns 0, or -1 with `err`.
+ */
+int epcs_cases_get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
+                          size_t err_size);
+
+/**
+ * Sets a partner's policy and packs it as epcs_cases_get_policy does. A change is one
+ * partner_policy_set event in the decision log (about the partner, with `by` and the previous
+ * value), written with it; setting what is in force already changes and logs nothing.
+ * Returns EPCS_CASES_OK (with `ticket`), LOG_REFUSED or FAILED.
+ */
+int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_policy *policy,
+                          msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size);
 
 /**
  * Handles every open request due at `now_us` or earlier, each in its own transaction: marks
- * it overdue, then sends the next attempt or makes the escalation its action asks for.
- * Stops after `limit` requests. Returns the number handled, or -1 with `err` filled (what
- * was handled before stays handled; the rest waits for the next sweep).
+ * it overdue, then sends the next attempt or makes the escalation its action asks for
+ * (held requests are not due: they have no due time until staff confirm them). Stops after
+ * `limit` requests. Returns the number handled, or -1 with `err` filled (what was handled
+ * before stays handled; the rest waits for the next sweep).
  */
 int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
                      size_t err_size);
@@ -140,11 +243,22 @@ int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, cha
 sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size);
 
 /**
- * Packs report `id`: its fields, the verdict as answered (`answer`), its requests and its
- * history. With `filer` (a partner id; NULL for staff), only a report that partner filed, and
- * of it only the requests addressed to that partner and their steps besides the report's own:
- * a request to another partner, with its answer, is that partner's and the staff's to read.
- * Returns 0, 1 when there is no such report (for `filer`), -1 with `err`.
+ * A read-only connection from the store's own pool (opened with epcs_cases_reader when none is
+ * free), the calling thread's until epcs_cases_reader_release: reads on the thread pool take
+ * one per job. NULL with `err` filled.
+ */
+sqlite3 *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err, size_t err_size);
+/** Gives `db` (from epcs_cases_reader_acquire; NULL accepted) back to the pool. */
+void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db);
+
+/**
+ * Packs report `id`: its fields, the verdict as answered (`answer`), its reporters, requests
+ * and history. With `filer` (a partner id; NULL for staff), only a report that partner filed
+ * or joined, and of it only that partner among the reporters, the requests addressed to it
+ * and their steps besides the report's own (but the other reporters' joins): a request to
+ * another partner, with its answer, is that partner's and the staff's to read, and so is what
+ * another reporter said. Returns 0, 1 when there is no such report (for `filer`), -1 with
+ * `err`.
  */
 int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
                           char *err, size_t err_size);
@@ -155,8 +269,10 @@ struct epcs_report_query {
     const char *platform;
     const char *election;
     const char *category;
-    /** Only reports filed by this partner id (NULL: anyone's). */
+    /** Only reports filed first by this partner id (NULL: anyone's). */
     const char *filed_by;
+    /** Only reports this partner id filed or joined (NULL: anyone's). */
+    const char *reporter;
     /** Filed at or after / before (microseconds since the epoch, UTC). */
     int64_t from_us;
     int64_t to_us;
@@ -171,14 +287,16 @@ int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, 
 
 /**
  * Appends the matching reports as CSV (RFC 4180: a header row, CRLF line ends, fields with a
- * comma, quote or line break quoted). `next` is set to the last id when more remain, else 0.
+ * comma, quote or line break quoted; a cell starting with = + - @, tab or CR gets a leading '
+ * so that spreadsheets do not run it). `next` is set to the last id when more remain, else 0.
  * Returns 0, or -1 with `err`.
  */
 int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
                           uint64_t *next, char *err, size_t err_size);
 
 /** A partner's queue: `status` one of open, overdue, done, objected, data_submitted,
- * escalated, pending (open or overdue) or all. */
+ * escalated, pending (open or overdue) or all. Held and dismissed requests were never sent:
+ * no queue holds them. */
 struct epcs_request_query {
     const char *partner;
     const char *status;

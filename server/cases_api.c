@@ -4,13 +4,15 @@
  * the sweep that marks requests overdue and escalates them. Staff read every report and
  * request; a partner reads the reports it filed and the requests addressed to it.
  *
- * Writes are legal records committed with an fsync, so they run on libuv's thread pool and the
- * answer is sent when the commit is done: the event loop never waits on the disk. Reads are
- * served on the loop from a read-only connection per worker, as /v1/decisions is.
+ * Writes are legal records committed with an fsync, and reads and exports may visit 100,000
+ * rows: both run on libuv's thread pool (offload.h), reads on connections of the store's own
+ * pool, and the answer is sent from the loop when they are done. The event loop never waits
+ * on SQLite or the disk.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -18,6 +20,7 @@
 #include "dates.h"
 #include "decision.h"
 #include "log.h"
+#include "offload.h"
 #include "query.h"
 #include "server.h"
 
@@ -80,20 +83,6 @@ static int read_path_id(h2o_req_t *req, const char *text, size_t len, const char
     return -1;
 }
 
-static sqlite3 *case_reader(h2o_req_t *req)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->cases_reader == NULL) {
-        char err[512];
-        worker->cases_reader = epcs_cases_reader(worker->server->config.data_dir, err, sizeof(err));
-        if (worker->cases_reader == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "cases", "cannot read the case store: %s", err);
-            epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
-        }
-    }
-    return worker->cases_reader;
-}
-
 /* ---- query strings ------------------------------------------------------------------------ */
 
 static int one_of(const char *value, const char *const *allowed)
@@ -136,19 +125,6 @@ static int read_page_limit(h2o_req_t *req, const char *text, int csv, size_t *li
     return read_limit(req, text, csv ? CSV_MAX_LIMIT : LIST_MAX_LIMIT, limit);
 }
 
-/* The CSV export, with the id to pass as `after` in `epcs-next` when more rows remain. */
-static void send_csv(h2o_req_t *req, const struct epcs_buf *text, uint64_t next)
-{
-    if (next != 0) {
-        char *value = h2o_mem_alloc_pool(&req->pool, 24);
-        int len = snprintf(value, 24, "%llu", (unsigned long long)next);
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("epcs-next"), 0, NULL,
-                              value, (size_t)len);
-    }
-    epcs_response_send_bytes(req, 200, "text/csv; charset=utf-8; header=present", text->data,
-                             text->len);
-}
-
 static int read_format(h2o_req_t *req, const char *value, int *csv)
 {
     if (strcmp(value, "csv") != 0)
@@ -159,40 +135,38 @@ static int read_format(h2o_req_t *req, const char *value, int *csv)
     return 0;
 }
 
-/* ---- jobs on the thread pool -------------------------------------------------------------- */
+/* ---- writes on the thread pool ----------------------------------------------------------- */
 
-enum job_kind { JOB_FILE, JOB_ANSWER };
-
-/* Lives in the request's pool: tells the job when the client has gone. */
-struct job_link {
-    struct case_job *job;
-};
+enum job_kind { JOB_FILE, JOB_ANSWER, JOB_REVIEW, JOB_POLICY };
 
 /* One write, with everything it needs copied out of the request, which may go away meanwhile. */
 struct case_job {
-    uv_work_t work;
+    struct epcs_offload base;
     enum job_kind kind;
     struct epcs_cases *cases;
-    struct epcs_worker *worker;
-    h2o_req_t *req;
-    struct job_link *link;
-    enum epcs_route route;
-    char partner[EPCS_KEY_PARTNER_MAX];
-    /* Sync audit: the answer waits for the decision log to commit this ticket. */
-    uint64_t hold_ticket;
     union {
         struct epcs_case_report report;
         struct epcs_case_answer answer;
+        struct epcs_case_review review;
+        struct epcs_case_policy policy;
     } in;
     /* Owned copies the inputs point into. */
     char *strings[8];
-    struct epcs_buf facts, verdict, data;
+    struct epcs_buf facts, verdict, data, check;
+    struct epcs_decision decision;
     /* Results. */
     int rc;
-    uint64_t id;
+    struct epcs_case_filed filed;
     char detail[512];
     struct epcs_buf out;
+    /* Stored, but the answer asked for as JSON has no JSON form (bin in msgpack facts). */
+    int unencodable;
 };
+
+static struct case_job *job_of(struct epcs_offload *base)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct case_job, base, base);
+}
 
 static void job_free(struct case_job *job)
 {
@@ -201,136 +175,369 @@ static void job_free(struct case_job *job)
     epcs_buf_free(&job->facts);
     epcs_buf_free(&job->verdict);
     epcs_buf_free(&job->data);
+    epcs_buf_free(&job->check);
     epcs_buf_free(&job->out);
     free(job);
 }
 
-static void cb_link_disposed(void *ptr)
-{
-    struct job_link *link = ptr;
-    if (link->job != NULL)
-        link->job->req = NULL;
-}
-
 static struct case_job *job_create(h2o_req_t *req, enum job_kind kind)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
     struct case_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return NULL;
     job->kind = kind;
-    job->cases = worker->server->cases;
-    job->worker = worker;
-    job->req = req;
-    job->route = worker->route;
-    snprintf(job->partner, sizeof(job->partner), "%s", worker->partner);
-    job->work.data = job;
+    job->cases = epcs_worker_of(req)->server->cases;
+    job->rc = EPCS_CASES_FAILED;
     return job;
 }
 
-static void cb_job_work(uv_work_t *work)
+/* The report or request the write is about. */
+static uint64_t job_subject(const struct case_job *job)
 {
-    struct case_job *job = work->data;
+    switch (job->kind) {
+    case JOB_FILE:
+        return job->filed.id;
+    case JOB_ANSWER:
+        return job->in.answer.request;
+    case JOB_REVIEW:
+        return job->in.review.report;
+    case JOB_POLICY:
+        break;
+    }
+    return 0;
+}
+
+static void cb_job_work(struct epcs_offload *base)
+{
+    struct case_job *job = job_of(base);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
-    if (job->kind == JOB_FILE) {
-        job->rc = epcs_cases_file(job->cases, &job->in.report, &pk, &job->id, job->detail,
-                                  sizeof(job->detail));
-    } else {
+    char *detail = job->detail;
+    size_t size = sizeof(job->detail);
+    switch (job->kind) {
+    case JOB_FILE:
+        job->rc = epcs_cases_file(job->cases, &job->in.report, &pk, &job->filed, detail, size);
+        base->hold_ticket = job->filed.ticket;
+        break;
+    case JOB_ANSWER:
         job->rc =
-            epcs_cases_answer(job->cases, &job->in.answer, &pk, job->detail, sizeof(job->detail));
+            epcs_cases_answer(job->cases, &job->in.answer, &pk, &base->hold_ticket, detail, size);
+        break;
+    case JOB_REVIEW:
+        job->rc =
+            epcs_cases_review(job->cases, &job->in.review, &pk, &base->hold_ticket, detail, size);
+        break;
+    case JOB_POLICY:
+        job->rc = epcs_cases_set_policy(job->cases, &job->in.policy, &pk, &base->hold_ticket,
+                                        detail, size);
+        break;
+    }
+    job->unencodable = job->rc == EPCS_CASES_OK && epcs_offload_encode(base, &job->out) != 0;
+}
+
+/* The answers a refusal of the store gets that only some writes meet: 0 when answered. */
+static int respond_refusal(h2o_req_t *req, const struct case_job *job, unsigned long long id)
+{
+    switch (job->rc) {
+    case EPCS_CASES_NOT_FOUND:
+        if (job->kind == JOB_REVIEW)
+            return epcs_respond_error(req, 404, "unknown_report", "id", "no report %llu", id);
+        return epcs_respond_error(req, 404, "unknown_request", "id",
+                                  "no request %llu in your queue", id);
+    case EPCS_CASES_CLOSED:
+        return epcs_respond_error(req, 409, "request_closed", "id",
+                                  "request %llu is %s already; it takes no further answer", id,
+                                  job->detail);
+    case EPCS_CASES_NO_OBJECTION:
+        return epcs_respond_error(req, 422, "invalid_fact", "status",
+                                  "request %llu admits no objection: its action sets no "
+                                  "objection period",
+                                  id);
+    case EPCS_CASES_TOO_LATE:
+        return epcs_respond_error(req, 422, "objection_too_late", "status",
+                                  "the objection period of request %llu ended at %s", id,
+                                  job->detail);
+    case EPCS_CASES_NOT_HELD:
+        return epcs_respond_error(
+            req, 409, "report_not_held", "id", "report %llu holds no requests %s: it is %s", id,
+            job->in.review.dismiss ? "to dismiss" : "for confirmation", job->detail);
+    default:
+        return -1;
     }
 }
 
-static void respond_job(h2o_req_t *req, struct case_job *job)
+static void respond_job(struct epcs_offload *base, h2o_req_t *req)
 {
-    struct epcs_worker *worker = job->worker;
-    uint64_t id = job->kind == JOB_FILE ? job->id : job->in.answer.request;
-    switch (job->rc) {
-    case EPCS_CASES_OK: {
-        msgpack_packer *pk = epcs_response_begin(worker);
-        epcs_buf_append(pk->data, job->out.data, job->out.len);
-        worker->hold_ticket = job->hold_ticket;
-        epcs_response_send(req, job->kind == JOB_FILE ? 201 : 200, epcs_response_format(req));
+    struct case_job *job = job_of(base);
+    unsigned long long id = (unsigned long long)job_subject(job);
+    if (job->unencodable) {
+        epcs_respond_error(req, 500, "internal", NULL,
+                           "the write is stored, but its answer has no JSON form: read it as "
+                           "msgpack");
         return;
     }
-    case EPCS_CASES_NOT_FOUND:
-        epcs_respond_error(req, 404, "unknown_request", "id", "no request %llu in your queue",
-                           (unsigned long long)id);
+    if (job->rc == EPCS_CASES_OK) {
+        epcs_offload_send(base, req, job->kind == JOB_FILE && !job->filed.joined ? 201 : 200,
+                          &job->out);
         return;
-    case EPCS_CASES_CLOSED:
-        epcs_respond_error(req, 409, "request_closed", "id",
-                           "request %llu is %s already; it takes no further answer",
-                           (unsigned long long)id, job->detail);
+    }
+    if (respond_refusal(req, job, id) == 0)
         return;
-    case EPCS_CASES_NO_OBJECTION:
-        epcs_respond_error(req, 422, "invalid_fact", "status",
-                           "request %llu admits no objection: its action sets no objection period",
-                           (unsigned long long)id);
-        return;
-    case EPCS_CASES_TOO_LATE:
-        epcs_respond_error(req, 422, "objection_too_late", "status",
-                           "the objection period of request %llu ended at %s",
-                           (unsigned long long)id, job->detail);
-        return;
-    case EPCS_CASES_LOG_REFUSED:
+    if (job->rc == EPCS_CASES_LOG_REFUSED) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
         epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
                            "the decision log cannot take this step now, so nothing was stored; "
                            "retry");
         return;
-    default:
-        epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s",
-                 job->kind == JOB_FILE ? "filing a report" : "answering a request", job->detail);
-        epcs_respond_error(req, 500, "internal", NULL, "the case store could not write this");
-        return;
     }
+    epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s", base->ops->what, job->detail);
+    epcs_respond_error(req, 500, "internal", NULL, "the case store could not write this");
 }
 
-static void cb_job_done(uv_work_t *work, int status)
+static void cb_job_destroy(struct epcs_offload *base, int answered)
 {
-    struct case_job *job = work->data;
-    struct epcs_worker *worker = job->worker;
-    if (job->req != NULL) {
-        job->link->job = NULL;
-        /* After the loop was stopped the connection's handles are closing: nothing to send on.
-         */
-        if (!worker->loop_stopped) {
-            /* The router's per-request fields belong to whichever request came last. */
-            worker->route = job->route;
-            worker->partner = job->partner;
-            if (status != 0) {
-                job->rc = EPCS_CASES_FAILED;
-                snprintf(job->detail, sizeof(job->detail), "%s", uv_strerror(status));
-            }
-            respond_job(job->req, job);
-            worker->partner = "-";
-        }
-    } else if (status == 0 && job->rc == EPCS_CASES_OK) {
-        epcs_log(EPCS_LOG_INFO, "cases", "%s %llu stored; its client left before the answer",
-                 job->kind == JOB_FILE ? "report" : "answer to request",
-                 (unsigned long long)(job->kind == JOB_FILE ? job->id : job->in.answer.request));
-    }
+    struct case_job *job = job_of(base);
+    if (!answered && job->rc == EPCS_CASES_OK)
+        epcs_log(EPCS_LOG_INFO, "cases", "%s (%llu) stored; its client left before the answer",
+                 base->ops->what, (unsigned long long)job_subject(job));
     job_free(job);
 }
 
-/* Hands the job to the thread pool; the answer follows from cb_job_done. Returns 0. */
+static const struct epcs_offload_ops job_ops[] = {
+    [JOB_FILE] = {.what = "filing a report",
+                  .work = cb_job_work,
+                  .respond = respond_job,
+                  .destroy = cb_job_destroy},
+    [JOB_ANSWER] = {.what = "answering a request",
+                    .work = cb_job_work,
+                    .respond = respond_job,
+                    .destroy = cb_job_destroy},
+    [JOB_REVIEW] = {.what = "reviewing held requests",
+                    .work = cb_job_work,
+                    .respond = respond_job,
+                    .destroy = cb_job_destroy},
+    [JOB_POLICY] = {.what = "setting a partner's policy",
+                    .work = cb_job_work,
+                    .respond = respond_job,
+                    .destroy = cb_job_destroy},
+};
+
+/* Hands the job to the thread pool; the answer follows from respond_job. Returns 0. */
 static int job_start(h2o_req_t *req, struct case_job *job)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    job->link = h2o_mem_alloc_shared(&req->pool, sizeof(*job->link), cb_link_disposed);
-    job->link->job = job;
-    int rc = uv_queue_work(&worker->loop, &job->work, cb_job_work, cb_job_done);
-    if (rc != 0) {
-        job->link->job = NULL;
-        job_free(job);
-        epcs_log(EPCS_LOG_ERROR, "cases", "cannot queue a write: %s", uv_strerror(rc));
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store is not available");
+    return epcs_offload_start(req, &job->base, &job_ops[job->kind]);
+}
+
+/* ---- reads on the thread pool ------------------------------------------------------------ */
+
+enum read_kind { READ_REPORTS, READ_REPORT, READ_REQUESTS, READ_REQUEST, READ_POLICY };
+
+/*
+ * One read: a listing or export, or one report or request. Queries run on a connection of the
+ * store's pool, never the loop's: an export of 100,000 rows takes the better part of a second.
+ */
+struct read_job {
+    struct epcs_offload base;
+    enum read_kind kind;
+    struct epcs_cases *cases;
+    /* The query string the filters point into, and the caller's partner id when the reads
+       are limited to it. */
+    struct epcs_query params;
+    char own[EPCS_KEY_PARTNER_MAX];
+    /* The caller's partner id, whose queue is read when no `partner` filter names another;
+       the partner whose policy is read. */
+    char caller[EPCS_KEY_PARTNER_MAX];
+    struct epcs_report_query reports;
+    struct epcs_request_query requests;
+    uint64_t id;
+    int csv;
+    /* Results: 0, 1 for no such report or request, -1 with `err`. */
+    int rc;
+    char err[256];
+    struct epcs_buf out;
+    uint64_t next;
+};
+
+static struct read_job *read_of(struct epcs_offload *base)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct read_job, base, base);
+}
+
+static struct read_job *read_create(h2o_req_t *req, enum read_kind kind)
+{
+    struct read_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+        return NULL;
     }
-    return 0;
+    job->kind = kind;
+    job->cases = epcs_worker_of(req)->server->cases;
+    job->rc = -1;
+    const char *own = own_partner(req);
+    snprintf(job->own, sizeof(job->own), "%s", own != NULL ? own : "");
+    return job;
+}
+
+/* The caller's partner id when its reads are limited to its own, else NULL. */
+static const char *read_own(const struct read_job *job)
+{
+    return job->own[0] != '\0' ? job->own : NULL;
+}
+
+static int run_read(struct read_job *job, sqlite3 *db, msgpack_packer *pk)
+{
+    switch (job->kind) {
+    case READ_REPORTS:
+        return job->csv
+                   ? epcs_cases_export_csv(db, &job->reports, &job->out, &job->next, job->err,
+                                           sizeof(job->err))
+                   : epcs_cases_list_reports(db, &job->reports, pk, job->err, sizeof(job->err));
+    case READ_REPORT:
+        return epcs_cases_get_report(db, job->id, read_own(job), pk, job->err, sizeof(job->err));
+    case READ_REQUESTS:
+        return job->csv
+                   ? epcs_cases_export_requests_csv(db, &job->requests, &job->out, &job->next,
+                                                    job->err, sizeof(job->err))
+                   : epcs_cases_list_requests(db, &job->requests, pk, job->err, sizeof(job->err));
+    case READ_REQUEST:
+        return epcs_cases_get_request(db, job->id, read_own(job), pk, job->err, sizeof(job->err));
+    case READ_POLICY:
+        return epcs_cases_get_policy(db, job->caller, pk, job->err, sizeof(job->err));
+    }
+    return -1;
+}
+
+static void cb_read_work(struct epcs_offload *base)
+{
+    struct read_job *job = read_of(base);
+    sqlite3 *db = epcs_cases_reader_acquire(job->cases, job->err, sizeof(job->err));
+    if (db == NULL)
+        return;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    job->rc = run_read(job, db, &pk);
+    epcs_cases_reader_release(job->cases, db);
+    if (job->rc == 0 && !job->csv && epcs_offload_encode(base, &job->out) != 0) {
+        job->rc = -1;
+        snprintf(job->err, sizeof(job->err), "the answer has no JSON form");
+    }
+}
+
+/* The CSV export, with the id to pass as `after` in `epcs-next` when more rows remain. */
+static void send_csv(h2o_req_t *req, struct epcs_buf *text, uint64_t next)
+{
+    if (next != 0) {
+        char *value = h2o_mem_alloc_pool(&req->pool, 24);
+        int len = snprintf(value, 24, "%llu", (unsigned long long)next);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("epcs-next"), 0, NULL,
+                              value, (size_t)len);
+    }
+    epcs_response_send_buf(req, 200, "text/csv; charset=utf-8; header=present", text);
+}
+
+static void respond_read(struct epcs_offload *base, h2o_req_t *req)
+{
+    struct read_job *job = read_of(base);
+    if (job->rc < 0) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "%s: %s", base->ops->what, job->err);
+        epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
+    } else if (job->rc > 0 && job->kind == READ_REPORT) {
+        /* Another partner's report answers as one that does not exist: its id tells nothing. */
+        epcs_respond_error(req, 404, "unknown_report", "id",
+                           read_own(job) != NULL ? "no report %llu filed or joined by you"
+                                                 : "no report %llu",
+                           (unsigned long long)job->id);
+    } else if (job->rc > 0) {
+        /* The same answer as POST .../response gives for a request in another partner's queue. */
+        epcs_respond_error(req, 404, "unknown_request", "id", "no request %llu in your queue",
+                           (unsigned long long)job->id);
+    } else if (job->csv) {
+        send_csv(req, &job->out, job->next);
+    } else {
+        epcs_offload_send(base, req, 200, &job->out);
+    }
+}
+
+static void cb_read_destroy(struct epcs_offload *base, int answered)
+{
+    (void)answered;
+    struct read_job *job = read_of(base);
+    epcs_buf_free(&job->out);
+    free(job);
+}
+
+static const struct epcs_offload_ops read_ops[] = {
+    [READ_REPORTS] = {.what = "listing reports",
+                      .work = cb_read_work,
+                      .respond = respond_read,
+                      .destroy = cb_read_destroy},
+    [READ_REPORT] = {.what = "reading a report",
+                     .work = cb_read_work,
+                     .respond = respond_read,
+                     .destroy = cb_read_destroy},
+    [READ_REQUESTS] = {.what = "listing requests",
+                       .work = cb_read_work,
+                       .respond = respond_read,
+                       .destroy = cb_read_destroy},
+    [READ_REQUEST] = {.what = "reading a request",
+                      .work = cb_read_work,
+                      .respond = respond_read,
+                      .destroy = cb_read_destroy},
+    [READ_POLICY] = {.what = "reading a partner's policy",
+                     .work = cb_read_work,
+                     .respond = respond_read,
+                     .destroy = cb_read_destroy},
+};
+
+static int read_start(h2o_req_t *req, struct read_job *job)
+{
+    return epcs_offload_start(req, &job->base, &read_ops[job->kind]);
 }
 
 /* ---- POST /v1/reports --------------------------------------------------------------------- */
+
+/* An http:// or https:// address (the scheme in any case), without spaces or control
+   characters, at most MAX_URL bytes. 0, or answers 422 and returns -1. */
+static int check_url(h2o_req_t *req, const msgpack_object *url)
+{
+    const char *text = url->via.str.ptr;
+    size_t len = url->via.str.size;
+    size_t scheme = len >= 8 && strncasecmp(text, "https://", 8) == 0  ? 8
+                    : len >= 7 && strncasecmp(text, "http://", 7) == 0 ? 7
+                                                                       : 0;
+    int clean = 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c <= ' ' || c == 0x7f)
+            clean = 0;
+    }
+    if (scheme != 0 && len > scheme && text[scheme] != '/' && len <= MAX_URL && clean)
+        return 0;
+    return epcs_respond_error(req, 422, "invalid_fact", "url",
+                              "url must be the posting's http:// or https:// address, without "
+                              "spaces, at most %d bytes",
+                              MAX_URL),
+           -1;
+}
+
+/* `len` bytes of text as a partner id in `out`: 0, or -1 when they are not one. */
+static int copy_partner_id(const char *text, size_t len, char out[EPCS_KEY_PARTNER_MAX])
+{
+    if (len == 0 || len >= EPCS_KEY_PARTNER_MAX || memchr(text, '\0', len) != NULL)
+        return -1;
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return epcs_cases_partner_valid(out) ? 0 : -1;
+}
+
+/* Whether an API key belongs to `partner`; always true without keys (--no-auth), where there
+   is nothing to look it up in. */
+static int partner_known(h2o_req_t *req, const char *partner)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    return worker->server->config.no_auth ||
+           epcs_keyring_has_partner(epcs_worker_keyring(worker), partner, strlen(partner));
+}
 
 /* A report as received, borrowed from the decoded body. */
 struct report_body {
@@ -375,46 +582,22 @@ static int read_report_body(h2o_req_t *req, const msgpack_object *body, struct r
                                       names[slot]),
                    -1;
     }
-    const msgpack_object *url = report->url;
-    int scheme = url->via.str.size >= 8 && memcmp(url->via.str.ptr, "https://", 8) == 0  ? 8
-                 : url->via.str.size >= 7 && memcmp(url->via.str.ptr, "http://", 7) == 0 ? 7
-                                                                                         : 0;
-    int clean = 1;
-    for (uint32_t i = 0; i < url->via.str.size; i++) {
-        unsigned char c = (unsigned char)url->via.str.ptr[i];
-        if (c <= ' ' || c == 0x7f)
-            clean = 0;
-    }
-    if (scheme == 0 || url->via.str.size <= (uint32_t)scheme || url->via.str.ptr[scheme] == '/' ||
-        url->via.str.size > MAX_URL || !clean)
-        return epcs_respond_error(req, 422, "invalid_fact", "url",
-                                  "url must be the posting's http:// or https:// address, without "
-                                  "spaces, at most %d bytes",
-                                  MAX_URL),
-               -1;
-    const msgpack_object *platform = report->platform;
-    int valid = platform->via.str.size > 0 && platform->via.str.size < EPCS_KEY_PARTNER_MAX;
-    for (uint32_t i = 0; valid && i < platform->via.str.size; i++) {
-        char c = platform->via.str.ptr[i];
-        valid =
-            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
-    }
-    if (!valid)
+    if (check_url(req, report->url) != 0)
+        return -1;
+    char platform[EPCS_KEY_PARTNER_MAX];
+    if (copy_partner_id(report->platform->via.str.ptr, report->platform->via.str.size, platform) !=
+        0)
         return epcs_respond_error(req, 422, "invalid_fact", "platform",
                                   "platform must be the platform's partner id (1-63 of a-z 0-9 _ "
                                   "- .), as its API key names it"),
                -1;
     /* A deletion request to an id no key belongs to would never be read: it would go overdue,
-       be sent again and end as a referral of a platform that was never asked. Without keys
-       (--no-auth) there is nothing to look the id up in. */
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->key != NULL &&
-        !epcs_keyring_has_partner(epcs_worker_keyring(worker), platform->via.str.ptr,
-                                  platform->via.str.size))
+       be sent again and end as a referral of a platform that was never asked. */
+    if (!partner_known(req, platform))
         return epcs_respond_error(req, 404, "unknown_partner", "platform",
-                                  "platform '%.*s' is no partner of epcs: no API key belongs to "
+                                  "platform '%s' is no partner of epcs: no API key belongs to "
                                   "it, so no one would read its deletion requests",
-                                  (int)platform->via.str.size, platform->via.str.ptr),
+                                  platform),
                -1;
     return 0;
 }
@@ -521,39 +704,66 @@ static int respond_report_error(h2o_req_t *req, struct epcs_check_error *err)
     return epcs_respond_check_error(req, err);
 }
 
-/* Puts the report's decision on record as /v1/check does. 0, or answers 503 and returns -1. */
-static int record_decision(h2o_req_t *req, const struct epcs_decision *decision, uint64_t *ticket)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_decision_log *log = worker->server->decisions;
-    epcs_metrics_count_verdict(worker, decision->area_index, decision->verdict);
-    epcs_decision_debug(decision, worker->partner);
-    *ticket = 0;
-    if (log == NULL)
-        return 0;
-    /* As check.c does: staged in async mode, where the worker's stage may hold this turn's
-     * earlier decisions (lower ids) that an append would let the writer pass. */
-    int sync = epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC;
-    uint64_t queued = 0;
-    if ((sync
-             ? epcs_decision_log_append(log, &worker->staged, decision, 1, worker->partner, &queued)
-             : epcs_decision_log_stage(log, &worker->staged, decision, 1, worker->partner)) != 0) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-        epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
-                           "the decision log cannot take this report's decision now, so the "
-                           "report is not filed; retry");
-        return -1;
-    }
-    *ticket = queued;
-    return 0;
-}
-
 static int keep_string(struct case_job *job, size_t slot, const msgpack_object *str,
                        const char **out)
 {
     job->strings[slot] = copy_object_string(str);
     *out = job->strings[slot];
     return *out != NULL ? 0 : -1;
+}
+
+/* Copies the report and its decision into the job, which outlives the request's memory and
+   the ruleset's. 0, or -1 when memory runs out. */
+static int keep_report(h2o_req_t *req, struct case_job *job, const struct report_body *report,
+                       const struct epcs_decision *decision)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_case_report *in = &job->in.report;
+    char date[11];
+    if (report->date != NULL)
+        snprintf(date, sizeof(date), "%.*s", (int)report->date->via.str.size,
+                 report->date->via.str.ptr);
+    else
+        epcs_date_format(decision->date, date);
+    msgpack_object date_object = str_object(date);
+    msgpack_object filed_by = str_object(worker->partner);
+    msgpack_object ruleset = str_object(decision->ruleset);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->facts, epcs_buf_msgpack_write);
+    if (report->facts != NULL)
+        msgpack_pack_object(&pk, *report->facts);
+    else
+        msgpack_pack_map(&pk, 0);
+    msgpack_packer_init(&pk, &job->check, epcs_buf_msgpack_write);
+    msgpack_pack_object(&pk, *decision->check);
+    const char *kept_ruleset;
+    if (keep_string(job, 0, &filed_by, &in->filed_by) != 0 ||
+        keep_string(job, 1, report->url, &in->url) != 0 ||
+        keep_string(job, 2, report->platform, &in->platform) != 0 ||
+        keep_string(job, 3, report->election, &in->election) != 0 ||
+        keep_string(job, 4, report->category, &in->category) != 0 ||
+        keep_string(job, 5, &date_object, &in->date) != 0 ||
+        keep_string(job, 6, &ruleset, &kept_ruleset) != 0 || job->facts.data == NULL ||
+        job->check.data == NULL)
+        return -1;
+    in->facts = job->facts.data;
+    in->facts_len = job->facts.len;
+    in->verdict = job->verdict.data;
+    in->verdict_len = job->verdict.len;
+    in->partner_view = own_partner(req) != NULL;
+    in->by_staff = own_partner(req) == NULL;
+    in->now_us = now_us();
+    job->decision = *decision;
+    job->decision.election = in->election;
+    job->decision.area = FALSE_INFORMATION;
+    job->decision.ruleset = kept_ruleset;
+    job->decision.check = NULL;
+    job->decision.check_msgpack = job->check.data;
+    job->decision.check_len = job->check.len;
+    job->decision.verdict_msgpack = NULL;
+    job->decision.verdict_len = 0;
+    in->decision = worker->server->decisions != NULL ? &job->decision : NULL;
+    return 0;
 }
 
 static int file_report(h2o_req_t *req)
@@ -581,11 +791,9 @@ static int file_report(h2o_req_t *req)
     msgpack_object check;
     if (build_check(worker, &report, &check) != 0)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
-    struct epcs_decision decision = {
-        .id = server->decisions != NULL
-                  ? epcs_decision_log_next_id(server->decisions, &worker->staged)
-                  : 0,
-        .check = &check};
+    /* The case store gives the decision its id when it files the report, and logs it with the
+       report's steps: a filing that fails leaves no decision behind. */
+    struct epcs_decision decision = {.id = 0, .check = &check};
     struct epcs_check_error err;
     struct epcs_buf verdict = {0};
     msgpack_packer verdict_pk;
@@ -616,161 +824,118 @@ static int file_report(h2o_req_t *req)
         epcs_pack_cstr(pk, FALSE_INFORMATION ".lua");
         return epcs_response_send(req, 500, epcs_response_format(req));
     }
-    decision.verdict_msgpack = verdict.data;
-    decision.verdict_len = verdict.len;
     decision.latency_us = (uint64_t)(now_us() - started);
-    uint64_t ticket;
-    if (record_decision(req, &decision, &ticket) != 0) {
-        epcs_buf_free(&verdict);
-        return 0;
-    }
-
+    decision.at_us = now_us();
+    epcs_metrics_count_verdict(worker, decision.area_index, decision.verdict);
+    epcs_decision_debug(&decision, worker->partner);
     struct case_job *job = job_create(req, JOB_FILE);
     if (job == NULL) {
         epcs_buf_free(&verdict);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
     job->verdict = verdict;
-    job->hold_ticket = ticket;
-    struct epcs_case_report *in = &job->in.report;
-    char date[11];
-    if (report.date != NULL)
-        snprintf(date, sizeof(date), "%.*s", (int)report.date->via.str.size,
-                 report.date->via.str.ptr);
-    else
-        epcs_date_format(decision.date, date);
-    msgpack_object date_object = str_object(date);
-    msgpack_packer facts_pk;
-    msgpack_packer_init(&facts_pk, &job->facts, epcs_buf_msgpack_write);
-    if (report.facts != NULL)
-        msgpack_pack_object(&facts_pk, *report.facts);
-    else
-        msgpack_pack_map(&facts_pk, 0);
-    msgpack_object filed_by = str_object(worker->partner);
-    if (keep_string(job, 0, &filed_by, &in->filed_by) != 0 ||
-        keep_string(job, 1, report.url, &in->url) != 0 ||
-        keep_string(job, 2, report.platform, &in->platform) != 0 ||
-        keep_string(job, 3, report.election, &in->election) != 0 ||
-        keep_string(job, 4, report.category, &in->category) != 0 ||
-        keep_string(job, 5, &date_object, &in->date) != 0 || job->facts.data == NULL) {
+    if (keep_report(req, job, &report, &decision) != 0) {
         job_free(job);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
-    in->facts = job->facts.data;
-    in->facts_len = job->facts.len;
-    in->verdict = job->verdict.data;
-    in->verdict_len = job->verdict.len;
-    in->partner_view = own_partner(req) != NULL;
-    in->now_us = now_us();
     return job_start(req, job);
 }
 
 /* ---- GET /v1/reports ---------------------------------------------------------------------- */
 
-static int list_reports(h2o_req_t *req)
+/* Reads GET /v1/reports' filters into `job` (they point into its copy of the query). 0, or
+   answers 400 or 403 and returns -1. */
+static int read_report_query(h2o_req_t *req, struct read_job *job)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_query params;
-    if (epcs_query_read(req, &params, EPCS_QUERY_MAX_PARAMS) != 0)
-        return 0;
-    static const char *const statuses[] = {"open", "closed", "no_action", "needs_facts", NULL};
-    struct epcs_report_query query = {.filed_by = own_partner(req)};
-    int csv = epcs_accepts(req, "text/csv");
+    struct epcs_query *params = &job->params;
+    if (epcs_query_read(req, params, EPCS_QUERY_MAX_PARAMS) != 0)
+        return -1;
+    static const char *const statuses[] = {"open",        "held",      "closed", "no_action",
+                                           "needs_facts", "dismissed", NULL};
+    struct epcs_report_query *query = &job->reports;
+    /* A partner lists the reports it filed or joined. */
+    query->reporter = read_own(job);
+    job->csv = epcs_accepts(req, "text/csv");
     const char *limit = NULL;
-    for (size_t i = 0; i < params.count; i++) {
-        const char *name = params.names[i], *value = params.values[i];
+    for (size_t i = 0; i < params->count; i++) {
+        const char *name = params->names[i], *value = params->values[i];
         if (strcmp(name, "status") == 0) {
             if (!one_of(value, statuses))
                 return epcs_respond_error(req, 400, "bad_request", "status",
-                                          "status must be open, closed, no_action or "
-                                          "needs_facts");
-            query.status = value;
+                                          "status must be open, held, closed, no_action, "
+                                          "needs_facts or dismissed"),
+                       -1;
+            query->status = value;
         } else if (strcmp(name, "platform") == 0) {
-            query.platform = value;
+            query->platform = value;
         } else if (strcmp(name, "election") == 0) {
-            query.election = value;
+            query->election = value;
         } else if (strcmp(name, "category") == 0) {
-            query.category = value;
-        } else if (strcmp(name, "filed_by") == 0) {
-            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
-                return epcs_respond_error(req, 403, "forbidden", "filed_by",
-                                          "key %s of partner %s sees the reports it filed only",
-                                          worker->key->id, worker->partner);
-            query.filed_by = value;
+            query->category = value;
+        } else if (strcmp(name, "filed_by") == 0 || strcmp(name, "reporter") == 0) {
+            if (read_own(job) != NULL && strcmp(value, read_own(job)) != 0)
+                return epcs_respond_error(req, 403, "forbidden", name,
+                                          "key %s of partner %s sees the reports it filed or "
+                                          "joined only",
+                                          worker->key->id, worker->partner),
+                       -1;
+            *(strcmp(name, "reporter") == 0 ? &query->reporter : &query->filed_by) = value;
         } else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0) {
             int64_t us;
             if (epcs_parse_instant(value, &us) != 0)
                 return epcs_respond_error(req, 400, "bad_request", name,
                                           "%s must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)",
-                                          name);
-            *(strcmp(name, "from") == 0 ? &query.from_us : &query.to_us) = us;
+                                          name),
+                       -1;
+            *(strcmp(name, "from") == 0 ? &query->from_us : &query->to_us) = us;
         } else if (strcmp(name, "after") == 0) {
-            if (read_after(req, value, &query.after) != 0)
-                return 0;
+            if (read_after(req, value, &query->after) != 0)
+                return -1;
         } else if (strcmp(name, "limit") == 0) {
             limit = value;
         } else if (strcmp(name, "format") == 0) {
-            if (read_format(req, value, &csv) != 0)
-                return 0;
+            if (read_format(req, value, &job->csv) != 0)
+                return -1;
         } else {
             return epcs_respond_error(req, 400, "bad_request", name,
                                       "unknown filter '%s': status, platform, election, "
-                                      "category, filed_by, from, to, after, limit, format",
-                                      name);
+                                      "category, filed_by, reporter, from, to, after, limit, "
+                                      "format",
+                                      name),
+                   -1;
         }
     }
-    if (read_page_limit(req, limit, csv, &query.limit) != 0)
-        return 0;
-    if (query.from_us && query.to_us && query.to_us <= query.from_us)
-        return epcs_respond_error(req, 400, "bad_request", "to", "to must come after from");
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
-        return 0;
-    char err[256];
-    if (!csv) {
-        if (epcs_cases_list_reports(reader, &query, epcs_response_begin(worker), err,
-                                    sizeof(err)) != 0) {
-            epcs_log(EPCS_LOG_ERROR, "cases", "listing reports: %s", err);
-            return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-        }
-        return epcs_response_send(req, 200, epcs_response_format(req));
-    }
-    struct epcs_buf text = {0};
-    uint64_t next = 0;
-    if (epcs_cases_export_csv(reader, &query, &text, &next, err, sizeof(err)) != 0) {
-        epcs_buf_free(&text);
-        epcs_log(EPCS_LOG_ERROR, "cases", "exporting reports: %s", err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-    }
-    send_csv(req, &text, next);
-    epcs_buf_free(&text);
+    if (read_page_limit(req, limit, job->csv, &query->limit) != 0)
+        return -1;
+    if (query->from_us && query->to_us && query->to_us <= query->from_us)
+        return epcs_respond_error(req, 400, "bad_request", "to", "to must come after from"), -1;
     return 0;
+}
+
+static int list_reports(h2o_req_t *req)
+{
+    struct read_job *job = read_create(req, READ_REPORTS);
+    if (job == NULL)
+        return 0;
+    if (read_report_query(req, job) != 0) {
+        cb_read_destroy(&job->base, 1);
+        return 0;
+    }
+    return read_start(req, job);
 }
 
 static int show_report(h2o_req_t *req, const char *rest, size_t len)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
     uint64_t id;
     if (read_path_id(req, rest, len, "a report id is a whole number, as POST /v1/reports gave it",
                      &id) != 0)
         return 0;
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
+    struct read_job *job = read_create(req, READ_REPORT);
+    if (job == NULL)
         return 0;
-    char err[256];
-    const char *filer = own_partner(req);
-    int found =
-        epcs_cases_get_report(reader, id, filer, epcs_response_begin(worker), err, sizeof(err));
-    if (found < 0) {
-        epcs_log(EPCS_LOG_ERROR, "cases", "reading report %llu: %s", (unsigned long long)id, err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
-    }
-    /* Another partner's report answers as one that does not exist: its id tells nothing. */
-    if (found > 0)
-        return epcs_respond_error(req, 404, "unknown_report", "id",
-                                  filer != NULL ? "no report %llu filed by you" : "no report %llu",
-                                  (unsigned long long)id);
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    job->id = id;
+    return read_start(req, job);
 }
 
 int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len)
@@ -792,6 +957,59 @@ int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len)
 
 /* ---- GET /v1/partners/me/requests --------------------------------------------------------- */
 
+/* Reads the queue's filters into `job`, as read_report_query does. */
+static int read_request_query(h2o_req_t *req, struct read_job *job)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_query *params = &job->params;
+    if (epcs_query_read(req, params, EPCS_QUERY_MAX_PARAMS) != 0)
+        return -1;
+    static const char *const statuses[] = {
+        "open",      "overdue", "done", "objected", "data_submitted",
+        "escalated", "pending", "all",  NULL};
+    struct epcs_request_query *query = &job->requests;
+    /* Without a partner filter, the caller's own queue (staff have one too). */
+    snprintf(job->caller, sizeof(job->caller), "%s", worker->partner);
+    query->partner = job->caller;
+    query->status = "pending";
+    job->csv = epcs_accepts(req, "text/csv");
+    const char *limit = NULL;
+    for (size_t i = 0; i < params->count; i++) {
+        const char *name = params->names[i], *value = params->values[i];
+        if (strcmp(name, "status") == 0) {
+            if (!one_of(value, statuses))
+                return epcs_respond_error(req, 400, "bad_request", "status",
+                                          "status must be open, overdue, done, objected, "
+                                          "data_submitted, escalated, pending or all"),
+                       -1;
+            query->status = value;
+        } else if (strcmp(name, "after") == 0) {
+            if (read_after(req, value, &query->after) != 0)
+                return -1;
+        } else if (strcmp(name, "limit") == 0) {
+            limit = value;
+        } else if (strcmp(name, "format") == 0) {
+            if (read_format(req, value, &job->csv) != 0)
+                return -1;
+        } else if (strcmp(name, "partner") == 0) {
+            /* Staff may look at any partner's queue; a partner only at its own. */
+            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
+                return epcs_respond_error(req, 403, "forbidden", "partner",
+                                          "key %s of partner %s sees its own queue only",
+                                          worker->key->id, worker->partner),
+                       -1;
+            query->partner = value;
+        } else {
+            return epcs_respond_error(req, 400, "bad_request", name,
+                                      "unknown filter '%s': status, after, limit, partner, "
+                                      "format",
+                                      name),
+                   -1;
+        }
+    }
+    return read_page_limit(req, limit, job->csv, &query->limit);
+}
+
 int epcs_handle_partner_requests(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -799,72 +1017,28 @@ int epcs_handle_partner_requests(h2o_req_t *req)
         return not_found_route(req);
     if (!epcs_method_is(req, "GET"))
         return epcs_method_not_allowed(req, "GET");
-    struct epcs_query params;
-    if (epcs_query_read(req, &params, EPCS_QUERY_MAX_PARAMS) != 0)
+    struct read_job *job = read_create(req, READ_REQUESTS);
+    if (job == NULL)
         return 0;
-    static const char *const statuses[] = {
-        "open",      "overdue", "done", "objected", "data_submitted",
-        "escalated", "pending", "all",  NULL};
-    struct epcs_request_query query = {.partner = worker->partner, .status = "pending"};
-    int csv = epcs_accepts(req, "text/csv");
-    const char *limit = NULL;
-    for (size_t i = 0; i < params.count; i++) {
-        const char *name = params.names[i], *value = params.values[i];
-        if (strcmp(name, "status") == 0) {
-            if (!one_of(value, statuses))
-                return epcs_respond_error(req, 400, "bad_request", "status",
-                                          "status must be open, overdue, done, objected, "
-                                          "data_submitted, escalated, pending or all");
-            query.status = value;
-        } else if (strcmp(name, "after") == 0) {
-            if (read_after(req, value, &query.after) != 0)
-                return 0;
-        } else if (strcmp(name, "limit") == 0) {
-            limit = value;
-        } else if (strcmp(name, "format") == 0) {
-            if (read_format(req, value, &csv) != 0)
-                return 0;
-        } else if (strcmp(name, "partner") == 0) {
-            /* Staff may look at any partner's queue; a partner only at its own. */
-            if (own_partner(req) != NULL && strcmp(value, own_partner(req)) != 0)
-                return epcs_respond_error(req, 403, "forbidden", "partner",
-                                          "key %s of partner %s sees its own queue only",
-                                          worker->key->id, worker->partner);
-            query.partner = value;
-        } else {
-            return epcs_respond_error(req, 400, "bad_request", name,
-                                      "unknown filter '%s': status, after, limit, partner, "
-                                      "format",
-                                      name);
-        }
-    }
-    if (read_page_limit(req, limit, csv, &query.limit) != 0)
+    if (read_request_query(req, job) != 0) {
+        cb_read_destroy(&job->base, 1);
         return 0;
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
-        return 0;
-    char err[256];
-    if (!csv) {
-        if (epcs_cases_list_requests(reader, &query, epcs_response_begin(worker), err,
-                                     sizeof(err)) != 0) {
-            epcs_log(EPCS_LOG_ERROR, "cases", "listing requests: %s", err);
-            return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-        }
-        return epcs_response_send(req, 200, epcs_response_format(req));
     }
-    struct epcs_buf text = {0};
-    uint64_t next = 0;
-    if (epcs_cases_export_requests_csv(reader, &query, &text, &next, err, sizeof(err)) != 0) {
-        epcs_buf_free(&text);
-        epcs_log(EPCS_LOG_ERROR, "cases", "exporting requests: %s", err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store query failed");
-    }
-    send_csv(req, &text, next);
-    epcs_buf_free(&text);
-    return 0;
+    return read_start(req, job);
 }
 
 /* ---- POST /v1/requests/{id}/response ------------------------------------------------------ */
+
+/* A reason of 1 to MAX_REASON bytes of text: 0, or answers 422 and returns -1. */
+static int check_reason(h2o_req_t *req, const msgpack_object *reason)
+{
+    if (reason->via.str.size > 0 && reason->via.str.size <= MAX_REASON &&
+        memchr(reason->via.str.ptr, '\0', reason->via.str.size) == NULL)
+        return 0;
+    return epcs_respond_error(req, 422, "invalid_fact", "reason",
+                              "reason must be text of 1 to %d bytes", MAX_REASON),
+           -1;
+}
 
 static int answer_request(h2o_req_t *req, uint64_t id)
 {
@@ -919,10 +1093,8 @@ static int answer_request(h2o_req_t *req, uint64_t id)
         return epcs_respond_error(req, 400, "bad_request", "reason", "an objection needs a reason");
     if (data == NULL && strcmp(stored, "data_submitted") == 0)
         return epcs_respond_error(req, 400, "bad_request", "data", "data_submitted needs the data");
-    if (reason != NULL && (reason->via.str.size == 0 || reason->via.str.size > MAX_REASON ||
-                           memchr(reason->via.str.ptr, '\0', reason->via.str.size) != NULL))
-        return epcs_respond_error(req, 422, "invalid_fact", "reason",
-                                  "reason must be text of 1 to %d bytes", MAX_REASON);
+    if (reason != NULL && check_reason(req, reason) != 0)
+        return 0;
     if (data != NULL && data->type == MSGPACK_OBJECT_STR && data->via.str.size == 0)
         return epcs_respond_error(req, 422, "invalid_fact", "data", "data must not be empty");
 
@@ -930,7 +1102,11 @@ static int answer_request(h2o_req_t *req, uint64_t id)
     if (job == NULL)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     struct epcs_case_answer *in = &job->in.answer;
-    in->partner = job->partner;
+    msgpack_object partner = str_object(worker->partner);
+    if (keep_string(job, 1, &partner, &in->partner) != 0) {
+        job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
     in->request = id;
     in->status = stored;
     if (reason != NULL) {
@@ -955,22 +1131,11 @@ static int answer_request(h2o_req_t *req, uint64_t id)
 
 static int show_request(h2o_req_t *req, uint64_t id)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    sqlite3 *reader = case_reader(req);
-    if (reader == NULL)
+    struct read_job *job = read_create(req, READ_REQUEST);
+    if (job == NULL)
         return 0;
-    char err[256];
-    int found = epcs_cases_get_request(reader, id, own_partner(req), epcs_response_begin(worker),
-                                       err, sizeof(err));
-    if (found < 0) {
-        epcs_log(EPCS_LOG_ERROR, "cases", "reading request %llu: %s", (unsigned long long)id, err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
-    }
-    /* The same answer as POST .../response gives for a request in another partner's queue. */
-    if (found > 0)
-        return epcs_respond_error(req, 404, "unknown_request", "id",
-                                  "no request %llu in your queue", (unsigned long long)id);
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    job->id = id;
+    return read_start(req, job);
 }
 
 int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)
@@ -989,6 +1154,148 @@ int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)
                      &id) != 0)
         return 0;
     return answering ? answer_request(req, id) : show_request(req, id);
+}
+
+/* ---- POST /v1/reports/{id}/confirm, /dismiss ------------------------------------------- */
+
+/* The optional `reason` of a staff decision, read from the body (which may be empty for a
+   confirmation). 0 with `reason` set or NULL, or answers 400 or 422 and returns -1. */
+static int read_review_body(h2o_req_t *req, int dismiss, const msgpack_object **reason)
+{
+    *reason = NULL;
+    if (!dismiss && req->entity.len == 0)
+        return 0;
+    msgpack_object body;
+    if (epcs_read_body(req, epcs_worker_of(req)->server->config.max_body, &body, NULL) != 0)
+        return -1;
+    if (body.type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the review must be a map {reason}"),
+               -1;
+    for (uint32_t i = 0; i < body.via.map.size; i++) {
+        const msgpack_object *key = &body.via.map.ptr[i].key;
+        const msgpack_object *value = &body.via.map.ptr[i].val;
+        if (!epcs_str_eq(key, "reason"))
+            return epcs_respond_error(req, 400, "bad_request", NULL, "unknown field '%.*s': reason",
+                                      quoted_len(key), key->via.str.ptr),
+                   -1;
+        if (value->type != MSGPACK_OBJECT_STR)
+            return epcs_respond_error(req, 400, "bad_request", "reason", "reason must be a string"),
+                   -1;
+        *reason = value;
+    }
+    if (*reason == NULL && dismiss)
+        return epcs_respond_error(req, 400, "bad_request", "reason", "a dismissal needs a reason"),
+               -1;
+    if (*reason != NULL && check_reason(req, *reason) != 0)
+        return -1;
+    return 0;
+}
+
+int epcs_handle_report_review(h2o_req_t *req, const char *rest, size_t len)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->server->cases == NULL)
+        return not_found_route(req);
+    if (!epcs_method_is(req, "POST"))
+        return epcs_method_not_allowed(req, "POST");
+    const char *slash = memchr(rest, '/', len);
+    size_t id_len = slash != NULL ? (size_t)(slash - rest) : len;
+    int dismiss = slash != NULL && h2o_memis(slash, len - id_len, H2O_STRLIT("/dismiss"));
+    uint64_t id;
+    const msgpack_object *reason;
+    if (read_path_id(req, rest, id_len,
+                     "a report id is a whole number, as POST /v1/reports gave it", &id) != 0 ||
+        read_review_body(req, dismiss, &reason) != 0)
+        return 0;
+    struct case_job *job = job_create(req, JOB_REVIEW);
+    msgpack_object staff = str_object(worker->partner);
+    struct epcs_case_review *in = job != NULL ? &job->in.review : NULL;
+    if (job == NULL || keep_string(job, 0, &staff, &in->staff) != 0 ||
+        (reason != NULL && keep_string(job, 1, reason, &in->reason) != 0)) {
+        if (job != NULL)
+            job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
+    in->report = id;
+    in->dismiss = dismiss;
+    in->reason_len = reason != NULL ? reason->via.str.size : 0;
+    in->now_us = now_us();
+    return job_start(req, job);
+}
+
+/* ---- GET, PUT /v1/admin/partners/{id} ------------------------------------------------------ */
+
+/* The body of PUT: {reports: "send" | "hold"}. 0 with `send` set, or answers and returns -1. */
+static int read_policy_body(h2o_req_t *req, int *send)
+{
+    msgpack_object body;
+    if (epcs_read_body(req, epcs_worker_of(req)->server->config.max_body, &body, NULL) != 0)
+        return -1;
+    if (body.type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the policy must be a map {reports}"),
+               -1;
+    const msgpack_object *reports = NULL;
+    for (uint32_t i = 0; i < body.via.map.size; i++) {
+        const msgpack_object *key = &body.via.map.ptr[i].key;
+        if (!epcs_str_eq(key, "reports"))
+            return epcs_respond_error(req, 400, "bad_request", NULL,
+                                      "unknown field '%.*s': reports", quoted_len(key),
+                                      key->via.str.ptr),
+                   -1;
+        reports = &body.via.map.ptr[i].val;
+    }
+    if (reports == NULL)
+        return epcs_respond_error(req, 400, "bad_request", "reports",
+                                  "reports is required: send or hold"),
+               -1;
+    if (reports->type != MSGPACK_OBJECT_STR ||
+        (!epcs_str_eq(reports, "send") && !epcs_str_eq(reports, "hold")))
+        return epcs_respond_error(req, 422, "invalid_fact", "reports",
+                                  "reports must be send or hold"),
+               -1;
+    *send = epcs_str_eq(reports, "send");
+    return 0;
+}
+
+int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (worker->server->cases == NULL || memchr(rest, '/', len) != NULL)
+        return not_found_route(req);
+    int put = epcs_method_is(req, "PUT");
+    if (!put && !epcs_method_is(req, "GET"))
+        return epcs_method_not_allowed(req, "GET, PUT");
+    char partner[EPCS_KEY_PARTNER_MAX];
+    if (copy_partner_id(rest, len, partner) != 0)
+        return epcs_respond_error(req, 400, "bad_request", "id",
+                                  "a partner id is 1-63 of a-z 0-9 _ - .");
+    if (!partner_known(req, partner))
+        return epcs_respond_error(req, 404, "unknown_partner", "id",
+                                  "no API key belongs to partner '%s'", partner);
+    if (!put) {
+        struct read_job *read = read_create(req, READ_POLICY);
+        if (read == NULL)
+            return 0;
+        snprintf(read->caller, sizeof(read->caller), "%s", partner);
+        return read_start(req, read);
+    }
+    int send;
+    if (read_policy_body(req, &send) != 0)
+        return 0;
+    struct case_job *job = job_create(req, JOB_POLICY);
+    msgpack_object id = str_object(partner), by = str_object(worker->partner);
+    struct epcs_case_policy *in = job != NULL ? &job->in.policy : NULL;
+    if (job == NULL || keep_string(job, 0, &id, &in->partner) != 0 ||
+        keep_string(job, 1, &by, &in->by) != 0) {
+        if (job != NULL)
+            job_free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    }
+    in->send = send;
+    in->now_us = now_us();
+    return job_start(req, job);
 }
 
 /* ---- the sweep ---------------------------------------------------------------------------- */

@@ -2474,3 +2474,64 @@ int epcs_decision_log_recent(sqlite3 *db, size_t limit,
     reader_close(&reader);
     return rc;
 }
+
+/* ---- entries committed elsewhere first (the case store's outbox) ------------------------- */
+
+/* Packs one event as epcs_decision_log_event does, with the id and time it was given. */
+static int encode_event(struct epcs_buf *out, const struct epcs_decision_event *event)
+{
+    struct entry_header header = {.id = event->id, .at_us = event->at_us, .kind = ENTRY_EVENT};
+    size_t header_at = begin_entry(out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    int packed = header_at != SIZE_MAX && msgpack_pack_array(&pk, EVENT_FIELDS) == 0 &&
+                 msgpack_pack_uint8(&pk, ENTRY_EVENT) == 0 &&
+                 msgpack_pack_uint64(&pk, event->id) == 0 &&
+                 msgpack_pack_int64(&pk, event->at_us) == 0;
+    pack_key(&pk, event->partner);
+    pack_text_or_nil(&pk, event->election);
+    pack_key(&pk, event->event);
+    packed = packed && msgpack_pack_uint64(&pk, event->subject) == 0;
+    if (event->detail != NULL)
+        packed = packed && msgpack_pack_bin(&pk, event->detail_len) == 0 &&
+                 msgpack_pack_bin_body(&pk, event->detail, event->detail_len) == 0;
+    else
+        packed = packed && msgpack_pack_nil(&pk) == 0;
+    if (!packed)
+        return -1;
+    finish_entry(out, header_at, &header);
+    return 0;
+}
+
+int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                              const struct epcs_decision *decisions, const char *const *partners,
+                              size_t decision_count, const struct epcs_decision_event *events,
+                              size_t event_count, uint64_t *ticket)
+{
+    *ticket = 0;
+    if (atomic_load(&log->failed))
+        return -1;
+    struct epcs_decision_chunk *chunk = take_chunk(log);
+    if (chunk == NULL)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < decision_count; i++)
+        rc = encode_decisions(&chunk->bytes, &decisions[i], 1, partners[i]);
+    for (size_t i = 0; rc == 0 && i < event_count; i++)
+        rc = encode_event(&chunk->bytes, &events[i]);
+    if (rc != 0) {
+        free_chunks(chunk);
+        return -1;
+    }
+    chunk->count = decision_count + event_count;
+    /* No queue limit: these are on disk elsewhere already, and the stage's mark holds every
+     * later id back until they are handed over. */
+    pthread_mutex_lock(&log->lock);
+    uint64_t last = enqueue_locked(log, chunk->count > 0 ? chunk : NULL, stage);
+    pthread_mutex_unlock(&log->lock);
+    if (chunk->count == 0)
+        free_chunks(chunk);
+    else
+        *ticket = last;
+    return 0;
+}

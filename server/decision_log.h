@@ -217,4 +217,34 @@ int epcs_decision_log_recent(sqlite3 *reader, size_t limit,
                                        const char *date),
                              void *ctx, char *err, size_t err_size);
 
+/** A case event whose id its caller took with epcs_decision_log_next_id; strings borrowed. */
+struct epcs_decision_event {
+    uint64_t id;
+    int64_t at_us;
+    const char *partner;
+    const char *event;
+    /** NULL: none. */
+    const char *election;
+    uint64_t subject;
+    /** A msgpack map, or NULL. */
+    const char *detail;
+    size_t detail_len;
+};
+
+/**
+ * Hands over entries its caller has committed elsewhere first (the case store's outbox), with
+ * the ids it took for them with epcs_decision_log_next_id(log, stage): `decisions` (the i-th
+ * made for `partners[i]`) and `events`, all in one chunk, and clears `stage`'s mark. The queue
+ * limit does not apply (the caller checks it before its commit): refusing what is already
+ * stored would only keep the mark, and with it every later id, waiting. Returns 0 with
+ * `ticket` set to the last entry's place in line (0 when there were none), or -1 when the log
+ * has failed or memory runs out: nothing is handed over and the mark stays (a failed log
+ * writes nothing more anyway; the caller hands the entries over again or releases the mark
+ * with epcs_decision_log_flush).
+ */
+int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                              const struct epcs_decision *decisions, const char *const *partners,
+                              size_t decision_count, const struct epcs_decision_event *events,
+                              size_t event_count, uint64_t *ticket);
+
 #endif

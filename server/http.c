@@ -429,12 +429,10 @@ static void set_wakeable(struct epcs_worker *worker, int wakeable)
     pthread_mutex_unlock(&commit_wake_lock);
 }
 
-int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
-                             size_t len)
+/* Sends `copy`, which lives as long as the request, now or once its decisions are on disk. */
+static int send_body(h2o_req_t *req, int status, const char *content_type, char *copy, size_t len)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
-    memcpy(copy, data, len);
     uint64_t ticket = worker->hold_ticket;
     worker->hold_ticket = 0;
     if (ticket == 0 || decisions_safe(worker) >= ticket) {
@@ -461,6 +459,32 @@ int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_typ
     if (epcs_decision_log_mode(worker->server->decisions) == EPCS_AUDIT_SYNC)
         release_held(worker);
     return 0;
+}
+
+int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
+                             size_t len)
+{
+    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
+    memcpy(copy, data, len);
+    return send_body(req, status, content_type, copy, len);
+}
+
+static void cb_owned_disposed(void *ptr)
+{
+    free(*(char **)ptr);
+}
+
+int epcs_response_send_buf(h2o_req_t *req, int status, const char *content_type,
+                           struct epcs_buf *body)
+{
+    /* A copy of a long export would fault in its pages on the loop: the request takes the
+       buffer instead and frees it with its pool. */
+    static char empty[1];
+    char **owned = h2o_mem_alloc_shared(&req->pool, sizeof(*owned), cb_owned_disposed);
+    *owned = body->data;
+    size_t len = body->len;
+    *body = (struct epcs_buf){0};
+    return send_body(req, status, content_type, *owned != NULL ? *owned : empty, len);
 }
 
 int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format)
@@ -547,6 +571,8 @@ static const struct route_spec routes[EPCS_ROUTE_COUNT] = {
     [EPCS_ROUTE_REPORTS] = {"reports", EPCS_ROLE_PARTNER},
     [EPCS_ROUTE_PARTNER_REQUESTS] = {"partner_requests", EPCS_ROLE_PARTNER},
     [EPCS_ROUTE_REQUESTS] = {"requests", EPCS_ROLE_PARTNER},
+    [EPCS_ROUTE_REPORT_REVIEW] = {"report_review", EPCS_ROLE_STAFF},
+    [EPCS_ROUTE_ADMIN_PARTNERS] = {"admin_partners", EPCS_ROLE_STAFF},
     [EPCS_ROUTE_NOT_FOUND] = {"not_found", EPCS_ROLE_NONE},
 };
 
@@ -569,6 +595,12 @@ static int path_under(h2o_iovec_t path, const char *prefix, h2o_iovec_t *rest)
         return 0;
     *rest = h2o_iovec_init(path.base + len, path.len - len);
     return 1;
+}
+
+static int path_ends(h2o_iovec_t path, const char *suffix)
+{
+    size_t len = strlen(suffix);
+    return path.len > len && memcmp(path.base + path.len - len, suffix, len) == 0;
 }
 
 int epcs_method_is(h2o_req_t *req, const char *method)
@@ -615,8 +647,13 @@ static enum epcs_route match_route(h2o_iovec_t path, h2o_iovec_t *rest)
         return EPCS_ROUTE_ADMIN_KEYS;
     if (path_is(path, "/v1/decisions") || path_under(path, "/v1/decisions/", rest))
         return EPCS_ROUTE_DECISIONS;
+    if (path_under(path, "/v1/reports/", rest) &&
+        (path_ends(*rest, "/confirm") || path_ends(*rest, "/dismiss")))
+        return EPCS_ROUTE_REPORT_REVIEW;
     if (path_is(path, "/v1/reports") || path_under(path, "/v1/reports/", rest))
         return EPCS_ROUTE_REPORTS;
+    if (path_under(path, "/v1/admin/partners/", rest))
+        return EPCS_ROUTE_ADMIN_PARTNERS;
     if (path_is(path, "/v1/partners/me/requests"))
         return EPCS_ROUTE_PARTNER_REQUESTS;
     if (path_under(path, "/v1/requests/", rest))
@@ -803,6 +840,10 @@ static int dispatch(h2o_req_t *req, enum epcs_route route, h2o_iovec_t rest)
         return epcs_handle_partner_requests(req);
     case EPCS_ROUTE_REQUESTS:
         return epcs_handle_requests(req, rest.base, rest.len);
+    case EPCS_ROUTE_REPORT_REVIEW:
+        return epcs_handle_report_review(req, rest.base, rest.len);
+    case EPCS_ROUTE_ADMIN_PARTNERS:
+        return epcs_handle_admin_partners(req, rest.base, rest.len);
     default:
         break;
     }
@@ -1383,7 +1424,6 @@ static void dispose_worker(struct epcs_worker *worker)
     epcs_engine_destroy(worker->engine);
     epcs_keyring_release(worker->keyring);
     sqlite3_close(worker->reader);
-    sqlite3_close(worker->cases_reader);
     free(worker->metrics.verdicts);
     if (worker->zone_ready)
         msgpack_zone_destroy(&worker->zone);

@@ -42,6 +42,8 @@ enum epcs_route {
     EPCS_ROUTE_REPORTS,
     EPCS_ROUTE_PARTNER_REQUESTS,
     EPCS_ROUTE_REQUESTS,
+    EPCS_ROUTE_REPORT_REVIEW,
+    EPCS_ROUTE_ADMIN_PARTNERS,
     EPCS_ROUTE_NOT_FOUND,
     EPCS_ROUTE_COUNT
 };
@@ -165,8 +167,6 @@ struct epcs_worker {
     uv_timer_t access_log_due;
     /** Read-only decision log connection for /v1/decisions, opened on first use. */
     sqlite3 *reader;
-    /** Read-only case store connection for the report and queue routes, opened on first use. */
-    sqlite3 *cases_reader;
     /** Worker 0 sweeps the case store for requests past due (cases_api.c). */
     uv_timer_t case_sweep;
     int case_sweep_busy;
@@ -208,6 +208,12 @@ int epcs_accepts(h2o_req_t *req, const char *type);
 /** Sends `data` as is with `status` and `content_type`. Returns 0. */
 int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
                              size_t len);
+/**
+ * As epcs_response_send_bytes, without a copy: the request takes `body`'s memory (freed with
+ * the request) and leaves `body` empty. For long answers made off the loop. Returns 0.
+ */
+int epcs_response_send_buf(h2o_req_t *req, int status, const char *content_type,
+                           struct epcs_buf *body);
 
 /** The format a response should use: Accept, else the request's Content-Type, else JSON. */
 enum epcs_format epcs_response_format(h2o_req_t *req);
@@ -294,6 +300,10 @@ int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len);
 int epcs_handle_partner_requests(h2o_req_t *req);
 /** POST /v1/requests/{id}/response */
 int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len);
+/** POST /v1/reports/{id}/confirm, /v1/reports/{id}/dismiss: `rest` is "{id}/confirm" ... */
+int epcs_handle_report_review(h2o_req_t *req, const char *rest, size_t len);
+/** GET, PUT /v1/admin/partners/{id} */
+int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len);
 /** Sets up the worker's case sweep timer (started on worker 0 only). */
 void epcs_cases_worker_init(struct epcs_worker *worker);
 

@@ -57,6 +57,14 @@ SLANDER = {"url": "https://story.kakao.com/x/9", "platform": "kakao", "election"
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
+POSTINGS = iter(range(1, 1 << 30))
+
+
+def fresh(report, **changes):
+    """`report` about a posting of its own: one posting reported again joins its report, and
+    these tests are about the life of one report each."""
+    return dict(report, url="%s/%d" % (report["url"], next(POSTINGS)), **changes)
+
 
 def instant(text):
     return datetime.datetime.strptime(text, TIME_FORMAT)
@@ -94,7 +102,8 @@ class CaseTest(EpcsTest):
         cls.keys = os.path.join(cls.scratch, "keys")
         cls.tokens = {partner: create_key(cls.keys, partner, role) for partner, role in
                       [("naver", "partner"), ("kakao", "partner"), ("prosecutors", "partner"),
-                       ("nec", "staff"), ("daum", "partner"), ("zum", "partner")]}
+                       ("nec", "staff"), ("daum", "partner"), ("zum", "partner"),
+                       ("dcinside", "partner")]}
 
     @classmethod
     def tearDownClass(cls):
@@ -162,7 +171,8 @@ class CaseFlowTest(CaseTest):
     def test_whole_flow(self):
         """Staff file a report in msgpack; the platform and the prosecutors pull their queues
         and answer (objection, data submitted); the report closes; every step is logged."""
-        filed = self.file("nec", FALSE_FACT, MSGPACK)
+        report = fresh(FALSE_FACT)
+        filed = self.file("nec", report, MSGPACK)
         report_id, created = filed["id"], filed["filed_at"]
         self.assertRegex(created, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
         self.assertRegex(filed["ruleset"], r"^rs-[0-9a-f]{16}$")
@@ -176,31 +186,35 @@ class CaseFlowTest(CaseTest):
                           "decision": filed["decision"]})
         deletion_id, referral_id = [r["id"] for r in filed["requests"]]
         self.assertEqual(referral_id, deletion_id + 1)
-        posting = {"url": FALSE_FACT["url"], "platform": "naver", "election": "na22",
+        posting = {"url": report["url"], "platform": "naver", "election": "na22",
                    "category": "false_fact"}
         deletion = dict(posting, id=deletion_id, report=report_id, kind="deletion_request",
                         to="naver", article="82-4(3)", attempt=1, status="open", created=created,
-                        due=shifted(created, 24 * 3600),
+                        sent=created, due=shifted(created, 24 * 3600),
                         objection_until=shifted(created, 3 * 24 * 3600), follows=None,
                         action=deletion_action(), answer=None)
         referral = dict(posting, id=referral_id, report=report_id, kind="referral",
                         to="prosecutors", article="250(2)", attempt=1, status="open",
-                        created=created, due=shifted(created, 24 * 3600), objection_until=None,
+                        created=created, sent=created, due=shifted(created, 24 * 3600),
+                        objection_until=None,
                         follows=None, action=referral_action("250(2)", PENALTY_250_2),
                         answer=None)
         summary = {"id": report_id, "status": "open", "filed_at": created, "filed_by": "nec",
-                   "url": FALSE_FACT["url"], "platform": "naver", "election": "na22",
+                   "url": report["url"], "platform": "naver", "election": "na22",
                    "category": "false_fact", "date": "2024-03-01", "verdict": "prohibited",
                    "article": "250(2)", "ruleset": filed["ruleset"],
-                   "decision": filed["decision"], "updated_at": created, "request_count": 2}
+                   "decision": filed["decision"], "updated_at": created, "request_count": 2,
+                   "posting": report["url"], "reporter_count": 1}
         history = filed.pop("history")
-        self.assertEqual(filed, dict(summary, facts=FALSE_FACT["facts"], answer=answer,
-                                     requests=[deletion, referral]))
+        self.assertEqual(filed, dict(summary, joined=False, facts=FALSE_FACT["facts"],
+                                     answer=answer, requests=[deletion, referral],
+                                     reporters=[{"partner": "nec", "at": created,
+                                                 "url": report["url"]}]))
         self.assertEqual(self.events(history), [
             ("report_filed", None, "open", "nec"), ("request_sent", deletion_id, "open", "epcs"),
             ("request_sent", referral_id, "open", "epcs")])
         self.assertEqual(history[0]["detail"], {
-            "url": FALSE_FACT["url"], "platform": "naver", "category": "false_fact",
+            "url": report["url"], "platform": "naver", "category": "false_fact",
             "date": "2024-03-01", "verdict": "prohibited", "article": "250(2)",
             "decision": filed["decision"]})
         self.assertEqual(history[1]["detail"], {
@@ -290,14 +304,21 @@ class CaseFlowTest(CaseTest):
         self.assertTrue(replay.document["same"])
 
     def test_partner_files_and_platform_complies(self):
-        """A partner files in JSON; the platform answers done; the referral keeps it open."""
-        filed = self.file("kakao", SLANDER)
+        """A partner files in JSON; its requests wait for staff (a partner's report is held
+        unless staff set its policy to send); once confirmed the platform answers done; the
+        referral keeps it open."""
+        filed = self.file("kakao", fresh(SLANDER))
         self.assertEqual((filed["filed_by"], filed["verdict"], filed["article"], filed["status"]),
-                         ("kakao", "prohibited", "251", "open"))
+                         ("kakao", "prohibited", "251", "held"))
         self.assertEqual(filed["answer"]["actions"],
                          [deletion_action(), referral_action("251", PENALTY_251)])
-        # The filer's answer holds its own request; staff see the referral too.
-        deletion, = filed["requests"]
+        self.assertEqual([r["status"] for r in filed["requests"]], ["held"])
+        confirmed = self.call("nec", "POST", "/v1/reports/%d/confirm" % filed["id"])
+        self.assertEqual(confirmed.status, 200, confirmed.raw)
+        self.assertEqual(confirmed.document["status"], "open")
+        # The filer's report holds its own request; staff see the referral too.
+        deletion, = self.call("kakao", "GET", "/v1/reports/%d" % filed["id"]).document["requests"]
+        self.assertEqual(deletion["status"], "open")
         self.assertEqual(filed["request_count"], 2)
         referral = self.report(filed["id"])["requests"][1]
         self.assertEqual((deletion["to"], referral["to"]), ("kakao", "prosecutors"))
@@ -313,24 +334,24 @@ class CaseFlowTest(CaseTest):
                          ["requests"], [done.document])
 
     def test_reports_that_ask_for_nothing(self):
-        allowed = self.file("nec", dict(SLANDER, facts={"true_facts": True,
+        allowed = self.file("nec", fresh(SLANDER, facts={"true_facts": True,
                                                         "public_interest": True}))
         self.assertEqual((allowed["status"], allowed["verdict"], allowed["requests"],
                           allowed["answer"]["exception"]),
                          ("no_action", "allowed", [], "true_and_public_interest"))
         self.assertEqual(self.events(allowed["history"]),
                          [("report_filed", None, "no_action", "nec")])
-        unclear = self.file("nec", dict(FALSE_FACT, facts={}))
+        unclear = self.file("nec", fresh(FALSE_FACT, facts={}))
         self.assertEqual((unclear["status"], unclear["verdict"], unclear["answer"]["missing"],
                           unclear["facts"]), ("needs_facts", "needs_facts", ["activity.intent"], {}))
-        dated = dict(FALSE_FACT)
+        dated = fresh(FALSE_FACT)
         dated.pop("date")
         today = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=9)))
         self.assertEqual(self.file("nec", dated)["date"], today.strftime("%Y-%m-%d"))
 
     def test_a_case_event_is_not_replayed(self):
         """A step of a case is in the decision log, but has no check to decide again."""
-        filed = self.file("nec", SLANDER)
+        filed = self.file("nec", fresh(SLANDER))
         event = filed["history"][0]["decision"]
         self.logged([event])
         replay = self.call("nec", "POST", "/v1/decisions/%d/replay" % event)
@@ -349,7 +370,7 @@ class CaseFlowTest(CaseTest):
         self.assertError(self.call("naver", "GET", "/v1/partners/me/requests?partner=kakao"), 403,
                          "forbidden", "partner",
                          "key %s of partner naver sees its own queue only" % key_id(naver))
-        filed = self.file("nec", SLANDER)
+        filed = self.file("nec", fresh(SLANDER))
         deletion_id = filed["requests"][0]["id"]
         after = "after=%d" % (deletion_id - 1)
         self.assertEqual([r["id"] for r in self.queue("nec", "?partner=kakao&" + after)
@@ -376,9 +397,9 @@ class CaseFlowTest(CaseTest):
         """A partner lists and reads its own reports, and of each only the requests addressed
         to it: a request to another partner, with its answer, is not the filer's to read."""
         kakao = self.tokens["kakao"]
-        by_staff = self.file("nec", SLANDER)
-        own = self.file("kakao", SLANDER, MSGPACK)
-        about_another = self.file("kakao", FALSE_FACT)
+        by_staff = self.file("nec", fresh(SLANDER))
+        own = self.file("kakao", fresh(SLANDER), MSGPACK)
+        about_another = self.file("kakao", fresh(FALSE_FACT))
         deletion, referral = self.report(own["id"])["requests"]
         self.assertEqual((deletion["to"], referral["to"]), ("kakao", "prosecutors"))
         after = "?after=%d" % (by_staff["id"] - 1)
@@ -399,7 +420,8 @@ class CaseFlowTest(CaseTest):
         self.assertEqual(staff_kakao.document, listed.document)
         self.assertError(self.call("kakao", "GET", "/v1/reports?filed_by=nec"), 403,
                          "forbidden", "filed_by",
-                         "key %s of partner kakao sees the reports it filed only" % key_id(kakao))
+                         "key %s of partner kakao sees the reports it filed or joined only"
+                         % key_id(kakao))
 
         # Its own report, with its own deletion request and not the referral; request_count
         # still counts both.
@@ -410,19 +432,22 @@ class CaseFlowTest(CaseTest):
                         history=[step for step in whole["history"]
                                  if step["request"] in (None, deletion["id"])])
         self.assertEqual(mine.document, expected)
-        self.assertEqual(own, expected)
+        # The answer to the filing is the same, and says it made a report of its own.
+        self.assertEqual(own, dict(expected, joined=False))
         self.assertEqual(mine.document["request_count"], 2)
+        # A partner's report waits for staff before anything is sent.
         self.assertEqual(self.events(mine.document["history"]), [
-            ("report_filed", None, "open", "kakao"),
-            ("request_sent", deletion["id"], "open", "epcs")])
+            ("report_filed", None, "held", "kakao"),
+            ("request_held", deletion["id"], "held", "epcs")])
         # A report about a posting on another platform: no request of the filer's, so only the
         # report's own steps.
         theirs = self.call("kakao", "GET", "/v1/reports/%d" % about_another["id"]).document
         self.assertEqual((theirs["requests"], self.events(theirs["history"])),
-                         ([], [("report_filed", None, "open", "kakao")]))
+                         ([], [("report_filed", None, "held", "kakao")]))
         for who, report_id in (("kakao", by_staff["id"]), ("naver", own["id"])):
             self.assertError(self.call(who, "GET", "/v1/reports/%d" % report_id), 404,
-                             "unknown_report", "id", "no report %d filed by you" % report_id)
+                             "unknown_report", "id",
+                             "no report %d filed or joined by you" % report_id)
 
     def test_queue_csv(self):
         """A queue as CSV: the requests' fields but the action and submitted data, the answer as
@@ -465,8 +490,38 @@ class CaseFlowTest(CaseTest):
                                    "limit=100001"), 400, "bad_request", "limit",
                          "limit must be a whole number from 1 to 100000")
 
+    def test_csv_cells_are_text(self):
+        """A partner's text that a spreadsheet would run as a formula (= + - @, tab, CR first)
+        is exported with a leading apostrophe, so it shows as the text it is."""
+        reasons = ['=HYPERLINK("http://evil.example","open")', "+1+1", "-2+3", "@SUM(A1:A9)",
+                   "\tcmd", "\r=1", "plain, and safe"]
+        expected = ['"\'=HYPERLINK(""http://evil.example"",""open"")"', "'+1+1", "'-2+3",
+                    "'@SUM(A1:A9)", "'\tcmd", '"\'\r=1"', '"plain, and safe"']
+        requests = []
+        for n, reason in enumerate(reasons):
+            filed = self.file("nec", dict(FALSE_FACT, platform="dcinside",
+                                          url="https://gall.dcinside.com/formula/%d" % n))
+            deletion = filed["requests"][0]
+            done = self.answer("dcinside", deletion["id"], {"status": "done", "reason": reason})
+            self.assertEqual(done.status, 200, done.raw)
+            requests.append(done.document)
+        query = "?status=done&after=%d&format=csv" % (requests[0]["id"] - 1)
+        response = self.call("dcinside", "GET", "/v1/partners/me/requests" + query)
+        self.assertEqual(response.status, 200, response.raw)
+        rows = ["%d,%d,deletion_request,dcinside,82-4(3),1,done,%s,%s,%s,,%s,dcinside,na22,false_fact,"
+                "%s,%s,\r\n" % (r["id"], r["report"], r["created"], r["due"],
+                                  r["objection_until"], r["url"], r["answer"]["at"], cell)
+                for r, cell in zip(requests, expected)]
+        self.assertEqual(response.raw.decode("utf-8"),
+                         "id,report,kind,to,article,attempt,status,created,due,objection_until,"
+                         "follows,url,platform,election,category,answered_at,reason,via\r\n"
+                         + "".join(rows))
+        # JSON and msgpack carry the text as it was given.
+        listed = self.queue("dcinside", "?status=done&after=%d" % (requests[0]["id"] - 1))
+        self.assertEqual([r["answer"]["reason"] for r in listed["requests"]], reasons)
+
     def test_queue_pages(self):
-        filed = [self.file("nec", dict(FALSE_FACT, platform="zum")) for _ in range(3)]
+        filed = [self.file("nec", fresh(FALSE_FACT, platform="zum")) for _ in range(3)]
         ids = [report["requests"][0]["id"] for report in filed]
         page = self.queue("nec", "?partner=zum&limit=2")
         self.assertEqual(([r["id"] for r in page["requests"]], page["next"]), (ids[:2], ids[1]))
@@ -477,12 +532,14 @@ class CaseFlowTest(CaseTest):
         self.assertEqual(listed["next"], filed[1]["id"])
         self.assertEqual(set(listed["reports"][0]), {
             "id", "status", "filed_at", "filed_by", "url", "platform", "election", "category",
-            "date", "verdict", "article", "ruleset", "decision", "updated_at", "request_count"})
+            "date", "verdict", "article", "ruleset", "decision", "updated_at", "request_count",
+            "posting", "reporter_count"})
 
     def test_csv_export(self):
         url = 'https://cafe.daum.net/x/1?q=a,b&t="c"'
         filed = [self.file("nec", dict(FALSE_FACT, platform="daum", url=url)),
                  self.file("kakao", dict(SLANDER, platform="daum", category="slander",
+                                         url="https://story.kakao.com/x/9/csv",
                                          facts={"true_facts": True, "public_interest": True}))]
         listed = self.call("nec", "GET", "/v1/reports?platform=daum").document["reports"]
         self.assertEqual([r["id"] for r in listed], [r["id"] for r in filed])
@@ -491,7 +548,7 @@ class CaseFlowTest(CaseTest):
             '2024-03-01,prohibited,250(2),%s,%d,2,%s\r\n'
             % (filed[0]["id"], filed[0]["filed_at"], filed[0]["ruleset"], filed[0]["decision"],
                filed[0]["updated_at"]),
-            '%d,%s,kakao,no_action,https://story.kakao.com/x/9,daum,na22,slander,2024-03-05,'
+            '%d,%s,kakao,no_action,https://story.kakao.com/x/9/csv,daum,na22,slander,2024-03-05,'
             'allowed,251,%s,%d,0,%s\r\n'
             % (filed[1]["id"], filed[1]["filed_at"], filed[1]["ruleset"], filed[1]["decision"],
                filed[1]["updated_at"])]
@@ -599,7 +656,7 @@ class CaseFlowTest(CaseTest):
         self.assertEqual(request(self.server, "GET", "/healthz").status, 200)
 
     def test_bad_answers_and_queries(self):
-        filed = self.file("nec", FALSE_FACT)
+        filed = self.file("nec", fresh(FALSE_FACT))
         request_id = filed["requests"][0]["id"]
         cases = [
             (["done"], 400, "bad_request", None, "the answer must be a map {status, reason?, data?}"),
@@ -655,7 +712,7 @@ class CaseFlowTest(CaseTest):
                 ("/v1/partners/me/requests?status=open&status=done", "status",
                  "status is given twice"),
                 ("/v1/reports?status=lost", "status",
-                 "status must be open, closed, no_action or needs_facts"),
+                 "status must be open, held, closed, no_action, needs_facts or dismissed"),
                 ("/v1/reports?from=yesterday", "from",
                  "from must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"),
                 ("/v1/reports?from=2024-01-02&to=2024-01-01", "to", "to must come after from"),
@@ -666,7 +723,7 @@ class CaseFlowTest(CaseTest):
                 ("/v1/reports?format=xml", "format", "format must be csv (or ask with Accept)"),
                 ("/v1/reports?colour=red", "colour",
                  "unknown filter 'colour': status, platform, election, category, filed_by, "
-                 "from, to, after, limit, format")]:
+                 "reporter, from, to, after, limit, format")]:
             with self.subTest(path=path):
                 self.assertError(self.call("nec", "GET", path), 400, "bad_request", field,
                                  message)
@@ -695,7 +752,7 @@ class EscalationTest(CaseTest):
         return self.report(report_id, server)
 
     def test_overdue_second_request_then_escalation(self):
-        filed = self.file("nec", FALSE_FACT)
+        filed = self.file("nec", fresh(FALSE_FACT))
         report_id = filed["id"]
         first, referral = filed["requests"]
         self.assertEqual(first["action"], deletion_action(3 / 3600, 1 / 86400))
@@ -762,12 +819,12 @@ class EscalationTest(CaseTest):
             ("request_escalated", "naver", second["id"])])
 
     def test_objection_only_within_its_period(self):
-        in_time = self.file("nec", FALSE_FACT)["requests"][0]
+        in_time = self.file("nec", fresh(FALSE_FACT))["requests"][0]
         objected = self.answer("naver", in_time["id"], {"status": "objection",
                                                         "reason": "the facts are true"})
         self.assertEqual(objected.status, 200, objected.raw)
         self.assertEqual(objected.document["status"], "objected")
-        late, referral = self.file("nec", FALSE_FACT)["requests"]
+        late, referral = self.file("nec", fresh(FALSE_FACT))["requests"]
         time.sleep(1.2)
         self.assertError(self.answer("naver", late["id"], {"status": "objection",
                                                            "reason": "the facts are true"}),
@@ -785,7 +842,7 @@ class EscalationTest(CaseTest):
         self.assertEqual(done.status, 200, done.raw)
 
     def test_late_answer_closes_the_second_request_too(self):
-        filed = self.file("nec", FALSE_FACT)
+        filed = self.file("nec", fresh(FALSE_FACT))
         report = self.wait_statuses(filed["id"], ["overdue", "open", "open"])
         first, _, second = report["requests"]
         done = self.answer("naver", first["id"], {"status": "done"}, MSGPACK)
@@ -811,7 +868,7 @@ class EscalationTest(CaseTest):
         server = Server(*self.flags, "--data", data, "--audit", "sync", rules=self.rules,
                         auth=True)
         try:
-            filed = self.file("nec", FALSE_FACT, server=server)
+            filed = self.file("nec", fresh(FALSE_FACT), server=server)
             first, referral = filed["requests"]
             submitted = self.answer("prosecutors", referral["id"],
                                     {"status": "data_submitted", "data": "sent by courier"},

@@ -1,6 +1,7 @@
 /* The case store: reports, requests, the sweep's overdue and escalation steps, answers,
  * queries, CSV, persistence and the decision-log events of every step. */
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cases.h"
@@ -83,7 +84,7 @@ static void make_verdict(struct epcs_buf *out, const char *verdict, int actions)
     msgpack_packer pk;
     epcs_buf_reset(out);
     msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    msgpack_pack_map(&pk, 5 + (actions > 0));
+    msgpack_pack_map(&pk, 4 + (actions > 0));
     pack_str(&pk, "verdict");
     pack_str(&pk, verdict);
     pack_str(&pk, "area");
@@ -99,19 +100,44 @@ static void make_verdict(struct epcs_buf *out, const char *verdict, int actions)
         if (actions > 1)
             pack_referral(&pk);
     }
-    pack_str(&pk, "decision");
-    msgpack_pack_uint64(&pk, 77);
 }
 
 static const char facts_bytes[] = "\x81\xa6intent\xa8to_elect";
+/* The check a report stands for, as the decision log keeps it. */
+static const char check_bytes[] = "\x82\xa8"
+                                  "election\xa4na22\xa4"
+                                  "area\xb1"
+                                  "false_information";
+
+/* The decision of a report with `verdict`, as cases_api hands it to the store. */
+static struct epcs_decision report_decision(const char *verdict)
+{
+    enum epcs_verdict_kind kind = strcmp(verdict, "prohibited") == 0 ? EPCS_VERDICT_PROHIBITED
+                                  : strcmp(verdict, "allowed") == 0  ? EPCS_VERDICT_ALLOWED
+                                                                     : EPCS_VERDICT_NEEDS_FACTS;
+    return (struct epcs_decision){.election = "na22",
+                                  .date = epcs_days_from_civil(2024, 3, 1),
+                                  .area = "false_information",
+                                  .area_index = -1,
+                                  .verdict = kind,
+                                  .ruleset = "rs-0123456789abcdef",
+                                  .check_msgpack = check_bytes,
+                                  .check_len = sizeof(check_bytes) - 1,
+                                  .latency_us = 120};
+}
 
 static uint64_t file(struct epcs_cases *cases, const char *platform, const char *verdict,
                      int actions, int64_t now, struct epcs_buf *out)
 {
     struct epcs_buf bytes = {0};
     make_verdict(&bytes, verdict, actions);
+    struct epcs_decision decision = report_decision(verdict);
+    /* Each filing is of a posting of its own: the same one would join its report. */
+    static int postings;
+    char url[64];
+    snprintf(url, sizeof(url), "https://blog.example/p/%d?a=1,b=\"2\"", ++postings);
     struct epcs_case_report report = {.filed_by = "nec",
-                                      .url = "https://blog.example/p/1?a=1,b=\"2\"",
+                                      .url = url,
                                       .platform = platform,
                                       .election = "na22",
                                       .category = "false_fact",
@@ -120,18 +146,21 @@ static uint64_t file(struct epcs_cases *cases, const char *platform, const char 
                                       .facts_len = sizeof(facts_bytes) - 1,
                                       .verdict = bytes.data,
                                       .verdict_len = bytes.len,
+                                      .decision = &decision,
+                                      .by_staff = 1,
                                       .now_us = now};
     msgpack_packer pk;
     epcs_buf_reset(out);
     msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    uint64_t id = 0;
+    struct epcs_case_filed filed;
     char err[256] = "";
-    int rc = epcs_cases_file(cases, &report, &pk, &id, err, sizeof(err));
+    int rc = epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err));
     EXPECT_INT(rc, EPCS_CASES_OK);
     if (rc != EPCS_CASES_OK)
         fprintf(stderr, "filing failed: %s\n", err);
+    EXPECT_INT(filed.joined, 0);
     epcs_buf_free(&bytes);
-    return id;
+    return filed.id;
 }
 
 static const msgpack_object *get(const msgpack_object *map, const char *key)
@@ -220,7 +249,8 @@ static int answer(struct epcs_cases *cases, const char *partner, uint64_t reques
                                   .reason = reason,
                                   .reason_len = reason != NULL ? strlen(reason) : 0,
                                   .now_us = now};
-    int rc = epcs_cases_answer(cases, &in, &pk, detail, 64);
+    uint64_t ticket;
+    int rc = epcs_cases_answer(cases, &in, &pk, &ticket, detail, 64);
     epcs_buf_free(&out);
     return rc;
 }
@@ -345,10 +375,10 @@ static void test_actions_are_checked(void)
 }
 
 /* Events in the decision log, in id order: "report_filed:1 request_sent:1 ...". */
-static const char *logged_events(msgpack_zone *zone)
+static const char *events_in(const char *dir, msgpack_zone *zone)
 {
     char err[256];
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    sqlite3 *reader = epcs_decision_log_reader(dir, err, sizeof(err));
     EXPECT(reader != NULL);
     struct epcs_buf buf = {0};
     msgpack_packer pk;
@@ -362,13 +392,22 @@ static const char *logged_events(msgpack_zone *zone)
     for (uint32_t i = 0; entries->type == MSGPACK_OBJECT_ARRAY && i < entries->via.array.size;
          i++) {
         const msgpack_object *entry = item(entries, i);
-        snprintf(out + strlen(out), 4096 - strlen(out), "%s%s:%s:%lld", i ? " " : "",
-                 text(zone, entry, "event"), text(zone, entry, "partner"),
-                 number(entry, "subject"));
+        if (get(entry, "event")->type != MSGPACK_OBJECT_STR)
+            snprintf(out + strlen(out), 4096 - strlen(out), "%sdecision:%s", i ? " " : "",
+                     text(zone, entry, "partner"));
+        else
+            snprintf(out + strlen(out), 4096 - strlen(out), "%s%s:%s:%lld", i ? " " : "",
+                     text(zone, entry, "event"), text(zone, entry, "partner"),
+                     number(entry, "subject"));
     }
     epcs_buf_free(&buf);
     sqlite3_close(reader);
     return out;
+}
+
+static const char *logged_events(msgpack_zone *zone)
+{
+    return events_in(scratch, zone);
 }
 
 static void test_flow(void)
@@ -393,7 +432,10 @@ static void test_flow(void)
     EXPECT_STR(text(&zone, &filed, "status"), "open");
     EXPECT_STR(text(&zone, &filed, "filed_at"), "2026-03-02T00:00:00.000000Z");
     EXPECT_STR(text(&zone, &filed, "article"), "250(1)");
-    EXPECT_INT(number(&filed, "decision"), 77);
+    /* The store gave the decision its id and put it in the answer, as /v1/check does. */
+    long long decision = number(&filed, "decision");
+    EXPECT(decision > 0);
+    EXPECT_INT(number(get(&filed, "answer"), "decision"), decision);
     EXPECT_INT(number(&filed, "request_count"), 2);
     EXPECT_STR(text(&zone, get(&filed, "facts"), "intent"), "to_elect");
     EXPECT_STR(text(&zone, get(&filed, "answer"), "area"), "false_information");
@@ -475,6 +517,7 @@ static void test_flow(void)
     /* Report 2: the platform answers the first attempt late, which answers the second too. */
     uint64_t late = file(cases, "kakao", "prohibited", 1, now, &out);
     EXPECT_INT(late, 2);
+    long long late_decision = number(get_decoded(&zone, &out, "answer"), "decision");
     EXPECT_INT(epcs_cases_sweep(cases, now + HOUR_US, 100, err, sizeof(err)), 1);
     EXPECT_STR(statuses(db, late, &zone), "5:overdue 6:open");
     EXPECT_INT(answer(cases, "kakao", 5, "done", NULL, now + HOUR_US + 1, detail), EPCS_CASES_OK);
@@ -557,12 +600,15 @@ static void test_flow(void)
     uint64_t next = 9;
     EXPECT_INT(epcs_cases_export_csv(db, &filter, &csv, &next, err, sizeof(err)), 0);
     epcs_buf_append(&csv, "", 1);
-    EXPECT_STR(csv.data,
-               "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,article,"
-               "ruleset,decision,request_count,updated_at\r\n"
-               "2,2026-03-02T00:00:00.000000Z,nec,closed,\"https://blog.example/p/1?a=1,b=\"\"2\"\""
-               "\",kakao,na22,false_fact,2024-03-01,prohibited,250(1),rs-0123456789abcdef,77,2,"
-               "2026-03-02T01:00:00.000001Z\r\n");
+    char line[512];
+    snprintf(line, sizeof(line),
+             "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,article,"
+             "ruleset,decision,request_count,updated_at\r\n"
+             "2,2026-03-02T00:00:00.000000Z,nec,closed,\"https://blog.example/p/2?a=1,b=\"\"2\"\""
+             "\",kakao,na22,false_fact,2024-03-01,prohibited,250(1),rs-0123456789abcdef,%lld,2,"
+             "2026-03-02T01:00:00.000001Z\r\n",
+             late_decision);
+    EXPECT_STR(csv.data, line);
     EXPECT_INT(next, 0);
     filter = (struct epcs_report_query){.limit = 1};
     epcs_buf_reset(&csv);
@@ -575,11 +621,13 @@ static void test_flow(void)
 
     /* Every step went to the decision log, in order, with whom it concerns. */
     EXPECT_CONTAINS(logged_events(&zone),
-                    "report_filed:nec:1 request_sent:naver:1 request_sent:prosecutors:2 "
+                    "decision:nec report_filed:nec:1 request_sent:naver:1 "
+                    "request_sent:prosecutors:2 "
                     "request_overdue:naver:1 request_sent:naver:3 request_overdue:naver:3 "
                     "request_sent:prosecutors:4 request_escalated:naver:1 "
                     "request_escalated:naver:3 request_answered:prosecutors:4 "
-                    "request_answered:prosecutors:2 report_closed:nec:1 report_filed:nec:2");
+                    "request_answered:prosecutors:2 report_closed:nec:1 decision:nec "
+                    "report_filed:nec:2");
     epcs_buf_free(&out);
     epcs_buf_free(&csv);
     msgpack_zone_destroy(&zone);
@@ -624,11 +672,13 @@ static void test_refused_event_stores_nothing(void)
                                       .facts_len = 1,
                                       .verdict = verdict.data,
                                       .verdict_len = verdict.len,
+                                      .by_staff = 1,
                                       .now_us = t0()};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
-    uint64_t id = 0;
-    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &id, err, sizeof(err)), EPCS_CASES_LOG_REFUSED);
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)),
+               EPCS_CASES_LOG_REFUSED);
     EXPECT_INT(out.len, 0);
     char detail[64];
     /* Refusals that change nothing need no event. */
@@ -637,7 +687,7 @@ static void test_refused_event_stores_nothing(void)
     EXPECT_INT(answer(cases, "naver", 8, "done", NULL, t0(), detail), EPCS_CASES_LOG_REFUSED);
     err[0] = '\0';
     EXPECT_INT(epcs_cases_sweep(cases, t0() + 1000 * DAY_US, 10, err, sizeof(err)), -1);
-    EXPECT_STR(err, "the decision log refused the event request_overdue");
+    EXPECT_STR(err, "the decision log cannot take a step now (its queue is full)");
     sqlite3 *db = epcs_cases_reader(scratch, err, sizeof(err));
     struct epcs_report_query all = {.limit = 100};
     struct epcs_buf listed = {0};
@@ -668,7 +718,492 @@ static void test_other_schema_is_refused(void)
     EXPECT_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     EXPECT(epcs_cases_open(scratch, NULL, err, sizeof(err)) == NULL);
-    EXPECT_CONTAINS(err, "has case store format 99, this epcsd writes 1");
+    EXPECT_CONTAINS(err, "has case store format 99, this epcsd writes 2");
+}
+
+/* A fresh directory of its own under `scratch`, for a test that needs an empty store. */
+static const char *fresh_dir(const char *name)
+{
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/%s", scratch, name);
+    EXPECT_INT(mkdir(path, 0700), 0);
+    return path;
+}
+
+/* Partner text a spreadsheet would run as a formula (OWASP CSV injection) is exported as text:
+ * a cell starting with = + - @, a tab or a carriage return gets a leading apostrophe. */
+static void test_csv_cells_are_not_formulas(void)
+{
+    char err[256], detail[64];
+    const char *dir = fresh_dir("csv");
+    struct epcs_cases *cases = epcs_cases_open(dir, NULL, err, sizeof(err));
+    EXPECT(cases != NULL);
+    struct epcs_buf verdict = {0}, out = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_case_report report = {.filed_by = "=1+2",
+                                      .url = "https://x.example/=p",
+                                      .platform = "-naver",
+                                      .election = "@na22",
+                                      .category = "+false_fact",
+                                      .date = "\t2024-03-01",
+                                      .facts = "\x80",
+                                      .facts_len = 1,
+                                      .verdict = verdict.data,
+                                      .verdict_len = verdict.len,
+                                      .by_staff = 1,
+                                      .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(
+        answer(cases, "-naver", 1, "done", "\r=HYPERLINK(\"http://evil\",\"x\")", t0(), detail),
+        EPCS_CASES_OK);
+    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    struct epcs_report_query all = {.limit = 10};
+    struct epcs_buf csv = {0};
+    uint64_t next = 9;
+    EXPECT_INT(epcs_cases_export_csv(db, &all, &csv, &next, err, sizeof(err)), 0);
+    epcs_buf_append(&csv, "", 1);
+    EXPECT_STR(csv.data,
+               "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,article,"
+               "ruleset,decision,request_count,updated_at\r\n"
+               "1,2026-03-02T00:00:00.000000Z,'=1+2,closed,https://x.example/=p,'-naver,'@na22,"
+               "'+false_fact,'\t2024-03-01,prohibited,250(1),rs-0123456789abcdef,,1,"
+               "2026-03-02T00:00:00.000000Z\r\n");
+    struct epcs_request_query queue = {.partner = "-naver", .status = "all", .limit = 10};
+    epcs_buf_reset(&csv);
+    EXPECT_INT(epcs_cases_export_requests_csv(db, &queue, &csv, &next, err, sizeof(err)), 0);
+    epcs_buf_append(&csv, "", 1);
+    EXPECT_STR(csv.data,
+               "id,report,kind,to,article,attempt,status,created,due,objection_until,follows,url,"
+               "platform,election,category,answered_at,reason,via\r\n"
+               "1,1,deletion_request,'-naver,82-4(3),1,done,2026-03-02T00:00:00.000000Z,"
+               "2026-03-02T01:00:00.000000Z,2026-03-05T00:00:00.000000Z,,https://x.example/=p,"
+               "'-naver,'@na22,'+false_fact,2026-03-02T00:00:00.000000Z,"
+               "\"'\r=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",\r\n");
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+    epcs_buf_free(&csv);
+}
+
+/* A step SQLite refuses halfway (here a trigger a test installs) is rolled back whole: the
+ * decision log gets none of its events, so no event cites a report or request id that SQLite
+ * hands out again to the next step. */
+static void test_rolled_back_step_leaves_no_event(void)
+{
+    char err[256];
+    const char *dir = fresh_dir("rollback");
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(dir, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
+    struct epcs_cases *cases = epcs_cases_open(dir, log, err, sizeof(err));
+    EXPECT(cases != NULL);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    sqlite3 *other = NULL;
+    EXPECT_INT(sqlite3_open(path, &other), SQLITE_OK);
+    EXPECT_INT(sqlite3_exec(other,
+                            "CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN "
+                            "SELECT RAISE(ABORT, 'refused by the test'); END",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+    struct epcs_buf verdict = {0}, out = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_case_report report = {.filed_by = "nec",
+                                      .url = "https://x.example/refused",
+                                      .platform = "naver",
+                                      .election = "na22",
+                                      .category = "slander",
+                                      .date = "2024-03-01",
+                                      .facts = "\x80",
+                                      .facts_len = 1,
+                                      .verdict = verdict.data,
+                                      .verdict_len = verdict.len,
+                                      .by_staff = 1,
+                                      .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)), EPCS_CASES_FAILED);
+    EXPECT_CONTAINS(err, "refused by the test");
+    EXPECT_INT(sqlite3_exec(other, "DROP TRIGGER refuse", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    report.url = "https://x.example/stored";
+    EXPECT_INT(epcs_cases_file(cases, &report, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    /* Report 1 and request 1 are the stored ones, each logged once. */
+    EXPECT_STR(events_in(dir, &zone), "report_filed:nec:1 request_sent:naver:1");
+    msgpack_zone_destroy(&zone);
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+}
+
+static long long outbox_rows(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    long long count = -1;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox", -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        count = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return count;
+}
+
+static void sql(const char *dir, const char *statement)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    sqlite3 *db = NULL;
+    EXPECT_INT(sqlite3_open(path, &db), SQLITE_OK);
+    char *message = NULL;
+    EXPECT_INT(sqlite3_exec(db, statement, NULL, NULL, &message), SQLITE_OK);
+    if (message != NULL)
+        fprintf(stderr, "%s: %s\n", statement, message);
+    sqlite3_free(message);
+    sqlite3_close(db);
+}
+
+/* What a stop leaves in the outbox goes to the decision log at the next start, before anything
+ * else and with the ids it was given; what the log holds already is not logged again. */
+static void test_outbox_survives_a_stop(void)
+{
+    char err[256];
+    const char *dir = fresh_dir("outbox");
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    struct epcs_buf out = {0};
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    struct epcs_cases *cases = epcs_cases_open(dir, log, err, sizeof(err));
+    EXPECT(cases != NULL);
+    EXPECT_INT(file(cases, "naver", "prohibited", 1, t0(), &out), 1);
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+    /* A clean stop leaves nothing behind. */
+    EXPECT_INT(outbox_rows(dir), 0);
+    EXPECT_STR(events_in(dir, &zone), "decision:nec report_filed:nec:1 request_sent:naver:1");
+
+    /* A stop after the log committed report_filed but before the store deleted its row, and
+     * one after the store committed an answer but before it handed the answer over. */
+    sqlite3 *reader = epcs_cases_reader(dir, err, sizeof(err));
+    msgpack_object whole = report(reader, 1, &zone, &out);
+    sqlite3_close(reader);
+    long long filed = number(item(get(&whole, "history"), 0), "decision");
+    long long sent = number(item(get(&whole, "history"), 1), "decision");
+    char statement[512];
+    snprintf(statement, sizeof(statement),
+             "INSERT INTO outbox(id, kind, at_us, partner, election, event, subject) VALUES "
+             "(%lld, 1, 1, 'nec', 'na22', 'report_filed', 1), "
+             "(%lld, 1, 2, 'naver', 'na22', 'request_answered', 1)",
+             filed, sent + 5);
+    sql(dir, statement);
+    log = epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    cases = epcs_cases_open(dir, log, err, sizeof(err));
+    EXPECT(cases != NULL);
+    /* Handed over and committed before the store opened: the outbox is empty again. */
+    EXPECT_INT(outbox_rows(dir), 0);
+    /* This run's ids come after the recovered ones. */
+    EXPECT_INT(file(cases, "kakao", "prohibited", 1, t0(), &out), 2);
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+    const char *expected = "decision:nec report_filed:nec:1 request_sent:naver:1 "
+                           "request_answered:naver:1 decision:nec report_filed:nec:2 "
+                           "request_sent:kakao:2";
+    EXPECT_STR(events_in(dir, &zone), expected);
+    sqlite3 *decisions = epcs_decision_log_reader(dir, err, sizeof(err));
+    struct epcs_buf entry = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &entry, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_decision_log_get(decisions, (uint64_t)sent + 5, &pk, NULL, NULL, 0, NULL, err,
+                                     sizeof(err)),
+               0);
+    msgpack_object answered = decode(&zone, &entry);
+    EXPECT_STR(text(&zone, &answered, "event"), "request_answered");
+    EXPECT_INT(number(&answered, "id"), sent + 5);
+    EXPECT_STR(text(&zone, &answered, "at"), "1970-01-01T00:00:00.000002Z");
+    sqlite3_close(decisions);
+
+    /* Opened again, nothing is logged twice. */
+    log = epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    cases = epcs_cases_open(dir, log, err, sizeof(err));
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+    EXPECT_STR(events_in(dir, &zone), expected);
+    epcs_buf_free(&entry);
+    epcs_buf_free(&out);
+    msgpack_zone_destroy(&zone);
+}
+
+/* Spellings of one posting that name the same one, and those that do not. */
+static void test_postings(void)
+{
+    static const struct {
+        const char *url, *posting;
+    } cases[] = {
+        {"https://blog.naver.com/x/1", "https://blog.naver.com/x/1"},
+        {"HTTPS://Blog.Naver.COM/x/1", "https://blog.naver.com/x/1"},
+        {"https://blog.naver.com:443/x/1#comment-3", "https://blog.naver.com/x/1"},
+        {"http://blog.naver.com:80/x/1", "http://blog.naver.com/x/1"},
+        {"http://blog.naver.com:443/x/1", "http://blog.naver.com:443/x/1"},
+        {"https://blog.naver.com./x/1", "https://blog.naver.com/x/1"},
+        {"https://blog.naver.com", "https://blog.naver.com/"},
+        {"https://blog.naver.com?q=1", "https://blog.naver.com/?q=1"},
+        {"https://blog.naver.com:/x", "https://blog.naver.com/x"},
+        {"https://blog.naver.com/%7Euser/%2fa%2Fb?q=%e2%82%ac&r=%41",
+         "https://blog.naver.com/~user/%2Fa%2Fb?q=%E2%82%AC&r=A"},
+        {"https://blog.naver.com/X/1?Q=A", "https://blog.naver.com/X/1?Q=A"},
+        {"https://User:Pass@Blog.Naver.com/x", "https://User:Pass@blog.naver.com/x"},
+        {"https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"},
+        {"https://[2001:db8::1]:8443/x", "https://[2001:db8::1]:8443/x"},
+        {"https://blog.naver.com/100%", "https://blog.naver.com/100%"},
+        {"https://blog.naver.com/%zz", "https://blog.naver.com/%zz"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char posting[EPCS_CASES_POSTING_MAX] = "";
+        EXPECT_INT(epcs_cases_posting(cases[i].url, posting, sizeof(posting)), 0);
+        EXPECT_STR(posting, cases[i].posting);
+    }
+    char small[16];
+    EXPECT_INT(epcs_cases_posting("ftp://x.example/", small, sizeof(small)), -1);
+    EXPECT_INT(epcs_cases_posting("https://", small, sizeof(small)), -1);
+    EXPECT_INT(epcs_cases_posting("https:///x", small, sizeof(small)), -1);
+    EXPECT_INT(epcs_cases_posting("https://x.example/long/path", small, sizeof(small)), -1);
+}
+
+/* A partner's report: its requests held, not due, not swept, until staff confirm them; the
+ * same partner filing it again changes nothing; a staff policy of "send" sends at once. */
+static void test_held_until_confirmed(void)
+{
+    char err[256], detail[64];
+    const char *dir = fresh_dir("held");
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    struct epcs_cases *cases = epcs_cases_open(dir, log, err, sizeof(err));
+    EXPECT(cases != NULL);
+    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    struct epcs_buf verdict = {0}, out = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_decision decision = report_decision("prohibited");
+    struct epcs_case_report filing = {.filed_by = "kakao",
+                                      .url = "https://Blog.Example/held#top",
+                                      .platform = "naver",
+                                      .election = "na22",
+                                      .category = "false_fact",
+                                      .date = "2024-03-01",
+                                      .facts = facts_bytes,
+                                      .facts_len = sizeof(facts_bytes) - 1,
+                                      .verdict = verdict.data,
+                                      .verdict_len = verdict.len,
+                                      .decision = &decision,
+                                      .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    struct epcs_case_filed filed;
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
+    EXPECT_INT(filed.joined, 0);
+    const msgpack_object *joined = get_decoded(&zone, &out, "joined");
+    EXPECT(joined->type == MSGPACK_OBJECT_BOOLEAN && !joined->via.boolean);
+    msgpack_object whole = report(db, 1, &zone, &out);
+    EXPECT_STR(text(&zone, &whole, "posting"), "https://blog.example/held");
+    EXPECT_STR(text(&zone, &whole, "status"), "held");
+    EXPECT_STR(statuses(db, 1, &zone), "1:held");
+    EXPECT(get(item(get(&whole, "requests"), 0), "due")->type == MSGPACK_OBJECT_NIL);
+    EXPECT_INT(epcs_cases_sweep(cases, t0() + 100 * DAY_US, 10, err, sizeof(err)), 0);
+    EXPECT_INT(answer(cases, "naver", 1, "done", NULL, t0(), detail), EPCS_CASES_NOT_FOUND);
+    struct epcs_request_query queue = {.partner = "naver", .status = "all", .limit = 10};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(get_decoded(&zone, &out, "requests")->via.array.size, 0);
+
+    /* The same partner again: nothing changes, and the answer says it joined. */
+    epcs_buf_reset(&out);
+    filing.now_us = t0() + HOUR_US;
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
+    EXPECT_INT(filed.joined, 1);
+    joined = get_decoded(&zone, &out, "joined");
+    EXPECT(joined->type == MSGPACK_OBJECT_BOOLEAN && joined->via.boolean);
+    EXPECT_STR(history(db, 1, &zone), "report_filed request_held(1)");
+
+    /* Staff confirm two days later: due and objection period count from then. */
+    struct epcs_case_review review = {.staff = "nec", .report = 1, .now_us = t0() + 2 * DAY_US};
+    uint64_t ticket;
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_review(cases, &review, &pk, &ticket, detail, sizeof(detail)),
+               EPCS_CASES_OK);
+    whole = decode(&zone, &out);
+    const msgpack_object *sent = item(get(&whole, "requests"), 0);
+    EXPECT_STR(text(&zone, sent, "created"), "2026-03-02T00:00:00.000000Z");
+    EXPECT_STR(text(&zone, sent, "sent"), "2026-03-04T00:00:00.000000Z");
+    EXPECT_STR(text(&zone, sent, "due"), "2026-03-04T01:00:00.000000Z");
+    EXPECT_STR(text(&zone, sent, "objection_until"), "2026-03-07T00:00:00.000000Z");
+    EXPECT_STR(history(db, 1, &zone),
+               "report_filed request_held(1) report_confirmed request_sent(1)");
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_review(cases, &review, &pk, &ticket, detail, sizeof(detail)),
+               EPCS_CASES_NOT_HELD);
+    EXPECT_STR(detail, "open");
+    review.report = 9;
+    EXPECT_INT(epcs_cases_review(cases, &review, &pk, &ticket, detail, sizeof(detail)),
+               EPCS_CASES_NOT_FOUND);
+
+    /* The policy: held by default; "send" from the change on. */
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_get_policy(db, "kakao", &pk, err, sizeof(err)), 0);
+    whole = decode(&zone, &out);
+    EXPECT_STR(text(&zone, &whole, "reports"), "hold");
+    struct epcs_case_policy policy = {
+        .partner = "kakao", .send = 1, .by = "nec", .now_us = t0() + 3 * DAY_US};
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_set_policy(cases, &policy, &pk, &ticket, err, sizeof(err)),
+               EPCS_CASES_OK);
+    whole = decode(&zone, &out);
+    EXPECT_STR(text(&zone, &whole, "reports"), "send");
+    EXPECT_STR(text(&zone, &whole, "set_by"), "nec");
+    EXPECT_STR(text(&zone, &whole, "set_at"), "2026-03-05T00:00:00.000000Z");
+    filing.url = "https://blog.example/sent";
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_STR(statuses(db, filed.id, &zone), "2:open");
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_decision_log_close(log);
+    EXPECT_CONTAINS(events_in(dir, &zone), "report_confirmed:kakao:1 request_sent:naver:1 "
+                                           "partner_policy_set:kakao:0 decision:kakao "
+                                           "report_filed:kakao:2 request_sent:naver:2");
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+    msgpack_zone_destroy(&zone);
+}
+
+static const char format_1_schema[] =
+    "CREATE TABLE IF NOT EXISTS reports ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  filed_us INTEGER NOT NULL,"
+    "  filed_by TEXT NOT NULL,"
+    "  url TEXT NOT NULL,"
+    "  platform TEXT NOT NULL,"
+    "  election TEXT NOT NULL,"
+    "  category TEXT NOT NULL,"
+    "  date TEXT NOT NULL,"
+    "  facts BLOB NOT NULL,"
+    "  verdict TEXT NOT NULL,"
+    "  article TEXT NOT NULL,"
+    "  ruleset TEXT NOT NULL,"
+    "  decision INTEGER,"
+    "  answer BLOB NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  updated_us INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS reports_by_time ON reports(filed_us);"
+    "CREATE INDEX IF NOT EXISTS reports_by_status ON reports(status, id);"
+    "CREATE TABLE IF NOT EXISTS requests ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  chain INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  follows INTEGER REFERENCES requests(id),"
+    "  kind TEXT NOT NULL,"
+    "  partner TEXT NOT NULL,"
+    "  article TEXT NOT NULL,"
+    "  action BLOB NOT NULL,"
+    "  created_us INTEGER NOT NULL,"
+    "  due_us INTEGER,"
+    "  objection_until_us INTEGER,"
+    "  status TEXT NOT NULL,"
+    "  updated_us INTEGER NOT NULL,"
+    "  answered_us INTEGER,"
+    "  answered_via INTEGER REFERENCES requests(id),"
+    "  reason TEXT,"
+    "  data BLOB);"
+    "CREATE INDEX IF NOT EXISTS requests_by_partner ON requests(partner, status, id);"
+    "CREATE INDEX IF NOT EXISTS requests_by_due ON requests(status, due_us);"
+    "CREATE INDEX IF NOT EXISTS requests_by_report ON requests(report, id);"
+    "CREATE INDEX IF NOT EXISTS requests_by_chain ON requests(chain, id);"
+    "CREATE TABLE IF NOT EXISTS history ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  report INTEGER NOT NULL REFERENCES reports(id),"
+    "  request INTEGER REFERENCES requests(id),"
+    "  at_us INTEGER NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  detail BLOB,"
+    "  log_id INTEGER);"
+    "CREATE INDEX IF NOT EXISTS history_by_report ON history(report, id);";
+
+/* A case store of format 1 (before outboxes, postings and reporters) is upgraded in place,
+ * every report and request kept, and later reports of its postings join them. */
+static void test_upgrade_from_format_1(void)
+{
+    char err[256];
+    const char *dir = fresh_dir("format1");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    sqlite3 *old = NULL;
+    EXPECT_INT(sqlite3_open(path, &old), SQLITE_OK);
+    EXPECT_INT(sqlite3_exec(old, format_1_schema, NULL, NULL, NULL), SQLITE_OK);
+    EXPECT_INT(sqlite3_exec(
+                   old,
+                   "PRAGMA user_version = 1;"
+                   "INSERT INTO reports VALUES(1, 1000, 'nec', 'HTTPS://Old.Example/p#x', 'naver', "
+                   "'na22', 'false_fact', '2024-03-01', x'80', 'prohibited', '250(1)', 'rs-1', 7, "
+                   "x'80', 'open', 1000);"
+                   "INSERT INTO requests(id, report, chain, attempt, kind, partner, article, "
+                   "action, created_us, due_us, status, updated_us) VALUES(1, 1, 1, 1, "
+                   "'deletion_request', 'naver', '82-4(3)', x'80', 1000, 2000, 'open', 1000);",
+                   NULL, NULL, NULL),
+               SQLITE_OK);
+    sqlite3_close(old);
+    struct epcs_cases *cases = epcs_cases_open(dir, NULL, err, sizeof(err));
+    EXPECT(cases != NULL);
+    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    struct epcs_buf out = {0};
+    msgpack_object whole = report(db, 1, &zone, &out);
+    EXPECT_STR(text(&zone, &whole, "posting"), "https://old.example/p");
+    EXPECT_STR(text(&zone, item(get(&whole, "reporters"), 0), "partner"), "nec");
+    EXPECT_STR(text(&zone, item(get(&whole, "requests"), 0), "sent"),
+               "1970-01-01T00:00:00.001000Z");
+    struct epcs_buf verdict = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_case_report again = {.filed_by = "kakao",
+                                     .url = "https://old.example/p",
+                                     .platform = "naver",
+                                     .election = "na22",
+                                     .category = "false_fact",
+                                     .date = "2024-03-01",
+                                     .facts = "\x80",
+                                     .facts_len = 1,
+                                     .verdict = verdict.data,
+                                     .verdict_len = verdict.len,
+                                     .now_us = t0()};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+    struct epcs_case_filed filed;
+    epcs_buf_reset(&out);
+    EXPECT_INT(epcs_cases_file(cases, &again, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.id, 1);
+    EXPECT_INT(filed.joined, 1);
+    sqlite3_close(db);
+    epcs_cases_close(cases);
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&out);
+    msgpack_zone_destroy(&zone);
 }
 
 int main(void)
@@ -680,6 +1215,12 @@ int main(void)
     test_reopen_keeps_everything();
     test_refused_event_stores_nothing();
     test_other_schema_is_refused();
+    test_csv_cells_are_not_formulas();
+    test_rolled_back_step_leaves_no_event();
+    test_outbox_survives_a_stop();
+    test_postings();
+    test_held_until_confirmed();
+    test_upgrade_from_format_1();
     char command[128];
     snprintf(command, sizeof(command), "rm -rf %s", scratch);
     if (system(command) != 0)
