@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "buf.h"
 #include "codec.h"
@@ -76,6 +77,35 @@ static void set_error(struct epcs_rule_error *err, const char *file, int line, c
     va_end(args);
 }
 
+/* Reads what `stream` holds, up to `limit` + 1 bytes, into a NUL-terminated buffer the size of
+ * what was read: the file's size (`hint`) is where reading starts, but a file being edited may
+ * grow or shrink meanwhile. NULL when memory runs out or reading fails. */
+static char *read_stream(FILE *stream, size_t hint, size_t limit, size_t *length)
+{
+    size_t capacity = (hint < limit ? hint : limit) + 1, used = 0;
+    char *text = malloc(capacity + 1);
+    while (text != NULL) {
+        used += fread(text + used, 1, capacity - used, stream);
+        if (used < capacity || capacity > limit)
+            break;
+        size_t grown = capacity * 2 > limit + 1 ? limit + 1 : capacity * 2;
+        char *bigger = realloc(text, grown + 1);
+        if (bigger == NULL)
+            free(text);
+        text = bigger;
+        capacity = grown;
+    }
+    if (text == NULL || ferror(stream)) {
+        free(text);
+        return NULL;
+    }
+    char *fitted = realloc(text, used + 1);
+    text = fitted != NULL ? fitted : text;
+    text[used] = '\0';
+    *length = used;
+    return text;
+}
+
 static int read_rule_file(const char *dir, const char *name, struct epcs_rule_file *file,
                           struct epcs_rule_error *err)
 {
@@ -86,18 +116,14 @@ static int read_rule_file(const char *dir, const char *name, struct epcs_rule_fi
         set_error(err, name, 0, "%s: cannot read: %s", path, strerror(errno));
         return -1;
     }
+    struct stat st;
+    size_t hint = fstat(fileno(stream), &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 0;
     file->name = strdup(name);
-    file->source = malloc(MAX_RULE_FILE_SIZE + 1);
-    if (file->name == NULL || file->source == NULL) {
-        fclose(stream);
-        set_error(err, name, 0, "out of memory reading %s", path);
-        return -1;
-    }
-    file->length = fread(file->source, 1, MAX_RULE_FILE_SIZE + 1, stream);
-    int failed = ferror(stream);
+    file->source = read_stream(stream, hint, MAX_RULE_FILE_SIZE, &file->length);
     fclose(stream);
-    if (failed) {
-        set_error(err, name, 0, "%s: read error", path);
+    if (file->name == NULL || file->source == NULL) {
+        set_error(err, name, 0, "%s: cannot read: %s", path,
+                  file->name == NULL ? "out of memory" : "read error or out of memory");
         return -1;
     }
     if (file->length > MAX_RULE_FILE_SIZE) {

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -158,6 +159,22 @@ static void test_bundled_ruleset(void)
 
 static char rules_dir[] = "/tmp/epcs-test-rules-XXXXXX";
 
+/* Each rule file's text is held in a buffer of its own size, not in one of the largest size a
+ * rule file may have. */
+static void test_rule_file_buffers_fit(void)
+{
+    struct epcs_rule_error err;
+    struct epcs_ruleset *ruleset = epcs_ruleset_load(EPCS_RULES_DIR, plugins, &limits, &err);
+    EXPECT(ruleset != NULL);
+    for (size_t i = 0; ruleset != NULL && i < ruleset->file_count; i++) {
+        const struct epcs_rule_file *file = &ruleset->files[i];
+        EXPECT(file->length > 0);
+        EXPECT(malloc_usable_size(file->source) <= file->length + 64);
+        EXPECT_INT(file->source[file->length], '\0');
+    }
+    epcs_ruleset_release(ruleset);
+}
+
 static void write_file(const char *name, const char *text)
 {
     char path[256];
@@ -226,6 +243,16 @@ static void test_broken_files_refused(void)
     EXPECT_STR(err.file, "deepfake.lua");
     EXPECT_CONTAINS(err.message,
                     "version 'x' effective_from must be a date 'YYYY-MM-DD', got '2024-13-01'");
+
+    /* A rule file is a legal text, not a data dump: beyond 1 MiB it is refused unread. */
+    char *huge = malloc(1024 * 1024 + 2);
+    memset(huge, '-', 1024 * 1024 + 1);
+    huge[1024 * 1024 + 1] = '\0';
+    write_file("deepfake.lua", huge);
+    free(huge);
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_CONTAINS(err.message, "/deepfake.lua is larger than 1048576 bytes");
 
     write_file("deepfake.lua", "while true do end\n");
     EXPECT(load_broken(&err) == NULL);
@@ -415,6 +442,7 @@ int main(void)
         return epcs_test_report();
     deepfake = (size_t)epcs_plugins_find(plugins, "deepfake", 8);
     test_bundled_ruleset();
+    test_rule_file_buffers_fit();
     test_broken_files_refused();
     test_failing_evaluations();
     memcpy(rules_dir + strlen(rules_dir) - 6, "XXXXXX", 6);
