@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dates.h"
+#include "log.h"
 
 /* The count hook fires every HOOK_STEP instructions: often enough to stop a loop within
  * microseconds, rarely enough to cost nothing measurable on a normal evaluation. */
@@ -25,6 +26,9 @@ struct epcs_lua {
     int located;
     char file[128];
     int line;
+    /* Set while a rule file's main chunk runs: what it makes outlives the load. */
+    int loading;
+    void *owner;
 };
 
 static struct epcs_lua *sandbox_of(lua_State *L)
@@ -99,13 +103,27 @@ static int cb_msghandler(lua_State *L)
     return 1;
 }
 
+/* True when the function that called the running C function is a rule file's own code (the
+ * rule API's functions, the host's and C functions are not). */
+static int called_by_rule_file(lua_State *L)
+{
+    lua_Debug ar;
+    return lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar) && ar.source != NULL &&
+           ar.source[0] == '@';
+}
+
 /* setmetatable without __gc: finalizers run with hooks off, so one that loops would hang the
- * worker beyond the reach of the instruction budget. */
+ * worker beyond the reach of the instruction budget. Not while a rule file loads either: a
+ * table made then outlives the load, and a metatable would let reading it run the rule's code
+ * whenever the host or the rule API reads it (a "strict" table raising on a missing field). */
 static int cb_setmetatable(lua_State *L)
 {
     int meta_type = lua_type(L, 2);
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_argexpected(L, meta_type == LUA_TNIL || meta_type == LUA_TTABLE, 2, "nil or table");
+    if (sandbox_of(L)->loading && called_by_rule_file(L))
+        return luaL_error(L, "setmetatable works only while evaluating: a table made while a "
+                             "rule file loads outlives the load and must stay plain");
     if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
         return luaL_error(L, "cannot change a protected metatable");
     if (meta_type == LUA_TTABLE) {
@@ -194,6 +212,18 @@ static int open_sandbox(lua_State *L)
     return 0;
 }
 
+/* The last line of defence: every host access to a rule state runs inside a protected call,
+ * so this never fires; when it does, the log says which state took the process down. */
+static int cb_panic(lua_State *L)
+{
+    const char *message = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+    epcs_log(EPCS_LOG_ERROR, "lua",
+             "Lua state %p raised an error outside any protected call, "
+             "aborting: %s",
+             (void *)L, message);
+    return 0;
+}
+
 struct epcs_lua *epcs_lua_create(const struct epcs_lua_limits *limits)
 {
     struct epcs_lua *lua = calloc(1, sizeof(*lua));
@@ -205,6 +235,7 @@ struct epcs_lua *epcs_lua_create(const struct epcs_lua_limits *limits)
         free(lua);
         return NULL;
     }
+    lua_atpanic(lua->L, cb_panic);
     lua_pushcfunction(lua->L, open_sandbox);
     if (lua_pcall(lua->L, 0, 0, 0) != LUA_OK) {
         epcs_lua_destroy(lua);
@@ -222,6 +253,40 @@ lua_State *epcs_lua_state(struct epcs_lua *lua)
 size_t epcs_lua_memory(struct epcs_lua *lua)
 {
     return lua->used;
+}
+
+void epcs_lua_set_owner(struct epcs_lua *lua, void *owner)
+{
+    lua->owner = owner;
+}
+
+void *epcs_lua_owner(lua_State *L)
+{
+    return sandbox_of(L)->owner;
+}
+
+int epcs_lua_loading(lua_State *L)
+{
+    return sandbox_of(L)->loading;
+}
+
+int epcs_lua_rule_line(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.source != NULL && ar.source[0] == '@' &&
+            ar.currentline > 0)
+            return ar.currentline;
+    }
+    return 0;
+}
+
+int epcs_lua_plain(lua_State *L, int index)
+{
+    if (lua_type(L, index) != LUA_TTABLE || !lua_getmetatable(L, index))
+        return lua_type(L, index) == LUA_TTABLE ? 0 : -1;
+    lua_pop(L, 1);
+    return -1;
 }
 
 static void fill_error(struct epcs_lua *lua, int status, struct epcs_rule_error *err)
@@ -286,13 +351,14 @@ int epcs_lua_call(struct epcs_lua *lua, int nargs, int nresults, struct epcs_rul
 }
 
 int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *source, size_t len,
-                       int nresults, struct epcs_rule_error *err)
+                       int nargs, int nresults, struct epcs_rule_error *err)
 {
     char chunkname[160];
     lua_State *L = lua->L;
-    int base = lua_gettop(L);
+    int base = lua_gettop(L) - nargs;
+    int rule_file = name[0] != '=';
     /* '@' makes Lua report the bare file name in messages and tracebacks. */
-    snprintf(chunkname, sizeof(chunkname), "%s%s", name[0] == '=' ? "" : "@", name);
+    snprintf(chunkname, sizeof(chunkname), "%s%s", rule_file ? "@" : "", name);
     begin_call(lua);
     int status = luaL_loadbufferx(L, source, len, chunkname, "t");
     if (status != LUA_OK) {
@@ -313,10 +379,14 @@ int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *sourc
         return -1;
     }
     lua->in_call = 0;
-    if (epcs_lua_call(lua, 0, nresults, err) == 0)
+    lua_insert(L, base + 1);
+    lua->loading = rule_file;
+    int rc = epcs_lua_call(lua, nargs, nresults, err);
+    lua->loading = 0;
+    if (rc == 0)
         return 0;
     /* "return epcs.area{...}" is a tail call: its errors have no frame in the file left. */
-    if (err->file[0] == '\0' && name[0] != '=')
+    if (err->file[0] == '\0' && rule_file)
         snprintf(err->file, sizeof(err->file), "%s", name);
     return -1;
 }

@@ -38,11 +38,14 @@ struct epcs_lua *epcs_lua_create(const struct epcs_lua_limits *limits);
 /** The state, for pushing arguments and reading results. */
 lua_State *epcs_lua_state(struct epcs_lua *lua);
 /**
- * Compiles text (never binary) `source` as chunk `name` and runs it under the budget, leaving
- * its first `nresults` results on the stack. Returns 0, or -1 with `err` filled.
+ * Compiles text (never binary) `source` as chunk `name` and runs it under the budget with the
+ * `nargs` values on top of the stack as its arguments (`...`), leaving its first `nresults`
+ * results in their place. A name starting with '=' is the host's own code (the rule API);
+ * any other is a rule file, which may not call setmetatable while it loads. Returns 0, or -1
+ * with `err` filled and the arguments popped.
  */
 int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *source, size_t len,
-                       int nresults, struct epcs_rule_error *err);
+                       int nargs, int nresults, struct epcs_rule_error *err);
 /**
  * Calls the function below `nargs` arguments on the stack under the budget and the memory
  * cap. On success leaves `nresults` results; on failure pops function and arguments and
@@ -51,6 +54,23 @@ int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *sourc
 int epcs_lua_call(struct epcs_lua *lua, int nargs, int nresults, struct epcs_rule_error *err);
 /** Bytes the state holds now. */
 size_t epcs_lua_memory(struct epcs_lua *lua);
+/** Remembers `owner` (not owned) for the state's C functions: see epcs_lua_owner. */
+void epcs_lua_set_owner(struct epcs_lua *lua, void *owner);
+/** The owner set with epcs_lua_set_owner for the sandbox `L` belongs to, or NULL. */
+void *epcs_lua_owner(lua_State *L);
+/** True while a rule file's main chunk runs (epcs_lua_run_chunk). */
+int epcs_lua_loading(lua_State *L);
+/**
+ * The line the innermost rule-file function on the call stack of `L` is at, seen from a C
+ * function the rules called (its own frame is skipped); 0 when no rule file is on the stack.
+ */
+int epcs_lua_rule_line(lua_State *L);
+/**
+ * Whether the host may read the value at `index` with raw access alone: 0 when it is a table
+ * without a metatable, -1 otherwise (not a table, or a table whose metatable would make raw
+ * reads disagree with what rules read).
+ */
+int epcs_lua_plain(lua_State *L, int index);
 /** Makes assignments to globals an error from now on (rules must not keep state). */
 void epcs_lua_freeze_globals(struct epcs_lua *lua);
 /** Accepts NULL. */

@@ -1,11 +1,14 @@
 -- The epcs rule API: the vocabulary every rule file in lua_rules/ is written in.
 -- epcsd compiles this text into itself and runs it in every rule state before the rule files;
--- lua_rules/README.md documents it for rule authors. The host already put epcs.date and
--- epcs.fmt into the global table `epcs`.
+-- lua_rules/README.md documents it for rule authors. The host already put into the global
+-- table `epcs` what it implements in C: epcs.date, epcs.parse_date, epcs.fmt and the verdict
+-- constructors epcs.allowed, epcs.prohibited and epcs.needs_facts. Its own helpers, which rules
+-- must not reach, come as this chunk's argument.
 
+local host = ...
 local epcs = epcs
-local type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select =
-    type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select
+local type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select, rawget =
+    type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select, rawget
 local format = string.format
 
 local function fail(level, fmt, ...)
@@ -112,27 +115,6 @@ function epcs.cite_ko(article)
     return "제" .. main .. "조" .. (branch ~= "" and "의" .. branch or "") ..
         (paragraph ~= "" and "제" .. paragraph .. "항" or "") ..
         (item ~= "" and "제" .. item .. "호" or "")
-end
-
--- Verdict constructors. A verdict is a table the host checks and sends; see README.md.
-local function verdict(kind, spec, level)
-    if type(spec) ~= "table" then
-        fail(level + 1, "epcs.%s{} takes a table", kind)
-    end
-    spec.verdict = kind
-    return spec
-end
-
-function epcs.allowed(spec)
-    return verdict("allowed", spec, 2)
-end
-
-function epcs.prohibited(spec)
-    return verdict("prohibited", spec, 2)
-end
-
-function epcs.needs_facts(spec)
-    return verdict("needs_facts", spec, 2)
 end
 
 -- "activity.labeled" -> "activity", "labeled", split once per path: every evaluation asks.
@@ -300,8 +282,11 @@ end
 -- The verdict another loaded area's rules give for the same query, and the id of the version
 -- that gave it: an area that applies another's provision asks it instead of copying its rules,
 -- so the two cannot drift apart.
+-- The asking rule gets its own copy, with the version's window or deadline filled in as the
+-- host fills it in for verdicts it sends.
 function epcs.decide(name, q)
-    return epcs._evaluate(linked(name, "epcs.decide"), q)
+    local result, rule, from, to, deadline = epcs._evaluate(linked(name, "epcs.decide"), q)
+    return host.own_verdict(result, from, to, deadline), rule
 end
 
 -- The calendar items another loaded area lists for an election, for the same reason.
@@ -309,7 +294,10 @@ function epcs.calendar_of(name, election)
     return epcs._calendar(linked(name, "epcs.calendar_of"), election)
 end
 
--- Called by the host for every evaluation: returns the verdict and the version that made it.
+-- Called by the host for every evaluation: returns the verdict, the id of the version that made
+-- it and, when the verdict has neither window nor deadline, the version's window (from, to) or
+-- deadline (nil, nil, day) for the host to add. Nothing the rules handed over is changed: a
+-- verdict may be a constant of the rule file, shared by every evaluation.
 function epcs._evaluate(area, q)
     local decisive = area.decisive_date and area.decisive_date(q) or q.date
     local version = version_in_force(area, decisive)
@@ -324,19 +312,18 @@ function epcs._evaluate(area, q)
     if type(result) ~= "table" then
         error(format("version '%s' returned %s instead of a verdict", version.id, type(result)), 0)
     end
-    if result.window == nil and result.deadline == nil then
-        if version.window then
-            local from, to = version.window:span(q.election)
-            result.window = {from = from, to = to}
-        else
-            result.deadline = version.deadline:day(q.election)
-        end
-    end
     local rule = version.id
     if version.effective_day > decisive then
         rule = rule .. "/not-in-force"
     end
-    return result, rule
+    if rawget(result, "window") ~= nil or rawget(result, "deadline") ~= nil then
+        return result, rule
+    end
+    if version.window then
+        local from, to = version.window:span(q.election)
+        return result, rule, from, to
+    end
+    return result, rule, nil, nil, version.deadline:day(q.election)
 end
 
 -- Called by the host for an election's calendar: the window or deadline of the version in force

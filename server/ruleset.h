@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "buf.h"
 #include "facts.h"
 #include "lua_engine.h"
 #include "plugin_loader.h"
@@ -163,14 +164,20 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
                                           struct epcs_facts *facts, struct epcs_eval *eval);
 
 /**
- * Pushes onto the engine's Lua stack the list of test cases of one area: its own tests table
- * and the boundary cases generated from its versions' probes. Returns the state, or NULL with
- * `err` filled when the rule API failed.
+ * Packs into `out` (reset first) the test cases of one area as a msgpack array: its own tests
+ * table and the boundary cases generated from its versions' probes. Each case is a map of the
+ * fields it has of name, election, date, actor, activity and expect, with `generated` (a
+ * boolean); a case holding what no request could (a function, a table with a metatable, text
+ * that is not UTF-8) is the map {invalid = true}. Returns 0, or -1 with `err` filled when the
+ * rule API failed.
  */
-lua_State *epcs_engine_push_test_cases(struct epcs_engine *engine, size_t area_index,
-                                       struct epcs_rule_error *err);
+int epcs_engine_pack_test_cases(struct epcs_engine *engine, size_t area_index, struct epcs_buf *out,
+                                struct epcs_rule_error *err);
 
-/** Host API run_rules: see include/epcs/plugin.h. */
+/**
+ * Host API run_rules: see include/epcs/plugin.h. Everything it reads from the rule state runs
+ * in one protected call, and the verdict is packed to eval->packer only once it is whole.
+ */
 int epcs_engine_run_rules(struct epcs_eval *eval);
 /** Host API run_calendar: see include/epcs/plugin.h. */
 int epcs_engine_run_calendar(struct epcs_calendar *calendar);

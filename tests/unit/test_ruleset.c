@@ -284,11 +284,11 @@ static void test_failing_evaluations(void)
         {"      return {verdict = 'maybe', article = '82-8', reason = 'r'}",
          "deepfake.lua: rule test/1 returned verdict 'maybe'", 0},
         {"      return epcs.allowed{article = '82-8', reason = 'r', reson = 'typo'}",
-         "deepfake.lua: rule test/1 returned an unknown verdict field 'reson'", 0},
+         "deepfake.lua:5: rule test/1 returned an unknown verdict field 'reson'", 5},
         {"      return epcs.allowed{reason = 'no article'}",
-         "deepfake.lua: rule test/1 returned a verdict without string article and reason", 0},
+         "deepfake.lua:5: rule test/1 returned a verdict without string article and reason", 5},
         {"      return epcs.needs_facts{article = '82-8', reason = 'r'}",
-         "deepfake.lua: rule test/1 returned needs_facts without the missing facts", 0},
+         "deepfake.lua:5: rule test/1 returned needs_facts without the missing facts", 5},
         {"      return 42", "version 'test/1' returned number instead of a verdict", 0},
         {"      return epcs.allowed{article = '82-8', reason = 'r', obligations = {1}}",
          "returned obligations or missing that are not lists of strings", 0},
@@ -314,6 +314,24 @@ static void test_failing_evaluations(void)
          0},
         {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{to = '\\255'}}}",
          "returned actions whose actions[1].to is a string that is not UTF-8", 0},
+        /* The host reads verdicts raw and never runs their metamethods: a table whose
+         * metatable makes it read otherwise than it is is refused. */
+        {"      return setmetatable(epcs.allowed{article = '82-8', reason = 'r'},\n"
+         "        {__index = function(t, k) error('no field ' .. k) end})",
+         "deepfake.lua:5: rule test/1 returned a verdict table with a metatable; verdicts are "
+         "plain tables",
+         5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        obligations = setmetatable({'x'}, {__len = function() while true do end end})}",
+         "deepfake.lua:5: rule test/1 returned obligations with a metatable; verdicts are plain "
+         "tables",
+         5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        window = setmetatable({}, {__index = function(t, k) return 19800 end})}",
+         "deepfake.lua:5: rule test/1 returned a window with a metatable", 5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        actions = {{kind = 'k', overdue = setmetatable({}, {})}}}",
+         "returned actions whose actions[1].overdue is a table with a metatable", 5},
         {"      local v = epcs.decide('nothing', q)\n      return v",
          "deepfake.lua:5: epcs.decide: no area 'nothing' is loaded (its plugin is missing)", 5},
     };

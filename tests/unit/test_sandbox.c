@@ -10,7 +10,7 @@ static const struct epcs_lua_limits limits = {.memory_bytes = 4u << 20, .instruc
 static int run(struct epcs_lua *lua, const char *source, struct epcs_rule_error *err)
 {
     memset(err, 0, sizeof(*err));
-    return epcs_lua_run_chunk(lua, "rule.lua", source, strlen(source), 0, err);
+    return epcs_lua_run_chunk(lua, "rule.lua", source, strlen(source), 0, 0, err);
 }
 
 /* Evaluates `expr` and returns its type name, e.g. "nil". */
@@ -20,7 +20,7 @@ static const char *type_of(struct epcs_lua *lua, const char *expr)
     char source[256];
     struct epcs_rule_error err;
     snprintf(source, sizeof(source), "return type(%s)", expr);
-    if (epcs_lua_run_chunk(lua, "probe.lua", source, strlen(source), 1, &err) != 0)
+    if (epcs_lua_run_chunk(lua, "probe.lua", source, strlen(source), 0, 1, &err) != 0)
         return strcpy(result, err.message);
     snprintf(result, sizeof(result), "%s", lua_tostring(epcs_lua_state(lua), -1));
     lua_pop(epcs_lua_state(lua), 1);
@@ -70,7 +70,7 @@ static void test_binary_chunks_refused(struct epcs_lua *lua)
     EXPECT_INT(lua_dump(plain, write_chunk, &chunk, 1), 0);
     EXPECT(chunk.len > 4 && memcmp(chunk.bytes, LUA_SIGNATURE, 4) == 0);
     struct epcs_rule_error err;
-    EXPECT_INT(epcs_lua_run_chunk(lua, "rule.luac", chunk.bytes, chunk.len, 0, &err), -1);
+    EXPECT_INT(epcs_lua_run_chunk(lua, "rule.luac", chunk.bytes, chunk.len, 0, 0, &err), -1);
     EXPECT_CONTAINS(err.message, "attempt to load a binary chunk");
     lua_close(plain);
 }
@@ -129,16 +129,50 @@ static void test_errors_name_file_and_line(struct epcs_lua *lua)
     EXPECT_CONTAINS(err.message, "unexpected symbol");
 }
 
+/* Runs `source`, which returns a function, then calls that function: what a rule file's
+ * functions do while evaluating, after the file has loaded. */
+static int call(struct epcs_lua *lua, const char *source, struct epcs_rule_error *err)
+{
+    memset(err, 0, sizeof(*err));
+    if (epcs_lua_run_chunk(lua, "rule.lua", source, strlen(source), 0, 1, err) != 0)
+        return -1;
+    return epcs_lua_call(lua, 0, 0, err);
+}
+
 static void test_no_finalizers(struct epcs_lua *lua)
 {
     struct epcs_rule_error err;
-    EXPECT_INT(run(lua, "setmetatable({}, {__gc = function() while true do end end})\n", &err), -1);
-    EXPECT_CONTAINS(err.message, "rules may not set __gc metamethods");
-    EXPECT_INT(run(lua,
-                   "local t = setmetatable({}, {__index = function() return 7 end})\n"
-                   "assert(t.anything == 7)\n",
-                   &err),
+    EXPECT_INT(call(lua,
+                    "return function()\n"
+                    "  setmetatable({}, {__gc = function() while true do end end})\n"
+                    "end\n",
+                    &err),
+               -1);
+    EXPECT_STR(err.message, "rule.lua:2: rules may not set __gc metamethods");
+    EXPECT_INT(call(lua,
+                    "return function()\n"
+                    "  local t = setmetatable({}, {__index = function() return 7 end})\n"
+                    "  assert(t.anything == 7)\n"
+                    "end\n",
+                    &err),
                0);
+}
+
+/* A table made while a file loads outlives the load: a metatable on it would run the rule's
+ * code whenever the host or the rule API read it, long after, so setmetatable waits until the
+ * rules evaluate. */
+static void test_no_metatables_while_loading(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua,
+                   "local strict = {__index = function(t, k) error('no field ' .. k) end}\n"
+                   "return setmetatable({}, strict)\n",
+                   &err),
+               -1);
+    EXPECT_STR(err.file, "rule.lua");
+    EXPECT_INT(err.line, 2);
+    EXPECT_STR(err.message, "rule.lua:2: setmetatable works only while evaluating: a table made "
+                            "while a rule file loads outlives the load and must stay plain");
 }
 
 static void test_state_usable_after_failures(struct epcs_lua *lua)
@@ -171,6 +205,7 @@ int main(void)
     test_memory_bomb_stopped(lua);
     test_errors_name_file_and_line(lua);
     test_no_finalizers(lua);
+    test_no_metatables_while_loading(lua);
     test_state_usable_after_failures(lua);
     epcs_lua_destroy(lua);
     test_frozen_globals();

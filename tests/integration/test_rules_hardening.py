@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""Integration tests: rule files that try to end, stall or poison epcsd.
+
+Each test starts the real epcsd (or runs the real CLI) on a copy of the bundled rules with one
+file changed, and asserts what the server answers, how long it takes and that it keeps
+answering afterwards. Shares the harness of test_api.py. Run through ctest, or directly:
+    tests/integration/test_rules_hardening.py --epcsd build/epcsd --plugins build/plugins \
+        --rules lua_rules --cases ../shared/cases/public.tsv
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_api  # noqa: E402
+from test_api import (JSON, MSGPACK, EpcsTest, Server, check, copy_rules,  # noqa: E402
+                      deepfake_only_plugins, encode, request, write_rules)
+
+# The "strict table" idiom: reading a missing field is an error.
+STRICT_AREA = ('return setmetatable({}, {__index = function(t, k) error("no field " .. k) end})\n')
+SETMETATABLE_AT_LOAD = ("setmetatable works only while evaluating: a table made while a rule "
+                        "file loads outlives the load and must stay plain")
+CAMPAIGN = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
+            "activity": {"kind": "post", "deepfake": True, "purpose": "campaign"}}
+
+
+def deepfake(purpose, **extra):
+    """A check of the deepfake area for one purpose, as the test rule files branch on it."""
+    activity = {"kind": "post", "purpose": purpose}
+    activity.update(extra)
+    return {"election": "na22", "area": "deepfake", "date": "2024-02-01", "activity": activity}
+
+
+def wait_for(server, text, timeout=20):
+    deadline = time.time() + timeout
+    while text not in server.text():
+        if time.time() > deadline:
+            raise AssertionError("%r not logged within %d s:\n%s" % (text, timeout, server.text()))
+        if server.process.poll() is not None:
+            raise AssertionError("epcsd exited (%d) before logging %r:\n%s"
+                                 % (server.process.returncode, text, server.text()))
+        time.sleep(0.05)
+
+
+class StrictTableFileTest(EpcsTest):
+    """A rule file returning a table with a strict metatable is refused wherever it is loaded,
+    naming the file and the line, and never ends the process."""
+
+    def setUp(self):
+        self.rules = tempfile.mkdtemp(prefix="epcs-test-strict-")
+        copy_rules(self.rules)
+        self.strict = tempfile.mkdtemp(prefix="epcs-test-strict-candidate-")
+        copy_rules(self.strict)
+        with open(os.path.join(self.strict, "deepfake.lua"), "w") as f:
+            f.write(STRICT_AREA)
+
+    def tearDown(self):
+        shutil.rmtree(self.rules)
+        shutil.rmtree(self.strict)
+
+    def assertRefused(self, response, ruleset=None):
+        self.assertEqual(response.status, 422, response.raw)
+        data = response.data
+        self.assertEqual((data["error"], data["file"], data["line"]),
+                         ("rules_refused", "deepfake.lua", 1))
+        self.assertEqual(data["message"], "deepfake.lua:1: " + SETMETATABLE_AT_LOAD)
+        if ruleset is not None:
+            self.assertEqual((data["status"], data["ruleset"]), ("refused", ruleset))
+
+    def assertStillAnswers(self, server, ruleset):
+        answer = check(server, CAMPAIGN)
+        self.assertEqual(answer.status, 200, answer.raw)
+        self.assertEqual((answer.data["verdict"], answer.data["ruleset"]),
+                         ("prohibited", ruleset))
+
+    def test_rule_tests_command(self):
+        result = subprocess.run([test_api.ARGS.epcsd, "--plugins", test_api.ARGS.plugins,
+                                 "--test-rules", self.strict],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertEqual(result.stderr, "epcsd: %s does not load: deepfake.lua:1: %s\n"
+                         % (self.strict, SETMETATABLE_AT_LOAD))
+        self.assertEqual(result.stdout, "0 passed, 1 failed\n")
+
+    def test_watched_directory(self):
+        server = Server(rules=self.rules)
+        try:
+            ruleset = request(server, "GET", "/healthz").data["ruleset"]
+            shutil.copy(os.path.join(self.strict, "deepfake.lua"), self.rules)
+            wait_for(server, "reload refused")
+            self.assertIn('"msg":"reload refused, the running ruleset stays: deepfake.lua:1: '
+                          + SETMETATABLE_AT_LOAD + '"', server.text())
+            self.assertStillAnswers(server, ruleset)
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+
+    def test_reload_endpoint(self):
+        server = Server("--no-watch-rules", rules=self.rules)
+        try:
+            ruleset = request(server, "GET", "/healthz").data["ruleset"]
+            shutil.copy(os.path.join(self.strict, "deepfake.lua"), self.rules)
+            for kind in (JSON, MSGPACK):
+                self.assertRefused(request(server, "POST", "/v1/admin/rules/reload",
+                                           accept=kind), ruleset)
+            self.assertStillAnswers(server, ruleset)
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+
+    def test_impact_candidate(self):
+        server = Server("--no-watch-rules", rules=self.rules)
+        try:
+            ruleset = request(server, "GET", "/healthz").data["ruleset"]
+            for kind in (JSON, MSGPACK):
+                self.assertRefused(request(server, "POST", "/v1/admin/rules/impact",
+                                           encode({"candidate": self.strict,
+                                                   "checks": [CAMPAIGN]}, kind), kind))
+            self.assertStillAnswers(server, ruleset)
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+
+
+# Lines 5 onwards of the deepfake.lua that write_rules writes. The file passes its own test (a
+# campaign purpose), so it loads; the other purposes reach what the test is about.
+BAD_VERDICTS = """\
+      local purpose = q.activity.purpose
+      local w = {from = q.election.day - 90, to = q.election.day}
+      if purpose == 'satire' then
+        return setmetatable(epcs.allowed{article = '82-8', reason = 'r', window = w},
+          {__index = function(t, k) error('no field ' .. k) end})
+      end
+      if purpose == 'other' then
+        return epcs.allowed{article = '82-8', reason = 'r', window = w,
+          obligations = setmetatable({'label it'}, {__len = function() while true do end end})}
+      end
+      return epcs.allowed{article = '82-8', reason = 'fine'}"""
+
+
+class BadVerdictTest(EpcsTest):
+    """Verdicts the host cannot read without running the rule's code fail closed: 500 naming
+    the area, file and line, and the next check is answered."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rules = tempfile.mkdtemp(prefix="epcs-test-verdicts-")
+        write_rules(cls.rules, BAD_VERDICTS)
+        cls.plugins = deepfake_only_plugins()
+        cls.server = Server("--threads", "1", rules=cls.rules, plugins=cls.plugins)
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        shutil.rmtree(cls.rules)
+        shutil.rmtree(cls.plugins)
+        assert status == 0, "epcsd exited with %d" % status
+
+    def assertRuleFailed(self, document, line, message):
+        for kind in (MSGPACK, JSON):
+            response = check(self.server, document, kind)
+            self.assertEqual(response.status, 500, response.raw)
+            self.assertEqual(response.data, {"error": "rule_failed", "message": message,
+                                             "area": "deepfake", "file": "deepfake.lua",
+                                             "line": line})
+            after = check(self.server, deepfake("campaign"), kind)
+            self.assertEqual(after.status, 200, after.raw)
+            self.assertEqual(after.data["reason"], "fine")
+
+    def test_verdict_with_a_strict_metatable(self):
+        self.assertRuleFailed(deepfake("satire"), 8,
+                              "deepfake.lua:8: rule test/1 returned a verdict table with a "
+                              "metatable; verdicts are plain tables")
+
+    def test_obligations_whose_length_loops(self):
+        self.assertRuleFailed(deepfake("other"), 12,
+                              "deepfake.lua:12: rule test/1 returned obligations with a "
+                              "metatable; verdicts are plain tables")
+
+
+if __name__ == "__main__":
+    test_api.run_suite()
