@@ -8,6 +8,7 @@
 
 #include "dates.h"
 #include "log.h"
+#include "lua_patterns.h"
 
 /* The count hook fires every HOOK_STEP instructions: often enough to stop a loop within
  * microseconds, rarely enough to cost nothing measurable on a normal evaluation. */
@@ -78,12 +79,9 @@ static void *cb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return grown;
 }
 
-static void cb_hook(lua_State *L, lua_Debug *ar)
+/* Ends the running call: its budget is spent. Never returns. */
+static void budget_spent(struct epcs_lua *lua, lua_State *L)
 {
-    struct epcs_lua *lua = sandbox_of(L);
-    lua->budget_left -= HOOK_STEP;
-    if (lua->budget_left > 0)
-        return;
     lua->aborted = ABORT_BUDGET;
     if (!lua->located)
         locate(lua, L, 0);
@@ -92,6 +90,26 @@ static void cb_hook(lua_State *L, lua_Debug *ar)
                     (lua_Integer)lua->limits.instructions);
     lua_error(L);
 }
+
+static void cb_hook(lua_State *L, lua_Debug *ar)
+{
+    struct epcs_lua *lua = sandbox_of(L);
+    lua->budget_left -= HOOK_STEP;
+    if (lua->budget_left <= 0)
+        budget_spent(lua, L);
+}
+
+/* Work done in C on the rules' behalf (pattern matching) is paid from the same budget as the
+ * VM's instructions, which the count hook cannot see while C code runs. */
+static void cb_charge(lua_State *L, long steps)
+{
+    struct epcs_lua *lua = sandbox_of(L);
+    lua->budget_left -= steps;
+    if (lua->budget_left <= 0 && lua->in_call)
+        budget_spent(lua, L);
+}
+
+static const struct epcs_pattern_budget pattern_budget = {.charge = cb_charge};
 
 static int cb_msghandler(lua_State *L)
 {
@@ -197,6 +215,7 @@ static int open_sandbox(lua_State *L)
     lua_getglobal(L, LUA_STRLIBNAME);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    epcs_patterns_open(L, -1, &pattern_budget);
     lua_pop(L, 1);
     lua_pushcfunction(L, cb_setmetatable);
     lua_setglobal(L, "setmetatable");

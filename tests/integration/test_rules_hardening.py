@@ -186,5 +186,131 @@ class BadVerdictTest(EpcsTest):
                               "metatable; verdicts are plain tables")
 
 
+# Lines 5 onwards: two patterns Lua's own matcher backtracks on for half a minute (the find) and
+# for minutes (the gsub), reached only for one purpose each.
+BACKTRACKING = """\
+      local purpose = q.activity.purpose
+      if purpose == 'satire' then
+        local found = string.find(('a'):rep(600), '.-.-.-b')
+      end
+      if purpose == 'other' then
+        local s = ('a'):rep(4000)
+        s = s:gsub('.-.-b', 'x')
+      end
+      return epcs.allowed{article = '82-8', reason = 'fine'}"""
+
+BUDGET_SPENT = "instruction budget of 1000000 exceeded (endless loop?)"
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def timed_check(server, document, max_time):
+    """A check on a connection of its own; (seconds, status or None when curl gave up)."""
+    started = time.time()
+    result = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "--max-time", str(max_time), "-o", "/dev/null",
+         "-w", "%{http_code}", "-H", "content-type: application/json", "--data-binary",
+         encode(document, JSON), server.url("/v1/check")], capture_output=True, text=True)
+    status = int(result.stdout) if result.returncode == 0 else None
+    return time.time() - started, status
+
+
+class BacktrackingPatternTest(EpcsTest):
+    """Pattern matching pays from the instruction budget: a catastrophic pattern ends as a rule
+    error within milliseconds of CPU, and the worker keeps serving and stopping."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rules = tempfile.mkdtemp(prefix="epcs-test-patterns-")
+        write_rules(cls.rules, BACKTRACKING)
+        cls.plugins = deepfake_only_plugins()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.rules)
+        shutil.rmtree(cls.plugins)
+
+    def server(self, *extra):
+        return Server("--threads", "1", "--lua-budget", "1000000", *extra, rules=self.rules,
+                      plugins=self.plugins)
+
+    def test_fails_within_the_budget(self):
+        server = self.server()
+        try:
+            ticks = os.sysconf("SC_CLK_TCK")
+            for purpose, line in (("satire", 7), ("other", 11)):
+                before = cpu_ticks(server.process.pid)
+                for _ in range(5):
+                    response = check(server, deepfake(purpose))
+                    self.assertEqual(response.status, 500, response.raw)
+                    self.assertEqual(response.data, {
+                        "error": "rule_failed", "message": "deepfake.lua:%d: %s"
+                        % (line, BUDGET_SPENT), "area": "deepfake", "file": "deepfake.lua",
+                        "line": line})
+                # The server's CPU time for five of them, all its threads counted: 100 ms
+                # each at most (they take milliseconds; Lua's matcher took 31 s for one find).
+                spent = (cpu_ticks(server.process.pid) - before) / ticks
+                self.assertLess(spent, 0.5, "%s: %.2f s of CPU for 5 checks" % (purpose, spent))
+                self.assertEqual(check(server, deepfake("campaign")).data["reason"], "fine")
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+
+    def test_other_connections_are_served(self):
+        server = self.server()
+        try:
+            results = {}
+
+            def stuck():
+                results["stuck"] = timed_check(server, deepfake("other"), 20)
+
+            thread = threading.Thread(target=stuck)
+            thread.start()
+            time.sleep(0.05)
+            # The same (only) worker: answered as soon as the gsub has spent its budget.
+            seconds, status = timed_check(server, deepfake("campaign"), 10)
+            thread.join(30)
+            self.assertEqual(status, 200)
+            self.assertLess(seconds, 5.0)
+            self.assertEqual(results["stuck"][1], 500)
+            self.assertLess(results["stuck"][0], 5.0)
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+
+    def test_sigterm_during_backtracking_checks(self):
+        server = self.server("--shutdown-timeout", "3")
+        try:
+            stop = threading.Event()
+
+            def load():
+                while not stop.is_set():
+                    timed_check(server, deepfake("other"), 10)
+
+            threads = [threading.Thread(target=load) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)
+            started = time.time()
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                status = server.process.wait(8)
+            except subprocess.TimeoutExpired:
+                status = None
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+            self.assertEqual(status, 0, "epcsd did not stop on SIGTERM:\n" + server.text())
+            # --shutdown-timeout 3, with room for a loaded machine.
+            self.assertLess(time.time() - started, 6.0)
+        finally:
+            server.cleanup()
+
+
 if __name__ == "__main__":
     test_api.run_suite()

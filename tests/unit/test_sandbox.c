@@ -1,5 +1,6 @@
 #include <lauxlib.h>
 #include <lualib.h>
+#include <time.h>
 
 #include "lua_engine.h"
 #include "testing.h"
@@ -175,6 +176,45 @@ static void test_no_metatables_while_loading(struct epcs_lua *lua)
                             "while a rule file loads outlives the load and must stay plain");
 }
 
+static double cpu_seconds(void)
+{
+    return (double)clock() / CLOCKS_PER_SEC;
+}
+
+/* Lua's own matcher runs in C, out of the count hook's reach: this find took half a minute
+ * under any budget, this gsub minutes. epcs's matcher pays from the same budget. */
+static void test_patterns_pay_from_the_budget(struct epcs_lua *lua)
+{
+    static const struct {
+        const char *source;
+        int line;
+    } bombs[] = {
+        {"return function()\n  return string.find(('a'):rep(600), '.-.-.-b')\nend\n", 2},
+        {"return function()\n  local s = ('a'):rep(4000)\n  return s:gsub('.-.-b', 'x')\nend\n", 3},
+        {"return function()\n  for w in ('a'):rep(600):gmatch('.-.-.-b') do end\nend\n", 2},
+        {"return function()\n  return ('ab'):rep(3000):match('(.*)%1%1%1x')\nend\n", 2},
+    };
+    for (size_t i = 0; i < sizeof(bombs) / sizeof(bombs[0]); i++) {
+        struct epcs_rule_error err;
+        double started = cpu_seconds();
+        EXPECT_INT(call(lua, bombs[i].source, &err), -1);
+        double spent = cpu_seconds() - started;
+        EXPECT_STR(err.file, "rule.lua");
+        EXPECT_INT(err.line, bombs[i].line);
+        EXPECT_CONTAINS(err.message, "instruction budget of 200000 exceeded");
+        /* CPU time with a wide margin: the budget ends these within milliseconds. */
+        EXPECT(spent < 1.0);
+    }
+    struct epcs_rule_error err;
+    EXPECT_INT(call(lua,
+                    "return function()\n"
+                    "  assert(('key = value'):match('^(%w+)%s*=%s*(%w+)$') == 'key')\n"
+                    "  assert(('a,b,,c'):gsub(',', ';') == 'a;b;;c')\n"
+                    "end\n",
+                    &err),
+               0);
+}
+
 static void test_state_usable_after_failures(struct epcs_lua *lua)
 {
     struct epcs_rule_error err;
@@ -206,6 +246,7 @@ int main(void)
     test_errors_name_file_and_line(lua);
     test_no_finalizers(lua);
     test_no_metatables_while_loading(lua);
+    test_patterns_pay_from_the_budget(lua);
     test_state_usable_after_failures(lua);
     epcs_lua_destroy(lua);
     test_frozen_globals();
