@@ -14,9 +14,18 @@
 struct epcs_lua_limits {
     /** Bytes one state may hold. */
     size_t memory_bytes;
-    /** VM instructions one call (a load or an evaluation) may execute. */
+    /**
+     * VM instructions one call (a load or an evaluation) may execute. Work done in C on its
+     * behalf is charged too: pattern matching by the step, the library functions whose work
+     * grows with their arguments by the element or byte, and every ALLOC_BYTES_PER_INSTRUCTION
+     * (256) bytes allocated as one instruction. A call also ends once its thread has used
+     * EPCS_LUA_CPU_NS_PER_INSTRUCTION of CPU time per instruction of the budget.
+     */
     long instructions;
 };
+
+/** CPU time a call may use per instruction of its budget (250 ms for a million). */
+#define EPCS_LUA_CPU_NS_PER_INSTRUCTION 250
 
 #define EPCS_LUA_DEFAULT_MEMORY (32u * 1024u * 1024u)
 #define EPCS_LUA_DEFAULT_INSTRUCTIONS 1000000L

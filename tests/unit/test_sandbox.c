@@ -215,6 +215,105 @@ static void test_patterns_pay_from_the_budget(struct epcs_lua *lua)
                0);
 }
 
+/* Library functions whose work grows with their arguments while the count hook sees one
+ * instruction: each of these loops ran for seconds to days. Now each ends its call as a spent
+ * budget, at the loop's line, within a fraction of a second of CPU. */
+static void test_library_work_is_charged(struct epcs_lua *lua)
+{
+    static const char *const bombs[] = {
+        /* table.move copies as many slots as asked, present or not */
+        "  local t = {}\n  table.move(t, 1, 2^40, 2)",
+        "  local t = {}\n  table.move(t, 1, 2^40, 1, {})",
+        /* n log n comparisons in one call */
+        "  local t = table.pack(('x'):rep(60000):byte(1, -1))\n  table.sort(t)",
+        /* a value pushed per byte or element, per call */
+        "  local s = ('x'):rep(50000)\n  for i = 1, 1e5 do local _ = s:byte(1, -1) end",
+        "  local t = table.pack(('x'):rep(50000):byte(1, -1))\n"
+        "  for i = 1, 1e5 do local _ = table.unpack(t) end",
+        "  local t = setmetatable({}, {__len = function() return 900000 end})\n"
+        "  for i = 1, 1e5 do local _ = table.unpack(t) end",
+        "  local s = ('x'):rep(50000)\n  for i = 1, 1e5 do local _ = utf8.codepoint(s, 1, -1) end",
+        /* an element visited or moved per element, per call */
+        "  local t = table.pack(('x'):rep(20000):byte(1, -1))\n"
+        "  for i = 1, 1e5 do local _ = table.concat(t) end",
+        "  local t = table.pack(('x'):rep(50000):byte(1, -1))\n"
+        "  for i = 1, 1e5 do table.insert(t, 1, 0) end",
+        "  local t = table.pack(('x'):rep(50000):byte(1, -1))\n"
+        "  for i = 1, 1e5 do table.remove(t, 1) end",
+        "  local t = table.pack(('x'):rep(50000):byte(1, -1))\n"
+        "  for i = 1, 1e5 do local _ = math.max(table.unpack(t, 1, 10), 0) end",
+        "  local t = table.pack(('x'):rep(50000):byte(1, -1))\n"
+        "  local function f(...) for i = 1, 1e5 do local _ = string.char(...) end end\n"
+        "  f(table.unpack(t))",
+        /* a scan of the whole string, per call */
+        "  local s = ('x'):rep(2^20)\n  for i = 1, 1e6 do local _ = utf8.len(s) end",
+        "  local s = ('x'):rep(2^20)\n  for i = 1, 1e6 do local _ = utf8.offset(s, 2^20) end",
+        "  local s = ('1'):rep(2^20)\n  for i = 1, 1e6 do local _ = tonumber(s) end",
+        "  local f = ('b'):rep(2^20)\n  for i = 1, 1e6 do local _ = string.packsize(f) end",
+        /* a copy of the whole string, per call: paid by what is allocated */
+        "  local s = ('x'):rep(2^20)\n  for i = 1, 1e5 do local _ = s:upper() end",
+        "  local s = ('x'):rep(2^20)\n  for i = 1, 1e5 do local _ = s .. 'y' end",
+    };
+    char source[512];
+    for (size_t i = 0; i < sizeof(bombs) / sizeof(bombs[0]); i++) {
+        struct epcs_rule_error err;
+        snprintf(source, sizeof(source), "return function()\n%s\nend\n", bombs[i]);
+        double started = cpu_seconds();
+        EXPECT_INT(call(lua, source, &err), -1);
+        double spent = cpu_seconds() - started;
+        EXPECT_STR(err.file, "rule.lua");
+        EXPECT_INT(err.line, 3);
+        EXPECT_CONTAINS(err.message, "instruction budget of 200000 exceeded (endless loop?)");
+        /* CPU time, with a wide margin: each ends within milliseconds. */
+        EXPECT(spent < 1.0);
+        if (spent >= 1.0 || err.line != 3)
+            fprintf(stderr, "case %zu: %.2f s, %s\n", i, spent, err.message);
+    }
+    /* string.rep of nothing used to loop its count, copying nothing. */
+    struct epcs_rule_error err;
+    double started = cpu_seconds();
+    EXPECT_INT(call(lua,
+                    "return function()\n"
+                    "  assert(string.rep('', 2^50) == '' and string.rep('', 2^50, '') == '')\n"
+                    "  assert(('ab'):rep(3, ',') == 'ab,ab,ab' and ('x'):rep(0) == '')\n"
+                    "  assert(string.rep('', 3, 'x') == 'xx')\n"
+                    "end\n",
+                    &err),
+               0);
+    EXPECT(cpu_seconds() - started < 0.5);
+}
+
+/* Some work of the VM itself grows with its operands while it counts as one instruction: it
+ * is stopped by the CPU time the budget buys (200000 instructions: 50 ms). */
+static void test_cpu_time_backstop(struct epcs_lua *lua)
+{
+    static const char *const bombs[] = {
+        /* comparing two long strings that differ only at the end */
+        "  local a, b = ('x'):rep(2^20) .. 'a', ('x'):rep(2^20) .. 'b'\n"
+        "  for i = 1, 1e6 do local e = a == b end",
+        /* copying 50000 varargs for every call */
+        "  local t = table.pack(('x'):rep(50000):byte(1, -1))\n"
+        "  local function f(...) for i = 1, 1e6 do local n = select('#', ...) end end "
+        "f(table.unpack(t))",
+        /* converting a million digits to a number */
+        "  local s = ('1'):rep(2^20)\n  for i = 1, 1e6 do local n = s + 0 end",
+    };
+    char source[512];
+    for (size_t i = 0; i < sizeof(bombs) / sizeof(bombs[0]); i++) {
+        struct epcs_rule_error err;
+        snprintf(source, sizeof(source), "return function()\n%s\nend\n", bombs[i]);
+        double started = cpu_seconds();
+        EXPECT_INT(call(lua, source, &err), -1);
+        double spent = cpu_seconds() - started;
+        EXPECT_INT(err.line, 3);
+        EXPECT_CONTAINS(err.message, "rule.lua:3: instruction budget of 200000 exceeded: its 50 "
+                                     "ms of CPU time are spent (endless loop?)");
+        EXPECT(spent < 1.0);
+        if (spent >= 1.0)
+            fprintf(stderr, "backstop case %zu: %.2f s\n", i, spent);
+    }
+}
+
 static void test_state_usable_after_failures(struct epcs_lua *lua)
 {
     struct epcs_rule_error err;
@@ -250,6 +349,12 @@ int main(void)
     test_state_usable_after_failures(lua);
     epcs_lua_destroy(lua);
     test_frozen_globals();
+    /* Room for the million-byte strings and large tables the budget tests make. */
+    static const struct epcs_lua_limits roomy = {.memory_bytes = 16u << 20, .instructions = 200000};
+    lua = epcs_lua_create(&roomy);
+    test_library_work_is_charged(lua);
+    test_cpu_time_backstop(lua);
+    epcs_lua_destroy(lua);
     epcs_lua_destroy(NULL);
     return epcs_test_report();
 }
