@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <lualib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +12,16 @@
 #include "dates.h"
 #include "log.h"
 #include "lua_patterns.h"
+#include "lua_purity.h"
 
 /* The count hook fires every HOOK_STEP instructions: often enough to stop a loop within
- * microseconds, rarely enough to cost nothing measurable on a normal evaluation. */
+ * microseconds, rarely enough to cost nothing measurable on a normal evaluation. A call whose
+ * last HOOK_STEP instructions took longer than SLOW_STEP_NS (200 ns an instruction, ten times
+ * what the VM takes) does heavy work inside single instructions: it is looked at every
+ * HOOK_STEP_SLOW instructions from then on, so that the CPU backstop ends it in time. */
 #define HOOK_STEP 1000
+#define HOOK_STEP_SLOW 10
+#define SLOW_STEP_NS 200000
 /* Bytes a call allocates that cost one instruction of its budget: what Lua does in C on a
  * rule's behalf (concatenating, string.upper, building tables) mostly copies what it allocates,
  * and the count hook sees none of it. */
@@ -31,10 +38,14 @@ struct epcs_lua {
     size_t alloc_uncharged;
     int in_call;
     enum abort_reason aborted;
-    /* The CPU time backstop (see check_cpu): the wall clock and the thread's CPU time when the
-     * call first reached the count hook. */
+    /* The CPU time backstop (see check_cpu): when the call first reached the count hook, and
+     * the wall clock and the thread's CPU time when the watch began. */
+    int64_t call_wall_ns;
     int watching;
     int64_t watch_wall_ns, watch_cpu_ns;
+    /* Instructions between two calls of the hook now, and when the hook ran last. */
+    int hook_step;
+    int64_t hook_wall_ns;
     /* Where the current failure happened, found while the failing frame still existed. */
     int located;
     char file[128];
@@ -100,18 +111,23 @@ static void budget_spent(struct epcs_lua *lua, lua_State *L, enum abort_reason r
     lua_error(L);
 }
 
+/* Calls shorter than this never read the thread's CPU clock. */
+#define WATCH_AFTER_NS 1000000
+
 /*
  * The backstop behind the instruction count: some work of the VM itself grows with the size of
  * its operands (comparing two long strings, copying a million varargs, converting a long
  * string to a number) while counting as one instruction. So a call also ends once its thread
  * has used the CPU time its budget buys. Reading the thread's CPU clock is a system call; the
- * wall clock is not, and CPU time never outruns it: the CPU clock is read only when the wall
- * clock says the limit could have been reached.
+ * wall clock is not, and CPU time never outruns it: the CPU clock is read once the call has
+ * run for WATCH_AFTER_NS (the watch begins, its first millisecond is not counted), and then
+ * only when the wall clock says the limit could have been reached.
  */
-static void check_cpu(struct epcs_lua *lua, lua_State *L)
+static void check_cpu(struct epcs_lua *lua, lua_State *L, int64_t now)
 {
-    int64_t now = clock_ns(CLOCK_MONOTONIC);
     if (!lua->watching) {
+        if (now - lua->call_wall_ns < WATCH_AFTER_NS)
+            return;
         lua->watching = 1;
         lua->watch_wall_ns = now;
         lua->watch_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
@@ -160,10 +176,20 @@ static void *cb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static void cb_hook(lua_State *L, lua_Debug *ar)
 {
     struct epcs_lua *lua = sandbox_of(L);
-    lua->budget_left -= HOOK_STEP;
+    int64_t now = clock_ns(CLOCK_MONOTONIC);
+    lua->budget_left -= lua->hook_step;
     if (lua->budget_left <= 0)
         budget_spent(lua, L, ABORT_BUDGET);
-    check_cpu(lua, L);
+    if (lua->call_wall_ns == 0) {
+        lua->call_wall_ns = lua->hook_wall_ns = now;
+        return;
+    }
+    if (lua->hook_step == HOOK_STEP && now - lua->hook_wall_ns > SLOW_STEP_NS) {
+        lua->hook_step = HOOK_STEP_SLOW;
+        lua_sethook(L, cb_hook, LUA_MASKCOUNT, HOOK_STEP_SLOW);
+    }
+    lua->hook_wall_ns = now;
+    check_cpu(lua, L, now);
 }
 
 /* Work done in C on the rules' behalf (pattern matching, the library functions wrapped below)
@@ -177,7 +203,6 @@ static void cb_charge(lua_State *L, long steps)
     lua->budget_left -= steps;
     if (lua->budget_left <= 0)
         budget_spent(lua, L, ABORT_BUDGET);
-    check_cpu(lua, L);
 }
 
 static const struct epcs_pattern_budget pattern_budget = {.charge = cb_charge};
@@ -202,9 +227,11 @@ static int called_by_rule_file(lua_State *L)
 }
 
 /* setmetatable without __gc: finalizers run with hooks off, so one that loops would hang the
- * worker beyond the reach of the instruction budget. Not while a rule file loads either: a
- * table made then outlives the load, and a metatable would let reading it run the rule's code
- * whenever the host or the rule API reads it (a "strict" table raising on a missing field). */
+ * worker beyond the reach of the instruction budget; without __mode, whose weak tables would
+ * answer by when the collector ran; never on a frozen table. Not while a rule file loads
+ * either: a table made then outlives the load, and a metatable would let reading it run the
+ * rule's code whenever the host or the rule API reads it (a "strict" table raising on a
+ * missing field). */
 static int cb_setmetatable(lua_State *L)
 {
     int meta_type = lua_type(L, 2);
@@ -213,12 +240,16 @@ static int cb_setmetatable(lua_State *L)
     if (sandbox_of(L)->loading && called_by_rule_file(L))
         return luaL_error(L, "setmetatable works only while evaluating: a table made while a "
                              "rule file loads outlives the load and must stay plain");
+    if (epcs_purity_frozen(L, 1))
+        return luaL_error(L, "setmetatable: the table was made while the rule files loaded and "
+                             "is read-only");
     if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
         return luaL_error(L, "cannot change a protected metatable");
-    if (meta_type == LUA_TTABLE) {
-        lua_pushliteral(L, "__gc");
+    static const char *const refused[] = {"__gc", "__mode"};
+    for (size_t i = 0; meta_type == LUA_TTABLE && i < 2; i++) {
+        lua_pushstring(L, refused[i]);
         if (lua_rawget(L, 2) != LUA_TNIL)
-            return luaL_error(L, "rules may not set __gc metamethods");
+            return luaL_error(L, "rules may not set %s metamethods", refused[i]);
         lua_pop(L, 1);
     }
     lua_settop(L, 2);
@@ -504,9 +535,10 @@ static int open_sandbox(lua_State *L)
         {LUA_UTF8LIBNAME, luaopen_utf8}, {NULL, NULL},
     };
     /* Loading code, printing, the collector and error catching stay out: rules must neither
-     * reach the host nor swallow the budget and memory errors that stop them. */
-    static const char *const removed[] = {
-        "dofile", "loadfile", "load", "collectgarbage", "print", "pcall", "xpcall", "warn", NULL};
+     * reach the host nor swallow the budget and memory errors that stop them. rawset would
+     * write past a frozen table's refusal. */
+    static const char *const removed[] = {"dofile", "loadfile", "load", "collectgarbage", "print",
+                                          "pcall",  "xpcall",   "warn", "rawset",         NULL};
     for (const luaL_Reg *lib = libs; lib->func != NULL; lib++) {
         luaL_requiref(L, lib->name, lib->func, 1);
         lua_pop(L, 1);
@@ -520,7 +552,17 @@ static int open_sandbox(lua_State *L)
     lua_setfield(L, -2, "dump");
     epcs_patterns_open(L, -1, &pattern_budget);
     lua_pop(L, 1);
+    /* A verdict that changes from one call to the next for the same question is no verdict. */
+    lua_getglobal(L, LUA_MATHLIBNAME);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "random");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "randomseed");
+    lua_pop(L, 1);
     open_charged_functions(L);
+    lua_pushglobaltable(L);
+    epcs_purity_open(L, -1);
+    lua_pop(L, 1);
     lua_pushcfunction(L, cb_setmetatable);
     lua_setglobal(L, "setmetatable");
 
@@ -564,6 +606,7 @@ struct epcs_lua *epcs_lua_create(const struct epcs_lua_limits *limits)
         epcs_lua_destroy(lua);
         return NULL;
     }
+    lua->hook_step = HOOK_STEP;
     lua_sethook(lua->L, cb_hook, LUA_MASKCOUNT, HOOK_STEP);
     return lua;
 }
@@ -604,10 +647,22 @@ int epcs_lua_rule_line(lua_State *L)
     return 0;
 }
 
+int epcs_lua_frozen(lua_State *L, int index)
+{
+    return epcs_purity_frozen(L, index);
+}
+
 int epcs_lua_plain(lua_State *L, int index)
 {
-    if (lua_type(L, index) != LUA_TTABLE || !lua_getmetatable(L, index))
-        return lua_type(L, index) == LUA_TTABLE ? 0 : -1;
+    index = lua_absindex(L, index);
+    if (lua_type(L, index) != LUA_TTABLE)
+        return -1;
+    if (epcs_purity_frozen(L, index)) {
+        epcs_purity_push_entries(L, index);
+        lua_replace(L, index);
+    }
+    if (!lua_getmetatable(L, index))
+        return 0;
     lua_pop(L, 1);
     return -1;
 }
@@ -650,9 +705,14 @@ static void begin_call(struct epcs_lua *lua)
     lua->budget_left = lua->limits.instructions;
     lua->alloc_uncharged = 0;
     lua->aborted = NOT_ABORTED;
+    lua->call_wall_ns = 0;
     lua->watching = 0;
     lua->located = 0;
     lua->in_call = 1;
+    if (lua->hook_step != HOOK_STEP) {
+        lua->hook_step = HOOK_STEP;
+        lua_sethook(lua->L, cb_hook, LUA_MASKCOUNT, HOOK_STEP);
+    }
 }
 
 static void end_failed_call(struct epcs_lua *lua, int base)
@@ -681,6 +741,63 @@ int epcs_lua_call(struct epcs_lua *lua, int nargs, int nresults, struct epcs_rul
     lua->in_call = 0;
     lua_remove(L, func);
     return 0;
+}
+
+/* A rule file's own global environment: the base environment's entries (the libraries, the
+ * base functions and `epcs`, all read-only), and _G naming the file's environment itself. */
+static void push_file_environment(lua_State *L)
+{
+    lua_createtable(L, 0, 48);
+    lua_pushglobaltable(L);
+    epcs_purity_push_entries(L, -1);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -6);
+    }
+    lua_pop(L, 2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, LUA_GNAME);
+}
+
+/* Runs a rule file's compiled chunk (below its arguments) in an environment of its own, then
+ * freezes what it made: the environment and everything its results reach. */
+static int cb_run_rule_file(lua_State *L)
+{
+    struct epcs_lua *lua = sandbox_of(L);
+    int nargs = lua_gettop(L) - 1;
+    push_file_environment(L);
+    lua_pushvalue(L, -1);
+    lua_setupvalue(L, 1, 1);
+    lua_insert(L, 1);
+    lua->loading = 1;
+    lua_call(L, nargs, LUA_MULTRET);
+    lua->loading = 0;
+    if (epcs_purity_freeze_environment(L, 1) != 0)
+        return lua_error(L);
+    for (int i = 2; i <= lua_gettop(L); i++) {
+        if (epcs_purity_freeze_reachable(L, i) != 0)
+            return lua_error(L);
+    }
+    lua_remove(L, 1);
+    return lua_gettop(L);
+}
+
+/* Refuses the compiled chunk on top when a function of it assigns to an upvalue. */
+static int scan_chunk(struct epcs_lua *lua, const char *name, struct epcs_rule_error *err)
+{
+    char why[384];
+    int line = 0;
+    if (epcs_purity_scan(lua->L, &line, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(err->file, sizeof(err->file), "%s", name);
+    err->line = line;
+    if (line > 0)
+        snprintf(err->message, sizeof(err->message), "%s:%d: %s", name, line, why);
+    else
+        snprintf(err->message, sizeof(err->message), "%s: %s", name, why);
+    return -1;
 }
 
 int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *source, size_t len,
@@ -712,8 +829,16 @@ int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *sourc
         return -1;
     }
     lua->in_call = 0;
+    if (rule_file && scan_chunk(lua, name, err) != 0) {
+        lua_settop(L, base);
+        return -1;
+    }
     lua_insert(L, base + 1);
-    lua->loading = rule_file;
+    if (rule_file) {
+        lua_pushcfunction(L, cb_run_rule_file);
+        lua_insert(L, base + 1);
+        nargs++;
+    }
     int rc = epcs_lua_call(lua, nargs, nresults, err);
     lua->loading = 0;
     if (rc == 0)
@@ -724,22 +849,36 @@ int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *sourc
     return -1;
 }
 
-static int cb_frozen_newindex(lua_State *L)
+/* Freezes the base environment, every table in it and the values above the light userdata
+ * argument (the number of them); the string metatable reads the frozen library directly. */
+static int cb_freeze_globals(lua_State *L)
 {
-    return luaL_error(L, "rules may not assign global '%s'", lua_tostring(L, 2));
+    int extra = (int)(intptr_t)lua_touserdata(L, 1);
+    for (int i = 2; i <= 1 + extra; i++) {
+        if (epcs_purity_freeze_reachable(L, i) != 0)
+            return lua_error(L);
+    }
+    lua_pushglobaltable(L);
+    if (epcs_purity_freeze_environment(L, -1) != 0)
+        return lua_error(L);
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_getglobal(L, LUA_STRLIBNAME);
+    epcs_purity_push_entries(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_pop(L, 1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    return 0;
 }
 
-void epcs_lua_freeze_globals(struct epcs_lua *lua)
+int epcs_lua_freeze_globals(struct epcs_lua *lua, int nvalues, struct epcs_rule_error *err)
 {
     lua_State *L = lua->L;
-    lua_pushglobaltable(L);
-    lua_newtable(L);
-    lua_pushcfunction(L, cb_frozen_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushliteral(L, "globals are read-only");
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    lua_pop(L, 1);
+    lua_pushcfunction(L, cb_freeze_globals);
+    lua_pushlightuserdata(L, (void *)(intptr_t)nvalues);
+    lua_rotate(L, -2 - nvalues, 2);
+    return epcs_lua_call(lua, nvalues + 1, 0, err);
 }
 
 void epcs_lua_destroy(struct epcs_lua *lua)

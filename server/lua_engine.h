@@ -49,9 +49,12 @@ lua_State *epcs_lua_state(struct epcs_lua *lua);
 /**
  * Compiles text (never binary) `source` as chunk `name` and runs it under the budget with the
  * `nargs` values on top of the stack as its arguments (`...`), leaving its first `nresults`
- * results in their place. A name starting with '=' is the host's own code (the rule API);
- * any other is a rule file, which may not call setmetatable while it loads. Returns 0, or -1
- * with `err` filled and the arguments popped.
+ * results in their place. A name starting with '=' is the host's own code (the rule API),
+ * which runs in the base environment. Any other is a rule file: it is refused when a function
+ * of it assigns to an upvalue, it runs in a global environment of its own (reading through to
+ * the base environment), may not call setmetatable while it runs, and once it has run, its
+ * environment and every table its results reach are frozen (read-only). Returns 0, or -1 with
+ * `err` filled and the arguments popped.
  */
 int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *source, size_t len,
                        int nargs, int nresults, struct epcs_rule_error *err);
@@ -74,14 +77,23 @@ int epcs_lua_loading(lua_State *L);
  * function the rules called (its own frame is skipped); 0 when no rule file is on the stack.
  */
 int epcs_lua_rule_line(lua_State *L);
+/** True when the value at `index` is a frozen (read-only) table: made while a file loaded. */
+int epcs_lua_frozen(lua_State *L, int index);
 /**
- * Whether the host may read the value at `index` with raw access alone: 0 when it is a table
- * without a metatable, -1 otherwise (not a table, or a table whose metatable would make raw
- * reads disagree with what rules read).
+ * Makes the value at `index` readable with raw access alone: a frozen table is replaced, in
+ * place, by the table holding its entries. Returns 0 when the value is then a table without a
+ * metatable, -1 otherwise (not a table, or a table whose metatable would make raw reads
+ * disagree with what rules read).
  */
 int epcs_lua_plain(lua_State *L, int index);
-/** Makes assignments to globals an error from now on (rules must not keep state). */
-void epcs_lua_freeze_globals(struct epcs_lua *lua);
+/**
+ * Makes the base environment read-only: the global table, the libraries and `epcs`, and every
+ * table reachable from the `nvalues` values on top of the stack (the host's own tables that
+ * rules reach otherwise), which are popped. Call it once the rule API is in place and before
+ * rule files load: each file reads the base through an environment of its own. Returns 0, or
+ * -1 with `err` filled (memory).
+ */
+int epcs_lua_freeze_globals(struct epcs_lua *lua, int nvalues, struct epcs_rule_error *err);
 /** Accepts NULL. */
 void epcs_lua_destroy(struct epcs_lua *lua);
 

@@ -15,15 +15,23 @@ local function fail(level, fmt, ...)
     error(format(fmt, ...), level + 1)
 end
 
+-- A class: its methods, and the metatable of its objects, which stays the API's own. Its
+-- __metatable makes getmetatable(object) return the methods table, which identifies the class
+-- and which the host freezes with the libraries (this chunk returns the classes), so a rule can
+-- neither reach the metatable nor change a method for other rules.
+local function class()
+    local methods = {}
+    return methods, {__index = methods, __metatable = methods}
+end
+
 -- A day relative to election day: D(90) is election day minus 90 days, D(0) election day.
-local Relative = {}
-Relative.__index = Relative
+local Relative, RelativeObject = class()
 
 function epcs.D(n)
     if math.type(n) ~= "integer" or n < 0 then
         fail(2, "D(n) takes a whole number of days >= 0, got %s", tostring(n))
     end
-    return setmetatable({days_before = n}, Relative)
+    return setmetatable({days_before = n}, RelativeObject)
 end
 
 local function is_relative(value)
@@ -43,8 +51,7 @@ end
 
 -- A period "from D-N to D-M", both ends inclusive. With from_cause_confirmed = true the period
 -- of a by-election or vacancy election starts no earlier than the day its cause was confirmed.
-local Window = {}
-Window.__index = Window
+local Window, WindowObject = class()
 
 function epcs.window(spec)
     if type(spec) ~= "table" or not is_relative(spec.from) or not is_relative(spec.to) then
@@ -58,7 +65,7 @@ function epcs.window(spec)
         from = spec.from,
         to = spec.to,
         from_cause_confirmed = spec.from_cause_confirmed == true,
-    }, Window)
+    }, WindowObject)
 end
 
 -- The first and last day of the window for an election (day numbers).
@@ -78,8 +85,7 @@ end
 
 -- A last day: D-N, or for a by-election with after_cause_confirmed = k, confirmation + k days
 -- when that comes later.
-local Deadline = {}
-Deadline.__index = Deadline
+local Deadline, DeadlineObject = class()
 
 function epcs.deadline(spec)
     if type(spec) ~= "table" or not is_relative(spec.last_day) then
@@ -91,7 +97,7 @@ function epcs.deadline(spec)
     return setmetatable({
         last_day = spec.last_day,
         after_cause_confirmed = spec.after_cause_confirmed,
-    }, Deadline)
+    }, DeadlineObject)
 end
 
 function Deadline:day(election)
@@ -118,14 +124,19 @@ function epcs.cite_ko(article)
 end
 
 -- "activity.labeled" -> "activity", "labeled", split once per path: every evaluation asks.
-local split_paths = {}
+-- The paths rules ask about are a few constants; a rule making up paths cannot grow the
+-- cache beyond SPLIT_PATHS_MAX, past which paths are split every time.
+local split_paths, split_count, SPLIT_PATHS_MAX = {}, 0, 256
 
 local function split_path(path)
     local split = split_paths[path]
     if split == nil then
         local section, name = path:match("^(%a+)%.([%w_]+)$")
         split = {section or false, name}
-        split_paths[path] = split
+        if split_count < SPLIT_PATHS_MAX then
+            split_paths[path] = split
+            split_count = split_count + 1
+        end
     end
     return split[1], split[2]
 end
@@ -404,3 +415,6 @@ function epcs._test_cases(area, elections)
     end
     return cases
 end
+
+-- What the host freezes besides the libraries and `epcs`: the classes' methods.
+return {Relative, Window, Deadline}

@@ -21,8 +21,9 @@
 #define MAX_RULE_FILE_SIZE (1024 * 1024)
 
 /*
- * Verdicts are pure functions of (area, election, date, facts) under one ruleset: the rule API
- * gives rules no clock, no I/O and frozen globals. Partners ask the same questions again and
+ * Verdicts are pure functions of (area, election, date, facts) under one ruleset: the sandbox
+ * gives rules no clock, no I/O and no randomness, and leaves them no state to keep between
+ * evaluations (see lua_purity.h). Partners ask the same questions again and
  * again (every post of an election day), so each engine remembers its latest answers in a
  * direct-mapped table and skips the rules for a repeated question.
  */
@@ -67,6 +68,7 @@ struct epcs_engine {
     size_t mark_count, mark_capacity;
     struct verdict_mark ring[VERDICT_RING];
     size_t ring_used;
+    int marking;
 };
 
 const char *epcs_verdict_name(enum epcs_verdict_kind kind)
@@ -473,12 +475,17 @@ const struct epcs_election *epcs_ruleset_election(const struct epcs_ruleset *rul
  * Verdict marks: the line of the rule file that made each verdict, so that a verdict refused
  * after the rules returned it can still be blamed on a line. Kept only for the host's
  * diagnostics, never visible to rules: verdicts made while the files load (constants) for the
- * engine's life, those made while evaluating in a small ring that each evaluation starts over.
+ * engine's life, those made while evaluating in a small ring. Finding a line costs a walk of
+ * the call stack, so evaluations mark nothing: one whose verdict is refused runs again with
+ * `marking` set, which makes the same verdict (rules are pure), this time marked.
  */
 static void mark_verdict(struct epcs_engine *engine, lua_State *L, const void *table)
 {
+    int loading = epcs_lua_loading(L);
+    if (!loading && !engine->marking)
+        return;
     struct verdict_mark mark = {.table = table, .line = epcs_lua_rule_line(L)};
-    if (!epcs_lua_loading(L)) {
+    if (!loading) {
         engine->ring[engine->ring_used++ % VERDICT_RING] = mark;
         return;
     }
@@ -509,15 +516,35 @@ static int verdict_line(const struct epcs_engine *engine, const void *table)
     return 0;
 }
 
+/* A fresh table with the entries of the table at `index` (read through a frozen one). */
+static void push_copy(lua_State *L, int index)
+{
+    index = lua_absindex(L, index);
+    lua_createtable(L, 0, 12);
+    epcs_lua_plain(L, index);
+    lua_pushnil(L);
+    while (lua_next(L, index) != 0) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+}
+
 /* epcs.allowed{...}, epcs.prohibited{...}, epcs.needs_facts{...}: the spec with `verdict` set
- * (upvalue 1 names the kind). C, not Lua, for two reasons: it runs no metamethod of the spec,
- * and it sees the rule's line even through `return epcs.allowed{...}`, a tail call that leaves
- * a Lua constructor no frame of the rule file to look at. */
+ * (upvalue 1 names the kind). A spec made while the file loaded (a constant) is read-only and
+ * shared by every evaluation, so it is copied; one made while evaluating is the evaluation's
+ * own and gets `verdict` in place. C, not Lua, for two reasons: it runs no metamethod of the
+ * spec, and it sees the rule's line even through `return epcs.allowed{...}`, a tail call that
+ * leaves a Lua constructor no frame of the rule file to look at. */
 static int cb_verdict(lua_State *L)
 {
     if (lua_type(L, 1) != LUA_TTABLE)
         return luaL_error(L, "epcs.%s{} takes a table", lua_tostring(L, lua_upvalueindex(1)));
     lua_settop(L, 1);
+    if (epcs_lua_frozen(L, 1)) {
+        push_copy(L, 1);
+        lua_replace(L, 1);
+    }
     lua_pushliteral(L, "verdict");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_rawset(L, 1);
@@ -537,13 +564,7 @@ static int cb_own_verdict(lua_State *L)
         return lua_error(L);
     }
     lua_settop(L, 4);
-    lua_createtable(L, 0, 12);
-    lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, 5);
-    }
+    push_copy(L, 1);
     if (lua_isinteger(L, 2) && lua_isinteger(L, 3)) {
         lua_createtable(L, 0, 2);
         lua_pushvalue(L, 2);
@@ -576,7 +597,8 @@ static int open_rule_api(struct epcs_engine *engine, struct epcs_rule_error *err
     lua_pushcfunction(L, cb_own_verdict);
     lua_setfield(L, -2, "own_verdict");
     if (epcs_lua_run_chunk(engine->lua, "=epcs rule API", epcs_rule_api_source,
-                           sizeof(epcs_rule_api_source) - 1, 1, 0, err) != 0)
+                           sizeof(epcs_rule_api_source) - 1, 1, 1, err) != 0 ||
+        epcs_lua_freeze_globals(engine->lua, 1, err) != 0)
         return -1;
     /* Taken now, before any rule file runs. */
     lua_getglobal(L, "epcs");
@@ -686,7 +708,6 @@ struct epcs_engine *epcs_engine_create(struct epcs_ruleset *ruleset, struct epcs
     }
     if (link_areas(engine, err) != 0)
         goto fail;
-    epcs_lua_freeze_globals(engine->lua);
     return engine;
 fail:
     epcs_engine_destroy(engine);
@@ -1359,15 +1380,14 @@ static int cb_run_rules(lua_State *L)
     struct rule_verdict v;
     size_t rule_len = 0;
     const char *rule = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &rule_len) : NULL;
-    snprintf(job->rule, sizeof(job->rule), "%s", rule != NULL ? rule : "?");
     job->table = lua_topointer(L, 2);
-    if (lua_type(L, 2) != LUA_TTABLE || rule == NULL || !sendable(rule, rule_len)) {
+    if (lua_type(L, 2) != LUA_TTABLE || rule == NULL || !sendable(rule, rule_len))
         snprintf(job->why, sizeof(job->why), "returned no verdict table");
-        job->refused = 1;
-        return 0;
-    }
-    if (read_verdict(L, 2, 4, &v, job->why, sizeof(job->why)) != 0) {
-        job->refused = 1;
+    else if (read_verdict(L, 2, 4, &v, job->why, sizeof(job->why)) == 0)
+        job->refused = 0;
+    if (job->refused) {
+        snprintf(job->rule, sizeof(job->rule), "%s",
+                 rule != NULL && sendable(rule, rule_len) ? rule : "?");
         return 0;
     }
     v.rule = rule;
@@ -1379,24 +1399,49 @@ static int cb_run_rules(lua_State *L)
     return 0;
 }
 
+/* One run of the rules for `eval`; 0, or -1 with eval->error filled when they failed. */
+static int run_rules_once(struct epcs_eval *eval, struct verdict_job *job)
+{
+    struct epcs_engine *engine = eval->engine;
+    *job = (struct verdict_job){.eval = eval, .refused = 1};
+    epcs_buf_reset(&engine->packed);
+    engine->ring_used = 0;
+    engine->current = eval;
+    int rc = protected_read(engine, cb_run_rules, job, &eval->error);
+    engine->current = NULL;
+    return rc;
+}
+
+/* The line that made the refused verdict of `job`: a constant's is known; for a verdict made
+ * while evaluating, the evaluation runs again with marking on (see mark_verdict). */
+static int refused_line(struct epcs_eval *eval, const struct verdict_job *job)
+{
+    struct epcs_engine *engine = eval->engine;
+    int line = verdict_line(engine, job->table);
+    if (line > 0)
+        return line;
+    struct verdict_job again;
+    engine->marking = 1;
+    int rc = run_rules_once(eval, &again);
+    engine->marking = 0;
+    if (rc != 0 || !again.refused || strcmp(again.why, job->why) != 0)
+        return 0;
+    return verdict_line(engine, again.table);
+}
+
 int epcs_engine_run_rules(struct epcs_eval *eval)
 {
     struct epcs_engine *engine = eval->engine;
     const char *file = engine->ruleset->files[eval->area_index + 1].name;
-    struct verdict_job job = {.eval = eval};
-    epcs_buf_reset(&engine->packed);
-    engine->ring_used = 0;
-    engine->current = eval;
-    int rc = protected_read(engine, cb_run_rules, &job, &eval->error);
-    engine->current = NULL;
-    if (rc != 0) {
+    struct verdict_job job;
+    if (run_rules_once(eval, &job) != 0) {
         eval->failed = 1;
         if (eval->error.file[0] == '\0')
             snprintf(eval->error.file, sizeof(eval->error.file), "%s", file);
         return -1;
     }
     if (job.refused) {
-        int line = verdict_line(engine, job.table);
+        int line = refused_line(eval, &job);
         char place[160];
         snprintf(place, sizeof(place), line > 0 ? "%s:%d" : "%s", file, line);
         set_error(&eval->error, file, line, "%s: rule %s %s", place, job.rule, job.why);

@@ -312,5 +312,177 @@ class BacktrackingPatternTest(EpcsTest):
             server.cleanup()
 
 
+# A deepfake.lua whose evaluate tries the ways rules kept state or changed between checks.
+IMPURE = """\
+local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}
+local seen = {}
+local CONSTANT = epcs.allowed{article = '82-8', reason = 'constant'}
+return epcs.area{name = 'deepfake', article = '82-8', versions = {
+  {id = 'test/1', effective_from = '2024-01-29', window = w,
+   evaluate = function(q)
+      local purpose = q.activity.purpose
+      if purpose == 'satire' then
+        rawset(_G, 'count', (rawget(_G, 'count') or 0) + 1)
+        return epcs.allowed{article = '82-8', reason = 'count ' .. rawget(_G, 'count')}
+      end
+      if purpose == 'other' then
+        return epcs.allowed{article = '82-8', reason = 'random ' .. math.random(1000000)}
+      end
+      if purpose == 'primary' then
+        seen[#seen + 1] = q.date
+        return epcs.allowed{article = '82-8', reason = 'seen ' .. #seen}
+      end
+      if purpose == 'get_out_the_vote' then
+        return CONSTANT
+      end
+      return epcs.allowed{article = '82-8', reason = 'fine'}
+   end}},
+  tests = {{name = 'campaign', election = 'na22', date = '2024-02-01',
+    activity = {kind = 'post', purpose = 'campaign'}, expect = {verdict = 'allowed'}}}}
+"""
+
+# The same area keeping a count in a local of the file, which its evaluate assigns.
+COUNTING = """\
+local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}
+local calls = 0
+return epcs.area{name = 'deepfake', article = '82-8', versions = {
+  {id = 'test/1', effective_from = '2024-01-29', window = w,
+   evaluate = function(q)
+      calls = calls + 1
+      return epcs.allowed{article = '82-8', reason = 'call ' .. calls}
+   end}},
+  tests = {{name = 'campaign', election = 'na22', date = '2024-02-01',
+    activity = {kind = 'post', purpose = 'campaign'}, expect = {verdict = 'allowed'}}}}
+"""
+
+UPVALUE_REFUSED = ("deepfake.lua:6: assigns to 'calls', a local outside the function: it would "
+                   "keep state from one check to the next (make it a local of the function that "
+                   "changes it)")
+
+
+class PurityTest(EpcsTest):
+    """The same question gets the same answer: no rule keeps state between checks or changes
+    another file's answers (the verdict cache is off, so every check runs the rules)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rules = tempfile.mkdtemp(prefix="epcs-test-purity-")
+        shutil.copy(os.path.join(test_api.ARGS.rules, "elections.lua"), cls.rules)
+        with open(os.path.join(cls.rules, "deepfake.lua"), "w") as f:
+            f.write(IMPURE)
+        cls.plugins = deepfake_only_plugins()
+        cls.server = Server("--threads", "1", "--verdict-cache", "0", "--no-watch-rules",
+                            rules=cls.rules, plugins=cls.plugins)
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        shutil.rmtree(cls.rules)
+        shutil.rmtree(cls.plugins)
+        assert status == 0, "epcsd exited with %d" % status
+
+    def assertRuleFailed(self, purpose, line, message):
+        for _ in range(3):
+            response = check(self.server, deepfake(purpose))
+            self.assertEqual(response.status, 500, response.raw)
+            self.assertEqual(response.data, {"error": "rule_failed",
+                                             "message": "deepfake.lua:%d: %s" % (line, message),
+                                             "area": "deepfake", "file": "deepfake.lua",
+                                             "line": line})
+
+    def test_rawset_on_the_globals_is_gone(self):
+        self.assertRuleFailed("satire", 9, "attempt to call a nil value (global 'rawset')")
+
+    def test_math_random_is_gone(self):
+        self.assertRuleFailed("other", 13, "attempt to call a nil value (field 'random')")
+
+    def test_tables_made_while_loading_are_read_only(self):
+        self.assertRuleFailed("primary", 16, "rules may not set '1' in a table made while the "
+                              "rule files loaded: such tables are shared by every check and "
+                              "read-only")
+
+    def test_a_constant_verdict_keeps_no_window(self):
+        """The host adds each election's own window; the constant is never changed."""
+        for _ in range(2):
+            for election, date, window in (("na22", "2024-02-01", ["2024-01-11", "2024-04-10"]),
+                                           ("local9", "2026-03-01",
+                                            ["2026-03-05", "2026-06-03"])):
+                response = check(self.server, dict(deepfake("get_out_the_vote"),
+                                                   election=election, date=date))
+                self.assertEqual(response.status, 200, response.raw)
+                self.assertEqual((response.data["reason"], response.data["window"]),
+                                 ("constant", {"from": window[0], "to": window[1]}))
+
+    def test_an_upvalue_counter_is_refused_when_loading(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-counting-")
+        try:
+            shutil.copy(os.path.join(test_api.ARGS.rules, "elections.lua"), rules)
+            with open(os.path.join(rules, "deepfake.lua"), "w") as f:
+                f.write(COUNTING)
+            result = subprocess.run([test_api.ARGS.epcsd, "--plugins", self.plugins,
+                                     "--test-rules", rules],
+                                    capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertEqual(result.stderr, "epcsd: %s does not load: %s\n"
+                             % (rules, UPVALUE_REFUSED))
+            server = Server("--no-watch-rules", rules=self.rules, plugins=self.plugins)
+            try:
+                with open(os.path.join(self.rules, "deepfake.lua")) as f:
+                    impure = f.read()
+                try:
+                    with open(os.path.join(self.rules, "deepfake.lua"), "w") as f:
+                        f.write(COUNTING)
+                    response = request(server, "POST", "/v1/admin/rules/reload")
+                finally:
+                    with open(os.path.join(self.rules, "deepfake.lua"), "w") as f:
+                        f.write(impure)
+                self.assertEqual(response.status, 422, response.raw)
+                self.assertEqual((response.data["error"], response.data["file"],
+                                  response.data["line"], response.data["message"]),
+                                 ("rules_refused", "deepfake.lua", 6, UPVALUE_REFUSED))
+                self.assertEqual(server.stop(), 0)
+            finally:
+                server.cleanup()
+        finally:
+            shutil.rmtree(rules)
+
+
+class CrossAreaPurityTest(EpcsTest):
+    """One file cannot change the library every area uses: the amendment is refused."""
+
+    def test_replacing_string_format_is_refused(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-hijack-")
+        copy_rules(rules)
+        server = Server("--no-watch-rules", rules=rules)
+        try:
+            slander = {"election": "na22", "area": "false_information", "date": "2024-03-01",
+                       "activity": {"kind": "posting", "category": "slander",
+                                    "true_facts": False, "public_interest": True}}
+            before = check(server, slander).data
+            self.assertTrue(before["reason"].startswith("Slandering a candidate is prohibited "
+                                                        "up to election day 2024-04-10"))
+            path = os.path.join(rules, "deepfake.lua")
+            with open(path) as f:
+                source = f.read()
+            with open(path, "w") as f:
+                f.write("string.format = function() return 'hijacked' end\n" + source)
+            response = request(server, "POST", "/v1/admin/rules/reload")
+            self.assertEqual(response.status, 422, response.raw)
+            self.assertEqual((response.data["error"], response.data["file"],
+                              response.data["line"], response.data["message"]),
+                             ("rules_refused", "deepfake.lua", 1,
+                              "deepfake.lua:1: rules may not set 'format' in a table made while "
+                              "the rule files loaded: such tables are shared by every check and "
+                              "read-only"))
+            after = check(server, slander).data
+            self.assertEqual((after["reason"], after["ruleset"]),
+                             (before["reason"], before["ruleset"]))
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
+
 if __name__ == "__main__":
     test_api.run_suite()

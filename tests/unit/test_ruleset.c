@@ -444,6 +444,70 @@ static void test_actions_and_decide(void)
     EXPECT_INT(system(command), 0);
 }
 
+/* Rule files cannot change what other files see, nor what the next evaluation sees. */
+static void test_rules_stay_pure(void)
+{
+    struct epcs_rule_error err;
+    EXPECT(mkdtemp(rules_dir) != NULL);
+    copy_elections();
+    /* A window's methods are the rule API's, shared by every area: read-only. */
+    write_file("deepfake.lua", "local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}\n"
+                               "getmetatable(w).span = function() return 0, 0 end\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_INT(err.line, 2);
+    EXPECT_CONTAINS(err.message, "deepfake.lua:2: rules may not set 'span' in a table made while "
+                                 "the rule files loaded");
+    write_file("deepfake.lua", "epcs.allowed = function(spec) return spec end\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_CONTAINS(err.message, "deepfake.lua:1: rules may not set 'allowed'");
+    /* Each file has its own globals: elections.lua's are not deepfake.lua's. */
+    char command[512];
+    snprintf(command, sizeof(command),
+             "printf 'shared = 7\\n' | cat - %s/elections.lua > %s/e && "
+             "mv %s/e %s/elections.lua",
+             EPCS_RULES_DIR, rules_dir, rules_dir, rules_dir);
+    EXPECT_INT(system(command), 0);
+    /* A constant verdict, asked for through epcs.decide and changed by the asker, and asked
+     * for directly for two elections: each answer is its own. */
+    write_area("      if q.activity.kind == 'edit' then\n"
+               "        local v = epcs.decide('deepfake', {date = q.date, election = q.election,\n"
+               "                              actor = q.actor, activity = {kind = 'post'}})\n"
+               "        v.reason = 'changed: ' .. v.reason\n"
+               "        return v\n"
+               "      end\n"
+               "      return CONSTANT\n");
+    char text[2048];
+    FILE *file = fopen(strcat(strcpy(text, rules_dir), "/deepfake.lua"), "r");
+    size_t len = fread(text, 1, sizeof(text) - 1, file);
+    fclose(file);
+    text[len] = '\0';
+    char prefixed[2200];
+    snprintf(prefixed, sizeof(prefixed),
+             "assert(shared == nil)\nCONSTANT = epcs.allowed{article = '82-8', reason = 'c'}\n%s",
+             text);
+    write_file("deepfake.lua", prefixed);
+    struct epcs_ruleset *ruleset = load_broken(&err);
+    EXPECT(ruleset != NULL);
+    if (ruleset == NULL) {
+        fprintf(stderr, "pure rules did not load: %s\n", err.message);
+        return;
+    }
+    struct epcs_engine *engine = epcs_engine_create(ruleset, &err);
+    for (int round = 0; round < 2; round++) {
+        struct outcome out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"edit\"}");
+        EXPECT_CONTAINS(out.json, "\"reason\":\"changed: c\"");
+        out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"post\"}");
+        EXPECT_CONTAINS(out.json, "\"reason\":\"c\",\"window\":{\"from\":\"2024-01-11\"");
+        out = evaluate(engine, "local9", "2026-03-01", "{\"kind\":\"post\"}");
+        EXPECT_CONTAINS(out.json, "\"reason\":\"c\",\"window\":{\"from\":\"2026-03-05\"");
+    }
+    epcs_engine_destroy(engine);
+    epcs_ruleset_release(ruleset);
+    snprintf(command, sizeof(command), "rm -rf '%s'", rules_dir);
+    EXPECT_INT(system(command), 0);
+}
+
 int main(void)
 {
     /* Only the deepfake plugin: the broken rule directories below hold no other area's file. */
@@ -465,6 +529,8 @@ int main(void)
     test_failing_evaluations();
     memcpy(rules_dir + strlen(rules_dir) - 6, "XXXXXX", 6);
     test_actions_and_decide();
+    memcpy(rules_dir + strlen(rules_dir) - 6, "XXXXXX", 6);
+    test_rules_stay_pure();
     epcs_plugins_destroy(plugins);
     return epcs_test_report();
 }

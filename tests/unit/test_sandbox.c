@@ -321,16 +321,158 @@ static void test_state_usable_after_failures(struct epcs_lua *lua)
                0);
 }
 
-static void test_frozen_globals(void)
+/* Runs `source` as rule file `name`, calls the function it returns, and leaves the call's one
+ * result on the stack; returns 0 or -1 with err filled. */
+static int call_file(struct epcs_lua *lua, const char *name, const char *source,
+                     struct epcs_rule_error *err)
+{
+    memset(err, 0, sizeof(*err));
+    if (epcs_lua_run_chunk(lua, name, source, strlen(source), 0, 1, err) != 0)
+        return -1;
+    return epcs_lua_call(lua, 0, 1, err);
+}
+
+static void expect_refused_load(struct epcs_lua *lua, const char *source, int line,
+                                const char *message)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua, source, &err), -1);
+    EXPECT_STR(err.file, "rule.lua");
+    EXPECT_INT(err.line, line);
+    EXPECT_CONTAINS(err.message, message);
+}
+
+static void expect_refused_call(struct epcs_lua *lua, const char *source, int line,
+                                const char *message)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(call(lua, source, &err), -1);
+    EXPECT_STR(err.file, "rule.lua");
+    EXPECT_INT(err.line, line);
+    EXPECT_CONTAINS(err.message, message);
+}
+
+/* Each file has globals of its own, and none can be assigned once the file has loaded. */
+static void test_own_globals(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(
+        call_file(lua, "a.lua", "helper = 41\nreturn function() return helper + 1 end\n", &err), 0);
+    EXPECT_INT(lua_tointeger(epcs_lua_state(lua), -1), 42);
+    lua_pop(epcs_lua_state(lua), 1);
+    EXPECT_STR(type_of(lua, "helper"), "nil");
+    expect_refused_call(lua, "return function() counter = 1 end\n", 1,
+                        "rule.lua:1: rules may not assign global 'counter'");
+    expect_refused_call(lua, "return function()\n  _G.counter = 1\nend\n", 2,
+                        "rules may not assign global 'counter'");
+    EXPECT_STR(type_of(lua, "_G.string"), "table");
+}
+
+/* The libraries and the rule API are the same for every file, and read-only. */
+static void test_libraries_read_only(struct epcs_lua *lua)
+{
+    static const char *const writes[] = {
+        "string.format = function() return 'hijacked' end",
+        "epcs.date = nil",
+        "table.insert = nil",
+        "math.pi = 3",
+        "utf8.char = print",
+        "string.newfield = 1",
+    };
+    for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++)
+        expect_refused_load(lua, writes[i], 1, "in a table made while the rule files loaded");
+    expect_refused_load(lua, "getmetatable('').__index = {}", 1, "attempt to index");
+    expect_refused_call(lua, "return function() setmetatable(string, {}) end", 1,
+                        "setmetatable: the table was made while the rule files loaded and is "
+                        "read-only");
+    static const char *const absent[] = {"rawset", "math.random", "math.randomseed"};
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+        EXPECT_STR(type_of(lua, absent[i]), "nil");
+    struct epcs_rule_error err;
+    EXPECT_INT(run(lua,
+                   "assert(rawget(string, 'format') == string.format)\n"
+                   "assert(rawlen(string) == 0 and rawequal(string, string))\n"
+                   "local n = 0\n"
+                   "for k, v in pairs(math) do n = n + 1 end\n"
+                   "assert(n > 20 and next(math) ~= nil)\n"
+                   "assert(('x'):rep(3) == 'xxx' and getmetatable('') == false)\n",
+                   &err),
+               0);
+}
+
+/* What a file made while it loaded is read-only afterwards; reading it works as before. */
+static void test_loaded_tables_frozen(struct epcs_lua *lua)
+{
+    struct epcs_rule_error err;
+    EXPECT_INT(call(lua,
+                    "local t = {10, 20, 30, x = 'y', nested = {1, 2}}\n"
+                    "return function()\n"
+                    "  local n, sum = 0, 0\n"
+                    "  for k, v in pairs(t) do n = n + 1 end\n"
+                    "  for i, v in ipairs(t) do sum = sum + v end\n"
+                    "  assert(n == 5 and sum == 60 and #t == 3 and t.x == 'y')\n"
+                    "  assert(rawget(t, 1) == 10 and rawlen(t) == 3 and #t.nested == 2)\n"
+                    "  assert(table.concat(t, ',') == '10,20,30' and select(2, table.unpack(t)) == "
+                    "20)\n"
+                    "  assert(getmetatable(t) == nil and next(t) ~= nil)\n"
+                    "end\n",
+                    &err),
+               0);
+    expect_refused_call(lua, "local seen = {}\nreturn function()\n  seen[#seen + 1] = 1\nend\n", 3,
+                        "rules may not set '1' in a table made while the rule files loaded");
+    expect_refused_call(lua, "local t = {nested = {}}\nreturn function()\n  t.nested.x = 1\nend\n",
+                        3, "rules may not set 'x'");
+    expect_refused_call(lua, "local t = {}\nreturn function()\n  table.insert(t, 1)\nend\n", 3,
+                        "in a table made while the rule files loaded");
+    expect_refused_call(lua, "local t = {}\nreturn function()\n  setmetatable(t, {})\nend\n", 3,
+                        "setmetatable: the table was made while the rule files loaded and is "
+                        "read-only");
+    expect_refused_call(lua, "return function()\n  setmetatable({}, {__mode = 'k'})\nend\n", 2,
+                        "rules may not set __mode metamethods");
+    /* Made while evaluating, a table is the evaluation's own. */
+    EXPECT_INT(call(lua,
+                    "return function()\n"
+                    "  local t = {}\n"
+                    "  t.x = 1\n"
+                    "  table.insert(t, 2)\n"
+                    "  return setmetatable(t, {__index = function() return 3 end}).y\n"
+                    "end\n",
+                    &err),
+               0);
+}
+
+/* A local outside a function that the function assigns would carry state from one call to
+ * the next: such files are refused when they load, naming the assignment's line. */
+static void test_upvalue_assignments_refused(struct epcs_lua *lua)
+{
+    expect_refused_load(lua, "local n = 0\nreturn function()\n  n = n + 1\n  return n\nend\n", 3,
+                        "rule.lua:3: assigns to 'n', a local outside the function: it would keep "
+                        "state from one check to the next (make it a local of the function that "
+                        "changes it)");
+    expect_refused_load(lua,
+                        "return function()\n  local found = false\n"
+                        "  local function mark() found = true end\n  mark()\nend\n",
+                        3, "assigns to 'found'");
+    expect_refused_load(lua, "\n_ENV = {}\n", 2, "assigns to '_ENV'");
+    struct epcs_rule_error err;
+    EXPECT_INT(call(lua, "local n = 41\nreturn function() local m = n + 1 return m end\n", &err),
+               0);
+    EXPECT_INT(call(lua,
+                    "local function f(x)\n  local y = x\n  y = y + 1\n  return y\nend\n"
+                    "return function() assert(f(1) == 2) end\n",
+                    &err),
+               0);
+}
+
+static void test_purity(void)
 {
     struct epcs_lua *lua = epcs_lua_create(&limits);
     struct epcs_rule_error err;
-    EXPECT_INT(run(lua, "helper = 1\n", &err), 0);
-    epcs_lua_freeze_globals(lua);
-    EXPECT_INT(run(lua, "\ncounter = 1\n", &err), -1);
-    EXPECT_CONTAINS(err.message, "rules may not assign global 'counter'");
-    EXPECT_INT(err.line, 2);
-    EXPECT_INT(run(lua, "assert(helper == 1)\n", &err), 0);
+    EXPECT_INT(epcs_lua_freeze_globals(lua, 0, &err), 0);
+    test_own_globals(lua);
+    test_libraries_read_only(lua);
+    test_loaded_tables_frozen(lua);
+    test_upvalue_assignments_refused(lua);
     epcs_lua_destroy(lua);
 }
 
@@ -348,7 +490,7 @@ int main(void)
     test_patterns_pay_from_the_budget(lua);
     test_state_usable_after_failures(lua);
     epcs_lua_destroy(lua);
-    test_frozen_globals();
+    test_purity();
     /* Room for the million-byte strings and large tables the budget tests make. */
     static const struct epcs_lua_limits roomy = {.memory_bytes = 16u << 20, .instructions = 200000};
     lua = epcs_lua_create(&roomy);
