@@ -1012,10 +1012,11 @@ static int plain_part(lua_State *L, int index, const char *what, char *why, size
 }
 
 /* String field `key`, read raw: NULL when absent; anything but a string sets *bad. A string
- * that may not go out (not UTF-8, or holding a NUL byte) is refused with `why`. The string
- * stays alive: the table holding it is still on the stack. */
+ * that may not go out (not UTF-8, or holding a NUL byte) is refused with `why`, which begins
+ * with `owner` ("returned"). The string stays alive: the table holding it is still on the
+ * stack. */
 static int text_field(lua_State *L, int table, const char *key, const char **value, size_t *len,
-                      int *bad, char *why, size_t why_size)
+                      int *bad, const char *owner, char *why, size_t why_size)
 {
     int type = raw_field(L, table, key);
     *value = NULL;
@@ -1026,7 +1027,7 @@ static int text_field(lua_State *L, int table, const char *key, const char **val
     lua_pop(L, 1);
     if (*value == NULL || sendable(*value, *len))
         return 0;
-    snprintf(why, why_size, "returned a %s %s", key,
+    snprintf(why, why_size, "%s %s %s %s", owner, strchr("aeiou", key[0]) != NULL ? "an" : "a", key,
              memchr(*value, '\0', *len) != NULL ? "holding a NUL byte" : "that is not valid UTF-8");
     return -1;
 }
@@ -1163,12 +1164,15 @@ static int read_verdict(lua_State *L, int table, int defaults, struct rule_verdi
     if (plain_part(L, table, "a verdict table", why, why_size) != 0 ||
         known_fields(L, table, why, why_size) != 0 || read_kind(L, table, v, why, why_size) != 0)
         return -1;
-    if (text_field(L, table, "article", &v->article, &v->article_len, &bad, why, why_size) ||
-        text_field(L, table, "reason", &v->reason, &v->reason_len, &bad, why, why_size) ||
-        text_field(L, table, "reason_ko", &v->reason_ko, &v->reason_ko_len, &bad, why, why_size) ||
-        text_field(L, table, "exception", &v->exception, &v->exception_len, &bad, why, why_size) ||
-        text_field(L, table, "penalty", &v->penalty, &v->penalty_len, &bad, why, why_size))
-        return -1;
+    static const char *const texts[] = {"article", "reason", "reason_ko", "exception", "penalty"};
+    const char **values[] = {&v->article, &v->reason, &v->reason_ko, &v->exception, &v->penalty};
+    size_t *lens[] = {&v->article_len, &v->reason_len, &v->reason_ko_len, &v->exception_len,
+                      &v->penalty_len};
+    for (size_t f = 0; f < sizeof(texts) / sizeof(texts[0]); f++) {
+        if (text_field(L, table, texts[f], values[f], lens[f], &bad, "returned", why, why_size) !=
+            0)
+            return -1;
+    }
     if (bad || v->article == NULL || v->reason == NULL || v->article_len == 0)
         return snprintf(why, why_size, "returned a verdict without string article and reason"), -1;
     if (read_period(L, table, defaults, v, why, why_size) != 0 ||
@@ -1461,23 +1465,27 @@ struct calendar_job {
 };
 
 /* Checks calendar item `item` and packs it; 0, or -1 with `why` filled. */
-static int pack_calendar_item(msgpack_packer *pk, lua_State *L, int item, const char *area,
-                              char *why, size_t why_size)
+static int pack_calendar_item(msgpack_packer *pk, lua_State *L, int item, int number,
+                              const char *area, char *why, size_t why_size)
 {
     static const char *const text_fields[] = {"article", "rule", "title", "title_ko"};
     const char *text[4];
     size_t len[4];
     int32_t from = 0, to = 0, day = 0;
     int bad = epcs_lua_plain(L, item) != 0;
+    char owner[64];
+    snprintf(owner, sizeof(owner), "returned calendar item %d with", number);
     for (size_t f = 0; f < 4 && !bad; f++) {
-        if (text_field(L, item, text_fields[f], &text[f], &len[f], &bad, why, why_size) != 0)
+        if (text_field(L, item, text_fields[f], &text[f], &len[f], &bad, owner, why, why_size) != 0)
             return -1;
     }
     int is_window = !bad && int_field(L, item, "from", &from) && int_field(L, item, "to", &to);
     if (bad || text[0] == NULL || text[1] == NULL || text[2] == NULL ||
         (is_window ? !valid_day(from) || !valid_day(to)
                    : !int_field(L, item, "day", &day) || !valid_day(day))) {
-        snprintf(why, why_size, "calendar items need article, rule, title and from/to or day");
+        snprintf(why, why_size,
+                 "returned calendar item %d without article, rule, title and from/to or day",
+                 number);
         return -1;
     }
     msgpack_pack_map(pk, 5 + (is_window ? 2 : 1) + (text[3] != NULL));
@@ -1514,7 +1522,7 @@ static int cb_run_calendar(lua_State *L)
     push_election(L, calendar->election);
     lua_call(L, 2, 1);
     if (lua_type(L, 2) != LUA_TTABLE || epcs_lua_plain(L, 2) != 0) {
-        snprintf(job->why, sizeof(job->why), "the calendar is a plain list of items");
+        snprintf(job->why, sizeof(job->why), "returned a calendar that is not a plain list");
         job->refused = 1;
         return 0;
     }
@@ -1523,7 +1531,7 @@ static int cb_run_calendar(lua_State *L)
     lua_Integer count = (lua_Integer)lua_rawlen(L, 2);
     for (lua_Integer i = 1; i <= count; i++) {
         lua_rawgeti(L, 2, i);
-        if (pack_calendar_item(&pk, L, 3, area, job->why, sizeof(job->why)) != 0) {
+        if (pack_calendar_item(&pk, L, 3, (int)i, area, job->why, sizeof(job->why)) != 0) {
             job->refused = 1;
             return 0;
         }

@@ -484,5 +484,80 @@ class CrossAreaPurityTest(EpcsTest):
             shutil.rmtree(rules)
 
 
+# A deepfake.lua that passes its own test, with strings that may not go out for some facts:
+# its evaluate starts at line 5, its calendar at line 16.
+BAD_STRINGS = """\
+local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}
+return epcs.area{name = 'deepfake', article = '82-8', versions = {
+  {id = 'test/1', effective_from = '2024-01-29', window = w,
+   evaluate = function(q)
+      local purpose = q.activity.purpose
+      if purpose == 'satire' then
+        return epcs.allowed{article = '82-8', reason = 'raw \\255 byte'}
+      end
+      if purpose == 'other' then
+        return epcs.allowed{article = '82-8', reason = 'fine', reason_ko = 'nul\\0inside'}
+      end
+      if purpose == 'primary' then
+        return epcs.allowed{article = '82-8', reason = 'fine', obligations = {'ok', '\\192\\128'}}
+      end
+      return epcs.allowed{article = '82-8', reason = 'fine'}
+   end,
+   calendar = function(election, version)
+      return {{article = '82-8', rule = version.id, title = 'Title \\237\\160\\128', day = election.day}}
+   end}},
+  tests = {{name = 'campaign', election = 'na22', date = '2024-02-01',
+    activity = {kind = 'post', purpose = 'campaign'}, expect = {verdict = 'allowed'}}}}
+"""
+
+
+class StringsOutTest(EpcsTest):
+    """Every string a verdict or calendar item carries is UTF-8 without NUL bytes, or the
+    request fails closed naming the file and the field."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rules = tempfile.mkdtemp(prefix="epcs-test-strings-")
+        shutil.copy(os.path.join(test_api.ARGS.rules, "elections.lua"), cls.rules)
+        with open(os.path.join(cls.rules, "deepfake.lua"), "w") as f:
+            f.write(BAD_STRINGS)
+        cls.plugins = deepfake_only_plugins()
+        cls.server = Server(rules=cls.rules, plugins=cls.plugins)
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        shutil.rmtree(cls.rules)
+        shutil.rmtree(cls.plugins)
+        assert status == 0, "epcsd exited with %d" % status
+
+    def assertRuleFailed(self, purpose, line, why):
+        for kind in (MSGPACK, JSON):
+            response = check(self.server, deepfake(purpose), kind)
+            self.assertEqual(response.status, 500, response.raw)
+            self.assertEqual(response.data, {
+                "error": "rule_failed", "message": "deepfake.lua:%d: rule test/1 %s"
+                % (line, why), "area": "deepfake", "file": "deepfake.lua", "line": line})
+        self.assertEqual(check(self.server, deepfake("campaign")).data["reason"], "fine")
+
+    def test_reason_not_utf8(self):
+        self.assertRuleFailed("satire", 7, "returned a reason that is not valid UTF-8")
+
+    def test_reason_ko_with_nul(self):
+        self.assertRuleFailed("other", 10, "returned a reason_ko holding a NUL byte")
+
+    def test_obligation_overlong(self):
+        self.assertRuleFailed("primary", 13, "returned obligations whose item 2 is not UTF-8 "
+                              "text without NUL bytes")
+
+    def test_calendar_title_surrogate(self):
+        for accept in (JSON, MSGPACK, "text/calendar"):
+            response = request(self.server, "GET", "/v1/elections/na22/calendar", accept=accept)
+            self.assertEqual(response.status, 500, response.raw)
+            self.assertIn(b"deepfake.lua: returned calendar item 1 with a title that is not "
+                          b"valid UTF-8", response.raw)
+
+
 if __name__ == "__main__":
     test_api.run_suite()

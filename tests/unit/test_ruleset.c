@@ -259,6 +259,14 @@ static void test_broken_files_refused(void)
     EXPECT_CONTAINS(err.message, "deepfake.lua:1: instruction budget of 100000 exceeded");
 
     write_file("elections.lua", "return epcs.elections{{id = 'x', kind = 'general',\n"
+                                "  office = 'president', name = 'X\\255', name_ko = 'X',\n"
+                                "  day = '2024-02-01'}}\n");
+    write_area("return epcs.allowed{article = '82-8', reason = 'r'}");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "elections.lua");
+    EXPECT_CONTAINS(err.message, "election 1 lacks id, name, name_ko, kind, office or day as "
+                                 "UTF-8 text (no NUL bytes) and a day number");
+    write_file("elections.lua", "return epcs.elections{{id = 'x', kind = 'general',\n"
                                 "  office = 'president', name = 'X', name_ko = 'X',\n"
                                 "  day = '2024-02-30'}}\n");
     write_area("return epcs.allowed{article = '82-8', reason = 'r'}");
@@ -332,6 +340,20 @@ static void test_failing_evaluations(void)
         {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
          "        actions = {{kind = 'k', overdue = setmetatable({}, {})}}}",
          "returned actions whose actions[1].overdue is a table with a metatable", 5},
+        /* Every string goes out as UTF-8 without NUL bytes, or not at all. */
+        {"      return epcs.allowed{article = '82-8\\0', reason = 'r'}",
+         "deepfake.lua:5: rule test/1 returned an article holding a NUL byte", 5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', exception = '\\xc3'}",
+         "deepfake.lua:5: rule test/1 returned an exception that is not valid UTF-8", 5},
+        {"      return epcs.prohibited{article = '82-8', reason = 'r', penalty = "
+         "'\\xf4\\x90\\x80\\x80'}",
+         "deepfake.lua:5: rule test/1 returned a penalty that is not valid UTF-8", 5},
+        {"      return epcs.needs_facts{article = '82-8', reason = 'r', missing = {'a\\0'}}",
+         "deepfake.lua:5: rule test/1 returned missing whose item 1 is not UTF-8 text without NUL "
+         "bytes",
+         5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{to = 'p\\0'}}}",
+         "returned actions whose actions[1].to is a string holding a NUL byte", 5},
         {"      local v = epcs.decide('nothing', q)\n      return v",
          "deepfake.lua:5: epcs.decide: no area 'nothing' is loaded (its plugin is missing)", 5},
     };
