@@ -293,10 +293,14 @@ end
 -- The verdict another loaded area's rules give for the same query, and the id of the version
 -- that gave it: an area that applies another's provision asks it instead of copying its rules,
 -- so the two cannot drift apart.
--- The asking rule gets its own copy, with the version's window or deadline filled in as the
--- host fills it in for verdicts it sends.
+-- The other area's plugin checks the request's facts first, as it would had the request asked
+-- it: facts it refuses are the client's 422, whichever area asked. The asking rule gets its own
+-- copy of the verdict, with the version's window or deadline filled in as the host fills it in
+-- for verdicts it sends.
 function epcs.decide(name, q)
-    local result, rule, from, to, deadline = epcs._evaluate(linked(name, "epcs.decide"), q)
+    local area = linked(name, "epcs.decide")
+    host.validate(name)
+    local result, rule, from, to, deadline = epcs._evaluate(area, q)
     return host.own_verdict(result, from, to, deadline), rule
 end
 

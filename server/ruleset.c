@@ -580,6 +580,30 @@ static int cb_own_verdict(lua_State *L)
     return 1;
 }
 
+/* host.validate(name) for epcs.decide: the plugin of area `name` checks the facts of the
+ * evaluation in progress, as it would had the request asked it. A refusal ends the evaluation,
+ * which the host then answers as the request's 422 (eval->rejected). */
+static int cb_validate(lua_State *L)
+{
+    struct epcs_engine *engine = epcs_lua_owner(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    struct epcs_eval *eval = engine->current;
+    if (eval == NULL)
+        return luaL_error(L, "epcs.decide('%s') runs while evaluating a check", name);
+    const struct epcs_plugin_set *plugins = engine->ruleset->plugins;
+    int index = epcs_plugins_find(plugins, name, len);
+    const struct epcs_loaded_plugin *plugin = index >= 0 ? &plugins->items[index] : NULL;
+    if (plugin == NULL || plugin->desc->validate == NULL ||
+        plugin->desc->validate(plugin->state, eval->facts) == 0)
+        return 0;
+    if (!eval->facts->rejected)
+        epcs_facts_reject(eval->facts, "activity", "area %s refused the facts", name);
+    eval->rejected = 1;
+    lua_pushfstring(L, "area %s refused the facts: %s", name, eval->facts->message);
+    return lua_error(L);
+}
+
 /* The C part of the rule API, in place before the prelude (server/rule_api.lua) runs; the
  * prelude gets the host's private helpers as its argument, out of the rules' reach. */
 static int open_rule_api(struct epcs_engine *engine, struct epcs_rule_error *err)
@@ -593,9 +617,11 @@ static int open_rule_api(struct epcs_engine *engine, struct epcs_rule_error *err
         lua_setfield(L, -2, kinds[i]);
     }
     lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushcfunction(L, cb_own_verdict);
     lua_setfield(L, -2, "own_verdict");
+    lua_pushcfunction(L, cb_validate);
+    lua_setfield(L, -2, "validate");
     if (epcs_lua_run_chunk(engine->lua, "=epcs rule API", epcs_rule_api_source,
                            sizeof(epcs_rule_api_source) - 1, 1, 1, err) != 0 ||
         epcs_lua_freeze_globals(engine->lua, 1, err) != 0)
@@ -1607,9 +1633,12 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
         eval->packer = &miss_packer;
         eval->decision_id = 0;
     }
+    eval->rejected = 0;
     int failed = plugin->desc->evaluate(plugin->state, eval) != 0 || eval->failed;
     eval->packer = out;
     eval->decision_id = decision_id;
+    if (failed && eval->rejected)
+        return EPCS_AREA_REJECTED;
     if (failed) {
         if (!eval->failed)
             set_error(&eval->error, engine->ruleset->files[eval->area_index + 1].name, 0,

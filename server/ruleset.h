@@ -122,7 +122,8 @@ void epcs_engine_destroy(struct epcs_engine *engine);
 struct epcs_eval {
     struct epcs_engine *engine;
     size_t area_index;
-    const struct epcs_facts *facts;
+    /** The request's facts; epcs.decide has another area's plugin validate them. */
+    struct epcs_facts *facts;
     int32_t date;
     const struct epcs_election *election;
     msgpack_packer *packer;
@@ -132,6 +133,11 @@ struct epcs_eval {
     enum epcs_verdict_kind verdict;
     /** Set when the rules failed; nothing was written to `packer` then. */
     int failed;
+    /**
+     * Set with `failed` when the rules asked another area (epcs.decide) whose plugin refused
+     * the facts: facts->field and facts->message say why, and the answer is 422, not 500.
+     */
+    int rejected;
     struct epcs_rule_error error;
 };
 
@@ -158,7 +164,8 @@ enum epcs_area_outcome {
 /**
  * Asks one area about checked facts, the way every caller must: the activity kind must be one
  * the area covers, the plugin's validate must accept the facts, then its evaluate runs the
- * rules and packs the verdict to eval->packer. eval->area_index names the plugin.
+ * rules and packs the verdict to eval->packer. eval->area_index names the plugin. An area the
+ * rules ask in turn (epcs.decide) must accept the facts too: its refusal is this area's.
  */
 enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
                                           struct epcs_facts *facts, struct epcs_eval *eval);

@@ -559,5 +559,49 @@ class StringsOutTest(EpcsTest):
                           b"valid UTF-8", response.raw)
 
 
+class CrossAreaFactsTest(EpcsTest):
+    """A fact handed to another area through epcs.decide passes that area's plugin validate:
+    a refusal is the client's 422 invalid_fact naming the field, not a verdict built on facts
+    that area never accepted."""
+
+    def test_refused_by_the_area_asked(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-decide-")
+        copy_rules(rules)
+        path = os.path.join(rules, "false_information.lua")
+        with open(path) as f:
+            source = f.read()
+        # A reported posting that claims an Act-provided method is asked of the advertising
+        # area, whose plugin requires authorized_by to name an article.
+        amended = source.replace(
+            'local verdict = epcs.decide("deepfake", q)',
+            'local verdict = epcs.decide(q.activity.authorized_by and "advertising" or '
+            '"deepfake", q)', 1)
+        self.assertNotEqual(amended, source)
+        with open(path, "w") as f:
+            f.write(amended)
+        server = Server(rules=rules)
+        try:
+            posting = {"election": "na22", "area": "false_information", "date": "2024-02-15",
+                       "activity": {"kind": "posting", "category": "deepfake", "deepfake": True,
+                                    "purpose": "campaign", "labeled": True}}
+            for kind in (MSGPACK, JSON):
+                refused = check(server, dict(posting, activity=dict(
+                    posting["activity"], authorized_by="whatever we like")), kind)
+                self.assertError(refused, 422, "invalid_fact", "activity.authorized_by",
+                                 'activity.authorized_by must name an article of the Act, e.g. '
+                                 '"69" or "70(1)"')
+                accepted = check(server, dict(posting, activity=dict(
+                    posting["activity"], authorized_by="69")), kind)
+                self.assertEqual(accepted.status, 200, accepted.raw)
+                self.assertEqual((accepted.data["area"], accepted.data["exception"]),
+                                 ("false_information", "method_provided_by_act"))
+                plain = check(server, posting, kind)
+                self.assertEqual((plain.status, plain.data["article"]), (200, "82-8(1)"))
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+
+
 if __name__ == "__main__":
     test_api.run_suite()
