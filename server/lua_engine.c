@@ -378,6 +378,14 @@ static lua_Integer cost_tonumber(lua_State *L)
     return lua_type(L, 1) == LUA_TSTRING ? string_arg_len(L, 1) / BYTES_PER_UNIT : 0;
 }
 
+/* Two distinct strings of the same length are compared byte by byte. */
+static lua_Integer cost_rawequal(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TSTRING || lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    return lua_rawlen(L, 1) == lua_rawlen(L, 2) ? string_arg_len(L, 1) / BYTES_PER_UNIT : 0;
+}
+
 static lua_Integer cost_move(lua_State *L)
 {
     lua_Integer from = integer_arg(L, 2, 1), to = integer_arg(L, 3, 0);
@@ -429,15 +437,25 @@ struct charged_function {
 };
 
 static const struct charged_function charged_functions[] = {
-    {NULL, "tonumber", cost_tonumber},         {LUA_STRLIBNAME, "byte", cost_byte_span},
-    {LUA_STRLIBNAME, "char", cost_arguments},  {LUA_STRLIBNAME, "pack", cost_format},
-    {LUA_STRLIBNAME, "packsize", cost_format}, {LUA_STRLIBNAME, "unpack", cost_format},
-    {LUA_TABLIBNAME, "concat", cost_concat},   {LUA_TABLIBNAME, "insert", cost_insert},
-    {LUA_TABLIBNAME, "move", cost_move},       {LUA_TABLIBNAME, "pack", cost_arguments},
-    {LUA_TABLIBNAME, "remove", cost_remove},   {LUA_TABLIBNAME, "unpack", cost_unpack},
-    {LUA_MATHLIBNAME, "max", cost_arguments},  {LUA_MATHLIBNAME, "min", cost_arguments},
-    {LUA_UTF8LIBNAME, "char", cost_arguments}, {LUA_UTF8LIBNAME, "codepoint", cost_byte_span},
-    {LUA_UTF8LIBNAME, "len", cost_scan},       {LUA_UTF8LIBNAME, "offset", cost_scan},
+    {NULL, "rawequal", cost_rawequal},
+    {NULL, "tonumber", cost_tonumber},
+    {LUA_STRLIBNAME, "byte", cost_byte_span},
+    {LUA_STRLIBNAME, "char", cost_arguments},
+    {LUA_STRLIBNAME, "pack", cost_format},
+    {LUA_STRLIBNAME, "packsize", cost_format},
+    {LUA_STRLIBNAME, "unpack", cost_format},
+    {LUA_TABLIBNAME, "concat", cost_concat},
+    {LUA_TABLIBNAME, "insert", cost_insert},
+    {LUA_TABLIBNAME, "move", cost_move},
+    {LUA_TABLIBNAME, "pack", cost_arguments},
+    {LUA_TABLIBNAME, "remove", cost_remove},
+    {LUA_TABLIBNAME, "unpack", cost_unpack},
+    {LUA_MATHLIBNAME, "max", cost_arguments},
+    {LUA_MATHLIBNAME, "min", cost_arguments},
+    {LUA_UTF8LIBNAME, "char", cost_arguments},
+    {LUA_UTF8LIBNAME, "codepoint", cost_byte_span},
+    {LUA_UTF8LIBNAME, "len", cost_scan},
+    {LUA_UTF8LIBNAME, "offset", cost_scan},
 };
 
 static void charge(lua_State *L, lua_Integer units)

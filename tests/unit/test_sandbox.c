@@ -1,6 +1,9 @@
 #include <lauxlib.h>
 #include <lualib.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lua_engine.h"
 #include "testing.h"
@@ -249,6 +252,8 @@ static void test_library_work_is_charged(struct epcs_lua *lua)
         "  local s = ('x'):rep(2^20)\n  for i = 1, 1e6 do local _ = utf8.len(s) end",
         "  local s = ('x'):rep(2^20)\n  for i = 1, 1e6 do local _ = utf8.offset(s, 2^20) end",
         "  local s = ('1'):rep(2^20)\n  for i = 1, 1e6 do local _ = tonumber(s) end",
+        "  local a, b = ('x'):rep(2^20) .. 'a', ('x'):rep(2^20) .. 'b'\n"
+        "  for i = 1, 1e6 do local _ = rawequal(a, b) end",
         "  local f = ('b'):rep(2^20)\n  for i = 1, 1e6 do local _ = string.packsize(f) end",
         /* a copy of the whole string, per call: paid by what is allocated */
         "  local s = ('x'):rep(2^20)\n  for i = 1, 1e5 do local _ = s:upper() end",
@@ -464,6 +469,38 @@ static void test_upvalue_assignments_refused(struct epcs_lua *lua)
                0);
 }
 
+/* Every host access runs in a protected call, so the panic handler should never run; if it
+ * does, the process still ends (Lua aborts), but the log says which state did it. */
+static void test_panic_is_logged(void)
+{
+    int pipe_fds[2];
+    EXPECT_INT(pipe(pipe_fds), 0);
+    fflush(stderr);
+    pid_t child = fork();
+    if (child == 0) {
+        dup2(pipe_fds[1], STDERR_FILENO);
+        struct epcs_lua *lua = epcs_lua_create(&limits);
+        lua_State *L = epcs_lua_state(lua);
+        lua_pushliteral(L, "an error nothing catches");
+        lua_error(L);
+        _exit(0);
+    }
+    close(pipe_fds[1]);
+    char log[4096] = "";
+    size_t used = 0;
+    ssize_t got;
+    while (used < sizeof(log) - 1 &&
+           (got = read(pipe_fds[0], log + used, sizeof(log) - 1 - used)) > 0)
+        used += (size_t)got;
+    log[used] = '\0';
+    close(pipe_fds[0]);
+    int status = 0;
+    EXPECT_INT(waitpid(child, &status, 0), child);
+    EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    EXPECT_CONTAINS(log, "raised an error outside any protected call, aborting: an error nothing "
+                         "catches");
+}
+
 static void test_purity(void)
 {
     struct epcs_lua *lua = epcs_lua_create(&limits);
@@ -491,6 +528,7 @@ int main(void)
     test_state_usable_after_failures(lua);
     epcs_lua_destroy(lua);
     test_purity();
+    test_panic_is_logged();
     /* Room for the million-byte strings and large tables the budget tests make. */
     static const struct epcs_lua_limits roomy = {.memory_bytes = 16u << 20, .instructions = 200000};
     lua = epcs_lua_create(&roomy);
