@@ -9,7 +9,6 @@ answering afterwards. Shares the harness of test_api.py. Run through ctest, or d
 """
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -484,8 +483,8 @@ class CrossAreaPurityTest(EpcsTest):
             shutil.rmtree(rules)
 
 
-# A deepfake.lua that passes its own test, with strings that may not go out for some facts:
-# its evaluate starts at line 5, its calendar at line 16.
+# A deepfake.lua that passes its own test, with strings that may not go out for some facts
+# (its evaluate begins at line 4) and a calendar item whose title holds a UTF-16 surrogate.
 BAD_STRINGS = """\
 local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}
 return epcs.area{name = 'deepfake', article = '82-8', versions = {
@@ -504,7 +503,8 @@ return epcs.area{name = 'deepfake', article = '82-8', versions = {
       return epcs.allowed{article = '82-8', reason = 'fine'}
    end,
    calendar = function(election, version)
-      return {{article = '82-8', rule = version.id, title = 'Title \\237\\160\\128', day = election.day}}
+      return {{article = '82-8', rule = version.id, title = 'Title \\237\\160\\128',
+               day = election.day}}
    end}},
   tests = {{name = 'campaign', election = 'na22', date = '2024-02-01',
     activity = {kind = 'post', purpose = 'campaign'}, expect = {verdict = 'allowed'}}}}
