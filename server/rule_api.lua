@@ -1,26 +1,37 @@
 -- The epcs rule API: the vocabulary every rule file in lua_rules/ is written in.
 -- epcsd compiles this text into itself and runs it in every rule state before the rule files;
--- lua_rules/README.md documents it for rule authors. The host already put epcs.date and
--- epcs.fmt into the global table `epcs`.
+-- lua_rules/README.md documents it for rule authors. The host already put into the global
+-- table `epcs` what it implements in C: epcs.date, epcs.parse_date, epcs.fmt and the verdict
+-- constructors epcs.allowed, epcs.prohibited and epcs.needs_facts. Its own helpers, which rules
+-- must not reach, come as this chunk's argument.
 
+local host = ...
 local epcs = epcs
-local type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select =
-    type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select
+local type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select, rawget =
+    type, error, ipairs, pairs, setmetatable, getmetatable, tostring, select, rawget
 local format = string.format
 
 local function fail(level, fmt, ...)
     error(format(fmt, ...), level + 1)
 end
 
+-- A class: its methods, and the metatable of its objects, which stays the API's own. Its
+-- __metatable makes getmetatable(object) return the methods table, which identifies the class
+-- and which the host freezes with the libraries (this chunk returns the classes), so a rule can
+-- neither reach the metatable nor change a method for other rules.
+local function class()
+    local methods = {}
+    return methods, {__index = methods, __metatable = methods}
+end
+
 -- A day relative to election day: D(90) is election day minus 90 days, D(0) election day.
-local Relative = {}
-Relative.__index = Relative
+local Relative, RelativeObject = class()
 
 function epcs.D(n)
     if math.type(n) ~= "integer" or n < 0 then
         fail(2, "D(n) takes a whole number of days >= 0, got %s", tostring(n))
     end
-    return setmetatable({days_before = n}, Relative)
+    return setmetatable({days_before = n}, RelativeObject)
 end
 
 local function is_relative(value)
@@ -40,8 +51,7 @@ end
 
 -- A period "from D-N to D-M", both ends inclusive. With from_cause_confirmed = true the period
 -- of a by-election or vacancy election starts no earlier than the day its cause was confirmed.
-local Window = {}
-Window.__index = Window
+local Window, WindowObject = class()
 
 function epcs.window(spec)
     if type(spec) ~= "table" or not is_relative(spec.from) or not is_relative(spec.to) then
@@ -55,7 +65,7 @@ function epcs.window(spec)
         from = spec.from,
         to = spec.to,
         from_cause_confirmed = spec.from_cause_confirmed == true,
-    }, Window)
+    }, WindowObject)
 end
 
 -- The first and last day of the window for an election (day numbers).
@@ -75,8 +85,7 @@ end
 
 -- A last day: D-N, or for a by-election with after_cause_confirmed = k, confirmation + k days
 -- when that comes later.
-local Deadline = {}
-Deadline.__index = Deadline
+local Deadline, DeadlineObject = class()
 
 function epcs.deadline(spec)
     if type(spec) ~= "table" or not is_relative(spec.last_day) then
@@ -88,7 +97,7 @@ function epcs.deadline(spec)
     return setmetatable({
         last_day = spec.last_day,
         after_cause_confirmed = spec.after_cause_confirmed,
-    }, Deadline)
+    }, DeadlineObject)
 end
 
 function Deadline:day(election)
@@ -114,36 +123,20 @@ function epcs.cite_ko(article)
         (item ~= "" and "제" .. item .. "호" or "")
 end
 
--- Verdict constructors. A verdict is a table the host checks and sends; see README.md.
-local function verdict(kind, spec, level)
-    if type(spec) ~= "table" then
-        fail(level + 1, "epcs.%s{} takes a table", kind)
-    end
-    spec.verdict = kind
-    return spec
-end
-
-function epcs.allowed(spec)
-    return verdict("allowed", spec, 2)
-end
-
-function epcs.prohibited(spec)
-    return verdict("prohibited", spec, 2)
-end
-
-function epcs.needs_facts(spec)
-    return verdict("needs_facts", spec, 2)
-end
-
 -- "activity.labeled" -> "activity", "labeled", split once per path: every evaluation asks.
-local split_paths = {}
+-- The paths rules ask about are a few constants; a rule making up paths cannot grow the
+-- cache beyond SPLIT_PATHS_MAX, past which paths are split every time.
+local split_paths, split_count, SPLIT_PATHS_MAX = {}, 0, 256
 
 local function split_path(path)
     local split = split_paths[path]
     if split == nil then
         local section, name = path:match("^(%a+)%.([%w_]+)$")
         split = {section or false, name}
-        split_paths[path] = split
+        if split_count < SPLIT_PATHS_MAX then
+            split_paths[path] = split
+            split_count = split_count + 1
+        end
     end
     return split[1], split[2]
 end
@@ -300,8 +293,15 @@ end
 -- The verdict another loaded area's rules give for the same query, and the id of the version
 -- that gave it: an area that applies another's provision asks it instead of copying its rules,
 -- so the two cannot drift apart.
+-- The other area's plugin checks the request's facts first, as it would had the request asked
+-- it: facts it refuses are the client's 422, whichever area asked. The asking rule gets its own
+-- copy of the verdict, with the version's window or deadline filled in as the host fills it in
+-- for verdicts it sends.
 function epcs.decide(name, q)
-    return epcs._evaluate(linked(name, "epcs.decide"), q)
+    local area = linked(name, "epcs.decide")
+    host.validate(name)
+    local result, rule, from, to, deadline = epcs._evaluate(area, q)
+    return host.own_verdict(result, from, to, deadline), rule
 end
 
 -- The calendar items another loaded area lists for an election, for the same reason.
@@ -309,7 +309,10 @@ function epcs.calendar_of(name, election)
     return epcs._calendar(linked(name, "epcs.calendar_of"), election)
 end
 
--- Called by the host for every evaluation: returns the verdict and the version that made it.
+-- Called by the host for every evaluation: returns the verdict, the id of the version that made
+-- it and, when the verdict has neither window nor deadline, the version's window (from, to) or
+-- deadline (nil, nil, day) for the host to add. Nothing the rules handed over is changed: a
+-- verdict may be a constant of the rule file, shared by every evaluation.
 function epcs._evaluate(area, q)
     local decisive = area.decisive_date and area.decisive_date(q) or q.date
     local version = version_in_force(area, decisive)
@@ -324,19 +327,18 @@ function epcs._evaluate(area, q)
     if type(result) ~= "table" then
         error(format("version '%s' returned %s instead of a verdict", version.id, type(result)), 0)
     end
-    if result.window == nil and result.deadline == nil then
-        if version.window then
-            local from, to = version.window:span(q.election)
-            result.window = {from = from, to = to}
-        else
-            result.deadline = version.deadline:day(q.election)
-        end
-    end
     local rule = version.id
     if version.effective_day > decisive then
         rule = rule .. "/not-in-force"
     end
-    return result, rule
+    if rawget(result, "window") ~= nil or rawget(result, "deadline") ~= nil then
+        return result, rule
+    end
+    if version.window then
+        local from, to = version.window:span(q.election)
+        return result, rule, from, to
+    end
+    return result, rule, nil, nil, version.deadline:day(q.election)
 end
 
 -- Called by the host for an election's calendar: the window or deadline of the version in force
@@ -417,3 +419,6 @@ function epcs._test_cases(area, elections)
     end
     return cases
 end
+
+-- What the host freezes besides the libraries and `epcs`: the classes' methods.
+return {Relative, Window, Deadline}

@@ -1,102 +1,12 @@
 /* The rule files' own tests: what commission staff run before deploying an amendment. */
 #include "rule_tests.h"
 
-#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
 #include "dates.h"
 #include "log.h"
-
-/* Deep enough for any test table; a deeper one is a mistake in the table. */
-#define MAX_TABLE_DEPTH 8
-
-/* Packs the Lua value at `index`: sequences become arrays, other tables maps with string keys.
- * Returns 0, or -1 for a value a request could not hold (functions, deep nesting). */
-static int pack_lua(msgpack_packer *pk, lua_State *L, int index, int depth)
-{
-    index = lua_absindex(L, index);
-    switch (lua_type(L, index)) {
-    case LUA_TNIL:
-        return msgpack_pack_nil(pk);
-    case LUA_TBOOLEAN:
-        return lua_toboolean(L, index) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, index))
-            return msgpack_pack_int64(pk, lua_tointeger(L, index));
-        return msgpack_pack_double(pk, lua_tonumber(L, index));
-    case LUA_TSTRING: {
-        size_t len;
-        const char *str = lua_tolstring(L, index, &len);
-        msgpack_pack_str(pk, len);
-        return msgpack_pack_str_body(pk, str, len);
-    }
-    case LUA_TTABLE:
-        break;
-    default:
-        return -1;
-    }
-    if (depth > MAX_TABLE_DEPTH || !lua_checkstack(L, 4))
-        return -1;
-    lua_Integer length = luaL_len(L, index);
-    if (length > 0) {
-        msgpack_pack_array(pk, (size_t)length);
-        for (lua_Integer i = 1; i <= length; i++) {
-            lua_rawgeti(L, index, i);
-            int rc = pack_lua(pk, L, -1, depth + 1);
-            lua_pop(L, 1);
-            if (rc != 0)
-                return -1;
-        }
-        return 0;
-    }
-    size_t count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, index) != 0) {
-        lua_pop(L, 1);
-        count++;
-    }
-    msgpack_pack_map(pk, count);
-    lua_pushnil(L);
-    while (lua_next(L, index) != 0) {
-        if (lua_type(L, -2) != LUA_TSTRING || pack_lua(pk, L, -2, depth + 1) != 0 ||
-            pack_lua(pk, L, -1, depth + 1) != 0) {
-            lua_pop(L, 2);
-            return -1;
-        }
-        lua_pop(L, 1);
-    }
-    return 0;
-}
-
-/* Packs field `key` of the table at `index` and decodes it into `zone`. NULL when absent. */
-static const msgpack_object *field_object(lua_State *L, int index, const char *key,
-                                          msgpack_zone *zone, struct epcs_buf *buf, int *bad)
-{
-    msgpack_packer packer;
-    msgpack_object *object;
-    struct epcs_decode_error err;
-    lua_getfield(L, index, key);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    epcs_buf_reset(buf);
-    msgpack_packer_init(&packer, buf, epcs_buf_msgpack_write);
-    object = msgpack_zone_malloc(zone, sizeof(*object));
-    /* Decoded strings point into the bytes, so they live in the zone, not the reused buffer. */
-    char *bytes = NULL;
-    if (object == NULL || pack_lua(&packer, L, -1, 0) != 0 ||
-        (bytes = msgpack_zone_malloc(zone, buf->len)) == NULL ||
-        epcs_msgpack_decode(memcpy(bytes, buf->data, buf->len), buf->len, zone, object, &err) !=
-            0) {
-        *bad = 1;
-        object = NULL;
-    }
-    lua_pop(L, 1);
-    return object;
-}
 
 static int empty_container(const msgpack_object *obj)
 {
@@ -195,32 +105,38 @@ static int matches(const msgpack_object *expect, const msgpack_object *verdict, 
     return 1;
 }
 
-/* Runs the case on top of the stack; returns 1 when it passed, 0 with `why` filled. */
-static int run_case(struct epcs_engine *engine, size_t area_index, lua_State *L, msgpack_zone *zone,
-                    struct epcs_buf *scratch, char *why, size_t why_size)
+/* A string field of a test case as a C string in `out`, or `fallback` when it is no string. */
+static const char *case_text(const msgpack_object *item, const char *key, char *out, size_t size,
+                             const char *fallback)
+{
+    const msgpack_object *value = map_get(item, key, strlen(key));
+    if (value == NULL || value->type != MSGPACK_OBJECT_STR)
+        return fallback;
+    snprintf(out, size, "%.*s", (int)value->via.str.size, value->via.str.ptr);
+    return out;
+}
+
+/* Runs one case (a map from epcs_engine_pack_test_cases); 1 when it passed, 0 with `why`. */
+static int run_case(struct epcs_engine *engine, size_t area_index, const msgpack_object *item,
+                    msgpack_zone *zone, char *why, size_t why_size)
 {
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
-    int item = lua_gettop(L), bad = 0;
-    const msgpack_object *actor = field_object(L, item, "actor", zone, scratch, &bad);
-    const msgpack_object *activity = field_object(L, item, "activity", zone, scratch, &bad);
-    const msgpack_object *expect = field_object(L, item, "expect", zone, scratch, &bad);
-    lua_getfield(L, item, "election");
-    lua_getfield(L, item, "date");
-    size_t election_len = 0, date_len = 0;
-    const char *election_id = lua_tolstring(L, -2, &election_len);
-    const char *date_text = lua_tolstring(L, -1, &date_len);
+    const msgpack_object *actor = map_get(item, "actor", 5);
+    const msgpack_object *activity = map_get(item, "activity", 8);
+    const msgpack_object *expect = map_get(item, "expect", 6);
+    char election_id[64], date_text[32];
+    const char *election_text = case_text(item, "election", election_id, sizeof(election_id), NULL);
+    const char *date = case_text(item, "date", date_text, sizeof(date_text), "");
     const struct epcs_election *election =
-        election_id ? epcs_ruleset_election(ruleset, election_id, election_len) : NULL;
-    int32_t date = 0;
-    int date_ok = date_text && epcs_date_parse(date_text, date_len, &date) == 0;
-    char election_copy[64];
-    snprintf(election_copy, sizeof(election_copy), "%s", election_id ? election_id : "(none)");
-    lua_pop(L, 2);
-    if (bad || expect == NULL)
+        election_text ? epcs_ruleset_election(ruleset, election_text, strlen(election_text)) : NULL;
+    int32_t day = 0;
+    if (map_get(item, "invalid", 7) != NULL || expect == NULL)
         return snprintf(why, why_size, "actor, activity and expect must be plain tables"), 0;
     if (election == NULL)
-        return snprintf(why, why_size, "no election '%s'", election_copy), 0;
-    if (!date_ok)
+        return snprintf(why, why_size, "no election '%s'",
+                        election_text ? election_text : "(none)"),
+               0;
+    if (epcs_date_parse(date, strlen(date), &day) != 0)
         return snprintf(why, why_size, "date must be YYYY-MM-DD"), 0;
     if ((actor && actor->type != MSGPACK_OBJECT_MAP) ||
         (activity && activity->type != MSGPACK_OBJECT_MAP))
@@ -229,14 +145,14 @@ static int run_case(struct epcs_engine *engine, size_t area_index, lua_State *L,
     struct epcs_facts facts;
     if (epcs_facts_read(&facts, ruleset->plugins->vocab, actor, activity) != 0)
         return snprintf(why, why_size, "facts refused (422 %s): %s", facts.field, facts.message), 0;
-    facts.date = date;
+    facts.date = day;
     struct epcs_buf verdict_buf = {0};
     msgpack_packer packer;
     msgpack_packer_init(&packer, &verdict_buf, epcs_buf_msgpack_write);
     struct epcs_eval eval = {.engine = engine,
                              .area_index = area_index,
                              .facts = &facts,
-                             .date = date,
+                             .date = day,
                              .election = election,
                              .packer = &packer};
     enum epcs_area_outcome outcome = epcs_evaluate_area(ruleset->plugins, &facts, &eval);
@@ -255,6 +171,74 @@ static int run_case(struct epcs_engine *engine, size_t area_index, lua_State *L,
     return passed;
 }
 
+/* The decoded test cases of one area (borrowing from `cases` and `zone`), or NULL with the
+ * reason written to `out`. */
+static const msgpack_object *list_cases(struct epcs_engine *engine, size_t area, const char *file,
+                                        struct epcs_buf *cases, msgpack_zone *zone,
+                                        msgpack_object *list, FILE *out)
+{
+    struct epcs_rule_error err;
+    struct epcs_decode_error decode_error;
+    if (epcs_engine_pack_test_cases(engine, area, cases, &err) != 0) {
+        if (out != NULL)
+            fprintf(out, "%s: cannot list tests: %s\n", file, err.message);
+        return NULL;
+    }
+    if (epcs_msgpack_decode(cases->data, cases->len, zone, list, &decode_error) != 0 ||
+        list->type != MSGPACK_OBJECT_ARRAY) {
+        if (out != NULL)
+            fprintf(out, "%s: cannot list tests: %s\n", file, decode_error.message);
+        return NULL;
+    }
+    return list;
+}
+
+/* Runs one area's cases; counts into `summary` and writes failures and a summary line. */
+static void run_area(struct epcs_engine *engine, size_t area, struct epcs_buf *cases,
+                     msgpack_zone *zone, FILE *out, struct epcs_rule_test_summary *summary)
+{
+    const char *file = epcs_engine_ruleset(engine)->files[area + 1].name;
+    size_t passed = 0, failed = 0, generated = 0;
+    msgpack_object list;
+    msgpack_zone case_zone;
+    msgpack_zone_init(&case_zone, 4096);
+    if (list_cases(engine, area, file, cases, zone, &list, out) == NULL) {
+        summary->failed++;
+        msgpack_zone_destroy(&case_zone);
+        return;
+    }
+    for (uint32_t i = 0; i < list.via.array.size; i++) {
+        const msgpack_object *item = &list.via.array.ptr[i];
+        const msgpack_object *is_generated = map_get(item, "generated", 9);
+        char why[600], name[256];
+        generated += is_generated != NULL && is_generated->type == MSGPACK_OBJECT_BOOLEAN &&
+                     is_generated->via.boolean;
+        if (run_case(engine, area, item, &case_zone, why, sizeof(why))) {
+            passed++;
+        } else {
+            failed++;
+            if (out != NULL)
+                fprintf(out, "%s: FAIL %s: %s\n", file,
+                        case_text(item, "name", name, sizeof(name), "(unnamed)"), why);
+        }
+        msgpack_zone_clear(&case_zone);
+    }
+    msgpack_zone_destroy(&case_zone);
+    if (list.via.array.size == 0) {
+        failed++;
+        if (out != NULL)
+            fprintf(out, "%s: FAIL: no tests; every area carries a tests table\n", file);
+    }
+    if (out != NULL)
+        fprintf(out,
+                "%s: %zu tests (%zu from the tests table, %zu boundary probes): "
+                "%zu passed, %zu failed\n",
+                file, passed + failed, passed + failed - generated, generated, passed, failed);
+    summary->passed += passed;
+    summary->failed += failed;
+    summary->generated += generated;
+}
+
 int epcs_rule_tests_run(struct epcs_ruleset *ruleset, FILE *out,
                         struct epcs_rule_test_summary *summary)
 {
@@ -268,56 +252,14 @@ int epcs_rule_tests_run(struct epcs_ruleset *ruleset, FILE *out,
         return -1;
     }
     msgpack_zone zone;
-    struct epcs_buf scratch = {0};
+    struct epcs_buf cases = {0};
     msgpack_zone_init(&zone, 4096);
     for (size_t area = 0; area < ruleset->plugins->count; area++) {
-        const char *file = ruleset->files[area + 1].name;
-        size_t passed = 0, failed = 0, generated = 0;
-        lua_State *L = epcs_engine_push_test_cases(engine, area, &err);
-        if (L == NULL) {
-            if (out != NULL)
-                fprintf(out, "%s: cannot list tests: %s\n", file, err.message);
-            summary->failed++;
-            continue;
-        }
-        int list = lua_gettop(L);
-        lua_Integer count = luaL_len(L, list);
-        for (lua_Integer i = 1; i <= count; i++) {
-            char why[600];
-            lua_rawgeti(L, list, i);
-            lua_getfield(L, -1, "generated");
-            generated += lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            if (run_case(engine, area, L, &zone, &scratch, why, sizeof(why))) {
-                passed++;
-            } else {
-                failed++;
-                lua_getfield(L, -1, "name");
-                if (out != NULL)
-                    fprintf(out, "%s: FAIL %s: %s\n", file,
-                            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(unnamed)", why);
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-            msgpack_zone_clear(&zone);
-        }
-        lua_settop(L, list - 1);
-        if (count == 0) {
-            failed++;
-            if (out != NULL)
-                fprintf(out, "%s: FAIL: no tests; every area carries a tests table\n", file);
-        }
-        if (out != NULL)
-            fprintf(out,
-                    "%s: %zu tests (%zu from the tests table, %zu boundary probes): "
-                    "%zu passed, %zu failed\n",
-                    file, passed + failed, passed + failed - generated, generated, passed, failed);
-        summary->passed += passed;
-        summary->failed += failed;
-        summary->generated += generated;
+        run_area(engine, area, &cases, &zone, out, summary);
+        msgpack_zone_clear(&zone);
     }
     msgpack_zone_destroy(&zone);
-    epcs_buf_free(&scratch);
+    epcs_buf_free(&cases);
     epcs_engine_destroy(engine);
     return summary->failed == 0 ? 0 : -1;
 }

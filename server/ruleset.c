@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "buf.h"
 #include "codec.h"
@@ -20,8 +21,9 @@
 #define MAX_RULE_FILE_SIZE (1024 * 1024)
 
 /*
- * Verdicts are pure functions of (area, election, date, facts) under one ruleset: the rule API
- * gives rules no clock, no I/O and frozen globals. Partners ask the same questions again and
+ * Verdicts are pure functions of (area, election, date, facts) under one ruleset: the sandbox
+ * gives rules no clock, no I/O and no randomness, and leaves them no state to keep between
+ * evaluations (see lua_purity.h). Partners ask the same questions again and
  * again (every post of an election day), so each engine remembers its latest answers in a
  * direct-mapped table and skips the rules for a repeated question.
  */
@@ -37,17 +39,36 @@ struct verdict_cache_entry {
 
 static size_t verdict_cache_slots = EPCS_VERDICT_CACHE_DEFAULT;
 
+/* Verdicts made while evaluating whose lines an evaluation remembers (see mark_verdict). */
+#define VERDICT_RING 16
+
+struct verdict_mark {
+    const void *table;
+    int line;
+};
+
 struct epcs_engine {
     struct epcs_ruleset *ruleset;
     struct epcs_lua *lua;
     int evaluate_ref;
     int calendar_ref;
+    int link_ref;
+    int test_cases_ref;
     int elections_ref;
     int *area_refs;
     struct verdict_cache_entry *cache;
     size_t cache_slots;
     struct epcs_buf cache_key;
     struct epcs_buf cache_miss;
+    /* What a protected read packs, copied out only once it is whole. */
+    struct epcs_buf packed;
+    /* The evaluation in progress, for the rule API's C functions; NULL between them. */
+    struct epcs_eval *current;
+    struct verdict_mark *marks;
+    size_t mark_count, mark_capacity;
+    struct verdict_mark ring[VERDICT_RING];
+    size_t ring_used;
+    int marking;
 };
 
 const char *epcs_verdict_name(enum epcs_verdict_kind kind)
@@ -76,6 +97,35 @@ static void set_error(struct epcs_rule_error *err, const char *file, int line, c
     va_end(args);
 }
 
+/* Reads what `stream` holds, up to `limit` + 1 bytes, into a NUL-terminated buffer the size of
+ * what was read: the file's size (`hint`) is where reading starts, but a file being edited may
+ * grow or shrink meanwhile. NULL when memory runs out or reading fails. */
+static char *read_stream(FILE *stream, size_t hint, size_t limit, size_t *length)
+{
+    size_t capacity = (hint < limit ? hint : limit) + 1, used = 0;
+    char *text = malloc(capacity + 1);
+    while (text != NULL) {
+        used += fread(text + used, 1, capacity - used, stream);
+        if (used < capacity || capacity > limit)
+            break;
+        size_t grown = capacity * 2 > limit + 1 ? limit + 1 : capacity * 2;
+        char *bigger = realloc(text, grown + 1);
+        if (bigger == NULL)
+            free(text);
+        text = bigger;
+        capacity = grown;
+    }
+    if (text == NULL || ferror(stream)) {
+        free(text);
+        return NULL;
+    }
+    char *fitted = realloc(text, used + 1);
+    text = fitted != NULL ? fitted : text;
+    text[used] = '\0';
+    *length = used;
+    return text;
+}
+
 static int read_rule_file(const char *dir, const char *name, struct epcs_rule_file *file,
                           struct epcs_rule_error *err)
 {
@@ -86,18 +136,14 @@ static int read_rule_file(const char *dir, const char *name, struct epcs_rule_fi
         set_error(err, name, 0, "%s: cannot read: %s", path, strerror(errno));
         return -1;
     }
+    struct stat st;
+    size_t hint = fstat(fileno(stream), &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 0;
     file->name = strdup(name);
-    file->source = malloc(MAX_RULE_FILE_SIZE + 1);
-    if (file->name == NULL || file->source == NULL) {
-        fclose(stream);
-        set_error(err, name, 0, "out of memory reading %s", path);
-        return -1;
-    }
-    file->length = fread(file->source, 1, MAX_RULE_FILE_SIZE + 1, stream);
-    int failed = ferror(stream);
+    file->source = read_stream(stream, hint, MAX_RULE_FILE_SIZE, &file->length);
     fclose(stream);
-    if (failed) {
-        set_error(err, name, 0, "%s: read error", path);
+    if (file->name == NULL || file->source == NULL) {
+        set_error(err, name, 0, "%s: cannot read: %s", path,
+                  file->name == NULL ? "out of memory" : "read error or out of memory");
         return -1;
     }
     if (file->length > MAX_RULE_FILE_SIZE) {
@@ -156,30 +202,88 @@ static int compute_id(struct epcs_ruleset *ruleset)
     return 0;
 }
 
-/* Reads string field `key` of the table at `index` into a fresh copy; NULL when absent. */
-static char *dup_field(lua_State *L, int index, const char *key)
+static void pack_str(msgpack_packer *pk, const char *str, size_t len)
+{
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, str, len);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *str)
+{
+    pack_str(pk, str, strlen(str));
+}
+
+static void pack_day(msgpack_packer *pk, lua_Integer day)
+{
+    char text[11];
+    epcs_date_format((int32_t)day, text);
+    pack_str(pk, text, 10);
+}
+
+/*
+ * Reading what rules produced. Whatever the host reads from a rule state (the elections, the
+ * versions, verdicts, calendar items, test cases) it reads inside a protected call under the
+ * budget and the memory cap (protected_read), with raw access only, so reading never runs a
+ * rule's metamethods, and it refuses tables with metatables, whose raw contents need not be
+ * what the rules see. A failure while reading then ends that call, never the process.
+ */
+
+/* Runs `fn` with `job` as its only argument (a light userdata) in a protected call. */
+static int protected_read(struct epcs_engine *engine, lua_CFunction fn, void *job,
+                          struct epcs_rule_error *err)
+{
+    lua_State *L = epcs_lua_state(engine->lua);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, job);
+    return epcs_lua_call(engine->lua, 1, 0, err);
+}
+
+/* Pushes t[key] of the table at `table`, read raw, and returns its type. */
+static int raw_field(lua_State *L, int table, const char *key)
+{
+    lua_pushstring(L, key);
+    return lua_rawget(L, table);
+}
+
+/* Whether [str, str+len) may go out in an answer or a log: UTF-8 without NUL bytes. */
+static int sendable(const char *str, size_t len)
+{
+    return memchr(str, '\0', len) == NULL && epcs_utf8_valid(str, len);
+}
+
+/* A copy of string field `key` of the table at `index` when it is sendable text; NULL when it
+ * is absent or anything else (*bad is set then, unless it was absent). */
+static char *dup_field(lua_State *L, int index, const char *key, int *bad)
 {
     char *copy = NULL;
-    if (lua_getfield(L, index, key) == LUA_TSTRING)
-        copy = strdup(lua_tostring(L, -1));
+    size_t len;
+    int type = raw_field(L, index, key);
+    const char *text = type == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (text != NULL && sendable(text, len))
+        copy = strdup(text);
+    else if (type != LUA_TNIL)
+        *bad = 1;
     lua_pop(L, 1);
     return copy;
 }
 
 static int int_field(lua_State *L, int index, const char *key, int32_t *out)
 {
-    int present = lua_getfield(L, index, key) == LUA_TNUMBER && lua_isinteger(L, -1);
+    int present = raw_field(L, index, key) == LUA_TNUMBER && lua_isinteger(L, -1);
     if (present)
         *out = (int32_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
     return present;
 }
 
-static int extract_elections(struct epcs_ruleset *ruleset, lua_State *L,
+static int extract_elections(struct epcs_ruleset *ruleset, lua_State *L, int table,
                              struct epcs_rule_error *err)
 {
-    int table = lua_gettop(L);
-    size_t count = (size_t)luaL_len(L, table);
+    if (epcs_lua_plain(L, table) != 0) {
+        set_error(err, ELECTIONS_FILE, 0, "%s must return epcs.elections{...}", ELECTIONS_FILE);
+        return -1;
+    }
+    size_t count = lua_rawlen(L, table);
     ruleset->elections = calloc(count ? count : 1, sizeof(*ruleset->elections));
     if (ruleset->elections == NULL) {
         set_error(err, ELECTIONS_FILE, 0, "out of memory");
@@ -188,22 +292,24 @@ static int extract_elections(struct epcs_ruleset *ruleset, lua_State *L,
     for (size_t i = 0; i < count; i++) {
         struct epcs_election *election = &ruleset->elections[i];
         lua_rawgeti(L, table, (lua_Integer)i + 1);
-        int entry = lua_gettop(L);
-        election->id = dup_field(L, entry, "id");
-        election->name = dup_field(L, entry, "name");
-        election->name_ko = dup_field(L, entry, "name_ko");
-        election->kind = dup_field(L, entry, "kind");
-        election->office = dup_field(L, entry, "office");
-        int has_day = int_field(L, entry, "day", &election->day);
-        election->has_cause_confirmed =
-            int_field(L, entry, "cause_confirmed", &election->cause_confirmed);
-        lua_pop(L, 1);
+        int entry = lua_gettop(L), bad = epcs_lua_plain(L, entry) != 0, has_day = 0;
         ruleset->election_count++;
-        if (election->id == NULL || election->name == NULL || election->name_ko == NULL ||
+        if (!bad) {
+            election->id = dup_field(L, entry, "id", &bad);
+            election->name = dup_field(L, entry, "name", &bad);
+            election->name_ko = dup_field(L, entry, "name_ko", &bad);
+            election->kind = dup_field(L, entry, "kind", &bad);
+            election->office = dup_field(L, entry, "office", &bad);
+            has_day = int_field(L, entry, "day", &election->day);
+            election->has_cause_confirmed =
+                int_field(L, entry, "cause_confirmed", &election->cause_confirmed);
+        }
+        lua_pop(L, 1);
+        if (bad || election->id == NULL || election->name == NULL || election->name_ko == NULL ||
             election->kind == NULL || election->office == NULL || !has_day) {
             set_error(err, ELECTIONS_FILE, 0,
-                      "election %zu lacks id, name, name_ko, kind, "
-                      "office or day",
+                      "election %zu lacks id, name, name_ko, kind, office or day as UTF-8 text "
+                      "(no NUL bytes) and a day number",
                       i + 1);
             return -1;
         }
@@ -211,13 +317,16 @@ static int extract_elections(struct epcs_ruleset *ruleset, lua_State *L,
     return 0;
 }
 
-static int extract_versions(struct epcs_area_rules *area, lua_State *L, const char *file,
+static int extract_versions(struct epcs_area_rules *area, lua_State *L, int table, const char *file,
                             struct epcs_rule_error *err)
 {
-    int table = lua_gettop(L);
-    lua_getfield(L, table, "versions");
-    int versions = lua_gettop(L);
-    size_t count = (size_t)luaL_len(L, versions);
+    int versions = lua_gettop(L) + 1;
+    if (epcs_lua_plain(L, table) != 0 || raw_field(L, table, "versions") != LUA_TTABLE ||
+        epcs_lua_plain(L, versions) != 0) {
+        set_error(err, file, 0, "%s must return epcs.area{...}", file);
+        return -1;
+    }
+    size_t count = lua_rawlen(L, versions);
     area->versions = calloc(count ? count : 1, sizeof(*area->versions));
     if (area->versions == NULL) {
         set_error(err, file, 0, "out of memory");
@@ -226,17 +335,47 @@ static int extract_versions(struct epcs_area_rules *area, lua_State *L, const ch
     for (size_t i = 0; i < count; i++) {
         struct epcs_rule_version *version = &area->versions[i];
         lua_rawgeti(L, versions, (lua_Integer)i + 1);
-        version->id = dup_field(L, -1, "id");
-        int has_day = int_field(L, -1, "effective_day", &version->effective_from);
-        version->has_promulgated = int_field(L, -1, "promulgated_day", &version->promulgated);
-        lua_pop(L, 1);
+        int entry = lua_gettop(L), bad = epcs_lua_plain(L, entry) != 0, has_day = 0;
         area->version_count++;
-        if (version->id == NULL || !has_day) {
-            set_error(err, file, 0, "version %zu lacks an id or effective_from", i + 1);
+        if (!bad) {
+            version->id = dup_field(L, entry, "id", &bad);
+            has_day = int_field(L, entry, "effective_day", &version->effective_from);
+            version->has_promulgated =
+                int_field(L, entry, "promulgated_day", &version->promulgated);
+        }
+        lua_pop(L, 1);
+        if (bad || version->id == NULL || !has_day) {
+            set_error(err, file, 0,
+                      "version %zu lacks an id (UTF-8 text, no NUL bytes) or effective_from",
+                      i + 1);
             return -1;
         }
     }
     lua_pop(L, 1);
+    return 0;
+}
+
+struct extraction {
+    struct epcs_engine *engine;
+    struct epcs_ruleset *ruleset;
+    struct epcs_rule_error *err;
+    int rc;
+};
+
+/* The elections and every area's versions, read once from the probe engine of a ruleset. */
+static int cb_extract(lua_State *L)
+{
+    struct extraction *x = lua_touserdata(L, 1);
+    const struct epcs_plugin_set *plugins = x->ruleset->plugins;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->engine->elections_ref);
+    x->rc = extract_elections(x->ruleset, L, lua_gettop(L), x->err);
+    lua_pop(L, 1);
+    for (size_t i = 0; x->rc == 0 && i < plugins->count; i++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, x->engine->area_refs[i]);
+        x->rc = extract_versions(&x->ruleset->areas[i], L, lua_gettop(L),
+                                 x->ruleset->files[i + 1].name, x->err);
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -276,16 +415,8 @@ struct epcs_ruleset *epcs_ruleset_load(const char *dir, const struct epcs_plugin
     struct epcs_engine *probe = epcs_engine_create(ruleset, err);
     if (probe == NULL)
         goto fail;
-    lua_State *L = epcs_lua_state(probe->lua);
-    int failed = 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, probe->elections_ref);
-    failed = extract_elections(ruleset, L, err) != 0;
-    lua_pop(L, 1);
-    for (size_t i = 0; !failed && i < plugins->count; i++) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, probe->area_refs[i]);
-        failed = extract_versions(&ruleset->areas[i], L, ruleset->files[i + 1].name, err) != 0;
-        lua_pop(L, 1);
-    }
+    struct extraction extraction = {.engine = probe, .ruleset = ruleset, .err = err};
+    int failed = protected_read(probe, cb_extract, &extraction, err) != 0 || extraction.rc != 0;
     epcs_engine_destroy(probe);
     if (failed)
         goto fail;
@@ -340,12 +471,181 @@ const struct epcs_election *epcs_ruleset_election(const struct epcs_ruleset *rul
     return NULL;
 }
 
+/*
+ * Verdict marks: the line of the rule file that made each verdict, so that a verdict refused
+ * after the rules returned it can still be blamed on a line. Kept only for the host's
+ * diagnostics, never visible to rules: verdicts made while the files load (constants) for the
+ * engine's life, those made while evaluating in a small ring. Finding a line costs a walk of
+ * the call stack, so evaluations mark nothing: one whose verdict is refused runs again with
+ * `marking` set, which makes the same verdict (rules are pure), this time marked.
+ */
+static void mark_verdict(struct epcs_engine *engine, lua_State *L, const void *table)
+{
+    int loading = epcs_lua_loading(L);
+    if (!loading && !engine->marking)
+        return;
+    struct verdict_mark mark = {.table = table, .line = epcs_lua_rule_line(L)};
+    if (!loading) {
+        engine->ring[engine->ring_used++ % VERDICT_RING] = mark;
+        return;
+    }
+    if (engine->mark_count == engine->mark_capacity) {
+        size_t capacity = engine->mark_capacity ? engine->mark_capacity * 2 : 16;
+        struct verdict_mark *grown = realloc(engine->marks, capacity * sizeof(*grown));
+        if (grown == NULL)
+            return; /* a line less in a message, nothing more */
+        engine->marks = grown;
+        engine->mark_capacity = capacity;
+    }
+    engine->marks[engine->mark_count++] = mark;
+}
+
+/* The line that made verdict `table`, newest first; 0 when unknown. */
+static int verdict_line(const struct epcs_engine *engine, const void *table)
+{
+    size_t ring = engine->ring_used < VERDICT_RING ? engine->ring_used : VERDICT_RING;
+    for (size_t i = 0; i < ring; i++) {
+        const struct verdict_mark *mark = &engine->ring[(engine->ring_used - 1 - i) % VERDICT_RING];
+        if (mark->table == table)
+            return mark->line;
+    }
+    for (size_t i = engine->mark_count; i-- > 0;) {
+        if (engine->marks[i].table == table)
+            return engine->marks[i].line;
+    }
+    return 0;
+}
+
+/* A fresh table with the entries of the table at `index` (read through a frozen one). */
+static void push_copy(lua_State *L, int index)
+{
+    index = lua_absindex(L, index);
+    lua_createtable(L, 0, 12);
+    epcs_lua_plain(L, index);
+    lua_pushnil(L);
+    while (lua_next(L, index) != 0) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+}
+
+/* epcs.allowed{...}, epcs.prohibited{...}, epcs.needs_facts{...}: the spec with `verdict` set
+ * (upvalue 1 names the kind). A spec made while the file loaded (a constant) is read-only and
+ * shared by every evaluation, so it is copied; one made while evaluating is the evaluation's
+ * own and gets `verdict` in place. C, not Lua, for two reasons: it runs no metamethod of the
+ * spec, and it sees the rule's line even through `return epcs.allowed{...}`, a tail call that
+ * leaves a Lua constructor no frame of the rule file to look at. */
+static int cb_verdict(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return luaL_error(L, "epcs.%s{} takes a table", lua_tostring(L, lua_upvalueindex(1)));
+    lua_settop(L, 1);
+    if (epcs_lua_frozen(L, 1)) {
+        push_copy(L, 1);
+        lua_replace(L, 1);
+    }
+    lua_pushliteral(L, "verdict");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_rawset(L, 1);
+    mark_verdict(epcs_lua_owner(L), L, lua_topointer(L, 1));
+    return 1;
+}
+
+/* host.own_verdict(verdict, from, to, deadline) for epcs.decide: a copy of another area's
+ * verdict that the asking rule may change, with the version's window (from, to) or deadline
+ * that the host adds to verdicts lacking both; marked with the asking rule's line. */
+static int cb_own_verdict(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (epcs_lua_plain(L, 1) != 0) {
+        lua_pushliteral(L, "epcs.decide: the area's rules returned a verdict table with a "
+                           "metatable; verdicts are plain tables");
+        return lua_error(L);
+    }
+    lua_settop(L, 4);
+    push_copy(L, 1);
+    if (lua_isinteger(L, 2) && lua_isinteger(L, 3)) {
+        lua_createtable(L, 0, 2);
+        lua_pushvalue(L, 2);
+        lua_setfield(L, -2, "from");
+        lua_pushvalue(L, 3);
+        lua_setfield(L, -2, "to");
+        lua_setfield(L, 5, "window");
+    } else if (lua_isinteger(L, 4)) {
+        lua_pushvalue(L, 4);
+        lua_setfield(L, 5, "deadline");
+    }
+    mark_verdict(epcs_lua_owner(L), L, lua_topointer(L, 5));
+    return 1;
+}
+
+/* host.validate(name) for epcs.decide: the plugin of area `name` checks the facts of the
+ * evaluation in progress, as it would had the request asked it. A refusal ends the evaluation,
+ * which the host then answers as the request's 422 (eval->rejected). */
+static int cb_validate(lua_State *L)
+{
+    struct epcs_engine *engine = epcs_lua_owner(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    struct epcs_eval *eval = engine->current;
+    if (eval == NULL)
+        return luaL_error(L, "epcs.decide('%s') runs while evaluating a check", name);
+    const struct epcs_plugin_set *plugins = engine->ruleset->plugins;
+    int index = epcs_plugins_find(plugins, name, len);
+    const struct epcs_loaded_plugin *plugin = index >= 0 ? &plugins->items[index] : NULL;
+    if (plugin == NULL || plugin->desc->validate == NULL ||
+        plugin->desc->validate(plugin->state, eval->facts) == 0)
+        return 0;
+    if (!eval->facts->rejected)
+        epcs_facts_reject(eval->facts, "activity", "area %s refused the facts", name);
+    eval->rejected = 1;
+    lua_pushfstring(L, "area %s refused the facts: %s", name, eval->facts->message);
+    return lua_error(L);
+}
+
+/* The C part of the rule API, in place before the prelude (server/rule_api.lua) runs; the
+ * prelude gets the host's private helpers as its argument, out of the rules' reach. */
+static int open_rule_api(struct epcs_engine *engine, struct epcs_rule_error *err)
+{
+    static const char *const kinds[] = {"allowed", "prohibited", "needs_facts"};
+    lua_State *L = epcs_lua_state(engine->lua);
+    lua_getglobal(L, "epcs");
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        lua_pushstring(L, kinds[i]);
+        lua_pushcclosure(L, cb_verdict, 1);
+        lua_setfield(L, -2, kinds[i]);
+    }
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, cb_own_verdict);
+    lua_setfield(L, -2, "own_verdict");
+    lua_pushcfunction(L, cb_validate);
+    lua_setfield(L, -2, "validate");
+    if (epcs_lua_run_chunk(engine->lua, "=epcs rule API", epcs_rule_api_source,
+                           sizeof(epcs_rule_api_source) - 1, 1, 1, err) != 0 ||
+        epcs_lua_freeze_globals(engine->lua, 1, err) != 0)
+        return -1;
+    /* Taken now, before any rule file runs. */
+    lua_getglobal(L, "epcs");
+    lua_getfield(L, -1, "_evaluate");
+    engine->evaluate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "_calendar");
+    engine->calendar_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "_link_areas");
+    engine->link_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "_test_cases");
+    engine->test_cases_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* Runs a file that must return a table and keeps a registry reference to it. */
 static int load_table(struct epcs_engine *engine, const struct epcs_rule_file *file, int *ref,
                       struct epcs_rule_error *err)
 {
     lua_State *L = epcs_lua_state(engine->lua);
-    if (epcs_lua_run_chunk(engine->lua, file->name, file->source, file->length, 1, err) != 0)
+    if (epcs_lua_run_chunk(engine->lua, file->name, file->source, file->length, 0, 1, err) != 0)
         return -1;
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
@@ -355,6 +655,57 @@ static int load_table(struct epcs_engine *engine, const struct epcs_rule_file *f
     }
     *ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
+}
+
+struct name_check {
+    struct epcs_engine *engine;
+    size_t area_index;
+    int matches;
+};
+
+static int cb_check_name(lua_State *L)
+{
+    struct name_check *c = lua_touserdata(L, 1);
+    const char *area = c->engine->ruleset->plugins->items[c->area_index].desc->name;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->engine->area_refs[c->area_index]);
+    size_t len = 0;
+    const char *name = epcs_lua_plain(L, 2) == 0 && raw_field(L, 2, "name") == LUA_TSTRING
+                           ? lua_tolstring(L, -1, &len)
+                           : NULL;
+    c->matches = name != NULL && len == strlen(area) && memcmp(name, area, len) == 0;
+    return 0;
+}
+
+/* Loads area `i`'s rule file and proves it defines the plugin's area. */
+static int load_area(struct epcs_engine *engine, size_t i, struct epcs_rule_error *err)
+{
+    const struct epcs_rule_file *file = &engine->ruleset->files[i + 1];
+    const char *area = engine->ruleset->plugins->items[i].desc->name;
+    struct name_check check = {.engine = engine, .area_index = i};
+    if (load_table(engine, file, &engine->area_refs[i], err) != 0 ||
+        protected_read(engine, cb_check_name, &check, err) != 0)
+        return -1;
+    if (!check.matches) {
+        set_error(err, file->name, 0, "%s must define area '%s' (epcs.area{name = \"%s\"})",
+                  file->name, area, area);
+        return -1;
+    }
+    return 0;
+}
+
+/* Hands every area to the rule API by its plugin's name, once all have loaded: only now can
+ * epcs.decide reach them. */
+static int link_areas(struct epcs_engine *engine, struct epcs_rule_error *err)
+{
+    const struct epcs_plugin_set *plugins = engine->ruleset->plugins;
+    lua_State *L = epcs_lua_state(engine->lua);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->link_ref);
+    lua_createtable(L, 0, (int)plugins->count);
+    for (size_t i = 0; i < plugins->count; i++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[i]);
+        lua_setfield(L, -2, plugins->items[i].desc->name);
+    }
+    return epcs_lua_call(engine->lua, 1, 0, err);
 }
 
 struct epcs_engine *epcs_engine_create(struct epcs_ruleset *ruleset, struct epcs_rule_error *err)
@@ -373,48 +724,16 @@ struct epcs_engine *epcs_engine_create(struct epcs_ruleset *ruleset, struct epcs
         set_error(err, "", 0, "out of memory creating a Lua state");
         goto fail;
     }
-    lua_State *L = epcs_lua_state(engine->lua);
-    if (epcs_lua_run_chunk(engine->lua, "=epcs rule API", epcs_rule_api_source,
-                           sizeof(epcs_rule_api_source) - 1, 0, err) != 0)
-        goto fail;
-    lua_getglobal(L, "epcs");
-    lua_getfield(L, -1, "_evaluate");
-    engine->evaluate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "_calendar");
-    engine->calendar_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    /* Taken now: a rule file may still replace the global `epcs` while it loads. */
-    lua_getfield(L, -1, "_link_areas");
-    int link_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
-
-    if (load_table(engine, &ruleset->files[0], &engine->elections_ref, err) != 0)
+    epcs_lua_set_owner(engine->lua, engine);
+    if (open_rule_api(engine, err) != 0 ||
+        load_table(engine, &ruleset->files[0], &engine->elections_ref, err) != 0)
         goto fail;
     for (size_t i = 0; i < plugins->count; i++) {
-        const struct epcs_rule_file *file = &ruleset->files[i + 1];
-        const char *area = plugins->items[i].desc->name;
-        if (load_table(engine, file, &engine->area_refs[i], err) != 0)
+        if (load_area(engine, i, err) != 0)
             goto fail;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[i]);
-        lua_getfield(L, -1, "name");
-        int matches = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), area) == 0;
-        lua_pop(L, 2);
-        if (!matches) {
-            set_error(err, file->name, 0, "%s must define area '%s' (epcs.area{name = \"%s\"})",
-                      file->name, area, area);
-            goto fail;
-        }
     }
-    /* Only now are all areas known by their plugins' names: epcs.decide can reach them. */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, link_ref);
-    lua_createtable(L, 0, (int)plugins->count);
-    for (size_t i = 0; i < plugins->count; i++) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[i]);
-        lua_setfield(L, -2, plugins->items[i].desc->name);
-    }
-    if (epcs_lua_call(engine->lua, 1, 0, err) != 0)
+    if (link_areas(engine, err) != 0)
         goto fail;
-    epcs_lua_freeze_globals(engine->lua);
     return engine;
 fail:
     epcs_engine_destroy(engine);
@@ -442,6 +761,8 @@ void epcs_engine_destroy(struct epcs_engine *engine)
     free(engine->cache);
     epcs_buf_free(&engine->cache_key);
     epcs_buf_free(&engine->cache_miss);
+    epcs_buf_free(&engine->packed);
+    free(engine->marks);
     epcs_ruleset_release(engine->ruleset);
     free(engine);
 }
@@ -549,81 +870,6 @@ static void push_query(lua_State *L, const struct epcs_eval *eval)
     lua_setfield(L, -2, "actor");
 }
 
-static void pack_str(msgpack_packer *pk, const char *str, size_t len)
-{
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, str, len);
-}
-
-static void pack_cstr(msgpack_packer *pk, const char *str)
-{
-    pack_str(pk, str, strlen(str));
-}
-
-static void pack_day(msgpack_packer *pk, lua_Integer day)
-{
-    char text[11];
-    epcs_date_format((int32_t)day, text);
-    pack_str(pk, text, 10);
-}
-
-/* What a rule returned, checked before anything is written, so a bad verdict fails closed. */
-struct rule_verdict {
-    enum epcs_verdict_kind kind;
-    const char *article, *reason, *reason_ko, *exception, *penalty, *rule;
-    size_t article_len, reason_len, reason_ko_len, exception_len, penalty_len, rule_len;
-    int has_window;
-    lua_Integer from, to, deadline;
-    int obligations, missing, actions; /* stack indexes of the lists, 0 when absent */
-};
-
-static int valid_day(lua_Integer day)
-{
-    return day >= epcs_days_from_civil(EPCS_DATE_MIN_YEAR, 1, 1) &&
-           day <= epcs_days_from_civil(EPCS_DATE_MAX_YEAR, 12, 31);
-}
-
-static const char *string_field(lua_State *L, int table, const char *key, size_t *len, int *bad)
-{
-    int type = lua_getfield(L, table, key);
-    const char *value = NULL;
-    if (type == LUA_TSTRING)
-        value = lua_tolstring(L, -1, len);
-    else if (type != LUA_TNIL)
-        *bad = 1;
-    /* The string stays alive: the verdict table holding it is still on the stack. */
-    lua_pop(L, 1);
-    return value;
-}
-
-static int list_field(lua_State *L, int table, const char *key, int *index, int *bad)
-{
-    int type = lua_getfield(L, table, key);
-    if (type == LUA_TNIL) {
-        lua_pop(L, 1);
-        *index = 0;
-        return 0;
-    }
-    if (type != LUA_TTABLE) {
-        *bad = 1;
-        lua_pop(L, 1);
-        return -1;
-    }
-    lua_Integer count = luaL_len(L, -1);
-    for (lua_Integer i = 1; i <= count; i++) {
-        if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
-            *bad = 1;
-        lua_pop(L, 1);
-    }
-    *index = lua_gettop(L); /* left on the stack for packing */
-    return 0;
-}
-
-static const char *const verdict_fields[] = {
-    "verdict",   "article",     "reason",  "reason_ko", "window",  "deadline",
-    "exception", "obligations", "missing", "penalty",   "actions", NULL,
-};
-
 /*
  * Verdict `actions` say what the commission sends whom (a deletion request to the platform, a
  * referral to prosecutors); partners' case stores act on them as data. So they are a list of
@@ -676,10 +922,14 @@ static int check_action_value(lua_State *L, int index, int depth, struct action_
         return 0;
     case LUA_TSTRING:
         str = lua_tolstring(L, index, &len);
+        if (memchr(str, '\0', len) != NULL)
+            return action_refused(c, "a string holding a NUL byte");
         return epcs_utf8_valid(str, len) ? 0 : action_refused(c, "a string that is not UTF-8");
     case LUA_TTABLE:
         if (depth >= ACTION_MAX_DEPTH)
             return action_refused(c, "a map nested deeper");
+        if (epcs_lua_plain(L, index) != 0)
+            return action_refused(c, "a table with a metatable");
         return check_action_map(L, index, depth + 1, c);
     default:
         return action_refused(c, "a %s", lua_typename(L, lua_type(L, index)));
@@ -713,8 +963,7 @@ static int check_action_map(lua_State *L, int map, int depth, struct action_chec
     return 0;
 }
 
-/* Checks field `actions` and leaves the list on the stack for packing (*index, 0 when absent).
- * Raw access only: a metamethod could raise an error outside any protected call. */
+/* Checks field `actions` and leaves the list on the stack for packing (*index, 0 when absent). */
 static int actions_field(lua_State *L, int table, int *index, char *why, size_t why_size)
 {
     struct action_check c = {.path = "actions", .why = why, .why_size = why_size};
@@ -728,6 +977,8 @@ static int actions_field(lua_State *L, int table, int *index, char *why, size_t 
     int list = lua_gettop(L);
     if (type != LUA_TTABLE)
         return lua_pop(L, 1), action_refused(&c, "a %s, not a list", lua_typename(L, type));
+    if (epcs_lua_plain(L, list) != 0)
+        return lua_pop(L, 1), action_refused(&c, "a table with a metatable");
     if (!lua_checkstack(L, ACTION_STACK_SLOTS)) {
         lua_pop(L, 1);
         return snprintf(why, why_size, "returned actions beyond the Lua stack"), -1;
@@ -744,7 +995,8 @@ static int actions_field(lua_State *L, int table, int *index, char *why, size_t 
             rc = action_refused(&c, "a %s, not a map", lua_typename(L, lua_type(L, -1)));
         } else {
             snprintf(c.path, sizeof(c.path), "actions[%lld]", (long long)i);
-            rc = check_action_map(L, lua_gettop(L), 1, &c);
+            rc = epcs_lua_plain(L, -1) != 0 ? action_refused(&c, "a table with a metatable")
+                                            : check_action_map(L, lua_gettop(L), 1, &c);
         }
         lua_pop(L, 1);
         if (rc != 0) {
@@ -756,11 +1008,95 @@ static int actions_field(lua_State *L, int table, int *index, char *why, size_t 
     return 0;
 }
 
-static int read_verdict(lua_State *L, int table, struct rule_verdict *v, char *why, size_t why_size)
+/* What a rule returned, checked before anything is packed, so a bad verdict fails closed. */
+struct rule_verdict {
+    enum epcs_verdict_kind kind;
+    const char *article, *reason, *reason_ko, *exception, *penalty, *rule;
+    size_t article_len, reason_len, reason_ko_len, exception_len, penalty_len, rule_len;
+    int has_window;
+    lua_Integer from, to, deadline;
+    int obligations, missing, actions; /* stack indexes of the lists, 0 when absent */
+};
+
+static int valid_day(lua_Integer day)
 {
-    int bad = 0;
-    size_t len;
-    memset(v, 0, sizeof(*v));
+    return day >= epcs_days_from_civil(EPCS_DATE_MIN_YEAR, 1, 1) &&
+           day <= epcs_days_from_civil(EPCS_DATE_MAX_YEAR, 12, 31);
+}
+
+/* Refuses with `why` when the table at `index` has a metatable; `what` names it. */
+static int plain_part(lua_State *L, int index, const char *what, char *why, size_t why_size)
+{
+    if (epcs_lua_plain(L, index) == 0)
+        return 0;
+    snprintf(why, why_size, "returned %s with a metatable; verdicts are plain tables", what);
+    return -1;
+}
+
+/* String field `key`, read raw: NULL when absent; anything but a string sets *bad. A string
+ * that may not go out (not UTF-8, or holding a NUL byte) is refused with `why`, which begins
+ * with `owner` ("returned"). The string stays alive: the table holding it is still on the
+ * stack. */
+static int text_field(lua_State *L, int table, const char *key, const char **value, size_t *len,
+                      int *bad, const char *owner, char *why, size_t why_size)
+{
+    int type = raw_field(L, table, key);
+    *value = NULL;
+    if (type == LUA_TSTRING)
+        *value = lua_tolstring(L, -1, len);
+    else if (type != LUA_TNIL)
+        *bad = 1;
+    lua_pop(L, 1);
+    if (*value == NULL || sendable(*value, *len))
+        return 0;
+    snprintf(why, why_size, "%s %s %s %s", owner, strchr("aeiou", key[0]) != NULL ? "an" : "a", key,
+             memchr(*value, '\0', *len) != NULL ? "holding a NUL byte" : "that is not valid UTF-8");
+    return -1;
+}
+
+/* List field `key` (obligations, missing): a plain list of sendable strings, left on the stack
+ * for packing (*index, 0 when absent). Anything but strings sets *bad. */
+static int list_field(lua_State *L, int table, const char *key, int *index, int *bad, char *why,
+                      size_t why_size)
+{
+    int type = raw_field(L, table, key);
+    *index = 0;
+    if (type == LUA_TNIL || type != LUA_TTABLE) {
+        *bad |= type != LUA_TNIL;
+        lua_pop(L, 1);
+        return 0;
+    }
+    int list = lua_gettop(L);
+    if (plain_part(L, list, key, why, why_size) != 0)
+        return -1;
+    lua_Integer count = (lua_Integer)lua_rawlen(L, list);
+    for (lua_Integer i = 1; i <= count && !*bad; i++) {
+        size_t len = 0;
+        const char *item =
+            lua_rawgeti(L, list, i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (item == NULL) {
+            *bad = 1;
+        } else if (!sendable(item, len)) {
+            snprintf(why, why_size,
+                     "returned %s whose item %lld is not UTF-8 text without NUL "
+                     "bytes",
+                     key, (long long)i);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    *index = list;
+    return 0;
+}
+
+static const char *const verdict_fields[] = {
+    "verdict",   "article",     "reason",  "reason_ko", "window",  "deadline",
+    "exception", "obligations", "missing", "penalty",   "actions", NULL,
+};
+
+/* Refuses keys that are no verdict field: a typo (`reson`) must not pass unnoticed. */
+static int known_fields(lua_State *L, int table, char *why, size_t why_size)
+{
     lua_pushnil(L);
     while (lua_next(L, table) != 0) {
         int known = 0;
@@ -771,14 +1107,23 @@ static int read_verdict(lua_State *L, int table, struct rule_verdict *v, char *w
                 known = key[0] == (*f)[0] && strlen(*f) == key_len && memcmp(key, *f, key_len) == 0;
         }
         if (!known) {
+            size_t len = 0;
+            const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
             snprintf(why, why_size, "returned an unknown verdict field '%s'",
-                     lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
-            lua_pop(L, 2);
+                     key != NULL && sendable(key, len) ? key : "?");
             return -1;
         }
         lua_pop(L, 1);
     }
-    const char *kind = string_field(L, table, "verdict", &len, &bad);
+    return 0;
+}
+
+static int read_kind(lua_State *L, int table, struct rule_verdict *v, char *why, size_t why_size)
+{
+    size_t len;
+    const char *kind = NULL;
+    if (raw_field(L, table, "verdict") == LUA_TSTRING)
+        kind = lua_tolstring(L, -1, &len);
     if (kind != NULL && strcmp(kind, "allowed") == 0)
         v->kind = EPCS_VERDICT_ALLOWED;
     else if (kind != NULL && strcmp(kind, "prohibited") == 0)
@@ -786,57 +1131,90 @@ static int read_verdict(lua_State *L, int table, struct rule_verdict *v, char *w
     else if (kind != NULL && strcmp(kind, "needs_facts") == 0)
         v->kind = EPCS_VERDICT_NEEDS_FACTS;
     else
-        return snprintf(why, why_size, "returned verdict '%s'", kind ? kind : "(none)"), -1;
-    v->article = string_field(L, table, "article", &v->article_len, &bad);
-    v->reason = string_field(L, table, "reason", &v->reason_len, &bad);
-    v->reason_ko = string_field(L, table, "reason_ko", &v->reason_ko_len, &bad);
-    v->exception = string_field(L, table, "exception", &v->exception_len, &bad);
-    v->penalty = string_field(L, table, "penalty", &v->penalty_len, &bad);
-    if (bad || v->article == NULL || v->reason == NULL || v->article_len == 0) {
-        snprintf(why, why_size, "returned a verdict without string article and reason");
-        return -1;
-    }
-    if (lua_getfield(L, table, "window") == LUA_TTABLE) {
-        int window = lua_gettop(L);
-        v->has_window = 1;
-        if (lua_getfield(L, window, "from") != LUA_TNUMBER || !lua_isinteger(L, -1) ||
-            lua_getfield(L, window, "to") != LUA_TNUMBER || !lua_isinteger(L, -1)) {
-            lua_settop(L, window - 1);
+        return snprintf(why, why_size, "returned verdict '%s'",
+                        kind != NULL && sendable(kind, len) ? kind : "(none)"),
+               -1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* The window or deadline: the verdict's own, else the version's (`defaults`, the from, to and
+ * deadline the rule API returned after the verdict). */
+static int read_period(lua_State *L, int table, int defaults, struct rule_verdict *v, char *why,
+                       size_t why_size)
+{
+    int window = lua_gettop(L) + 1;
+    int type = raw_field(L, table, "window");
+    if (type == LUA_TTABLE) {
+        if (plain_part(L, window, "a window", why, why_size) != 0)
+            return -1;
+        if (raw_field(L, window, "from") != LUA_TNUMBER || !lua_isinteger(L, -1) ||
+            raw_field(L, window, "to") != LUA_TNUMBER || !lua_isinteger(L, -1))
             return snprintf(why, why_size, "returned a window without day numbers"), -1;
-        }
+        v->has_window = 1;
         v->from = lua_tointeger(L, -2);
         v->to = lua_tointeger(L, -1);
-        lua_settop(L, window - 1);
-        if (!valid_day(v->from) || !valid_day(v->to))
-            return snprintf(why, why_size, "returned a window outside the supported years"), -1;
-    } else {
-        lua_pop(L, 1);
-        if (lua_getfield(L, table, "deadline") != LUA_TNUMBER || !lua_isinteger(L, -1)) {
-            lua_pop(L, 1);
+    } else if (type != LUA_TNIL) {
+        return snprintf(why, why_size, "returned a window without day numbers"), -1;
+    } else if (raw_field(L, table, "deadline") != LUA_TNIL) {
+        if (!lua_isinteger(L, -1))
             return snprintf(why, why_size, "returned neither a window nor a deadline"), -1;
-        }
         v->deadline = lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        if (!valid_day(v->deadline))
-            return snprintf(why, why_size, "returned a deadline outside the supported years"), -1;
+    } else if (lua_isinteger(L, defaults) && lua_isinteger(L, defaults + 1)) {
+        v->has_window = 1;
+        v->from = lua_tointeger(L, defaults);
+        v->to = lua_tointeger(L, defaults + 1);
+    } else if (lua_isinteger(L, defaults + 2)) {
+        v->deadline = lua_tointeger(L, defaults + 2);
+    } else {
+        return snprintf(why, why_size, "returned neither a window nor a deadline"), -1;
     }
-    list_field(L, table, "obligations", &v->obligations, &bad);
-    list_field(L, table, "missing", &v->missing, &bad);
+    lua_settop(L, window - 1);
+    if (v->has_window ? !valid_day(v->from) || !valid_day(v->to) : !valid_day(v->deadline))
+        return snprintf(why, why_size, "returned a %s outside the supported years",
+                        v->has_window ? "window" : "deadline"),
+               -1;
+    return 0;
+}
+
+/* Reads the verdict at `table` into `v`, refusing anything that could not go out as it is. */
+static int read_verdict(lua_State *L, int table, int defaults, struct rule_verdict *v, char *why,
+                        size_t why_size)
+{
+    int bad = 0;
+    memset(v, 0, sizeof(*v));
+    if (plain_part(L, table, "a verdict table", why, why_size) != 0 ||
+        known_fields(L, table, why, why_size) != 0 || read_kind(L, table, v, why, why_size) != 0)
+        return -1;
+    static const char *const texts[] = {"article", "reason", "reason_ko", "exception", "penalty"};
+    const char **values[] = {&v->article, &v->reason, &v->reason_ko, &v->exception, &v->penalty};
+    size_t *lens[] = {&v->article_len, &v->reason_len, &v->reason_ko_len, &v->exception_len,
+                      &v->penalty_len};
+    for (size_t f = 0; f < sizeof(texts) / sizeof(texts[0]); f++) {
+        if (text_field(L, table, texts[f], values[f], lens[f], &bad, "returned", why, why_size) !=
+            0)
+            return -1;
+    }
+    if (bad || v->article == NULL || v->reason == NULL || v->article_len == 0)
+        return snprintf(why, why_size, "returned a verdict without string article and reason"), -1;
+    if (read_period(L, table, defaults, v, why, why_size) != 0 ||
+        list_field(L, table, "obligations", &v->obligations, &bad, why, why_size) != 0 ||
+        list_field(L, table, "missing", &v->missing, &bad, why, why_size) != 0)
+        return -1;
     if (bad)
         return snprintf(why, why_size,
-                        "returned obligations or missing that are not lists of "
-                        "strings"),
+                        "returned obligations or missing that are not lists of strings"),
                -1;
     if (actions_field(L, table, &v->actions, why, why_size) != 0)
         return -1;
-    if (v->kind == EPCS_VERDICT_NEEDS_FACTS && (v->missing == 0 || luaL_len(L, v->missing) == 0))
+    if (v->kind == EPCS_VERDICT_NEEDS_FACTS && (v->missing == 0 || lua_rawlen(L, v->missing) == 0))
         return snprintf(why, why_size, "returned needs_facts without the missing facts"), -1;
     return 0;
 }
 
 static void pack_list(msgpack_packer *pk, lua_State *L, int index)
 {
-    lua_Integer count = luaL_len(L, index);
+    lua_Integer count = (lua_Integer)lua_rawlen(L, index);
     msgpack_pack_array(pk, (size_t)count);
     for (lua_Integer i = 1; i <= count; i++) {
         size_t len;
@@ -936,9 +1314,9 @@ static void pack_actions(msgpack_packer *pk, lua_State *L, int list)
     }
 }
 
-static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struct rule_verdict *v)
+static void pack_verdict(msgpack_packer *pk, const struct epcs_eval *eval, lua_State *L,
+                         const struct rule_verdict *v)
 {
-    msgpack_packer *pk = eval->packer;
     const struct epcs_ruleset *ruleset = eval->engine->ruleset;
     const char *area = ruleset->plugins->items[eval->area_index].desc->name;
     size_t fields = 8 + (v->reason_ko != NULL) + (v->exception != NULL) + (v->penalty != NULL) +
@@ -1000,118 +1378,205 @@ static void pack_verdict(const struct epcs_eval *eval, lua_State *L, const struc
     pack_cstr(pk, ruleset->id);
 }
 
-int epcs_engine_run_rules(struct epcs_eval *eval)
+/* One evaluation as the protected call sees it: the verdict lands in engine->packed. */
+struct verdict_job {
+    struct epcs_eval *eval;
+    /* Set when the rules returned something the host refused: why, and by which rule. */
+    int refused;
+    const void *table;
+    char rule[128];
+    char why[320];
+};
+
+/* Asks the rule API for the verdict (_evaluate returns it, the rule version's id and the
+ * version's window or deadline), checks it and packs it into the engine's buffer. */
+static int cb_run_rules(lua_State *L)
 {
+    struct verdict_job *job = lua_touserdata(L, 1);
+    struct epcs_eval *eval = job->eval;
     struct epcs_engine *engine = eval->engine;
-    lua_State *L = epcs_lua_state(engine->lua);
-    const char *file = engine->ruleset->files[eval->area_index + 1].name;
-    int base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, engine->evaluate_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[eval->area_index]);
     push_query(L, eval);
-    if (epcs_lua_call(engine->lua, 2, 2, &eval->error) != 0) {
+    lua_call(L, 2, 5);
+    struct rule_verdict v;
+    size_t rule_len = 0;
+    const char *rule = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &rule_len) : NULL;
+    job->table = lua_topointer(L, 2);
+    if (lua_type(L, 2) != LUA_TTABLE || rule == NULL || !sendable(rule, rule_len))
+        snprintf(job->why, sizeof(job->why), "returned no verdict table");
+    else if (read_verdict(L, 2, 4, &v, job->why, sizeof(job->why)) == 0)
+        job->refused = 0;
+    if (job->refused) {
+        snprintf(job->rule, sizeof(job->rule), "%s",
+                 rule != NULL && sendable(rule, rule_len) ? rule : "?");
+        return 0;
+    }
+    v.rule = rule;
+    v.rule_len = rule_len;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &engine->packed, epcs_buf_msgpack_write);
+    pack_verdict(&pk, eval, L, &v);
+    eval->verdict = v.kind;
+    return 0;
+}
+
+/* One run of the rules for `eval`; 0, or -1 with eval->error filled when they failed. */
+static int run_rules_once(struct epcs_eval *eval, struct verdict_job *job)
+{
+    struct epcs_engine *engine = eval->engine;
+    *job = (struct verdict_job){.eval = eval, .refused = 1};
+    epcs_buf_reset(&engine->packed);
+    engine->ring_used = 0;
+    engine->current = eval;
+    int rc = protected_read(engine, cb_run_rules, job, &eval->error);
+    engine->current = NULL;
+    return rc;
+}
+
+/* The line that made the refused verdict of `job`: a constant's is known; for a verdict made
+ * while evaluating, the evaluation runs again with marking on (see mark_verdict). */
+static int refused_line(struct epcs_eval *eval, const struct verdict_job *job)
+{
+    struct epcs_engine *engine = eval->engine;
+    int line = verdict_line(engine, job->table);
+    if (line > 0)
+        return line;
+    struct verdict_job again;
+    engine->marking = 1;
+    int rc = run_rules_once(eval, &again);
+    engine->marking = 0;
+    if (rc != 0 || !again.refused || strcmp(again.why, job->why) != 0)
+        return 0;
+    return verdict_line(engine, again.table);
+}
+
+int epcs_engine_run_rules(struct epcs_eval *eval)
+{
+    struct epcs_engine *engine = eval->engine;
+    const char *file = engine->ruleset->files[eval->area_index + 1].name;
+    struct verdict_job job;
+    if (run_rules_once(eval, &job) != 0) {
         eval->failed = 1;
         if (eval->error.file[0] == '\0')
             snprintf(eval->error.file, sizeof(eval->error.file), "%s", file);
         return -1;
     }
-    struct rule_verdict v;
-    char why[320];
-    const char *rule = lua_tostring(L, base + 2);
-    if (!lua_istable(L, base + 1) || rule == NULL ||
-        read_verdict(L, base + 1, &v, why, sizeof(why)) != 0) {
-        if (!lua_istable(L, base + 1) || rule == NULL)
-            snprintf(why, sizeof(why), "returned no verdict table");
-        set_error(&eval->error, file, 0, "%s: rule %s %s", file, rule ? rule : "?", why);
+    if (job.refused) {
+        int line = refused_line(eval, &job);
+        char place[160];
+        snprintf(place, sizeof(place), line > 0 ? "%s:%d" : "%s", file, line);
+        set_error(&eval->error, file, line, "%s: rule %s %s", place, job.rule, job.why);
         eval->failed = 1;
-        lua_settop(L, base);
         return -1;
     }
-    v.rule = lua_tolstring(L, base + 2, &v.rule_len);
-    pack_verdict(eval, L, &v);
-    eval->verdict = v.kind;
-    lua_settop(L, base);
+    /* Only a whole verdict goes out: a failure above wrote nothing to the caller's packer. */
+    eval->packer->callback(eval->packer->data, engine->packed.data, engine->packed.len);
+    return 0;
+}
+
+/* One calendar listing in the protected call: the items land in engine->packed. */
+struct calendar_job {
+    struct epcs_calendar *calendar;
+    int refused;
+    char why[320];
+};
+
+/* Checks calendar item `item` and packs it; 0, or -1 with `why` filled. */
+static int pack_calendar_item(msgpack_packer *pk, lua_State *L, int item, int number,
+                              const char *area, char *why, size_t why_size)
+{
+    static const char *const text_fields[] = {"article", "rule", "title", "title_ko"};
+    const char *text[4];
+    size_t len[4];
+    int32_t from = 0, to = 0, day = 0;
+    int bad = epcs_lua_plain(L, item) != 0;
+    char owner[64];
+    snprintf(owner, sizeof(owner), "returned calendar item %d with", number);
+    for (size_t f = 0; f < 4 && !bad; f++) {
+        if (text_field(L, item, text_fields[f], &text[f], &len[f], &bad, owner, why, why_size) != 0)
+            return -1;
+    }
+    int is_window = !bad && int_field(L, item, "from", &from) && int_field(L, item, "to", &to);
+    if (bad || text[0] == NULL || text[1] == NULL || text[2] == NULL ||
+        (is_window ? !valid_day(from) || !valid_day(to)
+                   : !int_field(L, item, "day", &day) || !valid_day(day))) {
+        snprintf(why, why_size,
+                 "returned calendar item %d without article, rule, title and from/to or day",
+                 number);
+        return -1;
+    }
+    msgpack_pack_map(pk, 5 + (is_window ? 2 : 1) + (text[3] != NULL));
+    pack_cstr(pk, "area");
+    pack_cstr(pk, area);
+    pack_cstr(pk, "kind");
+    pack_cstr(pk, is_window ? "window" : "deadline");
+    for (size_t f = 0; f < 4; f++) {
+        if (text[f] != NULL) {
+            pack_cstr(pk, text_fields[f]);
+            pack_str(pk, text[f], len[f]);
+        }
+    }
+    if (is_window) {
+        pack_cstr(pk, "from");
+        pack_day(pk, from);
+        pack_cstr(pk, "to");
+        pack_day(pk, to);
+    } else {
+        pack_cstr(pk, "day");
+        pack_day(pk, day);
+    }
+    return 0;
+}
+
+static int cb_run_calendar(lua_State *L)
+{
+    struct calendar_job *job = lua_touserdata(L, 1);
+    struct epcs_calendar *calendar = job->calendar;
+    struct epcs_engine *engine = calendar->engine;
+    const char *area = engine->ruleset->plugins->items[calendar->area_index].desc->name;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->calendar_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[calendar->area_index]);
+    push_election(L, calendar->election);
+    lua_call(L, 2, 1);
+    if (lua_type(L, 2) != LUA_TTABLE || epcs_lua_plain(L, 2) != 0) {
+        snprintf(job->why, sizeof(job->why), "returned a calendar that is not a plain list");
+        job->refused = 1;
+        return 0;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &engine->packed, epcs_buf_msgpack_write);
+    lua_Integer count = (lua_Integer)lua_rawlen(L, 2);
+    for (lua_Integer i = 1; i <= count; i++) {
+        lua_rawgeti(L, 2, i);
+        if (pack_calendar_item(&pk, L, 3, (int)i, area, job->why, sizeof(job->why)) != 0) {
+            job->refused = 1;
+            return 0;
+        }
+        lua_settop(L, 2);
+        calendar->item_count++;
+    }
     return 0;
 }
 
 int epcs_engine_run_calendar(struct epcs_calendar *calendar)
 {
     struct epcs_engine *engine = calendar->engine;
-    lua_State *L = epcs_lua_state(engine->lua);
     const char *file = engine->ruleset->files[calendar->area_index + 1].name;
-    const char *area = engine->ruleset->plugins->items[calendar->area_index].desc->name;
-    int base = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->calendar_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[calendar->area_index]);
-    push_election(L, calendar->election);
-    if (epcs_lua_call(engine->lua, 2, 1, &calendar->error) != 0) {
+    struct calendar_job job = {.calendar = calendar};
+    epcs_buf_reset(&engine->packed);
+    calendar->item_count = 0;
+    int rc = protected_read(engine, cb_run_calendar, &job, &calendar->error);
+    if (rc == 0 && job.refused)
+        set_error(&calendar->error, file, 0, "%s: %s", file, job.why);
+    if (rc != 0 || job.refused) {
         calendar->failed = 1;
+        calendar->item_count = 0;
+        if (calendar->error.file[0] == '\0')
+            snprintf(calendar->error.file, sizeof(calendar->error.file), "%s", file);
         return -1;
     }
-    int items = lua_gettop(L);
-    lua_Integer count = lua_istable(L, items) ? luaL_len(L, items) : -1;
-    /* Check every item before packing any, so a bad one leaves nothing half-written. */
-    for (lua_Integer i = 1; i <= count; i++) {
-        lua_rawgeti(L, items, i);
-        int item = lua_gettop(L);
-        int32_t from = 0, to = 0, day = 0;
-        int bad = 0;
-        size_t len;
-        int ok = lua_istable(L, item) && string_field(L, item, "article", &len, &bad) &&
-                 string_field(L, item, "rule", &len, &bad) &&
-                 string_field(L, item, "title", &len, &bad) && !bad &&
-                 ((int_field(L, item, "from", &from) && int_field(L, item, "to", &to) &&
-                   valid_day(from) && valid_day(to)) ||
-                  (int_field(L, item, "day", &day) && valid_day(day)));
-        lua_settop(L, items);
-        if (!ok)
-            count = -1;
-    }
-    if (count < 0) {
-        set_error(&calendar->error, file, 0,
-                  "%s: calendar items need article, rule, title and from/to or day", file);
-        calendar->failed = 1;
-        lua_settop(L, base);
-        return -1;
-    }
-    msgpack_packer *pk = calendar->packer;
-    for (lua_Integer i = 1; i <= count; i++) {
-        lua_rawgeti(L, items, i);
-        int item = lua_gettop(L);
-        int32_t from = 0, to = 0, day = 0;
-        size_t len;
-        int bad = 0;
-        int is_window = int_field(L, item, "from", &from) && int_field(L, item, "to", &to);
-        const char *title_ko = string_field(L, item, "title_ko", &len, &bad);
-        msgpack_pack_map(pk, 5 + (is_window ? 2 : 1) + (title_ko != NULL && !bad));
-        pack_cstr(pk, "area");
-        pack_cstr(pk, area);
-        pack_cstr(pk, "kind");
-        pack_cstr(pk, is_window ? "window" : "deadline");
-        static const char *const text_fields[] = {"article", "rule", "title"};
-        for (size_t f = 0; f < 3; f++) {
-            const char *value = string_field(L, item, text_fields[f], &len, &bad);
-            pack_cstr(pk, text_fields[f]);
-            pack_str(pk, value, len);
-        }
-        if (title_ko != NULL && !bad) {
-            pack_cstr(pk, "title_ko");
-            pack_cstr(pk, title_ko);
-        }
-        if (is_window) {
-            pack_cstr(pk, "from");
-            pack_day(pk, from);
-            pack_cstr(pk, "to");
-            pack_day(pk, to);
-        } else {
-            int_field(L, item, "day", &day);
-            pack_cstr(pk, "day");
-            pack_day(pk, day);
-        }
-        lua_settop(L, items);
-        calendar->item_count++;
-    }
-    lua_settop(L, base);
+    calendar->packer->callback(calendar->packer->data, engine->packed.data, engine->packed.len);
     return 0;
 }
 
@@ -1160,9 +1625,12 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
         eval->packer = &miss_packer;
         eval->decision_follows = 0;
     }
+    eval->rejected = 0;
     int failed = plugin->desc->evaluate(plugin->state, eval) != 0 || eval->failed;
     eval->packer = out;
     eval->decision_follows = decision_follows;
+    if (failed && eval->rejected)
+        return EPCS_AREA_REJECTED;
     if (failed) {
         if (!eval->failed)
             set_error(&eval->error, engine->ruleset->files[eval->area_index + 1].name, 0,
@@ -1199,18 +1667,138 @@ enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
     return EPCS_AREA_DECIDED;
 }
 
-lua_State *epcs_engine_push_test_cases(struct epcs_engine *engine, size_t area_index,
-                                       struct epcs_rule_error *err)
+/* Deep enough for any test table; a deeper one is a mistake in the table. */
+#define TEST_TABLE_MAX_DEPTH 8
+
+/* Packs the Lua value at `index` read raw: sequences become arrays, other tables maps with
+ * string keys. Returns 0, or -1 for what a request could not hold (functions, tables with
+ * metatables, text that is not UTF-8, deep nesting). */
+static int pack_lua(msgpack_packer *pk, lua_State *L, int index, int depth)
 {
-    lua_State *L = epcs_lua_state(engine->lua);
-    lua_getglobal(L, "epcs");
-    lua_getfield(L, -1, "_test_cases");
-    lua_remove(L, -2);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->area_refs[area_index]);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, engine->elections_ref);
-    if (epcs_lua_call(engine->lua, 2, 1, err) != 0)
-        return NULL;
-    return L;
+    size_t len;
+    index = lua_absindex(L, index);
+    switch (lua_type(L, index)) {
+    case LUA_TNIL:
+        return msgpack_pack_nil(pk);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, index) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, index))
+            return msgpack_pack_int64(pk, lua_tointeger(L, index));
+        return msgpack_pack_double(pk, lua_tonumber(L, index));
+    case LUA_TSTRING: {
+        const char *str = lua_tolstring(L, index, &len);
+        if (!epcs_utf8_valid(str, len))
+            return -1;
+        pack_str(pk, str, len);
+        return 0;
+    }
+    case LUA_TTABLE:
+        break;
+    default:
+        return -1;
+    }
+    if (depth > TEST_TABLE_MAX_DEPTH || epcs_lua_plain(L, index) != 0 || !lua_checkstack(L, 4))
+        return -1;
+    size_t length = lua_rawlen(L, index), count = 0;
+    if (length > 0) {
+        msgpack_pack_array(pk, length);
+        for (lua_Integer i = 1; i <= (lua_Integer)length; i++) {
+            lua_rawgeti(L, index, i);
+            if (pack_lua(pk, L, -1, depth + 1) != 0)
+                return -1;
+            lua_pop(L, 1);
+        }
+        return 0;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, index) != 0) {
+        lua_pop(L, 1);
+        count++;
+    }
+    msgpack_pack_map(pk, count);
+    lua_pushnil(L);
+    while (lua_next(L, index) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING || pack_lua(pk, L, -2, depth + 1) != 0 ||
+            pack_lua(pk, L, -1, depth + 1) != 0)
+            return -1;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+struct test_case_job {
+    struct epcs_engine *engine;
+    size_t area_index;
+    struct epcs_buf *out;
+};
+
+/* Packs case `item` as {name, generated, election, date, actor, activity, expect}, the fields
+ * it has; a case whose facts or expectation cannot be packed gets `invalid` instead of them. */
+static void pack_test_case(msgpack_packer *pk, struct epcs_buf *out, lua_State *L, int item)
+{
+    static const char *const fields[] = {"name", "election", "date", "actor", "activity", "expect"};
+    size_t start = out->len;
+    int plain = lua_type(L, item) == LUA_TTABLE && epcs_lua_plain(L, item) == 0;
+    int generated = 0;
+    size_t present = 0;
+    if (plain) {
+        generated = raw_field(L, item, "generated") != LUA_TNIL && lua_toboolean(L, -1);
+        lua_settop(L, item);
+    }
+    for (size_t f = 0; plain && f < 6; f++) {
+        present += raw_field(L, item, fields[f]) != LUA_TNIL;
+        lua_pop(L, 1);
+    }
+    msgpack_pack_map(pk, present + 1);
+    pack_cstr(pk, "generated");
+    if (generated)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    for (size_t f = 0; plain && f < 6; f++) {
+        if (raw_field(L, item, fields[f]) != LUA_TNIL) {
+            pack_cstr(pk, fields[f]);
+            if (pack_lua(pk, L, -1, 0) != 0)
+                plain = 0;
+        }
+        lua_settop(L, item);
+    }
+    if (plain)
+        return;
+    out->len = start;
+    msgpack_pack_map(pk, 1);
+    pack_cstr(pk, "invalid");
+    msgpack_pack_true(pk);
+}
+
+static int cb_pack_test_cases(lua_State *L)
+{
+    struct test_case_job *job = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->engine->test_cases_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->engine->area_refs[job->area_index]);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->engine->elections_ref);
+    lua_call(L, 2, 1);
+    if (lua_type(L, 2) != LUA_TTABLE || epcs_lua_plain(L, 2) != 0)
+        return luaL_error(L, "the rule API returned no list of test cases");
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, job->out, epcs_buf_msgpack_write);
+    size_t count = lua_rawlen(L, 2);
+    msgpack_pack_array(&pk, count);
+    for (size_t i = 1; i <= count; i++) {
+        lua_rawgeti(L, 2, (lua_Integer)i);
+        pack_test_case(&pk, job->out, L, 3);
+        lua_settop(L, 2);
+    }
+    return 0;
+}
+
+int epcs_engine_pack_test_cases(struct epcs_engine *engine, size_t area_index, struct epcs_buf *out,
+                                struct epcs_rule_error *err)
+{
+    struct test_case_job job = {.engine = engine, .area_index = area_index, .out = out};
+    epcs_buf_reset(out);
+    return protected_read(engine, cb_pack_test_cases, &job, err);
 }
 
 const struct epcs_host_api epcs_host_api_v1 = {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "buf.h"
 #include "facts.h"
 #include "lua_engine.h"
 #include "plugin_loader.h"
@@ -121,7 +122,8 @@ void epcs_engine_destroy(struct epcs_engine *engine);
 struct epcs_eval {
     struct epcs_engine *engine;
     size_t area_index;
-    const struct epcs_facts *facts;
+    /** The request's facts; epcs.decide has another area's plugin validate them. */
+    struct epcs_facts *facts;
     int32_t date;
     const struct epcs_election *election;
     msgpack_packer *packer;
@@ -136,6 +138,11 @@ struct epcs_eval {
     enum epcs_verdict_kind verdict;
     /** Set when the rules failed; nothing was written to `packer` then. */
     int failed;
+    /**
+     * Set with `failed` when the rules asked another area (epcs.decide) whose plugin refused
+     * the facts: facts->field and facts->message say why, and the answer is 422, not 500.
+     */
+    int rejected;
     struct epcs_rule_error error;
 };
 
@@ -162,20 +169,27 @@ enum epcs_area_outcome {
 /**
  * Asks one area about checked facts, the way every caller must: the activity kind must be one
  * the area covers, the plugin's validate must accept the facts, then its evaluate runs the
- * rules and packs the verdict to eval->packer. eval->area_index names the plugin.
+ * rules and packs the verdict to eval->packer. eval->area_index names the plugin. An area the
+ * rules ask in turn (epcs.decide) must accept the facts too: its refusal is this area's.
  */
 enum epcs_area_outcome epcs_evaluate_area(const struct epcs_plugin_set *plugins,
                                           struct epcs_facts *facts, struct epcs_eval *eval);
 
 /**
- * Pushes onto the engine's Lua stack the list of test cases of one area: its own tests table
- * and the boundary cases generated from its versions' probes. Returns the state, or NULL with
- * `err` filled when the rule API failed.
+ * Packs into `out` (reset first) the test cases of one area as a msgpack array: its own tests
+ * table and the boundary cases generated from its versions' probes. Each case is a map of the
+ * fields it has of name, election, date, actor, activity and expect, with `generated` (a
+ * boolean); a case holding what no request could (a function, a table with a metatable, text
+ * that is not UTF-8) is the map {invalid = true}. Returns 0, or -1 with `err` filled when the
+ * rule API failed.
  */
-lua_State *epcs_engine_push_test_cases(struct epcs_engine *engine, size_t area_index,
-                                       struct epcs_rule_error *err);
+int epcs_engine_pack_test_cases(struct epcs_engine *engine, size_t area_index, struct epcs_buf *out,
+                                struct epcs_rule_error *err);
 
-/** Host API run_rules: see include/epcs/plugin.h. */
+/**
+ * Host API run_rules: see include/epcs/plugin.h. Everything it reads from the rule state runs
+ * in one protected call, and the verdict is packed to eval->packer only once it is whole.
+ */
 int epcs_engine_run_rules(struct epcs_eval *eval);
 /** Host API run_calendar: see include/epcs/plugin.h. */
 int epcs_engine_run_calendar(struct epcs_calendar *calendar);

@@ -1004,10 +1004,10 @@ class FailingRulesTest(EpcsTest):
                           "(endless loop?)"),
             "other": (7, "deepfake.lua:7: memory limit of 16777216 bytes exceeded"),
             "primary": (8, "deepfake.lua:8: attempt to index a nil value (field 'nothing')"),
-            "legislative_report": (0, "deepfake.lua: rule test/1 returned actions whose "
-                                      "actions[1].escalation.next is a map nested deeper; actions "
-                                      "are a list of maps of strings, numbers, booleans and maps "
-                                      "of those, 2 deep"),
+            "legislative_report": (13, "deepfake.lua:13: rule test/1 returned actions whose "
+                                       "actions[1].escalation.next is a map nested deeper; "
+                                       "actions are a list of maps of strings, numbers, booleans "
+                                       "and maps of those, 2 deep"),
         }
         for round_ in range(3):
             for purpose, (line, message) in cases.items():

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -158,6 +159,22 @@ static void test_bundled_ruleset(void)
 
 static char rules_dir[] = "/tmp/epcs-test-rules-XXXXXX";
 
+/* Each rule file's text is held in a buffer of its own size, not in one of the largest size a
+ * rule file may have. */
+static void test_rule_file_buffers_fit(void)
+{
+    struct epcs_rule_error err;
+    struct epcs_ruleset *ruleset = epcs_ruleset_load(EPCS_RULES_DIR, plugins, &limits, &err);
+    EXPECT(ruleset != NULL);
+    for (size_t i = 0; ruleset != NULL && i < ruleset->file_count; i++) {
+        const struct epcs_rule_file *file = &ruleset->files[i];
+        EXPECT(file->length > 0);
+        EXPECT(malloc_usable_size(file->source) <= file->length + 64);
+        EXPECT_INT(file->source[file->length], '\0');
+    }
+    epcs_ruleset_release(ruleset);
+}
+
 static void write_file(const char *name, const char *text)
 {
     char path[256];
@@ -227,10 +244,28 @@ static void test_broken_files_refused(void)
     EXPECT_CONTAINS(err.message,
                     "version 'x' effective_from must be a date 'YYYY-MM-DD', got '2024-13-01'");
 
+    /* A rule file is a legal text, not a data dump: beyond 1 MiB it is refused unread. */
+    char *huge = malloc(1024 * 1024 + 2);
+    memset(huge, '-', 1024 * 1024 + 1);
+    huge[1024 * 1024 + 1] = '\0';
+    write_file("deepfake.lua", huge);
+    free(huge);
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_CONTAINS(err.message, "/deepfake.lua is larger than 1048576 bytes");
+
     write_file("deepfake.lua", "while true do end\n");
     EXPECT(load_broken(&err) == NULL);
     EXPECT_CONTAINS(err.message, "deepfake.lua:1: instruction budget of 100000 exceeded");
 
+    write_file("elections.lua", "return epcs.elections{{id = 'x', kind = 'general',\n"
+                                "  office = 'president', name = 'X\\255', name_ko = 'X',\n"
+                                "  day = '2024-02-01'}}\n");
+    write_area("return epcs.allowed{article = '82-8', reason = 'r'}");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "elections.lua");
+    EXPECT_CONTAINS(err.message, "election 1 lacks id, name, name_ko, kind, office or day as "
+                                 "UTF-8 text (no NUL bytes) and a day number");
     write_file("elections.lua", "return epcs.elections{{id = 'x', kind = 'general',\n"
                                 "  office = 'president', name = 'X', name_ko = 'X',\n"
                                 "  day = '2024-02-30'}}\n");
@@ -257,11 +292,11 @@ static void test_failing_evaluations(void)
         {"      return {verdict = 'maybe', article = '82-8', reason = 'r'}",
          "deepfake.lua: rule test/1 returned verdict 'maybe'", 0},
         {"      return epcs.allowed{article = '82-8', reason = 'r', reson = 'typo'}",
-         "deepfake.lua: rule test/1 returned an unknown verdict field 'reson'", 0},
+         "deepfake.lua:5: rule test/1 returned an unknown verdict field 'reson'", 5},
         {"      return epcs.allowed{reason = 'no article'}",
-         "deepfake.lua: rule test/1 returned a verdict without string article and reason", 0},
+         "deepfake.lua:5: rule test/1 returned a verdict without string article and reason", 5},
         {"      return epcs.needs_facts{article = '82-8', reason = 'r'}",
-         "deepfake.lua: rule test/1 returned needs_facts without the missing facts", 0},
+         "deepfake.lua:5: rule test/1 returned needs_facts without the missing facts", 5},
         {"      return 42", "version 'test/1' returned number instead of a verdict", 0},
         {"      return epcs.allowed{article = '82-8', reason = 'r', obligations = {1}}",
          "returned obligations or missing that are not lists of strings", 0},
@@ -287,6 +322,38 @@ static void test_failing_evaluations(void)
          0},
         {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{to = '\\255'}}}",
          "returned actions whose actions[1].to is a string that is not UTF-8", 0},
+        /* The host reads verdicts raw and never runs their metamethods: a table whose
+         * metatable makes it read otherwise than it is is refused. */
+        {"      return setmetatable(epcs.allowed{article = '82-8', reason = 'r'},\n"
+         "        {__index = function(t, k) error('no field ' .. k) end})",
+         "deepfake.lua:5: rule test/1 returned a verdict table with a metatable; verdicts are "
+         "plain tables",
+         5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        obligations = setmetatable({'x'}, {__len = function() while true do end end})}",
+         "deepfake.lua:5: rule test/1 returned obligations with a metatable; verdicts are plain "
+         "tables",
+         5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        window = setmetatable({}, {__index = function(t, k) return 19800 end})}",
+         "deepfake.lua:5: rule test/1 returned a window with a metatable", 5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r',\n"
+         "        actions = {{kind = 'k', overdue = setmetatable({}, {})}}}",
+         "returned actions whose actions[1].overdue is a table with a metatable", 5},
+        /* Every string goes out as UTF-8 without NUL bytes, or not at all. */
+        {"      return epcs.allowed{article = '82-8\\0', reason = 'r'}",
+         "deepfake.lua:5: rule test/1 returned an article holding a NUL byte", 5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', exception = '\\xc3'}",
+         "deepfake.lua:5: rule test/1 returned an exception that is not valid UTF-8", 5},
+        {"      return epcs.prohibited{article = '82-8', reason = 'r', penalty = "
+         "'\\xf4\\x90\\x80\\x80'}",
+         "deepfake.lua:5: rule test/1 returned a penalty that is not valid UTF-8", 5},
+        {"      return epcs.needs_facts{article = '82-8', reason = 'r', missing = {'a\\0'}}",
+         "deepfake.lua:5: rule test/1 returned missing whose item 1 is not UTF-8 text without NUL "
+         "bytes",
+         5},
+        {"      return epcs.allowed{article = '82-8', reason = 'r', actions = {{to = 'p\\0'}}}",
+         "returned actions whose actions[1].to is a string holding a NUL byte", 5},
         {"      local v = epcs.decide('nothing', q)\n      return v",
          "deepfake.lua:5: epcs.decide: no area 'nothing' is loaded (its plugin is missing)", 5},
     };
@@ -399,6 +466,70 @@ static void test_actions_and_decide(void)
     EXPECT_INT(system(command), 0);
 }
 
+/* Rule files cannot change what other files see, nor what the next evaluation sees. */
+static void test_rules_stay_pure(void)
+{
+    struct epcs_rule_error err;
+    EXPECT(mkdtemp(rules_dir) != NULL);
+    copy_elections();
+    /* A window's methods are the rule API's, shared by every area: read-only. */
+    write_file("deepfake.lua", "local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}\n"
+                               "getmetatable(w).span = function() return 0, 0 end\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_STR(err.file, "deepfake.lua");
+    EXPECT_INT(err.line, 2);
+    EXPECT_CONTAINS(err.message, "deepfake.lua:2: rules may not set 'span' in a table made while "
+                                 "the rule files loaded");
+    write_file("deepfake.lua", "epcs.allowed = function(spec) return spec end\n");
+    EXPECT(load_broken(&err) == NULL);
+    EXPECT_CONTAINS(err.message, "deepfake.lua:1: rules may not set 'allowed'");
+    /* Each file has its own globals: elections.lua's are not deepfake.lua's. */
+    char command[512];
+    snprintf(command, sizeof(command),
+             "printf 'shared = 7\\n' | cat - %s/elections.lua > %s/e && "
+             "mv %s/e %s/elections.lua",
+             EPCS_RULES_DIR, rules_dir, rules_dir, rules_dir);
+    EXPECT_INT(system(command), 0);
+    /* A constant verdict, asked for through epcs.decide and changed by the asker, and asked
+     * for directly for two elections: each answer is its own. */
+    write_area("      if q.activity.kind == 'edit' then\n"
+               "        local v = epcs.decide('deepfake', {date = q.date, election = q.election,\n"
+               "                              actor = q.actor, activity = {kind = 'post'}})\n"
+               "        v.reason = 'changed: ' .. v.reason\n"
+               "        return v\n"
+               "      end\n"
+               "      return CONSTANT\n");
+    char text[2048];
+    FILE *file = fopen(strcat(strcpy(text, rules_dir), "/deepfake.lua"), "r");
+    size_t len = fread(text, 1, sizeof(text) - 1, file);
+    fclose(file);
+    text[len] = '\0';
+    char prefixed[2200];
+    snprintf(prefixed, sizeof(prefixed),
+             "assert(shared == nil)\nCONSTANT = epcs.allowed{article = '82-8', reason = 'c'}\n%s",
+             text);
+    write_file("deepfake.lua", prefixed);
+    struct epcs_ruleset *ruleset = load_broken(&err);
+    EXPECT(ruleset != NULL);
+    if (ruleset == NULL) {
+        fprintf(stderr, "pure rules did not load: %s\n", err.message);
+        return;
+    }
+    struct epcs_engine *engine = epcs_engine_create(ruleset, &err);
+    for (int round = 0; round < 2; round++) {
+        struct outcome out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"edit\"}");
+        EXPECT_CONTAINS(out.json, "\"reason\":\"changed: c\"");
+        out = evaluate(engine, "na22", "2024-02-01", "{\"kind\":\"post\"}");
+        EXPECT_CONTAINS(out.json, "\"reason\":\"c\",\"window\":{\"from\":\"2024-01-11\"");
+        out = evaluate(engine, "local9", "2026-03-01", "{\"kind\":\"post\"}");
+        EXPECT_CONTAINS(out.json, "\"reason\":\"c\",\"window\":{\"from\":\"2026-03-05\"");
+    }
+    epcs_engine_destroy(engine);
+    epcs_ruleset_release(ruleset);
+    snprintf(command, sizeof(command), "rm -rf '%s'", rules_dir);
+    EXPECT_INT(system(command), 0);
+}
+
 int main(void)
 {
     /* Only the deepfake plugin: the broken rule directories below hold no other area's file. */
@@ -415,10 +546,13 @@ int main(void)
         return epcs_test_report();
     deepfake = (size_t)epcs_plugins_find(plugins, "deepfake", 8);
     test_bundled_ruleset();
+    test_rule_file_buffers_fit();
     test_broken_files_refused();
     test_failing_evaluations();
     memcpy(rules_dir + strlen(rules_dir) - 6, "XXXXXX", 6);
     test_actions_and_decide();
+    memcpy(rules_dir + strlen(rules_dir) - 6, "XXXXXX", 6);
+    test_rules_stay_pure();
     epcs_plugins_destroy(plugins);
     return epcs_test_report();
 }
