@@ -1273,8 +1273,14 @@ static void cb_accept(uv_stream_t *listener, int status)
 static int drained(struct epcs_worker *worker)
 {
     h2o_context_t *ctx = &worker->ctx;
-    return h2o_linklist_is_empty(&ctx->http1._conns) && h2o_linklist_is_empty(&ctx->http2._conns) &&
-           !h2o_timeout_is_linked(&ctx->http2._graceful_shutdown_timeout);
+    if (!h2o_linklist_is_empty(&ctx->http1._conns) || !h2o_linklist_is_empty(&ctx->http2._conns))
+        return 0;
+    /* h2o's graceful shutdown resends GOAWAY after a second and then waits --shutdown-timeout
+     * to close stragglers; with no connection left there is nothing for either to do, and
+     * waiting it out held every stop whose last request ended after that second. */
+    if (h2o_timeout_is_linked(&ctx->http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&ctx->http2._graceful_shutdown_timeout);
+    return 1;
 }
 
 static void cb_drain(uv_timer_t *timer)

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -352,6 +353,20 @@ class StreamBudgetTest(EpcsTest):
     """HTTP/2 Rapid Reset, and streams started faster than the worker answers them."""
 
     def measure(self, port, token, seconds):
+        """p99 of a keyed client's checks, one at a time. The client runs at real-time
+        priority where it may (as root), so what it times is the server's answer, not its own
+        wait for a core behind the load's processes on a 2-core machine."""
+        realtime = os.geteuid() == 0
+        if realtime:
+            before = os.sched_getscheduler(0), os.sched_getparam(0)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        try:
+            return self._measure(port, token, seconds)
+        finally:
+            if realtime:
+                os.sched_setscheduler(0, before[0], before[1])
+
+    def _measure(self, port, token, seconds):
         client = RawH2(port)
         latencies, stream, body = [], 1, json.dumps(CHECK).encode()
         deadline = time.time() + seconds
@@ -376,8 +391,10 @@ class StreamBudgetTest(EpcsTest):
     def flood(self, server, token, seconds):
         """Two reset floods in processes of their own; returns their results once done."""
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "h2_flood.py")
+        # At the lowest priority: the flood is to load the server, not the measuring client.
         floods = [subprocess.Popen([sys.executable, script, str(server.port), token,
-                                    str(seconds)], stdout=subprocess.PIPE, text=True)
+                                    str(seconds)], stdout=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: os.nice(19))
                   for _ in range(2)]
         return floods
 
@@ -667,6 +684,39 @@ class DrainTest(EpcsTest):
             server.stop()
             server.cleanup()
             shutil.rmtree(rules)
+
+    def test_a_request_finished_after_the_stop_does_not_hold_it(self):
+        """An HTTP/2 request still in progress when h2o sends its second GOAWAY (a filing
+        waiting for the case store, held here by another writer) is answered, and once it is
+        the worker stops, without waiting out --shutdown-timeout."""
+        data = tempfile.mkdtemp(prefix="epcs-test-drain-")
+        try:
+            server = Server("--threads", "1", "--shutdown-timeout", "15", "--data", data)
+            blocker = sqlite3.connect(os.path.join(data, "cases.db"), isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            report = {"url": "https://blog.naver.com/poster/drain", "platform": "naver",
+                      "election": "na22", "category": "false_fact", "date": "2024-03-01",
+                      "facts": {"intent": "to_defeat", "target": "candidate"}}
+            client = subprocess.Popen(
+                ["curl", "-sS", "--max-time", "30", "--http2-prior-knowledge", "-o", "/dev/null",
+                 "-w", "%{http_code}", "-H", "content-type: application/json", "--data-binary",
+                 json.dumps(report), server.url("/v1/reports")],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.3)
+            started = time.time()
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1.5)
+            blocker.execute("COMMIT")
+            blocker.close()
+            out, err = client.communicate(timeout=30)
+            self.assertEqual((client.returncode, out), (0, "201"), err)
+            self.assertEqual(server.process.wait(timeout=30), 0)
+            self.assertLess(time.time() - started, 5, "the stop waited for the shutdown timeout")
+            self.assertNotIn("still open", server.text())
+            server.stop()
+            server.cleanup()
+        finally:
+            shutil.rmtree(data)
 
     def test_idle_keep_alive_connections_do_not_hold_the_shutdown(self):
         server = Server("--threads", "1", "--shutdown-timeout", "10")
