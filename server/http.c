@@ -1106,22 +1106,33 @@ static int address_is_loopback(const struct sockaddr *addr)
     return 0;
 }
 
+/* A stream socket for `ai` with `port`, the address to bind it to in `addr`; -1 on failure. */
+static int address_socket(const struct addrinfo *ai, uint16_t port, struct sockaddr_storage *addr)
+{
+    memcpy(addr, ai->ai_addr, ai->ai_addrlen);
+    if (addr->ss_family == AF_INET)
+        ((struct sockaddr_in *)addr)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)addr)->sin6_port = htons(port);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd >= 0 && ai->ai_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int open_listener(const struct addrinfo *ai, uint16_t port)
 {
     struct sockaddr_storage addr;
-    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
-    if (addr.ss_family == AF_INET)
-        ((struct sockaddr_in *)&addr)->sin_port = htons(port);
-    else
-        ((struct sockaddr_in6 *)&addr)->sin6_port = htons(port);
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = address_socket(ai, port, &addr);
     if (fd < 0)
         return -1;
     int on = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
-        (ai->ai_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
         bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) != 0 ||
         listen(fd, LISTEN_BACKLOG) != 0) {
         int saved = errno;
@@ -1140,18 +1151,11 @@ static int open_listener(const struct addrinfo *ai, uint16_t port)
 static int address_taken(const struct addrinfo *ai, uint16_t port)
 {
     struct sockaddr_storage addr;
-    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
-    if (addr.ss_family == AF_INET)
-        ((struct sockaddr_in *)&addr)->sin_port = htons(port);
-    else
-        ((struct sockaddr_in6 *)&addr)->sin6_port = htons(port);
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = address_socket(ai, port, &addr);
     if (fd < 0)
         return 0;
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    if (ai->ai_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
     int taken = bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE;
     close(fd);
     return taken;
