@@ -1974,6 +1974,33 @@ int epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_
     return rc;
 }
 
+/* One case event as the log stores it: epcs_decision_log_event packs it with the id it takes,
+ * epcs_decision_log_forward with the id and time the case store gave it. */
+static int encode_event(struct epcs_buf *out, const struct epcs_decision_event *event)
+{
+    struct entry_header header = {.id = event->id, .at_us = event->at_us, .kind = ENTRY_EVENT};
+    size_t header_at = begin_entry(out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+    int packed = header_at != SIZE_MAX && msgpack_pack_array(&pk, EVENT_FIELDS) == 0 &&
+                 msgpack_pack_uint8(&pk, ENTRY_EVENT) == 0 &&
+                 msgpack_pack_uint64(&pk, event->id) == 0 &&
+                 msgpack_pack_int64(&pk, event->at_us) == 0;
+    pack_key(&pk, event->partner);
+    pack_text_or_nil(&pk, event->election);
+    pack_key(&pk, event->event);
+    packed = packed && msgpack_pack_uint64(&pk, event->subject) == 0;
+    if (event->detail != NULL)
+        packed = packed && msgpack_pack_bin(&pk, event->detail_len) == 0 &&
+                 msgpack_pack_bin_body(&pk, event->detail, event->detail_len) == 0;
+    else
+        packed = packed && msgpack_pack_nil(&pk) == 0;
+    if (!packed)
+        return -1;
+    finish_entry(out, header_at, &header);
+    return 0;
+}
+
 int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
                             const char *election, uint64_t subject, const char *detail,
                             size_t detail_len, uint64_t *id, uint64_t *ticket)
@@ -1994,30 +2021,19 @@ int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, 
         goto refuse;
     }
     uint64_t event_id = epcs_decision_log_next_id(log, NULL);
-    struct epcs_buf *out = &chunk->bytes;
-    struct entry_header header = {.id = event_id, .at_us = wall_us(), .kind = ENTRY_EVENT};
-    size_t header_at = begin_entry(out);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    int packed = header_at != SIZE_MAX && msgpack_pack_array(&pk, EVENT_FIELDS) == 0 &&
-                 msgpack_pack_uint8(&pk, ENTRY_EVENT) == 0 &&
-                 msgpack_pack_uint64(&pk, event_id) == 0 &&
-                 msgpack_pack_int64(&pk, header.at_us) == 0;
-    pack_key(&pk, partner);
-    pack_text_or_nil(&pk, election);
-    pack_key(&pk, event);
-    packed = packed && msgpack_pack_uint64(&pk, subject) == 0;
-    if (detail != NULL)
-        packed = packed && msgpack_pack_bin(&pk, detail_len) == 0 &&
-                 msgpack_pack_bin_body(&pk, detail, detail_len) == 0;
-    else
-        packed = packed && msgpack_pack_nil(&pk) == 0;
-    if (!packed) {
+    struct epcs_decision_event entry = {.id = event_id,
+                                        .at_us = wall_us(),
+                                        .partner = partner,
+                                        .event = event,
+                                        .election = election,
+                                        .subject = subject,
+                                        .detail = detail,
+                                        .detail_len = detail_len};
+    if (encode_event(&chunk->bytes, &entry) != 0) {
         pthread_mutex_unlock(&log->lock);
         free_chunks(chunk);
         goto refuse;
     }
-    finish_entry(out, header_at, &header);
     chunk->count = 1;
     uint64_t place = enqueue_locked(log, chunk, NULL);
     pthread_mutex_unlock(&log->lock);
@@ -2476,32 +2492,6 @@ int epcs_decision_log_recent(sqlite3 *db, size_t limit,
 }
 
 /* ---- entries committed elsewhere first (the case store's outbox) ------------------------- */
-
-/* Packs one event as epcs_decision_log_event does, with the id and time it was given. */
-static int encode_event(struct epcs_buf *out, const struct epcs_decision_event *event)
-{
-    struct entry_header header = {.id = event->id, .at_us = event->at_us, .kind = ENTRY_EVENT};
-    size_t header_at = begin_entry(out);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    int packed = header_at != SIZE_MAX && msgpack_pack_array(&pk, EVENT_FIELDS) == 0 &&
-                 msgpack_pack_uint8(&pk, ENTRY_EVENT) == 0 &&
-                 msgpack_pack_uint64(&pk, event->id) == 0 &&
-                 msgpack_pack_int64(&pk, event->at_us) == 0;
-    pack_key(&pk, event->partner);
-    pack_text_or_nil(&pk, event->election);
-    pack_key(&pk, event->event);
-    packed = packed && msgpack_pack_uint64(&pk, event->subject) == 0;
-    if (event->detail != NULL)
-        packed = packed && msgpack_pack_bin(&pk, event->detail_len) == 0 &&
-                 msgpack_pack_bin_body(&pk, event->detail, event->detail_len) == 0;
-    else
-        packed = packed && msgpack_pack_nil(&pk) == 0;
-    if (!packed)
-        return -1;
-    finish_entry(out, header_at, &header);
-    return 0;
-}
 
 int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
                               const struct epcs_decision *decisions, const char *const *partners,
