@@ -3,11 +3,16 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dates.h"
 #include "log.h"
@@ -15,13 +20,8 @@
 #include "lua_purity.h"
 
 /* The count hook fires every HOOK_STEP instructions: often enough to stop a loop within
- * microseconds, rarely enough to cost nothing measurable on a normal evaluation. A call whose
- * last HOOK_STEP instructions took longer than SLOW_STEP_NS (200 ns an instruction, ten times
- * what the VM takes) does heavy work inside single instructions: it is looked at every
- * HOOK_STEP_SLOW instructions from then on, so that the CPU backstop ends it in time. */
+ * microseconds, rarely enough to cost nothing measurable on a normal evaluation. */
 #define HOOK_STEP 1000
-#define HOOK_STEP_SLOW 10
-#define SLOW_STEP_NS 200000
 /* Bytes a call allocates that cost one instruction of its budget: what Lua does in C on a
  * rule's behalf (concatenating, string.upper, building tables) mostly copies what it allocates,
  * and the count hook sees none of it. */
@@ -38,14 +38,18 @@ struct epcs_lua {
     size_t alloc_uncharged;
     int in_call;
     enum abort_reason aborted;
-    /* The CPU time backstop (see check_cpu): when the call first reached the count hook, and
-     * the wall clock and the thread's CPU time when the watch began. */
-    int64_t call_wall_ns;
+    /* The CPU time backstop (see the watchdog below). `calls` is odd while a call runs, on
+     * `thread` (its kernel id); `kicked` is set by the watchdog's signal, which makes the next
+     * instruction call the hook; the watch began at the first kick, the thread's CPU time then
+     * `watch_cpu_ns`. */
+    atomic_ulong calls;
+    atomic_long thread;
+    volatile sig_atomic_t kicked;
     int watching;
-    int64_t watch_wall_ns, watch_cpu_ns;
-    /* Instructions between two calls of the hook now, and when the hook ran last. */
-    int hook_step;
-    int64_t hook_wall_ns;
+    int64_t watch_cpu_ns;
+    /* The watchdog's list of every state, and `calls` as it saw it last. */
+    struct epcs_lua *next_watched;
+    unsigned long calls_seen;
     /* Where the current failure happened, found while the failing frame still existed. */
     int located;
     char file[128];
@@ -111,35 +115,18 @@ static void budget_spent(struct epcs_lua *lua, lua_State *L, enum abort_reason r
     lua_error(L);
 }
 
-/* Calls shorter than this never read the thread's CPU clock. */
-#define WATCH_AFTER_NS 1000000
-
-/*
- * The backstop behind the instruction count: some work of the VM itself grows with the size of
- * its operands (comparing two long strings, copying a million varargs, converting a long
- * string to a number) while counting as one instruction. So a call also ends once its thread
- * has used the CPU time its budget buys. Reading the thread's CPU clock is a system call; the
- * wall clock is not, and CPU time never outruns it: the CPU clock is read once the call has
- * run for WATCH_AFTER_NS (the watch begins, its first millisecond is not counted), and then
- * only when the wall clock says the limit could have been reached.
- */
-static void check_cpu(struct epcs_lua *lua, lua_State *L, int64_t now)
+/* Counts the CPU time of a long call once the watchdog has seen it running, and ends it when
+ * that time reaches what its budget buys. Read only on the watchdog's kicks, the thread's CPU
+ * clock (a system call) costs a short call nothing. */
+static void check_cpu(struct epcs_lua *lua, lua_State *L)
 {
+    int64_t now = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     if (!lua->watching) {
-        if (now - lua->call_wall_ns < WATCH_AFTER_NS)
-            return;
         lua->watching = 1;
-        lua->watch_wall_ns = now;
-        lua->watch_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-        return;
-    }
-    if (now - lua->watch_wall_ns < cpu_limit_ns(lua))
-        return;
-    int64_t used = clock_ns(CLOCK_THREAD_CPUTIME_ID) - lua->watch_cpu_ns;
-    if (used >= cpu_limit_ns(lua))
+        lua->watch_cpu_ns = now;
+    } else if (now - lua->watch_cpu_ns >= cpu_limit_ns(lua)) {
         budget_spent(lua, L, ABORT_CPU);
-    /* Descheduled meanwhile: look again when the rest of the limit could be used up. */
-    lua->watch_wall_ns = now - used;
+    }
 }
 
 static void *cb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -176,20 +163,118 @@ static void *cb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static void cb_hook(lua_State *L, lua_Debug *ar)
 {
     struct epcs_lua *lua = sandbox_of(L);
-    int64_t now = clock_ns(CLOCK_MONOTONIC);
-    lua->budget_left -= lua->hook_step;
-    if (lua->budget_left <= 0)
-        budget_spent(lua, L, ABORT_BUDGET);
-    if (lua->call_wall_ns == 0) {
-        lua->call_wall_ns = lua->hook_wall_ns = now;
+    if (lua->kicked) {
+        /* Called one instruction after the kick: the instructions the count had reached since
+         * the last hook go uncharged, at most HOOK_STEP every WATCHDOG_PERIOD_NS. */
+        lua->kicked = 0;
+        lua_sethook(L, cb_hook, LUA_MASKCOUNT, HOOK_STEP);
+        check_cpu(lua, L);
         return;
     }
-    if (lua->hook_step == HOOK_STEP && now - lua->hook_wall_ns > SLOW_STEP_NS) {
-        lua->hook_step = HOOK_STEP_SLOW;
-        lua_sethook(L, cb_hook, LUA_MASKCOUNT, HOOK_STEP_SLOW);
+    lua->budget_left -= HOOK_STEP;
+    if (lua->budget_left <= 0)
+        budget_spent(lua, L, ABORT_BUDGET);
+}
+
+/*
+ * The backstop behind the instruction count. Some work of the VM itself grows with the size of
+ * its operands while it counts as one instruction: comparing two long strings, copying a
+ * million varargs, converting a long string to a number (milliseconds each, for every
+ * arithmetic on it or library function given it as a number). So the count hook can come
+ * seconds apart, and a call must also end once its thread has used the CPU time its budget
+ * buys. A watchdog thread looks at every state each WATCHDOG_PERIOD_NS; a call it finds running
+ * in two looks in a row is sent KICK_SIGNAL, whose handler (on the call's own thread) makes the
+ * next instruction call the hook, which reads the thread's CPU clock. Short calls pay two
+ * stores; no clock is read, no timer armed, no system call made.
+ */
+#define WATCHDOG_PERIOD_NS 10000000
+/* No library epcsd links uses the real-time signals. */
+#define KICK_SIGNAL (SIGRTMIN + 4)
+
+static pthread_mutex_t watched_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct epcs_lua *watched;
+static pthread_once_t watchdog_once = PTHREAD_ONCE_INIT;
+/* The state whose call runs on this thread, NULL between calls: what the signal handler may
+ * touch. */
+static _Thread_local struct epcs_lua *volatile calling;
+/* This thread's id, for tgkill: a thread that has exited meanwhile makes it fail with ESRCH,
+ * and one of ours that took the id over finds no call of its own or a call to look at, where
+ * pthread_kill on an exited thread would be undefined. */
+static _Thread_local long thread_id;
+
+static void cb_kick(int signo)
+{
+    (void)signo;
+    struct epcs_lua *lua = calling;
+    if (lua != NULL) {
+        lua->kicked = 1;
+        /* lua_sethook is made to be called from a signal handler: Lua's own interpreter stops a
+         * script on SIGINT this way. */
+        lua_sethook(lua->L, cb_hook, LUA_MASKCOUNT, 1);
     }
-    lua->hook_wall_ns = now;
-    check_cpu(lua, L, now);
+}
+
+static void *run_watchdog(void *unused)
+{
+    (void)unused;
+    const struct timespec period = {.tv_nsec = WATCHDOG_PERIOD_NS};
+    for (;;) {
+        nanosleep(&period, NULL);
+        pthread_mutex_lock(&watched_lock);
+        for (struct epcs_lua *lua = watched; lua != NULL; lua = lua->next_watched) {
+            unsigned long calls = atomic_load(&lua->calls);
+            if (calls % 2 == 1 && calls == lua->calls_seen)
+                syscall(SYS_tgkill, (long)getpid(), atomic_load(&lua->thread), KICK_SIGNAL);
+            lua->calls_seen = calls;
+        }
+        pthread_mutex_unlock(&watched_lock);
+    }
+    return NULL;
+}
+
+static void start_watchdog(void)
+{
+    struct sigaction kick = {.sa_handler = cb_kick, .sa_flags = SA_RESTART};
+    sigemptyset(&kick.sa_mask);
+    pthread_attr_t attr;
+    pthread_t watchdog;
+    if (sigaction(KICK_SIGNAL, &kick, NULL) != 0 || pthread_attr_init(&attr) != 0)
+        goto failed;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* Started from a worker, it must not inherit the mask that leaves the stop signals to the
+     * main thread: it takes no signal at all. */
+    sigset_t all, before;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &before);
+    int rc = pthread_create(&watchdog, &attr, run_watchdog, NULL);
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc == 0)
+        return;
+failed:
+    epcs_log(EPCS_LOG_ERROR, "lua",
+             "cannot start the rules' CPU watchdog: rules are bounded by their instruction "
+             "budget only");
+}
+
+static void watch(struct epcs_lua *lua)
+{
+    pthread_once(&watchdog_once, start_watchdog);
+    pthread_mutex_lock(&watched_lock);
+    lua->next_watched = watched;
+    watched = lua;
+    pthread_mutex_unlock(&watched_lock);
+}
+
+static void unwatch(struct epcs_lua *lua)
+{
+    pthread_mutex_lock(&watched_lock);
+    struct epcs_lua **link = &watched;
+    while (*link != NULL && *link != lua)
+        link = &(*link)->next_watched;
+    if (*link != NULL)
+        *link = lua->next_watched;
+    pthread_mutex_unlock(&watched_lock);
 }
 
 /* Work done in C on the rules' behalf (pattern matching, the library functions wrapped below)
@@ -624,8 +709,8 @@ struct epcs_lua *epcs_lua_create(const struct epcs_lua_limits *limits)
         epcs_lua_destroy(lua);
         return NULL;
     }
-    lua->hook_step = HOOK_STEP;
     lua_sethook(lua->L, cb_hook, LUA_MASKCOUNT, HOOK_STEP);
+    watch(lua);
     return lua;
 }
 
@@ -723,19 +808,32 @@ static void begin_call(struct epcs_lua *lua)
     lua->budget_left = lua->limits.instructions;
     lua->alloc_uncharged = 0;
     lua->aborted = NOT_ABORTED;
-    lua->call_wall_ns = 0;
     lua->watching = 0;
     lua->located = 0;
     lua->in_call = 1;
-    if (lua->hook_step != HOOK_STEP) {
-        lua->hook_step = HOOK_STEP;
+    if (thread_id == 0)
+        thread_id = syscall(SYS_gettid);
+    atomic_store_explicit(&lua->thread, thread_id, memory_order_relaxed);
+    calling = lua;
+    atomic_fetch_add_explicit(&lua->calls, 1, memory_order_release);
+}
+
+static void end_call(struct epcs_lua *lua)
+{
+    lua->in_call = 0;
+    atomic_fetch_add_explicit(&lua->calls, 1, memory_order_release);
+    calling = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    /* A kick that came as the call ended, or ended it, left the hook at every instruction. */
+    if (lua->kicked) {
+        lua->kicked = 0;
         lua_sethook(lua->L, cb_hook, LUA_MASKCOUNT, HOOK_STEP);
     }
 }
 
 static void end_failed_call(struct epcs_lua *lua, int base)
 {
-    lua->in_call = 0;
+    end_call(lua);
     lua_settop(lua->L, base);
     /* A memory bomb leaves its garbage behind; give it back before the next request. */
     if (lua->aborted == ABORT_MEMORY)
@@ -756,7 +854,7 @@ int epcs_lua_call(struct epcs_lua *lua, int nargs, int nresults, struct epcs_rul
         end_failed_call(lua, base);
         return -1;
     }
-    lua->in_call = 0;
+    end_call(lua);
     lua_remove(L, func);
     return 0;
 }
@@ -846,7 +944,7 @@ int epcs_lua_run_chunk(struct epcs_lua *lua, const char *name, const char *sourc
         end_failed_call(lua, base);
         return -1;
     }
-    lua->in_call = 0;
+    end_call(lua);
     if (rule_file && scan_chunk(lua, name, err) != 0) {
         lua_settop(L, base);
         return -1;
@@ -903,6 +1001,7 @@ void epcs_lua_destroy(struct epcs_lua *lua)
 {
     if (lua == NULL)
         return;
+    unwatch(lua);
     if (lua->L != NULL)
         lua_close(lua->L);
     free(lua);

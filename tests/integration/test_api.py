@@ -963,7 +963,7 @@ def write_rules(directory, deepfake_body):
 FAILING_RULES = """\
       local purpose = q.activity.purpose
       if purpose == 'satire' then while true do end end
-      if purpose == 'other' then local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1e5) .. i end end
+      if purpose == 'other' then local t, s = {}, ('x'):rep(1e5) for i = 1, 1e9 do t[i] = s .. i end end
       if purpose == 'primary' then return q.nothing.here end
       if purpose == 'get_out_the_vote' then
         local n = 0 for i = 1, 2e8 do n = n + i end

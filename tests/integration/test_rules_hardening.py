@@ -311,6 +311,50 @@ class BacktrackingPatternTest(EpcsTest):
             server.cleanup()
 
 
+# Each `s + 0` reads a number out of eight million digits: milliseconds for one instruction,
+# so a thousand of them, one count of the hook, took seconds.
+LONG_INSTRUCTIONS = """\
+      if q.activity.purpose == 'other' then
+        local s, n = ('1'):rep(2^23), 0
+        for i = 1, 1e6 do n = s + 0 end
+      end
+      return epcs.allowed{article = '82-8', reason = 'fine'}"""
+
+
+class LongInstructionTest(EpcsTest):
+    """Instructions that take milliseconds each end at the CPU time the budget buys (250 ms
+    for the default 1,000,000), not a thousand instructions later."""
+
+    def test_ends_within_its_cpu_time(self):
+        rules = tempfile.mkdtemp(prefix="epcs-test-long-instructions-")
+        plugins = deepfake_only_plugins()
+        write_rules(rules, LONG_INSTRUCTIONS)
+        server = Server("--threads", "1", rules=rules, plugins=plugins)
+        try:
+            ticks = os.sysconf("SC_CLK_TCK")
+            # A sanitized build gives a call four times the CPU time (see lua_engine.h).
+            limit_ms = 1000 if os.environ.get("EPCS_SANITIZED") == "1" else 250
+            before = cpu_ticks(server.process.pid)
+            for _ in range(3):
+                response = check(server, deepfake("other"))
+                self.assertEqual(response.status, 500, response.raw)
+                self.assertEqual(response.data, {
+                    "error": "rule_failed", "message": "deepfake.lua:7: instruction budget of "
+                    "1000000 exceeded: its %d ms of CPU time are spent (endless loop?)" % limit_ms,
+                    "area": "deepfake", "file": "deepfake.lua", "line": 7})
+            # The limit each, counted from 10 to 20 ms in, and the eight million digits made:
+            # 250 ms over it at most (the count hook alone let one run for seconds).
+            spent = (cpu_ticks(server.process.pid) - before) / ticks
+            self.assertLess(spent, 3 * (limit_ms / 1000 + 0.25),
+                            "%.2f s of CPU for 3 checks" % spent)
+            self.assertEqual(check(server, deepfake("campaign")).data["reason"], "fine")
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.cleanup()
+            shutil.rmtree(rules)
+            shutil.rmtree(plugins)
+
+
 # A deepfake.lua whose evaluate tries the ways rules kept state or changed between checks.
 IMPURE = """\
 local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}

@@ -9,7 +9,9 @@
 #include "ruleset.h"
 #include "testing.h"
 
-static const struct epcs_lua_limits limits = {.memory_bytes = 8u << 20, .instructions = 100000};
+static const struct epcs_lua_limits limits = {.memory_bytes = 8u << 20,
+                                              /* what epcsd gives by default: 250 ms of CPU */
+                                              .instructions = 1000000};
 static struct epcs_plugin_set *plugins;
 /* Index of the deepfake plugin: other areas may load beside it. */
 static size_t deepfake;
@@ -256,7 +258,7 @@ static void test_broken_files_refused(void)
 
     write_file("deepfake.lua", "while true do end\n");
     EXPECT(load_broken(&err) == NULL);
-    EXPECT_CONTAINS(err.message, "deepfake.lua:1: instruction budget of 100000 exceeded");
+    EXPECT_CONTAINS(err.message, "deepfake.lua:1: instruction budget of 1000000 exceeded");
 
     write_file("elections.lua", "return epcs.elections{{id = 'x', kind = 'general',\n"
                                 "  office = 'president', name = 'X\\255', name_ko = 'X',\n"
@@ -285,8 +287,9 @@ static void test_failing_evaluations(void)
         const char *message;
         int line;
     } cases[] = {
-        {"      while true do end", "deepfake.lua:5: instruction budget of 100000 exceeded", 5},
-        {"      local t = {}\n      for i = 1, 1e9 do t[i] = string.rep('x', 100000) .. i end",
+        {"      while true do end", "deepfake.lua:5: instruction budget of 1000000 exceeded", 5},
+        {"      local t, s = {}, string.rep('x', 100000)\n      for i = 1, 1e9 do t[i] = s .. i "
+         "end",
          "deepfake.lua:6: memory limit of 8388608 bytes exceeded", 6},
         {"      return q.nothing.field", "deepfake.lua:5: attempt to index a nil value", 5},
         {"      return {verdict = 'maybe', article = '82-8', reason = 'r'}",
