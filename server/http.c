@@ -1547,6 +1547,9 @@ int epcs_server_run(struct epcs_server *server)
             goto done;
         }
     }
+    /* Copied while no worker runs: once one does, a reload it serves may free the ruleset. */
+    char ruleset_id[sizeof(atomic_load(&server->active_ruleset)->id)];
+    snprintf(ruleset_id, sizeof(ruleset_id), "%s", atomic_load(&server->active_ruleset)->id);
     int started = 0;
     for (int i = 0; i < server->worker_count; i++) {
         if (init_worker(server, &server->workers[i], i) != 0) {
@@ -1562,8 +1565,7 @@ int epcs_server_run(struct epcs_server *server)
         }
     }
     epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
-             server->worker_count, atomic_load(&server->active_ruleset)->id,
-             server->plugins->count);
+             server->worker_count, ruleset_id, server->plugins->count);
     struct epcs_watch *watch =
         config->watch_rules
             ? epcs_watch_start(config->rules_dir, EPCS_WATCH_QUIET_MS, cb_rules_changed, server)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
@@ -141,6 +142,9 @@ class LoopTest(EpcsTest):
         self.assertGreaterEqual(len(during), len(probed) // 2)
         return during, len(exported)
 
+    # Under ThreadSanitizer an export takes seconds and a check milliseconds: the latency goal
+    # is the optimised build's (the other tests here drive the pool under TSan all the same).
+    @unittest.skipIf(os.environ.get("EPCS_TSAN") == "1", "a latency goal, not a race")
     def test_exports_and_listings_leave_the_loop_free(self):
         """While 100,000-row CSV exports and a listing filtered down to 100 rows out of 100,000
         run one after another, a check on the same worker answers at p99 under 5 ms, counting

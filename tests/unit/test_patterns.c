@@ -9,253 +9,85 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "buf.h"
-#include "lua_patterns.h"
+#include "pattern_calls.h"
 #include "testing.h"
-
-/* Functions both states define, for gsub's function and table replacements. */
-static const char helpers[] =
-    "show = function(...)\n"
-    "  local t = table.pack(...)\n"
-    "  for i = 1, t.n do t[i] = type(t[i]) .. ':' .. tostring(t[i]) end\n"
-    "  return '<' .. table.concat(t, ',') .. '>'\n"
-    "end\n"
-    "keep_a = function(c) if c == 'a' then return false end return c .. c end\n"
-    "bad_value = function() return {} end\n"
-    "boom = function() error('boom') end\n"
-    "count = function(...) return select('#', ...) end\n"
-    "tab = {a = 'A', b = false, x = 1, ['(a)'] = 'P', [''] = 'E'}\n"
-    "upper = setmetatable({}, {__index = function(t, k) return type(k) == 'string' and "
-    "k:upper() or k end})\n";
-
-enum arg_kind { ARG_END, ARG_NIL, ARG_STR, ARG_INT, ARG_BOOL, ARG_GLOBAL };
-
-struct arg {
-    enum arg_kind kind;
-    const char *str;
-    size_t len;
-    lua_Integer value;
-};
-
-#define MAX_ARGS 5
-
-struct call {
-    const char *fn;
-    struct arg args[MAX_ARGS];
-};
-
-static lua_State *new_state(int ours)
-{
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    if (ours) {
-        lua_getglobal(L, "string");
-        epcs_patterns_open(L, -1, NULL);
-        lua_pop(L, 1);
-    }
-    if (luaL_dostring(L, helpers) != LUA_OK) {
-        fprintf(stderr, "helpers: %s\n", lua_tostring(L, -1));
-        exit(1);
-    }
-    return L;
-}
-
-static void push_arg(lua_State *L, const struct arg *a)
-{
-    switch (a->kind) {
-    case ARG_NIL:
-        lua_pushnil(L);
-        break;
-    case ARG_STR:
-        lua_pushlstring(L, a->str, a->len);
-        break;
-    case ARG_INT:
-        lua_pushinteger(L, a->value);
-        break;
-    case ARG_BOOL:
-        lua_pushboolean(L, (int)a->value);
-        break;
-    case ARG_GLOBAL:
-        lua_getglobal(L, a->str);
-        break;
-    case ARG_END:
-        break;
-    }
-}
-
-/* Appends a printable form of the value at `index` to `out`. */
-static void render_value(lua_State *L, int index, struct epcs_buf *out)
-{
-    char text[64];
-    size_t len;
-    switch (lua_type(L, index)) {
-    case LUA_TSTRING: {
-        const char *s = lua_tolstring(L, index, &len);
-        epcs_buf_append_str(out, "s\"");
-        for (size_t i = 0; i < len; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if (c >= 32 && c < 127 && c != '\\' && c != '"')
-                snprintf(text, sizeof(text), "%c", c);
-            else
-                snprintf(text, sizeof(text), "\\x%02x", c);
-            epcs_buf_append_str(out, text);
-        }
-        epcs_buf_append_str(out, "\"");
-        break;
-    }
-    case LUA_TNUMBER:
-        snprintf(text, sizeof(text), "n%lld", (long long)lua_tointeger(L, index));
-        epcs_buf_append_str(out, text);
-        break;
-    default:
-        epcs_buf_append_str(out, luaL_typename(L, index));
-    }
-}
-
-/* Calls the function below `nargs` values; appends "ok(v,...)" or "err(message)" to `out`.
- * Returns 0 on success, -1 on error; *ended tells whether the first result is nil. */
-static int render_pcall(lua_State *L, int nargs, struct epcs_buf *out, int *ended)
-{
-    int base = lua_gettop(L) - nargs - 1;
-    if (lua_pcall(L, nargs, LUA_MULTRET, 0) != LUA_OK) {
-        epcs_buf_append_str(out, "err(");
-        epcs_buf_append_str(out, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-        epcs_buf_append_str(out, ")");
-        lua_settop(L, base);
-        return -1;
-    }
-    epcs_buf_append_str(out, "ok(");
-    for (int i = base + 1; i <= lua_gettop(L); i++) {
-        if (i > base + 1)
-            epcs_buf_append_str(out, ",");
-        render_value(L, i, out);
-    }
-    epcs_buf_append_str(out, ")");
-    if (ended != NULL)
-        *ended = lua_gettop(L) == base || lua_isnil(L, base + 1);
-    lua_settop(L, base);
-    return 0;
-}
-
-static void push_call(lua_State *L, const struct call *c, int *nargs)
-{
-    lua_getglobal(L, "string");
-    lua_getfield(L, -1, c->fn);
-    lua_remove(L, -2);
-    for (*nargs = 0; *nargs < MAX_ARGS && c->args[*nargs].kind != ARG_END; (*nargs)++)
-        push_arg(L, &c->args[*nargs]);
-}
-
-/* The outcome of one call as text in `out`; an iterator from gmatch is run to its end. */
-static void outcome(lua_State *L, const struct call *c, struct epcs_buf *out)
-{
-    int nargs;
-    epcs_buf_reset(out);
-    lua_checkstack(L, 16);
-    push_call(L, c, &nargs);
-    if (render_pcall(L, nargs, out, NULL) != 0 || strcmp(c->fn, "gmatch") != 0)
-        return;
-    push_call(L, c, &nargs);
-    lua_call(L, nargs, 1);
-    int iterator = lua_gettop(L), ended = 0;
-    for (int i = 0; i < 64 && !ended; i++) {
-        lua_pushvalue(L, iterator);
-        epcs_buf_append_str(out, " ");
-        if (render_pcall(L, 0, out, &ended) != 0)
-            break;
-    }
-    lua_settop(L, iterator - 1);
-}
 
 static int compared, mismatches;
 
-static void print_call(lua_State *L, const struct call *c)
-{
-    struct epcs_buf text = {0};
-    for (int i = 0; i < MAX_ARGS && c->args[i].kind != ARG_END; i++) {
-        push_arg(L, &c->args[i]);
-        if (i > 0)
-            epcs_buf_append_str(&text, ", ");
-        render_value(L, -1, &text);
-        lua_pop(L, 1);
-    }
-    fprintf(stderr, "string.%s(%.*s)\n", c->fn, (int)text.len, text.data);
-    epcs_buf_free(&text);
-}
-
-static void compare(lua_State *ref, lua_State *ours, const struct call *c)
+static void compare(lua_State *ref, lua_State *ours, const struct epcs_pattern_call *c)
 {
     static struct epcs_buf want, got;
-    outcome(ref, c, &want);
-    outcome(ours, c, &got);
+    epcs_pattern_outcome(ref, c, &want);
+    epcs_pattern_outcome(ours, c, &got);
     compared++;
     if (want.len == got.len && memcmp(want.data, got.data, want.len) == 0)
         return;
     if (mismatches++ < 20) {
-        print_call(ref, c);
+        epcs_pattern_print(ref, c);
         fprintf(stderr, "  lua:  %.*s\n  epcs: %.*s\n", (int)want.len, want.data, (int)got.len,
                 got.data);
     }
 }
 
-static struct arg str(const char *s)
+static struct epcs_pattern_arg str(const char *s)
 {
-    return (struct arg){.kind = ARG_STR, .str = s, .len = strlen(s)};
+    return (struct epcs_pattern_arg){.kind = EPCS_PATTERN_ARG_STR, .str = s, .len = strlen(s)};
 }
 
-static struct arg bytes(const char *s, size_t len)
+static struct epcs_pattern_arg bytes(const char *s, size_t len)
 {
-    return (struct arg){.kind = ARG_STR, .str = s, .len = len};
+    return (struct epcs_pattern_arg){.kind = EPCS_PATTERN_ARG_STR, .str = s, .len = len};
 }
 
-static struct arg integer(lua_Integer value)
+static struct epcs_pattern_arg integer(lua_Integer value)
 {
-    return (struct arg){.kind = ARG_INT, .value = value};
+    return (struct epcs_pattern_arg){.kind = EPCS_PATTERN_ARG_INT, .value = value};
 }
 
-static struct arg boolean(int value)
+static struct epcs_pattern_arg boolean(int value)
 {
-    return (struct arg){.kind = ARG_BOOL, .value = value};
+    return (struct epcs_pattern_arg){.kind = EPCS_PATTERN_ARG_BOOL, .value = value};
 }
 
-static struct arg global(const char *name)
+static struct epcs_pattern_arg global(const char *name)
 {
-    return (struct arg){.kind = ARG_GLOBAL, .str = name};
+    return (struct epcs_pattern_arg){.kind = EPCS_PATTERN_ARG_GLOBAL, .str = name};
 }
 
-static const struct arg nil = {.kind = ARG_NIL};
+static const struct epcs_pattern_arg nil = {.kind = EPCS_PATTERN_ARG_NIL};
 
 /* Every function on one subject and pattern, with a few inits and replacements. */
-static void compare_all(lua_State *ref, lua_State *ours, struct arg s, struct arg p)
+static void compare_all(lua_State *ref, lua_State *ours, struct epcs_pattern_arg s,
+                        struct epcs_pattern_arg p)
 {
     static const lua_Integer inits[] = {1, 2, -1, -3, 0, 5, 40, -40};
-    struct call c = {.fn = "find", .args = {s, p}};
+    struct epcs_pattern_call c = {.fn = "find", .args = {s, p}};
     compare(ref, ours, &c);
     c.fn = "match";
     compare(ref, ours, &c);
     c.fn = "gmatch";
     compare(ref, ours, &c);
     for (size_t i = 0; i < sizeof(inits) / sizeof(inits[0]); i++) {
-        struct call with_init = {.fn = "find", .args = {s, p, integer(inits[i])}};
+        struct epcs_pattern_call with_init = {.fn = "find", .args = {s, p, integer(inits[i])}};
         compare(ref, ours, &with_init);
         with_init.fn = "match";
         compare(ref, ours, &with_init);
         with_init.fn = "gmatch";
         compare(ref, ours, &with_init);
     }
-    struct call plain = {.fn = "find", .args = {s, p, integer(1), boolean(1)}};
+    struct epcs_pattern_call plain = {.fn = "find", .args = {s, p, integer(1), boolean(1)}};
     compare(ref, ours, &plain);
     static const char *const templates[] = {"X", "%0", "%1", "<%1|%2>", "%%", "%", "%x", "%9"};
     for (size_t i = 0; i < sizeof(templates) / sizeof(templates[0]); i++) {
-        struct call gsub = {.fn = "gsub", .args = {s, p, str(templates[i])}};
+        struct epcs_pattern_call gsub = {.fn = "gsub", .args = {s, p, str(templates[i])}};
         compare(ref, ours, &gsub);
     }
     static const char *const replacers[] = {"show", "keep_a", "tab", "upper", "count"};
     for (size_t i = 0; i < sizeof(replacers) / sizeof(replacers[0]); i++) {
-        struct call gsub = {.fn = "gsub", .args = {s, p, global(replacers[i])}};
+        struct epcs_pattern_call gsub = {.fn = "gsub", .args = {s, p, global(replacers[i])}};
         compare(ref, ours, &gsub);
     }
-    struct call limited = {.fn = "gsub", .args = {s, p, str("<%0>"), integer(1)}};
+    struct epcs_pattern_call limited = {.fn = "gsub", .args = {s, p, str("<%0>"), integer(1)}};
     compare(ref, ours, &limited);
 }
 
@@ -325,7 +157,7 @@ static void test_hand_picked(lua_State *ref, lua_State *ours)
     compare_all(ref, ours, str(many_a), str("(((((((((((((((((((((((((((((((((a)))))))))))))))"));
 
     /* Argument errors, numbers as strings, the extremes of init and n. */
-    struct call odd[] = {
+    struct epcs_pattern_call odd[] = {
         {.fn = "find", .args = {global("tab"), str("a")}},
         {.fn = "find", .args = {str("a"), global("tab")}},
         {.fn = "find", .args = {str("a"), str("a"), str("x")}},
@@ -469,7 +301,7 @@ static void test_budget_stops_backtracking(void)
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 4000;
-    lua_State *ref = new_state(0), *ours = new_state(1);
+    lua_State *ref = epcs_pattern_state(0, NULL), *ours = epcs_pattern_state(1, NULL);
     test_hand_picked(ref, ours);
     test_generated(ref, ours, rounds);
     printf("%d calls compared, %d differ\n", compared, mismatches);
