@@ -222,9 +222,33 @@ static void disarm_header(const struct phr_header *header)
 {
     static const char content_length[] = "x-epcs-dropped";
     static const char transfer_encoding[] = "x-epcs-dropped-te";
-    const char *inert =
-        header->name_len == sizeof(content_length) - 1 ? content_length : transfer_encoding;
+    static const char connection[] = "x-epcs-cnx";
+    const char *inert = header->name_len == sizeof(content_length) - 1 ? content_length
+                        : header->name_len == sizeof(connection) - 1   ? connection
+                                                                       : transfer_encoding;
     memcpy((char *)header->name, inert, header->name_len);
+}
+
+/*
+ * Turns a framing header's line, in place, into `connection: close`, so h2o says so in its
+ * answer and closes after it: a proxy in front then never hands the connection to its next
+ * client, whose request the guard would end with the connection. The rest of the line
+ * becomes the blanks before the value. Returns -1 (nothing written) for a line too short:
+ * "content-length:" with an empty value.
+ */
+static int close_after_answer(const struct phr_header *header)
+{
+    static const char name[] = "connection:";
+    static const char value[] = "close";
+    char *line = (char *)header->name;
+    size_t line_len = (size_t)(header->value + header->value_len - header->name);
+    if (line_len < sizeof(name) - 1 + sizeof(value) - 1)
+        return -1;
+    size_t blanks = line_len - (sizeof(name) - 1) - (sizeof(value) - 1);
+    memcpy(line, name, sizeof(name) - 1);
+    memset(line + sizeof(name) - 1, ' ', blanks);
+    memcpy(line + sizeof(name) - 1 + blanks, value, sizeof(value) - 1);
+    return 0;
 }
 
 static int parse_length(const struct phr_header *header, uint64_t *length)
@@ -277,9 +301,22 @@ static void inspect_head(struct guarded_conn *g, char *head, size_t head_len,
         g->http1_body_left = body;
         return;
     }
+    /* A keep-alive the client asked for is dropped with the body: only the guard's own
+     * `connection: close` is left for h2o to read. */
     for (size_t i = 0; i < count_headers; i++) {
-        if (&headers[i] == length || &headers[i] == chunked)
+        if (header_is(&headers[i], "connection"))
             disarm_header(&headers[i]);
+    }
+    int told = 0;
+    for (size_t i = 0; i < count_headers; i++) {
+        /* Every copy: h2o must find no framing header at all. */
+        if (!header_is(&headers[i], "content-length") &&
+            !header_is(&headers[i], "transfer-encoding"))
+            continue;
+        if (told || close_after_answer(&headers[i]) != 0)
+            disarm_header(&headers[i]);
+        else
+            told = 1;
     }
     input->size = (size_t)(head + head_len - input->bytes);
     g->http1_end = g->http1_parsed;

@@ -326,6 +326,35 @@ class BodiesBeforeAuthTest(EpcsTest):
                 sock.close()
             self.assertEqual(stop(server), 0)
 
+    def test_unauthenticated_http1_answer_says_the_connection_closes(self):
+        """A proxy keeps a backend connection for its next client unless the answer says
+        `connection: close`; one that epcsd then closes on that client's request loses it."""
+        server, _ = keyed_server()
+        try:
+            body = json.dumps(CHECK).encode()
+            for extra in ("", "Connection: keep-alive\r\n"):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(("POST /v1/check HTTP/1.1\r\nHost: x\r\n%sContent-Type: "
+                              "application/json\r\nContent-Length: %d\r\n\r\n"
+                              % (extra, len(body))).encode() + body)
+                sock.settimeout(2)
+                answer = b""
+                try:
+                    while True:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+                except socket.timeout:
+                    self.fail("the connection stayed open after the 401 (%r)" % extra)
+                finally:
+                    sock.close()
+                head = answer.split(b"\r\n\r\n")[0].lower()
+                self.assertTrue(head.startswith(b"http/1.1 401 "), answer[:80])
+                self.assertIn(b"\r\nconnection: close", head, head)
+        finally:
+            self.assertEqual(stop(server), 0)
+
     def test_keyed_http1_body_and_pipelined_request(self):
         server, token = keyed_server()
         try:
