@@ -1,4 +1,10 @@
-/* Staff and admin routes: the decision log (list, show, replay) and API keys. */
+/*
+ * Staff and admin routes: the decision log (list, show, replay) and API keys. Reads of the log
+ * (SQLite and its page file), replays (a stored ruleset restored, compiled and run) and writes
+ * of the keys file (under its lock, fsync'd) run on libuv's thread pool (offload.h), reads on
+ * connections of the log's own reader pool; the event loop only parses the request and sends
+ * the answer.
+ */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +16,7 @@
 #include "dates.h"
 #include "impact.h"
 #include "log.h"
+#include "offload.h"
 #include "query.h"
 #include "rule_store.h"
 #include "server.h"
@@ -80,53 +87,180 @@ static int read_decision_query(h2o_req_t *req, struct epcs_decision_query *query
     return 0;
 }
 
-/* ---- decisions ---------------------------------------------------------------------------- */
+/* ---- jobs on the thread pool ------------------------------------------------------------- */
 
-static sqlite3 *decision_reader(h2o_req_t *req)
+enum admin_kind { JOB_LIST, JOB_SHOW, JOB_REPLAY, JOB_KEY_CREATE, JOB_KEY_REVOKE };
+
+/*
+ * One read of the decision log, replay or key write, with what it needs copied out of the
+ * request: the work runs on a pool thread, and the client may be gone when it is done.
+ */
+struct admin_job {
+    struct epcs_offload base;
+    enum admin_kind kind;
+    struct epcs_server *server;
+    /* A listing's filters, pointing into `params`. */
+    struct epcs_query params;
+    struct epcs_decision_query query;
+    uint64_t id;
+    /* Replay: the ruleset the worker ran when asked, held for the job. */
+    struct epcs_ruleset *running;
+    /* Replay: the field its check's error names (a copy: the error is the work's). */
+    char field[128];
+    /* Keys: the key to make, or the id to revoke. */
+    char partner[EPCS_KEY_PARTNER_MAX];
+    enum epcs_role role;
+    double rate;
+    char key_id[EPCS_KEY_ID_LEN + 1];
+    struct epcs_buf out;
+};
+
+static struct admin_job *admin_of(struct epcs_offload *base)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->server->decisions == NULL) {
-        epcs_respond_error(req, 404, "not_found", NULL,
-                           "the decision log is off (epcsd runs with --audit off)");
+    return H2O_STRUCT_FROM_MEMBER(struct admin_job, base, base);
+}
+
+/* A job for the request's server; NULL after answering 500. */
+static struct admin_job *admin_create(h2o_req_t *req, enum admin_kind kind)
+{
+    struct admin_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        epcs_respond_error(req, 500, "internal", NULL, "out of memory");
         return NULL;
     }
-    if (worker->reader == NULL) {
-        char err[512];
-        worker->reader =
-            epcs_decision_log_reader(worker->server->config.data_dir, err, sizeof(err));
-        if (worker->reader == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "decisions", "cannot read the decision log: %s", err);
-            epcs_respond_error(req, 500, "internal", NULL, "the decision log cannot be read");
-        }
-    }
-    return worker->reader;
+    job->kind = kind;
+    job->server = epcs_worker_of(req)->server;
+    return job;
 }
 
-static int list_decisions(h2o_req_t *req)
+static void respond_admin(struct epcs_offload *base, h2o_req_t *req)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_decision_query query;
-    struct epcs_query params;
-    if (read_decision_query(req, &query, &params) != 0)
-        return 0;
-    sqlite3 *reader = decision_reader(req);
-    if (reader == NULL)
-        return 0;
-    char err[256];
-    if (epcs_decision_log_query(reader, &query, epcs_response_begin(worker), err, sizeof(err)) !=
-        0) {
-        epcs_log(EPCS_LOG_ERROR, "decisions", "query failed: %s", err);
-        return epcs_respond_error(req, 500, "internal", NULL, "the decision log query failed");
-    }
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    struct admin_job *job = admin_of(base);
+    epcs_offload_send(base, req, job->kind == JOB_KEY_CREATE ? 201 : 200, &job->out);
 }
 
-/* The check as logged, with the date it was decided for when the client had left it out. */
-static int check_with_date(struct epcs_worker *worker, const char *request, size_t len,
-                           const char *date, msgpack_object *check)
+static void admin_free(struct admin_job *job)
+{
+    epcs_ruleset_release(job->running);
+    epcs_buf_free(&job->out);
+    free(job);
+}
+
+static void cb_admin_destroy(struct epcs_offload *base, int answered)
+{
+    struct admin_job *job = admin_of(base);
+    if (!answered && (job->kind == JOB_KEY_CREATE || job->kind == JOB_KEY_REVOKE))
+        epcs_log(EPCS_LOG_INFO, "keys", "%s is done; its client left before the answer",
+                 base->ops->what);
+    admin_free(job);
+}
+
+static void cb_admin_work(struct epcs_offload *base);
+
+static const struct epcs_offload_ops admin_ops[] = {
+    [JOB_LIST] = {.what = "listing decisions",
+                  .work = cb_admin_work,
+                  .respond = respond_admin,
+                  .destroy = cb_admin_destroy},
+    [JOB_SHOW] = {.what = "reading a decision",
+                  .work = cb_admin_work,
+                  .respond = respond_admin,
+                  .destroy = cb_admin_destroy},
+    [JOB_REPLAY] = {.what = "replaying a decision",
+                    .work = cb_admin_work,
+                    .respond = respond_admin,
+                    .destroy = cb_admin_destroy},
+    [JOB_KEY_CREATE] = {.what = "creating a key",
+                        .work = cb_admin_work,
+                        .respond = respond_admin,
+                        .destroy = cb_admin_destroy},
+    [JOB_KEY_REVOKE] = {.what = "revoking a key",
+                        .work = cb_admin_work,
+                        .respond = respond_admin,
+                        .destroy = cb_admin_destroy},
+};
+
+static int admin_start(h2o_req_t *req, struct admin_job *job)
+{
+    return epcs_offload_start(req, &job->base, &admin_ops[job->kind]);
+}
+
+/* ---- decisions ---------------------------------------------------------------------------- */
+
+/* A connection of the log's reader pool; NULL after choosing the 500. */
+static sqlite3 *decision_reader(struct admin_job *job)
+{
+    char err[512];
+    sqlite3 *db = epcs_decision_log_reader_acquire(job->server->decisions, err, sizeof(err));
+    if (db == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "decisions", "cannot read the decision log: %s", err);
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log cannot be read");
+    }
+    return db;
+}
+
+static void list_work(struct admin_job *job)
+{
+    struct epcs_decision_log *log = job->server->decisions;
+    sqlite3 *db = decision_reader(job);
+    if (db == NULL)
+        return;
+    char err[256];
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    int rc = epcs_decision_log_query(log, db, &job->query, &pk, err, sizeof(err));
+    epcs_decision_log_reader_release(log, db);
+    if (rc != 0) {
+        epcs_log(EPCS_LOG_ERROR, "decisions", "query failed: %s", err);
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log query failed");
+        return;
+    }
+    epcs_offload_finish(&job->base, &job->out);
+}
+
+/*
+ * Reads decision `id` into `original` (and its check, ruleset and date when `request` is not
+ * NULL). 0, or -1 after choosing the error: 404, 409 for a case event asked for its check, 500.
+ */
+static int read_decision(struct admin_job *job, struct epcs_buf *original, struct epcs_buf *request,
+                         char *ruleset, size_t ruleset_size, char *date)
+{
+    struct epcs_decision_log *log = job->server->decisions;
+    sqlite3 *db = decision_reader(job);
+    if (db == NULL)
+        return -1;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, original, epcs_buf_msgpack_write);
+    char err[256];
+    unsigned long long id = (unsigned long long)job->id;
+    int found = epcs_decision_log_get(db, job->id, &pk, request, ruleset, ruleset_size, date, err,
+                                      sizeof(err));
+    epcs_decision_log_reader_release(log, db);
+    if (found == 2)
+        epcs_offload_fail(&job->base, 409, "not_a_decision", "id",
+                          "%llu is a case event, not a decision: there is no check to replay", id);
+    else if (found > 0)
+        epcs_offload_fail(&job->base, 404, "unknown_decision", "id", "no decision %llu in the log",
+                          id);
+    else if (found < 0)
+        epcs_log(EPCS_LOG_ERROR, "decisions", "reading decision %llu: %s", id, err),
+            epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log cannot be read");
+    return found == 0 ? 0 : -1;
+}
+
+static void show_work(struct admin_job *job)
+{
+    if (read_decision(job, &job->out, NULL, NULL, 0, NULL) == 0)
+        epcs_offload_finish(&job->base, &job->out);
+}
+
+/* The check as logged, with the date it was decided for when the client had left it out;
+ * decoded into `zone`, which must outlive it as the request bytes must. */
+static int check_with_date(msgpack_zone *zone, const char *request, size_t len, const char *date,
+                           msgpack_object *check)
 {
     size_t offset = 0;
-    if (msgpack_unpack(request, len, &offset, &worker->zone, check) != MSGPACK_UNPACK_SUCCESS ||
+    if (msgpack_unpack(request, len, &offset, zone, check) != MSGPACK_UNPACK_SUCCESS ||
         check->type != MSGPACK_OBJECT_MAP)
         return -1;
     for (uint32_t i = 0; i < check->via.map.size; i++) {
@@ -134,8 +268,8 @@ static int check_with_date(struct epcs_worker *worker, const char *request, size
             return 0;
     }
     uint32_t size = check->via.map.size;
-    msgpack_object_kv *entries = msgpack_zone_malloc(&worker->zone, sizeof(*entries) * (size + 1));
-    char *date_copy = msgpack_zone_malloc(&worker->zone, 10);
+    msgpack_object_kv *entries = msgpack_zone_malloc(zone, sizeof(*entries) * (size + 1));
+    char *date_copy = msgpack_zone_malloc(zone, 10);
     if (entries == NULL || date_copy == NULL)
         return -1;
     memcpy(entries, check->via.map.ptr, sizeof(*entries) * size);
@@ -169,144 +303,131 @@ static void remove_scratch_dir(const char *dir)
         epcs_log(EPCS_LOG_WARN, "decisions", "could not remove %s: %s", dir, strerror(errno));
 }
 
-/* The engine of stored ruleset `id`: the running one when it is that, else rebuilt from the
- * rule store. `*owned` is set when the caller must destroy it. */
-static struct epcs_engine *engine_for_version(h2o_req_t *req, const char *id, int *owned)
+/* An engine of stored ruleset `id`, built on this thread (an engine is one thread's): of the
+ * ruleset the worker ran when it is that one, else restored from the rule store. NULL after
+ * choosing the error (503 when the worker had no engine, as a check would get). */
+static struct epcs_engine *replay_engine(struct admin_job *job, const char *id)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_server *server = worker->server;
-    *owned = 0;
-    struct epcs_engine *running = epcs_engine_or_503(req);
-    if (running == NULL)
+    struct epcs_server *server = job->server;
+    struct epcs_rule_error err = {.line = 0};
+    struct epcs_engine *engine = NULL;
+    if (job->running == NULL) {
+        epcs_offload_fail(&job->base, 503, "not_ready", NULL, "no rule engine is available");
         return NULL;
-    if (strcmp(epcs_engine_ruleset(running)->id, id) == 0)
-        return running;
+    }
+    if (strcmp(job->running->id, id) == 0) {
+        if ((engine = epcs_engine_create(job->running, &err)) == NULL)
+            epcs_offload_fail(&job->base, 503, "not_ready", NULL, "no rule engine is available");
+        return engine;
+    }
     char dir[] = "/tmp/epcs-replay-XXXXXX";
     if (mkdtemp(dir) == NULL) {
-        epcs_respond_error(req, 500, "internal", NULL, "no scratch directory for the replay");
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "no scratch directory for the replay");
         return NULL;
     }
-    struct epcs_engine *engine = NULL;
-    struct epcs_rule_error err = {.line = 0};
     struct epcs_ruleset *ruleset = NULL;
-    if (epcs_rule_store_restore(server->config.data_dir, id, dir) != 0) {
-        epcs_respond_error(req, 500, "internal", NULL,
-                           "ruleset %s is not in the rule store under %s", id,
-                           server->config.data_dir);
-    } else if ((ruleset = epcs_ruleset_load(dir, server->plugins, &server->config.lua, &err)) ==
-                   NULL ||
-               (engine = epcs_engine_create(ruleset, &err)) == NULL) {
-        epcs_respond_error(req, 500, "internal", NULL, "stored ruleset %s does not load: %s", id,
-                           err.message);
-    }
+    if (epcs_rule_store_restore(server->config.data_dir, id, dir) != 0)
+        epcs_offload_fail(&job->base, 500, "internal", NULL,
+                          "ruleset %s is not in the rule store under %s", id,
+                          server->config.data_dir);
+    else if ((ruleset = epcs_ruleset_load(dir, server->plugins, &server->config.lua, &err)) ==
+                 NULL ||
+             (engine = epcs_engine_create(ruleset, &err)) == NULL)
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "stored ruleset %s does not load: %s",
+                          id, err.message);
     epcs_ruleset_release(ruleset);
     remove_scratch_dir(dir);
-    *owned = engine != NULL;
     return engine;
 }
 
-static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
+/* Whether a replayed answer signs as the logged one (verdict, area, article, exception). */
+static int same_answer(msgpack_zone *zone, const msgpack_object *logged,
+                       const struct epcs_buf *replayed)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    sqlite3 *reader = decision_reader(req);
-    if (reader == NULL)
-        return 0;
-    struct epcs_buf original = {0}, request = {0};
-    msgpack_packer original_pk;
-    msgpack_packer_init(&original_pk, &original, epcs_buf_msgpack_write);
-    char ruleset_id[64] = "", date[11] = "", err[256];
-    int found = epcs_decision_log_get(reader, id, &original_pk, replay ? &request : NULL,
-                                      ruleset_id, sizeof(ruleset_id), date, err, sizeof(err));
-    int rc = 0;
-    if (found == 2) {
-        rc = epcs_respond_error(req, 409, "not_a_decision", "id",
-                                "%llu is a case event, not a decision: there is no check to "
-                                "replay",
-                                (unsigned long long)id);
-        goto done;
+    const msgpack_object *answer = NULL;
+    for (uint32_t i = 0; logged->type == MSGPACK_OBJECT_MAP && i < logged->via.map.size; i++) {
+        if (epcs_str_eq(&logged->via.map.ptr[i].key, "answer"))
+            answer = &logged->via.map.ptr[i].val;
     }
-    if (found != 0) {
-        if (found < 0)
-            epcs_log(EPCS_LOG_ERROR, "decisions", "reading decision %llu: %s",
-                     (unsigned long long)id, err);
-        rc = found > 0 ? epcs_respond_error(req, 404, "unknown_decision", "id",
-                                            "no decision %llu in the log", (unsigned long long)id)
-                       : epcs_respond_error(req, 500, "internal", NULL,
-                                            "the decision log cannot be read");
-        goto done;
-    }
-    if (!replay) {
-        msgpack_packer *pk = epcs_response_begin(worker);
-        epcs_buf_append_buf(pk->data, &original);
-        rc = epcs_response_send(req, 200, epcs_response_format(req));
-        goto done;
-    }
-    int owned;
-    struct epcs_engine *engine = engine_for_version(req, ruleset_id, &owned);
-    if (engine == NULL)
-        goto done;
+    msgpack_object again = {.type = MSGPACK_OBJECT_NIL};
+    size_t offset = 0;
+    /* An answer that cannot be read back (memory ran out) signs as different. */
+    if (replayed->failed || msgpack_unpack(replayed->data, replayed->len, &offset, zone, &again) !=
+                                MSGPACK_UNPACK_SUCCESS)
+        again.type = MSGPACK_OBJECT_NIL;
+    struct epcs_buf before = {0}, after = {0};
+    if (answer != NULL)
+        epcs_answer_signature(answer, &before);
+    epcs_answer_signature(&again, &after);
+    int same = answer != NULL && !before.failed && !after.failed && before.len == after.len &&
+               memcmp(before.data, after.data, before.len) == 0;
+    epcs_buf_free(&before);
+    epcs_buf_free(&after);
+    return same;
+}
+
+/* Decides the logged check again with `engine` and packs {ruleset, same, logged, replayed}. */
+static void replay_with(struct admin_job *job, struct epcs_check_ctx *ctx,
+                        struct epcs_engine *engine, const struct epcs_buf *original,
+                        const struct epcs_buf *request, const char *ruleset, const char *date)
+{
     msgpack_object check, logged;
     size_t offset = 0;
     struct epcs_buf replayed = {0};
-    msgpack_packer replayed_pk;
-    msgpack_packer_init(&replayed_pk, &replayed, epcs_buf_msgpack_write);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &replayed, epcs_buf_msgpack_write);
     struct epcs_decision decision = {.id = 0};
-    struct epcs_check_error check_err;
-    if (check_with_date(worker, request.data, request.len, date, &check) != 0 ||
-        msgpack_unpack(original.data, original.len, &offset, &worker->zone, &logged) !=
+    struct epcs_check_error err;
+    if (check_with_date(ctx->zone, request->data, request->len, date, &check) != 0 ||
+        msgpack_unpack(original->data, original->len, &offset, ctx->zone, &logged) !=
             MSGPACK_UNPACK_SUCCESS) {
-        rc = epcs_respond_error(req, 500, "internal", NULL, "decision %llu is unreadable",
-                                (unsigned long long)id);
-    } else if (epcs_check_run(worker, engine, &check, &replayed_pk, &decision, &check_err) != 0) {
-        rc = epcs_respond_error(req, check_err.status, check_err.code,
-                                check_err.field[0] ? check_err.field : NULL, "replay: %s",
-                                check_err.message);
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "decision %llu is unreadable",
+                          (unsigned long long)job->id);
+    } else if (epcs_check_run(ctx, engine, &check, &pk, &decision, &err) != 0) {
+        snprintf(job->field, sizeof(job->field), "%s", err.field);
+        epcs_offload_fail(&job->base, err.status, err.code, job->field[0] ? job->field : NULL,
+                          "replay: %s", err.message);
     } else {
-        const msgpack_object *answer = NULL;
-        for (uint32_t i = 0; logged.type == MSGPACK_OBJECT_MAP && i < logged.via.map.size; i++) {
-            if (epcs_str_eq(&logged.via.map.ptr[i].key, "answer"))
-                answer = &logged.via.map.ptr[i].val;
-        }
-        msgpack_object again = {.type = MSGPACK_OBJECT_NIL};
-        offset = 0;
-        /* An answer that cannot be read back (memory ran out) signs as different. */
-        if (replayed.failed || msgpack_unpack(replayed.data, replayed.len, &offset, &worker->zone,
-                                              &again) != MSGPACK_UNPACK_SUCCESS)
-            again.type = MSGPACK_OBJECT_NIL;
-        struct epcs_buf before = {0}, after = {0};
-        if (answer != NULL)
-            epcs_answer_signature(answer, &before);
-        epcs_answer_signature(&again, &after);
-        int same = answer != NULL && before.len == after.len &&
-                   memcmp(before.data, after.data, before.len) == 0;
-        epcs_buf_free(&before);
-        epcs_buf_free(&after);
-        msgpack_packer *pk = epcs_response_begin(worker);
-        msgpack_pack_map(pk, 4);
-        epcs_pack_cstr(pk, "ruleset");
-        epcs_pack_cstr(pk, ruleset_id);
-        epcs_pack_cstr(pk, "same");
+        int same = same_answer(ctx->zone, &logged, &replayed);
+        msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+        msgpack_pack_map(&pk, 4);
+        epcs_pack_cstr(&pk, "ruleset");
+        epcs_pack_cstr(&pk, ruleset);
+        epcs_pack_cstr(&pk, "same");
         if (same)
-            msgpack_pack_true(pk);
+            msgpack_pack_true(&pk);
         else
-            msgpack_pack_false(pk);
-        epcs_pack_cstr(pk, "logged");
-        epcs_buf_append_buf(pk->data, &original);
-        epcs_pack_cstr(pk, "replayed");
-        epcs_buf_append_buf(pk->data, &replayed);
-        rc = epcs_response_send(req, 200, epcs_response_format(req));
+            msgpack_pack_false(&pk);
+        epcs_pack_cstr(&pk, "logged");
+        epcs_buf_append_buf(&job->out, original);
+        epcs_pack_cstr(&pk, "replayed");
+        epcs_buf_append_buf(&job->out, &replayed);
+        epcs_offload_finish(&job->base, &job->out);
     }
     epcs_buf_free(&replayed);
-    if (owned)
-        epcs_engine_destroy(engine);
-done:
+}
+
+static void replay_work(struct admin_job *job)
+{
+    struct epcs_buf original = {0}, request = {0};
+    char ruleset[64] = "", date[11] = "";
+    struct epcs_engine *engine = NULL;
+    struct epcs_check_ctx *ctx = NULL;
+    if (read_decision(job, &original, &request, ruleset, sizeof(ruleset), date) == 0 &&
+        (engine = replay_engine(job, ruleset)) != NULL) {
+        if ((ctx = epcs_check_ctx_create(job->server->plugins)) == NULL)
+            epcs_offload_fail(&job->base, 500, "internal", NULL, "out of memory");
+        else
+            replay_with(job, ctx, engine, &original, &request, ruleset, date);
+    }
+    epcs_check_ctx_destroy(ctx);
+    epcs_engine_destroy(engine);
     epcs_buf_free(&original);
     epcs_buf_free(&request);
-    return rc;
 }
 
 struct recent_checks {
-    struct epcs_worker *worker;
+    msgpack_zone *zone;
     msgpack_object *items;
     size_t count;
 };
@@ -315,30 +436,30 @@ static int cb_recent_check(void *ctx, const void *request, size_t len, const cha
 {
     struct recent_checks *recent = ctx;
     /* Decoded strings point into their buffer, which must outlive this row: copy it. */
-    char *copy = msgpack_zone_malloc(&recent->worker->zone, len ? len : 1);
+    char *copy = msgpack_zone_malloc(recent->zone, len ? len : 1);
     if (copy == NULL)
         return -1;
     memcpy(copy, request, len);
-    return check_with_date(recent->worker, copy, len, date, &recent->items[recent->count++]);
+    return check_with_date(recent->zone, copy, len, date, &recent->items[recent->count++]);
 }
 
-int epcs_recent_checks(h2o_req_t *req, size_t limit, msgpack_object *checks)
+int epcs_recent_checks(struct epcs_decision_log *log, size_t limit, msgpack_zone *zone,
+                       msgpack_object *checks, char *err, size_t err_size)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    sqlite3 *reader = decision_reader(req);
-    if (reader == NULL)
-        return -1;
     struct recent_checks recent = {
-        .worker = worker,
-        .items = msgpack_zone_malloc(&worker->zone, sizeof(msgpack_object) * (limit ? limit : 1))};
-    char err[256];
-    if (recent.items == NULL ||
-        epcs_decision_log_recent(reader, limit, cb_recent_check, &recent, err, sizeof(err)) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "decisions", "reading recent checks: %s",
-                 recent.items == NULL ? "out of memory" : err);
-        epcs_respond_error(req, 500, "internal", NULL, "the decision log cannot be read");
+        .zone = zone,
+        .items = msgpack_zone_malloc(zone, sizeof(msgpack_object) * (limit ? limit : 1))};
+    if (recent.items == NULL) {
+        snprintf(err, err_size, "out of memory");
         return -1;
     }
+    sqlite3 *db = epcs_decision_log_reader_acquire(log, err, err_size);
+    if (db == NULL)
+        return -1;
+    int rc = epcs_decision_log_recent(db, limit, cb_recent_check, &recent, err, err_size);
+    epcs_decision_log_reader_release(log, db);
+    if (rc != 0)
+        return -1;
     /* Newest first from the log; oldest first in the report, as they were decided. */
     for (size_t i = 0; i < recent.count / 2; i++) {
         msgpack_object swap = recent.items[i];
@@ -349,6 +470,46 @@ int epcs_recent_checks(h2o_req_t *req, size_t limit, msgpack_object *checks)
     checks->via.array.size = (uint32_t)recent.count;
     checks->via.array.ptr = recent.items;
     return 0;
+}
+
+/* Whether the decision log is off, after answering 404 if it is. */
+static int log_is_off(h2o_req_t *req)
+{
+    if (epcs_worker_of(req)->server->decisions != NULL)
+        return 0;
+    epcs_respond_error(req, 404, "not_found", NULL,
+                       "the decision log is off (epcsd runs with --audit off)");
+    return 1;
+}
+
+static int list_decisions(h2o_req_t *req)
+{
+    struct admin_job *job = admin_create(req, JOB_LIST);
+    if (job == NULL)
+        return 0;
+    /* The filters point into the job's copy of the query string. */
+    if (read_decision_query(req, &job->query, &job->params) != 0 || log_is_off(req)) {
+        admin_free(job);
+        return 0;
+    }
+    return admin_start(req, job);
+}
+
+static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
+{
+    if (log_is_off(req))
+        return 0;
+    /* Without an engine (memory ran short) the decision is still looked up first: 503 after. */
+    struct epcs_engine *running = replay ? epcs_worker_engine(epcs_worker_of(req)) : NULL;
+    struct admin_job *job = admin_create(req, replay ? JOB_REPLAY : JOB_SHOW);
+    if (job == NULL)
+        return 0;
+    job->id = id;
+    if (running != NULL) {
+        job->running = epcs_engine_ruleset(running);
+        epcs_ruleset_retain(job->running);
+    }
+    return admin_start(req, job);
 }
 
 int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len)
@@ -394,6 +555,75 @@ static void pack_key(msgpack_packer *pk, const struct epcs_key *key, const char 
     }
 }
 
+/* Adds the key to the keys file under its lock (fsync'd) and reads the file again. */
+static void create_key_work(struct admin_job *job)
+{
+    struct epcs_server *server = job->server;
+    char token[EPCS_KEY_TOKEN_LEN + 1], err[512];
+    struct epcs_key key;
+    if (epcs_keys_file_add(server->keys_path, job->partner, job->role, job->rate, token, &key, err,
+                           sizeof(err)) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "cannot add a key: %s", err);
+        int theirs = strstr(err, "partner") != NULL;
+        epcs_offload_fail(&job->base, theirs ? 400 : 500, theirs ? "bad_request" : "internal",
+                          theirs ? "partner" : NULL, "%s", err);
+        return;
+    }
+    epcs_log(EPCS_LOG_INFO, "keys", "key %s for partner %s (%s) created by %s", key.id, key.partner,
+             epcs_role_name(key.role), job->base.partner);
+    epcs_server_reload_keys(server, 1);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    pack_key(&pk, &key, token);
+    epcs_offload_finish(&job->base, &job->out);
+}
+
+static void revoke_key_work(struct admin_job *job)
+{
+    struct epcs_server *server = job->server;
+    char err[512];
+    int rc = epcs_keys_file_revoke(server->keys_path, job->key_id, err, sizeof(err));
+    if (rc < 0) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "cannot revoke key %s: %s", job->key_id, err);
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "%s", err);
+        return;
+    }
+    if (rc > 0) {
+        epcs_offload_fail(&job->base, 404, "unknown_key", "id", "no key %s", job->key_id);
+        return;
+    }
+    epcs_log(EPCS_LOG_INFO, "keys", "key %s revoked by %s", job->key_id, job->base.partner);
+    epcs_server_reload_keys(server, 1);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    msgpack_pack_map(&pk, 1);
+    epcs_pack_cstr(&pk, "revoked");
+    epcs_pack_cstr(&pk, job->key_id);
+    epcs_offload_finish(&job->base, &job->out);
+}
+
+static void cb_admin_work(struct epcs_offload *base)
+{
+    struct admin_job *job = admin_of(base);
+    switch (job->kind) {
+    case JOB_LIST:
+        list_work(job);
+        break;
+    case JOB_SHOW:
+        show_work(job);
+        break;
+    case JOB_REPLAY:
+        replay_work(job);
+        break;
+    case JOB_KEY_CREATE:
+        create_key_work(job);
+        break;
+    case JOB_KEY_REVOKE:
+        revoke_key_work(job);
+        break;
+    }
+}
+
 static int create_key(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -430,20 +660,26 @@ static int create_key(h2o_req_t *req)
     if (epcs_role_parse(role) == EPCS_ROLE_NONE)
         return epcs_respond_error(req, 400, "bad_request", "role",
                                   "role must be partner, staff or admin");
-    char token[EPCS_KEY_TOKEN_LEN + 1], err[512];
-    struct epcs_key key;
-    if (epcs_keys_file_add(worker->server->keys_path, partner, epcs_role_parse(role), rate, token,
-                           &key, err, sizeof(err)) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "keys", "cannot add a key: %s", err);
-        return epcs_respond_error(req, strstr(err, "partner") != NULL ? 400 : 500,
-                                  strstr(err, "partner") != NULL ? "bad_request" : "internal",
-                                  strstr(err, "partner") != NULL ? "partner" : NULL, "%s", err);
-    }
-    epcs_log(EPCS_LOG_INFO, "keys", "key %s for partner %s (%s) created by %s", key.id, key.partner,
-             epcs_role_name(key.role), worker->partner);
-    epcs_server_reload_keys(worker->server, 1);
-    pack_key(epcs_response_begin(worker), &key, token);
-    return epcs_response_send(req, 201, epcs_response_format(req));
+    struct admin_job *job = admin_create(req, JOB_KEY_CREATE);
+    if (job == NULL)
+        return 0;
+    memcpy(job->partner, partner, sizeof(partner));
+    job->role = epcs_role_parse(role);
+    job->rate = rate;
+    return admin_start(req, job);
+}
+
+static int list_keys(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct epcs_keyring *keyring = epcs_worker_keyring(worker);
+    msgpack_packer *pk = epcs_response_begin(worker);
+    msgpack_pack_map(pk, 1);
+    epcs_pack_cstr(pk, "keys");
+    msgpack_pack_array(pk, keyring->count);
+    for (size_t i = 0; i < keyring->count; i++)
+        pack_key(pk, &keyring->keys[i], NULL);
+    return epcs_response_send(req, 200, epcs_response_format(req));
 }
 
 int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len)
@@ -455,37 +691,18 @@ int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len)
     if (len == 0) {
         if (epcs_method_is(req, "POST"))
             return create_key(req);
-        if (!epcs_method_is(req, "GET"))
-            return epcs_method_not_allowed(req, "GET, POST");
-        struct epcs_keyring *keyring = epcs_worker_keyring(worker);
-        msgpack_packer *pk = epcs_response_begin(worker);
-        msgpack_pack_map(pk, 1);
-        epcs_pack_cstr(pk, "keys");
-        msgpack_pack_array(pk, keyring->count);
-        for (size_t i = 0; i < keyring->count; i++)
-            pack_key(pk, &keyring->keys[i], NULL);
-        return epcs_response_send(req, 200, epcs_response_format(req));
+        return epcs_method_is(req, "GET") ? list_keys(req)
+                                          : epcs_method_not_allowed(req, "GET, POST");
     }
     if (!epcs_method_is(req, "DELETE"))
         return epcs_method_not_allowed(req, "DELETE");
-    char id[EPCS_KEY_ID_LEN + 1], err[512];
     if (len != EPCS_KEY_ID_LEN)
         return epcs_respond_error(req, 404, "unknown_key", "id", "no key %.*s",
                                   (int)(len > 32 ? 32 : len), rest);
-    memcpy(id, rest, len);
-    id[len] = '\0';
-    int rc = epcs_keys_file_revoke(worker->server->keys_path, id, err, sizeof(err));
-    if (rc < 0) {
-        epcs_log(EPCS_LOG_ERROR, "keys", "cannot revoke key %s: %s", id, err);
-        return epcs_respond_error(req, 500, "internal", NULL, "%s", err);
-    }
-    if (rc > 0)
-        return epcs_respond_error(req, 404, "unknown_key", "id", "no key %s", id);
-    epcs_log(EPCS_LOG_INFO, "keys", "key %s revoked by %s", id, worker->partner);
-    epcs_server_reload_keys(worker->server, 1);
-    msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, 1);
-    epcs_pack_cstr(pk, "revoked");
-    epcs_pack_cstr(pk, id);
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    struct admin_job *job = admin_create(req, JOB_KEY_REVOKE);
+    if (job == NULL)
+        return 0;
+    memcpy(job->key_id, rest, len);
+    job->key_id[len] = '\0';
+    return admin_start(req, job);
 }

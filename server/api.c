@@ -1,11 +1,17 @@
-/* The read-only endpoints: health, areas, elections and their calendars. */
+/*
+ * The read-only endpoints (health, areas, elections and their calendars, the stored rules) and
+ * the staff's rule reload and impact analysis. Whatever reads the rule store, compiles rules or
+ * decides many checks runs on libuv's thread pool (offload.h).
+ */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ical.h"
 #include "impact.h"
 #include "log.h"
+#include "offload.h"
 #include "rule_store.h"
 #include "server.h"
 
@@ -320,42 +326,30 @@ int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calenda
 
 /* ---- stored rulesets ---------------------------------------------------------------------- */
 
-static const msgpack_object *map_get(const msgpack_object *map, const char *key);
+/*
+ * GET /v1/rules/versions, /v1/rules/{id}, /v1/rules/{id}/files/{name}, /v1/rules/{a}/diff/{b}:
+ * reads of the rule store's files, on the thread pool.
+ */
+struct stored_job {
+    struct epcs_offload base;
+    /* The server's, which outlives every job. */
+    const char *data_dir;
+    /* The path after /v1/rules/, and the whole path for a "no route". */
+    char *rest;
+    size_t len;
+    char path[256];
+    msgpack_zone zone;
+    int zone_ready;
+    /* A file read from the store, before it is decoded or sent. */
+    struct epcs_buf text;
+    struct epcs_buf out;
+    /* `out` is a rule file's text, not a document. */
+    int lua;
+};
 
-/* Reads a stored manifest into the request's zone. 0, 1 (answered 404), -1 (answered 500). */
-static int load_manifest(h2o_req_t *req, const char *id, size_t len, msgpack_object *manifest)
+static struct stored_job *stored_of(struct epcs_offload *base)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    char key[32];
-    struct epcs_decode_error err;
-    snprintf(key, sizeof(key), "%.*s", (int)(len < sizeof(key) ? len : sizeof(key) - 1), id);
-    epcs_buf_reset(&worker->json);
-    int rc = epcs_rule_store_valid_id(id, len)
-                 ? epcs_rule_store_manifest(worker->server->config.data_dir, key, &worker->json)
-                 : 1;
-    if (rc == 1)
-        return epcs_respond_error(req, 404, "unknown_ruleset", "ruleset",
-                                  "no stored ruleset '%.*s'; GET /v1/rules/versions lists them",
-                                  (int)(len > 64 ? 64 : len), id),
-               1;
-    char *copy = rc == 0 ? msgpack_zone_malloc(&worker->zone, worker->json.len + 1) : NULL;
-    if (copy == NULL ||
-        (memcpy(copy, worker->json.data, worker->json.len),
-         epcs_json_decode(copy, worker->json.len, &worker->zone, manifest, &err)) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "store", "cannot read the manifest of %s", key);
-        return epcs_respond_error(req, 500, "internal", NULL, "stored ruleset unreadable"), -1;
-    }
-    /* The routes read these two fields without looking again. */
-    const msgpack_object *ruleset = map_get(manifest, "ruleset");
-    const msgpack_object *files = map_get(manifest, "files");
-    if (ruleset == NULL || ruleset->type != MSGPACK_OBJECT_STR || files == NULL ||
-        files->type != MSGPACK_OBJECT_ARRAY) {
-        epcs_log(EPCS_LOG_ERROR, "store", "the manifest of %s lacks ruleset or files", key);
-        return epcs_respond_error(req, 500, "internal", NULL,
-                                  "the stored manifest of %s is damaged", key),
-               -1;
-    }
-    return 0;
+    return H2O_STRUCT_FROM_MEMBER(struct stored_job, base, base);
 }
 
 static const msgpack_object *map_get(const msgpack_object *map, const char *key)
@@ -365,6 +359,52 @@ static const msgpack_object *map_get(const msgpack_object *map, const char *key)
             return &map->via.map.ptr[i].val;
     }
     return NULL;
+}
+
+/* Decodes the JSON text the store gave into the job's zone (copied: the text buffer is
+ * reused). 0, or -1. */
+static int decode_stored(struct stored_job *job, msgpack_object *document)
+{
+    struct epcs_decode_error err;
+    char *copy = msgpack_zone_malloc(&job->zone, job->text.len + 1);
+    if (copy == NULL || job->text.failed)
+        return -1;
+    memcpy(copy, job->text.data, job->text.len);
+    return epcs_json_decode(copy, job->text.len, &job->zone, document, &err);
+}
+
+/* Reads a stored manifest into the job's zone. 0, or -1 after choosing the 404 or 500. */
+static int load_manifest(struct stored_job *job, const char *id, size_t len,
+                         msgpack_object *manifest)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "%.*s", (int)(len < sizeof(key) ? len : sizeof(key) - 1), id);
+    epcs_buf_reset(&job->text);
+    int rc = epcs_rule_store_valid_id(id, len)
+                 ? epcs_rule_store_manifest(job->data_dir, key, &job->text)
+                 : 1;
+    if (rc == 1) {
+        epcs_offload_fail(&job->base, 404, "unknown_ruleset", "ruleset",
+                          "no stored ruleset '%.*s'; GET /v1/rules/versions lists them",
+                          (int)(len > 64 ? 64 : len), id);
+        return -1;
+    }
+    if (rc != 0 || decode_stored(job, manifest) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "store", "cannot read the manifest of %s", key);
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "stored ruleset unreadable");
+        return -1;
+    }
+    /* The routes read these two fields without looking again. */
+    const msgpack_object *ruleset = map_get(manifest, "ruleset");
+    const msgpack_object *files = map_get(manifest, "files");
+    if (ruleset == NULL || ruleset->type != MSGPACK_OBJECT_STR || files == NULL ||
+        files->type != MSGPACK_OBJECT_ARRAY) {
+        epcs_log(EPCS_LOG_ERROR, "store", "the manifest of %s lacks ruleset or files", key);
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "the stored manifest of %s is damaged",
+                          key);
+        return -1;
+    }
+    return 0;
 }
 
 /* The stored file `name` of a manifest, or NULL. */
@@ -382,30 +422,29 @@ static const msgpack_object *manifest_file(const msgpack_object *manifest, const
     return NULL;
 }
 
-static int send_rule_file(h2o_req_t *req, const msgpack_object *manifest, const char *name,
-                          size_t len)
+static void read_rule_file(struct stored_job *job, const msgpack_object *manifest, const char *name,
+                           size_t len)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
     const msgpack_object *file = manifest_file(manifest, name, len);
     const msgpack_object *hash = file ? map_get(file, "sha256") : NULL;
     char sha256[65];
-    if (hash == NULL || hash->type != MSGPACK_OBJECT_STR || hash->via.str.size != 64)
-        return epcs_respond_error(req, 404, "not_found", NULL, "no file '%.*s' in that ruleset",
-                                  (int)(len > 64 ? 64 : len), name);
+    if (hash == NULL || hash->type != MSGPACK_OBJECT_STR || hash->via.str.size != 64) {
+        epcs_offload_fail(&job->base, 404, "not_found", NULL, "no file '%.*s' in that ruleset",
+                          (int)(len > 64 ? 64 : len), name);
+        return;
+    }
     snprintf(sha256, sizeof(sha256), "%.*s", 64, hash->via.str.ptr);
-    epcs_buf_reset(&worker->json);
-    if (epcs_rule_store_blob(worker->server->config.data_dir, sha256, &worker->json) != 0)
-        return epcs_respond_error(req, 500, "internal", NULL, "stored file unreadable");
-    return epcs_response_send_bytes(req, 200, "text/x-lua; charset=utf-8", worker->json.data,
-                                    worker->json.len);
+    if (epcs_rule_store_blob(job->data_dir, sha256, &job->out) != 0 || job->out.failed) {
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "stored file unreadable");
+        return;
+    }
+    job->lua = 1;
 }
 
 /* Which files an amendment added, removed or changed, by name and SHA-256. */
-static int send_diff(h2o_req_t *req, const msgpack_object *from, const msgpack_object *to)
+static void pack_diff(msgpack_packer *pk, const msgpack_object *from, const msgpack_object *to)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
     static const char *const groups[] = {"added", "removed", "changed", "unchanged"};
-    msgpack_packer *pk = epcs_response_begin(worker);
     msgpack_pack_map(pk, 6);
     epcs_pack_cstr(pk, "from");
     msgpack_pack_object(pk, *map_get(from, "ruleset"));
@@ -442,69 +481,137 @@ static int send_diff(h2o_req_t *req, const msgpack_object *from, const msgpack_o
             }
         }
     }
-    return epcs_response_send(req, 200, epcs_response_format(req));
 }
+
+static void list_versions(struct stored_job *job, msgpack_packer *pk)
+{
+    msgpack_object list;
+    if (epcs_rule_store_list(job->data_dir, &job->text) != 0 || decode_stored(job, &list) != 0) {
+        epcs_offload_fail(&job->base, 500, "internal", NULL, "rule store unreadable");
+        return;
+    }
+    msgpack_pack_object(pk, list);
+    epcs_offload_finish(&job->base, &job->out);
+}
+
+/* One version ({id}), one of its files ({id}/files/{name}) or a diff ({a}/diff/{b}). */
+static void read_version(struct stored_job *job, msgpack_packer *pk)
+{
+    const char *rest = job->rest, *slash = memchr(rest, '/', job->len);
+    size_t id_len = slash ? (size_t)(slash - rest) : job->len;
+    msgpack_object manifest, other;
+    if (load_manifest(job, rest, id_len, &manifest) != 0)
+        return;
+    if (slash == NULL) {
+        msgpack_pack_object(pk, manifest);
+        epcs_offload_finish(&job->base, &job->out);
+        return;
+    }
+    const char *tail = slash + 1;
+    size_t tail_len = job->len - id_len - 1;
+    if (tail_len > 6 && memcmp(tail, "files/", 6) == 0) {
+        read_rule_file(job, &manifest, tail + 6, tail_len - 6);
+    } else if (tail_len > 5 && memcmp(tail, "diff/", 5) == 0) {
+        if (load_manifest(job, tail + 5, tail_len - 5, &other) != 0)
+            return;
+        pack_diff(pk, &manifest, &other);
+        epcs_offload_finish(&job->base, &job->out);
+    } else {
+        epcs_offload_fail(&job->base, 404, "not_found", NULL, "no route %s", job->path);
+    }
+}
+
+static void cb_stored_work(struct epcs_offload *base)
+{
+    struct stored_job *job = stored_of(base);
+    if (!msgpack_zone_init(&job->zone, 4096)) {
+        epcs_offload_fail(base, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    job->zone_ready = 1;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    if (h2o_memis(job->rest, job->len, H2O_STRLIT("versions")))
+        list_versions(job, &pk);
+    else
+        read_version(job, &pk);
+}
+
+static void respond_stored(struct epcs_offload *base, h2o_req_t *req)
+{
+    struct stored_job *job = stored_of(base);
+    if (job->lua)
+        epcs_response_send_buf(req, 200, "text/x-lua; charset=utf-8", &job->out);
+    else
+        epcs_offload_send(base, req, 200, &job->out);
+}
+
+static void cb_stored_destroy(struct epcs_offload *base, int answered)
+{
+    (void)answered;
+    struct stored_job *job = stored_of(base);
+    if (job->zone_ready)
+        msgpack_zone_destroy(&job->zone);
+    epcs_buf_free(&job->text);
+    epcs_buf_free(&job->out);
+    free(job->rest);
+    free(job);
+}
+
+static const struct epcs_offload_ops stored_ops = {.what = "reading the rule store",
+                                                   .work = cb_stored_work,
+                                                   .respond = respond_stored,
+                                                   .destroy = cb_stored_destroy};
 
 int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (h2o_memis(rest, len, H2O_STRLIT("versions"))) {
-        struct epcs_decode_error err;
-        msgpack_object list;
-        epcs_buf_reset(&worker->json);
-        char *copy = NULL;
-        if (epcs_rule_store_list(worker->server->config.data_dir, &worker->json) != 0 ||
-            (copy = msgpack_zone_malloc(&worker->zone, worker->json.len + 1)) == NULL ||
-            epcs_json_decode(memcpy(copy, worker->json.data, worker->json.len), worker->json.len,
-                             &worker->zone, &list, &err) != 0)
-            return epcs_respond_error(req, 500, "internal", NULL, "rule store unreadable");
-        msgpack_pack_object(epcs_response_begin(worker), list);
-        return epcs_response_send(req, 200, epcs_response_format(req));
+    struct stored_job *job = calloc(1, sizeof(*job));
+    char *copy = job != NULL ? malloc(len + 1) : NULL;
+    if (copy == NULL) {
+        free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
-    const char *slash = memchr(rest, '/', len);
-    size_t id_len = slash ? (size_t)(slash - rest) : len;
-    msgpack_object manifest;
-    if (load_manifest(req, rest, id_len, &manifest) != 0)
-        return 0;
-    if (slash == NULL) {
-        msgpack_packer *pk = epcs_response_begin(worker);
-        msgpack_pack_object(pk, manifest);
-        return epcs_response_send(req, 200, epcs_response_format(req));
-    }
-    const char *tail = slash + 1;
-    size_t tail_len = len - id_len - 1;
-    if (tail_len > 6 && memcmp(tail, "files/", 6) == 0)
-        return send_rule_file(req, &manifest, tail + 6, tail_len - 6);
-    if (tail_len > 5 && memcmp(tail, "diff/", 5) == 0) {
-        msgpack_object other;
-        if (load_manifest(req, tail + 5, tail_len - 5, &other) != 0)
-            return 0;
-        return send_diff(req, &manifest, &other);
-    }
-    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
-                              (int)req->path_normalized.len, req->path_normalized.base);
+    memcpy(copy, rest, len);
+    copy[len] = '\0';
+    job->rest = copy;
+    job->len = len;
+    job->data_dir = epcs_worker_of(req)->server->config.data_dir;
+    snprintf(job->path, sizeof(job->path), "%.*s", (int)req->path_normalized.len,
+             req->path_normalized.base);
+    return epcs_offload_start(req, &job->base, &stored_ops);
 }
 
 /* ---- staff -------------------------------------------------------------------------------- */
 
-int epcs_handle_admin_reload(h2o_req_t *req)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_reload_outcome outcome;
+/* POST /v1/admin/rules/reload: compiling, the rule tests, storing and the activation history
+ * run on the thread pool; epcs_server_reload is any thread's to call. */
+struct reload_job {
+    struct epcs_offload base;
+    struct epcs_server *server;
     char by[EPCS_KEY_ID_LEN + EPCS_KEY_PARTNER_MAX + 16];
-    if (worker->key != NULL)
-        snprintf(by, sizeof(by), "key %s (%s)", worker->key->id, worker->key->partner);
-    else
-        snprintf(by, sizeof(by), "%s", worker->partner);
-    epcs_server_reload(worker->server, by, "POST /v1/admin/rules/reload", &outcome);
-    int refused = strcmp(outcome.status, "refused") == 0;
-    msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, refused ? 6 : 4);
+    int refused;
+    struct epcs_buf out;
+};
+
+static struct reload_job *reload_of(struct epcs_offload *base)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct reload_job, base, base);
+}
+
+static void cb_reload_work(struct epcs_offload *base)
+{
+    struct reload_job *job = reload_of(base);
+    struct epcs_reload_outcome outcome;
+    epcs_server_reload(job->server, job->by, "POST /v1/admin/rules/reload", &outcome);
+    job->refused = strcmp(outcome.status, "refused") == 0;
+    msgpack_packer packer, *pk = &packer;
+    msgpack_packer_init(pk, &job->out, epcs_buf_msgpack_write);
+    msgpack_pack_map(pk, job->refused ? 6 : 4);
     epcs_pack_cstr(pk, "status");
     epcs_pack_cstr(pk, outcome.status);
     epcs_pack_cstr(pk, "ruleset");
-    epcs_pack_cstr(pk, refused ? outcome.previous : outcome.ruleset);
-    if (refused) {
+    epcs_pack_cstr(pk, job->refused ? outcome.previous : outcome.ruleset);
+    if (job->refused) {
         epcs_pack_cstr(pk, "error");
         epcs_pack_cstr(pk, "rules_refused");
         epcs_pack_cstr(pk, "message");
@@ -519,85 +626,239 @@ int epcs_handle_admin_reload(h2o_req_t *req)
         epcs_pack_cstr(pk, "milliseconds");
         msgpack_pack_double(pk, outcome.milliseconds);
     }
-    /* The running rules stay after a refusal; the candidate's faults are the client's to fix. */
-    return epcs_response_send(req, refused ? 422 : 200, epcs_response_format(req));
+    epcs_offload_finish(base, &job->out);
 }
+
+static void respond_reload(struct epcs_offload *base, h2o_req_t *req)
+{
+    struct reload_job *job = reload_of(base);
+    /* The running rules stay after a refusal; the candidate's faults are the client's to fix. */
+    epcs_offload_send(base, req, job->refused ? 422 : 200, &job->out);
+}
+
+static void cb_reload_destroy(struct epcs_offload *base, int answered)
+{
+    struct reload_job *job = reload_of(base);
+    if (!answered)
+        epcs_log(EPCS_LOG_INFO, "rules",
+                 "a reload by %s is done; its client left before the "
+                 "answer",
+                 job->by);
+    epcs_buf_free(&job->out);
+    free(job);
+}
+
+static const struct epcs_offload_ops reload_ops = {.what = "reloading the rules",
+                                                   .work = cb_reload_work,
+                                                   .respond = respond_reload,
+                                                   .destroy = cb_reload_destroy};
+
+int epcs_handle_admin_reload(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    struct reload_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    job->server = worker->server;
+    if (worker->key != NULL)
+        snprintf(job->by, sizeof(job->by), "key %s (%s)", worker->key->id, worker->key->partner);
+    else
+        snprintf(job->by, sizeof(job->by), "%s", worker->partner);
+    return epcs_offload_start(req, &job->base, &reload_ops);
+}
+
+/*
+ * POST /v1/admin/rules/impact: a body of up to --max-batch-body (JSON takes milliseconds to
+ * decode), loading the candidate, reading the log's recent checks and deciding every check
+ * under both rulesets (with engines of the pool thread's own) all run on the thread pool; the
+ * loop only checks the body's size and type.
+ */
+struct impact_job {
+    struct epcs_offload base;
+    struct epcs_server *server;
+    /* The ruleset the worker ran when asked, held for the job; NULL when it had none. */
+    struct epcs_ruleset *active;
+    char *body;
+    size_t body_len;
+    int is_msgpack;
+    /* The field a refusal of the body names (a copy: the decoder's error is the work's). */
+    char field[128];
+    msgpack_zone zone;
+    int zone_ready;
+    int status;
+    struct epcs_buf out;
+};
+
+static struct impact_job *impact_of(struct epcs_offload *base)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct impact_job, base, base);
+}
+
+/* The body's {recent: N} or {checks: [...]} as the checks to decide, in the job's zone. 0, or
+ * -1 after choosing the 400, 404, 413 or 500. */
+static int impact_checks(struct impact_job *job, const msgpack_object *body, msgpack_object *checks)
+{
+    const struct epcs_config *config = &job->server->config;
+    const msgpack_object *recent = map_get(body, "recent"), *given = map_get(body, "checks");
+    char err[256];
+    if (recent == NULL && (given == NULL || given->type != MSGPACK_OBJECT_ARRAY))
+        return epcs_offload_fail(&job->base, 400, "bad_request", "checks",
+                                 "checks must be a list of checks as for /v1/check/batch, or "
+                                 "give recent: N to take the latest N logged checks"),
+               -1;
+    if (recent == NULL && given->via.array.size > config->max_batch)
+        return epcs_offload_fail(&job->base, 413, "too_large", "checks",
+                                 "%u checks; the limit is %zu", given->via.array.size,
+                                 config->max_batch),
+               -1;
+    if (recent == NULL)
+        return *checks = *given, 0;
+    if (given != NULL)
+        return epcs_offload_fail(&job->base, 400, "bad_request", "recent",
+                                 "give checks or recent, not both"),
+               -1;
+    if (recent->type != MSGPACK_OBJECT_POSITIVE_INTEGER || recent->via.u64 == 0 ||
+        recent->via.u64 > config->max_batch)
+        return epcs_offload_fail(&job->base, 400, "bad_request", "recent",
+                                 "recent must be a number of logged checks from 1 to %zu",
+                                 config->max_batch),
+               -1;
+    if (job->server->decisions == NULL)
+        return epcs_offload_fail(&job->base, 404, "not_found", NULL,
+                                 "the decision log is off (epcsd runs with --audit off)"),
+               -1;
+    if (epcs_recent_checks(job->server->decisions, (size_t)recent->via.u64, &job->zone, checks, err,
+                           sizeof(err)) == 0)
+        return 0;
+    epcs_log(EPCS_LOG_ERROR, "decisions", "reading recent checks: %s", err);
+    epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log cannot be read");
+    return -1;
+}
+
+/* Decodes and checks the body: the candidate's directory into `candidate` and the checks. 0,
+ * or -1 after choosing the error. */
+static int read_impact(struct impact_job *job, char *candidate, size_t size, msgpack_object *checks)
+{
+    struct epcs_decode_error decode_error;
+    msgpack_object body;
+    int decoded =
+        job->is_msgpack
+            ? epcs_msgpack_decode(job->body, job->body_len, &job->zone, &body, &decode_error)
+            : epcs_json_decode(job->body, job->body_len, &job->zone, &body, &decode_error);
+    if (decoded != 0) {
+        snprintf(job->field, sizeof(job->field), "%s", decode_error.field);
+        epcs_offload_fail(&job->base, 400, "bad_request", job->field, "%s", decode_error.message);
+        return -1;
+    }
+    const msgpack_object *dir = map_get(&body, "candidate");
+    if (dir == NULL || dir->type != MSGPACK_OBJECT_STR || dir->via.str.size == 0 ||
+        dir->via.str.size > 1024) {
+        epcs_offload_fail(&job->base, 400, "bad_request", "candidate",
+                          "candidate must name the directory holding the amended rules");
+        return -1;
+    }
+    snprintf(candidate, size, "%.*s", (int)dir->via.str.size, dir->via.str.ptr);
+    if (impact_checks(job, &body, checks) != 0)
+        return -1;
+    if (job->active == NULL) {
+        epcs_offload_fail(&job->base, 503, "not_ready", NULL, "no rule engine is available");
+        return -1;
+    }
+    return 0;
+}
+
+static void pack_refusal(msgpack_packer *pk, const struct epcs_rule_error *err)
+{
+    msgpack_pack_map(pk, 4);
+    epcs_pack_cstr(pk, "error");
+    epcs_pack_cstr(pk, "rules_refused");
+    epcs_pack_cstr(pk, "message");
+    epcs_pack_cstr(pk, err->message);
+    epcs_pack_cstr(pk, "file");
+    epcs_pack_cstr(pk, err->file);
+    epcs_pack_cstr(pk, "line");
+    msgpack_pack_int(pk, err->line);
+}
+
+static void cb_impact_work(struct epcs_offload *base)
+{
+    struct impact_job *job = impact_of(base);
+    struct epcs_server *server = job->server;
+    if (!msgpack_zone_init(&job->zone, 4096)) {
+        epcs_offload_fail(base, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    job->zone_ready = 1;
+    char candidate[1100], err[512];
+    msgpack_object checks;
+    if (read_impact(job, candidate, sizeof(candidate), &checks) != 0)
+        return;
+    struct epcs_rule_error rule_err;
+    struct epcs_ruleset *amended =
+        epcs_ruleset_load(candidate, server->plugins, &server->config.lua, &rule_err);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
+    if (amended == NULL) {
+        job->status = 422;
+        pack_refusal(&pk, &rule_err);
+    } else if (epcs_impact_run(server->plugins, job->active, amended, &checks, &job->out, err,
+                               sizeof(err)) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "rules", "impact analysis of %s failed: %s", candidate, err);
+        epcs_offload_fail(base, 500, "internal", NULL, "impact analysis failed");
+    } else {
+        job->status = 200;
+    }
+    epcs_ruleset_release(amended);
+    if (job->status != 0)
+        epcs_offload_finish(base, &job->out);
+}
+
+static void respond_impact(struct epcs_offload *base, h2o_req_t *req)
+{
+    struct impact_job *job = impact_of(base);
+    epcs_offload_send(base, req, job->status, &job->out);
+}
+
+static void cb_impact_destroy(struct epcs_offload *base, int answered)
+{
+    (void)answered;
+    struct impact_job *job = impact_of(base);
+    epcs_ruleset_release(job->active);
+    if (job->zone_ready)
+        msgpack_zone_destroy(&job->zone);
+    free(job->body);
+    epcs_buf_free(&job->out);
+    free(job);
+}
+
+static const struct epcs_offload_ops impact_ops = {.what = "an impact analysis",
+                                                   .work = cb_impact_work,
+                                                   .respond = respond_impact,
+                                                   .destroy = cb_impact_destroy};
 
 /* {candidate: "directory", checks: [...] | recent: N}: the impact report of epcsd --impact over
  * HTTP, on supplied checks or on the latest N checks of the decision log. */
 int epcs_handle_admin_impact(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    msgpack_object body;
-    struct epcs_decode_error decode_error;
-    if (epcs_read_body(req, worker->server->config.max_batch_body, &body, NULL) != 0)
+    int media = epcs_body_media(req, worker->server->config.max_batch_body);
+    if (media < 0)
         return 0;
-    const msgpack_object *candidate = map_get(&body, "candidate");
-    const msgpack_object *checks = map_get(&body, "checks");
-    if (candidate == NULL || candidate->type != MSGPACK_OBJECT_STR ||
-        candidate->via.str.size == 0 || candidate->via.str.size > 1024)
-        return epcs_respond_error(req, 400, "bad_request", "candidate",
-                                  "candidate must name the directory holding the amended rules");
-    const msgpack_object *recent = map_get(&body, "recent");
-    msgpack_object logged;
-    if (recent != NULL) {
-        if (checks != NULL)
-            return epcs_respond_error(req, 400, "bad_request", "recent",
-                                      "give checks or recent, not both");
-        if (recent->type != MSGPACK_OBJECT_POSITIVE_INTEGER || recent->via.u64 == 0 ||
-            recent->via.u64 > worker->server->config.max_batch)
-            return epcs_respond_error(req, 400, "bad_request", "recent",
-                                      "recent must be a number of logged checks from 1 to %zu",
-                                      worker->server->config.max_batch);
-        if (epcs_recent_checks(req, (size_t)recent->via.u64, &logged) != 0)
-            return 0;
-        checks = &logged;
+    struct impact_job *job = calloc(1, sizeof(*job));
+    char *body = job != NULL ? malloc(req->entity.len) : NULL;
+    if (body == NULL) {
+        free(job);
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
-    if (checks == NULL || checks->type != MSGPACK_OBJECT_ARRAY)
-        return epcs_respond_error(req, 400, "bad_request", "checks",
-                                  "checks must be a list of checks as for /v1/check/batch, or "
-                                  "give recent: N to take the latest N logged checks");
-    if (checks->via.array.size > worker->server->config.max_batch)
-        return epcs_respond_error(req, 413, "too_large", "checks", "%u checks; the limit is %zu",
-                                  checks->via.array.size, worker->server->config.max_batch);
-    struct epcs_engine *engine = epcs_engine_or_503(req);
-    if (engine == NULL)
-        return 0;
-    char dir[1100];
-    snprintf(dir, sizeof(dir), "%.*s", (int)candidate->via.str.size, candidate->via.str.ptr);
-    struct epcs_rule_error err;
-    struct epcs_ruleset *amended =
-        epcs_ruleset_load(dir, worker->server->plugins, &worker->server->config.lua, &err);
-    if (amended == NULL) {
-        msgpack_packer *pk = epcs_response_begin(worker);
-        msgpack_pack_map(pk, 4);
-        epcs_pack_cstr(pk, "error");
-        epcs_pack_cstr(pk, "rules_refused");
-        epcs_pack_cstr(pk, "message");
-        epcs_pack_cstr(pk, err.message);
-        epcs_pack_cstr(pk, "file");
-        epcs_pack_cstr(pk, err.file);
-        epcs_pack_cstr(pk, "line");
-        msgpack_pack_int(pk, err.line);
-        return epcs_response_send(req, 422, epcs_response_format(req));
+    job->server = worker->server;
+    job->body = memcpy(body, req->entity.base, req->entity.len);
+    job->body_len = req->entity.len;
+    job->is_msgpack = media == 1;
+    /* Without an engine (memory ran short) the body is still checked first: 503 after it. */
+    struct epcs_engine *engine = epcs_worker_engine(worker);
+    if (engine != NULL) {
+        job->active = epcs_engine_ruleset(engine);
+        epcs_ruleset_retain(job->active);
     }
-    char *report = NULL;
-    size_t report_len = 0;
-    FILE *out = open_memstream(&report, &report_len);
-    int rc = out != NULL ? epcs_impact_run(worker->server, epcs_engine_ruleset(engine), amended,
-                                           checks, out)
-                         : -1;
-    if (out != NULL)
-        fclose(out);
-    epcs_ruleset_release(amended);
-    msgpack_object document;
-    char *copy = rc == 0 ? msgpack_zone_malloc(&worker->zone, report_len + 1) : NULL;
-    if (copy == NULL || epcs_json_decode(memcpy(copy, report, report_len), report_len,
-                                         &worker->zone, &document, &decode_error) != 0) {
-        free(report);
-        return epcs_respond_error(req, 500, "internal", NULL, "impact analysis failed");
-    }
-    free(report);
-    msgpack_pack_object(epcs_response_begin(worker), document);
-    return epcs_response_send(req, 200, epcs_response_format(req));
+    return epcs_offload_start(req, &job->base, &impact_ops);
 }

@@ -131,10 +131,6 @@ static const char schema[] =
     "  answer BLOB,"
     "  latency_us INTEGER);";
 
-/* Read connections kept for reuse; more are opened when more threads read at once, and those
-   beyond this many are closed when given back. */
-#define READERS_KEPT 8
-
 /* Handovers to the decision log not yet known to be committed; when more pile up, the newest
    two are merged (their rows then go a little later). */
 #define HANDED_MAX 64
@@ -172,10 +168,8 @@ struct epcs_cases {
     } handed[HANDED_MAX];
     size_t handed_count, deleting;
     char data_dir[4096];
-    /* Idle read connections, under their own lock so reads never wait for a write. */
-    pthread_mutex_t readers_lock;
-    sqlite3 *readers[READERS_KEPT];
-    size_t reader_count;
+    /* Read connections for the thread pool: reads never wait for a write's lock. */
+    struct epcs_sqlite_pool readers;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -2872,11 +2866,11 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
         return NULL;
     }
     pthread_mutex_init(&cases->lock, NULL);
-    pthread_mutex_init(&cases->readers_lock, NULL);
     cases->log = log;
     snprintf(cases->data_dir, sizeof(cases->data_dir), "%s", data_dir);
     char path[4200], why[256];
     db_path(data_dir, path, sizeof(path));
+    epcs_sqlite_pool_init(&cases->readers, path, BUSY_TIMEOUT_MS);
     /* Our own lock serialises every use of this connection. */
     if (sqlite3_open_v2(path, &cases->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -2933,10 +2927,8 @@ void epcs_cases_close(struct epcs_cases *cases)
         epcs_decision_log_detach(cases->log, &cases->stage);
     }
     sqlite3_close(cases->db);
-    for (size_t i = 0; i < cases->reader_count; i++)
-        sqlite3_close(cases->readers[i]);
+    epcs_sqlite_pool_dispose(&cases->readers);
     pthread_mutex_destroy(&cases->lock);
-    pthread_mutex_destroy(&cases->readers_lock);
     free(cases);
 }
 
@@ -2949,23 +2941,10 @@ sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size)
 
 sqlite3 *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err, size_t err_size)
 {
-    sqlite3 *db = NULL;
-    pthread_mutex_lock(&cases->readers_lock);
-    if (cases->reader_count > 0)
-        db = cases->readers[--cases->reader_count];
-    pthread_mutex_unlock(&cases->readers_lock);
-    return db != NULL ? db : epcs_cases_reader(cases->data_dir, err, err_size);
+    return epcs_sqlite_pool_acquire(&cases->readers, err, err_size);
 }
 
 void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db)
 {
-    if (db == NULL)
-        return;
-    pthread_mutex_lock(&cases->readers_lock);
-    int kept = cases->reader_count < READERS_KEPT;
-    if (kept)
-        cases->readers[cases->reader_count++] = db;
-    pthread_mutex_unlock(&cases->readers_lock);
-    if (!kept)
-        sqlite3_close(db);
+    epcs_sqlite_pool_release(&cases->readers, db);
 }

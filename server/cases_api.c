@@ -798,7 +798,8 @@ static int file_report(h2o_req_t *req)
     struct epcs_buf verdict = {0};
     msgpack_packer verdict_pk;
     msgpack_packer_init(&verdict_pk, &verdict, epcs_buf_msgpack_write);
-    if (epcs_check_run(worker, engine, &check, &verdict_pk, &decision, &err) != 0) {
+    struct epcs_check_ctx ctx = epcs_worker_check_ctx(worker);
+    if (epcs_check_run(&ctx, engine, &check, &verdict_pk, &decision, &err) != 0) {
         epcs_buf_free(&verdict);
         return respond_report_error(req, &err);
     }

@@ -1,5 +1,6 @@
 /* POST /v1/check and /v1/check/batch: decode, validate, evaluate one or every matching area. */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -106,9 +107,9 @@ static uint64_t now_us(void)
 }
 
 /* Whether the answer's map ends with `decision`: the caller gave an id, or one is taken. */
-static int has_decision_id(const struct epcs_worker *worker, const struct epcs_decision *decision)
+static int has_decision_id(const struct epcs_check_ctx *ctx, const struct epcs_decision *decision)
 {
-    return decision->id != 0 || (decision->take_id && worker->server->decisions != NULL);
+    return decision->id != 0 || (decision->take_id && ctx->log != NULL);
 }
 
 /*
@@ -116,22 +117,70 @@ static int has_decision_id(const struct epcs_worker *worker, const struct epcs_d
  * the verdict is decided: an id taken for a check that then fails would hold back every entry
  * after it until its worker's turn ends (the writer stores in id order).
  */
-static void pack_decision_id(struct epcs_worker *worker, msgpack_packer *pk,
+static void pack_decision_id(const struct epcs_check_ctx *ctx, msgpack_packer *pk,
                              struct epcs_decision *decision, int counted)
 {
-    if (decision->id == 0 && decision->take_id && worker->server->decisions != NULL)
-        decision->id = epcs_decision_log_next_id(worker->server->decisions, &worker->staged);
+    if (decision->id == 0 && decision->take_id && ctx->log != NULL)
+        decision->id = epcs_decision_log_next_id(ctx->log, ctx->stage);
     if (decision->id == 0 || !counted)
         return;
     epcs_pack_cstr(pk, "decision");
     msgpack_pack_uint64(pk, decision->id);
 }
 
-int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
+struct epcs_check_ctx epcs_worker_check_ctx(struct epcs_worker *worker)
+{
+    return (struct epcs_check_ctx){.plugins = worker->server->plugins,
+                                   .log = worker->server->decisions,
+                                   .stage = &worker->staged,
+                                   .zone = &worker->zone,
+                                   .facts = &worker->facts,
+                                   .scratch = &worker->scratch,
+                                   .scratch_packer = &worker->scratch_packer};
+}
+
+/* A context with its parts in one allocation. */
+struct owned_check_ctx {
+    struct epcs_check_ctx ctx;
+    msgpack_zone zone;
+    struct epcs_facts facts;
+    struct epcs_buf scratch;
+    msgpack_packer scratch_packer;
+};
+
+struct epcs_check_ctx *epcs_check_ctx_create(const struct epcs_plugin_set *plugins)
+{
+    struct owned_check_ctx *owned = calloc(1, sizeof(*owned));
+    if (owned == NULL)
+        return NULL;
+    if (!msgpack_zone_init(&owned->zone, 4096)) {
+        free(owned);
+        return NULL;
+    }
+    msgpack_packer_init(&owned->scratch_packer, &owned->scratch, epcs_buf_msgpack_write);
+    owned->ctx = (struct epcs_check_ctx){.plugins = plugins,
+                                         .zone = &owned->zone,
+                                         .facts = &owned->facts,
+                                         .scratch = &owned->scratch,
+                                         .scratch_packer = &owned->scratch_packer};
+    return &owned->ctx;
+}
+
+void epcs_check_ctx_destroy(struct epcs_check_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    struct owned_check_ctx *owned = H2O_STRUCT_FROM_MEMBER(struct owned_check_ctx, ctx, ctx);
+    msgpack_zone_destroy(&owned->zone);
+    epcs_buf_free(&owned->scratch);
+    free(owned);
+}
+
+int epcs_check_run(const struct epcs_check_ctx *ctx, struct epcs_engine *engine,
                    const msgpack_object *body, msgpack_packer *pk, struct epcs_decision *decision,
                    struct epcs_check_error *err)
 {
-    const struct epcs_plugin_set *plugins = worker->server->plugins;
+    const struct epcs_plugin_set *plugins = ctx->plugins;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
     struct check_request check;
     if (read_envelope(body, &check, err) != 0)
@@ -159,7 +208,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
                         "no area '%.*s'; GET /v1/areas lists them", quoted_len(check.area),
                         check.area->via.str.ptr);
     }
-    struct epcs_facts *facts = &worker->facts;
+    struct epcs_facts *facts = ctx->facts;
     if (epcs_facts_read(facts, plugins->vocab, check.actor, check.activity) != 0)
         return fail(err, 422, "invalid_fact", facts->field, "%s", facts->message);
     facts->date = date;
@@ -168,7 +217,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
     decision->election = election->id;
     decision->date = date;
     decision->ruleset = ruleset->id;
-    int with_id = has_decision_id(worker, decision);
+    int with_id = has_decision_id(ctx, decision);
     if (area_index >= 0) {
         const char *area = plugins->items[area_index].desc->name;
         eval.area_index = (size_t)area_index;
@@ -177,7 +226,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
         enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
         if (outcome != EPCS_AREA_DECIDED)
             return undecided(outcome, area, facts, &eval, err);
-        pack_decision_id(worker, pk, decision, eval.decision_follows);
+        pack_decision_id(ctx, pk, decision, eval.decision_follows);
         decision->area = area;
         decision->area_index = area_index;
         decision->verdict = eval.verdict;
@@ -201,11 +250,11 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
         msgpack_pack_array(pk, 0);
         epcs_pack_cstr(pk, "ruleset");
         epcs_pack_cstr(pk, ruleset->id);
-        pack_decision_id(worker, pk, decision, with_id);
+        pack_decision_id(ctx, pk, decision, with_id);
         decision->verdict = EPCS_VERDICT_NEEDS_FACTS;
         return 0;
     }
-    epcs_buf_reset(&worker->scratch);
+    epcs_buf_reset(ctx->scratch);
     enum epcs_verdict_kind strictest = EPCS_VERDICT_ALLOWED;
     size_t answered = 0;
     for (size_t i = 0; i < plugins->count; i++) {
@@ -213,7 +262,7 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
         if (!epcs_plugin_covers(plugin->desc, kind->value->via.str.ptr, kind->value->via.str.size))
             continue;
         eval.area_index = i;
-        eval.packer = &worker->scratch_packer;
+        eval.packer = ctx->scratch_packer;
         enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
         if (outcome != EPCS_AREA_DECIDED)
             return undecided(outcome, plugin->desc->name, facts, &eval, err);
@@ -226,10 +275,10 @@ int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
     epcs_pack_cstr(pk, epcs_verdict_name(strictest));
     epcs_pack_cstr(pk, "results");
     msgpack_pack_array(pk, answered);
-    epcs_buf_append(pk->data, worker->scratch.data, worker->scratch.len);
+    epcs_buf_append(pk->data, ctx->scratch->data, ctx->scratch->len);
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
-    pack_decision_id(worker, pk, decision, with_id);
+    pack_decision_id(ctx, pk, decision, with_id);
     decision->verdict = strictest;
     return 0;
 }
@@ -269,9 +318,8 @@ int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err)
     return epcs_response_send(req, err->status, epcs_response_format(req));
 }
 
-int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_msgpack)
+int epcs_body_media(h2o_req_t *req, size_t limit)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
     if (req->entity.base == NULL || req->entity.len == 0)
         return epcs_respond_error(req, 400, "bad_request", NULL, "the request body is empty"), -1;
     if (req->entity.len > limit)
@@ -289,6 +337,15 @@ int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_m
                                   (int)(type.len > 64 ? 64 : type.len), type.base),
                -1;
     }
+    return media;
+}
+
+int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_msgpack)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    int media = epcs_body_media(req, limit);
+    if (media < 0)
+        return -1;
     if (is_msgpack != NULL)
         *is_msgpack = media == 1;
     struct epcs_decode_error decode_error;
@@ -361,8 +418,9 @@ int epcs_handle_check(h2o_req_t *req)
         decision.check_len = req->entity.len;
     }
     struct epcs_check_error err;
+    struct epcs_check_ctx ctx = epcs_worker_check_ctx(worker);
     msgpack_packer *pk = epcs_response_begin(worker);
-    if (epcs_check_run(worker, engine, &body, pk, &decision, &err) != 0)
+    if (epcs_check_run(&ctx, engine, &body, pk, &decision, &err) != 0)
         return epcs_respond_check_error(req, &err);
     decision.verdict_msgpack = worker->body.data;
     decision.verdict_len = worker->body.len;
@@ -413,6 +471,7 @@ int epcs_handle_check_batch(h2o_req_t *req)
         h2o_mem_alloc_pool(&req->pool, sizeof(*decisions) * (count ? count : 1));
     size_t *offsets = h2o_mem_alloc_pool(&req->pool, sizeof(*offsets) * (count ? count : 1));
     size_t decided = 0;
+    struct epcs_check_ctx ctx = epcs_worker_check_ctx(worker);
     epcs_buf_reset(&worker->batch);
     for (uint32_t i = 0; i < count; i++) {
         const msgpack_object *item = &checks->via.array.ptr[i];
@@ -421,7 +480,7 @@ int epcs_handle_check_batch(h2o_req_t *req)
         struct epcs_check_error err;
         size_t mark = worker->batch.len;
         uint64_t item_started = now_us();
-        if (epcs_check_run(worker, engine, item, &worker->batch_packer, decision, &err) != 0) {
+        if (epcs_check_run(&ctx, engine, item, &worker->batch_packer, decision, &err) != 0) {
             worker->batch.len = mark;
             pack_error(&worker->batch_packer, &err, 1);
             continue;

@@ -198,6 +198,14 @@ struct epcs_decision_log {
     struct epcs_buf page;
     /* Entries a group could not commit yet (an id below theirs was still on its way). */
     struct epcs_decision_chunk *held;
+
+    /* Read connections for queries on the thread pool. */
+    struct epcs_sqlite_pool readers;
+    /* What filtered queries learnt of the pages they read whole (see page summaries), an
+     * open-addressed table of `summary_slots` slots. */
+    pthread_mutex_t summaries_lock;
+    struct page_summary *summaries;
+    size_t summary_count, summary_slots;
 };
 
 /*
@@ -1398,8 +1406,10 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
     pthread_cond_init(&log->committed_cond, NULL);
+    pthread_mutex_init(&log->summaries_lock, NULL);
     char path[4200], pages[4200];
     db_path(data_dir, path, sizeof(path));
+    epcs_sqlite_pool_init(&log->readers, path, BUSY_TIMEOUT_MS);
     pages_path(path, pages, sizeof(pages));
     /* New files' directory entries are made durable too, or a power cut could take them. */
     int fresh = access(path, F_OK) != 0 || access(pages, F_OK) != 0;
@@ -1470,6 +1480,9 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
     free(log->lanes);
     epcs_buf_free(&log->article);
     epcs_buf_free(&log->page);
+    epcs_sqlite_pool_dispose(&log->readers);
+    free(log->summaries);
+    pthread_mutex_destroy(&log->summaries_lock);
     pthread_cond_destroy(&log->wake);
     pthread_cond_destroy(&log->committed_cond);
     pthread_mutex_destroy(&log->lock);
@@ -2304,8 +2317,189 @@ static int first_page(sqlite3 *db, const struct epcs_decision_query *query, int6
     return step == SQLITE_ROW ? 0 : -1;
 }
 
-int epcs_decision_log_query(sqlite3 *db, const struct epcs_decision_query *query,
-                            msgpack_packer *pk, char *err, size_t err_size)
+/*
+ * Page summaries. A listing filtered by partner, area, verdict or election decodes every page it
+ * visits, and on a busy log most pages hold nothing for one partner. A query that reads a page
+ * whole records which values of those its entries have, as a Bloom filter kept in memory under
+ * the page's first id and place in the file (a page never changes once indexed); later queries
+ * skip a page whose filter lacks a value they ask for without reading it. Nothing goes to disk,
+ * so data directories keep their format, and each run learns its summaries again.
+ */
+#define SUMMARY_WORDS 4
+#define SUMMARY_BITS (SUMMARY_WORDS * 64)
+/* Bits set per value: with a page's few dozen distinct values, a few percent false matches. */
+#define SUMMARY_PROBES 3
+/* Pages summarised at most (48 bytes a slot, half the slots used): 2 billion entries. */
+#define SUMMARY_MAX_PAGES ((size_t)1 << 22)
+
+struct page_summary {
+    /* 0: a free slot (ids carry their run, which starts at 1, in the high bits). */
+    int64_t first_id;
+    int64_t body_at;
+    uint64_t bits[SUMMARY_WORDS];
+};
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+/* Sets in `bits` the probes of `text` as a value of the field `tag` names. */
+static void summary_set(uint64_t *bits, char tag, const char *text, size_t len)
+{
+    uint64_t hash = 0xcbf29ce484222325ULL ^ (unsigned char)tag;
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ (unsigned char)text[i]) * 0x100000001b3ULL;
+    hash = mix64(hash);
+    for (int probe = 0; probe < SUMMARY_PROBES; probe++) {
+        unsigned bit = (unsigned)(hash >> (probe * 16)) % SUMMARY_BITS;
+        bits[bit / 64] |= (uint64_t)1 << (bit % 64);
+    }
+}
+
+static void summary_set_object(uint64_t *bits, char tag, const msgpack_object *value)
+{
+    if (value->type == MSGPACK_OBJECT_STR)
+        summary_set(bits, tag, value->via.str.ptr, value->via.str.size);
+}
+
+static void summary_add_entry(uint64_t *bits, const msgpack_object *entry)
+{
+    const msgpack_object *f = entry->via.array.ptr;
+    if (f[0].via.u64 == ENTRY_EVENT) {
+        summary_set_object(bits, 'p', &f[3]);
+        summary_set_object(bits, 'e', &f[4]);
+        return;
+    }
+    summary_set_object(bits, 'p', &f[6]);
+    summary_set_object(bits, 'e', &f[7]);
+    summary_set_object(bits, 'a', &f[8]);
+    summary_set_object(bits, 'v', &f[5]);
+}
+
+/* The bits a page must have to hold an entry the query wants; 0 when it filters on none. */
+static int summary_wanted(const struct epcs_decision_query *query, uint64_t *bits)
+{
+    const char *const values[] = {query->partner, query->election, query->area, query->verdict};
+    static const char tags[] = {'p', 'e', 'a', 'v'};
+    int filtered = 0;
+    memset(bits, 0, sizeof(uint64_t) * SUMMARY_WORDS);
+    for (size_t i = 0; i < sizeof(tags); i++) {
+        if (values[i] != NULL) {
+            summary_set(bits, tags[i], values[i], strlen(values[i]));
+            filtered = 1;
+        }
+    }
+    return filtered;
+}
+
+static size_t summary_slot(const struct epcs_decision_log *log, int64_t first_id, int64_t body_at)
+{
+    return (size_t)mix64((uint64_t)first_id ^ ((uint64_t)body_at << 20)) & (log->summary_slots - 1);
+}
+
+/* Whether the page's summary is known and says it holds none of what the query wants. */
+static int summary_excludes(struct epcs_decision_log *log, int64_t first_id, int64_t body_at,
+                            const uint64_t *wanted)
+{
+    int excluded = 0;
+    pthread_mutex_lock(&log->summaries_lock);
+    for (size_t at = log->summary_slots ? summary_slot(log, first_id, body_at) : 0;
+         log->summary_slots > 0 && log->summaries[at].first_id != 0;
+         at = (at + 1) & (log->summary_slots - 1)) {
+        const struct page_summary *summary = &log->summaries[at];
+        if (summary->first_id != first_id || summary->body_at != body_at)
+            continue;
+        for (int w = 0; w < SUMMARY_WORDS; w++)
+            excluded |= (summary->bits[w] & wanted[w]) != wanted[w];
+        break;
+    }
+    pthread_mutex_unlock(&log->summaries_lock);
+    return excluded;
+}
+
+static void summary_insert_locked(struct epcs_decision_log *log, const struct page_summary *page)
+{
+    size_t at = summary_slot(log, page->first_id, page->body_at);
+    while (log->summaries[at].first_id != 0) {
+        if (log->summaries[at].first_id == page->first_id &&
+            log->summaries[at].body_at == page->body_at)
+            return;
+        at = (at + 1) & (log->summary_slots - 1);
+    }
+    log->summaries[at] = *page;
+    log->summary_count++;
+}
+
+/* Keeps a page's summary; when memory runs out or the table is full, the page stays unknown. */
+static void summary_store(struct epcs_decision_log *log, const struct page_summary *page)
+{
+    pthread_mutex_lock(&log->summaries_lock);
+    if ((log->summary_count + 1) * 2 > log->summary_slots &&
+        log->summary_count < SUMMARY_MAX_PAGES) {
+        size_t slots = log->summary_slots ? log->summary_slots * 2 : 1024;
+        struct page_summary *grown = calloc(slots, sizeof(*grown));
+        if (grown != NULL) {
+            struct page_summary *old = log->summaries;
+            size_t old_slots = log->summary_slots;
+            log->summaries = grown;
+            log->summary_slots = slots;
+            log->summary_count = 0;
+            for (size_t i = 0; i < old_slots; i++) {
+                if (old[i].first_id != 0)
+                    summary_insert_locked(log, &old[i]);
+            }
+            free(old);
+        }
+    }
+    if ((log->summary_count + 1) * 2 <= log->summary_slots)
+        summary_insert_locked(log, page);
+    pthread_mutex_unlock(&log->summaries_lock);
+}
+
+/* Reads the page of the current row of `pages` and packs what the query wants into `rows`:
+ * 1 when the query has its entries (one more than asked for is there), 0 to go on, -1. */
+static int query_page(struct page_reader *reader, struct epcs_decision_log *log,
+                      sqlite3_stmt *pages, const struct epcs_decision_query *query,
+                      const uint64_t *wanted, msgpack_packer *rows, size_t *count,
+                      uint64_t *last_id)
+{
+    struct page_summary summary = {.first_id = sqlite3_column_int64(pages, 3),
+                                   .body_at = sqlite3_column_int64(pages, 1)};
+    if (wanted != NULL && log != NULL &&
+        summary_excludes(log, summary.first_id, summary.body_at, wanted))
+        return 0;
+    if (reader_open_page(reader, pages, 1) != 0)
+        return -1;
+    msgpack_object entry;
+    int next;
+    while ((next = reader_next(reader, &entry)) == 1) {
+        if (wanted != NULL)
+            summary_add_entry(summary.bits, &entry);
+        if (!matches(query, &entry))
+            continue;
+        /* One entry more than asked tells whether there is a next page. */
+        if (*count == query->limit)
+            return 1;
+        if (pack_entry(reader, rows, &entry) != 0)
+            return -1;
+        *last_id = entry_id(&entry);
+        (*count)++;
+    }
+    if (next < 0)
+        return -1;
+    if (wanted != NULL && log != NULL)
+        summary_store(log, &summary);
+    return 0;
+}
+
+int epcs_decision_log_query(struct epcs_decision_log *log, sqlite3 *db,
+                            const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
+                            size_t err_size)
 {
     int64_t first;
     if (first_page(db, query, &first, err, err_size) != 0)
@@ -2315,14 +2509,16 @@ int epcs_decision_log_query(sqlite3 *db, const struct epcs_decision_query *query
         return -1;
     sqlite3_stmt *pages = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT first_us, body_at, body_len FROM pages WHERE first_id >= ? "
-                           "ORDER BY first_id",
+                           "SELECT first_us, body_at, body_len, first_id FROM pages WHERE "
+                           "first_id >= ? ORDER BY first_id",
                            -1, &pages, NULL) != SQLITE_OK) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(db));
         reader_close(&reader);
         return -1;
     }
     sqlite3_bind_int64(pages, 1, first);
+    uint64_t wanted[SUMMARY_WORDS];
+    int filtered = summary_wanted(query, wanted);
     struct epcs_buf rows = {0};
     msgpack_packer row_packer;
     msgpack_packer_init(&row_packer, &rows, epcs_buf_msgpack_write);
@@ -2332,29 +2528,10 @@ int epcs_decision_log_query(sqlite3 *db, const struct epcs_decision_query *query
     while (!more && rc == 0 && (step = sqlite3_step(pages)) == SQLITE_ROW) {
         if (query->to_us && sqlite3_column_int64(pages, 0) >= query->to_us + TIME_SLACK_US)
             break;
-        if (reader_open_page(&reader, pages, 1) != 0) {
-            rc = -1;
-            break;
-        }
-        msgpack_object entry;
-        int next;
-        while ((next = reader_next(&reader, &entry)) == 1) {
-            if (!matches(query, &entry))
-                continue;
-            /* One entry more than asked tells whether there is a next page. */
-            if (count == query->limit) {
-                more = 1;
-                break;
-            }
-            if (pack_entry(&reader, &row_packer, &entry) != 0) {
-                rc = -1;
-                break;
-            }
-            last_id = entry_id(&entry);
-            count++;
-        }
-        if (next < 0)
-            rc = -1;
+        int got = query_page(&reader, log, pages, query, filtered ? wanted : NULL, &row_packer,
+                             &count, &last_id);
+        more = got == 1;
+        rc = got < 0 ? -1 : 0;
     }
     if (rc == 0 && !more && step != SQLITE_ROW && step != SQLITE_DONE) {
         snprintf(err, err_size, "%s", sqlite3_errmsg(db));
@@ -2524,4 +2701,16 @@ int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decisio
     else
         *ticket = last;
     return 0;
+}
+
+/* ---- readers for the thread pool ---------------------------------------------------------- */
+
+sqlite3 *epcs_decision_log_reader_acquire(struct epcs_decision_log *log, char *err, size_t err_size)
+{
+    return epcs_sqlite_pool_acquire(&log->readers, err, err_size);
+}
+
+void epcs_decision_log_reader_release(struct epcs_decision_log *log, sqlite3 *db)
+{
+    epcs_sqlite_pool_release(&log->readers, db);
 }

@@ -174,7 +174,7 @@ struct epcs_decision_log_stats {
 };
 void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats);
 
-/** A read-only connection for queries, one per worker thread. NULL with `err` filled. */
+/** A read-only connection of the caller's own for queries. NULL with `err` filled. */
 sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_size);
 
 /** GET /v1/decisions filters; NULL or 0 means any. */
@@ -191,11 +191,14 @@ struct epcs_decision_query {
 };
 
 /**
- * Packs {decisions: [...], next: id|nil} matching `query`, oldest first; case events come
- * along unless the query names an area or a verdict. Returns 0, or -1 with `err` filled.
+ * Packs {decisions: [...], next: id|nil} matching `query`, read on `reader`, oldest first; case
+ * events come along unless the query names an area or a verdict. A query filtering by partner,
+ * area, verdict or election skips the pages that `log` (may be NULL: none skipped) has learnt
+ * hold none of its values. Returns 0, or -1 with `err` filled.
  */
-int epcs_decision_log_query(sqlite3 *reader, const struct epcs_decision_query *query,
-                            msgpack_packer *pk, char *err, size_t err_size);
+int epcs_decision_log_query(struct epcs_decision_log *log, sqlite3 *reader,
+                            const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
+                            size_t err_size);
 
 /**
  * Packs decision (or case event) `id` as one map. Returns 0, 1 when there is no such entry,
@@ -246,5 +249,15 @@ int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decisio
                               const struct epcs_decision *decisions, const char *const *partners,
                               size_t decision_count, const struct epcs_decision_event *events,
                               size_t event_count, uint64_t *ticket);
+
+/**
+ * A read-only connection from the log's own pool (opened when none is idle), the calling
+ * thread's until epcs_decision_log_reader_release: reads on the thread pool take one each, and
+ * no event loop keeps one. NULL with `err` filled.
+ */
+sqlite3 *epcs_decision_log_reader_acquire(struct epcs_decision_log *log, char *err,
+                                          size_t err_size);
+/** Gives `db` (from epcs_decision_log_reader_acquire; NULL accepted) back to the pool. */
+void epcs_decision_log_reader_release(struct epcs_decision_log *log, sqlite3 *db);
 
 #endif

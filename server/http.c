@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -1324,6 +1325,9 @@ static void *worker_main(void *arg)
 {
     struct epcs_worker *worker = arg;
     struct epcs_server *server = worker->server;
+    char name[16];
+    snprintf(name, sizeof(name), "epcs-worker-%d", worker->index);
+    prctl(PR_SET_NAME, name);
     h2o_context_init(&worker->ctx, &worker->loop, &server->globalconf);
     worker->accept_ctx.ctx = &worker->ctx;
     worker->accept_ctx.hosts = server->globalconf.hosts;
@@ -1433,7 +1437,6 @@ static void dispose_worker(struct epcs_worker *worker)
     epcs_guard_destroy(worker->guard);
     epcs_engine_destroy(worker->engine);
     epcs_keyring_release(worker->keyring);
-    sqlite3_close(worker->reader);
     free(worker->metrics.verdicts);
     if (worker->zone_ready)
         msgpack_zone_destroy(&worker->zone);

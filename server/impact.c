@@ -1,5 +1,6 @@
 #include "impact.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,13 +48,13 @@ static const char *area_of(const msgpack_object *answer, char *buf, size_t size)
 }
 
 /* Decides one check and packs its answer, or its error, to `pk`. */
-static void decide(struct epcs_worker *worker, struct epcs_engine *engine,
+static void decide(const struct epcs_check_ctx *ctx, struct epcs_engine *engine,
                    const msgpack_object *check, msgpack_packer *pk)
 {
     struct epcs_decision decision;
     struct epcs_check_error err;
     memset(&decision, 0, sizeof(decision));
-    if (epcs_check_run(worker, engine, check, pk, &decision, &err) == 0)
+    if (epcs_check_run(ctx, engine, check, pk, &decision, &err) == 0)
         return;
     msgpack_pack_map(pk, 2);
     epcs_pack_cstr(pk, "error");
@@ -67,114 +68,150 @@ struct count {
     size_t changed;
 };
 
-int epcs_impact_run(struct epcs_server *server, struct epcs_ruleset *active,
-                    struct epcs_ruleset *candidate, const msgpack_object *checks, FILE *out)
+/* One run: its engines, context and what it has found so far. */
+struct impact {
+    struct epcs_engine *before, *after;
+    struct epcs_check_ctx *ctx;
+    /* Both answers of the check at hand, back to back, and the two signatures. */
+    struct epcs_buf answers, sign_before, sign_after;
+    msgpack_packer answer_pk;
+    /* The changes found, packed one after another, and their count per area. */
+    struct epcs_buf changes;
+    msgpack_packer changes_pk;
+    struct count *counts;
+    size_t changed, areas;
+};
+
+static void impact_free(struct impact *run)
 {
-    struct epcs_rule_error err;
-    struct epcs_engine *before = epcs_engine_create(active, &err);
-    struct epcs_engine *after = before ? epcs_engine_create(candidate, &err) : NULL;
-    struct epcs_worker *worker = calloc(1, sizeof(*worker));
-    struct count *counts = calloc(checks->via.array.size + 1, sizeof(*counts));
-    int rc = -1;
-    if (after == NULL || worker == NULL || counts == NULL) {
-        fprintf(stderr, "epcsd: %s\n", after == NULL ? err.message : "out of memory");
-        goto done;
-    }
-    worker->server = server;
-    msgpack_zone_init(&worker->zone, 4096);
-    worker->zone_ready = 1;
-    msgpack_packer_init(&worker->scratch_packer, &worker->scratch, epcs_buf_msgpack_write);
+    epcs_buf_free(&run->answers);
+    epcs_buf_free(&run->sign_before);
+    epcs_buf_free(&run->sign_after);
+    epcs_buf_free(&run->changes);
+    free(run->counts);
+    epcs_check_ctx_destroy(run->ctx);
+    epcs_engine_destroy(run->before);
+    epcs_engine_destroy(run->after);
+}
 
-    struct epcs_buf answers = {0}, report = {0}, sign_before = {0}, sign_after = {0};
-    msgpack_packer answer_pk, report_pk, changes_pk;
-    struct epcs_buf changes = {0};
-    msgpack_packer_init(&answer_pk, &answers, epcs_buf_msgpack_write);
-    msgpack_packer_init(&report_pk, &report, epcs_buf_msgpack_write);
-    msgpack_packer_init(&changes_pk, &changes, epcs_buf_msgpack_write);
-    size_t changed = 0, areas = 0;
-    for (uint32_t i = 0; i < checks->via.array.size; i++) {
-        const msgpack_object *check = &checks->via.array.ptr[i];
-        epcs_buf_reset(&answers);
-        decide(worker, before, check, &answer_pk);
-        size_t split = answers.len;
-        decide(worker, after, check, &answer_pk);
-        msgpack_object old_answer, new_answer;
-        size_t offset = 0, second = split;
-        if (answers.failed ||
-            msgpack_unpack(answers.data, split, &offset, &worker->zone, &old_answer) !=
-                MSGPACK_UNPACK_SUCCESS ||
-            msgpack_unpack(answers.data, answers.len, &second, &worker->zone, &new_answer) !=
-                MSGPACK_UNPACK_SUCCESS) {
-            fprintf(stderr, "epcsd: out of memory deciding check %u\n", i);
-            goto unreadable;
+static int impact_init(struct impact *run, const struct epcs_plugin_set *plugins,
+                       struct epcs_ruleset *active, struct epcs_ruleset *candidate, size_t checks,
+                       char *err, size_t err_size)
+{
+    struct epcs_rule_error rule_err;
+    memset(run, 0, sizeof(*run));
+    msgpack_packer_init(&run->answer_pk, &run->answers, epcs_buf_msgpack_write);
+    msgpack_packer_init(&run->changes_pk, &run->changes, epcs_buf_msgpack_write);
+    run->before = epcs_engine_create(active, &rule_err);
+    run->after = run->before != NULL ? epcs_engine_create(candidate, &rule_err) : NULL;
+    if (run->after == NULL) {
+        snprintf(err, err_size, "%s", rule_err.message);
+        return -1;
+    }
+    run->ctx = epcs_check_ctx_create(plugins);
+    run->counts = calloc(checks + 1, sizeof(*run->counts));
+    if (run->ctx == NULL || run->counts == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Counts a change under the area that answered before and packs it. */
+static void record_change(struct impact *run, uint32_t index, const msgpack_object *check,
+                          const msgpack_object *old_answer, const msgpack_object *new_answer)
+{
+    char area[64];
+    const char *name = area_of(old_answer, area, sizeof(area));
+    size_t a = 0;
+    while (a < run->areas && strcmp(run->counts[a].area, name) != 0)
+        a++;
+    if (a == run->areas)
+        snprintf(run->counts[run->areas++].area, sizeof(run->counts[0].area), "%s", name);
+    run->counts[a].changed++;
+    run->changed++;
+    msgpack_packer *pk = &run->changes_pk;
+    msgpack_pack_map(pk, 4);
+    epcs_pack_cstr(pk, "index");
+    msgpack_pack_uint32(pk, index);
+    epcs_pack_cstr(pk, "check");
+    msgpack_pack_object(pk, *check);
+    epcs_pack_cstr(pk, "before");
+    msgpack_pack_object(pk, *old_answer);
+    epcs_pack_cstr(pk, "after");
+    msgpack_pack_object(pk, *new_answer);
+}
+
+/* Decides check `index` both ways and records it when its answer changes. 0, or -1. */
+static int compare_one(struct impact *run, uint32_t index, const msgpack_object *check)
+{
+    /* The answers are copied into `changes` once compared: the zone holds one check's. */
+    msgpack_zone_clear(run->ctx->zone);
+    epcs_buf_reset(&run->answers);
+    decide(run->ctx, run->before, check, &run->answer_pk);
+    size_t split = run->answers.len;
+    decide(run->ctx, run->after, check, &run->answer_pk);
+    msgpack_object old_answer, new_answer;
+    size_t offset = 0, second = split;
+    if (run->answers.failed ||
+        msgpack_unpack(run->answers.data, split, &offset, run->ctx->zone, &old_answer) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        msgpack_unpack(run->answers.data, run->answers.len, &second, run->ctx->zone, &new_answer) !=
+            MSGPACK_UNPACK_SUCCESS)
+        return -1;
+    epcs_answer_signature(&old_answer, &run->sign_before);
+    epcs_answer_signature(&new_answer, &run->sign_after);
+    if (run->sign_before.len != run->sign_after.len ||
+        memcmp(run->sign_before.data, run->sign_after.data, run->sign_before.len) != 0)
+        record_change(run, index, check, &old_answer, &new_answer);
+    return 0;
+}
+
+static void pack_report(const struct impact *run, const struct epcs_ruleset *active,
+                        const struct epcs_ruleset *candidate, uint32_t checks, msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 6);
+    epcs_pack_cstr(pk, "active");
+    epcs_pack_cstr(pk, active->id);
+    epcs_pack_cstr(pk, "candidate");
+    epcs_pack_cstr(pk, candidate->id);
+    epcs_pack_cstr(pk, "checks");
+    msgpack_pack_uint32(pk, checks);
+    epcs_pack_cstr(pk, "changed");
+    msgpack_pack_uint64(pk, run->changed);
+    epcs_pack_cstr(pk, "changed_by_area");
+    msgpack_pack_map(pk, run->areas);
+    for (size_t a = 0; a < run->areas; a++) {
+        epcs_pack_cstr(pk, run->counts[a].area);
+        msgpack_pack_uint64(pk, run->counts[a].changed);
+    }
+    epcs_pack_cstr(pk, "changes");
+    msgpack_pack_array(pk, run->changed);
+    epcs_buf_append_buf(pk->data, &run->changes);
+}
+
+int epcs_impact_run(const struct epcs_plugin_set *plugins, struct epcs_ruleset *active,
+                    struct epcs_ruleset *candidate, const msgpack_object *checks,
+                    struct epcs_buf *out, char *err, size_t err_size)
+{
+    struct impact run;
+    uint32_t count = checks->via.array.size;
+    int rc = impact_init(&run, plugins, active, candidate, count, err, err_size);
+    for (uint32_t i = 0; rc == 0 && i < count; i++) {
+        if (compare_one(&run, i, &checks->via.array.ptr[i]) != 0) {
+            snprintf(err, err_size, "out of memory deciding check %u", i);
+            rc = -1;
         }
-        epcs_answer_signature(&old_answer, &sign_before);
-        epcs_answer_signature(&new_answer, &sign_after);
-        if (sign_before.len == sign_after.len &&
-            memcmp(sign_before.data, sign_after.data, sign_before.len) == 0)
-            continue;
-        changed++;
-        char area[64];
-        const char *name = area_of(&old_answer, area, sizeof(area));
-        size_t a = 0;
-        while (a < areas && strcmp(counts[a].area, name) != 0)
-            a++;
-        if (a == areas)
-            snprintf(counts[areas++].area, sizeof(counts[0].area), "%s", name);
-        counts[a].changed++;
-        msgpack_pack_map(&changes_pk, 4);
-        epcs_pack_cstr(&changes_pk, "index");
-        msgpack_pack_uint32(&changes_pk, i);
-        epcs_pack_cstr(&changes_pk, "check");
-        msgpack_pack_object(&changes_pk, *check);
-        epcs_pack_cstr(&changes_pk, "before");
-        msgpack_pack_object(&changes_pk, old_answer);
-        epcs_pack_cstr(&changes_pk, "after");
-        msgpack_pack_object(&changes_pk, new_answer);
     }
-    msgpack_pack_map(&report_pk, 6);
-    epcs_pack_cstr(&report_pk, "active");
-    epcs_pack_cstr(&report_pk, active->id);
-    epcs_pack_cstr(&report_pk, "candidate");
-    epcs_pack_cstr(&report_pk, candidate->id);
-    epcs_pack_cstr(&report_pk, "checks");
-    msgpack_pack_uint32(&report_pk, checks->via.array.size);
-    epcs_pack_cstr(&report_pk, "changed");
-    msgpack_pack_uint64(&report_pk, changed);
-    epcs_pack_cstr(&report_pk, "changed_by_area");
-    msgpack_pack_map(&report_pk, areas);
-    for (size_t a = 0; a < areas; a++) {
-        epcs_pack_cstr(&report_pk, counts[a].area);
-        msgpack_pack_uint64(&report_pk, counts[a].changed);
+    if (rc == 0) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
+        pack_report(&run, active, candidate, count, &pk);
+        if (out->failed) {
+            snprintf(err, err_size, "out of memory packing the impact report");
+            rc = -1;
+        }
     }
-    epcs_pack_cstr(&report_pk, "changes");
-    msgpack_pack_array(&report_pk, changed);
-    epcs_buf_append_buf(&report, &changes);
-
-    msgpack_object document;
-    size_t offset = 0;
-    struct epcs_buf json = {0};
-    if (msgpack_unpack(report.data, report.len, &offset, &worker->zone, &document) ==
-            MSGPACK_UNPACK_SUCCESS &&
-        epcs_json_encode(&document, &json) == 0) {
-        fprintf(out, "%.*s\n", (int)json.len, json.data);
-        rc = 0;
-    } else {
-        fprintf(stderr, "epcsd: the impact report could not be encoded\n");
-    }
-    epcs_buf_free(&json);
-unreadable:
-    epcs_buf_free(&answers);
-    epcs_buf_free(&report);
-    epcs_buf_free(&changes);
-    epcs_buf_free(&sign_before);
-    epcs_buf_free(&sign_after);
-    epcs_buf_free(&worker->scratch);
-    msgpack_zone_destroy(&worker->zone);
-done:
-    free(counts);
-    free(worker);
-    epcs_engine_destroy(before);
-    epcs_engine_destroy(after);
+    impact_free(&run);
     return rc;
 }

@@ -1,8 +1,6 @@
 #ifndef EPCS_IMPACT_H
 #define EPCS_IMPACT_H
 
-#include <stdio.h>
-
 #include "server.h"
 
 /*
@@ -13,11 +11,16 @@
  */
 
 /**
- * Decides `checks` (a decoded array of check maps) under both rulesets and writes the report as
- * JSON to `out`. `server` supplies the plugins. Returns 0, or -1 (message on stderr).
+ * Decides `checks` (a decoded array of check maps) under both rulesets, with two engines built
+ * on the calling thread for the call (any thread: a pool thread for POST
+ * /v1/admin/rules/impact), and appends the report to `out` as one msgpack map {active,
+ * candidate, checks, changed, changed_by_area, changes: [{index, check, before, after}]}.
+ * `plugins` must be the rulesets'. Returns 0, or -1 with `err` filled (what `out` holds then
+ * is no report).
  */
-int epcs_impact_run(struct epcs_server *server, struct epcs_ruleset *active,
-                    struct epcs_ruleset *candidate, const msgpack_object *checks, FILE *out);
+int epcs_impact_run(const struct epcs_plugin_set *plugins, struct epcs_ruleset *active,
+                    struct epcs_ruleset *candidate, const msgpack_object *checks,
+                    struct epcs_buf *out, char *err, size_t err_size);
 
 /**
  * Writes to `out` the parts of an answer that matter for "did it change": the verdict and, per

@@ -49,6 +49,34 @@ static int test_rules(const struct epcs_config *config, const struct epcs_plugin
     return rc == 0 ? 0 : 1;
 }
 
+/* The impact report as JSON on stdout: 0, or 1 with the reason on stderr. */
+static int print_impact(const struct epcs_plugin_set *plugins, struct epcs_ruleset *active,
+                        struct epcs_ruleset *candidate, const msgpack_object *checks)
+{
+    struct epcs_buf report = {0}, json = {0};
+    char err[512];
+    msgpack_zone zone;
+    msgpack_object document;
+    size_t offset = 0;
+    int status = 1;
+    if (!msgpack_zone_init(&zone, 4096)) {
+        fprintf(stderr, "epcsd: out of memory\n");
+        return 1;
+    }
+    if (epcs_impact_run(plugins, active, candidate, checks, &report, err, sizeof(err)) != 0)
+        fprintf(stderr, "epcsd: %s\n", err);
+    else if (msgpack_unpack(report.data, report.len, &offset, &zone, &document) !=
+                 MSGPACK_UNPACK_SUCCESS ||
+             epcs_json_encode(&document, &json) != 0)
+        fprintf(stderr, "epcsd: the impact report could not be encoded\n");
+    else
+        status = printf("%.*s\n", (int)json.len, json.data) < 0 ? 1 : 0;
+    msgpack_zone_destroy(&zone);
+    epcs_buf_free(&report);
+    epcs_buf_free(&json);
+    return status;
+}
+
 /* --impact: every answer an amendment would change, on a supplied list of checks. */
 static int impact(struct epcs_server *server)
 {
@@ -93,7 +121,7 @@ static int impact(struct epcs_server *server)
         fprintf(stderr, "epcsd: %s does not load: %s\n",
                 active == NULL ? config->rules_dir : config->impact_dir, err.message);
     } else {
-        status = epcs_impact_run(server, active, candidate, checks, stdout) == 0 ? 0 : 1;
+        status = print_impact(server->plugins, active, candidate, checks);
     }
     epcs_ruleset_release(active);
     epcs_ruleset_release(candidate);

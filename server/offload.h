@@ -18,8 +18,8 @@
  * the loop stops, before the work is done, the work still runs to the end (a write commits) and
  * only `respond` is skipped.
  *
- * Writes, reads and exports of the case store use it; so should every route that would block
- * its loop (decision listings, replay, impact, reload, key writes).
+ * Every route that would block its loop uses it: writes, reads and exports of the case store,
+ * decision listings and reads, replay, impact, reloads, stored rules and key writes.
  */
 
 struct epcs_offload;
@@ -31,11 +31,20 @@ struct epcs_offload_ops {
     /** On a pool thread: does the work and keeps its outcome in the job. Must not touch the
      * request, the worker, h2o or the loop; may block. */
     void (*work)(struct epcs_offload *job);
-    /** On the loop, once, when the client is still there: answers the request. `job->failed`
-     * is set when the pool could not run the work (the helper answers 500 then instead). */
+    /** On the loop, once, when the client is still there and `work` chose no error: answers
+     * the request. Not called when the pool could not run the work (the helper answers 500). */
     void (*respond)(struct epcs_offload *job, h2o_req_t *req);
     /** On the loop, last: frees the job. `answered` is 0 when nobody was there to answer. */
     void (*destroy)(struct epcs_offload *job, int answered);
+};
+
+/** An error answer chosen by `work` (epcs_offload_fail); `status` 0 while there is none. */
+struct epcs_offload_error {
+    int status;
+    /* Static, or in the job: they must outlive `respond`. */
+    const char *code;
+    const char *field;
+    char message[512];
 };
 
 /** The helper's part of a job. Zero it with the job; epcs_offload_start fills it. */
@@ -57,6 +66,9 @@ struct epcs_offload {
     uint64_t hold_ticket;
     /** Set when the pool could not run the work. */
     int failed;
+    /** Set by `work` through epcs_offload_fail: the helper answers it instead of calling
+     * `respond`. */
+    struct epcs_offload_error error;
 };
 
 /**
@@ -68,11 +80,26 @@ int epcs_offload_start(h2o_req_t *req, struct epcs_offload *job,
                        const struct epcs_offload_ops *ops);
 
 /**
+ * For `work`: makes the answer {error: code, message, field?} with `status`, sent from the loop
+ * as epcs_respond_error sends it, instead of calling `respond`. `code` and `field` (NULL: none)
+ * must outlive the job.
+ */
+void epcs_offload_fail(struct epcs_offload *job, int status, const char *code, const char *field,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/**
  * For `work`: turns the msgpack document in `body` into the job's format (JSON text with a
  * final newline, as epcs_response_send writes it), in place. Returns 0, or -1 when it has no
  * JSON form or memory runs out.
  */
 int epcs_offload_encode(const struct epcs_offload *job, struct epcs_buf *body);
+
+/**
+ * For `work`: readies `body` (a msgpack document) as the answer, as epcs_offload_encode does;
+ * when the document lacks a piece (memory ran out) or has no JSON form, chooses the 500 that
+ * epcs_response_send gives for those instead (epcs_offload_fail). Returns 0, or -1 then.
+ */
+int epcs_offload_finish(struct epcs_offload *job, struct epcs_buf *body);
 
 /** For `respond`: sends `body` (as epcs_offload_encode left it) with `status` in the job's
  * format; the request takes its memory and leaves it empty. Returns 0. */

@@ -165,8 +165,6 @@ struct epcs_worker {
     uv_check_t after_io;
     /* Writes the gathered access lines when no busy turn has (see ACCESS_LOG_DELAY_MS). */
     uv_timer_t access_log_due;
-    /** Read-only decision log connection for /v1/decisions, opened on first use. */
-    sqlite3 *reader;
     /** Worker 0 sweeps the case store for requests past due (cases_api.c). */
     uv_timer_t case_sweep;
     int case_sweep_busy;
@@ -253,14 +251,47 @@ struct epcs_check_error {
 struct epcs_decision;
 
 /**
- * Decides one decoded check with `engine` and packs its answer (a verdict, or {verdict,
- * results} when the area is omitted) to `pk`, which must not write to worker->scratch.
- * Returns 0, or -1 with `err` filled and nothing packed. Fills `decision` for the decision
- * log, taking its id only once the verdict is decided when decision->take_id asks for one
- * (the answer's last entry is then `decision`). Needs of the worker only its server, zone,
- * facts and scratch buffer (and its decision stage, for an id).
+ * What deciding a check needs besides its engine: no h2o, no loop, no worker. Everything is
+ * borrowed and used by one thread at a time: a worker's own (epcs_worker_check_ctx), or one
+ * made for a pool thread (epcs_check_ctx_create).
  */
-int epcs_check_run(struct epcs_worker *worker, struct epcs_engine *engine,
+struct epcs_check_ctx {
+    const struct epcs_plugin_set *plugins;
+    /** Where decision ids come from, and the stage marking a taken one as on its way; a NULL
+     * log takes none. */
+    struct epcs_decision_log *log;
+    struct epcs_decision_stage *stage;
+    /** For the caller's decoding around a check (a logged check, the answers it compares);
+     * epcs_check_run itself allocates nothing here. */
+    msgpack_zone *zone;
+    /** The facts of the check being decided. */
+    struct epcs_facts *facts;
+    /** The answers of several areas gather here, with their packer, before they are counted. */
+    struct epcs_buf *scratch;
+    msgpack_packer *scratch_packer;
+};
+
+/** The context of a worker's own check path: its plugins, decision log and stage, zone,
+ * facts and scratch buffer. Valid on the worker's thread while the worker lives. */
+struct epcs_check_ctx epcs_worker_check_ctx(struct epcs_worker *worker);
+
+/**
+ * A context of its own for a thread that is no worker (impact, replay on the thread pool):
+ * `plugins` borrowed, a zone, facts and scratch buffer owned, no decision ids. NULL when memory
+ * runs out. Free it with epcs_check_ctx_destroy.
+ */
+struct epcs_check_ctx *epcs_check_ctx_create(const struct epcs_plugin_set *plugins);
+/** Frees a context made by epcs_check_ctx_create; accepts NULL. */
+void epcs_check_ctx_destroy(struct epcs_check_ctx *ctx);
+
+/**
+ * Decides one decoded check with `engine` and packs its answer (a verdict, or {verdict,
+ * results} when the area is omitted) to `pk`, which must not write to ctx->scratch.
+ * Returns 0, or -1 with `err` filled and nothing packed. Fills `decision` for the decision
+ * log, taking its id from ctx->log only once the verdict is decided when decision->take_id
+ * asks for one (the answer's last entry is then `decision`).
+ */
+int epcs_check_run(const struct epcs_check_ctx *ctx, struct epcs_engine *engine,
                    const msgpack_object *check, msgpack_packer *pk, struct epcs_decision *decision,
                    struct epcs_check_error *err);
 
@@ -287,11 +318,12 @@ int epcs_handle_metrics(h2o_req_t *req);
 /** GET /v1/decisions, GET /v1/decisions/{id}, POST /v1/decisions/{id}/replay */
 int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len);
 /**
- * The checks of the `limit` latest logged decisions, oldest first, each with the date it was
- * decided for, as an array in the worker's zone. Returns 0, or answers (404 with --audit off,
- * 500) and returns -1.
+ * For a pool thread: the checks of the `limit` latest decisions of `log`, oldest first, each
+ * with the date it was decided for, as an array allocated in `zone`, read on a connection of
+ * the log's reader pool. Returns 0, or -1 with `err` filled.
  */
-int epcs_recent_checks(h2o_req_t *req, size_t limit, msgpack_object *checks);
+int epcs_recent_checks(struct epcs_decision_log *log, size_t limit, msgpack_zone *zone,
+                       msgpack_object *checks, char *err, size_t err_size);
 /** GET, POST /v1/admin/keys; DELETE /v1/admin/keys/{id} */
 int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len);
 /** POST, GET /v1/reports; GET /v1/reports/{id} (cases_api.c) */
@@ -306,6 +338,13 @@ int epcs_handle_report_review(h2o_req_t *req, const char *rest, size_t len);
 int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len);
 /** Sets up the worker's case sweep timer (started on worker 0 only). */
 void epcs_cases_worker_init(struct epcs_worker *worker);
+
+/**
+ * Checks the body's size against `limit` and its media type, without decoding it (for a route
+ * that decodes it off the loop). Returns 1 for msgpack, 0 for JSON, or answers 400 (no body),
+ * 413 or 415 and returns -1.
+ */
+int epcs_body_media(h2o_req_t *req, size_t limit);
 
 /**
  * Checks the body's size against `limit` and its media type, and decodes it into the worker's

@@ -1,4 +1,4 @@
-/* What the SQLite stores share: running statements and checking a file's format. */
+/* What the SQLite stores share: running statements, checking a file's format, readers. */
 #include "store.h"
 
 #include <stdio.h>
@@ -57,4 +57,43 @@ sqlite3 *epcs_sqlite_reader(const char *path, int busy_ms, char *err, size_t err
     }
     sqlite3_busy_timeout(db, busy_ms);
     return db;
+}
+
+void epcs_sqlite_pool_init(struct epcs_sqlite_pool *pool, const char *path, int busy_ms)
+{
+    pthread_mutex_init(&pool->lock, NULL);
+    snprintf(pool->path, sizeof(pool->path), "%s", path);
+    pool->busy_ms = busy_ms;
+    pool->idle_count = 0;
+}
+
+void epcs_sqlite_pool_dispose(struct epcs_sqlite_pool *pool)
+{
+    for (size_t i = 0; i < pool->idle_count; i++)
+        sqlite3_close(pool->idle[i]);
+    pool->idle_count = 0;
+    pthread_mutex_destroy(&pool->lock);
+}
+
+sqlite3 *epcs_sqlite_pool_acquire(struct epcs_sqlite_pool *pool, char *err, size_t err_size)
+{
+    sqlite3 *db = NULL;
+    pthread_mutex_lock(&pool->lock);
+    if (pool->idle_count > 0)
+        db = pool->idle[--pool->idle_count];
+    pthread_mutex_unlock(&pool->lock);
+    return db != NULL ? db : epcs_sqlite_reader(pool->path, pool->busy_ms, err, err_size);
+}
+
+void epcs_sqlite_pool_release(struct epcs_sqlite_pool *pool, sqlite3 *db)
+{
+    if (db == NULL)
+        return;
+    pthread_mutex_lock(&pool->lock);
+    int kept = pool->idle_count < EPCS_SQLITE_POOL_KEPT;
+    if (kept)
+        pool->idle[pool->idle_count++] = db;
+    pthread_mutex_unlock(&pool->lock);
+    if (!kept)
+        sqlite3_close(db);
 }

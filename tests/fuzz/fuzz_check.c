@@ -22,7 +22,7 @@
 
 /* Built once: loading plugins and compiling the rules takes far longer than one check. */
 static struct epcs_server server;
-static struct epcs_worker worker;
+static struct epcs_check_ctx *ctx;
 static struct epcs_engine *engine;
 
 struct answer {
@@ -75,12 +75,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_check: no engine for %s: %s\n", rules_dir, err.message);
         exit(1);
     }
-    /* What init_worker in http.c sets up and epcs_check_run reads. */
-    worker.server = &server;
-    if (!msgpack_zone_init(&worker.zone, 4096))
+    ctx = epcs_check_ctx_create(server.plugins);
+    if (ctx == NULL)
         exit(1);
-    worker.zone_ready = 1;
-    msgpack_packer_init(&worker.scratch_packer, &worker.scratch, epcs_buf_msgpack_write);
     return 0;
 }
 
@@ -92,7 +89,7 @@ static void decide(const msgpack_object *check, struct answer *answer)
     /* A nonzero id, as with the decision log on, so the answer carries it as `decision`. */
     struct epcs_decision decision = {.id = 1, .check = check};
     memset(&answer->err, 0, sizeof(answer->err));
-    answer->rc = epcs_check_run(&worker, engine, check, &pk, &decision, &answer->err);
+    answer->rc = epcs_check_run(ctx, engine, check, &pk, &decision, &answer->err);
     if (answer->rc == 0) {
         require(decision.election != NULL && decision.ruleset != NULL,
                 "a verdict without its decision filled", answer);
@@ -124,7 +121,7 @@ static void require_sendable(const struct answer *answer)
 {
     msgpack_object verdict;
     struct epcs_decode_error err;
-    if (epcs_msgpack_decode(answer->out.data, answer->out.len, &worker.zone, &verdict, &err) != 0) {
+    if (epcs_msgpack_decode(answer->out.data, answer->out.len, ctx->zone, &verdict, &err) != 0) {
         fprintf(stderr, "fuzz_check: verdict refused by the decoder: %s (field '%s')\n",
                 err.message, err.field);
         require(0, "a verdict that is not a well-formed document", answer);
@@ -163,12 +160,12 @@ static void check_both_ways(const msgpack_object *check)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    msgpack_zone_clear(&worker.zone);
+    msgpack_zone_clear(ctx->zone);
     msgpack_object check;
     struct epcs_decode_error err;
-    if (epcs_msgpack_decode((const char *)data, size, &worker.zone, &check, &err) == 0)
+    if (epcs_msgpack_decode((const char *)data, size, ctx->zone, &check, &err) == 0)
         check_both_ways(&check);
-    if (epcs_json_decode((const char *)data, size, &worker.zone, &check, &err) == 0)
+    if (epcs_json_decode((const char *)data, size, ctx->zone, &check, &err) == 0)
         check_both_ways(&check);
     return 0;
 }

@@ -65,6 +65,35 @@ def seed(data, count):
     database.close()
 
 
+def h2load(server, path, seconds, log, rate=None, body=None, realtime=False):
+    """Starts h2load on one connection to `server` for `seconds`, one request after another (or
+    `rate` a second), logging each request's start, status and microseconds to `log`; with
+    `body` (a file) each request is a POST of it. The load's clients run at the lowest
+    priority: in service they are on other machines, here they share the two cores with epcsd.
+    The probe runs at real-time priority where the machine allows it, so that its own wait for
+    a core is not counted against epcsd."""
+    command = ["h2load", "-c", "1", "-m", "1", "-D", str(seconds), "--log-file", log]
+    if rate is not None:
+        command += ["--rps", str(rate)]
+    if body is not None:
+        command += ["-d", body, "-H", "content-type: application/json"]
+    command.append(server.url(path))
+    if not realtime:
+        command = ["nice", "-n", "19"] + command
+    elif subprocess.run(["chrt", "-f", "10", "true"], capture_output=True).returncode == 0:
+        command = ["chrt", "-f", "10"] + command
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(test, process, log):
+    """(start, status, microseconds) of each request of an h2load run, once it is done."""
+    output = process.communicate(timeout=120)[0]
+    test.assertEqual(process.returncode, 0, output)
+    with open(log) as f:
+        return [(int(t), s, int(us)) for t, s, us in (line.split("\t")[:3] for line in f
+                                                      if line.strip())], output
+
+
 class LoopTest(EpcsTest):
     """One worker (--threads 1) with 100,000 reports and requests in its case store."""
 
@@ -85,33 +114,6 @@ class LoopTest(EpcsTest):
         shutil.rmtree(cls.data)
         assert status == 0, "epcsd exited with %d" % status
 
-    def h2load(self, path, seconds, log, rate=None, body=None, realtime=False):
-        """Starts h2load on one connection for `seconds`, one request after another (or `rate`
-        a second), logging each request's start, status and microseconds to `log`. The load's
-        clients run at the lowest priority: in service they are on other machines, here they
-        share the two cores with epcsd. The probe runs at real-time priority where the machine
-        allows it, so that its own wait for a core is not counted against epcsd."""
-        command = ["h2load", "-c", "1", "-m", "1", "-D", str(seconds), "--log-file", log]
-        if rate is not None:
-            command += ["--rps", str(rate)]
-        if body is not None:
-            command += ["-d", body, "-H", "content-type: application/json"]
-        command.append(self.server.url(path))
-        if not realtime:
-            command = ["nice", "-n", "19"] + command
-        elif subprocess.run(["chrt", "-f", "10", "true"], capture_output=True).returncode == 0:
-            command = ["chrt", "-f", "10"] + command
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-
-    def finished(self, process, log):
-        """(start, status, microseconds) of each request of an h2load run, once it is done."""
-        output = process.communicate(timeout=120)[0]
-        self.assertEqual(process.returncode, 0, output)
-        with open(log) as f:
-            return [(int(t), s, int(us)) for t, s, us in (line.split("\t")[:3] for line in f
-                                                          if line.strip())], output
-
     def probe_during_load(self, scratch, attempt):
         """One measurement: exports and listings for PROBE_SECONDS + 2 s, the probe in the
         middle. The probe's latencies (microseconds) of the checks that started while an
@@ -121,13 +123,13 @@ class LoopTest(EpcsTest):
             f.write(test_api.encode(CHECK, JSON))
         logs = [os.path.join(scratch, "%s-%d" % (name, attempt))
                 for name in ("exports", "listings", "probe")]
-        exports = self.h2load(EXPORT_PATH, PROBE_SECONDS + 2, logs[0])
-        listings = self.h2load(LISTING_PATH, PROBE_SECONDS + 2, logs[1])
+        exports = h2load(self.server, EXPORT_PATH, PROBE_SECONDS + 2, logs[0])
+        listings = h2load(self.server, LISTING_PATH, PROBE_SECONDS + 2, logs[1])
         time.sleep(1)
-        probe = self.h2load("/v1/check", PROBE_SECONDS, logs[2], PROBE_RATE, body, True)
-        probed, output = self.finished(probe, logs[2])
-        exported, export_output = self.finished(exports, logs[0])
-        listed, _ = self.finished(listings, logs[1])
+        probe = h2load(self.server, "/v1/check", PROBE_SECONDS, logs[2], PROBE_RATE, body, True)
+        probed, output = finished(self, probe, logs[2])
+        exported, export_output = finished(self, exports, logs[0])
+        listed, _ = finished(self, listings, logs[1])
         self.assertEqual({status for _, status, _ in probed}, {"200"}, output)
         self.assertGreaterEqual(len(probed), PROBE_RATE * PROBE_SECONDS * 0.9, output)
         self.assertEqual({status for _, status, _ in exported + listed}, {"200"})

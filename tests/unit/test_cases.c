@@ -384,7 +384,7 @@ static const char *events_in(const char *dir, msgpack_zone *zone)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
     struct epcs_decision_query query = {.limit = 1000};
-    EXPECT_INT(epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
     msgpack_object page = decode(zone, &buf);
     const msgpack_object *entries = get(&page, "decisions");
     char *out = msgpack_zone_malloc(zone, 4096);

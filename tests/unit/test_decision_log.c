@@ -1,4 +1,5 @@
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,7 +119,8 @@ static size_t list_ids(struct epcs_decision_query query, uint64_t *ids, size_t c
         msgpack_zone_clear(&zone);
         msgpack_object result;
         size_t offset = 0;
-        if (reader == NULL || epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)) != 0 ||
+        if (reader == NULL ||
+            epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)) != 0 ||
             msgpack_unpack(buf.data, buf.len, &offset, &zone, &result) != MSGPACK_UNPACK_SUCCESS)
             break;
         const msgpack_object *list = &result.via.map.ptr[0].val, *next = &result.via.map.ptr[1].val;
@@ -181,7 +183,7 @@ static void test_records_and_queries(void)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
     struct epcs_decision_query query = {.area = "advertising", .limit = 10};
-    EXPECT_INT(epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     msgpack_object result;
@@ -205,7 +207,7 @@ static void test_records_and_queries(void)
     /* A page of one says where the next page starts. */
     epcs_buf_reset(&buf);
     query = (struct epcs_decision_query){.limit = 1};
-    EXPECT_INT(epcs_decision_log_query(reader, &query, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
     offset = 0;
     msgpack_unpack(buf.data, buf.len, &offset, &zone, &result);
     epcs_buf_reset(&json);
@@ -396,6 +398,116 @@ static void test_many_pages(void)
     sqlite3_close(reader);
     epcs_decision_log_close(log);
     free_sample(&sample);
+}
+
+/* The ids a query lists on one page, with `log`'s page summaries (NULL: none); -1 on error. */
+static int query_ids(struct epcs_decision_log *log, struct epcs_decision_query query, uint64_t *ids,
+                     size_t capacity, char *err, size_t err_size)
+{
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, err_size);
+    struct epcs_buf buf = {0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object result;
+    size_t offset = 0;
+    int count = -1;
+    if (reader != NULL && epcs_decision_log_query(log, reader, &query, &pk, err, err_size) == 0 &&
+        msgpack_unpack(buf.data, buf.len, &offset, &zone, &result) == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *list = &result.via.map.ptr[0].val;
+        for (count = 0; (size_t)count < list->via.array.size && (size_t)count < capacity; count++)
+            ids[count] = list->via.array.ptr[count].via.map.ptr[0].val.via.u64;
+    }
+    epcs_buf_free(&buf);
+    msgpack_zone_destroy(&zone);
+    sqlite3_close(reader);
+    return count;
+}
+
+/* Where the page starting at `first_id` lies in decisions.pages. */
+static void page_place(uint64_t first_id, off_t *at, size_t *len)
+{
+    char err[256];
+    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    sqlite3_stmt *stmt = NULL;
+    *at = -1;
+    *len = 0;
+    if (reader != NULL &&
+        sqlite3_prepare_v2(reader, "SELECT body_at, body_len FROM pages WHERE first_id = ?", -1,
+                           &stmt, NULL) == SQLITE_OK &&
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)first_id) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+        *at = (off_t)sqlite3_column_int64(stmt, 0);
+        *len = (size_t)sqlite3_column_int64(stmt, 1);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(reader);
+}
+
+/* A filtered query skips, without reading them, the pages an earlier query read whole and
+ * found none of its values in; it still reads every page that may hold one. A page made
+ * unreadable after it was summarised shows which pages are read. */
+static void test_filtered_queries_skip_pages(void)
+{
+    char err[256] = "";
+    struct epcs_decision_log *log =
+        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    EXPECT(log != NULL);
+    struct sample samples[3];
+    const char *partners[] = {"alpha", "beta", "alpha"};
+    const char *areas[] = {"deepfake", "advertising", "deepfake"};
+    for (size_t i = 0; i < 3; i++) {
+        /* One commit each: three pages. */
+        uint64_t ticket = 0;
+        make_sample(&samples[i], log, areas[i]);
+        EXPECT_INT(
+            epcs_decision_log_append(log, NULL, &samples[i].decision, 1, partners[i], &ticket), 0);
+        EXPECT(wait_committed(log, ticket));
+    }
+    uint64_t a = samples[0].decision.id, b = samples[1].decision.id, c = samples[2].decision.id;
+    uint64_t ids[4];
+    struct epcs_decision_query alpha = {.partner = "alpha", .after = a - 1, .limit = 10};
+    EXPECT_INT(query_ids(log, alpha, ids, 4, err, sizeof(err)), 2);
+    EXPECT(ids[0] == a && ids[1] == c);
+    off_t at;
+    size_t len;
+    page_place(b, &at, &len);
+    EXPECT(at >= 0 && len > 0 && len < 4096);
+    char kept[4096], junk[4096];
+    char pages[300];
+    snprintf(pages, sizeof(pages), "%s/decisions.pages", scratch);
+    int fd = open(pages, O_RDWR);
+    EXPECT(fd >= 0);
+    EXPECT(pread(fd, kept, len, at) == (ssize_t)len);
+    /* 0xc1 is no msgpack value. */
+    memset(junk, 0xc1, len);
+    EXPECT(pwrite(fd, junk, len, at) == (ssize_t)len);
+
+    memset(ids, 0, sizeof(ids));
+    EXPECT_INT(query_ids(log, alpha, ids, 4, err, sizeof(err)), 2);
+    EXPECT(ids[0] == a && ids[1] == c);
+    struct epcs_decision_query deepfake = {.area = "deepfake", .after = a - 1, .limit = 10};
+    EXPECT_INT(query_ids(log, deepfake, ids, 4, err, sizeof(err)), 2);
+    /* Beta's page may hold what these ask for: it is read, and is unreadable. */
+    struct epcs_decision_query beta = {.partner = "beta", .after = a - 1, .limit = 10};
+    EXPECT_INT(query_ids(log, beta, ids, 4, err, sizeof(err)), -1);
+    EXPECT_CONTAINS(err, "a page of the decision log is unreadable");
+    struct epcs_decision_query alpha_na22 = {
+        .partner = "alpha", .election = "na22", .after = a - 1, .limit = 10};
+    EXPECT_INT(query_ids(log, alpha_na22, ids, 4, err, sizeof(err)), 2);
+    /* Unfiltered, or without the log's summaries, every page is read. */
+    struct epcs_decision_query all = {.after = a - 1, .limit = 10};
+    EXPECT_INT(query_ids(log, all, ids, 4, err, sizeof(err)), -1);
+    EXPECT_INT(query_ids(NULL, alpha, ids, 4, err, sizeof(err)), -1);
+
+    EXPECT(pwrite(fd, kept, len, at) == (ssize_t)len);
+    close(fd);
+    EXPECT_INT(query_ids(log, beta, ids, 4, err, sizeof(err)), 1);
+    EXPECT(ids[0] == b);
+    for (size_t i = 0; i < 3; i++)
+        free_sample(&samples[i]);
+    epcs_decision_log_close(log);
 }
 
 /* Texts long enough for msgpack's 8- and 16-bit string lengths come back as they went in. */
@@ -874,6 +986,7 @@ int main(void)
     test_full_queue_refuses();
     test_id_order_and_events();
     test_many_pages();
+    test_filtered_queries_skip_pages();
     test_long_texts();
     test_journal_recovery();
     test_segments_deleted_after_commit();
