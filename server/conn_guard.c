@@ -302,18 +302,16 @@ static void inspect_head(struct guarded_conn *g, char *head, size_t head_len,
         return;
     }
     /* A keep-alive the client asked for is dropped with the body: only the guard's own
-     * `connection: close` is left for h2o to read. */
+     * `connection: close` is left for h2o to read. Every framing header goes, copies too, so
+     * that h2o finds no body; the first long enough becomes that `connection: close`. */
+    int told = 0;
     for (size_t i = 0; i < count_headers; i++) {
         if (header_is(&headers[i], "connection"))
             disarm_header(&headers[i]);
-    }
-    int told = 0;
-    for (size_t i = 0; i < count_headers; i++) {
-        /* Every copy: h2o must find no framing header at all. */
-        if (!header_is(&headers[i], "content-length") &&
-            !header_is(&headers[i], "transfer-encoding"))
+        else if (!header_is(&headers[i], "content-length") &&
+                 !header_is(&headers[i], "transfer-encoding"))
             continue;
-        if (told || close_after_answer(&headers[i]) != 0)
+        else if (told || close_after_answer(&headers[i]) != 0)
             disarm_header(&headers[i]);
         else
             told = 1;
