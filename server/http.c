@@ -1567,12 +1567,13 @@ int epcs_server_run(struct epcs_server *server)
             goto stop_workers;
         }
     }
-    epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
-             server->worker_count, ruleset_id, server->plugins->count);
+    /* Armed before "ready": an edit saved the moment an operator sees that line is seen. */
     struct epcs_watch *watch =
         config->watch_rules
             ? epcs_watch_start(config->rules_dir, EPCS_WATCH_QUIET_MS, cb_rules_changed, server)
             : NULL;
+    epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
+             server->worker_count, ruleset_id, server->plugins->count);
     wait_for_stop_signal(server, &signals);
     epcs_watch_stop(watch);
     status = 0;
