@@ -158,7 +158,12 @@ end
 
 -- Elections table (lua_rules/elections.lua).
 local ELECTION_KINDS = {general = true, by_election = true, vacancy = true}
-local OFFICES = {president = true, national_assembly = true, local_office = true}
+-- local_office is a nationwide local election (every local race at once); a by-election for one
+-- local race names it.
+local OFFICES = {
+    president = true, national_assembly = true, local_office = true,
+    local_government_head = true, local_council = true,
+}
 
 function epcs.elections(list)
     if type(list) ~= "table" then
@@ -180,7 +185,11 @@ function epcs.elections(list)
             fail(2, "election '%s': kind must be general, by_election or vacancy", e.id)
         end
         if not OFFICES[e.office] then
-            fail(2, "election '%s': office must be president, national_assembly or local_office", e.id)
+            fail(2, "election '%s': office must be president, national_assembly, local_office, local_government_head or local_council", e.id)
+        end
+        if e.kind ~= "general" and e.cause_confirmed == nil then
+            fail(2, "election '%s': a %s needs cause_confirmed, the day its cause was confirmed", e.id,
+                e.kind == "vacancy" and "vacancy election" or "by-election")
         end
         e.day = day_of(e.day, "election '" .. e.id .. "' day", 2)
         if e.cause_confirmed ~= nil then

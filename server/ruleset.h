@@ -35,7 +35,7 @@ struct epcs_election {
     char *name_ko;
     /** general, by_election or vacancy */
     char *kind;
-    /** president, national_assembly or local_office */
+    /** president, national_assembly, local_office, local_government_head or local_council */
     char *office;
     int32_t day;
     int has_cause_confirmed;

@@ -310,9 +310,14 @@ class ApiTest(EpcsTest):
         data = request(self.server, "GET", "/v1/elections").data
         days = {e["id"]: e["day"] for e in data["elections"]}
         self.assertEqual(days, {
-            "byel2021": "2021-04-07", "pres20": "2022-03-09", "local8": "2022-06-01",
-            "na22": "2024-04-10", "ganghwa2024": "2024-10-16", "pres21": "2025-06-03",
-            "local9": "2026-06-03", "na23": "2028-04-12"})
+            "byel2021_busan": "2021-04-07", "byel2021_seoul": "2021-04-07",
+            "pres20": "2022-03-09", "local8": "2022-06-01", "na22": "2024-04-10",
+            "ganghwa2024": "2024-10-16", "pres21": "2025-06-03", "local9": "2026-06-03",
+            "na23": "2028-04-12"})
+        causes = {e["id"]: e.get("cause_confirmed") for e in data["elections"]
+                  if e["kind"] != "general"}
+        self.assertEqual(causes, {"byel2021_busan": "2020-04-23", "byel2021_seoul": "2020-07-10",
+                                  "ganghwa2024": "2024-03-09", "pres21": "2025-04-04"})
         pres21 = request(self.server, "GET", "/v1/elections/pres21", accept=MSGPACK).data
         self.assertEqual(pres21["election"], {
             "id": "pres21", "name": "21st presidential election (vacancy)",
