@@ -270,6 +270,8 @@ local TEST_PERIOD_NA22 = {from = "2023-12-12", to = "2024-04-10"}
 return epcs.area {
     name = "advertising",
     article = "93",
+    -- Art. 93(1) and (2) bind anyone ("누구든지"); 93(2) also bars candidates from appearing in ads.
+    coverage = epcs.coverage {{everyone = "93(2)"}},
     title = "Ads showing parties' or candidates' names restricted (93(1) from D-120, 93(2) D-90 to election day)",
     title_ko = "정당·후보자 명의 광고 등 제한 (제93조제1항 선거일 전 120일부터, 제2항 선거일 전 90일부터 선거일까지)",
     versions = {

@@ -124,6 +124,8 @@ end
 return epcs.area {
     name = "deepfake",
     article = "82-8",
+    -- Art. 82-8(1) binds anyone ("누구든지") who makes or spreads a campaign deepfake.
+    coverage = epcs.coverage {{everyone = "82-8(1)"}},
     title = "Deepfake videos for campaigning prohibited (D-90 to election day)",
     title_ko = "딥페이크 영상 등을 이용한 선거운동 금지 (선거일 전 90일부터 선거일까지)",
     not_in_force = not_in_force,

@@ -239,6 +239,8 @@ local NA22_DEADLINE = "2024-04-10"
 return epcs.area {
     name = "false_information",
     article = "82-4",
+    -- Arts. 250 and 251 bind anyone who spreads false facts or slanders ("...한 자").
+    coverage = epcs.coverage {{everyone = "250"}},
     title = "Reported false facts, slander and deepfakes: deletion requests and referrals",
     title_ko = "허위사실·비방·딥페이크 게시물 신고: 삭제 요청 및 고발",
     versions = {

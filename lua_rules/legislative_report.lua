@@ -7,7 +7,14 @@
 -- phone calls. Posting on the member's own, the party's or an internet media company's homepage
 -- stays allowed, and so do e-mail, text, SNS and messenger messages whose content does not lead
 -- to election campaigning. Mailed reports are judged by the day they ARRIVE, not the day they are
--- sent. Nobody else reports legislative activity, so the article does not apply to them.
+-- sent. Nobody else reports legislative activity, so the article does not apply to them
+-- (`coverage` below states it, Art. 111(1)).
+--
+-- In a by-election only some constituents vote. The NEC applies the restriction to the members
+-- whose constituents vote in it (a member elsewhere reports as ever): `constituents_vote` says
+-- whether this member's do, asked for only in a by-election and only when a restriction would
+-- otherwise follow. A vacancy election of the President is held everywhere: every member's
+-- constituents vote.
 --
 -- Mail arriving before the day it was sent never reaches these rules: the plugin's validate
 -- refuses it with 422 on activity.arrival_date.
@@ -56,17 +63,27 @@ local ELECTRONIC = {
     messenger = {"a messenger message", "메신저(카카오톡 등)로"},
 }
 
-local function not_covered(kind)
-    return epcs.allowed {
-        article = "111",
-        exception = "actor_not_covered",
-        reason = string.format(
-            "Art. 111 restricts only National Assembly and local council members; it does not apply to actor kind '%s'.",
-            kind),
-        reason_ko = string.format(
-            "제111조는 국회의원과 지방의회의원의 의정활동 보고에만 적용되므로 이 행위자(%s)에게는 적용되지 않습니다.",
-            kind),
-    }
+local COVERAGE = epcs.coverage {
+    {
+        covers = {"na_member", "local_council_member"},
+        left_out = {{
+            kinds = {"voter", "party_member", "candidate", "prospective_candidate",
+                     "local_government_head", "public_official", "journalist",
+                     "gov_invested_org_executive", "local_public_corp_executive",
+                     "reserve_force_commander", "residents_committee_member", "tong_ri_ban_head",
+                     "publisher", "author", "business", "media_company", "platform", "other"},
+            article = "111(1)",
+            reason = "Art. 111(1) restricts only reports by National Assembly and local council members of their own legislative activity; it does not apply to anyone else (a member who is also a candidate asks as na_member or local_council_member).",
+            reason_ko = "제111조제1항은 국회의원과 지방의회의원이 자신의 의정활동을 보고하는 경우에만 적용되므로 그 밖의 사람에게는 적용되지 않습니다 (후보자인 의원은 국회의원 또는 지방의회의원으로 문의하십시오).",
+        }},
+        probe = {election = "na22", date = "2024-02-01",
+                 activity = {kind = "report", channel = "report_meeting"}},
+    },
+}
+
+-- Only in a by-election do some constituents not vote (see above).
+local function constituents_may_not_vote(election)
+    return election.kind == "by_election"
 end
 
 -- Mail counts on the day it arrives; everything else on the day of the act.
@@ -80,8 +97,9 @@ end
 
 local function evaluate(q, version)
     local actor, activity = q.actor, q.activity
-    if actor.kind ~= nil and not COVERED[actor.kind] then
-        return not_covered(actor.kind)
+    local left_out = COVERAGE:left_out(q)
+    if left_out then
+        return left_out
     end
     local missing = epcs.missing(q, "actor.kind", "activity.channel")
     if missing then
@@ -160,17 +178,43 @@ local function evaluate(q, version)
         }
     end
 
+    local by_election = constituents_may_not_vote(q.election)
+    if by_election and activity.constituents_vote == false then
+        return epcs.allowed {
+            article = "111(1)",
+            window = window,
+            exception = "constituents_not_voting",
+            reason = string.format(
+                "In the by-election of %s Art. 111(1) restricts the reports of members whose constituents vote in it; this member's do not.",
+                fmt(to)),
+            reason_ko = string.format(
+                "보궐선거등(%s)에서 제111조제1항의 제한은 그 선거구의 선거구민을 대상으로 하는 의원에게 적용되며, 이 의원의 선거구민은 이 선거에서 투표하지 않습니다.",
+                fmt(to)),
+        }
+    end
+    local wanted = {}
+    if by_election and activity.constituents_vote == nil then
+        wanted[#wanted + 1] = "activity.constituents_vote"
+    end
     if electronic and activity.leads_to_campaign == nil then
+        wanted[#wanted + 1] = "activity.leads_to_campaign"
+    end
+    if #wanted > 0 then
+        local how = electronic and string.format(
+            "a report by %s is allowed only when its content does not lead to election campaigning",
+            electronic[1]) or string.format("a report by %s is prohibited", BANNED[channel][1])
+        local how_ko = electronic and string.format(
+            "선거운동에 이르지 아니하는 내용의 %s만 의정활동을 보고할 수 있습니다", electronic[2])
+            or string.format("%s 의정활동을 보고할 수 없습니다", BANNED[channel][2])
         return epcs.needs_facts {
             article = "111",
             window = window,
-            missing = {"activity.leads_to_campaign"},
-            reason = string.format(
-                "From %s to %s a report by %s is allowed only when its content does not lead to election campaigning.",
-                fmt(from), fmt(to), electronic[1]),
-            reason_ko = string.format(
-                "%s부터 선거일(%s)까지는 선거운동에 이르지 아니하는 내용의 %s만 의정활동을 보고할 수 있습니다.",
-                fmt(from), fmt(to), electronic[2]),
+            missing = wanted,
+            reason = string.format("From %s to %s %s%s.", fmt(from), fmt(to), how,
+                by_election and ", for members whose constituents vote in this by-election" or ""),
+            reason_ko = string.format("%s부터 선거일(%s)까지 %s%s.", fmt(from), fmt(to),
+                by_election and "이 보궐선거등에서 투표하는 선거구민을 대상으로 하는 의원은 " or "",
+                how_ko),
         }
     end
 
@@ -195,6 +239,7 @@ end
 return epcs.area {
     name = "legislative_report",
     article = "111",
+    coverage = COVERAGE,
     title = "Legislative activity reports restricted (D-90 to election day)",
     title_ko = "의정활동 보고 제한 (선거일 전 90일부터 선거일까지)",
     decisive_date = decisive_date,
@@ -210,7 +255,8 @@ return epcs.area {
             evaluate = evaluate,
             probe = {
                 actor = {kind = "na_member"},
-                activity = {kind = "report", channel = "report_meeting"},
+                -- constituents_vote decides only in a by-election; elsewhere it is not read.
+                activity = {kind = "report", channel = "report_meeting", constituents_vote = true},
                 inside = {verdict = "prohibited", article = "111"},
                 outside = {verdict = "allowed", article = "111"},
             },
@@ -283,11 +329,51 @@ return epcs.area {
                       window = {from = "2024-01-11", to = "2024-04-10"}},
         },
         {
-            name = "a rally inside the window",
+            name = "l01: by-election, a rally of a member whose constituents vote in it (Art. 111(1))",
             election = "ganghwa2024", date = "2024-07-18", actor = {kind = "local_council_member"},
-            activity = {kind = "report", channel = "rally"},
-            expect = {verdict = "prohibited", article = "111",
+            activity = {kind = "report", channel = "rally", constituents_vote = true},
+            expect = {verdict = "prohibited", article = "111", penalty = PENALTY,
                       window = {from = "2024-07-18", to = "2024-10-16"}},
+        },
+        {
+            name = "l02: by-election, a member whose constituents do not vote in it reports as ever",
+            election = "ganghwa2024", date = "2024-08-01", actor = {kind = "na_member"},
+            activity = {kind = "report", channel = "report_meeting", constituents_vote = false},
+            expect = {verdict = "allowed", article = "111(1)", exception = "constituents_not_voting",
+                      window = {from = "2024-07-18", to = "2024-10-16"}},
+        },
+        {
+            name = "l03: by-election, whether the member's constituents vote decides",
+            election = "byel2021_seoul", date = "2021-03-01", actor = {kind = "local_council_member"},
+            activity = {kind = "report", channel = "printed_report"},
+            expect = {verdict = "needs_facts", article = "111",
+                      missing = {"activity.constituents_vote"},
+                      window = {from = "2021-01-07", to = "2021-04-07"}},
+        },
+        {
+            name = "l04: by-election, an e-mail asks both open facts at once",
+            election = "byel2021_busan", date = "2021-03-01", actor = {kind = "na_member"},
+            activity = {kind = "report", channel = "email"},
+            expect = {verdict = "needs_facts", article = "111",
+                      missing = {"activity.constituents_vote", "activity.leads_to_campaign"}},
+        },
+        {
+            name = "l05: a presidential vacancy election is held everywhere: no constituents asked",
+            election = "pres21", date = "2025-05-01", actor = {kind = "na_member"},
+            activity = {kind = "report", channel = "rally"},
+            expect = {verdict = "prohibited", article = "111"},
+        },
+        {
+            name = "l06: by-election, the fact is not asked outside the window",
+            election = "ganghwa2024", date = "2024-07-17", actor = {kind = "na_member"},
+            activity = {kind = "report", channel = "rally"},
+            expect = {verdict = "allowed", article = "111"},
+        },
+        {
+            name = "l07: a local government head does not report legislative activity (Art. 111(1))",
+            election = "local9", date = "2026-04-01", actor = {kind = "local_government_head"},
+            activity = {kind = "report", channel = "report_meeting"},
+            expect = {verdict = "allowed", article = "111(1)", exception = "actor_not_covered"},
         },
         {
             name = "local council member, printed report on election day",
@@ -337,14 +423,14 @@ return epcs.area {
             name = "a voter is not covered by Art. 111",
             election = "na22", date = "2024-02-01", actor = {kind = "voter"},
             activity = {kind = "report", channel = "report_meeting"},
-            expect = {verdict = "allowed", article = "111", exception = "actor_not_covered",
+            expect = {verdict = "allowed", article = "111(1)", exception = "actor_not_covered",
                       window = {from = "2024-01-11", to = "2024-04-10"}},
         },
         {
             name = "a candidate who is not a member is not covered, whatever the channel",
             election = "na22", date = "2024-02-01", actor = {kind = "candidate"},
             activity = {kind = "report"},
-            expect = {verdict = "allowed", article = "111", exception = "actor_not_covered"},
+            expect = {verdict = "allowed", article = "111(1)", exception = "actor_not_covered"},
         },
         {
             name = "without the actor Art. 111 cannot be applied",

@@ -64,6 +64,8 @@ end
 return epcs.area {
     name = "publication_ceremony",
     article = "103(5)",
+    -- Art. 103(5) binds anyone ("누구든지"), whoever wrote the book.
+    coverage = epcs.coverage {{everyone = "103(5)"}},
     title = "Publication ceremonies for candidates' books prohibited (D-90 to election day)",
     title_ko = "후보자 등과 관련 있는 저서의 출판기념회 개최 금지 (선거일 전 90일부터 선거일까지)",
     versions = {

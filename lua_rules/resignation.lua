@@ -1,22 +1,46 @@
 -- Arts. 53 and 60(2): who must resign, and by when, to run for office or to campaign.
 --
--- Art. 53: public officials, full-time executives of government-invested organizations and
--- local public corporations, journalists and others must resign to run: by D-90 for a
--- constituency seat (and for a presidential election), by D-30 for proportional representation
--- and for by-elections and vacancy elections (a presidential vacancy election counts, Art.
--- 35(4)). A sitting National Assembly member running for the Assembly or the presidency need not
--- resign. Missing the deadline voids the registration (Art. 52(1)5).
+-- Art. 53(1): public officials (elected ones too: local government heads and local council
+-- members are political public officials), full-time executives of government-invested
+-- organizations and local public corporations, journalists and others must resign by D-90 to
+-- run. Its proviso: a National Assembly member running for the Assembly or the presidency, and a
+-- local government head or council member running for the head or the council of the same local
+-- government, keep their office.
+-- Art. 53(2): D-30 instead when running for a proportional seat (item 1), in a by- or vacancy
+-- election (item 2; a presidential vacancy election counts, Art. 35(4)), as a National Assembly
+-- member for the head of a local government (item 3), or as a local council member for the head
+-- or council of ANOTHER local government (item 4).
+-- Art. 53(5): a local government head running for an Assembly constituency that is the same as or
+-- overlaps their jurisdiction must resign by D-120. Its text speaks of the Assembly's general
+-- election; in a by-election (whose cause may come after D-120) epcs applies 53(2)2's D-30.
+-- Sources: the Act as amended by Act 19855; NEC releases for the 9th local elections (Seoul,
+-- 2026-02-26; Hongseong, 2026-01-15) and for the 8th (2022-04-25): "지방자치단체장이나 지방의회
+-- 의원이 그 직을 가지고 해당 지방자치단체에 입후보하는 경우에는 사직하지 않아도 된다".
+-- Missing a deadline voids the registration (Art. 52(1)5).
+-- Not modelled: a proportional member running in a by-election of their own body must resign
+-- before applying for registration (53(3)/(4)); epcs holds no registration dates.
+--
 -- Art. 60(2): reserve-force company commanders and above, residents' self-governance committee
 -- members and heads of tong/ri/ban must resign by D-90 to become campaign officials or workers;
 -- for a by-election, by 5 days after its cause was confirmed when that is later.
 -- Both are judged on the day the head of the institution RECEIVED the resignation
 -- (received_date); when it was accepted does not matter. Deadlines on a Sunday or holiday are
 -- not moved.
+--
+-- Facts beyond the seat and the received date, each asked for only when it decides:
+--   office_sought             in a nationwide local election: local_government_head or
+--                             local_council (a one-race election names its office itself)
+--   same_local_government     a head or council member running for the head or council of the
+--                             local government they serve (53(1) proviso, 53(2)4)
+--   constituency_overlaps_jurisdiction  a head running for an Assembly constituency (53(5))
 
 local D, fmt = epcs.D, epcs.fmt
 
+-- 53(1)'s D-90, or 53(2)2's D-30 in a by- or vacancy election.
+local run_deadline = epcs.deadline {last_day = D(90), by_election = D(30)}
 local constituency_deadline = epcs.deadline {last_day = D(90)}
 local proportional_deadline = epcs.deadline {last_day = D(30)}
+local overlap_deadline = epcs.deadline {last_day = D(120)}
 local official_deadline = epcs.deadline {last_day = D(90), after_cause_confirmed = 5}
 
 local PENALTY_60 = "Art. 255(1): imprisonment of up to 3 years or a fine of up to KRW 6 million"
@@ -28,6 +52,9 @@ local MUST_RESIGN_TO_RUN = {
                                   "정부투자기관의 상근 임원"},
     local_public_corp_executive = {"a full-time executive of a local public corporation",
                                    "지방공사·지방공단의 상근 임원"},
+    na_member = {"a National Assembly member", "국회의원"},
+    local_government_head = {"a local government head", "지방자치단체의 장"},
+    local_council_member = {"a local council member", "지방의회의원"},
 }
 
 local MUST_RESIGN_TO_CAMPAIGN = {
@@ -38,20 +65,46 @@ local MUST_RESIGN_TO_CAMPAIGN = {
     tong_ri_ban_head = {"a head of a tong, ri or ban", "통·리·반의 장"},
 }
 
+local LOCAL_OFFICES = {local_government_head = true, local_council = true}
+
+local COVERAGE = epcs.coverage {
+    {
+        activities = {"run_for_office"},
+        covers = {"public_official", "journalist", "gov_invested_org_executive",
+                  "local_public_corp_executive", "na_member", "local_government_head",
+                  "local_council_member"},
+        left_out = {{
+            kinds = {"voter", "party_member", "candidate", "prospective_candidate",
+                     "reserve_force_commander", "residents_committee_member", "tong_ri_ban_head",
+                     "publisher", "author", "business", "media_company", "platform", "other"},
+            article = "53(1)",
+            reason = "Art. 53(1) lists the posts to be resigned before running (public officials, elected ones included, full-time executives of government-invested organizations and local public corporations, journalists and others); this actor kind names none of them (a person holding one asks with that post's kind).",
+            reason_ko = "제53조제1항은 입후보 전에 그만두어야 하는 직(선거로 취임하는 공무원을 포함한 공무원, 정부투자기관·지방공사·지방공단의 상근 임원, 언론인 등)을 정하고 있으며, 이 행위자는 그 어느 직에도 해당하지 않습니다 (그 직에 있는 사람은 해당 직으로 문의하십시오).",
+        }},
+        probe = {election = "na22", date = "2024-01-05",
+                 activity = {kind = "run_for_office", seat = "constituency",
+                             received_date = "2024-01-05"}},
+    },
+    {
+        activities = {"become_campaign_official"},
+        covers = {"reserve_force_commander", "residents_committee_member", "tong_ri_ban_head"},
+        left_out = {{
+            kinds = {"voter", "party_member", "candidate", "prospective_candidate", "na_member",
+                     "local_council_member", "local_government_head", "public_official",
+                     "journalist", "gov_invested_org_executive", "local_public_corp_executive",
+                     "publisher", "author", "business", "media_company", "platform", "other"},
+            article = "60(2)",
+            reason = "Art. 60(2) sets a resignation deadline only for reserve-force commanders, residents' committee members and heads of tong, ri or ban; public officials and others whom Art. 60(1) bars from campaigning while in office have no such deadline.",
+            reason_ko = "제60조제2항의 사직 기한은 향토예비군 중대장 이상의 간부, 주민자치위원회 위원, 통·리·반의 장에게만 적용되며, 제60조제1항에 따라 재직 중 선거운동을 할 수 없는 공무원 등에게는 이러한 기한이 없습니다.",
+        }},
+        probe = {election = "na22", date = "2024-01-05",
+                 activity = {kind = "become_campaign_official", received_date = "2024-01-05"}},
+    },
+}
+
 local function needs(article, missing, reason, reason_ko, deadline)
     return epcs.needs_facts {article = article, missing = missing, reason = reason,
                              reason_ko = reason_ko, deadline = deadline}
-end
-
-local function not_covered(article, kind, deadline)
-    return epcs.allowed {
-        article = article,
-        deadline = deadline,
-        exception = "actor_not_covered",
-        reason = string.format("Art. %s does not require actor kind '%s' to resign.", article, kind),
-        reason_ko = string.format("%s는 이 행위자(%s)에게 사직을 요구하지 않습니다.",
-            epcs.cite_ko(article), kind),
-    }
 end
 
 -- On or before the deadline the resignation counts; after it, it does not.
@@ -82,43 +135,102 @@ local function judge(q, article, deadline, who, penalty, consequence, consequenc
     }
 end
 
-local function run_for_office(q)
-    local actor, election = q.actor, q.election
-    if actor.kind == "na_member" and
-        (election.office == "national_assembly" or election.office == "president") then
-        return epcs.allowed {
-            article = "53",
-            deadline = constituency_deadline:day(election),
-            exception = "sitting_na_member",
-            reason = "A sitting National Assembly member running for the Assembly or the presidency need not resign (Art. 53(1)).",
-            reason_ko = "국회의원이 국회의원선거나 대통령선거에 입후보하는 경우에는 사직하지 않아도 됩니다 (제53조제1항).",
-        }
+-- The office keeps: no resignation at all.
+local function keeps_office(exception, deadline, reason, reason_ko)
+    return epcs.allowed {article = "53", deadline = deadline, exception = exception,
+                         reason = reason, reason_ko = reason_ko}
+end
+
+-- The office run for: the election's own, or in a nationwide local election the race named.
+local function office_of(q)
+    local office = q.election.office
+    if office == "local_office" then
+        return q.activity.office_sought
     end
-    local who = MUST_RESIGN_TO_RUN[actor.kind]
-    if not who then
-        return not_covered("53", actor.kind, constituency_deadline:day(election))
+    return office
+end
+
+-- Which deadline applies (article, deadline rule, why), or a verdict that ends the question.
+-- Each step follows Art. 53 as summarised at the top of the file.
+local function which_deadline(q)
+    local kind, election, activity = q.actor.kind, q.election, q.activity
+    local office, by_election = office_of(q), election.kind ~= "general"
+    local local_race = election.office == "local_office" or LOCAL_OFFICES[election.office]
+    local elected_locally = kind == "local_government_head" or kind == "local_council_member"
+
+    if kind == "na_member" and (office == "national_assembly" or office == "president") then
+        return nil, keeps_office("sitting_na_member", run_deadline:day(election),
+            "A sitting National Assembly member running for the Assembly or the presidency need not resign (Art. 53(1) proviso).",
+            "국회의원이 국회의원선거나 대통령선거에 그 직을 가지고 입후보하는 경우에는 사직하지 않아도 됩니다 (제53조제1항 단서).")
     end
-    local article, deadline
-    if election.kind ~= "general" then
-        article, deadline = "53(2)", proportional_deadline:day(election)
-    elseif election.office == "president" then
-        article, deadline = "53", constituency_deadline:day(election)
-    elseif q.activity.seat == nil then
-        return needs("53", {"activity.seat"},
-            "A constituency seat must be resigned for by D-90, a proportional one by D-30.",
-            "지역구는 선거일 전 90일, 비례대표는 선거일 전 30일까지 사직해야 하므로 선거구 구분을 알아야 합니다.",
+    if local_race and (kind == "na_member" or elected_locally) then
+        local wanted = {}
+        if office == nil then
+            wanted[#wanted + 1] = "activity.office_sought"
+        end
+        if elected_locally and activity.same_local_government == nil then
+            wanted[#wanted + 1] = "activity.same_local_government"
+        end
+        if #wanted > 0 then
+            return nil, needs("53", wanted,
+                "For an elected official running in a local election the office sought and whether it is their own local government's decide Art. 53 (its proviso, 53(2)3 and 53(2)4).",
+                "선거로 취임한 사람이 지방선거에 입후보하는 경우에는 어느 직에 입후보하는지와 자신이 속한 지방자치단체의 선거인지에 따라 제53조(제1항 단서, 제2항제3호·제4호)의 적용이 달라집니다.",
+                run_deadline:day(election))
+        end
+        if elected_locally and activity.same_local_government then
+            return nil, keeps_office("same_local_government", run_deadline:day(election),
+                "A local government head or council member running for the head or council of the same local government need not resign (Art. 53(1) proviso).",
+                "지방자치단체의 장이나 지방의회의원이 해당 지방자치단체의 장 또는 의회의원 선거에 그 직을 가지고 입후보하는 경우에는 사직하지 않아도 됩니다 (제53조제1항 단서).")
+        end
+        if kind == "na_member" and office == "local_government_head" then
+            return "53(2)", proportional_deadline
+        end
+        if kind == "local_council_member" then
+            return "53(2)", proportional_deadline
+        end
+    end
+    if by_election then
+        return "53(2)", proportional_deadline
+    end
+    if office == "president" or office == "local_government_head" then
+        return "53", constituency_deadline
+    end
+    if activity.seat == nil then
+        return nil, needs("53", {"activity.seat"},
+            "A constituency seat must be resigned for by D-90, a proportional one by D-30 (Art. 53(1), 53(2)1).",
+            "지역구는 선거일 전 90일, 비례대표는 선거일 전 30일까지 사직해야 하므로 선거구 구분을 알아야 합니다 (제53조제1항, 제2항제1호).",
             constituency_deadline:day(election))
-    elseif q.activity.seat == "proportional" then
-        article, deadline = "53(2)", proportional_deadline:day(election)
-    else
-        article, deadline = "53", constituency_deadline:day(election)
     end
+    if activity.seat == "proportional" then
+        return "53(2)", proportional_deadline
+    end
+    if kind == "local_government_head" and office == "national_assembly" then
+        local overlaps = activity.constituency_overlaps_jurisdiction
+        if overlaps == nil then
+            return nil, needs("53(5)", {"activity.constituency_overlaps_jurisdiction"},
+                "A local government head running for an Assembly constituency that overlaps their jurisdiction must resign by D-120, otherwise by D-90 (Art. 53(5), 53(1)).",
+                "지방자치단체의 장이 그 관할구역과 같거나 겹치는 지역구국회의원선거에 입후보하려면 선거일 전 120일까지, 그 밖에는 선거일 전 90일까지 사직해야 합니다 (제53조제5항, 제1항).",
+                overlap_deadline:day(election))
+        end
+        if overlaps then
+            return "53(5)", overlap_deadline
+        end
+    end
+    return "53", constituency_deadline
+end
+
+local function run_for_office(q)
+    local article, rule = which_deadline(q)
+    if article == nil then
+        return rule
+    end
+    local deadline = rule:day(q.election)
     if q.activity.received_date == nil then
         return needs(article, {"activity.received_date"},
             "Art. 53 is judged on the day the head of the institution received the resignation.",
             "제53조는 소속기관의 장이 사직원을 접수한 날을 기준으로 판단합니다.", deadline)
     end
-    return judge(q, article, deadline, who, nil,
+    return judge(q, article, deadline, MUST_RESIGN_TO_RUN[q.actor.kind], nil,
         "the candidate registration would be void (Art. 52(1)5)",
         "후보자등록은 무효가 됩니다 (제52조제1항제5호).")
 end
@@ -127,9 +239,6 @@ local function become_campaign_official(q)
     local election = q.election
     local deadline = official_deadline:day(election)
     local who = MUST_RESIGN_TO_CAMPAIGN[q.actor.kind]
-    if not who then
-        return not_covered("60(2)", q.actor.kind, deadline)
-    end
     if q.activity.received_date == nil then
         return needs("60(2)", {"activity.received_date"},
             "Art. 60(2) is judged on the day the head of the institution received the resignation.",
@@ -145,9 +254,19 @@ local function evaluate(q, version)
     if missing then
         return needs("53", missing, "Who resigns and for what decide Arts. 53 and 60(2).",
             "누가 무엇을 위하여 사직하는지 알아야 제53조와 제60조제2항을 적용할 수 있습니다.",
-            constituency_deadline:day(q.election))
+            run_deadline:day(q.election))
     end
-    if q.activity.kind == "become_campaign_official" then
+    local campaign = q.activity.kind == "become_campaign_official"
+    local left_out = COVERAGE:left_out(q)
+    if left_out then
+        -- With the deadline of the provision asked about, which the version's cannot be for both.
+        return epcs.allowed {
+            article = left_out.article, exception = left_out.exception,
+            reason = left_out.reason, reason_ko = left_out.reason_ko,
+            deadline = (campaign and official_deadline or run_deadline):day(q.election),
+        }
+    end
+    if campaign then
         return become_campaign_official(q)
     end
     return run_for_office(q)
@@ -172,6 +291,15 @@ local function calendar(election, version)
         add("53(2)", proportional_deadline,
             "Resignation deadline to run for proportional representation (D-30)",
             "비례대표 입후보를 위한 사직 기한 (선거일 전 30일)")
+        if election.office == "national_assembly" then
+            add("53(5)", overlap_deadline,
+                "Resignation deadline for a local government head running for a constituency overlapping their jurisdiction (D-120)",
+                "관할구역과 겹치는 지역구국회의원선거에 입후보하려는 지방자치단체의 장의 사직 기한 (선거일 전 120일)")
+        else
+            add("53(2)", proportional_deadline,
+                "Resignation deadline for an Assembly member running for local government head, or a council member for another local government (D-30)",
+                "국회의원이 지방자치단체의 장 선거에, 지방의회의원이 다른 지방자치단체의 선거에 입후보하는 경우의 사직 기한 (선거일 전 30일)")
+        end
     end
     add("60(2)", official_deadline, "Resignation deadline to become a campaign official (D-90)",
         "선거사무관계자가 되기 위한 사직 기한 (선거일 전 90일)")
@@ -181,6 +309,7 @@ end
 return epcs.area {
     name = "resignation",
     article = "53",
+    coverage = COVERAGE,
     title = "Resignation deadlines",
     title_ko = "공무원 등의 사직 기한",
     -- The resignation counts on the day it was received, whatever the day of the request.
@@ -193,7 +322,7 @@ return epcs.area {
             id = "resignation/53-60/2004-03-12",
             effective_from = "2004-03-12",
             promulgated = "2004-03-12",
-            deadline = constituency_deadline,
+            deadline = run_deadline,
             evaluate = evaluate,
             calendar = calendar,
             probe = {
@@ -202,14 +331,127 @@ return epcs.area {
                     return {kind = "run_for_office", seat = "constituency",
                             received_date = epcs.fmt(day)}
                 end,
-                inside = {verdict = "allowed", article = "53"},
-                outside = {verdict = "prohibited", article = "53"},
-                -- By-/vacancy elections have the D-30 deadline instead.
-                when = function(election) return election.kind == "general" end,
+                -- 53(1)'s D-90, or 53(2)2's D-30 in a by- or vacancy election.
+                inside = {verdict = "allowed"},
+                outside = {verdict = "prohibited"},
             },
         },
     },
     tests = {
+        {
+            name = "r01: 53(2)3: an Assembly member running for local government head resigns by D-30",
+            election = "local9", date = "2026-05-04", actor = {kind = "na_member"},
+            activity = {kind = "run_for_office", office_sought = "local_government_head", received_date = "2026-05-04"},
+            expect = {verdict = "allowed", article = "53(2)", deadline = "2026-05-04"},
+        },
+        {
+            name = "r02: 53(2)3: a day after D-30, the registration would be void (52(1)5)",
+            election = "local9", date = "2026-05-05", actor = {kind = "na_member"},
+            activity = {kind = "run_for_office", office_sought = "local_government_head", received_date = "2026-05-05"},
+            expect = {verdict = "prohibited", article = "53(2)", deadline = "2026-05-04"},
+        },
+        {
+            name = "r03: 53(1) proviso: a council member runs for the head of their own local government in office",
+            election = "local9", date = "2026-02-01", actor = {kind = "local_council_member"},
+            activity = {kind = "run_for_office", office_sought = "local_government_head", same_local_government = true},
+            expect = {verdict = "allowed", article = "53", exception = "same_local_government"},
+        },
+        {
+            name = "r04: 53(2)4: a council member running for another local government's council has D-30",
+            election = "local9", date = "2026-05-04", actor = {kind = "local_council_member"},
+            activity = {kind = "run_for_office", office_sought = "local_council", same_local_government = false, seat = "constituency", received_date = "2026-05-04"},
+            expect = {verdict = "allowed", article = "53(2)", deadline = "2026-05-04"},
+        },
+        {
+            name = "r05: 53(5): a head running for an overlapping constituency resigns by D-120",
+            election = "na22", date = "2023-12-12", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", seat = "constituency", constituency_overlaps_jurisdiction = true, received_date = "2023-12-12"},
+            expect = {verdict = "allowed", article = "53(5)", deadline = "2023-12-12"},
+        },
+        {
+            name = "r06: 53(5): a day after D-120",
+            election = "na22", date = "2023-12-13", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", seat = "constituency", constituency_overlaps_jurisdiction = true, received_date = "2023-12-13"},
+            expect = {verdict = "prohibited", article = "53(5)", deadline = "2023-12-12"},
+        },
+        {
+            name = "r07: 53(1): a head is a public official; no overlap, D-90",
+            election = "na22", date = "2024-01-11", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", seat = "constituency", constituency_overlaps_jurisdiction = false, received_date = "2024-01-11"},
+            expect = {verdict = "allowed", article = "53", deadline = "2024-01-11"},
+        },
+        {
+            name = "r08: 53(5) or 53(1): whether the constituency overlaps the jurisdiction decides",
+            election = "na22", date = "2023-12-01", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", seat = "constituency", received_date = "2023-12-01"},
+            expect = {verdict = "needs_facts", article = "53(5)", missing = {"activity.constituency_overlaps_jurisdiction"}, deadline = "2023-12-12"},
+        },
+        {
+            name = "r09: 53(1): a council member is a public official running for the Assembly; D-90 missed",
+            election = "na22", date = "2024-01-12", actor = {kind = "local_council_member"},
+            activity = {kind = "run_for_office", seat = "constituency", received_date = "2024-01-12"},
+            expect = {verdict = "prohibited", article = "53", deadline = "2024-01-11"},
+        },
+        {
+            name = "r10: 53(1): a head running for President resigns by D-90",
+            election = "pres20", date = "2021-12-09", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", received_date = "2021-12-09"},
+            expect = {verdict = "allowed", article = "53", deadline = "2021-12-09"},
+        },
+        {
+            name = "r11: 53(2)2 with 35(4): a presidential vacancy election has D-30",
+            election = "pres21", date = "2025-05-05", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", received_date = "2025-05-05"},
+            expect = {verdict = "prohibited", article = "53(2)", deadline = "2025-05-04"},
+        },
+        {
+            name = "r12: 53(1) lists no voter; in a by-election the deadline shown is D-30 (53(2)2)",
+            election = "ganghwa2024", date = "2024-08-01", actor = {kind = "voter"},
+            activity = {kind = "run_for_office", seat = "constituency"},
+            expect = {verdict = "allowed", article = "53(1)", exception = "actor_not_covered", deadline = "2024-09-16"},
+        },
+        {
+            name = "r13: 53(1) proviso, 53(2)4: the office sought and whose local government decide",
+            election = "local9", date = "2026-02-01", actor = {kind = "local_council_member"},
+            activity = {kind = "run_for_office", received_date = "2026-02-01"},
+            expect = {verdict = "needs_facts", article = "53", missing = {"activity.office_sought", "activity.same_local_government"}},
+        },
+        {
+            name = "r14: 53(1) proviso: a Seoul council member runs for Seoul mayor in office",
+            election = "byel2021_seoul", date = "2021-02-01", actor = {kind = "local_council_member"},
+            activity = {kind = "run_for_office", same_local_government = true},
+            expect = {verdict = "allowed", article = "53", exception = "same_local_government"},
+        },
+        {
+            name = "r15: 53(2)3: an Assembly member running for mayor resigns by D-30",
+            election = "byel2021_busan", date = "2021-03-08", actor = {kind = "na_member"},
+            activity = {kind = "run_for_office", received_date = "2021-03-08"},
+            expect = {verdict = "allowed", article = "53(2)", deadline = "2021-03-08"},
+        },
+        {
+            name = "r16: 53(1): an Assembly member running for a council seat has D-90 (53(2)3 names only the head)",
+            election = "local9", date = "2026-03-05", actor = {kind = "na_member"},
+            activity = {kind = "run_for_office", office_sought = "local_council", seat = "constituency", received_date = "2026-03-05"},
+            expect = {verdict = "allowed", article = "53", deadline = "2026-03-05"},
+        },
+        {
+            name = "r17: 53(1): a head running for another local government's head has D-90 (53(2)4 names only council members)",
+            election = "local9", date = "2026-03-06", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", office_sought = "local_government_head", same_local_government = false, received_date = "2026-03-06"},
+            expect = {verdict = "prohibited", article = "53", deadline = "2026-03-05"},
+        },
+        {
+            name = "r18: 53(2)1: proportional seats have D-30, for heads too",
+            election = "na22", date = "2024-03-11", actor = {kind = "local_government_head"},
+            activity = {kind = "run_for_office", seat = "proportional", received_date = "2024-03-11"},
+            expect = {verdict = "allowed", article = "53(2)", deadline = "2024-03-11"},
+        },
+        {
+            name = "r19: 60(2) sets no deadline for public officials; its own deadline is D-90 here",
+            election = "ganghwa2024", date = "2024-07-01", actor = {kind = "public_official"},
+            activity = {kind = "become_campaign_official", received_date = "2024-07-01"},
+            expect = {verdict = "allowed", article = "60(2)", exception = "actor_not_covered", deadline = "2024-07-18"},
+        },
         {
             name = "p18: deadline D-90 met on the day",
             election = "na22", date = "2024-01-11", actor = {kind = "public_official"},
@@ -287,7 +529,7 @@ return epcs.area {
             name = "a voter need not resign",
             election = "local9", date = "2026-01-01", actor = {kind = "voter"},
             activity = {kind = "run_for_office", seat = "constituency"},
-            expect = {verdict = "allowed", article = "53", exception = "actor_not_covered"},
+            expect = {verdict = "allowed", article = "53(1)", exception = "actor_not_covered"},
         },
         {
             name = "a public official becoming a campaign official is not Art. 60(2)'s case",

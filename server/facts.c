@@ -32,6 +32,11 @@ static const char *const actor_kinds[] = {
     NULL,
 };
 
+const char *const *epcs_actor_kinds(void)
+{
+    return actor_kinds;
+}
+
 static const char *type_name(enum epcs_fact_type type)
 {
     switch (type) {

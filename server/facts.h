@@ -47,6 +47,10 @@ struct epcs_facts {
 
 /** Creates an empty vocabulary holding actor.kind (the enum of SPEC section 5). NULL on OOM. */
 struct epcs_vocab *epcs_vocab_create(void);
+
+/** The actor kinds every check may name (SPEC section 5), NULL-terminated; static storage. The
+ * rule API hands them to the rule files, whose coverage statements must name each one. */
+const char *const *epcs_actor_kinds(void);
 /**
  * Adds a plugin's facts and activity kinds. Returns 0, or -1 with a reason in `why` when a
  * fact conflicts in type with an earlier plugin or the vocabulary would grow too large.

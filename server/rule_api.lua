@@ -84,7 +84,8 @@ function Window:contains(election, day)
 end
 
 -- A last day: D-N, or for a by-election with after_cause_confirmed = k, confirmation + k days
--- when that comes later.
+-- when that comes later. With by_election = D(m), a by- or vacancy election's last day is D-m
+-- instead (Art. 53(2)2's D-30 beside 53(1)'s D-90).
 local Deadline, DeadlineObject = class()
 
 function epcs.deadline(spec)
@@ -94,14 +95,22 @@ function epcs.deadline(spec)
     if spec.after_cause_confirmed ~= nil and math.type(spec.after_cause_confirmed) ~= "integer" then
         fail(2, "deadline{} after_cause_confirmed must be a whole number of days")
     end
+    if spec.by_election ~= nil and not is_relative(spec.by_election) then
+        fail(2, "deadline{} by_election must be D(n)")
+    end
     return setmetatable({
         last_day = spec.last_day,
+        by_election = spec.by_election,
         after_cause_confirmed = spec.after_cause_confirmed,
     }, DeadlineObject)
 end
 
 function Deadline:day(election)
-    local day = election.day - self.last_day.days_before
+    local last = self.last_day
+    if self.by_election and election.kind ~= "general" then
+        last = self.by_election
+    end
+    local day = election.day - last.days_before
     if self.after_cause_confirmed and election.cause_confirmed then
         local from_cause = election.cause_confirmed + self.after_cause_confirmed
         if from_cause > day then
@@ -109,6 +118,133 @@ function Deadline:day(election)
         end
     end
     return day
+end
+
+-- Which actor kinds an area's provisions bind, and, for each kind they leave out, the
+-- provision that does so: a list of entries, one per group of activity kinds (`activities`;
+-- omitted: every activity of the area). An entry either binds everyone (`everyone` = the
+-- article saying "누구든지") or lists the kinds it `covers` and `left_out` statements
+-- {kinds, article, reason, reason_ko}, with a `probe` {election, date, activity} the rule tests
+-- run for every kind left out. The rule tests fail for any actor kind of the host that an entry
+-- neither covers nor leaves out, so a kind added to the vocabulary cannot slip through an area.
+local Coverage, CoverageObject = class()
+local ACTOR_KINDS = {}
+for _, kind in ipairs(host.actor_kinds) do
+    ACTOR_KINDS[kind] = true
+end
+
+local function coverage_entry(entry, i, seen_activities)
+    if type(entry) ~= "table" then
+        fail(3, "coverage entry %d must be a table", i)
+    end
+    local activities = entry.activities or {"*"}
+    for _, activity in ipairs(activities) do
+        if seen_activities[activity] or (activity == "*" and next(seen_activities)) or
+            seen_activities["*"] then
+            fail(3, "coverage entry %d: activity '%s' is spoken of by an earlier entry", i, activity)
+        end
+        seen_activities[activity] = true
+    end
+    local kinds = {}
+    local function claim(kind, as)
+        if not ACTOR_KINDS[kind] then
+            fail(4, "coverage entry %d: '%s' is no actor kind of SPEC section 5", i, tostring(kind))
+        end
+        if kinds[kind] then
+            fail(4, "coverage entry %d: actor kind '%s' is listed twice", i, kind)
+        end
+        kinds[kind] = as
+    end
+    if entry.everyone ~= nil then
+        if type(entry.everyone) ~= "string" or entry.covers or entry.left_out then
+            fail(3, "coverage entry %d: everyone = the article binding anyone, alone", i)
+        end
+        return {activities = activities, everyone = entry.everyone, kinds = kinds}
+    end
+    for _, kind in ipairs(entry.covers or {}) do
+        claim(kind, true)
+    end
+    for _, statement in ipairs(entry.left_out or {}) do
+        if type(statement.kinds) ~= "table" or type(statement.article) ~= "string" or
+            type(statement.reason) ~= "string" or type(statement.reason_ko) ~= "string" then
+            fail(3, "coverage entry %d: a left_out statement needs kinds, article, reason and reason_ko", i)
+        end
+        local verdict = epcs.allowed {
+            article = statement.article, exception = "actor_not_covered",
+            reason = statement.reason, reason_ko = statement.reason_ko,
+        }
+        for _, kind in ipairs(statement.kinds) do
+            claim(kind, {article = statement.article, verdict = verdict})
+        end
+    end
+    local probe = entry.probe
+    if entry.left_out and (type(probe) ~= "table" or type(probe.election) ~= "string" or
+        type(probe.date) ~= "string" or type(probe.activity) ~= "table") then
+        fail(3, "coverage entry %d: a probe {election, date, activity} runs the kinds left out", i)
+    end
+    return {activities = activities, kinds = kinds, probe = probe}
+end
+
+function epcs.coverage(entries)
+    if type(entries) ~= "table" or #entries == 0 then
+        fail(2, "epcs.coverage{} takes a list of entries")
+    end
+    local list, seen = {}, {}
+    for i, entry in ipairs(entries) do
+        list[i] = coverage_entry(entry, i, seen)
+    end
+    return setmetatable({entries = list}, CoverageObject)
+end
+
+local function coverage_for(coverage, activity)
+    for _, entry in ipairs(coverage.entries) do
+        for _, kind in ipairs(entry.activities) do
+            if kind == activity or kind == "*" then
+                return entry
+            end
+        end
+    end
+    return nil
+end
+
+-- The verdict for an actor kind the provisions leave out (allowed, actor_not_covered, the
+-- provision that leaves it out), or nil when the actor is covered or not yet known.
+function Coverage:left_out(q)
+    local entry = coverage_for(self, q.activity.kind)
+    local as = entry and q.actor.kind and entry.kinds[q.actor.kind]
+    return type(as) == "table" and as.verdict or nil
+end
+
+-- The rule tests of a coverage statement: each kind left out is probed; a kind neither covered
+-- nor left out fails by name.
+local function coverage_cases(area, cases)
+    for _, entry in ipairs(area.coverage.entries) do
+        if entry.everyone then
+            goto next_entry
+        end
+        for _, kind in ipairs(host.actor_kinds) do
+            local as = entry.kinds[kind]
+            local about = format("%s (activities %s)", area.name, table.concat(entry.activities, ", "))
+            if as == nil then
+                cases[#cases + 1] = {
+                    name = format("coverage of %s: actor kind '%s'", about, kind),
+                    generated = true,
+                    fail = format("actor kind '%s' is neither covered nor left out by a provision: state which", kind),
+                }
+            elseif as ~= true then
+                cases[#cases + 1] = {
+                    name = format("coverage of %s: Art. %s leaves out '%s'", about, as.article, kind),
+                    election = entry.probe.election,
+                    date = entry.probe.date,
+                    actor = {kind = kind},
+                    activity = entry.probe.activity,
+                    expect = {verdict = "allowed", article = as.article, exception = "actor_not_covered"},
+                    generated = true,
+                }
+            end
+        end
+        ::next_entry::
+    end
 end
 
 -- An article as Korean law cites it: "93(2)" -> "제93조제2항", "82-8" -> "제82조의8",
@@ -233,6 +369,9 @@ function epcs.area(def)
         if getmetatable(v.window) ~= Window and getmetatable(v.deadline) ~= Deadline then
             fail(2, "version '%s' needs a window = epcs.window{} or deadline = epcs.deadline{}", v.id)
         end
+    end
+    if getmetatable(def.coverage) ~= Coverage then
+        fail(2, "area '%s' needs coverage = epcs.coverage{...}: which actor kinds it binds, and the provision leaving out each other kind", def.name)
     end
     for i, t in ipairs(def.tests or {}) do
         if type(t) ~= "table" or type(t.name) ~= "string" or type(t.election) ~= "string" or
@@ -381,6 +520,7 @@ function epcs._test_cases(area, elections)
     for _, t in ipairs(area.tests or {}) do
         cases[#cases + 1] = t
     end
+    coverage_cases(area, cases)
     for _, version in ipairs(area.versions) do
         local probe = version.probe
         for _, election in ipairs(probe and elections or {}) do
@@ -430,4 +570,4 @@ function epcs._test_cases(area, elections)
 end
 
 -- What the host freezes besides the libraries and `epcs`: the classes' methods.
-return {Relative, Window, Deadline}
+return {Relative, Window, Deadline, Coverage}

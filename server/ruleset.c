@@ -617,9 +617,15 @@ static int open_rule_api(struct epcs_engine *engine, struct epcs_rule_error *err
         lua_setfield(L, -2, kinds[i]);
     }
     lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
     lua_pushcfunction(L, cb_own_verdict);
     lua_setfield(L, -2, "own_verdict");
+    lua_newtable(L);
+    for (const char *const *kind = epcs_actor_kinds(); *kind != NULL; kind++) {
+        lua_pushstring(L, *kind);
+        lua_rawseti(L, -2, (lua_Integer)(kind - epcs_actor_kinds()) + 1);
+    }
+    lua_setfield(L, -2, "actor_kinds");
     lua_pushcfunction(L, cb_validate);
     lua_setfield(L, -2, "validate");
     if (epcs_lua_run_chunk(engine->lua, "=epcs rule API", epcs_rule_api_source,
@@ -1733,11 +1739,14 @@ struct test_case_job {
     struct epcs_buf *out;
 };
 
-/* Packs case `item` as {name, generated, election, date, actor, activity, expect}, the fields
- * it has; a case whose facts or expectation cannot be packed gets `invalid` instead of them. */
+/* Packs case `item` as {name, generated, election, date, actor, activity, expect, fail}, the
+ * fields it has; a case whose facts or expectation cannot be packed gets `invalid` instead of
+ * them. `fail` is the rule API's: a case that fails with that message. */
 static void pack_test_case(msgpack_packer *pk, struct epcs_buf *out, lua_State *L, int item)
 {
-    static const char *const fields[] = {"name", "election", "date", "actor", "activity", "expect"};
+    static const char *const fields[] = {"name",     "election", "date", "actor",
+                                         "activity", "expect",   "fail"};
+    enum { FIELD_COUNT = sizeof(fields) / sizeof(fields[0]) };
     size_t start = out->len;
     int plain = lua_type(L, item) == LUA_TTABLE && epcs_lua_plain(L, item) == 0;
     int generated = 0;
@@ -1746,7 +1755,7 @@ static void pack_test_case(msgpack_packer *pk, struct epcs_buf *out, lua_State *
         generated = raw_field(L, item, "generated") != LUA_TNIL && lua_toboolean(L, -1);
         lua_settop(L, item);
     }
-    for (size_t f = 0; plain && f < 6; f++) {
+    for (size_t f = 0; plain && f < FIELD_COUNT; f++) {
         present += raw_field(L, item, fields[f]) != LUA_TNIL;
         lua_pop(L, 1);
     }
@@ -1756,7 +1765,7 @@ static void pack_test_case(msgpack_packer *pk, struct epcs_buf *out, lua_State *
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
-    for (size_t f = 0; plain && f < 6; f++) {
+    for (size_t f = 0; plain && f < FIELD_COUNT; f++) {
         if (raw_field(L, item, fields[f]) != LUA_TNIL) {
             pack_cstr(pk, fields[f]);
             if (pack_lua(pk, L, -1, 0) != 0)

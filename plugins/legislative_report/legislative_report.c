@@ -35,6 +35,8 @@ static const struct epcs_fact_spec facts[] = {
     {"activity.channel", EPCS_FACT_ENUM, channels},
     {"activity.leads_to_campaign", EPCS_FACT_BOOL, NULL},
     {"activity.arrival_date", EPCS_FACT_DATE, NULL},
+    /* In a by-election: whether the member's constituents vote in it. */
+    {"activity.constituents_vote", EPCS_FACT_BOOL, NULL},
     {NULL, 0, NULL},
 };
 

@@ -10,10 +10,19 @@ static const char *const activity_kinds[] = {"run_for_office", "become_campaign_
 
 static const char *const seats[] = {"constituency", "proportional", NULL};
 
+/* The race run for in a nationwide local election; a one-race election names it itself. */
+static const char *const local_offices[] = {"local_government_head", "local_council", NULL};
+
 /* actor.kind is the host's: every area shares the actors of SPEC section 5. */
 static const struct epcs_fact_spec facts[] = {
     {"activity.seat", EPCS_FACT_ENUM, seats},
     {"activity.received_date", EPCS_FACT_DATE, NULL},
+    {"activity.office_sought", EPCS_FACT_ENUM, local_offices},
+    /* A head or council member running for the head or council of the local government they
+     * serve (Art. 53(1) proviso, 53(2)4). */
+    {"activity.same_local_government", EPCS_FACT_BOOL, NULL},
+    /* A head running for an Assembly constituency overlapping their jurisdiction (Art. 53(5)). */
+    {"activity.constituency_overlaps_jurisdiction", EPCS_FACT_BOOL, NULL},
     {NULL, 0, NULL},
 };
 
@@ -22,9 +31,11 @@ static const struct epcs_plugin descriptor = {
     .struct_size = sizeof(struct epcs_plugin),
     .name = "resignation",
     .article = "53",
-    .description = "Public officials, journalists and others must resign by D-90 (constituency, "
-                   "presidency) or D-30 (proportional, by-elections) to run, and by D-90 to "
-                   "become campaign officials; judged by the day the resignation was received.",
+    .description = "Public officials (elected ones too), journalists and others must resign by "
+                   "D-90 (constituency, presidency), D-30 (proportional, by-elections, elected "
+                   "officials moving between offices) or D-120 (a head running where they govern) "
+                   "to run, and by D-90 to become campaign officials; judged by the day the "
+                   "resignation was received.",
     .rule_file = "resignation.lua",
     .activity_kinds = activity_kinds,
     .facts = facts,

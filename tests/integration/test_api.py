@@ -956,8 +956,9 @@ def write_rules(directory, deepfake_body):
     os.makedirs(directory, exist_ok=True)
     shutil.copy(os.path.join(ARGS.rules, "elections.lua"), directory)
     with open(os.path.join(directory, "deepfake.lua"), "w") as f:
-        f.write("local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}\n"
-                "return epcs.area{name = 'deepfake', article = '82-8', versions = {\n"
+        f.write("local w, c = epcs.window{from = epcs.D(90), to = epcs.D(0)}, "
+                "epcs.coverage{{everyone = '82-8(1)'}}\n"
+                "return epcs.area{name = 'deepfake', article = '82-8', coverage = c, versions = {\n"
                 "  {id = 'test/1', effective_from = '2024-01-29', window = w,\n"
                 "   evaluate = function(q)\n" + deepfake_body + "\n   end}},\n"
                 "  tests = {{name = 'campaign', election = 'na22', date = '2024-02-01',\n"
@@ -1612,7 +1613,8 @@ class LifecycleTest(EpcsTest):
                                   ARGS.rules], capture_output=True, text=True, timeout=60)
         self.assertEqual(bundled.returncode, 0, bundled.stdout + bundled.stderr)
         self.assertRegex(bundled.stdout, r"deepfake\.lua: \d+ tests \(13 from the tests "
-                                         r"table, 18 boundary probes\): \d+ passed, 0 failed")
+                                         r"table, 18 generated: boundary probes, "
+                                         r"coverage\): \d+ passed, 0 failed")
         self.assertRegex(bundled.stdout.splitlines()[-1],
                          r"^ruleset rs-[0-9a-f]{16}: \d+ passed, 0 failed$")
         amended = tempfile.mkdtemp(prefix="epcs-test-amended-")

@@ -363,10 +363,10 @@ class LongInstructionTest(EpcsTest):
 
 # A deepfake.lua whose evaluate tries the ways rules kept state or changed between checks.
 IMPURE = """\
-local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}
+local w, c = epcs.window{from = epcs.D(90), to = epcs.D(0)}, epcs.coverage{{everyone = '82-8(1)'}}
 local seen = {}
 local CONSTANT = epcs.allowed{article = '82-8', reason = 'constant'}
-return epcs.area{name = 'deepfake', article = '82-8', versions = {
+return epcs.area{name = 'deepfake', article = '82-8', coverage = c, versions = {
   {id = 'test/1', effective_from = '2024-01-29', window = w,
    evaluate = function(q)
       local purpose = q.activity.purpose
@@ -392,9 +392,9 @@ return epcs.area{name = 'deepfake', article = '82-8', versions = {
 
 # The same area keeping a count in a local of the file, which its evaluate assigns.
 COUNTING = """\
-local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}
+local w, c = epcs.window{from = epcs.D(90), to = epcs.D(0)}, epcs.coverage{{everyone = '82-8(1)'}}
 local calls = 0
-return epcs.area{name = 'deepfake', article = '82-8', versions = {
+return epcs.area{name = 'deepfake', article = '82-8', coverage = c, versions = {
   {id = 'test/1', effective_from = '2024-01-29', window = w,
    evaluate = function(q)
       calls = calls + 1
@@ -536,8 +536,8 @@ class CrossAreaPurityTest(EpcsTest):
 # A deepfake.lua that passes its own test, with strings that may not go out for some facts
 # (its evaluate begins at line 4) and a calendar item whose title holds a UTF-16 surrogate.
 BAD_STRINGS = """\
-local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}
-return epcs.area{name = 'deepfake', article = '82-8', versions = {
+local w, c = epcs.window{from = epcs.D(90), to = epcs.D(0)}, epcs.coverage{{everyone = '82-8(1)'}}
+return epcs.area{name = 'deepfake', article = '82-8', coverage = c, versions = {
   {id = 'test/1', effective_from = '2024-01-29', window = w,
    evaluate = function(q)
       local purpose = q.activity.purpose

@@ -80,7 +80,7 @@ static void test_bundled_ruleset(void)
     EXPECT_STR(again->id, ruleset->id);
     epcs_ruleset_release(again);
 
-    EXPECT_INT(ruleset->election_count, 8);
+    EXPECT_INT(ruleset->election_count, 9);
     EXPECT_INT(ruleset->file_count, plugins->count + 1);
     EXPECT_STR(ruleset->files[0].name, "elections.lua");
     EXPECT_STR(ruleset->files[1 + deepfake].name, "deepfake.lua");
@@ -198,8 +198,9 @@ static void write_area(const char *body)
 {
     char text[2048];
     snprintf(text, sizeof(text),
-             "local w = epcs.window{from = epcs.D(90), to = epcs.D(0)}\n"
-             "return epcs.area{name = 'deepfake', article = '82-8', versions = {\n"
+             "local w, c = epcs.window{from = epcs.D(90), to = epcs.D(0)}, "
+             "epcs.coverage{{everyone = '82-8(1)'}}\n"
+             "return epcs.area{name = 'deepfake', article = '82-8', coverage = c, versions = {\n"
              "  {id = 'test/1', effective_from = '2024-01-29', window = w,\n"
              "   evaluate = function(q)\n"
              "%s\n"
@@ -231,7 +232,8 @@ static void test_broken_files_refused(void)
     EXPECT_INT(err.line, 2);
     EXPECT_CONTAINS(err.message, "unexpected symbol");
 
-    write_file("deepfake.lua", "return epcs.area{name = 'other', article = '1', versions = {\n"
+    write_file("deepfake.lua", "return epcs.area{name = 'other', article = '1',\n"
+                               "  coverage = epcs.coverage{{everyone = '1'}}, versions = {\n"
                                "  {id = 'x', effective_from = '2024-01-01',\n"
                                "   window = epcs.window{from = epcs.D(9), to = epcs.D(0)},\n"
                                "   evaluate = function() end}}}\n");
@@ -455,12 +457,12 @@ static void test_actions_and_decide(void)
     EXPECT_CONTAINS(err.message, "deepfake.lua:1: epcs.decide('deepfake') runs while evaluating, "
                                  "not while rule files load");
     /* Nor can a rule file hand the host's list over itself. */
-    write_file("deepfake.lua",
-               "epcs._link_areas({})\n"
-               "return epcs.area{name = 'deepfake', article = '82-8', versions = {\n"
-               "  {id = 'x', effective_from = '2024-01-01',\n"
-               "   window = epcs.window{from = epcs.D(9), to = epcs.D(0)},\n"
-               "   evaluate = function() end}}}\n");
+    write_file("deepfake.lua", "epcs._link_areas({})\n"
+                               "return epcs.area{name = 'deepfake', article = '82-8',\n"
+                               "  coverage = epcs.coverage{{everyone = '82-8(1)'}}, versions = {\n"
+                               "  {id = 'x', effective_from = '2024-01-01',\n"
+                               "   window = epcs.window{from = epcs.D(9), to = epcs.D(0)},\n"
+                               "   evaluate = function() end}}}\n");
     EXPECT(load_broken(&err) == NULL);
     EXPECT_CONTAINS(err.message, "the areas are linked once, by the host");
 

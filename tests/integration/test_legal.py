@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""Integration tests: the law as epcs applies it, beyond the shared public cases.
+
+Every row of tests/cases/*.tsv (the project's legal cases, one file per area) goes through the
+real server in both encodings, and the rule API's guarantees that keep the rule files faithful
+are attacked through the real CLI: an area that does not say which actor kinds it leaves out,
+and a by-election without the day its cause was confirmed. Shares the harness of test_api.py.
+Run through ctest, or directly:
+    tests/integration/test_legal.py --epcsd build/epcsd --plugins build/plugins \
+        --rules lua_rules --cases ../shared/cases/public.tsv
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_api  # noqa: E402
+from test_api import JSON, MSGPACK, EpcsTest, Server, check, copy_rules  # noqa: E402
+
+CASES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cases")
+EXPECT_KEYS = {"exception", "deadline", "window", "missing", "rule"}
+
+
+def parse_pairs(text):
+    """`k=v; k=v` as a dict; `true`/`false` become booleans."""
+    pairs = {}
+    for pair in text.split(";"):
+        key, value = pair.strip().split("=", 1)
+        pairs[key] = test_api.parse_value(value)
+    return pairs
+
+
+def load_project_cases():
+    """Every row of tests/cases/*.tsv as a dict with a ready request document."""
+    cases = []
+    for path in sorted(glob.glob(os.path.join(CASES_DIR, "*.tsv"))):
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if line.startswith("#") or not line.strip():
+                    continue
+                columns = line.rstrip("\n").split("\t")
+                assert len(columns) == 10, "%s:%d has %d columns" % (path, number, len(columns))
+                cid, election, area, date, actor, activity, verdict, article, expect, note = columns
+                expected = {} if expect == "-" else parse_pairs(expect)
+                assert set(expected) <= EXPECT_KEYS, "%s:%d: %s" % (path, number, expect)
+                cases.append({
+                    "id": cid, "file": os.path.basename(path), "area": area, "verdict": verdict,
+                    "article": article, "expect": expected, "note": note,
+                    "document": {"election": election, "area": area, "date": date,
+                                 "actor": {"kind": actor}, "activity": parse_pairs(activity)},
+                })
+    return cases
+
+
+def run_rule_tests(rules):
+    return subprocess.run([test_api.ARGS.epcsd, "--plugins", test_api.ARGS.plugins,
+                           "--test-rules", rules], capture_output=True, text=True, timeout=120)
+
+
+def edited_rules(name, old, new):
+    """A copy of the bundled rules with `old` replaced once by `new` in file `name`."""
+    directory = tempfile.mkdtemp(prefix="epcs-test-legal-")
+    copy_rules(directory)
+    path = os.path.join(directory, name)
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    assert source.count(old) >= 1, "%s lacks %r" % (name, old)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(source.replace(old, new, 1))
+    return directory
+
+
+class ProjectCasesTest(EpcsTest):
+    """tests/cases/*.tsv through the real server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.server.stop()
+        cls.server.cleanup()
+        assert status == 0, "epcsd exited with %d" % status
+
+    def assert_expected(self, verdict, case):
+        self.assertEqual(verdict["verdict"], case["verdict"], case["note"])
+        self.assertEqual(verdict["article"], case["article"], case["note"])
+        self.assertEqual(verdict["area"], case["area"])
+        for key, value in case["expect"].items():
+            if key == "window":
+                start, end = value.split("..")
+                self.assertEqual(verdict.get("window"), {"from": start, "to": end}, case["note"])
+            elif key == "missing":
+                self.assertEqual(verdict.get("missing"), value.split(","), case["note"])
+            else:
+                self.assertEqual(verdict.get(key), value, case["note"])
+        if "exception" not in case["expect"]:
+            self.assertNotIn("exception", verdict, case["note"])
+
+    def test_every_project_case(self):
+        cases = load_project_cases()
+        ids = [c["id"] for c in cases]
+        self.assertEqual(len(ids), len(set(ids)), "duplicate case ids")
+        self.assertGreaterEqual(len(cases), 19)
+        for case in cases:
+            for kind in (MSGPACK, JSON):
+                with self.subTest(case=case["id"], encoding=kind):
+                    response = check(self.server, case["document"], kind)
+                    self.assertEqual(response.status, 200, response.raw)
+                    self.assert_expected(response.data, case)
+
+    def test_every_case_is_a_rule_test_too(self):
+        """Each row is also in its rule file's tests, so --test-rules and amendments see it."""
+        for case in load_project_cases():
+            with open(os.path.join(test_api.ARGS.rules, case["area"] + ".lua"),
+                      encoding="utf-8") as f:
+                self.assertIn('name = "%s: ' % case["id"], f.read(), case["file"])
+
+
+class FidelityGuardsTest(EpcsTest):
+    """What the rule API refuses or fails so that the rule files keep stating the law."""
+
+    def test_an_actor_kind_left_unstated_fails_the_rule_tests(self):
+        rules = edited_rules("legislative_report.lua", '"platform", "other"}', '"platform"}')
+        try:
+            result = run_rule_tests(rules)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("legislative_report.lua: FAIL coverage of legislative_report "
+                          "(activities *): actor kind 'other': actor kind 'other' is neither "
+                          "covered nor left out by a provision: state which", result.stdout)
+            self.assertRegex(result.stdout, r"legislative_report\.lua: \d+ tests .*: \d+ passed, "
+                                            r"1 failed")
+        finally:
+            shutil.rmtree(rules)
+
+    def test_a_left_out_kind_is_probed_against_the_rules(self):
+        """Rules that judge a kind their statement leaves out fail its probe, by name."""
+        rules = edited_rules("legislative_report.lua",
+                             "    local left_out = COVERAGE:left_out(q)\n    if left_out then\n"
+                             "        return left_out\n    end\n", "")
+        try:
+            result = run_rule_tests(rules)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("legislative_report.lua: FAIL coverage of legislative_report "
+                          "(activities *): Art. 111(1) leaves out 'voter': ", result.stdout)
+            self.assertIn("legislative_report.lua: FAIL coverage of legislative_report "
+                          "(activities *): Art. 111(1) leaves out 'other': ", result.stdout)
+        finally:
+            shutil.rmtree(rules)
+
+    def test_a_kind_both_covered_and_left_out_is_refused_at_load(self):
+        rules = edited_rules("resignation.lua", 'kinds = {"voter", "party_member", "candidate"',
+                             'kinds = {"public_official", "voter", "party_member", "candidate"')
+        try:
+            result = run_rule_tests(rules)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("coverage entry 1: actor kind 'public_official' is listed twice",
+                          result.stdout + result.stderr)
+        finally:
+            shutil.rmtree(rules)
+
+    def test_an_unknown_actor_kind_is_refused_at_load(self):
+        rules = edited_rules("legislative_report.lua", '"platform", "other"}',
+                             '"platform", "other", "mayor"}')
+        try:
+            result = run_rule_tests(rules)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("'mayor' is no actor kind of SPEC section 5",
+                          result.stdout + result.stderr)
+        finally:
+            shutil.rmtree(rules)
+
+    def test_an_area_without_coverage_is_refused_at_load(self):
+        rules = edited_rules("deepfake.lua", 'coverage = epcs.coverage {{everyone = "82-8(1)"}},',
+                             "")
+        try:
+            result = run_rule_tests(rules)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("area 'deepfake' needs coverage = epcs.coverage{...}",
+                          result.stdout + result.stderr)
+        finally:
+            shutil.rmtree(rules)
+
+    def test_a_by_election_without_its_cause_is_refused(self):
+        rules = edited_rules("elections.lua", 'cause_confirmed = "2024-03-09",', "")
+        try:
+            result = run_rule_tests(rules)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertIn("election 'ganghwa2024': a by-election needs cause_confirmed, the day "
+                          "its cause was confirmed", result.stdout + result.stderr)
+        finally:
+            shutil.rmtree(rules)
+
+
+if __name__ == "__main__":
+    test_api.run_suite()
