@@ -25,14 +25,17 @@ return epcs.elections {
         name = "2021 Seoul mayoral by-election", name_ko = "2021년 서울특별시장 보궐선거",
     },
     {
+        -- Day fixed by Art. 34(1)1 for the term ending 2022-05-09.
         id = "pres20", kind = "general", office = "president", day = "2022-03-09",
         name = "20th presidential election", name_ko = "제20대 대통령선거",
     },
     {
+        -- Day fixed by Art. 34(1)3 for the terms ending 2022-06-30.
         id = "local8", kind = "general", office = "local_office", day = "2022-06-01",
         name = "8th nationwide local elections", name_ko = "제8회 전국동시지방선거",
     },
     {
+        -- Day fixed by Art. 34(1)2 for the 21st Assembly's term ending 2024-05-29.
         id = "na22", kind = "general", office = "national_assembly", day = "2024-04-10",
         name = "22nd National Assembly election", name_ko = "제22대 국회의원선거",
     },
@@ -51,10 +54,12 @@ return epcs.elections {
         name = "21st presidential election (vacancy)", name_ko = "제21대 대통령선거(궐위선거)",
     },
     {
+        -- Day fixed by Art. 34(1)3 for the terms ending 2026-06-30.
         id = "local9", kind = "general", office = "local_office", day = "2026-06-03",
         name = "9th nationwide local elections", name_ko = "제9회 전국동시지방선거",
     },
     {
+        -- Day fixed by Art. 34(1)2 for the 22nd Assembly's term ending 2028-05-29.
         id = "na23", kind = "general", office = "national_assembly", day = "2028-04-12",
         name = "23rd National Assembly election", name_ko = "제23대 국회의원선거",
     },

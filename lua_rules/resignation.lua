@@ -67,20 +67,39 @@ local MUST_RESIGN_TO_CAMPAIGN = {
 
 local LOCAL_OFFICES = {local_government_head = true, local_council = true}
 
+-- Kinds that say what a person does in the campaign or in life, not which post they hold:
+-- Art. 53(1) turns on the post, so the answer asks for it instead of assuming none.
+local POST_UNNAMED = {
+    candidate = true, prospective_candidate = true, party_member = true, publisher = true,
+    author = true, other = true,
+}
+
 local COVERAGE = epcs.coverage {
     {
         activities = {"run_for_office"},
+        -- The kinds that name no post (a candidate, an author, ...) are judged too: they are
+        -- asked which post the person holds (POST_UNNAMED below).
         covers = {"public_official", "journalist", "gov_invested_org_executive",
                   "local_public_corp_executive", "na_member", "local_government_head",
-                  "local_council_member"},
-        left_out = {{
-            kinds = {"voter", "party_member", "candidate", "prospective_candidate",
-                     "reserve_force_commander", "residents_committee_member", "tong_ri_ban_head",
-                     "publisher", "author", "business", "media_company", "platform", "other"},
-            article = "53(1)",
-            reason = "Art. 53(1) lists the posts to be resigned before running (public officials, elected ones included, full-time executives of government-invested organizations and local public corporations, journalists and others); this actor kind names none of them (a person holding one asks with that post's kind).",
-            reason_ko = "제53조제1항은 입후보 전에 그만두어야 하는 직(선거로 취임하는 공무원을 포함한 공무원, 정부투자기관·지방공사·지방공단의 상근 임원, 언론인 등)을 정하고 있으며, 이 행위자는 그 어느 직에도 해당하지 않습니다 (그 직에 있는 사람은 해당 직으로 문의하십시오).",
-        }},
+                  "local_council_member", "candidate", "prospective_candidate", "party_member",
+                  "publisher", "author", "other"},
+        left_out = {
+            {
+                -- NEC releases list these posts under Art. 60(2) only (e.g. 2020-01-07, for
+                -- the 21st Assembly election): they bar campaigning, not running.
+                kinds = {"voter", "reserve_force_commander", "residents_committee_member",
+                         "tong_ri_ban_head"},
+                article = "53(1)",
+                reason = "Art. 53(1) lists the posts to be resigned before running (public officials, elected ones included, full-time executives of government-invested organizations, local public corporations and cooperatives, private school teachers who may not join a party, journalists and others); this actor kind holds none of them.",
+                reason_ko = "제53조제1항은 입후보 전에 그만두어야 하는 직(선거로 취임하는 공무원을 포함한 공무원, 정부투자기관·지방공사·지방공단·조합의 상근 임원, 정당의 당원이 될 수 없는 사립학교 교원, 언론인 등)을 정하고 있으며, 이 행위자는 그 어느 직에도 해당하지 않습니다.",
+            },
+            {
+                kinds = {"business", "media_company", "platform"},
+                article = "53(1)",
+                reason = "Art. 53(1) binds persons who intend to run; an organization does not run for office.",
+                reason_ko = "제53조제1항은 후보자가 되려는 사람에게 적용되며, 단체는 입후보하지 않습니다.",
+            },
+        },
         probe = {election = "na22", date = "2024-01-05",
                  activity = {kind = "run_for_office", seat = "constituency",
                              received_date = "2024-01-05"}},
@@ -220,6 +239,13 @@ local function which_deadline(q)
 end
 
 local function run_for_office(q)
+    if POST_UNNAMED[q.actor.kind] then
+        return needs("53", {"actor.kind"}, string.format(
+            "Art. 53(1) turns on the post the person holds, which actor kind '%s' does not name: ask again with the post's kind (public_official, journalist, local_council_member, ...), or voter when the person holds none; posts without a kind here (private school teachers, cooperative executives, election commissioners and the others Art. 53(1) lists) have the same deadlines as public officials.",
+            q.actor.kind), string.format(
+            "제53조제1항은 그 사람이 가진 직에 따라 적용되는데 행위자 구분(%s)으로는 알 수 없습니다: 해당 직(공무원, 언론인, 지방의회의원 등)으로, 아무 직도 없으면 voter로 다시 문의하십시오. 이 목록에 없는 직(사립학교 교원, 조합 상근 임원, 선거관리위원회 위원 등 제53조제1항의 다른 직)도 공무원과 같은 기한이 적용됩니다.",
+            q.actor.kind), run_deadline:day(q.election))
+    end
     local article, rule = which_deadline(q)
     if article == nil then
         return rule
@@ -451,6 +477,18 @@ return epcs.area {
             election = "ganghwa2024", date = "2024-07-01", actor = {kind = "public_official"},
             activity = {kind = "become_campaign_official", received_date = "2024-07-01"},
             expect = {verdict = "allowed", article = "60(2)", exception = "actor_not_covered", deadline = "2024-07-18"},
+        },
+        {
+            name = "r20: 53(1) turns on the post held, which a prospective candidate's kind does not name",
+            election = "na22", date = "2024-01-05", actor = {kind = "prospective_candidate"},
+            activity = {kind = "run_for_office", seat = "constituency", received_date = "2024-01-05"},
+            expect = {verdict = "needs_facts", article = "53", missing = {"actor.kind"}, deadline = "2024-01-11"},
+        },
+        {
+            name = "r21: 53(1) does not list heads of tong, ri or ban (60(2) binds them only to campaign)",
+            election = "local9", date = "2026-03-01", actor = {kind = "tong_ri_ban_head"},
+            activity = {kind = "run_for_office", seat = "constituency"},
+            expect = {verdict = "allowed", article = "53(1)", exception = "actor_not_covered", deadline = "2026-03-05"},
         },
         {
             name = "p18: deadline D-90 met on the day",

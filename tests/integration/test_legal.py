@@ -154,13 +154,13 @@ class FidelityGuardsTest(EpcsTest):
             shutil.rmtree(rules)
 
     def test_a_kind_both_covered_and_left_out_is_refused_at_load(self):
-        rules = edited_rules("resignation.lua", 'kinds = {"voter", "party_member", "candidate"',
-                             'kinds = {"public_official", "voter", "party_member", "candidate"')
+        rules = edited_rules("resignation.lua", 'kinds = {"voter", "reserve_force_commander"',
+                             'kinds = {"public_official", "voter", "reserve_force_commander"')
         try:
             result = run_rule_tests(rules)
             self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-            self.assertIn("coverage entry 1: actor kind 'public_official' is listed twice",
-                          result.stdout + result.stderr)
+            self.assertRegex(result.stderr, r"resignation\.lua:\d+: coverage entry 1: actor kind "
+                                            r"'public_official' is listed twice")
         finally:
             shutil.rmtree(rules)
 
