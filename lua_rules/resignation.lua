@@ -358,8 +358,14 @@ return epcs.area {
                             received_date = epcs.fmt(day)}
                 end,
                 -- 53(1)'s D-90, or 53(2)2's D-30 in a by- or vacancy election.
-                inside = {verdict = "allowed"},
-                outside = {verdict = "prohibited"},
+                inside = function(election)
+                    return {verdict = "allowed",
+                            article = election.kind == "general" and "53" or "53(2)"}
+                end,
+                outside = function(election)
+                    return {verdict = "prohibited",
+                            article = election.kind == "general" and "53" or "53(2)"}
+                end,
             },
         },
     },

@@ -381,9 +381,12 @@ function epcs.area(def)
     end
     for _, v in ipairs(def.versions) do
         local p = v.probe
-        if p ~= nil and (type(p) ~= "table" or type(p.inside) ~= "table" or
-            type(p.outside) ~= "table") then
-            fail(2, "version '%s': probe needs inside = {...} and outside = {...}", v.id)
+        local function expectation(e)
+            return type(e) == "table" or type(e) == "function"
+        end
+        if p ~= nil and (type(p) ~= "table" or not expectation(p.inside) or
+            not expectation(p.outside)) then
+            fail(2, "version '%s': probe needs inside and outside, each {...} or function(election)", v.id)
         end
     end
     if def.decisive_date ~= nil and type(def.decisive_date) ~= "function" then
@@ -558,7 +561,8 @@ function epcs._test_cases(area, elections)
                         date = epcs.fmt(day),
                         actor = probe.actor,
                         activity = activity,
-                        expect = probe[side],
+                        expect = type(probe[side]) == "function" and probe[side](election)
+                            or probe[side],
                         generated = true,
                     }
                 end
