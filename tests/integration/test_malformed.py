@@ -445,7 +445,10 @@ class MalformedTest(test_api.EpcsTest):
         self.assertEqual(len(results), 200)
         self.assertEqual({(r["status"], r["error"], r["field"]) for r in results},
                          {(422, "invalid_fact", "activity.k0000")})
-        self.assertLess(self.served_in_us("/v1/check/batch"), 1000000)
+        # Checking the keys two by two took minutes; TSan's slowdown alone brings n log n close
+        # to the optimised build's second.
+        limit_us = 3000000 if os.environ.get("EPCS_TSAN") == "1" else 1000000
+        self.assertLess(self.served_in_us("/v1/check/batch"), limit_us)
         # The limit itself: 1025 keys are one too many, and a repeat is still found.
         over = mp_map([(mp("election"), mp("na22")),
                        (mp("activity"), mp_map(facts + [(mp("k9999"), mp(True))]))])
