@@ -28,8 +28,9 @@
 -- not moved.
 --
 -- Facts beyond the seat and the received date, each asked for only when it decides:
---   office_sought             in a nationwide local election: local_government_head or
---                             local_council (a one-race election names its office itself)
+--   local_race                in a nationwide local election: governor or local_head (both a
+--                             head's race) or council (a one-race election names its office
+--                             itself); the advertising area reads the same fact
 --   same_local_government     a head or council member running for the head or council of the
 --                             local government they serve (53(1) proviso, 53(2)4)
 --   constituency_overlaps_jurisdiction  a head running for an Assembly constituency (53(5))
@@ -160,11 +161,17 @@ local function keeps_office(exception, deadline, reason, reason_ko)
                          reason = reason, reason_ko = reason_ko}
 end
 
+-- A local race as Art. 53 tells them apart: a head's or a council's.
+local OFFICE_OF_RACE = {
+    governor = "local_government_head", local_head = "local_government_head",
+    council = "local_council",
+}
+
 -- The office run for: the election's own, or in a nationwide local election the race named.
 local function office_of(q)
     local office = q.election.office
     if office == "local_office" then
-        return q.activity.office_sought
+        return OFFICE_OF_RACE[q.activity.local_race]
     end
     return office
 end
@@ -185,7 +192,7 @@ local function which_deadline(q)
     if local_race and (kind == "na_member" or elected_locally) then
         local wanted = {}
         if office == nil then
-            wanted[#wanted + 1] = "activity.office_sought"
+            wanted[#wanted + 1] = "activity.local_race"
         end
         if elected_locally and activity.same_local_government == nil then
             wanted[#wanted + 1] = "activity.same_local_government"
@@ -373,25 +380,25 @@ return epcs.area {
         {
             name = "r01: 53(2)3: an Assembly member running for local government head resigns by D-30",
             election = "local9", date = "2026-05-04", actor = {kind = "na_member"},
-            activity = {kind = "run_for_office", office_sought = "local_government_head", received_date = "2026-05-04"},
+            activity = {kind = "run_for_office", local_race = "local_head", received_date = "2026-05-04"},
             expect = {verdict = "allowed", article = "53(2)", deadline = "2026-05-04"},
         },
         {
             name = "r02: 53(2)3: a day after D-30, the registration would be void (52(1)5)",
             election = "local9", date = "2026-05-05", actor = {kind = "na_member"},
-            activity = {kind = "run_for_office", office_sought = "local_government_head", received_date = "2026-05-05"},
+            activity = {kind = "run_for_office", local_race = "local_head", received_date = "2026-05-05"},
             expect = {verdict = "prohibited", article = "53(2)", deadline = "2026-05-04"},
         },
         {
             name = "r03: 53(1) proviso: a council member runs for the head of their own local government in office",
             election = "local9", date = "2026-02-01", actor = {kind = "local_council_member"},
-            activity = {kind = "run_for_office", office_sought = "local_government_head", same_local_government = true},
+            activity = {kind = "run_for_office", local_race = "local_head", same_local_government = true},
             expect = {verdict = "allowed", article = "53", exception = "same_local_government"},
         },
         {
             name = "r04: 53(2)4: a council member running for another local government's council has D-30",
             election = "local9", date = "2026-05-04", actor = {kind = "local_council_member"},
-            activity = {kind = "run_for_office", office_sought = "local_council", same_local_government = false, seat = "constituency", received_date = "2026-05-04"},
+            activity = {kind = "run_for_office", local_race = "council", same_local_government = false, seat = "constituency", received_date = "2026-05-04"},
             expect = {verdict = "allowed", article = "53(2)", deadline = "2026-05-04"},
         },
         {
@@ -446,7 +453,7 @@ return epcs.area {
             name = "r13: 53(1) proviso, 53(2)4: the office sought and whose local government decide",
             election = "local9", date = "2026-02-01", actor = {kind = "local_council_member"},
             activity = {kind = "run_for_office", received_date = "2026-02-01"},
-            expect = {verdict = "needs_facts", article = "53", missing = {"activity.office_sought", "activity.same_local_government"}},
+            expect = {verdict = "needs_facts", article = "53", missing = {"activity.local_race", "activity.same_local_government"}},
         },
         {
             name = "r14: 53(1) proviso: a Seoul council member runs for Seoul mayor in office",
@@ -463,13 +470,13 @@ return epcs.area {
         {
             name = "r16: 53(1): an Assembly member running for a council seat has D-90 (53(2)3 names only the head)",
             election = "local9", date = "2026-03-05", actor = {kind = "na_member"},
-            activity = {kind = "run_for_office", office_sought = "local_council", seat = "constituency", received_date = "2026-03-05"},
+            activity = {kind = "run_for_office", local_race = "council", seat = "constituency", received_date = "2026-03-05"},
             expect = {verdict = "allowed", article = "53", deadline = "2026-03-05"},
         },
         {
             name = "r17: 53(1): a head running for another local government's head has D-90 (53(2)4 names only council members)",
             election = "local9", date = "2026-03-06", actor = {kind = "local_government_head"},
-            activity = {kind = "run_for_office", office_sought = "local_government_head", same_local_government = false, received_date = "2026-03-06"},
+            activity = {kind = "run_for_office", local_race = "local_head", same_local_government = false, received_date = "2026-03-06"},
             expect = {verdict = "prohibited", article = "53", deadline = "2026-03-05"},
         },
         {

@@ -50,7 +50,9 @@ local function day_of(value, field, level)
 end
 
 -- A period "from D-N to D-M", both ends inclusive. With from_cause_confirmed = true the period
--- of a by-election or vacancy election starts no earlier than the day its cause was confirmed.
+-- of a by-election or vacancy election starts no earlier than the day its cause was confirmed;
+-- with starts_at_cause_confirmed = true it starts on that day, earlier or later than D-N, as
+-- where the Act says "(보궐선거등에 있어서는 그 선거의 실시사유가 확정된 때)부터" (Art. 93(1)).
 local Window, WindowObject = class()
 
 function epcs.window(spec)
@@ -65,6 +67,7 @@ function epcs.window(spec)
         from = spec.from,
         to = spec.to,
         from_cause_confirmed = spec.from_cause_confirmed == true,
+        starts_at_cause_confirmed = spec.starts_at_cause_confirmed == true,
     }, WindowObject)
 end
 
@@ -72,7 +75,10 @@ end
 function Window:span(election)
     local from = election.day - self.from.days_before
     local to = election.day - self.to.days_before
-    if self.from_cause_confirmed and election.cause_confirmed and from < election.cause_confirmed then
+    if self.starts_at_cause_confirmed and election.cause_confirmed then
+        from = election.cause_confirmed
+    elseif self.from_cause_confirmed and election.cause_confirmed and
+        from < election.cause_confirmed then
         from = election.cause_confirmed
     end
     return from, to

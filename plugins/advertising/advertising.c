@@ -16,6 +16,12 @@ static const char *const media[] = {"broadcast", "newspaper", "magazine", "inter
 static const char *const names_shown[] = {"party", "candidate", "prospective_candidate", "none",
                                           NULL};
 
+static const char *const advertisers[] = {"candidate", "recommending_party", "other", NULL};
+
+static const char *const local_races[] = {"governor", "local_head", "council", NULL};
+
+static const char *const seats[] = {"constituency", "proportional", NULL};
+
 static const struct epcs_fact_spec facts[] = {
     {"activity.medium", EPCS_FACT_ENUM, media},
     {"activity.shows_name", EPCS_FACT_ENUM, names_shown},
@@ -24,6 +30,12 @@ static const struct epcs_fact_spec facts[] = {
     {"activity.regular_commercial", EPCS_FACT_BOOL, NULL},
     {"activity.related_to_election", EPCS_FACT_BOOL, NULL},
     {"activity.representative_is_prospective_candidate", EPCS_FACT_BOOL, NULL},
+    {"activity.advertiser", EPCS_FACT_ENUM, advertisers},
+    {"activity.party_recommended", EPCS_FACT_BOOL, NULL},
+    {"activity.local_race", EPCS_FACT_ENUM, local_races},
+    {"activity.seat", EPCS_FACT_ENUM, seats},
+    {"activity.periodical_sale", EPCS_FACT_BOOL, NULL},
+    {"activity.ordinary_manner", EPCS_FACT_BOOL, NULL},
     {NULL, 0, NULL},
 };
 
@@ -56,15 +68,39 @@ static int is_article(const char *text, size_t len)
     return at == len;
 }
 
+/* Whether the enum fact at `path` is present and has the value `value`. */
+static int fact_is(const struct epcs_facts *request, const char *path, const char *value)
+{
+    struct epcs_fact_value fact;
+    size_t len = strlen(value);
+    return host->fact(request, path, &fact) && fact.length == len &&
+           memcmp(fact.string, value, len) == 0;
+}
+
 /* authorized_by opens the Act-provided-method exception; free text there would let any ad
- * claim it. */
+ * claim it. party_recommended describes a candidate placing the ad, and a head's race has no
+ * seat: either contradiction would decide the method on a fact that cannot be. */
 static int cb_validate(void *state, struct epcs_facts *request)
 {
-    struct epcs_fact_value by;
+    struct epcs_fact_value by, fact;
+    (void)state;
     if (host->fact(request, "activity.authorized_by", &by) && !is_article(by.string, by.length))
         return host->reject(request, "activity.authorized_by",
                             "activity.authorized_by must name an article of the Act, e.g. \"69\" "
                             "or \"70(1)\"");
+    if (host->fact(request, "activity.party_recommended", &fact) &&
+        host->fact(request, "activity.advertiser", &by) &&
+        !fact_is(request, "activity.advertiser", "candidate"))
+        return host->reject(request, "activity.party_recommended",
+                            "activity.party_recommended describes a candidate placing the ad, "
+                            "but activity.advertiser is '%.*s'",
+                            (int)by.length, by.string);
+    if (host->fact(request, "activity.seat", &fact) &&
+        (fact_is(request, "activity.local_race", "governor") ||
+         fact_is(request, "activity.local_race", "local_head")))
+        return host->reject(request, "activity.seat",
+                            "activity.seat names a council or National Assembly seat, but "
+                            "activity.local_race is a head's race, which has none");
     return 0;
 }
 
@@ -74,8 +110,8 @@ static const struct epcs_plugin descriptor = {
     .name = "advertising",
     .article = "93",
     .description = "No ad showing a party's or candidate's name by a method the Act does not "
-                   "provide from D-120 (93(1)) and D-90 (93(2)) to election day, and no "
-                   "candidate in ads from D-90.",
+                   "provide (Arts. 69, 70, 82-7) from D-120 (93(1)) and D-90 (93(2)) to "
+                   "election day, and no candidate in ads from D-90.",
     .rule_file = "advertising.lua",
     .activity_kinds = activity_kinds,
     .facts = facts,

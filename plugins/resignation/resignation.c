@@ -10,14 +10,15 @@ static const char *const activity_kinds[] = {"run_for_office", "become_campaign_
 
 static const char *const seats[] = {"constituency", "proportional", NULL};
 
-/* The race run for in a nationwide local election; a one-race election names it itself. */
-static const char *const local_offices[] = {"local_government_head", "local_council", NULL};
+/* The race run for in a nationwide local election (a one-race election names it itself); the
+ * advertising area declares the same fact with the same values. */
+static const char *const local_races[] = {"governor", "local_head", "council", NULL};
 
 /* actor.kind is the host's: every area shares the actors of SPEC section 5. */
 static const struct epcs_fact_spec facts[] = {
     {"activity.seat", EPCS_FACT_ENUM, seats},
     {"activity.received_date", EPCS_FACT_DATE, NULL},
-    {"activity.office_sought", EPCS_FACT_ENUM, local_offices},
+    {"activity.local_race", EPCS_FACT_ENUM, local_races},
     /* A head or council member running for the head or council of the local government they
      * serve (Art. 53(1) proviso, 53(2)4). */
     {"activity.same_local_government", EPCS_FACT_BOOL, NULL},

@@ -503,7 +503,9 @@ class ApiTest(EpcsTest):
             document["activity"]["authorized_by"] = malformed
             self.assertError(check(self.server, document), 422, "invalid_fact",
                              "activity.authorized_by")
-        document["activity"]["authorized_by"] = "70(1)"
+        # Art. 70(1)2: a proportional list's broadcast ad by its party, in the campaign.
+        document["activity"].update(authorized_by="70(1)", medium="broadcast",
+                                    seat="proportional", advertiser="recommending_party")
         allowed = check(self.server, document).data
         self.assertEqual((allowed["verdict"], allowed["exception"]),
                          ("allowed", "method_provided_by_act"))

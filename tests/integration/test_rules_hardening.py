@@ -640,8 +640,10 @@ class CrossAreaFactsTest(EpcsTest):
                 self.assertError(refused, 422, "invalid_fact", "activity.authorized_by",
                                  'activity.authorized_by must name an article of the Act, e.g. '
                                  '"69" or "70(1)"')
-                accepted = check(server, dict(posting, activity=dict(
-                    posting["activity"], authorized_by="69")), kind)
+                # Art. 69(1)2: a proportional list's newspaper ad by its party, in the campaign.
+                accepted = check(server, dict(posting, date="2024-04-01", activity=dict(
+                    posting["activity"], authorized_by="69", medium="newspaper",
+                    seat="proportional", advertiser="recommending_party")), kind)
                 self.assertEqual(accepted.status, 200, accepted.raw)
                 self.assertEqual((accepted.data["area"], accepted.data["exception"]),
                                  ("false_information", "method_provided_by_act"))
