@@ -234,10 +234,11 @@ static void run_area(struct epcs_engine *engine, size_t area, struct epcs_buf *c
             fprintf(out, "%s: FAIL: no tests; every area carries a tests table\n", file);
     }
     if (out != NULL)
-        fprintf(out,
-                "%s: %zu tests (%zu from the tests table, %zu generated: boundary probes, coverage): "
-                "%zu passed, %zu failed\n",
-                file, passed + failed, passed + failed - generated, generated, passed, failed);
+        fprintf(
+            out,
+            "%s: %zu tests (%zu from the tests table, %zu generated: boundary probes, coverage): "
+            "%zu passed, %zu failed\n",
+            file, passed + failed, passed + failed - generated, generated, passed, failed);
     summary->passed += passed;
     summary->failed += failed;
     summary->generated += generated;
@@ -291,7 +292,8 @@ int epcs_rule_tests_verify(struct epcs_ruleset *ruleset, char *first_failure, si
         }
     }
     if (rc == 0)
-        epcs_log(EPCS_LOG_INFO, "rules", "%s passed its %zu rule tests (%zu generated: boundary probes, coverage)",
+        epcs_log(EPCS_LOG_INFO, "rules",
+                 "%s passed its %zu rule tests (%zu generated: boundary probes, coverage)",
                  ruleset->id, summary.passed, summary.generated);
     free(report);
     return rc;
