@@ -16,7 +16,23 @@ static const char *const categories[] = {"false_fact", "slander", "deepfake", NU
 
 static const char *const intents[] = {"to_elect", "to_defeat", NULL};
 
-static const char *const targets[] = {"candidate", "prospective_candidate", "party", "other", NULL};
+/* Whom the posting is about: Arts. 250 and 251 protect (prospective) candidates and their
+ * spouses, lineal ascendants and descendants and siblings (the *_family values), Art. 250(3)
+ * primary contenders and theirs; a party or anyone else is protected only as to whom it is said
+ * to support (activity.support_for). */
+static const char *const targets[] = {"candidate",
+                                      "candidate_family",
+                                      "prospective_candidate",
+                                      "prospective_candidate_family",
+                                      "primary_contender",
+                                      "primary_contender_family",
+                                      "party",
+                                      "other",
+                                      NULL};
+
+/* Whose support a false claim about a party or another person or group concerns: a
+ * (prospective) candidate's (Art. 250(1)), a primary contender's (250(3)) or nobody's. */
+static const char *const support_for[] = {"candidate", "primary_contender", "none", NULL};
 
 /* The deepfake area's list: a deepfake posting is judged by that area's rules. */
 static const char *const purposes[] = {
@@ -26,6 +42,8 @@ static const struct epcs_fact_spec facts[] = {
     {"activity.category", EPCS_FACT_ENUM, categories},
     {"activity.intent", EPCS_FACT_ENUM, intents},
     {"activity.target", EPCS_FACT_ENUM, targets},
+    {"activity.support_for", EPCS_FACT_ENUM, support_for},
+    {"activity.poster_identified", EPCS_FACT_BOOL, NULL},
     {"activity.true_facts", EPCS_FACT_BOOL, NULL},
     {"activity.public_interest", EPCS_FACT_BOOL, NULL},
     {"activity.deepfake", EPCS_FACT_BOOL, NULL},
@@ -34,18 +52,36 @@ static const struct epcs_fact_spec facts[] = {
     {NULL, 0, NULL},
 };
 
+static int fact_is(struct epcs_facts *request, const char *path, const char *value)
+{
+    struct epcs_fact_value fact;
+    size_t length = strlen(value);
+    return host->fact(request, path, &fact) && fact.length == length &&
+           memcmp(fact.string, value, length) == 0;
+}
+
 /* A posting reported as spreading false facts cannot state true ones: such a report was filled
- * in wrongly (true facts that disparage are slander), and either verdict would hide it. */
+ * in wrongly (true facts that disparage are slander), and either verdict would hide it. Nor can
+ * a posting be about a protected person and about someone else's support at once: support_for
+ * describes a party or another person or group as the target, and the rules would read one of
+ * the two and silently drop the other. */
 static int cb_validate(void *state, struct epcs_facts *request)
 {
-    struct epcs_fact_value category, true_facts;
+    struct epcs_fact_value true_facts, support, target;
     (void)state;
-    if (host->fact(request, "activity.category", &category) && category.length == 10 &&
-        memcmp(category.string, "false_fact", 10) == 0 &&
+    if (fact_is(request, "activity.category", "false_fact") &&
         host->fact(request, "activity.true_facts", &true_facts) && true_facts.boolean)
         return host->reject(request, "activity.true_facts",
                             "activity.true_facts is true for a posting reported as false_fact; "
                             "report true facts that disparage as slander");
+    if (host->fact(request, "activity.support_for", &support) &&
+        host->fact(request, "activity.target", &target) &&
+        !fact_is(request, "activity.target", "party") &&
+        !fact_is(request, "activity.target", "other"))
+        return host->reject(request, "activity.support_for",
+                            "activity.support_for is for a target that is a party or another "
+                            "person or group; a posting about a (prospective) candidate, a primary "
+                            "contender or their family is judged as about them");
     return 0;
 }
 

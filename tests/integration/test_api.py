@@ -35,7 +35,8 @@ DELETION_REQUEST = {
     "objection_days": 3,
     "overdue": {"article": "261(6)4",
                 "penalty": "Art. 261(6)4: administrative fine of up to KRW 3 million"},
-    "escalation": {"after": 2, "kind": "referral", "to": "prosecutors", "article": "256(3)1(e)",
+    "escalation": {"after": 2, "kind": "referral", "form": "accusation", "to": "prosecutors",
+                   "article": "256(3)1(e)",
                    "penalty": "Art. 256(3)1(e): imprisonment of up to 2 years or a fine of up "
                               "to KRW 4 million"}}
 PENALTY_250_1 = "Art. 250(1): imprisonment of up to 5 years or a fine of up to KRW 30 million"
@@ -47,8 +48,9 @@ PENALTY_255_5 = ("Art. 255(5): imprisonment of up to 7 years or a fine of KRW 10
 
 
 def referral(article, penalty):
-    return {"kind": "referral", "to": "prosecutors", "article": article, "due_hours": 24,
-            "penalty": penalty}
+    """A referral of a posting whose poster is not known: an investigation request."""
+    return {"kind": "referral", "form": "investigation_request", "to": "police",
+            "article": article, "due_hours": 24, "penalty": penalty}
 
 
 class Server:
@@ -563,12 +565,13 @@ class ApiTest(EpcsTest):
         self.assertEqual(verdict, {
             "verdict": "prohibited", "area": "false_information", "article": "250(2)",
             "rule": "false_information/82-4/2004-03-12",
-            "reason": "Spreading false facts to keep someone from being elected is prohibited up "
-                      "to election day 2024-04-10 (Art. 250(2)): the commission asks the "
-                      "platform to delete the posting and refers it to the prosecutors.",
-            "reason_ko": "당선되지 못하게 할 목적으로 허위의 사실을 공표하는 것은 "
+            "reason": "Spreading false facts about a candidate to keep someone from being elected "
+                      "is prohibited up to election day 2024-04-10 (Art. 250(2)): the commission "
+                      "asks the platform to delete the posting and asks the police to "
+                      "investigate.",
+            "reason_ko": "당선되지 못하게 할 목적으로 후보자에 관한 허위의 사실을 공표하는 것은 "
                          "선거일(2024-04-10)까지 금지되므로(제250조제2항) 위원회는 플랫폼에 "
-                         "게시물 삭제를 요청하고 검찰에 고발합니다.",
+                         "게시물 삭제를 요청하고 경찰에 수사를 의뢰합니다.",
             "deadline": "2024-04-10", "penalty": PENALTY_250_2,
             "actions": [DELETION_REQUEST, referral("250(2)", PENALTY_250_2)],
             "election": {"id": "na22", "day": "2024-04-10"}, "ruleset": self.ruleset})
@@ -578,24 +581,28 @@ class ApiTest(EpcsTest):
         deepfake = {"category": "deepfake", "deepfake": True, "purpose": "campaign"}
         cases = [
             # (date, election, facts, verdict, article, penalty, actions)
-            ("2024-03-01", "na22", {"category": "false_fact", "intent": "to_elect"},
+            ("2024-03-01", "na22", {"category": "false_fact", "intent": "to_elect",
+                                    "target": "candidate"},
              "prohibited", "250(1)", PENALTY_250_1,
              [DELETION_REQUEST, referral("250(1)", PENALTY_250_1)]),
-            ("2024-04-10", "na22", {"category": "false_fact", "intent": "to_defeat"},
+            ("2024-04-10", "na22", {"category": "false_fact", "intent": "to_defeat",
+                                    "target": "candidate"},
              "prohibited", "250(2)", PENALTY_250_2,
              [DELETION_REQUEST, referral("250(2)", PENALTY_250_2)]),
             ("2024-04-11", "na22", {"category": "false_fact", "intent": "to_defeat"},
              "allowed", "250", None, None),
             ("2024-03-01", "na22", {"category": "false_fact"}, "needs_facts", "250", None, None),
-            ("2024-03-01", "na22", {"category": "slander", "true_facts": True,
-                                    "public_interest": True}, "allowed", "251", None, None),
-            ("2024-03-01", "na22", {"category": "slander", "true_facts": False,
-                                    "public_interest": True},
+            ("2024-03-01", "na22", {"category": "slander", "target": "candidate",
+                                    "true_facts": True, "public_interest": True},
+             "allowed", "251", None, None),
+            ("2024-03-01", "na22", {"category": "slander", "target": "candidate",
+                                    "true_facts": False, "public_interest": True},
              "prohibited", "251", PENALTY_251, [DELETION_REQUEST, referral("251", PENALTY_251)]),
-            ("2024-03-01", "na22", {"category": "slander", "true_facts": True,
-                                    "public_interest": False},
+            ("2024-03-01", "na22", {"category": "slander", "target": "candidate",
+                                    "true_facts": True, "public_interest": False},
              "prohibited", "251", PENALTY_251, [DELETION_REQUEST, referral("251", PENALTY_251)]),
-            ("2024-03-01", "na22", {"category": "slander", "true_facts": True},
+            ("2024-03-01", "na22", {"category": "slander", "target": "candidate",
+                                    "true_facts": True},
              "needs_facts", "251", None, None),
             ("2024-02-15", "na22", dict(deepfake, labeled=True), "prohibited", "82-8(1)",
              PENALTY_255_5, [DELETION_REQUEST, referral("82-8(1)", PENALTY_255_5)]),
@@ -618,13 +625,14 @@ class ApiTest(EpcsTest):
 
     def test_false_information_missing_and_exceptions(self):
         self.assertEqual(self.posting("2024-03-01", category="slander")["missing"],
-                         ["activity.true_facts", "activity.public_interest"])
+                         ["activity.target", "activity.true_facts", "activity.public_interest"])
         self.assertEqual(self.posting("2024-03-01")["missing"], ["activity.category"])
         self.assertEqual(self.posting("2024-03-01", category="false_fact")["missing"],
-                         ["activity.intent"])
+                         ["activity.intent", "activity.target"])
         self.assertEqual(self.posting("2024-02-15", category="deepfake")["missing"],
                          ["activity.deepfake", "activity.purpose"])
-        cases = [({"category": "slander", "true_facts": True, "public_interest": True},
+        cases = [({"category": "slander", "target": "candidate", "true_facts": True,
+                   "public_interest": True},
                   "2024-03-01", "true_and_public_interest"),
                  ({"category": "slander", "true_facts": False}, "2024-04-11",
                   "after_election_day"),
@@ -656,10 +664,11 @@ class ApiTest(EpcsTest):
         the decision log give back the same bytes."""
         document = {"election": "na22", "area": "false_information", "date": "2024-03-02",
                     "activity": {"kind": "posting", "category": "slander",
-                                 "true_facts": False}}
+                                 "target": "candidate", "true_facts": False}}
         first = check(self.server, document, JSON)
         self.assertIn(b'"actions":[{"article":"82-4(3)","due_hours":24,"escalation":{"after":2,'
-                      b'"article":"256(3)1(e)","kind":"referral","penalty":', first.raw)
+                      b'"article":"256(3)1(e)","form":"accusation","kind":"referral","penalty":',
+                      first.raw)
         raw = msgpack.unpackb(check(self.server, document, MSGPACK).raw)
         self.assertIs(type(raw["actions"][0]["due_hours"]), int)
         self.assertIs(type(raw["actions"][0]["escalation"]["after"]), int)

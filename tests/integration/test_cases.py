@@ -31,8 +31,8 @@ PENALTY_TWICE = ("Art. 256(3)1(e): imprisonment of up to 2 years or a fine of up
 PENALTY_250_2 = ("Art. 250(2): imprisonment of up to 7 years or a fine of KRW 5 million to "
                  "30 million")
 PENALTY_251 = "Art. 251: imprisonment of up to 3 years or a fine of up to KRW 5 million"
-ESCALATION = {"after": 2, "kind": "referral", "to": "prosecutors", "article": "256(3)1(e)",
-              "penalty": PENALTY_TWICE}
+ESCALATION = {"after": 2, "kind": "referral", "form": "accusation", "to": "prosecutors",
+              "article": "256(3)1(e)", "penalty": PENALTY_TWICE}
 
 
 def deletion_action(due_hours=24, objection_days=3):
@@ -44,16 +44,18 @@ def deletion_action(due_hours=24, objection_days=3):
 
 
 def referral_action(article, penalty):
-    return {"kind": "referral", "to": "prosecutors", "article": article, "due_hours": 24,
-            "penalty": penalty}
+    """The referral of a posting whose poster the commission knows: an accusation."""
+    return {"kind": "referral", "form": "accusation", "to": "prosecutors", "article": article,
+            "due_hours": 24, "penalty": penalty}
 
 
 FALSE_FACT = {"url": "https://blog.naver.com/poster/223", "platform": "naver", "election": "na22",
               "category": "false_fact", "date": "2024-03-01",
-              "facts": {"intent": "to_defeat", "target": "candidate"}}
+              "facts": {"intent": "to_defeat", "target": "candidate", "poster_identified": True}}
 SLANDER = {"url": "https://story.kakao.com/x/9", "platform": "kakao", "election": "na22",
            "category": "slander", "date": "2024-03-05",
-           "facts": {"true_facts": False, "public_interest": True}}
+           "facts": {"target": "candidate", "true_facts": False, "public_interest": True,
+                     "poster_identified": True}}
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -81,7 +83,8 @@ def fast_rules(directory):
     path = os.path.join(directory, "false_information.lua")
     with open(path) as f:
         source = f.read()
-    for old, new in [("local DELETION_DUE_HOURS = 24", "local DELETION_DUE_HOURS = 3 / 3600"),
+    for old, new in [('deletion_due_hours = {\n        {from = "2004-03-12", value = 24,',
+                      'deletion_due_hours = {\n        {from = "2004-03-12", value = 3 / 3600,'),
                      ("local OBJECTION_DAYS = 3", "local OBJECTION_DAYS = 1 / 86400"),
                      # The file's own test spells the deletion request out.
                      ("due_hours = 24, objection_days = 3,",
@@ -288,7 +291,8 @@ class CaseFlowTest(CaseTest):
                                       "date": "2024-03-01",
                                       "activity": {"kind": "posting", "category": "false_fact",
                                                    "intent": "to_defeat",
-                                                   "target": "candidate"}},
+                                                   "target": "candidate",
+                                                   "poster_identified": True}},
                           "answer": answer})
         self.assertEqual([(s["event"], s["partner"], s["election"], s["subject"]) for s in steps], [
             ("report_filed", "nec", "na22", report_id),
@@ -334,7 +338,8 @@ class CaseFlowTest(CaseTest):
                          ["requests"], [done.document])
 
     def test_reports_that_ask_for_nothing(self):
-        allowed = self.file("nec", fresh(SLANDER, facts={"true_facts": True,
+        allowed = self.file("nec", fresh(SLANDER, facts={"target": "candidate",
+                                                        "true_facts": True,
                                                         "public_interest": True}))
         self.assertEqual((allowed["status"], allowed["verdict"], allowed["requests"],
                           allowed["answer"]["exception"]),
@@ -343,7 +348,8 @@ class CaseFlowTest(CaseTest):
                          [("report_filed", None, "no_action", "nec")])
         unclear = self.file("nec", fresh(FALSE_FACT, facts={}))
         self.assertEqual((unclear["status"], unclear["verdict"], unclear["answer"]["missing"],
-                          unclear["facts"]), ("needs_facts", "needs_facts", ["activity.intent"], {}))
+                          unclear["facts"]),
+                         ("needs_facts", "needs_facts", ["activity.intent", "activity.target"], {}))
         dated = fresh(FALSE_FACT)
         dated.pop("date")
         today = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=9)))
@@ -540,7 +546,8 @@ class CaseFlowTest(CaseTest):
         filed = [self.file("nec", dict(FALSE_FACT, platform="daum", url=url)),
                  self.file("kakao", dict(SLANDER, platform="daum", category="slander",
                                          url="https://story.kakao.com/x/9/csv",
-                                         facts={"true_facts": True, "public_interest": True}))]
+                                         facts={"target": "candidate", "true_facts": True,
+                                                "public_interest": True}))]
         listed = self.call("nec", "GET", "/v1/reports?platform=daum").document["reports"]
         self.assertEqual([r["id"] for r in listed], [r["id"] for r in filed])
         rows = [

@@ -568,7 +568,8 @@ def fetch(server, path):
 
 
 REPORT = {"url": "https://blog.naver.com/stop/1", "platform": "naver", "election": "na22",
-          "category": "false_fact", "date": "2024-03-01", "facts": {"intent": "to_defeat"}}
+          "category": "false_fact", "date": "2024-03-01",
+          "facts": {"intent": "to_defeat", "target": "candidate"}}
 EXPORT_PATH = "/v1/partners/me/requests?partner=naver&status=all&format=csv"
 LISTING_PATH = "/v1/reports?platform=kakao&status=open&limit=1000"
 CHECK = {"election": "na22", "area": "deepfake", "date": "2024-02-15",

@@ -507,7 +507,8 @@ class CrossAreaPurityTest(EpcsTest):
         try:
             slander = {"election": "na22", "area": "false_information", "date": "2024-03-01",
                        "activity": {"kind": "posting", "category": "slander",
-                                    "true_facts": False, "public_interest": True}}
+                                    "target": "candidate", "true_facts": False,
+                                    "public_interest": True}}
             before = check(server, slander).data
             self.assertTrue(before["reason"].startswith("Slandering a candidate is prohibited "
                                                         "up to election day 2024-04-10"))
