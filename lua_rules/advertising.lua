@@ -29,26 +29,26 @@ local ko = epcs.cite_ko
 
 -- What epcs applies as policy rather than statute: each entry says since when and on whose word.
 -- Commission staff change these here and say so in lua_rules/README.md.
-local POLICY = {
+local POLICY = epcs.policy {
     -- The text of 93(2) starts at D-90 for every election; the NEC applied it from the vacancy
     -- day in the 21st presidential election (cause 2025-04-04), and epcs does so for every by-
-    -- and vacancy election (SPEC section 2).
+    -- and vacancy election (SPEC section 2). Read while the file loads: its latest entry holds.
     ad_window_from_cause_confirmed = {
-        value = true, since = "2025-04-04",
-        source = "NEC practice in the 21st presidential (vacancy) election",
+        {from = "2004-03-12", value = true,
+         source = "NEC practice, first on file for the 21st presidential (vacancy) election, cause 2025-04-04"},
     },
     -- The regular commercial ad exception is the NEC's reading of 93 (SPEC section 3); epcs holds
-    -- no dated NEC release for it, so `since` is the day epcs first applied it.
+    -- no dated NEC release for it, so it applies from the version's start.
     regular_commercial_ad = {
-        value = true, since = "2004-03-12",
-        source = "NEC guidance on Art. 93 (SPEC section 3), release not on file",
+        {from = "2004-03-12", value = true,
+         source = "NEC guidance on Art. 93 (SPEC section 3), release not on file"},
     },
 }
 
 -- Art. 93(2), as the text reads (D-90) or from the cause's day under POLICY.
 local ad_window = epcs.window {
     from = D(90), to = D(0),
-    from_cause_confirmed = POLICY.ad_window_from_cause_confirmed.value,
+    from_cause_confirmed = POLICY:latest("ad_window_from_cause_confirmed"),
 }
 
 -- Art. 255(2)5 punishes both 93(1) and 93(2).
@@ -554,7 +554,7 @@ local function exceptions(q, article, window)
         r.verdict = r.status == "provided" and periodical_sales(window, period_from)
         found[#found + 1] = r
     end
-    if POLICY.regular_commercial_ad.value and activity.regular_commercial == true then
+    if POLICY:value("regular_commercial_ad", q.date) and activity.regular_commercial == true then
         local r = check_regular_commercial(q)
         r.verdict = r.status == "provided" and regular_commercial(article, window)
         found[#found + 1] = r

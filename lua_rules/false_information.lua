@@ -61,11 +61,9 @@ local D, fmt = epcs.D, epcs.fmt
 -- Arts. 250 and 251 bind up to election day (see above).
 local last_day = epcs.deadline {last_day = D(0)}
 
--- Policy, not statute: each parameter is a list of entries, each in force for postings dated
--- from its `from` until the next entry's, with the document that sets it (or "commission
--- practice, set by staff" where none does). Add an entry to change one; never edit a past one,
--- so that a replayed decision keeps its answer.
-local POLICY = {
+-- Policy, not statute (epcs.policy, lua_rules/README.md "Policy parameters"): each entry is in
+-- force for postings dated from its `from`; add an entry to change one, never edit a past one.
+local POLICY = epcs.policy {
     -- Art. 82-4(4) says "without delay" (지체 없이) and sets no hours.
     deletion_due_hours = {
         {from = "2004-03-12", value = 24,
@@ -87,43 +85,6 @@ local POLICY = {
          source = "NEC release 2021-11-30, joint response with 16 organizations: investigation requests to the police"},
     },
 }
-
--- A parameter's entries as day numbers, checked once while the file loads.
-local function dated(name, entries)
-    local list = {}
-    for i, entry in ipairs(entries) do
-        if entry.value == nil or type(entry.source) ~= "string" or entry.source == "" then
-            error(string.format("POLICY.%s[%d] needs a value and a source", name, i), 2)
-        end
-        list[i] = {from = epcs.date(entry.from), value = entry.value}
-        if i > 1 and list[i].from <= list[i - 1].from then
-            error(string.format("POLICY.%s[%d] must start after the entry before it", name, i), 2)
-        end
-    end
-    return list
-end
-
-local DELETION_DUE = dated("deletion_due_hours", POLICY.deletion_due_hours)
-local REFERRAL_DUE = dated("referral_due_hours", POLICY.referral_due_hours)
-local REFERRAL_TO = {
-    accusation = dated("accusation_to", POLICY.accusation_to),
-    investigation_request = dated("investigation_request_to", POLICY.investigation_request_to),
-}
-
--- The value of a dated parameter in force on `day`.
-local function in_force(list, day)
-    local value
-    for _, entry in ipairs(list) do
-        if entry.from > day then
-            break
-        end
-        value = entry.value
-    end
-    if value == nil then
-        error("no policy entry in force on " .. fmt(day), 2)
-    end
-    return value
-end
 
 -- Statute, not policy. Objections within 3 days of receiving the request (Art. 82-4, as the
 -- commission's notice to platforms cites it).
@@ -214,20 +175,20 @@ local function deletion_request(day)
         kind = "deletion_request",
         to = "platform",
         article = "82-4(3)",
-        due_hours = in_force(DELETION_DUE, day),
+        due_hours = POLICY:value("deletion_due_hours", day),
         objection_days = OBJECTION_DAYS,
         overdue = {article = "261(6)4", penalty = PENALTY_OVERDUE},
         -- The platform is known: ignoring the commission twice is accused.
         escalation = {after = ESCALATE_AFTER, kind = "referral", form = "accusation",
-                      to = in_force(REFERRAL_TO.accusation, day), article = "256(3)1(e)",
+                      to = POLICY:value("accusation_to", day), article = "256(3)1(e)",
                       penalty = PENALTY_IGNORED_TWICE},
     }
 end
 
 local function referral(day, identified, article, penalty)
     local form = identified and "accusation" or "investigation_request"
-    return {kind = "referral", form = form, to = in_force(REFERRAL_TO[form], day),
-            article = article, due_hours = in_force(REFERRAL_DUE, day), penalty = penalty}
+    return {kind = "referral", form = form, to = POLICY:value(form .. "_to", day),
+            article = article, due_hours = POLICY:value("referral_due_hours", day), penalty = penalty}
 end
 
 -- What the commission does about a referral, in the reasons' words.

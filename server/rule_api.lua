@@ -253,6 +253,69 @@ local function coverage_cases(area, cases)
     end
 end
 
+-- Parameters that are the commission's policy rather than the Act's: each a list of entries
+-- {from, value, source}, in force for acts dated from `from` until the next entry's. `source`
+-- names the document that sets it (or "commission practice, set by staff"). Entries are added,
+-- never edited, so a decision replayed for an old act keeps its answer.
+local Policy, PolicyObject = class()
+
+function epcs.policy(spec)
+    if type(spec) ~= "table" then
+        fail(2, "epcs.policy{} takes a table of parameters")
+    end
+    local parameters = {}
+    for name, entries in pairs(spec) do
+        if type(name) ~= "string" or type(entries) ~= "table" or #entries == 0 then
+            fail(2, "policy parameter '%s' needs a list of dated entries", tostring(name))
+        end
+        local list = {}
+        for i, entry in ipairs(entries) do
+            if type(entry) ~= "table" or entry.value == nil or type(entry.source) ~= "string" or
+                entry.source == "" then
+                fail(2, "policy %s[%d] needs from, value and source", name, i)
+            end
+            list[i] = {
+                from = day_of(entry.from, format("policy %s[%d] from", name, i), 2),
+                value = entry.value,
+            }
+            if i > 1 and list[i].from <= list[i - 1].from then
+                fail(2, "policy %s[%d] must start after the entry before it", name, i)
+            end
+        end
+        parameters[name] = list
+    end
+    return setmetatable({parameters = parameters}, PolicyObject)
+end
+
+local function policy_entries(policy, name)
+    local list = policy.parameters[name]
+    if list == nil then
+        fail(3, "no policy parameter '%s'", tostring(name))
+    end
+    return list
+end
+
+-- The value of parameter `name` in force on `day` (a day number).
+function Policy:value(name, day)
+    local value
+    for _, entry in ipairs(policy_entries(self, name)) do
+        if entry.from > day then
+            break
+        end
+        value = entry.value
+    end
+    if value == nil then
+        fail(2, "policy %s has no entry in force on %s", name, epcs.fmt(day))
+    end
+    return value
+end
+
+-- The value of the latest entry: for what a rule file builds while it loads (a window).
+function Policy:latest(name)
+    local list = policy_entries(self, name)
+    return list[#list].value
+end
+
 -- An article as Korean law cites it: "93(2)" -> "제93조제2항", "82-8" -> "제82조의8",
 -- "52(1)5" -> "제52조제1항제5호".
 function epcs.cite_ko(article)
@@ -580,4 +643,4 @@ function epcs._test_cases(area, elections)
 end
 
 -- What the host freezes besides the libraries and `epcs`: the classes' methods.
-return {Relative, Window, Deadline, Coverage}
+return {Relative, Window, Deadline, Coverage, Policy}

@@ -246,6 +246,19 @@ class FidelityGuardsTest(EpcsTest):
         finally:
             shutil.rmtree(rules)
 
+    def test_a_policy_entry_without_its_source_is_refused(self):
+        rules = edited_rules("false_information.lua",
+                             'source = "commission practice, set by staff: its reading of',
+                             'origin = "commission practice, set by staff: its reading of')
+        try:
+            result = run_rule_tests(rules)
+            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+            self.assertRegex(result.stderr, r"false_information\.lua:\d+: policy "
+                                            r"deletion_due_hours\[1\] needs from, value and "
+                                            r"source")
+        finally:
+            shutil.rmtree(rules)
+
     def test_a_by_election_without_its_cause_is_refused(self):
         rules = edited_rules("elections.lua", 'cause_confirmed = "2024-03-09",', "")
         try:
