@@ -243,20 +243,28 @@ class EpcsTest(unittest.TestCase):
             self.assertEqual(data["message"], message)
 
 
-class ApiTest(EpcsTest):
-    """Every endpoint of the running server, in both encodings."""
+class ServerTest(EpcsTest):
+    """Tests sharing one server on the bundled defaults, which must stop cleanly."""
 
     @classmethod
     def setUpClass(cls):
         cls.server = Server()
-        health = request(cls.server, "GET", "/healthz").data
-        cls.ruleset = health["ruleset"]
 
     @classmethod
     def tearDownClass(cls):
         status = cls.server.stop()
         cls.server.cleanup()
         assert status == 0, "epcsd exited with %d" % status
+
+
+class ApiTest(ServerTest):
+    """Every endpoint of the running server, in both encodings."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        health = request(cls.server, "GET", "/healthz").data
+        cls.ruleset = health["ruleset"]
 
     def test_healthz(self):
         for accept in (None, MSGPACK):

@@ -19,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
-from test_api import JSON, MSGPACK, EpcsTest, Server, check, copy_rules  # noqa: E402
+from test_api import JSON, MSGPACK, EpcsTest, ServerTest, check, copy_rules  # noqa: E402
 
 CASES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cases")
 EXPECT_KEYS = {"exception", "deadline", "window", "missing", "rule"}
@@ -63,6 +63,17 @@ def run_rule_tests(rules):
                            "--test-rules", rules], capture_output=True, text=True, timeout=120)
 
 
+def refused_edit(name, old, new):
+    """--test-rules on the bundled rules with one edit: asserts it fails, returns its output."""
+    rules = edited_rules(name, old, new)
+    try:
+        result = run_rule_tests(rules)
+    finally:
+        shutil.rmtree(rules)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result
+
+
 def edited_rules(name, old, new):
     """A copy of the bundled rules with `old` replaced once by `new` in file `name`."""
     directory = tempfile.mkdtemp(prefix="epcs-test-legal-")
@@ -76,18 +87,8 @@ def edited_rules(name, old, new):
     return directory
 
 
-class ProjectCasesTest(EpcsTest):
+class ProjectCasesTest(ServerTest):
     """tests/cases/*.tsv through the real server."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.server.stop()
-        cls.server.cleanup()
-        assert status == 0, "epcsd exited with %d" % status
 
     def assert_expected(self, verdict, case):
         self.assertEqual(verdict["verdict"], case["verdict"], case["note"])
@@ -124,18 +125,8 @@ class ProjectCasesTest(EpcsTest):
                 self.assertIn('name = "%s: ' % case["id"], f.read(), case["file"])
 
 
-class AdvertisingFactsTest(EpcsTest):
+class AdvertisingFactsTest(ServerTest):
     """Art. 93's ad methods: why a claimed method is refused, and facts that contradict."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.server.stop()
-        cls.server.cleanup()
-        assert status == 0, "epcsd exited with %d" % status
 
     def test_refused_method_says_why(self):
         """A prospective candidate's 'Art. 69' ad before the election period: prohibited, and
@@ -186,88 +177,50 @@ class FidelityGuardsTest(EpcsTest):
     """What the rule API refuses or fails so that the rule files keep stating the law."""
 
     def test_an_actor_kind_left_unstated_fails_the_rule_tests(self):
-        rules = edited_rules("legislative_report.lua", '"platform", "other"}', '"platform"}')
-        try:
-            result = run_rule_tests(rules)
-            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-            self.assertIn("legislative_report.lua: FAIL coverage of legislative_report "
-                          "(activities *): actor kind 'other': actor kind 'other' is neither "
-                          "covered nor left out by a provision: state which", result.stdout)
-            self.assertRegex(result.stdout, r"legislative_report\.lua: \d+ tests .*: \d+ passed, "
-                                            r"1 failed")
-        finally:
-            shutil.rmtree(rules)
+        result = refused_edit("legislative_report.lua", '"platform", "other"}', '"platform"}')
+        self.assertIn("legislative_report.lua: FAIL coverage of legislative_report "
+                      "(activities *): actor kind 'other': actor kind 'other' is neither "
+                      "covered nor left out by a provision: state which", result.stdout)
+        self.assertRegex(result.stdout, r"legislative_report\.lua: \d+ tests .*: \d+ passed, "
+                                        r"1 failed")
 
     def test_a_left_out_kind_is_probed_against_the_rules(self):
         """Rules that judge a kind their statement leaves out fail its probe, by name."""
-        rules = edited_rules("legislative_report.lua",
-                             "    local left_out = COVERAGE:left_out(q)\n    if left_out then\n"
-                             "        return left_out\n    end\n", "")
-        try:
-            result = run_rule_tests(rules)
-            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        result = refused_edit("legislative_report.lua",
+                              "    local left_out = COVERAGE:left_out(q)\n    if left_out then\n"
+                              "        return left_out\n    end\n", "")
+        for kind in ("voter", "other"):
             self.assertIn("legislative_report.lua: FAIL coverage of legislative_report "
-                          "(activities *): Art. 111(1) leaves out 'voter': ", result.stdout)
-            self.assertIn("legislative_report.lua: FAIL coverage of legislative_report "
-                          "(activities *): Art. 111(1) leaves out 'other': ", result.stdout)
-        finally:
-            shutil.rmtree(rules)
+                          "(activities *): Art. 111(1) leaves out '%s': " % kind, result.stdout)
 
     def test_a_kind_both_covered_and_left_out_is_refused_at_load(self):
-        rules = edited_rules("resignation.lua", 'kinds = {"voter", "reserve_force_commander"',
-                             'kinds = {"public_official", "voter", "reserve_force_commander"')
-        try:
-            result = run_rule_tests(rules)
-            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-            self.assertRegex(result.stderr, r"resignation\.lua:\d+: coverage entry 1: actor kind "
-                                            r"'public_official' is listed twice")
-        finally:
-            shutil.rmtree(rules)
+        result = refused_edit("resignation.lua", 'kinds = {"voter", "reserve_force_commander"',
+                              'kinds = {"public_official", "voter", "reserve_force_commander"')
+        self.assertRegex(result.stderr, r"resignation\.lua:\d+: coverage entry 1: actor kind "
+                                        r"'public_official' is listed twice")
 
     def test_an_unknown_actor_kind_is_refused_at_load(self):
-        rules = edited_rules("legislative_report.lua", '"platform", "other"}',
-                             '"platform", "other", "mayor"}')
-        try:
-            result = run_rule_tests(rules)
-            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-            self.assertIn("'mayor' is no actor kind of SPEC section 5",
-                          result.stdout + result.stderr)
-        finally:
-            shutil.rmtree(rules)
+        result = refused_edit("legislative_report.lua", '"platform", "other"}',
+                              '"platform", "other", "mayor"}')
+        self.assertRegex(result.stderr, r"legislative_report\.lua:\d+: coverage entry 1: "
+                                        r"'mayor' is no actor kind of SPEC section 5")
 
     def test_an_area_without_coverage_is_refused_at_load(self):
-        rules = edited_rules("deepfake.lua", 'coverage = epcs.coverage {{everyone = "82-8(1)"}},',
-                             "")
-        try:
-            result = run_rule_tests(rules)
-            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-            self.assertIn("area 'deepfake' needs coverage = epcs.coverage{...}",
-                          result.stdout + result.stderr)
-        finally:
-            shutil.rmtree(rules)
+        result = refused_edit("deepfake.lua",
+                              'coverage = epcs.coverage {{everyone = "82-8(1)"}},', "")
+        self.assertIn("area 'deepfake' needs coverage = epcs.coverage{...}", result.stderr)
 
     def test_a_policy_entry_without_its_source_is_refused(self):
-        rules = edited_rules("false_information.lua",
-                             'source = "commission practice, set by staff: its reading of',
-                             'origin = "commission practice, set by staff: its reading of')
-        try:
-            result = run_rule_tests(rules)
-            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-            self.assertRegex(result.stderr, r"false_information\.lua:\d+: policy "
-                                            r"deletion_due_hours\[1\] needs from, value and "
-                                            r"source")
-        finally:
-            shutil.rmtree(rules)
+        result = refused_edit("false_information.lua",
+                              'source = "commission practice, set by staff: its reading of',
+                              'origin = "commission practice, set by staff: its reading of')
+        self.assertRegex(result.stderr, r"false_information\.lua:\d+: policy deletion_due_hours"
+                                        r"\[1\] needs from, value and source")
 
     def test_a_by_election_without_its_cause_is_refused(self):
-        rules = edited_rules("elections.lua", 'cause_confirmed = "2024-03-09",', "")
-        try:
-            result = run_rule_tests(rules)
-            self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-            self.assertIn("election 'ganghwa2024': a by-election needs cause_confirmed, the day "
-                          "its cause was confirmed", result.stdout + result.stderr)
-        finally:
-            shutil.rmtree(rules)
+        result = refused_edit("elections.lua", 'cause_confirmed = "2024-03-09",', "")
+        self.assertIn("election 'ganghwa2024': a by-election needs cause_confirmed, the day its "
+                      "cause was confirmed", result.stderr)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
-from test_api import JSON, MSGPACK, EpcsTest, Server, check, encode, request  # noqa: E402
+from test_api import (JSON, MSGPACK, EpcsTest, Server, ServerTest, check, encode,  # noqa: E402
+                      request)
 
 DEEPFAKE_IN_WINDOW = {
     "election": "na22", "area": "deepfake", "date": "2024-02-15", "actor": {"kind": "voter"},
@@ -531,18 +532,8 @@ class VerdictCacheTest(EpcsTest):
             self.assertEqual(statuses, [0, 0])
 
 
-class ObservabilityTest(EpcsTest):
+class ObservabilityTest(ServerTest):
     """GET /metrics in Prometheus text, GET /readyz, and JSON lines on stderr."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.server.stop()
-        cls.server.cleanup()
-        assert status == 0, "epcsd exited with %d" % status
 
     def metrics(self):
         response = request(self.server, "GET", "/metrics")
