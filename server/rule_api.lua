@@ -228,9 +228,9 @@ local function coverage_cases(area, cases)
         if entry.everyone then
             goto next_entry
         end
+        local about = format("%s (activities %s)", area.name, table.concat(entry.activities, ", "))
         for _, kind in ipairs(host.actor_kinds) do
             local as = entry.kinds[kind]
-            local about = format("%s (activities %s)", area.name, table.concat(entry.activities, ", "))
             if as == nil then
                 cases[#cases + 1] = {
                     name = format("coverage of %s: actor kind '%s'", about, kind),

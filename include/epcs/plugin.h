@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define EPCS_PLUGIN_ABI_VERSION 1
 #define EPCS_PLUGIN_ENTRY epcs_plugin_entry
@@ -108,6 +109,17 @@ struct epcs_host_api {
      */
     int (*run_calendar)(struct epcs_calendar *calendar);
 };
+
+/** Whether the request holds the enum or string fact at `path` and it is exactly `value`: how a
+ * validate callback compares facts. */
+static inline int epcs_fact_equals(const struct epcs_host_api *api, const struct epcs_facts *facts,
+                                   const char *path, const char *value)
+{
+    struct epcs_fact_value fact;
+    size_t length = strlen(value);
+    return api->fact(facts, path, &fact) && fact.length == length &&
+           memcmp(fact.string, value, length) == 0;
+}
 
 /**
  * The descriptor a plugin's entry function returns. Fields up to `destroy` form ABI version 1.

@@ -68,15 +68,6 @@ static int is_article(const char *text, size_t len)
     return at == len;
 }
 
-/* Whether the enum fact at `path` is present and has the value `value`. */
-static int fact_is(const struct epcs_facts *request, const char *path, const char *value)
-{
-    struct epcs_fact_value fact;
-    size_t len = strlen(value);
-    return host->fact(request, path, &fact) && fact.length == len &&
-           memcmp(fact.string, value, len) == 0;
-}
-
 /* authorized_by opens the Act-provided-method exception; free text there would let any ad
  * claim it. party_recommended describes a candidate placing the ad, and a head's race has no
  * seat: either contradiction would decide the method on a fact that cannot be. */
@@ -90,14 +81,14 @@ static int cb_validate(void *state, struct epcs_facts *request)
                             "or \"70(1)\"");
     if (host->fact(request, "activity.party_recommended", &fact) &&
         host->fact(request, "activity.advertiser", &by) &&
-        !fact_is(request, "activity.advertiser", "candidate"))
+        !epcs_fact_equals(host, request, "activity.advertiser", "candidate"))
         return host->reject(request, "activity.party_recommended",
                             "activity.party_recommended describes a candidate placing the ad, "
                             "but activity.advertiser is '%.*s'",
                             (int)by.length, by.string);
     if (host->fact(request, "activity.seat", &fact) &&
-        (fact_is(request, "activity.local_race", "governor") ||
-         fact_is(request, "activity.local_race", "local_head")))
+        (epcs_fact_equals(host, request, "activity.local_race", "governor") ||
+         epcs_fact_equals(host, request, "activity.local_race", "local_head")))
         return host->reject(request, "activity.seat",
                             "activity.seat names a council or National Assembly seat, but "
                             "activity.local_race is a head's race, which has none");

@@ -52,14 +52,6 @@ static const struct epcs_fact_spec facts[] = {
     {NULL, 0, NULL},
 };
 
-static int fact_is(struct epcs_facts *request, const char *path, const char *value)
-{
-    struct epcs_fact_value fact;
-    size_t length = strlen(value);
-    return host->fact(request, path, &fact) && fact.length == length &&
-           memcmp(fact.string, value, length) == 0;
-}
-
 /* A posting reported as spreading false facts cannot state true ones: such a report was filled
  * in wrongly (true facts that disparage are slander), and either verdict would hide it. Nor can
  * a posting be about a protected person and about someone else's support at once: support_for
@@ -69,15 +61,15 @@ static int cb_validate(void *state, struct epcs_facts *request)
 {
     struct epcs_fact_value true_facts, support, target;
     (void)state;
-    if (fact_is(request, "activity.category", "false_fact") &&
+    if (epcs_fact_equals(host, request, "activity.category", "false_fact") &&
         host->fact(request, "activity.true_facts", &true_facts) && true_facts.boolean)
         return host->reject(request, "activity.true_facts",
                             "activity.true_facts is true for a posting reported as false_fact; "
                             "report true facts that disparage as slander");
     if (host->fact(request, "activity.support_for", &support) &&
         host->fact(request, "activity.target", &target) &&
-        !fact_is(request, "activity.target", "party") &&
-        !fact_is(request, "activity.target", "other"))
+        !epcs_fact_equals(host, request, "activity.target", "party") &&
+        !epcs_fact_equals(host, request, "activity.target", "other"))
         return host->reject(request, "activity.support_for",
                             "activity.support_for is for a target that is a party or another "
                             "person or group; a posting about a (prospective) candidate, a primary "

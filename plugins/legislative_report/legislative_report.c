@@ -44,9 +44,8 @@ static const struct epcs_fact_spec facts[] = {
  * date alone would hide the mistake behind a verdict. */
 static int cb_validate(void *state, struct epcs_facts *request)
 {
-    struct epcs_fact_value channel, arrival, sent;
-    if (host->fact(request, "activity.channel", &channel) && channel.length == 4 &&
-        memcmp(channel.string, "mail", 4) == 0 &&
+    struct epcs_fact_value arrival, sent;
+    if (epcs_fact_equals(host, request, "activity.channel", "mail") &&
         host->fact(request, "activity.arrival_date", &arrival) &&
         host->fact(request, "date", &sent) && arrival.day < sent.day)
         return host->reject(request, "activity.arrival_date",
