@@ -789,11 +789,11 @@ return epcs.area {
         },
         {
             name = "f46: a deepfake by an identified poster is accused",
-            election = "na22", date = "2024-02-15", actor = {kind = "voter"},
+            election = "na22", date = "2024-04-01", actor = {kind = "voter"},
             activity = {kind = "posting", category = "deepfake", deepfake = true, purpose = "campaign", labeled = true, poster_identified = true},
             expect = {verdict = "prohibited", article = "82-8(1)",
-                      actions = {deletion_request(epcs.date("2024-02-15")),
-                                 referral(epcs.date("2024-02-15"), true, "82-8(1)", PENALTY_82_8_1)}},
+                      actions = {deletion_request(epcs.date("2024-04-01")),
+                                 referral(epcs.date("2024-04-01"), true, "82-8(1)", PENALTY_82_8_1)}},
         },
         {
             name = "f47: boundary: Art. 250(3) on election day",

@@ -12,6 +12,7 @@ Run through ctest, or directly:
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -221,6 +222,40 @@ class FidelityGuardsTest(EpcsTest):
         result = refused_edit("elections.lua", 'cause_confirmed = "2024-03-09",', "")
         self.assertIn("election 'ganghwa2024': a by-election needs cause_confirmed, the day its "
                       "cause was confirmed", result.stderr)
+
+
+AMEND_RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docker",
+                           "amend-rules.py")
+
+
+class ContainerAmendmentTest(EpcsTest):
+    """The two amendments docker/test.sh mounts into the image, checked here against the built
+    epcsd: a rule edit that breaks them fails this suite, not only the container stage."""
+
+    def amended(self, variant):
+        rules = tempfile.mkdtemp(prefix="epcs-test-amend-")
+        self.addCleanup(shutil.rmtree, rules)
+        copy_rules(rules)
+        subprocess.run([sys.executable, AMEND_RULES, rules, variant], check=True, timeout=30)
+        return run_rule_tests(rules)
+
+    def test_the_amendment_with_its_tests_passes(self):
+        result = self.amended("accepted")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        # The amendment's one test replaces deepfake.lua's table; four of false_information.lua
+        # give way to one.
+        self.assertRegex(result.stdout, r"deepfake\.lua: \d+ tests \(1 from the tests table, ")
+        bundled = run_rule_tests(test_api.ARGS.rules).stdout
+        tables = [int(re.search(r"false_information\.lua: \d+ tests \((\d+) from the tests "
+                                r"table", out).group(1)) for out in (bundled, result.stdout)]
+        self.assertEqual(tables[1], tables[0] - 3)
+        self.assertRegex(result.stdout, r"(?m)^ruleset rs-[0-9a-f]{16}: \d+ passed, 0 failed$")
+
+    def test_the_amendment_without_its_tests_is_refused(self):
+        result = self.amended("refused")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertRegex(result.stdout, r"deepfake\.lua: FAIL .*: verdict is \"allowed\", "
+                                        r"expected \"prohibited\"")
 
 
 if __name__ == "__main__":
