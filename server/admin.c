@@ -383,9 +383,10 @@ static void replay_with(struct admin_job *job, struct epcs_check_ctx *ctx,
             MSGPACK_UNPACK_SUCCESS) {
         epcs_offload_fail(&job->base, 500, "internal", NULL, "decision %llu is unreadable",
                           (unsigned long long)job->id);
-    } else if (epcs_check_run(ctx, engine, &check, &pk, &decision, &err) != 0) {
+    } else if (epcs_check_run(ctx, engine, &check, &pk, &decision, &err) != EPCS_CHECK_DECIDED) {
         snprintf(job->field, sizeof(job->field), "%s", err.field);
-        epcs_offload_fail(&job->base, err.status, err.code, job->field[0] ? job->field : NULL,
+        epcs_offload_fail(&job->base, epcs_check_failure_status(err.kind),
+                          epcs_check_failure_name(err.kind), job->field[0] ? job->field : NULL,
                           "replay: %s", err.message);
     } else {
         int same = same_answer(ctx->zone, &logged, &replayed);

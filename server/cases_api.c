@@ -41,12 +41,6 @@ static int64_t now_us(void)
     return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-/* Client text quoted in messages is cut at 64 bytes. */
-static int quoted_len(const msgpack_object *str)
-{
-    return (int)(str->via.str.size > 64 ? 64 : str->via.str.size);
-}
-
 static char *copy_object_string(const msgpack_object *str)
 {
     char *copy = malloc(str->via.str.size + 1);
@@ -565,7 +559,7 @@ static int read_report_body(h2o_req_t *req, const msgpack_object *body, struct r
             return epcs_respond_error(req, 400, "bad_request", NULL,
                                       "unknown field '%.*s': url, platform, election, category, "
                                       "date, facts",
-                                      quoted_len(key), key->via.str.ptr),
+                                      epcs_quoted_len(key), key->via.str.ptr),
                    -1;
         *slots[slot] = value;
         /* date is checked with the facts, as /v1/check checks it. */
@@ -626,7 +620,7 @@ static int check_report_facts(h2o_req_t *req, const struct epcs_plugin *area,
         }
         if (!known) {
             char field[96];
-            snprintf(field, sizeof(field), "facts.%.*s", quoted_len(key), key->via.str.ptr);
+            snprintf(field, sizeof(field), "facts.%.*s", epcs_quoted_len(key), key->via.str.ptr);
             return epcs_respond_error(req, 422, "invalid_fact", field,
                                       "unknown fact '%s'; GET /v1/areas lists those of %s", field,
                                       FALSE_INFORMATION),
@@ -799,7 +793,7 @@ static int file_report(h2o_req_t *req)
     msgpack_packer verdict_pk;
     msgpack_packer_init(&verdict_pk, &verdict, epcs_buf_msgpack_write);
     struct epcs_check_ctx ctx = epcs_worker_check_ctx(worker);
-    if (epcs_check_run(&ctx, engine, &check, &verdict_pk, &decision, &err) != 0) {
+    if (epcs_check_run(&ctx, engine, &check, &verdict_pk, &decision, &err) != EPCS_CHECK_DECIDED) {
         epcs_buf_free(&verdict);
         return respond_report_error(req, &err);
     }
@@ -1071,8 +1065,8 @@ static int answer_request(h2o_req_t *req, uint64_t id)
             data = value;
         } else {
             return epcs_respond_error(req, 400, "bad_request", NULL,
-                                      "unknown field '%.*s': status, reason, data", quoted_len(key),
-                                      key->via.str.ptr);
+                                      "unknown field '%.*s': status, reason, data",
+                                      epcs_quoted_len(key), key->via.str.ptr);
         }
     }
     if (status == NULL)
@@ -1089,7 +1083,7 @@ static int answer_request(h2o_req_t *req, uint64_t id)
         return epcs_respond_error(req, 422, "invalid_fact", "status",
                                   "status: unknown value '%.*s' (done, objection or "
                                   "data_submitted)",
-                                  quoted_len(status), status->via.str.ptr);
+                                  epcs_quoted_len(status), status->via.str.ptr);
     if (reason == NULL && strcmp(stored, "objected") == 0)
         return epcs_respond_error(req, 400, "bad_request", "reason", "an objection needs a reason");
     if (data == NULL && strcmp(stored, "data_submitted") == 0)
@@ -1178,7 +1172,7 @@ static int read_review_body(h2o_req_t *req, int dismiss, const msgpack_object **
         const msgpack_object *value = &body.via.map.ptr[i].val;
         if (!epcs_str_eq(key, "reason"))
             return epcs_respond_error(req, 400, "bad_request", NULL, "unknown field '%.*s': reason",
-                                      quoted_len(key), key->via.str.ptr),
+                                      epcs_quoted_len(key), key->via.str.ptr),
                    -1;
         if (value->type != MSGPACK_OBJECT_STR)
             return epcs_respond_error(req, 400, "bad_request", "reason", "reason must be a string"),
@@ -1242,7 +1236,7 @@ static int read_policy_body(h2o_req_t *req, int *send)
         const msgpack_object *key = &body.via.map.ptr[i].key;
         if (!epcs_str_eq(key, "reports"))
             return epcs_respond_error(req, 400, "bad_request", NULL,
-                                      "unknown field '%.*s': reports", quoted_len(key),
+                                      "unknown field '%.*s': reports", epcs_quoted_len(key),
                                       key->via.str.ptr),
                    -1;
         reports = &body.via.map.ptr[i].val;

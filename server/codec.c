@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dates.h"
+
 /* A dotted path under construction while walking a document ("activity.labeled"). */
 struct path {
     char text[128];
@@ -690,4 +692,27 @@ uint64_t epcs_hash_bytes(const void *bytes, size_t len)
     for (; i < len; i++)
         hash = (hash ^ at[i]) * 0x94d049bb133111ebull;
     return hash ^ (hash >> 29);
+}
+
+int epcs_quoted_len(const msgpack_object *str)
+{
+    return (int)(str->via.str.size > EPCS_QUOTE_MAX ? EPCS_QUOTE_MAX : str->via.str.size);
+}
+
+void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len)
+{
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, str, len);
+}
+
+void epcs_pack_cstr(msgpack_packer *pk, const char *str)
+{
+    epcs_pack_str(pk, str, strlen(str));
+}
+
+void epcs_pack_day(msgpack_packer *pk, int32_t day)
+{
+    char text[11];
+    epcs_date_format(day, text);
+    epcs_pack_str(pk, text, 10);
 }

@@ -64,4 +64,17 @@ int epcs_utf8_valid(const char *str, size_t len);
  */
 uint64_t epcs_hash_bytes(const void *bytes, size_t len);
 
+/** How many bytes of client text an error message quotes: a name cut there is still clear. */
+#define EPCS_QUOTE_MAX 64
+
+/** The length to quote of the msgpack string `str` ("%.*s"): its size, cut at EPCS_QUOTE_MAX. */
+int epcs_quoted_len(const msgpack_object *str);
+
+/** Packs `len` bytes of `str` as a msgpack string. */
+void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len);
+/** Packs the NUL-terminated `str` as a msgpack string. */
+void epcs_pack_cstr(msgpack_packer *pk, const char *str);
+/** Packs `day` (days since 1970-01-01) as its "YYYY-MM-DD" string. */
+void epcs_pack_day(msgpack_packer *pk, int32_t day);
+
 #endif

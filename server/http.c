@@ -35,24 +35,6 @@
 
 /* ---- responses ---------------------------------------------------------------------------- */
 
-void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len)
-{
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, str, len);
-}
-
-void epcs_pack_cstr(msgpack_packer *pk, const char *str)
-{
-    epcs_pack_str(pk, str, strlen(str));
-}
-
-void epcs_pack_day(msgpack_packer *pk, int32_t day)
-{
-    char text[11];
-    epcs_date_format(day, text);
-    epcs_pack_str(pk, text, 10);
-}
-
 static int media_is(const char *value, size_t len, const char *type)
 {
     size_t type_len = strlen(type);
@@ -543,6 +525,29 @@ int epcs_respond_error(h2o_req_t *req, int status, const char *code, const char 
         epcs_pack_cstr(pk, field);
     }
     return epcs_response_send(req, status, epcs_response_format(req));
+}
+
+/*
+ * What a check that got no verdict means in HTTP: the request's fault (400, 404, 422) or the
+ * rules' (500). The `error` code is the failure's own name (epcs_check_failure_name).
+ */
+static const int check_failure_status[EPCS_CHECK_FAILURE_COUNT] = {
+    [EPCS_CHECK_BAD_REQUEST] = 400,  [EPCS_CHECK_UNKNOWN_ELECTION] = 404,
+    [EPCS_CHECK_UNKNOWN_AREA] = 404, [EPCS_CHECK_INVALID_FACT] = 422,
+    [EPCS_CHECK_RULE_FAILED] = 500,
+};
+
+int epcs_check_failure_status(enum epcs_check_failure failure)
+{
+    if ((int)failure <= EPCS_CHECK_DECIDED || failure >= EPCS_CHECK_FAILURE_COUNT)
+        return 500;
+    return check_failure_status[failure];
+}
+
+int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err)
+{
+    epcs_check_error_pack(epcs_response_begin(epcs_worker_of(req)), err, 0);
+    return epcs_response_send(req, epcs_check_failure_status(err->kind), epcs_response_format(req));
 }
 
 /* ---- routing ------------------------------------------------------------------------------ */

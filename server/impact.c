@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "decision.h"
 
 void epcs_answer_signature(const msgpack_object *answer, struct epcs_buf *out)
@@ -54,11 +55,11 @@ static void decide(const struct epcs_check_ctx *ctx, struct epcs_engine *engine,
     struct epcs_decision decision;
     struct epcs_check_error err;
     memset(&decision, 0, sizeof(decision));
-    if (epcs_check_run(ctx, engine, check, pk, &decision, &err) == 0)
+    if (epcs_check_run(ctx, engine, check, pk, &decision, &err) == EPCS_CHECK_DECIDED)
         return;
     msgpack_pack_map(pk, 2);
     epcs_pack_cstr(pk, "error");
-    epcs_pack_cstr(pk, err.code);
+    epcs_pack_cstr(pk, epcs_check_failure_name(err.kind));
     epcs_pack_cstr(pk, "message");
     epcs_pack_cstr(pk, err.message);
 }

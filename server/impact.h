@@ -1,7 +1,9 @@
 #ifndef EPCS_IMPACT_H
 #define EPCS_IMPACT_H
 
-#include "server.h"
+#include "buf.h"
+#include "check.h"
+#include "ruleset.h"
 
 /*
  * Impact analysis: what commission staff run before activating an amendment. Every check of a

@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "cases.h"
+#include "check.h"
 #include "codec.h"
 #include "config.h"
 #include "conn_guard.h"
@@ -232,76 +233,21 @@ int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format);
 int epcs_respond_error(h2o_req_t *req, int status, const char *code, const char *field,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/** msgpack helpers for building responses. */
-void epcs_pack_cstr(msgpack_packer *pk, const char *str);
-void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len);
-void epcs_pack_day(msgpack_packer *pk, int32_t day);
-
-/** Why one check got no verdict: an HTTP status with its error body. */
-struct epcs_check_error {
-    int status;
-    const char *code;
-    char field[128];
-    char message[512];
-    /** For rule_failed: the area whose rules broke, and where. NULL otherwise. */
-    const char *area;
-    struct epcs_rule_error rule;
-};
-
-struct epcs_decision;
-
-/**
- * What deciding a check needs besides its engine: no h2o, no loop, no worker. Everything is
- * borrowed and used by one thread at a time: a worker's own (epcs_worker_check_ctx), or one
- * made for a pool thread (epcs_check_ctx_create).
- */
-struct epcs_check_ctx {
-    const struct epcs_plugin_set *plugins;
-    /** Where decision ids come from, and the stage marking a taken one as on its way; a NULL
-     * log takes none. */
-    struct epcs_decision_log *log;
-    struct epcs_decision_stage *stage;
-    /** For the caller's decoding around a check (a logged check, the answers it compares);
-     * epcs_check_run itself allocates nothing here. */
-    msgpack_zone *zone;
-    /** The facts of the check being decided. */
-    struct epcs_facts *facts;
-    /** The answers of several areas gather here, with their packer, before they are counted. */
-    struct epcs_buf *scratch;
-    msgpack_packer *scratch_packer;
-};
-
-/** The context of a worker's own check path: its plugins, decision log and stage, zone,
- * facts and scratch buffer. Valid on the worker's thread while the worker lives. */
+/** The context of a worker's own check path: its plugins, decision ids from the decision log
+ * and its stage, zone, facts and scratch buffer. Valid on the worker's thread while the worker
+ * lives. */
 struct epcs_check_ctx epcs_worker_check_ctx(struct epcs_worker *worker);
 
-/**
- * A context of its own for a thread that is no worker (impact, replay on the thread pool):
- * `plugins` borrowed, a zone, facts and scratch buffer owned, no decision ids. NULL when memory
- * runs out. Free it with epcs_check_ctx_destroy.
- */
-struct epcs_check_ctx *epcs_check_ctx_create(const struct epcs_plugin_set *plugins);
-/** Frees a context made by epcs_check_ctx_create; accepts NULL. */
-void epcs_check_ctx_destroy(struct epcs_check_ctx *ctx);
+/** The HTTP status of a check's failure: the one table that maps failure kinds to statuses. */
+int epcs_check_failure_status(enum epcs_check_failure failure);
 
 /**
- * Decides one decoded check with `engine` and packs its answer (a verdict, or {verdict,
- * results} when the area is omitted) to `pk`, which must not write to ctx->scratch.
- * Returns 0, or -1 with `err` filled and nothing packed. Fills `decision` for the decision
- * log, taking its id from ctx->log only once the verdict is decided when decision->take_id
- * asks for one (the answer's last entry is then `decision`).
- */
-int epcs_check_run(const struct epcs_check_ctx *ctx, struct epcs_engine *engine,
-                   const msgpack_object *check, msgpack_packer *pk, struct epcs_decision *decision,
-                   struct epcs_check_error *err);
-
-/**
- * Answers a failed check: a rule's own failure with its area, file and line (no field, the
- * request was not at fault), anything else as epcs_respond_error. Returns 0.
+ * Answers a failed check: its status from epcs_check_failure_status, its body from
+ * epcs_check_error_pack (a rule's own failure with its area, file and line). Returns 0.
  */
 int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err);
 
-/* Route handlers (api.c, check.c). Each returns 0 after answering. */
+/* Route handlers (api.c, check_routes.c). Each returns 0 after answering. */
 int epcs_handle_healthz(h2o_req_t *req);
 int epcs_handle_areas(h2o_req_t *req);
 int epcs_handle_elections(h2o_req_t *req);

@@ -44,7 +44,7 @@ static void require(int condition, const char *what, const struct answer *answer
         return;
     fprintf(stderr, "fuzz_check: %s\n", what);
     if (answer != NULL && answer->rc != 0)
-        fprintf(stderr, "error %d %s field '%s': %s\n", answer->err.status, answer->err.code,
+        fprintf(stderr, "error %s field '%s': %s\n", epcs_check_failure_name(answer->err.kind),
                 answer->err.field, answer->err.message);
     abort();
 }
@@ -89,7 +89,7 @@ static void decide(const msgpack_object *check, struct answer *answer)
     /* A nonzero id, as with the decision log on, so the answer carries it as `decision`. */
     struct epcs_decision decision = {.id = 1, .check = check};
     memset(&answer->err, 0, sizeof(answer->err));
-    answer->rc = epcs_check_run(ctx, engine, check, &pk, &decision, &answer->err);
+    answer->rc = (int)epcs_check_run(ctx, engine, check, &pk, &decision, &answer->err);
     if (answer->rc == 0) {
         require(decision.election != NULL && decision.ruleset != NULL,
                 "a verdict without its decision filled", answer);
@@ -99,18 +99,16 @@ static void decide(const msgpack_object *check, struct answer *answer)
     }
 }
 
-/* The errors the README lists for a check, each with its one status. */
+/* The errors the README lists for a check: the request's faults, never the rules'. */
 static void require_documented_error(const struct answer *answer)
 {
     const struct epcs_check_error *err = &answer->err;
-    require(err->code != NULL && err->message[0] != '\0', "an error without code or message",
-            answer);
-    int known = (err->status == 400 && strcmp(err->code, "bad_request") == 0) ||
-                (err->status == 404 && strcmp(err->code, "unknown_election") == 0) ||
-                (err->status == 404 && strcmp(err->code, "unknown_area") == 0) ||
-                (err->status == 422 && strcmp(err->code, "invalid_fact") == 0);
+    require(epcs_check_failure_name(err->kind) != NULL && err->message[0] != '\0',
+            "an error without kind or message", answer);
+    int known = err->kind == EPCS_CHECK_BAD_REQUEST || err->kind == EPCS_CHECK_UNKNOWN_ELECTION ||
+                err->kind == EPCS_CHECK_UNKNOWN_AREA || err->kind == EPCS_CHECK_INVALID_FACT;
     /* Facts that passed validation must never make the rules fail: that is a rule bug. */
-    if (err->status == 500 && err->area != NULL)
+    if (err->kind == EPCS_CHECK_RULE_FAILED && err->area != NULL)
         fprintf(stderr, "fuzz_check: rule_failed in %s at %s:%d\n", err->area, err->rule.file,
                 err->rule.line);
     require(known, "an undocumented or failed answer", answer);
@@ -145,8 +143,7 @@ static void check_both_ways(const msgpack_object *check)
     require(first->rc == second->rc, "the same check decided twice gave a verdict once", first);
     if (first->rc != 0) {
         require_documented_error(first);
-        require(first->err.status == second->err.status &&
-                    strcmp(first->err.code, second->err.code) == 0 &&
+        require(first->err.kind == second->err.kind &&
                     strcmp(first->err.field, second->err.field) == 0 &&
                     strcmp(first->err.message, second->err.message) == 0,
                 "the same check refused twice in two ways", second);
