@@ -11,6 +11,8 @@ packages=(
     curl nghttp2-client python3 python3-msgpack python3-icalendar python3-h2 openssl clang-format
     # tests: which system calls epcs makes (a rename reaches the disk with its directory)
     strace
+    # tests: the core's in-process unit tests (tests/unit/test_check.c)
+    libcmocka-dev
 )
 
 missing=()
