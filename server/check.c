@@ -170,83 +170,103 @@ void epcs_check_ctx_destroy(struct epcs_check_ctx *ctx)
     free(owned);
 }
 
-enum epcs_check_failure epcs_check_run(const struct epcs_check_ctx *ctx, struct epcs_engine *engine,
-                                       const msgpack_object *body, msgpack_packer *pk,
-                                       struct epcs_decision *decision, struct epcs_check_error *err)
+/* The election, the day and the area a check's envelope names, found in the ruleset. */
+struct check_target {
+    const struct epcs_election *election;
+    int32_t date;
+    /** -1: no area named, every area that recognises the activity answers. */
+    int area_index;
+};
+
+static enum epcs_check_failure find_target(const struct epcs_plugin_set *plugins,
+                                           const struct epcs_ruleset *ruleset,
+                                           const struct check_request *check,
+                                           struct check_target *target,
+                                           struct epcs_check_error *err)
 {
-    const struct epcs_plugin_set *plugins = ctx->plugins;
-    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
-    struct check_request check;
-    enum epcs_check_failure failure = read_envelope(body, &check, err);
-    if (failure != EPCS_CHECK_DECIDED)
-        return failure;
-    const struct epcs_election *election =
-        epcs_ruleset_election(ruleset, check.election->via.str.ptr, check.election->via.str.size);
-    if (election == NULL)
+    target->election =
+        epcs_ruleset_election(ruleset, check->election->via.str.ptr, check->election->via.str.size);
+    if (target->election == NULL)
         return fail(err, EPCS_CHECK_UNKNOWN_ELECTION, "election",
                     "no election '%.*s'; GET /v1/elections lists them",
-                    epcs_quoted_len(check.election), check.election->via.str.ptr);
-    int32_t date;
-    if (check.date == NULL) {
-        date = epcs_date_in_seoul(time(NULL));
-    } else if (check.date->type != MSGPACK_OBJECT_STR ||
-               epcs_date_parse(check.date->via.str.ptr, check.date->via.str.size, &date) != 0) {
+                    epcs_quoted_len(check->election), check->election->via.str.ptr);
+    if (check->date == NULL) {
+        target->date = epcs_date_in_seoul(time(NULL));
+    } else if (check->date->type != MSGPACK_OBJECT_STR ||
+               epcs_date_parse(check->date->via.str.ptr, check->date->via.str.size,
+                               &target->date) != 0) {
         return fail(err, EPCS_CHECK_INVALID_FACT, "date",
                     "date must be a date YYYY-MM-DD between %d and %d", EPCS_DATE_MIN_YEAR,
                     EPCS_DATE_MAX_YEAR);
     }
-    int area_index = -1;
-    if (check.area != NULL) {
-        area_index = epcs_plugins_find(plugins, check.area->via.str.ptr, check.area->via.str.size);
-        if (area_index < 0)
+    target->area_index = -1;
+    if (check->area != NULL) {
+        target->area_index =
+            epcs_plugins_find(plugins, check->area->via.str.ptr, check->area->via.str.size);
+        if (target->area_index < 0)
             return fail(err, EPCS_CHECK_UNKNOWN_AREA, "area",
-                        "no area '%.*s'; GET /v1/areas lists them", epcs_quoted_len(check.area),
-                        check.area->via.str.ptr);
+                        "no area '%.*s'; GET /v1/areas lists them", epcs_quoted_len(check->area),
+                        check->area->via.str.ptr);
     }
-    struct epcs_facts *facts = ctx->facts;
-    if (epcs_facts_read(facts, plugins->vocab, check.actor, check.activity) != 0)
-        return fail(err, EPCS_CHECK_INVALID_FACT, facts->field, "%s", facts->message);
-    facts->date = date;
+    return EPCS_CHECK_DECIDED;
+}
 
-    struct epcs_eval eval = {.engine = engine, .facts = facts, .date = date, .election = election};
-    decision->election = election->id;
-    decision->date = date;
-    decision->ruleset = ruleset->id;
+/* The named area decides alone: its answer is the verdict. */
+static enum epcs_check_failure decide_area(const struct epcs_check_ctx *ctx, struct epcs_eval *eval,
+                                           size_t area_index, msgpack_packer *pk,
+                                           struct epcs_decision *decision,
+                                           struct epcs_check_error *err)
+{
+    const struct epcs_plugin_set *plugins = ctx->plugins;
+    const char *area = plugins->items[area_index].desc->name;
+    eval->area_index = area_index;
+    eval->packer = pk;
+    eval->decision_follows = has_decision_id(ctx, decision);
+    enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, ctx->facts, eval);
+    if (outcome != EPCS_AREA_DECIDED)
+        return undecided(outcome, area, ctx->facts, eval, err);
+    pack_decision_id(ctx, pk, decision, eval->decision_follows);
+    decision->area = area;
+    decision->area_index = (int)area_index;
+    decision->verdict = eval->verdict;
+    return EPCS_CHECK_DECIDED;
+}
+
+/* Without area or activity.kind no area can be chosen: the answer asks for the kind. */
+static void pack_kind_missing(const struct epcs_check_ctx *ctx, const struct epcs_ruleset *ruleset,
+                              msgpack_packer *pk, struct epcs_decision *decision)
+{
     int with_id = has_decision_id(ctx, decision);
-    if (area_index >= 0) {
-        const char *area = plugins->items[area_index].desc->name;
-        eval.area_index = (size_t)area_index;
-        eval.packer = pk;
-        eval.decision_follows = with_id;
-        enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
-        if (outcome != EPCS_AREA_DECIDED)
-            return undecided(outcome, area, facts, &eval, err);
-        pack_decision_id(ctx, pk, decision, eval.decision_follows);
-        decision->area = area;
-        decision->area_index = area_index;
-        decision->verdict = eval.verdict;
-        return EPCS_CHECK_DECIDED;
-    }
+    msgpack_pack_map(pk, 5 + (size_t)with_id);
+    epcs_pack_cstr(pk, "verdict");
+    epcs_pack_cstr(pk, "needs_facts");
+    epcs_pack_cstr(pk, "missing");
+    msgpack_pack_array(pk, 1);
+    epcs_pack_cstr(pk, "activity.kind");
+    epcs_pack_cstr(pk, "reason");
+    epcs_pack_cstr(pk, "Without area or activity.kind no area can be chosen.");
+    epcs_pack_cstr(pk, "results");
+    msgpack_pack_array(pk, 0);
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, ruleset->id);
+    pack_decision_id(ctx, pk, decision, with_id);
+    decision->verdict = EPCS_VERDICT_NEEDS_FACTS;
+}
 
-    /* No area: every plugin that recognises the activity answers; the strictest verdict wins. */
-    const struct epcs_fact *kind = epcs_facts_find(facts, "activity.kind");
+/* No area named: every plugin that recognises the activity answers; the strictest verdict
+ * wins, and the answers are its `results`. */
+static enum epcs_check_failure decide_every_area(const struct epcs_check_ctx *ctx,
+                                                 struct epcs_eval *eval, msgpack_packer *pk,
+                                                 struct epcs_decision *decision,
+                                                 struct epcs_check_error *err)
+{
+    const struct epcs_plugin_set *plugins = ctx->plugins;
+    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(eval->engine);
+    const struct epcs_fact *kind = epcs_facts_find(ctx->facts, "activity.kind");
     decision->area = NULL;
     decision->area_index = -1;
     if (kind == NULL) {
-        msgpack_pack_map(pk, 5 + (size_t)with_id);
-        epcs_pack_cstr(pk, "verdict");
-        epcs_pack_cstr(pk, "needs_facts");
-        epcs_pack_cstr(pk, "missing");
-        msgpack_pack_array(pk, 1);
-        epcs_pack_cstr(pk, "activity.kind");
-        epcs_pack_cstr(pk, "reason");
-        epcs_pack_cstr(pk, "Without area or activity.kind no area can be chosen.");
-        epcs_pack_cstr(pk, "results");
-        msgpack_pack_array(pk, 0);
-        epcs_pack_cstr(pk, "ruleset");
-        epcs_pack_cstr(pk, ruleset->id);
-        pack_decision_id(ctx, pk, decision, with_id);
-        decision->verdict = EPCS_VERDICT_NEEDS_FACTS;
+        pack_kind_missing(ctx, ruleset, pk, decision);
         return EPCS_CHECK_DECIDED;
     }
     epcs_buf_reset(ctx->scratch);
@@ -256,15 +276,16 @@ enum epcs_check_failure epcs_check_run(const struct epcs_check_ctx *ctx, struct 
         const struct epcs_loaded_plugin *plugin = &plugins->items[i];
         if (!epcs_plugin_covers(plugin->desc, kind->value->via.str.ptr, kind->value->via.str.size))
             continue;
-        eval.area_index = i;
-        eval.packer = ctx->scratch_packer;
-        enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, facts, &eval);
+        eval->area_index = i;
+        eval->packer = ctx->scratch_packer;
+        enum epcs_area_outcome outcome = epcs_evaluate_area(plugins, ctx->facts, eval);
         if (outcome != EPCS_AREA_DECIDED)
-            return undecided(outcome, plugin->desc->name, facts, &eval, err);
-        if (eval.verdict > strictest)
-            strictest = eval.verdict;
+            return undecided(outcome, plugin->desc->name, ctx->facts, eval, err);
+        if (eval->verdict > strictest)
+            strictest = eval->verdict;
         answered++;
     }
+    int with_id = has_decision_id(ctx, decision);
     msgpack_pack_map(pk, 3 + (size_t)with_id);
     epcs_pack_cstr(pk, "verdict");
     epcs_pack_cstr(pk, epcs_verdict_name(strictest));
@@ -276,6 +297,32 @@ enum epcs_check_failure epcs_check_run(const struct epcs_check_ctx *ctx, struct 
     pack_decision_id(ctx, pk, decision, with_id);
     decision->verdict = strictest;
     return EPCS_CHECK_DECIDED;
+}
+
+enum epcs_check_failure epcs_check_run(const struct epcs_check_ctx *ctx, struct epcs_engine *engine,
+                                       const msgpack_object *body, msgpack_packer *pk,
+                                       struct epcs_decision *decision, struct epcs_check_error *err)
+{
+    const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
+    struct check_request check;
+    struct check_target target;
+    enum epcs_check_failure failure = read_envelope(body, &check, err);
+    if (failure == EPCS_CHECK_DECIDED)
+        failure = find_target(ctx->plugins, ruleset, &check, &target, err);
+    if (failure != EPCS_CHECK_DECIDED)
+        return failure;
+    struct epcs_facts *facts = ctx->facts;
+    if (epcs_facts_read(facts, ctx->plugins->vocab, check.actor, check.activity) != 0)
+        return fail(err, EPCS_CHECK_INVALID_FACT, facts->field, "%s", facts->message);
+    facts->date = target.date;
+    decision->election = target.election->id;
+    decision->date = target.date;
+    decision->ruleset = ruleset->id;
+    struct epcs_eval eval = {
+        .engine = engine, .facts = facts, .date = target.date, .election = target.election};
+    if (target.area_index >= 0)
+        return decide_area(ctx, &eval, (size_t)target.area_index, pk, decision, err);
+    return decide_every_area(ctx, &eval, pk, decision, err);
 }
 
 void epcs_check_error_pack(msgpack_packer *pk, const struct epcs_check_error *err, size_t extra)
