@@ -187,11 +187,12 @@ static int admin_start(h2o_req_t *req, struct admin_job *job)
 
 /* ---- decisions ---------------------------------------------------------------------------- */
 
-/* A connection of the log's reader pool; NULL after choosing the 500. */
-static sqlite3 *decision_reader(struct admin_job *job)
+/* A reader of the log's pool; NULL after choosing the 500. */
+static struct epcs_decision_reader *decision_reader(struct admin_job *job)
 {
     char err[512];
-    sqlite3 *db = epcs_decision_log_reader_acquire(job->server->decisions, err, sizeof(err));
+    struct epcs_decision_reader *db =
+        epcs_decision_log_reader_acquire(job->server->decisions, err, sizeof(err));
     if (db == NULL) {
         epcs_log(EPCS_LOG_ERROR, "decisions", "cannot read the decision log: %s", err);
         epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log cannot be read");
@@ -202,7 +203,7 @@ static sqlite3 *decision_reader(struct admin_job *job)
 static void list_work(struct admin_job *job)
 {
     struct epcs_decision_log *log = job->server->decisions;
-    sqlite3 *db = decision_reader(job);
+    struct epcs_decision_reader *db = decision_reader(job);
     if (db == NULL)
         return;
     char err[256];
@@ -226,15 +227,15 @@ static int read_decision(struct admin_job *job, struct epcs_buf *original, struc
                          char *ruleset, size_t ruleset_size, char *date)
 {
     struct epcs_decision_log *log = job->server->decisions;
-    sqlite3 *db = decision_reader(job);
+    struct epcs_decision_reader *db = decision_reader(job);
     if (db == NULL)
         return -1;
     msgpack_packer pk;
     msgpack_packer_init(&pk, original, epcs_buf_msgpack_write);
     char err[256];
     unsigned long long id = (unsigned long long)job->id;
-    int found = epcs_decision_log_get(db, job->id, &pk, request, ruleset, ruleset_size, date, err,
-                                      sizeof(err));
+    int found = epcs_decision_log_get(log, db, job->id, &pk, request, ruleset, ruleset_size, date,
+                                      err, sizeof(err));
     epcs_decision_log_reader_release(log, db);
     if (found == 2)
         epcs_offload_fail(&job->base, 409, "not_a_decision", "id",
@@ -454,10 +455,10 @@ int epcs_recent_checks(struct epcs_decision_log *log, size_t limit, msgpack_zone
         snprintf(err, err_size, "out of memory");
         return -1;
     }
-    sqlite3 *db = epcs_decision_log_reader_acquire(log, err, err_size);
+    struct epcs_decision_reader *db = epcs_decision_log_reader_acquire(log, err, err_size);
     if (db == NULL)
         return -1;
-    int rc = epcs_decision_log_recent(db, limit, cb_recent_check, &recent, err, err_size);
+    int rc = epcs_decision_log_recent(log, db, limit, cb_recent_check, &recent, err, err_size);
     epcs_decision_log_reader_release(log, db);
     if (rc != 0)
         return -1;

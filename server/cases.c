@@ -14,6 +14,7 @@
 #include "facts.h"
 #include "keys.h"
 #include "log.h"
+#include "sqlite_store.h"
 #include "store.h"
 
 /* Readers and the writer may meet on the database; a write waits rather than fail. */
@@ -147,7 +148,9 @@ static const char schema[] =
     "  PRIMARY KEY (report, partner));"                                                            \
     "INSERT INTO reporters SELECT id, filed_by, filed_us, url, facts FROM reports;"
 
-struct epcs_cases {
+struct sqlite_cases {
+    /* The handle callers hold: this backend's ops. */
+    struct epcs_cases base;
     /* One writer connection: every write (and the packing that follows it) holds the lock. */
     pthread_mutex_t lock;
     sqlite3 *db;
@@ -167,7 +170,6 @@ struct epcs_cases {
         uint64_t id, ticket;
     } handed[HANDED_MAX];
     size_t handed_count, deleting;
-    char data_dir[4096];
     /* Read connections for the thread pool: reads never wait for a write's lock. */
     struct epcs_sqlite_pool readers;
 };
@@ -637,7 +639,7 @@ struct step {
 
 /* Whether the decision log can take another entry now: a full or failed log means the step is
    refused (503) before anything is stored. */
-static int log_can_take(struct epcs_cases *cases, char *err, size_t err_size)
+static int log_can_take(struct sqlite_cases *cases, char *err, size_t err_size)
 {
     struct epcs_decision_log_stats stats;
     epcs_decision_log_stats(cases->log, &stats);
@@ -649,7 +651,7 @@ static int log_can_take(struct epcs_cases *cases, char *err, size_t err_size)
 }
 
 /* A fresh decision-log id for an entry of the step under way, or 0 with the log off. */
-static int take_log_id(struct epcs_cases *cases, uint64_t *id, char *err, size_t err_size)
+static int take_log_id(struct sqlite_cases *cases, uint64_t *id, char *err, size_t err_size)
 {
     *id = 0;
     if (cases->log == NULL)
@@ -660,7 +662,7 @@ static int take_log_id(struct epcs_cases *cases, uint64_t *id, char *err, size_t
     return EPCS_CASES_OK;
 }
 
-static int outbox_event(struct epcs_cases *cases, uint64_t id, const struct step *step,
+static int outbox_event(struct sqlite_cases *cases, uint64_t id, const struct step *step,
                         const char *detail, size_t detail_len, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(cases->db,
@@ -684,7 +686,7 @@ static int outbox_event(struct epcs_cases *cases, uint64_t id, const struct step
 
 /* The step's history row and, with the log on, its event in the outbox, in the transaction
    under way: both are stored or neither. */
-static int record_step(struct epcs_cases *cases, const struct step *step, char *err,
+static int record_step(struct sqlite_cases *cases, const struct step *step, char *err,
                        size_t err_size)
 {
     const char *detail = step->detail != NULL ? step->detail->buf.data : NULL;
@@ -747,7 +749,7 @@ static void sent_detail(struct detail *detail, uint64_t report, const struct act
         detail_id(detail, "follows", follows);
 }
 
-static int create_request(struct epcs_cases *cases, const struct new_request *new_request,
+static int create_request(struct sqlite_cases *cases, const struct new_request *new_request,
                           uint64_t *id, char *err, size_t err_size)
 {
     const struct action *action = new_request->action;
@@ -830,7 +832,7 @@ static const char *report_status(const char *verdict, const struct request_count
 }
 
 /* Brings the report's status in line with its requests after a change to them. */
-static int refresh_report(struct epcs_cases *cases, uint64_t report, int64_t now, char *err,
+static int refresh_report(struct sqlite_cases *cases, uint64_t report, int64_t now, char *err,
                           size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(
@@ -953,8 +955,8 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     }
 }
 
-int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
-                           char *err, size_t err_size)
+static int get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk, char *err,
+                       size_t err_size)
 {
     /* A held or dismissed request was never sent: its addressee does not see it. */
     sqlite3_stmt *stmt = prepare(db,
@@ -1204,8 +1206,8 @@ static int pack_report(sqlite3 *db, uint64_t id, const char *reporter, int joine
     return rc;
 }
 
-int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
-                          char *err, size_t err_size)
+static int get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk, char *err,
+                      size_t err_size)
 {
     return pack_report(db, id, filer, -1, pk, err, err_size);
 }
@@ -1265,8 +1267,8 @@ static void pack_summary_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     pack_report_summary(pk, stmt, 0);
 }
 
-int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, msgpack_packer *pk,
-                            char *err, size_t err_size)
+static int list_reports(sqlite3 *db, const struct epcs_report_query *query, msgpack_packer *pk,
+                        char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = report_query(db, query, err, err_size);
     if (stmt == NULL)
@@ -1352,7 +1354,7 @@ static void write_report_line(struct epcs_buf *out, sqlite3_stmt *stmt)
     csv_time(out, stmt, 13, 1);
 }
 
-int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
+static int export_reports(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
                           uint64_t *next, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = report_query(db, query, err, err_size);
@@ -1385,8 +1387,8 @@ static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query 
     return stmt;
 }
 
-int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
-                             msgpack_packer *pk, char *err, size_t err_size)
+static int list_requests(sqlite3 *db, const struct epcs_request_query *query, msgpack_packer *pk,
+                         char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = request_query(db, query, err, err_size);
     if (stmt == NULL)
@@ -1410,8 +1412,8 @@ static void write_request_line(struct epcs_buf *out, sqlite3_stmt *stmt)
     csv_column(out, stmt, 15, 1);
 }
 
-int epcs_cases_export_requests_csv(sqlite3 *db, const struct epcs_request_query *query,
-                                   struct epcs_buf *out, uint64_t *next, char *err, size_t err_size)
+static int export_requests(sqlite3 *db, const struct epcs_request_query *query,
+                           struct epcs_buf *out, uint64_t *next, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = request_query(db, query, err, err_size);
     if (stmt == NULL)
@@ -1565,7 +1567,7 @@ static int batch_load(sqlite3 *db, uint64_t after, struct outbox_batch *batch, c
 }
 
 /* Remembers a handover for the deletion of its rows once it is committed. */
-static void remember_handover(struct epcs_cases *cases, uint64_t id, uint64_t ticket)
+static void remember_handover(struct sqlite_cases *cases, uint64_t id, uint64_t ticket)
 {
     if (cases->handed_count == HANDED_MAX)
         cases->handed_count--;
@@ -1580,7 +1582,7 @@ static void remember_handover(struct epcs_cases *cases, uint64_t id, uint64_t ti
  * log until the next start (every later step is refused meanwhile), when memory ran out until
  * the next step, the mark keeping later ids back. Called with the lock held.
  */
-static void forward(struct epcs_cases *cases)
+static void forward(struct sqlite_cases *cases)
 {
     struct outbox_batch batch = {.count = 0};
     char err[256];
@@ -1617,7 +1619,7 @@ static void forward(struct epcs_cases *cases)
 }
 
 /* Deletes, in the transaction under way, the rows of the handovers the log has committed. */
-static int delete_forwarded(struct epcs_cases *cases, char *err, size_t err_size)
+static int delete_forwarded(struct sqlite_cases *cases, char *err, size_t err_size)
 {
     cases->deleting = 0;
     uint64_t committed = epcs_decision_log_committed(cases->log);
@@ -1637,7 +1639,7 @@ static int delete_forwarded(struct epcs_cases *cases, char *err, size_t err_size
 }
 
 /* After a commit: the deleted handovers are forgotten. */
-static void forget_deleted(struct epcs_cases *cases)
+static void forget_deleted(struct sqlite_cases *cases)
 {
     memmove(cases->handed, cases->handed + cases->deleting,
             (cases->handed_count - cases->deleting) * sizeof(cases->handed[0]));
@@ -1646,12 +1648,13 @@ static void forget_deleted(struct epcs_cases *cases)
 }
 
 /* Whether the decision log holds entry `id` (0 no, 1 yes, -1 with `err`). */
-static int log_holds(sqlite3 *reader, uint64_t id, char *err, size_t err_size)
+static int log_holds(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
+                     uint64_t id, char *err, size_t err_size)
 {
     struct epcs_buf scratch = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &scratch, epcs_buf_msgpack_write);
-    int rc = epcs_decision_log_get(reader, id, &pk, NULL, NULL, 0, NULL, err, err_size);
+    int rc = epcs_decision_log_get(log, reader, id, &pk, NULL, NULL, 0, NULL, err, err_size);
     epcs_buf_free(&scratch);
     return rc < 0 ? -1 : rc == 0;
 }
@@ -1661,17 +1664,17 @@ static int log_holds(sqlite3 *reader, uint64_t id, char *err, size_t err_size)
  * already: a prefix, since the store hands rows over in id order and the log writes in id
  * order, so a held row means every row before it is held too. A binary search.
  */
-static int held_prefix(const char *data_dir, const uint64_t *ids, size_t count, size_t *held,
-                       char *err, size_t err_size)
+static int held_prefix(struct epcs_decision_log *log, const uint64_t *ids, size_t count,
+                       size_t *held, char *err, size_t err_size)
 {
-    sqlite3 *reader = epcs_decision_log_reader(data_dir, err, err_size);
+    struct epcs_decision_reader *reader = epcs_decision_log_reader_acquire(log, err, err_size);
     if (reader == NULL)
         return -1;
     size_t low = 0, high = count;
     int rc = 0;
     while (rc == 0 && low < high) {
         size_t middle = low + (high - low) / 2;
-        int holds = log_holds(reader, ids[middle], err, err_size);
+        int holds = log_holds(log, reader, ids[middle], err, err_size);
         if (holds < 0)
             rc = -1;
         else if (holds)
@@ -1679,12 +1682,13 @@ static int held_prefix(const char *data_dir, const uint64_t *ids, size_t count, 
         else
             high = middle;
     }
-    sqlite3_close(reader);
+    epcs_decision_log_reader_release(log, reader);
     *held = low;
     return rc;
 }
 
-static int delete_outbox_through(struct epcs_cases *cases, uint64_t id, char *err, size_t err_size)
+static int delete_outbox_through(struct sqlite_cases *cases, uint64_t id, char *err,
+                                 size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(cases->db, "DELETE FROM outbox WHERE id <= ?", err, err_size);
     if (stmt == NULL)
@@ -1699,7 +1703,7 @@ static int delete_outbox_through(struct epcs_cases *cases, uint64_t id, char *er
  * commit and their deletion) are only deleted, so no entry is logged twice; the others keep
  * the ids they were given, which are below every id of this run, so the log stays in order.
  */
-static int recover_outbox(struct epcs_cases *cases, char *err, size_t err_size)
+static int recover_outbox(struct sqlite_cases *cases, char *err, size_t err_size)
 {
     struct outbox_batch batch = {.count = 0};
     if (batch_load(cases->db, 0, &batch, err, err_size) != 0)
@@ -1717,7 +1721,7 @@ static int recover_outbox(struct epcs_cases *cases, char *err, size_t err_size)
     for (size_t i = 0; rc == 0 && i < count; i++)
         ids[i] = batch.rows[i].id;
     if (rc == 0)
-        rc = held_prefix(cases->data_dir, ids, count, &held, err, err_size);
+        rc = held_prefix(cases->log, ids, count, &held, err, err_size);
     if (rc == 0 && held > 0)
         rc = delete_outbox_through(cases, ids[held - 1], err, err_size);
     if (rc == 0 && held > 0)
@@ -1746,7 +1750,7 @@ static int recover_outbox(struct epcs_cases *cases, char *err, size_t err_size)
 
 /* ---- writes ------------------------------------------------------------------------------- */
 
-static int begin(struct epcs_cases *cases, char *err, size_t err_size)
+static int begin(struct sqlite_cases *cases, char *err, size_t err_size)
 {
     /* IMMEDIATE: the write lock now, not at the first write, so no step ever meets BUSY
      * halfway through. */
@@ -1764,7 +1768,7 @@ static int begin(struct epcs_cases *cases, char *err, size_t err_size)
 
 /* Commits on EPCS_CASES_OK, rolls back otherwise, then hands the outbox over; returns the
    outcome. */
-static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
+static int finish(struct sqlite_cases *cases, int rc, char *err, size_t err_size)
 {
     char ignored[64];
     if (rc == EPCS_CASES_OK && epcs_sqlite_exec(cases->db, "COMMIT", err, err_size) == 0) {
@@ -1781,7 +1785,7 @@ static int finish(struct epcs_cases *cases, int rc, char *err, size_t err_size)
 
 /* The ticket an answer waits for under --audit sync: that of the handover holding the step's
    entries, or 0 when nothing is to be waited for. */
-static uint64_t hold_ticket(const struct epcs_cases *cases)
+static uint64_t hold_ticket(const struct sqlite_cases *cases)
 {
     return epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC ? cases->step_ticket : 0;
 }
@@ -1804,7 +1808,7 @@ static int with_decision(const char *verdict, size_t len, uint64_t id, struct ep
 }
 
 /* The report's decision in the outbox, as /v1/check would have logged it. */
-static int outbox_decision(struct epcs_cases *cases, uint64_t id,
+static int outbox_decision(struct sqlite_cases *cases, uint64_t id,
                            const struct epcs_case_report *report, const struct epcs_buf *answer,
                            char *err, size_t err_size)
 {
@@ -1832,7 +1836,7 @@ static int outbox_decision(struct epcs_cases *cases, uint64_t id,
 
 /* Takes the report's decision id (before its steps', so the decision comes first in the log)
    and makes the answer the report keeps: the verdict with that id. */
-static int decide(struct epcs_cases *cases, const struct epcs_case_report *report,
+static int decide(struct sqlite_cases *cases, const struct epcs_case_report *report,
                   uint64_t *decision, struct epcs_buf *answer, char *err, size_t err_size)
 {
     *decision = 0;
@@ -1849,7 +1853,7 @@ static int decide(struct epcs_cases *cases, const struct epcs_case_report *repor
 }
 
 /* Whether `partner`'s reports send their requests at once (a policy staff set to "send"). */
-static int policy_sends(struct epcs_cases *cases, const char *partner, int *sends, char *err,
+static int policy_sends(struct sqlite_cases *cases, const char *partner, int *sends, char *err,
                         size_t err_size)
 {
     sqlite3_stmt *stmt =
@@ -1865,7 +1869,7 @@ static int policy_sends(struct epcs_cases *cases, const char *partner, int *send
     return step == SQLITE_ROW || step == SQLITE_DONE ? EPCS_CASES_OK : EPCS_CASES_FAILED;
 }
 
-static int add_reporter(struct epcs_cases *cases, uint64_t report, const char *partner,
+static int add_reporter(struct sqlite_cases *cases, uint64_t report, const char *partner,
                         const struct epcs_case_report *filing, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(
@@ -1881,7 +1885,7 @@ static int add_reporter(struct epcs_cases *cases, uint64_t report, const char *p
     return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
 }
 
-static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
+static int file_locked(struct sqlite_cases *cases, const struct epcs_case_report *report,
                        const struct verdict_view *view, const struct action *actions, size_t count,
                        const char *posting, int held, uint64_t *id, char *err, size_t err_size)
 {
@@ -1964,7 +1968,7 @@ static int file_locked(struct epcs_cases *cases, const struct epcs_case_report *
 /* The report already made for the posting, if any: 0 with *id (0 when none), or -1. A report
    that lacked facts decides nothing, so a filing that decides opens a case of its own rather
    than join it; one that lacks facts too joins it. */
-static int find_case(struct epcs_cases *cases, const char *posting,
+static int find_case(struct sqlite_cases *cases, const char *posting,
                      const struct epcs_case_report *report, int decides, uint64_t *id, char *err,
                      size_t err_size)
 {
@@ -1988,7 +1992,7 @@ static int find_case(struct epcs_cases *cases, const char *posting,
 }
 
 /* A text column of the report's row: status, election, ... Copied into `out`. */
-static int report_text(struct epcs_cases *cases, uint64_t report, const char *column, char *out,
+static int report_text(struct sqlite_cases *cases, uint64_t report, const char *column, char *out,
                        size_t size, char *err, size_t err_size)
 {
     char sql[96];
@@ -2008,7 +2012,7 @@ static int report_text(struct epcs_cases *cases, uint64_t report, const char *co
                                  : EPCS_CASES_FAILED;
 }
 
-static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+static int confirm_locked(struct sqlite_cases *cases, uint64_t report, const char *staff,
                           const struct detail *why, int64_t now, char *err, size_t err_size);
 
 /*
@@ -2016,8 +2020,8 @@ static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char 
  * (a step of the case), or, when it is one already, nothing changes. No request is made; when
  * the filer's reports send at once and the case's requests are held, they are sent now.
  */
-static int join_locked(struct epcs_cases *cases, const struct epcs_case_report *report, uint64_t id,
-                       int sends, char *err, size_t err_size)
+static int join_locked(struct sqlite_cases *cases, const struct epcs_case_report *report,
+                       uint64_t id, int sends, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(
         cases->db, "SELECT 1 FROM reporters WHERE report = ? AND partner = ?", err, err_size);
@@ -2076,7 +2080,7 @@ static int read_filing(msgpack_zone *zone, const struct epcs_case_report *report
 }
 
 /* The filing in the transaction under way: a new case or a join. */
-static int filing_locked(struct epcs_cases *cases, const struct epcs_case_report *report,
+static int filing_locked(struct sqlite_cases *cases, const struct epcs_case_report *report,
                          const struct verdict_view *view, const struct action *actions,
                          size_t count, const char *posting, struct epcs_case_filed *filed,
                          char *err, size_t err_size)
@@ -2096,9 +2100,11 @@ static int filing_locked(struct epcs_cases *cases, const struct epcs_case_report
                        err_size);
 }
 
-int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
-                    msgpack_packer *pk, struct epcs_case_filed *filed, char *err, size_t err_size)
+static int sqlite_cases_file(struct epcs_cases *handle, const struct epcs_case_report *report,
+                             msgpack_packer *pk, struct epcs_case_filed *filed, char *err,
+                             size_t err_size)
 {
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
     msgpack_zone zone;
     *filed = (struct epcs_case_filed){.id = 0};
     char posting[EPCS_CASES_POSTING_MAX];
@@ -2145,7 +2151,7 @@ struct request_row {
     struct epcs_buf action;
 };
 
-static int load_request(struct epcs_cases *cases, uint64_t id, struct request_row *row, char *err,
+static int load_request(struct sqlite_cases *cases, uint64_t id, struct request_row *row, char *err,
                         size_t err_size)
 {
     sqlite3_stmt *stmt =
@@ -2185,7 +2191,7 @@ static int load_request(struct epcs_cases *cases, uint64_t id, struct request_ro
 }
 
 /* Ids of the chain's requests in `status_sql` (an IN list), other than `except`, in order. */
-static int chain_members(struct epcs_cases *cases, uint64_t chain, uint64_t except,
+static int chain_members(struct sqlite_cases *cases, uint64_t chain, uint64_t except,
                          const char *status_sql, uint64_t *ids, size_t max, size_t *count,
                          char *err, size_t err_size)
 {
@@ -2211,7 +2217,7 @@ static int chain_members(struct epcs_cases *cases, uint64_t chain, uint64_t exce
 /* Attempts of one chain are bounded by escalation.after (at most 100) plus the escalation. */
 #define MAX_CHAIN 128
 
-static int set_request_status(struct epcs_cases *cases, uint64_t id, const char *status,
+static int set_request_status(struct sqlite_cases *cases, uint64_t id, const char *status,
                               int64_t now, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(
@@ -2224,7 +2230,7 @@ static int set_request_status(struct epcs_cases *cases, uint64_t id, const char 
     return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
 }
 
-static int answer_locked(struct epcs_cases *cases, const struct epcs_case_answer *answer,
+static int answer_locked(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
                          struct request_row *row, char *detail_text, size_t detail_size)
 {
     int rc = load_request(cases, answer->request, row, detail_text, detail_size);
@@ -2329,9 +2335,11 @@ static int answer_locked(struct epcs_cases *cases, const struct epcs_case_answer
     return rc;
 }
 
-int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
-                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
+static int sqlite_cases_answer(struct epcs_cases *handle, const struct epcs_case_answer *answer,
+                               msgpack_packer *pk, uint64_t *ticket, char *detail,
+                               size_t detail_size)
 {
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
     struct request_row row = {.action = {0}};
     *ticket = 0;
     pthread_mutex_lock(&cases->lock);
@@ -2343,7 +2351,7 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
     }
     if (rc == EPCS_CASES_OK) {
         *ticket = hold_ticket(cases);
-        if (epcs_cases_get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
+        if (get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
             rc = EPCS_CASES_FAILED;
     }
     pthread_mutex_unlock(&cases->lock);
@@ -2354,7 +2362,7 @@ int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *a
 /* ---- staff review of held requests ----------------------------------------------------- */
 
 /* The held requests of `report`, in order. */
-static int held_requests(struct epcs_cases *cases, uint64_t report, uint64_t *ids, size_t max,
+static int held_requests(struct sqlite_cases *cases, uint64_t report, uint64_t *ids, size_t max,
                          size_t *count, char *err, size_t err_size)
 {
     sqlite3_stmt *stmt = prepare(
@@ -2375,7 +2383,7 @@ static int held_requests(struct epcs_cases *cases, uint64_t report, uint64_t *id
 }
 
 /* Sends a held request now, as staff confirmed it: its due time and objection period start. */
-static int send_held(struct epcs_cases *cases, uint64_t id, const char *staff, int64_t now,
+static int send_held(struct sqlite_cases *cases, uint64_t id, const char *staff, int64_t now,
                      char *err, size_t err_size)
 {
     struct request_row row = {.action = {0}};
@@ -2439,7 +2447,7 @@ static int send_held(struct epcs_cases *cases, uint64_t id, const char *staff, i
 }
 
 /* A report-level step taken by staff (report_confirmed, report_dismissed). */
-static int staff_step(struct epcs_cases *cases, uint64_t report, const char *event,
+static int staff_step(struct sqlite_cases *cases, uint64_t report, const char *event,
                       const char *status, const char *staff, const struct detail *detail,
                       int64_t now, char *err, size_t err_size)
 {
@@ -2458,7 +2466,7 @@ static int staff_step(struct epcs_cases *cases, uint64_t report, const char *eve
     return rc == EPCS_CASES_OK ? record_step(cases, &step, err, err_size) : rc;
 }
 
-static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+static int confirm_locked(struct sqlite_cases *cases, uint64_t report, const char *staff,
                           const struct detail *why, int64_t now, char *err, size_t err_size)
 {
     uint64_t ids[MAX_ACTIONS];
@@ -2471,7 +2479,7 @@ static int confirm_locked(struct epcs_cases *cases, uint64_t report, const char 
     return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
 }
 
-static int dismiss_locked(struct epcs_cases *cases, uint64_t report, const char *staff,
+static int dismiss_locked(struct sqlite_cases *cases, uint64_t report, const char *staff,
                           const struct detail *why, int64_t now, char *err, size_t err_size)
 {
     uint64_t ids[MAX_ACTIONS];
@@ -2513,7 +2521,7 @@ static int dismiss_locked(struct epcs_cases *cases, uint64_t report, const char 
     return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
 }
 
-static int review_locked(struct epcs_cases *cases, const struct epcs_case_review *review,
+static int review_locked(struct sqlite_cases *cases, const struct epcs_case_review *review,
                          char *detail_text, size_t detail_size)
 {
     char status[24];
@@ -2538,9 +2546,11 @@ static int review_locked(struct epcs_cases *cases, const struct epcs_case_review
     return rc;
 }
 
-int epcs_cases_review(struct epcs_cases *cases, const struct epcs_case_review *review,
-                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
+static int sqlite_cases_review(struct epcs_cases *handle, const struct epcs_case_review *review,
+                               msgpack_packer *pk, uint64_t *ticket, char *detail,
+                               size_t detail_size)
 {
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
     *ticket = 0;
     pthread_mutex_lock(&cases->lock);
     int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
@@ -2559,8 +2569,8 @@ int epcs_cases_review(struct epcs_cases *cases, const struct epcs_case_review *r
 
 /* ---- partner policies --------------------------------------------------------------------- */
 
-int epcs_cases_get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
-                          size_t err_size)
+static int get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
+                      size_t err_size)
 {
     sqlite3_stmt *stmt =
         prepare(db, "SELECT reports, set_us, set_by FROM partner_policies WHERE partner = ?", err,
@@ -2601,8 +2611,8 @@ int epcs_cases_get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, 
     return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
 }
 
-static int policy_locked(struct epcs_cases *cases, const struct epcs_case_policy *policy, char *err,
-                         size_t err_size)
+static int policy_locked(struct sqlite_cases *cases, const struct epcs_case_policy *policy,
+                         char *err, size_t err_size)
 {
     int sends;
     int rc = policy_sends(cases, policy->partner, &sends, err, err_size);
@@ -2638,9 +2648,10 @@ static int policy_locked(struct epcs_cases *cases, const struct epcs_case_policy
     return rc;
 }
 
-int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_policy *policy,
-                          msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size)
+static int sqlite_cases_set_policy(struct epcs_cases *handle, const struct epcs_case_policy *policy,
+                                   msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size)
 {
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
     *ticket = 0;
     pthread_mutex_lock(&cases->lock);
     int rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
@@ -2650,7 +2661,7 @@ int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_polic
     }
     if (rc == EPCS_CASES_OK) {
         *ticket = hold_ticket(cases);
-        if (epcs_cases_get_policy(cases->db, policy->partner, pk, err, err_size) != 0)
+        if (get_policy(cases->db, policy->partner, pk, err, err_size) != 0)
             rc = EPCS_CASES_FAILED;
     }
     pthread_mutex_unlock(&cases->lock);
@@ -2658,7 +2669,7 @@ int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_polic
 }
 
 /* One open request past its due time: overdue, then the next attempt or the escalation. */
-static int handle_overdue(struct epcs_cases *cases, uint64_t id, int64_t now, char *err,
+static int handle_overdue(struct sqlite_cases *cases, uint64_t id, int64_t now, char *err,
                           size_t err_size)
 {
     struct request_row row = {.action = {0}};
@@ -2752,9 +2763,10 @@ static int handle_overdue(struct epcs_cases *cases, uint64_t id, int64_t now, ch
     return rc;
 }
 
-int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
-                     size_t err_size)
+static int sqlite_cases_sweep(struct epcs_cases *handle, int64_t now_us, size_t limit, char *err,
+                              size_t err_size)
 {
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
     size_t handled = 0;
     while (handled < limit) {
         /* One transaction per request, the lock released between them, so partners' answers
@@ -2857,17 +2869,19 @@ static void db_path(const char *data_dir, char *path, size_t size)
     snprintf(path, size, "%s/cases.db", data_dir);
 }
 
-struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_log *log, char *err,
-                                   size_t err_size)
+static void sqlite_cases_close(struct epcs_cases *handle);
+
+static struct epcs_cases *sqlite_cases_open(const char *data_dir, struct epcs_decision_log *log,
+                                            char *err, size_t err_size)
 {
-    struct epcs_cases *cases = calloc(1, sizeof(*cases));
+    struct sqlite_cases *cases = calloc(1, sizeof(*cases));
     if (cases == NULL) {
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
+    cases->base.ops = &epcs_cases_sqlite;
     pthread_mutex_init(&cases->lock, NULL);
     cases->log = log;
-    snprintf(cases->data_dir, sizeof(cases->data_dir), "%s", data_dir);
     char path[4200], why[256];
     db_path(data_dir, path, sizeof(path));
     epcs_sqlite_pool_init(&cases->readers, path, BUSY_TIMEOUT_MS);
@@ -2896,14 +2910,14 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
     cases->attached = log != NULL;
     if (recover_outbox(cases, err, err_size) != 0)
         goto fail;
-    return cases;
+    return &cases->base;
 fail:
-    epcs_cases_close(cases);
+    sqlite_cases_close(&cases->base);
     return NULL;
 }
 
 /* A clean stop leaves an empty outbox: what was handed over is waited for, then deleted. */
-static void drain_outbox(struct epcs_cases *cases)
+static void drain_outbox(struct sqlite_cases *cases)
 {
     char err[256];
     if (cases->handed_count == 0 ||
@@ -2918,8 +2932,9 @@ static void drain_outbox(struct epcs_cases *cases)
                  err);
 }
 
-void epcs_cases_close(struct epcs_cases *cases)
+static void sqlite_cases_close(struct epcs_cases *handle)
 {
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
     if (cases == NULL)
         return;
     if (cases->attached) {
@@ -2932,19 +2947,110 @@ void epcs_cases_close(struct epcs_cases *cases)
     free(cases);
 }
 
-sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size)
+/* A reader handle is the read-only connection itself: no allocation stands between a pool and
+ * its reads. */
+static sqlite3 *reader_db(struct epcs_cases_reader *reader)
+{
+    return (sqlite3 *)(void *)reader;
+}
+
+static struct epcs_cases_reader *reader_of(sqlite3 *db)
+{
+    return (struct epcs_cases_reader *)(void *)db;
+}
+
+static struct epcs_cases_reader *sqlite_cases_reader_open(const char *data_dir, char *err,
+                                                          size_t err_size)
 {
     char path[4200];
     db_path(data_dir, path, sizeof(path));
-    return epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size);
+    return reader_of(epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size));
 }
 
-sqlite3 *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err, size_t err_size)
+static void sqlite_cases_reader_close(struct epcs_cases_reader *reader)
 {
-    return epcs_sqlite_pool_acquire(&cases->readers, err, err_size);
+    sqlite3_close(reader_db(reader));
 }
 
-void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db)
+static struct epcs_cases_reader *sqlite_cases_reader_acquire(struct epcs_cases *handle, char *err,
+                                                             size_t err_size)
 {
-    epcs_sqlite_pool_release(&cases->readers, db);
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
+    return reader_of(epcs_sqlite_pool_acquire(&cases->readers, err, err_size));
 }
+
+static void sqlite_cases_reader_release(struct epcs_cases *handle, struct epcs_cases_reader *reader)
+{
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
+    epcs_sqlite_pool_release(&cases->readers, reader_db(reader));
+}
+
+static int sqlite_cases_get_policy(struct epcs_cases_reader *reader, const char *partner,
+                                   msgpack_packer *pk, char *err, size_t err_size)
+{
+    return get_policy(reader_db(reader), partner, pk, err, err_size);
+}
+
+static int sqlite_cases_get_report(struct epcs_cases_reader *reader, uint64_t id, const char *filer,
+                                   msgpack_packer *pk, char *err, size_t err_size)
+{
+    return get_report(reader_db(reader), id, filer, pk, err, err_size);
+}
+
+static int sqlite_cases_list_reports(struct epcs_cases_reader *reader,
+                                     const struct epcs_report_query *query, msgpack_packer *pk,
+                                     char *err, size_t err_size)
+{
+    return list_reports(reader_db(reader), query, pk, err, err_size);
+}
+
+static int sqlite_cases_export_reports(struct epcs_cases_reader *reader,
+                                       const struct epcs_report_query *query, struct epcs_buf *out,
+                                       uint64_t *next, char *err, size_t err_size)
+{
+    return export_reports(reader_db(reader), query, out, next, err, err_size);
+}
+
+static int sqlite_cases_get_request(struct epcs_cases_reader *reader, uint64_t id,
+                                    const char *partner, msgpack_packer *pk, char *err,
+                                    size_t err_size)
+{
+    return get_request(reader_db(reader), id, partner, pk, err, err_size);
+}
+
+static int sqlite_cases_list_requests(struct epcs_cases_reader *reader,
+                                      const struct epcs_request_query *query, msgpack_packer *pk,
+                                      char *err, size_t err_size)
+{
+    return list_requests(reader_db(reader), query, pk, err, err_size);
+}
+
+static int sqlite_cases_export_requests(struct epcs_cases_reader *reader,
+                                        const struct epcs_request_query *query,
+                                        struct epcs_buf *out, uint64_t *next, char *err,
+                                        size_t err_size)
+{
+    return export_requests(reader_db(reader), query, out, next, err, err_size);
+}
+
+const struct epcs_cases_ops epcs_cases_sqlite = {
+    .name = "sqlite",
+    .open = sqlite_cases_open,
+    .close = sqlite_cases_close,
+    .file = sqlite_cases_file,
+    .answer = sqlite_cases_answer,
+    .review = sqlite_cases_review,
+    .set_policy = sqlite_cases_set_policy,
+    .sweep = sqlite_cases_sweep,
+    .reader_open = sqlite_cases_reader_open,
+    .reader_close = sqlite_cases_reader_close,
+    .reader_acquire = sqlite_cases_reader_acquire,
+    .reader_release = sqlite_cases_reader_release,
+    .get_policy = sqlite_cases_get_policy,
+    .get_report = sqlite_cases_get_report,
+    .list_reports = sqlite_cases_list_reports,
+    .export_reports = sqlite_cases_export_reports,
+    .get_request = sqlite_cases_get_request,
+    .list_requests = sqlite_cases_list_requests,
+    .export_requests = sqlite_cases_export_requests,
+};

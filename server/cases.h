@@ -2,7 +2,6 @@
 #define EPCS_CASES_H
 
 #include <msgpack.h>
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,11 +35,17 @@
  * anything of it is stored.
  *
  * Writers share one connection behind a lock and may call in from any thread; readers use a
- * connection of their own, one per thread at a time (epcs_cases_reader, or one lent by the
- * store's pool).
+ * reader of their own, one per thread at a time (one the store's pool lends, or through the
+ * ops one opened on the data directory).
+ *
+ * The store is an interface (store.h's struct epcs_cases_ops); cases.c is its SQLite backend,
+ * epcs_cases_sqlite, and every function below taking a store calls through the handle's ops.
  */
 
+/** A store handle (store.h: it begins with its backend's ops). */
 struct epcs_cases;
+/** A reader on the store, the backend's own (for SQLite, a read-only connection). */
+struct epcs_cases_reader;
 struct epcs_decision_log;
 
 /** What a write did. */
@@ -64,7 +69,7 @@ enum epcs_cases_rc {
 /**
  * Opens (creating) <data_dir>/cases.db. `log` (may be NULL: no events) receives one event per
  * step and must outlive the store. NULL with `err` filled when SQLite refuses or the file has
- * another schema version.
+ * another schema version. This opens the SQLite backend (epcs_cases_sqlite).
  */
 struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_log *log, char *err,
                                    size_t err_size);
@@ -217,8 +222,8 @@ struct epcs_case_policy {
  * Packs {partner, reports: "send" | "hold", default, set_at, set_by} for `partner` (default
  * true and "hold" when staff never set it). Returns 0, or -1 with `err`.
  */
-int epcs_cases_get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
-                          size_t err_size);
+int epcs_cases_get_policy(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                          const char *partner, msgpack_packer *pk, char *err, size_t err_size);
 
 /**
  * Sets a partner's policy and packs it as epcs_cases_get_policy does. A change is one
@@ -239,17 +244,15 @@ int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_polic
 int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
                      size_t err_size);
 
-/** A read-only connection for one thread's queries. NULL with `err` filled. */
-sqlite3 *epcs_cases_reader(const char *data_dir, char *err, size_t err_size);
-
 /**
- * A read-only connection from the store's own pool (opened with epcs_cases_reader when none is
- * free), the calling thread's until epcs_cases_reader_release: reads on the thread pool take
- * one per job. NULL with `err` filled.
+ * A reader from the store's own pool (opened when none is free), the calling thread's until
+ * epcs_cases_reader_release: reads on the thread pool take one per job. The read functions
+ * below take it with the store it came from. NULL with `err` filled.
  */
-sqlite3 *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err, size_t err_size);
-/** Gives `db` (from epcs_cases_reader_acquire; NULL accepted) back to the pool. */
-void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db);
+struct epcs_cases_reader *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err,
+                                                    size_t err_size);
+/** Gives `reader` (from epcs_cases_reader_acquire; NULL accepted) back to the pool. */
+void epcs_cases_reader_release(struct epcs_cases *cases, struct epcs_cases_reader *reader);
 
 /**
  * Packs report `id`: its fields, the verdict as answered (`answer`), its reporters, requests
@@ -260,8 +263,8 @@ void epcs_cases_reader_release(struct epcs_cases *cases, sqlite3 *db);
  * another reporter said. Returns 0, 1 when there is no such report (for `filer`), -1 with
  * `err`.
  */
-int epcs_cases_get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk,
-                          char *err, size_t err_size);
+int epcs_cases_get_report(struct epcs_cases *cases, struct epcs_cases_reader *reader, uint64_t id,
+                          const char *filer, msgpack_packer *pk, char *err, size_t err_size);
 
 /** GET /v1/reports filters; NULL or 0 means any. */
 struct epcs_report_query {
@@ -282,8 +285,9 @@ struct epcs_report_query {
 };
 
 /** Packs {reports: [summary, ...], next: id|nil}, oldest first. 0, or -1 with `err`. */
-int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, msgpack_packer *pk,
-                            char *err, size_t err_size);
+int epcs_cases_list_reports(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                            const struct epcs_report_query *query, msgpack_packer *pk, char *err,
+                            size_t err_size);
 
 /**
  * Appends the matching reports as CSV (RFC 4180: a header row, CRLF line ends, fields with a
@@ -291,7 +295,8 @@ int epcs_cases_list_reports(sqlite3 *db, const struct epcs_report_query *query, 
  * so that spreadsheets do not run it). `next` is set to the last id when more remain, else 0.
  * Returns 0, or -1 with `err`.
  */
-int epcs_cases_export_csv(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
+int epcs_cases_export_csv(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                          const struct epcs_report_query *query, struct epcs_buf *out,
                           uint64_t *next, char *err, size_t err_size);
 
 /** A partner's queue: `status` one of open, overdue, done, objected, data_submitted,
@@ -308,20 +313,21 @@ struct epcs_request_query {
  * Packs request `id`, as a queue lists it; with `partner`, only if addressed to that partner.
  * Returns 0, 1 when there is no such request (for `partner`), -1 with `err`.
  */
-int epcs_cases_get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk,
-                           char *err, size_t err_size);
+int epcs_cases_get_request(struct epcs_cases *cases, struct epcs_cases_reader *reader, uint64_t id,
+                           const char *partner, msgpack_packer *pk, char *err, size_t err_size);
 
 /** Packs {requests: [request, ...], next: id|nil}, oldest first. 0, or -1 with `err`. */
-int epcs_cases_list_requests(sqlite3 *db, const struct epcs_request_query *query,
-                             msgpack_packer *pk, char *err, size_t err_size);
+int epcs_cases_list_requests(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                             const struct epcs_request_query *query, msgpack_packer *pk, char *err,
+                             size_t err_size);
 
 /**
  * Appends the matching requests as CSV, as epcs_cases_export_csv does reports: the request's
  * fields but `action` and the answer's `data`, the answer as `answered_at`, `reason`, `via`.
  */
-int epcs_cases_export_requests_csv(sqlite3 *db, const struct epcs_request_query *query,
-                                   struct epcs_buf *out, uint64_t *next, char *err,
-                                   size_t err_size);
+int epcs_cases_export_requests_csv(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                                   const struct epcs_request_query *query, struct epcs_buf *out,
+                                   uint64_t *next, char *err, size_t err_size);
 
 /** Writes `us` (microseconds since the epoch) as 2026-01-02T03:04:05.123456Z into `out`. */
 void epcs_cases_format_time(int64_t us, char out[32]);

@@ -378,25 +378,28 @@ static const char *read_own(const struct read_job *job)
     return job->own[0] != '\0' ? job->own : NULL;
 }
 
-static int run_read(struct read_job *job, sqlite3 *db, msgpack_packer *pk)
+static int run_read(struct read_job *job, struct epcs_cases_reader *db, msgpack_packer *pk)
 {
+    struct epcs_cases *cases = job->cases;
     switch (job->kind) {
     case READ_REPORTS:
-        return job->csv
-                   ? epcs_cases_export_csv(db, &job->reports, &job->out, &job->next, job->err,
-                                           sizeof(job->err))
-                   : epcs_cases_list_reports(db, &job->reports, pk, job->err, sizeof(job->err));
+        return job->csv ? epcs_cases_export_csv(cases, db, &job->reports, &job->out, &job->next,
+                                                job->err, sizeof(job->err))
+                        : epcs_cases_list_reports(cases, db, &job->reports, pk, job->err,
+                                                  sizeof(job->err));
     case READ_REPORT:
-        return epcs_cases_get_report(db, job->id, read_own(job), pk, job->err, sizeof(job->err));
+        return epcs_cases_get_report(cases, db, job->id, read_own(job), pk, job->err,
+                                     sizeof(job->err));
     case READ_REQUESTS:
-        return job->csv
-                   ? epcs_cases_export_requests_csv(db, &job->requests, &job->out, &job->next,
-                                                    job->err, sizeof(job->err))
-                   : epcs_cases_list_requests(db, &job->requests, pk, job->err, sizeof(job->err));
+        return job->csv ? epcs_cases_export_requests_csv(cases, db, &job->requests, &job->out,
+                                                         &job->next, job->err, sizeof(job->err))
+                        : epcs_cases_list_requests(cases, db, &job->requests, pk, job->err,
+                                                   sizeof(job->err));
     case READ_REQUEST:
-        return epcs_cases_get_request(db, job->id, read_own(job), pk, job->err, sizeof(job->err));
+        return epcs_cases_get_request(cases, db, job->id, read_own(job), pk, job->err,
+                                      sizeof(job->err));
     case READ_POLICY:
-        return epcs_cases_get_policy(db, job->caller, pk, job->err, sizeof(job->err));
+        return epcs_cases_get_policy(cases, db, job->caller, pk, job->err, sizeof(job->err));
     }
     return -1;
 }
@@ -404,7 +407,8 @@ static int run_read(struct read_job *job, sqlite3 *db, msgpack_packer *pk)
 static void cb_read_work(struct epcs_offload *base)
 {
     struct read_job *job = read_of(base);
-    sqlite3 *db = epcs_cases_reader_acquire(job->cases, job->err, sizeof(job->err));
+    struct epcs_cases_reader *db =
+        epcs_cases_reader_acquire(job->cases, job->err, sizeof(job->err));
     if (db == NULL)
         return;
     msgpack_packer pk;

@@ -18,6 +18,9 @@
  * queued again (ids never repeat across runs), and a segment is deleted once everything in it is
  * committed. A write that fails is rolled back and retried with the group kept whole; the log
  * meanwhile reports itself stalled and refuses new decisions.
+ *
+ * This is the decision log's SQLite backend (epcs_decision_log_sqlite, store.h): callers reach
+ * it only through the ops, and its reader handles are its read-only connections.
  */
 #include "decision_log.h"
 
@@ -43,6 +46,7 @@
 #include "dates.h"
 #include "journal.h"
 #include "log.h"
+#include "sqlite_store.h"
 #include "store.h"
 
 /* Busy readers may hold the database briefly; the writer waits rather than drop a commit. */
@@ -134,7 +138,9 @@ struct epcs_decision_chunk {
 #define SPARE_CHUNKS 8
 #define SPARE_CHUNK_BYTES (1024 * 1024)
 
-struct epcs_decision_log {
+struct sqlite_log {
+    /* The handle callers hold: this backend's ops. */
+    struct epcs_decision_log base;
     enum epcs_audit_mode mode;
     /* The data directory: journal segments live there, and it is fsync'd when they come or go. */
     char dir[4096];
@@ -207,6 +213,12 @@ struct epcs_decision_log {
     struct page_summary *summaries;
     size_t summary_count, summary_slots;
 };
+
+/* The highest ticket committed: what answers and the writer's bookkeeping wait for. */
+static uint64_t committed_ticket(const struct sqlite_log *log)
+{
+    return atomic_load_explicit(&log->committed, memory_order_acquire);
+}
 
 /*
  * Answers repeat far more than questions (every post of a day gets one of a few verdicts), so
@@ -328,7 +340,7 @@ static void cited_articles(msgpack_zone *zone, const char *answer, size_t len, s
 }
 
 /* The stored answer with these bytes, found among those known or inserted now. */
-static const struct known_answer *store_answer(struct epcs_decision_log *log, const char *answer,
+static const struct known_answer *store_answer(struct sqlite_log *log, const char *answer,
                                                size_t len)
 {
     /* Runs of equal answers are the common case: one memcmp instead of hashing. */
@@ -374,7 +386,7 @@ static const struct known_answer *store_answer(struct epcs_decision_log *log, co
     return known;
 }
 
-static void forget_answers(struct epcs_decision_log *log)
+static void forget_answers(struct sqlite_log *log)
 {
     for (size_t i = 0; log->known != NULL && i < KNOWN_ANSWER_SLOTS; i++) {
         free(log->known[i].bytes);
@@ -431,7 +443,7 @@ static int compare_pending(const void *a, const void *b)
 
 /* Writes one handed-over entry as a page stores it: the bytes before the answer are copied as
  * they are (re-packing them field by field cost the writer a third of its time). */
-static int pack_page_entry(struct epcs_decision_log *log, msgpack_packer *pk,
+static int pack_page_entry(struct sqlite_log *log, msgpack_packer *pk,
                            const struct pending *pending)
 {
     const struct entry_header *header = &pending->header;
@@ -452,8 +464,8 @@ static int pack_page_entry(struct epcs_decision_log *log, msgpack_packer *pk,
 }
 
 /* Appends the page in log->page to the page file and indexes it. */
-static int insert_page(struct epcs_decision_log *log, const struct pending *from, size_t count,
-                       char *err, size_t err_size)
+static int insert_page(struct sqlite_log *log, const struct pending *from, size_t count, char *err,
+                       size_t err_size)
 {
     int64_t first_us = from[0].header.at_us, last_us = first_us;
     for (size_t i = 1; i < count; i++) {
@@ -491,7 +503,7 @@ static int insert_page(struct epcs_decision_log *log, const struct pending *from
 }
 
 /* Writes entries [0, count) of log->pending, sorted, as pages. */
-static int write_pages(struct epcs_decision_log *log, size_t count, char *err, size_t err_size)
+static int write_pages(struct sqlite_log *log, size_t count, char *err, size_t err_size)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, &log->page, epcs_buf_msgpack_write);
@@ -524,7 +536,7 @@ static void free_chunks(struct epcs_decision_chunk *chunk)
 }
 
 /* An empty chunk: a spare one when there is one (lock held), else a new one (NULL: no memory). */
-static struct epcs_decision_chunk *take_chunk_locked(struct epcs_decision_log *log)
+static struct epcs_decision_chunk *take_chunk_locked(struct sqlite_log *log)
 {
     struct epcs_decision_chunk *chunk = log->spare;
     if (chunk == NULL)
@@ -538,7 +550,7 @@ static struct epcs_decision_chunk *take_chunk_locked(struct epcs_decision_log *l
     return chunk;
 }
 
-static struct epcs_decision_chunk *take_chunk(struct epcs_decision_log *log)
+static struct epcs_decision_chunk *take_chunk(struct sqlite_log *log)
 {
     pthread_mutex_lock(&log->lock);
     struct epcs_decision_chunk *chunk = take_chunk_locked(log);
@@ -547,7 +559,7 @@ static struct epcs_decision_chunk *take_chunk(struct epcs_decision_log *log)
 }
 
 /* Keeps what of `chunks` fits among the spares (lock held); returns the rest, to be freed. */
-static struct epcs_decision_chunk *keep_spares_locked(struct epcs_decision_log *log,
+static struct epcs_decision_chunk *keep_spares_locked(struct sqlite_log *log,
                                                       struct epcs_decision_chunk *chunks)
 {
     struct epcs_decision_chunk *unkept = NULL;
@@ -568,7 +580,7 @@ static struct epcs_decision_chunk *keep_spares_locked(struct epcs_decision_log *
 
 /* Keeps entries [from, count) of log->pending for the next group, as one chunk whose ticket is
  * the lowest among them: the committed ticket must not pass it. */
-static int hold_entries(struct epcs_decision_log *log, size_t from, size_t count)
+static int hold_entries(struct sqlite_log *log, size_t from, size_t count)
 {
     struct epcs_decision_chunk *held = calloc(1, sizeof(*held));
     if (held == NULL)
@@ -615,7 +627,7 @@ static int read_entry(const char **at, size_t *left, struct entry_header *header
 }
 
 /* Adds the entries of `chunk` to log->pending, reading only their headers. */
-static int gather(struct epcs_decision_log *log, const struct epcs_decision_chunk *chunk,
+static int gather(struct sqlite_log *log, const struct epcs_decision_chunk *chunk,
                   const struct epcs_decision_chunk *held, size_t *count)
 {
     const char *at = chunk->bytes.data;
@@ -640,7 +652,7 @@ static int gather(struct epcs_decision_log *log, const struct epcs_decision_chun
 }
 
 /* Runs `sql` on the writer's connection; 0, or -1 with `err` naming the database. */
-static int writer_exec(struct epcs_decision_log *log, const char *sql, char *err, size_t err_size)
+static int writer_exec(struct sqlite_log *log, const char *sql, char *err, size_t err_size)
 {
     char why[200];
     if (epcs_sqlite_exec(log->db, sql, why, sizeof(why)) == 0)
@@ -654,7 +666,7 @@ static int writer_exec(struct epcs_decision_log *log, const char *sql, char *err
  * of it stays: the transaction is rolled back, the page file cut back to where it ended (what
  * the failed write took is given back to a full disk), and the answers it inserted forgotten.
  */
-static int write_group(struct epcs_decision_log *log, size_t ready, char *err, size_t err_size)
+static int write_group(struct sqlite_log *log, size_t ready, char *err, size_t err_size)
 {
     uint64_t pages_start = log->pages_end;
     if (writer_exec(log, "BEGIN", err, err_size) != 0)
@@ -664,8 +676,7 @@ static int write_group(struct epcs_decision_log *log, size_t ready, char *err, s
     /* A sync answer promises its decision survives a power cut, and so do entries recovered
      * from journals deleted once they are committed: the page must be on the disk before the
      * index that points at it. */
-    int durable =
-        log->mode == EPCS_AUDIT_SYNC || epcs_decision_log_committed(log) < log->durable_ticket;
+    int durable = log->mode == EPCS_AUDIT_SYNC || committed_ticket(log) < log->durable_ticket;
     if (durable && fdatasync(log->pages_fd) != 0) {
         snprintf(err, err_size, "decisions.pages: %s", strerror(errno));
         goto rollback;
@@ -704,10 +715,9 @@ enum group_outcome {
  * Sets *committed_ticket to the highest ticket on disk after GROUP_WRITTEN or GROUP_WAITING;
  * after GROUP_KEPT `err` says why the write failed. GROUP_LOST is logged here.
  */
-static enum group_outcome commit_group(struct epcs_decision_log *log,
-                                       struct epcs_decision_chunk *group, uint64_t below,
-                                       uint64_t last_ticket, uint64_t *committed_ticket, char *err,
-                                       size_t err_size)
+static enum group_outcome commit_group(struct sqlite_log *log, struct epcs_decision_chunk *group,
+                                       uint64_t below, uint64_t last_ticket,
+                                       uint64_t *committed_ticket, char *err, size_t err_size)
 {
     size_t count = 0;
     /* Entries of the old held chunk are read in place until written or copied: freed last. */
@@ -747,7 +757,7 @@ lost:
 }
 
 /* Marks the log stalled by `bit` for `what` ("file: why"); logs the first failure of a stall. */
-static void set_stall(struct epcs_decision_log *log, int bit, const char *what)
+static void set_stall(struct sqlite_log *log, int bit, const char *what)
 {
     pthread_mutex_lock(&log->lock);
     int before = atomic_fetch_or(&log->stalled, bit);
@@ -769,7 +779,7 @@ static void set_stall(struct epcs_decision_log *log, int bit, const char *what)
                  what, EPCS_DECISION_LOG_RETRY_MS);
 }
 
-static void clear_stall(struct epcs_decision_log *log, int bit)
+static void clear_stall(struct sqlite_log *log, int bit)
 {
     pthread_mutex_lock(&log->lock);
     int before = atomic_fetch_and(&log->stalled, ~bit);
@@ -783,7 +793,7 @@ static void clear_stall(struct epcs_decision_log *log, int bit)
 
 /* Whether the disk takes a write again: PROBE_BYTES after the page file's end, then cut off
  * (start-up cuts off bytes no page row points at anyway). 0 when it took them. */
-static int probe_disk(struct epcs_decision_log *log)
+static int probe_disk(struct sqlite_log *log)
 {
     static const char zeros[PROBE_BYTES];
     int rc = 0;
@@ -801,7 +811,7 @@ static int probe_disk(struct epcs_decision_log *log)
 }
 
 /* A new journal segment named after this run; the directory is fsync'd when `sync_dir`. */
-static struct epcs_journal *new_segment(struct epcs_decision_log *log, int sync_dir, char *err,
+static struct epcs_journal *new_segment(struct sqlite_log *log, int sync_dir, char *err,
                                         size_t err_size)
 {
     char name[96];
@@ -811,7 +821,7 @@ static struct epcs_journal *new_segment(struct epcs_decision_log *log, int sync_
 }
 
 /* Gives a stage lacking a spare segment `spare` (lock held); 0 when none lacks one. */
-static int place_spare_locked(struct epcs_decision_log *log, struct epcs_journal *spare)
+static int place_spare_locked(struct sqlite_log *log, struct epcs_journal *spare)
 {
     for (size_t i = 0; i < log->lane_count; i++) {
         struct epcs_decision_stage *lane = log->lanes[i];
@@ -828,9 +838,9 @@ static int place_spare_locked(struct epcs_decision_log *log, struct epcs_journal
  * segment for each stage lacking one, so that a worker never creates a file itself. The
  * directory is fsync'd once after either. Writer thread, or close() once the writer stopped.
  */
-static void tend_segments(struct epcs_decision_log *log)
+static void tend_segments(struct sqlite_log *log)
 {
-    uint64_t committed = epcs_decision_log_committed(log);
+    uint64_t committed = committed_ticket(log);
     struct epcs_journal *done = NULL;
     size_t lacking = 0;
     pthread_mutex_lock(&log->lock);
@@ -872,7 +882,7 @@ static void tend_segments(struct epcs_decision_log *log)
 
 /* The lowest id a worker has taken but not yet handed over; UINT64_MAX when none. Called
  * with the lock held, so a stage cannot hand over its entries and clear its mark unseen. */
-static uint64_t lowest_in_flight(const struct epcs_decision_log *log)
+static uint64_t lowest_in_flight(const struct sqlite_log *log)
 {
     uint64_t lowest = UINT64_MAX;
     for (size_t i = 0; i < log->lane_count; i++) {
@@ -904,7 +914,7 @@ struct writer_pass {
 
 /* Waits for something to do (a stalled log tries again every EPCS_DECISION_LOG_RETRY_MS) and
  * takes the queue. */
-static void writer_take(struct epcs_decision_log *log, struct writer_pass *pass)
+static void writer_take(struct sqlite_log *log, struct writer_pass *pass)
 {
     pthread_mutex_lock(&log->lock);
     struct timespec until;
@@ -935,8 +945,7 @@ static void writer_take(struct epcs_decision_log *log, struct writer_pass *pass)
 }
 
 /* One try at writing the pass's group and what is held; the stall follows the outcome. */
-static enum group_outcome writer_write(struct epcs_decision_log *log,
-                                       const struct writer_pass *pass)
+static enum group_outcome writer_write(struct sqlite_log *log, const struct writer_pass *pass)
 {
     if (atomic_load(&log->failed))
         return GROUP_LOST;
@@ -959,7 +968,7 @@ static enum group_outcome writer_write(struct epcs_decision_log *log,
 
 static void *writer_main(void *arg)
 {
-    struct epcs_decision_log *log = arg;
+    struct sqlite_log *log = arg;
     /*
      * In async mode no answer waits for this thread, and on a machine as small as two cores it
      * competes with the event loops: it runs at a lower priority, so answers go first and the
@@ -1043,8 +1052,8 @@ static int recorded_page_file(sqlite3 *db, unsigned char id[PAGE_FILE_ID_BYTES])
 }
 
 /* Gives an empty page file its header, with the id decisions.db has or a new one it records. */
-static int start_page_file(struct epcs_decision_log *log, const unsigned char *known_id,
-                           const char *path, char *err, size_t err_size)
+static int start_page_file(struct sqlite_log *log, const unsigned char *known_id, const char *path,
+                           char *err, size_t err_size)
 {
     unsigned char header[PAGE_FILE_HEADER];
     memcpy(header, PAGE_FILE_MAGIC, 16);
@@ -1074,7 +1083,7 @@ static int start_page_file(struct epcs_decision_log *log, const unsigned char *k
 }
 
 /* Refuses a page file that is not the one decisions.db knows; starts an empty one. */
-static int check_page_file(struct epcs_decision_log *log, const struct stat *st, const char *path,
+static int check_page_file(struct sqlite_log *log, const struct stat *st, const char *path,
                            char *err, size_t err_size)
 {
     unsigned char recorded[PAGE_FILE_ID_BYTES], header[PAGE_FILE_HEADER];
@@ -1120,8 +1129,7 @@ static int check_page_file(struct epcs_decision_log *log, const struct stat *st,
  * forgotten with a warning, since no query could read it. A file that is not this database's,
  * or that lacks pages of earlier runs, is refused.
  */
-static int open_pages(struct epcs_decision_log *log, const char *db_file, char *err,
-                      size_t err_size)
+static int open_pages(struct sqlite_log *log, const char *db_file, char *err, size_t err_size)
 {
     char path[4200];
     struct stat st;
@@ -1191,7 +1199,7 @@ static int open_pages(struct epcs_decision_log *log, const char *db_file, char *
 
 /* ---- recovery from the journals ----------------------------------------------------------- */
 
-static uint64_t enqueue_locked(struct epcs_decision_log *log, struct epcs_decision_chunk *chunk,
+static uint64_t enqueue_locked(struct sqlite_log *log, struct epcs_decision_chunk *chunk,
                                struct epcs_decision_stage *stage);
 
 /* Entries of journals being read at start, and those of them the index lacks. */
@@ -1253,8 +1261,7 @@ static int recover_record(void *ctx, const char *payload, size_t len, uint32_t c
 }
 
 /* Reads journal segment `name` into `recovery`; 0, or -1 with the error filled. */
-static int recover_segment(struct epcs_decision_log *log, struct recovery *recovery,
-                           const char *name)
+static int recover_segment(struct sqlite_log *log, struct recovery *recovery, const char *name)
 {
     char path[4096 + 300];
     snprintf(path, sizeof(path), "%s/%s", log->dir, name);
@@ -1283,7 +1290,7 @@ static int recover_segment(struct epcs_decision_log *log, struct recovery *recov
  * answers were sent, and the process stopped before the writer committed them. The segments
  * are retired, to be deleted once those entries are committed (at once when there are none).
  */
-static int recover_journals(struct epcs_decision_log *log, char *err, size_t err_size)
+static int recover_journals(struct sqlite_log *log, char *err, size_t err_size)
 {
     struct recovery recovery = {.err = err, .err_size = err_size};
     DIR *dir = opendir(log->dir);
@@ -1331,8 +1338,7 @@ done:
 /* ---- opening and closing ------------------------------------------------------------------ */
 
 /* Opens (creating) decisions.db, in the mode's durability, at its format. */
-static int open_database(struct epcs_decision_log *log, const char *path, char *err,
-                         size_t err_size)
+static int open_database(struct sqlite_log *log, const char *path, char *err, size_t err_size)
 {
     /* Only the writer thread uses this connection: SQLite's own locking would be wasted. */
     if (sqlite3_open_v2(path, &log->db,
@@ -1357,7 +1363,7 @@ static int open_database(struct epcs_decision_log *log, const char *path, char *
 }
 
 /* Prepares the writer's statements and records this run, whose number starts its ids. */
-static int start_run(struct epcs_decision_log *log, const char *path, char *err, size_t err_size)
+static int start_run(struct sqlite_log *log, const char *path, char *err, size_t err_size)
 {
     sqlite3_stmt *run = NULL;
     char started[32];
@@ -1390,14 +1396,17 @@ static int start_run(struct epcs_decision_log *log, const char *path, char *err,
     return 0;
 }
 
-struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
+static void sqlite_log_close(struct epcs_decision_log *handle);
+
+static struct epcs_decision_log *sqlite_log_open(const char *data_dir, enum epcs_audit_mode mode,
                                                  size_t queue_limit, char *err, size_t err_size)
 {
-    struct epcs_decision_log *log = calloc(1, sizeof(*log));
+    struct sqlite_log *log = calloc(1, sizeof(*log));
     if (log == NULL) {
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
+    log->base.ops = &epcs_decision_log_sqlite;
     log->mode = mode;
     log->queue_limit = queue_limit;
     log->tail = &log->head;
@@ -1433,14 +1442,15 @@ struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs
         goto fail;
     }
     log->writer_started = 1;
-    return log;
+    return &log->base;
 fail:
-    epcs_decision_log_close(log);
+    sqlite_log_close(&log->base);
     return NULL;
 }
 
-void epcs_decision_log_close(struct epcs_decision_log *log)
+static void sqlite_log_close(struct epcs_decision_log *handle)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     if (log == NULL)
         return;
     if (log->writer_started) {
@@ -1489,24 +1499,26 @@ void epcs_decision_log_close(struct epcs_decision_log *log)
     free(log);
 }
 
-enum epcs_audit_mode epcs_decision_log_mode(const struct epcs_decision_log *log)
+static enum epcs_audit_mode sqlite_log_mode(const struct epcs_decision_log *handle)
 {
+    const struct sqlite_log *log = (const struct sqlite_log *)handle;
     return log != NULL ? log->mode : EPCS_AUDIT_OFF;
 }
 
-uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log)
+static uint64_t sqlite_log_committed(const struct epcs_decision_log *handle)
 {
-    return atomic_load_explicit(&log->committed, memory_order_acquire);
+    return committed_ticket((const struct sqlite_log *)handle);
 }
 
-int epcs_decision_log_wait(struct epcs_decision_log *log, uint64_t ticket)
+static int sqlite_log_wait(struct epcs_decision_log *handle, uint64_t ticket)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     if (log == NULL || ticket == 0)
         return 0;
     pthread_mutex_lock(&log->lock);
     /* The writer broadcasts after every try, so a stalled log is looked at that often. */
     int64_t stalled_since = 0;
-    while (epcs_decision_log_committed(log) < ticket && !atomic_load(&log->failed)) {
+    while (committed_ticket(log) < ticket && !atomic_load(&log->failed)) {
         int64_t now = monotonic_ms();
         if (!atomic_load(&log->stalled))
             stalled_since = 0;
@@ -1518,19 +1530,22 @@ int epcs_decision_log_wait(struct epcs_decision_log *log, uint64_t ticket)
         deadline_in(&until, EPCS_DECISION_LOG_RETRY_MS * 1000L);
         pthread_cond_timedwait(&log->committed_cond, &log->lock, &until);
     }
-    int committed = epcs_decision_log_committed(log) >= ticket;
+    int committed = committed_ticket(log) >= ticket;
     pthread_mutex_unlock(&log->lock);
     return committed ? 0 : -1;
 }
 
-void epcs_decision_log_on_commit(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx)
+static void sqlite_log_on_commit(struct epcs_decision_log *handle, void (*fn)(void *ctx), void *ctx)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     log->on_commit = fn;
     log->on_commit_ctx = ctx;
 }
 
-void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats)
+static void sqlite_log_stats(struct epcs_decision_log *handle,
+                             struct epcs_decision_log_stats *stats)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     pthread_mutex_lock(&log->lock);
     stats->queued = log->queued;
     stats->stalled = atomic_load(&log->stalled) != 0;
@@ -1776,7 +1791,7 @@ static int encode_decisions(struct epcs_buf *out, const struct epcs_decision *de
 }
 
 /* Queues `chunk` (or only forgets the stage's mark when NULL). Called with the lock held. */
-static uint64_t enqueue_locked(struct epcs_decision_log *log, struct epcs_decision_chunk *chunk,
+static uint64_t enqueue_locked(struct sqlite_log *log, struct epcs_decision_chunk *chunk,
                                struct epcs_decision_stage *stage)
 {
     /* The writer is woken only when it has something new to act on: a first chunk, a full
@@ -1803,9 +1818,10 @@ static uint64_t enqueue_locked(struct epcs_decision_log *log, struct epcs_decisi
     return log->last_ticket;
 }
 
-int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+static int sqlite_log_attach(struct epcs_decision_log *handle, struct epcs_decision_stage *stage,
                              char *err, size_t err_size)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     stage->record = 1;
     stage->journaled = 0;
     if (log->mode == EPCS_AUDIT_ASYNC &&
@@ -1829,7 +1845,7 @@ int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision
 
 /* Puts `journal` (NULL: none) among the segments deleted once `last_ticket` is committed.
  * Lock held. */
-static void retire_locked(struct epcs_decision_log *log, struct epcs_journal *journal)
+static void retire_locked(struct sqlite_log *log, struct epcs_journal *journal)
 {
     if (journal == NULL)
         return;
@@ -1837,9 +1853,12 @@ static void retire_locked(struct epcs_decision_log *log, struct epcs_journal *jo
     log->retired = journal;
 }
 
-void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+static int sqlite_log_flush(struct epcs_decision_log *handle, struct epcs_decision_stage *stage);
+
+static void sqlite_log_detach(struct epcs_decision_log *handle, struct epcs_decision_stage *stage)
 {
-    epcs_decision_log_flush(log, stage);
+    struct sqlite_log *log = (struct sqlite_log *)handle;
+    sqlite_log_flush(&log->base, stage);
     pthread_mutex_lock(&log->lock);
     for (size_t i = 0; i < log->lane_count; i++) {
         if (log->lanes[i] == stage) {
@@ -1855,8 +1874,10 @@ void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decisio
     stage->open = NULL;
 }
 
-uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+static uint64_t sqlite_log_next_id(struct epcs_decision_log *handle,
+                                   struct epcs_decision_stage *stage)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     /* The mark goes up before the id is taken, so the writer never misses an id on its way. */
     if (stage != NULL && atomic_load(&stage->in_flight) == 0)
         atomic_store(&stage->in_flight,
@@ -1865,15 +1886,16 @@ uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log, struct epcs_de
 }
 
 /* Whether new entries may come: not while a write fails, nor after a failure. */
-static int accepting(const struct epcs_decision_log *log)
+static int accepting(const struct sqlite_log *log)
 {
     return !atomic_load(&log->failed) && !atomic_load(&log->stalled);
 }
 
-int epcs_decision_log_append(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+static int sqlite_log_append(struct epcs_decision_log *handle, struct epcs_decision_stage *stage,
                              const struct epcs_decision *decisions, size_t count,
                              const char *partner, uint64_t *ticket)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     *ticket = 0;
     if (!accepting(log))
         goto refuse;
@@ -1903,10 +1925,11 @@ refuse:
     return -1;
 }
 
-int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+static int sqlite_log_stage(struct epcs_decision_log *handle, struct epcs_decision_stage *stage,
                             const struct epcs_decision *decisions, size_t count,
                             const char *partner)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     if (!accepting(log))
         goto refuse;
     pthread_mutex_lock(&log->lock);
@@ -1929,7 +1952,7 @@ refuse:
  * Writes the turn's chunk to the stage's journal as record stage->record. On failure the
  * chunk's decisions are dropped (their answers get 503) and the log stalls. 0 or -1.
  */
-static int journal_turn(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+static int journal_turn(struct sqlite_log *log, struct epcs_decision_stage *stage,
                         struct epcs_decision_chunk *chunk)
 {
     char err[256];
@@ -1949,8 +1972,7 @@ static int journal_turn(struct epcs_decision_log *log, struct epcs_decision_stag
 
 /* After a record of tickets up to `last` went to the stage's journal: a segment grown past
  * SEGMENT_BYTES is retired for the spare the writer made, if it has. Lock held. */
-static void rotate_locked(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
-                          uint64_t last)
+static void rotate_locked(struct sqlite_log *log, struct epcs_decision_stage *stage, uint64_t last)
 {
     stage->journal->last_ticket = last;
     if (stage->journal->size < SEGMENT_BYTES)
@@ -1962,8 +1984,9 @@ static void rotate_locked(struct epcs_decision_log *log, struct epcs_decision_st
     stage->journal = spare;
 }
 
-int epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+static int sqlite_log_flush(struct epcs_decision_log *handle, struct epcs_decision_stage *stage)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     struct epcs_decision_chunk *full = stage->open;
     if (full != NULL && full->count == 0)
         full = NULL;
@@ -2014,10 +2037,11 @@ static int encode_event(struct epcs_buf *out, const struct epcs_decision_event *
     return 0;
 }
 
-int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
-                            const char *election, uint64_t subject, const char *detail,
-                            size_t detail_len, uint64_t *id, uint64_t *ticket)
+static int sqlite_log_event(struct epcs_decision_log *handle, const char *partner,
+                            const char *event, const char *election, uint64_t subject,
+                            const char *detail, size_t detail_len, uint64_t *id, uint64_t *ticket)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     *id = 0;
     if (ticket != NULL)
         *ticket = 0;
@@ -2033,7 +2057,7 @@ int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, 
         pthread_mutex_unlock(&log->lock);
         goto refuse;
     }
-    uint64_t event_id = epcs_decision_log_next_id(log, NULL);
+    uint64_t event_id = sqlite_log_next_id(&log->base, NULL);
     struct epcs_decision_event entry = {.id = event_id,
                                         .at_us = wall_us(),
                                         .partner = partner,
@@ -2060,11 +2084,29 @@ refuse:
 }
 /* ---- queries ------------------------------------------------------------------------------ */
 
-sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_size)
+/* A reader handle is the read-only connection itself: no allocation stands between a pool and
+ * its queries. */
+static sqlite3 *reader_db(struct epcs_decision_reader *source)
+{
+    return (sqlite3 *)(void *)source;
+}
+
+static struct epcs_decision_reader *reader_of(sqlite3 *db)
+{
+    return (struct epcs_decision_reader *)(void *)db;
+}
+
+static struct epcs_decision_reader *sqlite_log_reader_open(const char *data_dir, char *err,
+                                                           size_t err_size)
 {
     char path[4200];
     db_path(data_dir, path, sizeof(path));
-    return epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size);
+    return reader_of(epcs_sqlite_reader(path, BUSY_TIMEOUT_MS, err, err_size));
+}
+
+static void sqlite_log_reader_close(struct epcs_decision_reader *source)
+{
+    sqlite3_close(reader_db(source));
 }
 
 /* Reading one page's entries in order. */
@@ -2397,13 +2439,13 @@ static int summary_wanted(const struct epcs_decision_query *query, uint64_t *bit
     return filtered;
 }
 
-static size_t summary_slot(const struct epcs_decision_log *log, int64_t first_id, int64_t body_at)
+static size_t summary_slot(const struct sqlite_log *log, int64_t first_id, int64_t body_at)
 {
     return (size_t)mix64((uint64_t)first_id ^ ((uint64_t)body_at << 20)) & (log->summary_slots - 1);
 }
 
 /* Whether the page's summary is known and says it holds none of what the query wants. */
-static int summary_excludes(struct epcs_decision_log *log, int64_t first_id, int64_t body_at,
+static int summary_excludes(struct sqlite_log *log, int64_t first_id, int64_t body_at,
                             const uint64_t *wanted)
 {
     int excluded = 0;
@@ -2422,7 +2464,7 @@ static int summary_excludes(struct epcs_decision_log *log, int64_t first_id, int
     return excluded;
 }
 
-static void summary_insert_locked(struct epcs_decision_log *log, const struct page_summary *page)
+static void summary_insert_locked(struct sqlite_log *log, const struct page_summary *page)
 {
     size_t at = summary_slot(log, page->first_id, page->body_at);
     while (log->summaries[at].first_id != 0) {
@@ -2436,7 +2478,7 @@ static void summary_insert_locked(struct epcs_decision_log *log, const struct pa
 }
 
 /* Keeps a page's summary; when memory runs out or the table is full, the page stays unknown. */
-static void summary_store(struct epcs_decision_log *log, const struct page_summary *page)
+static void summary_store(struct sqlite_log *log, const struct page_summary *page)
 {
     pthread_mutex_lock(&log->summaries_lock);
     if ((log->summary_count + 1) * 2 > log->summary_slots &&
@@ -2463,10 +2505,9 @@ static void summary_store(struct epcs_decision_log *log, const struct page_summa
 
 /* Reads the page of the current row of `pages` and packs what the query wants into `rows`:
  * 1 when the query has its entries (one more than asked for is there), 0 to go on, -1. */
-static int query_page(struct page_reader *reader, struct epcs_decision_log *log,
-                      sqlite3_stmt *pages, const struct epcs_decision_query *query,
-                      const uint64_t *wanted, msgpack_packer *rows, size_t *count,
-                      uint64_t *last_id)
+static int query_page(struct page_reader *reader, struct sqlite_log *log, sqlite3_stmt *pages,
+                      const struct epcs_decision_query *query, const uint64_t *wanted,
+                      msgpack_packer *rows, size_t *count, uint64_t *last_id)
 {
     struct page_summary summary = {.first_id = sqlite3_column_int64(pages, 3),
                                    .body_at = sqlite3_column_int64(pages, 1)};
@@ -2497,10 +2538,12 @@ static int query_page(struct page_reader *reader, struct epcs_decision_log *log,
     return 0;
 }
 
-int epcs_decision_log_query(struct epcs_decision_log *log, sqlite3 *db,
+static int sqlite_log_query(struct epcs_decision_log *handle, struct epcs_decision_reader *source,
                             const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
                             size_t err_size)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
+    sqlite3 *db = reader_db(source);
     int64_t first;
     if (first_page(db, query, &first, err, err_size) != 0)
         return -1;
@@ -2554,10 +2597,11 @@ int epcs_decision_log_query(struct epcs_decision_log *log, sqlite3 *db,
     return rc;
 }
 
-int epcs_decision_log_get(sqlite3 *db, uint64_t id, msgpack_packer *pk, struct epcs_buf *request,
-                          char *ruleset, size_t ruleset_size, char *date, char *err,
-                          size_t err_size)
+static int sqlite_log_get(struct epcs_decision_reader *source, uint64_t id, msgpack_packer *pk,
+                          struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,
+                          char *err, size_t err_size)
 {
+    sqlite3 *db = reader_db(source);
     struct page_reader reader;
     if (reader_init(&reader, db, err, err_size) != 0)
         return -1;
@@ -2600,11 +2644,12 @@ int epcs_decision_log_get(sqlite3 *db, uint64_t id, msgpack_packer *pk, struct e
     return rc;
 }
 
-int epcs_decision_log_recent(sqlite3 *db, size_t limit,
+static int sqlite_log_recent(struct epcs_decision_reader *source, size_t limit,
                              int (*fn)(void *ctx, const void *request, size_t len,
                                        const char *date),
                              void *ctx, char *err, size_t err_size)
 {
+    sqlite3 *db = reader_db(source);
     struct page_reader reader;
     if (reader_init(&reader, db, err, err_size) != 0)
         return -1;
@@ -2670,11 +2715,12 @@ int epcs_decision_log_recent(sqlite3 *db, size_t limit,
 
 /* ---- entries committed elsewhere first (the case store's outbox) ------------------------- */
 
-int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+static int sqlite_log_forward(struct epcs_decision_log *handle, struct epcs_decision_stage *stage,
                               const struct epcs_decision *decisions, const char *const *partners,
                               size_t decision_count, const struct epcs_decision_event *events,
                               size_t event_count, uint64_t *ticket)
 {
+    struct sqlite_log *log = (struct sqlite_log *)handle;
     *ticket = 0;
     if (atomic_load(&log->failed))
         return -1;
@@ -2705,12 +2751,42 @@ int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decisio
 
 /* ---- readers for the thread pool ---------------------------------------------------------- */
 
-sqlite3 *epcs_decision_log_reader_acquire(struct epcs_decision_log *log, char *err, size_t err_size)
+static struct epcs_decision_reader *sqlite_log_reader_acquire(struct epcs_decision_log *handle,
+                                                              char *err, size_t err_size)
 {
-    return epcs_sqlite_pool_acquire(&log->readers, err, err_size);
+    struct sqlite_log *log = (struct sqlite_log *)handle;
+    return reader_of(epcs_sqlite_pool_acquire(&log->readers, err, err_size));
 }
 
-void epcs_decision_log_reader_release(struct epcs_decision_log *log, sqlite3 *db)
+static void sqlite_log_reader_release(struct epcs_decision_log *handle,
+                                      struct epcs_decision_reader *source)
 {
-    epcs_sqlite_pool_release(&log->readers, db);
+    struct sqlite_log *log = (struct sqlite_log *)handle;
+    epcs_sqlite_pool_release(&log->readers, reader_db(source));
 }
+
+const struct epcs_decision_log_ops epcs_decision_log_sqlite = {
+    .name = "sqlite",
+    .open = sqlite_log_open,
+    .close = sqlite_log_close,
+    .mode = sqlite_log_mode,
+    .attach = sqlite_log_attach,
+    .detach = sqlite_log_detach,
+    .next_id = sqlite_log_next_id,
+    .append = sqlite_log_append,
+    .stage = sqlite_log_stage,
+    .flush = sqlite_log_flush,
+    .event = sqlite_log_event,
+    .forward = sqlite_log_forward,
+    .wait = sqlite_log_wait,
+    .committed = sqlite_log_committed,
+    .on_commit = sqlite_log_on_commit,
+    .stats = sqlite_log_stats,
+    .reader_open = sqlite_log_reader_open,
+    .reader_close = sqlite_log_reader_close,
+    .reader_acquire = sqlite_log_reader_acquire,
+    .reader_release = sqlite_log_reader_release,
+    .query = sqlite_log_query,
+    .get = sqlite_log_get,
+    .recent = sqlite_log_recent,
+};

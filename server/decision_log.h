@@ -2,7 +2,6 @@
 #define EPCS_DECISION_LOG_H
 
 #include <msgpack.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +28,10 @@ enum epcs_audit_mode {
     EPCS_AUDIT_SYNC,
 };
 
+/** A log handle (store.h: it begins with its backend's ops). */
 struct epcs_decision_log;
+/** A reader on the log, the backend's own (for SQLite, a read-only connection). */
+struct epcs_decision_reader;
 struct epcs_decision_chunk;
 struct epcs_journal;
 
@@ -62,7 +64,8 @@ struct epcs_decision_stage {
  * Opens (creating) <data_dir>/decisions.db and decisions.pages, records this run, queues the
  * entries of journals left by an earlier run that the index lacks (a crash kept them from
  * it) and starts the writer. At most `queue_limit` decisions wait in memory. NULL with `err`
- * filled when the files cannot be opened or do not agree.
+ * filled when the files cannot be opened or do not agree. This is the SQLite backend
+ * (store.h's epcs_decision_log_sqlite); every function below calls through the handle's ops.
  */
 struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
                                                  size_t queue_limit, char *err, size_t err_size);
@@ -174,9 +177,6 @@ struct epcs_decision_log_stats {
 };
 void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats);
 
-/** A read-only connection of the caller's own for queries. NULL with `err` filled. */
-sqlite3 *epcs_decision_log_reader(const char *data_dir, char *err, size_t err_size);
-
 /** GET /v1/decisions filters; NULL or 0 means any. */
 struct epcs_decision_query {
     int64_t from_us;
@@ -191,31 +191,33 @@ struct epcs_decision_query {
 };
 
 /**
- * Packs {decisions: [...], next: id|nil} matching `query`, read on `reader`, oldest first; case
- * events come along unless the query names an area or a verdict. A query filtering by partner,
- * area, verdict or election skips the pages that `log` (may be NULL: none skipped) has learnt
- * hold none of its values. Returns 0, or -1 with `err` filled.
+ * Packs {decisions: [...], next: id|nil} matching `query`, read on `reader` (one of `log`'s),
+ * oldest first; case events come along unless the query names an area or a verdict. A query
+ * filtering by partner, area, verdict or election skips the pages that `log` has learnt hold
+ * none of its values (through the ops, `log` may be NULL: none skipped). Returns 0, or -1 with
+ * `err` filled.
  */
-int epcs_decision_log_query(struct epcs_decision_log *log, sqlite3 *reader,
+int epcs_decision_log_query(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
                             const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
                             size_t err_size);
 
 /**
- * Packs decision (or case event) `id` as one map. Returns 0, 1 when there is no such entry,
- * -1 with `err`. For a decision, its ruleset and date are copied to `ruleset` and `date` when
- * not NULL, and the check as received (msgpack) is appended to `request` when not NULL; asked
- * for a check, an event (which has none) gives 2.
+ * Packs decision (or case event) `id`, read on `reader` (one of `log`'s), as one map. Returns
+ * 0, 1 when there is no such entry, -1 with `err`. For a decision, its ruleset and date are
+ * copied to `ruleset` and `date` when not NULL, and the check as received (msgpack) is
+ * appended to `request` when not NULL; asked for a check, an event (which has none) gives 2.
  */
-int epcs_decision_log_get(sqlite3 *reader, uint64_t id, msgpack_packer *pk,
-                          struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,
-                          char *err, size_t err_size);
+int epcs_decision_log_get(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
+                          uint64_t id, msgpack_packer *pk, struct epcs_buf *request, char *ruleset,
+                          size_t ruleset_size, char *date, char *err, size_t err_size);
 
 /**
  * Calls `fn` with the logged check (msgpack) and decision date of each of the `limit` latest
- * decisions, newest first; `request` is valid during the call only. Returns 0, or -1 with `err`
- * filled (also when `fn` returns nonzero).
+ * decisions, read on `reader` (one of `log`'s), newest first; `request` is valid during the
+ * call only. Returns 0, or -1 with `err` filled (also when `fn` returns nonzero).
  */
-int epcs_decision_log_recent(sqlite3 *reader, size_t limit,
+int epcs_decision_log_recent(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
+                             size_t limit,
                              int (*fn)(void *ctx, const void *request, size_t len,
                                        const char *date),
                              void *ctx, char *err, size_t err_size);
@@ -251,13 +253,14 @@ int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decisio
                               size_t event_count, uint64_t *ticket);
 
 /**
- * A read-only connection from the log's own pool (opened when none is idle), the calling
- * thread's until epcs_decision_log_reader_release: reads on the thread pool take one each, and
- * no event loop keeps one. NULL with `err` filled.
+ * A reader from the log's own pool (opened when none is idle), the calling thread's until
+ * epcs_decision_log_reader_release: reads on the thread pool take one each, and no event loop
+ * keeps one. NULL with `err` filled.
  */
-sqlite3 *epcs_decision_log_reader_acquire(struct epcs_decision_log *log, char *err,
-                                          size_t err_size);
-/** Gives `db` (from epcs_decision_log_reader_acquire; NULL accepted) back to the pool. */
-void epcs_decision_log_reader_release(struct epcs_decision_log *log, sqlite3 *db);
+struct epcs_decision_reader *epcs_decision_log_reader_acquire(struct epcs_decision_log *log,
+                                                              char *err, size_t err_size);
+/** Gives `reader` (from epcs_decision_log_reader_acquire; NULL accepted) back to the pool. */
+void epcs_decision_log_reader_release(struct epcs_decision_log *log,
+                                      struct epcs_decision_reader *reader);
 
 #endif

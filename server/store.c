@@ -1,99 +1,237 @@
-/* What the SQLite stores share: running statements, checking a file's format, readers. */
+/*
+ * The store calls callers make, each through the handle's ops (store.h). The few handles that
+ * may be NULL (the log off) are answered here, so that no backend repeats it.
+ */
 #include "store.h"
 
-#include <stdio.h>
+/* ---- the decision log ----------------------------------------------------------------------- */
 
-int epcs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_size)
+struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
+                                                 size_t queue_limit, char *err, size_t err_size)
 {
-    char *message = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &message) == SQLITE_OK)
-        return 0;
-    snprintf(err, err_size, "%s", message != NULL ? message : sqlite3_errmsg(db));
-    sqlite3_free(message);
-    return -1;
+    return epcs_decision_log_sqlite.open(data_dir, mode, queue_limit, err, err_size);
 }
 
-static int single_int(sqlite3 *db, const char *sql, int otherwise)
+void epcs_decision_log_close(struct epcs_decision_log *log)
 {
-    sqlite3_stmt *stmt = NULL;
-    int value = otherwise;
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        value = sqlite3_column_int(stmt, 0);
-    sqlite3_finalize(stmt);
-    return value;
+    if (log != NULL)
+        log->ops->close(log);
 }
 
-int epcs_sqlite_schema(sqlite3 *db, const char *path, const char *what, const char *keep,
-                       const char *tables, int version, const char *schema, char *err,
-                       size_t err_size)
+enum epcs_audit_mode epcs_decision_log_mode(const struct epcs_decision_log *log)
 {
-    char sql[256], why[256];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM sqlite_master WHERE name IN (%s)", tables);
-    int user_version = single_int(db, "PRAGMA user_version", -1);
-    if (single_int(db, sql, -1) > 0 && user_version != version) {
-        snprintf(err, err_size,
-                 "%s has %s format %d, this epcsd writes %d: move it aside (%s: keep it) and "
-                 "start again",
-                 path, what, user_version, version, keep);
-        return -1;
-    }
-    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
-    if (epcs_sqlite_exec(db, schema, why, sizeof(why)) != 0 ||
-        epcs_sqlite_exec(db, sql, why, sizeof(why)) != 0) {
-        snprintf(err, err_size, "%s: %s", path, why);
-        return -1;
-    }
+    return log != NULL ? log->ops->mode(log) : EPCS_AUDIT_OFF;
+}
+
+int epcs_decision_log_attach(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                             char *err, size_t err_size)
+{
+    return log->ops->attach(log, stage, err, err_size);
+}
+
+void epcs_decision_log_detach(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+{
+    log->ops->detach(log, stage);
+}
+
+uint64_t epcs_decision_log_next_id(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+{
+    return log->ops->next_id(log, stage);
+}
+
+int epcs_decision_log_append(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                             const struct epcs_decision *decisions, size_t count,
+                             const char *partner, uint64_t *ticket)
+{
+    return log->ops->append(log, stage, decisions, count, partner, ticket);
+}
+
+int epcs_decision_log_stage(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                            const struct epcs_decision *decisions, size_t count,
+                            const char *partner)
+{
+    return log->ops->stage(log, stage, decisions, count, partner);
+}
+
+int epcs_decision_log_flush(struct epcs_decision_log *log, struct epcs_decision_stage *stage)
+{
+    return log->ops->flush(log, stage);
+}
+
+int epcs_decision_log_event(struct epcs_decision_log *log, const char *partner, const char *event,
+                            const char *election, uint64_t subject, const char *detail,
+                            size_t detail_len, uint64_t *id, uint64_t *ticket)
+{
+    if (log != NULL)
+        return log->ops->event(log, partner, event, election, subject, detail, detail_len, id,
+                               ticket);
+    *id = 0;
+    if (ticket != NULL)
+        *ticket = 0;
     return 0;
 }
 
-sqlite3 *epcs_sqlite_reader(const char *path, int busy_ms, char *err, size_t err_size)
+int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                              const struct epcs_decision *decisions, const char *const *partners,
+                              size_t decision_count, const struct epcs_decision_event *events,
+                              size_t event_count, uint64_t *ticket)
 {
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, busy_ms);
-    return db;
+    return log->ops->forward(log, stage, decisions, partners, decision_count, events, event_count,
+                             ticket);
 }
 
-void epcs_sqlite_pool_init(struct epcs_sqlite_pool *pool, const char *path, int busy_ms)
+int epcs_decision_log_wait(struct epcs_decision_log *log, uint64_t ticket)
 {
-    pthread_mutex_init(&pool->lock, NULL);
-    snprintf(pool->path, sizeof(pool->path), "%s", path);
-    pool->busy_ms = busy_ms;
-    pool->idle_count = 0;
+    return log != NULL && ticket != 0 ? log->ops->wait(log, ticket) : 0;
 }
 
-void epcs_sqlite_pool_dispose(struct epcs_sqlite_pool *pool)
+uint64_t epcs_decision_log_committed(const struct epcs_decision_log *log)
 {
-    for (size_t i = 0; i < pool->idle_count; i++)
-        sqlite3_close(pool->idle[i]);
-    pool->idle_count = 0;
-    pthread_mutex_destroy(&pool->lock);
+    return log->ops->committed(log);
 }
 
-sqlite3 *epcs_sqlite_pool_acquire(struct epcs_sqlite_pool *pool, char *err, size_t err_size)
+void epcs_decision_log_on_commit(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx)
 {
-    sqlite3 *db = NULL;
-    pthread_mutex_lock(&pool->lock);
-    if (pool->idle_count > 0)
-        db = pool->idle[--pool->idle_count];
-    pthread_mutex_unlock(&pool->lock);
-    return db != NULL ? db : epcs_sqlite_reader(pool->path, pool->busy_ms, err, err_size);
+    log->ops->on_commit(log, fn, ctx);
 }
 
-void epcs_sqlite_pool_release(struct epcs_sqlite_pool *pool, sqlite3 *db)
+void epcs_decision_log_stats(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats)
 {
-    if (db == NULL)
-        return;
-    pthread_mutex_lock(&pool->lock);
-    int kept = pool->idle_count < EPCS_SQLITE_POOL_KEPT;
-    if (kept)
-        pool->idle[pool->idle_count++] = db;
-    pthread_mutex_unlock(&pool->lock);
-    if (!kept)
-        sqlite3_close(db);
+    log->ops->stats(log, stats);
+}
+
+struct epcs_decision_reader *epcs_decision_log_reader_acquire(struct epcs_decision_log *log,
+                                                              char *err, size_t err_size)
+{
+    return log->ops->reader_acquire(log, err, err_size);
+}
+
+void epcs_decision_log_reader_release(struct epcs_decision_log *log,
+                                      struct epcs_decision_reader *reader)
+{
+    log->ops->reader_release(log, reader);
+}
+
+int epcs_decision_log_query(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
+                            const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
+                            size_t err_size)
+{
+    return log->ops->query(log, reader, query, pk, err, err_size);
+}
+
+int epcs_decision_log_get(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
+                          uint64_t id, msgpack_packer *pk, struct epcs_buf *request, char *ruleset,
+                          size_t ruleset_size, char *date, char *err, size_t err_size)
+{
+    return log->ops->get(reader, id, pk, request, ruleset, ruleset_size, date, err, err_size);
+}
+
+int epcs_decision_log_recent(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
+                             size_t limit,
+                             int (*fn)(void *ctx, const void *request, size_t len,
+                                       const char *date),
+                             void *ctx, char *err, size_t err_size)
+{
+    return log->ops->recent(reader, limit, fn, ctx, err, err_size);
+}
+
+/* ---- the case store ------------------------------------------------------------------------- */
+
+struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_log *log, char *err,
+                                   size_t err_size)
+{
+    return epcs_cases_sqlite.open(data_dir, log, err, err_size);
+}
+
+void epcs_cases_close(struct epcs_cases *cases)
+{
+    if (cases != NULL)
+        cases->ops->close(cases);
+}
+
+int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
+                    msgpack_packer *pk, struct epcs_case_filed *filed, char *err, size_t err_size)
+{
+    return cases->ops->file(cases, report, pk, filed, err, err_size);
+}
+
+int epcs_cases_answer(struct epcs_cases *cases, const struct epcs_case_answer *answer,
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
+{
+    return cases->ops->answer(cases, answer, pk, ticket, detail, detail_size);
+}
+
+int epcs_cases_review(struct epcs_cases *cases, const struct epcs_case_review *review,
+                      msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size)
+{
+    return cases->ops->review(cases, review, pk, ticket, detail, detail_size);
+}
+
+int epcs_cases_set_policy(struct epcs_cases *cases, const struct epcs_case_policy *policy,
+                          msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size)
+{
+    return cases->ops->set_policy(cases, policy, pk, ticket, err, err_size);
+}
+
+int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
+                     size_t err_size)
+{
+    return cases->ops->sweep(cases, now_us, limit, err, err_size);
+}
+
+struct epcs_cases_reader *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err,
+                                                    size_t err_size)
+{
+    return cases->ops->reader_acquire(cases, err, err_size);
+}
+
+void epcs_cases_reader_release(struct epcs_cases *cases, struct epcs_cases_reader *reader)
+{
+    cases->ops->reader_release(cases, reader);
+}
+
+int epcs_cases_get_policy(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                          const char *partner, msgpack_packer *pk, char *err, size_t err_size)
+{
+    return cases->ops->get_policy(reader, partner, pk, err, err_size);
+}
+
+int epcs_cases_get_report(struct epcs_cases *cases, struct epcs_cases_reader *reader, uint64_t id,
+                          const char *filer, msgpack_packer *pk, char *err, size_t err_size)
+{
+    return cases->ops->get_report(reader, id, filer, pk, err, err_size);
+}
+
+int epcs_cases_list_reports(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                            const struct epcs_report_query *query, msgpack_packer *pk, char *err,
+                            size_t err_size)
+{
+    return cases->ops->list_reports(reader, query, pk, err, err_size);
+}
+
+int epcs_cases_export_csv(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                          const struct epcs_report_query *query, struct epcs_buf *out,
+                          uint64_t *next, char *err, size_t err_size)
+{
+    return cases->ops->export_reports(reader, query, out, next, err, err_size);
+}
+
+int epcs_cases_get_request(struct epcs_cases *cases, struct epcs_cases_reader *reader, uint64_t id,
+                           const char *partner, msgpack_packer *pk, char *err, size_t err_size)
+{
+    return cases->ops->get_request(reader, id, partner, pk, err, err_size);
+}
+
+int epcs_cases_list_requests(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                             const struct epcs_request_query *query, msgpack_packer *pk, char *err,
+                             size_t err_size)
+{
+    return cases->ops->list_requests(reader, query, pk, err, err_size);
+}
+
+int epcs_cases_export_requests_csv(struct epcs_cases *cases, struct epcs_cases_reader *reader,
+                                   const struct epcs_request_query *query, struct epcs_buf *out,
+                                   uint64_t *next, char *err, size_t err_size)
+{
+    return cases->ops->export_requests(reader, query, out, next, err, err_size);
 }

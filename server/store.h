@@ -1,54 +1,136 @@
 #ifndef EPCS_STORE_H
 #define EPCS_STORE_H
 
-#include <pthread.h>
-#include <sqlite3.h>
+#include <msgpack.h>
 #include <stddef.h>
+#include <stdint.h>
 
-/* What the SQLite stores (the decision log, the case store) share. */
+#include "buf.h"
+#include "cases.h"
+#include "decision_log.h"
 
-/** Runs `sql` (several statements allowed). 0, or -1 with SQLite's message in `err`. */
-int epcs_sqlite_exec(sqlite3 *db, const char *sql, char *err, size_t err_size);
-
-/**
- * A read-only connection for one thread's queries, waiting up to `busy_ms` for the writer.
- * NULL with `err` filled.
+/*
+ * The stores as interfaces. Each store is a table of operations (an ops struct) that a backend
+ * fills; a handle begins with the ops of the backend that made it, and the epcs_decision_log_*
+ * and epcs_cases_* functions callers use call through it. Today's backend is SQLite with page
+ * and journal files; another backend is one more table behind the same calls, and the store
+ * tests run against every table.
+ *
+ * No operation names a backend's types: readers are opaque handles, errors are 0/-1 (1 for "not
+ * found" where said) with a message in the caller's buffer, and results are packed to the
+ * caller's msgpack_packer or appended to its epcs_buf exactly as the routes answer them. What
+ * each operation does, and what it may be given, is documented at its wrapper in
+ * decision_log.h or cases.h; the members below note only what differs.
  */
-sqlite3 *epcs_sqlite_reader(const char *path, int busy_ms, char *err, size_t err_size);
 
-/**
- * Brings the store at `path` to format `version`: a file that already has one of `tables` (a
- * SQL list such as "'reports'") under another format is refused, naming `what` and why it is
- * kept (`keep`), for the operator to move aside; otherwise `schema` is run and the format
- * recorded. 0, or -1 with `err` filled.
- */
-int epcs_sqlite_schema(sqlite3 *db, const char *path, const char *what, const char *keep,
-                       const char *tables, int version, const char *schema, char *err,
-                       size_t err_size);
-
-/** Idle read connections a pool keeps; those beyond are closed when given back. */
-#define EPCS_SQLITE_POOL_KEPT 8
-
-/**
- * Read-only connections to one database for reads on the thread pool: a thread takes one
- * (opened with epcs_sqlite_reader when none is idle), reads, and gives it back. The idle ones
- * are under their own lock, so reads never wait for a writer's lock or for each other.
- */
-struct epcs_sqlite_pool {
-    pthread_mutex_t lock;
-    char path[4200];
-    int busy_ms;
-    sqlite3 *idle[EPCS_SQLITE_POOL_KEPT];
-    size_t idle_count;
+/** The decision log's operations (see decision_log.h for each). */
+struct epcs_decision_log_ops {
+    /** Names the backend in messages and in the store tests ("sqlite"). */
+    const char *name;
+    /** `data_dir` holds the backend's files and the workers' journals. NULL with `err`. */
+    struct epcs_decision_log *(*open)(const char *data_dir, enum epcs_audit_mode mode,
+                                      size_t queue_limit, char *err, size_t err_size);
+    /** Never given NULL (the wrapper takes care of it). */
+    void (*close)(struct epcs_decision_log *log);
+    enum epcs_audit_mode (*mode)(const struct epcs_decision_log *log);
+    int (*attach)(struct epcs_decision_log *log, struct epcs_decision_stage *stage, char *err,
+                  size_t err_size);
+    void (*detach)(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
+    uint64_t (*next_id)(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
+    /** The hot path of every check: no allocation beyond the backend's own queueing. */
+    int (*append)(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                  const struct epcs_decision *decisions, size_t count, const char *partner,
+                  uint64_t *ticket);
+    int (*stage)(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                 const struct epcs_decision *decisions, size_t count, const char *partner);
+    int (*flush)(struct epcs_decision_log *log, struct epcs_decision_stage *stage);
+    int (*event)(struct epcs_decision_log *log, const char *partner, const char *event,
+                 const char *election, uint64_t subject, const char *detail, size_t detail_len,
+                 uint64_t *id, uint64_t *ticket);
+    int (*forward)(struct epcs_decision_log *log, struct epcs_decision_stage *stage,
+                   const struct epcs_decision *decisions, const char *const *partners,
+                   size_t decision_count, const struct epcs_decision_event *events,
+                   size_t event_count, uint64_t *ticket);
+    int (*wait)(struct epcs_decision_log *log, uint64_t ticket);
+    uint64_t (*committed)(const struct epcs_decision_log *log);
+    void (*on_commit)(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx);
+    void (*stats)(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats);
+    /**
+     * A reader of the caller's own on what the log at `data_dir` holds, with or without an
+     * open log (the store tests read what a closed log left). NULL with `err` filled.
+     */
+    struct epcs_decision_reader *(*reader_open)(const char *data_dir, char *err, size_t err_size);
+    /** Closes a reader from reader_open. Accepts NULL. */
+    void (*reader_close)(struct epcs_decision_reader *reader);
+    struct epcs_decision_reader *(*reader_acquire)(struct epcs_decision_log *log, char *err,
+                                                   size_t err_size);
+    void (*reader_release)(struct epcs_decision_log *log, struct epcs_decision_reader *reader);
+    /** `log` may be NULL here: no page is skipped. */
+    int (*query)(struct epcs_decision_log *log, struct epcs_decision_reader *reader,
+                 const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
+                 size_t err_size);
+    int (*get)(struct epcs_decision_reader *reader, uint64_t id, msgpack_packer *pk,
+               struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date, char *err,
+               size_t err_size);
+    int (*recent)(struct epcs_decision_reader *reader, size_t limit,
+                  int (*fn)(void *ctx, const void *request, size_t len, const char *date),
+                  void *ctx, char *err, size_t err_size);
 };
 
-/** Readies `pool` (zeroed or not) for the database at `path`; opens nothing yet. */
-void epcs_sqlite_pool_init(struct epcs_sqlite_pool *pool, const char *path, int busy_ms);
-/** Closes the idle connections; every one taken must have been given back. */
-void epcs_sqlite_pool_dispose(struct epcs_sqlite_pool *pool);
-/** A connection the calling thread owns until epcs_sqlite_pool_release. NULL with `err`. */
-sqlite3 *epcs_sqlite_pool_acquire(struct epcs_sqlite_pool *pool, char *err, size_t err_size);
-/** Gives `db` (from epcs_sqlite_pool_acquire; NULL accepted) back, or closes it. */
-void epcs_sqlite_pool_release(struct epcs_sqlite_pool *pool, sqlite3 *db);
+/** What every decision log handle begins with; the backend's state follows. */
+struct epcs_decision_log {
+    const struct epcs_decision_log_ops *ops;
+};
+
+/** The case store's operations (see cases.h for each). */
+struct epcs_cases_ops {
+    /** Names the backend in messages and in the store tests ("sqlite"). */
+    const char *name;
+    struct epcs_cases *(*open)(const char *data_dir, struct epcs_decision_log *log, char *err,
+                               size_t err_size);
+    /** Never given NULL (the wrapper takes care of it). */
+    void (*close)(struct epcs_cases *cases);
+    int (*file)(struct epcs_cases *cases, const struct epcs_case_report *report, msgpack_packer *pk,
+                struct epcs_case_filed *filed, char *err, size_t err_size);
+    int (*answer)(struct epcs_cases *cases, const struct epcs_case_answer *answer,
+                  msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size);
+    int (*review)(struct epcs_cases *cases, const struct epcs_case_review *review,
+                  msgpack_packer *pk, uint64_t *ticket, char *detail, size_t detail_size);
+    int (*set_policy)(struct epcs_cases *cases, const struct epcs_case_policy *policy,
+                      msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size);
+    int (*sweep)(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
+                 size_t err_size);
+    /** A reader of the caller's own on the store at `data_dir`, open or not. NULL with `err`. */
+    struct epcs_cases_reader *(*reader_open)(const char *data_dir, char *err, size_t err_size);
+    /** Closes a reader from reader_open. Accepts NULL. */
+    void (*reader_close)(struct epcs_cases_reader *reader);
+    struct epcs_cases_reader *(*reader_acquire)(struct epcs_cases *cases, char *err,
+                                                size_t err_size);
+    void (*reader_release)(struct epcs_cases *cases, struct epcs_cases_reader *reader);
+    int (*get_policy)(struct epcs_cases_reader *reader, const char *partner, msgpack_packer *pk,
+                      char *err, size_t err_size);
+    int (*get_report)(struct epcs_cases_reader *reader, uint64_t id, const char *filer,
+                      msgpack_packer *pk, char *err, size_t err_size);
+    int (*list_reports)(struct epcs_cases_reader *reader, const struct epcs_report_query *query,
+                        msgpack_packer *pk, char *err, size_t err_size);
+    int (*export_reports)(struct epcs_cases_reader *reader, const struct epcs_report_query *query,
+                          struct epcs_buf *out, uint64_t *next, char *err, size_t err_size);
+    int (*get_request)(struct epcs_cases_reader *reader, uint64_t id, const char *partner,
+                       msgpack_packer *pk, char *err, size_t err_size);
+    int (*list_requests)(struct epcs_cases_reader *reader, const struct epcs_request_query *query,
+                         msgpack_packer *pk, char *err, size_t err_size);
+    int (*export_requests)(struct epcs_cases_reader *reader, const struct epcs_request_query *query,
+                           struct epcs_buf *out, uint64_t *next, char *err, size_t err_size);
+};
+
+/** What every case store handle begins with; the backend's state follows. */
+struct epcs_cases {
+    const struct epcs_cases_ops *ops;
+};
+
+/** The decision log in SQLite (<data>/decisions.db) and page files (decision_log.c). */
+extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
+/** The case store in SQLite (<data>/cases.db) (cases.c). */
+extern const struct epcs_cases_ops epcs_cases_sqlite;
 
 #endif

@@ -1,5 +1,6 @@
 /* The case store: reports, requests, the sweep's overdue and escalation steps, answers,
  * queries, CSV, persistence and the decision-log events of every step. */
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,9 +10,29 @@
 #include "dates.h"
 #include "decision_log.h"
 #include "facts.h"
+#include "store.h"
 #include "testing.h"
 
 static char scratch[] = "/tmp/epcs-test-cases-XXXXXX";
+
+/*
+ * Every test runs against each backend of the case store (with a decision log to take its
+ * events), through the ops; a second backend is one more row. The tests of what a SQLite file
+ * holds (its format, a write it refuses, the outbox table) run for the rows that name their
+ * SQLite file, and open it themselves.
+ */
+struct backend {
+    const struct epcs_cases_ops *cases;
+    const struct epcs_decision_log_ops *log;
+    /** The store's SQLite file in the data directory; NULL for a backend of another kind. */
+    const char *sqlite_file;
+};
+
+static const struct backend backends[] = {
+    {.cases = &epcs_cases_sqlite, .log = &epcs_decision_log_sqlite, .sqlite_file = "cases.db"},
+};
+
+static const struct backend *backend;
 
 #define HOUR_US (3600LL * 1000000)
 #define DAY_US (24 * HOUR_US)
@@ -208,18 +229,19 @@ static msgpack_object decode(msgpack_zone *zone, const struct epcs_buf *buf)
     return object;
 }
 
-static msgpack_object report(sqlite3 *db, uint64_t id, msgpack_zone *zone, struct epcs_buf *buf)
+static msgpack_object report(struct epcs_cases_reader *db, uint64_t id, msgpack_zone *zone,
+                             struct epcs_buf *buf)
 {
     msgpack_packer pk;
     char err[256];
     epcs_buf_reset(buf);
     msgpack_packer_init(&pk, buf, epcs_buf_msgpack_write);
-    EXPECT_INT(epcs_cases_get_report(db, id, NULL, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->get_report(db, id, NULL, &pk, err, sizeof(err)), 0);
     return decode(zone, buf);
 }
 
 /* The report's status. */
-static const char *status_of(sqlite3 *db, uint64_t id, msgpack_zone *zone)
+static const char *status_of(struct epcs_cases_reader *db, uint64_t id, msgpack_zone *zone)
 {
     struct epcs_buf buf = {0};
     msgpack_object whole = report(db, id, zone, &buf);
@@ -256,7 +278,7 @@ static int answer(struct epcs_cases *cases, const char *partner, uint64_t reques
 }
 
 /* The statuses of the report's requests, "1:overdue 3:open ..." in id order. */
-static const char *statuses(sqlite3 *db, uint64_t id, msgpack_zone *zone)
+static const char *statuses(struct epcs_cases_reader *db, uint64_t id, msgpack_zone *zone)
 {
     struct epcs_buf buf = {0};
     msgpack_object whole = report(db, id, zone, &buf);
@@ -274,7 +296,7 @@ static const char *statuses(sqlite3 *db, uint64_t id, msgpack_zone *zone)
 }
 
 /* The events of the report's history, "report_filed request_sent ...". */
-static const char *history(sqlite3 *db, uint64_t id, msgpack_zone *zone)
+static const char *history(struct epcs_cases_reader *db, uint64_t id, msgpack_zone *zone)
 {
     struct epcs_buf buf = {0};
     msgpack_object whole = report(db, id, zone, &buf);
@@ -378,13 +400,13 @@ static void test_actions_are_checked(void)
 static const char *events_in(const char *dir, msgpack_zone *zone)
 {
     char err[256];
-    sqlite3 *reader = epcs_decision_log_reader(dir, err, sizeof(err));
+    struct epcs_decision_reader *reader = backend->log->reader_open(dir, err, sizeof(err));
     EXPECT(reader != NULL);
     struct epcs_buf buf = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
     struct epcs_decision_query query = {.limit = 1000};
-    EXPECT_INT(epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->log->query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
     msgpack_object page = decode(zone, &buf);
     const msgpack_object *entries = get(&page, "decisions");
     char *out = msgpack_zone_malloc(zone, 4096);
@@ -401,7 +423,7 @@ static const char *events_in(const char *dir, msgpack_zone *zone)
                      number(entry, "subject"));
     }
     epcs_buf_free(&buf);
-    sqlite3_close(reader);
+    backend->log->reader_close(reader);
     return out;
 }
 
@@ -414,11 +436,11 @@ static void test_flow(void)
 {
     char err[256], detail[64];
     struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
+        backend->log->open(scratch, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
     EXPECT(log != NULL);
-    struct epcs_cases *cases = epcs_cases_open(scratch, log, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(scratch, log, err, sizeof(err));
     EXPECT(cases != NULL);
-    sqlite3 *db = epcs_cases_reader(scratch, err, sizeof(err));
+    struct epcs_cases_reader *db = backend->cases->reader_open(scratch, err, sizeof(err));
     EXPECT(db != NULL);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
@@ -553,14 +575,14 @@ static void test_flow(void)
     msgpack_packer pk;
     epcs_buf_reset(&out);
     msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
-    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_requests(db, &queue, &pk, err, sizeof(err)), 0);
     whole = decode(&zone, &out);
     EXPECT_INT(number(item(get(&whole, "requests"), 0), "id"), 1);
     EXPECT_INT(number(item(get(&whole, "requests"), 1), "id"), 3);
     EXPECT_INT(number(&whole, "next"), 3);
     queue.after = 3;
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_requests(db, &queue, &pk, err, sizeof(err)), 0);
     whole = decode(&zone, &out);
     EXPECT_INT(get(&whole, "requests")->via.array.size, 1);
     EXPECT_INT(number(item(get(&whole, "requests"), 0), "id"), 7);
@@ -568,37 +590,37 @@ static void test_flow(void)
     queue =
         (struct epcs_request_query){.partner = "prosecutors", .status = "escalated", .limit = 9};
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_requests(db, &queue, &pk, err, sizeof(err)), 0);
     EXPECT_INT(get_decoded(&zone, &out, "requests")->via.array.size, 0);
     queue = (struct epcs_request_query){.partner = "naver", .status = "escalated", .limit = 9};
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_requests(db, &queue, &pk, err, sizeof(err)), 0);
     whole = decode(&zone, &out);
     EXPECT_INT(get(&whole, "requests")->via.array.size, 2);
 
     /* Staff lists, filtered. */
     struct epcs_report_query filter = {.status = "closed", .limit = 10};
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_list_reports(db, &filter, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_reports(db, &filter, &pk, err, sizeof(err)), 0);
     whole = decode(&zone, &out);
     EXPECT_INT(get(&whole, "reports")->via.array.size, 3);
     EXPECT_INT(number(item(get(&whole, "reports"), 2), "id"), 3);
     filter = (struct epcs_report_query){.platform = "kakao", .limit = 10};
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_list_reports(db, &filter, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_reports(db, &filter, &pk, err, sizeof(err)), 0);
     whole = decode(&zone, &out);
     EXPECT_INT(get(&whole, "reports")->via.array.size, 1);
     EXPECT_INT(number(item(get(&whole, "reports"), 0), "request_count"), 2);
     filter = (struct epcs_report_query){.from_us = now + 1, .limit = 10};
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_list_reports(db, &filter, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_reports(db, &filter, &pk, err, sizeof(err)), 0);
     EXPECT_INT(get_decoded(&zone, &out, "reports")->via.array.size, 0);
 
     /* The CSV export, exactly; the URL holds a comma and quotes. */
     filter = (struct epcs_report_query){.platform = "kakao", .limit = 10};
     struct epcs_buf csv = {0};
     uint64_t next = 9;
-    EXPECT_INT(epcs_cases_export_csv(db, &filter, &csv, &next, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->export_reports(db, &filter, &csv, &next, err, sizeof(err)), 0);
     epcs_buf_append(&csv, "", 1);
     char line[512];
     snprintf(line, sizeof(line),
@@ -612,10 +634,10 @@ static void test_flow(void)
     EXPECT_INT(next, 0);
     filter = (struct epcs_report_query){.limit = 1};
     epcs_buf_reset(&csv);
-    EXPECT_INT(epcs_cases_export_csv(db, &filter, &csv, &next, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->export_reports(db, &filter, &csv, &next, err, sizeof(err)), 0);
     EXPECT_INT(next, 1);
 
-    sqlite3_close(db);
+    backend->cases->reader_close(db);
     epcs_cases_close(cases);
     epcs_decision_log_close(log);
 
@@ -636,9 +658,9 @@ static void test_flow(void)
 static void test_reopen_keeps_everything(void)
 {
     char err[256];
-    struct epcs_cases *cases = epcs_cases_open(scratch, NULL, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(scratch, NULL, err, sizeof(err));
     EXPECT(cases != NULL);
-    sqlite3 *db = epcs_cases_reader(scratch, err, sizeof(err));
+    struct epcs_cases_reader *db = backend->cases->reader_open(scratch, err, sizeof(err));
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     EXPECT_STR(statuses(db, 1, &zone), "1:escalated 2:done 3:escalated 4:data_submitted");
@@ -646,7 +668,7 @@ static void test_reopen_keeps_everything(void)
     struct epcs_buf out = {0};
     EXPECT_INT(file(cases, "naver", "prohibited", 1, t0(), &out), 6);
     EXPECT_STR(statuses(db, 6, &zone), "8:open");
-    sqlite3_close(db);
+    backend->cases->reader_close(db);
     epcs_cases_close(cases);
     epcs_buf_free(&out);
     msgpack_zone_destroy(&zone);
@@ -657,9 +679,9 @@ static void test_refused_event_stores_nothing(void)
     char err[256];
     /* A log that holds nothing refuses every event. */
     struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 0, err, sizeof(err));
+        backend->log->open(scratch, EPCS_AUDIT_ASYNC, 0, err, sizeof(err));
     EXPECT(log != NULL);
-    struct epcs_cases *cases = epcs_cases_open(scratch, log, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(scratch, log, err, sizeof(err));
     struct epcs_buf verdict = {0}, out = {0};
     make_verdict(&verdict, "prohibited", 2);
     struct epcs_case_report report = {.filed_by = "nec",
@@ -688,19 +710,19 @@ static void test_refused_event_stores_nothing(void)
     err[0] = '\0';
     EXPECT_INT(epcs_cases_sweep(cases, t0() + 1000 * DAY_US, 10, err, sizeof(err)), -1);
     EXPECT_STR(err, "the decision log cannot take a step now (its queue is full)");
-    sqlite3 *db = epcs_cases_reader(scratch, err, sizeof(err));
+    struct epcs_cases_reader *db = backend->cases->reader_open(scratch, err, sizeof(err));
     struct epcs_report_query all = {.limit = 100};
     struct epcs_buf listed = {0};
     msgpack_packer listed_pk;
     msgpack_packer_init(&listed_pk, &listed, epcs_buf_msgpack_write);
-    EXPECT_INT(epcs_cases_list_reports(db, &all, &listed_pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_reports(db, &all, &listed_pk, err, sizeof(err)), 0);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     msgpack_object page = decode(&zone, &listed);
     EXPECT_INT(get(&page, "reports")->via.array.size, 6);
     EXPECT_STR(statuses(db, 6, &zone), "8:open");
     EXPECT_STR(history(db, 6, &zone), "report_filed request_sent(8)");
-    sqlite3_close(db);
+    backend->cases->reader_close(db);
     epcs_cases_close(cases);
     epcs_decision_log_close(log);
     epcs_buf_free(&verdict);
@@ -712,12 +734,12 @@ static void test_refused_event_stores_nothing(void)
 static void test_other_schema_is_refused(void)
 {
     char path[256], err[512];
-    snprintf(path, sizeof(path), "%s/cases.db", scratch);
+    snprintf(path, sizeof(path), "%s/%s", scratch, backend->sqlite_file);
     sqlite3 *db = NULL;
     EXPECT_INT(sqlite3_open(path, &db), SQLITE_OK);
     EXPECT_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    EXPECT(epcs_cases_open(scratch, NULL, err, sizeof(err)) == NULL);
+    EXPECT(backend->cases->open(scratch, NULL, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "has case store format 99, this epcsd writes 2");
 }
 
@@ -736,7 +758,7 @@ static void test_csv_cells_are_not_formulas(void)
 {
     char err[256], detail[64];
     const char *dir = fresh_dir("csv");
-    struct epcs_cases *cases = epcs_cases_open(dir, NULL, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(dir, NULL, err, sizeof(err));
     EXPECT(cases != NULL);
     struct epcs_buf verdict = {0}, out = {0};
     make_verdict(&verdict, "prohibited", 1);
@@ -759,11 +781,11 @@ static void test_csv_cells_are_not_formulas(void)
     EXPECT_INT(
         answer(cases, "-naver", 1, "done", "\r=HYPERLINK(\"http://evil\",\"x\")", t0(), detail),
         EPCS_CASES_OK);
-    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    struct epcs_cases_reader *db = backend->cases->reader_open(dir, err, sizeof(err));
     struct epcs_report_query all = {.limit = 10};
     struct epcs_buf csv = {0};
     uint64_t next = 9;
-    EXPECT_INT(epcs_cases_export_csv(db, &all, &csv, &next, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->export_reports(db, &all, &csv, &next, err, sizeof(err)), 0);
     epcs_buf_append(&csv, "", 1);
     EXPECT_STR(csv.data,
                "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,article,"
@@ -773,7 +795,7 @@ static void test_csv_cells_are_not_formulas(void)
                "2026-03-02T00:00:00.000000Z\r\n");
     struct epcs_request_query queue = {.partner = "-naver", .status = "all", .limit = 10};
     epcs_buf_reset(&csv);
-    EXPECT_INT(epcs_cases_export_requests_csv(db, &queue, &csv, &next, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->export_requests(db, &queue, &csv, &next, err, sizeof(err)), 0);
     epcs_buf_append(&csv, "", 1);
     EXPECT_STR(csv.data,
                "id,report,kind,to,article,attempt,status,created,due,objection_until,follows,url,"
@@ -782,7 +804,7 @@ static void test_csv_cells_are_not_formulas(void)
                "2026-03-02T01:00:00.000000Z,2026-03-05T00:00:00.000000Z,,https://x.example/=p,"
                "'-naver,'@na22,'+false_fact,2026-03-02T00:00:00.000000Z,"
                "\"'\r=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",\r\n");
-    sqlite3_close(db);
+    backend->cases->reader_close(db);
     epcs_cases_close(cases);
     epcs_buf_free(&verdict);
     epcs_buf_free(&out);
@@ -797,11 +819,11 @@ static void test_rolled_back_step_leaves_no_event(void)
     char err[256];
     const char *dir = fresh_dir("rollback");
     struct epcs_decision_log *log =
-        epcs_decision_log_open(dir, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
-    struct epcs_cases *cases = epcs_cases_open(dir, log, err, sizeof(err));
+        backend->log->open(dir, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
     char path[512];
-    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, backend->sqlite_file);
     sqlite3 *other = NULL;
     EXPECT_INT(sqlite3_open(path, &other), SQLITE_OK);
     EXPECT_INT(sqlite3_exec(other,
@@ -847,7 +869,7 @@ static void test_rolled_back_step_leaves_no_event(void)
 static long long outbox_rows(const char *dir)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, backend->sqlite_file);
     sqlite3 *db = NULL;
     sqlite3_stmt *stmt = NULL;
     long long count = -1;
@@ -863,7 +885,7 @@ static long long outbox_rows(const char *dir)
 static void sql(const char *dir, const char *statement)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, backend->sqlite_file);
     sqlite3 *db = NULL;
     EXPECT_INT(sqlite3_open(path, &db), SQLITE_OK);
     char *message = NULL;
@@ -884,8 +906,8 @@ static void test_outbox_survives_a_stop(void)
     msgpack_zone_init(&zone, 4096);
     struct epcs_buf out = {0};
     struct epcs_decision_log *log =
-        epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
-    struct epcs_cases *cases = epcs_cases_open(dir, log, err, sizeof(err));
+        backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
     EXPECT_INT(file(cases, "naver", "prohibited", 1, t0(), &out), 1);
     epcs_cases_close(cases);
@@ -896,9 +918,9 @@ static void test_outbox_survives_a_stop(void)
 
     /* A stop after the log committed report_filed but before the store deleted its row, and
      * one after the store committed an answer but before it handed the answer over. */
-    sqlite3 *reader = epcs_cases_reader(dir, err, sizeof(err));
+    struct epcs_cases_reader *reader = backend->cases->reader_open(dir, err, sizeof(err));
     msgpack_object whole = report(reader, 1, &zone, &out);
-    sqlite3_close(reader);
+    backend->cases->reader_close(reader);
     long long filed = number(item(get(&whole, "history"), 0), "decision");
     long long sent = number(item(get(&whole, "history"), 1), "decision");
     char statement[512];
@@ -908,8 +930,8 @@ static void test_outbox_survives_a_stop(void)
              "(%lld, 1, 2, 'naver', 'na22', 'request_answered', 1)",
              filed, sent + 5);
     sql(dir, statement);
-    log = epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
-    cases = epcs_cases_open(dir, log, err, sizeof(err));
+    log = backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
     /* Handed over and committed before the store opened: the outbox is empty again. */
     EXPECT_INT(outbox_rows(dir), 0);
@@ -921,22 +943,22 @@ static void test_outbox_survives_a_stop(void)
                            "request_answered:naver:1 decision:nec report_filed:nec:2 "
                            "request_sent:kakao:2";
     EXPECT_STR(events_in(dir, &zone), expected);
-    sqlite3 *decisions = epcs_decision_log_reader(dir, err, sizeof(err));
+    struct epcs_decision_reader *decisions = backend->log->reader_open(dir, err, sizeof(err));
     struct epcs_buf entry = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &entry, epcs_buf_msgpack_write);
-    EXPECT_INT(epcs_decision_log_get(decisions, (uint64_t)sent + 5, &pk, NULL, NULL, 0, NULL, err,
-                                     sizeof(err)),
+    EXPECT_INT(backend->log->get(decisions, (uint64_t)sent + 5, &pk, NULL, NULL, 0, NULL, err,
+                                 sizeof(err)),
                0);
     msgpack_object answered = decode(&zone, &entry);
     EXPECT_STR(text(&zone, &answered, "event"), "request_answered");
     EXPECT_INT(number(&answered, "id"), sent + 5);
     EXPECT_STR(text(&zone, &answered, "at"), "1970-01-01T00:00:00.000002Z");
-    sqlite3_close(decisions);
+    backend->log->reader_close(decisions);
 
     /* Opened again, nothing is logged twice. */
-    log = epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
-    cases = epcs_cases_open(dir, log, err, sizeof(err));
+    log = backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    cases = backend->cases->open(dir, log, err, sizeof(err));
     epcs_cases_close(cases);
     epcs_decision_log_close(log);
     EXPECT_STR(events_in(dir, &zone), expected);
@@ -988,10 +1010,10 @@ static void test_held_until_confirmed(void)
     char err[256], detail[64];
     const char *dir = fresh_dir("held");
     struct epcs_decision_log *log =
-        epcs_decision_log_open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
-    struct epcs_cases *cases = epcs_cases_open(dir, log, err, sizeof(err));
+        backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
-    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    struct epcs_cases_reader *db = backend->cases->reader_open(dir, err, sizeof(err));
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     struct epcs_buf verdict = {0}, out = {0};
@@ -1026,7 +1048,7 @@ static void test_held_until_confirmed(void)
     EXPECT_INT(answer(cases, "naver", 1, "done", NULL, t0(), detail), EPCS_CASES_NOT_FOUND);
     struct epcs_request_query queue = {.partner = "naver", .status = "all", .limit = 10};
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_list_requests(db, &queue, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->list_requests(db, &queue, &pk, err, sizeof(err)), 0);
     EXPECT_INT(get_decoded(&zone, &out, "requests")->via.array.size, 0);
 
     /* The same partner again: nothing changes, and the answer says it joined. */
@@ -1063,7 +1085,7 @@ static void test_held_until_confirmed(void)
 
     /* The policy: held by default; "send" from the change on. */
     epcs_buf_reset(&out);
-    EXPECT_INT(epcs_cases_get_policy(db, "kakao", &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->cases->get_policy(db, "kakao", &pk, err, sizeof(err)), 0);
     whole = decode(&zone, &out);
     EXPECT_STR(text(&zone, &whole, "reports"), "hold");
     struct epcs_case_policy policy = {
@@ -1079,7 +1101,7 @@ static void test_held_until_confirmed(void)
     epcs_buf_reset(&out);
     EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
     EXPECT_STR(statuses(db, filed.id, &zone), "2:open");
-    sqlite3_close(db);
+    backend->cases->reader_close(db);
     epcs_cases_close(cases);
     epcs_decision_log_close(log);
     EXPECT_CONTAINS(events_in(dir, &zone), "report_confirmed:kakao:1 request_sent:naver:1 "
@@ -1152,7 +1174,7 @@ static void test_upgrade_from_format_1(void)
     char err[256];
     const char *dir = fresh_dir("format1");
     char path[512];
-    snprintf(path, sizeof(path), "%s/cases.db", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, backend->sqlite_file);
     sqlite3 *old = NULL;
     EXPECT_INT(sqlite3_open(path, &old), SQLITE_OK);
     EXPECT_INT(sqlite3_exec(old, format_1_schema, NULL, NULL, NULL), SQLITE_OK);
@@ -1168,9 +1190,9 @@ static void test_upgrade_from_format_1(void)
                    NULL, NULL, NULL),
                SQLITE_OK);
     sqlite3_close(old);
-    struct epcs_cases *cases = epcs_cases_open(dir, NULL, err, sizeof(err));
+    struct epcs_cases *cases = backend->cases->open(dir, NULL, err, sizeof(err));
     EXPECT(cases != NULL);
-    sqlite3 *db = epcs_cases_reader(dir, err, sizeof(err));
+    struct epcs_cases_reader *db = backend->cases->reader_open(dir, err, sizeof(err));
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     struct epcs_buf out = {0};
@@ -1199,7 +1221,7 @@ static void test_upgrade_from_format_1(void)
     EXPECT_INT(epcs_cases_file(cases, &again, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
     EXPECT_INT(filed.id, 1);
     EXPECT_INT(filed.joined, 1);
-    sqlite3_close(db);
+    backend->cases->reader_close(db);
     epcs_cases_close(cases);
     epcs_buf_free(&verdict);
     epcs_buf_free(&out);
@@ -1208,22 +1230,32 @@ static void test_upgrade_from_format_1(void)
 
 int main(void)
 {
-    if (mkdtemp(scratch) == NULL)
-        return 1;
-    test_actions_are_checked();
-    test_flow();
-    test_reopen_keeps_everything();
-    test_refused_event_stores_nothing();
-    test_other_schema_is_refused();
-    test_csv_cells_are_not_formulas();
-    test_rolled_back_step_leaves_no_event();
-    test_outbox_survives_a_stop();
-    test_postings();
-    test_held_until_confirmed();
-    test_upgrade_from_format_1();
-    char command[128];
-    snprintf(command, sizeof(command), "rm -rf %s", scratch);
-    if (system(command) != 0)
-        return 1;
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+        backend = &backends[i];
+        /* The tests of what the store's SQLite file holds open it themselves. */
+        int sqlite = backend->sqlite_file != NULL;
+        if (mkdtemp(strcpy(scratch, "/tmp/epcs-test-cases-XXXXXX")) == NULL)
+            return 1;
+        fprintf(stderr, "case store backend %s\n", backend->cases->name);
+        test_actions_are_checked();
+        test_flow();
+        test_reopen_keeps_everything();
+        test_refused_event_stores_nothing();
+        if (sqlite)
+            test_other_schema_is_refused();
+        test_csv_cells_are_not_formulas();
+        if (sqlite) {
+            test_rolled_back_step_leaves_no_event();
+            test_outbox_survives_a_stop();
+        }
+        test_postings();
+        test_held_until_confirmed();
+        if (sqlite)
+            test_upgrade_from_format_1();
+        char command[128];
+        snprintf(command, sizeof(command), "rm -rf %s", scratch);
+        if (system(command) != 0)
+            return 1;
+    }
     return epcs_test_report();
 }

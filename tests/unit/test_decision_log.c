@@ -1,4 +1,5 @@
 #include <dirent.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,9 +14,129 @@
 #include "dates.h"
 #include "decision_log.h"
 #include "journal.h"
+#include "store.h"
 #include "testing.h"
 
 static char scratch[] = "/tmp/epcs-test-decisions-XXXXXX";
+
+/*
+ * Every test runs against each backend of the decision log, through its ops. What a test must
+ * see or do beneath the interface (count what is on disk, hold the store's write lock, find a
+ * page) is the row's, in that backend's terms; a second backend is one more row.
+ */
+struct backend {
+    const struct epcs_decision_log_ops *ops;
+    /** The entries on disk, of every run; -1 when they cannot be counted. */
+    long long (*count_entries)(const char *dir);
+    /** The rows of one of the backend's tables; -1 when they cannot be counted. */
+    long long (*count_rows)(const char *dir, const char *table);
+    /** Holds the write lock from another connection, as a busy peer would. NULL: failed. */
+    void *(*hold_writes)(const char *dir);
+    /** Gives the lock back. 0, or -1 when the hold had failed. */
+    int (*release_writes)(void *hold);
+    /** Where the page starting at `first_id` lies in the page file (*at -1: nowhere). */
+    void (*page_place)(const char *dir, uint64_t first_id, off_t *at, size_t *len);
+    /** The files the backend keeps in the data directory, NULL-terminated. */
+    const char *const *files;
+};
+
+static const struct backend *backend;
+
+static sqlite3 *sqlite_reader(const char *dir)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/decisions.db", dir);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+static long long sqlite_count(const char *dir, const char *sql)
+{
+    sqlite3 *reader = sqlite_reader(dir);
+    sqlite3_stmt *stmt = NULL;
+    long long count = -1;
+    if (reader != NULL && sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        count = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(reader);
+    return count;
+}
+
+static long long sqlite_count_entries(const char *dir)
+{
+    return sqlite_count(dir, "SELECT coalesce(sum(count), 0) FROM pages");
+}
+
+static long long sqlite_count_rows(const char *dir, const char *table)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    return sqlite_count(dir, sql);
+}
+
+static void *sqlite_hold_writes(const char *dir)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/decisions.db", dir);
+    sqlite3 *blocker = NULL;
+    if (sqlite3_open(path, &blocker) != SQLITE_OK ||
+        sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(blocker);
+        return NULL;
+    }
+    return blocker;
+}
+
+static int sqlite_release_writes(void *hold)
+{
+    if (hold == NULL)
+        return -1;
+    int rc = sqlite3_exec(hold, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+    sqlite3_close(hold);
+    return rc;
+}
+
+static void sqlite_page_place(const char *dir, uint64_t first_id, off_t *at, size_t *len)
+{
+    sqlite3 *reader = sqlite_reader(dir);
+    sqlite3_stmt *stmt = NULL;
+    *at = -1;
+    *len = 0;
+    if (reader != NULL &&
+        sqlite3_prepare_v2(reader, "SELECT body_at, body_len FROM pages WHERE first_id = ?", -1,
+                           &stmt, NULL) == SQLITE_OK &&
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)first_id) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+        *at = (off_t)sqlite3_column_int64(stmt, 0);
+        *len = (size_t)sqlite3_column_int64(stmt, 1);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(reader);
+}
+
+static const char *const sqlite_files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
+                                           "decisions.pages", NULL};
+
+static const struct backend backends[] = {
+    {.ops = &epcs_decision_log_sqlite,
+     .count_entries = sqlite_count_entries,
+     .count_rows = sqlite_count_rows,
+     .hold_writes = sqlite_hold_writes,
+     .release_writes = sqlite_release_writes,
+     .page_place = sqlite_page_place,
+     .files = sqlite_files},
+};
+
+static struct epcs_decision_log *open_log(enum epcs_audit_mode mode, size_t queue_limit, char *err,
+                                          size_t err_size)
+{
+    return backend->ops->open(scratch, mode, queue_limit, err, err_size);
+}
 
 /* A decision as the check path hands it over, with its check and verdict msgpack-encoded. */
 struct sample {
@@ -89,25 +210,14 @@ static int wait_committed(struct epcs_decision_log *log, uint64_t ticket)
 /* Decisions and events on disk, of every run. */
 static long long count_entries(void)
 {
-    char err[256];
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
-    sqlite3_stmt *stmt = NULL;
-    long long count = -1;
-    if (reader != NULL &&
-        sqlite3_prepare_v2(reader, "SELECT coalesce(sum(count), 0) FROM pages", -1, &stmt, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        count = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(reader);
-    return count;
+    return backend->count_entries(scratch);
 }
 
 /* The ids GET /v1/decisions would list for `query`, following `next` to the end. */
 static size_t list_ids(struct epcs_decision_query query, uint64_t *ids, size_t capacity)
 {
     char err[256];
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_decision_reader *reader = backend->ops->reader_open(scratch, err, sizeof(err));
     struct epcs_buf buf = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
@@ -120,7 +230,7 @@ static size_t list_ids(struct epcs_decision_query query, uint64_t *ids, size_t c
         msgpack_object result;
         size_t offset = 0;
         if (reader == NULL ||
-            epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)) != 0 ||
+            backend->ops->query(NULL, reader, &query, &pk, err, sizeof(err)) != 0 ||
             msgpack_unpack(buf.data, buf.len, &offset, &zone, &result) != MSGPACK_UNPACK_SUCCESS)
             break;
         const msgpack_object *list = &result.via.map.ptr[0].val, *next = &result.via.map.ptr[1].val;
@@ -132,30 +242,19 @@ static size_t list_ids(struct epcs_decision_query query, uint64_t *ids, size_t c
     }
     epcs_buf_free(&buf);
     msgpack_zone_destroy(&zone);
-    sqlite3_close(reader);
+    backend->ops->reader_close(reader);
     return count;
 }
 
 static long long count_rows_of(const char *table)
 {
-    char err[256], sql[128];
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
-    sqlite3_stmt *stmt = NULL;
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-    long long count = -1;
-    if (reader != NULL && sqlite3_prepare_v2(reader, sql, -1, &stmt, NULL) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        count = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(reader);
-    return count;
+    return backend->count_rows(scratch, table);
 }
 
 static void test_records_and_queries(void)
 {
     char err[256] = "";
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_SYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct sample samples[2];
     make_sample(&samples[0], log, "deepfake");
@@ -176,14 +275,14 @@ static void test_records_and_queries(void)
     EXPECT_INT(stats.queued, 0);
     EXPECT_INT(stats.failed, 0);
 
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_decision_reader *reader = backend->ops->reader_open(scratch, err, sizeof(err));
     msgpack_sbuffer out;
     msgpack_sbuffer_init(&out);
     struct epcs_buf buf = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
     struct epcs_decision_query query = {.area = "advertising", .limit = 10};
-    EXPECT_INT(epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->ops->query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     msgpack_object result;
@@ -207,7 +306,7 @@ static void test_records_and_queries(void)
     /* A page of one says where the next page starts. */
     epcs_buf_reset(&buf);
     query = (struct epcs_decision_query){.limit = 1};
-    EXPECT_INT(epcs_decision_log_query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(backend->ops->query(NULL, reader, &query, &pk, err, sizeof(err)), 0);
     offset = 0;
     msgpack_unpack(buf.data, buf.len, &offset, &zone, &result);
     epcs_buf_reset(&json);
@@ -219,19 +318,19 @@ static void test_records_and_queries(void)
 
     epcs_buf_reset(&buf);
     char ruleset[64] = "", date[11] = "";
-    EXPECT_INT(epcs_decision_log_get(reader, samples[1].decision.id, &pk, NULL, ruleset,
-                                     sizeof(ruleset), date, err, sizeof(err)),
+    EXPECT_INT(backend->ops->get(reader, samples[1].decision.id, &pk, NULL, ruleset,
+                                 sizeof(ruleset), date, err, sizeof(err)),
                0);
     EXPECT_STR(ruleset, "rs-0123456789abcdef");
     EXPECT_STR(date, "2024-02-15");
-    EXPECT_INT(epcs_decision_log_get(reader, 12345, &pk, NULL, ruleset, sizeof(ruleset), date, err,
-                                     sizeof(err)),
+    EXPECT_INT(backend->ops->get(reader, 12345, &pk, NULL, ruleset, sizeof(ruleset), date, err,
+                                 sizeof(err)),
                1);
     epcs_buf_free(&json);
     epcs_buf_free(&buf);
     msgpack_zone_destroy(&zone);
     msgpack_sbuffer_destroy(&out);
-    sqlite3_close(reader);
+    backend->ops->reader_close(reader);
     free_sample(&samples[0]);
     free_sample(&samples[1]);
     epcs_decision_log_close(log);
@@ -241,9 +340,8 @@ static void test_records_and_queries(void)
  * refused; once the lock goes, every accepted one is written. */
 static void test_full_queue_refuses(void)
 {
-    char err[256] = "", path[300];
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 3, err, sizeof(err));
+    char err[256] = "";
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_ASYNC, 3, err, sizeof(err));
     EXPECT(log != NULL);
     /* A second run: the ids of its decisions can never collide with the first's. */
     struct sample sample;
@@ -251,10 +349,8 @@ static void test_full_queue_refuses(void)
     EXPECT_INT(sample.decision.id >> 32, 2);
     long long before = count_entries();
 
-    snprintf(path, sizeof(path), "%s/decisions.db", scratch);
-    sqlite3 *blocker = NULL;
-    sqlite3_open(path, &blocker);
-    EXPECT_INT(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    void *blocker = backend->hold_writes(scratch);
+    EXPECT(blocker != NULL);
     uint64_t ticket;
     EXPECT_INT(epcs_decision_log_append(log, NULL, &sample.decision, 1, "kakao", &ticket), 0);
     /* Let the writer take that one and wait on the lock. */
@@ -269,8 +365,7 @@ static void test_full_queue_refuses(void)
     epcs_decision_log_stats(log, &stats);
     EXPECT_INT(stats.queued, 3);
     EXPECT_INT(stats.refused, 1);
-    EXPECT_INT(sqlite3_exec(blocker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(blocker);
+    EXPECT_INT(backend->release_writes(blocker), 0);
     /* Closing commits what is queued. */
     epcs_decision_log_close(log);
     EXPECT_INT(count_entries() - before, 3);
@@ -295,8 +390,7 @@ static int count_recent(void *ctx, const void *request, size_t len, const char *
 static void test_id_order_and_events(void)
 {
     char err[256] = "";
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct epcs_decision_stage stage = {0};
     EXPECT_INT(epcs_decision_log_attach(log, &stage, err, sizeof(err)), 0);
@@ -334,11 +428,11 @@ static void test_id_order_and_events(void)
     all.verdict = "prohibited";
     EXPECT_INT(list_ids(all, ids, 8), 1);
 
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_decision_reader *reader = backend->ops->reader_open(scratch, err, sizeof(err));
     struct epcs_buf buf = {0}, json = {0}, request = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
-    EXPECT_INT(epcs_decision_log_get(reader, event, &pk, NULL, NULL, 0, NULL, err, sizeof(err)), 0);
+    EXPECT_INT(backend->ops->get(reader, event, &pk, NULL, NULL, 0, NULL, err, sizeof(err)), 0);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 1024);
     msgpack_object shown;
@@ -350,14 +444,14 @@ static void test_id_order_and_events(void)
                                "\"request_sent\",\"subject\":7,\"detail\":{\"status\":\"open\"}}");
     /* An event has no check to replay. */
     char ruleset[64], date[11];
-    EXPECT_INT(epcs_decision_log_get(reader, event, &pk, &request, ruleset, sizeof(ruleset), date,
-                                     err, sizeof(err)),
+    EXPECT_INT(backend->ops->get(reader, event, &pk, &request, ruleset, sizeof(ruleset), date, err,
+                                 sizeof(err)),
                2);
     epcs_buf_free(&buf);
     epcs_buf_free(&json);
     epcs_buf_free(&request);
     msgpack_zone_destroy(&zone);
-    sqlite3_close(reader);
+    backend->ops->reader_close(reader);
     epcs_decision_log_detach(log, &stage);
     epcs_decision_log_close(log);
     free_sample(&sample);
@@ -368,8 +462,7 @@ static void test_id_order_and_events(void)
 static void test_many_pages(void)
 {
     char err[256] = "";
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 5000, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_SYNC, 5000, err, sizeof(err));
     EXPECT(log != NULL);
     enum { MANY = 1300 };
     struct sample sample;
@@ -391,11 +484,11 @@ static void test_many_pages(void)
     for (size_t i = 0; i < MANY; i++)
         ordered &= ids[i] == many[i].id;
     EXPECT(ordered);
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_decision_reader *reader = backend->ops->reader_open(scratch, err, sizeof(err));
     size_t seen = 0;
-    EXPECT_INT(epcs_decision_log_recent(reader, 600, count_recent, &seen, err, sizeof(err)), 0);
+    EXPECT_INT(backend->ops->recent(reader, 600, count_recent, &seen, err, sizeof(err)), 0);
     EXPECT_INT(seen, 600);
-    sqlite3_close(reader);
+    backend->ops->reader_close(reader);
     epcs_decision_log_close(log);
     free_sample(&sample);
 }
@@ -404,7 +497,7 @@ static void test_many_pages(void)
 static int query_ids(struct epcs_decision_log *log, struct epcs_decision_query query, uint64_t *ids,
                      size_t capacity, char *err, size_t err_size)
 {
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, err_size);
+    struct epcs_decision_reader *reader = backend->ops->reader_open(scratch, err, err_size);
     struct epcs_buf buf = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
@@ -413,7 +506,7 @@ static int query_ids(struct epcs_decision_log *log, struct epcs_decision_query q
     msgpack_object result;
     size_t offset = 0;
     int count = -1;
-    if (reader != NULL && epcs_decision_log_query(log, reader, &query, &pk, err, err_size) == 0 &&
+    if (reader != NULL && backend->ops->query(log, reader, &query, &pk, err, err_size) == 0 &&
         msgpack_unpack(buf.data, buf.len, &offset, &zone, &result) == MSGPACK_UNPACK_SUCCESS) {
         const msgpack_object *list = &result.via.map.ptr[0].val;
         for (count = 0; (size_t)count < list->via.array.size && (size_t)count < capacity; count++)
@@ -421,28 +514,14 @@ static int query_ids(struct epcs_decision_log *log, struct epcs_decision_query q
     }
     epcs_buf_free(&buf);
     msgpack_zone_destroy(&zone);
-    sqlite3_close(reader);
+    backend->ops->reader_close(reader);
     return count;
 }
 
 /* Where the page starting at `first_id` lies in decisions.pages. */
 static void page_place(uint64_t first_id, off_t *at, size_t *len)
 {
-    char err[256];
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
-    sqlite3_stmt *stmt = NULL;
-    *at = -1;
-    *len = 0;
-    if (reader != NULL &&
-        sqlite3_prepare_v2(reader, "SELECT body_at, body_len FROM pages WHERE first_id = ?", -1,
-                           &stmt, NULL) == SQLITE_OK &&
-        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)first_id) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-        *at = (off_t)sqlite3_column_int64(stmt, 0);
-        *len = (size_t)sqlite3_column_int64(stmt, 1);
-    }
-    sqlite3_finalize(stmt);
-    sqlite3_close(reader);
+    backend->page_place(scratch, first_id, at, len);
 }
 
 /* A filtered query skips, without reading them, the pages an earlier query read whole and
@@ -451,8 +530,7 @@ static void page_place(uint64_t first_id, off_t *at, size_t *len)
 static void test_filtered_queries_skip_pages(void)
 {
     char err[256] = "";
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_SYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct sample samples[3];
     const char *partners[] = {"alpha", "beta", "alpha"};
@@ -520,8 +598,7 @@ static void test_long_texts(void)
     partner16[300] = '\0';
     memset(ruleset, 'r', 70);
     ruleset[70] = '\0';
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_SYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct sample sample;
     make_sample(&sample, log, "deepfake");
@@ -538,16 +615,16 @@ static void test_long_texts(void)
     EXPECT_INT(list_ids((struct epcs_decision_query){.partner = partner16, .limit = 10}, ids, 4),
                1);
     EXPECT_INT(ids[0], second.id);
-    sqlite3 *reader = epcs_decision_log_reader(scratch, err, sizeof(err));
+    struct epcs_decision_reader *reader = backend->ops->reader_open(scratch, err, sizeof(err));
     struct epcs_buf buf = {0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, epcs_buf_msgpack_write);
-    EXPECT_INT(epcs_decision_log_get(reader, second.id, &pk, NULL, got, sizeof(got), NULL, err,
-                                     sizeof(err)),
-               0);
+    EXPECT_INT(
+        backend->ops->get(reader, second.id, &pk, NULL, got, sizeof(got), NULL, err, sizeof(err)),
+        0);
     EXPECT_STR(got, ruleset);
     epcs_buf_free(&buf);
-    sqlite3_close(reader);
+    backend->ops->reader_close(reader);
     epcs_decision_log_close(log);
     free_sample(&sample);
 }
@@ -592,8 +669,7 @@ static void test_page_file_recovery(void)
     EXPECT(pages != NULL);
     fputs("bytes of a page whose transaction never committed", pages);
     fclose(pages);
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_SYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     EXPECT_INT(file_size("decisions.pages"), size);
     struct sample sample;
@@ -609,15 +685,15 @@ static void test_page_file_recovery(void)
     free_sample(&sample);
 
     /* One writer per page file: a second log on the same directory is refused. */
-    log = epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    log = open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
-    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT(open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "decisions.pages: another epcsd is using this data directory");
     epcs_decision_log_close(log);
 
     /* A tail lost to a power cut: the last page (daum's decision) is gone. */
     EXPECT_INT(truncate(path, (off_t)size + 5), 0);
-    log = epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    log = open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     epcs_decision_log_close(log);
     EXPECT_INT(count_entries(), entries);
@@ -631,7 +707,7 @@ static void test_page_file_recovery(void)
     EXPECT(mkdtemp(other) != NULL);
     snprintf(stray, sizeof(stray), "%s/decisions.pages", other);
     EXPECT_INT(copy_file(path, stray), 0);
-    EXPECT(epcs_decision_log_open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT(backend->ops->open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "belongs to another decision log than the database beside it");
     struct stat st;
     EXPECT(stat(stray, &st) == 0 && st.st_size == size);
@@ -641,26 +717,24 @@ static void test_page_file_recovery(void)
     EXPECT(pages != NULL);
     fputs("pages of another decision log", pages);
     fclose(pages);
-    EXPECT(epcs_decision_log_open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT(backend->ops->open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "is not a page file of the decision log: move it aside");
 
     /* A page file cut into pages of earlier runs: refused, nothing dropped. */
     EXPECT_INT(truncate(path, (off_t)size / 2), 0);
-    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT(open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "page(s) of earlier runs: it was cut short; put the whole file back");
     EXPECT_INT(count_entries(), entries);
     EXPECT_INT(file_size("decisions.pages"), size / 2);
 
     /* An empty page file beside a database that indexes pages. */
     EXPECT_INT(truncate(path, 0), 0);
-    EXPECT(epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT(open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "is empty, but the database beside it indexes");
     EXPECT_INT(count_entries(), entries);
 
-    const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
-                           "decisions.pages"};
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(stray, sizeof(stray), "%s/%s", other, files[i]);
+    for (const char *const *file = backend->files; *file != NULL; file++) {
+        snprintf(stray, sizeof(stray), "%s/%s", other, *file);
         unlink(stray);
     }
     EXPECT_INT(rmdir(other), 0);
@@ -716,16 +790,11 @@ static void test_journal_recovery(void)
     pid_t child = fork();
     if (child == 0) {
         char err[256];
-        struct epcs_decision_log *log =
-            epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+        struct epcs_decision_log *log = open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
         struct epcs_decision_stage stage = {0};
-        char path[300];
-        snprintf(path, sizeof(path), "%s/decisions.db", scratch);
-        sqlite3 *blocker = NULL;
-        sqlite3_open(path, &blocker);
         struct sample sample;
         if (log == NULL || epcs_decision_log_attach(log, &stage, err, sizeof(err)) != 0 ||
-            sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            backend->hold_writes(scratch) == NULL)
             _exit(2);
         make_sample(&sample, log, "deepfake");
         /* Three decisions answered in one turn, two in the next (cut short below). */
@@ -751,8 +820,7 @@ static void test_journal_recovery(void)
     }
 
     char err[256] = "";
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_SYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct epcs_decision_log_stats stats;
     epcs_decision_log_stats(log, &stats);
@@ -768,7 +836,7 @@ static void test_journal_recovery(void)
     EXPECT_INT(count_segments(NULL, 0), 0);
 
     /* Once written, nothing is queued twice. */
-    log = epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    log = open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     epcs_decision_log_stats(log, &stats);
     EXPECT_INT(stats.queued, 0);
@@ -802,8 +870,7 @@ static void make_large_sample(struct sample *sample, struct epcs_decision_log *l
 static void test_segments_deleted_after_commit(void)
 {
     char err[256] = "";
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100000, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_ASYNC, 100000, err, sizeof(err));
     EXPECT(log != NULL);
     struct epcs_decision_stage stage = {0};
     EXPECT_INT(epcs_decision_log_attach(log, &stage, err, sizeof(err)), 0);
@@ -875,8 +942,7 @@ static double seconds_since(const struct timespec *start)
 static void test_stall_and_retry(void)
 {
     char err[256] = "";
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_SYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_SYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct sample sample;
     make_sample(&sample, log, "deepfake");
@@ -932,8 +998,7 @@ static void test_stall_and_retry(void)
 static void test_journal_stall(void)
 {
     char err[256] = "", segment[400];
-    struct epcs_decision_log *log =
-        epcs_decision_log_open(scratch, EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
+    struct epcs_decision_log *log = open_log(EPCS_AUDIT_ASYNC, 100, err, sizeof(err));
     EXPECT(log != NULL);
     struct epcs_decision_stage stage = {0};
     EXPECT_INT(epcs_decision_log_attach(log, &stage, err, sizeof(err)), 0);
@@ -980,29 +1045,31 @@ static void test_journal_stall(void)
 
 int main(void)
 {
-    if (mkdtemp(scratch) == NULL)
-        return 1;
-    test_records_and_queries();
-    test_full_queue_refuses();
-    test_id_order_and_events();
-    test_many_pages();
-    test_filtered_queries_skip_pages();
-    test_long_texts();
-    test_journal_recovery();
-    test_segments_deleted_after_commit();
     /* Writes past a file size limit fail with EFBIG instead of killing the test. */
     signal(SIGXFSZ, SIG_IGN);
-    test_stall_and_retry();
-    test_journal_stall();
-    /* Last: it leaves the directory with a page file no log opens. */
-    test_page_file_recovery();
-    const char *files[] = {"decisions.db", "decisions.db-wal", "decisions.db-shm",
-                           "decisions.pages"};
-    for (size_t i = 0; i < 4; i++) {
-        char path[300];
-        snprintf(path, sizeof(path), "%s/%s", scratch, files[i]);
-        unlink(path);
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+        backend = &backends[i];
+        if (mkdtemp(strcpy(scratch, "/tmp/epcs-test-decisions-XXXXXX")) == NULL)
+            return 1;
+        fprintf(stderr, "decision log backend %s\n", backend->ops->name);
+        test_records_and_queries();
+        test_full_queue_refuses();
+        test_id_order_and_events();
+        test_many_pages();
+        test_filtered_queries_skip_pages();
+        test_long_texts();
+        test_journal_recovery();
+        test_segments_deleted_after_commit();
+        test_stall_and_retry();
+        test_journal_stall();
+        /* Last: it leaves the directory with a page file no log opens. */
+        test_page_file_recovery();
+        for (const char *const *file = backend->files; *file != NULL; file++) {
+            char path[300];
+            snprintf(path, sizeof(path), "%s/%s", scratch, *file);
+            unlink(path);
+        }
+        rmdir(scratch);
     }
-    rmdir(scratch);
     return epcs_test_report();
 }
