@@ -227,7 +227,8 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     long number;
     int opt;
     opterr = 0;
-    optind = 1;
+    /* 0, not 1: glibc then starts afresh, so a process may parse more than once (the tests). */
+    optind = 0;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
         case OPT_LISTEN:
