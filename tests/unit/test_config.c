@@ -485,7 +485,7 @@ static void check_readme_row(const char *row, const char *help, char help_names[
 }
 
 /* README's "epcsd flags" table and --help, made from the option table, name the same options
- * with the same numeric defaults (--help and --version are documented beside the table). */
+ * with the same numeric defaults; --help and --version, which the table leaves out, aside. */
 static void test_readme_matches_help(void)
 {
     struct epcs_config config;
