@@ -70,6 +70,7 @@ struct epcs_config {
  * -1 after printing an error naming the flag (exit 2).
  */
 int epcs_config_parse(struct epcs_config *config, int argc, char **argv);
+/** Frees what the config owns (plugins_dir); the config may be parsed again afterwards. */
 void epcs_config_dispose(struct epcs_config *config);
 
 /**
