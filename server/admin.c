@@ -484,8 +484,9 @@ static int log_is_off(h2o_req_t *req)
     return 1;
 }
 
-static int list_decisions(h2o_req_t *req)
+static int list_decisions(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct admin_job *job = admin_create(req, JOB_LIST);
     if (job == NULL)
         return 0;
@@ -514,26 +515,30 @@ static int show_or_replay(h2o_req_t *req, uint64_t id, int replay)
     return admin_start(req, job);
 }
 
-int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len)
+/* The id of /v1/decisions/{id}: 0, or -1 after answering 404 (too long for one) or 400. */
+static int read_decision_id(h2o_req_t *req, h2o_iovec_t text, uint64_t *id)
 {
-    if (len == 0)
-        return epcs_method_is(req, "GET") ? list_decisions(req)
-                                          : epcs_method_not_allowed(req, "GET");
-    const char *slash = memchr(rest, '/', len);
-    size_t id_len = slash != NULL ? (size_t)(slash - rest) : len;
-    int replay = slash != NULL && h2o_memis(slash, len - id_len, H2O_STRLIT("/replay"));
-    uint64_t id;
-    if ((slash != NULL && !replay) || id_len == 0 || id_len > EPCS_ID_TEXT_MAX)
+    if (text.len > EPCS_ID_TEXT_MAX)
         return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
-                                  (int)req->path_normalized.len, req->path_normalized.base);
-    if (epcs_parse_unsigned_span(rest, id_len, &id) != 0)
+                                  (int)req->path_normalized.len, req->path_normalized.base),
+               -1;
+    if (epcs_parse_unsigned_span(text.base, text.len, id) != 0)
         return epcs_respond_error(req, 400, "bad_request", "id",
-                                  "a decision id is a whole number, as in the verdict's decision");
-    if (replay)
-        return epcs_method_is(req, "POST") ? show_or_replay(req, id, 1)
-                                           : epcs_method_not_allowed(req, "POST");
-    return epcs_method_is(req, "GET") ? show_or_replay(req, id, 0)
-                                      : epcs_method_not_allowed(req, "GET");
+                                  "a decision id is a whole number, as in the verdict's decision"),
+               -1;
+    return 0;
+}
+
+static int show_decision(h2o_req_t *req, h2o_iovec_t param)
+{
+    uint64_t id;
+    return read_decision_id(req, param, &id) != 0 ? 0 : show_or_replay(req, id, 0);
+}
+
+static int replay_decision(h2o_req_t *req, h2o_iovec_t param)
+{
+    uint64_t id;
+    return read_decision_id(req, param, &id) != 0 ? 0 : show_or_replay(req, id, 1);
 }
 
 /* ---- keys --------------------------------------------------------------------------------- */
@@ -626,8 +631,9 @@ static void cb_admin_work(struct epcs_offload *base)
     }
 }
 
-static int create_key(h2o_req_t *req)
+static int create_key(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     msgpack_object body;
     if (epcs_read_body(req, worker->server->config.max_body, &body, NULL) != 0)
@@ -671,8 +677,9 @@ static int create_key(h2o_req_t *req)
     return admin_start(req, job);
 }
 
-static int list_keys(h2o_req_t *req)
+static int list_keys(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_keyring *keyring = epcs_worker_keyring(worker);
     msgpack_packer *pk = epcs_response_begin(worker);
@@ -684,27 +691,51 @@ static int list_keys(h2o_req_t *req)
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
 
-int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len)
+static int revoke_key(h2o_req_t *req, h2o_iovec_t id)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->server->config.no_auth)
-        return epcs_respond_error(req, 404, "not_found", NULL,
-                                  "epcsd runs with --no-auth: there are no keys");
-    if (len == 0) {
-        if (epcs_method_is(req, "POST"))
-            return create_key(req);
-        return epcs_method_is(req, "GET") ? list_keys(req)
-                                          : epcs_method_not_allowed(req, "GET, POST");
-    }
-    if (!epcs_method_is(req, "DELETE"))
-        return epcs_method_not_allowed(req, "DELETE");
-    if (len != EPCS_KEY_ID_LEN)
+    if (id.len != EPCS_KEY_ID_LEN)
         return epcs_respond_error(req, 404, "unknown_key", "id", "no key %.*s",
-                                  (int)(len > 32 ? 32 : len), rest);
+                                  (int)(id.len > 32 ? 32 : id.len), id.base);
     struct admin_job *job = admin_create(req, JOB_KEY_REVOKE);
     if (job == NULL)
         return 0;
-    memcpy(job->key_id, rest, len);
-    job->key_id[len] = '\0';
+    memcpy(job->key_id, id.base, id.len);
+    job->key_id[id.len] = '\0';
     return admin_start(req, job);
 }
+
+static int no_keys(h2o_req_t *req, h2o_iovec_t param)
+{
+    (void)param;
+    return epcs_respond_error(req, 404, "not_found", NULL,
+                              "epcsd runs with --no-auth: there are no keys");
+}
+
+/* Paths under /v1/decisions/ that name no decision (or its replay) are 404 for staff. */
+static const struct epcs_route_row decision_rows[] = {
+    {"GET", "/v1/decisions", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "decisions", list_decisions},
+    {"GET", "/v1/decisions/{id}", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "decisions", show_decision},
+    {"POST", "/v1/decisions/{id}/replay", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "decisions",
+     replay_decision},
+    {NULL, "/v1/decisions/", EPCS_MATCH_PREFIX, EPCS_ROLE_STAFF, "decisions", NULL},
+};
+
+const struct epcs_route_group epcs_decision_routes = {decision_rows, sizeof(decision_rows) /
+                                                                         sizeof(decision_rows[0])};
+
+/* A key id is whatever follows the prefix: a wrong one is an unknown key, not a wrong path. */
+static const struct epcs_route_row key_rows[] = {
+    {"GET", "/v1/admin/keys", EPCS_MATCH_EXACT, EPCS_ROLE_ADMIN, "admin_keys", list_keys},
+    {"POST", "/v1/admin/keys", EPCS_MATCH_EXACT, EPCS_ROLE_ADMIN, "admin_keys", create_key},
+    {"DELETE", "/v1/admin/keys/", EPCS_MATCH_PREFIX, EPCS_ROLE_ADMIN, "admin_keys", revoke_key},
+};
+
+const struct epcs_route_group epcs_key_routes = {key_rows, sizeof(key_rows) / sizeof(key_rows[0])};
+
+static const struct epcs_route_row no_key_rows[] = {
+    {NULL, "/v1/admin/keys", EPCS_MATCH_EXACT, EPCS_ROLE_ADMIN, "admin_keys", no_keys},
+    {NULL, "/v1/admin/keys/", EPCS_MATCH_PREFIX, EPCS_ROLE_ADMIN, "admin_keys", no_keys},
+};
+
+const struct epcs_route_group epcs_no_key_routes = {no_key_rows,
+                                                    sizeof(no_key_rows) / sizeof(no_key_rows[0])};

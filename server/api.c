@@ -32,8 +32,9 @@ static const char *fact_type_name(enum epcs_fact_type type)
 
 static void pack_versions(msgpack_packer *pk, const struct epcs_area_rules *area);
 
-int epcs_handle_healthz(h2o_req_t *req)
+int epcs_handle_healthz(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
@@ -78,8 +79,9 @@ static void pack_facts(msgpack_packer *pk, const struct epcs_fact_spec *facts)
     }
 }
 
-int epcs_handle_areas(h2o_req_t *req)
+static int handle_areas(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
@@ -131,8 +133,9 @@ static void pack_versions(msgpack_packer *pk, const struct epcs_area_rules *area
     }
 }
 
-int epcs_handle_rules(h2o_req_t *req)
+static int handle_rules(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
@@ -229,8 +232,9 @@ static void pack_election(msgpack_packer *pk, const struct epcs_election *electi
     }
 }
 
-int epcs_handle_elections(h2o_req_t *req)
+static int handle_elections(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_engine *engine = epcs_engine_or_503(req);
     if (engine == NULL)
@@ -273,7 +277,7 @@ static int send_icalendar(h2o_req_t *req, const struct epcs_ruleset *ruleset,
                                     worker->json.len);
 }
 
-int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar)
+static int show_election(h2o_req_t *req, const char *id, size_t len, int calendar)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_engine *engine = epcs_engine_or_503(req);
@@ -563,8 +567,10 @@ static const struct epcs_offload_ops stored_ops = {.what = "reading the rule sto
                                                    .respond = respond_stored,
                                                    .destroy = cb_stored_destroy};
 
-int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len)
+static int handle_stored_rules(h2o_req_t *req, h2o_iovec_t param)
 {
+    const char *rest = param.base;
+    size_t len = param.len;
     struct stored_job *job = calloc(1, sizeof(*job));
     char *copy = job != NULL ? malloc(len + 1) : NULL;
     if (copy == NULL) {
@@ -653,8 +659,9 @@ static const struct epcs_offload_ops reload_ops = {.what = "reloading the rules"
                                                    .respond = respond_reload,
                                                    .destroy = cb_reload_destroy};
 
-int epcs_handle_admin_reload(h2o_req_t *req)
+static int handle_admin_reload(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct reload_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
@@ -838,8 +845,9 @@ static const struct epcs_offload_ops impact_ops = {.what = "an impact analysis",
 
 /* {candidate: "directory", checks: [...] | recent: N}: the impact report of epcsd --impact over
  * HTTP, on supplied checks or on the latest N checks of the decision log. */
-int epcs_handle_admin_impact(h2o_req_t *req)
+static int handle_admin_impact(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     int media = epcs_body_media(req, worker->server->config.max_batch_body);
     if (media < 0)
@@ -862,3 +870,34 @@ int epcs_handle_admin_impact(h2o_req_t *req)
     }
     return epcs_offload_start(req, &job->base, &impact_ops);
 }
+
+static int handle_election(h2o_req_t *req, h2o_iovec_t id)
+{
+    return show_election(req, id.base, id.len, 0);
+}
+
+static int handle_calendar(h2o_req_t *req, h2o_iovec_t id)
+{
+    return show_election(req, id.base, id.len, 1);
+}
+
+/* An election's paths other than its own and its calendar are 404 for partners: the last row,
+ * without a handler. */
+static const struct epcs_route_row meta_rows[] = {
+    {"GET", "/v1/areas", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "areas", handle_areas},
+    {"GET", "/v1/rules", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "rules", handle_rules},
+    {"GET", "/v1/rules/", EPCS_MATCH_PREFIX, EPCS_ROLE_PARTNER, "rules_stored",
+     handle_stored_rules},
+    {"GET", "/v1/elections", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "elections", handle_elections},
+    {"GET", "/v1/elections/{id}", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "election", handle_election},
+    {"GET", "/v1/elections/{id}/calendar", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "election",
+     handle_calendar},
+    {NULL, "/v1/elections/", EPCS_MATCH_PREFIX, EPCS_ROLE_PARTNER, "election", NULL},
+    {"POST", "/v1/admin/rules/reload", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "admin_reload",
+     handle_admin_reload},
+    {"POST", "/v1/admin/rules/impact", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "admin_impact",
+     handle_admin_impact},
+};
+
+const struct epcs_route_group epcs_meta_routes = {meta_rows,
+                                                  sizeof(meta_rows) / sizeof(meta_rows[0])};

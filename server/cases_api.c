@@ -51,12 +51,6 @@ static char *copy_object_string(const msgpack_object *str)
     return copy;
 }
 
-static int not_found_route(h2o_req_t *req)
-{
-    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
-                              (int)req->path_normalized.len, req->path_normalized.base);
-}
-
 /* Whose reports and requests the caller may read: NULL for staff (and without keys) reads
    everyone's, a partner reads only its own. */
 static const char *own_partner(h2o_req_t *req)
@@ -937,21 +931,21 @@ static int show_report(h2o_req_t *req, const char *rest, size_t len)
     return read_start(req, job);
 }
 
-int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len)
+static int handle_file_report(h2o_req_t *req, h2o_iovec_t param)
 {
-    if (epcs_worker_of(req)->server->cases == NULL)
-        return not_found_route(req);
-    if (len == 0) {
-        if (epcs_method_is(req, "POST"))
-            return file_report(req);
-        if (epcs_method_is(req, "GET"))
-            return list_reports(req);
-        return epcs_method_not_allowed(req, "GET, POST");
-    }
-    if (memchr(rest, '/', len) != NULL)
-        return not_found_route(req);
-    return epcs_method_is(req, "GET") ? show_report(req, rest, len)
-                                      : epcs_method_not_allowed(req, "GET");
+    (void)param;
+    return file_report(req);
+}
+
+static int handle_list_reports(h2o_req_t *req, h2o_iovec_t param)
+{
+    (void)param;
+    return list_reports(req);
+}
+
+static int handle_show_report(h2o_req_t *req, h2o_iovec_t id)
+{
+    return show_report(req, id.base, id.len);
 }
 
 /* ---- GET /v1/partners/me/requests --------------------------------------------------------- */
@@ -1009,13 +1003,9 @@ static int read_request_query(h2o_req_t *req, struct read_job *job)
     return read_page_limit(req, limit, job->csv, &query->limit);
 }
 
-int epcs_handle_partner_requests(h2o_req_t *req)
+static int handle_partner_requests(h2o_req_t *req, h2o_iovec_t param)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->server->cases == NULL)
-        return not_found_route(req);
-    if (!epcs_method_is(req, "GET"))
-        return epcs_method_not_allowed(req, "GET");
+    (void)param;
     struct read_job *job = read_create(req, READ_REQUESTS);
     if (job == NULL)
         return 0;
@@ -1137,22 +1127,22 @@ static int show_request(h2o_req_t *req, uint64_t id)
     return read_start(req, job);
 }
 
-int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len)
+static int handle_show_request(h2o_req_t *req, h2o_iovec_t param)
 {
-    if (epcs_worker_of(req)->server->cases == NULL)
-        return not_found_route(req);
-    const char *slash = memchr(rest, '/', len);
-    size_t id_len = slash != NULL ? (size_t)(slash - rest) : len;
-    int answering = slash != NULL;
-    if (answering && !h2o_memis(slash, len - id_len, H2O_STRLIT("/response")))
-        return not_found_route(req);
-    if (!epcs_method_is(req, answering ? "POST" : "GET"))
-        return epcs_method_not_allowed(req, answering ? "POST" : "GET");
     uint64_t id;
-    if (read_path_id(req, rest, id_len, "a request id is a whole number, as the queue lists it",
-                     &id) != 0)
+    if (read_path_id(req, param.base, param.len,
+                     "a request id is a whole number, as the queue lists it", &id) != 0)
         return 0;
-    return answering ? answer_request(req, id) : show_request(req, id);
+    return show_request(req, id);
+}
+
+static int handle_answer_request(h2o_req_t *req, h2o_iovec_t param)
+{
+    uint64_t id;
+    if (read_path_id(req, param.base, param.len,
+                     "a request id is a whole number, as the queue lists it", &id) != 0)
+        return 0;
+    return answer_request(req, id);
 }
 
 /* ---- POST /v1/reports/{id}/confirm, /dismiss ------------------------------------------- */
@@ -1191,19 +1181,12 @@ static int read_review_body(h2o_req_t *req, int dismiss, const msgpack_object **
     return 0;
 }
 
-int epcs_handle_report_review(h2o_req_t *req, const char *rest, size_t len)
+static int review_report(h2o_req_t *req, h2o_iovec_t report, int dismiss)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->server->cases == NULL)
-        return not_found_route(req);
-    if (!epcs_method_is(req, "POST"))
-        return epcs_method_not_allowed(req, "POST");
-    const char *slash = memchr(rest, '/', len);
-    size_t id_len = slash != NULL ? (size_t)(slash - rest) : len;
-    int dismiss = slash != NULL && h2o_memis(slash, len - id_len, H2O_STRLIT("/dismiss"));
     uint64_t id;
     const msgpack_object *reason;
-    if (read_path_id(req, rest, id_len,
+    if (read_path_id(req, report.base, report.len,
                      "a report id is a whole number, as POST /v1/reports gave it", &id) != 0 ||
         read_review_body(req, dismiss, &reason) != 0)
         return 0;
@@ -1258,16 +1241,11 @@ static int read_policy_body(h2o_req_t *req, int *send)
     return 0;
 }
 
-int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len)
+static int partner_policy(h2o_req_t *req, h2o_iovec_t path_id, int put)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->server->cases == NULL || memchr(rest, '/', len) != NULL)
-        return not_found_route(req);
-    int put = epcs_method_is(req, "PUT");
-    if (!put && !epcs_method_is(req, "GET"))
-        return epcs_method_not_allowed(req, "GET, PUT");
     char partner[EPCS_KEY_PARTNER_MAX];
-    if (copy_partner_id(rest, len, partner) != 0)
+    if (copy_partner_id(path_id.base, path_id.len, partner) != 0)
         return epcs_respond_error(req, 400, "bad_request", "id",
                                   "a partner id is 1-63 of a-z 0-9 _ - .");
     if (!partner_known(req, partner))
@@ -1296,6 +1274,56 @@ int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len)
     in->now_us = now_us();
     return job_start(req, job);
 }
+
+static int handle_confirm_report(h2o_req_t *req, h2o_iovec_t id)
+{
+    return review_report(req, id, 0);
+}
+
+static int handle_dismiss_report(h2o_req_t *req, h2o_iovec_t id)
+{
+    return review_report(req, id, 1);
+}
+
+static int handle_show_policy(h2o_req_t *req, h2o_iovec_t id)
+{
+    return partner_policy(req, id, 0);
+}
+
+static int handle_set_policy(h2o_req_t *req, h2o_iovec_t id)
+{
+    return partner_policy(req, id, 1);
+}
+
+/*
+ * Partners file and read their own reports (the handlers narrow what a partner sees); staff
+ * review them. Under each prefix, the paths no row names are 404 for the prefix's role.
+ */
+static const struct epcs_route_row case_rows[] = {
+    {"GET", "/v1/reports", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "reports", handle_list_reports},
+    {"POST", "/v1/reports", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "reports", handle_file_report},
+    {"GET", "/v1/reports/{id}", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "reports", handle_show_report},
+    {NULL, "/v1/reports/", EPCS_MATCH_PREFIX, EPCS_ROLE_PARTNER, "reports", NULL},
+    {"GET", "/v1/partners/me/requests", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "partner_requests",
+     handle_partner_requests},
+    {"GET", "/v1/requests/{id}", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "requests",
+     handle_show_request},
+    {"POST", "/v1/requests/{id}/response", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "requests",
+     handle_answer_request},
+    {NULL, "/v1/requests/", EPCS_MATCH_PREFIX, EPCS_ROLE_PARTNER, "requests", NULL},
+    {"POST", "/v1/reports/{id}/confirm", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "report_review",
+     handle_confirm_report},
+    {"POST", "/v1/reports/{id}/dismiss", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "report_review",
+     handle_dismiss_report},
+    {"GET", "/v1/admin/partners/{id}", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "admin_partners",
+     handle_show_policy},
+    {"PUT", "/v1/admin/partners/{id}", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "admin_partners",
+     handle_set_policy},
+    {NULL, "/v1/admin/partners/", EPCS_MATCH_PREFIX, EPCS_ROLE_STAFF, "admin_partners", NULL},
+};
+
+const struct epcs_route_group epcs_case_routes = {case_rows,
+                                                  sizeof(case_rows) / sizeof(case_rows[0])};
 
 /* ---- the sweep ---------------------------------------------------------------------------- */
 

@@ -76,8 +76,9 @@ static int record_decisions(h2o_req_t *req, const struct epcs_decision *decision
     return 0;
 }
 
-int epcs_handle_check(h2o_req_t *req)
+static int handle_check(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     uint64_t started = now_us();
     msgpack_object body;
@@ -109,8 +110,9 @@ int epcs_handle_check(h2o_req_t *req)
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
 
-int epcs_handle_check_batch(h2o_req_t *req)
+static int handle_check_batch(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     const struct epcs_config *config = &worker->server->config;
     uint64_t started = now_us();
@@ -184,3 +186,12 @@ int epcs_handle_check_batch(h2o_req_t *req)
              (unsigned long long)(now_us() - started));
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
+
+static const struct epcs_route_row check_rows[] = {
+    {"POST", "/v1/check", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "check", handle_check},
+    {"POST", "/v1/check/batch", EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "check_batch",
+     handle_check_batch},
+};
+
+const struct epcs_route_group epcs_check_routes = {check_rows,
+                                                   sizeof(check_rows) / sizeof(check_rows[0])};

@@ -164,7 +164,7 @@ static int status_slot(int status)
 static const uint64_t latency_bounds_us[EPCS_LATENCY_BUCKETS] = {
     50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 1000000, 10000000};
 
-static void count_response(struct epcs_worker *worker, enum epcs_route route, int status,
+static void count_response(struct epcs_worker *worker, unsigned route, int status,
                            uint64_t latency_us)
 {
     struct epcs_worker_metrics *metrics = &worker->metrics;
@@ -255,7 +255,7 @@ static void append_access_line(struct epcs_worker *worker, h2o_req_t *req,
 }
 
 /* Sends the final response and accounts for it: metrics and the access log line. */
-static void finish_response(h2o_req_t *req, enum epcs_route route, const char *partner, int status,
+static void finish_response(h2o_req_t *req, unsigned route, const char *partner, int status,
                             const char *content_type, char *body, size_t len)
 {
     static h2o_generator_t generator = {NULL, NULL};
@@ -287,7 +287,7 @@ struct held_response {
     uint64_t ticket;
     /* uv_now when it was held: a stalled log gives it up after a while (sync mode). */
     uint64_t held_at;
-    enum epcs_route route;
+    unsigned route;
     const char *partner;
     int status;
     const char *content_type;
@@ -318,7 +318,7 @@ static void refuse_held(struct held_response *held, const struct epcs_decision_l
 {
     struct epcs_worker *worker = held->worker;
     /* epcs_respond_error answers the worker's current request; the held one is that now. */
-    enum epcs_route route = worker->route;
+    unsigned route = worker->route;
     const char *partner = worker->partner;
     uint64_t ticket = worker->hold_ticket;
     worker->route = held->route;
@@ -552,119 +552,30 @@ int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err)
 
 /* ---- routing ------------------------------------------------------------------------------ */
 
-struct route_spec {
-    const char *name;
-    /** The least role that may use the route; NONE: open to anyone (probes). */
-    enum epcs_role role;
-};
-
-static const struct route_spec routes[EPCS_ROUTE_COUNT] = {
-    [EPCS_ROUTE_CHECK] = {"check", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_CHECK_BATCH] = {"check_batch", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_HEALTHZ] = {"healthz", EPCS_ROLE_NONE},
-    [EPCS_ROUTE_READYZ] = {"readyz", EPCS_ROLE_NONE},
-    [EPCS_ROUTE_METRICS] = {"metrics", EPCS_ROLE_STAFF},
-    [EPCS_ROUTE_AREAS] = {"areas", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_RULES] = {"rules", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_RULES_STORED] = {"rules_stored", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_ELECTIONS] = {"elections", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_ELECTION] = {"election", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_ADMIN_RELOAD] = {"admin_reload", EPCS_ROLE_STAFF},
-    [EPCS_ROUTE_ADMIN_IMPACT] = {"admin_impact", EPCS_ROLE_STAFF},
-    [EPCS_ROUTE_ADMIN_KEYS] = {"admin_keys", EPCS_ROLE_ADMIN},
-    [EPCS_ROUTE_DECISIONS] = {"decisions", EPCS_ROLE_STAFF},
-    /* Partners file and read their own reports; staff read all (cases_api.c checks). */
-    [EPCS_ROUTE_REPORTS] = {"reports", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_PARTNER_REQUESTS] = {"partner_requests", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_REQUESTS] = {"requests", EPCS_ROLE_PARTNER},
-    [EPCS_ROUTE_REPORT_REVIEW] = {"report_review", EPCS_ROLE_STAFF},
-    [EPCS_ROUTE_ADMIN_PARTNERS] = {"admin_partners", EPCS_ROLE_STAFF},
-    [EPCS_ROUTE_NOT_FOUND] = {"not_found", EPCS_ROLE_NONE},
-};
-
-const char *epcs_route_name(enum epcs_route route)
+/*
+ * The route table, in the order of its metrics labels. Under --no-auth there are no keys to
+ * manage, so the keys' paths answer that instead.
+ */
+static int register_routes(struct epcs_server *server)
 {
-    return routes[route].name;
-}
-
-static int path_is(h2o_iovec_t path, const char *literal)
-{
-    size_t len = strlen(literal);
-    return path.len == len && memcmp(path.base, literal, len) == 0;
-}
-
-/* True when `path` is `prefix` followed by more; `rest` is that more. */
-static int path_under(h2o_iovec_t path, const char *prefix, h2o_iovec_t *rest)
-{
-    size_t len = strlen(prefix);
-    if (path.len <= len || memcmp(path.base, prefix, len) != 0)
-        return 0;
-    *rest = h2o_iovec_init(path.base + len, path.len - len);
-    return 1;
-}
-
-static int path_ends(h2o_iovec_t path, const char *suffix)
-{
-    size_t len = strlen(suffix);
-    return path.len > len && memcmp(path.base + path.len - len, suffix, len) == 0;
-}
-
-int epcs_method_is(h2o_req_t *req, const char *method)
-{
-    return h2o_memis(req->method.base, req->method.len, method, strlen(method));
-}
-
-int epcs_method_not_allowed(h2o_req_t *req, const char *allow)
-{
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
-    return epcs_respond_error(req, 405, "method_not_allowed", NULL, "%.*s %.*s: use %s",
-                              (int)req->method.len, req->method.base, (int)req->path_normalized.len,
-                              req->path_normalized.base, allow);
-}
-
-static enum epcs_route match_route(h2o_iovec_t path, h2o_iovec_t *rest)
-{
-    *rest = h2o_iovec_init("", 0);
-    if (path_is(path, "/v1/check"))
-        return EPCS_ROUTE_CHECK;
-    if (path_is(path, "/v1/check/batch"))
-        return EPCS_ROUTE_CHECK_BATCH;
-    if (path_is(path, "/healthz"))
-        return EPCS_ROUTE_HEALTHZ;
-    if (path_is(path, "/readyz"))
-        return EPCS_ROUTE_READYZ;
-    if (path_is(path, "/metrics"))
-        return EPCS_ROUTE_METRICS;
-    if (path_is(path, "/v1/areas"))
-        return EPCS_ROUTE_AREAS;
-    if (path_is(path, "/v1/rules"))
-        return EPCS_ROUTE_RULES;
-    if (path_under(path, "/v1/rules/", rest))
-        return EPCS_ROUTE_RULES_STORED;
-    if (path_is(path, "/v1/elections"))
-        return EPCS_ROUTE_ELECTIONS;
-    if (path_under(path, "/v1/elections/", rest))
-        return EPCS_ROUTE_ELECTION;
-    if (path_is(path, "/v1/admin/rules/reload"))
-        return EPCS_ROUTE_ADMIN_RELOAD;
-    if (path_is(path, "/v1/admin/rules/impact"))
-        return EPCS_ROUTE_ADMIN_IMPACT;
-    if (path_is(path, "/v1/admin/keys") || path_under(path, "/v1/admin/keys/", rest))
-        return EPCS_ROUTE_ADMIN_KEYS;
-    if (path_is(path, "/v1/decisions") || path_under(path, "/v1/decisions/", rest))
-        return EPCS_ROUTE_DECISIONS;
-    if (path_under(path, "/v1/reports/", rest) &&
-        (path_ends(*rest, "/confirm") || path_ends(*rest, "/dismiss")))
-        return EPCS_ROUTE_REPORT_REVIEW;
-    if (path_is(path, "/v1/reports") || path_under(path, "/v1/reports/", rest))
-        return EPCS_ROUTE_REPORTS;
-    if (path_under(path, "/v1/admin/partners/", rest))
-        return EPCS_ROUTE_ADMIN_PARTNERS;
-    if (path_is(path, "/v1/partners/me/requests"))
-        return EPCS_ROUTE_PARTNER_REQUESTS;
-    if (path_under(path, "/v1/requests/", rest))
-        return EPCS_ROUTE_REQUESTS;
-    return EPCS_ROUTE_NOT_FOUND;
+    const struct epcs_route_group *groups[] = {
+        &epcs_check_routes,    &epcs_health_routes,
+        &epcs_meta_routes,     server->config.no_auth ? &epcs_no_key_routes : &epcs_key_routes,
+        &epcs_decision_routes, &epcs_case_routes,
+    };
+    char err[256];
+    server->router = epcs_router_create();
+    if (server->router == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "epcsd", "out of memory for the routes");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++) {
+        if (epcs_router_add(server->router, groups[i], err, sizeof(err)) != 0) {
+            epcs_log(EPCS_LOG_ERROR, "epcsd", "%s", err);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -801,62 +712,6 @@ static int authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role 
     return 0;
 }
 
-static int dispatch(h2o_req_t *req, enum epcs_route route, h2o_iovec_t rest)
-{
-    int get = epcs_method_is(req, "GET"), post = epcs_method_is(req, "POST");
-    switch (route) {
-    case EPCS_ROUTE_CHECK:
-        return post ? epcs_handle_check(req) : epcs_method_not_allowed(req, "POST");
-    case EPCS_ROUTE_CHECK_BATCH:
-        return post ? epcs_handle_check_batch(req) : epcs_method_not_allowed(req, "POST");
-    case EPCS_ROUTE_HEALTHZ:
-        return get ? epcs_handle_healthz(req) : epcs_method_not_allowed(req, "GET");
-    case EPCS_ROUTE_READYZ:
-        return get ? epcs_handle_readyz(req) : epcs_method_not_allowed(req, "GET");
-    case EPCS_ROUTE_METRICS:
-        return get ? epcs_handle_metrics(req) : epcs_method_not_allowed(req, "GET");
-    case EPCS_ROUTE_AREAS:
-        return get ? epcs_handle_areas(req) : epcs_method_not_allowed(req, "GET");
-    case EPCS_ROUTE_RULES:
-        return get ? epcs_handle_rules(req) : epcs_method_not_allowed(req, "GET");
-    case EPCS_ROUTE_RULES_STORED:
-        return get ? epcs_handle_stored_rules(req, rest.base, rest.len)
-                   : epcs_method_not_allowed(req, "GET");
-    case EPCS_ROUTE_ELECTIONS:
-        return get ? epcs_handle_elections(req) : epcs_method_not_allowed(req, "GET");
-    case EPCS_ROUTE_ELECTION: {
-        const char *slash = memchr(rest.base, '/', rest.len);
-        size_t id_len = slash != NULL ? (size_t)(slash - rest.base) : rest.len;
-        if (slash != NULL && !h2o_memis(slash, rest.len - id_len, H2O_STRLIT("/calendar")))
-            break;
-        return get ? epcs_handle_election(req, rest.base, id_len, slash != NULL)
-                   : epcs_method_not_allowed(req, "GET");
-    }
-    case EPCS_ROUTE_ADMIN_RELOAD:
-        return post ? epcs_handle_admin_reload(req) : epcs_method_not_allowed(req, "POST");
-    case EPCS_ROUTE_ADMIN_IMPACT:
-        return post ? epcs_handle_admin_impact(req) : epcs_method_not_allowed(req, "POST");
-    case EPCS_ROUTE_ADMIN_KEYS:
-        return epcs_handle_admin_keys(req, rest.base, rest.len);
-    case EPCS_ROUTE_DECISIONS:
-        return epcs_handle_decisions(req, rest.base, rest.len);
-    case EPCS_ROUTE_REPORTS:
-        return epcs_handle_reports(req, rest.base, rest.len);
-    case EPCS_ROUTE_PARTNER_REQUESTS:
-        return epcs_handle_partner_requests(req);
-    case EPCS_ROUTE_REQUESTS:
-        return epcs_handle_requests(req, rest.base, rest.len);
-    case EPCS_ROUTE_REPORT_REVIEW:
-        return epcs_handle_report_review(req, rest.base, rest.len);
-    case EPCS_ROUTE_ADMIN_PARTNERS:
-        return epcs_handle_admin_partners(req, rest.base, rest.len);
-    default:
-        break;
-    }
-    return epcs_respond_error(req, 404, "not_found", NULL, "no route %.*s",
-                              (int)req->path_normalized.len, req->path_normalized.base);
-}
-
 #ifdef EPCS_BENCH_CEILING
 /*
  * bench/run's ceiling: what h2o and HTTP/2 cost alone, a fixed answer of a verdict's size with
@@ -883,17 +738,18 @@ static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
 #ifdef EPCS_BENCH_CEILING
-    if (path_is(req->path_normalized, "/bench/ceiling"))
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len,
+                  H2O_STRLIT("/bench/ceiling")))
         return answer_ceiling(req);
 #endif
     msgpack_zone_clear(&worker->zone);
     worker->hold_ticket = 0;
-    h2o_iovec_t rest;
-    enum epcs_route route = match_route(req->path_normalized, &rest);
-    worker->route = route;
-    if (authorize(req, worker, routes[route].role) != 0)
+    struct epcs_route_result route;
+    epcs_router_match(worker->server->router, req->method, req->path_normalized, &route);
+    worker->route = route.slot;
+    if (authorize(req, worker, route.role) != 0)
         return 0;
-    return dispatch(req, route, rest);
+    return epcs_router_answer(req, &route);
 }
 
 /* ---- rulesets ----------------------------------------------------------------------------- */
@@ -1510,7 +1366,7 @@ int epcs_server_run(struct epcs_server *server)
 
     server->worker_count = config->threads;
     server->workers = calloc((size_t)server->worker_count, sizeof(*server->workers));
-    if (server->workers == NULL)
+    if (server->workers == NULL || register_routes(server) != 0)
         goto done;
     if (config->tls_cert != NULL && (server->ssl_ctx = create_tls(config)) == NULL)
         goto done;
@@ -1616,6 +1472,8 @@ done:
     epcs_decision_log_close(server->decisions);
     server->decisions = NULL;
     epcs_keyring_release(atomic_load(&server->keyring));
+    epcs_router_destroy(server->router);
+    server->router = NULL;
     h2o_config_dispose(&server->globalconf);
     return status;
 }

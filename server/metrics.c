@@ -51,7 +51,8 @@ static void emit_requests(struct epcs_server *server, struct epcs_buf *out)
     static const int codes[] = {EPCS_STATUS_CODES};
     emit(out, "# HELP epcs_requests_total Requests answered, by route and HTTP status.\n"
               "# TYPE epcs_requests_total counter\n");
-    for (int route = 0; route < EPCS_ROUTE_COUNT; route++) {
+    unsigned routes = epcs_router_slots(server->router);
+    for (unsigned route = 0; route < routes; route++) {
         for (int slot = 0; slot < EPCS_STATUS_SLOTS; slot++) {
             uint64_t total = 0;
             for (int w = 0; w < server->worker_count; w++)
@@ -64,12 +65,12 @@ static void emit_requests(struct epcs_server *server, struct epcs_buf *out)
             else
                 snprintf(status, sizeof(status), "other");
             emit(out, "epcs_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                 epcs_route_name(route), status, (unsigned long long)total);
+                 epcs_router_label(server->router, route), status, (unsigned long long)total);
         }
     }
     emit(out, "# HELP epcs_request_duration_seconds Time from a request's arrival to its answer.\n"
               "# TYPE epcs_request_duration_seconds histogram\n");
-    for (int route = 0; route < EPCS_ROUTE_COUNT; route++) {
+    for (unsigned route = 0; route < routes; route++) {
         uint64_t buckets[EPCS_LATENCY_BUCKETS + 1] = {0}, sum_us = 0, count = 0;
         for (int w = 0; w < server->worker_count; w++) {
             struct epcs_worker_metrics *metrics = &server->workers[w].metrics;
@@ -82,7 +83,7 @@ static void emit_requests(struct epcs_server *server, struct epcs_buf *out)
         if (count == 0)
             continue;
         uint64_t cumulative = 0;
-        const char *name = epcs_route_name(route);
+        const char *name = epcs_router_label(server->router, route);
         for (int b = 0; b < EPCS_LATENCY_BUCKETS; b++) {
             cumulative += buckets[b];
             emit(out, "epcs_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name,
@@ -224,8 +225,9 @@ static void emit_state(struct epcs_server *server, const struct epcs_ruleset *ru
          (unsigned long long)stats.refused, stats.stalled, stats.failed);
 }
 
-int epcs_handle_metrics(h2o_req_t *req)
+static int handle_metrics(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_server *server = worker->server;
     struct epcs_engine *engine = epcs_engine_or_503(req);
@@ -270,8 +272,9 @@ static const char *log_readiness(struct epcs_decision_log *log, size_t *queued, 
 }
 
 /* Ready: rules to decide with, and a decision log able to take what is decided. */
-int epcs_handle_readyz(h2o_req_t *req)
+static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
 {
+    (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_server *server = worker->server;
     struct epcs_engine *engine = epcs_worker_engine(worker);
@@ -314,3 +317,13 @@ int epcs_handle_readyz(h2o_req_t *req)
     }
     return epcs_response_send(req, ready ? 200 : 503, epcs_response_format(req));
 }
+
+/* Probes need no key; /healthz is api.c's. */
+static const struct epcs_route_row health_rows[] = {
+    {"GET", "/healthz", EPCS_MATCH_EXACT, EPCS_ROLE_NONE, "healthz", epcs_handle_healthz},
+    {"GET", "/readyz", EPCS_MATCH_EXACT, EPCS_ROLE_NONE, "readyz", handle_readyz},
+    {"GET", "/metrics", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "metrics", handle_metrics},
+};
+
+const struct epcs_route_group epcs_health_routes = {health_rows,
+                                                    sizeof(health_rows) / sizeof(health_rows[0])};

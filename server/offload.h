@@ -57,7 +57,7 @@ struct epcs_offload {
     struct epcs_offload_link *link;
     /* The router's per-request fields, restored for `respond`: the worker's belong to
        whichever request came last. */
-    enum epcs_route route;
+    unsigned route;
     char partner[EPCS_KEY_PARTNER_MAX];
     /** The answer's format, read from the request's headers when the job started. */
     enum epcs_format format;

@@ -20,37 +20,10 @@
 #include "decision_log.h"
 #include "keys.h"
 #include "plugin_loader.h"
+#include "router.h"
 #include "ruleset.h"
 
 struct epcs_worker;
-
-/** What a request asked for: picks the role it needs, its handler and its metrics label. */
-enum epcs_route {
-    EPCS_ROUTE_CHECK,
-    EPCS_ROUTE_CHECK_BATCH,
-    EPCS_ROUTE_HEALTHZ,
-    EPCS_ROUTE_READYZ,
-    EPCS_ROUTE_METRICS,
-    EPCS_ROUTE_AREAS,
-    EPCS_ROUTE_RULES,
-    EPCS_ROUTE_RULES_STORED,
-    EPCS_ROUTE_ELECTIONS,
-    EPCS_ROUTE_ELECTION,
-    EPCS_ROUTE_ADMIN_RELOAD,
-    EPCS_ROUTE_ADMIN_IMPACT,
-    EPCS_ROUTE_ADMIN_KEYS,
-    EPCS_ROUTE_DECISIONS,
-    EPCS_ROUTE_REPORTS,
-    EPCS_ROUTE_PARTNER_REQUESTS,
-    EPCS_ROUTE_REQUESTS,
-    EPCS_ROUTE_REPORT_REVIEW,
-    EPCS_ROUTE_ADMIN_PARTNERS,
-    EPCS_ROUTE_NOT_FOUND,
-    EPCS_ROUTE_COUNT
-};
-
-/** The metrics label of `route` ("check", "check_batch", ...). */
-const char *epcs_route_name(enum epcs_route route);
 
 #define EPCS_LATENCY_BUCKETS 12
 /** Status codes epcsd answers with, in the order of the metrics' status slots. */
@@ -62,9 +35,10 @@ const char *epcs_route_name(enum epcs_route route);
  * /metrics, so relaxed atomics are enough and no two workers share a cache line.
  */
 struct epcs_worker_metrics {
-    _Atomic uint64_t responses[EPCS_ROUTE_COUNT][EPCS_STATUS_SLOTS];
-    _Atomic uint64_t latency[EPCS_ROUTE_COUNT][EPCS_LATENCY_BUCKETS + 1];
-    _Atomic uint64_t latency_sum_us[EPCS_ROUTE_COUNT];
+    /* [metrics slot of the route's label (epcs_router_label)][...] */
+    _Atomic uint64_t responses[EPCS_ROUTE_SLOTS][EPCS_STATUS_SLOTS];
+    _Atomic uint64_t latency[EPCS_ROUTE_SLOTS][EPCS_LATENCY_BUCKETS + 1];
+    _Atomic uint64_t latency_sum_us[EPCS_ROUTE_SLOTS];
     /** Answers held for the decision log (journal write or commit) right now. */
     _Atomic uint64_t held_answers;
     /** [area index, plugin count for "all areas"][verdict kind] */
@@ -89,6 +63,8 @@ struct epcs_server {
     size_t listen_fd_count;
     struct epcs_worker *workers;
     int worker_count;
+    /** The route groups' rows, registered before the workers start (epcs_server_run). */
+    struct epcs_router *router;
     /** API keys, swapped like the ruleset when the keys file changes; NULL with --no-auth. */
     _Atomic(struct epcs_keyring *) keyring;
     pthread_mutex_t keyring_lock;
@@ -145,7 +121,8 @@ struct epcs_worker {
     struct epcs_keyring *keyring;
     struct epcs_key *key;
     const char *partner;
-    enum epcs_route route;
+    /** The metrics slot of the request's route (epcs_router_label). */
+    unsigned route;
     /*
      * A check's answer waits here until its decisions are safe: in async audit mode until the
      * end of the turn has written them to the worker's journal (`hold_ticket` is the stage's
@@ -247,22 +224,21 @@ int epcs_check_failure_status(enum epcs_check_failure failure);
  */
 int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err);
 
-/* Route handlers (api.c, check_routes.c). Each returns 0 after answering. */
-int epcs_handle_healthz(h2o_req_t *req);
-int epcs_handle_areas(h2o_req_t *req);
-int epcs_handle_elections(h2o_req_t *req);
-int epcs_handle_rules(h2o_req_t *req);
-int epcs_handle_admin_reload(h2o_req_t *req);
-int epcs_handle_admin_impact(h2o_req_t *req);
-/** GET /v1/rules/versions, /v1/rules/{id}, /v1/rules/{id}/files/{name}, /v1/rules/{a}/diff/{b} */
-int epcs_handle_stored_rules(h2o_req_t *req, const char *rest, size_t len);
-int epcs_handle_election(h2o_req_t *req, const char *id, size_t len, int calendar);
-int epcs_handle_check(h2o_req_t *req);
-int epcs_handle_check_batch(h2o_req_t *req);
-int epcs_handle_readyz(h2o_req_t *req);
-int epcs_handle_metrics(h2o_req_t *req);
-/** GET /v1/decisions, GET /v1/decisions/{id}, POST /v1/decisions/{id}/replay */
-int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len);
+/*
+ * The route groups, each its file's rows (router.h), registered by epcs_server_run: the checks
+ * (check_routes.c), the probes and metrics (metrics.c), what the rules and elections are
+ * (api.c), the decision log and the keys (admin.c; epcs_no_key_routes under --no-auth) and the
+ * cases (cases_api.c).
+ */
+extern const struct epcs_route_group epcs_check_routes;
+extern const struct epcs_route_group epcs_health_routes;
+extern const struct epcs_route_group epcs_meta_routes;
+extern const struct epcs_route_group epcs_key_routes;
+extern const struct epcs_route_group epcs_no_key_routes;
+extern const struct epcs_route_group epcs_decision_routes;
+extern const struct epcs_route_group epcs_case_routes;
+/** GET /healthz (api.c), a row of epcs_health_routes. Returns 0 after answering. */
+int epcs_handle_healthz(h2o_req_t *req, h2o_iovec_t param);
 /**
  * For a pool thread: the checks of the `limit` latest decisions of `log`, oldest first, each
  * with the date it was decided for, as an array allocated in `zone`, read on a connection of
@@ -270,18 +246,6 @@ int epcs_handle_decisions(h2o_req_t *req, const char *rest, size_t len);
  */
 int epcs_recent_checks(struct epcs_decision_log *log, size_t limit, msgpack_zone *zone,
                        msgpack_object *checks, char *err, size_t err_size);
-/** GET, POST /v1/admin/keys; DELETE /v1/admin/keys/{id} */
-int epcs_handle_admin_keys(h2o_req_t *req, const char *rest, size_t len);
-/** POST, GET /v1/reports; GET /v1/reports/{id} (cases_api.c) */
-int epcs_handle_reports(h2o_req_t *req, const char *rest, size_t len);
-/** GET /v1/partners/me/requests */
-int epcs_handle_partner_requests(h2o_req_t *req);
-/** POST /v1/requests/{id}/response */
-int epcs_handle_requests(h2o_req_t *req, const char *rest, size_t len);
-/** POST /v1/reports/{id}/confirm, /v1/reports/{id}/dismiss: `rest` is "{id}/confirm" ... */
-int epcs_handle_report_review(h2o_req_t *req, const char *rest, size_t len);
-/** GET, PUT /v1/admin/partners/{id} */
-int epcs_handle_admin_partners(h2o_req_t *req, const char *rest, size_t len);
 /** Sets up the worker's case sweep timer (started on worker 0 only). */
 void epcs_cases_worker_init(struct epcs_worker *worker);
 
@@ -298,10 +262,6 @@ int epcs_body_media(h2o_req_t *req, size_t limit);
  */
 int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_msgpack);
 
-/** True when the request's method is `method`. */
-int epcs_method_is(h2o_req_t *req, const char *method);
-/** Answers 405 naming the methods `allow` lists. Returns 0. */
-int epcs_method_not_allowed(h2o_req_t *req, const char *allow);
 /**
  * Charges `cost` more requests to the current key's rate limit. Returns 0, or answers 429 and
  * returns -1.
