@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for epcs's pattern functions (server/lua_patterns.c), against Lua's own:
+ * libFuzzer harness for epcs's pattern functions (server/core/lua_patterns.c), against Lua's own:
  * each input is one call of string.find, match, gmatch or gsub, made in a plain state with the
  * standard string library and in one whose pattern functions are epcs's, and both outcomes (every
  * result, or the error message) must be the same, as tests/unit/test_patterns.c asks of its

@@ -1,4 +1,4 @@
-#include "config.h"
+#include "flags.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

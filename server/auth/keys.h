@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "partner.h"
+
 /** What a key may do; each role may do everything the one before it may. */
 enum epcs_role {
     EPCS_ROLE_NONE = 0,
@@ -20,7 +22,6 @@ enum epcs_role {
 };
 
 #define EPCS_KEY_ID_LEN 16
-#define EPCS_KEY_PARTNER_MAX 64
 /* "epcs_" + id + "_" + 64 hex digits of secret */
 #define EPCS_KEY_TOKEN_LEN (5 + EPCS_KEY_ID_LEN + 1 + 64)
 

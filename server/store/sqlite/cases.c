@@ -12,8 +12,8 @@
 #include "codec.h"
 #include "decision_log.h"
 #include "facts.h"
-#include "keys.h"
 #include "log.h"
+#include "partner.h"
 #include "sqlite_store.h"
 #include "store.h"
 

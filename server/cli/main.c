@@ -10,6 +10,7 @@
 #include "log.h"
 #include "rule_store.h"
 #include "rule_tests.h"
+#include "flags.h"
 #include "server.h"
 
 static int make_data_dir(const char *dir)

@@ -66,14 +66,6 @@ struct epcs_config {
 };
 
 /**
- * Fills `config` from argv. Returns 0 to run, 1 when --help or --version was answered (exit 0),
- * -1 after printing an error naming the flag (exit 2).
- */
-int epcs_config_parse(struct epcs_config *config, int argc, char **argv);
-/** Frees what the config owns (plugins_dir); the config may be parsed again afterwards. */
-void epcs_config_dispose(struct epcs_config *config);
-
-/**
  * Splits a --listen address, "HOST:PORT" or "[IPV6]:PORT", into `host` and `port` (0-65535,
  * digits only). Returns 0, or -1 when it is not one.
  */
