@@ -132,11 +132,11 @@ static int impact(struct epcs_server *server)
 }
 
 /* A ruleset that loads, passes its own tests and is stored; NULL with `err` filled. */
-static struct epcs_ruleset *load_verified(const struct epcs_config *config,
-                                          const struct epcs_plugin_set *plugins, const char *dir,
+static struct epcs_ruleset *load_verified(const struct epcs_server *server, const char *dir,
                                           struct epcs_rule_error *err)
 {
-    struct epcs_ruleset *ruleset = epcs_ruleset_load(dir, plugins, &config->lua, err);
+    const struct epcs_config *config = &server->config;
+    struct epcs_ruleset *ruleset = epcs_ruleset_load(dir, server->plugins, &config->lua, err);
     if (ruleset == NULL)
         return NULL;
     epcs_log(EPCS_LOG_INFO, "rules", "loaded %s as %s: %zu elections, %zu rule files", dir,
@@ -147,7 +147,7 @@ static struct epcs_ruleset *load_verified(const struct epcs_config *config,
         err->line = 0;
         snprintf(err->message, sizeof(err->message), "the rule tests of %s fail: %s", ruleset->id,
                  failure);
-    } else if (epcs_rule_store_save(config->data_dir, ruleset) != 0) {
+    } else if (epcs_rule_store_save(server->rule_store, ruleset) != 0) {
         snprintf(err->file, sizeof(err->file), "%s", "");
         err->line = 0;
         snprintf(err->message, sizeof(err->message), "%s cannot be stored under %s", ruleset->id,
@@ -170,14 +170,14 @@ static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
     const struct epcs_config *config = &server->config;
     struct epcs_rule_error err = {.line = 0};
     char last[24] = "", why[600];
-    int known = epcs_rule_store_last_active(config->data_dir, last) == 0;
+    int known = epcs_rule_store_last_active(server->rule_store, last) == 0;
     pthread_mutex_init(&server->rules_state_lock, NULL);
-    struct epcs_ruleset *ruleset = load_verified(config, server->plugins, config->rules_dir, &err);
+    struct epcs_ruleset *ruleset = load_verified(server, config->rules_dir, &err);
     if (ruleset != NULL) {
         snprintf(why, sizeof(why), "started with %s", config->rules_dir);
         /* A restart with the rules it stopped with adds nothing to the history. */
         if ((!known || strcmp(last, ruleset->id) != 0) &&
-            epcs_rule_store_record_activation(config->data_dir, known ? last : NULL, ruleset->id,
+            epcs_rule_store_record_activation(server->rule_store, known ? last : NULL, ruleset->id,
                                               "start", why) != 0) {
             epcs_ruleset_release(ruleset);
             return NULL;
@@ -194,8 +194,8 @@ static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
     char dir[4200];
     snprintf(dir, sizeof(dir), "%s/rulesets/serving", config->data_dir);
     struct epcs_rule_error fallback_err = {.line = 0};
-    struct epcs_ruleset *fallback = epcs_rule_store_restore(config->data_dir, last, dir) == 0
-                                        ? load_verified(config, server->plugins, dir, &fallback_err)
+    struct epcs_ruleset *fallback = epcs_rule_store_restore(server->rule_store, last, dir) == 0
+                                        ? load_verified(server, dir, &fallback_err)
                                         : NULL;
     if (fallback == NULL || strcmp(fallback->id, last) != 0) {
         epcs_log(EPCS_LOG_ERROR, "rules",
@@ -216,6 +216,23 @@ static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
     return fallback;
 }
 
+/* --restore-rules: the stored version into the rules directory, on a handle of its own. */
+static int restore_rules(const struct epcs_config *config)
+{
+    char err[300];
+    struct epcs_rule_store *store = epcs_rule_store_open(config->data_dir, err, sizeof(err));
+    if (store == NULL) {
+        fprintf(stderr, "epcsd: %s\n", err);
+        return 1;
+    }
+    int status =
+        epcs_rule_store_restore(store, config->restore_rules, config->rules_dir) == 0 ? 0 : 1;
+    if (status == 0)
+        printf("restored %s into %s\n", config->restore_rules, config->rules_dir);
+    epcs_rule_store_close(store);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static struct epcs_server server;
@@ -230,12 +247,7 @@ int main(int argc, char **argv)
 
     int status = 1;
     if (config->restore_rules != NULL) {
-        status =
-            epcs_rule_store_restore(config->data_dir, config->restore_rules, config->rules_dir) == 0
-                ? 0
-                : 1;
-        if (status == 0)
-            printf("restored %s into %s\n", config->restore_rules, config->rules_dir);
+        status = restore_rules(config);
         goto done;
     }
     if (config->impact_dir != NULL) {
@@ -267,6 +279,11 @@ int main(int argc, char **argv)
                  config->plugins_dir);
         goto done;
     }
+    char err[300];
+    if ((server.rule_store = epcs_rule_store_open(config->data_dir, err, sizeof(err))) == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "epcsd", "%s", err);
+        goto done;
+    }
     struct epcs_ruleset *ruleset = start_ruleset(&server);
     if (ruleset == NULL)
         goto done;
@@ -279,6 +296,7 @@ int main(int argc, char **argv)
     pthread_mutex_destroy(&server.keyring_lock);
     pthread_mutex_destroy(&server.rules_state_lock);
 done:
+    epcs_rule_store_close(server.rule_store);
     epcs_plugins_destroy(server.plugins);
     epcs_config_dispose(&server.config);
     return status;

@@ -874,7 +874,7 @@ static void reload_rules_locked(struct epcs_server *server, const char *by, cons
         refuse(server, outcome, &err);
         return;
     }
-    if (epcs_rule_store_save(server->config.data_dir, ruleset) != 0) {
+    if (epcs_rule_store_save(server->rule_store, ruleset) != 0) {
         snprintf(err.message, sizeof(err.message), "%s cannot be stored under %s", ruleset->id,
                  server->config.data_dir);
         epcs_ruleset_release(ruleset);
@@ -891,8 +891,8 @@ static void reload_rules_locked(struct epcs_server *server, const char *by, cons
         return;
     }
     /* No switch the history does not tell. */
-    if (epcs_rule_store_record_activation(server->config.data_dir, outcome->previous, ruleset->id,
-                                          by, why) != 0) {
+    if (epcs_rule_store_record_activation(server->rule_store, outcome->previous, ruleset->id, by,
+                                          why) != 0) {
         snprintf(err.message, sizeof(err.message),
                  "the activation of %s cannot be recorded under %s", ruleset->id,
                  server->config.data_dir);

@@ -21,6 +21,7 @@
 #include "keys.h"
 #include "plugin_loader.h"
 #include "router.h"
+#include "rule_store.h"
 #include "ruleset.h"
 
 struct epcs_worker;
@@ -73,6 +74,9 @@ struct epcs_server {
     struct epcs_decision_log *decisions;
     /** Reports and the requests they caused (cases.h); epcsd does not start without it. */
     struct epcs_cases *cases;
+    /** Every ruleset activated and the history of activations (rule_store.h); opened by main()
+     * before the first ruleset is chosen, closed after the server stops. */
+    struct epcs_rule_store *rule_store;
     /* The latest refusal of the rules directory (until a reload of it works), and whether the
      * ruleset served is a stored one because the directory failed at start. */
     pthread_mutex_t rules_state_lock;

@@ -5,49 +5,66 @@
 #include "ruleset.h"
 
 /*
- * Every ruleset epcsd activates is kept under <data>/rulesets: each file once, by its SHA-256,
- * in blobs/, and one manifest per version id (<id>.json: label, directory, when it was first
- * stored, file names and hashes). Any past version can then be shown, compared and restored,
- * and a logged decision traced to the exact text of the rules that made it. activations.jsonl
- * is the append-only history of which version was activated when, from which, by whom and why.
+ * Every ruleset epcsd activates is kept in the rule store: each file once, by its SHA-256, and
+ * one manifest per version id (label, directory, when it was first stored, file names and
+ * hashes). Any past version can then be shown, compared and restored, and a logged decision
+ * traced to the exact text of the rules that made it. The store also keeps the append-only
+ * history of which version was activated when, from which, by whom and why.
+ *
+ * The store is an interface (store.h); its first backend keeps files under <data>/rulesets:
+ * blobs/<sha256>, <id>.json and activations.jsonl. Every call may be made from any thread at
+ * once (the reload saves while the thread pool reads).
  */
 
+/** A rule store handle (store.h: it begins with its backend's ops). */
+struct epcs_rule_store;
+
+/**
+ * Opens the rule store of `data_dir` (the file backend; nothing is created until a save).
+ * Returns a handle the caller closes with epcs_rule_store_close, or NULL with `err` filled.
+ */
+struct epcs_rule_store *epcs_rule_store_open(const char *data_dir, char *err, size_t err_size);
+
+/** Closes a handle from epcs_rule_store_open. Accepts NULL. */
+void epcs_rule_store_close(struct epcs_rule_store *store);
+
 /** Stores `ruleset` (kept as first stored when it was before). 0, or -1 (logged). */
-int epcs_rule_store_save(const char *data_dir, const struct epcs_ruleset *ruleset);
+int epcs_rule_store_save(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset);
 
 /**
  * Appends an activation to the history: `from` (NULL: none before) to `to`, `by` whom (a key,
- * a signal, the directory watch, the start) and `why`. fsync'd. Returns 0, or -1 (logged).
+ * a signal, the directory watch, the start) and `why`. Durable before it returns. Returns 0,
+ * or -1 (logged).
  */
-int epcs_rule_store_record_activation(const char *data_dir, const char *from, const char *to,
-                                      const char *by, const char *why);
+int epcs_rule_store_record_activation(struct epcs_rule_store *store, const char *from,
+                                      const char *to, const char *by, const char *why);
 
 /** The version the history last activated, into `id`. Returns 0, or 1 when there is none. */
-int epcs_rule_store_last_active(const char *data_dir, char id[24]);
+int epcs_rule_store_last_active(struct epcs_rule_store *store, char id[24]);
 
-/** True when `id` has the shape of a version id ("rs-" and 16 hex digits). */
+/** True when `id` has the shape of a version id ("rs-" and 16 hex digits). Pure: no store. */
 int epcs_rule_store_valid_id(const char *id, size_t len);
 
 /**
  * Appends the manifest of version `id` (JSON text) to `out`. Returns 0, 1 when no such version
  * is stored, -1 on a read error.
  */
-int epcs_rule_store_manifest(const char *data_dir, const char *id, struct epcs_buf *out);
+int epcs_rule_store_manifest(struct epcs_rule_store *store, const char *id, struct epcs_buf *out);
 
 /** Appends the content of the stored file with this SHA-256 to `out`. 0, 1 unknown, -1. */
-int epcs_rule_store_blob(const char *data_dir, const char *sha256, struct epcs_buf *out);
+int epcs_rule_store_blob(struct epcs_rule_store *store, const char *sha256, struct epcs_buf *out);
 
 /**
  * Appends the stored versions, first stored first, and the activation history, oldest first,
  * as JSON: {"versions": [{"ruleset", "label", "stored_at"}], "activations": [{"at", "from",
  * "to", "by", "why"}]}. Returns 0 or -1.
  */
-int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out);
+int epcs_rule_store_list(struct epcs_rule_store *store, struct epcs_buf *out);
 
 /**
  * Writes the files of stored version `id` into `dir` (created if missing), ready for --rules.
  * Returns 0, or -1 with a message on stderr.
  */
-int epcs_rule_store_restore(const char *data_dir, const char *id, const char *dir);
+int epcs_rule_store_restore(struct epcs_rule_store *store, const char *id, const char *dir);
 
 #endif

@@ -235,3 +235,52 @@ int epcs_cases_export_requests_csv(struct epcs_cases *cases, struct epcs_cases_r
 {
     return cases->ops->export_requests(reader, query, out, next, err, err_size);
 }
+
+/* ---- the rule store ------------------------------------------------------------------------- */
+
+struct epcs_rule_store *epcs_rule_store_open(const char *data_dir, char *err, size_t err_size)
+{
+    return epcs_rule_store_files.open(data_dir, err, err_size);
+}
+
+void epcs_rule_store_close(struct epcs_rule_store *store)
+{
+    if (store != NULL)
+        store->ops->close(store);
+}
+
+int epcs_rule_store_save(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset)
+{
+    return store->ops->save(store, ruleset);
+}
+
+int epcs_rule_store_record_activation(struct epcs_rule_store *store, const char *from,
+                                      const char *to, const char *by, const char *why)
+{
+    return store->ops->record_activation(store, from, to, by, why);
+}
+
+int epcs_rule_store_last_active(struct epcs_rule_store *store, char id[24])
+{
+    return store->ops->last_active(store, id);
+}
+
+int epcs_rule_store_manifest(struct epcs_rule_store *store, const char *id, struct epcs_buf *out)
+{
+    return store->ops->manifest(store, id, out);
+}
+
+int epcs_rule_store_blob(struct epcs_rule_store *store, const char *sha256, struct epcs_buf *out)
+{
+    return store->ops->blob(store, sha256, out);
+}
+
+int epcs_rule_store_list(struct epcs_rule_store *store, struct epcs_buf *out)
+{
+    return store->ops->list(store, out);
+}
+
+int epcs_rule_store_restore(struct epcs_rule_store *store, const char *id, const char *dir)
+{
+    return store->ops->restore(store, id, dir);
+}

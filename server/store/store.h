@@ -8,19 +8,21 @@
 #include "buf.h"
 #include "cases.h"
 #include "decision_log.h"
+#include "rule_store.h"
 
 /*
  * The stores as interfaces. Each store is a table of operations (an ops struct) that a backend
- * fills; a handle begins with the ops of the backend that made it, and the epcs_decision_log_*
- * and epcs_cases_* functions callers use call through it. Today's backend is SQLite with page
- * and journal files; another backend is one more table behind the same calls, and the store
- * tests run against every table.
+ * fills; a handle begins with the ops of the backend that made it, and the epcs_decision_log_*,
+ * epcs_cases_* and epcs_rule_store_* functions callers use call through it. Today's backends are
+ * SQLite with page and journal files, and plain files for the rule store; another backend is one
+ * more table behind the same calls, and the store tests run against every table.
  *
  * No operation names a backend's types: readers are opaque handles, errors are 0/-1 (1 for "not
- * found" where said) with a message in the caller's buffer, and results are packed to the
- * caller's msgpack_packer or appended to its epcs_buf exactly as the routes answer them. What
- * each operation does, and what it may be given, is documented at its wrapper in
- * decision_log.h or cases.h; the members below note only what differs.
+ * found" where said) with a message in the caller's buffer (the rule store logs its own, as it
+ * always has), and results are packed to the caller's msgpack_packer or appended to its epcs_buf
+ * exactly as the routes answer them. What each operation does, and what it may be given, is
+ * documented at its wrapper in decision_log.h, cases.h or rule_store.h; the members below note
+ * only what differs.
  */
 
 /** The decision log's operations (see decision_log.h for each). */
@@ -128,9 +130,34 @@ struct epcs_cases {
     const struct epcs_cases_ops *ops;
 };
 
+/** The rule store's operations (see rule_store.h for each; valid_id needs no store). */
+struct epcs_rule_store_ops {
+    /** Names the backend in messages and in the store tests ("files"). */
+    const char *name;
+    /** `data_dir` is where the backend keeps the rulesets. NULL with `err` filled. */
+    struct epcs_rule_store *(*open)(const char *data_dir, char *err, size_t err_size);
+    /** Never given NULL (the wrapper takes care of it). */
+    void (*close)(struct epcs_rule_store *store);
+    int (*save)(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset);
+    int (*record_activation)(struct epcs_rule_store *store, const char *from, const char *to,
+                             const char *by, const char *why);
+    int (*last_active)(struct epcs_rule_store *store, char id[24]);
+    int (*manifest)(struct epcs_rule_store *store, const char *id, struct epcs_buf *out);
+    int (*blob)(struct epcs_rule_store *store, const char *sha256, struct epcs_buf *out);
+    int (*list)(struct epcs_rule_store *store, struct epcs_buf *out);
+    int (*restore)(struct epcs_rule_store *store, const char *id, const char *dir);
+};
+
+/** What every rule store handle begins with; the backend's state follows. */
+struct epcs_rule_store {
+    const struct epcs_rule_store_ops *ops;
+};
+
 /** The decision log in SQLite (<data>/decisions.db) and page files (decision_log.c). */
 extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
 /** The case store in SQLite (<data>/cases.db) (cases.c). */
 extern const struct epcs_cases_ops epcs_cases_sqlite;
+/** The rule store in files under <data>/rulesets (rule_store.c). */
+extern const struct epcs_rule_store_ops epcs_rule_store_files;
 
 #endif

@@ -327,7 +327,7 @@ static struct epcs_engine *replay_engine(struct admin_job *job, const char *id)
         return NULL;
     }
     struct epcs_ruleset *ruleset = NULL;
-    if (epcs_rule_store_restore(server->config.data_dir, id, dir) != 0)
+    if (epcs_rule_store_restore(server->rule_store, id, dir) != 0)
         epcs_offload_fail(&job->base, 500, "internal", NULL,
                           "ruleset %s is not in the rule store under %s", id,
                           server->config.data_dir);

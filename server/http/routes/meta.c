@@ -337,7 +337,7 @@ static int show_election(h2o_req_t *req, const char *id, size_t len, int calenda
 struct stored_job {
     struct epcs_offload base;
     /* The server's, which outlives every job. */
-    const char *data_dir;
+    struct epcs_rule_store *store;
     /* The path after /v1/rules/, and the whole path for a "no route". */
     char *rest;
     size_t len;
@@ -385,7 +385,7 @@ static int load_manifest(struct stored_job *job, const char *id, size_t len,
     snprintf(key, sizeof(key), "%.*s", (int)(len < sizeof(key) ? len : sizeof(key) - 1), id);
     epcs_buf_reset(&job->text);
     int rc = epcs_rule_store_valid_id(id, len)
-                 ? epcs_rule_store_manifest(job->data_dir, key, &job->text)
+                 ? epcs_rule_store_manifest(job->store, key, &job->text)
                  : 1;
     if (rc == 1) {
         epcs_offload_fail(&job->base, 404, "unknown_ruleset", "ruleset",
@@ -438,7 +438,7 @@ static void read_rule_file(struct stored_job *job, const msgpack_object *manifes
         return;
     }
     snprintf(sha256, sizeof(sha256), "%.*s", 64, hash->via.str.ptr);
-    if (epcs_rule_store_blob(job->data_dir, sha256, &job->out) != 0 || job->out.failed) {
+    if (epcs_rule_store_blob(job->store, sha256, &job->out) != 0 || job->out.failed) {
         epcs_offload_fail(&job->base, 500, "internal", NULL, "stored file unreadable");
         return;
     }
@@ -490,7 +490,7 @@ static void pack_diff(msgpack_packer *pk, const msgpack_object *from, const msgp
 static void list_versions(struct stored_job *job, msgpack_packer *pk)
 {
     msgpack_object list;
-    if (epcs_rule_store_list(job->data_dir, &job->text) != 0 || decode_stored(job, &list) != 0) {
+    if (epcs_rule_store_list(job->store, &job->text) != 0 || decode_stored(job, &list) != 0) {
         epcs_offload_fail(&job->base, 500, "internal", NULL, "rule store unreadable");
         return;
     }
@@ -581,7 +581,7 @@ static int handle_stored_rules(h2o_req_t *req, h2o_iovec_t param)
     copy[len] = '\0';
     job->rest = copy;
     job->len = len;
-    job->data_dir = epcs_worker_of(req)->server->config.data_dir;
+    job->store = epcs_worker_of(req)->server->rule_store;
     snprintf(job->path, sizeof(job->path), "%.*s", (int)req->path_normalized.len,
              req->path_normalized.base);
     return epcs_offload_start(req, &job->base, &stored_ops);

@@ -13,6 +13,42 @@
 
 #include "files.h"
 #include "log.h"
+#include "store.h"
+
+/*
+ * The rule store's file backend (epcs_rule_store_files, store.h): callers reach it through the
+ * epcs_rule_store_* calls of store.c. Its only state is the data directory, which no call
+ * changes, so calls from many threads at once share nothing but the files, and those are
+ * replaced whole (files.h) or appended to in one write.
+ */
+struct file_store {
+    struct epcs_rule_store base;
+    char *data_dir;
+};
+
+static const char *data_dir_of(struct epcs_rule_store *store)
+{
+    return ((struct file_store *)store)->data_dir;
+}
+
+static struct epcs_rule_store *files_open(const char *data_dir, char *err, size_t err_size)
+{
+    struct file_store *store = calloc(1, sizeof(*store));
+    if (store == NULL || (store->data_dir = strdup(data_dir)) == NULL) {
+        snprintf(err, err_size, "out of memory opening the rule store under %s", data_dir);
+        free(store);
+        return NULL;
+    }
+    store->base.ops = &epcs_rule_store_files;
+    return &store->base;
+}
+
+static void files_close(struct epcs_rule_store *base)
+{
+    struct file_store *store = (struct file_store *)base;
+    free(store->data_dir);
+    free(store);
+}
 
 /* A directory made here is fsync'd into its parent: what is stored in it must stay findable
  * after a power cut. */
@@ -69,8 +105,9 @@ static int valid_sha256(const char *hash)
     return len == 64 && strspn(hash, "0123456789abcdef") == 64;
 }
 
-int epcs_rule_store_save(const char *data_dir, const struct epcs_ruleset *ruleset)
+static int files_save(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset)
 {
+    const char *data_dir = data_dir_of(store);
     char root[4096], path[4200];
     snprintf(root, sizeof(root), "%s/rulesets", data_dir);
     snprintf(path, sizeof(path), "%s/blobs", root);
@@ -116,21 +153,21 @@ int epcs_rule_store_save(const char *data_dir, const struct epcs_ruleset *rulese
     return rc;
 }
 
-int epcs_rule_store_manifest(const char *data_dir, const char *id, struct epcs_buf *out)
+static int files_manifest(struct epcs_rule_store *store, const char *id, struct epcs_buf *out)
 {
     char path[4200];
     if (!epcs_rule_store_valid_id(id, strlen(id)))
         return 1;
-    snprintf(path, sizeof(path), "%s/rulesets/%s.json", data_dir, id);
+    snprintf(path, sizeof(path), "%s/rulesets/%s.json", data_dir_of(store), id);
     return read_file(path, out);
 }
 
-int epcs_rule_store_blob(const char *data_dir, const char *sha256, struct epcs_buf *out)
+static int files_blob(struct epcs_rule_store *store, const char *sha256, struct epcs_buf *out)
 {
     char path[4200];
     if (!valid_sha256(sha256))
         return 1;
-    snprintf(path, sizeof(path), "%s/rulesets/blobs/%s", data_dir, sha256);
+    snprintf(path, sizeof(path), "%s/rulesets/blobs/%s", data_dir_of(store), sha256);
     return read_file(path, out);
 }
 
@@ -204,8 +241,9 @@ static json_t *activations(const char *data_dir)
     return list;
 }
 
-int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out)
+static int files_list(struct epcs_rule_store *store, struct epcs_buf *out)
 {
+    const char *data_dir = data_dir_of(store);
     json_t *document = json_pack("{s:o, s:o}", "versions", stored_versions(data_dir), "activations",
                                  activations(data_dir));
     char *text = document != NULL ? json_dumps(document, JSON_COMPACT) : NULL;
@@ -215,9 +253,9 @@ int epcs_rule_store_list(const char *data_dir, struct epcs_buf *out)
     return rc;
 }
 
-int epcs_rule_store_last_active(const char *data_dir, char id[24])
+static int files_last_active(struct epcs_rule_store *store, char id[24])
 {
-    json_t *list = activations(data_dir);
+    json_t *list = activations(data_dir_of(store));
     size_t count = json_array_size(list);
     const char *last =
         count > 0 ? json_string_value(json_object_get(json_array_get(list, count - 1), "to"))
@@ -229,8 +267,8 @@ int epcs_rule_store_last_active(const char *data_dir, char id[24])
     return found ? 0 : 1;
 }
 
-int epcs_rule_store_record_activation(const char *data_dir, const char *from, const char *to,
-                                      const char *by, const char *why)
+static int files_record_activation(struct epcs_rule_store *store, const char *from, const char *to,
+                                   const char *by, const char *why)
 {
     char path[4200], at[40];
     format_now(at);
@@ -240,7 +278,7 @@ int epcs_rule_store_record_activation(const char *data_dir, const char *from, co
     json_decref(entry);
     if (text == NULL)
         return -1;
-    snprintf(path, sizeof(path), "%s/rulesets/" ACTIVATIONS_FILE, data_dir);
+    snprintf(path, sizeof(path), "%s/rulesets/" ACTIVATIONS_FILE, data_dir_of(store));
     struct stat st;
     int created = stat(path, &st) != 0;
     /* Append-only: one line per activation, fsync'd before the switch is reported done. */
@@ -260,15 +298,15 @@ int epcs_rule_store_record_activation(const char *data_dir, const char *from, co
     return rc;
 }
 
-int epcs_rule_store_restore(const char *data_dir, const char *id, const char *dir)
+static int files_restore(struct epcs_rule_store *store, const char *id, const char *dir)
 {
     struct epcs_buf text = {0}, blob = {0};
-    int rc = epcs_rule_store_manifest(data_dir, id, &text);
+    int rc = files_manifest(store, id, &text);
     json_t *manifest = NULL;
     if (rc == 0 && epcs_buf_append(&text, "", 1) == 0)
         manifest = json_loads(text.data, 0, NULL);
     if (manifest == NULL) {
-        fprintf(stderr, "epcsd: no stored ruleset %s under %s/rulesets\n", id, data_dir);
+        fprintf(stderr, "epcsd: no stored ruleset %s under %s/rulesets\n", id, data_dir_of(store));
         epcs_buf_free(&text);
         return -1;
     }
@@ -285,7 +323,7 @@ int epcs_rule_store_restore(const char *data_dir, const char *id, const char *di
         char path[4200];
         epcs_buf_reset(&blob);
         if (rc != 0 || name == NULL || sha256 == NULL || strchr(name, '/') != NULL ||
-            epcs_rule_store_blob(data_dir, sha256, &blob) != 0) {
+            files_blob(store, sha256, &blob) != 0) {
             fprintf(stderr, "epcsd: stored ruleset %s is incomplete\n", id);
             rc = -1;
             break;
@@ -309,3 +347,16 @@ int epcs_rule_store_restore(const char *data_dir, const char *id, const char *di
     epcs_buf_free(&blob);
     return rc;
 }
+
+const struct epcs_rule_store_ops epcs_rule_store_files = {
+    .name = "files",
+    .open = files_open,
+    .close = files_close,
+    .save = files_save,
+    .record_activation = files_record_activation,
+    .last_active = files_last_active,
+    .manifest = files_manifest,
+    .blob = files_blob,
+    .list = files_list,
+    .restore = files_restore,
+};
