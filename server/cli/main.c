@@ -11,7 +11,7 @@
 #include "rule_store.h"
 #include "rule_tests.h"
 #include "flags.h"
-#include "server.h"
+#include "http.h"
 
 static int make_data_dir(const char *dir)
 {

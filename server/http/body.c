@@ -1,5 +1,5 @@
 /* Request bodies: their size, media type and decoding, each refusal answered with its error. */
-#include "server.h"
+#include "http.h"
 
 int epcs_body_media(h2o_req_t *req, size_t limit)
 {

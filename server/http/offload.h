@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server.h"
+#include "http.h"
 
 /*
  * Work a route must not do on its event loop (SQLite reads and writes, fsyncs, long exports),

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "dates.h"
-#include "server.h"
+#include "http.h"
 
 static int hex_digit(char c)
 {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "router.h"
-#include "server.h"
+#include "http.h"
 
 #define ALLOW_MAX 64
 

@@ -1,3 +1,5 @@
+/* The server: its listeners and TLS, its workers and their loops, the route groups it
+ * registers, the signals that reload or stop it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -20,7 +22,7 @@
 #include "log.h"
 #include "rule_store.h"
 #include "rule_tests.h"
-#include "server.h"
+#include "http.h"
 #include "watch.h"
 
 /* Long enough for an editor's save (write, rename, chmod) to finish. */
@@ -32,523 +34,6 @@
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 #define DRAIN_POLL_MS 20
-
-/* ---- responses ---------------------------------------------------------------------------- */
-
-static int media_is(const char *value, size_t len, const char *type)
-{
-    size_t type_len = strlen(type);
-    while (len > 0 && (*value == ' ' || *value == '\t')) {
-        value++;
-        len--;
-    }
-    if (len < type_len || strncasecmp(value, type, type_len) != 0)
-        return 0;
-    value += type_len;
-    len -= type_len;
-    while (len > 0 && (*value == ' ' || *value == '\t')) {
-        value++;
-        len--;
-    }
-    return len == 0 || *value == ';';
-}
-
-/* 1 msgpack, 0 JSON, -1 neither. */
-static int classify_media(const char *value, size_t len)
-{
-    if (media_is(value, len, "application/msgpack") ||
-        media_is(value, len, "application/x-msgpack"))
-        return 1;
-    if (media_is(value, len, "application/json"))
-        return 0;
-    return -1;
-}
-
-int epcs_request_media(h2o_req_t *req)
-{
-    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (at < 0)
-        return -1;
-    const h2o_iovec_t *value = &req->headers.entries[at].value;
-    return classify_media(value->base, value->len);
-}
-
-int epcs_accepts(h2o_req_t *req, const char *type)
-{
-    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
-    if (at < 0)
-        return 0;
-    const h2o_iovec_t *value = &req->headers.entries[at].value;
-    const char *item = value->base, *end = value->base + value->len;
-    while (item < end) {
-        const char *comma = memchr(item, ',', (size_t)(end - item));
-        const char *stop = comma != NULL ? comma : end;
-        if (media_is(item, (size_t)(stop - item), type))
-            return 1;
-        item = stop + 1;
-    }
-    return 0;
-}
-
-enum epcs_format epcs_response_format(h2o_req_t *req)
-{
-    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
-    if (at >= 0) {
-        const h2o_iovec_t *value = &req->headers.entries[at].value;
-        const char *item = value->base, *end = value->base + value->len;
-        while (item < end) {
-            const char *comma = memchr(item, ',', (size_t)(end - item));
-            const char *stop = comma != NULL ? comma : end;
-            int kind = classify_media(item, (size_t)(stop - item));
-            if (kind >= 0)
-                return kind == 1 ? EPCS_FORMAT_MSGPACK : EPCS_FORMAT_JSON;
-            item = stop + 1;
-        }
-    }
-    return epcs_request_media(req) == 1 ? EPCS_FORMAT_MSGPACK : EPCS_FORMAT_JSON;
-}
-
-msgpack_packer *epcs_response_begin(struct epcs_worker *worker)
-{
-    epcs_buf_reset(&worker->body);
-    return &worker->packer;
-}
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Entity";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "OK";
-    }
-}
-
-static int status_slot(int status)
-{
-    static const int codes[] = {EPCS_STATUS_CODES};
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        if (codes[i] == status)
-            return (int)i;
-    }
-    return EPCS_STATUS_SLOTS - 1;
-}
-
-/* Upper bounds of the latency histogram, in microseconds (Prometheus `le` in seconds). */
-static const uint64_t latency_bounds_us[EPCS_LATENCY_BUCKETS] = {
-    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 1000000, 10000000};
-
-static void count_response(struct epcs_worker *worker, unsigned route, int status,
-                           uint64_t latency_us)
-{
-    struct epcs_worker_metrics *metrics = &worker->metrics;
-    size_t bucket = 0;
-    while (bucket < EPCS_LATENCY_BUCKETS && latency_us > latency_bounds_us[bucket])
-        bucket++;
-    atomic_fetch_add_explicit(&metrics->responses[route][status_slot(status)], 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&metrics->latency[route][bucket], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&metrics->latency_sum_us[route], latency_us, memory_order_relaxed);
-}
-
-static uint64_t between_us(const struct timeval *start, const struct timeval *end)
-{
-    int64_t us = (int64_t)(end->tv_sec - start->tv_sec) * 1000000 + (end->tv_usec - start->tv_usec);
-    return us > 0 ? (uint64_t)us : 0;
-}
-
-/*
- * Access lines gather per worker and go out together: a write per request would cost more than
- * the check itself, and at low concurrency a loop turn is one request. They are written at the
- * end of a turn that gathered ACCESS_LOG_TURN_BYTES, else ACCESS_LOG_DELAY_MS after the first
- * unwritten line; a crash loses at most that much of the access log (decisions are not in it).
- */
-#define ACCESS_LOG_FLUSH_BYTES (64 * 1024)
-#define ACCESS_LOG_TURN_BYTES (16 * 1024)
-#define ACCESS_LOG_DELAY_MS 50
-
-static void flush_access_log(struct epcs_worker *worker)
-{
-    epcs_log_write_lines(worker->access_log.data, worker->access_log.len);
-    epcs_buf_reset(&worker->access_log);
-}
-
-static void release_held(struct epcs_worker *worker);
-
-/*
- * Once per loop turn: what this turn gathered goes out together. In async audit mode the
- * turn's decisions go to the worker's journal first (one write), then the answers held for
- * them are sent (or refused, when the write failed). It runs after the loop's I/O callbacks
- * (uv_check), where the answers were made, so they leave on the next iteration as they would
- * unheld; and before the loop waits (uv_prepare), for anything answered since.
- */
-static void end_turn(struct epcs_worker *worker)
-{
-    struct epcs_decision_log *log = worker->server->decisions;
-    epcs_guard_turn(worker->guard);
-    if (log != NULL) {
-        epcs_decision_log_flush(log, &worker->staged);
-        if (epcs_decision_log_mode(log) == EPCS_AUDIT_ASYNC &&
-            !h2o_linklist_is_empty(&worker->held))
-            release_held(worker);
-    }
-    if (worker->access_log.len >= ACCESS_LOG_TURN_BYTES)
-        flush_access_log(worker);
-}
-
-static void cb_end_of_turn(uv_prepare_t *prepare)
-{
-    end_turn(prepare->data);
-}
-
-static void cb_after_io(uv_check_t *check)
-{
-    end_turn(check->data);
-}
-
-static void cb_access_log_due(uv_timer_t *timer)
-{
-    struct epcs_worker *worker = timer->data;
-    if (worker->access_log.len > 0)
-        flush_access_log(worker);
-}
-
-static void append_access_line(struct epcs_worker *worker, h2o_req_t *req,
-                               const struct timeval *now, int status, uint64_t latency_us,
-                               const char *partner, size_t bytes)
-{
-    char line[EPCS_LOG_LINE_MAX];
-    size_t len = epcs_log_access_line(line, sizeof(line), now, req->method.base, req->method.len,
-                                      req->path.base, req->path.len, status, latency_us, partner,
-                                      req->version >= 0x200 ? "HTTP/2" : "HTTP/1.1", bytes);
-    if (worker->access_log.len == 0)
-        uv_timer_start(&worker->access_log_due, cb_access_log_due, ACCESS_LOG_DELAY_MS, 0);
-    if (epcs_buf_append(&worker->access_log, line, len) != 0 ||
-        worker->access_log.len >= ACCESS_LOG_FLUSH_BYTES)
-        flush_access_log(worker);
-}
-
-/* Sends the final response and accounts for it: metrics and the access log line. */
-static void finish_response(h2o_req_t *req, unsigned route, const char *partner, int status,
-                            const char *content_type, char *body, size_t len)
-{
-    static h2o_generator_t generator = {NULL, NULL};
-    struct epcs_worker *worker = epcs_worker_of(req);
-    req->res.status = status;
-    req->res.reason = reason_phrase(status);
-    req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-                   strlen(content_type));
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    uint64_t latency_us = between_us(&req->timestamps.request_begin_at, &now);
-    count_response(worker, route, status, latency_us);
-    if (worker->server->config.access_log)
-        append_access_line(worker, req, &now, status, latency_us, partner, len);
-    h2o_start_response(req, &generator);
-    h2o_iovec_t chunk = h2o_iovec_init(body, len);
-    h2o_send(req, &chunk, 1, H2O_SEND_STATE_FINAL);
-}
-
-/*
- * An answer waiting until the decisions it reports are safe: written to the worker's journal
- * (async mode: `ticket` is the stage's record) or committed (sync mode: the log's ticket).
- */
-struct held_response {
-    h2o_linklist_t link;
-    h2o_req_t *req;
-    struct epcs_worker *worker;
-    uint64_t ticket;
-    /* uv_now when it was held: a stalled log gives it up after a while (sync mode). */
-    uint64_t held_at;
-    unsigned route;
-    const char *partner;
-    int status;
-    const char *content_type;
-    char *body;
-    size_t len;
-};
-
-/* The client went away first: its request's pool is going, and the answer with it. */
-static void cb_held_disposed(void *ptr)
-{
-    struct held_response *held = ptr;
-    if (h2o_linklist_is_linked(&held->link)) {
-        h2o_linklist_unlink(&held->link);
-        atomic_fetch_sub_explicit(&held->worker->metrics.held_answers, 1, memory_order_relaxed);
-    }
-}
-
-/* How far answers may go: the last journal record written (async) or ticket committed. */
-static uint64_t decisions_safe(struct epcs_worker *worker)
-{
-    struct epcs_decision_log *log = worker->server->decisions;
-    return epcs_decision_log_mode(log) == EPCS_AUDIT_ASYNC ? worker->staged.journaled
-                                                           : epcs_decision_log_committed(log);
-}
-
-/* Answers a held request 503 instead: its decisions could not be put on record. */
-static void refuse_held(struct held_response *held, const struct epcs_decision_log_stats *stats)
-{
-    struct epcs_worker *worker = held->worker;
-    /* epcs_respond_error answers the worker's current request; the held one is that now. */
-    unsigned route = worker->route;
-    const char *partner = worker->partner;
-    uint64_t ticket = worker->hold_ticket;
-    worker->route = held->route;
-    worker->partner = held->partner;
-    worker->hold_ticket = 0;
-    h2o_req_t *req = held->req;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-    epcs_respond_error(req, 503, "decision_log_unavailable", NULL,
-                       "the decision log could not write the decisions of this answer (%s), "
-                       "so it is not given; retry",
-                       stats->reason[0] != '\0' ? stats->reason : "it cannot write now");
-    worker->route = route;
-    worker->partner = partner;
-    worker->hold_ticket = ticket;
-}
-
-/*
- * Sends held answers, oldest first, while their decisions are safe. The others: in async mode
- * they were in a journal write that failed (503); in sync mode they wait for the commit unless
- * the log has failed, or has been stalled while they waited EPCS_DECISION_LOG_STALL_WAIT_MS
- * (503). Held answers are in order of ticket and time, so the first that waits stops it.
- */
-static void release_held(struct epcs_worker *worker)
-{
-    struct epcs_decision_log *log = worker->server->decisions;
-    struct epcs_decision_log_stats stats;
-    epcs_decision_log_stats(log, &stats);
-    int async = epcs_decision_log_mode(log) == EPCS_AUDIT_ASYNC;
-    uint64_t safe = decisions_safe(worker), now = uv_now(&worker->loop);
-    /* Answering one may close its connection and with it others held: read the list anew. */
-    while (!h2o_linklist_is_empty(&worker->held)) {
-        struct held_response *held =
-            H2O_STRUCT_FROM_MEMBER(struct held_response, link, worker->held.next);
-        int ok = held->ticket <= safe;
-        int given_up =
-            async ? held->ticket < worker->staged.record
-                  : stats.failed ||
-                        (stats.stalled && now - held->held_at >= EPCS_DECISION_LOG_STALL_WAIT_MS);
-        if (!ok && !given_up)
-            break;
-        h2o_linklist_unlink(&held->link);
-        atomic_fetch_sub_explicit(&worker->metrics.held_answers, 1, memory_order_relaxed);
-        if (ok)
-            finish_response(held->req, held->route, held->partner, held->status, held->content_type,
-                            held->body, held->len);
-        else
-            refuse_held(held, &stats);
-    }
-}
-
-static void cb_decisions_committed(uv_async_t *async)
-{
-    release_held(async->data);
-}
-
-/* Guards `wakeable`: a worker's async handles (commits, rulesets) must not be signalled once
- * they are being closed. */
-static pthread_mutex_t commit_wake_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/*
- * Runs on the decision log's writer thread after each commit or try (sync mode only), also
- * while the log closes after the workers are gone: server->workers is read under the lock
- * that forget_workers takes to free it.
- */
-static void cb_log_committed(void *ctx)
-{
-    struct epcs_server *server = ctx;
-    pthread_mutex_lock(&commit_wake_lock);
-    for (int i = 0; server->workers != NULL && i < server->worker_count; i++) {
-        if (server->workers[i].wakeable)
-            uv_async_send(&server->workers[i].decisions_committed);
-    }
-    pthread_mutex_unlock(&commit_wake_lock);
-}
-
-/* Frees the workers (disposed already) so that the writer's callback no longer sees them. */
-static void forget_workers(struct epcs_server *server)
-{
-    pthread_mutex_lock(&commit_wake_lock);
-    struct epcs_worker *workers = server->workers;
-    server->workers = NULL;
-    server->worker_count = 0;
-    pthread_mutex_unlock(&commit_wake_lock);
-    free(workers);
-}
-
-static void set_wakeable(struct epcs_worker *worker, int wakeable)
-{
-    pthread_mutex_lock(&commit_wake_lock);
-    worker->wakeable = wakeable;
-    pthread_mutex_unlock(&commit_wake_lock);
-}
-
-/* Sends `copy`, which lives as long as the request, now or once its decisions are on disk. */
-static int send_body(h2o_req_t *req, int status, const char *content_type, char *copy, size_t len)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    uint64_t ticket = worker->hold_ticket;
-    worker->hold_ticket = 0;
-    if (ticket == 0 || decisions_safe(worker) >= ticket) {
-        finish_response(req, worker->route, worker->partner, status, content_type, copy, len);
-        return 0;
-    }
-    struct held_response *held = h2o_mem_alloc_shared(&req->pool, sizeof(*held), cb_held_disposed);
-    size_t partner_len = strlen(worker->partner) + 1;
-    char *partner = h2o_mem_alloc_pool(&req->pool, partner_len);
-    *held = (struct held_response){.req = req,
-                                   .worker = worker,
-                                   .ticket = ticket,
-                                   .held_at = uv_now(&worker->loop),
-                                   .route = worker->route,
-                                   .partner = memcpy(partner, worker->partner, partner_len),
-                                   .status = status,
-                                   .content_type = content_type,
-                                   .body = copy,
-                                   .len = len};
-    h2o_linklist_insert(&worker->held, &held->link);
-    atomic_fetch_add_explicit(&worker->metrics.held_answers, 1, memory_order_relaxed);
-    /* A commit may have landed between the check above and the insert (sync mode); a journal
-     * record is written only at the end of the turn. */
-    if (epcs_decision_log_mode(worker->server->decisions) == EPCS_AUDIT_SYNC)
-        release_held(worker);
-    return 0;
-}
-
-int epcs_response_send_bytes(h2o_req_t *req, int status, const char *content_type, const char *data,
-                             size_t len)
-{
-    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
-    memcpy(copy, data, len);
-    return send_body(req, status, content_type, copy, len);
-}
-
-static void cb_owned_disposed(void *ptr)
-{
-    free(*(char **)ptr);
-}
-
-int epcs_response_send_buf(h2o_req_t *req, int status, const char *content_type,
-                           struct epcs_buf *body)
-{
-    /* A copy of a long export would fault in its pages on the loop: the request takes the
-       buffer instead and frees it with its pool. */
-    static char empty[1];
-    char **owned = h2o_mem_alloc_shared(&req->pool, sizeof(*owned), cb_owned_disposed);
-    *owned = body->data;
-    size_t len = body->len;
-    *body = (struct epcs_buf){0};
-    return send_body(req, status, content_type, *owned != NULL ? *owned : empty, len);
-}
-
-int epcs_response_send(h2o_req_t *req, int status, enum epcs_format format)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    if (worker->body.failed) {
-        /* An append ran out of memory: the document lacks a piece, so none of it is sent. */
-        static const char failure[] = "{\"error\":\"internal\",\"message\":\"the server ran out "
-                                      "of memory building the answer; retry\"}\n";
-        epcs_log(EPCS_LOG_ERROR, "http", "out of memory building a %d response", status);
-        return epcs_response_send_bytes(req, 500, "application/json", failure, sizeof(failure) - 1);
-    }
-    if (format == EPCS_FORMAT_MSGPACK)
-        return epcs_response_send_bytes(req, status, "application/msgpack", worker->body.data,
-                                        worker->body.len);
-    msgpack_object object;
-    size_t offset = 0;
-    epcs_buf_reset(&worker->json);
-    if (msgpack_unpack(worker->body.data, worker->body.len, &offset, &worker->zone, &object) !=
-            MSGPACK_UNPACK_SUCCESS ||
-        epcs_json_encode(&object, &worker->json) != 0 || epcs_buf_append(&worker->json, "\n", 1)) {
-        static const char failure[] =
-            "{\"error\":\"internal\",\"message\":\"response could not be encoded as JSON\"}\n";
-        epcs_log(EPCS_LOG_ERROR, "http", "cannot encode a %d response as JSON", status);
-        return epcs_response_send_bytes(req, 500, "application/json", failure, sizeof(failure) - 1);
-    }
-    return epcs_response_send_bytes(req, status, "application/json", worker->json.data,
-                                    worker->json.len);
-}
-
-int epcs_respond_error(h2o_req_t *req, int status, const char *code, const char *field,
-                       const char *fmt, ...)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    char message[512];
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(message, sizeof(message), fmt, args);
-    va_end(args);
-    /* Messages quote client input, which may be cut mid-character; keep the reply valid UTF-8. */
-    size_t len = strlen(message);
-    while (len > 0 && !epcs_utf8_valid(message, len))
-        message[--len] = '\0';
-    /* An empty path means the body as a whole: no field to name. */
-    if (field != NULL && field[0] == '\0')
-        field = NULL;
-    msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, field != NULL ? 3 : 2);
-    epcs_pack_cstr(pk, "error");
-    epcs_pack_cstr(pk, code);
-    epcs_pack_cstr(pk, "message");
-    epcs_pack_cstr(pk, message);
-    if (field != NULL) {
-        epcs_pack_cstr(pk, "field");
-        epcs_pack_cstr(pk, field);
-    }
-    return epcs_response_send(req, status, epcs_response_format(req));
-}
-
-/*
- * What a check that got no verdict means in HTTP: the request's fault (400, 404, 422) or the
- * rules' (500). The `error` code is the failure's own name (epcs_check_failure_name).
- */
-static const int check_failure_status[EPCS_CHECK_FAILURE_COUNT] = {
-    [EPCS_CHECK_BAD_REQUEST] = 400,  [EPCS_CHECK_UNKNOWN_ELECTION] = 404,
-    [EPCS_CHECK_UNKNOWN_AREA] = 404, [EPCS_CHECK_INVALID_FACT] = 422,
-    [EPCS_CHECK_RULE_FAILED] = 500,
-};
-
-int epcs_check_failure_status(enum epcs_check_failure failure)
-{
-    if ((int)failure <= EPCS_CHECK_DECIDED || failure >= EPCS_CHECK_FAILURE_COUNT)
-        return 500;
-    return check_failure_status[failure];
-}
-
-int epcs_respond_check_error(h2o_req_t *req, const struct epcs_check_error *err)
-{
-    epcs_check_error_pack(epcs_response_begin(epcs_worker_of(req)), err, 0);
-    return epcs_response_send(req, epcs_check_failure_status(err->kind), epcs_response_format(req));
-}
 
 /* ---- routing ------------------------------------------------------------------------------ */
 
@@ -575,140 +60,6 @@ static int register_routes(struct epcs_server *server)
             return -1;
         }
     }
-    return 0;
-}
-
-/*
- * The worker's view of the keys, refreshed where no request holds a key of it: as a request
- * starts, and when the connection guard looks at a request's headers. Handlers keep the
- * keyring their request was authorised with (epcs_worker_keyring), so a reload cannot free the
- * key `worker->key` and `worker->partner` point into.
- */
-static struct epcs_keyring *refresh_keyring(struct epcs_worker *worker)
-{
-    struct epcs_server *server = worker->server;
-    struct epcs_keyring *active = atomic_load_explicit(&server->keyring, memory_order_acquire);
-    if (worker->keyring == active)
-        return active;
-    pthread_mutex_lock(&server->keyring_lock);
-    active = atomic_load(&server->keyring);
-    epcs_keyring_retain(active);
-    pthread_mutex_unlock(&server->keyring_lock);
-    epcs_keyring_release(worker->keyring);
-    worker->keyring = active;
-    return active;
-}
-
-struct epcs_keyring *epcs_worker_keyring(struct epcs_worker *worker)
-{
-    return worker->keyring;
-}
-
-static int unauthorized(h2o_req_t *req, const char *message)
-{
-    static const char challenge[] = "Bearer realm=\"epcs\"";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge,
-                   sizeof(challenge) - 1);
-    return epcs_respond_error(req, 401, "unauthorized", "authorization", "%s", message);
-}
-
-static int too_many_requests(h2o_req_t *req, unsigned wait_seconds, double rate)
-{
-    char *retry_after = h2o_mem_alloc_pool(&req->pool, 16);
-    int len = snprintf(retry_after, 16, "%u", wait_seconds);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, retry_after,
-                   (size_t)len);
-    struct epcs_worker *worker = epcs_worker_of(req);
-    return epcs_respond_error(req, 429, "rate_limited", NULL,
-                              "key %s of partner %s is limited to %g requests a second (a batch "
-                              "counts its checks); retry after %u s",
-                              worker->key->id, worker->key->partner, rate, wait_seconds);
-}
-
-static double key_rate(const struct epcs_worker *worker)
-{
-    return worker->key->rate > 0 ? worker->key->rate : worker->server->config.rate_limit;
-}
-
-int epcs_rate_charge(h2o_req_t *req, double cost)
-{
-    struct epcs_worker *worker = epcs_worker_of(req);
-    double rate;
-    if (worker->key == NULL || cost <= 0 || (rate = key_rate(worker)) <= 0)
-        return 0;
-    /* The router took one for the request already. */
-    unsigned wait = epcs_rate_take(&worker->key->bucket, rate, cost, 1);
-    if (wait == 0)
-        return 0;
-    too_many_requests(req, wait, rate);
-    return -1;
-}
-
-/* The token of an Authorization header value "Bearer <token>". 0, or -1 when it is not one. */
-static int bearer_token(const char *value, size_t len, const char **token, size_t *token_len)
-{
-    if (value == NULL || len < 7 || strncasecmp(value, "Bearer ", 7) != 0)
-        return -1;
-    *token = value + 7;
-    *token_len = len - 7;
-    while (*token_len > 0 && **token == ' ') {
-        (*token)++;
-        (*token_len)--;
-    }
-    return 0;
-}
-
-/* The connection guard's question: may a request with this Authorization have its body
- * buffered? Only one with a key epcsd knows (any role), or any without keys (--no-auth). */
-static int cb_admit_body(void *ctx, const char *value, size_t len)
-{
-    struct epcs_worker *worker = ctx;
-    const char *token;
-    size_t token_len;
-    if (worker->server->config.no_auth)
-        return 1;
-    return bearer_token(value, len, &token, &token_len) == 0 &&
-           epcs_keyring_verify(refresh_keyring(worker), token, token_len) != NULL;
-}
-
-/*
- * Who is asking, and may they: 0 to go on, or -1 after answering 401, 403 or 429. Sets the
- * worker's key and partner for the handler, the decision log and the access log.
- */
-static int authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role needed)
-{
-    worker->key = NULL;
-    if (worker->server->config.no_auth) {
-        worker->partner = "local";
-        return 0;
-    }
-    worker->partner = "-";
-    if (needed == EPCS_ROLE_NONE)
-        return 0;
-    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (at < 0)
-        return unauthorized(req, "this route needs an API key: Authorization: Bearer <token>"), -1;
-    const h2o_iovec_t *value = &req->headers.entries[at].value;
-    const char *token;
-    size_t token_len;
-    if (bearer_token(value->base, value->len, &token, &token_len) != 0)
-        return unauthorized(req, "the Authorization header must be Bearer <token>"), -1;
-    struct epcs_key *key = epcs_keyring_verify(refresh_keyring(worker), token, token_len);
-    if (key == NULL)
-        return unauthorized(req, "the API key is not valid: unknown, revoked or mistyped"), -1;
-    worker->key = key;
-    worker->partner = key->partner;
-    if (key->role < needed)
-        return epcs_respond_error(req, 403, "forbidden", NULL,
-                                  "key %s of partner %s has the role %s; %.*s needs %s", key->id,
-                                  key->partner, epcs_role_name(key->role),
-                                  (int)req->path_normalized.len, req->path_normalized.base,
-                                  epcs_role_name(needed)),
-               -1;
-    double rate = key_rate(worker);
-    unsigned wait = rate > 0 ? epcs_rate_take(&key->bucket, rate, 1, 0) : 0;
-    if (wait != 0)
-        return too_many_requests(req, wait, rate), -1;
     return 0;
 }
 
@@ -747,214 +98,9 @@ static int cb_on_req(h2o_handler_t *self, h2o_req_t *req)
     struct epcs_route_result route;
     epcs_router_match(worker->server->router, req->method, req->path_normalized, &route);
     worker->route = route.slot;
-    if (authorize(req, worker, route.role) != 0)
+    if (epcs_authorize(req, worker, route.role) != 0)
         return 0;
     return epcs_router_answer(req, &route);
-}
-
-/* ---- rulesets ----------------------------------------------------------------------------- */
-
-struct epcs_engine *epcs_worker_engine(struct epcs_worker *worker)
-{
-    struct epcs_server *server = worker->server;
-    struct epcs_ruleset *active =
-        atomic_load_explicit(&server->active_ruleset, memory_order_acquire);
-    if (worker->engine != NULL && epcs_engine_ruleset(worker->engine) == active)
-        return worker->engine;
-    pthread_mutex_lock(&server->ruleset_lock);
-    active = atomic_load(&server->active_ruleset);
-    epcs_ruleset_retain(active);
-    pthread_mutex_unlock(&server->ruleset_lock);
-    struct epcs_rule_error err;
-    struct epcs_engine *engine = epcs_engine_create(active, &err);
-    if (engine == NULL) {
-        /* The ruleset compiled once already, so this is memory pressure: keep serving. */
-        epcs_log(EPCS_LOG_ERROR, "rules", "worker %d cannot switch to %s: %s", worker->index,
-                 active->id, err.message);
-    } else {
-        epcs_engine_destroy(worker->engine);
-        worker->engine = engine;
-        epcs_log(EPCS_LOG_DEBUG, "rules", "worker %d now runs %s", worker->index, active->id);
-    }
-    epcs_ruleset_release(active);
-    return worker->engine;
-}
-
-struct epcs_engine *epcs_engine_or_503(h2o_req_t *req)
-{
-    struct epcs_engine *engine = epcs_worker_engine(epcs_worker_of(req));
-    if (engine == NULL)
-        epcs_respond_error(req, 503, "not_ready", NULL, "no rule engine is available");
-    return engine;
-}
-
-static void publish_ruleset(struct epcs_server *server, struct epcs_ruleset *ruleset)
-{
-    pthread_mutex_lock(&server->ruleset_lock);
-    struct epcs_ruleset *old = atomic_load(&server->active_ruleset);
-    atomic_store_explicit(&server->active_ruleset, ruleset, memory_order_release);
-    pthread_mutex_unlock(&server->ruleset_lock);
-    epcs_ruleset_release(old);
-    /* Busy workers switch at their next request anyway; this reaches the idle ones. A worker
-     * that has stopped (its loop closed while another still drains) is left alone: its async
-     * handle is gone. */
-    pthread_mutex_lock(&commit_wake_lock);
-    for (int i = 0; i < server->worker_count; i++) {
-        if (server->workers[i].wakeable)
-            uv_async_send(&server->workers[i].ruleset_changed);
-    }
-    pthread_mutex_unlock(&commit_wake_lock);
-}
-
-static void cb_ruleset_changed(uv_async_t *async)
-{
-    epcs_worker_engine(async->data);
-}
-
-/* SIGHUP and the directory watch may ask at once; one reload at a time keeps the log honest. */
-static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* What /v1/rules and /readyz say about the rules directory: its latest refusal stays visible
- * until a reload of it works. */
-static void set_refusal(struct epcs_server *server, const struct epcs_rule_error *err)
-{
-    pthread_mutex_lock(&server->rules_state_lock);
-    server->rules_refused = err != NULL;
-    if (err != NULL) {
-        server->rules_refusal = *err;
-        server->rules_refused_at = time(NULL);
-    } else {
-        server->rules_fallback = 0;
-    }
-    pthread_mutex_unlock(&server->rules_state_lock);
-}
-
-void epcs_server_rules_state(struct epcs_server *server, struct epcs_rules_state *state)
-{
-    pthread_mutex_lock(&server->rules_state_lock);
-    state->refused = server->rules_refused;
-    state->fallback = server->rules_fallback;
-    state->error = server->rules_refusal;
-    state->refused_at = server->rules_refused_at;
-    pthread_mutex_unlock(&server->rules_state_lock);
-}
-
-static void refuse(struct epcs_server *server, struct epcs_reload_outcome *outcome,
-                   const struct epcs_rule_error *err)
-{
-    atomic_fetch_add(&server->reloads_refused, 1);
-    set_refusal(server, err);
-    outcome->status = "refused";
-    outcome->error = *err;
-    epcs_log(EPCS_LOG_ERROR, "rules", "reload refused, the running ruleset stays: %s",
-             err->message);
-}
-
-static void reload_rules_locked(struct epcs_server *server, const char *by, const char *why,
-                                struct epcs_reload_outcome *outcome)
-{
-    struct timespec started, finished;
-    clock_gettime(CLOCK_MONOTONIC, &started);
-    struct epcs_rule_error err = {.line = 0};
-    memset(outcome, 0, sizeof(*outcome));
-    snprintf(outcome->previous, sizeof(outcome->previous), "%s",
-             atomic_load(&server->active_ruleset)->id);
-    struct epcs_ruleset *ruleset =
-        epcs_ruleset_load(server->config.rules_dir, server->plugins, &server->config.lua, &err);
-    if (ruleset == NULL) {
-        refuse(server, outcome, &err);
-        return;
-    }
-    snprintf(outcome->ruleset, sizeof(outcome->ruleset), "%s", ruleset->id);
-    char failure[400] = "";
-    if (epcs_rule_tests_verify(ruleset, failure, sizeof(failure)) != 0) {
-        snprintf(err.message, sizeof(err.message), "the rule tests of %s fail: %s", ruleset->id,
-                 failure);
-        epcs_ruleset_release(ruleset);
-        refuse(server, outcome, &err);
-        return;
-    }
-    if (epcs_rule_store_save(server->rule_store, ruleset) != 0) {
-        snprintf(err.message, sizeof(err.message), "%s cannot be stored under %s", ruleset->id,
-                 server->config.data_dir);
-        epcs_ruleset_release(ruleset);
-        refuse(server, outcome, &err);
-        return;
-    }
-    if (strcmp(ruleset->id, outcome->previous) == 0) {
-        atomic_fetch_add(&server->reloads_unchanged, 1);
-        set_refusal(server, NULL);
-        outcome->status = "unchanged";
-        epcs_log(EPCS_LOG_INFO, "rules", "%s unchanged (%s)", server->config.rules_dir,
-                 ruleset->id);
-        epcs_ruleset_release(ruleset);
-        return;
-    }
-    /* No switch the history does not tell. */
-    if (epcs_rule_store_record_activation(server->rule_store, outcome->previous, ruleset->id, by,
-                                          why) != 0) {
-        snprintf(err.message, sizeof(err.message),
-                 "the activation of %s cannot be recorded under %s", ruleset->id,
-                 server->config.data_dir);
-        epcs_ruleset_release(ruleset);
-        refuse(server, outcome, &err);
-        return;
-    }
-    set_refusal(server, NULL);
-    publish_ruleset(server, ruleset);
-    clock_gettime(CLOCK_MONOTONIC, &finished);
-    atomic_fetch_add(&server->reloads_activated, 1);
-    outcome->status = "activated";
-    outcome->milliseconds = (double)(finished.tv_sec - started.tv_sec) * 1e3 +
-                            (double)(finished.tv_nsec - started.tv_nsec) / 1e6;
-    epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s in %.1f ms (compile, tests, store)",
-             server->config.rules_dir, outcome->ruleset, outcome->milliseconds);
-}
-
-void epcs_server_reload(struct epcs_server *server, const char *by, const char *why,
-                        struct epcs_reload_outcome *outcome)
-{
-    pthread_mutex_lock(&reload_lock);
-    reload_rules_locked(server, by, why, outcome);
-    pthread_mutex_unlock(&reload_lock);
-}
-
-static pthread_mutex_t keys_reload_lock = PTHREAD_MUTEX_INITIALIZER;
-
-int epcs_server_reload_keys(struct epcs_server *server, int force)
-{
-    if (server->config.no_auth)
-        return 0;
-    pthread_mutex_lock(&keys_reload_lock);
-    struct epcs_keyring *current = atomic_load(&server->keyring);
-    int rc = 0;
-    if (force || epcs_keyring_stale(current, server->keys_path)) {
-        char err[512];
-        struct epcs_keyring *fresh = epcs_keyring_load(server->keys_path, err, sizeof(err));
-        if (fresh == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "keys", "keys file not reloaded, the previous keys stay: %s",
-                     err);
-            rc = -1;
-        } else {
-            epcs_keyring_inherit_buckets(fresh, current);
-            pthread_mutex_lock(&server->keyring_lock);
-            atomic_store_explicit(&server->keyring, fresh, memory_order_release);
-            pthread_mutex_unlock(&server->keyring_lock);
-            epcs_keyring_release(current);
-            epcs_log(EPCS_LOG_INFO, "keys", "%zu API key(s) from %s", fresh->count,
-                     server->keys_path);
-        }
-    }
-    pthread_mutex_unlock(&keys_reload_lock);
-    return rc;
-}
-
-static void cb_rules_changed(void *ctx)
-{
-    struct epcs_server *server = ctx;
-    struct epcs_reload_outcome outcome;
-    epcs_server_reload(server, "directory watch", "the files of the rules directory changed",
-                       &outcome);
 }
 
 /* ---- listeners ---------------------------------------------------------------------------- */
@@ -1208,12 +354,12 @@ static void *worker_main(void *arg)
     uv_run(&worker->loop, UV_RUN_DEFAULT);
     worker->loop_stopped = 1;
 
-    set_wakeable(worker, 0);
+    epcs_worker_set_wakeable(worker, 0);
     /* Decisions of requests answered by nobody now (the loop stopped) still go on record, as
      * those of a client that went away do. */
     if (worker->server->decisions != NULL)
         epcs_decision_log_flush(worker->server->decisions, &worker->staged);
-    flush_access_log(worker);
+    epcs_worker_flush_access_log(worker);
     int clean = drained(worker);
     if (clean)
         h2o_context_dispose(&worker->ctx);
@@ -1259,28 +405,29 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
     /* Two of the largest bodies at once: a batch may be uploading while the next one starts. */
     struct epcs_guard_limits limits = {.max_connections = share,
                                        .max_connection_body = 2 * largest_body};
-    worker->guard = epcs_guard_create(&worker->loop, &worker->ctx, &limits, cb_admit_body, worker);
+    worker->guard =
+        epcs_guard_create(&worker->loop, &worker->ctx, &limits, epcs_authorize_body, worker);
     if (worker->guard == NULL)
         return -1;
     uv_async_init(&worker->loop, &worker->stop_signal, cb_stop);
     worker->stop_signal.data = worker;
-    uv_async_init(&worker->loop, &worker->ruleset_changed, cb_ruleset_changed);
+    uv_async_init(&worker->loop, &worker->ruleset_changed, epcs_worker_cb_ruleset_changed);
     worker->ruleset_changed.data = worker;
     uv_timer_init(&worker->loop, &worker->drain_timer);
     worker->drain_timer.data = worker;
-    uv_async_init(&worker->loop, &worker->decisions_committed, cb_decisions_committed);
+    uv_async_init(&worker->loop, &worker->decisions_committed, epcs_worker_cb_decisions_committed);
     worker->decisions_committed.data = worker;
     uv_prepare_init(&worker->loop, &worker->access_log_flush);
     worker->access_log_flush.data = worker;
     uv_timer_init(&worker->loop, &worker->access_log_due);
     worker->access_log_due.data = worker;
-    uv_prepare_start(&worker->access_log_flush, cb_end_of_turn);
+    uv_prepare_start(&worker->access_log_flush, epcs_worker_cb_end_of_turn);
     uv_check_init(&worker->loop, &worker->after_io);
     worker->after_io.data = worker;
-    uv_check_start(&worker->after_io, cb_after_io);
+    uv_check_start(&worker->after_io, epcs_worker_cb_after_io);
     epcs_cases_worker_init(worker);
     h2o_linklist_init_anchor(&worker->held);
-    set_wakeable(worker, 1);
+    epcs_worker_set_wakeable(worker, 1);
     worker->partner = "-";
     /* One row per area and one for checks every matching area answered. */
     worker->metrics.verdicts =
@@ -1399,7 +546,7 @@ int epcs_server_run(struct epcs_server *server)
             goto done;
         }
         if (config->audit == EPCS_AUDIT_SYNC)
-            epcs_decision_log_on_commit(server->decisions, cb_log_committed, server);
+            epcs_decision_log_on_commit(server->decisions, epcs_workers_wake_committed, server);
         epcs_log(EPCS_LOG_INFO, "decisions", "decision log %s/decisions.db (%s)", config->data_dir,
                  config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
     }
@@ -1429,10 +576,10 @@ int epcs_server_run(struct epcs_server *server)
         }
     }
     /* Armed before "ready": an edit saved the moment an operator sees that line is seen. */
-    struct epcs_watch *watch =
-        config->watch_rules
-            ? epcs_watch_start(config->rules_dir, EPCS_WATCH_QUIET_MS, cb_rules_changed, server)
-            : NULL;
+    struct epcs_watch *watch = config->watch_rules
+                                   ? epcs_watch_start(config->rules_dir, EPCS_WATCH_QUIET_MS,
+                                                      epcs_server_cb_rules_changed, server)
+                                   : NULL;
     epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
              server->worker_count, ruleset_id, server->plugins->count);
     wait_for_stop_signal(server, &signals);
@@ -1446,7 +593,7 @@ stop_workers:
     for (int i = 0; i < server->worker_count; i++) {
         struct epcs_worker *worker = &server->workers[i];
         if (i >= started && worker->loop_ready) {
-            set_wakeable(worker, 0);
+            epcs_worker_set_wakeable(worker, 0);
             uv_walk(&worker->loop, cb_close_handle, NULL);
             uv_run(&worker->loop, UV_RUN_DEFAULT);
             uv_loop_close(&worker->loop);
@@ -1461,7 +608,7 @@ done:
             close(server->listen_fds[i]);
     }
     free(server->listen_fds);
-    forget_workers(server);
+    epcs_workers_forget(server);
     if (server->ssl_ctx != NULL)
         SSL_CTX_free(server->ssl_ctx);
     /* After the workers, whose loops ran every write they had queued to the end; before the

@@ -11,7 +11,7 @@
 
 #include "decision.h"
 #include "log.h"
-#include "server.h"
+#include "http.h"
 
 #ifndef EPCS_PLUGIN_DIR
 #define EPCS_PLUGIN_DIR "plugins"

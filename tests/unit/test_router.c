@@ -2,7 +2,7 @@
  * conflict; and epcsd's own table, matched within a small CPU budget. */
 
 #include "router.h"
-#include "server.h"
+#include "http.h"
 #include "testing.h"
 
 static int answer_list(h2o_req_t *req, h2o_iovec_t param)

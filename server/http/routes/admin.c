@@ -19,7 +19,7 @@
 #include "offload.h"
 #include "query.h"
 #include "rule_store.h"
-#include "server.h"
+#include "http.h"
 
 #define DECISIONS_DEFAULT_LIMIT 100
 #define DECISIONS_MAX_LIMIT 1000

@@ -8,7 +8,7 @@
 #include "decision.h"
 #include "decision_log.h"
 #include "log.h"
-#include "server.h"
+#include "http.h"
 
 static uint64_t now_us(void)
 {

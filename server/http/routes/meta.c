@@ -13,7 +13,7 @@
 #include "log.h"
 #include "offload.h"
 #include "rule_store.h"
-#include "server.h"
+#include "http.h"
 
 static const char *fact_type_name(enum epcs_fact_type type)
 {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "server.h"
+#include "http.h"
 
 void epcs_metrics_count_verdict(struct epcs_worker *worker, int area_index,
                                 enum epcs_verdict_kind verdict)

@@ -22,7 +22,7 @@
 #include "log.h"
 #include "offload.h"
 #include "query.h"
-#include "server.h"
+#include "http.h"
 
 #define FALSE_INFORMATION "false_information"
 #define LIST_DEFAULT_LIMIT 100

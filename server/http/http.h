@@ -1,5 +1,5 @@
-#ifndef EPCS_SERVER_H
-#define EPCS_SERVER_H
+#ifndef EPCS_HTTP_H
+#define EPCS_HTTP_H
 
 #include <h2o.h>
 #include <msgpack.h>
@@ -307,5 +307,42 @@ void epcs_server_rules_state(struct epcs_server *server, struct epcs_rules_state
 
 /** Starts the workers and blocks until SIGTERM/SIGINT has drained them. Returns exit status. */
 int epcs_server_run(struct epcs_server *server);
+
+/*
+ * The worker's machinery, for server.c to wire into each worker's loop: the callbacks that end
+ * a loop's turn (respond.c), take a new ruleset (reload.c) and release held answers, the
+ * request's authorisation (authorize.c), and the wake-ups other threads send (wake.c).
+ */
+
+/** Checks the request's key against `needed` and charges its rate bucket: 0 to go on, or -1
+ * after answering 401, 403 or 429. Sets the worker's key and partner for the request. */
+int epcs_authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role needed);
+/** The connection guard's question (`ctx` is the worker): may a request with this
+ * Authorization value have its body buffered? Only one with a known key, or any under
+ * --no-auth. */
+int epcs_authorize_body(void *ctx, const char *value, size_t len);
+
+/** Writes the worker's gathered access lines and empties the buffer. */
+void epcs_worker_flush_access_log(struct epcs_worker *worker);
+/** The end of a loop's turn, before it polls (prepare) and after its I/O (check): the turn's
+ * decisions go to the journal, held answers that are safe go out, access lines are written. */
+void epcs_worker_cb_end_of_turn(uv_prepare_t *prepare);
+void epcs_worker_cb_after_io(uv_check_t *check);
+/** The decision log committed (sync mode): answers held for it go out. */
+void epcs_worker_cb_decisions_committed(uv_async_t *async);
+/** A new ruleset was published: the worker builds its engine now rather than at its next
+ * request. */
+void epcs_worker_cb_ruleset_changed(uv_async_t *async);
+/** The rules directory changed (the watch's callback; `ctx` is the server): reload. */
+void epcs_server_cb_rules_changed(void *ctx);
+
+/** The decision log's commit callback (`ctx` is the server): wakes every wakeable worker. */
+void epcs_workers_wake_committed(void *ctx);
+/** Wakes every wakeable worker to take the newly published ruleset. */
+void epcs_workers_wake_rulesets(struct epcs_server *server);
+/** Whether other threads may signal the worker's async handles; 0 before they close. */
+void epcs_worker_set_wakeable(struct epcs_worker *worker, int wakeable);
+/** Frees the workers (disposed already) so that the writer's callback no longer sees them. */
+void epcs_workers_forget(struct epcs_server *server);
 
 #endif
