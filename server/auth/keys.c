@@ -46,19 +46,6 @@ enum epcs_role epcs_role_parse(const char *name)
     return EPCS_ROLE_NONE;
 }
 
-static int partner_valid(const char *partner)
-{
-    size_t len = strlen(partner);
-    if (len == 0 || len >= EPCS_KEY_PARTNER_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = partner[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
@@ -120,7 +107,7 @@ static int parse_line(char *line, struct epcs_key *key, char *err, size_t err_si
         return -1;
     }
     memcpy(key->id, fields[0], EPCS_KEY_ID_LEN + 1);
-    if (!partner_valid(fields[1])) {
+    if (!epcs_partner_id_valid(fields[1])) {
         snprintf(err, err_size, "partner '%.64s' must be 1-63 of a-z 0-9 _ - .", fields[1]);
         return -1;
     }
@@ -398,7 +385,7 @@ static int write_keys_file(const char *path, const struct epcs_keyring *keyring,
 int epcs_keys_file_add(const char *path, const char *partner, enum epcs_role role, double rate,
                        char *token, struct epcs_key *key, char *err, size_t err_size)
 {
-    if (!partner_valid(partner)) {
+    if (!epcs_partner_id_valid(partner)) {
         snprintf(err, err_size, "partner '%.64s' must be 1-63 of a-z 0-9 _ - .", partner);
         return -1;
     }

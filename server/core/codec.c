@@ -694,6 +694,23 @@ uint64_t epcs_hash_bytes(const void *bytes, size_t len)
     return hash ^ (hash >> 29);
 }
 
+const msgpack_object *epcs_map_find(const msgpack_object *map, const char *key, size_t len)
+{
+    for (uint32_t i = 0; map != NULL && map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size;
+         i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
+            memcmp(k->via.str.ptr, key, len) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+const msgpack_object *epcs_map_get(const msgpack_object *map, const char *key)
+{
+    return epcs_map_find(map, key, strlen(key));
+}
+
 int epcs_quoted_len(const msgpack_object *str)
 {
     return (int)(str->via.str.size > EPCS_QUOTE_MAX ? EPCS_QUOTE_MAX : str->via.str.size);

@@ -64,6 +64,12 @@ int epcs_utf8_valid(const char *str, size_t len);
  */
 uint64_t epcs_hash_bytes(const void *bytes, size_t len);
 
+/** The value under the string key [key, key+len) of `map`, or NULL (also when `map` is NULL or
+ * no map). Borrowed from `map`. */
+const msgpack_object *epcs_map_find(const msgpack_object *map, const char *key, size_t len);
+/** epcs_map_find with a NUL-terminated key. */
+const msgpack_object *epcs_map_get(const msgpack_object *map, const char *key);
+
 /** How many bytes of client text an error message quotes: a name cut there is still clear. */
 #define EPCS_QUOTE_MAX 64
 

@@ -1,6 +1,7 @@
 #include "dates.h"
 
 #include <stdio.h>
+#include <sys/time.h>
 
 /* The civil-from-days algorithms are H. Hinnant's: exact over the whole proleptic Gregorian
  * calendar with integer arithmetic only. */
@@ -94,4 +95,11 @@ int32_t epcs_date_in_seoul(time_t now)
     if (seconds % 86400 < 0)
         day--;
     return (int32_t)day;
+}
+
+int64_t epcs_now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }

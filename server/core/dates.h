@@ -31,4 +31,7 @@ void epcs_date_format(int32_t days, char out[11]);
 /** The calendar date in Seoul (UTC+9) at the given instant. */
 int32_t epcs_date_in_seoul(time_t now);
 
+/** The wall clock, microseconds since 1970-01-01 UTC: decisions' and cases' times. */
+int64_t epcs_now_us(void);
+
 #endif

@@ -10,4 +10,10 @@
 /** Room for a partner id and its NUL: ids are at most EPCS_KEY_PARTNER_MAX - 1 bytes. */
 #define EPCS_KEY_PARTNER_MAX 64
 
+/**
+ * True when `id` may name a partner: 1 to EPCS_KEY_PARTNER_MAX - 1 bytes of a-z, 0-9, '_',
+ * '-' and '.', what a keys file accepts and what reports and requests are addressed to.
+ */
+int epcs_partner_id_valid(const char *id);
+
 #endif

@@ -14,16 +14,6 @@ static int empty_container(const msgpack_object *obj)
            (obj->type == MSGPACK_OBJECT_MAP && obj->via.map.size == 0);
 }
 
-static const msgpack_object *map_get(const msgpack_object *map, const char *key, size_t len)
-{
-    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
-        const msgpack_object *k = &map->via.map.ptr[i].key;
-        if (k->via.str.size == len && memcmp(k->via.str.ptr, key, len) == 0)
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 /* Like msgpack_object_equal, but maps compare by key (Lua tables have no order) and an empty
  * table equals an empty list. */
 static int same(const msgpack_object *a, const msgpack_object *b)
@@ -35,7 +25,7 @@ static int same(const msgpack_object *a, const msgpack_object *b)
             return 0;
         for (uint32_t i = 0; i < a->via.map.size; i++) {
             const msgpack_object *key = &a->via.map.ptr[i].key;
-            const msgpack_object *other = map_get(b, key->via.str.ptr, key->via.str.size);
+            const msgpack_object *other = epcs_map_find(b, key->via.str.ptr, key->via.str.size);
             if (other == NULL || !same(&a->via.map.ptr[i].val, other))
                 return 0;
         }
@@ -71,7 +61,7 @@ static int field_matches(const msgpack_object *expect, uint32_t i, const msgpack
 {
     const msgpack_object *key = &expect->via.map.ptr[i].key;
     const msgpack_object *want = &expect->via.map.ptr[i].val;
-    const msgpack_object *got = map_get(verdict, key->via.str.ptr, key->via.str.size);
+    const msgpack_object *got = epcs_map_find(verdict, key->via.str.ptr, key->via.str.size);
     if (got != NULL && same(want, got))
         return 1;
     char want_text[256], got_text[256];
@@ -109,7 +99,7 @@ static int matches(const msgpack_object *expect, const msgpack_object *verdict, 
 static const char *case_text(const msgpack_object *item, const char *key, char *out, size_t size,
                              const char *fallback)
 {
-    const msgpack_object *value = map_get(item, key, strlen(key));
+    const msgpack_object *value = epcs_map_get(item, key);
     if (value == NULL || value->type != MSGPACK_OBJECT_STR)
         return fallback;
     snprintf(out, size, "%.*s", (int)value->via.str.size, value->via.str.ptr);
@@ -121,9 +111,9 @@ static int run_case(struct epcs_engine *engine, size_t area_index, const msgpack
                     msgpack_zone *zone, char *why, size_t why_size)
 {
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
-    const msgpack_object *actor = map_get(item, "actor", 5);
-    const msgpack_object *activity = map_get(item, "activity", 8);
-    const msgpack_object *expect = map_get(item, "expect", 6);
+    const msgpack_object *actor = epcs_map_get(item, "actor");
+    const msgpack_object *activity = epcs_map_get(item, "activity");
+    const msgpack_object *expect = epcs_map_get(item, "expect");
     char election_id[64], date_text[32];
     const char *election_text = case_text(item, "election", election_id, sizeof(election_id), NULL);
     const char *date = case_text(item, "date", date_text, sizeof(date_text), "");
@@ -134,7 +124,7 @@ static int run_case(struct epcs_engine *engine, size_t area_index, const msgpack
     /* A case the rule API made to fail: a statement the rule file owes is missing. */
     if (case_text(item, "fail", failure, sizeof(failure), NULL) != NULL)
         return snprintf(why, why_size, "%s", failure), 0;
-    if (map_get(item, "invalid", 7) != NULL || expect == NULL)
+    if (epcs_map_get(item, "invalid") != NULL || expect == NULL)
         return snprintf(why, why_size, "actor, activity and expect must be plain tables"), 0;
     if (election == NULL)
         return snprintf(why, why_size, "no election '%s'",
@@ -213,7 +203,7 @@ static void run_area(struct epcs_engine *engine, size_t area, struct epcs_buf *c
     }
     for (uint32_t i = 0; i < list.via.array.size; i++) {
         const msgpack_object *item = &list.via.array.ptr[i];
-        const msgpack_object *is_generated = map_get(item, "generated", 9);
+        const msgpack_object *is_generated = epcs_map_get(item, "generated");
         char why[600], name[256];
         generated += is_generated != NULL && is_generated->type == MSGPACK_OBJECT_BOOLEAN &&
                      is_generated->via.boolean;

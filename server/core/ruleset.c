@@ -202,24 +202,6 @@ static int compute_id(struct epcs_ruleset *ruleset)
     return 0;
 }
 
-static void pack_str(msgpack_packer *pk, const char *str, size_t len)
-{
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, str, len);
-}
-
-static void pack_cstr(msgpack_packer *pk, const char *str)
-{
-    pack_str(pk, str, strlen(str));
-}
-
-static void pack_day(msgpack_packer *pk, lua_Integer day)
-{
-    char text[11];
-    epcs_date_format((int32_t)day, text);
-    pack_str(pk, text, 10);
-}
-
 /*
  * Reading what rules produced. Whatever the host reads from a rule state (the elections, the
  * versions, verdicts, calendar items, test cases) it reads inside a protected call under the
@@ -1226,7 +1208,7 @@ static void pack_list(msgpack_packer *pk, lua_State *L, int index)
         size_t len;
         lua_rawgeti(L, index, i);
         const char *item = lua_tolstring(L, -1, &len);
-        pack_str(pk, item, len);
+        epcs_pack_str(pk, item, len);
         lua_pop(L, 1);
     }
 }
@@ -1259,7 +1241,7 @@ static void pack_action_value(msgpack_packer *pk, lua_State *L, int index)
         break;
     case LUA_TSTRING:
         str = lua_tolstring(L, index, &len);
-        pack_str(pk, str, len);
+        epcs_pack_str(pk, str, len);
         break;
     default: /* a table, as actions_field checked */
         pack_action_map(pk, L, index);
@@ -1293,7 +1275,7 @@ static void pack_action_map(msgpack_packer *pk, lua_State *L, int map)
             lua_pop(L, 1);
         }
         /* `next` stays valid: it is a key of the table, which is on the stack. */
-        pack_str(pk, next, next_len);
+        epcs_pack_str(pk, next, next_len);
         lua_pushnil(L);
         while (lua_next(L, map) != 0) {
             const char *key = lua_tolstring(L, -2, &len);
@@ -1329,59 +1311,59 @@ static void pack_verdict(msgpack_packer *pk, const struct epcs_eval *eval, lua_S
                     (v->obligations != 0) + (v->missing != 0) + (v->actions != 0) +
                     (eval->decision_follows != 0);
     msgpack_pack_map(pk, fields);
-    pack_cstr(pk, "verdict");
-    pack_cstr(pk, epcs_verdict_name(v->kind));
-    pack_cstr(pk, "area");
-    pack_cstr(pk, area);
-    pack_cstr(pk, "article");
-    pack_str(pk, v->article, v->article_len);
-    pack_cstr(pk, "rule");
-    pack_str(pk, v->rule, v->rule_len);
-    pack_cstr(pk, "reason");
-    pack_str(pk, v->reason, v->reason_len);
+    epcs_pack_cstr(pk, "verdict");
+    epcs_pack_cstr(pk, epcs_verdict_name(v->kind));
+    epcs_pack_cstr(pk, "area");
+    epcs_pack_cstr(pk, area);
+    epcs_pack_cstr(pk, "article");
+    epcs_pack_str(pk, v->article, v->article_len);
+    epcs_pack_cstr(pk, "rule");
+    epcs_pack_str(pk, v->rule, v->rule_len);
+    epcs_pack_cstr(pk, "reason");
+    epcs_pack_str(pk, v->reason, v->reason_len);
     if (v->reason_ko != NULL) {
-        pack_cstr(pk, "reason_ko");
-        pack_str(pk, v->reason_ko, v->reason_ko_len);
+        epcs_pack_cstr(pk, "reason_ko");
+        epcs_pack_str(pk, v->reason_ko, v->reason_ko_len);
     }
     if (v->has_window) {
-        pack_cstr(pk, "window");
+        epcs_pack_cstr(pk, "window");
         msgpack_pack_map(pk, 2);
-        pack_cstr(pk, "from");
-        pack_day(pk, v->from);
-        pack_cstr(pk, "to");
-        pack_day(pk, v->to);
+        epcs_pack_cstr(pk, "from");
+        epcs_pack_day(pk, (int32_t)v->from);
+        epcs_pack_cstr(pk, "to");
+        epcs_pack_day(pk, (int32_t)v->to);
     } else {
-        pack_cstr(pk, "deadline");
-        pack_day(pk, v->deadline);
+        epcs_pack_cstr(pk, "deadline");
+        epcs_pack_day(pk, (int32_t)v->deadline);
     }
     if (v->exception != NULL) {
-        pack_cstr(pk, "exception");
-        pack_str(pk, v->exception, v->exception_len);
+        epcs_pack_cstr(pk, "exception");
+        epcs_pack_str(pk, v->exception, v->exception_len);
     }
     if (v->obligations != 0) {
-        pack_cstr(pk, "obligations");
+        epcs_pack_cstr(pk, "obligations");
         pack_list(pk, L, v->obligations);
     }
     if (v->missing != 0) {
-        pack_cstr(pk, "missing");
+        epcs_pack_cstr(pk, "missing");
         pack_list(pk, L, v->missing);
     }
     if (v->penalty != NULL) {
-        pack_cstr(pk, "penalty");
-        pack_str(pk, v->penalty, v->penalty_len);
+        epcs_pack_cstr(pk, "penalty");
+        epcs_pack_str(pk, v->penalty, v->penalty_len);
     }
     if (v->actions != 0) {
-        pack_cstr(pk, "actions");
+        epcs_pack_cstr(pk, "actions");
         pack_actions(pk, L, v->actions);
     }
-    pack_cstr(pk, "election");
+    epcs_pack_cstr(pk, "election");
     msgpack_pack_map(pk, 2);
-    pack_cstr(pk, "id");
-    pack_cstr(pk, eval->election->id);
-    pack_cstr(pk, "day");
-    pack_day(pk, eval->election->day);
-    pack_cstr(pk, "ruleset");
-    pack_cstr(pk, ruleset->id);
+    epcs_pack_cstr(pk, "id");
+    epcs_pack_cstr(pk, eval->election->id);
+    epcs_pack_cstr(pk, "day");
+    epcs_pack_day(pk, (int32_t)eval->election->day);
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, ruleset->id);
 }
 
 /* One evaluation as the protected call sees it: the verdict lands in engine->packed. */
@@ -1513,24 +1495,24 @@ static int pack_calendar_item(msgpack_packer *pk, lua_State *L, int item, int nu
         return -1;
     }
     msgpack_pack_map(pk, 5 + (is_window ? 2 : 1) + (text[3] != NULL));
-    pack_cstr(pk, "area");
-    pack_cstr(pk, area);
-    pack_cstr(pk, "kind");
-    pack_cstr(pk, is_window ? "window" : "deadline");
+    epcs_pack_cstr(pk, "area");
+    epcs_pack_cstr(pk, area);
+    epcs_pack_cstr(pk, "kind");
+    epcs_pack_cstr(pk, is_window ? "window" : "deadline");
     for (size_t f = 0; f < 4; f++) {
         if (text[f] != NULL) {
-            pack_cstr(pk, text_fields[f]);
-            pack_str(pk, text[f], len[f]);
+            epcs_pack_cstr(pk, text_fields[f]);
+            epcs_pack_str(pk, text[f], len[f]);
         }
     }
     if (is_window) {
-        pack_cstr(pk, "from");
-        pack_day(pk, from);
-        pack_cstr(pk, "to");
-        pack_day(pk, to);
+        epcs_pack_cstr(pk, "from");
+        epcs_pack_day(pk, (int32_t)from);
+        epcs_pack_cstr(pk, "to");
+        epcs_pack_day(pk, (int32_t)to);
     } else {
-        pack_cstr(pk, "day");
-        pack_day(pk, day);
+        epcs_pack_cstr(pk, "day");
+        epcs_pack_day(pk, (int32_t)day);
     }
     return 0;
 }
@@ -1696,7 +1678,7 @@ static int pack_lua(msgpack_packer *pk, lua_State *L, int index, int depth)
         const char *str = lua_tolstring(L, index, &len);
         if (!epcs_utf8_valid(str, len))
             return -1;
-        pack_str(pk, str, len);
+        epcs_pack_str(pk, str, len);
         return 0;
     }
     case LUA_TTABLE:
@@ -1760,14 +1742,14 @@ static void pack_test_case(msgpack_packer *pk, struct epcs_buf *out, lua_State *
         lua_pop(L, 1);
     }
     msgpack_pack_map(pk, present + 1);
-    pack_cstr(pk, "generated");
+    epcs_pack_cstr(pk, "generated");
     if (generated)
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
     for (size_t f = 0; plain && f < FIELD_COUNT; f++) {
         if (raw_field(L, item, fields[f]) != LUA_TNIL) {
-            pack_cstr(pk, fields[f]);
+            epcs_pack_cstr(pk, fields[f]);
             if (pack_lua(pk, L, -1, 0) != 0)
                 plain = 0;
         }
@@ -1777,7 +1759,7 @@ static void pack_test_case(msgpack_packer *pk, struct epcs_buf *out, lua_State *
         return;
     out->len = start;
     msgpack_pack_map(pk, 1);
-    pack_cstr(pk, "invalid");
+    epcs_pack_cstr(pk, "invalid");
     msgpack_pack_true(pk);
 }
 

@@ -76,9 +76,6 @@ struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_lo
 /** Closes the database. Accepts NULL. No call may be running. */
 void epcs_cases_close(struct epcs_cases *cases);
 
-/** True when `id` is what a keys file accepts as a partner id (1-63 of a-z 0-9 _ - .). */
-int epcs_cases_partner_valid(const char *id);
-
 /** The most bytes a posting (with its NUL) takes: a URL may be 2048 bytes long. */
 #define EPCS_CASES_POSTING_MAX 2100
 

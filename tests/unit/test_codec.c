@@ -2,6 +2,8 @@
 #include <stdlib.h>
 
 #include "codec.h"
+#include "dates.h"
+#include "partner.h"
 #include "testing.h"
 
 static msgpack_zone zone;
@@ -323,6 +325,59 @@ static void test_buf_failure(void)
     epcs_buf_free(&copy);
 }
 
+/* The helpers every layer shares: one map lookup, one quoting length, one clock, one rule for
+ * partner ids. */
+static void test_shared_helpers(void)
+{
+    msgpack_object doc;
+    struct epcs_decode_error err;
+    const char *json = "{\"election\": \"na22\", \"activity\": {\"kind\": \"post\"}}";
+    EXPECT_INT(epcs_json_decode(json, strlen(json), &zone, &doc, &err), 0);
+    const msgpack_object *activity = epcs_map_get(&doc, "activity");
+    EXPECT(activity != NULL && activity->type == MSGPACK_OBJECT_MAP);
+    const msgpack_object *kind = epcs_map_get(activity, "kind");
+    EXPECT(kind != NULL && kind->type == MSGPACK_OBJECT_STR && kind->via.str.size == 4);
+    EXPECT(epcs_map_find(&doc, "electionX", 8) != NULL);
+    EXPECT(epcs_map_get(&doc, "elect") == NULL);
+    EXPECT(epcs_map_get(&doc, "date") == NULL);
+    EXPECT(epcs_map_get(kind, "kind") == NULL);
+    EXPECT(epcs_map_get(NULL, "kind") == NULL);
+    /* A key that is no string is never a match, whatever its bytes. */
+    const char bin_key[] = {(char)0x81, (char)0xc4, 0x04, 'k', 'i', 'n', 'd', 0x01};
+    msgpack_object odd;
+    size_t offset = 0;
+    EXPECT_INT(msgpack_unpack(bin_key, sizeof(bin_key), &offset, &zone, &odd),
+               MSGPACK_UNPACK_SUCCESS);
+    EXPECT(epcs_map_get(&odd, "kind") == NULL);
+
+    const msgpack_object *election = epcs_map_get(&doc, "election");
+    EXPECT_INT(epcs_quoted_len(election), 4);
+    char long_text[300];
+    memset(long_text, 'x', sizeof(long_text) - 1);
+    long_text[sizeof(long_text) - 1] = '\0';
+    msgpack_object long_str = {.type = MSGPACK_OBJECT_STR,
+                               .via.str = {.size = (uint32_t)strlen(long_text), .ptr = long_text}};
+    EXPECT_INT(epcs_quoted_len(&long_str), EPCS_QUOTE_MAX);
+
+    /* 2020-01-01 and 2200-01-01 in microseconds: the clock is the wall clock, in us. */
+    int64_t now = epcs_now_us();
+    EXPECT(now > 1577836800LL * 1000000 && now < 7258118400LL * 1000000);
+
+    EXPECT(epcs_partner_id_valid("naver"));
+    EXPECT(epcs_partner_id_valid("police.seoul-1_a"));
+    EXPECT(!epcs_partner_id_valid(""));
+    EXPECT(!epcs_partner_id_valid("Naver"));
+    EXPECT(!epcs_partner_id_valid("naver kakao"));
+    EXPECT(!epcs_partner_id_valid("naver/x"));
+    char longest[EPCS_KEY_PARTNER_MAX + 1];
+    memset(longest, 'a', sizeof(longest));
+    longest[EPCS_KEY_PARTNER_MAX - 1] = '\0';
+    EXPECT(epcs_partner_id_valid(longest));
+    longest[EPCS_KEY_PARTNER_MAX - 1] = 'a';
+    longest[EPCS_KEY_PARTNER_MAX] = '\0';
+    EXPECT(!epcs_partner_id_valid(longest));
+}
+
 int main(void)
 {
     test_buf_failure();
@@ -332,6 +387,7 @@ int main(void)
     test_json_rules();
     test_encode();
     test_utf8();
+    test_shared_helpers();
     msgpack_zone_destroy(&zone);
     return epcs_test_report();
 }

@@ -2,20 +2,13 @@
  * record before the answer goes out. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "check.h"
+#include "dates.h"
 #include "decision.h"
 #include "decision_log.h"
 #include "log.h"
 #include "http.h"
-
-static uint64_t now_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-}
 
 static uint64_t worker_take_decision_id(void *id_source)
 {
@@ -80,7 +73,7 @@ static int handle_check(h2o_req_t *req, h2o_iovec_t param)
 {
     (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
-    uint64_t started = now_us();
+    uint64_t started = (uint64_t)epcs_now_us();
     msgpack_object body;
     int is_msgpack;
     if (epcs_read_body(req, worker->server->config.max_body, &body, &is_msgpack) != 0)
@@ -102,7 +95,7 @@ static int handle_check(h2o_req_t *req, h2o_iovec_t param)
     decision.verdict_len = worker->body.len;
     /* One clock reading serves the latency and the decision's time: the clock is read often
      * enough per check to show in profiles. */
-    uint64_t verdict_at = now_us();
+    uint64_t verdict_at = (uint64_t)epcs_now_us();
     decision.latency_us = verdict_at - started;
     decision.at_us = (int64_t)verdict_at;
     if (record_decisions(req, &decision, 1) != 0)
@@ -115,7 +108,7 @@ static int handle_check_batch(h2o_req_t *req, h2o_iovec_t param)
     (void)param;
     struct epcs_worker *worker = epcs_worker_of(req);
     const struct epcs_config *config = &worker->server->config;
-    uint64_t started = now_us();
+    uint64_t started = (uint64_t)epcs_now_us();
     msgpack_object body;
     int is_msgpack;
     if (epcs_read_body(req, config->max_batch_body, &body, &is_msgpack) != 0)
@@ -156,7 +149,7 @@ static int handle_check_batch(h2o_req_t *req, h2o_iovec_t param)
         *decision = (struct epcs_decision){.take_id = 1, .check = item};
         struct epcs_check_error err;
         size_t mark = worker->batch.len;
-        uint64_t item_started = now_us();
+        uint64_t item_started = (uint64_t)epcs_now_us();
         if (epcs_check_run(&ctx, engine, item, &worker->batch_packer, decision, &err) !=
             EPCS_CHECK_DECIDED) {
             worker->batch.len = mark;
@@ -167,7 +160,7 @@ static int handle_check_batch(h2o_req_t *req, h2o_iovec_t param)
         }
         offsets[decided] = mark;
         decision->verdict_len = worker->batch.len - mark;
-        uint64_t verdict_at = now_us();
+        uint64_t verdict_at = (uint64_t)epcs_now_us();
         decision->latency_us = verdict_at - item_started;
         decision->at_us = (int64_t)verdict_at;
         decided++;
@@ -183,7 +176,7 @@ static int handle_check_batch(h2o_req_t *req, h2o_iovec_t param)
     msgpack_pack_array(pk, count);
     epcs_buf_append(&worker->body, worker->batch.data, worker->batch.len);
     epcs_log(EPCS_LOG_DEBUG, "check", "batch of %u in %llu us", count,
-             (unsigned long long)(now_us() - started));
+             (unsigned long long)((uint64_t)epcs_now_us() - started));
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
 

@@ -356,15 +356,6 @@ static struct stored_job *stored_of(struct epcs_offload *base)
     return H2O_STRUCT_FROM_MEMBER(struct stored_job, base, base);
 }
 
-static const msgpack_object *map_get(const msgpack_object *map, const char *key)
-{
-    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
-        if (epcs_str_eq(&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 /* Decodes the JSON text the store gave into the job's zone (copied: the text buffer is
  * reused). 0, or -1. */
 static int decode_stored(struct stored_job *job, msgpack_object *document)
@@ -399,8 +390,8 @@ static int load_manifest(struct stored_job *job, const char *id, size_t len,
         return -1;
     }
     /* The routes read these two fields without looking again. */
-    const msgpack_object *ruleset = map_get(manifest, "ruleset");
-    const msgpack_object *files = map_get(manifest, "files");
+    const msgpack_object *ruleset = epcs_map_get(manifest, "ruleset");
+    const msgpack_object *files = epcs_map_get(manifest, "files");
     if (ruleset == NULL || ruleset->type != MSGPACK_OBJECT_STR || files == NULL ||
         files->type != MSGPACK_OBJECT_ARRAY) {
         epcs_log(EPCS_LOG_ERROR, "store", "the manifest of %s lacks ruleset or files", key);
@@ -415,10 +406,10 @@ static int load_manifest(struct stored_job *job, const char *id, size_t len,
 static const msgpack_object *manifest_file(const msgpack_object *manifest, const char *name,
                                            size_t len)
 {
-    const msgpack_object *files = map_get(manifest, "files");
+    const msgpack_object *files = epcs_map_get(manifest, "files");
     for (uint32_t i = 0; files && files->type == MSGPACK_OBJECT_ARRAY && i < files->via.array.size;
          i++) {
-        const msgpack_object *file_name = map_get(&files->via.array.ptr[i], "name");
+        const msgpack_object *file_name = epcs_map_get(&files->via.array.ptr[i], "name");
         if (file_name && file_name->type == MSGPACK_OBJECT_STR && file_name->via.str.size == len &&
             memcmp(file_name->via.str.ptr, name, len) == 0)
             return &files->via.array.ptr[i];
@@ -430,7 +421,7 @@ static void read_rule_file(struct stored_job *job, const msgpack_object *manifes
                            size_t len)
 {
     const msgpack_object *file = manifest_file(manifest, name, len);
-    const msgpack_object *hash = file ? map_get(file, "sha256") : NULL;
+    const msgpack_object *hash = file ? epcs_map_get(file, "sha256") : NULL;
     char sha256[65];
     if (hash == NULL || hash->type != MSGPACK_OBJECT_STR || hash->via.str.size != 64) {
         epcs_offload_fail(&job->base, 404, "not_found", NULL, "no file '%.*s' in that ruleset",
@@ -451,25 +442,25 @@ static void pack_diff(msgpack_packer *pk, const msgpack_object *from, const msgp
     static const char *const groups[] = {"added", "removed", "changed", "unchanged"};
     msgpack_pack_map(pk, 6);
     epcs_pack_cstr(pk, "from");
-    msgpack_pack_object(pk, *map_get(from, "ruleset"));
+    msgpack_pack_object(pk, *epcs_map_get(from, "ruleset"));
     epcs_pack_cstr(pk, "to");
-    msgpack_pack_object(pk, *map_get(to, "ruleset"));
+    msgpack_pack_object(pk, *epcs_map_get(to, "ruleset"));
     for (int group = 0; group < 4; group++) {
         /* Two passes: count, then pack, so the array header is right. */
         const msgpack_object *side = group == 1 ? from : to;
         const msgpack_object *other = group == 1 ? to : from;
-        const msgpack_object *files = map_get(side, "files");
+        const msgpack_object *files = epcs_map_get(side, "files");
         uint32_t count = files && files->type == MSGPACK_OBJECT_ARRAY ? files->via.array.size : 0;
         for (int pass = 0; pass < 2; pass++) {
             size_t matched = 0;
             for (uint32_t i = 0; i < count; i++) {
-                const msgpack_object *name = map_get(&files->via.array.ptr[i], "name");
-                const msgpack_object *hash = map_get(&files->via.array.ptr[i], "sha256");
+                const msgpack_object *name = epcs_map_get(&files->via.array.ptr[i], "name");
+                const msgpack_object *hash = epcs_map_get(&files->via.array.ptr[i], "sha256");
                 if (name == NULL || hash == NULL || name->type != MSGPACK_OBJECT_STR)
                     continue;
                 const msgpack_object *twin =
                     manifest_file(other, name->via.str.ptr, name->via.str.size);
-                const msgpack_object *twin_hash = twin ? map_get(twin, "sha256") : NULL;
+                const msgpack_object *twin_hash = twin ? epcs_map_get(twin, "sha256") : NULL;
                 int same = twin_hash != NULL && msgpack_object_equal(*hash, *twin_hash);
                 int member = (group <= 1 && twin == NULL) || (group == 2 && twin && !same) ||
                              (group == 3 && same);
@@ -706,7 +697,8 @@ static struct impact_job *impact_of(struct epcs_offload *base)
 static int impact_checks(struct impact_job *job, const msgpack_object *body, msgpack_object *checks)
 {
     const struct epcs_config *config = &job->server->config;
-    const msgpack_object *recent = map_get(body, "recent"), *given = map_get(body, "checks");
+    const msgpack_object *recent = epcs_map_get(body, "recent"),
+                         *given = epcs_map_get(body, "checks");
     char err[256];
     if (recent == NULL && (given == NULL || given->type != MSGPACK_OBJECT_ARRAY))
         return epcs_offload_fail(&job->base, 400, "bad_request", "checks",
@@ -757,7 +749,7 @@ static int read_impact(struct impact_job *job, char *candidate, size_t size, msg
         epcs_offload_fail(&job->base, 400, "bad_request", job->field, "%s", decode_error.message);
         return -1;
     }
-    const msgpack_object *dir = map_get(&body, "candidate");
+    const msgpack_object *dir = epcs_map_get(&body, "candidate");
     if (dir == NULL || dir->type != MSGPACK_OBJECT_STR || dir->via.str.size == 0 ||
         dir->via.str.size > 1024) {
         epcs_offload_fail(&job->base, 400, "bad_request", "candidate",

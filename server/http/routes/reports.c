@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "cases.h"
@@ -21,6 +20,7 @@
 #include "decision.h"
 #include "log.h"
 #include "offload.h"
+#include "partner.h"
 #include "query.h"
 #include "http.h"
 
@@ -33,13 +33,6 @@
 #define MAX_REASON 2000
 /* Requests one sweep handles before it lets the next tick continue. */
 #define SWEEP_BATCH 1000
-
-static int64_t now_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
 
 static char *copy_object_string(const msgpack_object *str)
 {
@@ -519,7 +512,7 @@ static int copy_partner_id(const char *text, size_t len, char out[EPCS_KEY_PARTN
         return -1;
     memcpy(out, text, len);
     out[len] = '\0';
-    return epcs_cases_partner_valid(out) ? 0 : -1;
+    return epcs_partner_id_valid(out) ? 0 : -1;
 }
 
 /* Whether an API key belongs to `partner`; always true without keys (--no-auth), where there
@@ -744,7 +737,7 @@ static int keep_report(h2o_req_t *req, struct case_job *job, const struct report
     in->verdict_len = job->verdict.len;
     in->partner_view = own_partner(req) != NULL;
     in->by_staff = own_partner(req) == NULL;
-    in->now_us = now_us();
+    in->now_us = epcs_now_us();
     job->decision = *decision;
     job->decision.election = in->election;
     job->decision.area = FALSE_INFORMATION;
@@ -762,7 +755,7 @@ static int file_report(h2o_req_t *req)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_server *server = worker->server;
-    int64_t started = now_us();
+    int64_t started = epcs_now_us();
     msgpack_object body;
     if (epcs_read_body(req, server->config.max_body, &body, NULL) != 0)
         return 0;
@@ -817,8 +810,8 @@ static int file_report(h2o_req_t *req)
         epcs_pack_cstr(pk, FALSE_INFORMATION ".lua");
         return epcs_response_send(req, 500, epcs_response_format(req));
     }
-    decision.latency_us = (uint64_t)(now_us() - started);
-    decision.at_us = now_us();
+    decision.latency_us = (uint64_t)(epcs_now_us() - started);
+    decision.at_us = epcs_now_us();
     epcs_metrics_count_verdict(worker, decision.area_index, decision.verdict);
     epcs_decision_debug(&decision, worker->partner);
     struct case_job *job = job_create(req, JOB_FILE);
@@ -1114,7 +1107,7 @@ static int answer_request(h2o_req_t *req, uint64_t id)
         job_free(job);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
-    in->now_us = now_us();
+    in->now_us = epcs_now_us();
     return job_start(req, job);
 }
 
@@ -1202,7 +1195,7 @@ static int review_report(h2o_req_t *req, h2o_iovec_t report, int dismiss)
     in->report = id;
     in->dismiss = dismiss;
     in->reason_len = reason != NULL ? reason->via.str.size : 0;
-    in->now_us = now_us();
+    in->now_us = epcs_now_us();
     return job_start(req, job);
 }
 
@@ -1271,7 +1264,7 @@ static int partner_policy(h2o_req_t *req, h2o_iovec_t path_id, int put)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
     in->send = send;
-    in->now_us = now_us();
+    in->now_us = epcs_now_us();
     return job_start(req, job);
 }
 
@@ -1337,7 +1330,7 @@ struct sweep {
 static void cb_sweep_work(uv_work_t *work)
 {
     struct sweep *sweep = work->data;
-    sweep->handled = epcs_cases_sweep(sweep->worker->server->cases, now_us(), SWEEP_BATCH,
+    sweep->handled = epcs_cases_sweep(sweep->worker->server->cases, epcs_now_us(), SWEEP_BATCH,
                                       sweep->err, sizeof(sweep->err));
 }
 

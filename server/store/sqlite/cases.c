@@ -222,18 +222,11 @@ void epcs_cases_format_time(int64_t us, char out[32])
     snprintf(out + len, 32 - len, ".%06uZ", (unsigned)(us % 1000000));
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *text)
-{
-    size_t len = strlen(text);
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, text, len);
-}
-
 static void pack_time(msgpack_packer *pk, int64_t us)
 {
     char text[32];
     epcs_cases_format_time(us, text);
-    pack_cstr(pk, text);
+    epcs_pack_cstr(pk, text);
 }
 
 /* Splices already-encoded msgpack into the packer's output. */
@@ -280,17 +273,6 @@ static void pack_blob_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
         pack_raw(pk, sqlite3_column_blob(stmt, column), (size_t)len);
 }
 
-static const msgpack_object *map_get(const msgpack_object *map, const char *key)
-{
-    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        if (epcs_str_eq(&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 /* A string member copied into `out`; -1 when absent, not a string, empty, too long or with
  * a NUL byte. */
 static int copy_string(const msgpack_object *value, char *out, size_t size)
@@ -319,25 +301,6 @@ static int as_number(const msgpack_object *value, double *out)
     default:
         return -1;
     }
-}
-
-/* The rule of keys.c: what a keys file accepts as a partner id. */
-static int partner_id_valid(const char *id)
-{
-    size_t len = strlen(id);
-    if (len == 0 || len >= EPCS_KEY_PARTNER_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
-int epcs_cases_partner_valid(const char *id)
-{
-    return partner_id_valid(id);
 }
 
 /* ---- postings ----------------------------------------------------------------------------- */
@@ -472,19 +435,19 @@ static int parse_action(const msgpack_object *map, const char *platform, int dep
     action->objection_span_us = -1;
     if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
         return snprintf(why, why_size, "is not a map"), -1;
-    if (copy_string(map_get(map, "kind"), action->kind, sizeof(action->kind)) != 0 ||
+    if (copy_string(epcs_map_get(map, "kind"), action->kind, sizeof(action->kind)) != 0 ||
         (strcmp(action->kind, "deletion_request") != 0 && strcmp(action->kind, "referral") != 0))
         return snprintf(why, why_size, "kind must be deletion_request or referral"), -1;
-    if (copy_string(map_get(map, "to"), action->to, sizeof(action->to)) != 0)
+    if (copy_string(epcs_map_get(map, "to"), action->to, sizeof(action->to)) != 0)
         return snprintf(why, why_size, "to must be \"platform\" or a partner id"), -1;
     if (strcmp(action->to, "platform") == 0)
         snprintf(action->to, sizeof(action->to), "%s", platform);
-    else if (!partner_id_valid(action->to))
+    else if (!epcs_partner_id_valid(action->to))
         return snprintf(why, why_size, "to '%s' is not a partner id (a-z 0-9 _ - .)", action->to),
                -1;
-    if (copy_string(map_get(map, "article"), action->article, sizeof(action->article)) != 0)
+    if (copy_string(epcs_map_get(map, "article"), action->article, sizeof(action->article)) != 0)
         return snprintf(why, why_size, "article must be a string of 1 to 63 bytes"), -1;
-    const msgpack_object *due = map_get(map, "due_hours");
+    const msgpack_object *due = epcs_map_get(map, "due_hours");
     if (due != NULL) {
         double hours;
         if (as_number(due, &hours) != 0 || hours <= 0 || hours > MAX_DUE_HOURS)
@@ -495,7 +458,7 @@ static int parse_action(const msgpack_object *map, const char *platform, int dep
         if (action->due_span_us == 0)
             action->due_span_us = 1;
     }
-    const msgpack_object *objection = map_get(map, "objection_days");
+    const msgpack_object *objection = epcs_map_get(map, "objection_days");
     if (objection != NULL) {
         double days;
         if (as_number(objection, &days) != 0 || days < 0 || days > MAX_OBJECTION_DAYS)
@@ -504,9 +467,9 @@ static int parse_action(const msgpack_object *map, const char *platform, int dep
                    -1;
         action->objection_span_us = llround(days * 86400e6);
     }
-    const msgpack_object *escalation = map_get(map, "escalation");
+    const msgpack_object *escalation = epcs_map_get(map, "escalation");
     if (escalation != NULL) {
-        const msgpack_object *after = map_get(escalation, "after");
+        const msgpack_object *after = epcs_map_get(escalation, "after");
         if (depth >= MAX_ESCALATION_DEPTH)
             return snprintf(why, why_size, "escalations nest too deep"), -1;
         if (escalation->type != MSGPACK_OBJECT_MAP || after == NULL ||
@@ -544,14 +507,17 @@ static int read_verdict(msgpack_zone *zone, const char *bytes, size_t len,
     if (msgpack_unpack(bytes, len, &offset, zone, &view->root) != MSGPACK_UNPACK_SUCCESS ||
         view->root.type != MSGPACK_OBJECT_MAP)
         return snprintf(why, why_size, "the verdict is not a msgpack map"), -1;
-    if (copy_string(map_get(&view->root, "verdict"), view->verdict, sizeof(view->verdict)) != 0 ||
-        copy_string(map_get(&view->root, "article"), view->article, sizeof(view->article)) != 0 ||
-        copy_string(map_get(&view->root, "ruleset"), view->ruleset, sizeof(view->ruleset)) != 0)
+    if (copy_string(epcs_map_get(&view->root, "verdict"), view->verdict, sizeof(view->verdict)) !=
+            0 ||
+        copy_string(epcs_map_get(&view->root, "article"), view->article, sizeof(view->article)) !=
+            0 ||
+        copy_string(epcs_map_get(&view->root, "ruleset"), view->ruleset, sizeof(view->ruleset)) !=
+            0)
         return snprintf(why, why_size, "the verdict lacks verdict, article or ruleset"), -1;
     /* The store gives the decision its id, and adds it to the answer. */
-    if (map_get(&view->root, "decision") != NULL)
+    if (epcs_map_get(&view->root, "decision") != NULL)
         return snprintf(why, why_size, "the verdict carries a decision id already"), -1;
-    view->actions = map_get(&view->root, "actions");
+    view->actions = epcs_map_get(&view->root, "actions");
     if (view->actions != NULL && view->actions->type != MSGPACK_OBJECT_ARRAY)
         return snprintf(why, why_size, "actions is not a list"), -1;
     if (view->actions != NULL && view->actions->via.array.size > MAX_ACTIONS)
@@ -604,19 +570,19 @@ static void detail_begin(struct detail *detail, size_t fields)
 
 static void detail_str(struct detail *detail, const char *key, const char *value)
 {
-    pack_cstr(&detail->pk, key);
-    pack_cstr(&detail->pk, value);
+    epcs_pack_cstr(&detail->pk, key);
+    epcs_pack_cstr(&detail->pk, value);
 }
 
 static void detail_id(struct detail *detail, const char *key, uint64_t value)
 {
-    pack_cstr(&detail->pk, key);
+    epcs_pack_cstr(&detail->pk, key);
     msgpack_pack_uint64(&detail->pk, value);
 }
 
 static void detail_time(struct detail *detail, const char *key, int64_t us)
 {
-    pack_cstr(&detail->pk, key);
+    epcs_pack_cstr(&detail->pk, key);
     pack_time(&detail->pk, us);
 }
 
@@ -741,7 +707,7 @@ static void sent_detail(struct detail *detail, uint64_t report, const struct act
     detail_str(detail, "kind", action->kind);
     detail_str(detail, "to", action->to);
     detail_str(detail, "article", action->article);
-    pack_cstr(&detail->pk, "attempt");
+    epcs_pack_cstr(&detail->pk, "attempt");
     msgpack_pack_int(&detail->pk, attempt);
     if (due != NULL)
         detail_time(detail, "due", *due);
@@ -894,41 +860,41 @@ static int refresh_report(struct sqlite_cases *cases, uint64_t report, int64_t n
 static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 {
     msgpack_pack_map(pk, 18);
-    pack_cstr(pk, "id");
+    epcs_pack_cstr(pk, "id");
     pack_id_column(pk, stmt, 0);
-    pack_cstr(pk, "report");
+    epcs_pack_cstr(pk, "report");
     pack_id_column(pk, stmt, 1);
-    pack_cstr(pk, "kind");
+    epcs_pack_cstr(pk, "kind");
     pack_text_column(pk, stmt, 2);
-    pack_cstr(pk, "to");
+    epcs_pack_cstr(pk, "to");
     pack_text_column(pk, stmt, 3);
-    pack_cstr(pk, "article");
+    epcs_pack_cstr(pk, "article");
     pack_text_column(pk, stmt, 4);
-    pack_cstr(pk, "attempt");
+    epcs_pack_cstr(pk, "attempt");
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 5));
-    pack_cstr(pk, "status");
+    epcs_pack_cstr(pk, "status");
     pack_text_column(pk, stmt, 6);
-    pack_cstr(pk, "created");
+    epcs_pack_cstr(pk, "created");
     pack_time_column(pk, stmt, 7);
-    pack_cstr(pk, "sent");
+    epcs_pack_cstr(pk, "sent");
     pack_time_column(pk, stmt, 20);
-    pack_cstr(pk, "due");
+    epcs_pack_cstr(pk, "due");
     pack_time_column(pk, stmt, 8);
-    pack_cstr(pk, "objection_until");
+    epcs_pack_cstr(pk, "objection_until");
     pack_time_column(pk, stmt, 9);
-    pack_cstr(pk, "follows");
+    epcs_pack_cstr(pk, "follows");
     pack_id_column(pk, stmt, 10);
-    pack_cstr(pk, "url");
+    epcs_pack_cstr(pk, "url");
     pack_text_column(pk, stmt, 16);
-    pack_cstr(pk, "platform");
+    epcs_pack_cstr(pk, "platform");
     pack_text_column(pk, stmt, 17);
-    pack_cstr(pk, "election");
+    epcs_pack_cstr(pk, "election");
     pack_text_column(pk, stmt, 18);
-    pack_cstr(pk, "category");
+    epcs_pack_cstr(pk, "category");
     pack_text_column(pk, stmt, 19);
-    pack_cstr(pk, "action");
+    epcs_pack_cstr(pk, "action");
     pack_blob_column(pk, stmt, 11);
-    pack_cstr(pk, "answer");
+    epcs_pack_cstr(pk, "answer");
     if (sqlite3_column_type(stmt, 12) == SQLITE_NULL) {
         msgpack_pack_nil(pk);
         return;
@@ -937,20 +903,20 @@ static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
     int has_data = sqlite3_column_type(stmt, 14) != SQLITE_NULL;
     int has_via = sqlite3_column_type(stmt, 15) != SQLITE_NULL;
     msgpack_pack_map(pk, 2 + (size_t)has_reason + (size_t)has_data + (size_t)has_via);
-    pack_cstr(pk, "status");
+    epcs_pack_cstr(pk, "status");
     pack_text_column(pk, stmt, 6);
-    pack_cstr(pk, "at");
+    epcs_pack_cstr(pk, "at");
     pack_time_column(pk, stmt, 12);
     if (has_reason) {
-        pack_cstr(pk, "reason");
+        epcs_pack_cstr(pk, "reason");
         pack_text_column(pk, stmt, 13);
     }
     if (has_data) {
-        pack_cstr(pk, "data");
+        epcs_pack_cstr(pk, "data");
         pack_blob_column(pk, stmt, 14);
     }
     if (has_via) {
-        pack_cstr(pk, "via");
+        epcs_pack_cstr(pk, "via");
         pack_id_column(pk, stmt, 15);
     }
 }
@@ -987,29 +953,29 @@ static int get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_pa
 static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t more)
 {
     msgpack_pack_map(pk, 17 + more);
-    pack_cstr(pk, "id");
+    epcs_pack_cstr(pk, "id");
     pack_id_column(pk, stmt, 0);
-    pack_cstr(pk, "status");
+    epcs_pack_cstr(pk, "status");
     pack_text_column(pk, stmt, 3);
-    pack_cstr(pk, "filed_at");
+    epcs_pack_cstr(pk, "filed_at");
     pack_time_column(pk, stmt, 1);
-    pack_cstr(pk, "filed_by");
+    epcs_pack_cstr(pk, "filed_by");
     pack_text_column(pk, stmt, 2);
     static const char *const texts[] = {"url",  "platform", "election", "category",
                                         "date", "verdict",  "article",  "ruleset"};
     for (int i = 0; i < 8; i++) {
-        pack_cstr(pk, texts[i]);
+        epcs_pack_cstr(pk, texts[i]);
         pack_text_column(pk, stmt, 4 + i);
     }
-    pack_cstr(pk, "decision");
+    epcs_pack_cstr(pk, "decision");
     pack_id_column(pk, stmt, 12);
-    pack_cstr(pk, "updated_at");
+    epcs_pack_cstr(pk, "updated_at");
     pack_time_column(pk, stmt, 13);
-    pack_cstr(pk, "request_count");
+    epcs_pack_cstr(pk, "request_count");
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 14));
-    pack_cstr(pk, "posting");
+    epcs_pack_cstr(pk, "posting");
     pack_text_column(pk, stmt, 17);
-    pack_cstr(pk, "reporter_count");
+    epcs_pack_cstr(pk, "reporter_count");
     msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 18));
 }
 
@@ -1066,19 +1032,19 @@ static int pack_all_rows(sqlite3 *db, sqlite3_stmt *stmt, msgpack_packer *pk,
 static void pack_history_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 {
     msgpack_pack_map(pk, 7);
-    pack_cstr(pk, "at");
+    epcs_pack_cstr(pk, "at");
     pack_time_column(pk, stmt, 0);
-    pack_cstr(pk, "event");
+    epcs_pack_cstr(pk, "event");
     pack_text_column(pk, stmt, 1);
-    pack_cstr(pk, "request");
+    epcs_pack_cstr(pk, "request");
     pack_id_column(pk, stmt, 2);
-    pack_cstr(pk, "status");
+    epcs_pack_cstr(pk, "status");
     pack_text_column(pk, stmt, 3);
-    pack_cstr(pk, "by");
+    epcs_pack_cstr(pk, "by");
     pack_text_column(pk, stmt, 4);
-    pack_cstr(pk, "detail");
+    epcs_pack_cstr(pk, "detail");
     pack_blob_column(pk, stmt, 5);
-    pack_cstr(pk, "decision");
+    epcs_pack_cstr(pk, "decision");
     pack_id_column(pk, stmt, 6);
 }
 
@@ -1116,11 +1082,11 @@ static int pack_requests_of(sqlite3 *db, uint64_t report, const char *partner, m
 static void pack_reporter_row(msgpack_packer *pk, sqlite3_stmt *stmt)
 {
     msgpack_pack_map(pk, 3);
-    pack_cstr(pk, "partner");
+    epcs_pack_cstr(pk, "partner");
     pack_text_column(pk, stmt, 0);
-    pack_cstr(pk, "at");
+    epcs_pack_cstr(pk, "at");
     pack_time_column(pk, stmt, 1);
-    pack_cstr(pk, "url");
+    epcs_pack_cstr(pk, "url");
     pack_text_column(pk, stmt, 2);
 }
 
@@ -1150,24 +1116,24 @@ static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const c
     msgpack_packer_init(&out_pk, &out, epcs_buf_msgpack_write);
     pack_report_summary(&out_pk, stmt, 5 + (joined >= 0));
     if (joined >= 0) {
-        pack_cstr(&out_pk, "joined");
+        epcs_pack_cstr(&out_pk, "joined");
         if (joined)
             msgpack_pack_true(&out_pk);
         else
             msgpack_pack_false(&out_pk);
     }
-    pack_cstr(&out_pk, "facts");
+    epcs_pack_cstr(&out_pk, "facts");
     pack_blob_column(&out_pk, stmt, 15);
-    pack_cstr(&out_pk, "answer");
+    epcs_pack_cstr(&out_pk, "answer");
     pack_blob_column(&out_pk, stmt, 16);
-    pack_cstr(&out_pk, "reporters");
+    epcs_pack_cstr(&out_pk, "reporters");
     int rc = pack_reporters(db, id, partner, &out_pk, err, err_size);
     if (rc == 0) {
-        pack_cstr(&out_pk, "requests");
+        epcs_pack_cstr(&out_pk, "requests");
         rc = pack_requests_of(db, id, partner, &out_pk, err, err_size);
     }
     if (rc == 0) {
-        pack_cstr(&out_pk, "history");
+        epcs_pack_cstr(&out_pk, "history");
         rc = pack_history(db, id, partner, &out_pk, err, err_size);
     }
     if (rc == 0)
@@ -1249,10 +1215,10 @@ static int pack_page(sqlite3 *db, sqlite3_stmt *stmt, const char *name, size_t l
     int rc = pack_rows(db, stmt, limit, pack_row, &rows, err, err_size);
     if (rc == 0) {
         msgpack_pack_map(pk, 2);
-        pack_cstr(pk, name);
+        epcs_pack_cstr(pk, name);
         msgpack_pack_array(pk, rows.count);
         pack_raw(pk, rows.bytes.data, rows.bytes.len);
-        pack_cstr(pk, "next");
+        epcs_pack_cstr(pk, "next");
         if (rows.more)
             msgpack_pack_uint64(pk, rows.last);
         else
@@ -1802,7 +1768,7 @@ static int with_decision(const char *verdict, size_t len, uint64_t id, struct ep
     msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
     msgpack_pack_map(&pk, fields + 1);
     pack_raw(&pk, verdict + header_len, len - header_len);
-    pack_cstr(&pk, "decision");
+    epcs_pack_cstr(&pk, "decision");
     msgpack_pack_uint64(&pk, id);
     return 0;
 }
@@ -2040,7 +2006,7 @@ static int join_locked(struct sqlite_cases *cases, const struct epcs_case_report
     struct detail detail;
     detail_begin(&detail, 2);
     detail_str(&detail, "url", report->url);
-    pack_cstr(&detail.pk, "facts");
+    epcs_pack_cstr(&detail.pk, "facts");
     pack_raw(&detail.pk, report->facts, report->facts_len);
     struct step joined = {.report = id,
                           .event = "report_joined",
@@ -2281,11 +2247,11 @@ static int answer_locked(struct sqlite_cases *cases, const struct epcs_case_answ
     detail_id(&detail, "report", row->report);
     detail_str(&detail, "status", answer->status);
     if (answer->reason != NULL) {
-        pack_cstr(&detail.pk, "reason");
+        epcs_pack_cstr(&detail.pk, "reason");
         msgpack_pack_str(&detail.pk, answer->reason_len);
         msgpack_pack_str_body(&detail.pk, answer->reason, answer->reason_len);
     }
-    pack_cstr(&detail.pk, "late");
+    epcs_pack_cstr(&detail.pk, "late");
     if (late)
         msgpack_pack_true(&detail.pk);
     else
@@ -2536,7 +2502,7 @@ static int review_locked(struct sqlite_cases *cases, const struct epcs_case_revi
     struct detail why;
     detail_begin(&why, review->reason != NULL);
     if (review->reason != NULL) {
-        pack_cstr(&why.pk, "reason");
+        epcs_pack_cstr(&why.pk, "reason");
         msgpack_pack_str(&why.pk, review->reason_len);
         msgpack_pack_str_body(&why.pk, review->reason, review->reason_len);
     }
@@ -2582,24 +2548,24 @@ static int get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char
     if (step == SQLITE_ROW || step == SQLITE_DONE) {
         int set = step == SQLITE_ROW;
         msgpack_pack_map(pk, 5);
-        pack_cstr(pk, "partner");
-        pack_cstr(pk, partner);
-        pack_cstr(pk, "reports");
+        epcs_pack_cstr(pk, "partner");
+        epcs_pack_cstr(pk, partner);
+        epcs_pack_cstr(pk, "reports");
         if (set)
             pack_text_column(pk, stmt, 0);
         else
-            pack_cstr(pk, "hold");
-        pack_cstr(pk, "default");
+            epcs_pack_cstr(pk, "hold");
+        epcs_pack_cstr(pk, "default");
         if (set)
             msgpack_pack_false(pk);
         else
             msgpack_pack_true(pk);
-        pack_cstr(pk, "set_at");
+        epcs_pack_cstr(pk, "set_at");
         if (set)
             pack_time_column(pk, stmt, 1);
         else
             msgpack_pack_nil(pk);
-        pack_cstr(pk, "set_by");
+        epcs_pack_cstr(pk, "set_by");
         if (set)
             pack_text_column(pk, stmt, 2);
         else
@@ -2684,14 +2650,14 @@ static int handle_overdue(struct sqlite_cases *cases, uint64_t id, int64_t now, 
         return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
     }
     msgpack_unpack(row.action.data, row.action.len, &offset, &zone, &map);
-    const msgpack_object *consequence = map_get(&map, "overdue");
+    const msgpack_object *consequence = epcs_map_get(&map, "overdue");
     rc = set_request_status(cases, id, "overdue", now, err, err_size);
     struct detail detail;
     detail_begin(&detail, 2 + (consequence != NULL));
     detail_id(&detail, "report", row.report);
     detail_time(&detail, "due", row.due_us);
     if (consequence != NULL) {
-        pack_cstr(&detail.pk, "overdue");
+        epcs_pack_cstr(&detail.pk, "overdue");
         msgpack_pack_object(&detail.pk, *consequence);
     }
     struct step step = {.report = row.report,

@@ -37,7 +37,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -268,13 +267,6 @@ static int64_t monotonic_ms(void)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
-static int64_t wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
 static void db_path(const char *data_dir, char *path, size_t size)
@@ -1781,7 +1773,7 @@ static int encode_decisions(struct epcs_buf *out, const struct epcs_decision *de
     for (size_t i = 0; i < count; i++) {
         int64_t at_us = decisions[i].at_us;
         if (at_us == 0)
-            at_us = now != 0 ? now : (now = wall_us());
+            at_us = now != 0 ? now : (now = epcs_now_us());
         if (encode_decision(out, &decisions[i], partner, at_us) != 0) {
             out->len = before;
             return -1;
@@ -2059,7 +2051,7 @@ static int sqlite_log_event(struct epcs_decision_log *handle, const char *partne
     }
     uint64_t event_id = sqlite_log_next_id(&log->base, NULL);
     struct epcs_decision_event entry = {.id = event_id,
-                                        .at_us = wall_us(),
+                                        .at_us = epcs_now_us(),
                                         .partner = partner,
                                         .event = event,
                                         .election = election,
