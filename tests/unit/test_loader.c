@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec.h"
+#include "dates.h"
 #include "plugin_loader.h"
 #include "ruleset.h"
 #include "testing.h"
@@ -89,6 +91,58 @@ static void test_good_plugin_loads(void)
     epcs_plugins_destroy(set);
 }
 
+/* Calls the set's first plugin's validate on facts decoded from JSON, the act dated `date`;
+ * returns what validate returned, with the refusal in *facts. */
+static int validate(const struct epcs_plugin_set *set, const char *actor_json,
+                    const char *activity_json, const char *date, struct epcs_facts *facts)
+{
+    msgpack_zone zone;
+    msgpack_object actor, activity;
+    struct epcs_decode_error error;
+    msgpack_zone_init(&zone, 1024);
+    EXPECT_INT(epcs_json_decode(actor_json, strlen(actor_json), &zone, &actor, &error), 0);
+    EXPECT_INT(epcs_json_decode(activity_json, strlen(activity_json), &zone, &activity, &error), 0);
+    EXPECT_INT(epcs_facts_read(facts, set->vocab, &actor, &activity), 0);
+    EXPECT_INT(epcs_date_parse(date, strlen(date), &facts->date), 0);
+    int status = set->items[0].desc->validate(set->items[0].state, facts);
+    msgpack_zone_destroy(&zone);
+    return status;
+}
+
+/* A plugin built against ABI 1's header, whose fact value has no size, loads into this host
+ * and reads every kind of fact exactly as it did, and nothing lands past its struct (the
+ * plugin checks guard bytes; ASan watches its exact-size heap copy). */
+static void test_abi1_plugin_served(void)
+{
+    char dir[512];
+    const char *log;
+    struct epcs_plugin_set *set;
+    struct epcs_facts facts;
+    snprintf(dir, sizeof(dir), "%s/abi1", EPCS_TEST_PLUGIN_DIR);
+    EXPECT_INT(load(dir, &log, &set), 1);
+    EXPECT_CONTAINS(log, "loaded area 'publication_ceremony' (Art. 103(5))");
+    EXPECT_INT(validate(set, "{\"kind\":\"publisher\"}",
+                        "{\"kind\":\"publication_ceremony\",\"book_related_to_candidate\":true,"
+                        "\"abi_day\":\"2024-04-10\",\"abi_probe\":\"echo\"}",
+                        "2024-02-01", &facts),
+               -1);
+    EXPECT(facts.rejected);
+    EXPECT_STR(facts.field, "activity.abi_probe");
+    EXPECT_STR(facts.message, "read: actor.kind=2:publisher activity.kind=2:publication_ceremony "
+                              "activity.book_related_to_candidate=bool:1 "
+                              "activity.abi_day=date:19823:2024-04-10 date=date:19754: "
+                              "activity.abi_probe=4:echo");
+    /* Absent facts stay absent; without the probe the facts pass on to the rules. */
+    EXPECT_INT(validate(set, "{}", "{\"book_related_to_candidate\":false}", "2024-01-10", &facts),
+               0);
+    EXPECT(!facts.rejected);
+    EXPECT_INT(validate(set, "{}", "{\"abi_probe\":\"echo\"}", "1970-01-01", &facts), -1);
+    EXPECT_STR(facts.message, "read: actor.kind=absent activity.kind=absent "
+                              "activity.book_related_to_candidate=absent activity.abi_day=absent "
+                              "date=date:0: activity.abi_probe=4:echo");
+    epcs_plugins_destroy(set);
+}
+
 static void link_into(const char *dir, const char *target, const char *name)
 {
     char path[512];
@@ -141,6 +195,7 @@ int main(void)
     close(fd);
     test_each_broken_plugin_refused();
     test_good_plugin_loads();
+    test_abi1_plugin_served();
     test_conflicts_with_real_plugin();
     test_unreadable_dir();
     unlink(log_path);
