@@ -16,6 +16,19 @@
  * area (its facts, activity kinds and rule file), checks what the rules cannot express as
  * types, and calls the rules.
  *
+ * Growth: every struct one side fills for the other says how much of it the reader has. The
+ * descriptor and the host API table begin with abi_version and struct_size, set by the side
+ * that fills them; the reader uses a member only when struct_size covers it. A struct the
+ * host writes into the plugin's memory (struct epcs_fact_value) begins with a struct_size the
+ * plugin sets, and the host writes only the members that lie within it. Each grows only at its
+ * end, so a plugin built against an older header keeps working in a newer epcsd, which serves
+ * it as its header describes: EPCS_PLUGIN_ABI_VERSION changes only for a change that cannot be
+ * served so. A plugin built against a newer header must refuse to start in an older epcsd, whose
+ * host table is shorter than its header's (EPCS_PLUGIN_DELEGATE_TO_RULES's init does, saying
+ * so), or check struct_size before each newer member. struct epcs_fact_spec is the exception:
+ * plugins hand it as an array, whose stride is part of ABI 1, so it never grows; a new property of
+ * a fact comes as a new descriptor member.
+ *
  * Threads: epcsd calls validate, evaluate and calendar from every worker thread at once, with
  * the same plugin state. State written after init must be guarded by the plugin.
  */
@@ -53,8 +66,14 @@ struct epcs_fact_spec {
     const char *const *values;
 };
 
-/** A fact as read through the host API; strings are borrowed from the request. */
+/**
+ * A fact as read through epcs_host_api.read_fact, normally through epcs_fact_read; strings are
+ * borrowed from the request. The plugin owns the struct and sets struct_size; the host writes
+ * only the members within it and never struct_size itself.
+ */
 struct epcs_fact_value {
+    /** sizeof(struct epcs_fact_value) as the plugin saw it. */
+    uint32_t struct_size;
     enum epcs_fact_type type;
     int boolean;
     const char *string;
@@ -63,7 +82,19 @@ struct epcs_fact_value {
     int32_t day;
 };
 
-/** The facts of one request (opaque; read with epcs_host_api.fact). */
+/**
+ * ABI 1's fact value, which had no size: what epcs_host_api.fact_v1 fills, whole. Frozen, so
+ * that epcsd serves plugins built before struct epcs_fact_value carried its size.
+ */
+struct epcs_fact_value_v1 {
+    enum epcs_fact_type type;
+    int boolean;
+    const char *string;
+    size_t length;
+    int32_t day;
+};
+
+/** The facts of one request (opaque; read with epcs_fact_read). */
 struct epcs_facts;
 /** One evaluation of an area for one request (opaque; completed by epcs_host_api.run_rules). */
 struct epcs_eval;
@@ -71,8 +102,9 @@ struct epcs_eval;
 struct epcs_calendar;
 
 /**
- * Services epcsd offers to plugins. Valid from init() until destroy() returns. Members are
- * appended only; check struct_size before using a member added after ABI version 1.
+ * Services epcsd offers to plugins, owned by epcsd. Valid from init() until destroy() returns.
+ * Members are appended only: check struct_size before using one added after ABI 1's first table
+ * (read_fact is one; EPCS_PLUGIN_DELEGATE_TO_RULES's init checks for the whole table).
  */
 struct epcs_host_api {
     uint32_t abi_version;
@@ -83,11 +115,11 @@ struct epcs_host_api {
         __attribute__((format(printf, 3, 4)));
 
     /**
-     * Reads the fact at `path`. Returns 1 and fills `out` when present, 0 when absent. Present
-     * facts have already been checked against the plugin's fact specs. The path "date" reads
-     * the day of the act (EPCS_FACT_DATE, `day` only), so validate can relate facts to it.
+     * ABI 1's read_fact, kept in its place for plugins built before the fact value carried its
+     * size: fills a whole struct epcs_fact_value_v1. New plugins use read_fact.
      */
-    int (*fact)(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out);
+    int (*fact_v1)(const struct epcs_facts *facts, const char *path,
+                   struct epcs_fact_value_v1 *out);
 
     /**
      * Records that the request's facts are unacceptable for this area, as 422 invalid_fact for
@@ -108,7 +140,28 @@ struct epcs_host_api {
      * file's calendar function. Returns 0, or -1 when the rules failed.
      */
     int (*run_calendar)(struct epcs_calendar *calendar);
+
+    /**
+     * Reads the fact at `path`. Returns 1 when present, having written the members of `out`
+     * that lie within out->struct_size (those it does not describe are zero), or 0 when absent,
+     * leaving `out` as it was. Present facts have already been checked against the plugin's
+     * fact specs. The path "date" reads the day of the act (EPCS_FACT_DATE, `day` only), so
+     * validate can relate facts to it. Added after ABI 1's first table (see struct_size).
+     */
+    int (*read_fact)(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out);
 };
+
+/**
+ * Reads the fact at `path` into the caller's `out` through api->read_fact, after setting its
+ * struct_size and zeroing the rest: how a plugin reads a fact. Returns 1 when present, 0 when
+ * absent.
+ */
+static inline int epcs_fact_read(const struct epcs_host_api *api, const struct epcs_facts *facts,
+                                 const char *path, struct epcs_fact_value *out)
+{
+    *out = (struct epcs_fact_value){.struct_size = sizeof(*out)};
+    return api->read_fact(facts, path, out);
+}
 
 /** Whether the request holds the enum or string fact at `path` and it is exactly `value`: how a
  * validate callback compares facts. */
@@ -117,7 +170,7 @@ static inline int epcs_fact_equals(const struct epcs_host_api *api, const struct
 {
     struct epcs_fact_value fact;
     size_t length = strlen(value);
-    return api->fact(facts, path, &fact) && fact.length == length &&
+    return epcs_fact_read(api, facts, path, &fact) && fact.length == length &&
            memcmp(fact.string, value, length) == 0;
 }
 
@@ -176,8 +229,13 @@ typedef const struct epcs_plugin *(*epcs_plugin_entry_fn)(void);
     static const struct epcs_host_api *host;                                                       \
     static int epcs_rules_init(const struct epcs_host_api *api, void **state)                      \
     {                                                                                              \
-        if (api->struct_size < sizeof(struct epcs_host_api))                                       \
+        if (api->struct_size < sizeof(struct epcs_host_api)) {                                     \
+            api->log(EPCS_LOG_ERROR, "plugin",                                                     \
+                     "epcsd's host API is %u bytes, this plugin's header needs %zu: a newer "      \
+                     "epcsd is needed",                                                            \
+                     api->struct_size, sizeof(struct epcs_host_api));                              \
             return -1;                                                                             \
+        }                                                                                          \
         host = api;                                                                                \
         *state = NULL;                                                                             \
         return 0;                                                                                  \

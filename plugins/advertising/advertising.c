@@ -75,18 +75,19 @@ static int cb_validate(void *state, struct epcs_facts *request)
 {
     struct epcs_fact_value by, fact;
     (void)state;
-    if (host->fact(request, "activity.authorized_by", &by) && !is_article(by.string, by.length))
+    if (epcs_fact_read(host, request, "activity.authorized_by", &by) &&
+        !is_article(by.string, by.length))
         return host->reject(request, "activity.authorized_by",
                             "activity.authorized_by must name an article of the Act, e.g. \"69\" "
                             "or \"70(1)\"");
-    if (host->fact(request, "activity.party_recommended", &fact) &&
-        host->fact(request, "activity.advertiser", &by) &&
+    if (epcs_fact_read(host, request, "activity.party_recommended", &fact) &&
+        epcs_fact_read(host, request, "activity.advertiser", &by) &&
         !epcs_fact_equals(host, request, "activity.advertiser", "candidate"))
         return host->reject(request, "activity.party_recommended",
                             "activity.party_recommended describes a candidate placing the ad, "
                             "but activity.advertiser is '%.*s'",
                             (int)by.length, by.string);
-    if (host->fact(request, "activity.seat", &fact) &&
+    if (epcs_fact_read(host, request, "activity.seat", &fact) &&
         (epcs_fact_equals(host, request, "activity.local_race", "governor") ||
          epcs_fact_equals(host, request, "activity.local_race", "local_head")))
         return host->reject(request, "activity.seat",

@@ -62,12 +62,12 @@ static int cb_validate(void *state, struct epcs_facts *request)
     struct epcs_fact_value true_facts, support, target;
     (void)state;
     if (epcs_fact_equals(host, request, "activity.category", "false_fact") &&
-        host->fact(request, "activity.true_facts", &true_facts) && true_facts.boolean)
+        epcs_fact_read(host, request, "activity.true_facts", &true_facts) && true_facts.boolean)
         return host->reject(request, "activity.true_facts",
                             "activity.true_facts is true for a posting reported as false_fact; "
                             "report true facts that disparage as slander");
-    if (host->fact(request, "activity.support_for", &support) &&
-        host->fact(request, "activity.target", &target) &&
+    if (epcs_fact_read(host, request, "activity.support_for", &support) &&
+        epcs_fact_read(host, request, "activity.target", &target) &&
         !epcs_fact_equals(host, request, "activity.target", "party") &&
         !epcs_fact_equals(host, request, "activity.target", "other"))
         return host->reject(request, "activity.support_for",

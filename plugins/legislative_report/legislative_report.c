@@ -46,8 +46,8 @@ static int cb_validate(void *state, struct epcs_facts *request)
 {
     struct epcs_fact_value arrival, sent;
     if (epcs_fact_equals(host, request, "activity.channel", "mail") &&
-        host->fact(request, "activity.arrival_date", &arrival) &&
-        host->fact(request, "date", &sent) && arrival.day < sent.day)
+        epcs_fact_read(host, request, "activity.arrival_date", &arrival) &&
+        epcs_fact_read(host, request, "date", &sent) && arrival.day < sent.day)
         return host->reject(request, "activity.arrival_date",
                             "activity.arrival_date %.*s is before the day the mail was sent "
                             "(date)",

@@ -1,6 +1,7 @@
 #include "facts.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,7 +299,9 @@ const struct epcs_fact *epcs_facts_find(const struct epcs_facts *facts, const ch
     return NULL;
 }
 
-int epcs_facts_get(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out)
+/* Fills every member of the host's own struct epcs_fact_value but struct_size. Returns 1, or 0
+ * when the request holds no fact at `path`. */
+static int fact_value(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out)
 {
     if (strcmp(path, "date") == 0) {
         memset(out, 0, sizeof(*out));
@@ -325,5 +328,33 @@ int epcs_facts_get(const struct epcs_facts *facts, const char *path, struct epcs
         out->length = fact->value->via.str.size;
         break;
     }
+    return 1;
+}
+
+int epcs_facts_get(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out)
+{
+    struct epcs_fact_value value;
+    if (!fact_value(facts, path, &value))
+        return 0;
+    /* The plugin's struct may be older (shorter) or newer (longer) than the host's: only the
+     * bytes both know are written, from the first member after struct_size. */
+    size_t start = offsetof(struct epcs_fact_value, type);
+    size_t end = out->struct_size < sizeof(value) ? out->struct_size : sizeof(value);
+    if (end > start)
+        memcpy((char *)out + start, (const char *)&value + start, end - start);
+    return 1;
+}
+
+int epcs_facts_get_v1(const struct epcs_facts *facts, const char *path,
+                      struct epcs_fact_value_v1 *out)
+{
+    struct epcs_fact_value value;
+    if (!fact_value(facts, path, &value))
+        return 0;
+    *out = (struct epcs_fact_value_v1){.type = value.type,
+                                       .boolean = value.boolean,
+                                       .string = value.string,
+                                       .length = value.length,
+                                       .day = value.day};
     return 1;
 }

@@ -72,8 +72,15 @@ int epcs_facts_read(struct epcs_facts *facts, const struct epcs_vocab *vocab,
 /** The fact at `path` or NULL. */
 const struct epcs_fact *epcs_facts_find(const struct epcs_facts *facts, const char *path);
 
-/** Host API: see epcs_host_api.fact. */
+/**
+ * Host API: see epcs_host_api.read_fact. Writes only the members of the caller's `out` within
+ * out->struct_size. Returns 1 when the fact is present, 0 when absent (`out` untouched).
+ */
 int epcs_facts_get(const struct epcs_facts *facts, const char *path, struct epcs_fact_value *out);
+/** Host API for plugins built against ABI 1's header: see epcs_host_api.fact_v1. Fills the
+ * whole caller-owned `out` and returns 1 when the fact is present, 0 when absent. */
+int epcs_facts_get_v1(const struct epcs_facts *facts, const char *path,
+                      struct epcs_fact_value_v1 *out);
 /** Host API: see epcs_host_api.reject. */
 int epcs_facts_reject(struct epcs_facts *facts, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

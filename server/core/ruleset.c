@@ -1796,8 +1796,9 @@ const struct epcs_host_api epcs_host_api_v1 = {
     .abi_version = EPCS_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(struct epcs_host_api),
     .log = epcs_log,
-    .fact = epcs_facts_get,
+    .fact_v1 = epcs_facts_get_v1,
     .reject = epcs_facts_reject,
     .run_rules = epcs_engine_run_rules,
     .run_calendar = epcs_engine_run_calendar,
+    .read_fact = epcs_facts_get,
 };
