@@ -335,6 +335,20 @@ static void test_activation_history(void)
         return;
     EXPECT_INT(store->ops->last_active(store, id), 0);
     EXPECT_STR(id, ID_FIRST);
+
+    /* The activation after the cut is kept whole: it starts on a line of its own rather than
+     * completing the cut entry, which would lose both. */
+    EXPECT_INT(store->ops->record_activation(store, ID_FIRST, ID_SECOND, "directory watch",
+                                             "after the crash"),
+               0);
+    EXPECT_INT(store->ops->last_active(store, id), 0);
+    EXPECT_STR(id, ID_SECOND);
+    list = listing(store);
+    history = json_object_get(list, "activations");
+    EXPECT_INT(json_array_size(history), 4);
+    expect_activation(json_array_get(history, 3), ID_FIRST, ID_SECOND, "directory watch",
+                      "after the crash");
+    json_decref(list);
     store->ops->close(store);
 }
 
@@ -416,7 +430,8 @@ static void test_damaged_store(void)
     json_t *versions = json_object_get(list, "versions");
     EXPECT_INT(json_array_size(versions), 1);
     EXPECT_STR(member(json_array_get(versions, 0), "ruleset"), ID_SECOND);
-    EXPECT_INT(json_array_size(json_object_get(list, "activations")), 3);
+    /* The four activations test_activation_history recorded, the cut entry left out. */
+    EXPECT_INT(json_array_size(json_object_get(list, "activations")), 4);
     json_decref(list);
     epcs_buf_free(&out);
     store->ops->close(store);

@@ -267,6 +267,15 @@ static int files_last_active(struct epcs_rule_store *store, char id[24])
     return found ? 0 : 1;
 }
 
+/* Whether the open history `fd` is non-empty and does not end with a newline. */
+static int ends_mid_line(int fd)
+{
+    struct stat st;
+    char last;
+    return fstat(fd, &st) == 0 && st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) == 1 &&
+           last != '\n';
+}
+
 static int files_record_activation(struct epcs_rule_store *store, const char *from, const char *to,
                                    const char *by, const char *why)
 {
@@ -282,10 +291,14 @@ static int files_record_activation(struct epcs_rule_store *store, const char *fr
     struct stat st;
     int created = stat(path, &st) != 0;
     /* Append-only: one line per activation, fsync'd before the switch is reported done. */
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     size_t len = strlen(text);
     text[len] = '\n';
-    int rc = fd >= 0 && write(fd, text, len + 1) == (ssize_t)(len + 1) && fsync(fd) == 0 &&
+    /* A crash may have cut the last entry short: this one then starts on a line of its own,
+     * or it would complete the cut one and neither would read back. */
+    int after_cut = fd >= 0 && ends_mid_line(fd);
+    int rc = fd >= 0 && (!after_cut || write(fd, "\n", 1) == 1) &&
+                     write(fd, text, len + 1) == (ssize_t)(len + 1) && fsync(fd) == 0 &&
                      (!created || epcs_file_sync_parent(path) == 0)
                  ? 0
                  : -1;
