@@ -1,5 +1,6 @@
 /* epcsd: the election-period compliance server. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +265,15 @@ int main(int argc, char **argv)
             status = test_rules(config, server.plugins);
         goto done;
     }
+    /* A stop asked while the server starts (it stores and activates its rules first) waits
+     * until the server runs, which then drains at once and exits 0: left to the default
+     * action, it would end the process in the middle of writing the rule store. */
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stops, NULL);
     if (make_data_dir(config->data_dir) != 0) {
         epcs_log(EPCS_LOG_ERROR, "epcsd", "--data %s: cannot create the directory: %s",
                  config->data_dir, strerror(errno));
