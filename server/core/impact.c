@@ -38,14 +38,11 @@ void epcs_answer_signature(const msgpack_object *answer, struct epcs_buf *out)
 /* The area a change is counted under: the answering area, or all areas when several answer. */
 static const char *area_of(const msgpack_object *answer, char *buf, size_t size)
 {
-    for (uint32_t i = 0; answer->type == MSGPACK_OBJECT_MAP && i < answer->via.map.size; i++) {
-        const msgpack_object *value = &answer->via.map.ptr[i].val;
-        if (epcs_str_eq(&answer->via.map.ptr[i].key, "area") && value->type == MSGPACK_OBJECT_STR) {
-            snprintf(buf, size, "%.*s", (int)value->via.str.size, value->via.str.ptr);
-            return buf;
-        }
-    }
-    return "(all areas)";
+    const msgpack_object *area = epcs_map_get(answer, "area");
+    if (area == NULL || area->type != MSGPACK_OBJECT_STR)
+        return "(all areas)";
+    snprintf(buf, size, "%.*s", (int)area->via.str.size, area->via.str.ptr);
+    return buf;
 }
 
 /* Decides one check and packs its answer, or its error, to `pk`. */
