@@ -480,7 +480,9 @@ static int wait_for_stop_signal(struct epcs_server *server, const sigset_t *sign
     }
 }
 
-int epcs_server_run(struct epcs_server *server)
+/* ---- start-up and shutdown ---------------------------------------------------------------- */
+
+static void configure_h2o(struct epcs_server *server)
 {
     const struct epcs_config *config = &server->config;
     h2o_config_init(&server->globalconf);
@@ -497,84 +499,115 @@ int epcs_server_run(struct epcs_server *server)
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
     handler->on_req = cb_on_req;
+}
 
-    int status = 1;
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
+static void block_signals(sigset_t *signals)
+{
+    sigemptyset(signals);
+    sigaddset(signals, SIGINT);
+    sigaddset(signals, SIGTERM);
+    sigaddset(signals, SIGHUP);
     /* Workers inherit the mask, so only the main thread's sigwait sees these signals. */
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    pthread_sigmask(SIG_BLOCK, signals, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* A file size limit (ulimit -f) makes a write fail with EFBIG, which stalls the decision
      * log until it is raised, instead of killing epcsd mid-write. */
     signal(SIGXFSZ, SIG_IGN);
+}
 
+static int load_keyring(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    char err[512];
+    if (config->keys_file != NULL)
+        snprintf(server->keys_path, sizeof(server->keys_path), "%s", config->keys_file);
+    else
+        snprintf(server->keys_path, sizeof(server->keys_path), "%s/keys", config->data_dir);
+    struct epcs_keyring *keyring = epcs_keyring_load(server->keys_path, err, sizeof(err));
+    if (keyring == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "%s", err);
+        return -1;
+    }
+    atomic_store(&server->keyring, keyring);
+    epcs_log(keyring->count > 0 ? EPCS_LOG_INFO : EPCS_LOG_WARN, "keys", "%zu API key(s) from %s%s",
+             keyring->count, server->keys_path,
+             keyring->count > 0 ? ""
+                                : ": every request but /healthz and /readyz gets 401 "
+                                  "until `epcsd keys create` adds one");
+    return 0;
+}
+
+static int open_decision_log(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    char err[512];
+    server->decisions = epcs_decision_log_open(config->data_dir, config->audit, config->audit_queue,
+                                               err, sizeof(err));
+    if (server->decisions == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "decisions", "cannot open the decision log: %s", err);
+        return -1;
+    }
+    if (config->audit == EPCS_AUDIT_SYNC)
+        epcs_decision_log_on_commit(server->decisions, epcs_workers_wake_committed, server);
+    epcs_log(EPCS_LOG_INFO, "decisions", "decision log %s/decisions.db (%s)", config->data_dir,
+             config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
+    return 0;
+}
+
+static int open_case_store(struct epcs_server *server)
+{
+    char err[512];
+    server->cases = epcs_cases_open(server->config.data_dir, server->decisions, err, sizeof(err));
+    if (server->cases == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "cases", "cannot open the case store: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Everything the workers share, in the order a failure must be reported; 0 or -1 (logged). */
+static int open_shared(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
     server->worker_count = config->threads;
     server->workers = calloc((size_t)server->worker_count, sizeof(*server->workers));
     if (server->workers == NULL || register_routes(server) != 0)
-        goto done;
+        return -1;
     if (config->tls_cert != NULL && (server->ssl_ctx = create_tls(config)) == NULL)
-        goto done;
+        return -1;
     if (open_listeners(server) != 0)
-        goto done;
-    if (!config->no_auth) {
-        char err[512];
-        if (config->keys_file != NULL)
-            snprintf(server->keys_path, sizeof(server->keys_path), "%s", config->keys_file);
-        else
-            snprintf(server->keys_path, sizeof(server->keys_path), "%s/keys", config->data_dir);
-        struct epcs_keyring *keyring = epcs_keyring_load(server->keys_path, err, sizeof(err));
-        if (keyring == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "keys", "%s", err);
-            goto done;
-        }
-        atomic_store(&server->keyring, keyring);
-        epcs_log(keyring->count > 0 ? EPCS_LOG_INFO : EPCS_LOG_WARN, "keys",
-                 "%zu API key(s) from %s%s", keyring->count, server->keys_path,
-                 keyring->count > 0 ? ""
-                                    : ": every request but /healthz and /readyz gets 401 "
-                                      "until `epcsd keys create` adds one");
-    }
-    if (config->audit != EPCS_AUDIT_OFF) {
-        char err[512];
-        server->decisions = epcs_decision_log_open(config->data_dir, config->audit,
-                                                   config->audit_queue, err, sizeof(err));
-        if (server->decisions == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "decisions", "cannot open the decision log: %s", err);
-            goto done;
-        }
-        if (config->audit == EPCS_AUDIT_SYNC)
-            epcs_decision_log_on_commit(server->decisions, epcs_workers_wake_committed, server);
-        epcs_log(EPCS_LOG_INFO, "decisions", "decision log %s/decisions.db (%s)", config->data_dir,
-                 config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
-    }
-    {
-        char err[512];
-        server->cases = epcs_cases_open(config->data_dir, server->decisions, err, sizeof(err));
-        if (server->cases == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "cases", "cannot open the case store: %s", err);
-            goto done;
-        }
-    }
-    /* Copied while no worker runs: once one does, a reload it serves may free the ruleset. */
-    char ruleset_id[sizeof(atomic_load(&server->active_ruleset)->id)];
-    snprintf(ruleset_id, sizeof(ruleset_id), "%s", atomic_load(&server->active_ruleset)->id);
-    int started = 0;
+        return -1;
+    if (!config->no_auth && load_keyring(server) != 0)
+        return -1;
+    if (config->audit != EPCS_AUDIT_OFF && open_decision_log(server) != 0)
+        return -1;
+    return open_case_store(server);
+}
+
+/* Every worker is set up before any thread starts; *started counts the threads that did. */
+static int start_workers(struct epcs_server *server, int *started)
+{
+    *started = 0;
     for (int i = 0; i < server->worker_count; i++) {
         if (init_worker(server, &server->workers[i], i) != 0) {
             epcs_log(EPCS_LOG_ERROR, "epcsd", "cannot set up worker %d", i);
-            goto stop_workers;
+            return -1;
         }
     }
-    for (; started < server->worker_count; started++) {
-        if (pthread_create(&server->workers[started].thread, NULL, worker_main,
-                           &server->workers[started]) != 0) {
-            epcs_log(EPCS_LOG_ERROR, "epcsd", "cannot start worker thread %d", started);
-            goto stop_workers;
+    for (; *started < server->worker_count; (*started)++) {
+        struct epcs_worker *worker = &server->workers[*started];
+        if (pthread_create(&worker->thread, NULL, worker_main, worker) != 0) {
+            epcs_log(EPCS_LOG_ERROR, "epcsd", "cannot start worker thread %d", *started);
+            return -1;
         }
     }
+    return 0;
+}
+
+static void serve_until_stopped(struct epcs_server *server, const sigset_t *signals,
+                                const char *ruleset_id)
+{
+    const struct epcs_config *config = &server->config;
     /* Armed before "ready": an edit saved the moment an operator sees that line is seen. */
     struct epcs_watch *watch = config->watch_rules
                                    ? epcs_watch_start(config->rules_dir, EPCS_WATCH_QUIET_MS,
@@ -582,10 +615,14 @@ int epcs_server_run(struct epcs_server *server)
                                    : NULL;
     epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
              server->worker_count, ruleset_id, server->plugins->count);
-    wait_for_stop_signal(server, &signals);
+    wait_for_stop_signal(server, signals);
     epcs_watch_stop(watch);
-    status = 0;
-stop_workers:
+}
+
+/* Threads that ran are stopped and joined; a loop set up for a thread that never started is
+ * closed here instead. Every worker is then disposed of. */
+static void stop_workers(struct epcs_server *server, int started)
+{
     for (int i = 0; i < started; i++)
         uv_async_send(&server->workers[i].stop_signal);
     for (int i = 0; i < started; i++)
@@ -600,9 +637,28 @@ stop_workers:
         }
         dispose_worker(worker);
     }
+}
+
+/* 0 once a stop signal was served and every worker stopped; 1 when a worker could not start. */
+static int run_workers(struct epcs_server *server, const sigset_t *signals)
+{
+    /* Copied while no worker runs: once one does, a reload it serves may free the ruleset. */
+    char ruleset_id[sizeof(atomic_load(&server->active_ruleset)->id)];
+    snprintf(ruleset_id, sizeof(ruleset_id), "%s", atomic_load(&server->active_ruleset)->id);
+    int started;
+    int status = 1;
+    if (start_workers(server, &started) == 0) {
+        serve_until_stopped(server, signals, ruleset_id);
+        status = 0;
+    }
+    stop_workers(server, started);
     if (status == 0)
         epcs_log(EPCS_LOG_INFO, "shutdown", "stopped cleanly");
-done:
+    return status;
+}
+
+static void close_shared(struct epcs_server *server)
+{
     for (size_t i = 0; i < server->listen_fd_count; i++) {
         if (server->listen_fds[i] >= 0)
             close(server->listen_fds[i]);
@@ -622,5 +678,16 @@ done:
     epcs_router_destroy(server->router);
     server->router = NULL;
     h2o_config_dispose(&server->globalconf);
+}
+
+int epcs_server_run(struct epcs_server *server)
+{
+    configure_h2o(server);
+    sigset_t signals;
+    block_signals(&signals);
+    int status = 1;
+    if (open_shared(server) == 0)
+        status = run_workers(server, &signals);
+    close_shared(server);
     return status;
 }

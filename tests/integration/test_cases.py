@@ -676,6 +676,8 @@ class CaseFlowTest(CaseTest):
              "data_submitted needs the data"),
             ({"status": "done", "data": 5}, 400, "bad_request", "data",
              "data must be a map or a string"),
+            ({"status": "data_submitted", "data": ""}, 422, "invalid_fact", "data",
+             "data must not be empty"),
             ({"status": "done", "reason": ""}, 422, "invalid_fact", "reason",
              "reason must be text of 1 to 2000 bytes"),
             ({"status": "done", "reason": "x" * 2001}, 422, "invalid_fact", "reason",

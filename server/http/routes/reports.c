@@ -751,65 +751,93 @@ static int keep_report(h2o_req_t *req, struct case_job *job, const struct report
     return 0;
 }
 
-static int file_report(h2o_req_t *req)
+/* Reads the report and its facts and finds the engine that decides it. 0, or answers and
+   returns -1. */
+static int read_report_request(h2o_req_t *req, struct report_body *report,
+                               struct epcs_engine **engine)
 {
-    struct epcs_worker *worker = epcs_worker_of(req);
-    struct epcs_server *server = worker->server;
-    int64_t started = epcs_now_us();
+    struct epcs_server *server = epcs_worker_of(req)->server;
     msgpack_object body;
     if (epcs_read_body(req, server->config.max_body, &body, NULL) != 0)
-        return 0;
-    struct report_body report;
-    if (read_report_body(req, &body, &report) != 0)
-        return 0;
+        return -1;
+    if (read_report_body(req, &body, report) != 0)
+        return -1;
     int area_index =
         epcs_plugins_find(server->plugins, FALSE_INFORMATION, sizeof(FALSE_INFORMATION) - 1);
     if (area_index < 0)
         return epcs_respond_error(req, 503, "not_ready", NULL,
                                   "the %s area is not loaded, so no report can be decided",
-                                  FALSE_INFORMATION);
-    if (check_report_facts(req, server->plugins->items[area_index].desc, report.facts) != 0)
-        return 0;
-    struct epcs_engine *engine = epcs_engine_or_503(req);
-    if (engine == NULL)
-        return 0;
-    msgpack_object check;
-    if (build_check(worker, &report, &check) != 0)
-        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+                                  FALSE_INFORMATION),
+               -1;
+    if (check_report_facts(req, server->plugins->items[area_index].desc, report->facts) != 0)
+        return -1;
+    *engine = epcs_engine_or_503(req);
+    return *engine != NULL ? 0 : -1;
+}
+
+/* The rules asked for something epcs cannot send: fail closed, naming the rule file. */
+static int respond_unusable_actions(h2o_req_t *req, const char *why)
+{
+    epcs_log(EPCS_LOG_ERROR, FALSE_INFORMATION, "the verdict's actions are unusable: %s", why);
+    msgpack_packer *pk = epcs_response_begin(epcs_worker_of(req));
+    msgpack_pack_map(pk, 4);
+    epcs_pack_cstr(pk, "error");
+    epcs_pack_cstr(pk, "rule_failed");
+    epcs_pack_cstr(pk, "message");
+    char message[400];
+    snprintf(message, sizeof(message), "%s.lua returned unusable actions: %s", FALSE_INFORMATION,
+             why);
+    epcs_pack_cstr(pk, message);
+    epcs_pack_cstr(pk, "area");
+    epcs_pack_cstr(pk, FALSE_INFORMATION);
+    epcs_pack_cstr(pk, "file");
+    epcs_pack_cstr(pk, FALSE_INFORMATION ".lua");
+    return epcs_response_send(req, 500, epcs_response_format(req));
+}
+
+/* Runs the report's check into `decision` (which points at `check`) and `verdict`, whose
+   actions must be ones epcs can send. 0, or answers, frees `verdict` and returns -1. */
+static int decide_report(h2o_req_t *req, struct epcs_engine *engine,
+                         const struct report_body *report, msgpack_object *check,
+                         struct epcs_decision *decision, struct epcs_buf *verdict)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    if (build_check(worker, report, check) != 0)
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory"), -1;
     /* The case store gives the decision its id when it files the report, and logs it with the
        report's steps: a filing that fails leaves no decision behind. */
-    struct epcs_decision decision = {.id = 0, .check = &check};
+    *decision = (struct epcs_decision){.id = 0, .check = check};
     struct epcs_check_error err;
-    struct epcs_buf verdict = {0};
     msgpack_packer verdict_pk;
-    msgpack_packer_init(&verdict_pk, &verdict, epcs_buf_msgpack_write);
+    msgpack_packer_init(&verdict_pk, verdict, epcs_buf_msgpack_write);
     struct epcs_check_ctx ctx = epcs_worker_check_ctx(worker);
-    if (epcs_check_run(&ctx, engine, &check, &verdict_pk, &decision, &err) != EPCS_CHECK_DECIDED) {
-        epcs_buf_free(&verdict);
-        return respond_report_error(req, &err);
+    if (epcs_check_run(&ctx, engine, check, &verdict_pk, decision, &err) != EPCS_CHECK_DECIDED) {
+        epcs_buf_free(verdict);
+        return respond_report_error(req, &err), -1;
     }
     char platform[EPCS_KEY_PARTNER_MAX], why[300];
-    snprintf(platform, sizeof(platform), "%.*s", (int)report.platform->via.str.size,
-             report.platform->via.str.ptr);
-    if (epcs_cases_check_actions(verdict.data, verdict.len, platform, why, sizeof(why)) < 0) {
-        /* The rules asked for something epcs cannot send: fail closed, naming the rule file. */
-        epcs_log(EPCS_LOG_ERROR, FALSE_INFORMATION, "the verdict's actions are unusable: %s", why);
-        epcs_buf_free(&verdict);
-        msgpack_packer *pk = epcs_response_begin(worker);
-        msgpack_pack_map(pk, 4);
-        epcs_pack_cstr(pk, "error");
-        epcs_pack_cstr(pk, "rule_failed");
-        epcs_pack_cstr(pk, "message");
-        char message[400];
-        snprintf(message, sizeof(message), "%s.lua returned unusable actions: %s",
-                 FALSE_INFORMATION, why);
-        epcs_pack_cstr(pk, message);
-        epcs_pack_cstr(pk, "area");
-        epcs_pack_cstr(pk, FALSE_INFORMATION);
-        epcs_pack_cstr(pk, "file");
-        epcs_pack_cstr(pk, FALSE_INFORMATION ".lua");
-        return epcs_response_send(req, 500, epcs_response_format(req));
+    snprintf(platform, sizeof(platform), "%.*s", (int)report->platform->via.str.size,
+             report->platform->via.str.ptr);
+    if (epcs_cases_check_actions(verdict->data, verdict->len, platform, why, sizeof(why)) < 0) {
+        epcs_buf_free(verdict);
+        return respond_unusable_actions(req, why), -1;
     }
+    return 0;
+}
+
+static int file_report(h2o_req_t *req)
+{
+    struct epcs_worker *worker = epcs_worker_of(req);
+    int64_t started = epcs_now_us();
+    struct report_body report;
+    struct epcs_engine *engine;
+    if (read_report_request(req, &report, &engine) != 0)
+        return 0;
+    msgpack_object check;
+    struct epcs_decision decision;
+    struct epcs_buf verdict = {0};
+    if (decide_report(req, engine, &report, &check, &decision, &verdict) != 0)
+        return 0;
     decision.latency_us = (uint64_t)(epcs_now_us() - started);
     decision.at_us = epcs_now_us();
     epcs_metrics_count_verdict(worker, decision.area_index, decision.verdict);
@@ -1022,92 +1050,134 @@ static int check_reason(h2o_req_t *req, const msgpack_object *reason)
            -1;
 }
 
+/* The fields of a partner's answer, pointing into its request body; `stored` is the status
+   the case store keeps for it. */
+struct answer_body {
+    const msgpack_object *status, *reason, *data;
+    const char *stored;
+};
+
+/* Reads the answer's fields and their types. 0, or answers 400 and returns -1. */
+static int read_answer_fields(h2o_req_t *req, const msgpack_object *body,
+                              struct answer_body *answer)
+{
+    *answer = (struct answer_body){0};
+    if (body->type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the answer must be a map {status, reason?, data?}"),
+               -1;
+    for (uint32_t i = 0; i < body->via.map.size; i++) {
+        const msgpack_object *key = &body->via.map.ptr[i].key;
+        const msgpack_object *value = &body->via.map.ptr[i].val;
+        if (epcs_str_eq(key, "status")) {
+            if (value->type != MSGPACK_OBJECT_STR)
+                return epcs_respond_error(req, 400, "bad_request", "status",
+                                          "status must be a string"),
+                       -1;
+            answer->status = value;
+        } else if (epcs_str_eq(key, "reason")) {
+            if (value->type != MSGPACK_OBJECT_STR)
+                return epcs_respond_error(req, 400, "bad_request", "reason",
+                                          "reason must be a string"),
+                       -1;
+            answer->reason = value;
+        } else if (epcs_str_eq(key, "data")) {
+            if (value->type != MSGPACK_OBJECT_MAP && value->type != MSGPACK_OBJECT_STR)
+                return epcs_respond_error(req, 400, "bad_request", "data",
+                                          "data must be a map or a string"),
+                       -1;
+            answer->data = value;
+        } else {
+            return epcs_respond_error(req, 400, "bad_request", NULL,
+                                      "unknown field '%.*s': status, reason, data",
+                                      epcs_quoted_len(key), key->via.str.ptr),
+                   -1;
+        }
+    }
+    return 0;
+}
+
+/* Decides the stored status and what it needs: an objection its reason, data_submitted its
+   data. 0, or answers 400 or 422 and returns -1. */
+static int check_answer(h2o_req_t *req, struct answer_body *answer)
+{
+    const msgpack_object *status = answer->status;
+    if (status == NULL)
+        return epcs_respond_error(req, 400, "bad_request", "status",
+                                  "status is required: done, objection or data_submitted"),
+               -1;
+    if (epcs_str_eq(status, "done"))
+        answer->stored = "done";
+    else if (epcs_str_eq(status, "objection"))
+        answer->stored = "objected";
+    else if (epcs_str_eq(status, "data_submitted"))
+        answer->stored = "data_submitted";
+    else
+        return epcs_respond_error(req, 422, "invalid_fact", "status",
+                                  "status: unknown value '%.*s' (done, objection or "
+                                  "data_submitted)",
+                                  epcs_quoted_len(status), status->via.str.ptr),
+               -1;
+    if (answer->reason == NULL && strcmp(answer->stored, "objected") == 0)
+        return epcs_respond_error(req, 400, "bad_request", "reason", "an objection needs a reason"),
+               -1;
+    if (answer->data == NULL && strcmp(answer->stored, "data_submitted") == 0)
+        return epcs_respond_error(req, 400, "bad_request", "data", "data_submitted needs the data"),
+               -1;
+    if (answer->reason != NULL && check_reason(req, answer->reason) != 0)
+        return -1;
+    const msgpack_object *data = answer->data;
+    if (data != NULL && data->type == MSGPACK_OBJECT_STR && data->via.str.size == 0)
+        return epcs_respond_error(req, 422, "invalid_fact", "data", "data must not be empty"), -1;
+    return 0;
+}
+
+/* Copies the answer into the job, which outlives the request's memory. 0, or -1 when memory
+   runs out. */
+static int keep_answer(h2o_req_t *req, struct case_job *job, const struct answer_body *answer,
+                       uint64_t id)
+{
+    struct epcs_case_answer *in = &job->in.answer;
+    msgpack_object partner = str_object(epcs_worker_of(req)->partner);
+    if (keep_string(job, 1, &partner, &in->partner) != 0)
+        return -1;
+    in->request = id;
+    in->status = answer->stored;
+    if (answer->reason != NULL) {
+        job->strings[0] = copy_object_string(answer->reason);
+        in->reason = job->strings[0];
+        in->reason_len = answer->reason->via.str.size;
+    }
+    if (answer->data != NULL) {
+        msgpack_packer data_pk;
+        msgpack_packer_init(&data_pk, &job->data, epcs_buf_msgpack_write);
+        msgpack_pack_object(&data_pk, *answer->data);
+        in->data = job->data.data;
+        in->data_len = job->data.len;
+    }
+    if ((answer->reason != NULL && in->reason == NULL) ||
+        (answer->data != NULL && in->data == NULL))
+        return -1;
+    return 0;
+}
+
 static int answer_request(h2o_req_t *req, uint64_t id)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
     msgpack_object body;
     if (epcs_read_body(req, worker->server->config.max_body, &body, NULL) != 0)
         return 0;
-    if (body.type != MSGPACK_OBJECT_MAP)
-        return epcs_respond_error(req, 400, "bad_request", NULL,
-                                  "the answer must be a map {status, reason?, data?}");
-    const msgpack_object *status = NULL, *reason = NULL, *data = NULL;
-    for (uint32_t i = 0; i < body.via.map.size; i++) {
-        const msgpack_object *key = &body.via.map.ptr[i].key;
-        const msgpack_object *value = &body.via.map.ptr[i].val;
-        if (epcs_str_eq(key, "status")) {
-            if (value->type != MSGPACK_OBJECT_STR)
-                return epcs_respond_error(req, 400, "bad_request", "status",
-                                          "status must be a string");
-            status = value;
-        } else if (epcs_str_eq(key, "reason")) {
-            if (value->type != MSGPACK_OBJECT_STR)
-                return epcs_respond_error(req, 400, "bad_request", "reason",
-                                          "reason must be a string");
-            reason = value;
-        } else if (epcs_str_eq(key, "data")) {
-            if (value->type != MSGPACK_OBJECT_MAP && value->type != MSGPACK_OBJECT_STR)
-                return epcs_respond_error(req, 400, "bad_request", "data",
-                                          "data must be a map or a string");
-            data = value;
-        } else {
-            return epcs_respond_error(req, 400, "bad_request", NULL,
-                                      "unknown field '%.*s': status, reason, data",
-                                      epcs_quoted_len(key), key->via.str.ptr);
-        }
-    }
-    if (status == NULL)
-        return epcs_respond_error(req, 400, "bad_request", "status",
-                                  "status is required: done, objection or data_submitted");
-    const char *stored;
-    if (epcs_str_eq(status, "done"))
-        stored = "done";
-    else if (epcs_str_eq(status, "objection"))
-        stored = "objected";
-    else if (epcs_str_eq(status, "data_submitted"))
-        stored = "data_submitted";
-    else
-        return epcs_respond_error(req, 422, "invalid_fact", "status",
-                                  "status: unknown value '%.*s' (done, objection or "
-                                  "data_submitted)",
-                                  epcs_quoted_len(status), status->via.str.ptr);
-    if (reason == NULL && strcmp(stored, "objected") == 0)
-        return epcs_respond_error(req, 400, "bad_request", "reason", "an objection needs a reason");
-    if (data == NULL && strcmp(stored, "data_submitted") == 0)
-        return epcs_respond_error(req, 400, "bad_request", "data", "data_submitted needs the data");
-    if (reason != NULL && check_reason(req, reason) != 0)
+    struct answer_body answer;
+    if (read_answer_fields(req, &body, &answer) != 0 || check_answer(req, &answer) != 0)
         return 0;
-    if (data != NULL && data->type == MSGPACK_OBJECT_STR && data->via.str.size == 0)
-        return epcs_respond_error(req, 422, "invalid_fact", "data", "data must not be empty");
-
     struct case_job *job = job_create(req, JOB_ANSWER);
     if (job == NULL)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
-    struct epcs_case_answer *in = &job->in.answer;
-    msgpack_object partner = str_object(worker->partner);
-    if (keep_string(job, 1, &partner, &in->partner) != 0) {
+    if (keep_answer(req, job, &answer, id) != 0) {
         job_free(job);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
-    in->request = id;
-    in->status = stored;
-    if (reason != NULL) {
-        job->strings[0] = copy_object_string(reason);
-        in->reason = job->strings[0];
-        in->reason_len = reason->via.str.size;
-    }
-    if (data != NULL) {
-        msgpack_packer data_pk;
-        msgpack_packer_init(&data_pk, &job->data, epcs_buf_msgpack_write);
-        msgpack_pack_object(&data_pk, *data);
-        in->data = job->data.data;
-        in->data_len = job->data.len;
-    }
-    if ((reason != NULL && in->reason == NULL) || (data != NULL && in->data == NULL)) {
-        job_free(job);
-        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
-    }
-    in->now_us = epcs_now_us();
+    job->in.answer.now_us = epcs_now_us();
     return job_start(req, job);
 }
 

@@ -2196,40 +2196,43 @@ static int set_request_status(struct sqlite_cases *cases, uint64_t id, const cha
     return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
 }
 
-static int answer_locked(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
-                         struct request_row *row, char *detail_text, size_t detail_size)
+/* Whether the partner may answer the request now: EPCS_CASES_OK with *late set when it is
+   overdue, or the code that refuses it with its detail in detail_text. */
+static int check_answerable(const struct epcs_case_answer *answer, const struct request_row *row,
+                            int *late, char *detail_text, size_t detail_size)
 {
-    int rc = load_request(cases, answer->request, row, detail_text, detail_size);
-    if (rc != EPCS_CASES_OK)
-        return rc;
     /* Another partner's request is no business of the caller's, not even its existence; nor is
        one that was never sent to it (held, dismissed). */
     if (strcmp(row->partner, answer->partner) != 0 || strcmp(row->status, "held") == 0 ||
         strcmp(row->status, "dismissed") == 0)
         return EPCS_CASES_NOT_FOUND;
-    int late = strcmp(row->status, "overdue") == 0;
-    if (!late && strcmp(row->status, "open") != 0) {
+    *late = strcmp(row->status, "overdue") == 0;
+    if (!*late && strcmp(row->status, "open") != 0) {
         snprintf(detail_text, detail_size, "%s", row->status);
         return EPCS_CASES_CLOSED;
     }
-    int64_t now = answer->now_us;
     if (strcmp(answer->status, "objected") == 0) {
         if (!row->has_objection)
             return EPCS_CASES_NO_OBJECTION;
-        if (now > row->objection_until_us) {
+        if (answer->now_us > row->objection_until_us) {
             epcs_cases_format_time(row->objection_until_us, detail_text);
             return EPCS_CASES_TOO_LATE;
         }
     }
-    sqlite3_stmt *stmt =
-        prepare(cases->db,
-                "UPDATE requests SET status = ?, answered_us = ?, reason = ?, data = ?, "
-                "updated_us = ? WHERE id = ?",
-                detail_text, detail_size);
+    return EPCS_CASES_OK;
+}
+
+static int store_answer(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
+                        char *err, size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "UPDATE requests SET status = ?, answered_us = ?, reason = ?, "
+                                 "data = ?, updated_us = ? WHERE id = ?",
+                                 err, err_size);
     if (stmt == NULL)
         return EPCS_CASES_FAILED;
     bind_text(stmt, 1, answer->status);
-    sqlite3_bind_int64(stmt, 2, now);
+    sqlite3_bind_int64(stmt, 2, answer->now_us);
     if (answer->reason != NULL)
         sqlite3_bind_text(stmt, 3, answer->reason, (int)answer->reason_len, SQLITE_TRANSIENT);
     else
@@ -2238,10 +2241,30 @@ static int answer_locked(struct sqlite_cases *cases, const struct epcs_case_answ
         sqlite3_bind_blob(stmt, 4, answer->data, (int)answer->data_len, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(stmt, 4);
-    sqlite3_bind_int64(stmt, 5, now);
+    sqlite3_bind_int64(stmt, 5, answer->now_us);
     sqlite3_bind_int64(stmt, 6, (sqlite3_int64)answer->request);
-    if (run(cases->db, stmt, detail_text, detail_size) != 0)
-        return EPCS_CASES_FAILED;
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* The partner's request_answered step for `request`, the answered one or a sibling of its
+   chain; `detail` is borrowed. */
+static struct step answer_step(const struct epcs_case_answer *answer, const struct request_row *row,
+                               uint64_t request, const struct detail *detail)
+{
+    return (struct step){.report = row->report,
+                         .request = request,
+                         .event = "request_answered",
+                         .status = answer->status,
+                         .actor = answer->partner,
+                         .partner = answer->partner,
+                         .election = row->election,
+                         .detail = detail,
+                         .at_us = answer->now_us};
+}
+
+static int record_answer(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
+                         const struct request_row *row, int late, char *err, size_t err_size)
+{
     struct detail detail;
     detail_begin(&detail, 3 + (answer->reason != NULL));
     detail_id(&detail, "report", row->report);
@@ -2256,48 +2279,71 @@ static int answer_locked(struct sqlite_cases *cases, const struct epcs_case_answ
         msgpack_pack_true(&detail.pk);
     else
         msgpack_pack_false(&detail.pk);
-    struct step step = {.report = row->report,
-                        .request = answer->request,
-                        .event = "request_answered",
-                        .status = answer->status,
-                        .actor = answer->partner,
-                        .partner = answer->partner,
-                        .election = row->election,
-                        .detail = &detail,
-                        .at_us = now};
-    rc = record_step(cases, &step, detail_text, detail_size);
+    struct step step = answer_step(answer, row, answer->request, &detail);
+    int rc = record_step(cases, &step, err, err_size);
     epcs_buf_free(&detail.buf);
-    /* The other attempts of the chain ask the same thing: one answer answers them all. */
+    return rc;
+}
+
+/* Marks one sibling answered via the partner's request, with its own history step. */
+static int answer_sibling(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
+                          const struct request_row *row, uint64_t sibling, char *err,
+                          size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "UPDATE requests SET status = ?, answered_us = ?, "
+                                 "answered_via = ?, updated_us = ? WHERE id = ?",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, answer->status);
+    sqlite3_bind_int64(stmt, 2, answer->now_us);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)answer->request);
+    sqlite3_bind_int64(stmt, 4, answer->now_us);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)sibling);
+    if (run(cases->db, stmt, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    struct detail detail;
+    detail_begin(&detail, 3);
+    detail_id(&detail, "report", row->report);
+    detail_str(&detail, "status", answer->status);
+    detail_id(&detail, "via", answer->request);
+    struct step step = answer_step(answer, row, sibling, &detail);
+    int rc = record_step(cases, &step, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+/* The other attempts of the chain ask the same thing: one answer answers them all. */
+static int answer_siblings(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
+                           const struct request_row *row, char *err, size_t err_size)
+{
     uint64_t siblings[MAX_CHAIN];
     size_t count = 0;
-    if (rc == EPCS_CASES_OK &&
-        chain_members(cases, row->chain, answer->request, "'open', 'overdue'", siblings, MAX_CHAIN,
-                      &count, detail_text, detail_size) != 0)
-        rc = EPCS_CASES_FAILED;
-    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
-        stmt = prepare(cases->db,
-                       "UPDATE requests SET status = ?, answered_us = ?, answered_via = ?, "
-                       "updated_us = ? WHERE id = ?",
-                       detail_text, detail_size);
-        if (stmt == NULL)
-            return EPCS_CASES_FAILED;
-        bind_text(stmt, 1, answer->status);
-        sqlite3_bind_int64(stmt, 2, now);
-        sqlite3_bind_int64(stmt, 3, (sqlite3_int64)answer->request);
-        sqlite3_bind_int64(stmt, 4, now);
-        sqlite3_bind_int64(stmt, 5, (sqlite3_int64)siblings[i]);
-        if (run(cases->db, stmt, detail_text, detail_size) != 0)
-            return EPCS_CASES_FAILED;
-        detail_begin(&detail, 3);
-        detail_id(&detail, "report", row->report);
-        detail_str(&detail, "status", answer->status);
-        detail_id(&detail, "via", answer->request);
-        step.request = siblings[i];
-        rc = record_step(cases, &step, detail_text, detail_size);
-        epcs_buf_free(&detail.buf);
-    }
+    if (chain_members(cases, row->chain, answer->request, "'open', 'overdue'", siblings, MAX_CHAIN,
+                      &count, err, err_size) != 0)
+        return EPCS_CASES_FAILED;
+    int rc = EPCS_CASES_OK;
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++)
+        rc = answer_sibling(cases, answer, row, siblings[i], err, err_size);
+    return rc;
+}
+
+static int answer_locked(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
+                         struct request_row *row, char *detail_text, size_t detail_size)
+{
+    int rc = load_request(cases, answer->request, row, detail_text, detail_size);
+    int late = 0;
     if (rc == EPCS_CASES_OK)
-        rc = refresh_report(cases, row->report, now, detail_text, detail_size);
+        rc = check_answerable(answer, row, &late, detail_text, detail_size);
+    if (rc == EPCS_CASES_OK)
+        rc = store_answer(cases, answer, detail_text, detail_size);
+    if (rc == EPCS_CASES_OK)
+        rc = record_answer(cases, answer, row, late, detail_text, detail_size);
+    if (rc == EPCS_CASES_OK)
+        rc = answer_siblings(cases, answer, row, detail_text, detail_size);
+    if (rc == EPCS_CASES_OK)
+        rc = refresh_report(cases, row->report, answer->now_us, detail_text, detail_size);
     return rc;
 }
 
@@ -2635,6 +2681,122 @@ static int sqlite_cases_set_policy(struct epcs_cases *handle, const struct epcs_
 }
 
 /* One open request past its due time: overdue, then the next attempt or the escalation. */
+/* A step epcs itself takes on an unanswered request of `row`'s chain; `detail` is borrowed. */
+static struct step overdue_step(const struct request_row *row, uint64_t request, const char *event,
+                                const char *status, const struct detail *detail, int64_t now)
+{
+    return (struct step){.report = row->report,
+                         .request = request,
+                         .event = event,
+                         .status = status,
+                         .actor = EPCS_ACTOR,
+                         .partner = row->partner,
+                         .election = row->election,
+                         .detail = detail,
+                         .at_us = now};
+}
+
+/* The request is overdue; its step tells what the stored action says follows (`consequence`,
+   or NULL). */
+static int mark_overdue(struct sqlite_cases *cases, const struct request_row *row, uint64_t id,
+                        const msgpack_object *consequence, int64_t now, char *err, size_t err_size)
+{
+    int rc = set_request_status(cases, id, "overdue", now, err, err_size);
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    struct detail detail;
+    detail_begin(&detail, 2 + (consequence != NULL));
+    detail_id(&detail, "report", row->report);
+    detail_time(&detail, "due", row->due_us);
+    if (consequence != NULL) {
+        epcs_pack_cstr(&detail.pk, "overdue");
+        msgpack_pack_object(&detail.pk, *consequence);
+    }
+    struct step step = overdue_step(row, id, "request_overdue", "overdue", &detail, now);
+    rc = record_step(cases, &step, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+/* An unanswered attempt of the chain is escalated: its step names the referral that follows
+   it. */
+static int mark_escalated(struct sqlite_cases *cases, const struct request_row *row,
+                          uint64_t ignored, uint64_t referral, const struct action *escalation,
+                          int64_t now, char *err, size_t err_size)
+{
+    int rc = set_request_status(cases, ignored, "escalated", now, err, err_size);
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    struct detail detail;
+    detail_begin(&detail, 4);
+    detail_id(&detail, "report", row->report);
+    detail_id(&detail, "referral", referral);
+    detail_str(&detail, "to", escalation->to);
+    detail_str(&detail, "article", escalation->article);
+    struct step step = overdue_step(row, ignored, "request_escalated", "escalated", &detail, now);
+    rc = record_step(cases, &step, err, err_size);
+    epcs_buf_free(&detail.buf);
+    return rc;
+}
+
+/* The attempts are used up: the escalation's request starts a chain of its own, and every
+   overdue attempt of the old chain is marked escalated to it. */
+static int escalate_chain(struct sqlite_cases *cases, const struct request_row *row, uint64_t id,
+                          const struct action *action, int64_t now, char *err, size_t err_size)
+{
+    struct action escalation;
+    char why[200];
+    if (parse_action(action->escalation, row->platform, 1, &escalation, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "request %llu: its escalation does not read (%s)",
+                 (unsigned long long)id, why);
+        return EPCS_CASES_FAILED;
+    }
+    struct new_request next = {.report = row->report,
+                               .election = row->election,
+                               .follows = id,
+                               .now_us = now,
+                               .action = &escalation,
+                               .attempt = 1};
+    uint64_t made;
+    int rc = create_request(cases, &next, &made, err, err_size);
+    uint64_t ignored[MAX_CHAIN];
+    size_t count = 0;
+    if (rc == EPCS_CASES_OK && chain_members(cases, row->chain, 0, "'overdue'", ignored, MAX_CHAIN,
+                                             &count, err, err_size) != 0)
+        rc = EPCS_CASES_FAILED;
+    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++)
+        rc = mark_escalated(cases, row, ignored[i], made, &escalation, now, err, err_size);
+    return rc;
+}
+
+/* What the stored action (`map`) says follows an unanswered request: nothing, another attempt
+   in the same chain, or once the attempts are used up its escalation. */
+static int follow_overdue(struct sqlite_cases *cases, const struct request_row *row, uint64_t id,
+                          const msgpack_object *map, int64_t now, char *err, size_t err_size)
+{
+    struct action action;
+    char why[200];
+    if (parse_action(map, row->platform, 0, &action, why, sizeof(why)) != 0) {
+        /* Checked when filed; a stored action that no longer reads is flagged, not acted on. */
+        epcs_log(EPCS_LOG_ERROR, "cases", "request %llu: its stored action does not read (%s)",
+                 (unsigned long long)id, why);
+        return EPCS_CASES_OK;
+    }
+    if (action.escalation == NULL)
+        return EPCS_CASES_OK;
+    if (row->attempt >= action.escalate_after)
+        return escalate_chain(cases, row, id, &action, now, err, err_size);
+    struct new_request next = {.report = row->report,
+                               .election = row->election,
+                               .follows = id,
+                               .now_us = now,
+                               .action = &action,
+                               .chain = row->chain,
+                               .attempt = row->attempt + 1};
+    uint64_t made;
+    return create_request(cases, &next, &made, err, err_size);
+}
+
 static int handle_overdue(struct sqlite_cases *cases, uint64_t id, int64_t now, char *err,
                           size_t err_size)
 {
@@ -2650,78 +2812,9 @@ static int handle_overdue(struct sqlite_cases *cases, uint64_t id, int64_t now, 
         return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
     }
     msgpack_unpack(row.action.data, row.action.len, &offset, &zone, &map);
-    const msgpack_object *consequence = epcs_map_get(&map, "overdue");
-    rc = set_request_status(cases, id, "overdue", now, err, err_size);
-    struct detail detail;
-    detail_begin(&detail, 2 + (consequence != NULL));
-    detail_id(&detail, "report", row.report);
-    detail_time(&detail, "due", row.due_us);
-    if (consequence != NULL) {
-        epcs_pack_cstr(&detail.pk, "overdue");
-        msgpack_pack_object(&detail.pk, *consequence);
-    }
-    struct step step = {.report = row.report,
-                        .request = id,
-                        .event = "request_overdue",
-                        .status = "overdue",
-                        .actor = EPCS_ACTOR,
-                        .partner = row.partner,
-                        .election = row.election,
-                        .detail = &detail,
-                        .at_us = now};
+    rc = mark_overdue(cases, &row, id, epcs_map_get(&map, "overdue"), now, err, err_size);
     if (rc == EPCS_CASES_OK)
-        rc = record_step(cases, &step, err, err_size);
-    epcs_buf_free(&detail.buf);
-
-    struct action action;
-    char why[200];
-    if (rc == EPCS_CASES_OK && parse_action(&map, row.platform, 0, &action, why, sizeof(why)) != 0)
-        /* Checked when filed; a stored action that no longer reads is flagged, not acted on. */
-        epcs_log(EPCS_LOG_ERROR, "cases", "request %llu: its stored action does not read (%s)",
-                 (unsigned long long)id, why);
-    else if (rc == EPCS_CASES_OK && action.escalation != NULL) {
-        struct new_request next = {
-            .report = row.report, .election = row.election, .follows = id, .now_us = now};
-        uint64_t made;
-        if (row.attempt < action.escalate_after) {
-            next.action = &action;
-            next.chain = row.chain;
-            next.attempt = row.attempt + 1;
-            rc = create_request(cases, &next, &made, err, err_size);
-        } else {
-            struct action escalation;
-            if (parse_action(action.escalation, row.platform, 1, &escalation, why, sizeof(why)) !=
-                0) {
-                snprintf(err, err_size, "request %llu: its escalation does not read (%s)",
-                         (unsigned long long)id, why);
-                rc = EPCS_CASES_FAILED;
-            } else {
-                next.action = &escalation;
-                next.attempt = 1;
-                rc = create_request(cases, &next, &made, err, err_size);
-            }
-            uint64_t ignored[MAX_CHAIN];
-            size_t count = 0;
-            if (rc == EPCS_CASES_OK && chain_members(cases, row.chain, 0, "'overdue'", ignored,
-                                                     MAX_CHAIN, &count, err, err_size) != 0)
-                rc = EPCS_CASES_FAILED;
-            for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
-                rc = set_request_status(cases, ignored[i], "escalated", now, err, err_size);
-                detail_begin(&detail, 4);
-                detail_id(&detail, "report", row.report);
-                detail_id(&detail, "referral", made);
-                detail_str(&detail, "to", escalation.to);
-                detail_str(&detail, "article", escalation.article);
-                step.request = ignored[i];
-                step.event = "request_escalated";
-                step.status = "escalated";
-                step.detail = &detail;
-                if (rc == EPCS_CASES_OK)
-                    rc = record_step(cases, &step, err, err_size);
-                epcs_buf_free(&detail.buf);
-            }
-        }
-    }
+        rc = follow_overdue(cases, &row, id, &map, now, err, err_size);
     if (rc == EPCS_CASES_OK)
         rc = refresh_report(cases, row.report, now, err, err_size);
     msgpack_zone_destroy(&zone);
