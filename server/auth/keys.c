@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "dates.h"
 #include "files.h"
 
 #define KEYS_HEADER                                                                                \
@@ -420,10 +421,7 @@ int epcs_keys_file_add(const char *path, const char *partner, enum epcs_role rol
     snprintf(key->partner, sizeof(key->partner), "%s", partner);
     key->role = role;
     key->rate = rate;
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(key->created, sizeof(key->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    epcs_instant_format_s(time(NULL), key->created);
     rc = write_keys_file(path, keyring, NULL, key, err, err_size);
 done:
     epcs_keyring_release(keyring);

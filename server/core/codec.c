@@ -733,3 +733,10 @@ void epcs_pack_day(msgpack_packer *pk, int32_t day)
     epcs_date_format(day, text);
     epcs_pack_str(pk, text, 10);
 }
+
+void epcs_pack_instant_us(msgpack_packer *pk, int64_t us)
+{
+    char text[EPCS_INSTANT_US_LEN];
+    epcs_instant_format_us(us, text);
+    epcs_pack_cstr(pk, text);
+}

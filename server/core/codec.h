@@ -82,5 +82,7 @@ void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len);
 void epcs_pack_cstr(msgpack_packer *pk, const char *str);
 /** Packs `day` (days since 1970-01-01) as its "YYYY-MM-DD" string. */
 void epcs_pack_day(msgpack_packer *pk, int32_t day);
+/** Packs `us` (microseconds since the epoch) as epcs_instant_format_us writes it. */
+void epcs_pack_instant_us(msgpack_packer *pk, int64_t us);
 
 #endif

@@ -103,3 +103,19 @@ int64_t epcs_now_us(void)
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
+
+void epcs_instant_format_s(time_t t, char out[EPCS_INSTANT_S_LEN])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, EPCS_INSTANT_S_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void epcs_instant_format_us(int64_t us, char out[EPCS_INSTANT_US_LEN])
+{
+    time_t seconds = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    size_t len = strftime(out, EPCS_INSTANT_US_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + len, EPCS_INSTANT_US_LEN - len, ".%06uZ", (unsigned)(us % 1000000));
+}

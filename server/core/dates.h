@@ -34,4 +34,15 @@ int32_t epcs_date_in_seoul(time_t now);
 /** The wall clock, microseconds since 1970-01-01 UTC: decisions' and cases' times. */
 int64_t epcs_now_us(void);
 
+/** Room for an instant to the second, "2024-04-10T00:00:00Z", and its NUL. */
+#define EPCS_INSTANT_S_LEN 21
+/** Room for an instant to the microsecond, "2024-04-10T00:00:00.000000Z", and its NUL. */
+#define EPCS_INSTANT_US_LEN 28
+
+/** Writes `t` as "YYYY-MM-DDTHH:MM:SSZ" (UTC) into `out`: keys, rulesets, log runs. */
+void epcs_instant_format_s(time_t t, char out[EPCS_INSTANT_S_LEN]);
+/** Writes `us` (microseconds since the epoch, not negative) as "YYYY-MM-DDTHH:MM:SS.uuuuuuZ"
+ * (UTC): decisions, case events and activations, whose order within a second matters. */
+void epcs_instant_format_us(int64_t us, char out[EPCS_INSTANT_US_LEN]);
+
 #endif

@@ -326,7 +326,4 @@ int epcs_cases_export_requests_csv(struct epcs_cases *cases, struct epcs_cases_r
                                    const struct epcs_request_query *query, struct epcs_buf *out,
                                    uint64_t *next, char *err, size_t err_size);
 
-/** Writes `us` (microseconds since the epoch) as 2026-01-02T03:04:05.123456Z into `out`. */
-void epcs_cases_format_time(int64_t us, char out[32]);
-
 #endif

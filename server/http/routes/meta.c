@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dates.h"
 #include "ical.h"
 #include "impact.h"
 #include "log.h"
@@ -142,10 +143,8 @@ static int handle_rules(h2o_req_t *req, h2o_iovec_t param)
         return 0;
     const struct epcs_ruleset *ruleset = epcs_engine_ruleset(engine);
     const struct epcs_plugin_set *plugins = worker->server->plugins;
-    char loaded[32];
-    struct tm tm;
-    gmtime_r(&ruleset->loaded_at, &tm);
-    strftime(loaded, sizeof(loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char loaded[EPCS_INSTANT_S_LEN];
+    epcs_instant_format_s(ruleset->loaded_at, loaded);
     struct epcs_rules_state state;
     epcs_server_rules_state(worker->server, &state);
     msgpack_packer *pk = epcs_response_begin(worker);
@@ -159,10 +158,8 @@ static int handle_rules(h2o_req_t *req, h2o_iovec_t param)
     else
         msgpack_pack_false(pk);
     if (state.refused) {
-        char at[32];
-        struct tm refused_tm;
-        gmtime_r(&state.refused_at, &refused_tm);
-        strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &refused_tm);
+        char at[EPCS_INSTANT_S_LEN];
+        epcs_instant_format_s(state.refused_at, at);
         epcs_pack_cstr(pk, "refused");
         msgpack_pack_map(pk, 4);
         epcs_pack_cstr(pk, "at");

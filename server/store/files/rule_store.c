@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dates.h"
 #include "files.h"
 #include "log.h"
 #include "store.h"
@@ -60,18 +61,6 @@ static int make_dir(const char *path)
 }
 
 #define ACTIVATIONS_FILE "activations.jsonl"
-
-static void format_now(char out[40])
-{
-    char seconds[24];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(seconds, sizeof(seconds), "%Y-%m-%dT%H:%M:%S", &tm);
-    /* Microseconds: two activations within a second must still list in order. */
-    snprintf(out, 40, "%s.%06uZ", seconds, (unsigned)(now.tv_nsec / 1000) % 1000000u);
-}
 
 static int read_file(const char *path, struct epcs_buf *out)
 {
@@ -137,8 +126,8 @@ static int files_save(struct epcs_rule_store *store, const struct epcs_ruleset *
         json_decref(files);
         return 0;
     }
-    char stored[40];
-    format_now(stored);
+    char stored[EPCS_INSTANT_US_LEN];
+    epcs_instant_format_us(epcs_now_us(), stored);
     json_t *manifest =
         json_pack("{s:s, s:s?, s:s, s:s, s:o}", "ruleset", ruleset->id, "label", ruleset->label,
                   "directory", ruleset->dir, "stored_at", stored, "files", files);
@@ -279,8 +268,9 @@ static int ends_mid_line(int fd)
 static int files_record_activation(struct epcs_rule_store *store, const char *from, const char *to,
                                    const char *by, const char *why)
 {
-    char path[4200], at[40];
-    format_now(at);
+    char path[4200], at[EPCS_INSTANT_US_LEN];
+    /* Microseconds: two activations within a second must still list in order. */
+    epcs_instant_format_us(epcs_now_us(), at);
     json_t *entry = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "at", at, "from", from, "to", to, "by",
                               by, "why", why);
     char *text = entry != NULL ? json_dumps(entry, JSON_COMPACT) : NULL;

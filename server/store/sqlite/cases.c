@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "dates.h"
 #include "decision_log.h"
 #include "facts.h"
 #include "log.h"
@@ -213,22 +214,6 @@ static void bind_optional_int(sqlite3_stmt *stmt, int at, int64_t value, int pre
         sqlite3_bind_null(stmt, at);
 }
 
-void epcs_cases_format_time(int64_t us, char out[32])
-{
-    time_t seconds = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    size_t len = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + len, 32 - len, ".%06uZ", (unsigned)(us % 1000000));
-}
-
-static void pack_time(msgpack_packer *pk, int64_t us)
-{
-    char text[32];
-    epcs_cases_format_time(us, text);
-    epcs_pack_cstr(pk, text);
-}
-
 /* Splices already-encoded msgpack into the packer's output. */
 static void pack_raw(msgpack_packer *pk, const void *bytes, size_t len)
 {
@@ -252,7 +237,7 @@ static void pack_time_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
     if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
         msgpack_pack_nil(pk);
     else
-        pack_time(pk, sqlite3_column_int64(stmt, column));
+        epcs_pack_instant_us(pk, sqlite3_column_int64(stmt, column));
 }
 
 static void pack_id_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
@@ -583,7 +568,7 @@ static void detail_id(struct detail *detail, const char *key, uint64_t value)
 static void detail_time(struct detail *detail, const char *key, int64_t us)
 {
     epcs_pack_cstr(&detail->pk, key);
-    pack_time(&detail->pk, us);
+    epcs_pack_instant_us(&detail->pk, us);
 }
 
 /* One step of a case: a history row and its event in the decision log. */
@@ -1279,7 +1264,7 @@ static void csv_time(struct epcs_buf *out, sqlite3_stmt *stmt, int column, int l
 {
     char text[32] = "";
     if (sqlite3_column_type(stmt, column) != SQLITE_NULL)
-        epcs_cases_format_time(sqlite3_column_int64(stmt, column), text);
+        epcs_instant_format_us(sqlite3_column_int64(stmt, column), text);
     csv_field(out, text, strlen(text), last);
 }
 
@@ -2215,7 +2200,7 @@ static int check_answerable(const struct epcs_case_answer *answer, const struct 
         if (!row->has_objection)
             return EPCS_CASES_NO_OBJECTION;
         if (answer->now_us > row->objection_until_us) {
-            epcs_cases_format_time(row->objection_until_us, detail_text);
+            epcs_instant_format_us(row->objection_until_us, detail_text);
             return EPCS_CASES_TOO_LATE;
         }
     }

@@ -1358,11 +1358,8 @@ static int open_database(struct sqlite_log *log, const char *path, char *err, si
 static int start_run(struct sqlite_log *log, const char *path, char *err, size_t err_size)
 {
     sqlite3_stmt *run = NULL;
-    char started[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char started[EPCS_INSTANT_S_LEN];
+    epcs_instant_format_s(time(NULL), started);
     int ok = sqlite3_prepare_v2(log->db, "INSERT INTO answers(answer) VALUES(?)", -1,
                                 &log->insert_answer, NULL) == SQLITE_OK &&
              sqlite3_prepare_v2(log->db,
@@ -2220,17 +2217,6 @@ static void pack_str_object(msgpack_packer *pk, const msgpack_object *value)
         msgpack_pack_nil(pk);
 }
 
-static void pack_time(msgpack_packer *pk, int64_t at_us)
-{
-    time_t seconds = (time_t)(at_us / 1000000);
-    struct tm tm;
-    char at[96];
-    gmtime_r(&seconds, &tm);
-    snprintf(at, sizeof(at), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at_us % 1000000));
-    pack_key(pk, at);
-}
-
 /* The answer as it was sent: the stored one with its decision id back as the last entry. */
 static void pack_answer(msgpack_packer *pk, uint64_t id, const char *answer, size_t len)
 {
@@ -2256,7 +2242,7 @@ static int pack_entry(struct page_reader *reader, msgpack_packer *pk, const msgp
         pack_key(pk, "id");
         msgpack_pack_uint64(pk, id);
         pack_key(pk, "at");
-        pack_time(pk, entry_at_us(entry));
+        epcs_pack_instant_us(pk, entry_at_us(entry));
         pack_key(pk, "partner");
         pack_str_object(pk, &f[3]);
         pack_key(pk, "election");
@@ -2286,7 +2272,7 @@ static int pack_entry(struct page_reader *reader, msgpack_packer *pk, const msgp
     pack_key(pk, "id");
     msgpack_pack_uint64(pk, id);
     pack_key(pk, "at");
-    pack_time(pk, entry_at_us(entry));
+    epcs_pack_instant_us(pk, entry_at_us(entry));
     pack_key(pk, "partner");
     pack_str_object(pk, &f[6]);
     pack_key(pk, "election");
