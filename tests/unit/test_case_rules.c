@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "cases.h"
 #include "codec.h"
+#include "dates.h"
 #include "partner.h"
 
 /* ---- postings ----------------------------------------------------------------------------- */
@@ -352,7 +353,7 @@ static void test_which_ids_name_a_partner(void **state)
     assert_false(epcs_partner_id_valid(too_long));
 }
 
-/* ---- the time format ---------------------------------------------------------------------- */
+/* ---- the time format the store writes (core/dates.c) ------------------------------ */
 
 static void test_a_moment_is_written_to_the_microsecond_in_utc(void **state)
 {
@@ -370,12 +371,18 @@ static void test_a_moment_is_written_to_the_microsecond_in_utc(void **state)
         {7258118399000001, "2199-12-31T23:59:59.000001Z"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char text[32];
+        char text[EPCS_INSTANT_US_LEN];
         memset(text, 'z', sizeof(text));
-        epcs_cases_format_time(cases[i].us, text);
+        epcs_instant_format_us(cases[i].us, text);
         assert_string_equal(text, cases[i].text);
-        assert_int_equal(strlen(text), 27);
+        assert_int_equal(strlen(text), EPCS_INSTANT_US_LEN - 1);
     }
+    /* To the second, as keys and rulesets are stamped. */
+    char seconds[EPCS_INSTANT_S_LEN];
+    epcs_instant_format_s((time_t)1709251199, seconds);
+    assert_string_equal(seconds, "2024-02-29T23:59:59Z");
+    epcs_instant_format_s((time_t)7258118399, seconds);
+    assert_string_equal(seconds, "2199-12-31T23:59:59Z");
 }
 
 int main(void)
