@@ -289,17 +289,10 @@ struct epcs_key *epcs_keyring_verify(struct epcs_keyring *keyring, const char *t
     return CRYPTO_memcmp(digest, key->token_sha256, sizeof(digest)) == 0 ? key : NULL;
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
 unsigned epcs_rate_take(struct epcs_rate_bucket *bucket, double rate, double cost, double paid)
 {
     double burst = rate * 2;
-    uint64_t now = monotonic_ns();
+    uint64_t now = (uint64_t)epcs_clock_ns(CLOCK_MONOTONIC);
     unsigned wait = 0;
     pthread_mutex_lock(&bucket->lock);
     if (isnan(bucket->tokens)) {

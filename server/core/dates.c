@@ -97,6 +97,13 @@ int32_t epcs_date_in_seoul(time_t now)
     return (int32_t)day;
 }
 
+int64_t epcs_clock_ns(clockid_t clock)
+{
+    struct timespec now;
+    clock_gettime(clock, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
 int64_t epcs_now_us(void)
 {
     struct timeval tv;

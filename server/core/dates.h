@@ -33,6 +33,8 @@ int32_t epcs_date_in_seoul(time_t now);
 
 /** The wall clock, microseconds since 1970-01-01 UTC: decisions' and cases' times. */
 int64_t epcs_now_us(void);
+/** `clock` (CLOCK_MONOTONIC for spans, CLOCK_THREAD_CPUTIME_ID for budgets) in nanoseconds. */
+int64_t epcs_clock_ns(clockid_t clock);
 
 /** Room for an instant to the second, "2024-04-10T00:00:00Z", and its NUL. */
 #define EPCS_INSTANT_S_LEN 21

@@ -83,13 +83,6 @@ static void locate(struct epcs_lua *lua, lua_State *L, int level)
     }
 }
 
-static int64_t clock_ns(clockid_t clock)
-{
-    struct timespec now;
-    clock_gettime(clock, &now);
-    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-}
-
 /* The CPU time a call may use: what its budget buys at EPCS_LUA_CPU_NS_PER_INSTRUCTION. */
 static int64_t cpu_limit_ns(const struct epcs_lua *lua)
 {
@@ -120,7 +113,7 @@ static void budget_spent(struct epcs_lua *lua, lua_State *L, enum abort_reason r
  * clock (a system call) costs a short call nothing. */
 static void check_cpu(struct epcs_lua *lua, lua_State *L)
 {
-    int64_t now = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    int64_t now = epcs_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     if (!lua->watching) {
         lua->watching = 1;
         lua->watch_cpu_ns = now;

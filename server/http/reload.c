@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dates.h"
 #include "http.h"
 #include "log.h"
 #include "rule_store.h"
@@ -106,8 +107,7 @@ static void refuse(struct epcs_server *server, struct epcs_reload_outcome *outco
 static void reload_rules_locked(struct epcs_server *server, const char *by, const char *why,
                                 struct epcs_reload_outcome *outcome)
 {
-    struct timespec started, finished;
-    clock_gettime(CLOCK_MONOTONIC, &started);
+    int64_t started = epcs_clock_ns(CLOCK_MONOTONIC);
     struct epcs_rule_error err = {.line = 0};
     memset(outcome, 0, sizeof(*outcome));
     snprintf(outcome->previous, sizeof(outcome->previous), "%s",
@@ -155,11 +155,10 @@ static void reload_rules_locked(struct epcs_server *server, const char *by, cons
     }
     set_refusal(server, NULL);
     publish_ruleset(server, ruleset);
-    clock_gettime(CLOCK_MONOTONIC, &finished);
+    int64_t finished = epcs_clock_ns(CLOCK_MONOTONIC);
     atomic_fetch_add(&server->reloads_activated, 1);
     outcome->status = "activated";
-    outcome->milliseconds = (double)(finished.tv_sec - started.tv_sec) * 1e3 +
-                            (double)(finished.tv_nsec - started.tv_nsec) / 1e6;
+    outcome->milliseconds = (double)(finished - started) / 1e6;
     epcs_log(EPCS_LOG_INFO, "rules", "reloaded %s as %s in %.1f ms (compile, tests, store)",
              server->config.rules_dir, outcome->ruleset, outcome->milliseconds);
 }

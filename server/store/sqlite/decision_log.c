@@ -262,13 +262,6 @@ struct pending {
     const char *raw;
 };
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 static void db_path(const char *data_dir, char *path, size_t size)
 {
     snprintf(path, size, "%s/decisions.db", data_dir);
@@ -1508,7 +1501,7 @@ static int sqlite_log_wait(struct epcs_decision_log *handle, uint64_t ticket)
     /* The writer broadcasts after every try, so a stalled log is looked at that often. */
     int64_t stalled_since = 0;
     while (committed_ticket(log) < ticket && !atomic_load(&log->failed)) {
-        int64_t now = monotonic_ms();
+        int64_t now = epcs_clock_ns(CLOCK_MONOTONIC) / 1000000;
         if (!atomic_load(&log->stalled))
             stalled_since = 0;
         else if (stalled_since == 0)
