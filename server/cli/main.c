@@ -103,12 +103,7 @@ static int impact(struct epcs_server *server)
     int decoded = text.len > 0 && (unsigned char)text.data[0] >= 0x80
                       ? epcs_msgpack_decode(text.data, text.len, &zone, &body, &decode_error)
                       : epcs_json_decode(text.data, text.len, &zone, &body, &decode_error);
-    const msgpack_object *checks = NULL;
-    for (uint32_t i = 0; decoded == 0 && body.type == MSGPACK_OBJECT_MAP && i < body.via.map.size;
-         i++) {
-        if (epcs_str_eq(&body.via.map.ptr[i].key, "checks"))
-            checks = &body.via.map.ptr[i].val;
-    }
+    const msgpack_object *checks = decoded == 0 ? epcs_map_get(&body, "checks") : NULL;
     int status = 1;
     struct epcs_ruleset *active = NULL, *candidate = NULL;
     if (decoded != 0) {

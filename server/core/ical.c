@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec.h"
 #include "dates.h"
 
 #define FOLD_AT 75
@@ -83,15 +84,6 @@ static void compact_date(int32_t day, char out[9])
     snprintf(out, 9, "%.4s%.2s%.2s", text, text + 5, text + 8);
 }
 
-static const msgpack_object *get(const msgpack_object *map, const char *key)
-{
-    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
-        if (epcs_str_eq(&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 static int day_of(const msgpack_object *value, int32_t *day)
 {
     return value != NULL && value->type == MSGPACK_OBJECT_STR &&
@@ -153,13 +145,15 @@ int epcs_ical_render(const struct epcs_election *election, const msgpack_object 
     for (uint32_t i = 0;
          !failed && items->type == MSGPACK_OBJECT_ARRAY && i < items->via.array.size; i++) {
         const msgpack_object *item = &items->via.array.ptr[i];
-        const msgpack_object *area = get(item, "area"), *article = get(item, "article");
-        const msgpack_object *rule = get(item, "rule"), *title = get(item, "title");
-        const msgpack_object *title_ko = get(item, "title_ko");
+        const msgpack_object *area = epcs_map_get(item, "area"),
+                             *article = epcs_map_get(item, "article");
+        const msgpack_object *rule = epcs_map_get(item, "rule"),
+                             *title = epcs_map_get(item, "title");
+        const msgpack_object *title_ko = epcs_map_get(item, "title_ko");
         int32_t first, last;
-        int is_window =
-            day_of(get(item, "from"), &first) == 0 && day_of(get(item, "to"), &last) == 0;
-        if (!is_window && day_of(get(item, "day"), &first) != 0)
+        int is_window = day_of(epcs_map_get(item, "from"), &first) == 0 &&
+                        day_of(epcs_map_get(item, "to"), &last) == 0;
+        if (!is_window && day_of(epcs_map_get(item, "day"), &first) != 0)
             continue;
         if (!is_window)
             last = first;

@@ -345,11 +345,7 @@ static struct epcs_engine *replay_engine(struct admin_job *job, const char *id)
 static int same_answer(msgpack_zone *zone, const msgpack_object *logged,
                        const struct epcs_buf *replayed)
 {
-    const msgpack_object *answer = NULL;
-    for (uint32_t i = 0; logged->type == MSGPACK_OBJECT_MAP && i < logged->via.map.size; i++) {
-        if (epcs_str_eq(&logged->via.map.ptr[i].key, "answer"))
-            answer = &logged->via.map.ptr[i].val;
-    }
+    const msgpack_object *answer = epcs_map_get(logged, "answer");
     msgpack_object again = {.type = MSGPACK_OBJECT_NIL};
     size_t offset = 0;
     /* An answer that cannot be read back (memory ran out) signs as different. */
