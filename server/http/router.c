@@ -35,7 +35,10 @@ struct route_entry {
 struct epcs_router {
     struct route_pattern *patterns;
     size_t pattern_count;
+    /* The rows in registration order (what Allow lists), and the same rows as requests are
+     * matched against them: most specific pattern first, a pattern's rows together. */
     struct route_entry *entries;
+    struct route_entry *matched;
     size_t entry_count;
     const char *labels[EPCS_ROUTE_SLOTS];
     unsigned label_count;
@@ -52,6 +55,7 @@ void epcs_router_destroy(struct epcs_router *router)
         return;
     free(router->patterns);
     free(router->entries);
+    free(router->matched);
     free(router);
 }
 
@@ -188,6 +192,28 @@ static void build_allow(struct epcs_router *router)
     }
 }
 
+/* Orders `matched` so that the first pattern that takes a path is the one that wins: more
+ * specific first, then the one registered first; each pattern's rows in registration order. */
+static void build_match_order(struct epcs_router *router)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < router->entry_count; i++) {
+        struct route_entry entry = router->entries[i];
+        const struct route_pattern *pattern = &router->patterns[entry.pattern];
+        size_t at = n++;
+        while (at > 0) {
+            const struct route_entry *before = &router->matched[at - 1];
+            const struct route_pattern *other = &router->patterns[before->pattern];
+            if (other->specificity > pattern->specificity ||
+                (other->specificity == pattern->specificity && before->pattern <= entry.pattern))
+                break;
+            router->matched[at] = *before;
+            at--;
+        }
+        router->matched[at] = entry;
+    }
+}
+
 int epcs_router_add(struct epcs_router *router, const struct epcs_route_group *group, char *err,
                     size_t err_size)
 {
@@ -201,9 +227,15 @@ int epcs_router_add(struct epcs_router *router, const struct epcs_route_group *g
         more_patterns != NULL
             ? realloc(router->entries, (entries ? entries : 1) * sizeof(*router->entries))
             : NULL;
-    if (more_entries == NULL)
+    if (more_entries != NULL)
+        router->entries = more_entries;
+    struct route_entry *more_matched =
+        more_entries != NULL
+            ? realloc(router->matched, (entries ? entries : 1) * sizeof(*router->matched))
+            : NULL;
+    if (more_matched == NULL)
         return snprintf(err, err_size, "out of memory registering routes"), -1;
-    router->entries = more_entries;
+    router->matched = more_matched;
     /* All of the group or none of it: rows only append, so a refusal cuts them off again. */
     size_t pattern_count = router->pattern_count, entry_count = router->entry_count;
     unsigned label_count = router->label_count;
@@ -216,6 +248,7 @@ int epcs_router_add(struct epcs_router *router, const struct epcs_route_group *g
         }
     }
     build_allow(router);
+    build_match_order(router);
     return 0;
 }
 
@@ -247,25 +280,29 @@ void epcs_router_match(const struct epcs_router *router, h2o_iovec_t method, h2o
                        struct epcs_route_result *out)
 {
     const struct route_pattern *best = NULL;
+    size_t best_index = 0;
     *out = (struct epcs_route_result){
         .param = h2o_iovec_init("", 0), .role = EPCS_ROLE_NONE, .slot = router->label_count};
-    /* Rows are few (about thirty): one pass, patterns compared length first. */
+    /* Most specific first: the first pattern that takes the path wins, and the scan ends with
+     * its rows. Patterns are compared length first, so the others cost a compare or two. */
     for (size_t i = 0; i < router->entry_count; i++) {
-        const struct route_entry *entry = &router->entries[i];
-        const struct route_pattern *pattern = &router->patterns[entry->pattern];
-        h2o_iovec_t param = h2o_iovec_init("", 0);
-        if (pattern != best) {
-            if ((best != NULL && pattern->specificity <= best->specificity) ||
-                !pattern_takes(pattern, path, &param))
+        const struct route_entry *entry = &router->matched[i];
+        if (best != NULL && entry->pattern != best_index)
+            break;
+        if (best == NULL) {
+            const struct route_pattern *pattern = &router->patterns[entry->pattern];
+            h2o_iovec_t param = h2o_iovec_init("", 0);
+            if (!pattern_takes(pattern, path, &param))
                 continue;
             best = pattern;
-            out->row = NULL;
+            best_index = entry->pattern;
             out->param = param;
         }
-        if (out->row == NULL &&
-            (entry->row->method == NULL ||
-             h2o_memis(method.base, method.len, entry->row->method, entry->method_len)))
+        if (entry->row->method == NULL ||
+            h2o_memis(method.base, method.len, entry->row->method, entry->method_len)) {
             out->row = entry->row;
+            break;
+        }
     }
     if (best == NULL)
         return;
