@@ -264,11 +264,7 @@ int main(int argc, char **argv)
      * until the server runs, which then drains at once and exits 0: left to the default
      * action, it would end the process in the middle of writing the rule store. */
     sigset_t stops;
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGINT);
-    sigaddset(&stops, SIGTERM);
-    sigaddset(&stops, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stops, NULL);
+    epcs_server_hold_signals(&stops);
     if (make_data_dir(config->data_dir) != 0) {
         epcs_log(EPCS_LOG_ERROR, "epcsd", "--data %s: cannot create the directory: %s",
                  config->data_dir, strerror(errno));

@@ -308,6 +308,14 @@ void epcs_server_rules_state(struct epcs_server *server, struct epcs_rules_state
 /** Starts the workers and blocks until SIGTERM/SIGINT has drained them. Returns exit status. */
 int epcs_server_run(struct epcs_server *server);
 
+/**
+ * Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it starts), which
+ * `signals` is filled with for sigwait, and ignores SIGPIPE and SIGXFSZ. epcs_server_run does
+ * it; a caller that starts the server does it first so that a stop asked during the start
+ * waits for the server instead of ending the process. Idempotent.
+ */
+void epcs_server_hold_signals(sigset_t *signals);
+
 /*
  * The worker's machinery, for server.c to wire into each worker's loop: the callbacks that end
  * a loop's turn (respond.c), take a new ruleset (reload.c) and release held answers, the

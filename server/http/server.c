@@ -501,7 +501,7 @@ static void configure_h2o(struct epcs_server *server)
     handler->on_req = cb_on_req;
 }
 
-static void block_signals(sigset_t *signals)
+void epcs_server_hold_signals(sigset_t *signals)
 {
     sigemptyset(signals);
     sigaddset(signals, SIGINT);
@@ -684,7 +684,7 @@ int epcs_server_run(struct epcs_server *server)
 {
     configure_h2o(server);
     sigset_t signals;
-    block_signals(&signals);
+    epcs_server_hold_signals(&signals);
     int status = 1;
     if (open_shared(server) == 0)
         status = run_workers(server, &signals);
