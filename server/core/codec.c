@@ -363,8 +363,8 @@ static int validate(const msgpack_object *obj, int depth, struct walk *walk,
         walk->step[step].len = key->via.str.size;
         walk->depth = step + 1;
         if (i == repeat)
-            return fail(err, walk_text(walk, &path), "duplicate key '%.*s'",
-                        (int)(key->via.str.size > 64 ? 64 : key->via.str.size), key->via.str.ptr);
+            return fail(err, walk_text(walk, &path), "duplicate key '%.*s'", epcs_quoted_len(key),
+                        key->via.str.ptr);
         rc = validate(&pairs[i].val, depth + 1, walk, err);
     }
     walk->depth = step;
@@ -711,9 +711,14 @@ const msgpack_object *epcs_map_get(const msgpack_object *map, const char *key)
     return epcs_map_find(map, key, strlen(key));
 }
 
+int epcs_quote_len(size_t len)
+{
+    return (int)(len > EPCS_QUOTE_MAX ? EPCS_QUOTE_MAX : len);
+}
+
 int epcs_quoted_len(const msgpack_object *str)
 {
-    return (int)(str->via.str.size > EPCS_QUOTE_MAX ? EPCS_QUOTE_MAX : str->via.str.size);
+    return epcs_quote_len(str->via.str.size);
 }
 
 void epcs_pack_str(msgpack_packer *pk, const char *str, size_t len)

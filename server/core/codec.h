@@ -73,7 +73,9 @@ const msgpack_object *epcs_map_get(const msgpack_object *map, const char *key);
 /** How many bytes of client text an error message quotes: a name cut there is still clear. */
 #define EPCS_QUOTE_MAX 64
 
-/** The length to quote of the msgpack string `str` ("%.*s"): its size, cut at EPCS_QUOTE_MAX. */
+/** The length to quote of `len` bytes of client text ("%.*s"): `len`, cut at EPCS_QUOTE_MAX. */
+int epcs_quote_len(size_t len);
+/** epcs_quote_len of the msgpack string `str`. */
 int epcs_quoted_len(const msgpack_object *str);
 
 /** Packs `len` bytes of `str` as a msgpack string. */

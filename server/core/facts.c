@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "dates.h"
 
 /* Actors are the same for every area (SPEC section 5), so the host owns their vocabulary. */
@@ -236,8 +237,7 @@ static int check_value(struct epcs_facts *facts, struct epcs_fact *fact)
                 return 0;
         }
         return epcs_facts_reject(facts, entry->path, "%s: unknown value '%.*s'", entry->path,
-                                 (int)(value->via.str.size > 64 ? 64 : value->via.str.size),
-                                 value->via.str.ptr);
+                                 epcs_quoted_len(value), value->via.str.ptr);
     }
     return epcs_facts_reject(facts, entry->path, "%s has an unsupported type", entry->path);
 }

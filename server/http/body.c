@@ -17,7 +17,7 @@ int epcs_body_media(h2o_req_t *req, size_t limit)
         return epcs_respond_error(req, 415, "unsupported_media_type", NULL,
                                   "Content-Type must be application/msgpack or application/json"
                                   ", got '%.*s'",
-                                  (int)(type.len > 64 ? 64 : type.len), type.base),
+                                  epcs_quote_len(type.len), type.base),
                -1;
     }
     return media;

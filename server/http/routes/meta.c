@@ -285,7 +285,7 @@ static int show_election(h2o_req_t *req, const char *id, size_t len, int calenda
     if (election == NULL)
         return epcs_respond_error(req, 404, "unknown_election", "election",
                                   "no election '%.*s'; GET /v1/elections lists them",
-                                  (int)(len > 64 ? 64 : len), id);
+                                  epcs_quote_len(len), id);
     if (!calendar) {
         msgpack_packer *pk = epcs_response_begin(worker);
         msgpack_pack_map(pk, 2);
@@ -378,7 +378,7 @@ static int load_manifest(struct stored_job *job, const char *id, size_t len,
     if (rc == 1) {
         epcs_offload_fail(&job->base, 404, "unknown_ruleset", "ruleset",
                           "no stored ruleset '%.*s'; GET /v1/rules/versions lists them",
-                          (int)(len > 64 ? 64 : len), id);
+                          epcs_quote_len(len), id);
         return -1;
     }
     if (rc != 0 || decode_stored(job, manifest) != 0) {
@@ -422,7 +422,7 @@ static void read_rule_file(struct stored_job *job, const msgpack_object *manifes
     char sha256[65];
     if (hash == NULL || hash->type != MSGPACK_OBJECT_STR || hash->via.str.size != 64) {
         epcs_offload_fail(&job->base, 404, "not_found", NULL, "no file '%.*s' in that ruleset",
-                          (int)(len > 64 ? 64 : len), name);
+                          epcs_quote_len(len), name);
         return;
     }
     snprintf(sha256, sizeof(sha256), "%.*s", 64, hash->via.str.ptr);
