@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config
     libh2o-dev libuv1-dev liblua5.4-dev libmsgpack-dev libsqlite3-dev libssl-dev libjansson-dev
+    # the cluster's store (--store postgresql://...), and the server its tests start
+    libpq-dev postgresql-15
     # tests: real HTTP/2 clients (curl, h2load; python3-h2 frames by hand for the attacks) and
     # the test driver's msgpack codec
     curl nghttp2-client python3 python3-msgpack python3-icalendar python3-h2 openssl clang-format

@@ -129,6 +129,13 @@ static const struct config_option options[] = {
      .initial_text = "var",
      .arg = "DIR",
      .help = "state directory, created if missing (default ./var)"},
+    {.name = "store",
+     .kind = OPTION_TEXT,
+     .offset = FIELD(store),
+     .initial_text = "sqlite",
+     .arg = "sqlite|URI",
+     .help = "where shared state lives: sqlite (under --data, the\n"
+             "default) or a postgresql:// URI (rulesets so far)"},
     /* set_defaults puts the number of cores in place of 1, when it is known. */
     {.name = "threads",
      .kind = OPTION_INT,
@@ -555,9 +562,22 @@ static int go_together(const void *a, const void *b, const char *name_a, const c
     return -1;
 }
 
+/* The embedded store, or PostgreSQL by URI: anything else is a typo, not a third backend. */
+static int check_store(const struct epcs_config *config)
+{
+    if (strcmp(config->store, "sqlite") == 0 || strncmp(config->store, "postgresql://", 13) == 0 ||
+        strncmp(config->store, "postgres://", 11) == 0)
+        return 0;
+    fprintf(stderr, "epcsd: --store must be sqlite or a postgresql:// URI, got '%.*s'\n",
+            (int)strnlen(config->store, 64), config->store);
+    return -1;
+}
+
 /* The rules between options, once all are read. */
 static int check_combinations(const struct epcs_config *config)
 {
+    if (check_store(config) != 0)
+        return -1;
     if (go_together(config->impact_dir, config->impact_checks, "impact", "checks") != 0)
         return -1;
     if (config->no_auth && config->keys_file != NULL) {
@@ -604,6 +624,11 @@ int epcs_config_parse(struct epcs_config *config, int argc, char **argv)
     if (check_combinations(config) != 0)
         return -1;
     return fill_remaining(config);
+}
+
+const char *epcs_config_store_uri(const struct epcs_config *config)
+{
+    return strcmp(config->store, "sqlite") == 0 ? NULL : config->store;
 }
 
 void epcs_config_dispose(struct epcs_config *config)

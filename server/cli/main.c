@@ -216,7 +216,8 @@ static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
 static int restore_rules(const struct epcs_config *config)
 {
     char err[300];
-    struct epcs_rule_store *store = epcs_rule_store_open(config->data_dir, err, sizeof(err));
+    struct epcs_rule_store *store =
+        epcs_rule_store_open(epcs_config_store_uri(config), config->data_dir, err, sizeof(err));
     if (store == NULL) {
         fprintf(stderr, "epcsd: %s\n", err);
         return 1;
@@ -281,7 +282,8 @@ int main(int argc, char **argv)
         goto done;
     }
     char err[300];
-    if ((server.rule_store = epcs_rule_store_open(config->data_dir, err, sizeof(err))) == NULL) {
+    if ((server.rule_store = epcs_rule_store_open(epcs_config_store_uri(config), config->data_dir,
+                                                  err, sizeof(err))) == NULL) {
         epcs_log(EPCS_LOG_ERROR, "epcsd", "%s", err);
         goto done;
     }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int epcs_file_sync_dir(const char *dir)
@@ -64,4 +65,11 @@ int epcs_file_replace(const char *path, const void *data, size_t len, mode_t mod
         return -1;
     }
     return epcs_file_sync_parent(path);
+}
+
+int epcs_file_make_dir(const char *path)
+{
+    if (mkdir(path, 0750) == 0)
+        return epcs_file_sync_parent(path);
+    return errno == EEXIST ? 0 : -1;
 }

@@ -17,6 +17,12 @@ int epcs_file_sync_dir(const char *dir);
 int epcs_file_sync_parent(const char *path);
 
 /**
+ * Makes directory `path` (mode 0750) and fsyncs it into its parent, so that what is stored in
+ * it stays findable after a power cut; one that exists already is fine. 0, or -1 with errno.
+ */
+int epcs_file_make_dir(const char *path);
+
+/**
  * Replaces `path` with `len` bytes of `data` (file mode `mode`) as described above. Returns 0,
  * or -1 with errno set and `path` unchanged.
  */

@@ -33,6 +33,8 @@ struct epcs_config {
     /** Owned: the default is derived from the executable's location. */
     char *plugins_dir;
     const char *data_dir;
+    /** --store: "sqlite", or a PostgreSQL connection URI. */
+    const char *store;
     int threads;
     const char *tls_cert;
     const char *tls_key;

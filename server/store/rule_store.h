@@ -11,19 +11,23 @@
  * traced to the exact text of the rules that made it. The store also keeps the append-only
  * history of which version was activated when, from which, by whom and why.
  *
- * The store is an interface (store.h); its first backend keeps files under <data>/rulesets:
- * blobs/<sha256>, <id>.json and activations.jsonl. Every call may be made from any thread at
- * once (the reload saves while the thread pool reads).
+ * The store is an interface (store.h). Its file backend keeps files under <data>/rulesets:
+ * blobs/<sha256>, <id>.json and activations.jsonl; its PostgreSQL backend keeps the same in
+ * tables every replica shares. Every call may be made from any thread at once (the reload
+ * saves while the thread pool reads).
  */
 
 /** A rule store handle (store.h: it begins with its backend's ops). */
 struct epcs_rule_store;
 
 /**
- * Opens the rule store of `data_dir` (the file backend; nothing is created until a save).
- * Returns a handle the caller closes with epcs_rule_store_close, or NULL with `err` filled.
+ * Opens the rule store: the file backend under `data_dir` when `store_uri` is NULL (nothing is
+ * created until a save), else the PostgreSQL backend at that connection string (its tables
+ * are created or checked now). Returns a handle the caller closes with epcs_rule_store_close,
+ * or NULL with `err` filled.
  */
-struct epcs_rule_store *epcs_rule_store_open(const char *data_dir, char *err, size_t err_size);
+struct epcs_rule_store *epcs_rule_store_open(const char *store_uri, const char *data_dir, char *err,
+                                             size_t err_size);
 
 /** Closes a handle from epcs_rule_store_open. Accepts NULL. */
 void epcs_rule_store_close(struct epcs_rule_store *store);

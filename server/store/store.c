@@ -238,8 +238,11 @@ int epcs_cases_export_requests_csv(struct epcs_cases *cases, struct epcs_cases_r
 
 /* ---- the rule store ------------------------------------------------------------------------- */
 
-struct epcs_rule_store *epcs_rule_store_open(const char *data_dir, char *err, size_t err_size)
+struct epcs_rule_store *epcs_rule_store_open(const char *store_uri, const char *data_dir, char *err,
+                                             size_t err_size)
 {
+    if (store_uri != NULL)
+        return epcs_rule_store_postgresql.open(store_uri, err, err_size);
     return epcs_rule_store_files.open(data_dir, err, err_size);
 }
 
@@ -278,9 +281,4 @@ int epcs_rule_store_blob(struct epcs_rule_store *store, const char *sha256, stru
 int epcs_rule_store_list(struct epcs_rule_store *store, struct epcs_buf *out)
 {
     return store->ops->list(store, out);
-}
-
-int epcs_rule_store_restore(struct epcs_rule_store *store, const char *id, const char *dir)
-{
-    return store->ops->restore(store, id, dir);
 }

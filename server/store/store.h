@@ -130,12 +130,18 @@ struct epcs_cases {
     const struct epcs_cases_ops *ops;
 };
 
-/** The rule store's operations (see rule_store.h for each; valid_id needs no store). */
+/**
+ * The rule store's operations (see rule_store.h for each; valid_id needs no store, and restore
+ * is made of manifest and blob for every backend, in rule_versions.c).
+ */
 struct epcs_rule_store_ops {
     /** Names the backend in messages and in the store tests ("files"). */
     const char *name;
-    /** `data_dir` is where the backend keeps the rulesets. NULL with `err` filled. */
-    struct epcs_rule_store *(*open)(const char *data_dir, char *err, size_t err_size);
+    /**
+     * `where` is the backend's place: the data directory for files, a connection string for
+     * PostgreSQL. NULL with `err` filled.
+     */
+    struct epcs_rule_store *(*open)(const char *where, char *err, size_t err_size);
     /** Never given NULL (the wrapper takes care of it). */
     void (*close)(struct epcs_rule_store *store);
     int (*save)(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset);
@@ -145,7 +151,8 @@ struct epcs_rule_store_ops {
     int (*manifest)(struct epcs_rule_store *store, const char *id, struct epcs_buf *out);
     int (*blob)(struct epcs_rule_store *store, const char *sha256, struct epcs_buf *out);
     int (*list)(struct epcs_rule_store *store, struct epcs_buf *out);
-    int (*restore)(struct epcs_rule_store *store, const char *id, const char *dir);
+    /** Where the versions are, for messages ("<data>/rulesets", a connection string). */
+    const char *(*where)(const struct epcs_rule_store *store);
 };
 
 /** What every rule store handle begins with; the backend's state follows. */
@@ -157,7 +164,9 @@ struct epcs_rule_store {
 extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
 /** The case store in SQLite (<data>/cases.db) (cases.c). */
 extern const struct epcs_cases_ops epcs_cases_sqlite;
-/** The rule store in files under <data>/rulesets (rule_store.c). */
+/** The rule store in files under <data>/rulesets (files/rule_store.c). */
 extern const struct epcs_rule_store_ops epcs_rule_store_files;
+/** The rule store in PostgreSQL tables, shared by every replica (postgresql/rule_store.c). */
+extern const struct epcs_rule_store_ops epcs_rule_store_postgresql;
 
 #endif

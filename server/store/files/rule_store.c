@@ -14,6 +14,7 @@
 #include "dates.h"
 #include "files.h"
 #include "log.h"
+#include "rule_versions.h"
 #include "store.h"
 
 /*
@@ -25,6 +26,8 @@
 struct file_store {
     struct epcs_rule_store base;
     char *data_dir;
+    /** <data>/rulesets, what messages name. */
+    char *rulesets;
 };
 
 static const char *data_dir_of(struct epcs_rule_store *store)
@@ -35,11 +38,16 @@ static const char *data_dir_of(struct epcs_rule_store *store)
 static struct epcs_rule_store *files_open(const char *data_dir, char *err, size_t err_size)
 {
     struct file_store *store = calloc(1, sizeof(*store));
-    if (store == NULL || (store->data_dir = strdup(data_dir)) == NULL) {
+    size_t size = strlen(data_dir) + sizeof("/rulesets");
+    if (store == NULL || (store->data_dir = strdup(data_dir)) == NULL ||
+        (store->rulesets = malloc(size)) == NULL) {
         snprintf(err, err_size, "out of memory opening the rule store under %s", data_dir);
+        if (store != NULL)
+            free(store->data_dir);
         free(store);
         return NULL;
     }
+    snprintf(store->rulesets, size, "%s/rulesets", data_dir);
     store->base.ops = &epcs_rule_store_files;
     return &store->base;
 }
@@ -48,16 +56,8 @@ static void files_close(struct epcs_rule_store *base)
 {
     struct file_store *store = (struct file_store *)base;
     free(store->data_dir);
+    free(store->rulesets);
     free(store);
-}
-
-/* A directory made here is fsync'd into its parent: what is stored in it must stay findable
- * after a power cut. */
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0750) == 0)
-        return epcs_file_sync_parent(path);
-    return errno == EEXIST ? 0 : -1;
 }
 
 #define ACTIVATIONS_FILE "activations.jsonl"
@@ -77,34 +77,16 @@ static int read_file(const char *path, struct epcs_buf *out)
     return failed ? -1 : 0;
 }
 
-int epcs_rule_store_valid_id(const char *id, size_t len)
-{
-    if (len != 19 || strncmp(id, "rs-", 3) != 0)
-        return 0;
-    for (size_t i = 3; i < len; i++) {
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-            return 0;
-    }
-    return 1;
-}
-
-static int valid_sha256(const char *hash)
-{
-    size_t len = strlen(hash);
-    return len == 64 && strspn(hash, "0123456789abcdef") == 64;
-}
-
 static int files_save(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset)
 {
     const char *data_dir = data_dir_of(store);
     char root[4096], path[4200];
     snprintf(root, sizeof(root), "%s/rulesets", data_dir);
     snprintf(path, sizeof(path), "%s/blobs", root);
-    if (make_dir(root) != 0 || make_dir(path) != 0) {
+    if (epcs_file_make_dir(root) != 0 || epcs_file_make_dir(path) != 0) {
         epcs_log(EPCS_LOG_ERROR, "store", "cannot create %s: %s", path, strerror(errno));
         return -1;
     }
-    json_t *files = json_array();
     for (size_t i = 0; i < ruleset->file_count; i++) {
         const struct epcs_rule_file *file = &ruleset->files[i];
         struct stat st;
@@ -113,26 +95,15 @@ static int files_save(struct epcs_rule_store *store, const struct epcs_ruleset *
         if (stat(path, &st) != 0 &&
             epcs_file_replace(path, file->source, file->length, 0640) != 0) {
             epcs_log(EPCS_LOG_ERROR, "store", "cannot write %s: %s", path, strerror(errno));
-            json_decref(files);
             return -1;
         }
-        json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "name", file->name, "sha256",
-                                               file->sha256, "bytes", (json_int_t)file->length));
     }
     /* Content-addressed too: a version stored before keeps the manifest it was stored with. */
     struct stat st;
     snprintf(path, sizeof(path), "%s/%s.json", root, ruleset->id);
-    if (stat(path, &st) == 0) {
-        json_decref(files);
+    if (stat(path, &st) == 0)
         return 0;
-    }
-    char stored[EPCS_INSTANT_US_LEN];
-    epcs_instant_format_us(epcs_now_us(), stored);
-    json_t *manifest =
-        json_pack("{s:s, s:s?, s:s, s:s, s:o}", "ruleset", ruleset->id, "label", ruleset->label,
-                  "directory", ruleset->dir, "stored_at", stored, "files", files);
-    char *text = manifest != NULL ? json_dumps(manifest, JSON_INDENT(2)) : NULL;
-    json_decref(manifest);
+    char *text = epcs_rule_store_manifest_text(ruleset);
     int rc = text != NULL ? epcs_file_replace(path, text, strlen(text), 0640) : -1;
     free(text);
     if (rc != 0)
@@ -154,22 +125,16 @@ static int files_manifest(struct epcs_rule_store *store, const char *id, struct 
 static int files_blob(struct epcs_rule_store *store, const char *sha256, struct epcs_buf *out)
 {
     char path[4200];
-    if (!valid_sha256(sha256))
+    if (!epcs_rule_store_valid_sha256(sha256))
         return 1;
     snprintf(path, sizeof(path), "%s/rulesets/blobs/%s", data_dir_of(store), sha256);
     return read_file(path, out);
 }
 
-/* When a version was first stored: manifests written by older epcs name it activated_at. */
-static const char *stored_at(json_t *version)
-{
-    const char *at = json_string_value(json_object_get(version, "stored_at"));
-    return at != NULL ? at : json_string_value(json_object_get(version, "activated_at"));
-}
-
 static int by_storing(const void *a, const void *b)
 {
-    const char *left = stored_at(*(json_t *const *)a), *right = stored_at(*(json_t *const *)b);
+    const char *left = json_string_value(json_object_get(*(json_t *const *)a, "stored_at"));
+    const char *right = json_string_value(json_object_get(*(json_t *const *)b, "stored_at"));
     return strcmp(left ? left : "", right ? right : "");
 }
 
@@ -185,15 +150,14 @@ static json_t *stored_versions(const char *data_dir)
         if (len != 24 || strcmp(entry->d_name + 19, ".json") != 0 ||
             !epcs_rule_store_valid_id(entry->d_name, 19))
             continue;
+        struct epcs_buf text = {0};
         snprintf(path, sizeof(path), "%s/rulesets/%s", data_dir, entry->d_name);
-        json_t *manifest = json_load_file(path, 0, NULL);
-        if (manifest == NULL)
-            continue;
-        json_array_append_new(list, json_pack("{s:O, s:O?, s:s?}", "ruleset",
-                                              json_object_get(manifest, "ruleset"), "label",
-                                              json_object_get(manifest, "label"), "stored_at",
-                                              stored_at(manifest)));
-        json_decref(manifest);
+        if (read_file(path, &text) == 0) {
+            json_t *summary = epcs_rule_store_version_summary(text.data ? text.data : "", text.len);
+            if (summary != NULL)
+                json_array_append_new(list, summary);
+        }
+        epcs_buf_free(&text);
     }
     if (dir != NULL)
         closedir(dir);
@@ -301,54 +265,9 @@ static int files_record_activation(struct epcs_rule_store *store, const char *fr
     return rc;
 }
 
-static int files_restore(struct epcs_rule_store *store, const char *id, const char *dir)
+static const char *files_where(const struct epcs_rule_store *store)
 {
-    struct epcs_buf text = {0}, blob = {0};
-    int rc = files_manifest(store, id, &text);
-    json_t *manifest = NULL;
-    if (rc == 0 && epcs_buf_append(&text, "", 1) == 0)
-        manifest = json_loads(text.data, 0, NULL);
-    if (manifest == NULL) {
-        fprintf(stderr, "epcsd: no stored ruleset %s under %s/rulesets\n", id, data_dir_of(store));
-        epcs_buf_free(&text);
-        return -1;
-    }
-    if (make_dir(dir) != 0) {
-        fprintf(stderr, "epcsd: cannot create %s: %s\n", dir, strerror(errno));
-        rc = -1;
-    }
-    size_t index;
-    json_t *file;
-    json_array_foreach(json_object_get(manifest, "files"), index, file)
-    {
-        const char *name = json_string_value(json_object_get(file, "name"));
-        const char *sha256 = json_string_value(json_object_get(file, "sha256"));
-        char path[4200];
-        epcs_buf_reset(&blob);
-        if (rc != 0 || name == NULL || sha256 == NULL || strchr(name, '/') != NULL ||
-            files_blob(store, sha256, &blob) != 0) {
-            fprintf(stderr, "epcsd: stored ruleset %s is incomplete\n", id);
-            rc = -1;
-            break;
-        }
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        if (epcs_file_replace(path, blob.data ? blob.data : "", blob.len, 0640) != 0) {
-            fprintf(stderr, "epcsd: cannot write %s: %s\n", path, strerror(errno));
-            rc = -1;
-            break;
-        }
-    }
-    const char *label = json_string_value(json_object_get(manifest, "label"));
-    if (rc == 0 && label != NULL) {
-        char path[4200], line[300];
-        snprintf(path, sizeof(path), "%s/LABEL", dir);
-        int len = snprintf(line, sizeof(line), "%s\n", label);
-        rc = epcs_file_replace(path, line, (size_t)len, 0640);
-    }
-    json_decref(manifest);
-    epcs_buf_free(&text);
-    epcs_buf_free(&blob);
-    return rc;
+    return ((const struct file_store *)store)->rulesets;
 }
 
 const struct epcs_rule_store_ops epcs_rule_store_files = {
@@ -361,5 +280,5 @@ const struct epcs_rule_store_ops epcs_rule_store_files = {
     .manifest = files_manifest,
     .blob = files_blob,
     .list = files_list,
-    .restore = files_restore,
+    .where = files_where,
 };

@@ -1,0 +1,226 @@
+#include "pg_store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* About five connections a replica whatever --threads is (CLUSTER.md): more idle ones would
+ * only hold server memory. A burst beyond this opens connections that are closed on return. */
+#define IDLE_MAX 6
+
+struct epcs_pg {
+    char *uri;
+    char *where;
+    pthread_mutex_t lock;
+    PGconn *idle[IDLE_MAX];
+    size_t idle_count;
+};
+
+/* The connection string for messages: a password given as user:password@ or password=... is
+ * left out, since messages reach logs and HTTP answers. */
+static char *redact(const char *uri)
+{
+    size_t len = strlen(uri);
+    /* "password=***" may be longer than what it replaces, once per parameter at most. */
+    char *out = malloc(2 * len + 16);
+    if (out == NULL)
+        return NULL;
+    const char *scheme = strstr(uri, "://");
+    const char *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = at != NULL ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        if (colon != NULL && uri + i == colon) {
+            i = (size_t)(at - uri);
+            continue;
+        }
+        if (strncmp(uri + i, "password=", 9) == 0 && (i == 0 || strchr("?& ", uri[i - 1]))) {
+            memcpy(out + o, "password=***", 12);
+            o += 12;
+            i += 9;
+            while (i < len && uri[i] != '&' && uri[i] != ' ')
+                i++;
+            continue;
+        }
+        out[o++] = uri[i++];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void trim_newline(char *text)
+{
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
+        text[--len] = '\0';
+}
+
+static void connection_error(const struct epcs_pg *pg, PGconn *conn, char *err, size_t err_size)
+{
+    snprintf(err, err_size, "cannot reach PostgreSQL at %s: %s", pg->where,
+             conn != NULL ? PQerrorMessage(conn) : "out of memory");
+    trim_newline(err);
+}
+
+PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
+{
+    pthread_mutex_lock(&pg->lock);
+    PGconn *conn = pg->idle_count > 0 ? pg->idle[--pg->idle_count] : NULL;
+    pthread_mutex_unlock(&pg->lock);
+    if (conn != NULL && PQstatus(conn) == CONNECTION_BAD)
+        PQreset(conn);
+    if (conn == NULL)
+        conn = PQconnectdb(pg->uri);
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        connection_error(pg, conn, err, err_size);
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+void epcs_pg_give(struct epcs_pg *pg, PGconn *conn)
+{
+    if (conn == NULL)
+        return;
+    /* A unit of work that failed part-way leaves its transaction open: it must not become the
+     * next caller's. */
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    int keep = PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
+    pthread_mutex_lock(&pg->lock);
+    if (keep && pg->idle_count < IDLE_MAX) {
+        pg->idle[pg->idle_count++] = conn;
+        conn = NULL;
+    }
+    pthread_mutex_unlock(&pg->lock);
+    PQfinish(conn);
+}
+
+PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
+                      const char *const *values, const int *lengths, char *err, size_t err_size)
+{
+    int formats[16] = {0}, sizes[16] = {0};
+    if (count > 16) {
+        snprintf(err, err_size, "%s: %d parameters, at most 16", what, count);
+        return NULL;
+    }
+    for (int i = 0; lengths != NULL && i < count; i++) {
+        formats[i] = lengths[i] >= 0;
+        sizes[i] = lengths[i] >= 0 ? lengths[i] : 0;
+    }
+    PGresult *result = PQexecParams(conn, sql, count, NULL, values, sizes, formats, 0);
+    ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+        return result;
+    snprintf(err, err_size, "%s: %s", what,
+             result != NULL ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+    trim_newline(err);
+    PQclear(result);
+    return NULL;
+}
+
+int epcs_pg_command(PGconn *conn, const char *what, const char *sql, char *err, size_t err_size)
+{
+    PGresult *result = epcs_pg_run(conn, what, sql, 0, NULL, NULL, err, err_size);
+    PQclear(result);
+    return result != NULL ? 0 : -1;
+}
+
+/* The schema step in its own transaction: read the store's version, create or refuse. */
+static int bring_schema(PGconn *conn, const char *store, int version, const char *schema, char *err,
+                        size_t err_size)
+{
+    if (epcs_pg_command(conn, "beginning the schema step", "BEGIN", err, err_size) != 0)
+        return -1;
+    /* Replicas starting together would otherwise race on CREATE TABLE IF NOT EXISTS, which is
+     * not safe against itself. */
+    if (epcs_pg_command(conn, "locking the schema",
+                        "SELECT pg_advisory_xact_lock(hashtext('epcs schema'))", err,
+                        err_size) != 0 ||
+        epcs_pg_command(conn, "creating the schema table",
+                        "CREATE TABLE IF NOT EXISTS epcs_schema ("
+                        " store text PRIMARY KEY, version integer NOT NULL)",
+                        err, err_size) != 0)
+        return -1;
+    const char *params[] = {store};
+    PGresult *found = epcs_pg_run(conn, "reading the schema version",
+                                  "SELECT version FROM epcs_schema WHERE store = $1", 1, params,
+                                  NULL, err, err_size);
+    if (found == NULL)
+        return -1;
+    int have = PQntuples(found) > 0 ? atoi(PQgetvalue(found, 0, 0)) : 0;
+    PQclear(found);
+    if (have > version) {
+        snprintf(err, err_size,
+                 "the %s tables are at schema version %d, this epcsd knows %d: upgrade epcsd",
+                 store, have, version);
+        return -1;
+    }
+    if (have == version)
+        return epcs_pg_command(conn, "ending the schema step", "COMMIT", err, err_size);
+    PGresult *created = PQexec(conn, schema);
+    if (PQresultStatus(created) != PGRES_COMMAND_OK) {
+        snprintf(err, err_size, "creating the %s tables: %s", store, PQresultErrorMessage(created));
+        trim_newline(err);
+        PQclear(created);
+        return -1;
+    }
+    PQclear(created);
+    char number[16];
+    snprintf(number, sizeof(number), "%d", version);
+    const char *row[] = {store, number};
+    PGresult *set = epcs_pg_run(conn, "recording the schema version",
+                                "INSERT INTO epcs_schema (store, version) VALUES ($1, $2)"
+                                " ON CONFLICT (store) DO UPDATE SET version = EXCLUDED.version",
+                                2, row, NULL, err, err_size);
+    PQclear(set);
+    if (set == NULL)
+        return -1;
+    return epcs_pg_command(conn, "ending the schema step", "COMMIT", err, err_size);
+}
+
+struct epcs_pg *epcs_pg_open(const char *uri, const char *store, int version, const char *schema,
+                             char *err, size_t err_size)
+{
+    struct epcs_pg *pg = calloc(1, sizeof(*pg));
+    if (pg != NULL)
+        pthread_mutex_init(&pg->lock, NULL);
+    if (pg == NULL || (pg->uri = strdup(uri)) == NULL || (pg->where = redact(uri)) == NULL) {
+        snprintf(err, err_size, "out of memory opening the %s store", store);
+        epcs_pg_close(pg);
+        return NULL;
+    }
+    char why[400] = "";
+    PGconn *conn = epcs_pg_take(pg, err, err_size);
+    if (conn == NULL) {
+        epcs_pg_close(pg);
+        return NULL;
+    }
+    int rc = bring_schema(conn, store, version, schema, why, sizeof(why));
+    epcs_pg_give(pg, conn);
+    if (rc != 0) {
+        snprintf(err, err_size, "PostgreSQL at %s: %s", pg->where, why);
+        epcs_pg_close(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+void epcs_pg_close(struct epcs_pg *pg)
+{
+    if (pg == NULL)
+        return;
+    for (size_t i = 0; i < pg->idle_count; i++)
+        PQfinish(pg->idle[i]);
+    pthread_mutex_destroy(&pg->lock);
+    free(pg->uri);
+    free(pg->where);
+    free(pg);
+}
+
+const char *epcs_pg_where(const struct epcs_pg *pg)
+{
+    return pg->where;
+}

@@ -1,0 +1,58 @@
+#ifndef EPCS_PG_STORE_H
+#define EPCS_PG_STORE_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+/*
+ * What every PostgreSQL backend shares: a small pool of blocking connections to one database
+ * (one connection string, which may name several hosts: libpq then finds the primary with
+ * target_session_attrs=read-write), and the step that brings a store's schema up to date.
+ *
+ * A connection is taken for one unit of work and given back; one found broken is reset before
+ * it is handed out again, so a database that went away and came back is found again without a
+ * restart. Calls may come from any thread; a connection is only ever used by one at a time.
+ */
+
+/** A pool of connections to one database. */
+struct epcs_pg;
+
+/**
+ * Connects once to `uri` (a libpq connection string or postgresql:// URI) to check that the
+ * database answers, and brings `schema` (statements run in one transaction, under an advisory
+ * lock so that replicas starting together do not race) to `version` for the store `store`.
+ * A database whose schema for that store is newer than `version` is refused: an older epcsd
+ * must not write tables it does not know. Returns the pool, or NULL with `err` filled.
+ */
+struct epcs_pg *epcs_pg_open(const char *uri, const char *store, int version, const char *schema,
+                             char *err, size_t err_size);
+
+/** Closes every connection of the pool and frees it. Accepts NULL. */
+void epcs_pg_close(struct epcs_pg *pg);
+
+/** The connection string without any password, for messages. */
+const char *epcs_pg_where(const struct epcs_pg *pg);
+
+/**
+ * A connection for the caller's own use until epcs_pg_give: an idle one, or a new one, reset
+ * first when the last use left it broken. NULL with `err` filled when the database cannot be
+ * reached.
+ */
+PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size);
+
+/** Gives a connection from epcs_pg_take back to the pool. */
+void epcs_pg_give(struct epcs_pg *pg, PGconn *conn);
+
+/**
+ * Runs `sql` with `count` text parameters (NULL: SQL NULL) and `lengths` (NULL: every
+ * parameter is a C string; otherwise a length of 0 or more marks a binary parameter of that
+ * many bytes, -1 a C string). Returns the result when it is a command's success or rows, or
+ * NULL with `err` naming `what` and the database's message (the result is cleared).
+ */
+PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
+                      const char *const *values, const int *lengths, char *err, size_t err_size);
+
+/** Runs a statement without parameters or rows (BEGIN, COMMIT). 0, or -1 with `err`. */
+int epcs_pg_command(PGconn *conn, const char *what, const char *sql, char *err, size_t err_size);
+
+#endif
