@@ -192,20 +192,25 @@ struct epcs_pg *epcs_pg_open(const char *uri, const char *store, int version, co
         epcs_pg_close(pg);
         return NULL;
     }
-    char why[400] = "";
-    PGconn *conn = epcs_pg_take(pg, err, err_size);
-    if (conn == NULL) {
-        epcs_pg_close(pg);
-        return NULL;
-    }
-    int rc = bring_schema(conn, store, version, schema, why, sizeof(why));
-    epcs_pg_give(pg, conn);
-    if (rc != 0) {
-        snprintf(err, err_size, "PostgreSQL at %s: %s", pg->where, why);
+    if (epcs_pg_schema(pg, store, version, schema, err, err_size) != 0) {
         epcs_pg_close(pg);
         return NULL;
     }
     return pg;
+}
+
+int epcs_pg_schema(struct epcs_pg *pg, const char *store, int version, const char *schema,
+                   char *err, size_t err_size)
+{
+    char why[400] = "";
+    PGconn *conn = epcs_pg_take(pg, err, err_size);
+    if (conn == NULL)
+        return -1;
+    int rc = bring_schema(conn, store, version, schema, why, sizeof(why));
+    epcs_pg_give(pg, conn);
+    if (rc != 0)
+        snprintf(err, err_size, "PostgreSQL at %s: %s", pg->where, why);
+    return rc;
 }
 
 void epcs_pg_close(struct epcs_pg *pg)

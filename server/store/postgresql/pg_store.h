@@ -27,6 +27,13 @@ struct epcs_pg;
 struct epcs_pg *epcs_pg_open(const char *uri, const char *store, int version, const char *schema,
                              char *err, size_t err_size);
 
+/**
+ * Brings one more store's `schema` to `version` on an open pool, as epcs_pg_open does for the
+ * first (several stores may share one pool). 0, or -1 with `err` filled.
+ */
+int epcs_pg_schema(struct epcs_pg *pg, const char *store, int version, const char *schema,
+                   char *err, size_t err_size);
+
 /** Closes every connection of the pool and frees it. Accepts NULL. */
 void epcs_pg_close(struct epcs_pg *pg);
 

@@ -1,0 +1,106 @@
+/* What every PostgreSQL store shares (server/store/postgresql/pg_store.h, pg_runs.h): a schema
+ * newer than this epcsd is refused, passwords stay out of messages, connections broken under a
+ * pool are found again, and run numbers are unique across replicas. */
+#include <stdlib.h>
+
+#include "pg_runs.h"
+#include "pg_scratch.h"
+#include "pg_store.h"
+#include "testing.h"
+
+static char uri[600];
+
+static void test_newer_schema_is_refused(void)
+{
+    char err[600] = "";
+    struct epcs_pg *pg =
+        epcs_pg_open(uri, "sample", 2, "CREATE TABLE sample (n int);", err, sizeof(err));
+    EXPECT(pg != NULL);
+    epcs_pg_close(pg);
+    /* The same version again creates nothing (the table exists: running the DDL would fail). */
+    pg = epcs_pg_open(uri, "sample", 2, "CREATE TABLE sample (n int);", err, sizeof(err));
+    EXPECT(pg != NULL);
+    epcs_pg_close(pg);
+    pg = epcs_pg_open(uri, "sample", 1, "CREATE TABLE sample (n int);", err, sizeof(err));
+    EXPECT(pg == NULL);
+    EXPECT_CONTAINS(err, "the sample tables are at schema version 2, this epcsd knows 1: "
+                         "upgrade epcsd");
+}
+
+static void test_where_hides_passwords(void)
+{
+    char err[600] = "";
+    /* Not reachable, so the message must carry the place: without its password. */
+    struct epcs_pg *pg =
+        epcs_pg_open("postgresql://epcs:s3cret@127.0.0.1:1/epcs?password=other&connect_timeout=1",
+                     "sample", 1, "", err, sizeof(err));
+    EXPECT(pg == NULL);
+    EXPECT_CONTAINS(err, "cannot reach PostgreSQL at "
+                         "postgresql://epcs@127.0.0.1:1/epcs?password=***&connect_timeout=1");
+    EXPECT(strstr(err, "s3cret") == NULL && strstr(err, "other") == NULL);
+}
+
+static void test_broken_connections_are_found_again(void)
+{
+    char err[600] = "";
+    struct epcs_pg *pg = epcs_pg_open(uri, "sample", 2, "", err, sizeof(err));
+    EXPECT(pg != NULL);
+    if (pg == NULL)
+        return;
+    PGconn *conn = epcs_pg_take(pg, err, sizeof(err));
+    EXPECT(conn != NULL);
+    epcs_pg_give(pg, conn);
+    /* The server ends every other session, as a restart or a failover would. */
+    EXPECT_INT(epcs_test_pg_exec(uri,
+                                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                 " WHERE pid <> pg_backend_pid() AND datname = current_database()",
+                                 NULL),
+               0);
+    conn = epcs_pg_take(pg, err, sizeof(err));
+    EXPECT(conn != NULL);
+    /* The first statement on the dead connection fails; the pool resets it on the next take. */
+    PGresult *result =
+        conn != NULL ? epcs_pg_run(conn, "probing", "SELECT 1", 0, NULL, NULL, err, sizeof(err))
+                     : NULL;
+    PQclear(result);
+    epcs_pg_give(pg, conn);
+    conn = epcs_pg_take(pg, err, sizeof(err));
+    EXPECT(conn != NULL);
+    result = conn != NULL
+                 ? epcs_pg_run(conn, "probing", "SELECT 1", 0, NULL, NULL, err, sizeof(err))
+                 : NULL;
+    EXPECT(result != NULL);
+    PQclear(result);
+    epcs_pg_give(pg, conn);
+    epcs_pg_close(pg);
+}
+
+static void test_runs_are_unique_across_replicas(void)
+{
+    char err[600] = "";
+    struct epcs_pg *a = epcs_pg_open(uri, "sample", 2, "", err, sizeof(err));
+    struct epcs_pg *b = epcs_pg_open(uri, "sample", 2, "", err, sizeof(err));
+    EXPECT(a != NULL && b != NULL);
+    if (a == NULL || b == NULL)
+        return;
+    EXPECT_INT(epcs_pg_runs_schema(a, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_pg_runs_schema(b, err, sizeof(err)), 0);
+    uint64_t first = 0, second = 0, third = 0;
+    EXPECT_INT(epcs_pg_claim_run(a, "sync", &first, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_pg_claim_run(b, "async", &second, err, sizeof(err)), 0);
+    EXPECT_INT(epcs_pg_claim_run(a, "off", &third, err, sizeof(err)), 0);
+    EXPECT(first > 0 && second > first && third > second);
+    epcs_pg_close(a);
+    epcs_pg_close(b);
+}
+
+int main(void)
+{
+    if (epcs_test_pg_schema("test_pg_store", uri, sizeof(uri)) != 0)
+        return 1;
+    test_newer_schema_is_refused();
+    test_where_hides_passwords();
+    test_broken_connections_are_found_again();
+    test_runs_are_unique_across_replicas();
+    return epcs_test_report();
+}
