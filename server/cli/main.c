@@ -156,6 +156,33 @@ static struct epcs_ruleset *load_verified(const struct epcs_server *server, cons
 }
 
 /*
+ * A replica joining a cluster serves the cluster's active ruleset, not whatever its own rules
+ * directory holds: an older directory must not roll every replica back by starting. The
+ * directory is taken up (for the whole cluster) when it changes while epcsd runs.
+ */
+static struct epcs_ruleset *join_cluster_ruleset(struct epcs_server *server, const char *id,
+                                                 uint64_t epoch)
+{
+    enum epcs_activation_status failure;
+    char message[600];
+    struct epcs_ruleset *ruleset =
+        epcs_server_load_stored(server, id, &failure, message, sizeof(message));
+    if (ruleset == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "rules",
+                 "refusing to start: the cluster's active ruleset %s (epoch %llu) cannot be "
+                 "served here: %s",
+                 id, (unsigned long long)epoch, message);
+        return NULL;
+    }
+    atomic_init(&server->rules_epoch, epoch);
+    epcs_log(EPCS_LOG_INFO, "rules",
+             "serving the cluster's active ruleset %s (epoch %llu); a change to %s while epcsd "
+             "runs activates it for every replica",
+             id, (unsigned long long)epoch, server->config.rules_dir);
+    return ruleset;
+}
+
+/*
  * The ruleset to start with: the rules directory's, or, when it is refused (an amendment left
  * there that fails, say), the last one the history activated, from the rule store, so that a
  * restart (or a container's restart policy) does not turn one bad edit into an outage. The
@@ -166,18 +193,26 @@ static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
     const struct epcs_config *config = &server->config;
     struct epcs_rule_error err = {.line = 0};
     char last[24] = "", why[600];
-    int known = epcs_rule_store_last_active(server->rule_store, last) == 0;
+    uint64_t epoch = 0;
+    int known = epcs_rule_store_active(server->rule_store, last, &epoch) == 0;
     pthread_mutex_init(&server->rules_state_lock, NULL);
+    if (known && epcs_config_store_uri(config) != NULL)
+        return join_cluster_ruleset(server, last, epoch);
     struct epcs_ruleset *ruleset = load_verified(server, config->rules_dir, &err);
     if (ruleset != NULL) {
         snprintf(why, sizeof(why), "started with %s", config->rules_dir);
+        const struct epcs_rule_activation activation = {.from = known ? last : NULL,
+                                                        .to = ruleset->id,
+                                                        .by = "start",
+                                                        .why = why,
+                                                        .expected_epoch = EPCS_RULE_EPOCH_ANY};
         /* A restart with the rules it stopped with adds nothing to the history. */
         if ((!known || strcmp(last, ruleset->id) != 0) &&
-            epcs_rule_store_record_activation(server->rule_store, known ? last : NULL, ruleset->id,
-                                              "start", why) != 0) {
+            epcs_rule_store_activate(server->rule_store, &activation, &epoch) != 0) {
             epcs_ruleset_release(ruleset);
             return NULL;
         }
+        atomic_init(&server->rules_epoch, epoch);
         return ruleset;
     }
     if (!known) {
@@ -209,6 +244,7 @@ static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
     server->rules_fallback = 1;
     server->rules_refusal = err;
     server->rules_refused_at = time(NULL);
+    atomic_init(&server->rules_epoch, epoch);
     return fallback;
 }
 

@@ -84,6 +84,17 @@ struct epcs_server {
     int rules_fallback;
     struct epcs_rule_error rules_refusal;
     time_t rules_refused_at;
+    /** The activation epoch of the ruleset served (rule_store.h), 0 before the first. */
+    _Atomic uint64_t rules_epoch;
+    /**
+     * Set when the store's active ruleset (another replica activated it) cannot be served
+     * here: `rules_behind_reason` says which and why. /readyz is then false and checks answer
+     * 503 rather than decide by rules the cluster has left; cleared by the next switch.
+     */
+    int rules_behind;
+    char rules_behind_reason[600];
+    /** The epoch whose ruleset was refused here (not tried again), 0 when the store failed. */
+    uint64_t rules_behind_epoch;
     _Atomic uint64_t reloads_activated;
     _Atomic uint64_t reloads_refused;
     _Atomic uint64_t reloads_unchanged;
@@ -293,6 +304,60 @@ struct epcs_reload_outcome {
  */
 void epcs_server_reload(struct epcs_server *server, const char *by, const char *why,
                         struct epcs_reload_outcome *outcome);
+
+/** What an activation by id did (epcs_server_activate). */
+enum epcs_activation_status {
+    EPCS_ACTIVATION_DONE,
+    /** The version asked for is the one served, at the epoch given: nothing recorded. */
+    EPCS_ACTIVATION_UNCHANGED,
+    /** The epoch moved on since the caller looked: nothing recorded (409). */
+    EPCS_ACTIVATION_STALE,
+    /** No stored version has that id (404). */
+    EPCS_ACTIVATION_UNKNOWN,
+    /** The stored version does not load or its tests fail here (422). */
+    EPCS_ACTIVATION_REFUSED,
+    /** The rule store cannot be read or written now (503). */
+    EPCS_ACTIVATION_STORE_FAILED,
+};
+
+struct epcs_activation_outcome {
+    enum epcs_activation_status status;
+    char previous[24];
+    /** The epoch after the activation, or the current one when stale. */
+    uint64_t epoch;
+    /** The active version when stale. */
+    char active[24];
+    char message[600];
+};
+
+/**
+ * Makes stored version `id` the active ruleset of every replica: restores it, compiles it,
+ * runs its tests, and records the activation on the rule store only if the epoch is still
+ * `expected_epoch` (compare-and-set: two staff members deciding on the same view cannot both
+ * win), then serves it. Any thread; one reload or activation at a time.
+ */
+void epcs_server_activate(struct epcs_server *server, const char *id, uint64_t expected_epoch,
+                          const char *by, struct epcs_activation_outcome *outcome);
+
+/**
+ * Stored version `id`, restored under <data>/rulesets/following, compiled and its tests run.
+ * The files are those the store holds for `id`, so the ruleset must come out as `id` again.
+ * NULL with `message` filled and `failure` saying whether the version is unknown, the store
+ * failed, or the version is refused here.
+ */
+struct epcs_ruleset *epcs_server_load_stored(struct epcs_server *server, const char *id,
+                                             enum epcs_activation_status *failure, char *message,
+                                             size_t message_size);
+
+/**
+ * The rule store's follower (epcs_rule_store_follow): when the store's active ruleset is not
+ * the one served, restores, compiles and tests it and switches, or marks the replica behind.
+ * Runs on the store's thread.
+ */
+void epcs_server_cb_rules_activated(void *ctx);
+
+/** Whether this replica serves the store's active ruleset; `reason` when it cannot. */
+int epcs_server_rules_behind(struct epcs_server *server, char *reason, size_t reason_size);
 
 /** What the rules directory's latest load said, for /v1/rules and /readyz. */
 struct epcs_rules_state {

@@ -613,9 +613,14 @@ static void serve_until_stopped(struct epcs_server *server, const sigset_t *sign
                                    ? epcs_watch_start(config->rules_dir, EPCS_WATCH_QUIET_MS,
                                                       epcs_server_cb_rules_changed, server)
                                    : NULL;
+    /* Other replicas' activations, once workers can take a new ruleset (the file store has
+     * nobody else's to hear of). */
+    if (epcs_rule_store_follow(server->rule_store, epcs_server_cb_rules_activated, server) != 0)
+        epcs_log(EPCS_LOG_ERROR, "rules", "cannot follow the rule store's activations");
     epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
              server->worker_count, ruleset_id, server->plugins->count);
     wait_for_stop_signal(server, signals);
+    epcs_rule_store_unfollow(server->rule_store);
     epcs_watch_stop(watch);
 }
 

@@ -1,6 +1,8 @@
 #ifndef EPCS_RULE_STORE_H
 #define EPCS_RULE_STORE_H
 
+#include <stdint.h>
+
 #include "buf.h"
 #include "ruleset.h"
 
@@ -35,16 +37,60 @@ void epcs_rule_store_close(struct epcs_rule_store *store);
 /** Stores `ruleset` (kept as first stored when it was before). 0, or -1 (logged). */
 int epcs_rule_store_save(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset);
 
+/** What epcs_rule_store_activate is given as `expected_epoch` to activate whatever the epoch. */
+#define EPCS_RULE_EPOCH_ANY UINT64_MAX
+
+/** One activation: from which version (NULL: none before) to which, by whom, why. */
+struct epcs_rule_activation {
+    const char *from;
+    const char *to;
+    /** A key, a signal, the directory watch, the start. */
+    const char *by;
+    const char *why;
+    /**
+     * The epoch the activation was decided on (what epcs_rule_store_active said when staff
+     * looked), or EPCS_RULE_EPOCH_ANY: a reload of the rules directory wins whatever came
+     * between.
+     */
+    uint64_t expected_epoch;
+};
+
 /**
- * Appends an activation to the history: `from` (NULL: none before) to `to`, `by` whom (a key,
- * a signal, the directory watch, the start) and `why`. Durable before it returns. Returns 0,
- * or -1 (logged).
+ * Appends `activation` to the history and makes its version the active one, with the next
+ * epoch (the number of activations recorded), all at once and durable before it returns; with
+ * PostgreSQL every replica following the store (epcs_rule_store_follow) hears of it. Returns 0
+ * with `*epoch` the new epoch; 1 when the epoch was no longer `expected_epoch` (nothing
+ * recorded, `*epoch` the current one: the caller decided on a stale view); -1 (logged).
  */
+int epcs_rule_store_activate(struct epcs_rule_store *store,
+                             const struct epcs_rule_activation *activation, uint64_t *epoch);
+
+/** epcs_rule_store_activate whatever the epoch, for callers that need no epoch. 0 or -1. */
 int epcs_rule_store_record_activation(struct epcs_rule_store *store, const char *from,
                                       const char *to, const char *by, const char *why);
 
-/** The version the history last activated, into `id`. Returns 0, or 1 when there is none. */
+/**
+ * The version the history last activated into `id`, and the epoch into `epoch` (may be NULL).
+ * Returns 0, 1 when nothing was ever activated, -1 when the store cannot be read (logged).
+ */
+int epcs_rule_store_active(struct epcs_rule_store *store, char id[24], uint64_t *epoch);
+
+/** epcs_rule_store_active without the epoch; 1 also when the store cannot be read. */
 int epcs_rule_store_last_active(struct epcs_rule_store *store, char id[24]);
+
+/**
+ * Calls `changed(ctx)`, on a thread of the store's own, whenever another process may have
+ * activated a version: at once when the database announces an activation, after every
+ * reconnection, and every EPCS_RULE_FOLLOW_POLL_MS in any case (a lost announcement must not
+ * leave a replica behind). The callback reads epcs_rule_store_active itself. One follower per
+ * handle; the file backend has no other process to follow and never calls it. 0, or -1.
+ */
+int epcs_rule_store_follow(struct epcs_rule_store *store, void (*changed)(void *ctx), void *ctx);
+
+/** Stops following (waits for a callback under way). Accepts a store that never followed. */
+void epcs_rule_store_unfollow(struct epcs_rule_store *store);
+
+#define EPCS_RULE_FOLLOW_POLL_MS 2000
 
 /** True when `id` has the shape of a version id ("rs-" and 16 hex digits). Pure: no store. */
 int epcs_rule_store_valid_id(const char *id, size_t len);

@@ -257,15 +257,41 @@ int epcs_rule_store_save(struct epcs_rule_store *store, const struct epcs_rulese
     return store->ops->save(store, ruleset);
 }
 
+int epcs_rule_store_activate(struct epcs_rule_store *store,
+                             const struct epcs_rule_activation *activation, uint64_t *epoch)
+{
+    return store->ops->activate(store, activation, epoch);
+}
+
 int epcs_rule_store_record_activation(struct epcs_rule_store *store, const char *from,
                                       const char *to, const char *by, const char *why)
 {
-    return store->ops->record_activation(store, from, to, by, why);
+    const struct epcs_rule_activation activation = {
+        .from = from, .to = to, .by = by, .why = why, .expected_epoch = EPCS_RULE_EPOCH_ANY};
+    uint64_t epoch;
+    return store->ops->activate(store, &activation, &epoch) == 0 ? 0 : -1;
+}
+
+int epcs_rule_store_active(struct epcs_rule_store *store, char id[24], uint64_t *epoch)
+{
+    uint64_t ignored;
+    return store->ops->active(store, id, epoch != NULL ? epoch : &ignored);
 }
 
 int epcs_rule_store_last_active(struct epcs_rule_store *store, char id[24])
 {
-    return store->ops->last_active(store, id);
+    return epcs_rule_store_active(store, id, NULL) == 0 ? 0 : 1;
+}
+
+int epcs_rule_store_follow(struct epcs_rule_store *store, void (*changed)(void *ctx), void *ctx)
+{
+    return store->ops->follow(store, changed, ctx);
+}
+
+void epcs_rule_store_unfollow(struct epcs_rule_store *store)
+{
+    if (store != NULL)
+        store->ops->unfollow(store);
 }
 
 int epcs_rule_store_manifest(struct epcs_rule_store *store, const char *id, struct epcs_buf *out)

@@ -145,9 +145,12 @@ struct epcs_rule_store_ops {
     /** Never given NULL (the wrapper takes care of it). */
     void (*close)(struct epcs_rule_store *store);
     int (*save)(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset);
-    int (*record_activation)(struct epcs_rule_store *store, const char *from, const char *to,
-                             const char *by, const char *why);
-    int (*last_active)(struct epcs_rule_store *store, char id[24]);
+    int (*activate)(struct epcs_rule_store *store, const struct epcs_rule_activation *activation,
+                    uint64_t *epoch);
+    int (*active)(struct epcs_rule_store *store, char id[24], uint64_t *epoch);
+    /** The file backend serves one epcsd: it has nothing to follow and never calls `changed`. */
+    int (*follow)(struct epcs_rule_store *store, void (*changed)(void *ctx), void *ctx);
+    void (*unfollow)(struct epcs_rule_store *store);
     int (*manifest)(struct epcs_rule_store *store, const char *id, struct epcs_buf *out);
     int (*blob)(struct epcs_rule_store *store, const char *sha256, struct epcs_buf *out);
     int (*list)(struct epcs_rule_store *store, struct epcs_buf *out);

@@ -265,13 +265,15 @@ static struct epcs_router *epcsd_router(void)
 static void test_epcsd_table(void)
 {
     struct epcs_router *router = epcsd_router();
-    const char *labels[] = {"check",      "check_batch",   "healthz",        "readyz",
-                            "metrics",    "areas",         "rules",          "rules_stored",
-                            "elections",  "election",      "admin_reload",   "admin_impact",
-                            "admin_keys", "decisions",     "reports",        "partner_requests",
-                            "requests",   "report_review", "admin_partners", "not_found"};
-    EXPECT_INT(epcs_router_slots(router), 20);
-    for (unsigned i = 0; i < 20; i++)
+    const char *labels[] = {"check",          "check_batch",      "healthz",
+                            "readyz",         "metrics",          "areas",
+                            "rules",          "rules_stored",     "elections",
+                            "election",       "admin_reload",     "admin_impact",
+                            "admin_activate", "admin_keys",       "decisions",
+                            "reports",        "partner_requests", "requests",
+                            "report_review",  "admin_partners",   "not_found"};
+    EXPECT_INT(epcs_router_slots(router), 21);
+    for (unsigned i = 0; i < 21; i++)
         EXPECT_STR(epcs_router_label(router, i), labels[i]);
     struct epcs_route_result got = match(router, "POST", "/v1/check");
     EXPECT(got.row != NULL && got.row->handler != NULL);

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pg_scratch.h"
@@ -226,7 +228,7 @@ static void test_empty_store(void)
         return;
     char id[24] = "untouched";
     struct epcs_buf out = {0};
-    EXPECT_INT(store->ops->last_active(store, id), 1);
+    EXPECT_INT(epcs_rule_store_last_active(store, id), 1);
     EXPECT_STR(id, "untouched");
     EXPECT_INT(store->ops->manifest(store, ID_FIRST, &out), 1);
     /* Not the shape of an id: never looked up, whatever it names. */
@@ -337,22 +339,23 @@ static void test_activation_history(void)
     if (store == NULL)
         return;
     char id[24] = "";
-    EXPECT_INT(store->ops->record_activation(store, NULL, ID_FIRST, "start", "started with a"), 0);
-    EXPECT_INT(store->ops->last_active(store, id), 0);
+    EXPECT_INT(epcs_rule_store_record_activation(store, NULL, ID_FIRST, "start", "started with a"),
+               0);
+    EXPECT_INT(epcs_rule_store_last_active(store, id), 0);
     EXPECT_STR(id, ID_FIRST);
-    EXPECT_INT(store->ops->record_activation(store, ID_FIRST, ID_SECOND, "key ops-1", "amended"),
-               0);
-    EXPECT_INT(store->ops->last_active(store, id), 0);
+    EXPECT_INT(
+        epcs_rule_store_record_activation(store, ID_FIRST, ID_SECOND, "key ops-1", "amended"), 0);
+    EXPECT_INT(epcs_rule_store_last_active(store, id), 0);
     EXPECT_STR(id, ID_SECOND);
-    EXPECT_INT(store->ops->record_activation(store, ID_SECOND, ID_FIRST, "SIGHUP", "rolled back"),
-               0);
-    EXPECT_INT(store->ops->last_active(store, id), 0);
+    EXPECT_INT(
+        epcs_rule_store_record_activation(store, ID_SECOND, ID_FIRST, "SIGHUP", "rolled back"), 0);
+    EXPECT_INT(epcs_rule_store_last_active(store, id), 0);
     EXPECT_STR(id, ID_FIRST);
 
     /* The last entry a crash cut short is no activation: the one before it stands. */
     if (backend->cut_history != NULL) {
         EXPECT_INT(backend->cut_history(where), 0);
-        EXPECT_INT(store->ops->last_active(store, id), 0);
+        EXPECT_INT(epcs_rule_store_last_active(store, id), 0);
         EXPECT_STR(id, ID_FIRST);
     }
 
@@ -373,15 +376,15 @@ static void test_activation_history(void)
     store = open_store();
     if (store == NULL)
         return;
-    EXPECT_INT(store->ops->last_active(store, id), 0);
+    EXPECT_INT(epcs_rule_store_last_active(store, id), 0);
     EXPECT_STR(id, ID_FIRST);
 
     /* The activation after the cut is kept whole: it starts on a line of its own rather than
      * completing the cut entry, which would lose both. */
-    EXPECT_INT(store->ops->record_activation(store, ID_FIRST, ID_SECOND, "directory watch",
-                                             "after the crash"),
+    EXPECT_INT(epcs_rule_store_record_activation(store, ID_FIRST, ID_SECOND, "directory watch",
+                                                 "after the crash"),
                0);
-    EXPECT_INT(store->ops->last_active(store, id), 0);
+    EXPECT_INT(epcs_rule_store_last_active(store, id), 0);
     EXPECT_STR(id, ID_SECOND);
     list = listing(store);
     history = json_object_get(list, "activations");
@@ -485,6 +488,140 @@ static void test_damaged_store(void)
     store->ops->close(store);
 }
 
+static void test_epochs(void)
+{
+    struct epcs_rule_store *store = open_store();
+    if (store == NULL)
+        return;
+    /* The four activations recorded so far. */
+    char id[24] = "";
+    uint64_t epoch = 0, now = 0;
+    EXPECT_INT(epcs_rule_store_active(store, id, &epoch), 0);
+    EXPECT_STR(id, ID_SECOND);
+    EXPECT_INT(epoch, 4);
+
+    /* Decided on epoch 4: recorded, epoch 5. */
+    struct epcs_rule_activation activation = {.from = ID_SECOND,
+                                              .to = ID_THIRD,
+                                              .by = "key staff-1",
+                                              .why = "POST /v1/admin/rules/activate",
+                                              .expected_epoch = 4};
+    EXPECT_INT(epcs_rule_store_activate(store, &activation, &now), 0);
+    EXPECT_INT(now, 5);
+    /* Decided on epoch 4 as well, by someone who had not seen the other: refused, nothing
+     * recorded, told the epoch it missed. */
+    activation.to = ID_FIRST;
+    EXPECT_INT(epcs_rule_store_activate(store, &activation, &now), 1);
+    EXPECT_INT(now, 5);
+    EXPECT_INT(epcs_rule_store_active(store, id, &epoch), 0);
+    EXPECT_STR(id, ID_THIRD);
+    EXPECT_INT(epoch, 5);
+    /* A reload of the rules directory wins whatever came between. */
+    EXPECT_INT(epcs_rule_store_record_activation(store, ID_THIRD, ID_SECOND, "directory watch",
+                                                 "the files changed"),
+               0);
+    EXPECT_INT(epcs_rule_store_active(store, id, &epoch), 0);
+    EXPECT_STR(id, ID_SECOND);
+    EXPECT_INT(epoch, 6);
+    json_t *list = listing(store);
+    EXPECT_INT(json_array_size(json_object_get(list, "activations")), 6);
+    json_decref(list);
+    store->ops->close(store);
+}
+
+/* ---- following another process's activations ---------------------------------------------- */
+
+struct heard {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int calls;
+};
+
+static void on_changed(void *ctx)
+{
+    struct heard *heard = ctx;
+    pthread_mutex_lock(&heard->lock);
+    heard->calls++;
+    pthread_cond_broadcast(&heard->changed);
+    pthread_mutex_unlock(&heard->lock);
+}
+
+/* Waits until `heard` has more than `calls` calls or `ms` pass; the milliseconds it took. */
+static long wait_heard(struct heard *heard, int calls, long ms)
+{
+    struct timespec start, until;
+    clock_gettime(CLOCK_REALTIME, &start);
+    until = start;
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&heard->lock);
+    while (heard->calls <= calls &&
+           pthread_cond_timedwait(&heard->changed, &heard->lock, &until) == 0)
+        ;
+    int got = heard->calls > calls;
+    pthread_mutex_unlock(&heard->lock);
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    long took = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    return got ? took : -1;
+}
+
+static void test_following(void)
+{
+    struct epcs_rule_store *follower = open_store(), *other = open_store();
+    if (follower == NULL || other == NULL)
+        return;
+    struct heard heard = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+    EXPECT_INT(epcs_rule_store_follow(follower, on_changed, &heard), 0);
+    if (strcmp(backend->ops->name, "files") == 0) {
+        /* One epcsd per data directory: nothing to follow, never called. */
+        EXPECT_INT(epcs_rule_store_record_activation(other, ID_SECOND, ID_FIRST, "test", "follow"),
+                   0);
+        EXPECT_INT(wait_heard(&heard, 0, 300), -1);
+    } else {
+        /* The follower reads the active row once it listens; then an activation by another
+         * handle (another replica) reaches it as it commits, well before the 2 s poll. */
+        EXPECT(wait_heard(&heard, 0, 5000) >= 0);
+        pthread_mutex_lock(&heard.lock);
+        int before = heard.calls;
+        pthread_mutex_unlock(&heard.lock);
+        EXPECT_INT(epcs_rule_store_record_activation(other, ID_SECOND, ID_FIRST, "test", "follow"),
+                   0);
+        long took = wait_heard(&heard, before, 5000);
+        fprintf(stderr, "an activation reached the follower in %ld ms\n", took);
+        EXPECT(took >= 0 && took < 250);
+        char id[24] = "";
+        uint64_t epoch = 0;
+        EXPECT_INT(epcs_rule_store_active(follower, id, &epoch), 0);
+        EXPECT_STR(id, ID_FIRST);
+        EXPECT_INT(epoch, 7);
+        /* Without announcements (the listening session ended, as a restart of the server
+         * would end it), it reconnects and reads again by itself. */
+        pthread_mutex_lock(&heard.lock);
+        before = heard.calls;
+        pthread_mutex_unlock(&heard.lock);
+        EXPECT_INT(epcs_test_pg_exec(where,
+                                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                     " WHERE query LIKE 'LISTEN%'",
+                                     NULL),
+                   0);
+        EXPECT(wait_heard(&heard, before, 5000) >= 0);
+    }
+    epcs_rule_store_unfollow(follower);
+    /* Stopped: no call after unfollow returns. */
+    pthread_mutex_lock(&heard.lock);
+    int stopped_at = heard.calls;
+    pthread_mutex_unlock(&heard.lock);
+    EXPECT_INT(epcs_rule_store_record_activation(other, ID_FIRST, ID_SECOND, "test", "stopped"), 0);
+    EXPECT_INT(wait_heard(&heard, stopped_at, 300), -1);
+    follower->ops->close(follower);
+    other->ops->close(other);
+}
+
 int main(void)
 {
     make_files();
@@ -501,6 +638,8 @@ int main(void)
         test_activation_history();
         test_restore();
         test_damaged_store();
+        test_epochs();
+        test_following();
         char command[128];
         snprintf(command, sizeof(command), "rm -rf %s", scratch);
         if (system(command) != 0)

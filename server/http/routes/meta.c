@@ -148,9 +148,12 @@ static int handle_rules(h2o_req_t *req, h2o_iovec_t param)
     struct epcs_rules_state state;
     epcs_server_rules_state(worker->server, &state);
     msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, 6 + (ruleset->label != NULL) + state.refused);
+    msgpack_pack_map(pk, 7 + (ruleset->label != NULL) + state.refused);
     epcs_pack_cstr(pk, "ruleset");
     epcs_pack_cstr(pk, ruleset->id);
+    /* What POST /v1/admin/rules/activate is given back: the view the staff member decided on. */
+    epcs_pack_cstr(pk, "epoch");
+    msgpack_pack_uint64(pk, atomic_load(&worker->server->rules_epoch));
     /* Served from the rule store, not the directory: the directory failed at start. */
     epcs_pack_cstr(pk, "fallback");
     if (state.fallback)
@@ -663,6 +666,141 @@ static int handle_admin_reload(h2o_req_t *req, h2o_iovec_t param)
 }
 
 /*
+ * POST /v1/admin/rules/activate {"ruleset": "rs-...", "epoch": N}: a stored version becomes the
+ * active ruleset of every replica, if the epoch is still the one the staff member saw in
+ * GET /v1/rules. Restoring, compiling, the rule tests and the compare-and-set run on the
+ * thread pool.
+ */
+struct activate_job {
+    struct epcs_offload base;
+    struct epcs_server *server;
+    char by[EPCS_KEY_ID_LEN + EPCS_KEY_PARTNER_MAX + 16];
+    char ruleset[24];
+    uint64_t epoch;
+    struct epcs_activation_outcome outcome;
+    struct epcs_buf out;
+};
+
+static struct activate_job *activate_of(struct epcs_offload *base)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct activate_job, base, base);
+}
+
+static void cb_activate_work(struct epcs_offload *base)
+{
+    struct activate_job *job = activate_of(base);
+    struct epcs_activation_outcome *outcome = &job->outcome;
+    epcs_server_activate(job->server, job->ruleset, job->epoch, job->by, outcome);
+    switch (outcome->status) {
+    case EPCS_ACTIVATION_STALE:
+        epcs_offload_fail(base, 409, "stale_epoch", "epoch",
+                          "the rules moved on since epoch %llu: epoch %llu serves %s; read "
+                          "GET /v1/rules again and decide on what it says",
+                          (unsigned long long)job->epoch, (unsigned long long)outcome->epoch,
+                          outcome->active);
+        return;
+    case EPCS_ACTIVATION_UNKNOWN:
+        epcs_offload_fail(base, 404, "unknown_ruleset", "ruleset",
+                          "no stored ruleset %s; GET /v1/rules/versions lists them", job->ruleset);
+        return;
+    case EPCS_ACTIVATION_REFUSED:
+        epcs_offload_fail(base, 422, "rules_refused", "ruleset", "%s", outcome->message);
+        return;
+    case EPCS_ACTIVATION_STORE_FAILED:
+        epcs_offload_fail(base, 503, "store_unavailable", NULL, "%s; nothing was activated",
+                          outcome->message);
+        return;
+    case EPCS_ACTIVATION_DONE:
+    case EPCS_ACTIVATION_UNCHANGED:
+        break;
+    }
+    int done = outcome->status == EPCS_ACTIVATION_DONE;
+    msgpack_packer packer, *pk = &packer;
+    msgpack_packer_init(pk, &job->out, epcs_buf_msgpack_write);
+    msgpack_pack_map(pk, 3 + done);
+    epcs_pack_cstr(pk, "status");
+    epcs_pack_cstr(pk, done ? "activated" : "unchanged");
+    epcs_pack_cstr(pk, "ruleset");
+    epcs_pack_cstr(pk, job->ruleset);
+    if (done) {
+        epcs_pack_cstr(pk, "previous");
+        epcs_pack_cstr(pk, outcome->previous);
+    }
+    epcs_pack_cstr(pk, "epoch");
+    msgpack_pack_uint64(pk, outcome->epoch);
+    epcs_offload_finish(base, &job->out);
+}
+
+static void respond_activate(struct epcs_offload *base, h2o_req_t *req)
+{
+    epcs_offload_send(base, req, 200, &activate_of(base)->out);
+}
+
+static void cb_activate_destroy(struct epcs_offload *base, int answered)
+{
+    struct activate_job *job = activate_of(base);
+    if (!answered)
+        epcs_log(EPCS_LOG_INFO, "rules",
+                 "an activation of %s by %s is done; its client left before the answer",
+                 job->ruleset, job->by);
+    epcs_buf_free(&job->out);
+    free(job);
+}
+
+static const struct epcs_offload_ops activate_ops = {.what = "activating a ruleset",
+                                                     .work = cb_activate_work,
+                                                     .respond = respond_activate,
+                                                     .destroy = cb_activate_destroy};
+
+/* The body's ruleset and epoch, or an answered 400 naming the field (-1). */
+static int activation_fields(h2o_req_t *req, const msgpack_object *body, struct activate_job *job)
+{
+    if (body->type != MSGPACK_OBJECT_MAP)
+        return epcs_respond_error(req, 400, "bad_request", NULL,
+                                  "the body must be a map: {\"ruleset\": ..., \"epoch\": ...}"),
+               -1;
+    const msgpack_object *ruleset = epcs_map_get(body, "ruleset"),
+                         *epoch = epcs_map_get(body, "epoch");
+    if (ruleset == NULL || ruleset->type != MSGPACK_OBJECT_STR ||
+        !epcs_rule_store_valid_id(ruleset->via.str.ptr, ruleset->via.str.size))
+        return epcs_respond_error(req, 400, "bad_request", "ruleset",
+                                  "ruleset must be a version id (rs- and 16 hex digits), as "
+                                  "GET /v1/rules/versions lists them"),
+               -1;
+    if (epoch == NULL || epoch->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return epcs_respond_error(req, 400, "bad_request", "epoch",
+                                  "epoch must be the whole number GET /v1/rules says, the view "
+                                  "the activation is decided on"),
+               -1;
+    snprintf(job->ruleset, sizeof(job->ruleset), "%.*s", (int)ruleset->via.str.size,
+             ruleset->via.str.ptr);
+    job->epoch = epoch->via.u64;
+    return 0;
+}
+
+static int handle_admin_activate(h2o_req_t *req, h2o_iovec_t param)
+{
+    (void)param;
+    struct epcs_worker *worker = epcs_worker_of(req);
+    msgpack_object body;
+    if (epcs_read_body(req, worker->server->config.max_body, &body, NULL) != 0)
+        return 0;
+    struct activate_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    if (activation_fields(req, &body, job) != 0) {
+        free(job);
+        return 0;
+    }
+    job->server = worker->server;
+    if (worker->key != NULL)
+        snprintf(job->by, sizeof(job->by), "key %s (%s)", worker->key->id, worker->key->partner);
+    else
+        snprintf(job->by, sizeof(job->by), "%s", worker->partner);
+    return epcs_offload_start(req, &job->base, &activate_ops);
+}
+
+/*
  * POST /v1/admin/rules/impact: a body of up to --max-batch-body (JSON takes milliseconds to
  * decode), loading the candidate, reading the log's recent checks and deciding every check
  * under both rulesets (with engines of the pool thread's own) all run on the thread pool; the
@@ -886,6 +1024,8 @@ static const struct epcs_route_row meta_rows[] = {
      handle_admin_reload},
     {"POST", "/v1/admin/rules/impact", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "admin_impact",
      handle_admin_impact},
+    {"POST", "/v1/admin/rules/activate", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "admin_activate",
+     handle_admin_activate},
 };
 
 const struct epcs_route_group epcs_meta_routes = {meta_rows,

@@ -279,12 +279,14 @@ static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
     struct epcs_server *server = worker->server;
     struct epcs_engine *engine = epcs_worker_engine(worker);
     const char *log_state = "off";
-    char reason[400] = "";
+    char reason[600] = "";
     size_t queued = 0;
     if (server->decisions != NULL)
         log_state = log_readiness(server->decisions, &queued, reason, sizeof(reason));
     if (engine == NULL)
         snprintf(reason, sizeof(reason), "no rule engine could be built (see the server log)");
+    /* Out of the proxy's rotation rather than answer by rules the cluster has left. */
+    int behind = epcs_server_rules_behind(server, reason, sizeof(reason));
     int ready = reason[0] == '\0';
     struct epcs_rules_state rules;
     epcs_server_rules_state(server, &rules);
@@ -301,9 +303,13 @@ static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
     else
         msgpack_pack_nil(pk);
     /* current: the rules directory's; refused: its latest edit was refused and the running
-     * rules stay; fallback: it failed at start and the last activated ruleset is served. */
+     * rules stay; fallback: it failed at start and the last activated ruleset is served;
+     * behind: another replica activated a ruleset this one cannot serve. */
     epcs_pack_cstr(pk, "rules");
-    epcs_pack_cstr(pk, rules.fallback ? "fallback" : rules.refused ? "refused" : "current");
+    epcs_pack_cstr(pk, behind           ? "behind"
+                       : rules.fallback ? "fallback"
+                       : rules.refused  ? "refused"
+                                        : "current");
     epcs_pack_cstr(pk, "decision_log");
     epcs_pack_cstr(pk, log_state);
     epcs_pack_cstr(pk, "queued");

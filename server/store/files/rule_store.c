@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -206,7 +207,8 @@ static int files_list(struct epcs_rule_store *store, struct epcs_buf *out)
     return rc;
 }
 
-static int files_last_active(struct epcs_rule_store *store, char id[24])
+/* The last version the history activated, and how many activations it holds (the epoch). */
+static int files_active(struct epcs_rule_store *store, char id[24], uint64_t *epoch)
 {
     json_t *list = activations(data_dir_of(store));
     size_t count = json_array_size(list);
@@ -216,6 +218,7 @@ static int files_last_active(struct epcs_rule_store *store, char id[24])
     int found = last != NULL && epcs_rule_store_valid_id(last, strlen(last));
     if (found)
         snprintf(id, 24, "%s", last);
+    *epoch = count;
     json_decref(list);
     return found ? 0 : 1;
 }
@@ -229,40 +232,73 @@ static int ends_mid_line(int fd)
            last != '\n';
 }
 
-static int files_record_activation(struct epcs_rule_store *store, const char *from, const char *to,
-                                   const char *by, const char *why)
+static char *activation_line(const struct epcs_rule_activation *activation)
 {
-    char path[4200], at[EPCS_INSTANT_US_LEN];
+    char at[EPCS_INSTANT_US_LEN];
     /* Microseconds: two activations within a second must still list in order. */
     epcs_instant_format_us(epcs_now_us(), at);
-    json_t *entry = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "at", at, "from", from, "to", to, "by",
-                              by, "why", why);
+    json_t *entry = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "at", at, "from", activation->from,
+                              "to", activation->to, "by", activation->by, "why", activation->why);
     char *text = entry != NULL ? json_dumps(entry, JSON_COMPACT) : NULL;
     json_decref(entry);
+    return text;
+}
+
+/* Appends `text` and a newline to the open history, fsync'd before the switch is reported
+ * done. */
+static int append_line(int fd, char *text, int created, const char *path)
+{
+    size_t len = strlen(text);
+    text[len] = '\n';
+    /* A crash may have cut the last entry short: this one then starts on a line of its own,
+     * or it would complete the cut one and neither would read back. */
+    int after_cut = ends_mid_line(fd);
+    return (!after_cut || write(fd, "\n", 1) == 1) &&
+                   write(fd, text, len + 1) == (ssize_t)(len + 1) && fsync(fd) == 0 &&
+                   (!created || epcs_file_sync_parent(path) == 0)
+               ? 0
+               : -1;
+}
+
+static int files_activate(struct epcs_rule_store *store,
+                          const struct epcs_rule_activation *activation, uint64_t *epoch)
+{
+    char path[4200], id[24];
+    char *text = activation_line(activation);
     if (text == NULL)
         return -1;
     snprintf(path, sizeof(path), "%s/rulesets/" ACTIVATIONS_FILE, data_dir_of(store));
     struct stat st;
     int created = stat(path, &st) != 0;
-    /* Append-only: one line per activation, fsync'd before the switch is reported done. */
+    /* Append-only, one line per activation. The lock makes reading the epoch and appending one
+     * step, so that of two activations decided on the same epoch only one is recorded. */
     int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    size_t len = strlen(text);
-    text[len] = '\n';
-    /* A crash may have cut the last entry short: this one then starts on a line of its own,
-     * or it would complete the cut one and neither would read back. */
-    int after_cut = fd >= 0 && ends_mid_line(fd);
-    int rc = fd >= 0 && (!after_cut || write(fd, "\n", 1) == 1) &&
-                     write(fd, text, len + 1) == (ssize_t)(len + 1) && fsync(fd) == 0 &&
-                     (!created || epcs_file_sync_parent(path) == 0)
-                 ? 0
-                 : -1;
-    if (rc != 0)
-        epcs_log(EPCS_LOG_ERROR, "store", "cannot record the activation of %s in %s: %s", to, path,
-                 strerror(errno));
+    int rc = fd >= 0 && flock(fd, LOCK_EX) == 0 ? 0 : -1;
+    if (rc == 0) {
+        files_active(store, id, epoch);
+        if (activation->expected_epoch != EPCS_RULE_EPOCH_ANY &&
+            activation->expected_epoch != *epoch)
+            rc = 1;
+        else if ((rc = append_line(fd, text, created, path)) == 0)
+            *epoch += 1;
+    }
+    if (rc < 0)
+        epcs_log(EPCS_LOG_ERROR, "store", "cannot record the activation of %s in %s: %s",
+                 activation->to, path, strerror(errno));
     if (fd >= 0)
         close(fd);
     free(text);
     return rc;
+}
+
+/* One epcsd per data directory: there is nobody else's activation to hear of. */
+static int files_follow(struct epcs_rule_store *store, void (*changed)(void *ctx), void *ctx)
+{
+    return 0;
+}
+
+static void files_unfollow(struct epcs_rule_store *store)
+{
 }
 
 static const char *files_where(const struct epcs_rule_store *store)
@@ -275,8 +311,10 @@ const struct epcs_rule_store_ops epcs_rule_store_files = {
     .open = files_open,
     .close = files_close,
     .save = files_save,
-    .record_activation = files_record_activation,
-    .last_active = files_last_active,
+    .activate = files_activate,
+    .active = files_active,
+    .follow = files_follow,
+    .unfollow = files_unfollow,
     .manifest = files_manifest,
     .blob = files_blob,
     .list = files_list,

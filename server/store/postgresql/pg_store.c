@@ -63,6 +63,14 @@ static void connection_error(const struct epcs_pg *pg, PGconn *conn, char *err, 
     trim_newline(err);
 }
 
+/* The server's notices ("relation already exists, skipping", a session terminated) would go
+ * to stderr unformatted; what matters of them reaches the caller as an error anyway. */
+static void drop_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
 {
     pthread_mutex_lock(&pg->lock);
@@ -70,8 +78,8 @@ PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
     pthread_mutex_unlock(&pg->lock);
     if (conn != NULL && PQstatus(conn) == CONNECTION_BAD)
         PQreset(conn);
-    if (conn == NULL)
-        conn = PQconnectdb(pg->uri);
+    if (conn == NULL && (conn = PQconnectdb(pg->uri)) != NULL)
+        PQsetNoticeProcessor(conn, drop_notice, NULL);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         connection_error(pg, conn, err, err_size);
         PQfinish(conn);

@@ -5,9 +5,15 @@
  * append-only, and `epcs_ruleset_active` is its single-row summary with an epoch that every
  * activation moves on by one, in the same transaction as its history row.
  */
+#define _GNU_SOURCE /* pipe2 */
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dates.h"
 #include "log.h"
@@ -28,13 +34,25 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS epcs_ruleset_activations ("
     " seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at text NOT NULL,"
     " from_id text, to_id text NOT NULL, by_whom text NOT NULL, why text NOT NULL);"
+    /* Its one row exists from the start (no version, epoch 0), so that every activation,
+     * the first included, locks the same row. */
     "CREATE TABLE IF NOT EXISTS epcs_ruleset_active ("
-    " one boolean PRIMARY KEY DEFAULT true CHECK (one), id text NOT NULL,"
-    " epoch bigint NOT NULL);";
+    " one boolean PRIMARY KEY DEFAULT true CHECK (one), id text, epoch bigint NOT NULL);"
+    "INSERT INTO epcs_ruleset_active (one, id, epoch) VALUES (true, NULL, 0)"
+    " ON CONFLICT (one) DO NOTHING;";
+
+/* Every activation is announced on this channel, its payload the new epoch. */
+#define CHANNEL "epcs_rules"
 
 struct pg_rule_store {
     struct epcs_rule_store base;
     struct epcs_pg *pg;
+    /* The follower: its thread, what it calls, and the pipe that tells it to stop. */
+    pthread_t follower;
+    int following;
+    int stop_pipe[2];
+    void (*changed)(void *ctx);
+    void *ctx;
 };
 
 static struct epcs_pg *pool_of(const struct epcs_rule_store *store)
@@ -58,8 +76,11 @@ static struct epcs_rule_store *pg_open(const char *uri, char *err, size_t err_si
     return &store->base;
 }
 
+static void pg_unfollow(struct epcs_rule_store *base);
+
 static void pg_close(struct epcs_rule_store *store)
 {
+    pg_unfollow(store);
     epcs_pg_close(pool_of(store));
     free(store);
 }
@@ -230,57 +251,226 @@ static int pg_list(struct epcs_rule_store *store, struct epcs_buf *out)
     return rc;
 }
 
-static int pg_last_active(struct epcs_rule_store *store, char id[24])
+static int pg_active(struct epcs_rule_store *store, char id[24], uint64_t *epoch)
 {
-    struct epcs_buf found = {0};
-    int rc = fetch_one(store, "reading the active ruleset",
-                       "SELECT id FROM epcs_ruleset_active WHERE one = $1", "true", &found);
-    if (rc == 0 && epcs_rule_store_valid_id(found.data, found.len))
-        snprintf(id, 24, "%.*s", (int)found.len, found.data);
-    else if (rc == 0)
-        rc = 1;
-    epcs_buf_free(&found);
-    return rc < 0 ? 1 : rc;
-}
-
-static int pg_record_activation(struct epcs_rule_store *store, const char *from, const char *to,
-                                const char *by, const char *why)
-{
-    char err[512], at[EPCS_INSTANT_US_LEN];
-    epcs_instant_format_us(epcs_now_us(), at);
+    char err[512];
     PGconn *conn = epcs_pg_take(pool_of(store), err, sizeof(err));
     if (conn == NULL)
         return failed(store, NULL, err);
-    const char *entry[] = {at, from, to, by, why};
-    const char *active[] = {to};
-    PGresult *added = NULL, *moved = NULL;
-    /* The history row and the active row's new epoch commit together: every replica that
-     * reads the epoch finds the activation that made it. */
-    int rc =
-        epcs_pg_command(conn, "recording an activation", "BEGIN", err, sizeof(err)) == 0 &&
-                (added = epcs_pg_run(conn, "recording an activation",
-                                     "INSERT INTO epcs_ruleset_activations"
-                                     " (at, from_id, to_id, by_whom, why)"
-                                     " VALUES ($1, $2, $3, $4, $5)",
-                                     5, entry, NULL, err, sizeof(err))) != NULL &&
-                (moved = epcs_pg_run(conn, "moving the active ruleset",
-                                     "INSERT INTO epcs_ruleset_active (id, epoch)"
-                                     " VALUES ($1, 1) ON CONFLICT (one) DO UPDATE"
-                                     " SET id = EXCLUDED.id,"
-                                     " epoch = epcs_ruleset_active.epoch + 1",
-                                     1, active, NULL, err, sizeof(err))) != NULL &&
-                epcs_pg_command(conn, "recording an activation", "COMMIT", err, sizeof(err)) == 0
-            ? 0
-            : -1;
-    PQclear(added);
-    PQclear(moved);
+    PGresult *result =
+        epcs_pg_run(conn, "reading the active ruleset", "SELECT id, epoch FROM epcs_ruleset_active",
+                    0, NULL, NULL, err, sizeof(err));
+    if (result == NULL)
+        return failed(store, conn, err);
+    int rc = 1;
+    *epoch = 0;
+    if (PQntuples(result) == 1) {
+        *epoch = strtoull(PQgetvalue(result, 0, 1), NULL, 10);
+        const char *found = PQgetvalue(result, 0, 0);
+        if (!PQgetisnull(result, 0, 0) && epcs_rule_store_valid_id(found, strlen(found))) {
+            snprintf(id, 24, "%s", found);
+            rc = 0;
+        }
+    }
+    PQclear(result);
+    epcs_pg_give(pool_of(store), conn);
+    return rc;
+}
+
+/* Inside the activation's transaction: the epoch now, the active row locked until COMMIT. */
+static int lock_epoch(PGconn *conn, uint64_t *epoch, char *err, size_t err_size)
+{
+    PGresult *result =
+        epcs_pg_run(conn, "reading the epoch", "SELECT epoch FROM epcs_ruleset_active FOR UPDATE",
+                    0, NULL, NULL, err, err_size);
+    if (result == NULL)
+        return -1;
+    int rc = PQntuples(result) == 1 ? 0 : -1;
+    if (rc == 0)
+        *epoch = strtoull(PQgetvalue(result, 0, 0), NULL, 10);
+    else
+        snprintf(err, err_size, "the active ruleset's row is missing");
+    PQclear(result);
+    return rc;
+}
+
+static int run_and_clear(PGconn *conn, const char *what, const char *sql, int count,
+                         const char *const *values, char *err, size_t err_size)
+{
+    PGresult *result = epcs_pg_run(conn, what, sql, count, values, NULL, err, err_size);
+    PQclear(result);
+    return result != NULL ? 0 : -1;
+}
+
+/* The history row, the active row and the announcement, in the transaction under way. */
+static int record(PGconn *conn, const struct epcs_rule_activation *activation, uint64_t epoch,
+                  char *err, size_t err_size)
+{
+    char at[EPCS_INSTANT_US_LEN], number[24];
+    epcs_instant_format_us(epcs_now_us(), at);
+    snprintf(number, sizeof(number), "%llu", (unsigned long long)epoch);
+    const char *entry[] = {at, activation->from, activation->to, activation->by, activation->why};
+    const char *active[] = {activation->to, number};
+    const char *announce[] = {number};
+    return run_and_clear(conn, "recording an activation",
+                         "INSERT INTO epcs_ruleset_activations (at, from_id, to_id, by_whom, why)"
+                         " VALUES ($1, $2, $3, $4, $5)",
+                         5, entry, err, err_size) == 0 &&
+                   run_and_clear(conn, "moving the active ruleset",
+                                 "UPDATE epcs_ruleset_active SET id = $1, epoch = $2", 2, active,
+                                 err, err_size) == 0 &&
+                   /* Delivered at COMMIT, and only then: a listener never hears of an
+                    * activation it cannot read yet. */
+                   run_and_clear(conn, "announcing an activation",
+                                 "SELECT pg_notify('" CHANNEL "', $1)", 1, announce, err,
+                                 err_size) == 0
+               ? 0
+               : -1;
+}
+
+static int pg_activate(struct epcs_rule_store *store, const struct epcs_rule_activation *activation,
+                       uint64_t *epoch)
+{
+    char err[512];
+    PGconn *conn = epcs_pg_take(pool_of(store), err, sizeof(err));
+    if (conn == NULL)
+        return failed(store, NULL, err);
+    int rc = epcs_pg_command(conn, "recording an activation", "BEGIN", err, sizeof(err)) == 0 &&
+                     lock_epoch(conn, epoch, err, sizeof(err)) == 0
+                 ? 0
+                 : -1;
+    if (rc == 0 && activation->expected_epoch != EPCS_RULE_EPOCH_ANY &&
+        activation->expected_epoch != *epoch) {
+        /* Decided on a stale view: give the lock back, record nothing. */
+        epcs_pg_give(pool_of(store), conn);
+        return 1;
+    }
+    if (rc == 0 &&
+        (record(conn, activation, *epoch + 1, err, sizeof(err)) != 0 ||
+         epcs_pg_command(conn, "recording an activation", "COMMIT", err, sizeof(err)) != 0))
+        rc = -1;
     if (rc != 0) {
-        epcs_log(EPCS_LOG_ERROR, "store", "cannot record the activation of %s: %s", to, err);
+        epcs_log(EPCS_LOG_ERROR, "store", "cannot record the activation of %s: %s", activation->to,
+                 err);
         epcs_pg_give(pool_of(store), conn);
         return -1;
     }
+    *epoch += 1;
     epcs_pg_give(pool_of(store), conn);
     return 0;
+}
+
+/* ---- following the other replicas' activations ---------------------------------------------- */
+
+/* The listening connection, or NULL (logged once per outage by the caller). */
+static PGconn *listen_for_activations(struct pg_rule_store *store, char *err, size_t err_size)
+{
+    PGconn *conn = epcs_pg_take(store->pg, err, err_size);
+    if (conn == NULL)
+        return NULL;
+    if (epcs_pg_command(conn, "listening for activations", "LISTEN " CHANNEL, err, err_size) != 0) {
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* Waits up to `ms` for the listening connection or the stop pipe. 1 stop, 0 otherwise. */
+static int wait_for(struct pg_rule_store *store, PGconn *conn, int ms)
+{
+    struct pollfd fds[2] = {{.fd = store->stop_pipe[0], .events = POLLIN},
+                            {.fd = conn != NULL ? PQsocket(conn) : -1, .events = POLLIN}};
+    int ready = poll(fds, conn != NULL ? 2 : 1, ms);
+    return ready > 0 && (fds[0].revents & POLLIN) != 0;
+}
+
+/* Whatever has arrived on the listening connection: 1 an announcement, 0 none, -1 broken. */
+static int take_announcements(PGconn *conn)
+{
+    if (PQconsumeInput(conn) == 0)
+        return -1;
+    int heard = 0;
+    PGnotify *notify;
+    while ((notify = PQnotifies(conn)) != NULL) {
+        heard = 1;
+        PQfreemem(notify);
+    }
+    return heard;
+}
+
+static void *follow_main(void *arg)
+{
+    struct pg_rule_store *store = arg;
+    PGconn *conn = NULL;
+    int backoff_ms = 100, said_down = 0;
+    char err[512];
+    for (;;) {
+        if (conn == NULL) {
+            conn = listen_for_activations(store, err, sizeof(err));
+            if (conn == NULL) {
+                if (!said_down)
+                    epcs_log(EPCS_LOG_WARN, "store",
+                             "cannot hear of activations (tries again, and reads every %d ms "
+                             "once back): %s",
+                             EPCS_RULE_FOLLOW_POLL_MS, err);
+                said_down = 1;
+                if (wait_for(store, NULL, backoff_ms))
+                    break;
+                backoff_ms = backoff_ms < 1000 ? backoff_ms * 2 : 2000;
+                continue;
+            }
+            if (said_down)
+                epcs_log(EPCS_LOG_INFO, "store", "listening for activations again");
+            said_down = 0;
+            backoff_ms = 100;
+            /* What was activated while nobody listened. */
+            store->changed(store->ctx);
+        }
+        if (wait_for(store, conn, EPCS_RULE_FOLLOW_POLL_MS))
+            break;
+        int heard = take_announcements(conn);
+        if (heard < 0) {
+            PQfinish(conn);
+            conn = NULL;
+            continue;
+        }
+        /* An announcement, or the poll's period: both read the active row again. */
+        store->changed(store->ctx);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+static int pg_follow(struct epcs_rule_store *base, void (*changed)(void *ctx), void *ctx)
+{
+    struct pg_rule_store *store = (struct pg_rule_store *)base;
+    if (store->following)
+        return -1;
+    store->changed = changed;
+    store->ctx = ctx;
+    if (pipe2(store->stop_pipe, O_CLOEXEC) != 0)
+        return -1;
+    if (pthread_create(&store->follower, NULL, follow_main, store) != 0) {
+        close(store->stop_pipe[0]);
+        close(store->stop_pipe[1]);
+        return -1;
+    }
+    store->following = 1;
+    return 0;
+}
+
+static void pg_unfollow(struct epcs_rule_store *base)
+{
+    struct pg_rule_store *store = (struct pg_rule_store *)base;
+    if (!store->following)
+        return;
+    char stop = 1;
+    while (write(store->stop_pipe[1], &stop, 1) < 0 && errno == EINTR)
+        ;
+    pthread_join(store->follower, NULL);
+    close(store->stop_pipe[0]);
+    close(store->stop_pipe[1]);
+    store->following = 0;
 }
 
 const struct epcs_rule_store_ops epcs_rule_store_postgresql = {
@@ -288,8 +478,10 @@ const struct epcs_rule_store_ops epcs_rule_store_postgresql = {
     .open = pg_open,
     .close = pg_close,
     .save = pg_save,
-    .record_activation = pg_record_activation,
-    .last_active = pg_last_active,
+    .activate = pg_activate,
+    .active = pg_active,
+    .follow = pg_follow,
+    .unfollow = pg_unfollow,
     .manifest = pg_manifest,
     .blob = pg_blob,
     .list = pg_list,
