@@ -136,6 +136,16 @@ static const struct config_option options[] = {
      .arg = "sqlite|URI",
      .help = "where shared state lives: sqlite (under --data, the\n"
              "default) or a postgresql:// URI (rulesets so far)"},
+    {.name = "store-timeout",
+     .kind = OPTION_INT,
+     .offset = FIELD(store_timeout_ms),
+     .initial = 5000,
+     .min = 100,
+     .max = 600000,
+     .arg = "MS",
+     .help = "with PostgreSQL: how long a connection attempt or a\n"
+             "statement may take before the database counts as\n"
+             "unreachable (default {})"},
     /* set_defaults puts the number of cores in place of 1, when it is known. */
     {.name = "threads",
      .kind = OPTION_INT,

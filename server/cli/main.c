@@ -10,6 +10,7 @@
 #include "keys.h"
 #include "log.h"
 #include "rule_store.h"
+#include "store.h"
 #include "rule_tests.h"
 #include "flags.h"
 #include "http.h"
@@ -252,6 +253,7 @@ static struct epcs_ruleset *start_ruleset(struct epcs_server *server)
 static int restore_rules(const struct epcs_config *config)
 {
     char err[300];
+    epcs_store_set_timeout(config->store_timeout_ms);
     struct epcs_rule_store *store =
         epcs_rule_store_open(epcs_config_store_uri(config), config->data_dir, err, sizeof(err));
     if (store == NULL) {
@@ -318,6 +320,7 @@ int main(int argc, char **argv)
         goto done;
     }
     char err[300];
+    epcs_store_set_timeout(config->store_timeout_ms);
     if ((server.rule_store = epcs_rule_store_open(epcs_config_store_uri(config), config->data_dir,
                                                   err, sizeof(err))) == NULL) {
         epcs_log(EPCS_LOG_ERROR, "epcsd", "%s", err);

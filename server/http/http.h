@@ -84,6 +84,11 @@ struct epcs_server {
     int rules_fallback;
     struct epcs_rule_error rules_refusal;
     time_t rules_refused_at;
+    /**
+     * Set while the rule store's database cannot be reached (its follower's reads fail):
+     * /readyz is then false with "store": "down", until a read succeeds again.
+     */
+    _Atomic int store_down;
     /** The activation epoch of the ruleset served (rule_store.h), 0 before the first. */
     _Atomic uint64_t rules_epoch;
     /**

@@ -347,8 +347,13 @@ static void follow_locked(struct epcs_server *server)
     char id[24];
     uint64_t epoch;
     /* A store that cannot be read now is read again at the next announcement or poll. */
-    if (epcs_rule_store_active(server->rule_store, id, &epoch) != 0 ||
-        epoch == atomic_load(&server->rules_epoch))
+    int read = epcs_rule_store_active(server->rule_store, id, &epoch);
+    int down = read == EPCS_RULE_STORE_UNREACHABLE;
+    if (atomic_exchange(&server->store_down, down) != down)
+        epcs_log(down ? EPCS_LOG_ERROR : EPCS_LOG_INFO, "store",
+                 down ? "the rule store's database cannot be reached: not ready until it can"
+                      : "the rule store's database answers again");
+    if (read != 0 || epoch == atomic_load(&server->rules_epoch))
         return;
     if (strcmp(id, atomic_load(&server->active_ruleset)->id) == 0) {
         set_serving(server, epoch);

@@ -37,6 +37,13 @@ void epcs_rule_store_close(struct epcs_rule_store *store);
 /** Stores `ruleset` (kept as first stored when it was before). 0, or -1 (logged). */
 int epcs_rule_store_save(struct epcs_rule_store *store, const struct epcs_ruleset *ruleset);
 
+/**
+ * What a call of a rule store in PostgreSQL returns instead of -1 when the database cannot be
+ * reached or stopped answering (--store-timeout): temporary, worth a retry; -1 stays a damaged
+ * or refused store.
+ */
+#define EPCS_RULE_STORE_UNREACHABLE (-2)
+
 /** What epcs_rule_store_activate is given as `expected_epoch` to activate whatever the epoch. */
 #define EPCS_RULE_EPOCH_ANY UINT64_MAX
 
@@ -81,9 +88,11 @@ int epcs_rule_store_last_active(struct epcs_rule_store *store, char id[24]);
 /**
  * Calls `changed(ctx)`, on a thread of the store's own, whenever another process may have
  * activated a version: at once when the database announces an activation, after every
- * reconnection, and every EPCS_RULE_FOLLOW_POLL_MS in any case (a lost announcement must not
- * leave a replica behind). The callback reads epcs_rule_store_active itself. One follower per
- * handle; the file backend has no other process to follow and never calls it. 0, or -1.
+ * reconnection, at every failed attempt to reconnect, and every EPCS_RULE_FOLLOW_POLL_MS in any
+ * case (a lost announcement must not leave a replica behind). The callback reads
+ * epcs_rule_store_active itself, and learns from its failing that the database is away. One
+ * follower per handle; the file backend has no other process to follow and never calls it. 0, or
+ * -1.
  */
 int epcs_rule_store_follow(struct epcs_rule_store *store, void (*changed)(void *ctx), void *ctx);
 

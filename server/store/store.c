@@ -4,6 +4,13 @@
  */
 #include "store.h"
 
+#include "pg_store.h"
+
+void epcs_store_set_timeout(int ms)
+{
+    epcs_pg_set_timeout(ms);
+}
+
 /* ---- the decision log ----------------------------------------------------------------------- */
 
 struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,

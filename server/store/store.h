@@ -163,6 +163,12 @@ struct epcs_rule_store {
     const struct epcs_rule_store_ops *ops;
 };
 
+/**
+ * How long a connection attempt or one statement of a PostgreSQL backend may take before the
+ * database counts as unreachable (--store-timeout); set once, before any store opens.
+ */
+void epcs_store_set_timeout(int ms);
+
 /** The decision log in SQLite (<data>/decisions.db) and page files (decision_log.c). */
 extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
 /** The case store in SQLite (<data>/cases.db) (cases.c). */

@@ -23,6 +23,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
 from test_api import JSON, EpcsTest, Server, check, copy_rules, encode, request  # noqa: E402
+from pg_relay import Relay  # noqa: E402
 
 CAMPAIGN = {"election": "na22", "area": "deepfake", "date": "2024-02-15",
             "activity": {"kind": "post", "deepfake": True, "purpose": "campaign"}}
@@ -226,6 +227,62 @@ class ClusterRulesTest(EpcsTest):
         self.assertNotEqual(b.process.wait(timeout=30), 0)
         self.assertIn("refusing to start: the cluster's active ruleset %s (epoch 1) cannot be "
                       "served here" % active, b.text())
+
+
+class StoreOutageTest(EpcsTest):
+    """PostgreSQL away (through a relay that can stop answering, or drop every connection):
+    answers are 200 or a coded 503 within --store-timeout, never a 500 or a hang; /readyz is
+    false while it lasts; everything comes back by itself."""
+
+    TIMEOUT_MS = 500
+
+    def setUp(self):
+        fresh_schema("test_store_outage")
+        self.relay = Relay(os.environ["EPCS_TEST_PG"])
+        self.addCleanup(self.relay.stop)
+        self.rules = amended_rules("outage")
+        self.addCleanup(shutil.rmtree, self.rules, True)
+        self.server = Server("--store", self.relay.uri("test_store_outage"), "--store-timeout",
+                             str(self.TIMEOUT_MS), rules=self.rules)
+        self.addCleanup(self.server.cleanup)
+
+    def wait_ready(self, status, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            response = request(self.server, "GET", "/readyz", accept=JSON)
+            if response.status == status:
+                return response.document
+            self.assertLess(time.monotonic(), deadline, response.raw)
+            time.sleep(0.1)
+
+    def outage(self, begin):
+        versions = request(self.server, "GET", "/v1/rules/versions", accept=JSON)
+        self.assertEqual(versions.status, 200, versions.raw)
+        begin()
+        started = time.monotonic()
+        response = request(self.server, "GET", "/v1/rules/versions", accept=JSON)
+        took = time.monotonic() - started
+        self.assertError(response, 503, "store_unavailable", None,
+                         "the rule store cannot be reached now; try again")
+        # The timeout, and the few milliseconds around it: never a hang.
+        self.assertLess(took, self.TIMEOUT_MS / 1000 * 2 + 1)
+        ready = self.wait_ready(503)
+        self.assertEqual((ready["ready"], ready["store"]), (False, "down"))
+        self.assertEqual(ready["reason"], "the store's database cannot be reached (tried every "
+                         "2000 ms at most)")
+        # Checks need no database: the rules are in memory.
+        self.assertEqual(check(self.server, CAMPAIGN).data["verdict"], "prohibited")
+        self.relay.resume()
+        ready = self.wait_ready(200)
+        self.assertEqual(ready["store"], "up")
+        self.assertEqual(request(self.server, "GET", "/v1/rules/versions").status, 200)
+        self.assertIn("the rule store's database answers again", self.server.text())
+
+    def test_a_database_that_stops_answering(self):
+        self.outage(self.relay.pause)
+
+    def test_a_database_that_drops_every_connection(self):
+        self.outage(self.relay.cut)
 
 
 class SingleNodeActivationTest(EpcsTest):

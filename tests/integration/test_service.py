@@ -588,7 +588,7 @@ class ObservabilityTest(ServerTest):
         self.assertEqual(response.status, 200)
         self.assertEqual(response.data, {"ready": True, "ruleset": ruleset,
                                          "rules": "current", "decision_log": "async", "queued": 0,
-                                         "auth": "off"})
+                                         "store": "up", "auth": "off"})
 
     def test_logs_are_json_lines(self):
         check(self.server, DEEPFAKE_IN_WINDOW)

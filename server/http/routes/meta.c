@@ -368,7 +368,15 @@ static int decode_stored(struct stored_job *job, msgpack_object *document)
     return epcs_json_decode(copy, job->text.len, &job->zone, document, &err);
 }
 
-/* Reads a stored manifest into the job's zone. 0, or -1 after choosing the 404 or 500. */
+/* The database behind the rule store is away for now: the client may try again. -1. */
+static int store_unavailable(struct stored_job *job)
+{
+    epcs_offload_fail(&job->base, 503, "store_unavailable", NULL,
+                      "the rule store cannot be reached now; try again");
+    return -1;
+}
+
+/* Reads a stored manifest into the job's zone. 0, or -1 after choosing the 404, 500 or 503. */
 static int load_manifest(struct stored_job *job, const char *id, size_t len,
                          msgpack_object *manifest)
 {
@@ -384,6 +392,8 @@ static int load_manifest(struct stored_job *job, const char *id, size_t len,
                           epcs_quote_len(len), id);
         return -1;
     }
+    if (rc == EPCS_RULE_STORE_UNREACHABLE)
+        return store_unavailable(job);
     if (rc != 0 || decode_stored(job, manifest) != 0) {
         epcs_log(EPCS_LOG_ERROR, "store", "cannot read the manifest of %s", key);
         epcs_offload_fail(&job->base, 500, "internal", NULL, "stored ruleset unreadable");
@@ -429,7 +439,12 @@ static void read_rule_file(struct stored_job *job, const msgpack_object *manifes
         return;
     }
     snprintf(sha256, sizeof(sha256), "%.*s", 64, hash->via.str.ptr);
-    if (epcs_rule_store_blob(job->store, sha256, &job->out) != 0 || job->out.failed) {
+    int rc = epcs_rule_store_blob(job->store, sha256, &job->out);
+    if (rc == EPCS_RULE_STORE_UNREACHABLE) {
+        store_unavailable(job);
+        return;
+    }
+    if (rc != 0 || job->out.failed) {
         epcs_offload_fail(&job->base, 500, "internal", NULL, "stored file unreadable");
         return;
     }
@@ -481,7 +496,12 @@ static void pack_diff(msgpack_packer *pk, const msgpack_object *from, const msgp
 static void list_versions(struct stored_job *job, msgpack_packer *pk)
 {
     msgpack_object list;
-    if (epcs_rule_store_list(job->store, &job->text) != 0 || decode_stored(job, &list) != 0) {
+    int rc = epcs_rule_store_list(job->store, &job->text);
+    if (rc == EPCS_RULE_STORE_UNREACHABLE) {
+        store_unavailable(job);
+        return;
+    }
+    if (rc != 0 || decode_stored(job, &list) != 0) {
         epcs_offload_fail(&job->base, 500, "internal", NULL, "rule store unreadable");
         return;
     }

@@ -287,11 +287,16 @@ static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
         snprintf(reason, sizeof(reason), "no rule engine could be built (see the server log)");
     /* Out of the proxy's rotation rather than answer by rules the cluster has left. */
     int behind = epcs_server_rules_behind(server, reason, sizeof(reason));
+    int store_down = atomic_load(&server->store_down);
+    if (store_down && reason[0] == '\0')
+        snprintf(reason, sizeof(reason),
+                 "the store's database cannot be reached (tried every %d ms at most)",
+                 EPCS_RULE_FOLLOW_POLL_MS);
     int ready = reason[0] == '\0';
     struct epcs_rules_state rules;
     epcs_server_rules_state(server, &rules);
     msgpack_packer *pk = epcs_response_begin(worker);
-    msgpack_pack_map(pk, 6 + (size_t)!ready);
+    msgpack_pack_map(pk, 7 + (size_t)!ready);
     epcs_pack_cstr(pk, "ready");
     if (ready)
         msgpack_pack_true(pk);
@@ -312,6 +317,9 @@ static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
                                         : "current");
     epcs_pack_cstr(pk, "decision_log");
     epcs_pack_cstr(pk, log_state);
+    /* up: the stores answer (the embedded ones always do); down: PostgreSQL is away. */
+    epcs_pack_cstr(pk, "store");
+    epcs_pack_cstr(pk, store_down ? "down" : "up");
     epcs_pack_cstr(pk, "queued");
     msgpack_pack_uint64(pk, queued);
     /* Whether keys are asked, not how many there are: readiness is open to anyone. */

@@ -1,13 +1,66 @@
 #include "pg_store.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 /* About five connections a replica whatever --threads is (CLUSTER.md): more idle ones would
  * only hold server memory. A burst beyond this opens connections that are closed on return. */
 #define IDLE_MAX 6
+
+/* How long one connection attempt or one statement may take (epcs_pg_set_timeout). */
+static _Atomic int timeout_ms = EPCS_PG_TIMEOUT_MS;
+
+void epcs_pg_set_timeout(int ms)
+{
+    atomic_store(&timeout_ms, ms);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the connection's socket is ready for `events` or `deadline` passes: 1 ready,
+ * 0 out of time, -1 broken. */
+static int wait_socket(PGconn *conn, short events, int64_t deadline)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int ready = poll(&pfd, 1, (int)left);
+        if (ready > 0)
+            return 1;
+        if (ready == 0)
+            return 0;
+    }
+}
+
+/*
+ * A database that stops answering (paused, or a network that drops packets) would hold a
+ * blocking call forever: past the deadline the connection is cut, so that the caller sees
+ * the database as unreachable and the pool opens a fresh connection next time.
+ */
+static void cut(PGconn *conn)
+{
+    int fd = PQsocket(conn);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    /* libpq learns of it and marks the connection bad. */
+    PQconsumeInput(conn);
+}
 
 struct epcs_pg {
     char *uri;
@@ -71,14 +124,36 @@ static void drop_notice(void *arg, const char *message)
     (void)message;
 }
 
+/* PQconnectdb with a deadline of our own, whatever connect_timeout the URI gives. */
+static PGconn *connect_within(const char *uri, int ms)
+{
+    PGconn *conn = PQconnectStart(uri);
+    if (conn == NULL || PQstatus(conn) == CONNECTION_BAD)
+        return conn;
+    int64_t deadline = now_ms() + ms;
+    PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
+    while (polling != PGRES_POLLING_OK && polling != PGRES_POLLING_FAILED) {
+        int ready =
+            wait_socket(conn, polling == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+        if (ready == 0) {
+            cut(conn);
+            break;
+        }
+        polling = PQconnectPoll(conn);
+    }
+    return conn;
+}
+
 PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
 {
     pthread_mutex_lock(&pg->lock);
     PGconn *conn = pg->idle_count > 0 ? pg->idle[--pg->idle_count] : NULL;
     pthread_mutex_unlock(&pg->lock);
-    if (conn != NULL && PQstatus(conn) == CONNECTION_BAD)
-        PQreset(conn);
-    if (conn == NULL && (conn = PQconnectdb(pg->uri)) != NULL)
+    if (conn != NULL && PQstatus(conn) == CONNECTION_BAD) {
+        PQfinish(conn);
+        conn = NULL;
+    }
+    if (conn == NULL && (conn = connect_within(pg->uri, atomic_load(&timeout_ms))) != NULL)
         PQsetNoticeProcessor(conn, drop_notice, NULL);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         connection_error(pg, conn, err, err_size);
@@ -94,8 +169,10 @@ void epcs_pg_give(struct epcs_pg *pg, PGconn *conn)
         return;
     /* A unit of work that failed part-way leaves its transaction open: it must not become the
      * next caller's. */
-    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
-        PQclear(PQexec(conn, "ROLLBACK"));
+    if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        char err[200];
+        PQclear(epcs_pg_run(conn, "rolling back", "ROLLBACK", 0, NULL, NULL, err, sizeof(err)));
+    }
     int keep = PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
     pthread_mutex_lock(&pg->lock);
     if (keep && pg->idle_count < IDLE_MAX) {
@@ -104,6 +181,59 @@ void epcs_pg_give(struct epcs_pg *pg, PGconn *conn)
     }
     pthread_mutex_unlock(&pg->lock);
     PQfinish(conn);
+}
+
+/* The results of what was sent, within the deadline: the first that failed, else the last.
+ * NULL (with the connection cut) when the deadline passed. */
+static PGresult *collect(PGconn *conn, int64_t deadline)
+{
+    int flushed;
+    while ((flushed = PQflush(conn)) == 1) {
+        if (wait_socket(conn, POLLOUT | POLLIN, deadline) != 1) {
+            cut(conn);
+            return NULL;
+        }
+        PQconsumeInput(conn);
+    }
+    PGresult *kept = NULL, *next;
+    int failed = 0;
+    for (;;) {
+        while (flushed == 0 && PQisBusy(conn)) {
+            if (wait_socket(conn, POLLIN, deadline) != 1 || PQconsumeInput(conn) == 0) {
+                cut(conn);
+                PQclear(kept);
+                return NULL;
+            }
+        }
+        if ((next = PQgetResult(conn)) == NULL)
+            return kept;
+        if (failed) {
+            PQclear(next);
+            continue;
+        }
+        ExecStatusType status = PQresultStatus(next);
+        failed = status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK;
+        PQclear(kept);
+        kept = next;
+    }
+}
+
+/* A result that is a command's success or rows, or NULL with `err` naming `what`. */
+static PGresult *checked(PGconn *conn, PGresult *result, const char *what, char *err,
+                         size_t err_size)
+{
+    ExecStatusType status = PQresultStatus(result);
+    if (result != NULL && (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK))
+        return result;
+    if (result == NULL && PQstatus(conn) != CONNECTION_OK)
+        snprintf(err, err_size, "%s: no answer from PostgreSQL within %d ms", what,
+                 atomic_load(&timeout_ms));
+    else
+        snprintf(err, err_size, "%s: %s", what,
+                 result != NULL ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+    trim_newline(err);
+    PQclear(result);
+    return NULL;
 }
 
 PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
@@ -118,15 +248,24 @@ PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count
         formats[i] = lengths[i] >= 0;
         sizes[i] = lengths[i] >= 0 ? lengths[i] : 0;
     }
-    PGresult *result = PQexecParams(conn, sql, count, NULL, values, sizes, formats, 0);
-    ExecStatusType status = PQresultStatus(result);
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
-        return result;
-    snprintf(err, err_size, "%s: %s", what,
-             result != NULL ? PQresultErrorMessage(result) : PQerrorMessage(conn));
-    trim_newline(err);
-    PQclear(result);
-    return NULL;
+    int64_t deadline = now_ms() + atomic_load(&timeout_ms);
+    if (PQsendQueryParams(conn, sql, count, NULL, values, sizes, formats, 0) == 0)
+        return checked(conn, NULL, what, err, err_size);
+    return checked(conn, collect(conn, deadline), what, err, err_size);
+}
+
+PGresult *epcs_pg_run_script(PGconn *conn, const char *what, const char *sql, char *err,
+                             size_t err_size)
+{
+    int64_t deadline = now_ms() + atomic_load(&timeout_ms);
+    if (PQsendQuery(conn, sql) == 0)
+        return checked(conn, NULL, what, err, err_size);
+    return checked(conn, collect(conn, deadline), what, err, err_size);
+}
+
+int epcs_pg_unreachable(const PGconn *conn)
+{
+    return conn == NULL || PQstatus(conn) != CONNECTION_OK;
 }
 
 int epcs_pg_command(PGconn *conn, const char *what, const char *sql, char *err, size_t err_size)

@@ -14,6 +14,16 @@
  * restart. Calls may come from any thread; a connection is only ever used by one at a time.
  */
 
+/** How long a connection attempt or a statement may take by default (--store-timeout). */
+#define EPCS_PG_TIMEOUT_MS 5000
+
+/**
+ * Sets how long a connection attempt or one statement may take before the database counts as
+ * unreachable and the connection is cut, for every pool (once, at start). A database that
+ * stops answering then costs a caller that long, never more.
+ */
+void epcs_pg_set_timeout(int ms);
+
 /** A pool of connections to one database. */
 struct epcs_pg;
 
@@ -58,6 +68,17 @@ void epcs_pg_give(struct epcs_pg *pg, PGconn *conn);
  */
 PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
                       const char *const *values, const int *lengths, char *err, size_t err_size);
+
+/** Runs `sql`, which may hold several statements (a schema), as epcs_pg_run does. */
+PGresult *epcs_pg_run_script(PGconn *conn, const char *what, const char *sql, char *err,
+                             size_t err_size);
+
+/**
+ * Whether a failure on `conn` (NULL: epcs_pg_take failed) means the database could not be
+ * reached, or stopped answering, rather than that it refused the statement: the former is
+ * temporary (503, try again), the latter is not.
+ */
+int epcs_pg_unreachable(const PGconn *conn);
 
 /** Runs a statement without parameters or rows (BEGIN, COMMIT). 0, or -1 with `err`. */
 int epcs_pg_command(PGconn *conn, const char *what, const char *sql, char *err, size_t err_size);

@@ -90,12 +90,14 @@ static const char *pg_where(const struct epcs_rule_store *store)
     return epcs_pg_where(pool_of(store));
 }
 
-/* Logs `err` as the store's error and gives the connection back; -1 for the caller to return. */
+/* Logs `err` as the store's error and gives the connection back; what the caller returns:
+ * EPCS_RULE_STORE_UNREACHABLE when the database is away, -1 otherwise. */
 static int failed(struct epcs_rule_store *store, PGconn *conn, const char *err)
 {
+    int unreachable = epcs_pg_unreachable(conn);
     epcs_log(EPCS_LOG_ERROR, "store", "rule store at %s: %s", pg_where(store), err);
     epcs_pg_give(pool_of(store), conn);
-    return -1;
+    return unreachable ? EPCS_RULE_STORE_UNREACHABLE : -1;
 }
 
 static int save_blobs(PGconn *conn, const struct epcs_ruleset *ruleset, char *err, size_t err_size)
@@ -414,6 +416,9 @@ static void *follow_main(void *arg)
                              "once back): %s",
                              EPCS_RULE_FOLLOW_POLL_MS, err);
                 said_down = 1;
+                /* The callback's own read then fails too: that is how epcsd learns the
+                 * database is away (/readyz). */
+                store->changed(store->ctx);
                 if (wait_for(store, NULL, backoff_ms))
                     break;
                 backoff_ms = backoff_ms < 1000 ? backoff_ms * 2 : 2000;
