@@ -64,6 +64,22 @@ enum epcs_cases_rc {
     EPCS_CASES_LOG_REFUSED = 5,
     /** The report holds no requests for staff to confirm or dismiss. */
     EPCS_CASES_NOT_HELD = 6,
+    /** The Idempotency-Key was used before with another request: nothing was stored. */
+    EPCS_CASES_KEY_REUSED = 7,
+};
+
+/** The longest Idempotency-Key a client may send. */
+#define EPCS_IDEMPOTENCY_KEY_MAX 255
+
+/**
+ * A write a client may retry: its Idempotency-Key and the SHA-256 of what it asked (the
+ * route's path and body), so that a retry is told from another request under the same key.
+ * Keys belong to the partner that sends them.
+ */
+struct epcs_case_idempotency {
+    /** NULL: the write is not idempotent (each call is a new one). */
+    const char *key;
+    unsigned char request_sha256[32];
 };
 
 /**
@@ -128,6 +144,8 @@ struct epcs_case_report {
      * once. A partner's are sent at once only if staff set its policy to "send"
      * (epcs_cases_set_policy), else held until staff confirm them (epcs_cases_review). */
     int by_staff;
+    /** A retry of a filing with the same key and request gets the first answer again. */
+    struct epcs_case_idempotency idempotency;
 };
 
 /** What epcs_cases_file did. */
@@ -138,6 +156,8 @@ struct epcs_case_filed {
     int joined;
     /** What the answer waits for under --audit sync; 0: nothing. */
     uint64_t ticket;
+    /** Nonzero when this was a retry: nothing was filed, and the first answer is packed. */
+    int replayed;
 };
 
 /**
@@ -152,7 +172,12 @@ struct epcs_case_filed {
  * facts too. Otherwise a new report is stored with one request per action of its verdict,
  * held or sent as `by_staff` says, its decision and every step's event (in the outbox).
  *
- * Returns EPCS_CASES_OK with `filed` set, EPCS_CASES_LOG_REFUSED (nothing stored), or
+ * With an Idempotency-Key, the answer is kept with the key in the same transaction: a retry
+ * with the same key and request gets that answer again (`replayed`, nothing filed, the
+ * report as it was then), one with the same key and another request gets KEY_REUSED.
+ *
+ * Returns EPCS_CASES_OK with `filed` set, EPCS_CASES_KEY_REUSED or EPCS_CASES_LOG_REFUSED
+ * (nothing stored), or
  * EPCS_CASES_FAILED with `err` filled (nothing stored).
  */
 int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
@@ -171,12 +196,15 @@ struct epcs_case_answer {
     const char *data;
     size_t data_len;
     int64_t now_us;
+    /** A retry of an answer with the same key and request gets the first answer again. */
+    struct epcs_case_idempotency idempotency;
 };
 
 /**
  * Records an answer, closes the other open or overdue attempts of the request's chain, and
- * packs the answered request to `pk`. Returns EPCS_CASES_OK (with `ticket` as
- * epcs_cases_file sets it), NOT_FOUND, CLOSED (the status in `detail`), NO_OBJECTION,
+ * packs the answered request to `pk` (a retry under the same Idempotency-Key: the first answer,
+ * recording nothing). Returns EPCS_CASES_OK (with `ticket` as epcs_cases_file sets it),
+ * KEY_REUSED, NOT_FOUND, CLOSED (the status in `detail`), NO_OBJECTION,
  * TOO_LATE (the end of the objection period in `detail`), LOG_REFUSED, or FAILED (`detail`
  * says why).
  */

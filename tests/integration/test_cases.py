@@ -115,11 +115,12 @@ class CaseTest(EpcsTest):
         shutil.rmtree(cls.scratch)
         assert status == 0, "epcsd exited with %d" % status
 
-    def call(self, who, method, path, body=None, kind=JSON, accept=None, server=None):
+    def call(self, who, method, path, body=None, kind=JSON, accept=None, server=None,
+             extra=()):
         return request(server or self.server, method, path,
                        encode(body, kind) if body is not None else None,
                        kind if body is not None else None, accept=accept,
-                       extra=bearer(self.tokens[who]))
+                       extra=list(bearer(self.tokens[who])) + list(extra))
 
     def file(self, who, report, kind=JSON, server=None):
         response = self.call(who, "POST", "/v1/reports", report, kind, server=server)
@@ -336,6 +337,61 @@ class CaseFlowTest(CaseTest):
         self.assertEqual([r["status"] for r in report["requests"]], ["done", "open"])
         self.assertEqual(self.queue("kakao", "?status=done&after=%d" % (deletion["id"] - 1))
                          ["requests"], [done.document])
+
+    def test_a_retried_filing_or_answer_is_stored_once(self):
+        """Idempotency-Key: a retry (same key, same body, same path) gets the first answer and
+        stores nothing more; the same key with another request is refused; keys are the
+        partner's own."""
+        report = fresh(SLANDER)
+        key = ["-H", "idempotency-key: filing-%s" % report["url"][-12:]]
+        first = self.call("nec", "POST", "/v1/reports", report, JSON, extra=key)
+        self.assertEqual(first.status, 201, first.raw)
+        self.assertNotIn("idempotent-replayed", first.headers)
+        again = self.call("nec", "POST", "/v1/reports", report, JSON, extra=key)
+        self.assertEqual(again.status, 201, again.raw)
+        self.assertIn("idempotent-replayed: true", again.headers)
+        self.assertEqual(again.raw, first.raw)
+        filed = first.document
+        # One report, one set of requests, one filing in its history.
+        stored = self.report(filed["id"])
+        self.assertEqual(len(stored["requests"]), len(filed["requests"]))
+        self.assertEqual([step["event"] for step in stored["history"]].count("report_filed"), 1)
+        listed = self.call("nec", "GET", "/v1/reports?limit=1000").document["reports"]
+        self.assertEqual([r["id"] for r in listed if r["url"] == report["url"]], [filed["id"]])
+        # The same key with another body: refused, nothing stored.
+        other = fresh(SLANDER)
+        reused = self.call("nec", "POST", "/v1/reports", other, JSON, extra=key)
+        self.assertError(reused, 422, "idempotency_key_reused", "Idempotency-Key",
+                         "Idempotency-Key 'filing-%s' was sent before with another request; a "
+                         "retry sends the same body to the same path, a new request a new key"
+                         % report["url"][-12:])
+        listed = self.call("nec", "GET", "/v1/reports?limit=1000").document["reports"]
+        self.assertEqual([r for r in listed if r["url"] == other["url"]], [])
+        # Another partner's key of the same name is its own.
+        theirs = self.call("kakao", "POST", "/v1/reports", other, JSON, extra=key)
+        self.assertEqual(theirs.status, 201, theirs.raw)
+        # An answer retried: the first answer again, the request answered once.
+        request_id = filed["requests"][0]["id"]
+        to = filed["requests"][0]["to"]
+        answer_key = ["-H", "idempotency-key: answer-1"]
+        done = self.call(to, "POST", "/v1/requests/%d/response" % request_id,
+                         {"status": "done"}, JSON, extra=answer_key)
+        self.assertEqual(done.status, 200, done.raw)
+        retried = self.call(to, "POST", "/v1/requests/%d/response" % request_id,
+                            {"status": "done"}, JSON, extra=answer_key)
+        self.assertEqual((retried.status, retried.raw), (200, done.raw))
+        # Without the key, the same answer meets a closed request.
+        self.assertEqual(self.answer(to, request_id, {"status": "done"}).status, 409)
+        history = self.report(filed["id"])["history"]
+        self.assertEqual([(step["event"], step["request"]) for step in history]
+                         .count(("request_answered", request_id)), 1)
+        # curl sends an empty header as "name;".
+        for header in ("idempotency-key;", "idempotency-key: " + "x" * 256,
+                       "idempotency-key: tab\there"):
+            response = self.call("nec", "POST", "/v1/reports", fresh(SLANDER), JSON,
+                                 extra=["-H", header])
+            self.assertError(response, 400, "bad_request", "Idempotency-Key",
+                             "Idempotency-Key must be 1 to 255 visible ASCII characters")
 
     def test_reports_that_ask_for_nothing(self):
         allowed = self.file("nec", fresh(SLANDER, facts={"target": "candidate",

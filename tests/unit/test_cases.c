@@ -1228,6 +1228,105 @@ static void test_upgrade_from_format_1(void)
     msgpack_zone_destroy(&zone);
 }
 
+/* A write retried under its Idempotency-Key: the first answer again, byte for byte, and
+ * nothing stored twice; the key with another request is refused; keys are per partner. */
+static void test_idempotent_writes(void)
+{
+    char err[256] = "", detail[64] = "";
+    const char *dir = fresh_dir("idempotency");
+    struct epcs_cases *cases = backend->cases->open(dir, NULL, err, sizeof(err));
+    EXPECT(cases != NULL);
+    if (cases == NULL)
+        return;
+    struct epcs_buf verdict = {0}, first = {0}, again = {0};
+    make_verdict(&verdict, "prohibited", 1);
+    struct epcs_decision decision = report_decision("prohibited");
+    struct epcs_case_report filing = {.filed_by = "nec",
+                                      .url = "https://blog.example/retried",
+                                      .platform = "naver",
+                                      .election = "na22",
+                                      .category = "false_fact",
+                                      .date = "2024-03-01",
+                                      .facts = facts_bytes,
+                                      .facts_len = sizeof(facts_bytes) - 1,
+                                      .verdict = verdict.data,
+                                      .verdict_len = verdict.len,
+                                      .decision = &decision,
+                                      .by_staff = 1,
+                                      .now_us = t0(),
+                                      .idempotency = {.key = "retry-1"}};
+    memset(filing.idempotency.request_sha256, 0xa1, 32);
+    struct epcs_case_filed filed, replayed;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &first, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &filed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(filed.replayed, 0);
+    /* The retry comes later: it still gets the answer of then. */
+    filing.now_us = t0() + 60000000;
+    msgpack_packer_init(&pk, &again, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &replayed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(replayed.replayed, 1);
+    EXPECT_INT(replayed.id, filed.id);
+    EXPECT_INT(replayed.joined, 0);
+    EXPECT(again.len == first.len && memcmp(again.data, first.data, first.len) == 0);
+    struct epcs_cases_reader *db = backend->cases->reader_open(dir, err, sizeof(err));
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    EXPECT_STR(statuses(db, filed.id, &zone), "1:open");
+    EXPECT_STR(history(db, filed.id, &zone), "report_filed request_sent(1)");
+
+    /* The key again with another request: refused, and nothing is filed. */
+    filing.url = "https://blog.example/another";
+    filing.idempotency.request_sha256[0] ^= 1;
+    epcs_buf_reset(&again);
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &replayed, err, sizeof(err)),
+               EPCS_CASES_KEY_REUSED);
+    EXPECT_INT(again.len, 0);
+    struct epcs_report_query all = {.limit = 100};
+    struct epcs_buf listed = {0};
+    msgpack_packer_init(&pk, &listed, epcs_buf_msgpack_write);
+    EXPECT_INT(backend->cases->list_reports(db, &all, &pk, err, sizeof(err)), 0);
+    EXPECT_INT(get_decoded(&zone, &listed, "reports")->via.array.size, 1);
+    /* Another partner's key of the same name is its own. */
+    filing.filed_by = "kakao";
+    msgpack_packer_init(&pk, &again, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_file(cases, &filing, &pk, &replayed, err, sizeof(err)), EPCS_CASES_OK);
+    EXPECT_INT(replayed.replayed, 0);
+    EXPECT(replayed.id != filed.id);
+    epcs_buf_free(&listed);
+
+    /* An answer retried: the first answer, the request answered once. */
+    struct epcs_buf done = {0}, done_again = {0};
+    struct epcs_case_answer in = {.partner = "naver",
+                                  .request = 1,
+                                  .status = "done",
+                                  .now_us = t0() + 1000000,
+                                  .idempotency = {.key = "answer-1"}};
+    memset(in.idempotency.request_sha256, 0xb2, 32);
+    uint64_t ticket;
+    msgpack_packer_init(&pk, &done, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_answer(cases, &in, &pk, &ticket, detail, sizeof(detail)), EPCS_CASES_OK);
+    in.now_us += 1000000;
+    msgpack_packer_init(&pk, &done_again, epcs_buf_msgpack_write);
+    EXPECT_INT(epcs_cases_answer(cases, &in, &pk, &ticket, detail, sizeof(detail)), EPCS_CASES_OK);
+    EXPECT(done_again.len == done.len && memcmp(done_again.data, done.data, done.len) == 0);
+    EXPECT_STR(history(db, filed.id, &zone), "report_filed request_sent(1) request_answered(1) "
+                                             "report_closed");
+    /* Without the key it is a new answer, to a request closed by the first. */
+    EXPECT_INT(answer(cases, "naver", 1, "done", NULL, t0() + 3000000, detail), EPCS_CASES_CLOSED);
+    in.idempotency.request_sha256[0] ^= 1;
+    EXPECT_INT(epcs_cases_answer(cases, &in, &pk, &ticket, detail, sizeof(detail)),
+               EPCS_CASES_KEY_REUSED);
+    backend->cases->reader_close(db);
+    epcs_cases_close(cases);
+    msgpack_zone_destroy(&zone);
+    epcs_buf_free(&verdict);
+    epcs_buf_free(&first);
+    epcs_buf_free(&again);
+    epcs_buf_free(&done);
+    epcs_buf_free(&done_again);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
@@ -1250,6 +1349,7 @@ int main(void)
         }
         test_postings();
         test_held_until_confirmed();
+        test_idempotent_writes();
         if (sqlite)
             test_upgrade_from_format_1();
         char command[128];

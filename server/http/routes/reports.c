@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/evp.h>
 #include <time.h>
 
 #include "cases.h"
@@ -142,6 +143,9 @@ struct case_job {
     struct epcs_buf out;
     /* Stored, but the answer asked for as JSON has no JSON form (bin in msgpack facts). */
     int unencodable;
+    /* What the request's Idempotency-Key header said, copied. */
+    char idempotency_key[EPCS_IDEMPOTENCY_KEY_MAX + 1];
+    struct epcs_case_idempotency idempotency;
 };
 
 static struct case_job *job_of(struct epcs_offload *base)
@@ -238,6 +242,12 @@ static int respond_refusal(h2o_req_t *req, const struct case_job *job, unsigned 
         return epcs_respond_error(req, 422, "objection_too_late", "status",
                                   "the objection period of request %llu ended at %s", id,
                                   job->detail);
+    case EPCS_CASES_KEY_REUSED:
+        return epcs_respond_error(req, 422, "idempotency_key_reused", "Idempotency-Key",
+                                  "Idempotency-Key '%s' was sent before with another request; a "
+                                  "retry sends the same body to the same path, a new request "
+                                  "a new key",
+                                  job->idempotency_key);
     case EPCS_CASES_NOT_HELD:
         return epcs_respond_error(
             req, 409, "report_not_held", "id", "report %llu holds no requests %s: it is %s", id,
@@ -258,6 +268,10 @@ static void respond_job(struct epcs_offload *base, h2o_req_t *req)
         return;
     }
     if (job->rc == EPCS_CASES_OK) {
+        /* A retry's answer is the first one, said to be such. */
+        if (job->kind == JOB_FILE && job->filed.replayed)
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("idempotent-replayed"),
+                                  0, NULL, H2O_STRLIT("true"));
         epcs_offload_send(base, req, job->kind == JOB_FILE && !job->filed.joined ? 201 : 200,
                           &job->out);
         return;
@@ -689,6 +703,41 @@ static int respond_report_error(h2o_req_t *req, struct epcs_check_error *err)
     return epcs_respond_check_error(req, err);
 }
 
+/*
+ * The request's Idempotency-Key (1 to 255 visible ASCII characters), and the SHA-256 of its
+ * path and body, into `job`: a retry is the same key with the same request. No header: not
+ * idempotent. 0, or answers 400 and returns -1.
+ */
+static int read_idempotency(h2o_req_t *req, struct case_job *job)
+{
+    ssize_t at = h2o_find_header_by_str(&req->headers, H2O_STRLIT("idempotency-key"), -1);
+    if (at < 0)
+        return 0;
+    h2o_iovec_t value = req->headers.entries[at].value;
+    int valid = value.len >= 1 && value.len <= EPCS_IDEMPOTENCY_KEY_MAX;
+    for (size_t i = 0; valid && i < value.len; i++)
+        valid = value.base[i] > 0x20 && value.base[i] < 0x7f;
+    if (!valid)
+        return epcs_respond_error(req, 400, "bad_request", "Idempotency-Key",
+                                  "Idempotency-Key must be 1 to %d visible ASCII characters",
+                                  EPCS_IDEMPOTENCY_KEY_MAX),
+               -1;
+    memcpy(job->idempotency_key, value.base, value.len);
+    job->idempotency_key[value.len] = '\0';
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    int hashed = sha != NULL && EVP_DigestInit_ex(sha, EVP_sha256(), NULL) == 1 &&
+                 EVP_DigestUpdate(sha, req->path_normalized.base, req->path_normalized.len) == 1 &&
+                 EVP_DigestUpdate(sha, "\n", 1) == 1 &&
+                 EVP_DigestUpdate(sha, req->entity.base != NULL ? req->entity.base : "",
+                                  req->entity.len) == 1 &&
+                 EVP_DigestFinal_ex(sha, job->idempotency.request_sha256, NULL) == 1;
+    EVP_MD_CTX_free(sha);
+    if (!hashed)
+        return epcs_respond_error(req, 500, "internal", NULL, "out of memory"), -1;
+    job->idempotency.key = job->idempotency_key;
+    return 0;
+}
+
 static int keep_string(struct case_job *job, size_t slot, const msgpack_object *str,
                        const char **out)
 {
@@ -848,10 +897,15 @@ static int file_report(h2o_req_t *req)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
     job->verdict = verdict;
+    if (read_idempotency(req, job) != 0) {
+        job_free(job);
+        return 0;
+    }
     if (keep_report(req, job, &report, &decision) != 0) {
         job_free(job);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
+    job->in.report.idempotency = job->idempotency;
     return job_start(req, job);
 }
 
@@ -1173,11 +1227,16 @@ static int answer_request(h2o_req_t *req, uint64_t id)
     struct case_job *job = job_create(req, JOB_ANSWER);
     if (job == NULL)
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
+    if (read_idempotency(req, job) != 0) {
+        job_free(job);
+        return 0;
+    }
     if (keep_answer(req, job, &answer, id) != 0) {
         job_free(job);
         return epcs_respond_error(req, 500, "internal", NULL, "out of memory");
     }
     job->in.answer.now_us = epcs_now_us();
+    job->in.answer.idempotency = job->idempotency;
     return job_start(req, job);
 }
 

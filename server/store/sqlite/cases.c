@@ -131,7 +131,13 @@ static const char schema[] =
     "  ruleset TEXT,"
     "  request BLOB,"
     "  answer BLOB,"
-    "  latency_us INTEGER);";
+    "  latency_us INTEGER);"
+    /* A write's first answer, under the key its client may retry it with. */
+    "CREATE TABLE IF NOT EXISTS idempotency ("
+    "  partner TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,"
+    "  request_sha256 BLOB NOT NULL, subject INTEGER NOT NULL, joined INTEGER NOT NULL,"
+    "  answer BLOB NOT NULL, at_us INTEGER NOT NULL,"
+    "  PRIMARY KEY (partner, scope, key));";
 
 /* Handovers to the decision log not yet known to be committed; when more pile up, the newest
    two are merged (their rows then go a little later). */
@@ -1131,8 +1137,10 @@ static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const c
 static int pack_report(sqlite3 *db, uint64_t id, const char *reporter, int joined,
                        msgpack_packer *pk, char *err, size_t err_size)
 {
-    /* One read transaction, so the report, its requests and its history agree. */
-    if (epcs_sqlite_exec(db, "BEGIN", err, err_size) != 0)
+    /* One read transaction, so the report, its requests and its history agree; inside a
+     * write's (its answer kept under an Idempotency-Key), that one. */
+    int own = sqlite3_get_autocommit(db);
+    if (own && epcs_sqlite_exec(db, "BEGIN", err, err_size) != 0)
         return -1;
     sqlite3_stmt *stmt = prepare(db,
                                  REPORT_COLUMNS " WHERE id = ?1 AND (?2 IS NULL OR EXISTS (SELECT "
@@ -1153,7 +1161,8 @@ static int pack_report(sqlite3 *db, uint64_t id, const char *reporter, int joine
         sqlite3_finalize(stmt);
     }
     char ignored[64];
-    epcs_sqlite_exec(db, "COMMIT", ignored, sizeof(ignored));
+    if (own)
+        epcs_sqlite_exec(db, "COMMIT", ignored, sizeof(ignored));
     return rc;
 }
 
@@ -2051,6 +2060,88 @@ static int filing_locked(struct sqlite_cases *cases, const struct epcs_case_repo
                        err_size);
 }
 
+/* ---- Idempotency-Key ---------------------------------------------------------------------- */
+
+/* A kept first answer, as a retry gets it. */
+struct kept_answer {
+    uint64_t subject;
+    int joined;
+    struct epcs_buf answer;
+};
+
+/*
+ * Looks the key up in the transaction under way: EPCS_CASES_OK with `found` 0 (a first call),
+ * or 1 and `kept` filled (a retry of the same request); KEY_REUSED for another request under
+ * the key; FAILED.
+ */
+static int idempotency_lookup(struct sqlite_cases *cases, const char *partner, const char *scope,
+                              const struct epcs_case_idempotency *idempotency, int *found,
+                              struct kept_answer *kept, char *err, size_t err_size)
+{
+    *found = 0;
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "SELECT request_sha256, subject, joined, answer FROM idempotency "
+                                 "WHERE partner = ? AND scope = ? AND key = ?",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, partner);
+    bind_text(stmt, 2, scope);
+    bind_text(stmt, 3, idempotency->key);
+    int step = sqlite3_step(stmt), rc = EPCS_CASES_OK;
+    if (step == SQLITE_ROW) {
+        const void *hash = sqlite3_column_blob(stmt, 0);
+        if (sqlite3_column_bytes(stmt, 0) != 32 ||
+            memcmp(hash, idempotency->request_sha256, 32) != 0) {
+            rc = EPCS_CASES_KEY_REUSED;
+        } else {
+            *found = 1;
+            kept->subject = (uint64_t)sqlite3_column_int64(stmt, 1);
+            kept->joined = sqlite3_column_int(stmt, 2);
+            const void *answer = sqlite3_column_blob(stmt, 3);
+            if (epcs_buf_append(&kept->answer, answer != NULL ? answer : "",
+                                (size_t)sqlite3_column_bytes(stmt, 3)) != 0)
+                rc = EPCS_CASES_FAILED;
+        }
+    } else if (step != SQLITE_DONE) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+        rc = EPCS_CASES_FAILED;
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* Keeps the answer of the write under way with its key, in its transaction. */
+static int idempotency_keep(struct sqlite_cases *cases, const char *partner, const char *scope,
+                            const struct epcs_case_idempotency *idempotency,
+                            const struct kept_answer *kept, int64_t now_us, char *err,
+                            size_t err_size)
+{
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "INSERT INTO idempotency(partner, scope, key, request_sha256, "
+                                 "subject, joined, answer, at_us) VALUES(?,?,?,?,?,?,?,?)",
+                                 err, err_size);
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, partner);
+    bind_text(stmt, 2, scope);
+    bind_text(stmt, 3, idempotency->key);
+    sqlite3_bind_blob(stmt, 4, idempotency->request_sha256, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)kept->subject);
+    sqlite3_bind_int(stmt, 6, kept->joined);
+    sqlite3_bind_blob(stmt, 7, kept->answer.data != NULL ? kept->answer.data : "",
+                      (int)kept->answer.len, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 8, now_us);
+    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* The caller's packer gets bytes packed elsewhere as they are. */
+static void pack_kept(msgpack_packer *pk, const struct epcs_buf *answer)
+{
+    if (answer->len > 0)
+        pk->callback(pk->data, answer->data, answer->len);
+}
+
 static int sqlite_cases_file(struct epcs_cases *handle, const struct epcs_case_report *report,
                              msgpack_packer *pk, struct epcs_case_filed *filed, char *err,
                              size_t err_size)
@@ -2071,18 +2162,45 @@ static int sqlite_cases_file(struct epcs_cases *handle, const struct epcs_case_r
         return EPCS_CASES_FAILED;
     }
     pthread_mutex_lock(&cases->lock);
-    int rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    if (rc == EPCS_CASES_OK) {
+    int began = begin(cases, err, err_size) == 0;
+    int rc = began ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    const struct epcs_case_idempotency *idempotency = &report->idempotency;
+    struct kept_answer kept = {.subject = 0};
+    int found = 0;
+    if (rc == EPCS_CASES_OK && idempotency->key != NULL)
+        rc = idempotency_lookup(cases, report->filed_by, "file", idempotency, &found, &kept, err,
+                                err_size);
+    if (rc == EPCS_CASES_OK && !found) {
         rc = filing_locked(cases, report, &view, actions, count, posting, filed, err, err_size);
-        rc = finish(cases, rc, err, err_size);
+        /* Packed before the commit when it is to be kept: the answer and the filing it tells
+         * of are stored together or not at all. */
+        if (rc == EPCS_CASES_OK && idempotency->key != NULL) {
+            msgpack_packer kept_pk;
+            msgpack_packer_init(&kept_pk, &kept.answer, epcs_buf_msgpack_write);
+            kept.subject = filed->id;
+            kept.joined = filed->joined;
+            rc = pack_report(cases->db, filed->id, report->partner_view ? report->filed_by : NULL,
+                             filed->joined, &kept_pk, err, err_size) == 0 &&
+                         !kept.answer.failed
+                     ? idempotency_keep(cases, report->filed_by, "file", idempotency, &kept,
+                                        report->now_us, err, err_size)
+                     : EPCS_CASES_FAILED;
+        }
     }
+    if (rc == EPCS_CASES_OK && found)
+        *filed = (struct epcs_case_filed){.id = kept.subject, .joined = kept.joined, .replayed = 1};
+    if (began)
+        rc = finish(cases, rc, err, err_size);
     if (rc == EPCS_CASES_OK) {
         filed->ticket = hold_ticket(cases);
-        if (pack_report(cases->db, filed->id, report->partner_view ? report->filed_by : NULL,
-                        filed->joined, pk, err, err_size) != 0)
+        if (idempotency->key != NULL)
+            pack_kept(pk, &kept.answer);
+        else if (pack_report(cases->db, filed->id, report->partner_view ? report->filed_by : NULL,
+                             filed->joined, pk, err, err_size) != 0)
             rc = EPCS_CASES_FAILED;
     }
     pthread_mutex_unlock(&cases->lock);
+    epcs_buf_free(&kept.answer);
     msgpack_zone_destroy(&zone);
     return rc;
 }
@@ -2340,18 +2458,40 @@ static int sqlite_cases_answer(struct epcs_cases *handle, const struct epcs_case
     struct request_row row = {.action = {0}};
     *ticket = 0;
     pthread_mutex_lock(&cases->lock);
-    int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    if (rc == EPCS_CASES_OK) {
+    int began = begin(cases, detail, detail_size) == 0;
+    int rc = began ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    const struct epcs_case_idempotency *idempotency = &answer->idempotency;
+    struct kept_answer kept = {.subject = answer->request};
+    int found = 0;
+    if (rc == EPCS_CASES_OK && idempotency->key != NULL)
+        rc = idempotency_lookup(cases, answer->partner, "answer", idempotency, &found, &kept,
+                                detail, detail_size);
+    if (rc == EPCS_CASES_OK && !found) {
         rc = answer_locked(cases, answer, &row, detail, detail_size);
-        /* Refusals (not found, closed, too late) change nothing, so the rollback is right. */
-        rc = finish(cases, rc, detail, detail_size);
+        /* Kept with the answer it tells of, in its transaction. */
+        if (rc == EPCS_CASES_OK && idempotency->key != NULL) {
+            msgpack_packer kept_pk;
+            msgpack_packer_init(&kept_pk, &kept.answer, epcs_buf_msgpack_write);
+            rc =
+                get_request(cases->db, answer->request, NULL, &kept_pk, detail, detail_size) == 0 &&
+                        !kept.answer.failed
+                    ? idempotency_keep(cases, answer->partner, "answer", idempotency, &kept,
+                                       answer->now_us, detail, detail_size)
+                    : EPCS_CASES_FAILED;
+        }
     }
+    /* Refusals (not found, closed, too late) change nothing, so the rollback is right. */
+    if (began)
+        rc = finish(cases, rc, detail, detail_size);
     if (rc == EPCS_CASES_OK) {
         *ticket = hold_ticket(cases);
-        if (get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
+        if (idempotency->key != NULL)
+            pack_kept(pk, &kept.answer);
+        else if (get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
             rc = EPCS_CASES_FAILED;
     }
     pthread_mutex_unlock(&cases->lock);
+    epcs_buf_free(&kept.answer);
     epcs_buf_free(&row.action);
     return rc;
 }
