@@ -29,9 +29,14 @@
 struct epcs_decision_log_ops {
     /** Names the backend in messages and in the store tests ("sqlite"). */
     const char *name;
-    /** `data_dir` holds the backend's files and the workers' journals. NULL with `err`. */
-    struct epcs_decision_log *(*open)(const char *data_dir, enum epcs_audit_mode mode,
-                                      size_t queue_limit, char *err, size_t err_size);
+    /**
+     * `where` is the backend's place: the data directory for SQLite (which keeps its files
+     * there), a connection string for PostgreSQL; `data_dir` holds the workers' journals.
+     * NULL with `err`.
+     */
+    struct epcs_decision_log *(*open)(const char *where, const char *data_dir,
+                                      enum epcs_audit_mode mode, size_t queue_limit, char *err,
+                                      size_t err_size);
     /** Never given NULL (the wrapper takes care of it). */
     void (*close)(struct epcs_decision_log *log);
     enum epcs_audit_mode (*mode)(const struct epcs_decision_log *log);
@@ -58,10 +63,10 @@ struct epcs_decision_log_ops {
     void (*on_commit)(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx);
     void (*stats)(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats);
     /**
-     * A reader of the caller's own on what the log at `data_dir` holds, with or without an
-     * open log (the store tests read what a closed log left). NULL with `err` filled.
+     * A reader of the caller's own on what the log at `where` (as for open) holds, with or
+     * without an open log (the store tests read what a closed log left). NULL with `err`.
      */
-    struct epcs_decision_reader *(*reader_open)(const char *data_dir, char *err, size_t err_size);
+    struct epcs_decision_reader *(*reader_open)(const char *where, char *err, size_t err_size);
     /** Closes a reader from reader_open. Accepts NULL. */
     void (*reader_close)(struct epcs_decision_reader *reader);
     struct epcs_decision_reader *(*reader_acquire)(struct epcs_decision_log *log, char *err,
@@ -163,7 +168,7 @@ struct epcs_rule_store {
     const struct epcs_rule_store_ops *ops;
 };
 
-/** The decision log in SQLite (<data>/decisions.db) and page files (decision_log.c). */
+/** The decision log in SQLite (<data>/decisions.db) and page files (sqlite/decision_log.c). */
 extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
 /** The case store in SQLite (<data>/cases.db) (cases.c). */
 extern const struct epcs_cases_ops epcs_cases_sqlite;

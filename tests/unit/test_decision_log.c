@@ -135,7 +135,7 @@ static const struct backend backends[] = {
 static struct epcs_decision_log *open_log(enum epcs_audit_mode mode, size_t queue_limit, char *err,
                                           size_t err_size)
 {
-    return backend->ops->open(scratch, mode, queue_limit, err, err_size);
+    return backend->ops->open(scratch, scratch, mode, queue_limit, err, err_size);
 }
 
 /* A decision as the check path hands it over, with its check and verdict msgpack-encoded. */
@@ -707,7 +707,7 @@ static void test_page_file_recovery(void)
     EXPECT(mkdtemp(other) != NULL);
     snprintf(stray, sizeof(stray), "%s/decisions.pages", other);
     EXPECT_INT(copy_file(path, stray), 0);
-    EXPECT(backend->ops->open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT(backend->ops->open(other, other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "belongs to another decision log than the database beside it");
     struct stat st;
     EXPECT(stat(stray, &st) == 0 && st.st_size == size);
@@ -717,7 +717,7 @@ static void test_page_file_recovery(void)
     EXPECT(pages != NULL);
     fputs("pages of another decision log", pages);
     fclose(pages);
-    EXPECT(backend->ops->open(other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
+    EXPECT(backend->ops->open(other, other, EPCS_AUDIT_ASYNC, 100, err, sizeof(err)) == NULL);
     EXPECT_CONTAINS(err, "is not a page file of the decision log: move it aside");
 
     /* A page file cut into pages of earlier runs: refused, nothing dropped. */
