@@ -14,7 +14,8 @@
  * The stores as interfaces. Each store is a table of operations (an ops struct) that a backend
  * fills; a handle begins with the ops of the backend that made it, and the epcs_decision_log_*,
  * epcs_cases_* and epcs_rule_store_* functions callers use call through it. Today's backends are
- * SQLite with page and journal files, and plain files for the rule store; another backend is one
+ * SQLite with page and journal files, and plain files for the rule store,
+ * and PostgreSQL for the decision log and the rule store; another backend is one
  * more table behind the same calls, and the store tests run against every table.
  *
  * No operation names a backend's types: readers are opaque handles, errors are 0/-1 (1 for "not
@@ -170,6 +171,8 @@ struct epcs_rule_store {
 
 /** The decision log in SQLite (<data>/decisions.db) and page files (sqlite/decision_log.c). */
 extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
+/** The decision log in PostgreSQL tables, shared by every replica (postgresql/decision_log.c). */
+extern const struct epcs_decision_log_ops epcs_decision_log_postgresql;
 /** The case store in SQLite (<data>/cases.db) (cases.c). */
 extern const struct epcs_cases_ops epcs_cases_sqlite;
 /** The rule store in files under <data>/rulesets (files/rule_store.c). */
