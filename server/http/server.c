@@ -541,16 +541,22 @@ static int open_decision_log(struct epcs_server *server)
 {
     const struct epcs_config *config = &server->config;
     char err[512];
-    server->decisions = epcs_decision_log_open(config->data_dir, config->audit, config->audit_queue,
-                                               err, sizeof(err));
+    /* --store names the backend: "sqlite" keeps the log under --data. */
+    const char *store_uri = strcmp(config->store, "sqlite") != 0 ? config->store : NULL;
+    server->decisions = epcs_decision_log_open(store_uri, config->data_dir, config->audit,
+                                               config->audit_queue, err, sizeof(err));
     if (server->decisions == NULL) {
         epcs_log(EPCS_LOG_ERROR, "decisions", "cannot open the decision log: %s", err);
         return -1;
     }
     if (config->audit == EPCS_AUDIT_SYNC)
         epcs_decision_log_on_commit(server->decisions, epcs_workers_wake_committed, server);
-    epcs_log(EPCS_LOG_INFO, "decisions", "decision log %s/decisions.db (%s)", config->data_dir,
-             config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
+    if (store_uri != NULL)
+        epcs_log(EPCS_LOG_INFO, "decisions", "decision log on PostgreSQL, journals in %s (%s)",
+                 config->data_dir, config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
+    else
+        epcs_log(EPCS_LOG_INFO, "decisions", "decision log %s/decisions.db (%s)", config->data_dir,
+                 config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
     return 0;
 }
 

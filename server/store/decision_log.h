@@ -10,14 +10,16 @@
 #include "decision.h"
 
 /*
- * The decision log: every verdict epcsd gives, and every step of a case, as pages of entries in
- * <data>/decisions.pages indexed by SQLite (WAL) in <data>/decisions.db. Workers hand decisions
- * over in memory; one writer thread stores whatever has queued up, in id order, in a single
- * transaction (group commit), so the event loops never wait on the disk. Decisions may end up as
+ * The decision log: every verdict epcsd gives, and every step of a case, as pages of entries:
+ * with SQLite in <data>/decisions.pages indexed by SQLite (WAL) in <data>/decisions.db, with
+ * PostgreSQL as rows of tables every replica shares. Workers hand decisions over in memory; one
+ * writer thread stores whatever has queued up, in id order, in a single transaction (group
+ * commit), so the event loops never wait on the disk or the database. Decisions may end up as
  * evidence: no verdict is sent before its decision is safe from a crash of the process (async
- * mode: written to the worker's journal, <data>/decisions.journal.*) or from a power cut (sync
- * mode: in a committed, fsync'd transaction). A write that fails (a full disk) stalls the log:
- * it refuses new decisions and retries by itself until the write succeeds.
+ * mode: written to the worker's journal, <data>/decisions.journal.*, whatever the backend) or
+ * from a power cut (sync mode: in a committed, durable transaction). A write that fails (a full
+ * disk, a database gone away) stalls the log: it refuses new decisions and retries by itself
+ * until the write succeeds.
  */
 
 enum epcs_audit_mode {
@@ -61,14 +63,19 @@ struct epcs_decision_stage {
 };
 
 /**
- * Opens (creating) <data_dir>/decisions.db and decisions.pages, records this run, queues the
- * entries of journals left by an earlier run that the index lacks (a crash kept them from
- * it) and starts the writer. At most `queue_limit` decisions wait in memory. NULL with `err`
- * filled when the files cannot be opened or do not agree. This is the SQLite backend
- * (store.h's epcs_decision_log_sqlite); every function below calls through the handle's ops.
+ * Opens the log: with `store_uri` NULL, (creating) <data_dir>/decisions.db and decisions.pages
+ * (store.h's epcs_decision_log_sqlite); otherwise the tables at that PostgreSQL URI
+ * (epcs_decision_log_postgresql), creating them, with <data_dir> still holding the workers'
+ * journals (async mode) and a lock that keeps a second epcsd off them. It records this run
+ * (on PostgreSQL a run number unique across replicas, so ids never collide), queues the
+ * entries of journals left by an earlier run that the store lacks (a crash kept them from it)
+ * and starts the writer. At most `queue_limit` decisions wait in memory. NULL with `err` filled
+ * when the store cannot be opened or its files do not agree. Every function below calls
+ * through the handle's ops.
  */
-struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
-                                                 size_t queue_limit, char *err, size_t err_size);
+struct epcs_decision_log *epcs_decision_log_open(const char *store_uri, const char *data_dir,
+                                                 enum epcs_audit_mode mode, size_t queue_limit,
+                                                 char *err, size_t err_size);
 /** Commits what is queued, stops the writer and closes the database. Accepts NULL. */
 void epcs_decision_log_close(struct epcs_decision_log *log);
 

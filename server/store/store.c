@@ -13,10 +13,14 @@ void epcs_store_set_timeout(int ms)
 
 /* ---- the decision log ----------------------------------------------------------------------- */
 
-struct epcs_decision_log *epcs_decision_log_open(const char *data_dir, enum epcs_audit_mode mode,
-                                                 size_t queue_limit, char *err, size_t err_size)
+struct epcs_decision_log *epcs_decision_log_open(const char *store_uri, const char *data_dir,
+                                                 enum epcs_audit_mode mode, size_t queue_limit,
+                                                 char *err, size_t err_size)
 {
-    return epcs_decision_log_sqlite.open(data_dir, mode, queue_limit, err, err_size);
+    if (store_uri != NULL)
+        return epcs_decision_log_postgresql.open(store_uri, data_dir, mode, queue_limit, err,
+                                                 err_size);
+    return epcs_decision_log_sqlite.open(data_dir, data_dir, mode, queue_limit, err, err_size);
 }
 
 void epcs_decision_log_close(struct epcs_decision_log *log)

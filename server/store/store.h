@@ -14,7 +14,8 @@
  * The stores as interfaces. Each store is a table of operations (an ops struct) that a backend
  * fills; a handle begins with the ops of the backend that made it, and the epcs_decision_log_*,
  * epcs_cases_* and epcs_rule_store_* functions callers use call through it. Today's backends are
- * SQLite with page and journal files, and plain files for the rule store; another backend is one
+ * SQLite with page and journal files, and plain files for the rule store,
+ * and PostgreSQL for the decision log and the rule store; another backend is one
  * more table behind the same calls, and the store tests run against every table.
  *
  * No operation names a backend's types: readers are opaque handles, errors are 0/-1 (1 for "not
@@ -29,9 +30,14 @@
 struct epcs_decision_log_ops {
     /** Names the backend in messages and in the store tests ("sqlite"). */
     const char *name;
-    /** `data_dir` holds the backend's files and the workers' journals. NULL with `err`. */
-    struct epcs_decision_log *(*open)(const char *data_dir, enum epcs_audit_mode mode,
-                                      size_t queue_limit, char *err, size_t err_size);
+    /**
+     * `where` is the backend's place: the data directory for SQLite (which keeps its files
+     * there), a connection string for PostgreSQL; `data_dir` holds the workers' journals.
+     * NULL with `err`.
+     */
+    struct epcs_decision_log *(*open)(const char *where, const char *data_dir,
+                                      enum epcs_audit_mode mode, size_t queue_limit, char *err,
+                                      size_t err_size);
     /** Never given NULL (the wrapper takes care of it). */
     void (*close)(struct epcs_decision_log *log);
     enum epcs_audit_mode (*mode)(const struct epcs_decision_log *log);
@@ -58,10 +64,10 @@ struct epcs_decision_log_ops {
     void (*on_commit)(struct epcs_decision_log *log, void (*fn)(void *ctx), void *ctx);
     void (*stats)(struct epcs_decision_log *log, struct epcs_decision_log_stats *stats);
     /**
-     * A reader of the caller's own on what the log at `data_dir` holds, with or without an
-     * open log (the store tests read what a closed log left). NULL with `err` filled.
+     * A reader of the caller's own on what the log at `where` (as for open) holds, with or
+     * without an open log (the store tests read what a closed log left). NULL with `err`.
      */
-    struct epcs_decision_reader *(*reader_open)(const char *data_dir, char *err, size_t err_size);
+    struct epcs_decision_reader *(*reader_open)(const char *where, char *err, size_t err_size);
     /** Closes a reader from reader_open. Accepts NULL. */
     void (*reader_close)(struct epcs_decision_reader *reader);
     struct epcs_decision_reader *(*reader_acquire)(struct epcs_decision_log *log, char *err,
@@ -169,8 +175,10 @@ struct epcs_rule_store {
  */
 void epcs_store_set_timeout(int ms);
 
-/** The decision log in SQLite (<data>/decisions.db) and page files (decision_log.c). */
+/** The decision log in SQLite (<data>/decisions.db) and page files (sqlite/decision_log.c). */
 extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
+/** The decision log in PostgreSQL tables, shared by every replica (postgresql/decision_log.c). */
+extern const struct epcs_decision_log_ops epcs_decision_log_postgresql;
 /** The case store in SQLite (<data>/cases.db) (cases.c). */
 extern const struct epcs_cases_ops epcs_cases_sqlite;
 /** The rule store in files under <data>/rulesets (files/rule_store.c). */

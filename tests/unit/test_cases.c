@@ -436,7 +436,7 @@ static void test_flow(void)
 {
     char err[256], detail[64];
     struct epcs_decision_log *log =
-        backend->log->open(scratch, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
+        backend->log->open(scratch, scratch, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
     EXPECT(log != NULL);
     struct epcs_cases *cases = backend->cases->open(scratch, log, err, sizeof(err));
     EXPECT(cases != NULL);
@@ -679,7 +679,7 @@ static void test_refused_event_stores_nothing(void)
     char err[256];
     /* A log that holds nothing refuses every event. */
     struct epcs_decision_log *log =
-        backend->log->open(scratch, EPCS_AUDIT_ASYNC, 0, err, sizeof(err));
+        backend->log->open(scratch, scratch, EPCS_AUDIT_ASYNC, 0, err, sizeof(err));
     EXPECT(log != NULL);
     struct epcs_cases *cases = backend->cases->open(scratch, log, err, sizeof(err));
     struct epcs_buf verdict = {0}, out = {0};
@@ -819,7 +819,7 @@ static void test_rolled_back_step_leaves_no_event(void)
     char err[256];
     const char *dir = fresh_dir("rollback");
     struct epcs_decision_log *log =
-        backend->log->open(dir, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
+        backend->log->open(dir, dir, EPCS_AUDIT_SYNC, 1000, err, sizeof(err));
     struct epcs_cases *cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
     char path[512];
@@ -906,7 +906,7 @@ static void test_outbox_survives_a_stop(void)
     msgpack_zone_init(&zone, 4096);
     struct epcs_buf out = {0};
     struct epcs_decision_log *log =
-        backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+        backend->log->open(dir, dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
     struct epcs_cases *cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
     EXPECT_INT(file(cases, "naver", "prohibited", 1, t0(), &out), 1);
@@ -930,7 +930,7 @@ static void test_outbox_survives_a_stop(void)
              "(%lld, 1, 2, 'naver', 'na22', 'request_answered', 1)",
              filed, sent + 5);
     sql(dir, statement);
-    log = backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    log = backend->log->open(dir, dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
     cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
     /* Handed over and committed before the store opened: the outbox is empty again. */
@@ -957,7 +957,7 @@ static void test_outbox_survives_a_stop(void)
     backend->log->reader_close(decisions);
 
     /* Opened again, nothing is logged twice. */
-    log = backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+    log = backend->log->open(dir, dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
     cases = backend->cases->open(dir, log, err, sizeof(err));
     epcs_cases_close(cases);
     epcs_decision_log_close(log);
@@ -1010,7 +1010,7 @@ static void test_held_until_confirmed(void)
     char err[256], detail[64];
     const char *dir = fresh_dir("held");
     struct epcs_decision_log *log =
-        backend->log->open(dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
+        backend->log->open(dir, dir, EPCS_AUDIT_ASYNC, 1000, err, sizeof(err));
     struct epcs_cases *cases = backend->cases->open(dir, log, err, sizeof(err));
     EXPECT(cases != NULL);
     struct epcs_cases_reader *db = backend->cases->reader_open(dir, err, sizeof(err));

@@ -8,7 +8,7 @@
  * Journal segments: append-only files of records, each written with one write(2) and framed
  * by its length and a checksum, so that a record cut short by a crash is recognised and
  * ignored with everything after it. The decision log's workers write the decisions of a loop
- * turn here before their answers go out (decision_log.c says what a record holds).
+ * turn here before their answers go out (decision_pages.h says what a record holds).
  */
 
 /** Journal segments are named EPCS_JOURNAL_PREFIX + anything, in the data directory. */
