@@ -258,9 +258,16 @@ static const char *log_readiness(struct epcs_decision_log *log, size_t *queued, 
         return "failed";
     }
     if (stats.stalled) {
-        snprintf(reason, reason_size,
-                 "the decision log cannot write %s; it tries again every %d ms", stats.reason,
-                 EPCS_DECISION_LOG_RETRY_MS);
+        /* PostgreSQL's retries back off, a disk's come at a steady pace. */
+        if (strncmp(stats.reason, "PostgreSQL", 10) == 0)
+            snprintf(reason, reason_size,
+                     "the decision log cannot write: %s; it tries again, backing off to every "
+                     "2 s",
+                     stats.reason);
+        else
+            snprintf(reason, reason_size,
+                     "the decision log cannot write %s; it tries again every %d ms", stats.reason,
+                     EPCS_DECISION_LOG_RETRY_MS);
         return "stalled";
     }
     if (stats.queued >= stats.queue_limit) {
