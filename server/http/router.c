@@ -7,6 +7,8 @@
 #include "http.h"
 
 #define ALLOW_MAX 64
+/* Path lengths the router keeps a first row for (see first_fit); longer paths scan them all. */
+#define FIT_LENGTHS 64
 
 /* A distinct pattern of the registered rows, split where its `{name}` is, with what its rows
  * have in common. */
@@ -40,6 +42,13 @@ struct epcs_router {
     struct route_entry *entries;
     struct route_entry *matched;
     size_t entry_count;
+    /* For a path of length L < FIT_LENGTHS, the first row of `matched` whose pattern has at
+     * most L literal bytes: the rows before it are all longer than the path, and a pattern
+     * never takes a path shorter than its literal text. The most specific rows are the long
+     * ones, so without this a short path (a check's /v1/check) was compared with nearly every
+     * row before reaching its own: some 680 instructions a check under callgrind, 4 % of the
+     * lean check path. */
+    size_t first_fit[FIT_LENGTHS];
     const char *labels[EPCS_ROUTE_SLOTS];
     unsigned label_count;
 };
@@ -214,6 +223,22 @@ static void build_match_order(struct epcs_router *router)
     }
 }
 
+/* Fills first_fit. `matched` is in order of specificity, so its patterns' literal lengths
+ * never grow along it and one pass finds every length's first row. */
+static void build_first_fit(struct epcs_router *router)
+{
+    size_t i = 0;
+    for (size_t len = FIT_LENGTHS; len-- > 0;) {
+        while (i < router->entry_count) {
+            const struct route_pattern *pattern = &router->patterns[router->matched[i].pattern];
+            if (pattern->head_len + pattern->tail_len <= len)
+                break;
+            i++;
+        }
+        router->first_fit[len] = i;
+    }
+}
+
 int epcs_router_add(struct epcs_router *router, const struct epcs_route_group *group, char *err,
                     size_t err_size)
 {
@@ -249,6 +274,7 @@ int epcs_router_add(struct epcs_router *router, const struct epcs_route_group *g
     }
     build_allow(router);
     build_match_order(router);
+    build_first_fit(router);
     return 0;
 }
 
@@ -284,8 +310,9 @@ void epcs_router_match(const struct epcs_router *router, h2o_iovec_t method, h2o
     *out = (struct epcs_route_result){
         .param = h2o_iovec_init("", 0), .role = EPCS_ROLE_NONE, .slot = router->label_count};
     /* Most specific first: the first pattern that takes the path wins, and the scan ends with
-     * its rows. Patterns are compared length first, so the others cost a compare or two. */
-    for (size_t i = 0; i < router->entry_count; i++) {
+     * its rows. It starts at the first row short enough to take the path. */
+    size_t first = path.len < FIT_LENGTHS ? router->first_fit[path.len] : 0;
+    for (size_t i = first; i < router->entry_count; i++) {
         const struct route_entry *entry = &router->matched[i];
         if (best != NULL && entry->pattern != best_index)
             break;

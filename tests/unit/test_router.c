@@ -164,6 +164,57 @@ static void test_most_specific_wins(void)
     epcs_router_destroy(router);
 }
 
+/*
+ * Paths around and beyond the 64 bytes the router keeps a first row for: the scan starts later
+ * for a short path, never past a row that could take it.
+ */
+static void test_long_paths(void)
+{
+    static char exact63[64], exact64[65], exact70[71], tail[80], path[96];
+    memset(exact63, 'a', 63);
+    memcpy(exact63, "/v1/long/", 9);
+    memset(exact64, 'b', 64);
+    memcpy(exact64, "/v1/long/", 9);
+    memset(exact70, 'c', 70);
+    memcpy(exact70, "/v1/long/", 9);
+    /* "/v1/long/{id}/" and 61 more bytes: 71 literal bytes. */
+    memset(tail, 'd', 75);
+    memcpy(tail, "/v1/long/{id}/", 14);
+    static const struct epcs_route_row rows[] = {
+        {"GET", "/v1/long/", EPCS_MATCH_PREFIX, EPCS_ROLE_PARTNER, "long", answer_list},
+        {"GET", exact63, EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "exact63", answer_item},
+        {"GET", exact64, EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "exact64", answer_item},
+        {"GET", exact70, EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "exact70", answer_item},
+        {"GET", tail, EPCS_MATCH_EXACT, EPCS_ROLE_PARTNER, "tail", answer_review},
+    };
+    const struct epcs_route_group group = {rows, sizeof(rows) / sizeof(rows[0])};
+    struct epcs_router *router = sample_router();
+    char err[256] = "";
+    EXPECT_INT(epcs_router_add(router, &group, err, sizeof(err)), 0);
+    EXPECT(match(router, "GET", exact63).row == &rows[1]);
+    EXPECT(match(router, "GET", exact64).row == &rows[2]);
+    EXPECT(match(router, "GET", exact70).row == &rows[3]);
+    /* One byte more or less than an exact pattern: the prefix takes it. */
+    const char *around[] = {exact63, exact64};
+    for (size_t i = 0; i < 2; i++) {
+        int len = (int)strlen(around[i]);
+        snprintf(path, sizeof(path), "%.*s", len - 1, around[i]);
+        EXPECT(match(router, "GET", path).row == &rows[0]);
+        snprintf(path, sizeof(path), "%sx", around[i]);
+        EXPECT(match(router, "GET", path).row == &rows[0]);
+    }
+    /* A segment and the long tail: 73 bytes in all. */
+    snprintf(path, sizeof(path), "/v1/long/42%s", tail + 13);
+    struct epcs_route_result got = match(router, "GET", path);
+    EXPECT(got.row == &rows[4]);
+    EXPECT(param_is(&got, "42"));
+    /* The short paths of the first groups still find their rows. */
+    EXPECT(match(router, "POST", "/v1/items").row == &item_rows[1]);
+    EXPECT(match(router, "GET", "/v1/items/42").row == &item_rows[2]);
+    EXPECT(match(router, "GET", "/v1/items/42/x").row == &item_rows[4]);
+    epcs_router_destroy(router);
+}
+
 static void test_labels_take_slots_in_order(void)
 {
     struct epcs_router *router = sample_router();
@@ -303,6 +354,7 @@ int main(void)
     test_methods_and_allow();
     test_unknown_paths();
     test_most_specific_wins();
+    test_long_paths();
     test_labels_take_slots_in_order();
     test_conflicts_are_refused();
     test_labels_are_bounded();
