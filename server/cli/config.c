@@ -135,7 +135,7 @@ static const struct config_option options[] = {
      .initial_text = "sqlite",
      .arg = "sqlite|URI",
      .help = "where shared state lives: sqlite (under --data, the\n"
-             "default) or a postgresql:// URI (rulesets so far)"},
+             "default) or a postgresql:// URI (rulesets and keys so far)"},
     /* set_defaults puts the number of cores in place of 1, when it is known. */
     {.name = "threads",
      .kind = OPTION_INT,
