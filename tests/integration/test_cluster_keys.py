@@ -31,9 +31,10 @@ from test_cluster_rules import fresh_schema  # noqa: E402
 # A revocation's way to the other replica: the announcement (or, lost, the next poll) and a
 # reload of the keys. The promise is a second, whatever the build.
 REVOCATION_LIMIT_S = 1.0
-# The key's rate in the sharing tests, and how hard each replica is pushed: four times that.
+# The key's rate in the sharing tests, and how hard each replica is pushed: twice that, four
+# times for the two together.
 SHARED_RATE = 100
-PUSH_RPS_PER_CLIENT = 200
+PUSH_RPS_PER_CLIENT = 100
 PUSH_CLIENTS = 2
 WARM_UP_S = 3
 MEASURE_S = 4
