@@ -135,8 +135,8 @@ static const struct config_option options[] = {
      .initial_text = "sqlite",
      .arg = "sqlite|URI",
      .help = "where shared state lives: sqlite (under --data, the\n"
-             "default) or a postgresql:// URI (rulesets and the\n"
-             "decision log so far)"},
+             "default) or a postgresql:// URI (rulesets, the\n"
+             "decision log and keys so far)"},
     {.name = "store-timeout",
      .kind = OPTION_INT,
      .offset = FIELD(store_timeout_ms),

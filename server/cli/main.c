@@ -7,7 +7,8 @@
 #include <sys/stat.h>
 
 #include "impact.h"
-#include "keys.h"
+#include "key_store.h"
+#include "keys_command.h"
 #include "log.h"
 #include "rule_store.h"
 #include "store.h"
@@ -268,6 +269,32 @@ static int restore_rules(const struct epcs_config *config)
     return status;
 }
 
+/* The keys file (--keys, default <data>/keys), or the --store URI's tables; none for --no-auth. */
+static int open_key_store(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    const char *uri = epcs_config_store_uri(config);
+    char path[4096], err[512];
+    if (config->no_auth)
+        return 0;
+    if (uri != NULL && config->keys_file != NULL) {
+        epcs_log(EPCS_LOG_ERROR, "keys",
+                 "--keys %s names a keys file, but with --store postgresql://... the keys are "
+                 "in PostgreSQL (epcsd keys ... --store URI): drop --keys",
+                 config->keys_file);
+        return -1;
+    }
+    if (config->keys_file != NULL)
+        snprintf(path, sizeof(path), "%s", config->keys_file);
+    else
+        snprintf(path, sizeof(path), "%s/keys", config->data_dir);
+    if ((server->key_store = epcs_key_store_open(uri, path, err, sizeof(err))) == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct epcs_server server;
@@ -326,6 +353,8 @@ int main(int argc, char **argv)
         epcs_log(EPCS_LOG_ERROR, "epcsd", "%s", err);
         goto done;
     }
+    if (open_key_store(&server) != 0)
+        goto done;
     struct epcs_ruleset *ruleset = start_ruleset(&server);
     if (ruleset == NULL)
         goto done;
@@ -338,6 +367,7 @@ int main(int argc, char **argv)
     pthread_mutex_destroy(&server.keyring_lock);
     pthread_mutex_destroy(&server.rules_state_lock);
 done:
+    epcs_key_store_close(server.key_store);
     epcs_rule_store_close(server.rule_store);
     epcs_plugins_destroy(server.plugins);
     epcs_config_dispose(&server.config);

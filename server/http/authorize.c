@@ -58,6 +58,14 @@ static double key_rate(const struct epcs_worker *worker)
     return worker->key->rate > 0 ? worker->key->rate : worker->server->config.rate_limit;
 }
 
+/* The key's share here: all of it while the replicas tell each other what they took (each
+ * bucket is then charged the others' takings), a live replica's part while they cannot. */
+static double local_rate(const struct epcs_worker *worker, double rate)
+{
+    unsigned divisor = atomic_load_explicit(&worker->server->rate_divisor, memory_order_relaxed);
+    return divisor > 1 ? rate / divisor : rate;
+}
+
 int epcs_rate_charge(h2o_req_t *req, double cost)
 {
     struct epcs_worker *worker = epcs_worker_of(req);
@@ -65,7 +73,7 @@ int epcs_rate_charge(h2o_req_t *req, double cost)
     if (worker->key == NULL || cost <= 0 || (rate = key_rate(worker)) <= 0)
         return 0;
     /* The router took one for the request already. */
-    unsigned wait = epcs_rate_take(&worker->key->bucket, rate, cost, 1);
+    unsigned wait = epcs_rate_take(&worker->key->bucket, local_rate(worker, rate), cost, 1);
     if (wait == 0)
         return 0;
     too_many_requests(req, wait, rate);
@@ -134,7 +142,7 @@ int epcs_authorize(h2o_req_t *req, struct epcs_worker *worker, enum epcs_role ne
                                   epcs_role_name(needed)),
                -1;
     double rate = key_rate(worker);
-    unsigned wait = rate > 0 ? epcs_rate_take(&key->bucket, rate, 1, 0) : 0;
+    unsigned wait = rate > 0 ? epcs_rate_take(&key->bucket, local_rate(worker, rate), 1, 0) : 0;
     if (wait != 0)
         return too_many_requests(req, wait, rate), -1;
     return 0;

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "conn_guard.h"
 #include "decision_log.h"
+#include "key_store.h"
 #include "keys.h"
 #include "plugin_loader.h"
 #include "router.h"
@@ -25,6 +26,7 @@
 #include "ruleset.h"
 
 struct epcs_worker;
+struct epcs_rate_share;
 
 #define EPCS_LATENCY_BUCKETS 12
 /** Status codes epcsd answers with, in the order of the metrics' status slots. */
@@ -66,10 +68,19 @@ struct epcs_server {
     int worker_count;
     /** The route groups' rows, registered before the workers start (epcs_server_run). */
     struct epcs_router *router;
-    /** API keys, swapped like the ruleset when the keys file changes; NULL with --no-auth. */
+    /** API keys, swapped like the ruleset when the key store changes; NULL with --no-auth. */
     _Atomic(struct epcs_keyring *) keyring;
     pthread_mutex_t keyring_lock;
-    char keys_path[4096];
+    /** Where the keys are kept (key_store.h): the keys file, or PostgreSQL; opened and closed
+     * by main() around the server's run, NULL with --no-auth. */
+    struct epcs_key_store *key_store;
+    /**
+     * What every key's rate is divided by here: 1 while the replicas share their usage through
+     * the key store (or there is nobody to share with), the number of live replicas last seen
+     * while they cannot (rate_share.c).
+     */
+    _Atomic unsigned rate_divisor;
+    struct epcs_rate_share *rate_share;
     /** NULL with --audit off. */
     struct epcs_decision_log *decisions;
     /** Reports and the requests they caused (cases.h); epcsd does not start without it. */
@@ -287,8 +298,33 @@ int epcs_read_body(h2o_req_t *req, size_t limit, msgpack_object *body, int *is_m
  * returns -1.
  */
 int epcs_rate_charge(h2o_req_t *req, double cost);
-/** Reads the keys file again if it changed (or `force`) and publishes it. Any thread. */
+/**
+ * Reads the keys again if the key store says they changed (or `force`) and publishes them.
+ * Any thread but an event loop's: the read may wait on a file or the database.
+ */
 int epcs_server_reload_keys(struct epcs_server *server, int force);
+
+/**
+ * Publishes the keys of `server->key_store` and starts following it; with PostgreSQL, joins
+ * the replicas and starts sharing rate usage with them. 0, or -1 (logged). Before the workers
+ * start.
+ */
+int epcs_server_open_keys(struct epcs_server *server);
+
+/** Stops what epcs_server_open_keys started. After the workers stop; accepts --no-auth. */
+void epcs_server_close_keys(struct epcs_server *server);
+
+/**
+ * Starts the thread that shares the keys' rate usage with the other replicas every
+ * EPCS_RATE_SHARE_MS (rate_share.c), when the key store shares usage; joins the replicas
+ * first. 0, or -1 (logged).
+ */
+int epcs_rate_share_start(struct epcs_server *server);
+
+/** Stops the sharing thread and marks this replica stopped. Accepts a server without one. */
+void epcs_rate_share_stop(struct epcs_server *server);
+
+#define EPCS_RATE_SHARE_MS 100
 /** Counts a verdict for /metrics: `area_index` -1 when every matching area answered. */
 void epcs_metrics_count_verdict(struct epcs_worker *worker, int area_index,
                                 enum epcs_verdict_kind verdict);

@@ -390,7 +390,21 @@ void epcs_server_cb_rules_activated(void *ctx)
     pthread_mutex_unlock(&reload_lock);
 }
 
+/* ---- keys -------------------------------------------------------------------------------- */
+
 static pthread_mutex_t keys_reload_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The key store's keys as a keyring, or NULL with `err`. */
+static struct epcs_keyring *load_keyring(struct epcs_server *server, char *err, size_t err_size)
+{
+    struct epcs_key_record *records;
+    size_t count;
+    if (epcs_key_store_load(server->key_store, &records, &count, err, err_size) != 0)
+        return NULL;
+    struct epcs_keyring *keyring = epcs_keyring_create(records, count, err, err_size);
+    free(records);
+    return keyring;
+}
 
 int epcs_server_reload_keys(struct epcs_server *server, int force)
 {
@@ -399,12 +413,11 @@ int epcs_server_reload_keys(struct epcs_server *server, int force)
     pthread_mutex_lock(&keys_reload_lock);
     struct epcs_keyring *current = atomic_load(&server->keyring);
     int rc = 0;
-    if (force || epcs_keyring_stale(current, server->keys_path)) {
+    if (force || epcs_key_store_stale(server->key_store)) {
         char err[512];
-        struct epcs_keyring *fresh = epcs_keyring_load(server->keys_path, err, sizeof(err));
+        struct epcs_keyring *fresh = load_keyring(server, err, sizeof(err));
         if (fresh == NULL) {
-            epcs_log(EPCS_LOG_ERROR, "keys", "keys file not reloaded, the previous keys stay: %s",
-                     err);
+            epcs_log(EPCS_LOG_ERROR, "keys", "keys not reloaded, the previous keys stay: %s", err);
             rc = -1;
         } else {
             epcs_keyring_inherit_buckets(fresh, current);
@@ -413,11 +426,48 @@ int epcs_server_reload_keys(struct epcs_server *server, int force)
             pthread_mutex_unlock(&server->keyring_lock);
             epcs_keyring_release(current);
             epcs_log(EPCS_LOG_INFO, "keys", "%zu API key(s) from %s", fresh->count,
-                     server->keys_path);
+                     epcs_key_store_where(server->key_store));
         }
     }
     pthread_mutex_unlock(&keys_reload_lock);
     return rc;
+}
+
+/* On the key store's thread: another replica (or `epcsd keys`) changed the keys. */
+static void cb_keys_changed(void *ctx)
+{
+    epcs_server_reload_keys(ctx, 0);
+}
+
+int epcs_server_open_keys(struct epcs_server *server)
+{
+    char err[512];
+    atomic_init(&server->rate_divisor, 1);
+    struct epcs_keyring *keyring = load_keyring(server, err, sizeof(err));
+    if (keyring == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "%s", err);
+        return -1;
+    }
+    atomic_store(&server->keyring, keyring);
+    epcs_log(keyring->count > 0 ? EPCS_LOG_INFO : EPCS_LOG_WARN, "keys", "%zu API key(s) from %s%s",
+             keyring->count, epcs_key_store_where(server->key_store),
+             keyring->count > 0 ? ""
+                                : ": every request but /healthz and /readyz gets 401 "
+                                  "until `epcsd keys create` adds one");
+    if (epcs_key_store_follow(server->key_store, cb_keys_changed, server) != 0) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "cannot follow the changes of the keys in %s",
+                 epcs_key_store_where(server->key_store));
+        return -1;
+    }
+    return epcs_rate_share_start(server);
+}
+
+void epcs_server_close_keys(struct epcs_server *server)
+{
+    if (server->key_store == NULL)
+        return;
+    epcs_rate_share_stop(server);
+    epcs_key_store_unfollow(server->key_store);
 }
 
 void epcs_server_cb_rules_changed(void *ctx)

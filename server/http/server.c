@@ -460,7 +460,8 @@ static void dispose_worker(struct epcs_worker *worker)
 
 static int wait_for_stop_signal(struct epcs_server *server, const sigset_t *signals)
 {
-    /* Once a second the keys file is looked at, so `epcsd keys revoke` takes effect by itself. */
+    /* Once a second the key store is asked whether the keys changed, so `epcsd keys revoke`
+     * takes effect by itself. */
     const struct timespec key_poll = {.tv_sec = 1};
     for (;;) {
         int sig = sigtimedwait(signals, NULL, &key_poll);
@@ -515,28 +516,6 @@ void epcs_server_hold_signals(sigset_t *signals)
     signal(SIGXFSZ, SIG_IGN);
 }
 
-static int load_keyring(struct epcs_server *server)
-{
-    const struct epcs_config *config = &server->config;
-    char err[512];
-    if (config->keys_file != NULL)
-        snprintf(server->keys_path, sizeof(server->keys_path), "%s", config->keys_file);
-    else
-        snprintf(server->keys_path, sizeof(server->keys_path), "%s/keys", config->data_dir);
-    struct epcs_keyring *keyring = epcs_keyring_load(server->keys_path, err, sizeof(err));
-    if (keyring == NULL) {
-        epcs_log(EPCS_LOG_ERROR, "keys", "%s", err);
-        return -1;
-    }
-    atomic_store(&server->keyring, keyring);
-    epcs_log(keyring->count > 0 ? EPCS_LOG_INFO : EPCS_LOG_WARN, "keys", "%zu API key(s) from %s%s",
-             keyring->count, server->keys_path,
-             keyring->count > 0 ? ""
-                                : ": every request but /healthz and /readyz gets 401 "
-                                  "until `epcsd keys create` adds one");
-    return 0;
-}
-
 static int open_decision_log(struct epcs_server *server)
 {
     const struct epcs_config *config = &server->config;
@@ -583,7 +562,7 @@ static int open_shared(struct epcs_server *server)
         return -1;
     if (open_listeners(server) != 0)
         return -1;
-    if (!config->no_auth && load_keyring(server) != 0)
+    if (!config->no_auth && epcs_server_open_keys(server) != 0)
         return -1;
     if (config->audit != EPCS_AUDIT_OFF && open_decision_log(server) != 0)
         return -1;
@@ -685,6 +664,8 @@ static void close_shared(struct epcs_server *server)
     /* After the workers: answers held for a commit have all been released by now. */
     epcs_decision_log_close(server->decisions);
     server->decisions = NULL;
+    /* Its threads share the keyring's buckets: stopped before the keyring goes. */
+    epcs_server_close_keys(server);
     epcs_keyring_release(atomic_load(&server->keyring));
     epcs_router_destroy(server->router);
     server->router = NULL;

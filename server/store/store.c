@@ -4,6 +4,8 @@
  */
 #include "store.h"
 
+#include <stdio.h>
+
 #include "pg_store.h"
 
 void epcs_store_set_timeout(int ms)
@@ -318,4 +320,110 @@ int epcs_rule_store_blob(struct epcs_rule_store *store, const char *sha256, stru
 int epcs_rule_store_list(struct epcs_rule_store *store, struct epcs_buf *out)
 {
     return store->ops->list(store, out);
+}
+
+/* ---- the key store -------------------------------------------------------------------------- */
+
+struct epcs_key_store *epcs_key_store_open(const char *store_uri, const char *keys_path, char *err,
+                                           size_t err_size)
+{
+    if (store_uri != NULL)
+        return epcs_key_store_postgresql.open(store_uri, err, err_size);
+    return epcs_key_store_file.open(keys_path, err, err_size);
+}
+
+void epcs_key_store_close(struct epcs_key_store *store)
+{
+    if (store != NULL)
+        store->ops->close(store);
+}
+
+const char *epcs_key_store_where(const struct epcs_key_store *store)
+{
+    return store->ops->where(store);
+}
+
+int epcs_key_store_load(struct epcs_key_store *store, struct epcs_key_record **records,
+                        size_t *count, char *err, size_t err_size)
+{
+    return store->ops->load(store, records, count, err, err_size);
+}
+
+int epcs_key_store_create(struct epcs_key_store *store, const char *partner, enum epcs_role role,
+                          double rate, char token[EPCS_KEY_TOKEN_LEN + 1],
+                          struct epcs_key_record *record, char *err, size_t err_size)
+{
+    return store->ops->create(store, partner, role, rate, token, record, err, err_size);
+}
+
+int epcs_key_store_revoke(struct epcs_key_store *store, const char *id, char *err, size_t err_size)
+{
+    /* Nothing else can name a key: the backends need not look further. */
+    if (!epcs_key_id_valid(id))
+        return 1;
+    return store->ops->revoke(store, id, err, err_size);
+}
+
+int epcs_key_store_stale(struct epcs_key_store *store)
+{
+    return store->ops->stale(store);
+}
+
+int epcs_key_store_follow(struct epcs_key_store *store, void (*changed)(void *ctx), void *ctx)
+{
+    return store->ops->follow != NULL ? store->ops->follow(store, changed, ctx) : 0;
+}
+
+void epcs_key_store_unfollow(struct epcs_key_store *store)
+{
+    if (store != NULL && store->ops->unfollow != NULL)
+        store->ops->unfollow(store);
+}
+
+int epcs_key_store_shares_usage(const struct epcs_key_store *store)
+{
+    return store->ops->exchange_usage != NULL;
+}
+
+static int no_sharing(const struct epcs_key_store *store, char *err, size_t err_size)
+{
+    snprintf(err, err_size, "the %s key store shares no rate usage", store->ops->name);
+    return -1;
+}
+
+int epcs_key_store_join(struct epcs_key_store *store, const char *audit, uint64_t *run, char *err,
+                        size_t err_size)
+{
+    if (store->ops->join == NULL)
+        return no_sharing(store, err, err_size);
+    return store->ops->join(store, audit, run, err, err_size);
+}
+
+int epcs_key_store_exchange_usage(struct epcs_key_store *store, const char *const *ids,
+                                  const double *used, size_t count, double *totals, char *err,
+                                  size_t err_size)
+{
+    if (store->ops->exchange_usage == NULL)
+        return no_sharing(store, err, err_size);
+    if (count > EPCS_KEY_EXCHANGE_MAX) {
+        snprintf(err, err_size, "%zu keys in one exchange, at most %d", count,
+                 EPCS_KEY_EXCHANGE_MAX);
+        return -1;
+    }
+    return count == 0 ? 0
+                      : store->ops->exchange_usage(store, ids, used, count, totals, err, err_size);
+}
+
+int epcs_key_store_heartbeat(struct epcs_key_store *store, unsigned *live, char *err,
+                             size_t err_size)
+{
+    if (store->ops->heartbeat == NULL)
+        return no_sharing(store, err, err_size);
+    return store->ops->heartbeat(store, live, err, err_size);
+}
+
+void epcs_key_store_leave(struct epcs_key_store *store)
+{
+    if (store != NULL && store->ops->leave != NULL)
+        store->ops->leave(store);
 }

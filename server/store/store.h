@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "cases.h"
 #include "decision_log.h"
+#include "key_store.h"
 #include "rule_store.h"
 
 /*
@@ -170,6 +171,42 @@ struct epcs_rule_store {
 };
 
 /**
+ * The key store's operations (see key_store.h for each). A backend that shares no usage (the
+ * keys file) leaves join, exchange_usage, heartbeat and leave NULL; one with nothing to follow
+ * leaves follow and unfollow NULL.
+ */
+struct epcs_key_store_ops {
+    /** Names the backend in messages and in the store tests ("file"). */
+    const char *name;
+    /** `where` is the keys file's path, or a connection string for PostgreSQL. */
+    struct epcs_key_store *(*open)(const char *where, char *err, size_t err_size);
+    /** Never given NULL (the wrapper takes care of it). */
+    void (*close)(struct epcs_key_store *store);
+    const char *(*where)(const struct epcs_key_store *store);
+    int (*load)(struct epcs_key_store *store, struct epcs_key_record **records, size_t *count,
+                char *err, size_t err_size);
+    /** Mints the key with epcs_key_mint and stores it, minting again while its id is taken. */
+    int (*create)(struct epcs_key_store *store, const char *partner, enum epcs_role role,
+                  double rate, char *token, struct epcs_key_record *record, char *err,
+                  size_t err_size);
+    int (*revoke)(struct epcs_key_store *store, const char *id, char *err, size_t err_size);
+    int (*stale)(struct epcs_key_store *store);
+    int (*follow)(struct epcs_key_store *store, void (*changed)(void *ctx), void *ctx);
+    void (*unfollow)(struct epcs_key_store *store);
+    int (*join)(struct epcs_key_store *store, const char *audit, uint64_t *run, char *err,
+                size_t err_size);
+    int (*exchange_usage)(struct epcs_key_store *store, const char *const *ids, const double *used,
+                          size_t count, double *totals, char *err, size_t err_size);
+    int (*heartbeat)(struct epcs_key_store *store, unsigned *live, char *err, size_t err_size);
+    void (*leave)(struct epcs_key_store *store);
+};
+
+/** What every key store handle begins with; the backend's state follows. */
+struct epcs_key_store {
+    const struct epcs_key_store_ops *ops;
+};
+
+/**
  * How long a connection attempt or one statement of a PostgreSQL backend may take before the
  * database counts as unreachable (--store-timeout); set once, before any store opens.
  */
@@ -185,5 +222,9 @@ extern const struct epcs_cases_ops epcs_cases_sqlite;
 extern const struct epcs_rule_store_ops epcs_rule_store_files;
 /** The rule store in PostgreSQL tables, shared by every replica (postgresql/rule_store.c). */
 extern const struct epcs_rule_store_ops epcs_rule_store_postgresql;
+/** The keys file, one line a key (files/key_store.c). */
+extern const struct epcs_key_store_ops epcs_key_store_file;
+/** The keys in PostgreSQL, and the replicas' shared rate usage (postgresql/key_store.c). */
+extern const struct epcs_key_store_ops epcs_key_store_postgresql;
 
 #endif

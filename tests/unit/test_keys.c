@@ -1,68 +1,51 @@
 #include <math.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "keys.h"
 #include "testing.h"
 
-static char scratch[] = "/tmp/epcs-test-keys-XXXXXX";
-static char path[256];
-
-static void write_file(const char *text)
+/* A record as a store would hold it, for `token`'s key. */
+static struct epcs_key_record record_for(const char *partner, enum epcs_role role, double rate,
+                                         char token[EPCS_KEY_TOKEN_LEN + 1])
 {
-    FILE *file = fopen(path, "w");
-    fputs(text, file);
-    fclose(file);
+    struct epcs_key_record record;
+    char err[256] = "";
+    if (epcs_key_mint(partner, role, rate, &record, token, err, sizeof(err)) != 0)
+        fprintf(stderr, "cannot mint a key: %s\n", err);
+    return record;
 }
 
-static struct epcs_keyring *load(char *err)
-{
-    return epcs_keyring_load(path, err, 512);
-}
-
-static void test_missing_file_is_empty(void)
+static void test_empty_keyring(void)
 {
     char err[512] = "";
-    struct epcs_keyring *keyring = load(err);
+    struct epcs_keyring *keyring = epcs_keyring_create(NULL, 0, err, sizeof(err));
     EXPECT(keyring != NULL);
-    EXPECT_INT(keyring->count, 0);
-    EXPECT_INT(keyring->file_exists, 0);
+    EXPECT_INT(keyring ? keyring->count : 1, 0);
+    EXPECT(keyring == NULL || epcs_keyring_verify(keyring, "", 0) == NULL);
     epcs_keyring_release(keyring);
 }
 
-static void test_create_verify_revoke(void)
+static void test_verify(void)
 {
     char token[EPCS_KEY_TOKEN_LEN + 1], second[EPCS_KEY_TOKEN_LEN + 1], err[512] = "";
-    struct epcs_key key, other;
-    EXPECT_INT(epcs_keys_file_add(path, "naver", EPCS_ROLE_PARTNER, 0, token, &key, err, 512), 0);
-    EXPECT_INT(epcs_keys_file_add(path, "nec-staff", EPCS_ROLE_STAFF, 25, second, &other, err, 512),
-               0);
+    struct epcs_key_record records[2] = {record_for("naver", EPCS_ROLE_PARTNER, 0, token),
+                                         record_for("nec-staff", EPCS_ROLE_STAFF, 25, second)};
     EXPECT_INT(strlen(token), EPCS_KEY_TOKEN_LEN);
     EXPECT(strncmp(token, "epcs_", 5) == 0);
-    EXPECT(strncmp(token + 5, key.id, EPCS_KEY_ID_LEN) == 0);
-    struct stat st;
-    EXPECT_INT(stat(path, &st), 0);
-    /* Only the owner may read who holds which hash. */
-    EXPECT_INT(st.st_mode & 0777, 0600);
-
-    /* The token itself is not in the file, only its hash. */
-    FILE *file = fopen(path, "r");
-    char text[2048] = "";
-    size_t got = fread(text, 1, sizeof(text) - 1, file);
-    text[got] = '\0';
-    fclose(file);
-    EXPECT(strstr(text, token + 5 + EPCS_KEY_ID_LEN + 1) == NULL);
-    EXPECT_CONTAINS(text, "naver partner");
-    EXPECT_CONTAINS(text, "nec-staff staff");
-
-    struct epcs_keyring *keyring = load(err);
+    EXPECT(strncmp(token + 5, records[0].id, EPCS_KEY_ID_LEN) == 0);
+    struct epcs_keyring *keyring = epcs_keyring_create(records, 2, err, sizeof(err));
     EXPECT(keyring != NULL);
+    if (keyring == NULL)
+        return;
     EXPECT_INT(keyring->count, 2);
+    /* Sorted by id whatever order the store gave. */
+    EXPECT(strcmp(keyring->keys[0].id, keyring->keys[1].id) < 0);
     struct epcs_key *found = epcs_keyring_verify(keyring, token, strlen(token));
     EXPECT(found != NULL);
     EXPECT_STR(found ? found->partner : NULL, "naver");
     EXPECT_INT(found ? found->role : 0, EPCS_ROLE_PARTNER);
+    EXPECT_STR(found ? found->created : NULL, records[0].created);
     found = epcs_keyring_verify(keyring, second, strlen(second));
     EXPECT_STR(found ? found->partner : NULL, "nec-staff");
     EXPECT(found != NULL && found->rate == 25);
@@ -78,64 +61,76 @@ static void test_create_verify_revoke(void)
     EXPECT(epcs_keyring_verify(keyring, token, strlen(token) - 1) == NULL);
     EXPECT(epcs_keyring_verify(keyring, "", 0) == NULL);
 
-    EXPECT(!epcs_keyring_stale(keyring, path));
-    EXPECT_INT(epcs_keys_file_revoke(path, key.id, err, 512), 0);
-    EXPECT_INT(epcs_keys_file_revoke(path, key.id, err, 512), 1);
-    EXPECT(epcs_keyring_stale(keyring, path));
-    struct epcs_keyring *after = load(err);
-    EXPECT_INT(after->count, 1);
-    EXPECT(epcs_keyring_verify(after, token, strlen(token)) == NULL);
-    EXPECT(epcs_keyring_verify(after, second, strlen(second)) != NULL);
+    /* The same keys less the first, as after its revocation. */
+    struct epcs_keyring *after = epcs_keyring_create(&records[1], 1, err, sizeof(err));
+    EXPECT(after != NULL && epcs_keyring_verify(after, token, strlen(token)) == NULL);
+    EXPECT(after != NULL && epcs_keyring_verify(after, second, strlen(second)) != NULL);
 
     /* A partner is known while a key of its own is left; a prefix of an id is not one. */
     EXPECT(epcs_keyring_has_partner(keyring, "naver", 5));
-    EXPECT(!epcs_keyring_has_partner(after, "naver", 5));
-    EXPECT(epcs_keyring_has_partner(after, "nec-staff", 9));
-    EXPECT(!epcs_keyring_has_partner(after, "nec-staff", 3));
-    EXPECT(!epcs_keyring_has_partner(after, "nec-staffs", 10));
+    EXPECT(after != NULL && !epcs_keyring_has_partner(after, "naver", 5));
+    EXPECT(after != NULL && epcs_keyring_has_partner(after, "nec-staff", 9));
+    EXPECT(after != NULL && !epcs_keyring_has_partner(after, "nec-staff", 3));
+    EXPECT(after != NULL && !epcs_keyring_has_partner(after, "nec-staffs", 10));
     epcs_keyring_release(keyring);
     epcs_keyring_release(after);
+
+    /* Two records of one id: a store that holds them is refused, not half believed. */
+    records[1] = records[0];
+    EXPECT(epcs_keyring_create(records, 2, err, sizeof(err)) == NULL);
+    char expected[64];
+    snprintf(expected, sizeof(expected), "key id %s appears twice", records[0].id);
+    EXPECT_STR(err, expected);
 }
 
-static void test_refuses_bad_input(void)
+static void test_records(void)
 {
-    char token[EPCS_KEY_TOKEN_LEN + 1], err[512] = "";
-    struct epcs_key key;
-    EXPECT_INT(epcs_keys_file_add(path, "Has Space", EPCS_ROLE_PARTNER, 0, token, &key, err, 512),
-               -1);
-    EXPECT_CONTAINS(err, "partner 'Has Space'");
-    EXPECT_INT(epcs_keys_file_add(path, "kakao", EPCS_ROLE_NONE, 0, token, &key, err, 512), -1);
-    EXPECT_CONTAINS(err, "role must be");
-    EXPECT_INT(epcs_keys_file_add(path, "kakao", EPCS_ROLE_ADMIN, -1, token, &key, err, 512), -1);
-    EXPECT_CONTAINS(err, "rate");
+    char err[512] = "";
+    struct epcs_key_record record;
+    const char *good[EPCS_KEY_FIELDS] = {
+        "0123456789abcdef",
+        "naver",
+        "staff",
+        "00000000000000000000000000000000000000000000000000000000000000ff",
+        "2.5",
+        "2026-11-22T00:00:00Z"};
+    EXPECT_INT(epcs_key_record_parse(good, &record, err, sizeof(err)), 0);
+    EXPECT_STR(record.id, "0123456789abcdef");
+    EXPECT_INT(record.role, EPCS_ROLE_STAFF);
+    EXPECT_INT(record.token_sha256[31], 0xff);
+    EXPECT(record.rate == 2.5);
+    char hash[65];
+    epcs_key_record_hash_hex(&record, hash);
+    EXPECT_STR(hash, good[EPCS_KEY_FIELD_SHA256]);
+    /* Each field wrong in turn, and what is said of it. */
+    const struct {
+        enum epcs_key_field field;
+        const char *value, *error;
+    } bad[] = {
+        {EPCS_KEY_FIELD_ID, "xyz", "the id must be 16 lowercase hex digits"},
+        {EPCS_KEY_FIELD_ID, "0123456789ABCDEF", "the id must be 16 lowercase hex digits"},
+        {EPCS_KEY_FIELD_PARTNER, "Has Space", "partner 'Has Space' must be 1-63 of a-z 0-9 _ - ."},
+        {EPCS_KEY_FIELD_ROLE, "root", "role 'root' must be partner, staff or admin"},
+        {EPCS_KEY_FIELD_SHA256, "00", "the token hash must be 64 lowercase hex digits"},
+        {EPCS_KEY_FIELD_RATE, "fast",
+         "rate 'fast' must be a number of requests a second, 0 for the server default"},
+        {EPCS_KEY_FIELD_RATE, "-1",
+         "rate '-1' must be a number of requests a second, 0 for the server default"},
+        {EPCS_KEY_FIELD_RATE, "",
+         "rate '' must be a number of requests a second, 0 for the "
+         "server default"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *fields[EPCS_KEY_FIELDS];
+        memcpy(fields, good, sizeof(fields));
+        fields[bad[i].field] = bad[i].value;
+        EXPECT_INT(epcs_key_record_parse(fields, &record, err, sizeof(err)), -1);
+        EXPECT_STR(err, bad[i].error);
+    }
     EXPECT_INT(epcs_role_parse("root"), EPCS_ROLE_NONE);
     EXPECT_INT(epcs_role_parse("admin"), EPCS_ROLE_ADMIN);
-
-    const char *bad_lines[][2] = {
-        {"0123456789abcdef naver partner 00 0 2026-11-22T00:00:00Z\n", ":1: the token hash"},
-        {"# comment\n\nxyz naver partner "
-         "0000000000000000000000000000000000000000000000000000000000000000 0 t\n",
-         ":3: the id must be"},
-        {"0123456789abcdef naver root "
-         "0000000000000000000000000000000000000000000000000000000000000000 0 t\n",
-         ":1: role 'root'"},
-        {"0123456789abcdef naver partner "
-         "0000000000000000000000000000000000000000000000000000000000000000 fast t\n",
-         ":1: rate 'fast'"},
-        {"0123456789abcdef naver partner\n", ":1: expected 6 fields"},
-        {"0123456789abcdef a partner "
-         "0000000000000000000000000000000000000000000000000000000000000000 0 t\n"
-         "0123456789abcdef b partner "
-         "1111111111111111111111111111111111111111111111111111111111111111 0 t\n",
-         "appears twice"},
-    };
-    for (size_t i = 0; i < sizeof(bad_lines) / sizeof(bad_lines[0]); i++) {
-        write_file(bad_lines[i][0]);
-        err[0] = '\0';
-        EXPECT(load(err) == NULL);
-        EXPECT_CONTAINS(err, bad_lines[i][1]);
-    }
-    unlink(path);
+    EXPECT(epcs_key_id_valid("0123456789abcdef"));
+    EXPECT(!epcs_key_id_valid("0123456789abcde"));
 }
 
 static void test_rate_bucket(void)
@@ -168,19 +163,55 @@ static void test_rate_bucket(void)
     pthread_mutex_destroy(&batch.lock);
 }
 
+/* What a bucket tells the other replicas, and what they charge it. */
+static void test_shared_usage(void)
+{
+    struct epcs_rate_bucket bucket = {.tokens = NAN};
+    pthread_mutex_init(&bucket.lock, NULL);
+    EXPECT(epcs_rate_drain_used(&bucket) == 0);
+    /* Given out: 3 requests, a batch of 4 (1 by the router, 3 more), and a refusal that
+     * gives its router's token back. */
+    for (int i = 0; i < 3; i++)
+        EXPECT_INT(epcs_rate_take(&bucket, 10, 1, 0), 0);
+    EXPECT_INT(epcs_rate_take(&bucket, 10, 1, 0), 0);
+    EXPECT_INT(epcs_rate_take(&bucket, 10, 3, 1), 0);
+    EXPECT(epcs_rate_drain_used(&bucket) == 7);
+    EXPECT(epcs_rate_drain_used(&bucket) == 0);
+    EXPECT_INT(epcs_rate_take(&bucket, 10, 1, 0), 0);
+    EXPECT_INT(epcs_rate_take(&bucket, 10, 50, 1), 1);
+    EXPECT(epcs_rate_drain_used(&bucket) == 0);
+    /* 20 - 8, and 1 given back: 13 left; the others took 15: a debt of 2, a second to wait. */
+    epcs_rate_settle(&bucket, 10, 15);
+    EXPECT_INT(epcs_rate_take(&bucket, 10, 1, 0), 1);
+    pthread_mutex_destroy(&bucket.lock);
+
+    /* A bucket never used starts full before it is charged. */
+    struct epcs_rate_bucket fresh = {.tokens = NAN};
+    pthread_mutex_init(&fresh.lock, NULL);
+    epcs_rate_settle(&fresh, 2, 3);
+    EXPECT_INT(epcs_rate_take(&fresh, 2, 1, 0), 0);
+    EXPECT_INT(epcs_rate_take(&fresh, 2, 1, 0), 1);
+    pthread_mutex_destroy(&fresh.lock);
+
+    /* A reload hands what was not yet told over to the fresh keyring's bucket. */
+    char token[EPCS_KEY_TOKEN_LEN + 1], err[256];
+    struct epcs_key_record record = record_for("naver", EPCS_ROLE_PARTNER, 5, token);
+    struct epcs_keyring *old = epcs_keyring_create(&record, 1, err, sizeof(err));
+    struct epcs_keyring *fresh_ring = epcs_keyring_create(&record, 1, err, sizeof(err));
+    EXPECT_INT(epcs_rate_take(&old->keys[0].bucket, 5, 2, 0), 0);
+    epcs_keyring_inherit_buckets(fresh_ring, old);
+    EXPECT(epcs_rate_drain_used(&old->keys[0].bucket) == 0);
+    EXPECT(epcs_rate_drain_used(&fresh_ring->keys[0].bucket) == 2);
+    epcs_keyring_release(old);
+    epcs_keyring_release(fresh_ring);
+}
+
 int main(void)
 {
-    if (mkdtemp(scratch) == NULL)
-        return 1;
-    snprintf(path, sizeof(path), "%s/keys", scratch);
-    test_missing_file_is_empty();
-    test_create_verify_revoke();
-    test_refuses_bad_input();
+    test_empty_keyring();
+    test_verify();
+    test_records();
     test_rate_bucket();
-    char lock[300];
-    snprintf(lock, sizeof(lock), "%s.lock", path);
-    unlink(lock);
-    unlink(path);
-    rmdir(scratch);
+    test_shared_usage();
     return epcs_test_report();
 }

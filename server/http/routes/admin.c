@@ -1,9 +1,9 @@
 /*
  * Staff and admin routes: the decision log (list, show, replay) and API keys. Reads of the log
  * (SQLite and its page file), replays (a stored ruleset restored, compiled and run) and writes
- * of the keys file (under its lock, fsync'd) run on libuv's thread pool (offload.h), reads on
- * connections of the log's own reader pool; the event loop only parses the request and sends
- * the answer.
+ * of the key store (the keys file under its lock, fsync'd, or PostgreSQL) run on libuv's thread
+ * pool (offload.h), reads on connections of the log's own reader pool; the event loop only
+ * parses the request and sends the answer.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -539,33 +539,38 @@ static int replay_decision(h2o_req_t *req, h2o_iovec_t param)
 
 /* ---- keys --------------------------------------------------------------------------------- */
 
-static void pack_key(msgpack_packer *pk, const struct epcs_key *key, const char *token)
+/* A key as the routes show it: a stored record's fields, or a key's in memory. */
+#define PACK_KEY(pk, key, token)                                                                   \
+    pack_key(pk, (key)->id, (key)->partner, (key)->role, (key)->rate, (key)->created, token)
+
+static void pack_key(msgpack_packer *pk, const char *id, const char *partner, enum epcs_role role,
+                     double rate, const char *created, const char *token)
 {
     msgpack_pack_map(pk, token != NULL ? 6 : 5);
     epcs_pack_cstr(pk, "id");
-    epcs_pack_cstr(pk, key->id);
+    epcs_pack_cstr(pk, id);
     epcs_pack_cstr(pk, "partner");
-    epcs_pack_cstr(pk, key->partner);
+    epcs_pack_cstr(pk, partner);
     epcs_pack_cstr(pk, "role");
-    epcs_pack_cstr(pk, epcs_role_name(key->role));
+    epcs_pack_cstr(pk, epcs_role_name(role));
     epcs_pack_cstr(pk, "rate");
-    msgpack_pack_double(pk, key->rate);
+    msgpack_pack_double(pk, rate);
     epcs_pack_cstr(pk, "created");
-    epcs_pack_cstr(pk, key->created);
+    epcs_pack_cstr(pk, created);
     if (token != NULL) {
         epcs_pack_cstr(pk, "token");
         epcs_pack_cstr(pk, token);
     }
 }
 
-/* Adds the key to the keys file under its lock (fsync'd) and reads the file again. */
+/* Adds the key to the key store (durable before it returns) and reads the keys again. */
 static void create_key_work(struct admin_job *job)
 {
     struct epcs_server *server = job->server;
     char token[EPCS_KEY_TOKEN_LEN + 1], err[512];
-    struct epcs_key key;
-    if (epcs_keys_file_add(server->keys_path, job->partner, job->role, job->rate, token, &key, err,
-                           sizeof(err)) != 0) {
+    struct epcs_key_record key;
+    if (epcs_key_store_create(server->key_store, job->partner, job->role, job->rate, token, &key,
+                              err, sizeof(err)) != 0) {
         epcs_log(EPCS_LOG_ERROR, "keys", "cannot add a key: %s", err);
         int theirs = strstr(err, "partner") != NULL;
         epcs_offload_fail(&job->base, theirs ? 400 : 500, theirs ? "bad_request" : "internal",
@@ -577,7 +582,7 @@ static void create_key_work(struct admin_job *job)
     epcs_server_reload_keys(server, 1);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
-    pack_key(&pk, &key, token);
+    PACK_KEY(&pk, &key, token);
     epcs_offload_finish(&job->base, &job->out);
 }
 
@@ -585,7 +590,7 @@ static void revoke_key_work(struct admin_job *job)
 {
     struct epcs_server *server = job->server;
     char err[512];
-    int rc = epcs_keys_file_revoke(server->keys_path, job->key_id, err, sizeof(err));
+    int rc = epcs_key_store_revoke(server->key_store, job->key_id, err, sizeof(err));
     if (rc < 0) {
         epcs_log(EPCS_LOG_ERROR, "keys", "cannot revoke key %s: %s", job->key_id, err);
         epcs_offload_fail(&job->base, 500, "internal", NULL, "%s", err);
@@ -683,7 +688,7 @@ static int list_keys(h2o_req_t *req, h2o_iovec_t param)
     epcs_pack_cstr(pk, "keys");
     msgpack_pack_array(pk, keyring->count);
     for (size_t i = 0; i < keyring->count; i++)
-        pack_key(pk, &keyring->keys[i], NULL);
+        PACK_KEY(pk, &keyring->keys[i], NULL);
     return epcs_response_send(req, 200, epcs_response_format(req));
 }
 

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define SCHEMA_VERSION 1
@@ -37,6 +38,63 @@ int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char
     int rc = -1;
     if (result != NULL && PQntuples(result) == 1) {
         *run = strtoull(PQgetvalue(result, 0, 0), NULL, 10);
+        rc = 0;
+    }
+    PQclear(result);
+    epcs_pg_give(pg, conn);
+    return rc;
+}
+
+/* One statement about run `run` that must touch its row. 0, or -1 with `err`. */
+static int update_run(struct epcs_pg *pg, uint64_t run, const char *what, const char *sql,
+                      char *err, size_t err_size)
+{
+    char number[24];
+    snprintf(number, sizeof(number), "%llu", (unsigned long long)run);
+    PGconn *conn = epcs_pg_take(pg, err, err_size);
+    if (conn == NULL)
+        return -1;
+    const char *values[] = {number};
+    PGresult *result = epcs_pg_run(conn, what, sql, 1, values, NULL, err, err_size);
+    int rc = -1;
+    if (result != NULL && strcmp(PQcmdTuples(result), "1") == 0)
+        rc = 0;
+    else if (result != NULL)
+        snprintf(err, err_size, "%s: no run %s in epcs_runs", what, number);
+    PQclear(result);
+    epcs_pg_give(pg, conn);
+    return rc;
+}
+
+int epcs_pg_heartbeat(struct epcs_pg *pg, uint64_t run, char *err, size_t err_size)
+{
+    return update_run(pg, run, "marking this replica alive",
+                      "UPDATE epcs_runs SET heartbeat_at = now() WHERE id = $1", err, err_size);
+}
+
+int epcs_pg_end_run(struct epcs_pg *pg, uint64_t run, char *err, size_t err_size)
+{
+    return update_run(pg, run, "marking this replica stopped",
+                      "UPDATE epcs_runs SET stopped_at = now() WHERE id = $1", err, err_size);
+}
+
+int epcs_pg_live_runs(struct epcs_pg *pg, unsigned within_ms, unsigned *live, char *err,
+                      size_t err_size)
+{
+    char ms[16];
+    snprintf(ms, sizeof(ms), "%u", within_ms);
+    PGconn *conn = epcs_pg_take(pg, err, err_size);
+    if (conn == NULL)
+        return -1;
+    const char *values[] = {ms};
+    PGresult *result =
+        epcs_pg_run(conn, "counting the live replicas",
+                    "SELECT count(*) FROM epcs_runs WHERE stopped_at IS NULL"
+                    " AND heartbeat_at > now() - $1::integer * interval '1 millisecond'",
+                    1, values, NULL, err, err_size);
+    int rc = -1;
+    if (result != NULL && PQntuples(result) == 1) {
+        *live = (unsigned)strtoul(PQgetvalue(result, 0, 0), NULL, 10);
         rc = 0;
     }
     PQclear(result);

@@ -23,4 +23,17 @@ int epcs_pg_runs_schema(struct epcs_pg *pg, char *err, size_t err_size);
 int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char *err,
                       size_t err_size);
 
+/** Marks run `run` alive now (its heartbeat_at). 0, or -1 with `err` (no such run included). */
+int epcs_pg_heartbeat(struct epcs_pg *pg, uint64_t run, char *err, size_t err_size);
+
+/**
+ * Counts, into `*live`, the runs not stopped whose heartbeat is at most `within_ms` old by the
+ * database's clock (the replicas' clocks need not agree). 0, or -1 with `err`.
+ */
+int epcs_pg_live_runs(struct epcs_pg *pg, unsigned within_ms, unsigned *live, char *err,
+                      size_t err_size);
+
+/** Marks run `run` stopped (stopped_at), so it no longer counts as live. 0, or -1 with `err`. */
+int epcs_pg_end_run(struct epcs_pg *pg, uint64_t run, char *err, size_t err_size);
+
 #endif
