@@ -89,7 +89,9 @@ int epcs_pg_live_runs(struct epcs_pg *pg, unsigned within_ms, unsigned *live, ch
     const char *values[] = {ms};
     PGresult *result =
         epcs_pg_run(conn, "counting the live replicas",
-                    "SELECT count(*) FROM epcs_runs WHERE stopped_at IS NULL"
+                    /* A process may hold more than one run (its decision log's ids, its key
+                     * store's heartbeat): replicas are counted by host and process. */
+                    "SELECT count(DISTINCT (host, pid)) FROM epcs_runs WHERE stopped_at IS NULL"
                     " AND heartbeat_at > now() - $1::integer * interval '1 millisecond'",
                     1, values, NULL, err, err_size);
     int rc = -1;
