@@ -78,6 +78,9 @@ static void *follow_main(void *arg)
                              "back): %s",
                              follower->what, follower->poll_ms, err);
                 said_down = 1;
+                /* The callback's own read then fails too: that is how a caller learns the
+                 * database is away (/readyz). */
+                follower->changed(follower->ctx);
                 if (wait_for(follower, NULL, backoff_ms))
                     break;
                 backoff_ms =

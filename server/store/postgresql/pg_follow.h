@@ -7,7 +7,8 @@
  * Following what other replicas change: a thread of its own with one connection that LISTENs
  * on a channel (the only connection epcs uses asynchronously, and never on an event loop). It
  * calls back at every announcement, after every (re)connection, since what was announced
- * while nobody listened is lost, and every `poll_ms` in any case, so that a lost announcement
+ * while nobody listened is lost, at every failed attempt to connect (the callback's own read
+ * then tells it the database is away), and every `poll_ms` in any case, so that a lost announcement
  * delays a change by one period at most. What changed is for the callback to read.
  */
 

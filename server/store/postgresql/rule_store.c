@@ -5,18 +5,13 @@
  * append-only, and `epcs_ruleset_active` is its single-row summary with an epoch that every
  * activation moves on by one, in the same transaction as its history row.
  */
-#define _GNU_SOURCE /* pipe2 */
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "dates.h"
 #include "log.h"
+#include "pg_follow.h"
 #include "pg_store.h"
 #include "rule_store.h"
 #include "rule_versions.h"
@@ -47,12 +42,8 @@ static const char schema[] =
 struct pg_rule_store {
     struct epcs_rule_store base;
     struct epcs_pg *pg;
-    /* The follower: its thread, what it calls, and the pipe that tells it to stop. */
-    pthread_t follower;
-    int following;
-    int stop_pipe[2];
-    void (*changed)(void *ctx);
-    void *ctx;
+    /* Other replicas' activations, heard of (NULL: not following). */
+    struct epcs_pg_follower *follower;
 };
 
 static struct epcs_pg *pool_of(const struct epcs_rule_store *store)
@@ -364,118 +355,21 @@ static int pg_activate(struct epcs_rule_store *store, const struct epcs_rule_act
 
 /* ---- following the other replicas' activations ---------------------------------------------- */
 
-/* The listening connection, or NULL (logged once per outage by the caller). */
-static PGconn *listen_for_activations(struct pg_rule_store *store, char *err, size_t err_size)
-{
-    PGconn *conn = epcs_pg_take(store->pg, err, err_size);
-    if (conn == NULL)
-        return NULL;
-    if (epcs_pg_command(conn, "listening for activations", "LISTEN " CHANNEL, err, err_size) != 0) {
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
-/* Waits up to `ms` for the listening connection or the stop pipe. 1 stop, 0 otherwise. */
-static int wait_for(struct pg_rule_store *store, PGconn *conn, int ms)
-{
-    struct pollfd fds[2] = {{.fd = store->stop_pipe[0], .events = POLLIN},
-                            {.fd = conn != NULL ? PQsocket(conn) : -1, .events = POLLIN}};
-    int ready = poll(fds, conn != NULL ? 2 : 1, ms);
-    return ready > 0 && (fds[0].revents & POLLIN) != 0;
-}
-
-/* Whatever has arrived on the listening connection: 1 an announcement, 0 none, -1 broken. */
-static int take_announcements(PGconn *conn)
-{
-    if (PQconsumeInput(conn) == 0)
-        return -1;
-    int heard = 0;
-    PGnotify *notify;
-    while ((notify = PQnotifies(conn)) != NULL) {
-        heard = 1;
-        PQfreemem(notify);
-    }
-    return heard;
-}
-
-static void *follow_main(void *arg)
-{
-    struct pg_rule_store *store = arg;
-    PGconn *conn = NULL;
-    int backoff_ms = 100, said_down = 0;
-    char err[512];
-    for (;;) {
-        if (conn == NULL) {
-            conn = listen_for_activations(store, err, sizeof(err));
-            if (conn == NULL) {
-                if (!said_down)
-                    epcs_log(EPCS_LOG_WARN, "store",
-                             "cannot hear of activations (tries again, and reads every %d ms "
-                             "once back): %s",
-                             EPCS_RULE_FOLLOW_POLL_MS, err);
-                said_down = 1;
-                /* The callback's own read then fails too: that is how epcsd learns the
-                 * database is away (/readyz). */
-                store->changed(store->ctx);
-                if (wait_for(store, NULL, backoff_ms))
-                    break;
-                backoff_ms = backoff_ms < 1000 ? backoff_ms * 2 : 2000;
-                continue;
-            }
-            if (said_down)
-                epcs_log(EPCS_LOG_INFO, "store", "listening for activations again");
-            said_down = 0;
-            backoff_ms = 100;
-            /* What was activated while nobody listened. */
-            store->changed(store->ctx);
-        }
-        if (wait_for(store, conn, EPCS_RULE_FOLLOW_POLL_MS))
-            break;
-        int heard = take_announcements(conn);
-        if (heard < 0) {
-            PQfinish(conn);
-            conn = NULL;
-            continue;
-        }
-        /* An announcement, or the poll's period: both read the active row again. */
-        store->changed(store->ctx);
-    }
-    PQfinish(conn);
-    return NULL;
-}
-
 static int pg_follow(struct epcs_rule_store *base, void (*changed)(void *ctx), void *ctx)
 {
     struct pg_rule_store *store = (struct pg_rule_store *)base;
-    if (store->following)
+    if (store->follower != NULL)
         return -1;
-    store->changed = changed;
-    store->ctx = ctx;
-    if (pipe2(store->stop_pipe, O_CLOEXEC) != 0)
-        return -1;
-    if (pthread_create(&store->follower, NULL, follow_main, store) != 0) {
-        close(store->stop_pipe[0]);
-        close(store->stop_pipe[1]);
-        return -1;
-    }
-    store->following = 1;
-    return 0;
+    store->follower =
+        epcs_pg_follow(store->pg, CHANNEL, "activations", EPCS_RULE_FOLLOW_POLL_MS, changed, ctx);
+    return store->follower != NULL ? 0 : -1;
 }
 
 static void pg_unfollow(struct epcs_rule_store *base)
 {
     struct pg_rule_store *store = (struct pg_rule_store *)base;
-    if (!store->following)
-        return;
-    char stop = 1;
-    while (write(store->stop_pipe[1], &stop, 1) < 0 && errno == EINTR)
-        ;
-    pthread_join(store->follower, NULL);
-    close(store->stop_pipe[0]);
-    close(store->stop_pipe[1]);
-    store->following = 0;
+    epcs_pg_unfollow(store->follower);
+    store->follower = NULL;
 }
 
 const struct epcs_rule_store_ops epcs_rule_store_postgresql = {
