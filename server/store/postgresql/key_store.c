@@ -317,7 +317,7 @@ static int pg_join(struct epcs_key_store *base, const char *audit, uint64_t *run
                    size_t err_size)
 {
     struct pg_key_store *store = of(base);
-    if (epcs_pg_claim_run(store->pg, audit, run, err, err_size) != 0)
+    if (epcs_pg_join_run(store->pg, audit, run, err, err_size) != 0)
         return -1;
     store->run = *run;
     return 0;

@@ -13,15 +13,15 @@ static const char schema[] =
     " started_at timestamptz NOT NULL DEFAULT now(), host text NOT NULL, pid integer NOT NULL,"
     " audit text NOT NULL, heartbeat_at timestamptz NOT NULL DEFAULT now(),"
     " ruleset text, epoch bigint, ready boolean NOT NULL DEFAULT false,"
-    " stopped_at timestamptz);";
+    " stopped_at timestamptz, beats boolean NOT NULL DEFAULT false);";
 
 int epcs_pg_runs_schema(struct epcs_pg *pg, char *err, size_t err_size)
 {
     return epcs_pg_schema(pg, "runs", SCHEMA_VERSION, schema, err, err_size);
 }
 
-int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char *err,
-                      size_t err_size)
+static int claim(struct epcs_pg *pg, const char *audit, int beats, uint64_t *run, char *err,
+                 size_t err_size)
 {
     char host[256] = "", pid[16];
     if (gethostname(host, sizeof(host) - 1) != 0)
@@ -30,11 +30,11 @@ int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char
     PGconn *conn = epcs_pg_take(pg, err, err_size);
     if (conn == NULL)
         return -1;
-    const char *values[] = {host, pid, audit};
+    const char *values[] = {host, pid, audit, beats ? "true" : "false"};
     PGresult *result = epcs_pg_run(conn, "claiming a run number",
-                                   "INSERT INTO epcs_runs (host, pid, audit) VALUES ($1, $2, $3)"
-                                   " RETURNING id",
-                                   3, values, NULL, err, err_size);
+                                   "INSERT INTO epcs_runs (host, pid, audit, beats)"
+                                   " VALUES ($1, $2, $3, $4) RETURNING id",
+                                   4, values, NULL, err, err_size);
     int rc = -1;
     if (result != NULL && PQntuples(result) == 1) {
         *run = strtoull(PQgetvalue(result, 0, 0), NULL, 10);
@@ -43,6 +43,18 @@ int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char
     PQclear(result);
     epcs_pg_give(pg, conn);
     return rc;
+}
+
+int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char *err,
+                      size_t err_size)
+{
+    return claim(pg, audit, 0, run, err, err_size);
+}
+
+int epcs_pg_join_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char *err,
+                     size_t err_size)
+{
+    return claim(pg, audit, 1, run, err, err_size);
 }
 
 /* One statement about run `run` that must touch its row. 0, or -1 with `err`. */
@@ -89,9 +101,9 @@ int epcs_pg_live_runs(struct epcs_pg *pg, unsigned within_ms, unsigned *live, ch
     const char *values[] = {ms};
     PGresult *result =
         epcs_pg_run(conn, "counting the live replicas",
-                    /* A process may hold more than one run (its decision log's ids, its key
-                     * store's heartbeat): replicas are counted by host and process. */
-                    "SELECT count(DISTINCT (host, pid)) FROM epcs_runs WHERE stopped_at IS NULL"
+                    /* Replicas that beat: a run claimed only for its ids (the decision
+                     * log's) does not, so that a process is counted once. */
+                    "SELECT count(*) FROM epcs_runs WHERE stopped_at IS NULL AND beats"
                     " AND heartbeat_at > now() - $1::integer * interval '1 millisecond'",
                     1, values, NULL, err, err_size);
     int rc = -1;

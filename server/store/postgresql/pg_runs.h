@@ -23,6 +23,13 @@ int epcs_pg_runs_schema(struct epcs_pg *pg, char *err, size_t err_size);
 int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char *err,
                       size_t err_size);
 
+/**
+ * Claims the run a replica heartbeats (epcs_pg_heartbeat) and is counted by among the live
+ * (epcs_pg_live_runs): one per process. A run from epcs_pg_claim_run only names ids.
+ */
+int epcs_pg_join_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char *err,
+                     size_t err_size);
+
 /** Marks run `run` alive now (its heartbeat_at). 0, or -1 with `err` (no such run included). */
 int epcs_pg_heartbeat(struct epcs_pg *pg, uint64_t run, char *err, size_t err_size);
 
