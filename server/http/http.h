@@ -21,12 +21,14 @@
 #include "key_store.h"
 #include "keys.h"
 #include "plugin_loader.h"
+#include "replicas.h"
 #include "router.h"
 #include "rule_store.h"
 #include "ruleset.h"
 
 struct epcs_worker;
 struct epcs_rate_share;
+struct epcs_beat;
 
 #define EPCS_LATENCY_BUCKETS 12
 /** Status codes epcsd answers with, in the order of the metrics' status slots. */
@@ -81,6 +83,10 @@ struct epcs_server {
      */
     _Atomic unsigned rate_divisor;
     struct epcs_rate_share *rate_share;
+    /** The replicas of the cluster as this one last read them (replicas.h), beaten by `beat`
+     * (beat.c); the embedded store's lists this process alone. */
+    struct epcs_replicas *replicas;
+    struct epcs_beat *beat;
     /** NULL with --audit off. */
     struct epcs_decision_log *decisions;
     /** Reports and the requests they caused (cases.h); epcsd does not start without it. */
@@ -399,6 +405,35 @@ void epcs_server_cb_rules_activated(void *ctx);
 
 /** Whether this replica serves the store's active ruleset; `reason` when it cannot. */
 int epcs_server_rules_behind(struct epcs_server *server, char *reason, size_t reason_size);
+
+/** Whether this replica is ready to serve (/readyz), and what says so. */
+struct epcs_readiness {
+    int ready;
+    /** The decision log's state: off, sync, async, failed, stalled or full. */
+    const char *log_state;
+    size_t queued;
+    /** This replica cannot serve the ruleset the cluster activated. */
+    int behind;
+    /** The store's database cannot be reached. */
+    int store_down;
+    /** Why it is not ready ("" when it is). */
+    char reason[600];
+};
+
+/**
+ * Fills `readiness` for this replica; `has_engine` says whether the caller's worker has a rule
+ * engine to decide with. Any thread.
+ */
+void epcs_server_readiness(struct epcs_server *server, int has_engine,
+                           struct epcs_readiness *readiness);
+
+/**
+ * Marks this replica alive in the registry now and then every EPCS_REPLICA_BEAT_MS, on a
+ * thread of its own, with the ruleset it serves and its readiness (beat.c). 0, or -1 (logged).
+ */
+int epcs_beat_start(struct epcs_server *server);
+/** Stops the beat (waits for one under way). Accepts a server whose beat never started. */
+void epcs_beat_stop(struct epcs_server *server);
 
 /** What the rules directory's latest load said, for /v1/rules and /readyz. */
 struct epcs_rules_state {

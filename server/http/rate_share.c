@@ -7,7 +7,7 @@
  * replicas under one key admit the key's rate together, not twice it.
  *
  * While the store cannot be reached, each replica takes rate/N alone, N the number of live
- * replicas it last saw (their heartbeats, sent here once a second), and what it gives out
+ * replicas it last saw (the registry's last read, replicas.h), and what it gives out
  * meanwhile is not told afterwards: the split already paid for it.
  */
 #include <errno.h>
@@ -18,9 +18,6 @@
 
 #include "http.h"
 #include "log.h"
-
-/* Heartbeats go with every this many rounds: once a second. */
-#define HEARTBEAT_ROUNDS (1000 / EPCS_RATE_SHARE_MS)
 
 struct epcs_rate_share {
     struct epcs_server *server;
@@ -37,9 +34,7 @@ struct epcs_rate_share {
     const char **ids;
     double *used, *totals;
     size_t *index;
-    unsigned live;
     int degraded;
-    uint64_t run;
 };
 
 static void free_arrays(struct epcs_rate_share *share)
@@ -106,7 +101,7 @@ static double key_rate(const struct epcs_server *server, const struct epcs_key *
 static void set_degraded(struct epcs_rate_share *share, const char *err)
 {
     struct epcs_server *server = share->server;
-    unsigned live = share->live > 0 ? share->live : 1;
+    unsigned live = epcs_replicas_live(server->replicas);
     if (!share->degraded)
         epcs_log(EPCS_LOG_WARN, "keys",
                  "cannot share rate usage with the other replicas: each key's rate is divided "
@@ -158,27 +153,14 @@ static void exchange_round(struct epcs_rate_share *share)
     }
 }
 
-static void heartbeat(struct epcs_rate_share *share)
-{
-    struct epcs_server *server = share->server;
-    unsigned live;
-    char err[512];
-    /* A failure shows in the exchange as well, which says so once. */
-    if (epcs_key_store_heartbeat(server->key_store, &live, err, sizeof(err)) != 0)
-        return;
-    share->live = live > 0 ? live : 1;
-}
-
 static void *share_main(void *arg)
 {
     struct epcs_rate_share *share = arg;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     pthread_mutex_lock(&share->lock);
-    for (unsigned round = 0; !share->stopping; round++) {
+    while (!share->stopping) {
         pthread_mutex_unlock(&share->lock);
-        if (round % HEARTBEAT_ROUNDS == 0)
-            heartbeat(share);
         exchange_round(share);
         /* Rounds keep their period however long one took, unless it took longer. */
         next.tv_nsec += EPCS_RATE_SHARE_MS * 1000000L;
@@ -209,17 +191,6 @@ int epcs_rate_share_start(struct epcs_server *server)
         return -1;
     }
     share->server = server;
-    share->live = 1;
-    char err[512];
-    const char *audit = server->config.audit == EPCS_AUDIT_SYNC    ? "sync"
-                        : server->config.audit == EPCS_AUDIT_ASYNC ? "async"
-                                                                   : "off";
-    if (epcs_key_store_join(server->key_store, audit, &share->run, err, sizeof(err)) != 0) {
-        epcs_log(EPCS_LOG_ERROR, "keys", "cannot join the replicas in %s: %s",
-                 epcs_key_store_where(server->key_store), err);
-        free(share);
-        return -1;
-    }
     pthread_mutex_init(&share->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -236,8 +207,8 @@ int epcs_rate_share_start(struct epcs_server *server)
     server->rate_share = share;
     epcs_log(EPCS_LOG_INFO, "keys",
              "run %llu: rate limits shared with the other replicas through %s every %d ms",
-             (unsigned long long)share->run, epcs_key_store_where(server->key_store),
-             EPCS_RATE_SHARE_MS);
+             (unsigned long long)epcs_replicas_run(server->replicas),
+             epcs_key_store_where(server->key_store), EPCS_RATE_SHARE_MS);
     return 0;
 }
 
@@ -251,7 +222,6 @@ void epcs_rate_share_stop(struct epcs_server *server)
     pthread_cond_signal(&share->wake);
     pthread_mutex_unlock(&share->lock);
     pthread_join(share->thread, NULL);
-    epcs_key_store_leave(server->key_store);
     pthread_cond_destroy(&share->wake);
     pthread_mutex_destroy(&share->lock);
     free_arrays(share);

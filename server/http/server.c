@@ -550,6 +550,26 @@ static int open_case_store(struct epcs_server *server)
     return 0;
 }
 
+/* This replica's place among the replicas: the rate limits' split needs it before the keys. */
+static int open_replicas(struct epcs_server *server)
+{
+    const struct epcs_config *config = &server->config;
+    const char *store_uri = strcmp(config->store, "sqlite") != 0 ? config->store : NULL;
+    const char *audit = config->audit == EPCS_AUDIT_SYNC    ? "sync"
+                        : config->audit == EPCS_AUDIT_ASYNC ? "async"
+                                                            : "off";
+    char err[512];
+    server->replicas = epcs_replicas_open(store_uri, audit, err, sizeof(err));
+    if (server->replicas == NULL) {
+        epcs_log(EPCS_LOG_ERROR, "cluster", "cannot join the replicas: %s", err);
+        return -1;
+    }
+    if (store_uri != NULL)
+        epcs_log(EPCS_LOG_INFO, "cluster", "run %llu among the replicas on PostgreSQL",
+                 (unsigned long long)epcs_replicas_run(server->replicas));
+    return 0;
+}
+
 /* Everything the workers share, in the order a failure must be reported; 0 or -1 (logged). */
 static int open_shared(struct epcs_server *server)
 {
@@ -560,7 +580,7 @@ static int open_shared(struct epcs_server *server)
         return -1;
     if (config->tls_cert != NULL && (server->ssl_ctx = create_tls(config)) == NULL)
         return -1;
-    if (open_listeners(server) != 0)
+    if (open_listeners(server) != 0 || open_replicas(server) != 0)
         return -1;
     if (!config->no_auth && epcs_server_open_keys(server) != 0)
         return -1;
@@ -602,9 +622,12 @@ static void serve_until_stopped(struct epcs_server *server, const sigset_t *sign
      * nobody else's to hear of). */
     if (epcs_rule_store_follow(server->rule_store, epcs_server_cb_rules_activated, server) != 0)
         epcs_log(EPCS_LOG_ERROR, "rules", "cannot follow the rule store's activations");
+    /* A replica that cannot beat still serves; the cluster's list misses it. */
+    epcs_beat_start(server);
     epcs_log(EPCS_LOG_INFO, "epcsd", "ready: %d worker thread(s), ruleset %s, %zu area(s)",
              server->worker_count, ruleset_id, server->plugins->count);
     wait_for_stop_signal(server, signals);
+    epcs_beat_stop(server);
     epcs_rule_store_unfollow(server->rule_store);
     epcs_watch_stop(watch);
 }
@@ -667,6 +690,9 @@ static void close_shared(struct epcs_server *server)
     /* Its threads share the keyring's buckets: stopped before the keyring goes. */
     epcs_server_close_keys(server);
     epcs_keyring_release(atomic_load(&server->keyring));
+    /* After the rate share, which reads it; marks this run stopped. */
+    epcs_replicas_close(server->replicas);
+    server->replicas = NULL;
     epcs_router_destroy(server->router);
     server->router = NULL;
     h2o_config_dispose(&server->globalconf);

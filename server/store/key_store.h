@@ -13,9 +13,9 @@
  * announced (pg_notify) to the replicas that follow it.
  *
  * The PostgreSQL backend also carries what the replicas' rate limits share: how many tokens
- * every replica together has taken under each key (epcs_key_store_exchange_usage), and which
- * replicas are alive (epcs_key_store_join, epcs_key_store_heartbeat). The file backend serves
- * one epcsd and shares nothing: epcs_key_store_shares_usage is false for it.
+ * every replica together has taken under each key (epcs_key_store_exchange_usage); which
+ * replicas are alive is the registry's (replicas.h). The file backend serves one epcsd and
+ * shares nothing: epcs_key_store_shares_usage is false for it.
  *
  * The store is an interface (store.h). Every call blocks on a file or the database: call from
  * the main thread, a thread of the store's own or the thread pool, never from an event loop.
@@ -47,14 +47,25 @@ int epcs_key_store_load(struct epcs_key_store *store, struct epcs_key_record **r
                         size_t *count, char *err, size_t err_size);
 
 /**
+ * What a change of the keys in PostgreSQL returns instead of -1 when the database cannot be
+ * reached or stopped answering (--store-timeout): temporary, worth a retry. A key being made
+ * when the database went away may have been stored all the same (its token is lost: revoke it).
+ */
+#define EPCS_KEY_STORE_UNREACHABLE (-2)
+
+/**
  * Adds a new key (epcs_key_mint's checks and messages), durable before it returns; the token,
- * shown only this once, goes to `token`, the record to `record`. 0, or -1 with `err`.
+ * shown only this once, goes to `token`, the record to `record`. 0, or -1 with `err`
+ * (EPCS_KEY_STORE_UNREACHABLE).
  */
 int epcs_key_store_create(struct epcs_key_store *store, const char *partner, enum epcs_role role,
                           double rate, char token[EPCS_KEY_TOKEN_LEN + 1],
                           struct epcs_key_record *record, char *err, size_t err_size);
 
-/** Revokes key `id`, durable before it returns. 0, 1 when there is no such key, -1 with `err`. */
+/**
+ * Revokes key `id`, durable before it returns. 0, 1 when there is no such key, -1 with `err`
+ * (EPCS_KEY_STORE_UNREACHABLE).
+ */
 int epcs_key_store_revoke(struct epcs_key_store *store, const char *id, char *err, size_t err_size);
 
 /**
@@ -82,13 +93,6 @@ void epcs_key_store_unfollow(struct epcs_key_store *store);
 int epcs_key_store_shares_usage(const struct epcs_key_store *store);
 
 /**
- * Claims this process's row among the replicas (epcs_runs: host, pid, `audit`), its run
- * number into `*run`. 0, or -1 with `err`. Only for a store that shares usage.
- */
-int epcs_key_store_join(struct epcs_key_store *store, const char *audit, uint64_t *run, char *err,
-                        size_t err_size);
-
-/**
  * Adds `used[i]` tokens (taken here since the last exchange, possibly 0) to the cluster's
  * count for key `ids[i]`, and writes the cluster's count after it into `totals[i]`: what every
  * replica together ever took under that key since the database started (the table is not
@@ -100,17 +104,5 @@ int epcs_key_store_exchange_usage(struct epcs_key_store *store, const char *cons
                                   size_t err_size);
 
 #define EPCS_KEY_EXCHANGE_MAX 4096
-
-/**
- * Marks the joined replica alive now and counts, into `*live`, the replicas (this one
- * included) whose mark is at most EPCS_KEY_LIVE_MS old. 0, or -1 with `err`.
- */
-int epcs_key_store_heartbeat(struct epcs_key_store *store, unsigned *live, char *err,
-                             size_t err_size);
-
-#define EPCS_KEY_LIVE_MS 5000
-
-/** Marks the joined replica stopped (it no longer counts as live). Logged on failure. */
-void epcs_key_store_leave(struct epcs_key_store *store);
 
 #endif

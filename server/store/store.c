@@ -391,14 +391,6 @@ static int no_sharing(const struct epcs_key_store *store, char *err, size_t err_
     return -1;
 }
 
-int epcs_key_store_join(struct epcs_key_store *store, const char *audit, uint64_t *run, char *err,
-                        size_t err_size)
-{
-    if (store->ops->join == NULL)
-        return no_sharing(store, err, err_size);
-    return store->ops->join(store, audit, run, err, err_size);
-}
-
 int epcs_key_store_exchange_usage(struct epcs_key_store *store, const char *const *ids,
                                   const double *used, size_t count, double *totals, char *err,
                                   size_t err_size)
@@ -414,16 +406,24 @@ int epcs_key_store_exchange_usage(struct epcs_key_store *store, const char *cons
                       : store->ops->exchange_usage(store, ids, used, count, totals, err, err_size);
 }
 
-int epcs_key_store_heartbeat(struct epcs_key_store *store, unsigned *live, char *err,
-                             size_t err_size)
+/* ---- the replicas --------------------------------------------------------------------------- */
+
+struct epcs_replicas *epcs_replicas_open(const char *store_uri, const char *audit, char *err,
+                                         size_t err_size)
 {
-    if (store->ops->heartbeat == NULL)
-        return no_sharing(store, err, err_size);
-    return store->ops->heartbeat(store, live, err, err_size);
+    if (store_uri != NULL)
+        return epcs_replicas_postgresql.open(store_uri, audit, err, err_size);
+    return epcs_replicas_embedded.open(NULL, audit, err, err_size);
 }
 
-void epcs_key_store_leave(struct epcs_key_store *store)
+void epcs_replicas_close(struct epcs_replicas *replicas)
 {
-    if (store != NULL && store->ops->leave != NULL)
-        store->ops->leave(store);
+    if (replicas != NULL)
+        replicas->ops->close(replicas);
+}
+
+int epcs_replicas_beat(struct epcs_replicas *replicas, const struct epcs_replica_status *status,
+                       char *err, size_t err_size)
+{
+    return replicas->ops->beat(replicas, status, err, err_size);
 }

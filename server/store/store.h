@@ -2,6 +2,7 @@
 #define EPCS_STORE_H
 
 #include <msgpack.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,15 +10,18 @@
 #include "cases.h"
 #include "decision_log.h"
 #include "key_store.h"
+#include "replicas.h"
 #include "rule_store.h"
 
 /*
  * The stores as interfaces. Each store is a table of operations (an ops struct) that a backend
  * fills; a handle begins with the ops of the backend that made it, and the epcs_decision_log_*,
- * epcs_cases_* and epcs_rule_store_* functions callers use call through it. Today's backends are
- * SQLite with page and journal files, and plain files for the rule store,
- * and PostgreSQL for the decision log and the rule store; another backend is one
- * more table behind the same calls, and the store tests run against every table.
+ * epcs_cases_*, epcs_rule_store_*, epcs_key_store_* and epcs_replicas_* functions callers use
+ * call through it. Today's backends are the embedded ones (SQLite with page and journal files,
+ * plain files for the rule store and the keys, this process alone for the replica registry)
+ * and PostgreSQL for the decision log, the rule store, the keys and the replica registry;
+ * another backend is one more table behind the same calls, and the store tests run against
+ * every table.
  *
  * No operation names a backend's types: readers are opaque handles, errors are 0/-1 (1 for "not
  * found" where said) with a message in the caller's buffer (the rule store logs its own, as it
@@ -172,8 +176,8 @@ struct epcs_rule_store {
 
 /**
  * The key store's operations (see key_store.h for each). A backend that shares no usage (the
- * keys file) leaves join, exchange_usage, heartbeat and leave NULL; one with nothing to follow
- * leaves follow and unfollow NULL.
+ * keys file) leaves exchange_usage NULL; one with nothing to follow leaves follow and unfollow
+ * NULL.
  */
 struct epcs_key_store_ops {
     /** Names the backend in messages and in the store tests ("file"). */
@@ -193,17 +197,44 @@ struct epcs_key_store_ops {
     int (*stale)(struct epcs_key_store *store);
     int (*follow)(struct epcs_key_store *store, void (*changed)(void *ctx), void *ctx);
     void (*unfollow)(struct epcs_key_store *store);
-    int (*join)(struct epcs_key_store *store, const char *audit, uint64_t *run, char *err,
-                size_t err_size);
     int (*exchange_usage)(struct epcs_key_store *store, const char *const *ids, const double *used,
                           size_t count, double *totals, char *err, size_t err_size);
-    int (*heartbeat)(struct epcs_key_store *store, unsigned *live, char *err, size_t err_size);
-    void (*leave)(struct epcs_key_store *store);
 };
 
 /** What every key store handle begins with; the backend's state follows. */
 struct epcs_key_store {
     const struct epcs_key_store_ops *ops;
+};
+
+/** The replica registry's operations (see replicas.h). */
+struct epcs_replicas_ops {
+    /** Names the backend in messages and in the store tests ("embedded"). */
+    const char *name;
+    /** `where` is a connection string for PostgreSQL; the embedded registry ignores it. */
+    struct epcs_replicas *(*open)(const char *where, const char *audit, char *err, size_t err_size);
+    /** Never given NULL (the wrapper takes care of it). */
+    void (*close)(struct epcs_replicas *replicas);
+    int (*beat)(struct epcs_replicas *replicas, const struct epcs_replica_status *status, char *err,
+                size_t err_size);
+};
+
+struct epcs_replica_row;
+
+/**
+ * What every registry handle begins with: its ops, then the last read, which both backends
+ * keep alike (replica_rows.c) and the calls that only read it use without the ops.
+ */
+struct epcs_replicas {
+    const struct epcs_replicas_ops *ops;
+    uint64_t run;
+    /* Guards what follows: the beat replaces it while routes pack it. */
+    pthread_mutex_t lock;
+    struct epcs_replica_row *rows;
+    size_t count;
+    unsigned live;
+    /* The store's clock at the last read (0: none yet), and the monotonic clock's then. */
+    int64_t read_us;
+    int64_t read_mono_ns;
 };
 
 /**
@@ -226,5 +257,9 @@ extern const struct epcs_rule_store_ops epcs_rule_store_postgresql;
 extern const struct epcs_key_store_ops epcs_key_store_file;
 /** The keys in PostgreSQL, and the replicas' shared rate usage (postgresql/key_store.c). */
 extern const struct epcs_key_store_ops epcs_key_store_postgresql;
+/** One epcsd alone, in memory (sqlite/replicas.c). */
+extern const struct epcs_replicas_ops epcs_replicas_embedded;
+/** The replicas on one PostgreSQL database, a run of epcs_runs each (postgresql/replicas.c). */
+extern const struct epcs_replicas_ops epcs_replicas_postgresql;
 
 #endif

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_api  # noqa: E402
 from test_api import JSON, EpcsTest, Server, encode, request  # noqa: E402
 from test_cluster_rules import fresh_schema  # noqa: E402
+from pg_relay import Relay  # noqa: E402
 
 # A revocation's way to the other replica: the announcement (or, lost, the next poll) and a
 # reload of the keys. The promise is a second, whatever the build.
@@ -198,8 +199,7 @@ class ClusterKeysTest(EpcsTest):
         a, b = self.replica(), self.replica()
         token = create_key(self.uri, "portal", "partner", rate=SHARED_RATE)
         wait_status(a, token, 200, 5)
-        # A counts the live replicas with its heartbeat, once a second: B started after A's
-        # first.
+        # A counts the live replicas with its beat, once a second: B started after A's first.
         time.sleep(1.5)
         # The usage table gone, as a database that cannot be written would leave it: each of
         # the two live replicas takes half the key's rate alone.
@@ -241,6 +241,55 @@ class ClusterKeysTest(EpcsTest):
         self.assertEqual(result.returncode, 2)
         self.assertIn("epcsd keys: --keys names a keys file, --store postgresql://... keeps the "
                       "keys in PostgreSQL: give one of them", result.stderr)
+
+
+class KeyStoreOutageTest(EpcsTest):
+    """PostgreSQL away (through a relay that stops answering): a key can be neither made nor
+    revoked, and the admin routes say so with a coded 503 within --store-timeout; the keys
+    already loaded keep working, and the changes work again once the database is back."""
+
+    TIMEOUT_MS = 500
+
+    def setUp(self):
+        uri = fresh_schema("test_key_store_outage")
+        self.admin = create_key(uri, "nec-admin", "admin")
+        self.partner = create_key(uri, "naver", "partner")
+        self.relay = Relay(os.environ["EPCS_TEST_PG"])
+        self.addCleanup(self.relay.stop)
+        self.server = Server("--store", self.relay.uri("test_key_store_outage"),
+                             "--store-timeout", str(self.TIMEOUT_MS), auth=True)
+        self.addCleanup(self.server.cleanup)
+
+    def call(self, method, path, body=None):
+        return request(self.server, method, path,
+                       encode(body, JSON) if body is not None else None,
+                       JSON if body is not None else None, JSON, extra=bearer(self.admin))
+
+    def test_key_changes_answer_503_while_the_database_is_away(self):
+        self.relay.pause()
+        for method, path, body in (("POST", "/v1/admin/keys", {"partner": "kakao",
+                                                               "role": "partner"}),
+                                   ("DELETE", "/v1/admin/keys/" + key_id(self.partner), None)):
+            started = time.monotonic()
+            response = self.call(method, path, body)
+            took = time.monotonic() - started
+            self.assertError(response, 503, "store_unavailable", None,
+                             "the key store cannot be reached now; try again")
+            # The timeout for the connection and each statement, never a hang.
+            self.assertLess(took, self.TIMEOUT_MS / 1000 * 3 + 1)
+        # What was loaded still lets its holders in.
+        self.assertEqual(status_of(self.server, self.partner), 200)
+        self.relay.resume()
+        deadline = time.monotonic() + 10
+        while True:
+            created = self.call("POST", "/v1/admin/keys", {"partner": "kakao", "role": "partner"})
+            if created.status == 201 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(created.status, 201, created.raw)
+        revoked = self.call("DELETE", "/v1/admin/keys/" + key_id(self.partner))
+        self.assertEqual(revoked.status, 200, revoked.raw)
+        self.assertEqual(revoked.data, {"revoked": key_id(self.partner)})
 
 
 if __name__ == "__main__":

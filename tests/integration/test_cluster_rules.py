@@ -66,6 +66,25 @@ def activate(server, ruleset, epoch):
                    encode({"ruleset": ruleset, "epoch": epoch}, JSON), JSON, JSON)
 
 
+def cluster_of(server):
+    response = request(server, "GET", "/v1/admin/cluster", accept=JSON)
+    assert response.status == 200, response.raw
+    return response.document
+
+
+def wait_listed(test, server, wanted, timeout=5):
+    """The cluster as `server` lists it once `wanted(rows by pid)` holds (replicas beat once a
+    second), as {pid: row}."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cluster = cluster_of(server)
+        rows = {row["pid"]: row for row in cluster["replicas"]}
+        if wanted(rows):
+            return cluster, rows
+        test.assertLess(time.monotonic(), deadline, cluster)
+        time.sleep(0.1)
+
+
 def wait_serving(server, ruleset, epoch, timeout):
     """Seconds until `server` serves `ruleset` at `epoch`, polled as fast as curl goes."""
     started = time.monotonic()
@@ -153,6 +172,56 @@ class ClusterRulesTest(EpcsTest):
                          {"status": "unchanged", "ruleset": first, "epoch": 3})
         history = request(b, "GET", "/v1/rules/versions", accept=JSON).document["activations"]
         self.assertEqual([entry["to"] for entry in history], [first, second, first])
+
+    def test_the_cluster_lists_every_replica_with_the_ruleset_it_serves(self):
+        a, b, first, second = self.two_versions()
+        pid_a, pid_b = a.process.pid, b.process.pid
+        serving = lambda ruleset, epoch: lambda rows: all(  # noqa: E731
+            pid in rows and (rows[pid]["ruleset"], rows[pid]["epoch"], rows[pid]["state"],
+                             rows[pid]["ready"]) == (ruleset, epoch, "live", True)
+            for pid in (pid_a, pid_b))
+        cluster, rows = wait_listed(self, b, serving(second, 2))
+        self.assertEqual(cluster["live"], 2)
+        self.assertEqual(len(cluster["replicas"]), 2)
+        self.assertEqual((rows[pid_a]["self"], rows[pid_b]["self"]), (False, True))
+        self.assertNotEqual(rows[pid_a]["run"], rows[pid_b]["run"])
+        self.assertEqual(rows[pid_a]["audit"], "async")
+        self.assertLess(rows[pid_a]["heartbeat_age_ms"], 3000)
+        self.assertLess(cluster["read_age_ms"], 1500)
+        # An activation on B shows as A's ruleset in B's list once A served it and beat.
+        self.assertEqual(activate(b, first, 2).status, 200)
+        wait_listed(self, b, serving(first, 3))
+        # A replica that cannot serve the cluster's ruleset says so.
+        following = os.path.join(a.data, "var", "rulesets", "following")
+        shutil.rmtree(following)
+        with open(following, "w") as f:
+            f.write("not a directory\n")
+        self.assertEqual(activate(b, second, 3).status, 200)
+        wait_listed(self, b, lambda rows: (rows[pid_a]["ready"], rows[pid_a]["ruleset"],
+                                           rows[pid_b]["ruleset"]) == (False, first, second))
+        os.unlink(following)
+        wait_listed(self, b, serving(second, 4))
+        # One stopped is listed as stopped, and the live count drops.
+        self.assertEqual(a.stop(), 0)
+        cluster, rows = wait_listed(self, b, lambda rows: rows[pid_a]["state"] == "stopped")
+        self.assertEqual(cluster["live"], 1)
+
+    def test_a_replica_killed_falls_silent(self):
+        a = self.replica(self.rules("a"))
+        b = self.replica(self.rules("b"))
+        pid_b = b.process.pid
+        wait_listed(self, a, lambda rows: pid_b in rows and rows[pid_b]["state"] == "live")
+        b.process.kill()
+        b.process.wait()
+        started = time.monotonic()
+        cluster, rows = wait_listed(self, a, lambda rows: rows[pid_b]["state"] == "silent",
+                                    timeout=10)
+        took = time.monotonic() - started
+        print("\na replica killed was listed as silent %.1f s later" % took)
+        # EPCS_REPLICA_LIVE_MS, and a beat's period around it.
+        self.assertGreater(took, 3)
+        self.assertEqual(cluster["live"], 1)
+        self.assertGreaterEqual(rows[pid_b]["heartbeat_age_ms"], 5000)
 
     def test_two_activations_on_one_epoch_cannot_both_win(self):
         a, b, first, second = self.two_versions()
@@ -313,6 +382,16 @@ class SingleNodeActivationTest(EpcsTest):
                           "previous": second["ruleset"], "epoch": 3})
         self.assertEqual(rules_of(server)["ruleset"], first["ruleset"])
         self.assertEqual(rules_of(server)["epoch"], 3)
+
+    def test_the_cluster_of_one(self):
+        server = Server()
+        self.addCleanup(server.cleanup)
+        cluster, rows = wait_listed(self, server, lambda rows: server.process.pid in rows)
+        row = rows[server.process.pid]
+        self.assertEqual((row["run"], row["state"], row["ready"], row["self"], row["epoch"],
+                          row["audit"]), (1, "live", True, True, 1, "async"))
+        self.assertEqual(row["ruleset"], rules_of(server)["ruleset"])
+        self.assertEqual((cluster["live"], len(cluster["replicas"])), (1, 1))
 
 
 if __name__ == "__main__":

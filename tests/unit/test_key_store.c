@@ -398,8 +398,6 @@ static void test_shared_usage(void)
             epcs_key_store_exchange_usage(a, ids, (double[]){1, 1}, 2, totals, err, sizeof(err)),
             -1);
         EXPECT_STR(err, "the file key store shares no rate usage");
-        uint64_t run;
-        EXPECT_INT(epcs_key_store_join(a, "sync", &run, err, sizeof(err)), -1);
         epcs_key_store_close(a);
         epcs_key_store_close(b);
         return;
@@ -422,29 +420,6 @@ static void test_shared_usage(void)
                -1);
     EXPECT_CONTAINS(err, "a key id is malformed");
 
-    /* Two replicas joined: both live until one leaves. */
-    uint64_t run_a = 0, run_b = 0;
-    unsigned live = 0;
-    EXPECT_INT(epcs_key_store_heartbeat(a, &live, err, sizeof(err)), -1);
-    EXPECT_STR(err, "this replica has not joined the cluster");
-    EXPECT_INT(epcs_key_store_join(a, "sync", &run_a, err, sizeof(err)), 0);
-    EXPECT_INT(epcs_key_store_join(b, "async", &run_b, err, sizeof(err)), 0);
-    EXPECT(run_a != 0 && run_b != 0 && run_a != run_b);
-    EXPECT_INT(epcs_key_store_heartbeat(a, &live, err, sizeof(err)), 0);
-    EXPECT_INT(live, 2);
-    epcs_key_store_leave(b);
-    EXPECT_INT(epcs_key_store_heartbeat(a, &live, err, sizeof(err)), 0);
-    EXPECT_INT(live, 1);
-    /* One whose heartbeat is older than EPCS_KEY_LIVE_MS no longer counts, stopped or not. */
-    char number[24];
-    snprintf(number, sizeof(number), "%llu", (unsigned long long)run_b);
-    EXPECT_INT(epcs_test_pg_exec(where,
-                                 "UPDATE epcs_runs SET heartbeat_at = now() - interval '6 s',"
-                                 " stopped_at = NULL WHERE id = $1::bigint",
-                                 number),
-               0);
-    EXPECT_INT(epcs_key_store_heartbeat(a, &live, err, sizeof(err)), 0);
-    EXPECT_INT(live, 1);
     epcs_key_store_close(a);
     epcs_key_store_close(b);
 }

@@ -563,14 +563,27 @@ static void pack_key(msgpack_packer *pk, const char *id, const char *partner, en
     }
 }
 
+/* The database behind the key store is away for now: the client may try again. */
+static void key_store_unavailable(struct admin_job *job)
+{
+    epcs_offload_fail(&job->base, 503, "store_unavailable", NULL,
+                      "the key store cannot be reached now; try again");
+}
+
 /* Adds the key to the key store (durable before it returns) and reads the keys again. */
 static void create_key_work(struct admin_job *job)
 {
     struct epcs_server *server = job->server;
     char token[EPCS_KEY_TOKEN_LEN + 1], err[512];
     struct epcs_key_record key;
-    if (epcs_key_store_create(server->key_store, job->partner, job->role, job->rate, token, &key,
-                              err, sizeof(err)) != 0) {
+    int rc = epcs_key_store_create(server->key_store, job->partner, job->role, job->rate, token,
+                                   &key, err, sizeof(err));
+    if (rc == EPCS_KEY_STORE_UNREACHABLE) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "cannot add a key: %s", err);
+        key_store_unavailable(job);
+        return;
+    }
+    if (rc != 0) {
         epcs_log(EPCS_LOG_ERROR, "keys", "cannot add a key: %s", err);
         int theirs = strstr(err, "partner") != NULL;
         epcs_offload_fail(&job->base, theirs ? 400 : 500, theirs ? "bad_request" : "internal",
@@ -591,6 +604,11 @@ static void revoke_key_work(struct admin_job *job)
     struct epcs_server *server = job->server;
     char err[512];
     int rc = epcs_key_store_revoke(server->key_store, job->key_id, err, sizeof(err));
+    if (rc == EPCS_KEY_STORE_UNREACHABLE) {
+        epcs_log(EPCS_LOG_ERROR, "keys", "cannot revoke key %s: %s", job->key_id, err);
+        key_store_unavailable(job);
+        return;
+    }
     if (rc < 0) {
         epcs_log(EPCS_LOG_ERROR, "keys", "cannot revoke key %s: %s", job->key_id, err);
         epcs_offload_fail(&job->base, 500, "internal", NULL, "%s", err);

@@ -1,4 +1,4 @@
-/* GET /metrics (Prometheus text format) and GET /readyz. */
+/* GET /metrics (Prometheus text format), GET /readyz and GET /v1/admin/cluster. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -243,41 +243,6 @@ static int handle_metrics(h2o_req_t *req, h2o_iovec_t param)
                                     out->len);
 }
 
-/*
- * The decision log's state for /readyz: its mode when it takes decisions, else "failed",
- * "stalled" or "full" with `reason` saying what keeps it from taking them.
- */
-static const char *log_readiness(struct epcs_decision_log *log, size_t *queued, char *reason,
-                                 size_t reason_size)
-{
-    struct epcs_decision_log_stats stats;
-    epcs_decision_log_stats(log, &stats);
-    *queued = stats.queued;
-    if (stats.failed) {
-        snprintf(reason, reason_size, "the decision log failed (%s): restart epcsd", stats.reason);
-        return "failed";
-    }
-    if (stats.stalled) {
-        /* PostgreSQL's retries back off, a disk's come at a steady pace. */
-        if (strncmp(stats.reason, "PostgreSQL", 10) == 0)
-            snprintf(reason, reason_size,
-                     "the decision log cannot write: %s; it tries again, backing off to every "
-                     "2 s",
-                     stats.reason);
-        else
-            snprintf(reason, reason_size,
-                     "the decision log cannot write %s; it tries again every %d ms", stats.reason,
-                     EPCS_DECISION_LOG_RETRY_MS);
-        return "stalled";
-    }
-    if (stats.queued >= stats.queue_limit) {
-        snprintf(reason, reason_size,
-                 "the decision log's queue is full: %zu decisions wait for the disk", stats.queued);
-        return "full";
-    }
-    return epcs_decision_log_mode(log) == EPCS_AUDIT_SYNC ? "sync" : "async";
-}
-
 /* Ready: rules to decide with, and a decision log able to take what is decided. */
 static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
 {
@@ -285,21 +250,9 @@ static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
     struct epcs_worker *worker = epcs_worker_of(req);
     struct epcs_server *server = worker->server;
     struct epcs_engine *engine = epcs_worker_engine(worker);
-    const char *log_state = "off";
-    char reason[600] = "";
-    size_t queued = 0;
-    if (server->decisions != NULL)
-        log_state = log_readiness(server->decisions, &queued, reason, sizeof(reason));
-    if (engine == NULL)
-        snprintf(reason, sizeof(reason), "no rule engine could be built (see the server log)");
-    /* Out of the proxy's rotation rather than answer by rules the cluster has left. */
-    int behind = epcs_server_rules_behind(server, reason, sizeof(reason));
-    int store_down = atomic_load(&server->store_down);
-    if (store_down && reason[0] == '\0')
-        snprintf(reason, sizeof(reason),
-                 "the store's database cannot be reached (tried every %d ms at most)",
-                 EPCS_RULE_FOLLOW_POLL_MS);
-    int ready = reason[0] == '\0';
+    struct epcs_readiness readiness;
+    epcs_server_readiness(server, engine != NULL, &readiness);
+    int ready = readiness.ready, behind = readiness.behind;
     struct epcs_rules_state rules;
     epcs_server_rules_state(server, &rules);
     msgpack_packer *pk = epcs_response_begin(worker);
@@ -323,20 +276,29 @@ static int handle_readyz(h2o_req_t *req, h2o_iovec_t param)
                        : rules.refused  ? "refused"
                                         : "current");
     epcs_pack_cstr(pk, "decision_log");
-    epcs_pack_cstr(pk, log_state);
+    epcs_pack_cstr(pk, readiness.log_state);
     /* up: the stores answer (the embedded ones always do); down: PostgreSQL is away. */
     epcs_pack_cstr(pk, "store");
-    epcs_pack_cstr(pk, store_down ? "down" : "up");
+    epcs_pack_cstr(pk, readiness.store_down ? "down" : "up");
     epcs_pack_cstr(pk, "queued");
-    msgpack_pack_uint64(pk, queued);
+    msgpack_pack_uint64(pk, readiness.queued);
     /* Whether keys are asked, not how many there are: readiness is open to anyone. */
     epcs_pack_cstr(pk, "auth");
     epcs_pack_cstr(pk, server->config.no_auth ? "off" : "keys");
     if (!ready) {
         epcs_pack_cstr(pk, "reason");
-        epcs_pack_cstr(pk, reason);
+        epcs_pack_cstr(pk, readiness.reason);
     }
     return epcs_response_send(req, ready ? 200 : 503, epcs_response_format(req));
+}
+
+/* The replicas as the beat last read them: no round trip to the database here. */
+static int handle_cluster(h2o_req_t *req, h2o_iovec_t param)
+{
+    (void)param;
+    struct epcs_worker *worker = epcs_worker_of(req);
+    epcs_replicas_pack(worker->server->replicas, epcs_response_begin(worker));
+    return epcs_response_send(req, 200, epcs_response_format(req));
 }
 
 /* Probes need no key; /healthz is api.c's. */
@@ -344,6 +306,7 @@ static const struct epcs_route_row health_rows[] = {
     {"GET", "/healthz", EPCS_MATCH_EXACT, EPCS_ROLE_NONE, "healthz", epcs_handle_healthz},
     {"GET", "/readyz", EPCS_MATCH_EXACT, EPCS_ROLE_NONE, "readyz", handle_readyz},
     {"GET", "/metrics", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "metrics", handle_metrics},
+    {"GET", "/v1/admin/cluster", EPCS_MATCH_EXACT, EPCS_ROLE_STAFF, "cluster", handle_cluster},
 };
 
 const struct epcs_route_group epcs_health_routes = {health_rows,

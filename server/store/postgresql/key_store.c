@@ -24,7 +24,6 @@
 #include "key_store.h"
 #include "log.h"
 #include "pg_follow.h"
-#include "pg_runs.h"
 #include "pg_store.h"
 #include "store.h"
 
@@ -56,8 +55,6 @@ struct pg_key_store {
     struct epcs_pg_follower *follower;
     void (*changed)(void *ctx);
     void *ctx;
-    /* This replica's row of epcs_runs, once joined (0 before). */
-    uint64_t run;
 };
 
 static struct pg_key_store *of(struct epcs_key_store *base)
@@ -79,22 +76,14 @@ static struct epcs_key_store *pg_open(const char *uri, char *err, size_t err_siz
         free(store);
         return NULL;
     }
-    /* The replicas' rows, which the rate limits count. */
-    if (epcs_pg_runs_schema(store->pg, err, err_size) != 0) {
-        epcs_pg_close(store->pg);
-        free(store);
-        return NULL;
-    }
     return &store->base;
 }
 
 static void pg_unfollow(struct epcs_key_store *base);
-static void pg_leave(struct epcs_key_store *base);
 
 static void pg_close(struct epcs_key_store *base)
 {
     pg_unfollow(base);
-    pg_leave(base);
     epcs_pg_close(of(base)->pg);
     free(base);
 }
@@ -219,6 +208,16 @@ static int insert_key(PGconn *conn, const struct epcs_key_record *record, char *
     return inserted ? 0 : 1;
 }
 
+/* Gives `conn` back (a transaction left open is rolled back by the pool), `rc` told apart: a
+ * database away is EPCS_KEY_STORE_UNREACHABLE, worth a retry. */
+static int give_back(struct pg_key_store *store, PGconn *conn, int rc)
+{
+    if (rc < 0 && epcs_pg_unreachable(conn))
+        rc = EPCS_KEY_STORE_UNREACHABLE;
+    epcs_pg_give(store->pg, conn);
+    return rc;
+}
+
 static int pg_create(struct epcs_key_store *base, const char *partner, enum epcs_role role,
                      double rate, char *token, struct epcs_key_record *record, char *err,
                      size_t err_size)
@@ -228,15 +227,13 @@ static int pg_create(struct epcs_key_store *base, const char *partner, enum epcs
         return -1;
     PGconn *conn = epcs_pg_take(store->pg, err, err_size);
     if (conn == NULL)
-        return -1;
+        return EPCS_KEY_STORE_UNREACHABLE;
     int rc = epcs_pg_command(conn, "adding a key", "BEGIN", err, err_size);
     while (rc == 0 && (rc = insert_key(conn, record, err, err_size)) == 1)
         rc = epcs_key_mint(partner, role, rate, record, token, err, err_size);
     if (rc == 0)
         rc = commit_change(conn, err, err_size);
-    /* A transaction left open is rolled back by the pool. */
-    epcs_pg_give(store->pg, conn);
-    return rc;
+    return give_back(store, conn, rc);
 }
 
 static int pg_revoke(struct epcs_key_store *base, const char *id, char *err, size_t err_size)
@@ -244,7 +241,7 @@ static int pg_revoke(struct epcs_key_store *base, const char *id, char *err, siz
     struct pg_key_store *store = of(base);
     PGconn *conn = epcs_pg_take(store->pg, err, err_size);
     if (conn == NULL)
-        return -1;
+        return EPCS_KEY_STORE_UNREACHABLE;
     const char *values[] = {id};
     PGresult *revoked = NULL;
     int rc = epcs_pg_command(conn, "revoking a key", "BEGIN", err, err_size);
@@ -262,8 +259,7 @@ static int pg_revoke(struct epcs_key_store *base, const char *id, char *err, siz
                           "DELETE FROM epcs_key_usage WHERE key_id = $1", 1, values, err, err_size);
     if (rc == 0)
         rc = commit_change(conn, err, err_size);
-    epcs_pg_give(store->pg, conn);
-    return rc;
+    return give_back(store, conn, rc);
 }
 
 static int pg_stale(struct epcs_key_store *base)
@@ -311,16 +307,6 @@ static void pg_unfollow(struct epcs_key_store *base)
     struct pg_key_store *store = of(base);
     epcs_pg_unfollow(store->follower);
     store->follower = NULL;
-}
-
-static int pg_join(struct epcs_key_store *base, const char *audit, uint64_t *run, char *err,
-                   size_t err_size)
-{
-    struct pg_key_store *store = of(base);
-    if (epcs_pg_join_run(store->pg, audit, run, err, err_size) != 0)
-        return -1;
-    store->run = *run;
-    return 0;
 }
 
 /* `{a,b,...}`: key ids are hex digits and the counts numbers, so nothing needs quoting. */
@@ -391,30 +377,6 @@ static int pg_exchange_usage(struct epcs_key_store *base, const char *const *ids
     return rc;
 }
 
-static int pg_heartbeat(struct epcs_key_store *base, unsigned *live, char *err, size_t err_size)
-{
-    struct pg_key_store *store = of(base);
-    if (store->run == 0) {
-        snprintf(err, err_size, "this replica has not joined the cluster");
-        return -1;
-    }
-    if (epcs_pg_heartbeat(store->pg, store->run, err, err_size) != 0 ||
-        epcs_pg_live_runs(store->pg, EPCS_KEY_LIVE_MS, live, err, err_size) != 0)
-        return -1;
-    return 0;
-}
-
-static void pg_leave(struct epcs_key_store *base)
-{
-    struct pg_key_store *store = of(base);
-    char err[512];
-    if (store->run != 0 && epcs_pg_end_run(store->pg, store->run, err, sizeof(err)) != 0)
-        epcs_log(EPCS_LOG_WARN, "store",
-                 "cannot mark run %llu stopped (it stops counting as live within %d ms): %s",
-                 (unsigned long long)store->run, EPCS_KEY_LIVE_MS, err);
-    store->run = 0;
-}
-
 const struct epcs_key_store_ops epcs_key_store_postgresql = {
     .name = "postgresql",
     .open = pg_open,
@@ -426,8 +388,5 @@ const struct epcs_key_store_ops epcs_key_store_postgresql = {
     .stale = pg_stale,
     .follow = pg_follow,
     .unfollow = pg_unfollow,
-    .join = pg_join,
     .exchange_usage = pg_exchange_usage,
-    .heartbeat = pg_heartbeat,
-    .leave = pg_leave,
 };

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "pg_store.h"
+#include "replica_rows.h"
 
 /*
  * One row of epcs_runs per start of an epcsd on the database: its number is unique across the
@@ -16,6 +17,9 @@
 /** Creates epcs_runs when missing (its own schema step). 0, or -1 with `err`. */
 int epcs_pg_runs_schema(struct epcs_pg *pg, char *err, size_t err_size);
 
+/** A pool on `uri` for the registry, epcs_runs brought up to date. NULL with `err`. */
+struct epcs_pg *epcs_pg_runs_open(const char *uri, char *err, size_t err_size);
+
 /**
  * Claims a run number for this process: a new row naming the host, the pid and `audit`
  * ("sync", "async" or "off"). 0 with `*run` set, or -1 with `err`.
@@ -24,21 +28,24 @@ int epcs_pg_claim_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char
                       size_t err_size);
 
 /**
- * Claims the run a replica heartbeats (epcs_pg_heartbeat) and is counted by among the live
- * (epcs_pg_live_runs): one per process. A run from epcs_pg_claim_run only names ids.
+ * Claims the run a replica beats (epcs_pg_beat) and is listed by among the replicas: one per
+ * process. A run from epcs_pg_claim_run only names ids.
  */
 int epcs_pg_join_run(struct epcs_pg *pg, const char *audit, uint64_t *run, char *err,
                      size_t err_size);
 
-/** Marks run `run` alive now (its heartbeat_at). 0, or -1 with `err` (no such run included). */
-int epcs_pg_heartbeat(struct epcs_pg *pg, uint64_t run, char *err, size_t err_size);
+/** The most replicas a beat reads (the oldest listed first). */
+#define EPCS_PG_REPLICAS_LISTED_MAX "1000"
 
 /**
- * Counts, into `*live`, the runs not stopped whose heartbeat is at most `within_ms` old by the
- * database's clock (the replicas' clocks need not agree). 0, or -1 with `err`.
+ * Marks run `run` (from epcs_pg_join_run) alive now with `status`, and reads every run that
+ * beats and was heard from, or stopped, within EPCS_REPLICA_LISTED_S, by run number, into
+ * `*rows` (malloc'd, the caller frees) and `*count`, with the database's clock at the read in
+ * `*now_us` (the replicas' clocks need not agree). 0, or -1 with `err` (no such run included).
  */
-int epcs_pg_live_runs(struct epcs_pg *pg, unsigned within_ms, unsigned *live, char *err,
-                      size_t err_size);
+int epcs_pg_beat(struct epcs_pg *pg, uint64_t run, const struct epcs_replica_status *status,
+                 struct epcs_replica_row **rows, size_t *count, int64_t *now_us, char *err,
+                 size_t err_size);
 
 /** Marks run `run` stopped (stopped_at), so it no longer counts as live. 0, or -1 with `err`. */
 int epcs_pg_end_run(struct epcs_pg *pg, uint64_t run, char *err, size_t err_size);
