@@ -137,6 +137,16 @@ static const struct config_option options[] = {
      .help = "where shared state lives: sqlite (under --data, the\n"
              "default) or a postgresql:// URI (rulesets, the\n"
              "decision log and keys so far)"},
+    {.name = "store-threads",
+     .kind = OPTION_INT,
+     .offset = FIELD(store_threads),
+     .initial = 4,
+     .min = 1,
+     .max = 256,
+     .arg = "N",
+     .help = "threads for the work that waits on the stores (reads,\n"
+             "writes, exports, impact), off the event loops\n"
+             "(default {})"},
     {.name = "store-timeout",
      .kind = OPTION_INT,
      .offset = FIELD(store_timeout_ms),

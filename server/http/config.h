@@ -35,6 +35,8 @@ struct epcs_config {
     const char *data_dir;
     /** --store: "sqlite", or a PostgreSQL connection URI. */
     const char *store;
+    /** --store-threads: the store's threads (store_threads.h). */
+    int store_threads;
     /** --store-timeout: a connection attempt's or statement's limit with PostgreSQL. */
     int store_timeout_ms;
     int threads;

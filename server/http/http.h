@@ -23,6 +23,7 @@
 #include "plugin_loader.h"
 #include "replicas.h"
 #include "router.h"
+#include "store_threads.h"
 #include "rule_store.h"
 #include "ruleset.h"
 
@@ -87,6 +88,8 @@ struct epcs_server {
      * (beat.c); the embedded store's lists this process alone. */
     struct epcs_replicas *replicas;
     struct epcs_beat *beat;
+    /** Where the work that waits on the stores runs (store_threads.h). */
+    struct epcs_store_threads *store_threads;
     /** NULL with --audit off. */
     struct epcs_decision_log *decisions;
     /** Reports and the requests they caused (cases.h); epcsd does not start without it. */
@@ -132,6 +135,8 @@ struct epcs_worker {
     uv_loop_t loop;
     int loop_ready;
     uv_async_t stop_signal;
+    /** The way back of the jobs this loop gave the store's threads. */
+    struct epcs_store_returns store_returns;
     /* Woken when a ruleset is published, so an idle worker lets go of the old one too. */
     uv_async_t ruleset_changed;
     uv_timer_t drain_timer;

@@ -5,14 +5,16 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "store_threads.h"
 
 /*
- * Work a route must not do on its event loop (SQLite reads and writes, fsyncs, long exports),
- * run on libuv's thread pool and answered from the loop when it is done.
+ * Work a route must not do on its event loop (the stores' reads and writes, fsyncs, long
+ * exports), run on the store's threads (store_threads.h) and answered from the loop when it is
+ * done.
  *
  * A route copies what the work needs out of the request into a job of its own that embeds
  * `struct epcs_offload` (first, or anywhere: the callbacks get the member back and reach the job
- * with H2O_STRUCT_FROM_MEMBER), then calls epcs_offload_start. The work runs on a pool thread
+ * with H2O_STRUCT_FROM_MEMBER), then calls epcs_offload_start. The work runs on a store thread
  * and sees nothing of h2o or the loop; `respond` runs on the loop with the request restored as
  * the router left it; `destroy` runs last, always, on the loop. When the client goes away, or
  * the loop stops, before the work is done, the work still runs to the end (a write commits) and
@@ -28,11 +30,11 @@ struct epcs_offload;
 struct epcs_offload_ops {
     /** What the job does, for the log: "listing reports". */
     const char *what;
-    /** On a pool thread: does the work and keeps its outcome in the job. Must not touch the
+    /** On a store thread: does the work and keeps its outcome in the job. Must not touch the
      * request, the worker, h2o or the loop; may block. */
     void (*work)(struct epcs_offload *job);
     /** On the loop, once, when the client is still there and `work` chose no error: answers
-     * the request. Not called when the pool could not run the work (the helper answers 500). */
+     * the request. */
     void (*respond)(struct epcs_offload *job, h2o_req_t *req);
     /** On the loop, last: frees the job. `answered` is 0 when nobody was there to answer. */
     void (*destroy)(struct epcs_offload *job, int answered);
@@ -49,7 +51,7 @@ struct epcs_offload_error {
 
 /** The helper's part of a job. Zero it with the job; epcs_offload_start fills it. */
 struct epcs_offload {
-    uv_work_t work;
+    struct epcs_store_job store;
     const struct epcs_offload_ops *ops;
     struct epcs_worker *worker;
     /* NULL once the client has gone (see cb_link_disposed). */
@@ -64,17 +66,14 @@ struct epcs_offload {
     /** Set by `work` (0: none): under --audit sync whatever `respond` answers waits until the
      * decision log has committed this ticket, as a check's answer waits for its decision. */
     uint64_t hold_ticket;
-    /** Set when the pool could not run the work. */
-    int failed;
     /** Set by `work` through epcs_offload_fail: the helper answers it instead of calling
      * `respond`. */
     struct epcs_offload_error error;
 };
 
 /**
- * Queues `job` (which the caller allocated, and `ops->destroy` frees) for the thread pool.
- * Returns 0, the handler's return value: when the pool refuses it, answers 500 and destroys
- * the job at once.
+ * Queues `job` (which the caller allocated, and `ops->destroy` frees) for the store's threads.
+ * Returns 0, the handler's return value.
  */
 int epcs_offload_start(h2o_req_t *req, struct epcs_offload *job,
                        const struct epcs_offload_ops *ops);

@@ -322,9 +322,10 @@ static void cb_stop(uv_async_t *async)
     uv_timer_start(&worker->drain_timer, cb_drain, 0, DRAIN_POLL_MS);
 }
 
+/* Closes `handle` unless it is `arg` (NULL: every one). */
 static void cb_close_handle(uv_handle_t *handle, void *arg)
 {
-    if (!uv_is_closing(handle))
+    if (handle != arg && !uv_is_closing(handle))
         uv_close(handle, NULL);
 }
 
@@ -363,7 +364,11 @@ static void *worker_main(void *arg)
     int clean = drained(worker);
     if (clean)
         h2o_context_dispose(&worker->ctx);
-    uv_walk(&worker->loop, cb_close_handle, NULL);
+    /* Every handle but the store's way back, which the jobs still under way return by: a
+     * write that was asked commits, and its job is freed here. */
+    uv_walk(&worker->loop, cb_close_handle, &worker->store_returns.wake);
+    epcs_store_returns_drain(worker, &worker->loop);
+    uv_close((uv_handle_t *)&worker->store_returns.wake, NULL);
     uv_run(&worker->loop, UV_RUN_DEFAULT);
     if (clean)
         uv_loop_close(&worker->loop);
@@ -411,6 +416,8 @@ static int init_worker(struct epcs_server *server, struct epcs_worker *worker, i
         return -1;
     uv_async_init(&worker->loop, &worker->stop_signal, cb_stop);
     worker->stop_signal.data = worker;
+    if (epcs_store_returns_init(worker, &worker->loop) != 0)
+        return -1;
     uv_async_init(&worker->loop, &worker->ruleset_changed, epcs_worker_cb_ruleset_changed);
     worker->ruleset_changed.data = worker;
     uv_timer_init(&worker->loop, &worker->drain_timer);
@@ -443,6 +450,7 @@ static void dispose_worker(struct epcs_worker *worker)
     if (worker->server != NULL && worker->server->decisions != NULL)
         epcs_decision_log_detach(worker->server->decisions, &worker->staged);
     epcs_guard_destroy(worker->guard);
+    epcs_store_returns_dispose(worker);
     epcs_engine_destroy(worker->engine);
     epcs_keyring_release(worker->keyring);
     free(worker->metrics.verdicts);
@@ -582,6 +590,8 @@ static int open_shared(struct epcs_server *server)
         return -1;
     if (open_listeners(server) != 0 || open_replicas(server) != 0)
         return -1;
+    if ((server->store_threads = epcs_store_threads_start(config->store_threads)) == NULL)
+        return -1;
     if (!config->no_auth && epcs_server_open_keys(server) != 0)
         return -1;
     if (config->audit != EPCS_AUDIT_OFF && open_decision_log(server) != 0)
@@ -680,6 +690,9 @@ static void close_shared(struct epcs_server *server)
     epcs_workers_forget(server);
     if (server->ssl_ctx != NULL)
         SSL_CTX_free(server->ssl_ctx);
+    /* After the workers, whose loops waited for every job they had queued. */
+    epcs_store_threads_stop(server->store_threads);
+    server->store_threads = NULL;
     /* After the workers, whose loops ran every write they had queued to the end; before the
      * decision log, which takes the store's events. */
     epcs_cases_close(server->cases);

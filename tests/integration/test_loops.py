@@ -445,7 +445,7 @@ def logged_checks(count):
 
 def thread_cpu(pid):
     """Nanoseconds of CPU time a process's threads have used, summed by thread name (epcsd
-    names its loops epcs-worker-N and the thread pool's threads epcs-pool)."""
+    names its loops epcs-worker-N and the store's threads epcs-store)."""
     totals = {}
     for task in glob.glob("/proc/%d/task/*" % pid):
         try:
@@ -563,7 +563,7 @@ class LoopLatencyTest(EpcsTest):
             self.assertIn("%d succeeded, 0 failed, 0 errored" % len(done[name]), load_output)
         cpu_after = thread_cpu(self.server.process.pid)
         loop, pool = (cpu_after.get(name, 0) - cpu_before.get(name, 0)
-                      for name in ("epcs-worker-0", "epcs-pool"))
+                      for name in ("epcs-worker-0", "epcs-store"))
         self.assertGreater(loop, 0, "no thread of epcsd is named epcs-worker-0")
         # CPU time, not waiting: this holds however busy the machine is.
         self.assertLess(loop * self.POOL_OVER_LOOP, pool,

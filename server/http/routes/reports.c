@@ -5,7 +5,7 @@
  * request; a partner reads the reports it filed and the requests addressed to it.
  *
  * Writes are legal records committed with an fsync, and reads and exports may visit 100,000
- * rows: both run on libuv's thread pool (offload.h), reads on connections of the store's own
+ * rows: both run on the store's threads (offload.h), reads on connections of the store's own
  * pool, and the answer is sent from the loop when they are done. The event loop never waits
  * on SQLite or the disk.
  */
@@ -1450,15 +1450,15 @@ const struct epcs_route_group epcs_case_routes = {case_rows,
 /* ---- the sweep ---------------------------------------------------------------------------- */
 
 struct sweep {
-    uv_work_t work;
+    struct epcs_store_job store;
     struct epcs_worker *worker;
     int handled;
     char err[256];
 };
 
-static void cb_sweep_work(uv_work_t *work)
+static void cb_sweep_work(struct epcs_store_job *job)
 {
-    struct sweep *sweep = work->data;
+    struct sweep *sweep = H2O_STRUCT_FROM_MEMBER(struct sweep, store, job);
     sweep->handled = epcs_cases_sweep(sweep->worker->server->cases, epcs_now_us(), SWEEP_BATCH,
                                       sweep->err, sizeof(sweep->err));
 }
@@ -1467,14 +1467,12 @@ static void cb_sweep_work(uv_work_t *work)
  * starts and when it ends, not at every tick. Only worker 0's loop touches it. */
 static int sweep_failing;
 
-static void cb_sweep_done(uv_work_t *work, int status)
+static void cb_sweep_done(struct epcs_store_job *job)
 {
-    struct sweep *sweep = work->data;
+    struct sweep *sweep = H2O_STRUCT_FROM_MEMBER(struct sweep, store, job);
     struct epcs_worker *worker = sweep->worker;
     worker->case_sweep_busy = 0;
-    if (status != 0)
-        snprintf(sweep->err, sizeof(sweep->err), "%s", uv_strerror(status));
-    if (status != 0 || sweep->handled < 0) {
+    if (sweep->handled < 0) {
         if (!sweep_failing)
             epcs_log(EPCS_LOG_ERROR, "cases",
                      "sweep failed, requests falling due wait for the next one: %s", sweep->err);
@@ -1499,12 +1497,10 @@ static void cb_sweep_tick(uv_timer_t *timer)
     if (sweep == NULL)
         return;
     sweep->worker = worker;
-    sweep->work.data = sweep;
-    if (uv_queue_work(&worker->loop, &sweep->work, cb_sweep_work, cb_sweep_done) != 0) {
-        free(sweep);
-        return;
-    }
+    sweep->store =
+        (struct epcs_store_job){.work = cb_sweep_work, .done = cb_sweep_done, .worker = worker};
     worker->case_sweep_busy = 1;
+    epcs_store_queue(worker->server->store_threads, &sweep->store);
 }
 
 void epcs_cases_worker_init(struct epcs_worker *worker)
