@@ -309,11 +309,15 @@ h2load -n "$requests" -c 4 -m 10 -d "$tmp/check.json" -H 'content-type: applicat
     -H "authorization: Bearer $load_token" "$proxy_url/v1/check" >"$tmp/kill-h2load.txt" 2>&1 &
 h2load_pid=$!
 sleep 2
+# The kill must land mid-load, or no retry is proved.
+kill -0 "$h2load_pid" 2>/dev/null || cfail "h2load finished its $requests checks within 2 s, before the kill: raise requests"
 restarts=$(podman inspect --format '{{.RestartCount}}' "$epcs1")
 killed_pid=$(podman inspect --format '{{.State.Pid}}' "$epcs1")
 # From the host, as a crash would: epcsd is PID 1 of its namespace, where SIGKILL cannot reach it.
 kill -KILL "$killed_pid"
 killed_at=$SECONDS
+sleep 1
+kill -0 "$h2load_pid" 2>/dev/null || cfail "h2load finished within a second of the kill: raise requests"
 wait "$h2load_pid" || true
 touch "$tmp/stop-a"
 wait "$load_pid" || cfail "the load client failed: $(cat "$tmp/load-a.txt")"
