@@ -111,6 +111,8 @@ bad = {k: v for k, v in s["bad_by_kind"].items() if k in ("check", "report")}
 if bad or s["answers"] == 0:
     for u in s["unexpected"][:5]:
         print("  %s" % json.dumps(u)[:300], file=sys.stderr)
+    for e in s["transport_error_texts"][:5]:
+        print("  transport: %s" % e, file=sys.stderr)
     sys.exit("%s: %d answers; bad checks and filings: %s" % (sys.argv[2], s["answers"], bad))
 EOF
 }
@@ -431,15 +433,16 @@ stop_start_primary() {
     sleep 5
     podman start "$pg1" >/dev/null 2>>"$tmp/podman.log"
 }
+# 10 s: a paused database is noticed only once a call to it has waited --store-timeout (5 s).
 pause_primary() {
     podman pause "$pg1" >/dev/null
-    sleep 5
+    sleep 10
     podman unpause "$pg1" >/dev/null
 }
 
 step "cluster fault: the primary stopped for 5 s and started again, under load"
 outage restart stop_start_primary
-step "cluster fault: the primary paused for 5 s (podman pause), under load"
+step "cluster fault: the primary paused for 10 s (podman pause), under load"
 outage pause pause_primary
 
 # --- (c) failover ---------------------------------------------------------------------------
