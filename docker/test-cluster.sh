@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2154 # $tmp, $image, $body...: docker/test.sh's
 # The cluster stage of docker/test.sh, which sources this file after its single-node stage and
-# gives it its helpers (step, ok, fail, wait_healthy, run_once), its temporary directory $tmp,
+# gives it its helpers (step, ok, fail, run_once), its temporary directory $tmp,
 # the images it built ($image, $proxy_image) and a podman that uses its private store.
 #
 # Builds the PostgreSQL image, runs docker/compose.cluster.yaml (a primary and a synchronous
@@ -170,31 +170,22 @@ pg_version=$(run_once "$pg_image" postgres --version 2>&1) || true
 [[ $pg_version == "postgres (PostgreSQL) 15."* ]] || fail "the PostgreSQL image does not run PostgreSQL 15: '$pg_version'"
 ok "PostgreSQL image in $((SECONDS - build_started)) s: $pg_version, runs as $(podman image inspect --format '{{.Config.User}}' "$pg_image")"
 
-step "cluster: keys, database passwords, certificate, rules"
+step "cluster: database passwords, certificate, rules"
 csecrets=$tmp/cluster-secrets
 install -d -o 10001 -g 10001 -m 0700 "$csecrets"
-new_key() {
-    run_once -v "$csecrets:/out" "$image" epcsd keys create --keys /out/epcs_keys "$@" 2>/dev/null ||
-        fail "epcsd keys create $* failed"
-}
-staff_token=$(new_key --partner test --role staff)
-# A platform partner, so that reports naming it are accepted; and a staff key whose rate
-# leaves the load unlimited (the default 1000/s per replica would answer 429s).
-new_key --partner naver --role partner >/dev/null
-load_token=$(new_key --partner load --role staff --rate 1000000)
 printf '*:*:epcs:epcs:%s\n' "$(openssl rand -hex 24)" >"$csecrets/pgpass_epcs"
 printf '*:*:*:replicator:%s\n' "$(openssl rand -hex 24)" >"$csecrets/pgpass_replication"
 cp "$tmp/secrets/tls.crt" "$tmp/secrets/tls.key" "$csecrets/"
 chown 10001:10001 "$csecrets"/*
 chmod 0600 "$csecrets"/*
 cp -r lua_rules "$tmp/cluster-rules"
-ok "three keys, two role passwords (pgpass files, uid 10001, 0600), the test certificate"
+ok "two role passwords (pgpass files, uid 10001, 0600), the test certificate"
 
 cport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ctls=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export EPCS_IMAGE=$image EPCS_PROXY_IMAGE=$proxy_image EPCS_POSTGRES_IMAGE=$pg_image
 export EPCS_PUBLISH=127.0.0.1:$cport EPCS_PUBLISH_TLS=127.0.0.1:$ctls
-export EPCS_RULES=$tmp/cluster-rules EPCS_KEYS_FILE=$csecrets/epcs_keys
+export EPCS_RULES=$tmp/cluster-rules
 export EPCS_TLS_CERT=$csecrets/tls.crt EPCS_TLS_KEY=$csecrets/tls.key
 export EPCS_PGPASS_EPCS=$csecrets/pgpass_epcs EPCS_PGPASS_REPLICATION=$csecrets/pgpass_replication
 proxy_url=http://127.0.0.1:$cport
@@ -206,9 +197,35 @@ standby=$(wait_sync_standby "$pg1")
 [ "$standby" = pg2 ] || cfail "expected pg2 as pg1's synchronous standby, got '$standby'"
 [ "$(psql_on "$pg2" 'SELECT pg_is_in_recovery()')" = t ] || cfail "pg2 is not in recovery (not a standby)"
 ok "pg1 primary; pg2 cloned from it (pg_basebackup) and streaming as its synchronous standby ($(psql_on "$pg1" 'SHOW synchronous_standby_names'))"
+# The keys are the cluster's, in the database: made by the image's epcsd on the compose network.
+store_uri=$(sed -n "s/.*--store '\([^']*\)'.*/\1/p" docker/compose.cluster.yaml)
+[[ $store_uri == postgresql://* ]] || cfail "no --store URI found in docker/compose.cluster.yaml"
+new_key() {
+    podman run --rm --no-healthcheck --network "$cnetwork" \
+        -v "$csecrets/pgpass_epcs:/run/secrets/pgpass_epcs:ro" -e PGPASSFILE=/run/secrets/pgpass_epcs \
+        "$image" epcsd keys create --store "$store_uri" "$@" 2>>"$tmp/keys.log" ||
+        cfail "epcsd keys create --store $* failed: $(tail -3 "$tmp/keys.log")"
+}
+staff_token=$(new_key --partner test --role staff)
+# A platform partner, so that reports naming it are accepted; and a staff key whose rate
+# leaves the load unlimited (the default 1000/s would answer 429s).
+new_key --partner naver --role partner >/dev/null
+load_token=$(new_key --partner load --role staff --rate 1000000)
+[[ $staff_token =~ ^epcs_[0-9a-f]+_[0-9a-f]+$ ]] || cfail "epcsd keys create printed '$staff_token', not a token"
+ok "three API keys in the database (epcsd keys create --store, on the compose network)"
 ccompose up -d --no-build
+# Until the container's own health check passes (Podman runs none without systemd).
+cluster_healthy() {
+    local deadline=$((SECONDS + 60))
+    until podman healthcheck run "$1" >/dev/null 2>&1; do
+        [ "$(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" = true ] ||
+            cfail "the container $1 is not running"
+        [ $SECONDS -lt $deadline ] || cfail "no healthy answer from $1's health check within 60 s"
+        sleep 1
+    done
+}
 for c in "$epcs1" "$epcs2" "$cproxy"; do
-    wait_healthy "$c" || cfail "$c did not become healthy"
+    cluster_healthy "$c"
 done
 ok "replicas and proxy healthy on /readyz in $((SECONDS - up_started)) s"
 for c in "$pg1" "$pg2" "$epcs1" "$epcs2"; do
