@@ -5,8 +5,11 @@
 # mirror, builds both images, runs the compose file (epcsd behind HAProxy, its own port
 # unpublished), asks epcs over HTTP/2 through the proxy, floods the proxy with reset streams
 # while a keyed client is served, amends a rule in the mounted rules directory and sees the
-# verdict change, repeats over TLS (compose.tls.yaml), stops epcsd with SIGTERM and tears
-# everything down. Run as root; takes a few minutes.
+# verdict change, repeats over TLS (compose.tls.yaml), stops epcsd with SIGTERM; then the cluster
+# stage (docker/test-cluster.sh): docker/compose.cluster.yaml with a PostgreSQL primary, its
+# synchronous standby, two replicas and the proxy, and its fault tests (a replica killed, the
+# primary restarted and paused, the standby promoted). Tears everything down. Run as root; takes
+# about seven minutes.
 #
 # Podman keeps everything this script makes (images, containers, volumes, network definitions)
 # in a store of its own under a temporary directory, so the machine's own Podman state is left
@@ -56,6 +59,8 @@ tmp=$(mktemp -d /var/tmp/epcs-docker-test.XXXXXX)
 [ -e /var/lib/containers ] && had_var_lib_containers=1 || had_var_lib_containers=0
 project=epcs-test
 network=${project}_default
+# Every compose network made here (the cluster stage adds its own), for the cleanup.
+networks=("$network")
 container=${project}_epcs_1
 proxy=${project}_proxy_1
 image=localhost/epcs:test
@@ -67,12 +72,17 @@ cleanup() {
     trap - EXIT INT TERM
     echo "== clean up =="
     if [ -x "$tmp/bin/podman" ]; then
+        podman unpause --all >/dev/null 2>&1
         podman rm --all --force --time 0 >/dev/null 2>&1
-        podman network rm --force "$network" >/dev/null 2>&1
+        for net in "${networks[@]}"; do
+            podman network rm --force "$net" >/dev/null 2>&1
+        done
         podman system reset --force >/dev/null 2>&1
     fi
     # The CNI host-local allocator keeps its state outside Podman's store.
-    rm -rf "/var/lib/cni/networks/$network"
+    for net in "${networks[@]}"; do
+        rm -rf "/var/lib/cni/networks/$net"
+    done
     if [ "$had_var_lib_containers" = 0 ]; then
         rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb
         rmdir /var/lib/containers/cache /var/lib/containers 2>/dev/null
@@ -242,7 +252,7 @@ wait_healthy() {
         fi
         if [ $SECONDS -ge $deadline ]; then
             show_logs
-            fail "no healthy answer from /healthz within 60 s"
+            fail "no healthy answer from $name's health check within 60 s"
         fi
         sleep 1
     done
@@ -389,3 +399,8 @@ step "compose down"
 compose -f docker/compose.yaml -f docker/compose.tls.yaml down -v
 [ -z "$(podman ps -aq)" ] || fail "containers left after compose down: $(podman ps -a)"
 ok "no container left"
+echo "-- single-node stage: $((SECONDS - started)) s"
+
+# The cluster: docker/compose.cluster.yaml and its fault tests (docker/test-cluster.sh says which).
+# shellcheck source=docker/test-cluster.sh
+source docker/test-cluster.sh
