@@ -18,13 +18,13 @@
 # Some claims need parts of epcs that land separately. Each such check is a function that does
 # the real verification; it runs when the replicas show they have the part (asked of each
 # replica directly: docker/cluster-load.py probe), and is otherwise skipped with the reason.
-# Name a part in EPCS_CLUSTER_REQUIRE once it has landed, and a replica without it fails the
-# stage instead of skipping:
+# A part named in EPCS_CLUSTER_REQUIRE (by default every part that has landed) fails the stage
+# when a replica lacks it, instead of skipping:
 #   decision-log    every decision id answered 2xx is in the log, whichever replica is asked
 #   cases           every Idempotency-Key maps to exactly one report, across replicas
 #   readiness       /readyz false while the store is down, true after
 #   outage-reads    reads of the rule store during an outage answer 503, never 500 or a hang
-EPCS_CLUSTER_REQUIRE=${EPCS_CLUSTER_REQUIRE:-}
+EPCS_CLUSTER_REQUIRE=${EPCS_CLUSTER_REQUIRE-decision-log readiness outage-reads}
 
 cluster_started=$SECONDS
 cproject=epcs-cluster-test
@@ -393,6 +393,21 @@ echo "stored: $baseline (the directory at start), $amended (amended)"
 "${load[@]}" follow "$a_url" "$b_url" "$staff_token" "$baseline" || cfail "B did not follow A's activation within 250 ms"
 "${load[@]}" follow "$b_url" "$a_url" "$staff_token" "$amended" || cfail "A did not follow B's activation within 250 ms"
 ran "rules" "activations by id on either replica served by the other within 250 ms; stale epochs 409"
+# Each replica lists both, live and ready, serving what B activated last (beats once a second);
+# the run of the replica killed above is silent, not live.
+deadline=$((SECONDS + 10))
+until listed=$(curl -s -m 5 "$proxy_url/v1/admin/cluster" -H 'accept: application/json' \
+    -H "authorization: Bearer $staff_token" | python3 -c '
+import json, sys
+cluster, wanted = json.load(sys.stdin), sys.argv[1]
+rows = [(r["state"], r["ready"], r["ruleset"]) for r in cluster["replicas"] if r["state"] == "live"]
+assert cluster["live"] == 2 and rows == [("live", True, wanted)] * 2, cluster
+print(", ".join("run %d on %s" % (r["run"], r["host"]) for r in cluster["replicas"]
+                if r["state"] == "live"))' "$amended" 2>"$tmp/cluster-list.txt"); do
+    [ $SECONDS -lt $deadline ] || cfail "GET /v1/admin/cluster does not list two live replicas serving $amended: $(tail -2 "$tmp/cluster-list.txt")"
+    sleep 0.5
+done
+ok "GET /v1/admin/cluster through the proxy: $listed, live and ready, both serving $amended"
 
 # --- (b) the primary restarted, then paused -------------------------------------------------
 
