@@ -316,20 +316,21 @@ static struct epcs_router *epcsd_router(void)
 static void test_epcsd_table(void)
 {
     struct epcs_router *router = epcsd_router();
-    const char *labels[] = {"check",          "check_batch",      "healthz",
-                            "readyz",         "metrics",          "areas",
-                            "rules",          "rules_stored",     "elections",
-                            "election",       "admin_reload",     "admin_impact",
-                            "admin_activate", "admin_keys",       "decisions",
-                            "reports",        "partner_requests", "requests",
-                            "report_review",  "admin_partners",   "not_found"};
-    EXPECT_INT(epcs_router_slots(router), 21);
-    for (unsigned i = 0; i < 21; i++)
+    const char *labels[] = {"check",          "check_batch",      "healthz",    "readyz",
+                            "metrics",        "cluster",          "areas",      "rules",
+                            "rules_stored",   "elections",        "election",   "admin_reload",
+                            "admin_impact",   "admin_activate",   "admin_keys", "decisions",
+                            "reports",        "partner_requests", "requests",   "report_review",
+                            "admin_partners", "not_found"};
+    EXPECT_INT(epcs_router_slots(router), 22);
+    for (unsigned i = 0; i < 22; i++)
         EXPECT_STR(epcs_router_label(router, i), labels[i]);
     struct epcs_route_result got = match(router, "POST", "/v1/check");
     EXPECT(got.row != NULL && got.row->handler != NULL);
     EXPECT_STR(epcs_router_label(router, got.slot), "check");
     EXPECT_STR(match(router, "GET", "/v1/admin/keys").row->label, "admin_keys");
+    EXPECT_STR(match(router, "GET", "/v1/admin/cluster").row->label, "cluster");
+    EXPECT_INT(match(router, "GET", "/v1/admin/cluster").row->role, EPCS_ROLE_STAFF);
     EXPECT_STR(match(router, "PATCH", "/v1/admin/keys").allow, "GET, POST");
     EXPECT_STR(match(router, "DELETE", "/v1/admin/partners/kakao").allow, "GET, PUT");
     EXPECT_STR(match(router, "DELETE", "/v1/reports").allow, "GET, POST");
