@@ -1,6 +1,7 @@
 /* The replica registry: what each replica lists of the others, with which ruleset, epoch and
  * readiness, how live ones are told from silent and stopped ones, and what a replica cut off
  * from the database still answers. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +282,54 @@ static void test_a_lost_row_fails_the_beat(void)
     epcs_replicas_close(a);
 }
 
+struct beater {
+    struct epcs_replicas *replicas;
+    int beats, failed;
+};
+
+static void *beat_often(void *arg)
+{
+    struct beater *beater = arg;
+    char err[512];
+    for (int i = 0; i < beater->beats; i++) {
+        const struct epcs_replica_status *status = i % 2 ? &serving_a : &behind_b;
+        beater->failed += epcs_replicas_beat(beater->replicas, status, err, sizeof(err)) != 0;
+    }
+    return NULL;
+}
+
+/* The beat replaces the last read on its thread while routes pack it on theirs: every pack is
+ * whole (one row, of one beat or the other), under ThreadSanitizer too. */
+static void test_packs_while_beating(void)
+{
+    EXPECT_INT(backend->prepare(), 0);
+    struct epcs_replicas *a = open_replicas("sync");
+    if (a == NULL)
+        return;
+    struct beater beater = {.replicas = a, .beats = 200};
+    pthread_t thread;
+    EXPECT_INT(pthread_create(&thread, NULL, beat_often, &beater), 0);
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    int whole = 1;
+    for (int i = 0; i < 200; i++) {
+        const msgpack_object *list = listed(a, &out, &unpacked);
+        const msgpack_object *row = row_of(list, epcs_replicas_run(a));
+        if (row_count(list) > 1 || (row != NULL && !is_str(member(row, "ruleset"), "rs-a") &&
+                                    !is_str(member(row, "ruleset"), "rs-b")))
+            whole = 0;
+        (void)epcs_replicas_live(a);
+    }
+    pthread_join(thread, NULL);
+    EXPECT_INT(beater.failed, 0);
+    EXPECT(whole);
+    msgpack_unpacked_destroy(&unpacked);
+    msgpack_sbuffer_destroy(&out);
+    epcs_replicas_close(a);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
@@ -290,6 +339,7 @@ int main(void)
         test_a_beat_lists_this_replica();
         test_replicas_see_each_other();
         test_a_lost_row_fails_the_beat();
+        test_packs_while_beating();
     }
     return epcs_test_report();
 }
