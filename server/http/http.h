@@ -282,9 +282,9 @@ extern const struct epcs_route_group epcs_case_routes;
 /** GET /healthz (api.c), a row of epcs_health_routes. Returns 0 after answering. */
 int epcs_handle_healthz(h2o_req_t *req, h2o_iovec_t param);
 /**
- * For a pool thread: the checks of the `limit` latest decisions of `log`, oldest first, each
+ * For a store thread: the checks of the `limit` latest decisions of `log`, oldest first, each
  * with the date it was decided for, as an array allocated in `zone`, read on a connection of
- * the log's reader pool. Returns 0, or -1 with `err` filled.
+ * the log's reader pool. Returns 0, or -1 with `err` filled (EPCS_DECISION_LOG_UNREACHABLE).
  */
 int epcs_recent_checks(struct epcs_decision_log *log, size_t limit, msgpack_zone *zone,
                        msgpack_object *checks, char *err, size_t err_size);

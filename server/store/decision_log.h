@@ -260,9 +260,17 @@ int epcs_decision_log_forward(struct epcs_decision_log *log, struct epcs_decisio
                               size_t event_count, uint64_t *ticket);
 
 /**
+ * What a read of a decision log in PostgreSQL (query, get, recent) returns instead of -1 when
+ * the database cannot be reached or stopped answering (--store-timeout): temporary, worth a
+ * retry.
+ */
+#define EPCS_DECISION_LOG_UNREACHABLE (-2)
+
+/**
  * A reader from the log's own pool (opened when none is idle), the calling thread's until
- * epcs_decision_log_reader_release: reads on the thread pool take one each, and no event loop
- * keeps one. NULL with `err` filled.
+ * epcs_decision_log_reader_release: reads on the store's threads take one each, and no event
+ * loop keeps one. NULL with `err` filled. On PostgreSQL a reader is had while the database is
+ * away too: its reads return EPCS_DECISION_LOG_UNREACHABLE.
  */
 struct epcs_decision_reader *epcs_decision_log_reader_acquire(struct epcs_decision_log *log,
                                                               char *err, size_t err_size);

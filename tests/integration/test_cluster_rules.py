@@ -302,8 +302,9 @@ class ClusterRulesTest(EpcsTest):
 
 class StoreOutageTest(EpcsTest):
     """PostgreSQL away (through a relay that can stop answering, or drop every connection):
-    answers are 200 or a coded 503 within --store-timeout, never a 500 or a hang; /readyz is
-    false while it lasts; everything comes back by itself."""
+    answers are 200 or a coded 503 within --store-timeout, never a 500 or a hang (the rule
+    store's reads, the decision log's); /readyz is false while it lasts; everything comes back
+    by itself."""
 
     TIMEOUT_MS = 500
 
@@ -337,6 +338,13 @@ class StoreOutageTest(EpcsTest):
                          "the rule store cannot be reached now; try again")
         # The timeout, and the few milliseconds around it: never a hang.
         self.assertLess(took, self.TIMEOUT_MS / 1000 * 2 + 1)
+        # The decision log's reads likewise (its writes wait in its queue meanwhile).
+        for path in ("/v1/decisions?limit=5", "/v1/decisions/4294967297"):
+            started = time.monotonic()
+            response = request(self.server, "GET", path, accept=JSON)
+            self.assertError(response, 503, "store_unavailable", None,
+                             "the decision log cannot be reached now; try again")
+            self.assertLess(time.monotonic() - started, self.TIMEOUT_MS / 1000 * 2 + 1)
         ready = self.wait_ready(503)
         self.assertEqual((ready["ready"], ready["store"]), (False, "down"))
         self.assertEqual(ready["reason"], "the store's database cannot be reached (tried every "
@@ -347,6 +355,7 @@ class StoreOutageTest(EpcsTest):
         ready = self.wait_ready(200)
         self.assertEqual(ready["store"], "up")
         self.assertEqual(request(self.server, "GET", "/v1/rules/versions").status, 200)
+        self.assertEqual(request(self.server, "GET", "/v1/decisions?limit=5").status, 200)
         self.assertIn("the rule store's database answers again", self.server.text())
 
     def test_a_database_that_stops_answering(self):

@@ -200,6 +200,14 @@ static struct epcs_decision_reader *decision_reader(struct admin_job *job)
     return db;
 }
 
+/* The database behind the decision log is away for now: the client may try again. */
+static void log_unavailable(struct admin_job *job, const char *err)
+{
+    epcs_log(EPCS_LOG_WARN, "decisions", "cannot read the decision log: %s", err);
+    epcs_offload_fail(&job->base, 503, "store_unavailable", NULL,
+                      "the decision log cannot be reached now; try again");
+}
+
 static void list_work(struct admin_job *job)
 {
     struct epcs_decision_log *log = job->server->decisions;
@@ -211,6 +219,10 @@ static void list_work(struct admin_job *job)
     msgpack_packer_init(&pk, &job->out, epcs_buf_msgpack_write);
     int rc = epcs_decision_log_query(log, db, &job->query, &pk, err, sizeof(err));
     epcs_decision_log_reader_release(log, db);
+    if (rc == EPCS_DECISION_LOG_UNREACHABLE) {
+        log_unavailable(job, err);
+        return;
+    }
     if (rc != 0) {
         epcs_log(EPCS_LOG_ERROR, "decisions", "query failed: %s", err);
         epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log query failed");
@@ -243,6 +255,8 @@ static int read_decision(struct admin_job *job, struct epcs_buf *original, struc
     else if (found > 0)
         epcs_offload_fail(&job->base, 404, "unknown_decision", "id", "no decision %llu in the log",
                           id);
+    else if (found == EPCS_DECISION_LOG_UNREACHABLE)
+        log_unavailable(job, err);
     else if (found < 0)
         epcs_log(EPCS_LOG_ERROR, "decisions", "reading decision %llu: %s", id, err),
             epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log cannot be read");
@@ -457,7 +471,7 @@ int epcs_recent_checks(struct epcs_decision_log *log, size_t limit, msgpack_zone
     int rc = epcs_decision_log_recent(log, db, limit, cb_recent_check, &recent, err, err_size);
     epcs_decision_log_reader_release(log, db);
     if (rc != 0)
-        return -1;
+        return rc;
     /* Newest first from the log; oldest first in the report, as they were decided. */
     for (size_t i = 0; i < recent.count / 2; i++) {
         msgpack_object swap = recent.items[i];

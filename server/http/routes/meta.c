@@ -881,9 +881,14 @@ static int impact_checks(struct impact_job *job, const msgpack_object *body, msg
         return epcs_offload_fail(&job->base, 404, "not_found", NULL,
                                  "the decision log is off (epcsd runs with --audit off)"),
                -1;
-    if (epcs_recent_checks(job->server->decisions, (size_t)recent->via.u64, &job->zone, checks, err,
-                           sizeof(err)) == 0)
+    int rc = epcs_recent_checks(job->server->decisions, (size_t)recent->via.u64, &job->zone, checks,
+                                err, sizeof(err));
+    if (rc == 0)
         return 0;
+    if (rc == EPCS_DECISION_LOG_UNREACHABLE)
+        return epcs_offload_fail(&job->base, 503, "store_unavailable", NULL,
+                                 "the decision log cannot be reached now; try again"),
+               -1;
     epcs_log(EPCS_LOG_ERROR, "decisions", "reading recent checks: %s", err);
     epcs_offload_fail(&job->base, 500, "internal", NULL, "the decision log cannot be read");
     return -1;

@@ -81,29 +81,6 @@ static const char *number_of(struct number *number, int64_t value)
     return number->text;
 }
 
-/*
- * Runs `sql` with `count` parameters (`lengths` as for epcs_pg_run) and results in binary, so
- * that bytea comes as its bytes. The result, or NULL with `err` naming `what`.
- */
-static PGresult *run_binary(PGconn *conn, const char *what, const char *sql, int count,
-                            const char *const *values, const int *lengths, char *err,
-                            size_t err_size)
-{
-    int formats[12] = {0}, sizes[12] = {0};
-    for (int i = 0; lengths != NULL && i < count; i++) {
-        formats[i] = lengths[i] >= 0;
-        sizes[i] = lengths[i] >= 0 ? lengths[i] : 0;
-    }
-    PGresult *result = PQexecParams(conn, sql, count, NULL, values, sizes, formats, 1);
-    ExecStatusType status = PQresultStatus(result);
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
-        return result;
-    const char *why = result != NULL ? PQresultErrorMessage(result) : PQerrorMessage(conn);
-    snprintf(err, err_size, "%s: %.*s", what, (int)strcspn(why, "\n"), why);
-    PQclear(result);
-    return NULL;
-}
-
 /* A bigint column of a binary result. */
 static int64_t column_i64(const PGresult *result, int row, int column)
 {
@@ -165,9 +142,9 @@ static int sink_insert_answer(void *backend, const char *answer, size_t len, int
     const char *values[] = {answer};
     const int lengths[] = {(int)len};
     PGresult *result =
-        run_binary(log->conn, "storing an answer",
-                   "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1, values,
-                   lengths, err, err_size);
+        epcs_pg_run_binary(log->conn, "storing an answer",
+                           "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1,
+                           values, lengths, err, err_size);
     if (result == NULL)
         return sink_failed(err, err_size);
     *id = column_i64(result, 0, 0);
@@ -182,10 +159,10 @@ static int check_stored_page(struct pg_log *log, const struct epcs_log_page *pag
 {
     struct number first;
     const char *values[] = {number_of(&first, (int64_t)page->first_id)};
-    PGresult *result = run_binary(log->conn, "reading a stored page",
-                                  "SELECT last_id, count::bigint FROM epcs_decision_pages"
-                                  " WHERE first_id = $1",
-                                  1, values, NULL, err, err_size);
+    PGresult *result = epcs_pg_run_binary(log->conn, "reading a stored page",
+                                          "SELECT last_id, count::bigint FROM epcs_decision_pages"
+                                          " WHERE first_id = $1",
+                                          1, values, NULL, err, err_size);
     if (result == NULL)
         return sink_failed(err, err_size);
     int same = PQntuples(result) == 1 && (uint64_t)column_i64(result, 0, 0) == page->last_id &&
@@ -215,7 +192,7 @@ static int sink_put_page(void *backend, const struct epcs_log_page *page, char *
                             number_of(&n[8], (int64_t)page->summary[3]),
                             page->body};
     const int lengths[] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, (int)page->len};
-    PGresult *result = run_binary(
+    PGresult *result = epcs_pg_run_binary(
         log->conn, "storing a page of decisions",
         "INSERT INTO epcs_decision_pages (first_id, last_id, first_us, last_us, count, s0, s1, s2,"
         " s3, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -259,10 +236,10 @@ static int sink_stored(void *backend, uint64_t id, char *err, size_t err_size)
         return sink_failed(err, err_size);
     struct number number;
     const char *values[] = {number_of(&number, (int64_t)id)};
-    PGresult *result = run_binary(conn, "looking for journaled decisions",
-                                  "SELECT first_id, last_id FROM epcs_decision_pages"
-                                  " WHERE first_id <= $1 ORDER BY first_id DESC LIMIT 1",
-                                  1, values, NULL, err, err_size);
+    PGresult *result = epcs_pg_run_binary(conn, "looking for journaled decisions",
+                                          "SELECT first_id, last_id FROM epcs_decision_pages"
+                                          " WHERE first_id <= $1 ORDER BY first_id DESC LIMIT 1",
+                                          1, values, NULL, err, err_size);
     epcs_pg_give(log->pg, conn);
     if (result == NULL)
         return sink_failed(err, err_size);
@@ -432,10 +409,9 @@ static struct epcs_decision_reader *pg_log_reader_acquire(struct epcs_decision_l
         return NULL;
     }
     reader->pool = log->pg;
-    if ((reader->conn = epcs_pg_take(log->pg, err, err_size)) == NULL) {
-        reader_free(reader);
-        return NULL;
-    }
+    /* Without a connection (the database away) the reader's reads say so, each one: the
+     * route answers 503 rather than 500. */
+    reader->conn = epcs_pg_take(log->pg, err, err_size);
     return handle_of(reader);
 }
 
@@ -459,9 +435,10 @@ static int lookup_answer(void *ctx, int64_t id, const char **bytes, size_t *len,
     if (known->bytes == NULL || known->id != id) {
         struct number number;
         const char *values[] = {number_of(&number, id)};
-        PGresult *result = run_binary(reader->conn, "reading an answer",
-                                      "SELECT answer FROM epcs_decision_answers WHERE id = $1", 1,
-                                      values, NULL, err, err_size);
+        PGresult *result =
+            epcs_pg_run_binary(reader->conn, "reading an answer",
+                               "SELECT answer FROM epcs_decision_answers WHERE id = $1", 1, values,
+                               NULL, err, err_size);
         if (result == NULL)
             return -1;
         if (PQntuples(result) != 1) {
@@ -521,11 +498,11 @@ static int first_page(PGconn *conn, const struct epcs_decision_query *query, uin
     const char *values[] = {number_of(&after, (int64_t)query->after),
                             number_of(&from, query->from_us)};
     PGresult *result =
-        run_binary(conn, "finding the first page",
-                   "SELECT greatest(coalesce((SELECT max(first_id) FROM epcs_decision_pages"
-                   " WHERE first_id <= $1::bigint), 1), coalesce((SELECT min(first_id)"
-                   " FROM epcs_decision_pages WHERE last_us >= $2::bigint), 1))",
-                   2, values, NULL, err, err_size);
+        epcs_pg_run_binary(conn, "finding the first page",
+                           "SELECT greatest(coalesce((SELECT max(first_id) FROM epcs_decision_pages"
+                           " WHERE first_id <= $1::bigint), 1), coalesce((SELECT min(first_id)"
+                           " FROM epcs_decision_pages WHERE last_us >= $2::bigint), 1))",
+                           2, values, NULL, err, err_size);
     if (result == NULL)
         return -1;
     *first = (uint64_t)column_i64(result, 0, 0);
@@ -545,15 +522,15 @@ static int fetch_pages(struct page_cursor *cursor, char *err, size_t err_size)
         number_of(&n[0], (int64_t)cursor->from), number_of(&n[1], (int64_t)wanted[0]),
         number_of(&n[2], (int64_t)wanted[1]), number_of(&n[3], (int64_t)wanted[2]),
         number_of(&n[4], (int64_t)wanted[3])};
-    cursor->batch = run_binary(cursor->conn, "reading pages of decisions",
-                               "SELECT first_id, first_us, body FROM epcs_decision_pages"
-                               " WHERE first_id >= $1::bigint"
-                               " AND (s0 & $2::bigint) = $2::bigint"
-                               " AND (s1 & $3::bigint) = $3::bigint"
-                               " AND (s2 & $4::bigint) = $4::bigint"
-                               " AND (s3 & $5::bigint) = $5::bigint"
-                               " ORDER BY first_id LIMIT " PAGES_PER_FETCH_SQL,
-                               5, values, NULL, err, err_size);
+    cursor->batch = epcs_pg_run_binary(cursor->conn, "reading pages of decisions",
+                                       "SELECT first_id, first_us, body FROM epcs_decision_pages"
+                                       " WHERE first_id >= $1::bigint"
+                                       " AND (s0 & $2::bigint) = $2::bigint"
+                                       " AND (s1 & $3::bigint) = $3::bigint"
+                                       " AND (s2 & $4::bigint) = $4::bigint"
+                                       " AND (s3 & $5::bigint) = $5::bigint"
+                                       " ORDER BY first_id LIMIT " PAGES_PER_FETCH_SQL,
+                                       5, values, NULL, err, err_size);
     if (cursor->batch == NULL)
         return -1;
     int rows = PQntuples(cursor->batch);
@@ -628,16 +605,16 @@ static PGresult *fetch_rows(PGconn *conn, const struct epcs_decision_query *quer
                             query->area,
                             query->verdict,
                             number_of(&limit, (int64_t)query->limit + 1)};
-    return run_binary(conn, "reading entries of the decision log",
-                      "SELECT id, entry FROM epcs_decision_entries WHERE id > $1::bigint"
-                      " AND ($2::bigint = 0 OR at_us >= $2::bigint)"
-                      " AND ($3::bigint = 0 OR at_us < $3::bigint)"
-                      " AND ($4::text IS NULL OR partner = $4)"
-                      " AND ($5::text IS NULL OR election = $5)"
-                      " AND ($6::text IS NULL OR (kind = 0 AND area = $6))"
-                      " AND ($7::text IS NULL OR (kind = 0 AND verdict = $7))"
-                      " ORDER BY id LIMIT $8::bigint",
-                      8, values, NULL, err, err_size);
+    return epcs_pg_run_binary(conn, "reading entries of the decision log",
+                              "SELECT id, entry FROM epcs_decision_entries WHERE id > $1::bigint"
+                              " AND ($2::bigint = 0 OR at_us >= $2::bigint)"
+                              " AND ($3::bigint = 0 OR at_us < $3::bigint)"
+                              " AND ($4::text IS NULL OR partner = $4)"
+                              " AND ($5::text IS NULL OR election = $5)"
+                              " AND ($6::text IS NULL OR (kind = 0 AND area = $6))"
+                              " AND ($7::text IS NULL OR (kind = 0 AND verdict = $7))"
+                              " ORDER BY id LIMIT $8::bigint",
+                              8, values, NULL, err, err_size);
 }
 
 /* Packs the entries of both cursors that the query lists, in id order. */
@@ -687,9 +664,9 @@ static int merge_listing(struct page_cursor *pages, struct row_cursor *rows,
     return rc;
 }
 
-static int pg_log_query(struct epcs_decision_log *handle, struct epcs_decision_reader *source,
-                        const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
-                        size_t err_size)
+static int read_query_on(struct epcs_decision_log *handle, struct epcs_decision_reader *source,
+                         const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
+                         size_t err_size)
 {
     struct pg_reader *reader = reader_of(source);
     uint64_t wanted[EPCS_SUMMARY_WORDS];
@@ -739,18 +716,18 @@ static int get_from(struct pg_reader *reader, const char *body, size_t len, uint
     return rc;
 }
 
-static int pg_log_get(struct epcs_decision_reader *source, uint64_t id, msgpack_packer *pk,
-                      struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,
-                      char *err, size_t err_size)
+static int read_get_on(struct epcs_decision_reader *source, uint64_t id, msgpack_packer *pk,
+                       struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,
+                       char *err, size_t err_size)
 {
     struct pg_reader *reader = reader_of(source);
     struct number number;
     const char *values[] = {number_of(&number, (int64_t)id)};
-    PGresult *page = run_binary(reader->conn, "reading a page of decisions",
-                                "SELECT body FROM epcs_decision_pages WHERE first_id ="
-                                " (SELECT max(first_id) FROM epcs_decision_pages"
-                                " WHERE first_id <= $1) AND last_id >= $1",
-                                1, values, NULL, err, err_size);
+    PGresult *page = epcs_pg_run_binary(reader->conn, "reading a page of decisions",
+                                        "SELECT body FROM epcs_decision_pages WHERE first_id ="
+                                        " (SELECT max(first_id) FROM epcs_decision_pages"
+                                        " WHERE first_id <= $1) AND last_id >= $1",
+                                        1, values, NULL, err, err_size);
     if (page == NULL)
         return -1;
     int rc = 1;
@@ -762,9 +739,9 @@ static int pg_log_get(struct epcs_decision_reader *source, uint64_t id, msgpack_
         return rc;
     /* Not in the writer's pages: an entry of another store's, if any (an id within a page's
      * range may be one). */
-    PGresult *row = run_binary(reader->conn, "reading an entry of the decision log",
-                               "SELECT entry FROM epcs_decision_entries WHERE id = $1", 1, values,
-                               NULL, err, err_size);
+    PGresult *row = epcs_pg_run_binary(reader->conn, "reading an entry of the decision log",
+                                       "SELECT entry FROM epcs_decision_entries WHERE id = $1", 1,
+                                       values, NULL, err, err_size);
     if (row == NULL)
         return -1;
     if (PQntuples(row) == 1)
@@ -850,19 +827,20 @@ static int give_page(struct recent *recent, struct epcs_page_decoder *decoder, c
     return 0;
 }
 
-static int pg_log_recent(struct epcs_decision_reader *source, size_t limit,
-                         int (*fn)(void *ctx, const void *request, size_t len, const char *date),
-                         void *ctx, char *err, size_t err_size)
+static int read_recent_on(struct epcs_decision_reader *source, size_t limit,
+                          int (*fn)(void *ctx, const void *request, size_t len, const char *date),
+                          void *ctx, char *err, size_t err_size)
 {
     struct pg_reader *reader = reader_of(source);
     struct recent recent = {
         .reader = reader, .limit = limit, .fn = fn, .ctx = ctx, .err = err, .err_size = err_size};
     struct number number, before;
     const char *values[] = {number_of(&number, (int64_t)limit)};
-    if ((recent.rows = run_binary(reader->conn, "reading entries of the decision log",
-                                  "SELECT id, entry FROM epcs_decision_entries WHERE kind = 0"
-                                  " ORDER BY id DESC LIMIT $1",
-                                  1, values, NULL, err, err_size)) == NULL)
+    if ((recent.rows =
+             epcs_pg_run_binary(reader->conn, "reading entries of the decision log",
+                                "SELECT id, entry FROM epcs_decision_entries WHERE kind = 0"
+                                " ORDER BY id DESC LIMIT $1",
+                                1, values, NULL, err, err_size)) == NULL)
         return -1;
     struct epcs_page_decoder decoder;
     if (epcs_page_decoder_init(&recent.row_decoder, err, err_size) != 0) {
@@ -880,11 +858,11 @@ static int pg_log_recent(struct epcs_decision_reader *source, size_t limit,
     int rc = 0, more = 1;
     while (rc == 0 && more && recent.given < limit) {
         const char *page_values[] = {number_of(&before, below)};
-        PGresult *pages = run_binary(reader->conn, "reading pages of decisions",
-                                     "SELECT first_id, body FROM epcs_decision_pages"
-                                     " WHERE first_id < $1 ORDER BY first_id DESC"
-                                     " LIMIT " PAGES_PER_FETCH_SQL,
-                                     1, page_values, NULL, err, err_size);
+        PGresult *pages = epcs_pg_run_binary(reader->conn, "reading pages of decisions",
+                                             "SELECT first_id, body FROM epcs_decision_pages"
+                                             " WHERE first_id < $1 ORDER BY first_id DESC"
+                                             " LIMIT " PAGES_PER_FETCH_SQL,
+                                             1, page_values, NULL, err, err_size);
         if (pages == NULL) {
             rc = -1;
             break;
@@ -924,7 +902,7 @@ static int insert_entry(PGconn *conn, const struct epcs_entry_header *header,
                             verdict,
                             form->data};
     const int lengths[] = {-1, -1, -1, -1, -1, -1, -1, (int)form->len};
-    PGresult *result = run_binary(
+    PGresult *result = epcs_pg_run_binary(
         conn, "storing an entry of the decision log",
         "INSERT INTO epcs_decision_entries (id, at_us, kind, partner, election, area, verdict,"
         " entry) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -943,9 +921,9 @@ static int decision_form(PGconn *conn, const struct epcs_entry_header *header, c
     const char *values[] = {answer};
     const int lengths[] = {(int)answer_len};
     PGresult *result =
-        run_binary(conn, "storing an answer",
-                   "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1, values,
-                   lengths, err, err_size);
+        epcs_pg_run_binary(conn, "storing an answer",
+                           "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1,
+                           values, lengths, err, err_size);
     if (result == NULL)
         return -1;
     int64_t answer_id = column_i64(result, 0, 0);
@@ -1001,6 +979,47 @@ int epcs_pg_log_insert(PGconn *conn, const struct epcs_decision *decisions,
     epcs_buf_free(&form);
     epcs_buf_free(&article);
     return rc;
+}
+
+/* ---- what a read answers when the database is away ---------------------------------------- */
+
+/* A read that failed because the database cannot be reached says so, as a rule store's does. */
+static int read_outcome(const struct pg_reader *reader, int rc, char *err, size_t err_size)
+{
+    if (rc >= 0 || !epcs_pg_unreachable(reader->conn))
+        return rc;
+    if (reader->conn == NULL)
+        snprintf(err, err_size, "PostgreSQL cannot be reached");
+    return EPCS_DECISION_LOG_UNREACHABLE;
+}
+
+static int pg_log_query(struct epcs_decision_log *handle, struct epcs_decision_reader *source,
+                        const struct epcs_decision_query *query, msgpack_packer *pk, char *err,
+                        size_t err_size)
+{
+    struct pg_reader *reader = reader_of(source);
+    int rc = reader->conn != NULL ? read_query_on(handle, source, query, pk, err, err_size) : -1;
+    return read_outcome(reader, rc, err, err_size);
+}
+
+static int pg_log_get(struct epcs_decision_reader *source, uint64_t id, msgpack_packer *pk,
+                      struct epcs_buf *request, char *ruleset, size_t ruleset_size, char *date,
+                      char *err, size_t err_size)
+{
+    struct pg_reader *reader = reader_of(source);
+    int rc = reader->conn != NULL
+                 ? read_get_on(source, id, pk, request, ruleset, ruleset_size, date, err, err_size)
+                 : -1;
+    return read_outcome(reader, rc, err, err_size);
+}
+
+static int pg_log_recent(struct epcs_decision_reader *source, size_t limit,
+                         int (*fn)(void *ctx, const void *request, size_t len, const char *date),
+                         void *ctx, char *err, size_t err_size)
+{
+    struct pg_reader *reader = reader_of(source);
+    int rc = reader->conn != NULL ? read_recent_on(source, limit, fn, ctx, err, err_size) : -1;
+    return read_outcome(reader, rc, err, err_size);
 }
 
 const struct epcs_decision_log_ops epcs_decision_log_postgresql = {

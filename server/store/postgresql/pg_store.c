@@ -236,8 +236,10 @@ static PGresult *checked(PGconn *conn, PGresult *result, const char *what, char 
     return NULL;
 }
 
-PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
-                      const char *const *values, const int *lengths, char *err, size_t err_size)
+/* epcs_pg_run with the rows in `result_format` (0 text, 1 binary). */
+static PGresult *run_params(PGconn *conn, const char *what, const char *sql, int count,
+                            const char *const *values, const int *lengths, int result_format,
+                            char *err, size_t err_size)
 {
     int formats[16] = {0}, sizes[16] = {0};
     if (count > 16) {
@@ -249,9 +251,22 @@ PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count
         sizes[i] = lengths[i] >= 0 ? lengths[i] : 0;
     }
     int64_t deadline = now_ms() + atomic_load(&timeout_ms);
-    if (PQsendQueryParams(conn, sql, count, NULL, values, sizes, formats, 0) == 0)
+    if (PQsendQueryParams(conn, sql, count, NULL, values, sizes, formats, result_format) == 0)
         return checked(conn, NULL, what, err, err_size);
     return checked(conn, collect(conn, deadline), what, err, err_size);
+}
+
+PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
+                      const char *const *values, const int *lengths, char *err, size_t err_size)
+{
+    return run_params(conn, what, sql, count, values, lengths, 0, err, err_size);
+}
+
+PGresult *epcs_pg_run_binary(PGconn *conn, const char *what, const char *sql, int count,
+                             const char *const *values, const int *lengths, char *err,
+                             size_t err_size)
+{
+    return run_params(conn, what, sql, count, values, lengths, 1, err, err_size);
 }
 
 PGresult *epcs_pg_run_script(PGconn *conn, const char *what, const char *sql, char *err,
@@ -307,13 +322,11 @@ static int bring_schema(PGconn *conn, const char *store, int version, const char
     }
     if (have == version)
         return epcs_pg_command(conn, "ending the schema step", "COMMIT", err, err_size);
-    PGresult *created = PQexec(conn, schema);
-    if (PQresultStatus(created) != PGRES_COMMAND_OK) {
-        snprintf(err, err_size, "creating the %s tables: %s", store, PQresultErrorMessage(created));
-        trim_newline(err);
-        PQclear(created);
+    char what[64];
+    snprintf(what, sizeof(what), "creating the %s tables", store);
+    PGresult *created = epcs_pg_run_script(conn, what, schema, err, err_size);
+    if (created == NULL)
         return -1;
-    }
     PQclear(created);
     char number[16];
     snprintf(number, sizeof(number), "%d", version);

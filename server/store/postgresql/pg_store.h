@@ -69,6 +69,11 @@ void epcs_pg_give(struct epcs_pg *pg, PGconn *conn);
 PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
                       const char *const *values, const int *lengths, char *err, size_t err_size);
 
+/** epcs_pg_run with the rows in binary (bytea as its bytes, bigint as 8 big-endian bytes). */
+PGresult *epcs_pg_run_binary(PGconn *conn, const char *what, const char *sql, int count,
+                             const char *const *values, const int *lengths, char *err,
+                             size_t err_size);
+
 /** Runs `sql`, which may hold several statements (a schema), as epcs_pg_run does. */
 PGresult *epcs_pg_run_script(PGconn *conn, const char *what, const char *sql, char *err,
                              size_t err_size);
