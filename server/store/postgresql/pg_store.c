@@ -141,6 +141,10 @@ static PGconn *connect_within(const char *uri, int ms)
         }
         polling = PQconnectPoll(conn);
     }
+    /* A blocking connection waits, unbounded, for the socket to take every byte of a statement
+     * it sends; without blocking, collect() flushes it within the statement's deadline. */
+    if (PQstatus(conn) == CONNECTION_OK && PQsetnonblocking(conn, 1) != 0)
+        cut(conn);
     return conn;
 }
 
