@@ -83,25 +83,18 @@ static const char *number_of(struct number *number, int64_t value)
 
 /*
  * Runs `sql` with `count` parameters (`lengths` as for epcs_pg_run) and results in binary, so
- * that bytea comes as its bytes. The result, or NULL with `err` naming `what`.
+ * that bytea comes as its bytes, within the pool's deadline like every statement. The result,
+ * or NULL with `err` naming `what` on one line (libpq's further lines, DETAIL and HINT, do not
+ * fit a stall reason).
  */
 static PGresult *run_binary(PGconn *conn, const char *what, const char *sql, int count,
                             const char *const *values, const int *lengths, char *err,
                             size_t err_size)
 {
-    int formats[12] = {0}, sizes[12] = {0};
-    for (int i = 0; lengths != NULL && i < count; i++) {
-        formats[i] = lengths[i] >= 0;
-        sizes[i] = lengths[i] >= 0 ? lengths[i] : 0;
-    }
-    PGresult *result = PQexecParams(conn, sql, count, NULL, values, sizes, formats, 1);
-    ExecStatusType status = PQresultStatus(result);
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
-        return result;
-    const char *why = result != NULL ? PQresultErrorMessage(result) : PQerrorMessage(conn);
-    snprintf(err, err_size, "%s: %.*s", what, (int)strcspn(why, "\n"), why);
-    PQclear(result);
-    return NULL;
+    PGresult *result = epcs_pg_run_binary(conn, what, sql, count, values, lengths, err, err_size);
+    if (result == NULL)
+        err[strcspn(err, "\n")] = '\0';
+    return result;
 }
 
 /* A bigint column of a binary result. */
@@ -402,11 +395,7 @@ static struct epcs_decision_reader *pg_log_reader_open(const char *where, char *
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
-    reader->conn = PQconnectdb(where);
-    if (PQstatus(reader->conn) != CONNECTION_OK) {
-        const char *why = reader->conn != NULL ? PQerrorMessage(reader->conn) : "out of memory";
-        snprintf(err, err_size, "cannot reach PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
-        PQfinish(reader->conn);
+    if ((reader->conn = epcs_pg_connect(where, err, err_size)) == NULL) {
         reader_free(reader);
         return NULL;
     }

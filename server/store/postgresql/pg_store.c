@@ -163,6 +163,20 @@ PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
     return conn;
 }
 
+PGconn *epcs_pg_connect(const char *uri, char *err, size_t err_size)
+{
+    PGconn *conn = connect_within(uri, atomic_load(&timeout_ms));
+    if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
+        PQsetNoticeProcessor(conn, drop_notice, NULL);
+        return conn;
+    }
+    /* libpq's further lines guess at causes. */
+    const char *why = conn != NULL ? PQerrorMessage(conn) : "out of memory";
+    snprintf(err, err_size, "cannot reach PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
+    PQfinish(conn);
+    return NULL;
+}
+
 void epcs_pg_give(struct epcs_pg *pg, PGconn *conn)
 {
     if (conn == NULL)
@@ -236,12 +250,14 @@ static PGresult *checked(PGconn *conn, PGresult *result, const char *what, char 
     return NULL;
 }
 
-PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
-                      const char *const *values, const int *lengths, char *err, size_t err_size)
+/* epcs_pg_run with the results in `result_format` (0 text, 1 binary). */
+static PGresult *run_params(PGconn *conn, const char *what, const char *sql, int count,
+                            const char *const *values, const int *lengths, int result_format,
+                            char *err, size_t err_size)
 {
-    int formats[16] = {0}, sizes[16] = {0};
-    if (count > 16) {
-        snprintf(err, err_size, "%s: %d parameters, at most 16", what, count);
+    int formats[EPCS_PG_PARAMS_MAX] = {0}, sizes[EPCS_PG_PARAMS_MAX] = {0};
+    if (count > EPCS_PG_PARAMS_MAX) {
+        snprintf(err, err_size, "%s: %d parameters, at most %d", what, count, EPCS_PG_PARAMS_MAX);
         return NULL;
     }
     for (int i = 0; lengths != NULL && i < count; i++) {
@@ -249,9 +265,22 @@ PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count
         sizes[i] = lengths[i] >= 0 ? lengths[i] : 0;
     }
     int64_t deadline = now_ms() + atomic_load(&timeout_ms);
-    if (PQsendQueryParams(conn, sql, count, NULL, values, sizes, formats, 0) == 0)
+    if (PQsendQueryParams(conn, sql, count, NULL, values, sizes, formats, result_format) == 0)
         return checked(conn, NULL, what, err, err_size);
     return checked(conn, collect(conn, deadline), what, err, err_size);
+}
+
+PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
+                      const char *const *values, const int *lengths, char *err, size_t err_size)
+{
+    return run_params(conn, what, sql, count, values, lengths, 0, err, err_size);
+}
+
+PGresult *epcs_pg_run_binary(PGconn *conn, const char *what, const char *sql, int count,
+                             const char *const *values, const int *lengths, char *err,
+                             size_t err_size)
+{
+    return run_params(conn, what, sql, count, values, lengths, 1, err, err_size);
 }
 
 PGresult *epcs_pg_run_script(PGconn *conn, const char *what, const char *sql, char *err,

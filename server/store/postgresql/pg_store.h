@@ -57,8 +57,17 @@ const char *epcs_pg_where(const struct epcs_pg *pg);
  */
 PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size);
 
+/**
+ * A connection of the caller's own to `uri`, outside any pool (a reader on what a store left,
+ * open or not), within the connection deadline; PQfinish it. NULL with `err` filled.
+ */
+PGconn *epcs_pg_connect(const char *uri, char *err, size_t err_size);
+
 /** Gives a connection from epcs_pg_take back to the pool. */
 void epcs_pg_give(struct epcs_pg *pg, PGconn *conn);
+
+/** The most parameters one statement of epcs_pg_run may take. */
+#define EPCS_PG_PARAMS_MAX 20
 
 /**
  * Runs `sql` with `count` text parameters (NULL: SQL NULL) and `lengths` (NULL: every
@@ -68,6 +77,14 @@ void epcs_pg_give(struct epcs_pg *pg, PGconn *conn);
  */
 PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
                       const char *const *values, const int *lengths, char *err, size_t err_size);
+
+/**
+ * As epcs_pg_run, with the result's columns in binary: bytea as its bytes, integers big-endian
+ * in their size (int2, int4, int8), booleans one byte, text as it is.
+ */
+PGresult *epcs_pg_run_binary(PGconn *conn, const char *what, const char *sql, int count,
+                             const char *const *values, const int *lengths, char *err,
+                             size_t err_size);
 
 /** Runs `sql`, which may hold several statements (a schema), as epcs_pg_run does. */
 PGresult *epcs_pg_run_script(PGconn *conn, const char *what, const char *sql, char *err,
