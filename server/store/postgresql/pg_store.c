@@ -144,12 +144,30 @@ static PGconn *connect_within(const char *uri, int ms)
     return conn;
 }
 
+/*
+ * Whether the server closed an idle connection meanwhile (a restart, a failover, an ended
+ * session): its last words and the end of the stream wait on the socket, so a look costs no
+ * round trip, and the caller's first statement never meets a connection known to be gone.
+ */
+static int closed_meanwhile(PGconn *conn)
+{
+    /* An idle connection has a few messages pending at most; more is no end of stream. */
+    for (int reads = 0; reads < 4 && PQstatus(conn) == CONNECTION_OK; reads++) {
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+        if (pfd.fd < 0 || poll(&pfd, 1, 0) != 1)
+            break;
+        if (PQconsumeInput(conn) == 0)
+            return 1;
+    }
+    return PQstatus(conn) == CONNECTION_BAD;
+}
+
 PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
 {
     pthread_mutex_lock(&pg->lock);
     PGconn *conn = pg->idle_count > 0 ? pg->idle[--pg->idle_count] : NULL;
     pthread_mutex_unlock(&pg->lock);
-    if (conn != NULL && PQstatus(conn) == CONNECTION_BAD) {
+    if (conn != NULL && closed_meanwhile(conn)) {
         PQfinish(conn);
         conn = NULL;
     }

@@ -51,9 +51,9 @@ void epcs_pg_close(struct epcs_pg *pg);
 const char *epcs_pg_where(const struct epcs_pg *pg);
 
 /**
- * A connection for the caller's own use until epcs_pg_give: an idle one, or a new one, reset
- * first when the last use left it broken. NULL with `err` filled when the database cannot be
- * reached.
+ * A connection for the caller's own use until epcs_pg_give: an idle one, or a new one in place
+ * of one the last use left broken or the server has closed since. NULL with `err` filled when
+ * the database cannot be reached.
  */
 PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size);
 
