@@ -66,7 +66,20 @@ enum epcs_cases_rc {
     EPCS_CASES_NOT_HELD = 6,
     /** The Idempotency-Key was used before with another request: nothing was stored. */
     EPCS_CASES_KEY_REUSED = 7,
+    /**
+     * The store's database (PostgreSQL) cannot be reached or stopped answering (--store-timeout):
+     * temporary, worth a retry (503). The step was rolled back; only a COMMIT whose answer was
+     * lost may have stored it, which a retry under the same Idempotency-Key finds.
+     */
+    EPCS_CASES_UNAVAILABLE = 8,
 };
+
+/**
+ * What a read (epcs_cases_get_report and the other functions taking a reader) returns instead
+ * of -1 when the store's database cannot be reached or stopped answering: temporary, worth a
+ * retry; -1 stays a store that cannot be read.
+ */
+#define EPCS_CASES_READ_UNAVAILABLE (-2)
 
 /** The longest Idempotency-Key a client may send. */
 #define EPCS_IDEMPOTENCY_KEY_MAX 255
