@@ -465,7 +465,9 @@ static int policy_write(struct epcs_case_tx *tx, const struct epcs_case_policy *
                         struct epcs_buf *out)
 {
     int sends;
-    int rc = tx->ops->policy_sends(tx, policy->partner, &sends);
+    int rc = tx->ops->lock_policy(tx, policy->partner);
+    if (rc == EPCS_CASES_OK)
+        rc = tx->ops->policy_sends(tx, policy->partner, &sends);
     if (rc == EPCS_CASES_OK && sends != policy->send) {
         rc = tx->ops->put_policy(tx, policy);
         /* Not a step of any case: the event alone, about the partner, with who set it. */

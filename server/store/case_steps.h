@@ -83,6 +83,9 @@ struct epcs_case_tx_ops {
                         const struct epcs_case_report *filing);
 
     /* -- partner policies -- */
+    /** Keeps every other change of `partner`'s policy out until the end of the transaction,
+     * so that the policy read next is the one this change replaces. */
+    int (*lock_policy)(struct epcs_case_tx *tx, const char *partner);
     /** Whether `partner`'s reports send their requests at once (staff set it to "send"). */
     int (*policy_sends)(struct epcs_case_tx *tx, const char *partner, int *sends);
     int (*put_policy)(struct epcs_case_tx *tx, const struct epcs_case_policy *policy);

@@ -42,9 +42,10 @@
  * away, the step cannot reach it either: EPCS_CASES_UNAVAILABLE).
  *
  * On PostgreSQL several replicas write at once: ids come from the database; filings of one
- * posting, and writes under one Idempotency-Key, wait for each other; answers, reviews and the
- * sweep lock the report, then the requests they change; and the sweep of every replica takes
- * only requests no other holds (SKIP LOCKED), so no step is taken twice.
+ * posting, writes under one Idempotency-Key and changes of one partner's policy wait for each
+ * other; answers, reviews and the sweep lock the report, then the requests they change; and
+ * the sweep of every replica takes only requests no other holds (SKIP LOCKED), so no step is
+ * taken twice.
  *
  * Writers may call in from any thread; readers use a reader of their own, one per thread at a
  * time (one the store's pool lends, or one opened through the ops on the store's place).

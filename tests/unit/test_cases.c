@@ -1746,6 +1746,64 @@ static void test_pg_one_key_at_once_makes_one_report(void)
     replica_close(&b);
 }
 
+struct policy_setter {
+    struct epcs_cases *cases;
+    pthread_barrier_t *start;
+    int rounds;
+    int rc[16];
+};
+
+static void *cb_set_policy(void *arg)
+{
+    struct policy_setter *setter = arg;
+    for (int round = 0; round < setter->rounds; round++) {
+        /* Every round turns the policy over: send, hold, send, ... */
+        struct epcs_case_policy policy = {
+            .partner = "kakao", .send = round % 2 == 0, .by = "nec", .now_us = t0() + round};
+        struct epcs_buf out = {0};
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &out, epcs_buf_msgpack_write);
+        uint64_t ticket;
+        char err[256];
+        pthread_barrier_wait(setter->start);
+        setter->rc[round] =
+            epcs_cases_set_policy(setter->cases, &policy, &pk, &ticket, err, sizeof(err));
+        epcs_buf_free(&out);
+    }
+    return NULL;
+}
+
+/* Staff change a partner's policy on two replicas at once: one change, one event, each time;
+ * the other finds it in force and changes nothing. */
+static void test_pg_one_policy_change_at_once(void)
+{
+    struct replica a, b;
+    const struct place *shared = two_replicas("policy", &a, &b);
+    enum { ROUNDS = 10 };
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    struct policy_setter setters[2] = {{.cases = a.cases, .start = &start, .rounds = ROUNDS},
+                                       {.cases = b.cases, .start = &start, .rounds = ROUNDS}};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&threads[i], NULL, cb_set_policy, &setters[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int round = 0; round < ROUNDS; round++) {
+        EXPECT_INT(setters[0].rc[round], EPCS_CASES_OK);
+        EXPECT_INT(setters[1].rc[round], EPCS_CASES_OK);
+    }
+    EXPECT_INT(pg_number(shared->where,
+                         "SELECT count(*) FROM epcs_decision_entries WHERE partner = 'kakao'"),
+               ROUNDS);
+    EXPECT_INT(pg_number(shared->where, "SELECT count(*) FROM epcs_case_policies"
+                                        " WHERE partner = 'kakao' AND reports = 'hold'"),
+               1);
+    replica_close(&a);
+    replica_close(&b);
+}
+
 /* The outage test's store connects as a role of its own, which the test can keep out of the
  * database (NOLOGIN, its sessions ended) without touching anyone else's sessions. */
 #define PG_CASES_ROLE "epcs_test_cases"
@@ -1853,6 +1911,7 @@ static void pg_tests(void)
     test_pg_sweeps_take_each_step_once();
     test_pg_one_posting_at_once_makes_one_report();
     test_pg_one_key_at_once_makes_one_report();
+    test_pg_one_policy_change_at_once();
     test_pg_outage_is_unavailable_then_recovers();
 }
 

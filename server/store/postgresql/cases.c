@@ -5,13 +5,13 @@
  * pool with its entries of the decision log inserted in it (pg_log.h).
  *
  * Several replicas write at once, so what SQLite's single writer gives for free is made here:
- * ids are identity columns; two filings of one posting (and two writes under one
- * Idempotency-Key) serialise on a transaction-level advisory lock on its hash before looking
- * it up, the second then finding what the first stored; every step that changes a report or
- * its requests locks the report's row first (FOR UPDATE), then the requests it changes, so
- * writers of one case take turns and never deadlock; and the sweep takes a due request only
- * with its report and itself unlocked (SKIP LOCKED), one per transaction, so that the sweeps
- * of all replicas share the work and none takes a step twice.
+ * ids are identity columns; two filings of one posting, two writes under one Idempotency-Key
+ * and two changes of one partner's policy serialise on a transaction-level advisory lock on
+ * its hash before reading it, the second then finding what the first stored; every step that
+ * changes a report or its requests locks the report's row first (FOR UPDATE), then the
+ * requests it changes, so writers of one case take turns and never deadlock; and the sweep
+ * takes a due request only with its report and itself unlocked (SKIP LOCKED), one per
+ * transaction, so that the sweeps of all replicas share the work and none takes a step twice.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,6 +378,17 @@ static int pg_add_reporter(struct epcs_case_tx *tx, uint64_t report,
 
 /* ---- partner policies --------------------------------------------------------------------- */
 
+/* A partner without a row has none to lock: a lock on its name's hash stands for it. Filings,
+   which only read the policy, do not take it: each reads the one in force when it runs. */
+static int pg_lock_policy(struct epcs_case_tx *tx, const char *partner)
+{
+    struct epcs_pg_params params = {.count = 0};
+    epcs_pg_param_text(&params, partner);
+    return tx_exec(tx, "waiting for other changes of the partner's policy",
+                   "SELECT pg_advisory_xact_lock(hashtext('epcs_case_policy'), hashtext($1))",
+                   &params);
+}
+
 static int pg_policy_sends(struct epcs_case_tx *tx, const char *partner, int *sends)
 {
     struct epcs_pg_params params = {.count = 0};
@@ -684,6 +695,7 @@ static const struct epcs_case_tx_ops pg_tx_ops = {
     .find_case = pg_find_case,
     .is_reporter = pg_is_reporter,
     .add_reporter = pg_add_reporter,
+    .lock_policy = pg_lock_policy,
     .policy_sends = pg_policy_sends,
     .put_policy = pg_put_policy,
     .insert_request = pg_insert_request,

@@ -1100,6 +1100,14 @@ static int tx_add_reporter(struct epcs_case_tx *tx, uint64_t report,
     return tx_run(tx, stmt);
 }
 
+/* One writer at a time (the store's lock): no other change can come between. */
+static int tx_lock_policy(struct epcs_case_tx *tx, const char *partner)
+{
+    (void)tx;
+    (void)partner;
+    return EPCS_CASES_OK;
+}
+
 static int tx_policy_sends(struct epcs_case_tx *tx, const char *partner, int *sends)
 {
     sqlite3_stmt *stmt = tx_prepare(tx, "SELECT reports FROM partner_policies WHERE partner = ?");
@@ -1385,6 +1393,7 @@ static const struct epcs_case_tx_ops sqlite_tx_ops = {
     .find_case = tx_find_case,
     .is_reporter = tx_is_reporter,
     .add_reporter = tx_add_reporter,
+    .lock_policy = tx_lock_policy,
     .policy_sends = tx_policy_sends,
     .put_policy = tx_put_policy,
     .insert_request = tx_insert_request,
