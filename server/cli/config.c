@@ -136,7 +136,7 @@ static const struct config_option options[] = {
      .arg = "sqlite|URI",
      .help = "where shared state lives: sqlite (under --data, the\n"
              "default) or a postgresql:// URI (rulesets, the\n"
-             "decision log and keys so far)"},
+             "decision log, keys and cases)"},
     {.name = "store-threads",
      .kind = OPTION_INT,
      .offset = FIELD(store_threads),

@@ -524,13 +524,18 @@ void epcs_server_hold_signals(sigset_t *signals)
     signal(SIGXFSZ, SIG_IGN);
 }
 
+/* The database of --store, or NULL for "sqlite": the stores under --data. */
+static const char *store_uri(const struct epcs_config *config)
+{
+    return strcmp(config->store, "sqlite") != 0 ? config->store : NULL;
+}
+
 static int open_decision_log(struct epcs_server *server)
 {
     const struct epcs_config *config = &server->config;
     char err[512];
-    /* --store names the backend: "sqlite" keeps the log under --data. */
-    const char *store_uri = strcmp(config->store, "sqlite") != 0 ? config->store : NULL;
-    server->decisions = epcs_decision_log_open(store_uri, config->data_dir, config->audit,
+    const char *uri = store_uri(config);
+    server->decisions = epcs_decision_log_open(uri, config->data_dir, config->audit,
                                                config->audit_queue, err, sizeof(err));
     if (server->decisions == NULL) {
         epcs_log(EPCS_LOG_ERROR, "decisions", "cannot open the decision log: %s", err);
@@ -538,7 +543,7 @@ static int open_decision_log(struct epcs_server *server)
     }
     if (config->audit == EPCS_AUDIT_SYNC)
         epcs_decision_log_on_commit(server->decisions, epcs_workers_wake_committed, server);
-    if (store_uri != NULL)
+    if (uri != NULL)
         epcs_log(EPCS_LOG_INFO, "decisions", "decision log on PostgreSQL, journals in %s (%s)",
                  config->data_dir, config->audit == EPCS_AUDIT_SYNC ? "sync" : "async");
     else
@@ -549,12 +554,16 @@ static int open_decision_log(struct epcs_server *server)
 
 static int open_case_store(struct epcs_server *server)
 {
-    char err[512];
-    server->cases = epcs_cases_open(server->config.data_dir, server->decisions, err, sizeof(err));
+    const struct epcs_config *config = &server->config;
+    char err[1024];
+    const char *uri = store_uri(config);
+    server->cases = epcs_cases_open(uri, config->data_dir, server->decisions, err, sizeof(err));
     if (server->cases == NULL) {
         epcs_log(EPCS_LOG_ERROR, "cases", "cannot open the case store: %s", err);
         return -1;
     }
+    if (uri != NULL)
+        epcs_log(EPCS_LOG_INFO, "cases", "case store on PostgreSQL");
     return 0;
 }
 

@@ -11,8 +11,9 @@
 /*
  * The case store: reports of false information, slander and deepfakes, the requests epcs
  * sends about them (deletion requests to platforms, referrals to prosecutors and police) and
- * the history of both, in SQLite at <data>/cases.db (WAL, synchronous=FULL: these are legal
- * records, so a write returns only once it is fsync'd).
+ * the history of both. These are legal records: a write returns only once it is durable, in
+ * SQLite at <data>/cases.db (WAL, synchronous=FULL) or in the PostgreSQL database of
+ * --store, which every replica of a cluster shares.
  *
  * What a request asks, of whom, by when and what follows when it is ignored all come from the
  * verdict's `actions`, i.e. from the rule file; the store keeps each action map beside the
@@ -26,20 +27,33 @@
  * others of the same chain that are still open or overdue.
  *
  * Every step is one row of the history and one event for the decision log, and a filing also
- * the report's decision, written in the same transaction: the entries go into an outbox table
- * with the decision-log ids the store takes for them (marked on their way in the store's own
- * stage), are handed to the decision log right after the commit, and deleted once the log has
- * committed them; at open, what a stop left there is handed over (or, when the log holds it
- * already, only deleted) before anything else. A rolled-back step thus logs nothing, and a
- * stored one everything. A decision log that is full or has failed refuses the step before
- * anything of it is stored.
+ * the report's decision, each with the decision-log id the store takes for it, written with
+ * the step: a rolled-back step thus logs nothing, and a stored one everything. On SQLite the
+ * log is another database, so the entries go into an outbox table in the step's transaction
+ * (their ids marked on their way in the store's own stage), are handed to the decision log
+ * right after the commit and deleted once the log has committed them; at open, what a stop
+ * left there is handed over (or, when the log holds it already, only deleted) before anything
+ * else. On PostgreSQL they are rows of the log's own tables, inserted in the step's
+ * transaction (pg_log.h), so nothing waits for the log's writer.
  *
- * Writers share one connection behind a lock and may call in from any thread; readers use a
- * reader of their own, one per thread at a time (one the store's pool lends, or through the
- * ops one opened on the data directory).
+ * A decision log that cannot take the step's entries refuses the step before anything of it is
+ * stored: on SQLite one that is full or has failed; on PostgreSQL only one that has failed,
+ * since the entries never enter its queue (and while the log stalls because the database is
+ * away, the step cannot reach it either: EPCS_CASES_UNAVAILABLE).
  *
- * The store is an interface (store.h's struct epcs_cases_ops); cases.c is its SQLite backend,
- * epcs_cases_sqlite, and every function below taking a store calls through the handle's ops.
+ * On PostgreSQL several replicas write at once: ids come from the database; filings of one
+ * posting, writes under one Idempotency-Key and changes of one partner's policy wait for each
+ * other; answers, reviews and the sweep lock the report, then the requests they change; and
+ * the sweep of every replica takes only requests no other holds (SKIP LOCKED), so no step is
+ * taken twice.
+ *
+ * Writers may call in from any thread; readers use a reader of their own, one per thread at a
+ * time (one the store's pool lends, or one opened through the ops on the store's place).
+ *
+ * The store is an interface (store.h's struct epcs_cases_ops) with two backends,
+ * epcs_cases_sqlite (sqlite/cases.c) and epcs_cases_postgresql (postgresql/cases.c), whose
+ * steps are written once (case_steps.c); every function below taking a store calls through
+ * the handle's ops.
  */
 
 /** A store handle (store.h: it begins with its backend's ops). */
@@ -66,7 +80,20 @@ enum epcs_cases_rc {
     EPCS_CASES_NOT_HELD = 6,
     /** The Idempotency-Key was used before with another request: nothing was stored. */
     EPCS_CASES_KEY_REUSED = 7,
+    /**
+     * The store's database (PostgreSQL) cannot be reached or stopped answering (--store-timeout):
+     * temporary, worth a retry (503). The step was rolled back; only a COMMIT whose answer was
+     * lost may have stored it, which a retry under the same Idempotency-Key finds.
+     */
+    EPCS_CASES_UNAVAILABLE = 8,
 };
+
+/**
+ * What a read (epcs_cases_get_report and the other functions taking a reader) returns instead
+ * of -1 when the store's database cannot be reached or stopped answering: temporary, worth a
+ * retry; -1 stays a store that cannot be read.
+ */
+#define EPCS_CASES_READ_UNAVAILABLE (-2)
 
 /** The longest Idempotency-Key a client may send. */
 #define EPCS_IDEMPOTENCY_KEY_MAX 255
@@ -83,12 +110,14 @@ struct epcs_case_idempotency {
 };
 
 /**
- * Opens (creating) <data_dir>/cases.db. `log` (may be NULL: no events) receives one event per
- * step and must outlive the store. NULL with `err` filled when SQLite refuses or the file has
- * another schema version. This opens the SQLite backend (epcs_cases_sqlite).
+ * Opens the case store: with `store_uri` NULL (creating) <data_dir>/cases.db
+ * (epcs_cases_sqlite); otherwise the tables at that PostgreSQL URI (epcs_cases_postgresql),
+ * creating them. `log` (may be NULL: no events) receives one event per step and must outlive
+ * the store; with a URI it must be the decision log opened on that URI. NULL with `err` filled
+ * when the database refuses, cannot be reached, or has another schema version.
  */
-struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_log *log, char *err,
-                                   size_t err_size);
+struct epcs_cases *epcs_cases_open(const char *store_uri, const char *data_dir,
+                                   struct epcs_decision_log *log, char *err, size_t err_size);
 /** Closes the database. Accepts NULL. No call may be running. */
 void epcs_cases_close(struct epcs_cases *cases);
 
@@ -154,15 +183,16 @@ struct epcs_case_filed {
     uint64_t id;
     /** Nonzero when the filing joined an existing report (made no report and no request). */
     int joined;
-    /** What the answer waits for under --audit sync; 0: nothing. */
+    /** What the answer waits for under --audit sync; 0: nothing (always on PostgreSQL, whose
+     * step commits its entries of the log itself). */
     uint64_t ticket;
     /** Nonzero when this was a retry: nothing was filed, and the first answer is packed. */
     int replayed;
 };
 
 /**
- * Files a report in one fsync'd transaction, then hands the outbox to the decision log and
- * packs the report to `pk` (as epcs_cases_get_report, with `joined`).
+ * Files a report in one durable transaction and packs the report to `pk` as that transaction
+ * left it (as epcs_cases_get_report, with `joined`).
  *
  * A report of a posting (epcs_cases_posting) that already has a report for the same election
  * and category joins it: the filer becomes one of its reporters (a report_joined step), unless
@@ -170,15 +200,15 @@ struct epcs_case_filed {
  * send at once and the report's requests are held, they are sent (as epcs_cases_review
  * confirms). A report that lacked facts (needs_facts) is joined only by a filing that lacks
  * facts too. Otherwise a new report is stored with one request per action of its verdict,
- * held or sent as `by_staff` says, its decision and every step's event (in the outbox).
+ * held or sent as `by_staff` says, its decision and every step's event.
  *
  * With an Idempotency-Key, the answer is kept with the key in the same transaction: a retry
  * with the same key and request gets that answer again (`replayed`, nothing filed, the
  * report as it was then), one with the same key and another request gets KEY_REUSED.
  *
  * Returns EPCS_CASES_OK with `filed` set, EPCS_CASES_KEY_REUSED or EPCS_CASES_LOG_REFUSED
- * (nothing stored), or
- * EPCS_CASES_FAILED with `err` filled (nothing stored).
+ * (nothing stored), EPCS_CASES_UNAVAILABLE (see it), or EPCS_CASES_FAILED with `err` filled
+ * (nothing stored). Every write below may return EPCS_CASES_UNAVAILABLE too.
  */
 int epcs_cases_file(struct epcs_cases *cases, const struct epcs_case_report *report,
                     msgpack_packer *pk, struct epcs_case_filed *filed, char *err, size_t err_size);
@@ -272,7 +302,9 @@ int epcs_cases_sweep(struct epcs_cases *cases, int64_t now_us, size_t limit, cha
 /**
  * A reader from the store's own pool (opened when none is free), the calling thread's until
  * epcs_cases_reader_release: reads on the thread pool take one per job. The read functions
- * below take it with the store it came from. NULL with `err` filled.
+ * below take it with the store it came from; each returns EPCS_CASES_READ_UNAVAILABLE where it
+ * says -1 when the store's database cannot be reached now. NULL with `err` filled (on
+ * PostgreSQL only when memory runs out: its connection is taken by the first read).
  */
 struct epcs_cases_reader *epcs_cases_reader_acquire(struct epcs_cases *cases, char *err,
                                                     size_t err_size);

@@ -150,9 +150,11 @@ int epcs_decision_log_recent(struct epcs_decision_log *log, struct epcs_decision
 
 /* ---- the case store ------------------------------------------------------------------------- */
 
-struct epcs_cases *epcs_cases_open(const char *data_dir, struct epcs_decision_log *log, char *err,
-                                   size_t err_size)
+struct epcs_cases *epcs_cases_open(const char *store_uri, const char *data_dir,
+                                   struct epcs_decision_log *log, char *err, size_t err_size)
 {
+    if (store_uri != NULL)
+        return epcs_cases_postgresql.open(store_uri, log, err, err_size);
     return epcs_cases_sqlite.open(data_dir, log, err, err_size);
 }
 

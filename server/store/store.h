@@ -17,11 +17,10 @@
  * The stores as interfaces. Each store is a table of operations (an ops struct) that a backend
  * fills; a handle begins with the ops of the backend that made it, and the epcs_decision_log_*,
  * epcs_cases_*, epcs_rule_store_*, epcs_key_store_* and epcs_replicas_* functions callers use
- * call through it. Today's backends are the embedded ones (SQLite with page and journal files,
- * plain files for the rule store and the keys, this process alone for the replica registry)
- * and PostgreSQL for the decision log, the rule store, the keys and the replica registry;
- * another backend is one more table behind the same calls, and the store tests run against
- * every table.
+ * call through it. Today's backends are the embedded ones (SQLite with page and journal files
+ * for the decision log and the case store, plain files for the rule store and the keys, this
+ * process alone for the replica registry) and PostgreSQL for every store; another backend is
+ * one more table behind the same calls, and the store tests run against every table.
  *
  * No operation names a backend's types: readers are opaque handles, errors are 0/-1 (1 for "not
  * found" where said) with a message in the caller's buffer (the rule store logs its own, as it
@@ -95,11 +94,19 @@ struct epcs_decision_log {
     const struct epcs_decision_log_ops *ops;
 };
 
-/** The case store's operations (see cases.h for each). */
+/**
+ * The case store's operations (see cases.h for each). A read whose database cannot be reached
+ * returns EPCS_CASES_READ_UNAVAILABLE, a write EPCS_CASES_UNAVAILABLE.
+ */
 struct epcs_cases_ops {
     /** Names the backend in messages and in the store tests ("sqlite"). */
     const char *name;
-    struct epcs_cases *(*open)(const char *data_dir, struct epcs_decision_log *log, char *err,
+    /**
+     * `where` is the backend's place: the data directory for SQLite, a connection string for
+     * PostgreSQL (whose `log`, if any, must be PostgreSQL's on the same database). NULL with
+     * `err`.
+     */
+    struct epcs_cases *(*open)(const char *where, struct epcs_decision_log *log, char *err,
                                size_t err_size);
     /** Never given NULL (the wrapper takes care of it). */
     void (*close)(struct epcs_cases *cases);
@@ -113,8 +120,9 @@ struct epcs_cases_ops {
                       msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size);
     int (*sweep)(struct epcs_cases *cases, int64_t now_us, size_t limit, char *err,
                  size_t err_size);
-    /** A reader of the caller's own on the store at `data_dir`, open or not. NULL with `err`. */
-    struct epcs_cases_reader *(*reader_open)(const char *data_dir, char *err, size_t err_size);
+    /** A reader of the caller's own on the store at `where` (as for open), open or not. NULL
+     * with `err`. */
+    struct epcs_cases_reader *(*reader_open)(const char *where, char *err, size_t err_size);
     /** Closes a reader from reader_open. Accepts NULL. */
     void (*reader_close)(struct epcs_cases_reader *reader);
     struct epcs_cases_reader *(*reader_acquire)(struct epcs_cases *cases, char *err,
@@ -247,8 +255,10 @@ void epcs_store_set_timeout(int ms);
 extern const struct epcs_decision_log_ops epcs_decision_log_sqlite;
 /** The decision log in PostgreSQL tables, shared by every replica (postgresql/decision_log.c). */
 extern const struct epcs_decision_log_ops epcs_decision_log_postgresql;
-/** The case store in SQLite (<data>/cases.db) (cases.c). */
+/** The case store in SQLite (<data>/cases.db) (sqlite/cases.c). */
 extern const struct epcs_cases_ops epcs_cases_sqlite;
+/** The case store in PostgreSQL tables, shared by every replica (postgresql/cases.c). */
+extern const struct epcs_cases_ops epcs_cases_postgresql;
 /** The rule store in files under <data>/rulesets (files/rule_store.c). */
 extern const struct epcs_rule_store_ops epcs_rule_store_files;
 /** The rule store in PostgreSQL tables, shared by every replica (postgresql/rule_store.c). */

@@ -46,6 +46,18 @@ static void test_where_hides_passwords(void)
     EXPECT(strstr(err, "s3cret") == NULL && strstr(err, "other") == NULL);
 }
 
+/* Ends every session of the database but the caller's own, and waits until they are gone. */
+static void end_other_sessions(void)
+{
+    EXPECT_INT(epcs_test_pg_exec(uri,
+                                 "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                                 " WHERE pid <> pg_backend_pid() AND datname = current_database()",
+                                 NULL),
+               0);
+    /* A session leaves the server's tables a moment before its socket closes. */
+    usleep(100 * 1000);
+}
+
 static void test_broken_connections_are_found_again(void)
 {
     char err[600] = "";
@@ -57,18 +69,25 @@ static void test_broken_connections_are_found_again(void)
     EXPECT(conn != NULL);
     epcs_pg_give(pg, conn);
     /* The server ends every other session, as a restart or a failover would. */
-    EXPECT_INT(epcs_test_pg_exec(uri,
-                                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                                 " WHERE pid <> pg_backend_pid() AND datname = current_database()",
-                                 NULL),
-               0);
+    end_other_sessions();
+    /* The idle connection's end is found before it is handed out: the first statement runs
+     * on a fresh one. */
     conn = epcs_pg_take(pg, err, sizeof(err));
     EXPECT(conn != NULL);
-    /* The first statement on the dead connection fails; the pool resets it on the next take. */
     PGresult *result =
         conn != NULL ? epcs_pg_run(conn, "probing", "SELECT 1", 0, NULL, NULL, err, sizeof(err))
                      : NULL;
+    EXPECT(result != NULL);
     PQclear(result);
+    epcs_pg_give(pg, conn);
+    /* A connection broken in use is replaced at the next take too. */
+    conn = epcs_pg_take(pg, err, sizeof(err));
+    EXPECT(conn != NULL);
+    end_other_sessions();
+    result = conn != NULL
+                 ? epcs_pg_run(conn, "probing", "SELECT 1", 0, NULL, NULL, err, sizeof(err))
+                 : NULL;
+    EXPECT(result == NULL);
     epcs_pg_give(pg, conn);
     conn = epcs_pg_take(pg, err, sizeof(err));
     EXPECT(conn != NULL);

@@ -7,7 +7,7 @@
  * Writes are legal records committed with an fsync, and reads and exports may visit 100,000
  * rows: both run on the store's threads (offload.h), reads on connections of the store's own
  * pool, and the answer is sent from the loop when they are done. The event loop never waits
- * on SQLite or the disk.
+ * on the store's database or the disk; one that cannot be reached is a 503 store_unavailable.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +285,14 @@ static void respond_job(struct epcs_offload *base, h2o_req_t *req)
                            "retry");
         return;
     }
+    if (job->rc == EPCS_CASES_UNAVAILABLE) {
+        epcs_log(EPCS_LOG_WARN, "cases", "%s: %s", base->ops->what, job->detail);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        epcs_respond_error(req, 503, "store_unavailable", NULL,
+                           "the case store cannot be reached now; retry (under the same "
+                           "Idempotency-Key a retry never stores twice)");
+        return;
+    }
     epcs_log(EPCS_LOG_ERROR, "cases", "%s failed: %s", base->ops->what, job->detail);
     epcs_respond_error(req, 500, "internal", NULL, "the case store could not write this");
 }
@@ -437,7 +445,11 @@ static void send_csv(h2o_req_t *req, struct epcs_buf *text, uint64_t next)
 static void respond_read(struct epcs_offload *base, h2o_req_t *req)
 {
     struct read_job *job = read_of(base);
-    if (job->rc < 0) {
+    if (job->rc == EPCS_CASES_READ_UNAVAILABLE) {
+        epcs_log(EPCS_LOG_WARN, "cases", "%s: %s", base->ops->what, job->err);
+        epcs_respond_error(req, 503, "store_unavailable", NULL,
+                           "the case store cannot be reached now; try again");
+    } else if (job->rc < 0) {
         epcs_log(EPCS_LOG_ERROR, "cases", "%s: %s", base->ops->what, job->err);
         epcs_respond_error(req, 500, "internal", NULL, "the case store cannot be read");
     } else if (job->rc > 0 && job->kind == READ_REPORT) {

@@ -81,6 +81,22 @@ static const char *number_of(struct number *number, int64_t value)
     return number->text;
 }
 
+/*
+ * Runs `sql` with `count` parameters (`lengths` as for epcs_pg_run) and results in binary, so
+ * that bytea comes as its bytes, within the pool's deadline like every statement. The result,
+ * or NULL with `err` naming `what` on one line (libpq's further lines, DETAIL and HINT, do not
+ * fit a stall reason).
+ */
+static PGresult *run_binary(PGconn *conn, const char *what, const char *sql, int count,
+                            const char *const *values, const int *lengths, char *err,
+                            size_t err_size)
+{
+    PGresult *result = epcs_pg_run_binary(conn, what, sql, count, values, lengths, err, err_size);
+    if (result == NULL)
+        err[strcspn(err, "\n")] = '\0';
+    return result;
+}
+
 /* A bigint column of a binary result. */
 static int64_t column_i64(const PGresult *result, int row, int column)
 {
@@ -142,7 +158,7 @@ static int sink_insert_answer(void *backend, const char *answer, size_t len, int
     const char *values[] = {answer};
     const int lengths[] = {(int)len};
     PGresult *result =
-        epcs_pg_run_binary(log->conn, "storing an answer",
+        run_binary(log->conn, "storing an answer",
                            "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1,
                            values, lengths, err, err_size);
     if (result == NULL)
@@ -159,7 +175,7 @@ static int check_stored_page(struct pg_log *log, const struct epcs_log_page *pag
 {
     struct number first;
     const char *values[] = {number_of(&first, (int64_t)page->first_id)};
-    PGresult *result = epcs_pg_run_binary(log->conn, "reading a stored page",
+    PGresult *result = run_binary(log->conn, "reading a stored page",
                                           "SELECT last_id, count::bigint FROM epcs_decision_pages"
                                           " WHERE first_id = $1",
                                           1, values, NULL, err, err_size);
@@ -192,7 +208,7 @@ static int sink_put_page(void *backend, const struct epcs_log_page *page, char *
                             number_of(&n[8], (int64_t)page->summary[3]),
                             page->body};
     const int lengths[] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, (int)page->len};
-    PGresult *result = epcs_pg_run_binary(
+    PGresult *result = run_binary(
         log->conn, "storing a page of decisions",
         "INSERT INTO epcs_decision_pages (first_id, last_id, first_us, last_us, count, s0, s1, s2,"
         " s3, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -236,7 +252,7 @@ static int sink_stored(void *backend, uint64_t id, char *err, size_t err_size)
         return sink_failed(err, err_size);
     struct number number;
     const char *values[] = {number_of(&number, (int64_t)id)};
-    PGresult *result = epcs_pg_run_binary(conn, "looking for journaled decisions",
+    PGresult *result = run_binary(conn, "looking for journaled decisions",
                                           "SELECT first_id, last_id FROM epcs_decision_pages"
                                           " WHERE first_id <= $1 ORDER BY first_id DESC LIMIT 1",
                                           1, values, NULL, err, err_size);
@@ -379,11 +395,7 @@ static struct epcs_decision_reader *pg_log_reader_open(const char *where, char *
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
-    reader->conn = PQconnectdb(where);
-    if (PQstatus(reader->conn) != CONNECTION_OK) {
-        const char *why = reader->conn != NULL ? PQerrorMessage(reader->conn) : "out of memory";
-        snprintf(err, err_size, "cannot reach PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
-        PQfinish(reader->conn);
+    if ((reader->conn = epcs_pg_connect(where, err, err_size)) == NULL) {
         reader_free(reader);
         return NULL;
     }
@@ -436,7 +448,7 @@ static int lookup_answer(void *ctx, int64_t id, const char **bytes, size_t *len,
         struct number number;
         const char *values[] = {number_of(&number, id)};
         PGresult *result =
-            epcs_pg_run_binary(reader->conn, "reading an answer",
+            run_binary(reader->conn, "reading an answer",
                                "SELECT answer FROM epcs_decision_answers WHERE id = $1", 1, values,
                                NULL, err, err_size);
         if (result == NULL)
@@ -498,7 +510,7 @@ static int first_page(PGconn *conn, const struct epcs_decision_query *query, uin
     const char *values[] = {number_of(&after, (int64_t)query->after),
                             number_of(&from, query->from_us)};
     PGresult *result =
-        epcs_pg_run_binary(conn, "finding the first page",
+        run_binary(conn, "finding the first page",
                            "SELECT greatest(coalesce((SELECT max(first_id) FROM epcs_decision_pages"
                            " WHERE first_id <= $1::bigint), 1), coalesce((SELECT min(first_id)"
                            " FROM epcs_decision_pages WHERE last_us >= $2::bigint), 1))",
@@ -522,7 +534,7 @@ static int fetch_pages(struct page_cursor *cursor, char *err, size_t err_size)
         number_of(&n[0], (int64_t)cursor->from), number_of(&n[1], (int64_t)wanted[0]),
         number_of(&n[2], (int64_t)wanted[1]), number_of(&n[3], (int64_t)wanted[2]),
         number_of(&n[4], (int64_t)wanted[3])};
-    cursor->batch = epcs_pg_run_binary(cursor->conn, "reading pages of decisions",
+    cursor->batch = run_binary(cursor->conn, "reading pages of decisions",
                                        "SELECT first_id, first_us, body FROM epcs_decision_pages"
                                        " WHERE first_id >= $1::bigint"
                                        " AND (s0 & $2::bigint) = $2::bigint"
@@ -605,7 +617,7 @@ static PGresult *fetch_rows(PGconn *conn, const struct epcs_decision_query *quer
                             query->area,
                             query->verdict,
                             number_of(&limit, (int64_t)query->limit + 1)};
-    return epcs_pg_run_binary(conn, "reading entries of the decision log",
+    return run_binary(conn, "reading entries of the decision log",
                               "SELECT id, entry FROM epcs_decision_entries WHERE id > $1::bigint"
                               " AND ($2::bigint = 0 OR at_us >= $2::bigint)"
                               " AND ($3::bigint = 0 OR at_us < $3::bigint)"
@@ -723,7 +735,7 @@ static int read_get_on(struct epcs_decision_reader *source, uint64_t id, msgpack
     struct pg_reader *reader = reader_of(source);
     struct number number;
     const char *values[] = {number_of(&number, (int64_t)id)};
-    PGresult *page = epcs_pg_run_binary(reader->conn, "reading a page of decisions",
+    PGresult *page = run_binary(reader->conn, "reading a page of decisions",
                                         "SELECT body FROM epcs_decision_pages WHERE first_id ="
                                         " (SELECT max(first_id) FROM epcs_decision_pages"
                                         " WHERE first_id <= $1) AND last_id >= $1",
@@ -739,7 +751,7 @@ static int read_get_on(struct epcs_decision_reader *source, uint64_t id, msgpack
         return rc;
     /* Not in the writer's pages: an entry of another store's, if any (an id within a page's
      * range may be one). */
-    PGresult *row = epcs_pg_run_binary(reader->conn, "reading an entry of the decision log",
+    PGresult *row = run_binary(reader->conn, "reading an entry of the decision log",
                                        "SELECT entry FROM epcs_decision_entries WHERE id = $1", 1,
                                        values, NULL, err, err_size);
     if (row == NULL)
@@ -837,7 +849,7 @@ static int read_recent_on(struct epcs_decision_reader *source, size_t limit,
     struct number number, before;
     const char *values[] = {number_of(&number, (int64_t)limit)};
     if ((recent.rows =
-             epcs_pg_run_binary(reader->conn, "reading entries of the decision log",
+             run_binary(reader->conn, "reading entries of the decision log",
                                 "SELECT id, entry FROM epcs_decision_entries WHERE kind = 0"
                                 " ORDER BY id DESC LIMIT $1",
                                 1, values, NULL, err, err_size)) == NULL)
@@ -858,7 +870,7 @@ static int read_recent_on(struct epcs_decision_reader *source, size_t limit,
     int rc = 0, more = 1;
     while (rc == 0 && more && recent.given < limit) {
         const char *page_values[] = {number_of(&before, below)};
-        PGresult *pages = epcs_pg_run_binary(reader->conn, "reading pages of decisions",
+        PGresult *pages = run_binary(reader->conn, "reading pages of decisions",
                                              "SELECT first_id, body FROM epcs_decision_pages"
                                              " WHERE first_id < $1 ORDER BY first_id DESC"
                                              " LIMIT " PAGES_PER_FETCH_SQL,
@@ -902,7 +914,7 @@ static int insert_entry(PGconn *conn, const struct epcs_entry_header *header,
                             verdict,
                             form->data};
     const int lengths[] = {-1, -1, -1, -1, -1, -1, -1, (int)form->len};
-    PGresult *result = epcs_pg_run_binary(
+    PGresult *result = run_binary(
         conn, "storing an entry of the decision log",
         "INSERT INTO epcs_decision_entries (id, at_us, kind, partner, election, area, verdict,"
         " entry) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -921,7 +933,7 @@ static int decision_form(PGconn *conn, const struct epcs_entry_header *header, c
     const char *values[] = {answer};
     const int lengths[] = {(int)answer_len};
     PGresult *result =
-        epcs_pg_run_binary(conn, "storing an answer",
+        run_binary(conn, "storing an answer",
                            "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1,
                            values, lengths, err, err_size);
     if (result == NULL)

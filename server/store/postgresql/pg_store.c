@@ -148,12 +148,30 @@ static PGconn *connect_within(const char *uri, int ms)
     return conn;
 }
 
+/*
+ * Whether the server closed an idle connection meanwhile (a restart, a failover, an ended
+ * session): its last words and the end of the stream wait on the socket, so a look costs no
+ * round trip, and the caller's first statement never meets a connection known to be gone.
+ */
+static int closed_meanwhile(PGconn *conn)
+{
+    /* An idle connection has a few messages pending at most; more is no end of stream. */
+    for (int reads = 0; reads < 4 && PQstatus(conn) == CONNECTION_OK; reads++) {
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+        if (pfd.fd < 0 || poll(&pfd, 1, 0) != 1)
+            break;
+        if (PQconsumeInput(conn) == 0)
+            return 1;
+    }
+    return PQstatus(conn) == CONNECTION_BAD;
+}
+
 PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
 {
     pthread_mutex_lock(&pg->lock);
     PGconn *conn = pg->idle_count > 0 ? pg->idle[--pg->idle_count] : NULL;
     pthread_mutex_unlock(&pg->lock);
-    if (conn != NULL && PQstatus(conn) == CONNECTION_BAD) {
+    if (conn != NULL && closed_meanwhile(conn)) {
         PQfinish(conn);
         conn = NULL;
     }
@@ -165,6 +183,20 @@ PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size)
         return NULL;
     }
     return conn;
+}
+
+PGconn *epcs_pg_connect(const char *uri, char *err, size_t err_size)
+{
+    PGconn *conn = connect_within(uri, atomic_load(&timeout_ms));
+    if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
+        PQsetNoticeProcessor(conn, drop_notice, NULL);
+        return conn;
+    }
+    /* libpq's further lines guess at causes. */
+    const char *why = conn != NULL ? PQerrorMessage(conn) : "out of memory";
+    snprintf(err, err_size, "cannot reach PostgreSQL: %.*s", (int)strcspn(why, "\n"), why);
+    PQfinish(conn);
+    return NULL;
 }
 
 void epcs_pg_give(struct epcs_pg *pg, PGconn *conn)
@@ -240,14 +272,14 @@ static PGresult *checked(PGconn *conn, PGresult *result, const char *what, char 
     return NULL;
 }
 
-/* epcs_pg_run with the rows in `result_format` (0 text, 1 binary). */
+/* epcs_pg_run with the results in `result_format` (0 text, 1 binary). */
 static PGresult *run_params(PGconn *conn, const char *what, const char *sql, int count,
                             const char *const *values, const int *lengths, int result_format,
                             char *err, size_t err_size)
 {
-    int formats[16] = {0}, sizes[16] = {0};
-    if (count > 16) {
-        snprintf(err, err_size, "%s: %d parameters, at most 16", what, count);
+    int formats[EPCS_PG_PARAMS_MAX] = {0}, sizes[EPCS_PG_PARAMS_MAX] = {0};
+    if (count > EPCS_PG_PARAMS_MAX) {
+        snprintf(err, err_size, "%s: %d parameters, at most %d", what, count, EPCS_PG_PARAMS_MAX);
         return NULL;
     }
     for (int i = 0; lengths != NULL && i < count; i++) {

@@ -51,14 +51,23 @@ void epcs_pg_close(struct epcs_pg *pg);
 const char *epcs_pg_where(const struct epcs_pg *pg);
 
 /**
- * A connection for the caller's own use until epcs_pg_give: an idle one, or a new one, reset
- * first when the last use left it broken. NULL with `err` filled when the database cannot be
- * reached.
+ * A connection for the caller's own use until epcs_pg_give: an idle one, or a new one in place
+ * of one the last use left broken or the server has closed since. NULL with `err` filled when
+ * the database cannot be reached.
  */
 PGconn *epcs_pg_take(struct epcs_pg *pg, char *err, size_t err_size);
 
+/**
+ * A connection of the caller's own to `uri`, outside any pool (a reader on what a store left,
+ * open or not), within the connection deadline; PQfinish it. NULL with `err` filled.
+ */
+PGconn *epcs_pg_connect(const char *uri, char *err, size_t err_size);
+
 /** Gives a connection from epcs_pg_take back to the pool. */
 void epcs_pg_give(struct epcs_pg *pg, PGconn *conn);
+
+/** The most parameters one statement of epcs_pg_run may take. */
+#define EPCS_PG_PARAMS_MAX 20
 
 /**
  * Runs `sql` with `count` text parameters (NULL: SQL NULL) and `lengths` (NULL: every
@@ -69,7 +78,10 @@ void epcs_pg_give(struct epcs_pg *pg, PGconn *conn);
 PGresult *epcs_pg_run(PGconn *conn, const char *what, const char *sql, int count,
                       const char *const *values, const int *lengths, char *err, size_t err_size);
 
-/** epcs_pg_run with the rows in binary (bytea as its bytes, bigint as 8 big-endian bytes). */
+/**
+ * As epcs_pg_run, with the result's columns in binary: bytea as its bytes, integers big-endian
+ * in their size (int2, int4, int8), booleans one byte, text as it is.
+ */
 PGresult *epcs_pg_run_binary(PGconn *conn, const char *what, const char *sql, int count,
                              const char *const *values, const int *lengths, char *err,
                              size_t err_size);

@@ -1,34 +1,26 @@
-/* The case store: reports, the requests they caused and their history, in SQLite. */
+/*
+ * The case store's SQLite backend (epcs_cases_sqlite, store.h): reports, the requests they
+ * caused and their history in <data>/cases.db, the steps written once in case_steps.c over the
+ * primitives below, and the decision log's entries of each step in an outbox table handed to
+ * the log after the commit (the log is another database).
+ */
 #include "cases.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
+#include "case_rows.h"
+#include "case_steps.h"
 #include "codec.h"
-#include "dates.h"
 #include "decision_log.h"
-#include "facts.h"
 #include "log.h"
-#include "partner.h"
 #include "sqlite_store.h"
 #include "store.h"
 
 /* Readers and the writer may meet on the database; a write waits rather than fail. */
 #define BUSY_TIMEOUT_MS 5000
-/* Who takes the steps nobody asked for: requests made from a verdict, overdue, escalation. */
-#define EPCS_ACTOR "epcs"
-/* More actions than this in one verdict is a rule gone wrong, not a case. */
-#define MAX_ACTIONS 16
-/* Escalations of escalations: the contract nests two deep; a little room, never unbounded. */
-#define MAX_ESCALATION_DEPTH 4
-/* Ten years: a longer period is a typo in the rules, and would overflow nothing but sense. */
-#define MAX_DUE_HOURS (24.0 * 366 * 10)
-#define MAX_OBJECTION_DAYS 3660.0
 
 #define SCHEMA_VERSION 2
 /*
@@ -220,944 +212,166 @@ static void bind_optional_int(sqlite3_stmt *stmt, int at, int64_t value, int pre
         sqlite3_bind_null(stmt, at);
 }
 
-/* Splices already-encoded msgpack into the packer's output. */
-static void pack_raw(msgpack_packer *pk, const void *bytes, size_t len)
+/* `len` bytes as a blob, or NULL when `bytes` is. */
+static void bind_bytes(sqlite3_stmt *stmt, int at, const void *bytes, size_t len)
 {
-    pk->callback(pk->data, bytes, len);
-}
-
-static void pack_text_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
-{
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    const char *text = (const char *)sqlite3_column_text(stmt, column);
-    size_t len = (size_t)sqlite3_column_bytes(stmt, column);
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, text, len);
-}
-
-static void pack_time_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
-{
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
-        msgpack_pack_nil(pk);
+    if (bytes != NULL)
+        sqlite3_bind_blob(stmt, at, bytes, (int)len, SQLITE_TRANSIENT);
     else
-        epcs_pack_instant_us(pk, sqlite3_column_int64(stmt, column));
+        sqlite3_bind_null(stmt, at);
 }
 
-static void pack_id_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
-{
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
-        msgpack_pack_nil(pk);
-    else
-        msgpack_pack_uint64(pk, (uint64_t)sqlite3_column_int64(stmt, column));
-}
+/* ---- a statement's rows as the shared packers read them (case_rows.h) -------------------- */
 
-/* A stored msgpack value, or nil when the column is NULL or empty. */
-static void pack_blob_column(msgpack_packer *pk, sqlite3_stmt *stmt, int column)
-{
-    int len = sqlite3_column_bytes(stmt, column);
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL || len == 0)
-        msgpack_pack_nil(pk);
-    else
-        pack_raw(pk, sqlite3_column_blob(stmt, column), (size_t)len);
-}
-
-/* A string member copied into `out`; -1 when absent, not a string, empty, too long or with
- * a NUL byte. */
-static int copy_string(const msgpack_object *value, char *out, size_t size)
-{
-    if (value == NULL || value->type != MSGPACK_OBJECT_STR || value->via.str.size == 0 ||
-        value->via.str.size >= size || memchr(value->via.str.ptr, '\0', value->via.str.size))
-        return -1;
-    memcpy(out, value->via.str.ptr, value->via.str.size);
-    out[value->via.str.size] = '\0';
-    return 0;
-}
-
-static int as_number(const msgpack_object *value, double *out)
-{
-    switch (value->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        *out = (double)value->via.u64;
-        return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        *out = (double)value->via.i64;
-        return 0;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        *out = value->via.f64;
-        return isfinite(*out) ? 0 : -1;
-    default:
-        return -1;
-    }
-}
-
-/* ---- postings ----------------------------------------------------------------------------- */
-
-static int unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static char lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
-}
-
-/* Appends `len` bytes of path and query with their percent-escapes normalised (RFC 3986
-   6.2.2): an escape of an unreserved character becomes the character, the others get upper
-   case hex digits. Returns the new length, or SIZE_MAX when `out` is full. */
-static size_t put_escaped(char *out, size_t at, size_t size, const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        int high = text[i] == '%' && i + 2 < len ? hex_value(text[i + 1]) : -1;
-        int low = high >= 0 ? hex_value(text[i + 2]) : -1;
-        char c = text[i];
-        if (low >= 0) {
-            i += 2;
-            c = (char)(high << 4 | low);
-            if (!unreserved((unsigned char)c)) {
-                if (at + 3 >= size)
-                    return SIZE_MAX;
-                out[at++] = '%';
-                out[at++] = "0123456789ABCDEF"[high];
-                out[at++] = "0123456789ABCDEF"[low];
-                continue;
-            }
-        }
-        if (at + 1 >= size)
-            return SIZE_MAX;
-        out[at++] = c;
-    }
-    return at;
-}
-
-/* Whether `port` (`len` digits) is the default of a scheme of `scheme` bytes ("http://"). */
-static int default_port(const char *port, size_t len, size_t scheme)
-{
-    return (scheme == 7 && len == 2 && memcmp(port, "80", 2) == 0) ||
-           (scheme == 8 && len == 3 && memcmp(port, "443", 3) == 0);
-}
-
-int epcs_cases_posting(const char *url, char *out, size_t size)
-{
-    size_t scheme = strncasecmp(url, "https://", 8) == 0  ? 8
-                    : strncasecmp(url, "http://", 7) == 0 ? 7
-                                                          : 0;
-    /* The fragment is the reader's place in the page, not another posting. */
-    size_t end = strcspn(url, "#");
-    const char *authority = url + scheme;
-    size_t authority_len = scheme != 0 ? strcspn(authority, "/?#") : 0;
-    if (authority_len == 0 || end + 2 >= size)
-        return -1;
-    for (size_t i = 0; i < scheme; i++)
-        out[i] = lower(url[i]);
-    /* Userinfo keeps its case; the host is case-insensitive (RFC 3986 3.2.2). */
-    const char *at_sign = memchr(authority, '@', authority_len);
-    const char *host = at_sign != NULL ? at_sign + 1 : authority;
-    size_t host_len = authority_len - (size_t)(host - authority);
-    /* An IPv6 literal holds colons of its own: the port's comes after its bracket. */
-    const char *bracket = host_len > 0 && host[0] == '[' ? memchr(host, ']', host_len) : NULL;
-    const char *colon =
-        bracket != NULL ? (bracket + 1 < host + host_len && bracket[1] == ':' ? bracket + 1 : NULL)
-                        : memchr(host, ':', host_len);
-    size_t name_len = colon != NULL ? (size_t)(colon - host) : host_len;
-    size_t port_len = colon != NULL ? host_len - name_len - 1 : 0;
-    /* A default port, or none after the colon, and the final dot of a fully qualified name
-       name the same host. */
-    int keep_port = colon != NULL && port_len > 0 && !default_port(colon + 1, port_len, scheme);
-    if (name_len > 1 && host[name_len - 1] == '.')
-        name_len--;
-    if (name_len == 0)
-        return -1;
-    size_t at = scheme, userinfo_len = (size_t)(host - authority);
-    memcpy(out + at, authority, userinfo_len);
-    at += userinfo_len;
-    for (size_t i = 0; i < name_len; i++)
-        out[at++] = lower(host[i]);
-    if (keep_port) {
-        out[at++] = ':';
-        memcpy(out + at, colon + 1, port_len);
-        at += port_len;
-    }
-    const char *rest = authority + authority_len;
-    size_t rest_len = end - scheme - authority_len;
-    /* An empty path is the root (RFC 3986 6.2.3). */
-    if (rest_len == 0 || rest[0] == '?')
-        out[at++] = '/';
-    at = put_escaped(out, at, size, rest, rest_len);
-    if (at == SIZE_MAX)
-        return -1;
-    out[at] = '\0';
-    return 0;
-}
-
-/* ---- actions ------------------------------------------------------------------------------ */
-
-/* One action of a verdict (or an escalation of one), read and checked. */
-struct action {
-    const msgpack_object *map;
-    char kind[32];
-    char to[EPCS_KEY_PARTNER_MAX];
-    char article[64];
-    /* Durations from the moment the request is sent; 0: no due time, -1: no objection. */
-    int64_t due_span_us;
-    int64_t objection_span_us;
-    const msgpack_object *escalation;
-    int escalate_after;
+struct stmt_rows {
+    struct epcs_case_row base;
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
 };
 
-static int parse_action(const msgpack_object *map, const char *platform, int depth,
-                        struct action *action, char *why, size_t why_size)
+static sqlite3_stmt *stmt_of(const struct epcs_case_row *row)
 {
-    memset(action, 0, sizeof(*action));
-    action->map = map;
-    action->objection_span_us = -1;
-    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
-        return snprintf(why, why_size, "is not a map"), -1;
-    if (copy_string(epcs_map_get(map, "kind"), action->kind, sizeof(action->kind)) != 0 ||
-        (strcmp(action->kind, "deletion_request") != 0 && strcmp(action->kind, "referral") != 0))
-        return snprintf(why, why_size, "kind must be deletion_request or referral"), -1;
-    if (copy_string(epcs_map_get(map, "to"), action->to, sizeof(action->to)) != 0)
-        return snprintf(why, why_size, "to must be \"platform\" or a partner id"), -1;
-    if (strcmp(action->to, "platform") == 0)
-        snprintf(action->to, sizeof(action->to), "%s", platform);
-    else if (!epcs_partner_id_valid(action->to))
-        return snprintf(why, why_size, "to '%s' is not a partner id (a-z 0-9 _ - .)", action->to),
-               -1;
-    if (copy_string(epcs_map_get(map, "article"), action->article, sizeof(action->article)) != 0)
-        return snprintf(why, why_size, "article must be a string of 1 to 63 bytes"), -1;
-    const msgpack_object *due = epcs_map_get(map, "due_hours");
-    if (due != NULL) {
-        double hours;
-        if (as_number(due, &hours) != 0 || hours <= 0 || hours > MAX_DUE_HOURS)
-            return snprintf(why, why_size, "due_hours must be a number above 0 and at most %g",
-                            MAX_DUE_HOURS),
-                   -1;
-        action->due_span_us = llround(hours * 3600e6);
-        if (action->due_span_us == 0)
-            action->due_span_us = 1;
-    }
-    const msgpack_object *objection = epcs_map_get(map, "objection_days");
-    if (objection != NULL) {
-        double days;
-        if (as_number(objection, &days) != 0 || days < 0 || days > MAX_OBJECTION_DAYS)
-            return snprintf(why, why_size, "objection_days must be a number from 0 to %g",
-                            MAX_OBJECTION_DAYS),
-                   -1;
-        action->objection_span_us = llround(days * 86400e6);
-    }
-    const msgpack_object *escalation = epcs_map_get(map, "escalation");
-    if (escalation != NULL) {
-        const msgpack_object *after = epcs_map_get(escalation, "after");
-        if (depth >= MAX_ESCALATION_DEPTH)
-            return snprintf(why, why_size, "escalations nest too deep"), -1;
-        if (escalation->type != MSGPACK_OBJECT_MAP || after == NULL ||
-            after->type != MSGPACK_OBJECT_POSITIVE_INTEGER || after->via.u64 < 1 ||
-            after->via.u64 > 100)
-            return snprintf(why, why_size,
-                            "escalation must be a map whose after is a whole number from 1 to "
-                            "100"),
-                   -1;
-        struct action inner;
-        char inner_why[200];
-        if (parse_action(escalation, platform, depth + 1, &inner, inner_why, sizeof(inner_why)) !=
-            0)
-            return snprintf(why, why_size, "escalation: %.150s", inner_why), -1;
-        action->escalation = escalation;
-        action->escalate_after = (int)after->via.u64;
-    }
-    return 0;
+    return ((const struct stmt_rows *)row)->stmt;
 }
 
-/* The parts of a verdict the store reads. */
-struct verdict_view {
-    msgpack_object root;
-    char verdict[16];
-    char article[64];
-    char ruleset[32];
-    const msgpack_object *actions;
-};
-
-static int read_verdict(msgpack_zone *zone, const char *bytes, size_t len,
-                        struct verdict_view *view, char *why, size_t why_size)
+static int rows_next(struct epcs_case_row *row, char *err, size_t err_size)
 {
-    size_t offset = 0;
-    memset(view, 0, sizeof(*view));
-    if (msgpack_unpack(bytes, len, &offset, zone, &view->root) != MSGPACK_UNPACK_SUCCESS ||
-        view->root.type != MSGPACK_OBJECT_MAP)
-        return snprintf(why, why_size, "the verdict is not a msgpack map"), -1;
-    if (copy_string(epcs_map_get(&view->root, "verdict"), view->verdict, sizeof(view->verdict)) !=
-            0 ||
-        copy_string(epcs_map_get(&view->root, "article"), view->article, sizeof(view->article)) !=
-            0 ||
-        copy_string(epcs_map_get(&view->root, "ruleset"), view->ruleset, sizeof(view->ruleset)) !=
-            0)
-        return snprintf(why, why_size, "the verdict lacks verdict, article or ruleset"), -1;
-    /* The store gives the decision its id, and adds it to the answer. */
-    if (epcs_map_get(&view->root, "decision") != NULL)
-        return snprintf(why, why_size, "the verdict carries a decision id already"), -1;
-    view->actions = epcs_map_get(&view->root, "actions");
-    if (view->actions != NULL && view->actions->type != MSGPACK_OBJECT_ARRAY)
-        return snprintf(why, why_size, "actions is not a list"), -1;
-    if (view->actions != NULL && view->actions->via.array.size > MAX_ACTIONS)
-        return snprintf(why, why_size, "more than %d actions", MAX_ACTIONS), -1;
-    return 0;
+    struct stmt_rows *rows = (struct stmt_rows *)row;
+    int step = sqlite3_step(rows->stmt);
+    if (step == SQLITE_ROW || step == SQLITE_DONE)
+        return step == SQLITE_ROW;
+    snprintf(err, err_size, "%s", sqlite3_errmsg(rows->db));
+    return -1;
 }
 
-static size_t action_count(const struct verdict_view *view)
+static int rows_is_null(const struct epcs_case_row *row, int column)
 {
-    return view->actions != NULL ? view->actions->via.array.size : 0;
+    return sqlite3_column_type(stmt_of(row), column) == SQLITE_NULL;
 }
 
-int epcs_cases_check_actions(const char *verdict, size_t verdict_len, const char *platform,
-                             char *why, size_t why_size)
+static int64_t rows_integer(const struct epcs_case_row *row, int column)
 {
-    msgpack_zone zone;
-    if (!msgpack_zone_init(&zone, 2048))
-        return snprintf(why, why_size, "out of memory"), -1;
-    struct verdict_view view;
-    int rc = read_verdict(&zone, verdict, verdict_len, &view, why, why_size);
-    for (size_t i = 0; rc == 0 && i < action_count(&view); i++) {
-        struct action action;
-        char inner[200];
-        if (parse_action(&view.actions->via.array.ptr[i], platform, 0, &action, inner,
-                         sizeof(inner)) != 0) {
-            snprintf(why, why_size, "actions[%zu]: %.200s", i, inner);
-            rc = -1;
-        }
-    }
-    /* The actions live in the zone: counted before it goes. */
-    int count = rc == 0 ? (int)action_count(&view) : -1;
-    msgpack_zone_destroy(&zone);
-    return count;
+    return sqlite3_column_int64(stmt_of(row), column);
 }
 
-/* ---- steps -------------------------------------------------------------------------------- */
-
-/* A detail map under construction. */
-struct detail {
-    struct epcs_buf buf;
-    msgpack_packer pk;
-};
-
-static void detail_begin(struct detail *detail, size_t fields)
+static const char *rows_bytes(const struct epcs_case_row *row, int column, size_t *len)
 {
-    detail->buf = (struct epcs_buf){0};
-    msgpack_packer_init(&detail->pk, &detail->buf, epcs_buf_msgpack_write);
-    msgpack_pack_map(&detail->pk, fields);
+    sqlite3_stmt *stmt = stmt_of(row);
+    /* Text comes NUL-terminated, so that it may serve as a C string too. */
+    const char *bytes = sqlite3_column_type(stmt, column) == SQLITE_BLOB
+                            ? (const char *)sqlite3_column_blob(stmt, column)
+                            : (const char *)sqlite3_column_text(stmt, column);
+    *len = (size_t)sqlite3_column_bytes(stmt, column);
+    return bytes;
 }
 
-static void detail_str(struct detail *detail, const char *key, const char *value)
+static const struct epcs_case_row_ops stmt_row_ops = {
+    .next = rows_next, .is_null = rows_is_null, .integer = rows_integer, .bytes = rows_bytes};
+
+static struct stmt_rows rows_of(sqlite3 *db, sqlite3_stmt *stmt)
 {
-    epcs_pack_cstr(&detail->pk, key);
-    epcs_pack_cstr(&detail->pk, value);
+    return (struct stmt_rows){.base = {.ops = &stmt_row_ops}, .db = db, .stmt = stmt};
 }
 
-static void detail_id(struct detail *detail, const char *key, uint64_t value)
-{
-    epcs_pack_cstr(&detail->pk, key);
-    msgpack_pack_uint64(&detail->pk, value);
-}
+/* ---- reads -------------------------------------------------------------------------------- */
 
-static void detail_time(struct detail *detail, const char *key, int64_t us)
-{
-    epcs_pack_cstr(&detail->pk, key);
-    epcs_pack_instant_us(&detail->pk, us);
-}
-
-/* One step of a case: a history row and its event in the decision log. */
-struct step {
-    uint64_t report;
-    /* 0 for a step of the report itself. */
-    uint64_t request;
-    const char *event;
-    /* The status of the request (or report) after the step. */
-    const char *status;
-    /* Who took the step: a partner id, or EPCS_ACTOR. */
-    const char *actor;
-    /* Whom it concerns, the event's partner in the decision log. */
-    const char *partner;
-    const char *election;
-    const struct detail *detail;
-    int64_t at_us;
-};
-
-/* Whether the decision log can take another entry now: a full or failed log means the step is
-   refused (503) before anything is stored. */
-static int log_can_take(struct sqlite_cases *cases, char *err, size_t err_size)
-{
-    struct epcs_decision_log_stats stats;
-    epcs_decision_log_stats(cases->log, &stats);
-    if (!stats.failed && stats.queued < stats.queue_limit)
-        return 1;
-    snprintf(err, err_size, "the decision log cannot take a step now (%s)",
-             stats.failed ? "a write failed" : "its queue is full");
-    return 0;
-}
-
-/* A fresh decision-log id for an entry of the step under way, or 0 with the log off. */
-static int take_log_id(struct sqlite_cases *cases, uint64_t *id, char *err, size_t err_size)
-{
-    *id = 0;
-    if (cases->log == NULL)
-        return EPCS_CASES_OK;
-    if (!log_can_take(cases, err, err_size))
-        return EPCS_CASES_LOG_REFUSED;
-    *id = epcs_decision_log_next_id(cases->log, &cases->stage);
-    return EPCS_CASES_OK;
-}
-
-static int outbox_event(struct sqlite_cases *cases, uint64_t id, const struct step *step,
-                        const char *detail, size_t detail_len, char *err, size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "INSERT INTO outbox(id, kind, at_us, partner, election, event, "
-                                 "subject, detail) VALUES(?,1,?,?,?,?,?,?)",
-                                 err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
-    sqlite3_bind_int64(stmt, 2, step->at_us);
-    bind_text(stmt, 3, step->partner);
-    bind_text(stmt, 4, step->election);
-    bind_text(stmt, 5, step->event);
-    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)(step->request != 0 ? step->request : step->report));
-    if (detail != NULL)
-        sqlite3_bind_blob(stmt, 7, detail, (int)detail_len, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(stmt, 7);
-    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-/* The step's history row and, with the log on, its event in the outbox, in the transaction
-   under way: both are stored or neither. */
-static int record_step(struct sqlite_cases *cases, const struct step *step, char *err,
-                       size_t err_size)
-{
-    const char *detail = step->detail != NULL ? step->detail->buf.data : NULL;
-    size_t detail_len = step->detail != NULL ? step->detail->buf.len : 0;
-    uint64_t log_id;
-    int rc = take_log_id(cases, &log_id, err, err_size);
-    if (rc == EPCS_CASES_OK && log_id != 0)
-        rc = outbox_event(cases, log_id, step, detail, detail_len, err, err_size);
-    if (rc != EPCS_CASES_OK)
-        return rc;
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "INSERT INTO history(report, request, at_us, event, status, "
-                                 "actor, detail, log_id) VALUES(?,?,?,?,?,?,?,?)",
-                                 err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)step->report);
-    bind_optional_int(stmt, 2, (int64_t)step->request, step->request != 0);
-    sqlite3_bind_int64(stmt, 3, step->at_us);
-    bind_text(stmt, 4, step->event);
-    bind_text(stmt, 5, step->status);
-    bind_text(stmt, 6, step->actor);
-    if (detail != NULL)
-        sqlite3_bind_blob(stmt, 7, detail, (int)detail_len, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(stmt, 7);
-    bind_optional_int(stmt, 8, (int64_t)log_id, log_id != 0);
-    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-/* A request about to be sent, or held for staff. */
-struct new_request {
-    uint64_t report;
-    const char *election;
-    const struct action *action;
-    /* 0: the request starts a chain of its own. */
-    uint64_t chain;
-    int attempt;
-    /* The ignored request that caused this one, or 0. */
-    uint64_t follows;
-    /* Held until staff confirm it: no due time or objection period yet, in nobody's queue. */
-    int held;
-    int64_t now_us;
-};
-
-/* The detail of request_sent and request_held. */
-static void sent_detail(struct detail *detail, uint64_t report, const struct action *action,
-                        int attempt, const int64_t *due, uint64_t follows)
-{
-    detail_begin(detail, 5 + (due != NULL) + (follows != 0));
-    detail_id(detail, "report", report);
-    detail_str(detail, "kind", action->kind);
-    detail_str(detail, "to", action->to);
-    detail_str(detail, "article", action->article);
-    epcs_pack_cstr(&detail->pk, "attempt");
-    msgpack_pack_int(&detail->pk, attempt);
-    if (due != NULL)
-        detail_time(detail, "due", *due);
-    if (follows != 0)
-        detail_id(detail, "follows", follows);
-}
-
-static int create_request(struct sqlite_cases *cases, const struct new_request *new_request,
-                          uint64_t *id, char *err, size_t err_size)
-{
-    const struct action *action = new_request->action;
-    struct epcs_buf spec = {0};
-    msgpack_packer spec_pk;
-    msgpack_packer_init(&spec_pk, &spec, epcs_buf_msgpack_write);
-    msgpack_pack_object(&spec_pk, *action->map);
-    int64_t now = new_request->now_us;
-    int sent = !new_request->held;
-    int has_due = sent && action->due_span_us > 0;
-    int has_objection = sent && action->objection_span_us >= 0;
-    int64_t due = now + action->due_span_us;
-    sqlite3_stmt *stmt =
-        prepare(cases->db,
-                "INSERT INTO requests(report, chain, attempt, follows, kind, partner, article, "
-                "action, created_us, sent_us, due_us, objection_until_us, status, updated_us) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                err, err_size);
-    if (stmt == NULL) {
-        epcs_buf_free(&spec);
-        return EPCS_CASES_FAILED;
-    }
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)new_request->report);
-    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)new_request->chain);
-    sqlite3_bind_int(stmt, 3, new_request->attempt);
-    bind_optional_int(stmt, 4, (int64_t)new_request->follows, new_request->follows != 0);
-    bind_text(stmt, 5, action->kind);
-    bind_text(stmt, 6, action->to);
-    bind_text(stmt, 7, action->article);
-    sqlite3_bind_blob(stmt, 8, spec.data, (int)spec.len, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(stmt, 9, now);
-    bind_optional_int(stmt, 10, now, sent);
-    bind_optional_int(stmt, 11, due, has_due);
-    bind_optional_int(stmt, 12, now + action->objection_span_us, has_objection);
-    bind_text(stmt, 13, sent ? "open" : "held");
-    sqlite3_bind_int64(stmt, 14, now);
-    epcs_buf_free(&spec);
-    if (run(cases->db, stmt, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
-    *id = (uint64_t)sqlite3_last_insert_rowid(cases->db);
-    if (new_request->chain == 0) {
-        stmt = prepare(cases->db, "UPDATE requests SET chain = id WHERE id = ?", err, err_size);
-        if (stmt == NULL)
-            return EPCS_CASES_FAILED;
-        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)*id);
-        if (run(cases->db, stmt, err, err_size) != 0)
-            return EPCS_CASES_FAILED;
-    }
-    struct detail detail;
-    sent_detail(&detail, new_request->report, action, new_request->attempt, has_due ? &due : NULL,
-                new_request->follows);
-    struct step step = {.report = new_request->report,
-                        .request = *id,
-                        .event = sent ? "request_sent" : "request_held",
-                        .status = sent ? "open" : "held",
-                        .actor = EPCS_ACTOR,
-                        .partner = action->to,
-                        .election = new_request->election,
-                        .detail = &detail,
-                        .at_us = now};
-    int rc = record_step(cases, &step, err, err_size);
-    epcs_buf_free(&detail.buf);
-    return rc;
-}
-
-/* How many of a report's requests are in each state that decides the report's. */
-struct request_counts {
-    long long all, pending, held, dismissed;
-};
-
-static const char *report_status(const char *verdict, const struct request_counts *counts)
-{
-    if (counts->all == 0)
-        return strcmp(verdict, "needs_facts") == 0 ? "needs_facts" : "no_action";
-    if (counts->held > 0)
-        return "held";
-    if (counts->pending > 0)
-        return "open";
-    return counts->dismissed == counts->all ? "dismissed" : "closed";
-}
-
-/* Brings the report's status in line with its requests after a change to them. */
-static int refresh_report(struct sqlite_cases *cases, uint64_t report, int64_t now, char *err,
-                          size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(
-        cases->db,
-        "SELECT status, verdict, filed_by, election, "
-        "(SELECT count(*) FROM requests WHERE report = ?1), "
-        "(SELECT count(*) FROM requests WHERE report = ?1 AND status IN ('open', 'overdue')), "
-        "(SELECT count(*) FROM requests WHERE report = ?1 AND status = 'held'), "
-        "(SELECT count(*) FROM requests WHERE report = ?1 AND status = 'dismissed') "
-        "FROM reports WHERE id = ?1",
-        err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
-        snprintf(err, err_size, "report %llu vanished: %s", (unsigned long long)report,
-                 sqlite3_errmsg(cases->db));
-        sqlite3_finalize(stmt);
-        return EPCS_CASES_FAILED;
-    }
-    char current[16], verdict[16], filed_by[EPCS_KEY_PARTNER_MAX], election[64];
-    snprintf(current, sizeof(current), "%s", (const char *)sqlite3_column_text(stmt, 0));
-    snprintf(verdict, sizeof(verdict), "%s", (const char *)sqlite3_column_text(stmt, 1));
-    snprintf(filed_by, sizeof(filed_by), "%s", (const char *)sqlite3_column_text(stmt, 2));
-    snprintf(election, sizeof(election), "%s", (const char *)sqlite3_column_text(stmt, 3));
-    struct request_counts counts = {sqlite3_column_int64(stmt, 4), sqlite3_column_int64(stmt, 5),
-                                    sqlite3_column_int64(stmt, 6), sqlite3_column_int64(stmt, 7)};
-    const char *status = report_status(verdict, &counts);
-    sqlite3_finalize(stmt);
-    stmt = prepare(cases->db, "UPDATE reports SET status = ?, updated_us = ? WHERE id = ?", err,
-                   err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    bind_text(stmt, 1, status);
-    sqlite3_bind_int64(stmt, 2, now);
-    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)report);
-    if (run(cases->db, stmt, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
-    if (strcmp(status, current) == 0 || strcmp(status, "closed") != 0)
-        return EPCS_CASES_OK;
-    struct step step = {.report = report,
-                        .event = "report_closed",
-                        .status = status,
-                        .actor = EPCS_ACTOR,
-                        .partner = filed_by,
-                        .election = election,
-                        .at_us = now};
-    return record_step(cases, &step, err, err_size);
-}
-
-/* ---- packing ------------------------------------------------------------------------------ */
-
-#define REQUEST_COLUMNS                                                                            \
-    "SELECT q.id, q.report, q.kind, q.partner, q.article, q.attempt, q.status, q.created_us, "     \
-    "q.due_us, q.objection_until_us, q.follows, q.action, q.answered_us, q.reason, q.data, "       \
-    "q.answered_via, r.url, r.platform, r.election, r.category, q.sent_us FROM requests q "        \
-    "JOIN reports r ON r.id = q.report"
-
-static void pack_request_row(msgpack_packer *pk, sqlite3_stmt *stmt)
-{
-    msgpack_pack_map(pk, 18);
-    epcs_pack_cstr(pk, "id");
-    pack_id_column(pk, stmt, 0);
-    epcs_pack_cstr(pk, "report");
-    pack_id_column(pk, stmt, 1);
-    epcs_pack_cstr(pk, "kind");
-    pack_text_column(pk, stmt, 2);
-    epcs_pack_cstr(pk, "to");
-    pack_text_column(pk, stmt, 3);
-    epcs_pack_cstr(pk, "article");
-    pack_text_column(pk, stmt, 4);
-    epcs_pack_cstr(pk, "attempt");
-    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 5));
-    epcs_pack_cstr(pk, "status");
-    pack_text_column(pk, stmt, 6);
-    epcs_pack_cstr(pk, "created");
-    pack_time_column(pk, stmt, 7);
-    epcs_pack_cstr(pk, "sent");
-    pack_time_column(pk, stmt, 20);
-    epcs_pack_cstr(pk, "due");
-    pack_time_column(pk, stmt, 8);
-    epcs_pack_cstr(pk, "objection_until");
-    pack_time_column(pk, stmt, 9);
-    epcs_pack_cstr(pk, "follows");
-    pack_id_column(pk, stmt, 10);
-    epcs_pack_cstr(pk, "url");
-    pack_text_column(pk, stmt, 16);
-    epcs_pack_cstr(pk, "platform");
-    pack_text_column(pk, stmt, 17);
-    epcs_pack_cstr(pk, "election");
-    pack_text_column(pk, stmt, 18);
-    epcs_pack_cstr(pk, "category");
-    pack_text_column(pk, stmt, 19);
-    epcs_pack_cstr(pk, "action");
-    pack_blob_column(pk, stmt, 11);
-    epcs_pack_cstr(pk, "answer");
-    if (sqlite3_column_type(stmt, 12) == SQLITE_NULL) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    int has_reason = sqlite3_column_type(stmt, 13) != SQLITE_NULL;
-    int has_data = sqlite3_column_type(stmt, 14) != SQLITE_NULL;
-    int has_via = sqlite3_column_type(stmt, 15) != SQLITE_NULL;
-    msgpack_pack_map(pk, 2 + (size_t)has_reason + (size_t)has_data + (size_t)has_via);
-    epcs_pack_cstr(pk, "status");
-    pack_text_column(pk, stmt, 6);
-    epcs_pack_cstr(pk, "at");
-    pack_time_column(pk, stmt, 12);
-    if (has_reason) {
-        epcs_pack_cstr(pk, "reason");
-        pack_text_column(pk, stmt, 13);
-    }
-    if (has_data) {
-        epcs_pack_cstr(pk, "data");
-        pack_blob_column(pk, stmt, 14);
-    }
-    if (has_via) {
-        epcs_pack_cstr(pk, "via");
-        pack_id_column(pk, stmt, 15);
-    }
-}
+#define REQUEST_SELECT EPCS_CASE_REQUEST_SELECT("requests", "reports")
+#define REPORT_SELECT EPCS_CASE_REPORT_SELECT("reports", "requests", "reporters")
 
 static int get_request(sqlite3 *db, uint64_t id, const char *partner, msgpack_packer *pk, char *err,
                        size_t err_size)
 {
     /* A held or dismissed request was never sent: its addressee does not see it. */
     sqlite3_stmt *stmt = prepare(db,
-                                 REQUEST_COLUMNS " WHERE q.id = ?1 AND (?2 IS NULL OR (q.partner = "
-                                                 "?2 AND q.status NOT IN ('held', 'dismissed')))",
+                                 REQUEST_SELECT " WHERE q.id = ?1 AND (?2 IS NULL OR (q.partner = "
+                                                "?2 AND q.status NOT IN ('held', 'dismissed')))",
                                  err, err_size);
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
     bind_text(stmt, 2, partner);
-    int step = sqlite3_step(stmt);
-    if (step == SQLITE_ROW)
-        pack_request_row(pk, stmt);
-    else if (step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    struct stmt_rows rows = rows_of(db, stmt);
+    int moved = rows_next(&rows.base, err, err_size);
+    if (moved == 1)
+        epcs_case_pack_request(pk, &rows.base);
     sqlite3_finalize(stmt);
-    return step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? 1 : -1;
+    return moved == 1 ? 0 : moved == 0 ? 1 : -1;
 }
 
-#define REPORT_COLUMNS                                                                             \
-    "SELECT id, filed_us, filed_by, status, url, platform, election, category, date, verdict, "    \
-    "article, ruleset, decision, updated_us, "                                                     \
-    "(SELECT count(*) FROM requests WHERE requests.report = reports.id), facts, answer, posting, " \
-    "(SELECT count(*) FROM reporters WHERE reporters.report = reports.id) FROM reports"
-
-/* Columns 0 to 14, 17 and 18 of REPORT_COLUMNS as a map of 17 + `more` entries; the caller
-   adds those. */
-static void pack_report_summary(msgpack_packer *pk, sqlite3_stmt *stmt, size_t more)
+/* Packs the rows of `sql`, bound to a report (?1) and a partner or NULL (?2), as an array. */
+static int pack_part(sqlite3 *db, const char *sql, uint64_t report, const char *partner,
+                     epcs_case_pack_fn pack_row, msgpack_packer *pk, char *err, size_t err_size)
 {
-    msgpack_pack_map(pk, 17 + more);
-    epcs_pack_cstr(pk, "id");
-    pack_id_column(pk, stmt, 0);
-    epcs_pack_cstr(pk, "status");
-    pack_text_column(pk, stmt, 3);
-    epcs_pack_cstr(pk, "filed_at");
-    pack_time_column(pk, stmt, 1);
-    epcs_pack_cstr(pk, "filed_by");
-    pack_text_column(pk, stmt, 2);
-    static const char *const texts[] = {"url",  "platform", "election", "category",
-                                        "date", "verdict",  "article",  "ruleset"};
-    for (int i = 0; i < 8; i++) {
-        epcs_pack_cstr(pk, texts[i]);
-        pack_text_column(pk, stmt, 4 + i);
-    }
-    epcs_pack_cstr(pk, "decision");
-    pack_id_column(pk, stmt, 12);
-    epcs_pack_cstr(pk, "updated_at");
-    pack_time_column(pk, stmt, 13);
-    epcs_pack_cstr(pk, "request_count");
-    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 14));
-    epcs_pack_cstr(pk, "posting");
-    pack_text_column(pk, stmt, 17);
-    epcs_pack_cstr(pk, "reporter_count");
-    msgpack_pack_int64(pk, sqlite3_column_int64(stmt, 18));
-}
-
-/* The rows of a page, packed one after another. */
-struct packed_rows {
-    struct epcs_buf bytes;
-    size_t count;
-    /* Column 0 of the last row packed. */
-    uint64_t last;
-    /* A row beyond `limit` followed. */
-    int more;
-};
-
-/* Packs up to `limit` rows of `stmt` (finalized here) into `rows` (freed by the caller). 0, or
- * -1 with SQLite's message in `err` when a step fails. */
-static int pack_rows(sqlite3 *db, sqlite3_stmt *stmt, size_t limit,
-                     void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt),
-                     struct packed_rows *rows, char *err, size_t err_size)
-{
-    msgpack_packer rows_pk;
-    msgpack_packer_init(&rows_pk, &rows->bytes, epcs_buf_msgpack_write);
-    int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (rows->count == limit) {
-            rows->more = 1;
-            break;
-        }
-        pack_row(&rows_pk, stmt);
-        rows->last = (uint64_t)sqlite3_column_int64(stmt, 0);
-        rows->count++;
-    }
-    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
-    if (failed)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
+    sqlite3_stmt *stmt = prepare(db, sql, err, err_size);
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, partner);
+    struct stmt_rows rows = rows_of(db, stmt);
+    int rc = epcs_case_pack_array(&rows.base, pack_row, pk, err, err_size);
     sqlite3_finalize(stmt);
-    return failed ? -1 : 0;
-}
-
-/* Packs every row of `stmt` (finalized here) as an array, or nothing when a step fails. */
-static int pack_all_rows(sqlite3 *db, sqlite3_stmt *stmt, msgpack_packer *pk,
-                         void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt), char *err,
-                         size_t err_size)
-{
-    struct packed_rows rows = {.count = 0};
-    int rc = pack_rows(db, stmt, SIZE_MAX, pack_row, &rows, err, err_size);
-    if (rc == 0) {
-        msgpack_pack_array(pk, rows.count);
-        pack_raw(pk, rows.bytes.data, rows.bytes.len);
-    }
-    epcs_buf_free(&rows.bytes);
     return rc;
 }
 
-static void pack_history_row(msgpack_packer *pk, sqlite3_stmt *stmt)
-{
-    msgpack_pack_map(pk, 7);
-    epcs_pack_cstr(pk, "at");
-    pack_time_column(pk, stmt, 0);
-    epcs_pack_cstr(pk, "event");
-    pack_text_column(pk, stmt, 1);
-    epcs_pack_cstr(pk, "request");
-    pack_id_column(pk, stmt, 2);
-    epcs_pack_cstr(pk, "status");
-    pack_text_column(pk, stmt, 3);
-    epcs_pack_cstr(pk, "by");
-    pack_text_column(pk, stmt, 4);
-    epcs_pack_cstr(pk, "detail");
-    pack_blob_column(pk, stmt, 5);
-    epcs_pack_cstr(pk, "decision");
-    pack_id_column(pk, stmt, 6);
-}
-
-/* With `partner`, the report's own steps and those of the requests addressed to it. */
-static int pack_history(sqlite3 *db, uint64_t report, const char *partner, msgpack_packer *pk,
-                        char *err, size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(
-        db,
-        "SELECT at_us, event, request, status, actor, detail, log_id FROM history "
-        "WHERE report = ?1 AND (?2 IS NULL OR "
-        "(request IS NULL AND (event != 'report_joined' OR actor = ?2)) OR "
-        "request IN (SELECT id FROM requests WHERE report = ?1 AND partner = ?2)) ORDER BY id",
-        err, err_size);
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    bind_text(stmt, 2, partner);
-    return pack_all_rows(db, stmt, pk, pack_history_row, err, err_size);
-}
-
-static int pack_requests_of(sqlite3 *db, uint64_t report, const char *partner, msgpack_packer *pk,
-                            char *err, size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(
-        db, REQUEST_COLUMNS " WHERE q.report = ?1 AND (?2 IS NULL OR q.partner = ?2) ORDER BY q.id",
-        err, err_size);
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    bind_text(stmt, 2, partner);
-    return pack_all_rows(db, stmt, pk, pack_request_row, err, err_size);
-}
-
-static void pack_reporter_row(msgpack_packer *pk, sqlite3_stmt *stmt)
-{
-    msgpack_pack_map(pk, 3);
-    epcs_pack_cstr(pk, "partner");
-    pack_text_column(pk, stmt, 0);
-    epcs_pack_cstr(pk, "at");
-    pack_time_column(pk, stmt, 1);
-    epcs_pack_cstr(pk, "url");
-    pack_text_column(pk, stmt, 2);
-}
-
-/* The partners that reported the case, first first; with `partner`, that one only: who else
-   reported a posting, and what they said of it, is theirs and the staff's to read. */
-static int pack_reporters(sqlite3 *db, uint64_t report, const char *partner, msgpack_packer *pk,
+/* Who else reported a posting, and what they said of it, is theirs and the staff's to read. */
+static int pack_reporters(void *db, uint64_t report, const char *partner, msgpack_packer *pk,
                           char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = prepare(db,
-                                 "SELECT partner, at_us, url FROM reporters WHERE report = ?1 AND "
-                                 "(?2 IS NULL OR partner = ?2) ORDER BY at_us, rowid",
-                                 err, err_size);
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    bind_text(stmt, 2, partner);
-    return pack_all_rows(db, stmt, pk, pack_reporter_row, err, err_size);
+    return pack_part(db,
+                     "SELECT " EPCS_CASE_REPORTER_COLUMNS " FROM reporters WHERE report = ?1 AND "
+                     "(?2 IS NULL OR partner = ?2) ORDER BY at_us, rowid",
+                     report, partner, epcs_case_pack_reporter, pk, err, err_size);
 }
 
-/* The report of the statement's current row, whole, or nothing when a part fails; with
-   `joined` 0 or 1, a `joined` entry too (the answer to a filing). */
-static int pack_report_row(sqlite3 *db, sqlite3_stmt *stmt, uint64_t id, const char *partner,
-                           int joined, msgpack_packer *pk, char *err, size_t err_size)
+static int pack_requests_of(void *db, uint64_t report, const char *partner, msgpack_packer *pk,
+                            char *err, size_t err_size)
 {
-    struct epcs_buf out = {0};
-    msgpack_packer out_pk;
-    msgpack_packer_init(&out_pk, &out, epcs_buf_msgpack_write);
-    pack_report_summary(&out_pk, stmt, 5 + (joined >= 0));
-    if (joined >= 0) {
-        epcs_pack_cstr(&out_pk, "joined");
-        if (joined)
-            msgpack_pack_true(&out_pk);
-        else
-            msgpack_pack_false(&out_pk);
-    }
-    epcs_pack_cstr(&out_pk, "facts");
-    pack_blob_column(&out_pk, stmt, 15);
-    epcs_pack_cstr(&out_pk, "answer");
-    pack_blob_column(&out_pk, stmt, 16);
-    epcs_pack_cstr(&out_pk, "reporters");
-    int rc = pack_reporters(db, id, partner, &out_pk, err, err_size);
-    if (rc == 0) {
-        epcs_pack_cstr(&out_pk, "requests");
-        rc = pack_requests_of(db, id, partner, &out_pk, err, err_size);
-    }
-    if (rc == 0) {
-        epcs_pack_cstr(&out_pk, "history");
-        rc = pack_history(db, id, partner, &out_pk, err, err_size);
-    }
-    if (rc == 0)
-        pack_raw(pk, out.data, out.len);
-    epcs_buf_free(&out);
-    return rc;
+    return pack_part(db,
+                     REQUEST_SELECT " WHERE q.report = ?1 AND (?2 IS NULL OR q.partner = ?2) "
+                                    "ORDER BY q.id",
+                     report, partner, epcs_case_pack_request, pk, err, err_size);
 }
 
-/* Report `id` as epcs_cases_get_report packs it, with `joined` as pack_report_row takes it. */
+static int pack_history(void *db, uint64_t report, const char *partner, msgpack_packer *pk,
+                        char *err, size_t err_size)
+{
+    return pack_part(db,
+                     "SELECT " EPCS_CASE_HISTORY_COLUMNS " FROM history WHERE report = ?1 AND "
+                     "(?2 IS NULL OR (request IS NULL AND (event != 'report_joined' OR actor = "
+                     "?2)) OR request IN (SELECT id FROM requests WHERE report = ?1 AND partner = "
+                     "?2)) ORDER BY id",
+                     report, partner, epcs_case_pack_history, pk, err, err_size);
+}
+
+static const struct epcs_case_report_parts report_parts = {
+    .reporters = pack_reporters, .requests = pack_requests_of, .history = pack_history};
+
+/* Report `id` as epcs_cases_get_report packs it, with `joined` as epcs_case_pack_report takes
+   it. */
 static int pack_report(sqlite3 *db, uint64_t id, const char *reporter, int joined,
                        msgpack_packer *pk, char *err, size_t err_size)
 {
     /* One read transaction, so the report, its requests and its history agree; inside a
-     * write's (its answer kept under an Idempotency-Key), that one. */
+     * write's, that one. */
     int own = sqlite3_get_autocommit(db);
     if (own && epcs_sqlite_exec(db, "BEGIN", err, err_size) != 0)
         return -1;
     sqlite3_stmt *stmt = prepare(db,
-                                 REPORT_COLUMNS " WHERE id = ?1 AND (?2 IS NULL OR EXISTS (SELECT "
-                                                "1 FROM reporters WHERE report = ?1 AND partner "
-                                                "= ?2))",
+                                 REPORT_SELECT " WHERE r.id = ?1 AND (?2 IS NULL OR EXISTS (SELECT "
+                                               "1 FROM reporters WHERE report = ?1 AND partner "
+                                               "= ?2))",
                                  err, err_size);
     int rc = -1;
     if (stmt != NULL) {
         sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
         bind_text(stmt, 2, reporter);
-        int step = sqlite3_step(stmt);
-        if (step == SQLITE_ROW)
-            rc = pack_report_row(db, stmt, id, reporter, joined, pk, err, err_size);
-        else if (step == SQLITE_DONE)
+        struct stmt_rows rows = rows_of(db, stmt);
+        int moved = rows_next(&rows.base, err, err_size);
+        if (moved == 1)
+            rc = epcs_case_pack_report(&rows.base, reporter, joined, &report_parts, db, pk, err,
+                                       err_size);
+        else if (moved == 0)
             rc = 1;
-        else
-            snprintf(err, err_size, "%s", sqlite3_errmsg(db));
         sqlite3_finalize(stmt);
     }
     char ignored[64];
@@ -1166,10 +380,29 @@ static int pack_report(sqlite3 *db, uint64_t id, const char *reporter, int joine
     return rc;
 }
 
-static int get_report(sqlite3 *db, uint64_t id, const char *filer, msgpack_packer *pk, char *err,
-                      size_t err_size)
+/* The rows of `stmt` (finalized here; NULL: its prepare failed) as a page of a listing. */
+static int page_of(sqlite3 *db, sqlite3_stmt *stmt, const char *name, size_t limit,
+                   epcs_case_pack_fn pack_row, msgpack_packer *pk, char *err, size_t err_size)
 {
-    return pack_report(db, id, filer, -1, pk, err, err_size);
+    if (stmt == NULL)
+        return -1;
+    struct stmt_rows rows = rows_of(db, stmt);
+    int rc = epcs_case_pack_page(&rows.base, name, limit, pack_row, pk, err, err_size);
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* The rows of `stmt` (finalized here; NULL: its prepare failed) as CSV. */
+static int export_of(sqlite3 *db, sqlite3_stmt *stmt, size_t limit, const char *header,
+                     epcs_case_write_fn write_row, struct epcs_buf *out, uint64_t *next, char *err,
+                     size_t err_size)
+{
+    if (stmt == NULL)
+        return -1;
+    struct stmt_rows rows = rows_of(db, stmt);
+    int rc = epcs_case_export(&rows.base, limit, header, write_row, out, next, err, err_size);
+    sqlite3_finalize(stmt);
+    return rc;
 }
 
 static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *query, char *err,
@@ -1177,12 +410,12 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
 {
     sqlite3_stmt *stmt = prepare(
         db,
-        REPORT_COLUMNS " WHERE id > ?1 AND (?2 IS NULL OR status = ?2) AND "
-                       "(?3 IS NULL OR platform = ?3) AND (?4 IS NULL OR election = ?4) AND "
-                       "(?5 IS NULL OR category = ?5) AND (?6 IS NULL OR filed_us >= ?6) AND "
-                       "(?7 IS NULL OR filed_us < ?7) AND (?9 IS NULL OR filed_by = ?9) AND "
-                       "(?10 IS NULL OR EXISTS (SELECT 1 FROM reporters WHERE report = "
-                       "reports.id AND partner = ?10)) ORDER BY id LIMIT ?8",
+        REPORT_SELECT " WHERE r.id > ?1 AND (?2 IS NULL OR r.status = ?2) AND "
+                      "(?3 IS NULL OR r.platform = ?3) AND (?4 IS NULL OR r.election = ?4) AND "
+                      "(?5 IS NULL OR r.category = ?5) AND (?6 IS NULL OR r.filed_us >= ?6) AND "
+                      "(?7 IS NULL OR r.filed_us < ?7) AND (?9 IS NULL OR r.filed_by = ?9) AND "
+                      "(?10 IS NULL OR EXISTS (SELECT 1 FROM reporters WHERE report = "
+                      "r.id AND partner = ?10)) ORDER BY r.id LIMIT ?8",
         err, err_size);
     if (stmt == NULL)
         return NULL;
@@ -1200,130 +433,19 @@ static sqlite3_stmt *report_query(sqlite3 *db, const struct epcs_report_query *q
     return stmt;
 }
 
-/* Packs {<name>: [rows...], next} from a statement whose column 0 is the id. */
-static int pack_page(sqlite3 *db, sqlite3_stmt *stmt, const char *name, size_t limit,
-                     void (*pack_row)(msgpack_packer *pk, sqlite3_stmt *stmt), msgpack_packer *pk,
-                     char *err, size_t err_size)
-{
-    struct packed_rows rows = {.count = 0};
-    int rc = pack_rows(db, stmt, limit, pack_row, &rows, err, err_size);
-    if (rc == 0) {
-        msgpack_pack_map(pk, 2);
-        epcs_pack_cstr(pk, name);
-        msgpack_pack_array(pk, rows.count);
-        pack_raw(pk, rows.bytes.data, rows.bytes.len);
-        epcs_pack_cstr(pk, "next");
-        if (rows.more)
-            msgpack_pack_uint64(pk, rows.last);
-        else
-            msgpack_pack_nil(pk);
-    }
-    epcs_buf_free(&rows.bytes);
-    return rc;
-}
-
-static void pack_summary_row(msgpack_packer *pk, sqlite3_stmt *stmt)
-{
-    pack_report_summary(pk, stmt, 0);
-}
-
 static int list_reports(sqlite3 *db, const struct epcs_report_query *query, msgpack_packer *pk,
                         char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = report_query(db, query, err, err_size);
-    if (stmt == NULL)
-        return -1;
-    return pack_page(db, stmt, "reports", query->limit, pack_summary_row, pk, err, err_size);
-}
-
-/* Whether a spreadsheet would read a cell starting so as a formula (OWASP, CSV injection): the
-   cell then gets a leading apostrophe, which shows it as the text it is. */
-static int csv_formula_start(const char *text, size_t len)
-{
-    return len > 0 && text[0] != '\0' && strchr("=+-@\t\r", text[0]) != NULL;
-}
-
-static void csv_field(struct epcs_buf *out, const char *text, size_t len, int last)
-{
-    int formula = csv_formula_start(text, len);
-    if (strcspn(text, ",\"\r\n") < len) {
-        epcs_buf_append(out, formula ? "\"'" : "\"", formula ? 2 : 1);
-        for (size_t i = 0; i < len; i++) {
-            if (text[i] == '"')
-                epcs_buf_append(out, "\"", 1);
-            epcs_buf_append(out, text + i, 1);
-        }
-        epcs_buf_append(out, "\"", 1);
-    } else {
-        if (formula)
-            epcs_buf_append(out, "'", 1);
-        epcs_buf_append(out, text, len);
-    }
-    epcs_buf_append(out, last ? "\r\n" : ",", last ? 2 : 1);
-}
-
-static void csv_column(struct epcs_buf *out, sqlite3_stmt *stmt, int column, int last)
-{
-    const char *text = (const char *)sqlite3_column_text(stmt, column);
-    csv_field(out, text != NULL ? text : "", text != NULL ? strlen(text) : 0, last);
-}
-
-/* A time column as the JSON listings give it, or an empty field for NULL. */
-static void csv_time(struct epcs_buf *out, sqlite3_stmt *stmt, int column, int last)
-{
-    char text[32] = "";
-    if (sqlite3_column_type(stmt, column) != SQLITE_NULL)
-        epcs_instant_format_us(sqlite3_column_int64(stmt, column), text);
-    csv_field(out, text, strlen(text), last);
-}
-
-/* Writes `header`, then a line per row of `stmt` (finalized here; column 0 the id) up to
-   `limit`; `next` is the last id written when more remain, else 0. */
-static int export_rows(sqlite3 *db, sqlite3_stmt *stmt, size_t limit, const char *header,
-                       void (*write_row)(struct epcs_buf *out, sqlite3_stmt *stmt),
-                       struct epcs_buf *out, uint64_t *next, char *err, size_t err_size)
-{
-    epcs_buf_append_str(out, header);
-    size_t count = 0;
-    uint64_t last = 0;
-    int step;
-    *next = 0;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (count == limit) {
-            *next = last;
-            break;
-        }
-        write_row(out, stmt);
-        last = (uint64_t)sqlite3_column_int64(stmt, 0);
-        count++;
-    }
-    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
-    if (failed)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-    return failed ? -1 : 0;
-}
-
-static void write_report_line(struct epcs_buf *out, sqlite3_stmt *stmt)
-{
-    csv_column(out, stmt, 0, 0);
-    csv_time(out, stmt, 1, 0);
-    for (int column = 2; column <= 12; column++)
-        csv_column(out, stmt, column, 0);
-    csv_column(out, stmt, 14, 0);
-    csv_time(out, stmt, 13, 1);
+    return page_of(db, report_query(db, query, err, err_size), "reports", query->limit,
+                   epcs_case_pack_summary, pk, err, err_size);
 }
 
 static int export_reports(sqlite3 *db, const struct epcs_report_query *query, struct epcs_buf *out,
                           uint64_t *next, char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = report_query(db, query, err, err_size);
-    if (stmt == NULL)
-        return -1;
-    return export_rows(db, stmt, query->limit,
-                       "id,filed_at,filed_by,status,url,platform,election,category,date,verdict,"
-                       "article,ruleset,decision,request_count,updated_at\r\n",
-                       write_report_line, out, next, err, err_size);
+    return export_of(db, report_query(db, query, err, err_size), query->limit,
+                     EPCS_CASE_REPORTS_CSV_HEADER, epcs_case_write_report, out, next, err,
+                     err_size);
 }
 
 static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query *query, char *err,
@@ -1332,9 +454,9 @@ static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query 
     int all = strcmp(query->status, "all") == 0, pending = strcmp(query->status, "pending") == 0;
     sqlite3_stmt *stmt =
         prepare(db,
-                REQUEST_COLUMNS " WHERE q.partner = ?1 AND q.id > ?2 AND (?3 IS NULL OR "
-                                "q.status = ?3) AND (?4 = 0 OR q.status IN ('open', 'overdue')) "
-                                "AND q.status NOT IN ('held', 'dismissed') ORDER BY q.id LIMIT ?5",
+                REQUEST_SELECT " WHERE q.partner = ?1 AND q.id > ?2 AND (?3 IS NULL OR "
+                               "q.status = ?3) AND (?4 = 0 OR q.status IN ('open', 'overdue')) "
+                               "AND q.status NOT IN ('held', 'dismissed') ORDER BY q.id LIMIT ?5",
                 err, err_size);
     if (stmt == NULL)
         return NULL;
@@ -1350,38 +472,33 @@ static sqlite3_stmt *request_query(sqlite3 *db, const struct epcs_request_query 
 static int list_requests(sqlite3 *db, const struct epcs_request_query *query, msgpack_packer *pk,
                          char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = request_query(db, query, err, err_size);
-    if (stmt == NULL)
-        return -1;
-    return pack_page(db, stmt, "requests", query->limit, pack_request_row, pk, err, err_size);
-}
-
-/* REQUEST_COLUMNS in the order of the JSON request, without `action` and the answer's `data`
-   (maps, which a spreadsheet cannot hold). */
-static void write_request_line(struct epcs_buf *out, sqlite3_stmt *stmt)
-{
-    for (int column = 0; column <= 6; column++)
-        csv_column(out, stmt, column, 0);
-    for (int column = 7; column <= 9; column++)
-        csv_time(out, stmt, column, 0);
-    csv_column(out, stmt, 10, 0);
-    for (int column = 16; column <= 19; column++)
-        csv_column(out, stmt, column, 0);
-    csv_time(out, stmt, 12, 0);
-    csv_column(out, stmt, 13, 0);
-    csv_column(out, stmt, 15, 1);
+    return page_of(db, request_query(db, query, err, err_size), "requests", query->limit,
+                   epcs_case_pack_request, pk, err, err_size);
 }
 
 static int export_requests(sqlite3 *db, const struct epcs_request_query *query,
                            struct epcs_buf *out, uint64_t *next, char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = request_query(db, query, err, err_size);
+    return export_of(db, request_query(db, query, err, err_size), query->limit,
+                     EPCS_CASE_REQUESTS_CSV_HEADER, epcs_case_write_request, out, next, err,
+                     err_size);
+}
+
+static int get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
+                      size_t err_size)
+{
+    sqlite3_stmt *stmt =
+        prepare(db, "SELECT " EPCS_CASE_POLICY_COLUMNS " FROM partner_policies WHERE partner = ?",
+                err, err_size);
     if (stmt == NULL)
         return -1;
-    return export_rows(db, stmt, query->limit,
-                       "id,report,kind,to,article,attempt,status,created,due,objection_until,"
-                       "follows,url,platform,election,category,answered_at,reason,via\r\n",
-                       write_request_line, out, next, err, err_size);
+    bind_text(stmt, 1, partner);
+    struct stmt_rows rows = rows_of(db, stmt);
+    int moved = rows_next(&rows.base, err, err_size);
+    if (moved >= 0)
+        epcs_case_pack_policy(pk, partner, moved == 1 ? &rows.base : NULL);
+    sqlite3_finalize(stmt);
+    return moved >= 0 ? 0 : -1;
 }
 
 /* ---- the outbox: steps to the decision log ---------------------------------------------- */
@@ -1708,6 +825,598 @@ static int recover_outbox(struct sqlite_cases *cases, char *err, size_t err_size
     return rc;
 }
 
+/* ---- the primitives of the shared steps (case_steps.h) ------------------------------------ */
+
+/* A step's transaction: the writer connection, under the store's lock. */
+struct sqlite_tx {
+    struct epcs_case_tx base;
+    struct sqlite_cases *cases;
+};
+
+static struct sqlite_cases *cases_of(struct epcs_case_tx *tx)
+{
+    return ((struct sqlite_tx *)tx)->cases;
+}
+
+static sqlite3 *db_of(struct epcs_case_tx *tx)
+{
+    return cases_of(tx)->db;
+}
+
+static sqlite3_stmt *tx_prepare(struct epcs_case_tx *tx, const char *sql)
+{
+    return prepare(db_of(tx), sql, tx->err, tx->err_size);
+}
+
+/* Steps a statement that returns no rows, then finalizes it (NULL: its prepare failed). */
+static int tx_run(struct epcs_case_tx *tx, sqlite3_stmt *stmt)
+{
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    return run(db_of(tx), stmt, tx->err, tx->err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+}
+
+/* Steps a statement to its one row: OK, NOT_FOUND without one, FAILED (finalized then). */
+static int tx_row(struct epcs_case_tx *tx, sqlite3_stmt *stmt)
+{
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW)
+        return EPCS_CASES_OK;
+    if (step != SQLITE_DONE)
+        snprintf(tx->err, tx->err_size, "%s", sqlite3_errmsg(db_of(tx)));
+    sqlite3_finalize(stmt);
+    return step == SQLITE_DONE ? EPCS_CASES_NOT_FOUND : EPCS_CASES_FAILED;
+}
+
+/* Whether the decision log can take another entry now: a full or failed log means the step is
+   refused (503) before anything is stored, since the entry could not be handed over. */
+static int log_can_take(struct sqlite_cases *cases, char *err, size_t err_size)
+{
+    struct epcs_decision_log_stats stats;
+    epcs_decision_log_stats(cases->log, &stats);
+    if (!stats.failed && stats.queued < stats.queue_limit)
+        return 1;
+    snprintf(err, err_size, "the decision log cannot take a step now (%s)",
+             stats.failed ? "a write failed" : "its queue is full");
+    return 0;
+}
+
+static int tx_take_log_id(struct epcs_case_tx *tx, uint64_t *id)
+{
+    struct sqlite_cases *cases = cases_of(tx);
+    *id = 0;
+    if (cases->log == NULL)
+        return EPCS_CASES_OK;
+    if (!log_can_take(cases, tx->err, tx->err_size))
+        return EPCS_CASES_LOG_REFUSED;
+    *id = epcs_decision_log_next_id(cases->log, &cases->stage);
+    return EPCS_CASES_OK;
+}
+
+static int tx_log_event(struct epcs_case_tx *tx, uint64_t id, const struct epcs_case_step *step)
+{
+    size_t detail_len;
+    const char *detail = epcs_case_step_detail(step, &detail_len);
+    sqlite3_stmt *stmt = tx_prepare(tx, "INSERT INTO outbox(id, kind, at_us, partner, election, "
+                                        "event, subject, detail) VALUES(?,1,?,?,?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(stmt, 2, step->at_us);
+    bind_text(stmt, 3, step->partner);
+    bind_text(stmt, 4, step->election);
+    bind_text(stmt, 5, step->event);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)(step->request != 0 ? step->request : step->report));
+    bind_bytes(stmt, 7, detail, detail_len);
+    return tx_run(tx, stmt);
+}
+
+/* The report's decision in the outbox, as /v1/check would have logged it. */
+static int tx_log_decision(struct epcs_case_tx *tx, uint64_t id,
+                           const struct epcs_case_report *report, const struct epcs_buf *answer)
+{
+    const struct epcs_decision *decision = report->decision;
+    sqlite3_stmt *stmt = tx_prepare(
+        tx, "INSERT INTO outbox(id, kind, at_us, partner, election, date, area, verdict, ruleset, "
+            "request, answer, latency_us) VALUES(?,0,?,?,?,?,?,?,?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(stmt, 2, decision->at_us != 0 ? decision->at_us : report->now_us);
+    bind_text(stmt, 3, report->filed_by);
+    bind_text(stmt, 4, decision->election);
+    sqlite3_bind_int64(stmt, 5, decision->date);
+    bind_text(stmt, 6, decision->area);
+    sqlite3_bind_int(stmt, 7, (int)decision->verdict);
+    bind_text(stmt, 8, decision->ruleset);
+    sqlite3_bind_blob(stmt, 9, decision->check_msgpack, (int)decision->check_len, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(stmt, 10, answer->data, (int)answer->len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 11, (sqlite3_int64)decision->latency_us);
+    return tx_run(tx, stmt);
+}
+
+static int tx_insert_history(struct epcs_case_tx *tx, const struct epcs_case_step *step,
+                             uint64_t log_id)
+{
+    size_t detail_len;
+    const char *detail = epcs_case_step_detail(step, &detail_len);
+    sqlite3_stmt *stmt = tx_prepare(tx, "INSERT INTO history(report, request, at_us, event, "
+                                        "status, actor, detail, log_id) VALUES(?,?,?,?,?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)step->report);
+    bind_optional_int(stmt, 2, (int64_t)step->request, step->request != 0);
+    sqlite3_bind_int64(stmt, 3, step->at_us);
+    bind_text(stmt, 4, step->event);
+    bind_text(stmt, 5, step->status);
+    bind_text(stmt, 6, step->actor);
+    bind_bytes(stmt, 7, detail, detail_len);
+    bind_optional_int(stmt, 8, (int64_t)log_id, log_id != 0);
+    return tx_run(tx, stmt);
+}
+
+static int tx_insert_report(struct epcs_case_tx *tx, const struct epcs_case_report *report,
+                            const struct epcs_case_verdict *view, const char *posting,
+                            uint64_t decision, const struct epcs_buf *answer, const char *status,
+                            uint64_t *id)
+{
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "INSERT INTO reports(filed_us, filed_by, url, posting, platform, election, "
+                       "category, date, facts, verdict, article, ruleset, decision, answer, "
+                       "status, updated_us) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, report->now_us);
+    bind_text(stmt, 2, report->filed_by);
+    bind_text(stmt, 3, report->url);
+    bind_text(stmt, 4, posting);
+    bind_text(stmt, 5, report->platform);
+    bind_text(stmt, 6, report->election);
+    bind_text(stmt, 7, report->category);
+    bind_text(stmt, 8, report->date);
+    sqlite3_bind_blob(stmt, 9, report->facts, (int)report->facts_len, SQLITE_TRANSIENT);
+    bind_text(stmt, 10, view->verdict);
+    bind_text(stmt, 11, view->article);
+    bind_text(stmt, 12, view->ruleset);
+    bind_optional_int(stmt, 13, (int64_t)decision, decision != 0);
+    sqlite3_bind_blob(stmt, 14, answer->data, (int)answer->len, SQLITE_TRANSIENT);
+    bind_text(stmt, 15, status);
+    sqlite3_bind_int64(stmt, 16, report->now_us);
+    int rc = tx_run(tx, stmt);
+    if (rc == EPCS_CASES_OK)
+        *id = (uint64_t)sqlite3_last_insert_rowid(db_of(tx));
+    return rc;
+}
+
+/* A text column of the current row into `out`. */
+static void copy_column(sqlite3_stmt *stmt, int column, char *out, size_t size)
+{
+    const unsigned char *text = sqlite3_column_text(stmt, column);
+    snprintf(out, size, "%s", text != NULL ? (const char *)text : "");
+}
+
+/* One writer at a time (the store's lock): the row needs no lock of its own. */
+static int tx_load_report(struct epcs_case_tx *tx, uint64_t id, struct epcs_case_report_row *row)
+{
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "SELECT status, verdict, filed_by, election FROM reports WHERE id = ?");
+    if (stmt != NULL)
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    int rc = tx_row(tx, stmt);
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    copy_column(stmt, 0, row->status, sizeof(row->status));
+    copy_column(stmt, 1, row->verdict, sizeof(row->verdict));
+    copy_column(stmt, 2, row->filed_by, sizeof(row->filed_by));
+    copy_column(stmt, 3, row->election, sizeof(row->election));
+    sqlite3_finalize(stmt);
+    return EPCS_CASES_OK;
+}
+
+static int tx_count_requests(struct epcs_case_tx *tx, uint64_t report,
+                             struct epcs_case_request_counts *counts)
+{
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "SELECT count(*), coalesce(sum(status IN ('open', 'overdue')), 0), "
+                       "coalesce(sum(status = 'held'), 0), coalesce(sum(status = 'dismissed'), 0) "
+                       "FROM requests WHERE report = ?");
+    if (stmt != NULL)
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    int rc = tx_row(tx, stmt);
+    if (rc != EPCS_CASES_OK)
+        return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_FAILED : rc;
+    *counts = (struct epcs_case_request_counts){
+        sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2),
+        sqlite3_column_int64(stmt, 3)};
+    sqlite3_finalize(stmt);
+    return EPCS_CASES_OK;
+}
+
+static int tx_set_report_status(struct epcs_case_tx *tx, uint64_t report, const char *status,
+                                int64_t now)
+{
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "UPDATE reports SET status = ?, updated_us = ? WHERE id = ?");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, status);
+    sqlite3_bind_int64(stmt, 2, now);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)report);
+    return tx_run(tx, stmt);
+}
+
+/* A report that lacked facts decides nothing, so a filing that decides opens a case of its own
+   rather than join it; one that lacks facts too joins it. */
+static int tx_find_case(struct epcs_case_tx *tx, const char *posting,
+                        const struct epcs_case_report *report, int decides, uint64_t *id)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "SELECT id FROM reports WHERE posting = ?1 AND election = "
+                                        "?2 AND category = ?3 AND (?4 = 0 OR status != "
+                                        "'needs_facts') ORDER BY status = 'needs_facts', id "
+                                        "LIMIT 1");
+    if (stmt != NULL) {
+        bind_text(stmt, 1, posting);
+        bind_text(stmt, 2, report->election);
+        bind_text(stmt, 3, report->category);
+        sqlite3_bind_int(stmt, 4, decides);
+    }
+    int rc = tx_row(tx, stmt);
+    *id = 0;
+    if (rc == EPCS_CASES_OK) {
+        *id = (uint64_t)sqlite3_column_int64(stmt, 0);
+        sqlite3_finalize(stmt);
+    }
+    return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_OK : rc;
+}
+
+static int tx_is_reporter(struct epcs_case_tx *tx, uint64_t report, const char *partner, int *is)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "SELECT 1 FROM reporters WHERE report = ? AND partner = ?");
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+        bind_text(stmt, 2, partner);
+    }
+    int rc = tx_row(tx, stmt);
+    *is = rc == EPCS_CASES_OK;
+    if (rc == EPCS_CASES_OK)
+        sqlite3_finalize(stmt);
+    return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_OK : rc;
+}
+
+static int tx_add_reporter(struct epcs_case_tx *tx, uint64_t report,
+                           const struct epcs_case_report *filing)
+{
+    sqlite3_stmt *stmt = tx_prepare(
+        tx, "INSERT INTO reporters(report, partner, at_us, url, facts) VALUES(?,?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    bind_text(stmt, 2, filing->filed_by);
+    sqlite3_bind_int64(stmt, 3, filing->now_us);
+    bind_text(stmt, 4, filing->url);
+    sqlite3_bind_blob(stmt, 5, filing->facts, (int)filing->facts_len, SQLITE_TRANSIENT);
+    return tx_run(tx, stmt);
+}
+
+/* One writer at a time (the store's lock): no other change can come between. */
+static int tx_lock_policy(struct epcs_case_tx *tx, const char *partner)
+{
+    (void)tx;
+    (void)partner;
+    return EPCS_CASES_OK;
+}
+
+static int tx_policy_sends(struct epcs_case_tx *tx, const char *partner, int *sends)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "SELECT reports FROM partner_policies WHERE partner = ?");
+    if (stmt != NULL)
+        bind_text(stmt, 1, partner);
+    int rc = tx_row(tx, stmt);
+    *sends = 0;
+    if (rc == EPCS_CASES_OK) {
+        *sends = strcmp((const char *)sqlite3_column_text(stmt, 0), "send") == 0;
+        sqlite3_finalize(stmt);
+    }
+    return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_OK : rc;
+}
+
+static int tx_put_policy(struct epcs_case_tx *tx, const struct epcs_case_policy *policy)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "INSERT OR REPLACE INTO partner_policies(partner, reports, "
+                                        "set_us, set_by) VALUES(?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, policy->partner);
+    bind_text(stmt, 2, policy->send ? "send" : "hold");
+    sqlite3_bind_int64(stmt, 3, policy->now_us);
+    bind_text(stmt, 4, policy->by);
+    return tx_run(tx, stmt);
+}
+
+static int tx_insert_request(struct epcs_case_tx *tx,
+                             const struct epcs_case_new_request *new_request,
+                             const struct epcs_buf *action, const struct epcs_case_timing *timing,
+                             uint64_t *id)
+{
+    const struct epcs_case_action *made = new_request->action;
+    int64_t now = new_request->now_us;
+    int sent = !new_request->held;
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "INSERT INTO requests(report, chain, attempt, follows, kind, partner, "
+                       "article, action, created_us, sent_us, due_us, objection_until_us, "
+                       "status, updated_us) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)new_request->report);
+    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)new_request->chain);
+    sqlite3_bind_int(stmt, 3, new_request->attempt);
+    bind_optional_int(stmt, 4, (int64_t)new_request->follows, new_request->follows != 0);
+    bind_text(stmt, 5, made->kind);
+    bind_text(stmt, 6, made->to);
+    bind_text(stmt, 7, made->article);
+    sqlite3_bind_blob(stmt, 8, action->data, (int)action->len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 9, now);
+    bind_optional_int(stmt, 10, now, sent);
+    bind_optional_int(stmt, 11, timing->due_us, timing->has_due);
+    bind_optional_int(stmt, 12, timing->objection_until_us, timing->has_objection);
+    bind_text(stmt, 13, sent ? "open" : "held");
+    sqlite3_bind_int64(stmt, 14, now);
+    if (tx_run(tx, stmt) != EPCS_CASES_OK)
+        return EPCS_CASES_FAILED;
+    *id = (uint64_t)sqlite3_last_insert_rowid(db_of(tx));
+    if (new_request->chain != 0)
+        return EPCS_CASES_OK;
+    stmt = tx_prepare(tx, "UPDATE requests SET chain = id WHERE id = ?");
+    if (stmt != NULL)
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)*id);
+    return tx_run(tx, stmt);
+}
+
+static int tx_load_request(struct epcs_case_tx *tx, uint64_t id, struct epcs_case_request_row *row)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "SELECT q.report, q.chain, q.attempt, q.partner, "
+                                        "q.status, r.election, r.platform, q.due_us, "
+                                        "q.objection_until_us, q.action FROM requests q "
+                                        "JOIN reports r ON r.id = q.report WHERE q.id = ?");
+    if (stmt != NULL)
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
+    int rc = tx_row(tx, stmt);
+    if (rc != EPCS_CASES_OK)
+        return rc;
+    epcs_buf_free(&row->action);
+    memset(row, 0, sizeof(*row));
+    row->report = (uint64_t)sqlite3_column_int64(stmt, 0);
+    row->chain = (uint64_t)sqlite3_column_int64(stmt, 1);
+    row->attempt = sqlite3_column_int(stmt, 2);
+    copy_column(stmt, 3, row->partner, sizeof(row->partner));
+    copy_column(stmt, 4, row->status, sizeof(row->status));
+    copy_column(stmt, 5, row->election, sizeof(row->election));
+    copy_column(stmt, 6, row->platform, sizeof(row->platform));
+    row->has_due = sqlite3_column_type(stmt, 7) != SQLITE_NULL;
+    row->due_us = sqlite3_column_int64(stmt, 7);
+    row->has_objection = sqlite3_column_type(stmt, 8) != SQLITE_NULL;
+    row->objection_until_us = sqlite3_column_int64(stmt, 8);
+    epcs_buf_append(&row->action, sqlite3_column_blob(stmt, 9),
+                    (size_t)sqlite3_column_bytes(stmt, 9));
+    sqlite3_finalize(stmt);
+    return row->action.failed
+               ? (snprintf(tx->err, tx->err_size, "out of memory"), EPCS_CASES_FAILED)
+               : EPCS_CASES_OK;
+}
+
+/* The ids of the rows of `stmt` (finalized here), at most `max`. */
+static int collect_ids(struct epcs_case_tx *tx, sqlite3_stmt *stmt, uint64_t *ids, size_t max,
+                       size_t *count)
+{
+    *count = 0;
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW && *count < max)
+        ids[(*count)++] = (uint64_t)sqlite3_column_int64(stmt, 0);
+    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
+    if (failed)
+        snprintf(tx->err, tx->err_size, "%s", sqlite3_errmsg(db_of(tx)));
+    sqlite3_finalize(stmt);
+    return failed ? EPCS_CASES_FAILED : EPCS_CASES_OK;
+}
+
+static int tx_chain_members(struct epcs_case_tx *tx, uint64_t chain, uint64_t except,
+                            enum epcs_case_chain_part part, uint64_t *ids, size_t max,
+                            size_t *count)
+{
+    sqlite3_stmt *stmt = tx_prepare(
+        tx, part == EPCS_CASE_CHAIN_OVERDUE
+                ? "SELECT id FROM requests WHERE chain = ? AND id != ? AND status = 'overdue' "
+                  "ORDER BY id"
+                : "SELECT id FROM requests WHERE chain = ? AND id != ? AND status IN ('open', "
+                  "'overdue') ORDER BY id");
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)chain);
+        sqlite3_bind_int64(stmt, 2, (sqlite3_int64)except);
+    }
+    return collect_ids(tx, stmt, ids, max, count);
+}
+
+static int tx_held_requests(struct epcs_case_tx *tx, uint64_t report, uint64_t *ids, size_t max,
+                            size_t *count)
+{
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "SELECT id FROM requests WHERE report = ? AND status = 'held' ORDER BY id");
+    if (stmt != NULL)
+        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
+    return collect_ids(tx, stmt, ids, max, count);
+}
+
+static int tx_set_request_status(struct epcs_case_tx *tx, uint64_t id, const char *status,
+                                 int64_t now)
+{
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "UPDATE requests SET status = ?, updated_us = ? WHERE id = ?");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, status);
+    sqlite3_bind_int64(stmt, 2, now);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)id);
+    return tx_run(tx, stmt);
+}
+
+static int tx_store_answer(struct epcs_case_tx *tx, const struct epcs_case_answer *answer)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "UPDATE requests SET status = ?, answered_us = ?, reason = "
+                                        "?, data = ?, updated_us = ? WHERE id = ?");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, answer->status);
+    sqlite3_bind_int64(stmt, 2, answer->now_us);
+    if (answer->reason != NULL)
+        sqlite3_bind_text(stmt, 3, answer->reason, (int)answer->reason_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, 3);
+    bind_bytes(stmt, 4, answer->data, answer->data_len);
+    sqlite3_bind_int64(stmt, 5, answer->now_us);
+    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)answer->request);
+    return tx_run(tx, stmt);
+}
+
+static int tx_answer_via(struct epcs_case_tx *tx, uint64_t sibling,
+                         const struct epcs_case_answer *answer)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "UPDATE requests SET status = ?, answered_us = ?, "
+                                        "answered_via = ?, updated_us = ? WHERE id = ?");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, answer->status);
+    sqlite3_bind_int64(stmt, 2, answer->now_us);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)answer->request);
+    sqlite3_bind_int64(stmt, 4, answer->now_us);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)sibling);
+    return tx_run(tx, stmt);
+}
+
+static int tx_send_request(struct epcs_case_tx *tx, uint64_t id, int64_t now,
+                           const struct epcs_case_timing *timing)
+{
+    sqlite3_stmt *stmt =
+        tx_prepare(tx, "UPDATE requests SET status = 'open', sent_us = ?, due_us = "
+                       "?, objection_until_us = ?, updated_us = ? WHERE id = ?");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    sqlite3_bind_int64(stmt, 1, now);
+    bind_optional_int(stmt, 2, timing->due_us, timing->has_due);
+    bind_optional_int(stmt, 3, timing->objection_until_us, timing->has_objection);
+    sqlite3_bind_int64(stmt, 4, now);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)id);
+    return tx_run(tx, stmt);
+}
+
+/* One writer at a time: a concurrent call with the key waits for the store's lock. */
+static int tx_idempotency_lookup(struct epcs_case_tx *tx, const char *partner, const char *scope,
+                                 const struct epcs_case_idempotency *idempotency, int *found,
+                                 struct epcs_case_kept_answer *kept)
+{
+    *found = 0;
+    sqlite3_stmt *stmt = tx_prepare(tx, "SELECT request_sha256, subject, joined, answer FROM "
+                                        "idempotency WHERE partner = ? AND scope = ? AND key = ?");
+    if (stmt != NULL) {
+        bind_text(stmt, 1, partner);
+        bind_text(stmt, 2, scope);
+        bind_text(stmt, 3, idempotency->key);
+    }
+    int rc = tx_row(tx, stmt);
+    if (rc != EPCS_CASES_OK)
+        return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_OK : rc;
+    const void *hash = sqlite3_column_blob(stmt, 0);
+    if (sqlite3_column_bytes(stmt, 0) != 32 || memcmp(hash, idempotency->request_sha256, 32) != 0) {
+        rc = EPCS_CASES_KEY_REUSED;
+    } else {
+        *found = 1;
+        kept->subject = (uint64_t)sqlite3_column_int64(stmt, 1);
+        kept->joined = sqlite3_column_int(stmt, 2);
+        const void *answer = sqlite3_column_blob(stmt, 3);
+        if (epcs_buf_append(&kept->answer, answer != NULL ? answer : "",
+                            (size_t)sqlite3_column_bytes(stmt, 3)) != 0)
+            rc = EPCS_CASES_FAILED;
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+static int tx_idempotency_keep(struct epcs_case_tx *tx, const char *partner, const char *scope,
+                               const struct epcs_case_idempotency *idempotency,
+                               const struct epcs_case_kept_answer *kept, int64_t now_us)
+{
+    sqlite3_stmt *stmt = tx_prepare(tx, "INSERT INTO idempotency(partner, scope, key, "
+                                        "request_sha256, subject, joined, answer, at_us) "
+                                        "VALUES(?,?,?,?,?,?,?,?)");
+    if (stmt == NULL)
+        return EPCS_CASES_FAILED;
+    bind_text(stmt, 1, partner);
+    bind_text(stmt, 2, scope);
+    bind_text(stmt, 3, idempotency->key);
+    sqlite3_bind_blob(stmt, 4, idempotency->request_sha256, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)kept->subject);
+    sqlite3_bind_int(stmt, 6, kept->joined);
+    sqlite3_bind_blob(stmt, 7, kept->answer.data != NULL ? kept->answer.data : "",
+                      (int)kept->answer.len, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 8, now_us);
+    return tx_run(tx, stmt);
+}
+
+static int tx_pack_report(struct epcs_case_tx *tx, uint64_t id, const char *reporter, int joined,
+                          msgpack_packer *pk)
+{
+    return pack_report(db_of(tx), id, reporter, joined, pk, tx->err, tx->err_size);
+}
+
+static int tx_pack_request(struct epcs_case_tx *tx, uint64_t id, msgpack_packer *pk)
+{
+    return get_request(db_of(tx), id, NULL, pk, tx->err, tx->err_size);
+}
+
+static int tx_pack_policy(struct epcs_case_tx *tx, const char *partner, msgpack_packer *pk)
+{
+    return get_policy(db_of(tx), partner, pk, tx->err, tx->err_size);
+}
+
+static const struct epcs_case_tx_ops sqlite_tx_ops = {
+    .take_log_id = tx_take_log_id,
+    .log_event = tx_log_event,
+    .log_decision = tx_log_decision,
+    .insert_history = tx_insert_history,
+    .insert_report = tx_insert_report,
+    .load_report = tx_load_report,
+    .count_requests = tx_count_requests,
+    .set_report_status = tx_set_report_status,
+    .find_case = tx_find_case,
+    .is_reporter = tx_is_reporter,
+    .add_reporter = tx_add_reporter,
+    .lock_policy = tx_lock_policy,
+    .policy_sends = tx_policy_sends,
+    .put_policy = tx_put_policy,
+    .insert_request = tx_insert_request,
+    .load_request = tx_load_request,
+    .chain_members = tx_chain_members,
+    .held_requests = tx_held_requests,
+    .set_request_status = tx_set_request_status,
+    .store_answer = tx_store_answer,
+    .answer_via = tx_answer_via,
+    .send_request = tx_send_request,
+    .idempotency_lookup = tx_idempotency_lookup,
+    .idempotency_keep = tx_idempotency_keep,
+    .pack_report = tx_pack_report,
+    .pack_request = tx_pack_request,
+    .pack_policy = tx_pack_policy,
+};
+
+static struct sqlite_tx tx_of(struct sqlite_cases *cases, char *err, size_t err_size)
+{
+    return (struct sqlite_tx){.base = {.ops = &sqlite_tx_ops, .err = err, .err_size = err_size},
+                              .cases = cases};
+}
+
 /* ---- writes ------------------------------------------------------------------------------- */
 
 static int begin(struct sqlite_cases *cases, char *err, size_t err_size)
@@ -1750,1207 +1459,93 @@ static uint64_t hold_ticket(const struct sqlite_cases *cases)
     return epcs_decision_log_mode(cases->log) == EPCS_AUDIT_SYNC ? cases->step_ticket : 0;
 }
 
-/* `verdict` (a map without `decision`) with "decision": `id` at its end, as /v1/check
-   answers. 0, or -1 when it is not a map. */
-static int with_decision(const char *verdict, size_t len, uint64_t id, struct epcs_buf *out)
-{
-    uint32_t fields;
-    size_t header_len;
-    if (epcs_msgpack_map_header(verdict, len, &fields, &header_len) != 0)
-        return -1;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, epcs_buf_msgpack_write);
-    msgpack_pack_map(&pk, fields + 1);
-    pack_raw(&pk, verdict + header_len, len - header_len);
-    epcs_pack_cstr(&pk, "decision");
-    msgpack_pack_uint64(&pk, id);
-    return 0;
-}
-
-/* The report's decision in the outbox, as /v1/check would have logged it. */
-static int outbox_decision(struct sqlite_cases *cases, uint64_t id,
-                           const struct epcs_case_report *report, const struct epcs_buf *answer,
-                           char *err, size_t err_size)
-{
-    const struct epcs_decision *decision = report->decision;
-    sqlite3_stmt *stmt = prepare(
-        cases->db,
-        "INSERT INTO outbox(id, kind, at_us, partner, election, date, area, verdict, ruleset, "
-        "request, answer, latency_us) VALUES(?,0,?,?,?,?,?,?,?,?,?,?)",
-        err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
-    sqlite3_bind_int64(stmt, 2, decision->at_us != 0 ? decision->at_us : report->now_us);
-    bind_text(stmt, 3, report->filed_by);
-    bind_text(stmt, 4, decision->election);
-    sqlite3_bind_int64(stmt, 5, decision->date);
-    bind_text(stmt, 6, decision->area);
-    sqlite3_bind_int(stmt, 7, (int)decision->verdict);
-    bind_text(stmt, 8, decision->ruleset);
-    sqlite3_bind_blob(stmt, 9, decision->check_msgpack, (int)decision->check_len, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(stmt, 10, answer->data, (int)answer->len, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(stmt, 11, (sqlite3_int64)decision->latency_us);
-    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-/* Takes the report's decision id (before its steps', so the decision comes first in the log)
-   and makes the answer the report keeps: the verdict with that id. */
-static int decide(struct sqlite_cases *cases, const struct epcs_case_report *report,
-                  uint64_t *decision, struct epcs_buf *answer, char *err, size_t err_size)
-{
-    *decision = 0;
-    int rc = report->decision != NULL ? take_log_id(cases, decision, err, err_size) : EPCS_CASES_OK;
-    if (rc != EPCS_CASES_OK)
-        return rc;
-    if (*decision == 0)
-        return epcs_buf_append(answer, report->verdict, report->verdict_len) == 0
-                   ? EPCS_CASES_OK
-                   : EPCS_CASES_FAILED;
-    if (with_decision(report->verdict, report->verdict_len, *decision, answer) != 0)
-        return snprintf(err, err_size, "the verdict is not a map"), EPCS_CASES_FAILED;
-    return outbox_decision(cases, *decision, report, answer, err, err_size);
-}
-
-/* Whether `partner`'s reports send their requests at once (a policy staff set to "send"). */
-static int policy_sends(struct sqlite_cases *cases, const char *partner, int *sends, char *err,
-                        size_t err_size)
-{
-    sqlite3_stmt *stmt =
-        prepare(cases->db, "SELECT reports FROM partner_policies WHERE partner = ?", err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    bind_text(stmt, 1, partner);
-    int step = sqlite3_step(stmt);
-    *sends = step == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(stmt, 0), "send") == 0;
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-    sqlite3_finalize(stmt);
-    return step == SQLITE_ROW || step == SQLITE_DONE ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-static int add_reporter(struct sqlite_cases *cases, uint64_t report, const char *partner,
-                        const struct epcs_case_report *filing, char *err, size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(
-        cases->db, "INSERT INTO reporters(report, partner, at_us, url, facts) VALUES(?,?,?,?,?)",
-        err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    bind_text(stmt, 2, partner);
-    sqlite3_bind_int64(stmt, 3, filing->now_us);
-    bind_text(stmt, 4, filing->url);
-    sqlite3_bind_blob(stmt, 5, filing->facts, (int)filing->facts_len, SQLITE_TRANSIENT);
-    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-static int file_locked(struct sqlite_cases *cases, const struct epcs_case_report *report,
-                       const struct verdict_view *view, const struct action *actions, size_t count,
-                       const char *posting, int held, uint64_t *id, char *err, size_t err_size)
-{
-    struct request_counts counts = {.all = (long long)count,
-                                    .pending = held ? 0 : (long long)count,
-                                    .held = held ? (long long)count : 0};
-    const char *status = report_status(view->verdict, &counts);
-    int64_t now = report->now_us;
-    uint64_t decision;
-    struct epcs_buf answer = {0};
-    int rc = decide(cases, report, &decision, &answer, err, err_size);
-    sqlite3_stmt *stmt =
-        rc != EPCS_CASES_OK
-            ? NULL
-            : prepare(cases->db,
-                      "INSERT INTO reports(filed_us, filed_by, url, posting, platform, election, "
-                      "category, date, facts, verdict, article, ruleset, decision, answer, "
-                      "status, updated_us) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                      err, err_size);
-    if (stmt == NULL) {
-        epcs_buf_free(&answer);
-        return rc != EPCS_CASES_OK ? rc : EPCS_CASES_FAILED;
-    }
-    sqlite3_bind_int64(stmt, 1, now);
-    bind_text(stmt, 2, report->filed_by);
-    bind_text(stmt, 3, report->url);
-    bind_text(stmt, 4, posting);
-    bind_text(stmt, 5, report->platform);
-    bind_text(stmt, 6, report->election);
-    bind_text(stmt, 7, report->category);
-    bind_text(stmt, 8, report->date);
-    sqlite3_bind_blob(stmt, 9, report->facts, (int)report->facts_len, SQLITE_TRANSIENT);
-    bind_text(stmt, 10, view->verdict);
-    bind_text(stmt, 11, view->article);
-    bind_text(stmt, 12, view->ruleset);
-    bind_optional_int(stmt, 13, (int64_t)decision, decision != 0);
-    sqlite3_bind_blob(stmt, 14, answer.data, (int)answer.len, SQLITE_TRANSIENT);
-    bind_text(stmt, 15, status);
-    sqlite3_bind_int64(stmt, 16, now);
-    rc = run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    epcs_buf_free(&answer);
-    if (rc != EPCS_CASES_OK)
-        return rc;
-    *id = (uint64_t)sqlite3_last_insert_rowid(cases->db);
-    rc = add_reporter(cases, *id, report->filed_by, report, err, err_size);
-    struct detail detail;
-    detail_begin(&detail, 6 + (decision != 0));
-    detail_str(&detail, "url", report->url);
-    detail_str(&detail, "platform", report->platform);
-    detail_str(&detail, "category", report->category);
-    detail_str(&detail, "date", report->date);
-    detail_str(&detail, "verdict", view->verdict);
-    detail_str(&detail, "article", view->article);
-    if (decision != 0)
-        detail_id(&detail, "decision", decision);
-    struct step step = {.report = *id,
-                        .event = "report_filed",
-                        .status = status,
-                        .actor = report->filed_by,
-                        .partner = report->filed_by,
-                        .election = report->election,
-                        .detail = &detail,
-                        .at_us = now};
-    if (rc == EPCS_CASES_OK)
-        rc = record_step(cases, &step, err, err_size);
-    epcs_buf_free(&detail.buf);
-    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
-        struct new_request new_request = {.report = *id,
-                                          .election = report->election,
-                                          .action = &actions[i],
-                                          .attempt = 1,
-                                          .held = held,
-                                          .now_us = now};
-        uint64_t request;
-        rc = create_request(cases, &new_request, &request, err, err_size);
-    }
-    return rc;
-}
-
-/* The report already made for the posting, if any: 0 with *id (0 when none), or -1. A report
-   that lacked facts decides nothing, so a filing that decides opens a case of its own rather
-   than join it; one that lacks facts too joins it. */
-static int find_case(struct sqlite_cases *cases, const char *posting,
-                     const struct epcs_case_report *report, int decides, uint64_t *id, char *err,
-                     size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "SELECT id FROM reports WHERE posting = ?1 AND election = ?2 AND "
-                                 "category = ?3 AND (?4 = 0 OR status != 'needs_facts') "
-                                 "ORDER BY status = 'needs_facts', id LIMIT 1",
-                                 err, err_size);
-    if (stmt == NULL)
-        return -1;
-    bind_text(stmt, 1, posting);
-    bind_text(stmt, 2, report->election);
-    bind_text(stmt, 3, report->category);
-    sqlite3_bind_int(stmt, 4, decides);
-    int step = sqlite3_step(stmt);
-    *id = step == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-    sqlite3_finalize(stmt);
-    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
-}
-
-/* A text column of the report's row: status, election, ... Copied into `out`. */
-static int report_text(struct sqlite_cases *cases, uint64_t report, const char *column, char *out,
-                       size_t size, char *err, size_t err_size)
-{
-    char sql[96];
-    snprintf(sql, sizeof(sql), "SELECT %s FROM reports WHERE id = ?", column);
-    sqlite3_stmt *stmt = prepare(cases->db, sql, err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    int step = sqlite3_step(stmt);
-    if (step == SQLITE_ROW)
-        snprintf(out, size, "%s", (const char *)sqlite3_column_text(stmt, 0));
-    else if (step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-    sqlite3_finalize(stmt);
-    return step == SQLITE_ROW    ? EPCS_CASES_OK
-           : step == SQLITE_DONE ? EPCS_CASES_NOT_FOUND
-                                 : EPCS_CASES_FAILED;
-}
-
-static int confirm_locked(struct sqlite_cases *cases, uint64_t report, const char *staff,
-                          const struct detail *why, int64_t now, char *err, size_t err_size);
-
 /*
- * A report of a posting that has its case already: the filer becomes one of its reporters
- * (a step of the case), or, when it is one already, nothing changes. No request is made; when
- * the filer's reports send at once and the case's requests are held, they are sent now.
+ * A write in a transaction of its own under the store's lock (case_steps.h): its answer to
+ * `pk`, and into `ticket` what that answer waits for under --audit sync.
  */
-static int join_locked(struct sqlite_cases *cases, const struct epcs_case_report *report,
-                       uint64_t id, int sends, char *err, size_t err_size)
+static int sqlite_write(struct epcs_cases *handle, struct epcs_case_write *write,
+                        msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = prepare(
-        cases->db, "SELECT 1 FROM reporters WHERE report = ? AND partner = ?", err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
-    bind_text(stmt, 2, report->filed_by);
-    int step = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
-    if (step != SQLITE_DONE)
-        return step == SQLITE_ROW ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    char status[24];
-    int rc = report_text(cases, id, "status", status, sizeof(status), err, err_size);
-    if (rc == EPCS_CASES_OK)
-        rc = add_reporter(cases, id, report->filed_by, report, err, err_size);
-    struct detail detail;
-    detail_begin(&detail, 2);
-    detail_str(&detail, "url", report->url);
-    epcs_pack_cstr(&detail.pk, "facts");
-    pack_raw(&detail.pk, report->facts, report->facts_len);
-    struct step joined = {.report = id,
-                          .event = "report_joined",
-                          .status = status,
-                          .actor = report->filed_by,
-                          .partner = report->filed_by,
-                          .election = report->election,
-                          .detail = &detail,
-                          .at_us = report->now_us};
-    if (rc == EPCS_CASES_OK)
-        rc = record_step(cases, &joined, err, err_size);
-    epcs_buf_free(&detail.buf);
-    if (rc != EPCS_CASES_OK || !sends || strcmp(status, "held") != 0)
-        return rc == EPCS_CASES_OK ? refresh_report(cases, id, report->now_us, err, err_size) : rc;
-    detail_begin(&detail, 1);
-    detail_str(&detail, "via", "report_joined");
-    rc = confirm_locked(cases, id, report->filed_by, &detail, report->now_us, err, err_size);
-    epcs_buf_free(&detail.buf);
-    return rc;
-}
-
-/* Reads the verdict and its actions; -1 with `err` when they do not read. */
-static int read_filing(msgpack_zone *zone, const struct epcs_case_report *report,
-                       struct verdict_view *view, struct action *actions, size_t *count, char *err,
-                       size_t err_size)
-{
-    if (read_verdict(zone, report->verdict, report->verdict_len, view, err, err_size) != 0)
-        return -1;
-    *count = action_count(view);
-    for (size_t i = 0; i < *count; i++) {
-        char why[200];
-        if (parse_action(&view->actions->via.array.ptr[i], report->platform, 0, &actions[i], why,
-                         sizeof(why)) != 0)
-            return snprintf(err, err_size, "actions[%zu]: %.200s", i, why), -1;
-    }
-    return 0;
-}
-
-/* The filing in the transaction under way: a new case or a join. */
-static int filing_locked(struct sqlite_cases *cases, const struct epcs_case_report *report,
-                         const struct verdict_view *view, const struct action *actions,
-                         size_t count, const char *posting, struct epcs_case_filed *filed,
-                         char *err, size_t err_size)
-{
-    int sends = report->by_staff;
-    int rc = sends ? EPCS_CASES_OK : policy_sends(cases, report->filed_by, &sends, err, err_size);
-    if (rc == EPCS_CASES_OK &&
-        find_case(cases, posting, report, strcmp(view->verdict, "needs_facts") != 0, &filed->id,
-                  err, err_size) != 0)
-        rc = EPCS_CASES_FAILED;
-    if (rc != EPCS_CASES_OK)
-        return rc;
-    filed->joined = filed->id != 0;
-    if (filed->joined)
-        return join_locked(cases, report, filed->id, sends, err, err_size);
-    return file_locked(cases, report, view, actions, count, posting, !sends, &filed->id, err,
-                       err_size);
-}
-
-/* ---- Idempotency-Key ---------------------------------------------------------------------- */
-
-/* A kept first answer, as a retry gets it. */
-struct kept_answer {
-    uint64_t subject;
-    int joined;
-    struct epcs_buf answer;
-};
-
-/*
- * Looks the key up in the transaction under way: EPCS_CASES_OK with `found` 0 (a first call),
- * or 1 and `kept` filled (a retry of the same request); KEY_REUSED for another request under
- * the key; FAILED.
- */
-static int idempotency_lookup(struct sqlite_cases *cases, const char *partner, const char *scope,
-                              const struct epcs_case_idempotency *idempotency, int *found,
-                              struct kept_answer *kept, char *err, size_t err_size)
-{
-    *found = 0;
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "SELECT request_sha256, subject, joined, answer FROM idempotency "
-                                 "WHERE partner = ? AND scope = ? AND key = ?",
-                                 err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    bind_text(stmt, 1, partner);
-    bind_text(stmt, 2, scope);
-    bind_text(stmt, 3, idempotency->key);
-    int step = sqlite3_step(stmt), rc = EPCS_CASES_OK;
-    if (step == SQLITE_ROW) {
-        const void *hash = sqlite3_column_blob(stmt, 0);
-        if (sqlite3_column_bytes(stmt, 0) != 32 ||
-            memcmp(hash, idempotency->request_sha256, 32) != 0) {
-            rc = EPCS_CASES_KEY_REUSED;
-        } else {
-            *found = 1;
-            kept->subject = (uint64_t)sqlite3_column_int64(stmt, 1);
-            kept->joined = sqlite3_column_int(stmt, 2);
-            const void *answer = sqlite3_column_blob(stmt, 3);
-            if (epcs_buf_append(&kept->answer, answer != NULL ? answer : "",
-                                (size_t)sqlite3_column_bytes(stmt, 3)) != 0)
-                rc = EPCS_CASES_FAILED;
+    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
+    struct sqlite_tx tx = tx_of(cases, err, err_size);
+    struct epcs_buf out = {0};
+    *ticket = 0;
+    int rc = epcs_case_write_prepare(write, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (rc == EPCS_CASES_OK) {
+        pthread_mutex_lock(&cases->lock);
+        rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+        /* Refusals (not found, closed, too late) change nothing, so the rollback is right. */
+        if (rc == EPCS_CASES_OK)
+            rc = finish(cases, epcs_case_write_run(&tx.base, write, &out), err, err_size);
+        if (rc == EPCS_CASES_OK) {
+            *ticket = hold_ticket(cases);
+            epcs_case_pack_raw(pk, out.data, out.len);
         }
-    } else if (step != SQLITE_DONE) {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-        rc = EPCS_CASES_FAILED;
+        pthread_mutex_unlock(&cases->lock);
     }
-    sqlite3_finalize(stmt);
+    epcs_case_write_dispose(write);
+    epcs_buf_free(&out);
     return rc;
-}
-
-/* Keeps the answer of the write under way with its key, in its transaction. */
-static int idempotency_keep(struct sqlite_cases *cases, const char *partner, const char *scope,
-                            const struct epcs_case_idempotency *idempotency,
-                            const struct kept_answer *kept, int64_t now_us, char *err,
-                            size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "INSERT INTO idempotency(partner, scope, key, request_sha256, "
-                                 "subject, joined, answer, at_us) VALUES(?,?,?,?,?,?,?,?)",
-                                 err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    bind_text(stmt, 1, partner);
-    bind_text(stmt, 2, scope);
-    bind_text(stmt, 3, idempotency->key);
-    sqlite3_bind_blob(stmt, 4, idempotency->request_sha256, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)kept->subject);
-    sqlite3_bind_int(stmt, 6, kept->joined);
-    sqlite3_bind_blob(stmt, 7, kept->answer.data != NULL ? kept->answer.data : "",
-                      (int)kept->answer.len, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 8, now_us);
-    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-/* The caller's packer gets bytes packed elsewhere as they are. */
-static void pack_kept(msgpack_packer *pk, const struct epcs_buf *answer)
-{
-    if (answer->len > 0)
-        pk->callback(pk->data, answer->data, answer->len);
 }
 
 static int sqlite_cases_file(struct epcs_cases *handle, const struct epcs_case_report *report,
                              msgpack_packer *pk, struct epcs_case_filed *filed, char *err,
                              size_t err_size)
 {
-    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
-    msgpack_zone zone;
-    *filed = (struct epcs_case_filed){.id = 0};
-    char posting[EPCS_CASES_POSTING_MAX];
-    if (epcs_cases_posting(report->url, posting, sizeof(posting)) != 0)
-        return snprintf(err, err_size, "the url is not an http(s) address"), EPCS_CASES_FAILED;
-    if (!msgpack_zone_init(&zone, 4096))
-        return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
-    struct verdict_view view;
-    struct action actions[MAX_ACTIONS];
-    size_t count = 0;
-    if (read_filing(&zone, report, &view, actions, &count, err, err_size) != 0) {
-        msgpack_zone_destroy(&zone);
-        return EPCS_CASES_FAILED;
-    }
-    pthread_mutex_lock(&cases->lock);
-    int began = begin(cases, err, err_size) == 0;
-    int rc = began ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    const struct epcs_case_idempotency *idempotency = &report->idempotency;
-    struct kept_answer kept = {.subject = 0};
-    int found = 0;
-    if (rc == EPCS_CASES_OK && idempotency->key != NULL)
-        rc = idempotency_lookup(cases, report->filed_by, "file", idempotency, &found, &kept, err,
-                                err_size);
-    if (rc == EPCS_CASES_OK && !found) {
-        rc = filing_locked(cases, report, &view, actions, count, posting, filed, err, err_size);
-        /* Packed before the commit when it is to be kept: the answer and the filing it tells
-         * of are stored together or not at all. */
-        if (rc == EPCS_CASES_OK && idempotency->key != NULL) {
-            msgpack_packer kept_pk;
-            msgpack_packer_init(&kept_pk, &kept.answer, epcs_buf_msgpack_write);
-            kept.subject = filed->id;
-            kept.joined = filed->joined;
-            rc = pack_report(cases->db, filed->id, report->partner_view ? report->filed_by : NULL,
-                             filed->joined, &kept_pk, err, err_size) == 0 &&
-                         !kept.answer.failed
-                     ? idempotency_keep(cases, report->filed_by, "file", idempotency, &kept,
-                                        report->now_us, err, err_size)
-                     : EPCS_CASES_FAILED;
-        }
-    }
-    if (rc == EPCS_CASES_OK && found)
-        *filed = (struct epcs_case_filed){.id = kept.subject, .joined = kept.joined, .replayed = 1};
-    if (began)
-        rc = finish(cases, rc, err, err_size);
-    if (rc == EPCS_CASES_OK) {
-        filed->ticket = hold_ticket(cases);
-        if (idempotency->key != NULL)
-            pack_kept(pk, &kept.answer);
-        else if (pack_report(cases->db, filed->id, report->partner_view ? report->filed_by : NULL,
-                             filed->joined, pk, err, err_size) != 0)
-            rc = EPCS_CASES_FAILED;
-    }
-    pthread_mutex_unlock(&cases->lock);
-    epcs_buf_free(&kept.answer);
-    msgpack_zone_destroy(&zone);
-    return rc;
-}
-
-/* The request's row as the writes need it. */
-struct request_row {
-    uint64_t report;
-    uint64_t chain;
-    int attempt;
-    char partner[EPCS_KEY_PARTNER_MAX];
-    char status[24];
-    char election[64];
-    char platform[EPCS_KEY_PARTNER_MAX];
-    int has_due, has_objection;
-    int64_t due_us, objection_until_us;
-    /* The action map as stored (msgpack), owned. */
-    struct epcs_buf action;
-};
-
-static int load_request(struct sqlite_cases *cases, uint64_t id, struct request_row *row, char *err,
-                        size_t err_size)
-{
-    sqlite3_stmt *stmt =
-        prepare(cases->db,
-                "SELECT q.report, q.chain, q.attempt, q.partner, q.status, r.election, "
-                "r.platform, q.due_us, q.objection_until_us, q.action FROM requests q "
-                "JOIN reports r ON r.id = q.report WHERE q.id = ?",
-                err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)id);
-    int step = sqlite3_step(stmt);
-    if (step != SQLITE_ROW) {
-        if (step != SQLITE_DONE)
-            snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-        sqlite3_finalize(stmt);
-        return step == SQLITE_DONE ? EPCS_CASES_NOT_FOUND : EPCS_CASES_FAILED;
-    }
-    memset(row, 0, sizeof(*row));
-    row->report = (uint64_t)sqlite3_column_int64(stmt, 0);
-    row->chain = (uint64_t)sqlite3_column_int64(stmt, 1);
-    row->attempt = sqlite3_column_int(stmt, 2);
-    snprintf(row->partner, sizeof(row->partner), "%s", (const char *)sqlite3_column_text(stmt, 3));
-    snprintf(row->status, sizeof(row->status), "%s", (const char *)sqlite3_column_text(stmt, 4));
-    snprintf(row->election, sizeof(row->election), "%s",
-             (const char *)sqlite3_column_text(stmt, 5));
-    snprintf(row->platform, sizeof(row->platform), "%s",
-             (const char *)sqlite3_column_text(stmt, 6));
-    row->has_due = sqlite3_column_type(stmt, 7) != SQLITE_NULL;
-    row->due_us = sqlite3_column_int64(stmt, 7);
-    row->has_objection = sqlite3_column_type(stmt, 8) != SQLITE_NULL;
-    row->objection_until_us = sqlite3_column_int64(stmt, 8);
-    epcs_buf_append(&row->action, sqlite3_column_blob(stmt, 9),
-                    (size_t)sqlite3_column_bytes(stmt, 9));
-    sqlite3_finalize(stmt);
-    return EPCS_CASES_OK;
-}
-
-/* Ids of the chain's requests in `status_sql` (an IN list), other than `except`, in order. */
-static int chain_members(struct sqlite_cases *cases, uint64_t chain, uint64_t except,
-                         const char *status_sql, uint64_t *ids, size_t max, size_t *count,
-                         char *err, size_t err_size)
-{
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "SELECT id FROM requests WHERE chain = ? AND id != ? AND status IN (%s) ORDER BY id",
-             status_sql);
-    sqlite3_stmt *stmt = prepare(cases->db, sql, err, err_size);
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)chain);
-    sqlite3_bind_int64(stmt, 2, (sqlite3_int64)except);
-    *count = 0;
-    int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW && *count < max)
-        ids[(*count)++] = (uint64_t)sqlite3_column_int64(stmt, 0);
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-    sqlite3_finalize(stmt);
-    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
-}
-
-/* Attempts of one chain are bounded by escalation.after (at most 100) plus the escalation. */
-#define MAX_CHAIN 128
-
-static int set_request_status(struct sqlite_cases *cases, uint64_t id, const char *status,
-                              int64_t now, char *err, size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(
-        cases->db, "UPDATE requests SET status = ?, updated_us = ? WHERE id = ?", err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    bind_text(stmt, 1, status);
-    sqlite3_bind_int64(stmt, 2, now);
-    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)id);
-    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-/* Whether the partner may answer the request now: EPCS_CASES_OK with *late set when it is
-   overdue, or the code that refuses it with its detail in detail_text. */
-static int check_answerable(const struct epcs_case_answer *answer, const struct request_row *row,
-                            int *late, char *detail_text, size_t detail_size)
-{
-    /* Another partner's request is no business of the caller's, not even its existence; nor is
-       one that was never sent to it (held, dismissed). */
-    if (strcmp(row->partner, answer->partner) != 0 || strcmp(row->status, "held") == 0 ||
-        strcmp(row->status, "dismissed") == 0)
-        return EPCS_CASES_NOT_FOUND;
-    *late = strcmp(row->status, "overdue") == 0;
-    if (!*late && strcmp(row->status, "open") != 0) {
-        snprintf(detail_text, detail_size, "%s", row->status);
-        return EPCS_CASES_CLOSED;
-    }
-    if (strcmp(answer->status, "objected") == 0) {
-        if (!row->has_objection)
-            return EPCS_CASES_NO_OBJECTION;
-        if (answer->now_us > row->objection_until_us) {
-            epcs_instant_format_us(row->objection_until_us, detail_text);
-            return EPCS_CASES_TOO_LATE;
-        }
-    }
-    return EPCS_CASES_OK;
-}
-
-static int store_answer(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
-                        char *err, size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "UPDATE requests SET status = ?, answered_us = ?, reason = ?, "
-                                 "data = ?, updated_us = ? WHERE id = ?",
-                                 err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    bind_text(stmt, 1, answer->status);
-    sqlite3_bind_int64(stmt, 2, answer->now_us);
-    if (answer->reason != NULL)
-        sqlite3_bind_text(stmt, 3, answer->reason, (int)answer->reason_len, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(stmt, 3);
-    if (answer->data != NULL)
-        sqlite3_bind_blob(stmt, 4, answer->data, (int)answer->data_len, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(stmt, 4);
-    sqlite3_bind_int64(stmt, 5, answer->now_us);
-    sqlite3_bind_int64(stmt, 6, (sqlite3_int64)answer->request);
-    return run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-}
-
-/* The partner's request_answered step for `request`, the answered one or a sibling of its
-   chain; `detail` is borrowed. */
-static struct step answer_step(const struct epcs_case_answer *answer, const struct request_row *row,
-                               uint64_t request, const struct detail *detail)
-{
-    return (struct step){.report = row->report,
-                         .request = request,
-                         .event = "request_answered",
-                         .status = answer->status,
-                         .actor = answer->partner,
-                         .partner = answer->partner,
-                         .election = row->election,
-                         .detail = detail,
-                         .at_us = answer->now_us};
-}
-
-static int record_answer(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
-                         const struct request_row *row, int late, char *err, size_t err_size)
-{
-    struct detail detail;
-    detail_begin(&detail, 3 + (answer->reason != NULL));
-    detail_id(&detail, "report", row->report);
-    detail_str(&detail, "status", answer->status);
-    if (answer->reason != NULL) {
-        epcs_pack_cstr(&detail.pk, "reason");
-        msgpack_pack_str(&detail.pk, answer->reason_len);
-        msgpack_pack_str_body(&detail.pk, answer->reason, answer->reason_len);
-    }
-    epcs_pack_cstr(&detail.pk, "late");
-    if (late)
-        msgpack_pack_true(&detail.pk);
-    else
-        msgpack_pack_false(&detail.pk);
-    struct step step = answer_step(answer, row, answer->request, &detail);
-    int rc = record_step(cases, &step, err, err_size);
-    epcs_buf_free(&detail.buf);
-    return rc;
-}
-
-/* Marks one sibling answered via the partner's request, with its own history step. */
-static int answer_sibling(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
-                          const struct request_row *row, uint64_t sibling, char *err,
-                          size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "UPDATE requests SET status = ?, answered_us = ?, "
-                                 "answered_via = ?, updated_us = ? WHERE id = ?",
-                                 err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    bind_text(stmt, 1, answer->status);
-    sqlite3_bind_int64(stmt, 2, answer->now_us);
-    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)answer->request);
-    sqlite3_bind_int64(stmt, 4, answer->now_us);
-    sqlite3_bind_int64(stmt, 5, (sqlite3_int64)sibling);
-    if (run(cases->db, stmt, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
-    struct detail detail;
-    detail_begin(&detail, 3);
-    detail_id(&detail, "report", row->report);
-    detail_str(&detail, "status", answer->status);
-    detail_id(&detail, "via", answer->request);
-    struct step step = answer_step(answer, row, sibling, &detail);
-    int rc = record_step(cases, &step, err, err_size);
-    epcs_buf_free(&detail.buf);
-    return rc;
-}
-
-/* The other attempts of the chain ask the same thing: one answer answers them all. */
-static int answer_siblings(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
-                           const struct request_row *row, char *err, size_t err_size)
-{
-    uint64_t siblings[MAX_CHAIN];
-    size_t count = 0;
-    if (chain_members(cases, row->chain, answer->request, "'open', 'overdue'", siblings, MAX_CHAIN,
-                      &count, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
-    int rc = EPCS_CASES_OK;
-    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++)
-        rc = answer_sibling(cases, answer, row, siblings[i], err, err_size);
-    return rc;
-}
-
-static int answer_locked(struct sqlite_cases *cases, const struct epcs_case_answer *answer,
-                         struct request_row *row, char *detail_text, size_t detail_size)
-{
-    int rc = load_request(cases, answer->request, row, detail_text, detail_size);
-    int late = 0;
-    if (rc == EPCS_CASES_OK)
-        rc = check_answerable(answer, row, &late, detail_text, detail_size);
-    if (rc == EPCS_CASES_OK)
-        rc = store_answer(cases, answer, detail_text, detail_size);
-    if (rc == EPCS_CASES_OK)
-        rc = record_answer(cases, answer, row, late, detail_text, detail_size);
-    if (rc == EPCS_CASES_OK)
-        rc = answer_siblings(cases, answer, row, detail_text, detail_size);
-    if (rc == EPCS_CASES_OK)
-        rc = refresh_report(cases, row->report, answer->now_us, detail_text, detail_size);
-    return rc;
+    struct epcs_case_write write = {.kind = EPCS_CASE_FILE, .in.report = report, .filed = filed};
+    return sqlite_write(handle, &write, pk, &filed->ticket, err, err_size);
 }
 
 static int sqlite_cases_answer(struct epcs_cases *handle, const struct epcs_case_answer *answer,
                                msgpack_packer *pk, uint64_t *ticket, char *detail,
                                size_t detail_size)
 {
-    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
-    struct request_row row = {.action = {0}};
-    *ticket = 0;
-    pthread_mutex_lock(&cases->lock);
-    int began = begin(cases, detail, detail_size) == 0;
-    int rc = began ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    const struct epcs_case_idempotency *idempotency = &answer->idempotency;
-    struct kept_answer kept = {.subject = answer->request};
-    int found = 0;
-    if (rc == EPCS_CASES_OK && idempotency->key != NULL)
-        rc = idempotency_lookup(cases, answer->partner, "answer", idempotency, &found, &kept,
-                                detail, detail_size);
-    if (rc == EPCS_CASES_OK && !found) {
-        rc = answer_locked(cases, answer, &row, detail, detail_size);
-        /* Kept with the answer it tells of, in its transaction. */
-        if (rc == EPCS_CASES_OK && idempotency->key != NULL) {
-            msgpack_packer kept_pk;
-            msgpack_packer_init(&kept_pk, &kept.answer, epcs_buf_msgpack_write);
-            rc =
-                get_request(cases->db, answer->request, NULL, &kept_pk, detail, detail_size) == 0 &&
-                        !kept.answer.failed
-                    ? idempotency_keep(cases, answer->partner, "answer", idempotency, &kept,
-                                       answer->now_us, detail, detail_size)
-                    : EPCS_CASES_FAILED;
-        }
-    }
-    /* Refusals (not found, closed, too late) change nothing, so the rollback is right. */
-    if (began)
-        rc = finish(cases, rc, detail, detail_size);
-    if (rc == EPCS_CASES_OK) {
-        *ticket = hold_ticket(cases);
-        if (idempotency->key != NULL)
-            pack_kept(pk, &kept.answer);
-        else if (get_request(cases->db, answer->request, NULL, pk, detail, detail_size) != 0)
-            rc = EPCS_CASES_FAILED;
-    }
-    pthread_mutex_unlock(&cases->lock);
-    epcs_buf_free(&kept.answer);
-    epcs_buf_free(&row.action);
-    return rc;
-}
-
-/* ---- staff review of held requests ----------------------------------------------------- */
-
-/* The held requests of `report`, in order. */
-static int held_requests(struct sqlite_cases *cases, uint64_t report, uint64_t *ids, size_t max,
-                         size_t *count, char *err, size_t err_size)
-{
-    sqlite3_stmt *stmt = prepare(
-        cases->db, "SELECT id FROM requests WHERE report = ? AND status = 'held' ORDER BY id", err,
-        err_size);
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)report);
-    *count = 0;
-    int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW && *count < max)
-        ids[(*count)++] = (uint64_t)sqlite3_column_int64(stmt, 0);
-    int failed = step != SQLITE_ROW && step != SQLITE_DONE;
-    if (failed)
-        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-    sqlite3_finalize(stmt);
-    return failed ? -1 : 0;
-}
-
-/* Sends a held request now, as staff confirmed it: its due time and objection period start. */
-static int send_held(struct sqlite_cases *cases, uint64_t id, const char *staff, int64_t now,
-                     char *err, size_t err_size)
-{
-    struct request_row row = {.action = {0}};
-    int rc = load_request(cases, id, &row, err, err_size);
-    if (rc != EPCS_CASES_OK) {
-        epcs_buf_free(&row.action);
-        return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_FAILED : rc;
-    }
-    msgpack_zone zone;
-    msgpack_object map = {.type = MSGPACK_OBJECT_NIL};
-    size_t offset = 0;
-    struct action action;
-    char why[200];
-    if (!msgpack_zone_init(&zone, 2048)) {
-        epcs_buf_free(&row.action);
-        return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
-    }
-    msgpack_unpack(row.action.data, row.action.len, &offset, &zone, &map);
-    if (parse_action(&map, row.platform, 0, &action, why, sizeof(why)) != 0) {
-        snprintf(err, err_size, "request %llu: its stored action does not read (%s)",
-                 (unsigned long long)id, why);
-        rc = EPCS_CASES_FAILED;
-    }
-    int has_due = action.due_span_us > 0, has_objection = action.objection_span_us >= 0;
-    int64_t due = now + action.due_span_us;
-    sqlite3_stmt *stmt =
-        rc != EPCS_CASES_OK
-            ? NULL
-            : prepare(cases->db,
-                      "UPDATE requests SET status = 'open', sent_us = ?, due_us = ?, "
-                      "objection_until_us = ?, updated_us = ? WHERE id = ?",
-                      err, err_size);
-    if (stmt != NULL) {
-        sqlite3_bind_int64(stmt, 1, now);
-        bind_optional_int(stmt, 2, due, has_due);
-        bind_optional_int(stmt, 3, now + action.objection_span_us, has_objection);
-        sqlite3_bind_int64(stmt, 4, now);
-        sqlite3_bind_int64(stmt, 5, (sqlite3_int64)id);
-        rc = run(cases->db, stmt, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    } else {
-        rc = EPCS_CASES_FAILED;
-    }
-    if (rc == EPCS_CASES_OK) {
-        struct detail detail;
-        sent_detail(&detail, row.report, &action, row.attempt, has_due ? &due : NULL, 0);
-        struct step step = {.report = row.report,
-                            .request = id,
-                            .event = "request_sent",
-                            .status = "open",
-                            .actor = staff,
-                            .partner = row.partner,
-                            .election = row.election,
-                            .detail = &detail,
-                            .at_us = now};
-        rc = record_step(cases, &step, err, err_size);
-        epcs_buf_free(&detail.buf);
-    }
-    msgpack_zone_destroy(&zone);
-    epcs_buf_free(&row.action);
-    return rc;
-}
-
-/* A report-level step taken by staff (report_confirmed, report_dismissed). */
-static int staff_step(struct sqlite_cases *cases, uint64_t report, const char *event,
-                      const char *status, const char *staff, const struct detail *detail,
-                      int64_t now, char *err, size_t err_size)
-{
-    char filed_by[EPCS_KEY_PARTNER_MAX], election[64];
-    int rc = report_text(cases, report, "filed_by", filed_by, sizeof(filed_by), err, err_size);
-    if (rc == EPCS_CASES_OK)
-        rc = report_text(cases, report, "election", election, sizeof(election), err, err_size);
-    struct step step = {.report = report,
-                        .event = event,
-                        .status = status,
-                        .actor = staff,
-                        .partner = filed_by,
-                        .election = election,
-                        .detail = detail,
-                        .at_us = now};
-    return rc == EPCS_CASES_OK ? record_step(cases, &step, err, err_size) : rc;
-}
-
-static int confirm_locked(struct sqlite_cases *cases, uint64_t report, const char *staff,
-                          const struct detail *why, int64_t now, char *err, size_t err_size)
-{
-    uint64_t ids[MAX_ACTIONS];
-    size_t count = 0;
-    if (held_requests(cases, report, ids, MAX_ACTIONS, &count, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
-    int rc = staff_step(cases, report, "report_confirmed", "open", staff, why, now, err, err_size);
-    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++)
-        rc = send_held(cases, ids[i], staff, now, err, err_size);
-    return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
-}
-
-static int dismiss_locked(struct sqlite_cases *cases, uint64_t report, const char *staff,
-                          const struct detail *why, int64_t now, char *err, size_t err_size)
-{
-    uint64_t ids[MAX_ACTIONS];
-    size_t count = 0;
-    if (held_requests(cases, report, ids, MAX_ACTIONS, &count, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
-    int rc =
-        staff_step(cases, report, "report_dismissed", "dismissed", staff, why, now, err, err_size);
-    char election[64];
-    if (rc == EPCS_CASES_OK)
-        rc = report_text(cases, report, "election", election, sizeof(election), err, err_size);
-    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++) {
-        char partner[EPCS_KEY_PARTNER_MAX];
-        sqlite3_stmt *stmt =
-            prepare(cases->db, "SELECT partner FROM requests WHERE id = ?", err, err_size);
-        if (stmt == NULL)
-            return EPCS_CASES_FAILED;
-        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)ids[i]);
-        if (sqlite3_step(stmt) == SQLITE_ROW)
-            snprintf(partner, sizeof(partner), "%s", (const char *)sqlite3_column_text(stmt, 0));
-        sqlite3_finalize(stmt);
-        rc = set_request_status(cases, ids[i], "dismissed", now, err, err_size);
-        struct detail detail;
-        detail_begin(&detail, 1);
-        detail_id(&detail, "report", report);
-        struct step step = {.report = report,
-                            .request = ids[i],
-                            .event = "request_dismissed",
-                            .status = "dismissed",
-                            .actor = staff,
-                            .partner = partner,
-                            .election = election,
-                            .detail = &detail,
-                            .at_us = now};
-        if (rc == EPCS_CASES_OK)
-            rc = record_step(cases, &step, err, err_size);
-        epcs_buf_free(&detail.buf);
-    }
-    return rc == EPCS_CASES_OK ? refresh_report(cases, report, now, err, err_size) : rc;
-}
-
-static int review_locked(struct sqlite_cases *cases, const struct epcs_case_review *review,
-                         char *detail_text, size_t detail_size)
-{
-    char status[24];
-    int rc = report_text(cases, review->report, "status", status, sizeof(status), detail_text,
-                         detail_size);
-    if (rc != EPCS_CASES_OK)
-        return rc;
-    if (strcmp(status, "held") != 0) {
-        snprintf(detail_text, detail_size, "%s", status);
-        return EPCS_CASES_NOT_HELD;
-    }
-    struct detail why;
-    detail_begin(&why, review->reason != NULL);
-    if (review->reason != NULL) {
-        epcs_pack_cstr(&why.pk, "reason");
-        msgpack_pack_str(&why.pk, review->reason_len);
-        msgpack_pack_str_body(&why.pk, review->reason, review->reason_len);
-    }
-    rc = (review->dismiss ? dismiss_locked : confirm_locked)(
-        cases, review->report, review->staff, &why, review->now_us, detail_text, detail_size);
-    epcs_buf_free(&why.buf);
-    return rc;
+    struct epcs_case_write write = {.kind = EPCS_CASE_ANSWER, .in.answer = answer};
+    return sqlite_write(handle, &write, pk, ticket, detail, detail_size);
 }
 
 static int sqlite_cases_review(struct epcs_cases *handle, const struct epcs_case_review *review,
                                msgpack_packer *pk, uint64_t *ticket, char *detail,
                                size_t detail_size)
 {
-    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
-    *ticket = 0;
-    pthread_mutex_lock(&cases->lock);
-    int rc = begin(cases, detail, detail_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    if (rc == EPCS_CASES_OK) {
-        rc = review_locked(cases, review, detail, detail_size);
-        rc = finish(cases, rc, detail, detail_size);
-    }
-    if (rc == EPCS_CASES_OK) {
-        *ticket = hold_ticket(cases);
-        if (pack_report(cases->db, review->report, NULL, -1, pk, detail, detail_size) != 0)
-            rc = EPCS_CASES_FAILED;
-    }
-    pthread_mutex_unlock(&cases->lock);
-    return rc;
-}
-
-/* ---- partner policies --------------------------------------------------------------------- */
-
-static int get_policy(sqlite3 *db, const char *partner, msgpack_packer *pk, char *err,
-                      size_t err_size)
-{
-    sqlite3_stmt *stmt =
-        prepare(db, "SELECT reports, set_us, set_by FROM partner_policies WHERE partner = ?", err,
-                err_size);
-    if (stmt == NULL)
-        return -1;
-    bind_text(stmt, 1, partner);
-    int step = sqlite3_step(stmt);
-    if (step == SQLITE_ROW || step == SQLITE_DONE) {
-        int set = step == SQLITE_ROW;
-        msgpack_pack_map(pk, 5);
-        epcs_pack_cstr(pk, "partner");
-        epcs_pack_cstr(pk, partner);
-        epcs_pack_cstr(pk, "reports");
-        if (set)
-            pack_text_column(pk, stmt, 0);
-        else
-            epcs_pack_cstr(pk, "hold");
-        epcs_pack_cstr(pk, "default");
-        if (set)
-            msgpack_pack_false(pk);
-        else
-            msgpack_pack_true(pk);
-        epcs_pack_cstr(pk, "set_at");
-        if (set)
-            pack_time_column(pk, stmt, 1);
-        else
-            msgpack_pack_nil(pk);
-        epcs_pack_cstr(pk, "set_by");
-        if (set)
-            pack_text_column(pk, stmt, 2);
-        else
-            msgpack_pack_nil(pk);
-    } else {
-        snprintf(err, err_size, "%s", sqlite3_errmsg(db));
-    }
-    sqlite3_finalize(stmt);
-    return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
-}
-
-static int policy_locked(struct sqlite_cases *cases, const struct epcs_case_policy *policy,
-                         char *err, size_t err_size)
-{
-    int sends;
-    int rc = policy_sends(cases, policy->partner, &sends, err, err_size);
-    if (rc != EPCS_CASES_OK || sends == policy->send)
-        return rc;
-    sqlite3_stmt *stmt = prepare(cases->db,
-                                 "INSERT OR REPLACE INTO partner_policies(partner, reports, "
-                                 "set_us, set_by) VALUES(?,?,?,?)",
-                                 err, err_size);
-    if (stmt == NULL)
-        return EPCS_CASES_FAILED;
-    const char *reports = policy->send ? "send" : "hold";
-    bind_text(stmt, 1, policy->partner);
-    bind_text(stmt, 2, reports);
-    sqlite3_bind_int64(stmt, 3, policy->now_us);
-    bind_text(stmt, 4, policy->by);
-    if (run(cases->db, stmt, err, err_size) != 0)
-        return EPCS_CASES_FAILED;
-    /* Not a step of any case: the event alone, about the partner, with who set it. */
-    struct detail detail;
-    detail_begin(&detail, 4);
-    detail_str(&detail, "partner", policy->partner);
-    detail_str(&detail, "reports", reports);
-    detail_str(&detail, "previous", sends ? "send" : "hold");
-    detail_str(&detail, "by", policy->by);
-    struct step step = {
-        .event = "partner_policy_set", .partner = policy->partner, .at_us = policy->now_us};
-    uint64_t log_id;
-    rc = take_log_id(cases, &log_id, err, err_size);
-    if (rc == EPCS_CASES_OK && log_id != 0)
-        rc = outbox_event(cases, log_id, &step, detail.buf.data, detail.buf.len, err, err_size);
-    epcs_buf_free(&detail.buf);
-    return rc;
+    struct epcs_case_write write = {.kind = EPCS_CASE_REVIEW, .in.review = review};
+    return sqlite_write(handle, &write, pk, ticket, detail, detail_size);
 }
 
 static int sqlite_cases_set_policy(struct epcs_cases *handle, const struct epcs_case_policy *policy,
                                    msgpack_packer *pk, uint64_t *ticket, char *err, size_t err_size)
 {
-    struct sqlite_cases *cases = (struct sqlite_cases *)handle;
-    *ticket = 0;
-    pthread_mutex_lock(&cases->lock);
-    int rc = begin(cases, err, err_size) == 0 ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-    if (rc == EPCS_CASES_OK) {
-        rc = policy_locked(cases, policy, err, err_size);
-        rc = finish(cases, rc, err, err_size);
-    }
-    if (rc == EPCS_CASES_OK) {
-        *ticket = hold_ticket(cases);
-        if (get_policy(cases->db, policy->partner, pk, err, err_size) != 0)
-            rc = EPCS_CASES_FAILED;
-    }
-    pthread_mutex_unlock(&cases->lock);
-    return rc;
+    struct epcs_case_write write = {.kind = EPCS_CASE_POLICY, .in.policy = policy};
+    return sqlite_write(handle, &write, pk, ticket, err, err_size);
 }
 
-/* One open request past its due time: overdue, then the next attempt or the escalation. */
-/* A step epcs itself takes on an unanswered request of `row`'s chain; `detail` is borrowed. */
-static struct step overdue_step(const struct request_row *row, uint64_t request, const char *event,
-                                const char *status, const struct detail *detail, int64_t now)
+/* The open request due first at `now`, or 0 (`rc` FAILED with `err` when it cannot be read). */
+static uint64_t next_due(struct sqlite_cases *cases, int64_t now, int *rc, char *err,
+                         size_t err_size)
 {
-    return (struct step){.report = row->report,
-                         .request = request,
-                         .event = event,
-                         .status = status,
-                         .actor = EPCS_ACTOR,
-                         .partner = row->partner,
-                         .election = row->election,
-                         .detail = detail,
-                         .at_us = now};
-}
-
-/* The request is overdue; its step tells what the stored action says follows (`consequence`,
-   or NULL). */
-static int mark_overdue(struct sqlite_cases *cases, const struct request_row *row, uint64_t id,
-                        const msgpack_object *consequence, int64_t now, char *err, size_t err_size)
-{
-    int rc = set_request_status(cases, id, "overdue", now, err, err_size);
-    if (rc != EPCS_CASES_OK)
-        return rc;
-    struct detail detail;
-    detail_begin(&detail, 2 + (consequence != NULL));
-    detail_id(&detail, "report", row->report);
-    detail_time(&detail, "due", row->due_us);
-    if (consequence != NULL) {
-        epcs_pack_cstr(&detail.pk, "overdue");
-        msgpack_pack_object(&detail.pk, *consequence);
+    sqlite3_stmt *stmt = prepare(cases->db,
+                                 "SELECT id FROM requests WHERE status = 'open' AND due_us "
+                                 "<= ? ORDER BY due_us, id LIMIT 1",
+                                 err, err_size);
+    *rc = stmt != NULL ? EPCS_CASES_OK : EPCS_CASES_FAILED;
+    if (stmt == NULL)
+        return 0;
+    sqlite3_bind_int64(stmt, 1, now);
+    int step = sqlite3_step(stmt);
+    uint64_t id = step == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(stmt, 0) : 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
+        *rc = EPCS_CASES_FAILED;
     }
-    struct step step = overdue_step(row, id, "request_overdue", "overdue", &detail, now);
-    rc = record_step(cases, &step, err, err_size);
-    epcs_buf_free(&detail.buf);
-    return rc;
-}
-
-/* An unanswered attempt of the chain is escalated: its step names the referral that follows
-   it. */
-static int mark_escalated(struct sqlite_cases *cases, const struct request_row *row,
-                          uint64_t ignored, uint64_t referral, const struct action *escalation,
-                          int64_t now, char *err, size_t err_size)
-{
-    int rc = set_request_status(cases, ignored, "escalated", now, err, err_size);
-    if (rc != EPCS_CASES_OK)
-        return rc;
-    struct detail detail;
-    detail_begin(&detail, 4);
-    detail_id(&detail, "report", row->report);
-    detail_id(&detail, "referral", referral);
-    detail_str(&detail, "to", escalation->to);
-    detail_str(&detail, "article", escalation->article);
-    struct step step = overdue_step(row, ignored, "request_escalated", "escalated", &detail, now);
-    rc = record_step(cases, &step, err, err_size);
-    epcs_buf_free(&detail.buf);
-    return rc;
-}
-
-/* The attempts are used up: the escalation's request starts a chain of its own, and every
-   overdue attempt of the old chain is marked escalated to it. */
-static int escalate_chain(struct sqlite_cases *cases, const struct request_row *row, uint64_t id,
-                          const struct action *action, int64_t now, char *err, size_t err_size)
-{
-    struct action escalation;
-    char why[200];
-    if (parse_action(action->escalation, row->platform, 1, &escalation, why, sizeof(why)) != 0) {
-        snprintf(err, err_size, "request %llu: its escalation does not read (%s)",
-                 (unsigned long long)id, why);
-        return EPCS_CASES_FAILED;
-    }
-    struct new_request next = {.report = row->report,
-                               .election = row->election,
-                               .follows = id,
-                               .now_us = now,
-                               .action = &escalation,
-                               .attempt = 1};
-    uint64_t made;
-    int rc = create_request(cases, &next, &made, err, err_size);
-    uint64_t ignored[MAX_CHAIN];
-    size_t count = 0;
-    if (rc == EPCS_CASES_OK && chain_members(cases, row->chain, 0, "'overdue'", ignored, MAX_CHAIN,
-                                             &count, err, err_size) != 0)
-        rc = EPCS_CASES_FAILED;
-    for (size_t i = 0; rc == EPCS_CASES_OK && i < count; i++)
-        rc = mark_escalated(cases, row, ignored[i], made, &escalation, now, err, err_size);
-    return rc;
-}
-
-/* What the stored action (`map`) says follows an unanswered request: nothing, another attempt
-   in the same chain, or once the attempts are used up its escalation. */
-static int follow_overdue(struct sqlite_cases *cases, const struct request_row *row, uint64_t id,
-                          const msgpack_object *map, int64_t now, char *err, size_t err_size)
-{
-    struct action action;
-    char why[200];
-    if (parse_action(map, row->platform, 0, &action, why, sizeof(why)) != 0) {
-        /* Checked when filed; a stored action that no longer reads is flagged, not acted on. */
-        epcs_log(EPCS_LOG_ERROR, "cases", "request %llu: its stored action does not read (%s)",
-                 (unsigned long long)id, why);
-        return EPCS_CASES_OK;
-    }
-    if (action.escalation == NULL)
-        return EPCS_CASES_OK;
-    if (row->attempt >= action.escalate_after)
-        return escalate_chain(cases, row, id, &action, now, err, err_size);
-    struct new_request next = {.report = row->report,
-                               .election = row->election,
-                               .follows = id,
-                               .now_us = now,
-                               .action = &action,
-                               .chain = row->chain,
-                               .attempt = row->attempt + 1};
-    uint64_t made;
-    return create_request(cases, &next, &made, err, err_size);
-}
-
-static int handle_overdue(struct sqlite_cases *cases, uint64_t id, int64_t now, char *err,
-                          size_t err_size)
-{
-    struct request_row row = {.action = {0}};
-    int rc = load_request(cases, id, &row, err, err_size);
-    if (rc != EPCS_CASES_OK)
-        return rc == EPCS_CASES_NOT_FOUND ? EPCS_CASES_FAILED : rc;
-    msgpack_zone zone;
-    msgpack_object map = {.type = MSGPACK_OBJECT_NIL};
-    size_t offset = 0;
-    if (!msgpack_zone_init(&zone, 2048)) {
-        epcs_buf_free(&row.action);
-        return snprintf(err, err_size, "out of memory"), EPCS_CASES_FAILED;
-    }
-    msgpack_unpack(row.action.data, row.action.len, &offset, &zone, &map);
-    rc = mark_overdue(cases, &row, id, epcs_map_get(&map, "overdue"), now, err, err_size);
-    if (rc == EPCS_CASES_OK)
-        rc = follow_overdue(cases, &row, id, &map, now, err, err_size);
-    if (rc == EPCS_CASES_OK)
-        rc = refresh_report(cases, row.report, now, err, err_size);
-    msgpack_zone_destroy(&zone);
-    epcs_buf_free(&row.action);
-    return rc;
+    sqlite3_finalize(stmt);
+    return id;
 }
 
 static int sqlite_cases_sweep(struct epcs_cases *handle, int64_t now_us, size_t limit, char *err,
                               size_t err_size)
 {
     struct sqlite_cases *cases = (struct sqlite_cases *)handle;
+    struct sqlite_tx tx = tx_of(cases, err, err_size);
     size_t handled = 0;
     while (handled < limit) {
         /* One transaction per request, the lock released between them, so partners' answers
@@ -2960,25 +1555,10 @@ static int sqlite_cases_sweep(struct epcs_cases *handle, int64_t now_us, size_t 
             pthread_mutex_unlock(&cases->lock);
             return -1;
         }
-        sqlite3_stmt *stmt = prepare(cases->db,
-                                     "SELECT id FROM requests WHERE status = 'open' AND due_us "
-                                     "<= ? ORDER BY due_us, id LIMIT 1",
-                                     err, err_size);
-        int rc = stmt != NULL ? EPCS_CASES_OK : EPCS_CASES_FAILED;
-        uint64_t id = 0;
-        if (stmt != NULL) {
-            sqlite3_bind_int64(stmt, 1, now_us);
-            int step = sqlite3_step(stmt);
-            if (step == SQLITE_ROW)
-                id = (uint64_t)sqlite3_column_int64(stmt, 0);
-            else if (step != SQLITE_DONE)
-                rc = EPCS_CASES_FAILED;
-            if (step != SQLITE_ROW && step != SQLITE_DONE)
-                snprintf(err, err_size, "%s", sqlite3_errmsg(cases->db));
-            sqlite3_finalize(stmt);
-        }
+        int rc, taken = 0;
+        uint64_t id = next_due(cases, now_us, &rc, err, err_size);
         if (rc == EPCS_CASES_OK && id != 0)
-            rc = handle_overdue(cases, id, now_us, err, err_size);
+            rc = epcs_case_overdue(&tx.base, id, now_us, &taken);
         rc = finish(cases, rc, err, err_size);
         pthread_mutex_unlock(&cases->lock);
         if (rc != EPCS_CASES_OK)
@@ -3178,7 +1758,7 @@ static int sqlite_cases_get_policy(struct epcs_cases_reader *reader, const char 
 static int sqlite_cases_get_report(struct epcs_cases_reader *reader, uint64_t id, const char *filer,
                                    msgpack_packer *pk, char *err, size_t err_size)
 {
-    return get_report(reader_db(reader), id, filer, pk, err, err_size);
+    return pack_report(reader_db(reader), id, filer, -1, pk, err, err_size);
 }
 
 static int sqlite_cases_list_reports(struct epcs_cases_reader *reader,
