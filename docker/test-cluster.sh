@@ -24,7 +24,7 @@
 #   cases           every Idempotency-Key maps to exactly one report, across replicas
 #   readiness       /readyz false while the store is down, true after
 #   outage-reads    reads of the rule store during an outage answer 503, never 500 or a hang
-EPCS_CLUSTER_REQUIRE=${EPCS_CLUSTER_REQUIRE-decision-log readiness outage-reads}
+EPCS_CLUSTER_REQUIRE=${EPCS_CLUSTER_REQUIRE-decision-log cases readiness outage-reads}
 
 cluster_started=$SECONDS
 cproject=epcs-cluster-test
