@@ -159,8 +159,8 @@ static int sink_insert_answer(void *backend, const char *answer, size_t len, int
     const int lengths[] = {(int)len};
     PGresult *result =
         run_binary(log->conn, "storing an answer",
-                           "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1,
-                           values, lengths, err, err_size);
+                   "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1, values,
+                   lengths, err, err_size);
     if (result == NULL)
         return sink_failed(err, err_size);
     *id = column_i64(result, 0, 0);
@@ -176,9 +176,9 @@ static int check_stored_page(struct pg_log *log, const struct epcs_log_page *pag
     struct number first;
     const char *values[] = {number_of(&first, (int64_t)page->first_id)};
     PGresult *result = run_binary(log->conn, "reading a stored page",
-                                          "SELECT last_id, count::bigint FROM epcs_decision_pages"
-                                          " WHERE first_id = $1",
-                                          1, values, NULL, err, err_size);
+                                  "SELECT last_id, count::bigint FROM epcs_decision_pages"
+                                  " WHERE first_id = $1",
+                                  1, values, NULL, err, err_size);
     if (result == NULL)
         return sink_failed(err, err_size);
     int same = PQntuples(result) == 1 && (uint64_t)column_i64(result, 0, 0) == page->last_id &&
@@ -253,9 +253,9 @@ static int sink_stored(void *backend, uint64_t id, char *err, size_t err_size)
     struct number number;
     const char *values[] = {number_of(&number, (int64_t)id)};
     PGresult *result = run_binary(conn, "looking for journaled decisions",
-                                          "SELECT first_id, last_id FROM epcs_decision_pages"
-                                          " WHERE first_id <= $1 ORDER BY first_id DESC LIMIT 1",
-                                          1, values, NULL, err, err_size);
+                                  "SELECT first_id, last_id FROM epcs_decision_pages"
+                                  " WHERE first_id <= $1 ORDER BY first_id DESC LIMIT 1",
+                                  1, values, NULL, err, err_size);
     epcs_pg_give(log->pg, conn);
     if (result == NULL)
         return sink_failed(err, err_size);
@@ -447,10 +447,9 @@ static int lookup_answer(void *ctx, int64_t id, const char **bytes, size_t *len,
     if (known->bytes == NULL || known->id != id) {
         struct number number;
         const char *values[] = {number_of(&number, id)};
-        PGresult *result =
-            run_binary(reader->conn, "reading an answer",
-                               "SELECT answer FROM epcs_decision_answers WHERE id = $1", 1, values,
-                               NULL, err, err_size);
+        PGresult *result = run_binary(reader->conn, "reading an answer",
+                                      "SELECT answer FROM epcs_decision_answers WHERE id = $1", 1,
+                                      values, NULL, err, err_size);
         if (result == NULL)
             return -1;
         if (PQntuples(result) != 1) {
@@ -511,10 +510,10 @@ static int first_page(PGconn *conn, const struct epcs_decision_query *query, uin
                             number_of(&from, query->from_us)};
     PGresult *result =
         run_binary(conn, "finding the first page",
-                           "SELECT greatest(coalesce((SELECT max(first_id) FROM epcs_decision_pages"
-                           " WHERE first_id <= $1::bigint), 1), coalesce((SELECT min(first_id)"
-                           " FROM epcs_decision_pages WHERE last_us >= $2::bigint), 1))",
-                           2, values, NULL, err, err_size);
+                   "SELECT greatest(coalesce((SELECT max(first_id) FROM epcs_decision_pages"
+                   " WHERE first_id <= $1::bigint), 1), coalesce((SELECT min(first_id)"
+                   " FROM epcs_decision_pages WHERE last_us >= $2::bigint), 1))",
+                   2, values, NULL, err, err_size);
     if (result == NULL)
         return -1;
     *first = (uint64_t)column_i64(result, 0, 0);
@@ -535,14 +534,14 @@ static int fetch_pages(struct page_cursor *cursor, char *err, size_t err_size)
         number_of(&n[2], (int64_t)wanted[1]), number_of(&n[3], (int64_t)wanted[2]),
         number_of(&n[4], (int64_t)wanted[3])};
     cursor->batch = run_binary(cursor->conn, "reading pages of decisions",
-                                       "SELECT first_id, first_us, body FROM epcs_decision_pages"
-                                       " WHERE first_id >= $1::bigint"
-                                       " AND (s0 & $2::bigint) = $2::bigint"
-                                       " AND (s1 & $3::bigint) = $3::bigint"
-                                       " AND (s2 & $4::bigint) = $4::bigint"
-                                       " AND (s3 & $5::bigint) = $5::bigint"
-                                       " ORDER BY first_id LIMIT " PAGES_PER_FETCH_SQL,
-                                       5, values, NULL, err, err_size);
+                               "SELECT first_id, first_us, body FROM epcs_decision_pages"
+                               " WHERE first_id >= $1::bigint"
+                               " AND (s0 & $2::bigint) = $2::bigint"
+                               " AND (s1 & $3::bigint) = $3::bigint"
+                               " AND (s2 & $4::bigint) = $4::bigint"
+                               " AND (s3 & $5::bigint) = $5::bigint"
+                               " ORDER BY first_id LIMIT " PAGES_PER_FETCH_SQL,
+                               5, values, NULL, err, err_size);
     if (cursor->batch == NULL)
         return -1;
     int rows = PQntuples(cursor->batch);
@@ -618,15 +617,15 @@ static PGresult *fetch_rows(PGconn *conn, const struct epcs_decision_query *quer
                             query->verdict,
                             number_of(&limit, (int64_t)query->limit + 1)};
     return run_binary(conn, "reading entries of the decision log",
-                              "SELECT id, entry FROM epcs_decision_entries WHERE id > $1::bigint"
-                              " AND ($2::bigint = 0 OR at_us >= $2::bigint)"
-                              " AND ($3::bigint = 0 OR at_us < $3::bigint)"
-                              " AND ($4::text IS NULL OR partner = $4)"
-                              " AND ($5::text IS NULL OR election = $5)"
-                              " AND ($6::text IS NULL OR (kind = 0 AND area = $6))"
-                              " AND ($7::text IS NULL OR (kind = 0 AND verdict = $7))"
-                              " ORDER BY id LIMIT $8::bigint",
-                              8, values, NULL, err, err_size);
+                      "SELECT id, entry FROM epcs_decision_entries WHERE id > $1::bigint"
+                      " AND ($2::bigint = 0 OR at_us >= $2::bigint)"
+                      " AND ($3::bigint = 0 OR at_us < $3::bigint)"
+                      " AND ($4::text IS NULL OR partner = $4)"
+                      " AND ($5::text IS NULL OR election = $5)"
+                      " AND ($6::text IS NULL OR (kind = 0 AND area = $6))"
+                      " AND ($7::text IS NULL OR (kind = 0 AND verdict = $7))"
+                      " ORDER BY id LIMIT $8::bigint",
+                      8, values, NULL, err, err_size);
 }
 
 /* Packs the entries of both cursors that the query lists, in id order. */
@@ -736,10 +735,10 @@ static int read_get_on(struct epcs_decision_reader *source, uint64_t id, msgpack
     struct number number;
     const char *values[] = {number_of(&number, (int64_t)id)};
     PGresult *page = run_binary(reader->conn, "reading a page of decisions",
-                                        "SELECT body FROM epcs_decision_pages WHERE first_id ="
-                                        " (SELECT max(first_id) FROM epcs_decision_pages"
-                                        " WHERE first_id <= $1) AND last_id >= $1",
-                                        1, values, NULL, err, err_size);
+                                "SELECT body FROM epcs_decision_pages WHERE first_id ="
+                                " (SELECT max(first_id) FROM epcs_decision_pages"
+                                " WHERE first_id <= $1) AND last_id >= $1",
+                                1, values, NULL, err, err_size);
     if (page == NULL)
         return -1;
     int rc = 1;
@@ -752,8 +751,8 @@ static int read_get_on(struct epcs_decision_reader *source, uint64_t id, msgpack
     /* Not in the writer's pages: an entry of another store's, if any (an id within a page's
      * range may be one). */
     PGresult *row = run_binary(reader->conn, "reading an entry of the decision log",
-                                       "SELECT entry FROM epcs_decision_entries WHERE id = $1", 1,
-                                       values, NULL, err, err_size);
+                               "SELECT entry FROM epcs_decision_entries WHERE id = $1", 1, values,
+                               NULL, err, err_size);
     if (row == NULL)
         return -1;
     if (PQntuples(row) == 1)
@@ -848,11 +847,10 @@ static int read_recent_on(struct epcs_decision_reader *source, size_t limit,
         .reader = reader, .limit = limit, .fn = fn, .ctx = ctx, .err = err, .err_size = err_size};
     struct number number, before;
     const char *values[] = {number_of(&number, (int64_t)limit)};
-    if ((recent.rows =
-             run_binary(reader->conn, "reading entries of the decision log",
-                                "SELECT id, entry FROM epcs_decision_entries WHERE kind = 0"
-                                " ORDER BY id DESC LIMIT $1",
-                                1, values, NULL, err, err_size)) == NULL)
+    if ((recent.rows = run_binary(reader->conn, "reading entries of the decision log",
+                                  "SELECT id, entry FROM epcs_decision_entries WHERE kind = 0"
+                                  " ORDER BY id DESC LIMIT $1",
+                                  1, values, NULL, err, err_size)) == NULL)
         return -1;
     struct epcs_page_decoder decoder;
     if (epcs_page_decoder_init(&recent.row_decoder, err, err_size) != 0) {
@@ -871,10 +869,10 @@ static int read_recent_on(struct epcs_decision_reader *source, size_t limit,
     while (rc == 0 && more && recent.given < limit) {
         const char *page_values[] = {number_of(&before, below)};
         PGresult *pages = run_binary(reader->conn, "reading pages of decisions",
-                                             "SELECT first_id, body FROM epcs_decision_pages"
-                                             " WHERE first_id < $1 ORDER BY first_id DESC"
-                                             " LIMIT " PAGES_PER_FETCH_SQL,
-                                             1, page_values, NULL, err, err_size);
+                                     "SELECT first_id, body FROM epcs_decision_pages"
+                                     " WHERE first_id < $1 ORDER BY first_id DESC"
+                                     " LIMIT " PAGES_PER_FETCH_SQL,
+                                     1, page_values, NULL, err, err_size);
         if (pages == NULL) {
             rc = -1;
             break;
@@ -934,8 +932,8 @@ static int decision_form(PGconn *conn, const struct epcs_entry_header *header, c
     const int lengths[] = {(int)answer_len};
     PGresult *result =
         run_binary(conn, "storing an answer",
-                           "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1,
-                           values, lengths, err, err_size);
+                   "INSERT INTO epcs_decision_answers (answer) VALUES ($1) RETURNING id", 1, values,
+                   lengths, err, err_size);
     if (result == NULL)
         return -1;
     int64_t answer_id = column_i64(result, 0, 0);
